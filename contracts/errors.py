@@ -1,0 +1,73 @@
+"""Errors of the contract language.
+
+    ContractError
+    ├── ContractInvalid        one or more Issues (path + reason), all reported at once
+    ├── ExprSyntaxError        an expression that does not parse; carries the column
+    ├── EncodingError          bytes that are not a well-formed contract payload
+    └── ContractRefused        a signed contract the receiver must not run; carries a Refusal
+    EngineError                a fault inside the engine (a bug or an impossible state); the agent
+                               treats it as a trip into safe_state (invariant 3)
+"""
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+
+class ContractError(Exception):
+    """Base of every error about a contract's content, encoding or signature."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Issue:
+    """One thing wrong with a contract: where (`points[2].limits`) and why."""
+
+    path: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.reason}"
+
+
+class ContractInvalid(ContractError):
+    """A contract failed validation; `issues` lists every problem found, in document order."""
+
+    def __init__(self, issues: list[Issue]) -> None:
+        self.issues = list(issues)
+        super().__init__("; ".join(str(i) for i in self.issues))
+
+
+class ExprSyntaxError(ContractError):
+    """An expression that does not parse. `column` is 1-based, counted in the expression text."""
+
+    def __init__(self, text: str, column: int, reason: str) -> None:
+        self.text, self.column, self.reason = text, column, reason
+        super().__init__(f"column {column}: {reason} in {text!r}")
+
+
+class EncodingError(ContractError):
+    """Bytes that do not decode to a contract payload of a version we understand."""
+
+
+class Refusal(enum.StrEnum):
+    """Why a receiver refuses a signed contract. Distinct values, journaled and reported as-is."""
+
+    UNSIGNED = "unsigned"
+    BAD_SIGNATURE = "bad_signature"
+    WRONG_DEVICE = "wrong_device"
+    NOT_YET_VALID = "not_yet_valid"
+    EXPIRED = "expired"
+    OLDER_VERSION = "older_version"
+    INVALID = "invalid"
+
+
+class ContractRefused(ContractError):
+    """A contract the receiver must not run. `refusal` is the category, `detail` says more."""
+
+    def __init__(self, refusal: Refusal, detail: str) -> None:
+        self.refusal, self.detail = refusal, detail
+        super().__init__(f"{refusal.value}: {detail}")
+
+
+class EngineError(Exception):
+    """A fault inside the engine. Never raised for bad inputs: those trip guards instead."""
