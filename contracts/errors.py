@@ -4,9 +4,12 @@
     ├── ContractInvalid        one or more Issues (path + reason), all reported at once
     ├── ExprSyntaxError        an expression that does not parse; carries the column
     ├── EncodingError          bytes that are not a well-formed contract payload
-    └── ContractRefused        a signed contract the receiver must not run; carries a Refusal
+    ├── ContractRefused        a signed contract the receiver must not run; carries a Refusal
+    └── SigningKeyError        a key file that is missing, malformed, not Ed25519, or already there
     EngineError                a fault inside the engine (a bug or an impossible state); the agent
                                treats it as a trip into safe_state (invariant 3)
+    └── ExprEvalError          an expression that cannot be evaluated (unknown name, division by
+                               zero, operands of the wrong kind)
 """
 from __future__ import annotations
 
@@ -71,3 +74,12 @@ class ContractRefused(ContractError):
 
 class EngineError(Exception):
     """A fault inside the engine. Never raised for bad inputs: those trip guards instead."""
+
+
+class SigningKeyError(ContractError):
+    """A signing key file that is missing, unreadable, not Ed25519, or would be overwritten."""
+
+
+class ExprEvalError(EngineError):
+    """An expression could not be evaluated: an unknown name, a division by zero, an overflow, or
+    operands of the wrong kind (arithmetic on a bool, ordering between bool and number)."""
