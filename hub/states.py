@@ -1,0 +1,222 @@
+"""The hub's three state machines, as tables (DESIGN invariant 7, STYLE 2).
+
+Theory of operation:
+- Each machine is one mapping `(state, event) -> state`. Anything not in a table is illegal and
+  `transition()` raises `IllegalTransition`; there are no hidden `if`s elsewhere.
+- Self-loops (e.g. TELEMETRY while LIVE) are listed explicitly: they are legal, change nothing, and
+  the store records no history row for them, so a flood of telemetry costs no writes.
+- After a failure a machine sits in an explicit FAULT (device, deployment) or terminal status
+  (contract): FAILED, REFUSED, ... A FAULTed device leaves only by an operator RESET.
+- The tables are pure data; persistence (one transaction per change, with its history row) is the
+  store's job, so a restarted hub resumes from the last persisted state.
+"""
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any, TypeVar
+
+
+class IllegalTransition(Exception):
+    """An event that the machine's table does not allow in the current state."""
+
+    def __init__(self, machine: str, state: enum.StrEnum, event: enum.StrEnum) -> None:
+        self.machine, self.state, self.event = machine, state, event
+        super().__init__(f"{machine}: event {event.value!r} is illegal in state {state.value!r}")
+
+
+class DeviceState(enum.StrEnum):
+    UNKNOWN = "unknown"          # never heard from since the store was created (or after RESET)
+    LIVE = "live"                # status + telemetry flowing; hub shows actual values
+    PROJECTED = "projected"      # LWT or silence: the engine runs forward on the contract's `expect`
+    RECONCILING = "reconciling"  # device back; its journal is being ingested from the acked seq
+    RECONCILED = "reconciled"    # journal caught up; actual replaced projection; divergence measured
+    FAULT = "fault"              # journal hash chain broken: nothing from the device is trusted
+
+
+class DeviceEvent(enum.StrEnum):
+    BIRTH = "birth"                          # retained status message with a boot id
+    TELEMETRY = "telemetry"
+    WILL = "will"                            # LWT "offline" published by the broker
+    SILENCE = "silence"                      # no message within the configured silence timeout
+    JOURNAL_CAUGHT_UP = "journal_caught_up"  # contiguous journal reaches the device's last_seq
+    RECONCILE_DONE = "reconcile_done"        # divergence measured, replan decided
+    CHAIN_BROKEN = "chain_broken"            # an entry's prev_hash does not match
+    RESET = "reset"                          # operator clears a fault
+
+
+_D, _E = DeviceState, DeviceEvent
+# A tuple, not a set: table order must not depend on string hashing (it is rendered in docs).
+_OFFLINE = ((_E.WILL, _D.PROJECTED), (_E.SILENCE, _D.PROJECTED), (_E.CHAIN_BROKEN, _D.FAULT))
+
+DEVICE_TRANSITIONS: Mapping[tuple[DeviceState, DeviceEvent], DeviceState] = MappingProxyType({
+    (_D.UNKNOWN, _E.BIRTH): _D.RECONCILING,
+    (_D.UNKNOWN, _E.TELEMETRY): _D.LIVE,
+    (_D.UNKNOWN, _E.WILL): _D.PROJECTED,  # hub restarted while the device is offline (retained LWT)
+    (_D.LIVE, _E.TELEMETRY): _D.LIVE,
+    (_D.LIVE, _E.JOURNAL_CAUGHT_UP): _D.LIVE,
+    (_D.LIVE, _E.BIRTH): _D.RECONCILING,  # rebooted: catch up what it journaled meanwhile
+    **{(_D.LIVE, e): s for e, s in _OFFLINE},
+    (_D.PROJECTED, _E.BIRTH): _D.RECONCILING,
+    (_D.PROJECTED, _E.TELEMETRY): _D.RECONCILING,  # the silence was ours: still catch up
+    **{(_D.PROJECTED, e): s for e, s in _OFFLINE},
+    (_D.RECONCILING, _E.BIRTH): _D.RECONCILING,
+    (_D.RECONCILING, _E.TELEMETRY): _D.RECONCILING,
+    (_D.RECONCILING, _E.JOURNAL_CAUGHT_UP): _D.RECONCILED,
+    **{(_D.RECONCILING, e): s for e, s in _OFFLINE},
+    (_D.RECONCILED, _E.TELEMETRY): _D.RECONCILED,
+    (_D.RECONCILED, _E.JOURNAL_CAUGHT_UP): _D.RECONCILED,
+    (_D.RECONCILED, _E.RECONCILE_DONE): _D.LIVE,
+    (_D.RECONCILED, _E.BIRTH): _D.RECONCILING,
+    **{(_D.RECONCILED, e): s for e, s in _OFFLINE},
+    # In FAULT, traffic is noted (self-loops) but only an operator moves the device on.
+    **{(_D.FAULT, e): _D.FAULT for e in (_E.BIRTH, _E.TELEMETRY, _E.WILL, _E.SILENCE,
+                                         _E.CHAIN_BROKEN)},
+    (_D.FAULT, _E.RESET): _D.UNKNOWN,
+})
+
+
+class ContractStatus(enum.StrEnum):
+    SUBMITTED = "submitted"
+    PUSHED = "pushed"
+    ACCEPTED = "accepted"
+    REFUSED = "refused"
+    ACTIVE = "active"
+    HELD = "held"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    ABORTED = "aborted"
+    SUPERSEDED = "superseded"
+    EXPIRED = "expired"
+
+    @property
+    def terminal(self) -> bool:
+        return self in _TERMINAL
+
+    @property
+    def claims_points(self) -> bool:
+        """Whether a contract in this status owns its write points (invariant 2: write conflicts)."""
+        return self in _CLAIMING
+
+
+_C = ContractStatus
+_TERMINAL = frozenset({_C.REFUSED, _C.COMPLETED, _C.FAILED, _C.ABORTED, _C.SUPERSEDED, _C.EXPIRED})
+_CLAIMING = frozenset({_C.SUBMITTED, _C.PUSHED, _C.ACCEPTED, _C.ACTIVE, _C.HELD})
+
+
+class ContractEvent(enum.StrEnum):
+    PUSH = "push"
+    ACCEPT = "accept"
+    REFUSE = "refuse"
+    START = "start"
+    HOLD = "hold"
+    RESUME = "resume"
+    COMPLETE = "complete"
+    FAIL = "fail"
+    ABORT = "abort"
+    SUPERSEDE = "supersede"
+    EXPIRE = "expire"
+
+
+_CE = ContractEvent
+_ENDINGS = {_CE.ABORT: _C.ABORTED, _CE.SUPERSEDE: _C.SUPERSEDED, _CE.EXPIRE: _C.EXPIRED}
+
+CONTRACT_TRANSITIONS: Mapping[tuple[ContractStatus, ContractEvent], ContractStatus] = MappingProxyType({
+    (_C.SUBMITTED, _CE.PUSH): _C.PUSHED,
+    **{(_C.SUBMITTED, e): s for e, s in _ENDINGS.items()},
+    (_C.PUSHED, _CE.PUSH): _C.PUSHED,      # re-push after a lost result: idempotent on the agent
+    (_C.PUSHED, _CE.ACCEPT): _C.ACCEPTED,
+    (_C.PUSHED, _CE.REFUSE): _C.REFUSED,
+    (_C.PUSHED, _CE.START): _C.ACTIVE,     # the accept result was lost but the journal shows a start
+    **{(_C.PUSHED, e): s for e, s in _ENDINGS.items()},
+    (_C.ACCEPTED, _CE.START): _C.ACTIVE,
+    (_C.ACCEPTED, _CE.HOLD): _C.HELD,
+    (_C.ACCEPTED, _CE.FAIL): _C.FAILED,
+    **{(_C.ACCEPTED, e): s for e, s in _ENDINGS.items()},
+    (_C.ACTIVE, _CE.HOLD): _C.HELD,
+    (_C.ACTIVE, _CE.COMPLETE): _C.COMPLETED,
+    (_C.ACTIVE, _CE.FAIL): _C.FAILED,
+    **{(_C.ACTIVE, e): s for e, s in _ENDINGS.items()},
+    (_C.HELD, _CE.HOLD): _C.HELD,
+    (_C.HELD, _CE.RESUME): _C.ACTIVE,
+    (_C.HELD, _CE.FAIL): _C.FAILED,
+    **{(_C.HELD, e): s for e, s in _ENDINGS.items()},
+})
+
+
+class DeploymentState(enum.StrEnum):
+    PLANNED = "planned"
+    DEPLOYING = "deploying"        # pushing one wave (canary first)
+    VERIFYING = "verifying"        # health gate on the wave just deployed
+    COMPLETE = "complete"
+    ROLLING_BACK = "rolling_back"  # re-pushing the snapshot to every device touched
+    ROLLED_BACK = "rolled_back"
+    FAULT = "fault"                # rollback itself failed: an operator must look
+
+
+class DeploymentEvent(enum.StrEnum):
+    START = "start"
+    WAVE_PUSHED = "wave_pushed"
+    GATE_PASSED = "gate_passed"          # more waves to go
+    LAST_GATE_PASSED = "last_gate_passed"
+    GATE_FAILED = "gate_failed"
+    CANCEL = "cancel"
+    ROLLBACK_DONE = "rollback_done"
+    ERROR = "error"
+
+
+_P, _PE = DeploymentState, DeploymentEvent
+
+DEPLOYMENT_TRANSITIONS: Mapping[tuple[DeploymentState, DeploymentEvent], DeploymentState] = (
+    MappingProxyType({
+        (_P.PLANNED, _PE.START): _P.DEPLOYING,
+        (_P.PLANNED, _PE.CANCEL): _P.ROLLED_BACK,  # nothing pushed yet: nothing to undo
+        (_P.DEPLOYING, _PE.WAVE_PUSHED): _P.VERIFYING,
+        (_P.DEPLOYING, _PE.GATE_FAILED): _P.ROLLING_BACK,
+        (_P.DEPLOYING, _PE.CANCEL): _P.ROLLING_BACK,
+        (_P.DEPLOYING, _PE.ERROR): _P.ROLLING_BACK,
+        (_P.VERIFYING, _PE.GATE_PASSED): _P.DEPLOYING,
+        (_P.VERIFYING, _PE.LAST_GATE_PASSED): _P.COMPLETE,
+        (_P.VERIFYING, _PE.GATE_FAILED): _P.ROLLING_BACK,
+        (_P.VERIFYING, _PE.CANCEL): _P.ROLLING_BACK,
+        (_P.VERIFYING, _PE.ERROR): _P.ROLLING_BACK,
+        (_P.ROLLING_BACK, _PE.ROLLBACK_DONE): _P.ROLLED_BACK,
+        (_P.ROLLING_BACK, _PE.ERROR): _P.FAULT,
+    })
+)
+
+S = TypeVar("S", DeviceState, ContractStatus, DeploymentState)
+
+MACHINES: Mapping[str, Mapping[tuple[Any, Any], Any]] = MappingProxyType({
+    "device": DEVICE_TRANSITIONS,
+    "contract": CONTRACT_TRANSITIONS,
+    "deployment": DEPLOYMENT_TRANSITIONS,
+})
+"""Every machine by name; the name is what IllegalTransition and rendered docs call it."""
+
+_MACHINE_OF: Mapping[type[enum.StrEnum], str] = MappingProxyType({
+    DeviceState: "device", ContractStatus: "contract", DeploymentState: "deployment",
+})
+
+
+def transition(state: S, event: enum.StrEnum) -> S:
+    """The state after `event` in `state`, from the table of `state`'s machine.
+
+    Raises IllegalTransition if that table has no `(state, event)` row."""
+    machine = _MACHINE_OF[type(state)]
+    try:
+        return MACHINES[machine][(state, event)]  # type: ignore[no-any-return]
+    except KeyError:
+        raise IllegalTransition(machine, state, event) from None
+
+
+def render_table(machine: str) -> str:
+    """The named machine as aligned text, one `state  event  ->  state` row per transition, in
+    table order (deterministic: the tables are insertion-ordered literals). Raises KeyError for an
+    unknown machine name."""
+    rows = [(s.value, e.value, t.value) for (s, e), t in MACHINES[machine].items()]
+    w0 = max(len(r[0]) for r in rows)
+    w1 = max(len(r[1]) for r in rows)
+    lines = [f"  {s:<{w0}}  {e:<{w1}}  ->  {t}" for s, e, t in rows]
+    return f"{machine}\n" + "\n".join(lines) + "\n"
