@@ -1,0 +1,165 @@
+"""The journal's hash chain: pure, shared by the agent (which writes it) and the hub (which checks it).
+
+Rules (invariants 4 and 5):
+- Every entry has a gapless `seq` (1, 2, 3, ...) and commits to its predecessor:
+  `hash = sha256(prev_hash || canonical_cbor([seq, ts_ms, kind, body]))`, with `GENESIS` (32 zero
+  bytes) as the `prev_hash` of seq 1. Canonical CBOR (contracts.codec) makes the hash the same on
+  every machine.
+- Anyone holding a run of entries and the hash that precedes it can prove the run is complete and
+  unaltered: `verify_chain` names the first seq where that fails, and why.
+- A forced retention drop does not rewrite history: the chain stays linked, and a GAP entry says
+  which seqs the agent dropped before the hub had them.
+"""
+from __future__ import annotations
+
+import enum
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from contracts.codec import canonical_dumps
+from contracts.errors import EncodingError
+from contracts.types import EpochMs
+
+HASH_SIZE = 32
+"""SHA-256 digest size in bytes."""
+
+GENESIS: bytes = bytes(HASH_SIZE)
+"""The `prev_hash` of seq 1: no predecessor."""
+
+
+class EntryKind(enum.StrEnum):
+    """What a journal entry records. Values are stored and sent as-is; never rename one."""
+
+    INPUT = "input"
+    OUTPUT = "output"
+    KEYFRAME = "keyframe"
+    STEP = "step"
+    EVENT = "event"
+    TRIP = "trip"
+    REFUSAL = "refusal"
+    CONTRACT = "contract"
+    ADAPTER_FAULT = "adapter_fault"
+    CONNECTIVITY = "connectivity"
+    COMMAND = "command"
+    OVERRUN = "overrun"
+    CHECKPOINT = "checkpoint"
+    GAP = "gap"
+    BOOT = "boot"
+
+
+def entry_hash(prev_hash: bytes, seq: int, ts_ms: EpochMs, kind: EntryKind,
+               body: Mapping[str, Any]) -> bytes:
+    """sha256(prev_hash || canonical_dumps([seq, ts_ms, kind, body])).
+
+    Raises EncodingError if the body holds values CBOR cannot carry."""
+    payload = canonical_dumps([seq, ts_ms, kind.value, dict(body)])
+    return hashlib.sha256(prev_hash + payload).digest()
+
+
+@dataclass(frozen=True, kw_only=True)
+class Entry:
+    """One journal entry. Build new ones with `make_entry`; `hash` is not checked here."""
+
+    seq: int
+    ts_ms: EpochMs
+    kind: EntryKind
+    body: Mapping[str, Any]
+    prev_hash: bytes
+    hash: bytes
+
+    def to_mapping(self) -> dict[str, Any]:
+        """Plain values for the wire (CBOR)."""
+        return {"seq": self.seq, "ts_ms": self.ts_ms, "kind": self.kind.value,
+                "body": dict(self.body), "prev_hash": self.prev_hash, "hash": self.hash}
+
+    @classmethod
+    def from_mapping(cls, m: Any) -> Entry:
+        """Inverse of `to_mapping`. Raises EncodingError naming the first bad field and its value."""
+        if not isinstance(m, Mapping):
+            raise EncodingError(f"entry: expected a map, got {type(m).__name__}")
+        return cls(seq=_int_field(m, "seq"), ts_ms=_int_field(m, "ts_ms"),
+                   kind=_kind_field(m), body=_body_field(m),
+                   prev_hash=_hash_field(m, "prev_hash"), hash=_hash_field(m, "hash"))
+
+
+def _field(m: Mapping[str, Any], name: str) -> Any:
+    if name not in m:
+        raise EncodingError(f"entry field {name!r}: missing")
+    return m[name]
+
+
+def _int_field(m: Mapping[str, Any], name: str) -> int:
+    value = _field(m, name)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise EncodingError(f"entry field {name!r}: expected a non-negative int, got {value!r}")
+    return value
+
+
+def _kind_field(m: Mapping[str, Any]) -> EntryKind:
+    value = _field(m, "kind")
+    try:
+        return EntryKind(value)
+    except ValueError as exc:
+        raise EncodingError(f"entry field 'kind': unknown kind {value!r}") from exc
+
+
+def _body_field(m: Mapping[str, Any]) -> dict[str, Any]:
+    value = _field(m, "body")
+    if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
+        raise EncodingError(f"entry field 'body': expected a map with text keys, got {value!r}")
+    return dict(value)
+
+
+def _hash_field(m: Mapping[str, Any], name: str) -> bytes:
+    value = _field(m, name)
+    if not isinstance(value, bytes) or len(value) != HASH_SIZE:
+        raise EncodingError(f"entry field {name!r}: expected {HASH_SIZE} bytes, got {value!r}")
+    return value
+
+
+def make_entry(prev: bytes, seq: int, ts_ms: EpochMs, kind: EntryKind,
+               body: Mapping[str, Any]) -> Entry:
+    """The entry `seq` chained after the entry whose hash is `prev`.
+
+    Raises EncodingError for a body CBOR cannot carry, ValueError for a malformed prev or seq."""
+    if len(prev) != HASH_SIZE or seq < 1:
+        raise ValueError(f"make_entry: prev must be {HASH_SIZE} bytes and seq >= 1, got seq={seq}")
+    frozen_body = dict(body)
+    return Entry(seq=seq, ts_ms=ts_ms, kind=kind, body=frozen_body, prev_hash=prev,
+                 hash=entry_hash(prev, seq, ts_ms, kind, frozen_body))
+
+
+@dataclass(frozen=True)
+class ChainBreak:
+    """Where a chain first fails to verify, and why."""
+
+    seq: int
+    reason: str
+
+
+def verify_chain(entries: Sequence[Entry], prev_hash: bytes, prev_seq: int) -> ChainBreak | None:
+    """None if `entries` continue the chain ending at (`prev_seq`, `prev_hash`) without gap or
+    alteration; otherwise the first break. Never raises for bad entries: a body that cannot be
+    encoded is reported as a break."""
+    for entry in entries:
+        broken = _check_one(entry, prev_hash, prev_seq)
+        if broken is not None:
+            return broken
+        prev_hash, prev_seq = entry.hash, entry.seq
+    return None
+
+
+def _check_one(entry: Entry, prev_hash: bytes, prev_seq: int) -> ChainBreak | None:
+    if entry.seq != prev_seq + 1:
+        return ChainBreak(entry.seq, f"seq gap: expected {prev_seq + 1}, got {entry.seq}")
+    if entry.prev_hash != prev_hash:
+        return ChainBreak(entry.seq, "prev_hash does not link")
+    try:
+        expected = entry_hash(prev_hash, entry.seq, entry.ts_ms, entry.kind, entry.body)
+    except EncodingError as exc:
+        return ChainBreak(entry.seq, f"body cannot be encoded: {exc}")
+    if entry.hash != expected:
+        return ChainBreak(entry.seq, "hash mismatch")
+    return None
