@@ -3,14 +3,25 @@
 Canonical encoding (RFC 8949 section 4.2.1, "core deterministic encoding"): shortest integer and
 float forms, map keys sorted by their encoded bytes, definite lengths. Equal values encode to equal
 bytes on every machine, which is what hashing and signing need.
+
+Decoding is strict because its input comes from the network: exactly one item (trailing bytes are
+an error, so two different byte strings never decode to the same signed value) and no duplicate map
+keys (a duplicate would let two readers disagree on what a message says).
+
+Wire envelopes: every message is `{"kind": str, "v": int, "body": map}`; the reader names the kind
+and version it understands and anything else is refused (STYLE 3: versions are checked on decode).
 """
 from __future__ import annotations
 
+import hashlib
+import io
+from collections.abc import Mapping
 from typing import Any
 
 import cbor2
 
 from contracts.errors import EncodingError
+from contracts.schema import Contract, to_mapping
 
 
 def canonical_dumps(obj: Any) -> bytes:
@@ -23,7 +34,125 @@ def canonical_dumps(obj: Any) -> bytes:
 
 def loads(data: bytes) -> Any:
     """Decode one CBOR item. Raises EncodingError on malformed or trailing bytes."""
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise EncodingError(f"expected bytes, got {type(data).__name__}")
+    decoder = cbor2.CBORDecoder(io.BytesIO(data), allow_duplicate_keys=False)
     try:
-        return cbor2.loads(data)
-    except (cbor2.CBORDecodeError, ValueError, TypeError, EOFError) as exc:
+        value = decoder.decode()
+    except (cbor2.CBORDecodeError, ValueError, TypeError, EOFError, OverflowError,
+            RecursionError, MemoryError) as exc:
         raise EncodingError(f"malformed CBOR: {exc}") from exc
+    _expect_end(decoder, len(data))
+    return value
+
+
+def _expect_end(decoder: cbor2.CBORDecoder, size: int) -> None:
+    try:
+        decoder.read(1)
+    except cbor2.CBORDecodeEOF:
+        return
+    raise EncodingError(f"malformed CBOR: trailing bytes after the first item ({size} bytes in all)")
+
+
+def dumps_tagged(tag: int, value: Any) -> bytes:
+    """Canonical CBOR of `value` wrapped in semantic tag `tag` (e.g. 18 for COSE_Sign1)."""
+    return canonical_dumps(cbor2.CBORTag(tag, value))
+
+
+def loads_tagged(data: bytes) -> tuple[int | None, Any]:
+    """Decode one item and split off its outer tag: (tag, value), or (None, value) if untagged.
+
+    cbor2 decodes a tag's content immutably: arrays come back as tuples, maps as frozendicts.
+    Raises EncodingError like `loads`."""
+    item = loads(data)
+    if isinstance(item, cbor2.CBORTag):
+        return item.tag, item.value
+    return None, item
+
+
+# --------------------------------------------------------------------------------------------
+# Contracts
+
+
+# Canonical CBOR sorts map keys, but a contract's name -> value maps keep document order in memory
+# (schema rules: `do` is applied in the order written). So in the payload those maps travel as
+# arrays of [name, value] pairs, and decoding turns them back into ordered maps before validation:
+# the decoded contract equals the signed one, pair order included.
+_TOP_PAIR_FIELDS = ("safe_state", "expect", "labels")
+
+
+def encode_contract(c: Contract) -> bytes:
+    """Canonical CBOR of `schema.to_mapping(c)`, maps of pairs kept in order: signed and hashed."""
+    doc = to_mapping(c)
+    for name in _TOP_PAIR_FIELDS:
+        doc[name] = list(doc[name].items())
+    doc["tolerance"]["values"] = list(doc["tolerance"]["values"].items())
+    for step in doc["steps"]:
+        step["do"] = list(step["do"].items())
+    return canonical_dumps(doc)
+
+
+def decode_contract(data: bytes) -> Contract:
+    """Decode and fully validate a contract payload.
+
+    Raises EncodingError for bytes that are not CBOR, ContractInvalid for content that is."""
+    # Imported here: the loader (validation, YAML) is heavier than the codec, which the journal and
+    # wire messages use without ever touching a contract.
+    from contracts.loader import check_mapping
+
+    return check_mapping(_ordered_maps(loads(data)))
+
+
+def _ordered_maps(doc: Any) -> Any:
+    """Undo encode_contract's pair arrays; shapes it does not recognise are left to validation."""
+    if not isinstance(doc, dict):
+        return doc
+    for name in (n for n in _TOP_PAIR_FIELDS if n in doc):
+        doc[name] = _from_pairs(doc[name], name)
+    if isinstance(doc.get("tolerance"), dict) and "values" in doc["tolerance"]:
+        doc["tolerance"]["values"] = _from_pairs(doc["tolerance"]["values"], "tolerance.values")
+    for i, step in enumerate(doc.get("steps") if isinstance(doc.get("steps"), list) else ()):
+        if isinstance(step, dict) and "do" in step:
+            step["do"] = _from_pairs(step["do"], f"steps[{i}].do")
+    return doc
+
+
+def _from_pairs(value: Any, path: str) -> Any:
+    if not isinstance(value, list) or not all(isinstance(p, list) and len(p) == 2 for p in value):
+        return value
+    ordered = dict((k, v) for k, v in value if isinstance(k, str))
+    if len(ordered) != len(value):
+        raise EncodingError(f"{path}: pairs must have distinct text names, got {value!r}")
+    return ordered
+
+
+def content_hash(c: Contract) -> str:
+    """Hex SHA-256 of `encode_contract(c)`: equal contracts have equal hashes everywhere."""
+    return hashlib.sha256(encode_contract(c)).hexdigest()
+
+
+# --------------------------------------------------------------------------------------------
+# Versioned wire envelopes
+
+
+def encode_message(kind: str, version: int, body: Mapping[str, Any]) -> bytes:
+    """Canonical CBOR envelope `{kind, v, body}`. Raises EncodingError if body cannot be encoded."""
+    return canonical_dumps({"kind": kind, "v": version, "body": dict(body)})
+
+
+def decode_message(data: bytes, kind: str, version: int) -> dict[str, Any]:
+    """The body of an envelope of exactly `kind` and `version`.
+
+    Raises EncodingError for bad bytes, a different kind, or a version this build does not read."""
+    envelope = loads(data)
+    if not isinstance(envelope, Mapping) or set(envelope) != {"kind", "v", "body"}:
+        raise EncodingError(f"wire message {kind!r}: not an envelope {{kind, v, body}}")
+    if envelope["kind"] != kind:
+        raise EncodingError(f"wire message kind {envelope['kind']!r} where {kind!r} was expected")
+    if envelope["v"] != version:
+        raise EncodingError(f"wire message {kind!r} version {envelope['v']!r} is not supported "
+                            f"(this build reads {version})")
+    body = envelope["body"]
+    if not isinstance(body, Mapping) or not all(isinstance(k, str) for k in body):
+        raise EncodingError(f"wire message {kind!r} field 'body': must be a map with text keys")
+    return dict(body)
