@@ -1,0 +1,62 @@
+"""The audit trail: who asked the hub to do what, to which device and contract, and how it went.
+
+Every operator-facing action (submit, push, hold, abort, reconcile request) is audited at each
+step with its actor and outcome, including refusals: a 409 is as much part of the record as a 201.
+Entries are values; the store persists them and the API lists them.
+"""
+from __future__ import annotations
+
+import enum
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from contracts.types import EpochMs
+
+log = logging.getLogger("fieldpact.hub.audit")
+
+
+class AuditAction(enum.StrEnum):
+    SUBMIT = "submit"
+    SIGN = "sign"
+    PUSH = "push"
+    HOLD = "hold"
+    ABORT = "abort"
+    RECONCILE_REQUEST = "reconcile_request"
+    TRANSITION = "transition"  # a state change decided by the hub itself (sync side, policies)
+
+
+class Outcome(enum.StrEnum):
+    OK = "ok"
+    REFUSED = "refused"  # the request was wrong: invalid, conflicting, stale version, illegal state
+    FAILED = "failed"    # the request was right but the hub could not carry it out (publish failed)
+
+
+SYSTEM_ACTOR = "hub"
+"""Actor recorded for actions the hub takes on its own (replans, policies, sync)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class AuditEntry:
+    ts_ms: EpochMs
+    actor: str
+    action: AuditAction
+    outcome: Outcome
+    device: str | None = None
+    contract: str | None = None  # "contract@version" when a version is known
+    reason: str | None = None
+    detail: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    id: int | None = None  # assigned by the store
+
+
+def log_entry(entry: AuditEntry) -> None:
+    """Mirror an audit entry to the structured log (operators grep logs before they query)."""
+    log.info(
+        "audit action=%s outcome=%s actor=%s device=%s contract=%s reason=%s",
+        entry.action.value, entry.outcome.value, entry.actor, entry.device, entry.contract,
+        entry.reason,
+        extra={"event": "audit", "action": entry.action.value, "outcome": entry.outcome.value,
+               "actor": entry.actor, "device": entry.device, "contract": entry.contract},
+    )

@@ -1,0 +1,260 @@
+"""The hub's configuration: read once at start from a TOML file, then FIELDPACT_HUB_* variables.
+
+Every error names the key (`tokens[1].role`) and the bad value. Defaults are named constants with
+their reason. Example:
+
+    db = "/var/lib/fieldpact/hub.db"
+    key = "/etc/fieldpact/hub.ed25519"
+    broker = "embedded"              # or "mqtt://broker.example:1883"
+    silence_timeout_s = 30
+    [listen]
+    host = "0.0.0.0"
+    port = 8600
+    [[tokens]]
+    name = "ops"
+    sha256 = "<hex digest of the token; see hub.auth.hash_token>"
+    role = "operator"                # viewer | operator | admin
+    [[devices]]
+    id = "pump-station-7"
+    site = "north-field"
+    password_hash = "<broker password hash>"
+    [policies.network]
+    action = "retry"                 # retry | reassign | escalate | hold | abort
+    max_retries = 5
+"""
+from __future__ import annotations
+
+import enum
+import os
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, TypeVar
+
+from hub.auth import AuthConfig, Role, Token
+
+DEFAULT_HOST = "127.0.0.1"
+"""Loopback by default: exposing the API is a deliberate choice (put TLS in front of it)."""
+DEFAULT_PORT = 8600
+DEFAULT_SILENCE_TIMEOUT_S = 30.0
+"""Three missed 10 s status heartbeats before a device counts as silent and gets projected."""
+ENV_PREFIX = "FIELDPACT_HUB_"
+
+
+class ConfigError(Exception):
+    """A configuration value that is missing, of the wrong type or out of range; names the key."""
+
+    def __init__(self, key: str, value: Any, reason: str) -> None:
+        self.key, self.value, self.reason = key, value, reason
+        super().__init__(f"config {key}={value!r}: {reason}")
+
+
+class FailureCategory(enum.StrEnum):
+    RUNTIME = "runtime"    # the engine or a guard failed the contract
+    ADAPTERS = "adapters"  # Modbus I/O failed (timeouts, exceptions, second writer)
+    NETWORK = "network"    # the hub lost the device
+    CONFIG = "config"      # the contract itself is wrong for the device (refused, bad points)
+
+
+class PolicyAction(enum.StrEnum):
+    RETRY = "retry"
+    REASSIGN = "reassign"
+    ESCALATE = "escalate"
+    HOLD = "hold"
+    ABORT = "abort"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Policy:
+    action: PolicyAction
+    max_retries: int = 3
+
+
+DEFAULT_POLICIES: Mapping[FailureCategory, Policy] = MappingProxyType({
+    # A network failure usually heals on its own; a config failure never does.
+    FailureCategory.RUNTIME: Policy(action=PolicyAction.ESCALATE, max_retries=0),
+    FailureCategory.ADAPTERS: Policy(action=PolicyAction.RETRY, max_retries=3),
+    FailureCategory.NETWORK: Policy(action=PolicyAction.RETRY, max_retries=5),
+    FailureCategory.CONFIG: Policy(action=PolicyAction.HOLD, max_retries=0),
+})
+
+
+class BrokerMode(enum.StrEnum):
+    EMBEDDED = "embedded"
+    EXTERNAL = "external"
+
+
+@dataclass(frozen=True, kw_only=True)
+class BrokerConfig:
+    mode: BrokerMode = BrokerMode.EMBEDDED
+    url: str | None = None  # mqtt://host:port when EXTERNAL
+
+
+@dataclass(frozen=True, kw_only=True)
+class DeviceCredential:
+    id: str
+    site: str
+    password_hash: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class HubConfig:
+    db_path: Path
+    key_path: Path
+    listen_host: str = DEFAULT_HOST
+    listen_port: int = DEFAULT_PORT
+    broker: BrokerConfig = field(default_factory=BrokerConfig)
+    auth: AuthConfig = field(default_factory=AuthConfig)
+    devices: tuple[DeviceCredential, ...] = ()
+    silence_timeout_ms: int = int(DEFAULT_SILENCE_TIMEOUT_S * 1000)
+    policies: Mapping[FailureCategory, Policy] = DEFAULT_POLICIES
+
+
+T = TypeVar("T")
+_REQUIRED: Any = object()
+
+
+def _get(m: Mapping[str, Any], key: str, path: str, conv: Callable[[Any], T],
+         default: Any = _REQUIRED) -> T:
+    where = f"{path}.{key}" if path else key
+    if key not in m:
+        if default is _REQUIRED:
+            raise ConfigError(where, None, "is required")
+        return default  # type: ignore[no-any-return]
+    try:
+        return conv(m[key])
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(where, m[key], str(exc)) from exc
+
+
+def _str(v: Any) -> str:
+    if not isinstance(v, str) or not v:
+        raise TypeError("must be a non-empty string")
+    return v
+
+
+def _port(v: Any) -> int:
+    port = int(v)
+    if not 0 <= port <= 65535:  # 0 = ephemeral, used by tests
+        raise ValueError("must be within 0..65535")
+    return port
+
+
+def _positive(v: Any) -> float:
+    x = float(v)
+    if not x > 0:
+        raise ValueError("must be > 0")
+    return x
+
+
+def _sha256(v: Any) -> str:
+    s = _str(v).lower()
+    if len(s) != 64 or any(c not in "0123456789abcdef" for c in s):
+        raise ValueError("must be 64 hex digits (a SHA-256 digest, not the token itself)")
+    return s
+
+
+def _broker(v: Any) -> BrokerConfig:
+    s = _str(v)
+    if s == BrokerMode.EMBEDDED:
+        return BrokerConfig()
+    if not s.startswith(("mqtt://", "mqtts://")):
+        raise ValueError("must be 'embedded' or an mqtt:// or mqtts:// URL")
+    return BrokerConfig(mode=BrokerMode.EXTERNAL, url=s)
+
+
+def _list_of_tables(v: Any) -> list[Mapping[str, Any]]:
+    if not isinstance(v, list) or not all(isinstance(x, Mapping) for x in v):
+        raise TypeError("must be an array of tables")
+    return v
+
+
+def _token(m: Mapping[str, Any], path: str) -> Token:
+    return Token(name=_get(m, "name", path, _str), sha256=_get(m, "sha256", path, _sha256),
+                 role=_get(m, "role", path, lambda v: Role.parse(_str(v))))
+
+
+def _device(m: Mapping[str, Any], path: str) -> DeviceCredential:
+    return DeviceCredential(id=_get(m, "id", path, _str), site=_get(m, "site", path, _str),
+                            password_hash=_get(m, "password_hash", path, _str))
+
+
+def _policies(m: Any) -> Mapping[FailureCategory, Policy]:
+    if not isinstance(m, Mapping):
+        raise ConfigError("policies", m, "must be a table of category -> {action, max_retries}")
+    out = dict(DEFAULT_POLICIES)
+    for name, spec in m.items():
+        where = f"policies.{name}"
+        try:
+            category = FailureCategory(name)
+        except ValueError:
+            allowed = ", ".join(c.value for c in FailureCategory)
+            raise ConfigError(where, name, f"not a failure category (allowed: {allowed})") from None
+        if not isinstance(spec, Mapping):
+            raise ConfigError(where, spec, "must be a table {action, max_retries}")
+        out[category] = Policy(action=_get(spec, "action", where, PolicyAction),
+                               max_retries=_get(spec, "max_retries", where, _nonneg_int, 3))
+    return MappingProxyType(out)
+
+
+def _nonneg_int(v: Any) -> int:
+    if isinstance(v, bool) or int(v) != v or v < 0:
+        raise ValueError("must be an integer >= 0")
+    return int(v)
+
+
+_ENV_KEYS = {"LISTEN_HOST": ("listen", "host"), "LISTEN_PORT": ("listen", "port"),
+             "DB": ("db",), "KEY": ("key",), "BROKER": ("broker",),
+             "SILENCE_TIMEOUT_S": ("silence_timeout_s",)}
+
+
+def _apply_env(doc: dict[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
+    """Environment wins over the file, for the scalar keys listed in _ENV_KEYS."""
+    for suffix, path in _ENV_KEYS.items():
+        if (value := env.get(ENV_PREFIX + suffix)) is not None:
+            table = doc
+            for part in path[:-1]:
+                table = table.setdefault(part, {})
+            table[path[-1]] = value
+    return doc
+
+
+def parse_config(doc: Mapping[str, Any]) -> HubConfig:
+    """HubConfig from a decoded TOML document. Raises ConfigError naming the key."""
+    listen = _get(doc, "listen", "", _table, {})
+    return HubConfig(
+        db_path=Path(_get(doc, "db", "", _str)), key_path=Path(_get(doc, "key", "", _str)),
+        listen_host=_get(listen, "host", "listen", _str, DEFAULT_HOST),
+        listen_port=_get(listen, "port", "listen", _port, DEFAULT_PORT),
+        broker=_get(doc, "broker", "", _broker, BrokerConfig()),
+        auth=AuthConfig(tokens=tuple(_token(t, f"tokens[{i}]") for i, t in
+                                     enumerate(_get(doc, "tokens", "", _list_of_tables, [])))),
+        devices=tuple(_device(d, f"devices[{i}]") for i, d in
+                      enumerate(_get(doc, "devices", "", _list_of_tables, []))),
+        silence_timeout_ms=int(1000 * _get(doc, "silence_timeout_s", "", _positive,
+                                           DEFAULT_SILENCE_TIMEOUT_S)),
+        policies=_policies(doc.get("policies", {})),
+    )
+
+
+def _table(v: Any) -> Mapping[str, Any]:
+    if not isinstance(v, Mapping):
+        raise TypeError("must be a table")
+    return v
+
+
+def load_config(path: Path | None, env: Mapping[str, str] | None = None) -> HubConfig:
+    """Read `path` (TOML; None for environment only) and apply FIELDPACT_HUB_* overrides.
+
+    Raises ConfigError for an unreadable file, bad TOML or a bad value."""
+    doc: dict[str, Any] = {}
+    if path is not None:
+        try:
+            doc = tomllib.loads(path.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ConfigError("<file>", str(path), f"cannot read: {exc}") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError("<file>", str(path), f"not valid TOML: {exc}") from exc
+    return parse_config(_apply_env(doc, os.environ if env is None else env))
