@@ -5,7 +5,8 @@
     ├── ExprSyntaxError        an expression that does not parse; carries the column
     ├── EncodingError          bytes that are not a well-formed contract payload
     ├── ContractRefused        a signed contract the receiver must not run; carries a Refusal
-    └── SigningKeyError        a key file that is missing, malformed, not Ed25519, or already there
+    ├── SigningKeyError        a key file that is missing, malformed, not Ed25519, or already there
+    └── DocumentError          a contract file that cannot be read or decoded; names file and line
     EngineError                a fault inside the engine (a bug or an impossible state); the agent
                                treats it as a trip into safe_state (invariant 3)
     └── ExprEvalError          an expression that cannot be evaluated (unknown name, division by
@@ -83,3 +84,8 @@ class SigningKeyError(ContractError):
 class ExprEvalError(EngineError):
     """An expression could not be evaluated: an unknown name, a division by zero, an overflow, or
     operands of the wrong kind (arithmetic on a bool, ordering between bool and number)."""
+
+
+class DocumentError(ContractError):
+    """A contract file that cannot be read or decoded (bad YAML/JSON, duplicate key, unknown file
+    type). The message names the file and, where known, the line and column."""

@@ -15,6 +15,7 @@ Rules:
 """
 from __future__ import annotations
 
+import enum
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -419,6 +420,64 @@ class Expr:
             return self._fn(env)  # type: ignore[no-any-return]
         except ExprEvalError as exc:
             raise ExprEvalError(f"{exc} in {self.text!r}") from None
+
+
+class Kind(enum.StrEnum):
+    """The two kinds of value an expression handles."""
+
+    BOOL = "bool"
+    NUMBER = "number"
+
+
+def infer_kind(expr: Expr, kinds: Mapping[str, Kind]) -> Kind:
+    """The kind `expr` yields when its names have `kinds`, checked without evaluating. Raises
+    ExprEvalError (with the message evaluation would give) for an unknown name or operands of the
+    wrong kind, which would make every evaluation fail."""
+    return _infer(expr.tree, kinds)
+
+
+def _infer(node: Node, kinds: Mapping[str, Kind]) -> Kind:
+    if isinstance(node, Const):
+        return Kind.BOOL if isinstance(node.value, bool) else Kind.NUMBER
+    if isinstance(node, Name):
+        if node.name not in kinds:
+            raise ExprEvalError(f"unknown name {node.name!r}")
+        return kinds[node.name]
+    if isinstance(node, Unary):
+        return _expect_kinds(node.op, (_infer(node.arg, kinds),),
+                             Kind.BOOL if node.op == "not" else Kind.NUMBER)
+    args = (_infer(node.left, kinds), _infer(node.right, kinds))
+    if node.op in ("and", "or"):
+        return _expect_kinds(node.op, args, Kind.BOOL)
+    if node.op in ("==", "!="):
+        if args[0] is not args[1]:
+            raise ExprEvalError(f"'{node.op}' cannot take {args[0]} and {args[1]}")
+        return Kind.BOOL
+    _expect_kinds(node.op, args, Kind.NUMBER)
+    return Kind.BOOL if node.op in _ORDER else Kind.NUMBER
+
+
+def _expect_kinds(op: str, args: tuple[Kind, ...], wanted: Kind) -> Kind:
+    if any(a is not wanted for a in args):
+        raise ExprEvalError(f"'{op}' cannot take {' and '.join(args)}")
+    return wanted
+
+
+def names_in_order(expr: Expr) -> tuple[str, ...]:
+    """The distinct names `expr` reads, in order of first appearance (for stable messages)."""
+    seen: dict[str, None] = {}
+    _walk_names(expr.tree, seen)
+    return tuple(seen)
+
+
+def _walk_names(node: Node, seen: dict[str, None]) -> None:
+    if isinstance(node, Name):
+        seen.setdefault(node.name, None)
+    elif isinstance(node, Unary):
+        _walk_names(node.arg, seen)
+    elif isinstance(node, Binary):
+        _walk_names(node.left, seen)
+        _walk_names(node.right, seen)
 
 
 def parse(text: str) -> Expr:

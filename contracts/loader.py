@@ -1,0 +1,138 @@
+"""Reading contract documents from files: YAML or JSON in, a checked `Contract` out.
+
+Rules:
+- The file type comes from the suffix (.yaml, .yml, .json); anything else is refused.
+- YAML is read with the safe loader, but with YAML 1.2 booleans only (`true`/`false`): under YAML
+  1.1 a point called `on`, `off`, `yes` or `no` would silently become a boolean key.
+- A duplicate key is an error, never "last one wins": two `pump_speed` entries in a safe_state
+  would otherwise hide one of the values an engineer wrote.
+- Decoding errors name the file, line and column. Contract issues keep their document paths
+  (`points[2].limits`) so they match what `check_mapping` reports for any source; the file name is
+  attached as a note.
+- Structural issues (schema) are reported alone; semantic validation runs only on a parsed contract.
+"""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from contracts.errors import ContractInvalid, DocumentError
+from contracts.schema import Contract, parse_contract
+from contracts.validate import validate
+
+MAX_DOCUMENT_BYTES = 1 << 20
+"""Contracts are a few kilobytes; a megabyte is a wrong file or an attempt to exhaust memory."""
+
+YAML_SUFFIXES = frozenset({".yaml", ".yml"})
+JSON_SUFFIXES = frozenset({".json"})
+
+_BOOL_TAG = "tag:yaml.org,2002:bool"
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader with YAML 1.2 booleans and duplicate keys refused."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        self.flatten_mapping(node)
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)  # type: ignore[no-untyped-call]
+            if not isinstance(key, (str, int, float, bool)):
+                continue  # unhashable keys are refused by the base class below
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    "while reading a mapping", node.start_mark,
+                    f"duplicate key {key!r}", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+_StrictLoader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != _BOOL_TAG]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_StrictLoader.add_implicit_resolver(
+    _BOOL_TAG, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
+
+
+def load_document(path: str | Path) -> Any:
+    """The decoded YAML (.yaml/.yml) or JSON (.json) document at `path`. Raises DocumentError
+    naming the file (and line and column where known) if it cannot be read or decoded."""
+    p = Path(path)
+    text = _read_text(p)
+    if p.suffix.lower() in YAML_SUFFIXES:
+        return _load_yaml(p, text)
+    if p.suffix.lower() in JSON_SUFFIXES:
+        return _load_json(p, text)
+    raise DocumentError(f"{p}: unsupported file type {p.suffix!r} (use .yaml, .yml or .json)")
+
+
+def _read_text(p: Path) -> str:
+    try:
+        data = p.read_bytes()
+    except OSError as exc:
+        raise DocumentError(f"{p}: cannot read: {exc.strerror or exc}") from exc
+    if len(data) > MAX_DOCUMENT_BYTES:
+        raise DocumentError(f"{p}: {len(data)} bytes is larger than {MAX_DOCUMENT_BYTES}")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise DocumentError(f"{p}: not UTF-8 (byte {exc.start})") from exc
+
+
+def _load_yaml(p: Path, text: str) -> Any:
+    try:
+        return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"{p}:{mark.line + 1}:{mark.column + 1}" if mark else str(p)
+        raise DocumentError(f"{where}: {exc.problem or exc.context}") from exc
+    except yaml.YAMLError as exc:
+        raise DocumentError(f"{p}: {exc}") from exc
+
+
+def _load_json(p: Path, text: str) -> Any:
+    try:
+        return json.loads(text, object_pairs_hook=_unique_pairs)
+    except json.JSONDecodeError as exc:
+        raise DocumentError(f"{p}:{exc.lineno}:{exc.colno}: {exc.msg}") from exc
+    except _DuplicateKey as exc:
+        raise DocumentError(f"{p}: duplicate key {exc.args[0]!r}") from exc
+
+
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise _DuplicateKey(key)
+        out[key] = value
+    return out
+
+
+def check_mapping(m: Any) -> Contract:
+    """Parse `m` structurally, then validate it. Raises ContractInvalid listing every structural
+    issue, or (for a well-formed contract) every semantic issue, in document order."""
+    contract = parse_contract(m)
+    issues = validate(contract)
+    if issues:
+        raise ContractInvalid(issues)
+    return contract
+
+
+def load_contract(path: str | Path) -> Contract:
+    """Load, parse and validate the contract file at `path`. Raises DocumentError if the file
+    cannot be read or decoded, ContractInvalid (noted with the file name) if it is not valid."""
+    m = load_document(path)
+    try:
+        return check_mapping(m)
+    except ContractInvalid as exc:
+        exc.add_note(f"in {path}")
+        raise
