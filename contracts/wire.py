@@ -1,0 +1,268 @@
+"""MQTT payloads between agent and hub: frozen dataclasses that check themselves when built.
+
+Rules of this module:
+- Every payload is a codec envelope `{kind, v, body}`; `from_bytes` refuses another kind, another
+  version, a missing or unknown field, or a field of the wrong type, with an EncodingError naming
+  the message and the field. A version bump is the only way to change a body (STYLE 3).
+- Ordered pairs (labels, telemetry values) travel as CBOR arrays of `[name, value]`, not maps, so
+  the order the sender chose survives canonical encoding (which sorts map keys).
+- Journal entries are opaque mappings here (contracts.chain owns their shape); a batch only checks
+  that its seq range and its entry count agree.
+- The envelope says nothing about delivery: QoS is not trusted (invariant 5); `seq` + `Ack` are.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any, ClassVar, Self
+
+from contracts.chain import HASH_SIZE
+from contracts.codec import decode_message, encode_message
+from contracts.errors import EncodingError
+from contracts.inputs import Command, CommandKind
+from contracts.types import EpochMs, Value
+
+WIRE_VERSION = 1
+"""Body format version of every message below; bump per message when its body changes."""
+
+
+class _Message:
+    """Shared envelope handling: subclasses are dataclasses named by KIND and VERSION."""
+
+    KIND: ClassVar[str]
+    VERSION: ClassVar[int] = WIRE_VERSION
+
+    def to_bytes(self) -> bytes:
+        """Canonical CBOR envelope of this message."""
+        return encode_message(self.KIND, self.VERSION, self._body())
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Self:
+        """Decode and check a message. Raises EncodingError naming the field at fault."""
+        body = decode_message(data, cls.KIND, cls.VERSION)
+        names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+        _check_names(cls.KIND, body, names)
+        return cls(**cls._from_body(body))
+
+    def _body(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}  # type: ignore[arg-type]
+
+    @classmethod
+    def _from_body(cls, body: dict[str, Any]) -> dict[str, Any]:
+        return body
+
+
+# --------------------------------------------------------------------------------------------
+# Field checks: each raises EncodingError naming the message and the field.
+
+
+def _bad(kind: str, name: str, why: str, value: Any) -> EncodingError:
+    return EncodingError(f"wire message {kind!r} field {name!r}: {why}, got {value!r}")
+
+
+def _check_names(kind: str, body: Mapping[str, Any], names: set[str]) -> None:
+    missing, unknown = sorted(names - set(body)), sorted(set(body) - names)
+    if missing:
+        raise _bad(kind, missing[0], "is missing", None)
+    if unknown:
+        raise _bad(kind, unknown[0], "is not a field of this message", body[unknown[0]])
+
+
+def _int(kind: str, name: str, v: Any, minimum: int = 0, optional: bool = False) -> None:
+    if v is None and optional:
+        return
+    if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
+        raise _bad(kind, name, f"must be an integer >= {minimum}", v)
+
+
+def _str(kind: str, name: str, v: Any, optional: bool = False) -> None:
+    if v is None and optional:
+        return
+    if not isinstance(v, str) or not v:
+        raise _bad(kind, name, "must be a non-empty string", v)
+
+
+def _text(kind: str, name: str, v: Any) -> None:
+    if not isinstance(v, str):
+        raise _bad(kind, name, "must be a string", v)
+
+
+def _is_value(v: Any) -> bool:
+    return isinstance(v, (bool, int, float))
+
+
+def _pairs(kind: str, name: str, v: Any, value_ok: Any) -> None:
+    ok = isinstance(v, tuple) and all(
+        isinstance(p, tuple) and len(p) == 2 and isinstance(p[0], str) and value_ok(p[1]) for p in v)
+    if not ok:
+        raise _bad(kind, name, "must be a sequence of (name, value) pairs", v)
+
+
+def _as_pairs(v: Any) -> Any:
+    """CBOR arrays back to tuples of pairs; anything else is left for the check to refuse."""
+    if isinstance(v, list) and all(isinstance(p, list) for p in v):
+        return tuple(tuple(p) for p in v)
+    return v
+
+
+# --------------------------------------------------------------------------------------------
+# Messages
+
+
+@dataclass(frozen=True, kw_only=True)
+class Birth(_Message):
+    """Retained on `…/status` at connect: who the agent is and where its journal stands."""
+
+    KIND: ClassVar[str] = "birth"
+    device: str
+    site: str
+    boot_id: str
+    contract: str | None
+    version: int | None
+    last_seq: int
+    labels: tuple[tuple[str, str], ...] = ()
+
+    def __post_init__(self) -> None:
+        k = self.KIND
+        _str(k, "device", self.device)
+        _str(k, "site", self.site)
+        _str(k, "boot_id", self.boot_id)
+        _str(k, "contract", self.contract, optional=True)
+        _int(k, "version", self.version, minimum=1, optional=True)
+        if (self.contract is None) != (self.version is None):
+            raise _bad(k, "version", "must be given exactly when contract is", self.version)
+        _int(k, "last_seq", self.last_seq)
+        _pairs(k, "labels", self.labels, lambda v: isinstance(v, str))
+
+    @classmethod
+    def _from_body(cls, body: dict[str, Any]) -> dict[str, Any]:
+        return {**body, "labels": _as_pairs(body["labels"])}
+
+
+@dataclass(frozen=True, kw_only=True)
+class JournalBatch(_Message):
+    """A run of journal entries `from_seq..to_seq`, chained from `prev_hash` (contracts.chain)."""
+
+    KIND: ClassVar[str] = "journal"
+    device: str
+    from_seq: int
+    to_seq: int
+    prev_hash: bytes
+    entries: tuple[Mapping[str, Any], ...]
+    dropped_through: int = 0
+
+    def __post_init__(self) -> None:
+        k = self.KIND
+        _str(k, "device", self.device)
+        _int(k, "from_seq", self.from_seq, minimum=1)
+        _int(k, "to_seq", self.to_seq)
+        _int(k, "dropped_through", self.dropped_through)
+        if not isinstance(self.prev_hash, bytes) or len(self.prev_hash) != HASH_SIZE:
+            raise _bad(k, "prev_hash", f"must be {HASH_SIZE} bytes", self.prev_hash)
+        if not isinstance(self.entries, tuple) or not all(isinstance(e, Mapping) for e in self.entries):
+            raise _bad(k, "entries", "must be a sequence of entry mappings", self.entries)
+        if self.entries and self.to_seq - self.from_seq + 1 != len(self.entries):
+            raise _bad(k, "to_seq", f"must be from_seq {self.from_seq} + {len(self.entries)} "
+                                    f"entries - 1", self.to_seq)
+
+    def _body(self) -> dict[str, Any]:
+        return {**super()._body(), "entries": [dict(e) for e in self.entries]}
+
+    @classmethod
+    def _from_body(cls, body: dict[str, Any]) -> dict[str, Any]:
+        entries = body["entries"]
+        return {**body, "entries": tuple(entries) if isinstance(entries, list) else entries}
+
+
+@dataclass(frozen=True, kw_only=True)
+class Ack(_Message):
+    """Hub to agent: every entry up to `seq` is stored and its chain verified."""
+
+    KIND: ClassVar[str] = "ack"
+    seq: int
+
+    def __post_init__(self) -> None:
+        _int(self.KIND, "seq", self.seq)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ContractResult(_Message):
+    """Agent to hub on `…/contract/result`: accepted, or refused with a Refusal value and detail."""
+
+    KIND: ClassVar[str] = "contract_result"
+    contract: str
+    version: int
+    accepted: bool
+    refusal: str | None
+    detail: str
+
+    def __post_init__(self) -> None:
+        k = self.KIND
+        _str(k, "contract", self.contract)
+        _int(k, "version", self.version, minimum=1)
+        if not isinstance(self.accepted, bool):
+            raise _bad(k, "accepted", "must be true or false", self.accepted)
+        _str(k, "refusal", self.refusal, optional=True)
+        _text(k, "detail", self.detail)
+        if self.accepted != (self.refusal is None):
+            raise _bad(k, "refusal", "must be given exactly when the contract is refused",
+                       self.refusal)
+
+
+@dataclass(frozen=True, kw_only=True)
+class CommandMessage(_Message):
+    """Hub to agent on `…/cmd`: one engine command (contracts.inputs.Command)."""
+
+    KIND: ClassVar[str] = "command"
+    command: Command
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.command, Command):
+            raise _bad(self.KIND, "command", "must be a Command", self.command)
+
+    def _body(self) -> dict[str, Any]:
+        c = self.command
+        return {"kind": c.kind.value, "id": c.id, "point": c.point, "value": c.value}
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Self:
+        """Decode and check a command. Raises EncodingError naming the field at fault."""
+        body = decode_message(data, cls.KIND, cls.VERSION)
+        _check_names(cls.KIND, body, {"kind", "id", "point", "value"})
+        return cls(command=_command(cls.KIND, body))
+
+
+def _command(k: str, body: dict[str, Any]) -> Command:
+    try:
+        kind = CommandKind(body["kind"])
+    except ValueError:
+        raise _bad(k, "kind", f"must be one of {', '.join(CommandKind)}", body["kind"]) from None
+    _str(k, "id", body["id"])
+    _str(k, "point", body["point"], optional=True)
+    if body["value"] is not None and not _is_value(body["value"]):
+        raise _bad(k, "value", "must be a number, true/false or null", body["value"])
+    return Command(kind=kind, id=body["id"], point=body["point"], value=body["value"])
+
+
+@dataclass(frozen=True, kw_only=True)
+class Telemetry(_Message):
+    """Agent to hub on `…/telemetry`: live values, the engine's mode and step, and the journal seq."""
+
+    KIND: ClassVar[str] = "telemetry"
+    ts_ms: EpochMs
+    values: tuple[tuple[str, Value], ...]
+    mode: str
+    step: str | None
+    seq: int
+
+    def __post_init__(self) -> None:
+        k = self.KIND
+        _int(k, "ts_ms", self.ts_ms)
+        _pairs(k, "values", self.values, _is_value)
+        _str(k, "mode", self.mode)
+        _str(k, "step", self.step, optional=True)
+        _int(k, "seq", self.seq)
+
+    @classmethod
+    def _from_body(cls, body: dict[str, Any]) -> dict[str, Any]:
+        return {**body, "values": _as_pairs(body["values"])}
