@@ -1,0 +1,238 @@
+"""ModbusLink: the DeviceLink over Modbus TCP, on pymodbus's AsyncModbusTcpClient.
+
+Theory of operation:
+- We own the retry and reconnect policy, so pymodbus's are off (retries=0, reconnect_delay=0).
+- One pymodbus client per TCP connection. After a timeout mid-transaction the connection is closed
+  and a *new* client is made on reconnect: a reply that arrives late can then never be taken as the
+  answer to a later request (pymodbus issue tracker: transaction ids out of step, see DESIGN).
+- While disconnected, `read()` answers BAD "disconnected" at once. A connect attempt is made from
+  `read()` only when the backoff allows it (exponential with jitter), never once per scan period.
+- Each request runs under our own deadline (asyncio.timeout) as well as pymodbus's timeout.
+- Writes are never retried: a write that timed out may have reached the device.
+
+Bound on blocking: while disconnected, read() returns at once unless the backoff allows a connect
+attempt (at most timeout_s). After a request times out, the rest of the plan goes out on one fresh
+connection; a second timeout in the same read() leaves the rest BAD "disconnected" at once. So one
+read() blocks at most about 4 x timeout_s, and only when the device answers neither promptly nor never.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+
+from pymodbus.client import AsyncModbusTcpClient
+from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
+from pymodbus.pdu import ModbusPDU
+
+from agent.link import LinkError, bad_readings, encode_for_write, exception_reason, good_readings
+from agent.registers import ReadRequest
+from contracts.inputs import Reading
+from contracts.schema import Point, Table
+from contracts.types import EpochMs, PointName, Value
+
+log = logging.getLogger("fieldpact.agent.modbus")
+
+DEFAULT_TIMEOUT_S = 0.5
+"""Per-request reply timeout. A healthy Modbus TCP device on a LAN answers in a few ms; 0.5 s keeps
+a dead device from eating more than a few scan periods."""
+
+DEADLINE_MARGIN_S = 0.1
+"""Our own deadline sits this far beyond pymodbus's, so pymodbus's timeout normally fires first and
+ours only catches a hang inside the library."""
+
+
+@dataclass(kw_only=True)
+class Backoff:
+    """Exponential backoff with jitter: delays initial_s, 2x, 4x ... capped at max_s, each scaled by
+    a random factor in [1 - jitter, 1 + jitter] so that a fleet does not reconnect in lockstep."""
+
+    initial_s: float = 0.05
+    max_s: float = 5.0
+    factor: float = 2.0
+    jitter: float = 0.2
+    rng: random.Random = field(default_factory=random.Random)
+    _attempt: int = 0
+
+    def next_delay(self) -> float:
+        """The delay before the next attempt; each call counts one more failure."""
+        base = min(self.max_s, self.initial_s * self.factor ** self._attempt)
+        self._attempt += 1
+        return base * (1.0 + self.rng.uniform(-self.jitter, self.jitter))
+
+    def reset(self) -> None:
+        self._attempt = 0
+
+
+class ModbusLink:
+    """A DeviceLink to one Modbus TCP endpoint (any unit ids behind it)."""
+
+    def __init__(self, host: str, port: int, *, timeout_s: float = DEFAULT_TIMEOUT_S,
+                 backoff: Backoff | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.host, self.port, self.timeout_s = host, port, timeout_s
+        self.backoff = backoff or Backoff()
+        self._clock = clock
+        self._client: AsyncModbusTcpClient | None = None
+        self._next_attempt = 0.0
+        self._closed = False
+        self.attempts = 0
+        self.connects = 0
+
+    @property
+    def connected(self) -> bool:
+        return self._client is not None and self._client.connected
+
+    async def connect(self) -> None:
+        """One connect attempt bounded by timeout_s. Raises LinkError("disconnected") on failure
+        and schedules the next attempt by the backoff."""
+        self._closed = False
+        if self.connected:
+            return
+        if not await self._attempt_connect():
+            raise LinkError("disconnected", f"cannot connect to {self.host}:{self.port}")
+
+    async def close(self) -> None:
+        """Close and stay closed: read() will not reconnect until connect() is called again."""
+        self._closed = True
+        self._drop()
+
+    async def read(self, plan: Sequence[ReadRequest], now_ms: EpochMs) -> dict[PointName, Reading]:
+        """Execute `plan`. Never raises for I/O; see the module docstring for the reasons."""
+        await self._ensure_connected()
+        readings: dict[PointName, Reading] = {}
+        fresh_socket_used = False
+        for request in plan:
+            if not self.connected:
+                readings.update(bad_readings(request, now_ms, "disconnected"))
+                continue
+            result = await self._read_one(request, now_ms)
+            readings.update(result)
+            if _timed_out(result) and not fresh_socket_used:
+                # One slow reply should cost one request, not the rest of the cycle: the rest of
+                # the plan goes out on a fresh socket. Only once per read(), to bound the blocking.
+                fresh_socket_used = True
+                await self._attempt_connect()
+        return readings
+
+    async def write(self, point: Point, value: Value) -> None:
+        """Write with FC5 (coil), FC6 (one register) or FC16 (several). Never retried. Raises
+        LinkError ("disconnected", "timeout", "exception:<code>", "not_writable", "encode")."""
+        raw = encode_for_write(point, value)
+        client = self._client
+        if client is None or not client.connected:
+            raise LinkError("disconnected", f"write {point.name}={value!r}: link is down")
+        where = f"write {point.name}={value!r} at unit {point.unit_id} {point.table.value}:{point.address}"
+        reason = await self._call(lambda: _write_call(client, point, raw), point.unit_id, point.table,
+                                  point.address)
+        if isinstance(reason, str):
+            raise LinkError(reason, where)
+
+    # ------------------------------------------------------------------------------ internals
+
+    async def _ensure_connected(self) -> None:
+        if self._closed:
+            return
+        if self._client is not None and not self._client.connected:
+            self._lose("connection_lost")  # the peer closed it: reconnect by the backoff too
+        if not self.connected and self._clock() >= self._next_attempt:
+            await self._attempt_connect()
+
+    async def _attempt_connect(self) -> bool:
+        self._drop()
+        self.attempts += 1
+        client = AsyncModbusTcpClient(self.host, port=self.port, timeout=self.timeout_s, retries=0,
+                                      reconnect_delay=0, name=f"fieldpact-{self.host}:{self.port}")
+        try:
+            async with asyncio.timeout(self.timeout_s + DEADLINE_MARGIN_S):
+                ok = await client.connect()
+        except (TimeoutError, OSError, ModbusException):
+            ok = False
+        if not ok:
+            client.close()
+            self._schedule_retry()
+            return False
+        self._client, self.connects = client, self.connects + 1
+        log.info("modbus_connected host=%s port=%d", self.host, self.port,
+                 extra={"event": "modbus_connected", "host": self.host, "port": self.port})
+        return True
+
+    def _schedule_retry(self) -> None:
+        delay = self.backoff.next_delay()
+        self._next_attempt = self._clock() + delay
+        log.info("modbus_connect_failed host=%s port=%d retry_in_s=%.3f", self.host, self.port, delay,
+                 extra={"event": "modbus_connect_failed", "host": self.host, "port": self.port})
+
+    def _drop(self, reason: str = "closed") -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            client.close()
+            log.info("modbus_disconnected host=%s port=%d reason=%s", self.host, self.port, reason,
+                     extra={"event": "modbus_disconnected", "host": self.host, "port": self.port,
+                            "reason": reason})
+
+    def _lose(self, reason: str) -> None:
+        """The connection can no longer be trusted: close it and reconnect only after backoff."""
+        self._drop(reason)
+        self._schedule_retry()
+
+    async def _read_one(self, request: ReadRequest, now_ms: EpochMs) -> dict[PointName, Reading]:
+        client = self._client
+        assert client is not None  # read() checked `connected` just before
+        result = await self._call(lambda: _read_call(client, request), request.unit_id, request.table,
+                                  request.start)
+        if isinstance(result, str):
+            return bad_readings(request, now_ms, result)
+        values = result.bits if request.table.is_bit else result.registers
+        return good_readings(request, values, now_ms)
+
+    async def _call(self, make: Callable[[], Awaitable[ModbusPDU]], unit: int, table: Table,
+                    start: int) -> ModbusPDU | str:
+        """Run one request under our deadline. Returns the response PDU, or the BAD reason."""
+        try:
+            async with asyncio.timeout(self.timeout_s + DEADLINE_MARGIN_S):
+                response = await make()
+        except (TimeoutError, ModbusIOException, ConnectionException, OSError) as exc:
+            return self._failed(exc, unit, table, start)
+        self.backoff.reset()  # only an answer proves the device is back, not an accepted socket
+        if response.isError():
+            return exception_reason(response.exception_code)
+        return response
+
+    def _failed(self, exc: Exception, unit: int, table: Table, start: int) -> str:
+        lost = not self.connected or isinstance(exc, ConnectionException)
+        if not lost:
+            log.warning("modbus_timeout unit=%d table=%s start=%d", unit, table.value, start,
+                        extra={"event": "modbus_timeout", "unit": unit, "table": table.value,
+                               "start": start})
+        reason = "disconnected" if lost else "timeout"
+        self._lose(reason)  # a late reply must never answer a later request: never reuse this socket
+        return reason
+
+
+def _timed_out(readings: dict[PointName, Reading]) -> bool:
+    return any(r.reason == "timeout" for r in readings.values())
+
+
+def _read_call(client: AsyncModbusTcpClient, request: ReadRequest) -> Awaitable[ModbusPDU]:
+    kwargs = {"count": request.count, "device_id": request.unit_id}
+    match request.table:
+        case Table.COIL:
+            return client.read_coils(request.start, **kwargs)
+        case Table.DISCRETE:
+            return client.read_discrete_inputs(request.start, **kwargs)
+        case Table.HOLDING:
+            return client.read_holding_registers(request.start, **kwargs)
+        case Table.INPUT:
+            return client.read_input_registers(request.start, **kwargs)
+
+
+def _write_call(client: AsyncModbusTcpClient, point: Point, raw: list[int] | bool) -> Awaitable[ModbusPDU]:
+    if isinstance(raw, bool):
+        return client.write_coil(point.address, raw, device_id=point.unit_id)
+    if len(raw) == 1:
+        return client.write_register(point.address, raw[0], device_id=point.unit_id)
+    return client.write_registers(point.address, raw, device_id=point.unit_id)
