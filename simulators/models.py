@@ -164,6 +164,8 @@ SKID_TAU_S = 2.0
 """Time constant of the pressure build-up."""
 SKID_START_DELAY_S = 1.0
 """The drive reports `running` this long after a run command with a speed above 0."""
+_TIME_EPSILON_S = 1e-9
+"""Sums of float tick lengths fall short (10 x 0.1 s = 0.9999999999999999 s)."""
 SKID_MAX_FLOW_M3H = 180.0
 SKID_IDLE_CURRENT_A = 4.0
 SKID_LOAD_CURRENT_A = 36.0
@@ -178,7 +180,7 @@ class PumpSkidState:
 
     @property
     def running(self) -> bool:
-        return self.run_timer_s >= SKID_START_DELAY_S
+        return self.run_timer_s >= SKID_START_DELAY_S - _TIME_EPSILON_S
 
 
 class PumpSkidModel:
@@ -202,10 +204,11 @@ class PumpSkidModel:
         speed = min(max(state.speed_setpoint, 0.0), SKID_MAX_RPM)
         commanded = state.run_cmd and speed > 0
         timer = min(state.run_timer_s + dt_s, SKID_START_DELAY_S) if commanded else 0.0
-        target = SKID_MAX_BAR * (speed / SKID_MAX_RPM) ** 2 if timer >= SKID_START_DELAY_S else 0.0
+        state = replace(state, run_timer_s=timer)
+        target = SKID_MAX_BAR * (speed / SKID_MAX_RPM) ** 2 if state.running else 0.0
         # Exact discretisation of dp/dt = (target - p) / tau: stable for any tick length.
         pressure = target + (state.pressure_bar - target) * math.exp(-dt_s / SKID_TAU_S)
-        return replace(state, run_timer_s=timer, pressure_bar=pressure)
+        return replace(state, pressure_bar=pressure)
 
     def values(self, state: PumpSkidState) -> dict[PointName, Value]:
         # Effective speed from the lagged pressure, so flow and current lag with it.
