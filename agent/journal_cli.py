@@ -1,0 +1,119 @@
+"""`fieldpact journal show|verify`: read an agent's journal file from a shell.
+
+Exit codes: 0 success (verify: chain intact), 1 verify found a break, 2 the file cannot be read.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+from rich.console import Console
+from rich.table import Table
+
+from agent.journal import JournalError, SqliteJournal
+from contracts.chain import Entry, EntryKind
+
+EXIT_OK, EXIT_BROKEN, EXIT_UNREADABLE = 0, 1, 2
+SUMMARY_CHARS = 120
+"""Body summaries are cut here: a table row should stay one or two lines on a terminal."""
+
+T = TypeVar("T")
+Handler = Callable[[argparse.Namespace], int]
+
+
+def register(subparsers: Any) -> None:
+    """Add `journal show` and `journal verify` to an argparse subparsers object. Each sets
+    `func` on the parsed namespace: a handler taking the namespace and returning the exit code."""
+    journal = subparsers.add_parser("journal", help="inspect an agent journal file")
+    commands = journal.add_subparsers(dest="journal_command", required=True)
+    show = commands.add_parser("show", help="list entries as a table")
+    show.add_argument("--db", required=True, type=Path, help="journal SQLite file")
+    show.add_argument("--from", dest="from_seq", type=int, default=1, help="first seq (default 1)")
+    show.add_argument("--limit", type=int, default=50, help="most entries to list (default 50)")
+    show.add_argument("--kind", choices=[k.value for k in EntryKind], help="only entries of this kind")
+    show.set_defaults(func=show_command)
+    verify = commands.add_parser("verify", help="check the hash chain; exit 1 on a break")
+    verify.add_argument("--db", required=True, type=Path, help="journal SQLite file")
+    verify.set_defaults(func=verify_command)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Standalone entry (tests, `python -m agent.journal_cli`); `fieldpact` calls `register`."""
+    parser = argparse.ArgumentParser(prog="fieldpact")
+    register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    handler: Handler = args.func
+    return handler(args)
+
+
+def show_command(args: argparse.Namespace) -> int:
+    """Print a table of entries: seq, time (UTC), kind, body summary."""
+    kinds = None if args.kind is None else {EntryKind(args.kind)}
+    entries = _with_journal(args.db, lambda j: j.read(args.from_seq, args.limit, kinds=kinds))
+    if entries is None:
+        return EXIT_UNREADABLE
+    Console().print(_table(entries))
+    return EXIT_OK
+
+
+def verify_command(args: argparse.Namespace) -> int:
+    """Print whether the chain is intact; exit 1 naming the first broken seq and why."""
+    result = _with_journal(args.db, lambda j: (j.verify(), j.low_water(), j.head()[0]))
+    if result is None:
+        return EXIT_UNREADABLE
+    broken, low, head = result
+    if broken is not None:
+        print(f"chain broken at seq {broken.seq}: {broken.reason}")
+        return EXIT_BROKEN
+    print(f"chain intact: {head - low + 1} entries, seq {low}..{head}")
+    return EXIT_OK
+
+
+def _with_journal(path: Path, fn: Callable[[SqliteJournal], T]) -> T | None:
+    """Run `fn` on the journal at `path`; None (after saying why on stderr) if it cannot be read.
+    A missing file is refused rather than created: a typo must not look like an empty journal."""
+    if not path.is_file():
+        print(f"fieldpact journal: no journal at {path}", file=sys.stderr)
+        return None
+    try:
+        with SqliteJournal(path) as journal:
+            return fn(journal)
+    except JournalError as exc:
+        print(f"fieldpact journal: {exc}", file=sys.stderr)
+        return None
+
+
+def _table(entries: Sequence[Entry]) -> Table:
+    table = Table("seq", "time (UTC)", "kind", "body")
+    table.columns[0].justify = "right"
+    table.columns[3].overflow = "fold"
+    for e in entries:
+        table.add_row(str(e.seq), _time(e.ts_ms), e.kind.value, summarize(e.body))
+    return table
+
+
+def _time(ts_ms: int) -> str:
+    moment = dt.datetime.fromtimestamp(ts_ms / 1000, tz=dt.timezone.utc)
+    return moment.strftime("%Y-%m-%d %H:%M:%S.") + f"{ts_ms % 1000:03d}"
+
+
+def summarize(body: Mapping[str, Any]) -> str:
+    """`key=value` pairs in key order, nested maps inline, cut at SUMMARY_CHARS."""
+    text = " ".join(f"{k}={_short(v)}" for k, v in sorted(body.items()))
+    return text if len(text) <= SUMMARY_CHARS else text[: SUMMARY_CHARS - 1] + "…"
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, Mapping):
+        return "{" + ", ".join(f"{k}: {_short(v)}" for k, v in sorted(value.items())) + "}"
+    if isinstance(value, bytes):
+        return value.hex() if len(value) <= 8 else f"<{len(value)} bytes>"
+    return repr(value) if isinstance(value, str) and " " in value else str(value)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
