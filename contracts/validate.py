@@ -201,7 +201,7 @@ def _steps(c: Contract) -> Issues:
         if never is not None:
             yield _issue(f"{at}.until" if s.until is not None else at, never)
         if blocker is None:
-            blocker = _blocks(at, s, until, never)
+            blocker = _blocks(at, s, never)
 
 
 def _duplicate_step(c: Contract, i: int, s: Step, at: str) -> Issues:
@@ -211,22 +211,23 @@ def _duplicate_step(c: Contract, i: int, s: Step, at: str) -> Issues:
 
 
 def _never_ends(s: Step, until: Expr | None) -> str | None:
-    """Why step `s` can never finish, or None."""
+    """Why step `s` can never finish (or can finish only by timing out), or None."""
     if s.until is None and s.for_s is None and s.timeout_s is None:
         return "can never finish: give it until, for_s or timeout_s"
-    if until is not None and until.constant is False and s.for_s is None and s.timeout_s is None:
+    if until is None or until.constant is not False or s.for_s is not None:
+        return None
+    if s.timeout_s is None:
         return "is always false and the step has no for_s or timeout_s: it can never finish"
-    return None
+    return f"is always false: the step can only time out (on_timeout: {s.on_timeout})"
 
 
-def _blocks(at: str, s: Step, until: Expr | None, never: str | None) -> str | None:
+def _blocks(at: str, s: Step, never: str | None) -> str | None:
     """Why no step after `s` can run, as a phrase naming `s`, or None."""
-    if never is not None:
+    if never is None or s.on_timeout is OnTimeout.NEXT and s.timeout_s is not None:
+        return None
+    if s.timeout_s is None:
         return f"{at} {s.name!r} can never finish"
-    always_times_out = until is not None and until.constant is False and s.for_s is None
-    if always_times_out and s.on_timeout is not OnTimeout.NEXT:
-        return f"{at} {s.name!r} always times out into {s.on_timeout}"
-    return None
+    return f"{at} {s.name!r} always times out into {s.on_timeout}"
 
 
 def _expression(c: Contract, at: str, text: str | None, *,
@@ -262,6 +263,11 @@ def _condition(c: Contract, at: str, expr: Expr) -> Issues:
         return
     if kind is not Kind.BOOL:
         yield _issue(at, "is a number, not a condition (compare it, e.g. 'level >= 4')")
+    elif not expr.names:
+        try:
+            expr.evaluate({})
+        except ExprEvalError as exc:  # e.g. a constant division by zero: fails every cycle
+            yield _issue(at, f"can never be evaluated: {exc}")
 
 
 def _expectation(c: Contract, name: PointName, rate: float, when: str | None) -> Issues:
