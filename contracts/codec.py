@@ -111,7 +111,8 @@ def _ordered_maps(doc: Any) -> Any:
         doc[name] = _from_pairs(doc[name], name)
     if isinstance(doc.get("tolerance"), dict) and "values" in doc["tolerance"]:
         doc["tolerance"]["values"] = _from_pairs(doc["tolerance"]["values"], "tolerance.values")
-    for i, step in enumerate(doc.get("steps") if isinstance(doc.get("steps"), list) else ()):
+    steps = doc.get("steps")
+    for i, step in enumerate(steps if isinstance(steps, list) else []):
         if isinstance(step, dict) and "do" in step:
             step["do"] = _from_pairs(step["do"], f"steps[{i}].do")
     return doc
