@@ -395,6 +395,7 @@ class Expr:
     tree: Node
     names: frozenset[str]
     constant: Value | None
+    _fn: Fn
 
     def __init__(self, text: str, tree: Node) -> None:
         for attr, value in (("text", text), ("tree", tree), ("names", _names(tree)),
@@ -417,7 +418,7 @@ class Expr:
         """The value under `env`. Raises ExprEvalError for an unknown name, a division by zero,
         an overflow, or operands of the wrong kind (arithmetic on a bool, `1 < true`, `not 3`)."""
         try:
-            return self._fn(env)  # type: ignore[no-any-return]
+            return self._fn(env)
         except ExprEvalError as exc:
             raise ExprEvalError(f"{exc} in {self.text!r}") from None
 

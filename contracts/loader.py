@@ -18,7 +18,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-import yaml
+import yaml  # type: ignore[import-untyped]  # no stubs installed in the venv
 
 from contracts.errors import ContractInvalid, DocumentError
 from contracts.schema import Contract, parse_contract
@@ -33,14 +33,14 @@ JSON_SUFFIXES = frozenset({".json"})
 _BOOL_TAG = "tag:yaml.org,2002:bool"
 
 
-class _StrictLoader(yaml.SafeLoader):
+class _StrictLoader(yaml.SafeLoader):  # type: ignore[misc]
     """SafeLoader with YAML 1.2 booleans and duplicate keys refused."""
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         self.flatten_mapping(node)
         seen: set[Any] = set()
         for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=True)  # type: ignore[no-untyped-call]
+            key = self.construct_object(key_node, deep=True)
             if not isinstance(key, (str, int, float, bool)):
                 continue  # unhashable keys are refused by the base class below
             if key in seen:
@@ -48,7 +48,8 @@ class _StrictLoader(yaml.SafeLoader):
                     "while reading a mapping", node.start_mark,
                     f"duplicate key {key!r}", key_node.start_mark)
             seen.add(key)
-        return super().construct_mapping(node, deep=deep)
+        mapping: dict[Any, Any] = super().construct_mapping(node, deep=deep)
+        return mapping
 
 
 _StrictLoader.yaml_implicit_resolvers = {
