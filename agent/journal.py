@@ -11,10 +11,11 @@ Rules:
   transaction, so the loss itself is journaled and the chain from the low-water mark still verifies.
 - Durability. WAL with `synchronous=FULL` by default: a commit is fsynced before `append` returns,
   so an entry we act on or ack survives power loss (DESIGN pitfall: WAL+NORMAL survives a process
-  crash but may lose the last commits on power loss). Measured on this machine's disk (virtio,
-  ext4; bench in tests/agent/test_journal.py::test_append_rate), 4-entry `append_many` cycles:
-  FULL ~1,200 cycles/s, NORMAL ~9,000 cycles/s. NORMAL is there for benchmarks and for hosts
-  whose power is backed; the scan loop uses FULL.
+  crash but may lose the last commits on power loss). Cost, measured on this machine (virtio disk,
+  ext4, shared with other jobs; 3 runs of 2,000-5,000 4-entry `append_many` cycles each):
+  NORMAL 10,000-19,000 cycles/s, FULL 350-4,200 cycles/s (one WAL fsync per commit, so it swings
+  with disk contention). A 100 ms scan needs 10 cycles/s: FULL leaves >30x headroom. NORMAL is
+  offered for benchmarks and hosts with backed power; the scan loop uses FULL.
 - Size. `auto_vacuum=INCREMENTAL`: retention frees pages with `PRAGMA incremental_vacuum`, never a
   full VACUUM (which would rewrite the file and block the scan loop). `size_bytes()` is the logical
   database size (page_count x page_size); the WAL beside it is capped by `journal_size_limit`.
@@ -113,6 +114,8 @@ class SqliteJournal:
         """Open (creating if needed) and resume at the stored head.
 
         Raises JournalError if the file is not a journal, is from a newer schema, or cannot be read."""
+        if self._db is not None:
+            return self
         try:
             conn = sqlite3.connect(self.path, check_same_thread=False, timeout=5.0)
         except sqlite3.Error as exc:
@@ -157,11 +160,11 @@ class SqliteJournal:
     @staticmethod
     def _create_tables(db: sqlite_utils.Database) -> None:
         hashes = {"ts_ms", "kind", "body", "prev_hash", "hash"}
-        db["entries"].create({"seq": int, "ts_ms": int, "kind": str, "body": bytes,
+        db.table("entries").create({"seq": int, "ts_ms": int, "kind": str, "body": bytes,
                               "prev_hash": bytes, "hash": bytes},
                              pk="seq", not_null=hashes, if_not_exists=True)
-        db["meta"].create({"key": str, "value": int}, pk="key", if_not_exists=True)
-        db["checkpoints"].create({"name": str, "seq": int, "ts_ms": int, "data": bytes},
+        db.table("meta").create({"key": str, "value": int}, pk="key", if_not_exists=True)
+        db.table("checkpoints").create({"name": str, "seq": int, "ts_ms": int, "data": bytes},
                                  pk="name", not_null={"seq", "ts_ms", "data"}, if_not_exists=True)
         db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)",
                    [SCHEMA_VERSION])
@@ -248,10 +251,11 @@ class SqliteJournal:
         """Up to `limit` entries with seq >= from_seq, ascending, optionally only of `kinds`.
 
         Raises JournalError on I/O failure or a row that does not decode."""
-        sql, args = f"{_SELECT} WHERE seq >= ?", [from_seq]
+        sql = f"{_SELECT} WHERE seq >= ?"
+        args: list[Any] = [from_seq]
         if kinds is not None:
             sql += f" AND kind IN ({', '.join('?' * len(kinds))})"
-            args += [k.value for k in kinds]
+            args.extend(k.value for k in kinds)
         rows = self._guard("read", lambda: self.db.execute(
             f"{sql} ORDER BY seq LIMIT ?", [*args, limit]).fetchall())
         return [self._entry(row) for row in rows]
