@@ -6,7 +6,7 @@ so that a replay feeds the engine exactly what it saw (invariant 1).
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from contracts.types import EpochMs, PointName, Value
@@ -61,3 +61,17 @@ class Inputs:
     online: bool = True
     last_contact_ms: EpochMs | None = None
     commands: tuple[Command, ...] = ()
+
+
+def reading_to_wire(r: Reading) -> list[object]:
+    """Compact journal/wire form of a reading: [value, quality, reason]; the time is the entry's."""
+    return [r.value, r.quality.value, r.reason]
+
+
+def reading_from_wire(v: Sequence[object], ts_ms: EpochMs) -> Reading:
+    """Inverse of `reading_to_wire`. Raises ValueError for a malformed triple."""
+    if len(v) != 3:
+        raise ValueError(f"reading: expected [value, quality, reason], got {v!r}")
+    value, quality, reason = v
+    return Reading(value=value, quality=Quality(quality), ts_ms=ts_ms,  # type: ignore[arg-type]
+                   reason=reason)  # type: ignore[arg-type]

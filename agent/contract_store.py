@@ -1,0 +1,101 @@
+"""The agent's contract store: verify, remember, and hand contracts to the scan loop.
+
+Every accepted contract is kept (by content hash) in the journal database's checkpoint table, with
+the highest accepted version per contract id (rollback protection, invariant 6), so a restart knows
+the last known-good contract without the hub. Every acceptance and refusal is journaled with its
+reason; an accepted contract's entry carries the signed bytes, so the journal alone can be replayed.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from agent.journal_thread import AsyncJournal
+from agent.scan import CHECKPOINT_NAME, ActiveContract, decode_checkpoint
+from contracts.chain import EntryKind
+from contracts.codec import canonical_dumps, content_hash, loads
+from contracts.engine import EngineState
+from contracts.errors import ContractRefused
+from contracts.signing import verify_contract
+from contracts.types import EpochMs
+
+log = logging.getLogger("fieldpact.agent.contracts")
+
+_VERSIONS = "contract:versions"
+_LATEST = "contract:latest"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Restored:
+    """What a restart finds: the contract to resume (with its engine state) and one waiting."""
+
+    resume: tuple[ActiveContract, EngineState] | None
+    pending: ActiveContract | None
+
+
+class ContractStore:
+    def __init__(self, journal: AsyncJournal, pubkey: Ed25519PublicKey, device: str) -> None:
+        self._journal, self._pubkey, self._device = journal, pubkey, device
+        self._versions: dict[str, int] = {}
+
+    async def _load_blob(self, name: str) -> bytes | None:
+        found = await self._journal.load_checkpoint(name)
+        return found[0] if found else None
+
+    async def _load_contract(self, digest: str, now_ms: EpochMs) -> ActiveContract | None:
+        signed = await self._load_blob(f"contract:{digest}")
+        if signed is None:
+            return None
+        c = verify_contract(signed, self._pubkey, now_ms=now_ms, device=self._device,
+                            allow_future=True)
+        return ActiveContract(contract=c, signed=signed, hash=digest)
+
+    async def restore(self, now_ms: EpochMs) -> Restored:
+        """Re-verify what was stored (a tampered store is refused like a tampered message)."""
+        blob = await self._load_blob(_VERSIONS)
+        self._versions = dict(loads(blob)) if blob else {}
+        resume = None
+        ckpt = await self._load_blob(CHECKPOINT_NAME)
+        if ckpt is not None:
+            digest, state = decode_checkpoint(ckpt)
+            active = await self._safe_load(digest, now_ms)
+            resume = (active, state) if active else None
+        latest = await self._load_blob(_LATEST)
+        pending = None
+        if latest is not None and (resume is None or latest.decode() != resume[0].hash):
+            pending = await self._safe_load(latest.decode(), now_ms)
+        return Restored(resume=resume, pending=pending)
+
+    async def _safe_load(self, digest: str, now_ms: EpochMs) -> ActiveContract | None:
+        try:
+            return await self._load_contract(digest, now_ms)
+        except ContractRefused as exc:
+            await self._journal.append(EntryKind.REFUSAL, {
+                "event": "stored_contract_refused", "hash": digest,
+                "refusal": exc.refusal.value, "detail": exc.detail}, now_ms)
+            log.warning("stored_contract_refused hash=%s refusal=%s", digest, exc.refusal.value)
+            return None
+
+    async def receive(self, signed: bytes, now_ms: EpochMs) -> ActiveContract:
+        """Verify and store a contract. Raises ContractRefused (already journaled)."""
+        try:
+            c = verify_contract(signed, self._pubkey, now_ms=now_ms, device=self._device,
+                                accepted=self._versions, allow_future=True)
+        except ContractRefused as exc:
+            await self._journal.append(EntryKind.CONTRACT, {
+                "event": "refused", "refusal": exc.refusal.value, "detail": exc.detail}, now_ms)
+            log.warning("contract_refused refusal=%s detail=%s", exc.refusal.value, exc.detail)
+            raise
+        digest = content_hash(c)
+        self._versions[c.contract] = max(c.version, self._versions.get(c.contract, 0))
+        seq, _ = await self._journal.head()
+        await self._journal.save_checkpoint(f"contract:{digest}", signed, seq, now_ms)
+        await self._journal.save_checkpoint(_VERSIONS, canonical_dumps(self._versions), seq, now_ms)
+        await self._journal.save_checkpoint(_LATEST, digest.encode(), seq, now_ms)
+        await self._journal.append(EntryKind.CONTRACT, {
+            "event": "accepted", "contract": c.contract, "version": c.version, "hash": digest,
+            "signed": signed}, now_ms)
+        log.info("contract_accepted contract=%s version=%s hash=%s", c.contract, c.version, digest[:12])
+        return ActiveContract(contract=c, signed=signed, hash=digest)

@@ -1,0 +1,148 @@
+"""The agent process: one AsyncExitStack for resources, one TaskGroup for the work.
+
+Tasks: `scan` (the loop; never waits on the network), `uplink` (MQTT, only if a broker is
+configured), and an apscheduler AsyncIOScheduler for heartbeats, journal retention and the
+activation/expiry marks. Jobs only journal and report; the engine acts on time itself, so when a
+job fires never changes what the engine does (the fired job is a journaled fact, not an input).
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from contextlib import AsyncExitStack
+from datetime import UTC, datetime
+from pathlib import Path
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from agent.config import AgentConfig
+from agent.contract_store import ContractStore
+from agent.journal_thread import AsyncJournal
+from agent.link import DeviceLink
+from agent.modbus import ModbusLink
+from agent.scan import ActiveContract, Connectivity, CycleReport, ScanLoop
+from agent.systemd import Notifier
+from agent.uplink import Uplink, wall_ms
+from contracts.chain import EntryKind
+from contracts.errors import ContractRefused
+from contracts.signing import load_public_key
+
+log = logging.getLogger("fieldpact.agent")
+
+HEARTBEAT_S = 30
+RETENTION_S = 60
+
+
+class Agent:
+    def __init__(self, cfg: AgentConfig, *, link: DeviceLink | None = None,
+                 notifier: Notifier | None = None) -> None:
+        self.cfg = cfg
+        self.link = link or ModbusLink(cfg.modbus.host, cfg.modbus.port, timeout_s=cfg.modbus.timeout_s)
+        self.notifier = notifier or Notifier()
+        self.boot_id = uuid.uuid4().hex
+        self.journal = AsyncJournal(cfg.journal, budget_bytes=cfg.journal_budget_mb * 1024 * 1024)
+        self.conn = Connectivity(standalone=cfg.broker is None, online=False,
+                                 last_contact_ms=wall_ms())
+        self.scan = ScanLoop(self.journal, self.link, self.conn, on_cycle=self._on_cycle)
+        self.store: ContractStore | None = None
+        self.uplink: Uplink | None = None
+        self.started = asyncio.Event()
+
+    def _on_cycle(self, report: CycleReport) -> None:
+        if report.healthy:
+            self.notifier.ready(self._status())
+            self.notifier.healthy_cycle()
+        if self.uplink is not None:
+            self.uplink.on_cycle(report)
+
+    def _status(self) -> str:
+        seg = self.scan.segment
+        if seg is None:
+            return "no contract"
+        c = seg.active.contract
+        return (f"{c.contract}@{c.version} mode={seg.state.mode.value} step={seg.step_name()} "
+                f"online={self.conn.online}")
+
+    async def run(self) -> None:
+        async with AsyncExitStack() as stack:
+            await stack.enter_async_context(self.journal)
+            await self.link.connect()
+            stack.push_async_callback(self.link.close)
+            self.store = ContractStore(self.journal, load_public_key(self.cfg.trusted_key),
+                                       self.cfg.device)
+            await self.journal.append(EntryKind.EVENT, {
+                "event": "agent_started", "boot_id": self.boot_id, "device": self.cfg.device,
+                "standalone": self.cfg.broker is None}, wall_ms())
+            restored = await self.store.restore(wall_ms())
+            if restored.pending is not None:
+                self.scan.offer(restored.pending)
+            await self._load_local_contract()
+            scheduler = self._scheduler()
+            scheduler.start()
+            stack.callback(scheduler.shutdown, wait=False)
+            stack.callback(self.notifier.stopping)
+            self.started.set()
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self.scan.run(restored.resume), name="scan")
+                if self.cfg.broker is not None:
+                    self.uplink = Uplink(self.cfg, self.journal, self.scan, self.store, self.conn)
+                    tg.create_task(self.uplink.run(), name="uplink")
+
+    async def _load_local_contract(self) -> None:
+        path: Path | None = self.cfg.contract
+        if path is None or self.store is None:
+            return
+        try:
+            active = await self.store.receive(path.read_bytes(), wall_ms())
+        except ContractRefused as exc:
+            log.warning("local_contract_refused path=%s refusal=%s", path, exc.refusal.value)
+            return
+        if self.scan.segment is None or self.scan.segment.active.hash != active.hash:
+            self.scan.offer(active)
+
+    def offer(self, active: ActiveContract) -> None:
+        self.scan.offer(active)
+
+    def _scheduler(self) -> AsyncIOScheduler:
+        s = AsyncIOScheduler(timezone=UTC)
+        s.add_job(self._heartbeat, "interval", seconds=HEARTBEAT_S, id="heartbeat")
+        s.add_job(self._retention, "interval", seconds=RETENTION_S, id="retention")
+        s.add_job(self._schedule_marks, "interval", seconds=5, id="contract-marks")
+        return s
+
+    async def _heartbeat(self) -> None:
+        self.notifier.status(self._status())
+        log.info("heartbeat %s", self._status())
+
+    async def _retention(self) -> None:
+        dropped = await self.journal.enforce_budget()
+        if dropped:
+            log.warning("journal_retention dropped=%s", dropped)
+
+    async def _schedule_marks(self) -> None:
+        """Journal when a pending contract becomes due or the running one expires (facts for the
+        operator's timeline; the engine already acts on its own clock)."""
+        seg, now = self.scan.segment, wall_ms()
+        if seg is not None and not getattr(seg, "expiry_marked", False) \
+                and now >= seg.active.contract.valid_until:
+            seg.expiry_marked = True  # type: ignore[attr-defined]
+            await self.journal.append(EntryKind.CONTRACT, {
+                "event": "expiry_due", "contract": seg.active.contract.contract,
+                "version": seg.active.contract.version,
+                "at": datetime.fromtimestamp(now / 1000, UTC).isoformat()}, now)
+
+
+def run_forever(cfg: AgentConfig) -> int:
+    """Entry point for `fieldpact agent run`; returns the exit code."""
+    agent = Agent(cfg)
+    try:
+        asyncio.run(agent.run())
+    except KeyboardInterrupt:
+        return 0
+    return 0
+
+
+def monotonic_ms() -> int:
+    return int(time.monotonic() * 1000)

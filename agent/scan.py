@@ -1,0 +1,300 @@
+"""The scan loop: read → guards → engine → journal → write, on fixed deadlines.
+
+Theory of operation. A *segment* is one contract running from one engine state: it opens with a
+BOOT entry (engine state, t0, period) and its cycles run at t0 + k*period (agent/timing.py). Each
+cycle:
+  1. reads every planned request (a failure marks exactly that request's points BAD);
+  2. applies the signal guards (frozen, spike) and the deadband view (agent/signal.py);
+  3. steps the pure engine with the view, the hub connectivity and the commands received;
+  4. journals the cycle's items in one transaction — BEFORE touching the device (journal first);
+  5. writes the engine's writes (never retried blindly: a failed write is journaled and the next
+     read-back shows what happened), and checks read-backs for a second master;
+  6. checkpoints the engine state when it changed, so a restart resumes at the right step.
+A new contract (from the uplink or the CLI) waits in `pending` until its valid_from, then a new
+segment starts. Safety never waits for the network: nothing here awaits the uplink.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from agent.journal_thread import AsyncJournal
+from agent.link import DeviceLink, LinkError
+from agent.readback import ReadbackMonitor
+from agent.record import cycle_items, fault_item, keyframe_item, overrun_item
+from agent.registers import plan_reads
+from agent.signal import InputView, SignalGuards
+from agent.timing import Anchor, make_anchor, plan_next, sleep_until
+from contracts.chain import EntryKind
+from contracts.codec import canonical_dumps, loads
+from contracts.engine import Engine, EngineState, StepResult
+from contracts.inputs import Command, Inputs, Reading
+from contracts.schema import Contract
+from contracts.types import EpochMs
+
+log = logging.getLogger("fieldpact.agent.scan")
+
+KEYFRAME_MS = 60_000
+"""A full snapshot of inputs and outputs once a minute bounds how far back a reader (or the hub)
+must look to know every value, at ~1 entry/min of journal cost."""
+
+CHECKPOINT_NAME = "engine"
+
+
+@dataclass(frozen=True, kw_only=True)
+class ActiveContract:
+    contract: Contract
+    signed: bytes
+    hash: str
+
+
+@dataclass
+class Connectivity:
+    """Hub reachability as the engine sees it. Changed only on flips, so it journals rarely."""
+
+    standalone: bool
+    online: bool = False
+    last_contact_ms: EpochMs | None = None
+    changed: bool = True
+
+    def set_online(self, online: bool, contact_ms: EpochMs) -> None:
+        if online != self.online:
+            self.online, self.last_contact_ms, self.changed = online, contact_ms, True
+
+    def inputs_view(self) -> tuple[bool, EpochMs | None]:
+        if self.standalone:
+            return True, None
+        return self.online, (None if self.online else self.last_contact_ms)
+
+
+@dataclass
+class CycleReport:
+    now_ms: EpochMs
+    late_ms: float
+    duration_ms: float
+    result: StepResult
+    view: dict[str, Reading]
+    healthy: bool
+
+
+@dataclass
+class ScanStats:
+    cycles: int = 0
+    overruns: int = 0
+    skipped: int = 0
+    lateness_ms: deque[float] = field(default_factory=lambda: deque(maxlen=100_000))
+
+
+class Segment:
+    """One contract's engine and the per-contract helpers around it."""
+
+    def __init__(self, active: ActiveContract, state: EngineState | None) -> None:
+        self.active = active
+        c = active.contract
+        self.engine = Engine(c)
+        self.state = state if state is not None else self.engine.initial_state()
+        self.plan = plan_reads(c.points)
+        self.guards = SignalGuards(c.points)
+        self.view = InputView(c.read_points)
+        self.readback = ReadbackMonitor([p for p in c.write_points if p.owner == c.contract])
+        self.write_points = {p.name: p for p in c.write_points}
+        self.failing: set[str] = set()
+
+    def step_name(self) -> str | None:
+        steps, i = self.active.contract.steps, self.state.step_index
+        return steps[i].name if 0 <= i < len(steps) else None
+
+
+class ScanLoop:
+    def __init__(self, journal: AsyncJournal, link: DeviceLink, conn: Connectivity, *,
+                 on_cycle: Callable[[CycleReport], None] | None = None,
+                 keyframe_ms: int = KEYFRAME_MS) -> None:
+        self.journal, self.link, self.conn = journal, link, conn
+        self.commands: deque[Command] = deque()
+        self.pending: ActiveContract | None = None
+        self.segment: Segment | None = None
+        self.stats = ScanStats()
+        self._on_cycle = on_cycle
+        self._keyframe_ms = keyframe_ms
+        self._wake = asyncio.Event()
+
+    def offer(self, active: ActiveContract) -> None:
+        """Queue a verified contract; it starts at its valid_from (or at once if already valid)."""
+        self.pending = active
+        self._wake.set()
+
+    async def run(self, resume: tuple[ActiveContract, EngineState] | None = None) -> None:
+        """Run forever (until cancelled), switching segments as contracts arrive."""
+        if resume is not None:
+            await self._start_segment(resume[0], resume[1], resumed=True)
+        while True:
+            if self.segment is None:
+                await self._wait_for_contract()
+                continue
+            await self._run_segment(self.segment)
+
+    async def _wait_for_contract(self) -> None:
+        self._wake.clear()
+        if self.pending is None:
+            await self._wake.wait()
+        if self.pending is not None:
+            active, self.pending = self.pending, None
+            await self._start_segment(active, None, resumed=False)
+
+    async def _start_segment(self, active: ActiveContract, state: EngineState | None,
+                             *, resumed: bool) -> None:
+        seg = Segment(active, state)
+        anchor = make_anchor(active.contract.scan_period_ms)
+        seg_boot = {"boot_id": uuid.uuid4().hex, "t0_ms": anchor.wall_ms,
+                    "period_ms": anchor.period_ms, "contract": active.contract.contract,
+                    "version": active.contract.version, "hash": active.hash,
+                    "state": seg.state.to_mapping(), "resumed": resumed}
+        items: list[tuple[EntryKind, dict[str, Any], int]] = [(EntryKind.BOOT, seg_boot, anchor.wall_ms)]
+        await self.journal.append_many(items)
+        self.segment, self._anchor, self.conn.changed = seg, anchor, True
+        log.info("segment_started contract=%s version=%s resumed=%s t0_ms=%s",
+                 active.contract.contract, active.contract.version, resumed, anchor.wall_ms)
+
+    async def _run_segment(self, seg: Segment) -> None:
+        anchor: Anchor = self._anchor
+        k, next_keyframe = 0, anchor.wall_ms
+        await self._sync_outputs(seg, anchor.wall_ms)
+        while self.segment is seg:
+            await sleep_until(anchor.deadline(k))
+            started = time.monotonic()
+            run_k, skipped = plan_next(anchor, k, started)
+            if skipped:
+                await self._journal_overrun(anchor, k, run_k, started)
+            now_ms = anchor.wall(run_k)
+            keyframe = now_ms >= next_keyframe
+            if keyframe:
+                next_keyframe = now_ms + self._keyframe_ms
+            report = await self.cycle(seg, now_ms, keyframe=keyframe)
+            report.late_ms = (started - anchor.deadline(run_k)) * 1000.0
+            report.duration_ms = (time.monotonic() - started) * 1000.0
+            self._account(report, anchor.period_ms)
+            k = run_k + 1
+            await self._maybe_switch(now_ms + anchor.period_ms)
+
+    async def cycle(self, seg: Segment, now_ms: EpochMs, *, keyframe: bool = False) -> CycleReport:
+        """One scan cycle at engine time `now_ms`. Public so tests can drive cycles directly."""
+        raw = await self.link.read(seg.plan, now_ms)
+        items = self._adapter_faults(seg, raw, now_ms)
+        guarded = seg.guards.apply(raw)
+        view, changes = seg.view.update(guarded, now_ms, keyframe=keyframe)
+        inputs = self._inputs(view)
+        result = seg.engine.step(seg.state, inputs, now_ms)
+        items += cycle_items(now_ms, changes, inputs, result,
+                             connectivity_changed=self._take_conn_change())
+        if keyframe:
+            items.append(keyframe_item(now_ms, view, result, seg.step_name()))
+        written = await self._commit_and_write(seg, items, result, now_ms)
+        await self._check_readback(seg, result, raw, written, now_ms)
+        await self._checkpoint(seg, result.state, now_ms)
+        # "Healthy" is about the loop keeping its deadlines (set in _account), not about the
+        # device: a device fault is handled by safe_state, and restarting the agent cannot fix it.
+        return CycleReport(now_ms=now_ms, late_ms=0.0, duration_ms=0.0, result=result,
+                           view=view, healthy=True)
+
+    def _inputs(self, view: dict[str, Reading]) -> Inputs:
+        online, contact = self.conn.inputs_view()
+        commands = tuple(self.commands)
+        self.commands.clear()
+        return Inputs(readings=view, online=online, last_contact_ms=contact, commands=commands)
+
+    def _take_conn_change(self) -> bool:
+        changed, self.conn.changed = self.conn.changed, False
+        return changed
+
+    def _adapter_faults(self, seg: Segment, raw: dict[str, Reading], now_ms: EpochMs) -> list[Any]:
+        """Journal a read fault when a point starts failing, and when it recovers."""
+        failing = {n for n, r in raw.items() if r.reason in ("timeout", "disconnected")
+                   or (r.reason or "").startswith("exception")}
+        items = [fault_item(now_ms, "read", raw[n].reason or "bad", n)
+                 for n in sorted(failing - seg.failing)]
+        items += [fault_item(now_ms, "read_recovered", "ok", n) for n in sorted(seg.failing - failing)]
+        seg.failing = failing
+        return items
+
+    async def _commit_and_write(self, seg: Segment, items: list[Any], result: StepResult,
+                                now_ms: EpochMs) -> list[str]:
+        if items:
+            await self.journal.append_many(items)
+        seg.state = result.state
+        written: list[str] = []
+        for w in result.writes:
+            try:
+                await self.link.write(seg.write_points[w.point], w.value)
+                written.append(w.point)
+            except LinkError as exc:
+                await self.journal.append_many([fault_item(now_ms, "write", str(exc), w.point)])
+        return written
+
+    async def _check_readback(self, seg: Segment, result: StepResult, raw: dict[str, Reading],
+                              written: list[str], now_ms: EpochMs) -> None:
+        outputs = dict(result.state.outputs)
+        found = seg.readback.check(outputs, raw, written)
+        if found:
+            await self.journal.append_many([
+                (EntryKind.EVENT, {"event": "second_writer_cleared" if d.cleared else "second_writer",
+                                   "point": d.point, "expected": d.expected, "actual": d.actual}, now_ms)
+                for d in found])
+            for d in found:
+                log.warning("second_writer point=%s expected=%s actual=%s cleared=%s",
+                            d.point, d.expected, d.actual, d.cleared)
+
+    async def _checkpoint(self, seg: Segment, state: EngineState, now_ms: EpochMs) -> None:
+        data = canonical_dumps({"hash": seg.active.hash, "state": state.to_mapping()})
+        if data != getattr(seg, "_last_checkpoint", None):
+            seq, _ = await self.journal.head()
+            await self.journal.save_checkpoint(CHECKPOINT_NAME, data, seq, now_ms)
+            seg._last_checkpoint = data  # type: ignore[attr-defined]
+
+    async def _sync_outputs(self, seg: Segment, now_ms: EpochMs) -> None:
+        """At a segment's start the device holds whatever it held: assert the engine's outputs
+        once (journaled as an event, not as engine writes, so replay stays exact)."""
+        outputs = dict(seg.state.outputs)
+        await self.journal.append_many([(EntryKind.EVENT, {"event": "output_sync", "writes": outputs},
+                                         now_ms)])
+        for name, value in outputs.items():
+            try:
+                await self.link.write(seg.write_points[name], value)
+            except LinkError as exc:
+                await self.journal.append_many([fault_item(now_ms, "write", str(exc), name)])
+
+    async def _journal_overrun(self, anchor: Anchor, k: int, run_k: int, now_mono: float) -> None:
+        late_ms = int((now_mono - anchor.deadline(k)) * 1000)
+        await self.journal.append_many([overrun_item(anchor.wall(k), late_ms, run_k - k,
+                                                     anchor.wall(run_k))])
+        self.stats.overruns += 1
+        self.stats.skipped += run_k - k
+        log.warning("scan_overrun late_ms=%s skipped=%s", late_ms, run_k - k)
+
+    def _account(self, report: CycleReport, period_ms: int) -> None:
+        self.stats.cycles += 1
+        self.stats.lateness_ms.append(report.late_ms)
+        if report.duration_ms > period_ms:
+            report.healthy = False
+        if self._on_cycle is not None:
+            self._on_cycle(report)
+
+    async def _maybe_switch(self, next_ms: EpochMs) -> None:
+        p = self.pending
+        if p is not None and next_ms >= p.contract.valid_from:
+            self.pending = None
+            await self.journal.append_many([(EntryKind.CONTRACT, {
+                "event": "activated", "contract": p.contract.contract,
+                "version": p.contract.version, "hash": p.hash}, next_ms)])
+            await self._start_segment(p, None, resumed=False)
+
+
+def decode_checkpoint(data: bytes) -> tuple[str, EngineState]:
+    """(contract hash, engine state) from a checkpoint blob."""
+    m = loads(data)
+    return m["hash"], EngineState.from_mapping(m["state"])

@@ -1,0 +1,200 @@
+"""The agent's uplink: store-and-forward of the journal over MQTT, contracts and commands in.
+
+Delivery comes from seq + ack, never from the broker (invariant 5, DESIGN pitfalls): the journal is
+the queue. The sender publishes bounded batches from the hub's last ack; at most `window` batches
+may be in flight unacknowledged (backpressure on a slow broker or hub); if no ack arrives within
+`ack_timeout_s` it rewinds to the ack and sends again (the hub ingests idempotently by seq). An ack
+is made durable in the journal before anything may be dropped for it. On every (re)connect it
+publishes a retained birth and starts again from the ack.
+"""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import time
+import uuid
+from collections.abc import Callable
+
+from agent.config import AgentConfig
+from agent.contract_store import ContractStore
+from agent.journal_thread import AsyncJournal
+from agent.scan import Connectivity, CycleReport, ScanLoop
+from contracts.errors import ContractRefused, EncodingError
+from contracts.topics import Channel, topic
+from contracts.wire import Ack, Birth, CommandMessage, ContractResult, JournalBatch, Telemetry
+from fieldpact.mqtt import LinkDown, MqttLink, Will
+
+log = logging.getLogger("fieldpact.agent.uplink")
+
+WINDOW = 4
+"""Unacknowledged batches in flight; with 500-entry batches that is 2,000 entries of backpressure."""
+
+ACK_TIMEOUT_S = 5.0
+"""Long enough for a hub to ingest a full window on a slow SD card, short enough to resend soon
+after a lost message (the broker may drop QoS1 messages under load)."""
+
+
+def wall_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class Uplink:
+    def __init__(self, cfg: AgentConfig, journal: AsyncJournal, scan: ScanLoop,
+                 store: ContractStore, conn: Connectivity, *, clock: Callable[[], int] = wall_ms,
+                 window: int = WINDOW, ack_timeout_s: float = ACK_TIMEOUT_S) -> None:
+        assert cfg.broker is not None
+        self.cfg, self.journal, self.scan, self.store, self.conn = cfg, journal, scan, store, conn
+        self._clock, self._window, self._ack_timeout_s = clock, window, ack_timeout_s
+        self.boot_id = uuid.uuid4().hex
+        self._acked = 0
+        self._sent = 0
+        self._progress = asyncio.Event()
+        self._latest: CycleReport | None = None
+        self._published_points: dict[str, object] = {}
+        self._seen_contracts: set[bytes] = set()
+        t = self._topic
+        self.link = MqttLink(
+            cfg.broker.url, client_id=f"fp-agent-{cfg.device}", username=cfg.broker.username,
+            password=cfg.broker.password,
+            will=Will(topic=t(Channel.STATUS), payload=b"offline", qos=1, retain=True),
+            subscriptions=[(t(Channel.ACK), 1), (t(Channel.CONTRACT), 1), (t(Channel.CMD), 1)],
+            on_connect=self._on_connect, on_disconnect=self._on_disconnect)
+
+    def _topic(self, channel: Channel, point: str | None = None) -> str:
+        return topic(self.cfg.site, self.cfg.device, channel, point)
+
+    def on_cycle(self, report: CycleReport) -> None:
+        """Called by the scan loop after each cycle (never awaits: safety does not wait for us)."""
+        self._latest = report
+        self._progress.set()
+
+    async def run(self) -> None:
+        self._acked = await self.journal.acked_seq()
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(self.link.run(self._on_message), name="mqtt-link")
+            tg.create_task(self._sender(), name="journal-sender")
+            tg.create_task(self._telemetry(), name="telemetry")
+
+    # -- connection ------------------------------------------------------------------------
+    async def _on_connect(self) -> None:
+        self.conn.set_online(True, self._clock())
+        self._sent = self._acked
+        head, _ = await self.journal.head()
+        active = self.scan.segment.active.contract if self.scan.segment else None
+        birth = Birth(device=self.cfg.device, site=self.cfg.site, boot_id=self.boot_id,
+                      contract=active.contract if active else None,
+                      version=active.version if active else None, last_seq=head)
+        await self.link.publish(self._topic(Channel.STATUS), birth.to_bytes(), retain=True)
+        self._progress.set()
+
+    async def _on_disconnect(self, reason: str) -> None:
+        self.conn.set_online(False, self.conn.last_contact_ms or self._clock())
+        log.warning("uplink_offline reason=%s acked=%s", reason, self._acked)
+
+    # -- inbound ---------------------------------------------------------------------------
+    async def _on_message(self, topic_name: str, payload: bytes) -> None:
+        try:
+            if topic_name == self._topic(Channel.ACK):
+                await self._on_ack(Ack.from_bytes(payload))
+            elif topic_name == self._topic(Channel.CONTRACT):
+                await self._on_contract(payload)
+            elif topic_name == self._topic(Channel.CMD):
+                self.scan.commands.append(CommandMessage.from_bytes(payload).command)
+        except EncodingError as exc:
+            log.warning("uplink_bad_message topic=%s error=%s", topic_name, exc)
+
+    async def _on_ack(self, ack: Ack) -> None:
+        head, _ = await self.journal.head()
+        if ack.seq > self._acked and ack.seq <= head:
+            await self.journal.ack(ack.seq)  # durable before anything may be dropped for it
+            self._acked = ack.seq
+            self._progress.set()
+        self.conn.last_contact_ms = self._clock()
+
+    async def _on_contract(self, signed: bytes) -> None:
+        digest = hashlib.sha256(signed).digest()
+        if digest in self._seen_contracts:
+            return  # idempotent re-delivery (QoS1 duplicates): already accepted and answered
+        try:
+            active = await self.store.receive(signed, self._clock())
+        except ContractRefused as exc:
+            result = ContractResult(contract=exc.contract_id or "?", version=exc.version or 0,
+                                    accepted=False, refusal=exc.refusal.value, detail=exc.detail)
+        else:
+            self._seen_contracts.add(digest)
+            self.scan.offer(active)
+            c = active.contract
+            result = ContractResult(contract=c.contract, version=c.version, accepted=True,
+                                    refusal=None, detail=f"hash {active.hash}")
+        try:
+            await self.link.publish(self._topic(Channel.CONTRACT_RESULT), result.to_bytes())
+        except LinkDown:
+            log.warning("contract_result_unsent contract=%s", result.contract)
+
+    # -- outbound --------------------------------------------------------------------------
+    async def _sender(self) -> None:
+        while True:
+            await self.link.connected.wait()
+            sent_any = await self._send_some()
+            if not sent_any:
+                await self._wait_progress(self._ack_timeout_s)
+                if self._sent > self._acked and not self._progress.is_set():
+                    log.info("journal_resend from_seq=%s", self._acked + 1)
+                    self._sent = self._acked  # no ack in time: rewind and resend
+            self._progress.clear()
+
+    async def _wait_progress(self, timeout_s: float) -> None:
+        try:
+            async with asyncio.timeout(timeout_s):
+                await self._progress.wait()
+        except TimeoutError:
+            pass
+
+    async def _send_some(self) -> bool:
+        head, _ = await self.journal.head()
+        limit = self.cfg.batch_max
+        if self._sent >= head or self._sent - self._acked >= self._window * limit:
+            return False
+        low = await self.journal.low_water()
+        start = max(self._sent + 1, low)
+        entries = await self.journal.read(start, limit)
+        if not entries:
+            return False
+        batch = JournalBatch(device=self.cfg.device, from_seq=entries[0].seq, to_seq=entries[-1].seq,
+                             prev_hash=entries[0].prev_hash,
+                             entries=tuple(e.to_mapping() for e in entries),
+                             dropped_through=start - 1 if start > self._sent + 1 else 0)
+        try:
+            await self.link.publish(self._topic(Channel.JOURNAL), batch.to_bytes())
+        except LinkDown:
+            return False
+        self._sent = entries[-1].seq
+        return True
+
+    async def _telemetry(self) -> None:
+        while True:
+            await asyncio.sleep(self.cfg.telemetry_s)
+            report = self._latest
+            if report is None or not self.link.connected.is_set():
+                continue
+            try:
+                await self._publish_telemetry(report)
+            except LinkDown:
+                continue
+
+    async def _publish_telemetry(self, report: CycleReport) -> None:
+        seg = self.scan.segment
+        values = {n: r.value for n, r in report.view.items()}
+        values.update(dict(report.result.state.outputs))
+        step = seg.step_name() if seg else None
+        msg = Telemetry(ts_ms=report.now_ms, values=tuple(sorted(values.items())),
+                        mode=report.result.state.mode.value, step=step, seq=(await self.journal.head())[0])
+        await self.link.publish(self._topic(Channel.TELEMETRY), msg.to_bytes(), qos=0)
+        for name, value in values.items():
+            if self._published_points.get(name, object()) != value:
+                self._published_points[name] = value
+                doc = json.dumps({"value": value, "ts_ms": report.now_ms, "device": self.cfg.device})
+                await self.link.publish(self._topic(Channel.POINTS, name), doc.encode(), qos=0,
+                                        retain=True)
