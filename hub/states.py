@@ -129,6 +129,8 @@ CONTRACT_TRANSITIONS: Mapping[tuple[ContractStatus, ContractEvent], ContractStat
     (_C.PUSHED, _CE.ACCEPT): _C.ACCEPTED,
     (_C.PUSHED, _CE.REFUSE): _C.REFUSED,
     (_C.PUSHED, _CE.START): _C.ACTIVE,     # the accept result was lost but the journal shows a start
+    (_C.PUSHED, _CE.HOLD): _C.HELD,        # operator holds before the accept result arrives
+    (_C.PUSHED, _CE.FAIL): _C.FAILED,
     **{(_C.PUSHED, e): s for e, s in _ENDINGS.items()},
     (_C.ACCEPTED, _CE.START): _C.ACTIVE,
     (_C.ACCEPTED, _CE.HOLD): _C.HELD,

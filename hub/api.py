@@ -1,0 +1,336 @@
+"""The hub's HTTP API: Starlette routes over HubService and HubStore, JSON in and out.
+
+Rules:
+- Every error is JSON `{"error": message, "issues": [{"path", "reason"}]}` with a proper status:
+  400 bad body, 401/403 (auth middleware), 404, 405, 409 conflict or illegal state, 413 too big,
+  415 unsupported media type, 422 invalid contract, 503 publish failed.
+- A contract body is YAML or JSON by Content-Type, decoded with the same strictness as contract
+  files (YAML 1.2 booleans, duplicate keys refused) so a document means the same thing either way.
+- `create_app(service, auth_config, lifespan=...)` builds one app with its own metrics registry;
+  the integrator adds the MQTT side in the lifespan.
+"""
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import yaml
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import Lifespan
+
+from contracts import codec
+from contracts.errors import EncodingError, Issue
+from contracts.loader import MAX_DOCUMENT_BYTES, _StrictLoader, _unique_pairs
+from hub import openapi
+from hub.auth import PRINCIPAL_KEY, AuthConfig, AuthMiddleware, Principal
+from hub.metrics import CONTENT_TYPE, HubMetrics, LatencyMiddleware
+from hub.service import HubService, RequestRefused
+from hub.states import ContractStatus, DeviceState
+from hub.store import ContractRecord, DeviceRecord, JournalRow, NotFound, ReconciliationRecord
+
+JSON_TYPES = frozenset({"application/json"})
+YAML_TYPES = frozenset({"application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml"})
+DEFAULT_LIMIT = 100
+MAX_LIMIT = 1000
+"""Pages are bounded so one request cannot pull a whole journal into memory."""
+
+
+class BadRequest(RequestRefused):
+    """A body or query parameter the API cannot read (400)."""
+
+
+def _error(status: int, message: str, issues: tuple[Issue, ...] = ()) -> JSONResponse:
+    body = {"error": message, "issues": [{"path": i.path, "reason": i.reason} for i in issues]}
+    return JSONResponse(body, status_code=status)
+
+
+async def _refused(_: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestRefused)
+    return _error(int(exc.status), exc.message, exc.issues)
+
+
+async def _not_found(_: Request, exc: Exception) -> Response:
+    return _error(404, str(exc))
+
+
+async def _http_error(_: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    return _error(exc.status_code, exc.detail)
+
+
+def _actor(request: Request) -> str:
+    principal: Principal = request.scope[PRINCIPAL_KEY]
+    return principal.name
+
+
+def _service(request: Request) -> HubService:
+    service: HubService = request.app.state.service
+    return service
+
+
+def _int_query(request: Request, name: str, default: int, low: int, high: int) -> int:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = low - 1
+    if not low <= value <= high:
+        reason = f"must be an integer within {low}..{high}, got {raw!r}"
+        raise BadRequest(f"bad query parameter {name}", [Issue(path=name, reason=reason)])
+    return value
+
+
+def _enum_query(request: Request, name: str, cls: type[ContractStatus] | type[DeviceState]) -> Any:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return None
+    try:
+        return cls(raw)
+    except ValueError:
+        allowed = ", ".join(m.value for m in cls)
+        raise BadRequest(f"bad query parameter {name}",
+                         [Issue(path=name, reason=f"{raw!r} is not one of {allowed}")]) from None
+
+
+# ---- bodies -------------------------------------------------------------------------------------
+
+async def _document(request: Request) -> Any:
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media not in JSON_TYPES | YAML_TYPES:
+        raise HTTPException(415, f"send the contract as application/json or application/yaml, "
+                                 f"not {media or 'no content type'!r}")
+    body = await request.body()
+    if len(body) > MAX_DOCUMENT_BYTES:
+        raise HTTPException(413, f"{len(body)} bytes is larger than {MAX_DOCUMENT_BYTES}")
+    try:
+        text = body.decode("utf-8")
+        if media in JSON_TYPES:
+            return json.loads(text, object_pairs_hook=_unique_pairs)
+        return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+    except (UnicodeDecodeError, ValueError, yaml.YAMLError) as exc:
+        raise BadRequest(f"cannot decode the body as {media}: {exc}",
+                         [Issue(path="<body>", reason=str(exc))]) from exc
+
+
+async def _reason(request: Request) -> str | None:
+    """Optional `{"reason": "..."}` JSON body of hold/abort."""
+    body = await request.body()
+    if not body:
+        return None
+    try:
+        reason = json.loads(body).get("reason")
+    except (ValueError, AttributeError) as exc:
+        raise BadRequest("body must be a JSON object {\"reason\": string}",
+                         [Issue(path="<body>", reason=str(exc))]) from exc
+    if reason is not None and not isinstance(reason, str):
+        raise BadRequest("reason must be a string", [Issue(path="reason", reason="not a string")])
+    return reason
+
+
+# ---- views: records to JSON ---------------------------------------------------------------------
+
+def _plain(v: Any) -> Any:
+    """Decoded CBOR to JSON-able values: bytes become hex, tuples lists."""
+    if isinstance(v, bytes):
+        return v.hex()
+    if isinstance(v, Mapping):
+        return {str(k): _plain(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_plain(x) for x in v]
+    return v
+
+
+def _values_view(d: DeviceRecord, now: int) -> dict[str, Any] | None:
+    """Live values, or the projection with its age and confidence. The sync side stores either as
+    `projection = {"ts_ms": int, "values": {...}, "confidence": float?}`."""
+    if not isinstance(d.projection, Mapping):
+        return None
+    ts = d.projection.get("ts_ms")
+    projected = d.state is DeviceState.PROJECTED
+    return {"source": "projection" if projected else "live",
+            "values": _plain(d.projection.get("values", {})),
+            "age_ms": now - ts if isinstance(ts, int) else None,
+            "confidence": d.projection.get("confidence") if projected else 1.0}
+
+
+def device_view(d: DeviceRecord, now: int, *, detail: bool = False) -> dict[str, Any]:
+    view: dict[str, Any] = {
+        "id": d.id, "site": d.site, "labels": dict(d.labels), "state": d.state.value,
+        "state_since_ms": d.state_since_ms, "last_seen_ms": d.last_seen_ms,
+        "contract": d.contract, "version": d.version, "last_seq": d.last_seq,
+        "acked_seq": d.acked_seq}
+    if detail:
+        view |= {"boot_id": d.boot_id, "values": _values_view(d, now),
+                 "drift": dict(d.drift) if d.drift is not None else None}
+    return view
+
+
+def contract_view(c: ContractRecord, *, detail: bool = False) -> dict[str, Any]:
+    view: dict[str, Any] = {
+        "id": c.id, "contract": c.contract, "version": c.version, "device": c.device,
+        "site": c.site, "status": c.status.value, "content_hash": c.content_hash,
+        "created_ms": c.created_ms, "updated_ms": c.updated_ms, "reason": c.reason}
+    if detail:
+        view |= {"document": c.document, "signed": base64.b64encode(c.signed).decode()}
+    return view
+
+
+def _journal_view(r: JournalRow) -> dict[str, Any]:
+    try:
+        body = _plain(codec.loads(r.body))
+    except EncodingError:
+        body = {"raw_b64": base64.b64encode(r.body).decode()}
+    return {"seq": r.seq, "ts_ms": r.ts_ms, "kind": r.kind, "body": body,
+            "prev_hash": r.prev_hash.hex(), "hash": r.hash.hex()}
+
+
+def _reconciliation_view(r: ReconciliationRecord) -> dict[str, Any]:
+    return {"id": r.id, "device": r.device, "contract": r.contract, "version": r.version,
+            "ts_ms": r.ts_ms, "report": r.report, "divergent": r.divergent, "action": r.action}
+
+
+# ---- endpoints ----------------------------------------------------------------------------------
+
+async def health(request: Request) -> Response:
+    """Liveness: the process answers (no auth)."""
+    return JSONResponse({"status": "ok"})
+
+
+async def list_devices(request: Request) -> Response:
+    """Every device the hub knows, by id."""
+    svc = _service(request)
+    now = svc.clock()
+    state = _enum_query(request, "state", DeviceState)
+    return JSONResponse([device_view(d, now) for d in svc.store.devices(state)])
+
+
+async def get_device(request: Request) -> Response:
+    """One device: state, contract, last seen, live values or projection (age, confidence), drift."""
+    svc = _service(request)
+    device = svc.store.device(request.path_params["device"])
+    return JSONResponse(device_view(device, svc.clock(), detail=True))
+
+
+async def device_journal(request: Request) -> Response:
+    """A page of a device's journal from `from_seq`, in seq order."""
+    store = _service(request).store
+    device = store.device(request.path_params["device"]).id
+    from_seq = _int_query(request, "from_seq", 0, 0, 2**63 - 1)
+    limit = _int_query(request, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
+    return JSONResponse([_journal_view(r) for r in store.journal(device, from_seq, limit)])
+
+
+async def submit_contract(request: Request) -> Response:
+    """Check, sign, store and push a contract (YAML or JSON body)."""
+    record = await _service(request).submit_contract(await _document(request), _actor(request))
+    return JSONResponse(contract_view(record), status_code=201,
+                        headers={"Location": f"/api/contracts/{record.id}"})
+
+
+async def list_contracts(request: Request) -> Response:
+    """Contract versions, filtered by `device` and `status`."""
+    status = _enum_query(request, "status", ContractStatus)
+    records = _service(request).store.contracts(device=request.query_params.get("device"),
+                                                status=status)
+    return JSONResponse([contract_view(c) for c in records])
+
+
+async def get_contract(request: Request) -> Response:
+    """One contract version ("name@version") with its document and signed bytes (base64)."""
+    record = _service(request).store.contract(request.path_params["contract"])
+    return JSONResponse(contract_view(record, detail=True))
+
+
+async def reconcile_contract(request: Request) -> Response:
+    """Ask the sync side to reconcile this contract's device now."""
+    cid = request.path_params["contract"]
+    request_id = _service(request).request_reconcile(cid, _actor(request))
+    return JSONResponse({"request": request_id, "contract": cid}, status_code=202)
+
+
+async def hold_contract(request: Request) -> Response:
+    """Send HOLD to the agent: keep outputs, stop advancing steps."""
+    svc, cid = _service(request), request.path_params["contract"]
+    record = await svc.hold(cid, _actor(request), await _reason(request))
+    return JSONResponse(contract_view(record))
+
+
+async def abort_contract(request: Request) -> Response:
+    """Send ABORT to the agent: outputs to safe_state, contract ends."""
+    svc, cid = _service(request), request.path_params["contract"]
+    record = await svc.abort(cid, _actor(request), await _reason(request))
+    return JSONResponse(contract_view(record))
+
+
+async def list_reconciliations(request: Request) -> Response:
+    """Reconciliation reports, newest first, optionally for one `device`."""
+    limit = _int_query(request, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
+    records = _service(request).store.reconciliations(request.query_params.get("device"), limit)
+    return JSONResponse([_reconciliation_view(r) for r in records])
+
+
+async def list_audit(request: Request) -> Response:
+    """The audit trail, newest first, optionally for one `device` or `contract`."""
+    q = request.query_params
+    limit = _int_query(request, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
+    entries = _service(request).store.audit(contract=q.get("contract"), device=q.get("device"),
+                                            limit=limit)
+    return JSONResponse([{"id": e.id, "ts_ms": e.ts_ms, "actor": e.actor,
+                          "action": e.action.value, "outcome": e.outcome.value,
+                          "device": e.device, "contract": e.contract, "reason": e.reason,
+                          "detail": dict(e.detail)} for e in entries])
+
+
+async def metrics(request: Request) -> Response:
+    """Prometheus text exposition of this hub's registry."""
+    hub_metrics: HubMetrics = request.app.state.metrics
+    return Response(hub_metrics.render(), media_type=CONTENT_TYPE)
+
+
+async def openapi_json(request: Request) -> Response:
+    """This API's OpenAPI 3.1 document."""
+    return JSONResponse(request.app.state.openapi)
+
+
+ROUTES = (
+    Route("/health", health, methods=["GET"]),
+    Route("/api/devices", list_devices, methods=["GET"]),
+    Route("/api/devices/{device}", get_device, methods=["GET"]),
+    Route("/api/devices/{device}/journal", device_journal, methods=["GET"]),
+    Route("/api/contracts", submit_contract, methods=["POST"]),
+    Route("/api/contracts", list_contracts, methods=["GET"]),
+    Route("/api/contracts/{contract}", get_contract, methods=["GET"]),
+    Route("/api/contracts/{contract}/reconcile", reconcile_contract, methods=["POST"]),
+    Route("/api/contracts/{contract}/hold", hold_contract, methods=["POST"]),
+    Route("/api/contracts/{contract}/abort", abort_contract, methods=["POST"]),
+    Route("/api/reconciliations", list_reconciliations, methods=["GET"]),
+    Route("/api/audit", list_audit, methods=["GET"]),
+    Route("/metrics", metrics, methods=["GET"]),
+    Route("/openapi.json", openapi_json, methods=["GET"]),
+)
+
+
+def create_app(service: HubService, auth_config: AuthConfig, *,
+               lifespan: Lifespan[Starlette] | None = None) -> Starlette:
+    """The hub's ASGI app: its own metrics registry, auth on every route but /health."""
+    hub_metrics = HubMetrics(service.store)
+    app = Starlette(
+        routes=list(ROUTES),
+        middleware=[Middleware(LatencyMiddleware, metrics=hub_metrics),
+                    Middleware(AuthMiddleware, config=auth_config)],
+        exception_handlers={RequestRefused: _refused, NotFound: _not_found,
+                            HTTPException: _http_error},
+        lifespan=lifespan)
+    app.state.service = service
+    app.state.metrics = hub_metrics
+    app.state.openapi = openapi.document(ROUTES)
+    return app

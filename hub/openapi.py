@@ -1,0 +1,120 @@
+"""The OpenAPI 3.1 document of the hub API, generated from the route table so it cannot drift.
+
+Each operation takes its summary from the endpoint's docstring, its required role from
+`hub.auth.required_role` (the same table the middleware enforces), its path parameters from the
+path, and its query parameters, bodies and success status from the small tables below.
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from starlette.routing import Route
+
+from hub.auth import required_role
+
+TITLE = "fieldpact hub"
+API_VERSION = "1"
+
+_QUERY: Mapping[str, tuple[tuple[str, str, str], ...]] = {
+    # endpoint -> (name, JSON schema type, description)
+    "list_devices": (("state", "string", "only devices in this state"),),
+    "device_journal": (("from_seq", "integer", "first seq to return (default 0)"),
+                       ("limit", "integer", "page size, 1..1000 (default 100)")),
+    "list_contracts": (("device", "string", "only this device's contracts"),
+                       ("status", "string", "only contracts in this status")),
+    "list_reconciliations": (("device", "string", "only this device"),
+                             ("limit", "integer", "page size, 1..1000 (default 100)")),
+    "list_audit": (("device", "string", "only this device"), ("contract", "string",
+                   "only this contract id (name@version)"),
+                   ("limit", "integer", "page size, 1..1000 (default 100)")),
+}
+
+_SUCCESS: Mapping[str, tuple[str, str]] = {
+    "submit_contract": ("201", "stored, signed and pushed"),
+    "reconcile_contract": ("202", "request recorded"),
+}
+
+_ERRORS: Mapping[str, str] = {
+    "400": "unreadable body or query parameter", "401": "missing or invalid bearer token",
+    "403": "role too weak", "404": "no such device or contract",
+    "409": "write conflict, stale version or illegal state",
+    "415": "unsupported content type", "422": "invalid contract (every issue listed)",
+    "503": "accepted but not published to the agent",
+}
+_ERRORS_BY_ENDPOINT: Mapping[str, tuple[str, ...]] = {
+    "submit_contract": ("400", "409", "415", "422", "503"),
+    "hold_contract": ("400", "404", "409", "503"),
+    "abort_contract": ("400", "404", "409", "503"),
+    "reconcile_contract": ("404",),
+    "get_device": ("404",), "device_journal": ("400", "404"), "get_contract": ("404",),
+}
+
+_ERROR_SCHEMA = {
+    "type": "object", "required": ["error", "issues"],
+    "properties": {"error": {"type": "string"}, "issues": {"type": "array", "items": {
+        "type": "object", "properties": {"path": {"type": "string"},
+                                         "reason": {"type": "string"}}}}},
+}
+_REASON_BODY = {"required": False, "content": {"application/json": {"schema": {
+    "type": "object", "properties": {"reason": {"type": "string"}}}}}}
+_BODIES: Mapping[str, Mapping[str, Any]] = {
+    "submit_contract": {"required": True, "content": {
+        "application/json": {"schema": {"type": "object"}},
+        "application/yaml": {"schema": {"type": "object"}}}},
+    "hold_contract": _REASON_BODY, "abort_contract": _REASON_BODY,
+}
+
+
+def _parameters(path: str, endpoint: str) -> list[dict[str, Any]]:
+    params = [{"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+              for name in re.findall(r"{(\w+)}", path)]
+    params += [{"name": n, "in": "query", "required": False, "schema": {"type": t},
+                "description": d} for n, t, d in _QUERY.get(endpoint, ())]
+    return params
+
+
+def _responses(endpoint: str, public: bool) -> dict[str, Any]:
+    code, text = _SUCCESS.get(endpoint, ("200", "OK"))
+    out: dict[str, Any] = {code: {"description": text}}
+    codes = () if public else ("401", "403", *_ERRORS_BY_ENDPOINT.get(endpoint, ()))
+    for c in codes:
+        out[c] = {"description": _ERRORS[c], "content": {"application/json": {
+            "schema": {"$ref": "#/components/schemas/Error"}}}}
+    return out
+
+
+def _operation(route: Route, method: str) -> dict[str, Any]:
+    name = route.endpoint.__name__
+    role = required_role(method, route.path)
+    op: dict[str, Any] = {
+        "operationId": name,
+        "summary": (route.endpoint.__doc__ or name).strip().splitlines()[0],
+        "parameters": _parameters(route.path, name),
+        "responses": _responses(name, public=role is None),
+        "security": [] if role is None else [{"bearer": []}],
+    }
+    if role is not None:
+        op["x-required-role"] = role.name.lower()
+    if name in _BODIES:
+        op["requestBody"] = _BODIES[name]
+    return op
+
+
+def document(routes: Iterable[Route]) -> dict[str, Any]:
+    """The OpenAPI 3.1 document for `routes` (HEAD, which Starlette adds to GETs, is left out)."""
+    paths: dict[str, dict[str, Any]] = {}
+    for route in routes:
+        for method in sorted(route.methods or ()):
+            if method != "HEAD":
+                paths.setdefault(route.path, {})[method.lower()] = _operation(route, method)
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": TITLE, "version": API_VERSION},
+        "paths": paths,
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "schemas": {"Error": _ERROR_SCHEMA},
+        },
+    }

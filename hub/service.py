@@ -1,0 +1,268 @@
+"""What the hub does when an operator asks: submit, hold, abort, request a reconciliation.
+
+Rules:
+- I/O is injected: the store, a signer `(Contract) -> bytes`, a Publisher (MQTT in production,
+  MemoryPublisher in tests), and a clock `() -> int` in epoch ms. Conflict detection is a pure
+  function of contracts.
+- A submission is refused, before anything is stored, when it is invalid (every issue, 422), when
+  its version is not newer than the highest known for that contract id (rollback protection,
+  invariant 6; 409), or when its write points overlap those of another contract id that still
+  claims points on the same device (single writer, invariant 2; 409 naming both and the points).
+- Every step is audited with its actor and outcome, refusals included.
+- State changes happen only after the publish they depend on succeeded, so a failed publish leaves
+  the record where it was (SUBMITTED for a push) and a retry is safe.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from typing import Any, Protocol
+
+from contracts.codec import content_hash
+from contracts.errors import ContractInvalid, Issue
+from contracts.inputs import Command, CommandKind
+from contracts.loader import check_mapping
+from contracts.schema import Contract, Point, parse_contract, to_mapping
+from contracts.types import EpochMs
+from hub.audit import AuditAction, AuditEntry, Outcome, log_entry
+from hub.states import ContractEvent, ContractStatus, IllegalTransition, transition
+from hub.store import ContractRecord, Duplicate, HubStore, contract_id
+
+log = logging.getLogger("fieldpact.hub.service")
+
+Signer = Callable[[Contract], bytes]
+Clock = Callable[[], EpochMs]
+
+
+class Publisher(Protocol):
+    """Where the hub sends things to agents (MQTT `…/contract` and `…/cmd` in production)."""
+
+    async def push_contract(self, site: str, device: str, signed: bytes) -> None: ...
+
+    async def send_command(self, site: str, device: str, command: Command) -> None: ...
+
+
+@dataclass
+class MemoryPublisher:
+    """A real in-memory Publisher: records what was sent, in order. `fail` makes the next calls
+    raise ConnectionError, to exercise the publish-failed path."""
+
+    contracts: list[tuple[str, str, bytes]] = field(default_factory=list)
+    commands: list[tuple[str, str, Command]] = field(default_factory=list)
+    fail: bool = False
+
+    async def push_contract(self, site: str, device: str, signed: bytes) -> None:
+        if self.fail:
+            raise ConnectionError("publisher is down")
+        self.contracts.append((site, device, signed))
+
+    async def send_command(self, site: str, device: str, command: Command) -> None:
+        if self.fail:
+            raise ConnectionError("publisher is down")
+        self.commands.append((site, device, command))
+
+
+class RequestRefused(Exception):
+    """An operator request the hub will not carry out. `status` is the HTTP status to answer with;
+    `issues` say where and why (path + reason)."""
+
+    status: HTTPStatus = HTTPStatus.BAD_REQUEST
+
+    def __init__(self, message: str, issues: Iterable[Issue] = ()) -> None:
+        self.message, self.issues = message, tuple(issues)
+        super().__init__(message)
+
+
+class InvalidContract(RequestRefused):
+    status = HTTPStatus.UNPROCESSABLE_ENTITY
+
+
+class WriteConflict(RequestRefused):
+    status = HTTPStatus.CONFLICT
+
+
+class StaleVersion(RequestRefused):
+    status = HTTPStatus.CONFLICT
+
+
+class IllegalRequest(RequestRefused):
+    """The contract's status does not allow the request (e.g. hold a completed contract)."""
+
+    status = HTTPStatus.CONFLICT
+
+
+class PublishFailed(RequestRefused):
+    """The request was accepted but could not be sent to the agent; nothing changed state."""
+
+    status = HTTPStatus.SERVICE_UNAVAILABLE
+
+
+@dataclass(frozen=True, kw_only=True)
+class Overlap:
+    """A write point of the new contract that shares registers with another contract's."""
+
+    other: str  # "contract@version"
+    point: str
+    other_point: str
+
+
+def overlaps(a: Point, b: Point) -> bool:
+    """Whether two points share at least one address of the same table on the same unit."""
+    return (a.unit_id == b.unit_id and a.table is b.table
+            and a.address <= b.last_address and b.address <= a.last_address)
+
+
+def write_conflicts(new: Contract, others: Iterable[Contract]) -> list[Overlap]:
+    """Every overlap between `new`'s write points and those of `others` with a different contract
+    id on the same device (a newer version of the same contract replaces, never conflicts)."""
+    return [
+        Overlap(other=contract_id(o.contract, o.version), point=p.name, other_point=q.name)
+        for o in others if o.device == new.device and o.contract != new.contract
+        for p in new.write_points for q in o.write_points if overlaps(p, q)
+    ]
+
+
+class HubService:
+    """The hub's business operations. Async only where they publish."""
+
+    def __init__(self, store: HubStore, signer: Signer, publisher: Publisher, clock: Clock) -> None:
+        self.store, self.signer, self.publisher, self.clock = store, signer, publisher, clock
+
+    def _audit(self, actor: str, action: AuditAction, outcome: Outcome, *,
+               device: str | None = None, contract: str | None = None, reason: str | None = None,
+               **detail: Any) -> None:
+        entry = AuditEntry(ts_ms=self.clock(), actor=actor, action=action, outcome=outcome,
+                           device=device, contract=contract, reason=reason, detail=detail)
+        self.store.add_audit(entry)
+        log_entry(entry)
+
+    async def submit_contract(self, document: Mapping[str, Any], actor: str) -> ContractRecord:
+        """Check, sign, store and push a contract; returns it in status PUSHED.
+
+        Raises InvalidContract, StaleVersion, WriteConflict, or PublishFailed (then the contract
+        is stored in SUBMITTED and the failure audited)."""
+        contract = self._admit(document, actor)
+        cid = contract_id(contract.contract, contract.version)
+        record = self._store_signed(contract, actor)
+        try:
+            await self.publisher.push_contract(contract.site, contract.device, record.signed)
+        except Exception as exc:  # any transport failure: audited, then refused as 503
+            self._audit(actor, AuditAction.PUSH, Outcome.FAILED, device=contract.device,
+                        contract=cid, reason=str(exc))
+            raise PublishFailed(f"contract {cid} stored but not pushed: {exc}") from exc
+        self.store.apply_contract_event(cid, ContractEvent.PUSH, self.clock(), f"by {actor}")
+        self._audit(actor, AuditAction.PUSH, Outcome.OK, device=contract.device, contract=cid)
+        self._supersede_older(contract, actor)
+        return self.store.contract(cid)
+
+    def _admit(self, document: Mapping[str, Any], actor: str) -> Contract:
+        try:
+            contract = check_mapping(document)
+        except ContractInvalid as exc:
+            self._refuse_submit(actor, document, "invalid", [str(i) for i in exc.issues])
+            raise InvalidContract(f"contract is invalid ({len(exc.issues)} issues)",
+                                  exc.issues) from exc
+        self._check_version(contract, actor)
+        self._check_conflicts(contract, actor)
+        return contract
+
+    def _refuse_submit(self, actor: str, document: Mapping[str, Any], reason: str,
+                       issues: list[str], contract: str | None = None) -> None:
+        raw = document.get("device") if isinstance(document, Mapping) else None
+        device = raw if isinstance(raw, str) else None
+        self._audit(actor, AuditAction.SUBMIT, Outcome.REFUSED, device=device, contract=contract,
+                    reason=reason, issues=issues)
+
+    def _check_version(self, c: Contract, actor: str) -> None:
+        highest = self.store.highest_version(c.contract)
+        if highest is not None and c.version <= highest:
+            why = f"version {c.version} is not newer than {highest}, the highest known"
+            self._refuse_submit(actor, to_mapping(c), "stale_version", [f"version: {why}"],
+                                contract_id(c.contract, c.version))
+            raise StaleVersion(f"contract {c.contract}: {why}",
+                               [Issue(path="version", reason=why)])
+
+    def _check_conflicts(self, c: Contract, actor: str) -> None:
+        claiming = [r for r in self.store.contracts(device=c.device) if r.status.claims_points]
+        found = write_conflicts(c, (parse_contract(r.document) for r in claiming))
+        if not found:
+            return
+        cid = contract_id(c.contract, c.version)
+        issues = [Issue(path=f"points[{_index(c, o.point)}]",
+                        reason=f"write point {o.point!r} overlaps {o.other_point!r} of {o.other}")
+                  for o in found]
+        self._refuse_submit(actor, to_mapping(c), "write_conflict", [str(i) for i in issues], cid)
+        others = sorted({o.other for o in found})
+        raise WriteConflict(f"contract {cid} conflicts with {', '.join(others)} on device "
+                            f"{c.device}", issues)
+
+    def _store_signed(self, c: Contract, actor: str) -> ContractRecord:
+        cid, now = contract_id(c.contract, c.version), self.clock()
+        signed = self.signer(c)
+        record = ContractRecord(
+            id=cid, contract=c.contract, version=c.version, device=c.device, site=c.site,
+            status=ContractStatus.SUBMITTED, document=to_mapping(c), signed=signed,
+            content_hash=content_hash(c), created_ms=now, updated_ms=now, reason=f"by {actor}")
+        try:
+            self.store.insert_contract(record)
+        except Duplicate as exc:  # a concurrent submission of the same version won the race
+            raise StaleVersion(str(exc), [Issue(path="version", reason=str(exc))]) from exc
+        self.store.ensure_device(c.device, c.site, now)
+        self._audit(actor, AuditAction.SUBMIT, Outcome.OK, device=c.device, contract=cid)
+        self._audit(actor, AuditAction.SIGN, Outcome.OK, device=c.device, contract=cid,
+                    content_hash=record.content_hash)
+        return record
+
+    def _supersede_older(self, c: Contract, actor: str) -> None:
+        for old in self.store.contracts(contract=c.contract, device=c.device):
+            if old.version < c.version and old.status.claims_points:
+                self.store.apply_contract_event(old.id, ContractEvent.SUPERSEDE, self.clock(),
+                                                f"superseded by version {c.version}")
+                self._audit(actor, AuditAction.TRANSITION, Outcome.OK, device=c.device,
+                            contract=old.id, reason="superseded", by=c.version)
+
+    async def hold(self, cid: str, actor: str, reason: str | None = None) -> ContractRecord:
+        """Send HOLD to the agent, then mark the contract HELD. Raises NotFound, IllegalRequest,
+        PublishFailed."""
+        return await self._command(cid, actor, reason, CommandKind.HOLD, ContractEvent.HOLD,
+                                   AuditAction.HOLD)
+
+    async def abort(self, cid: str, actor: str, reason: str | None = None) -> ContractRecord:
+        """Send ABORT (outputs to safe_state) to the agent, then mark the contract ABORTED.
+        Raises NotFound, IllegalRequest, PublishFailed."""
+        return await self._command(cid, actor, reason, CommandKind.ABORT, ContractEvent.ABORT,
+                                   AuditAction.ABORT)
+
+    async def _command(self, cid: str, actor: str, reason: str | None, kind: CommandKind,
+                       event: ContractEvent, action: AuditAction) -> ContractRecord:
+        record = self.store.contract(cid)
+        audit = dict(device=record.device, contract=cid)
+        try:
+            transition(record.status, event)
+        except IllegalTransition as exc:
+            self._audit(actor, action, Outcome.REFUSED, reason=str(exc), **audit)
+            raise IllegalRequest(str(exc), [Issue(path="status", reason=str(exc))]) from exc
+        command = Command(kind=kind, id=f"{kind.value}:{cid}:{self.clock()}")
+        try:
+            await self.publisher.send_command(record.site, record.device, command)
+        except Exception as exc:  # any transport failure: audited, state unchanged
+            self._audit(actor, action, Outcome.FAILED, reason=str(exc), **audit)
+            raise PublishFailed(f"{kind.value} for {cid} not sent: {exc}") from exc
+        self.store.apply_contract_event(cid, event, self.clock(), reason or f"by {actor}")
+        self._audit(actor, action, Outcome.OK, reason=reason, command=command.id, **audit)
+        return self.store.contract(cid)
+
+    def request_reconcile(self, cid: str, actor: str) -> int:
+        """Record that an operator asked for a reconciliation of `cid`; the sync side picks it up
+        from `store.open_reconcile_requests()`. Returns the request id. Raises NotFound."""
+        record = self.store.contract(cid)
+        request = self.store.add_reconcile_request(cid, record.device, actor, self.clock())
+        self._audit(actor, AuditAction.RECONCILE_REQUEST, Outcome.OK, device=record.device,
+                    contract=cid, request=request)
+        return request
+
+
+def _index(c: Contract, point: str) -> int:
+    return next(i for i, p in enumerate(c.points) if p.name == point)
