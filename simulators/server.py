@@ -308,8 +308,7 @@ class SimDevice:
         elif old.has(Fault.DROP) and not new.has(Fault.DROP) and self._drop_timer is not None:
             self._drop_timer.cancel()
             self._drop_timer = None
-        if old.has(Fault.FROZEN) and not new.has(Fault.FROZEN):
-            self._publish()
+        self._publish()  # a reading after enable/disable already shows the change
 
     def _start_drop(self, drop_for_ms: int) -> None:
         with contextlib.suppress(RuntimeError):  # no loop: not serving yet, nothing to hang up
