@@ -102,7 +102,7 @@ class _Run:
         self.events: list[Event] = []
         self.entered = False
 
-    def emit(self, kind: EventKind, **fields: FieldValue) -> None:
+    def emit(self, kind: EventKind, /, **fields: FieldValue) -> None:
         self.events.append(Event(kind=kind, ts_ms=self.now, fields=tuple(fields.items())))
 
 
