@@ -109,7 +109,7 @@ class HubConfig:
     auth: AuthConfig = field(default_factory=AuthConfig)
     devices: tuple[DeviceCredential, ...] = ()
     silence_timeout_ms: int = int(DEFAULT_SILENCE_TIMEOUT_S * 1000)
-    policies: Mapping[FailureCategory, Policy] = DEFAULT_POLICIES
+    policies: Mapping[FailureCategory, Policy] = field(default_factory=lambda: DEFAULT_POLICIES)
 
 
 T = TypeVar("T")

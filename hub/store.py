@@ -217,11 +217,18 @@ class HubStore:
         """Open (creating if needed) and migrate. Raises StoreError for a newer or broken schema."""
         try:
             db = Database(path)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open hub database {str(path)!r}: {exc}") from exc
+        try:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=FULL")
             _check_and_migrate(db)
         except sqlite3.Error as exc:
+            db.close()
             raise StoreError(f"cannot open hub database {str(path)!r}: {exc}") from exc
+        except BaseException:
+            db.close()
+            raise
         return cls(db)
 
     def close(self) -> None:

@@ -1,0 +1,153 @@
+"""The hub store on a real SQLite file: persisted transitions, idempotent retries and ingestion."""
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from hub.audit import AuditAction, AuditEntry, Outcome
+from hub.states import ContractEvent, ContractStatus, DeviceEvent, DeviceState, IllegalTransition
+from hub.store import (
+    SCHEMA_VERSION, ContractRecord, Duplicate, HubStore, JournalRow, NotFound,
+    ReconciliationRecord, StoreError,
+)
+
+T0 = 1_795_500_000_000
+
+
+def _contract(version: int = 1, status: ContractStatus = ContractStatus.SUBMITTED) -> ContractRecord:
+    return ContractRecord(id=f"fill@{version}", contract="fill", version=version, device="d1",
+                          site="s1", status=status, document={"contract": "fill"},
+                          signed=b"\xd2sig", content_hash="ab" * 32, created_ms=T0, updated_ms=T0)
+
+
+def _row(seq: int, device: str = "d1") -> JournalRow:
+    return JournalRow(device=device, seq=seq, ts_ms=T0 + seq, kind="output", body=b"\xa0",
+                      prev_hash=bytes([seq - 1]), hash=bytes([seq]))
+
+
+@pytest.fixture
+def path(tmp_path: Path) -> Path:
+    return tmp_path / "hub.db"
+
+
+def test_device_transitions_are_persisted_with_history_and_survive_reopen(path: Path) -> None:
+    with HubStore.open(path) as store:
+        store.ensure_device("d1", "s1", T0)
+        store.apply_device_event("d1", DeviceEvent.TELEMETRY, T0 + 1)
+        store.apply_device_event("d1", DeviceEvent.WILL, T0 + 2, "lwt")
+    with HubStore.open(path) as store:
+        device = store.device("d1")
+        assert (device.state, device.state_since_ms) == (DeviceState.PROJECTED, T0 + 2)
+        history = [(t.from_state, t.to_state, t.event, t.ts_ms, t.reason)
+                   for t in store.device_transitions("d1")]
+        assert history == [("unknown", "live", "telemetry", T0 + 1, None),
+                           ("live", "projected", "will", T0 + 2, "lwt")]
+        assert store.schema_version == SCHEMA_VERSION
+
+
+def test_self_loops_change_nothing_and_write_no_history(path: Path) -> None:
+    with HubStore.open(path) as store:
+        store.ensure_device("d1", "s1", T0)
+        store.apply_device_event("d1", DeviceEvent.TELEMETRY, T0 + 1)
+        changed = store.apply_device_event("d1", DeviceEvent.TELEMETRY, T0 + 2)
+        assert (changed.before, changed.after, changed.written) == ("live", "live", False)
+        assert len(store.device_transitions("d1")) == 1
+        assert store.device("d1").state_since_ms == T0 + 1
+
+
+def test_retrying_the_last_event_is_a_no_op_not_an_error(path: Path) -> None:
+    with HubStore.open(path) as store:
+        store.insert_contract(_contract())
+        store.apply_contract_event("fill@1", ContractEvent.PUSH, T0 + 1)
+        store.apply_contract_event("fill@1", ContractEvent.ACCEPT, T0 + 2)
+    with HubStore.open(path) as store:  # the caller crashed after the commit and retries
+        changed = store.apply_contract_event("fill@1", ContractEvent.ACCEPT, T0 + 3)
+        assert (changed.after, changed.written) == (ContractStatus.ACCEPTED, False)
+        assert [t.event for t in store.contract_transitions("fill@1")] == ["submit", "push", "accept"]
+
+
+def test_an_illegal_event_raises_and_writes_nothing(path: Path) -> None:
+    with HubStore.open(path) as store:
+        store.insert_contract(_contract())
+        with pytest.raises(IllegalTransition):
+            store.apply_contract_event("fill@1", ContractEvent.COMPLETE, T0 + 1)
+        assert store.contract("fill@1").status is ContractStatus.SUBMITTED
+        assert len(store.contract_transitions("fill@1")) == 1
+
+
+def test_journal_insert_is_idempotent_by_device_and_seq(path: Path) -> None:
+    with HubStore.open(path) as store:
+        assert store.insert_journal([_row(1), _row(2), _row(2)]) == 2
+        assert store.insert_journal([_row(2), _row(3), _row(1, device="d2")]) == 2
+        assert [r.seq for r in store.journal("d1")] == [1, 2, 3]
+        assert store.journal("d1", from_seq=2, limit=1) == [_row(2)]
+        assert store.count_journal() == 4
+
+
+def test_out_of_order_entries_wait_in_pending_until_dropped(path: Path) -> None:
+    with HubStore.open(path) as store:
+        store.buffer_pending("d1", 5, b"e5")
+        store.buffer_pending("d1", 4, b"e4")
+        store.buffer_pending("d1", 4, b"e4")
+        assert store.pending("d1") == [(4, b"e4"), (5, b"e5")]
+        store.drop_pending("d1", 4)
+        assert store.pending("d1") == [(5, b"e5")]
+
+
+def test_contract_records_round_trip_and_duplicates_are_refused(path: Path) -> None:
+    with HubStore.open(path) as store:
+        store.insert_contract(_contract(1))
+        store.insert_contract(_contract(4))
+        assert store.contract("fill@4") == _contract(4)
+        assert store.highest_version("fill") == 4 and store.highest_version("other") is None
+        with pytest.raises(Duplicate):
+            store.insert_contract(_contract(4))
+        with pytest.raises(NotFound, match="no contract 'fill@9'"):
+            store.contract("fill@9")
+        assert [c.id for c in store.contracts(device="d1", status=ContractStatus.SUBMITTED)] == \
+            ["fill@1", "fill@4"]
+
+
+def test_device_fields_update_but_state_only_moves_by_events(path: Path) -> None:
+    with HubStore.open(path) as store:
+        store.ensure_device("d1", "s1", T0, {"area": "tanks"})
+        d = store.update_device("d1", last_seq=7, projection={"values": {"level": 1.5}},
+                                drift={"level": 0.2}, last_hash=b"\x01")
+        assert (d.last_seq, d.projection, d.drift, d.labels) == \
+            (7, {"values": {"level": 1.5}}, {"level": 0.2}, {"area": "tanks"})
+        with pytest.raises(TypeError):
+            store.update_device("d1", state="live")
+
+
+def test_audit_reconciliations_requests_and_alarms_round_trip(path: Path) -> None:
+    with HubStore.open(path) as store:
+        store.add_audit(AuditEntry(ts_ms=T0, actor="ops", action=AuditAction.HOLD,
+                                   outcome=Outcome.OK, contract="fill@1", detail={"x": 1}))
+        [entry] = store.audit(contract="fill@1")
+        assert (entry.actor, entry.action, entry.detail) == ("ops", AuditAction.HOLD, {"x": 1})
+        store.add_reconciliation(ReconciliationRecord(device="d1", contract="fill", version=1,
+                                 ts_ms=T0, report={"d": 1}, divergent=True, action="replan"))
+        assert store.reconciliations("d1")[0].divergent is True
+        rid = store.add_reconcile_request("fill@1", "d1", "ops", T0)
+        store.finish_reconcile_request(rid, T0 + 1)
+        assert store.open_reconcile_requests() == []
+        alarm = store.raise_alarm("d1", "second_writer", "pump_speed", T0)
+        store.clear_alarm(alarm, T0 + 1)
+        assert store.alarms() == [] and store.alarms(active_only=False)[0].cleared_ms == T0 + 1
+
+
+def test_a_database_from_a_newer_hub_is_refused_on_open(path: Path) -> None:
+    HubStore.open(path).close()
+    with sqlite3.connect(path) as conn:
+        conn.execute("INSERT INTO _sqlite_migrations (migration_set, name, applied_at) "
+                     "VALUES ('fieldpact-hub', '0099_future', 'now')")
+    with pytest.raises(StoreError, match="newer than this hub"):
+        HubStore.open(path)
+
+
+def test_a_file_that_is_not_sqlite_is_a_store_error(path: Path) -> None:
+    path.write_bytes(b"not a database" * 100)
+    with pytest.raises(StoreError, match="cannot open hub database"):
+        HubStore.open(path)
