@@ -144,3 +144,15 @@ async def flip_faults(args: argparse.Namespace) -> int:
         client.close()
     print(f"faults host={args.host} port={args.port} active={fault_names(Fault(words[0]))}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Standalone entry (`python -m simulators.cli sim device ...`) until fieldpact's CLI lists us."""
+    parser = argparse.ArgumentParser(prog="fieldpact")
+    register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

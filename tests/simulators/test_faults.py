@@ -85,7 +85,7 @@ def test_switch_announces_changes_only() -> None:
 
 @pytest.fixture
 async def tank() -> AsyncIterator[SimDevice]:
-    async with SimDevice("tank", tick_ms=10, initial={"level": 3.0}, time_scale=10.0) as device:
+    async with SimDevice("tank", tick_ms=10, initial={"level": 3.0}, time_scale=50.0) as device:
         yield device
 
 
@@ -143,12 +143,13 @@ async def test_exception_fault_answers_every_request_with_the_configured_code(
     assert not cleared.isError() and tank.faults.active == Fault(0)
 
 
-async def test_drop_hangs_up_and_refuses_clients_until_disabled(tank: SimDevice,
-                                                                client: AsyncModbusTcpClient) -> None:
+async def test_drop_hangs_up_and_refuses_clients_until_disabled(tank: SimDevice) -> None:
+    client = await connect(tank.port, timeout=0.2)
     tank.faults.enable(Fault.DROP)
-    with pytest.raises(ModbusException):
+    with pytest.raises(ModbusException):  # the client notices the hang-up only by its timeout
         await level(client)
-    newcomer = AsyncModbusTcpClient("127.0.0.1", port=tank.port, timeout=0.5, retries=0)
+    client.close()
+    newcomer = AsyncModbusTcpClient("127.0.0.1", port=tank.port, timeout=0.2, retries=0)
     await newcomer.connect()
     with pytest.raises(ModbusException):
         await level(newcomer)

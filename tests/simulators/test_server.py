@@ -3,9 +3,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import signal
 import socket
 import struct
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 
 import pytest
 from pymodbus.client import AsyncModbusTcpClient
@@ -16,6 +19,7 @@ from simulators.fleet import SimFleet
 from simulators.server import SimDevice, SimulatorError
 
 DEADLINE_S = 5.0
+ROOT = Path(__file__).parents[2]
 
 
 def f32(words: list[int]) -> float:
@@ -178,3 +182,25 @@ async def test_cli_fault_command_flips_faults_in_a_running_device(tank: SimDevic
     args = _parser().parse_args(["sim", "fault", "--port", str(tank.port), "--disable", "latency"])
     assert await cli.flip_faults(args) == 0
     assert tank.faults.active == cli.Fault.FROZEN
+
+
+async def test_sim_device_process_prints_its_port_and_stops_cleanly_on_sigterm() -> None:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "simulators.cli", "sim", "device", "--model", "tank", "--port", "0",
+        stdout=asyncio.subprocess.PIPE, cwd=ROOT)
+    try:
+        async with asyncio.timeout(DEADLINE_S):
+            line = (await process.stdout.readline()).decode()  # type: ignore[union-attr]
+        assert line.startswith("listening host=127.0.0.1 port=") and line.endswith(" model=tank\n")
+        port = int(line.split("port=")[1].split()[0])
+        client = await connect(port)
+        assert not (await client.read_input_registers(0, count=2)).isError()
+        client.close()
+        process.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(DEADLINE_S):
+            assert await process.wait() == 0
+        assert not listening(port)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
