@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import enum
 import hashlib
 import hmac
@@ -230,7 +231,7 @@ class EmbeddedBroker:
                  users: Mapping[str, UserSpec]) -> None:
         self.host, self._port = host, port
         self._users = dict(users)
-        self._broker: Broker | None = None
+        self._broker: _DrainingBroker | None = None
 
     @property
     def port(self) -> int:
@@ -247,7 +248,7 @@ class EmbeddedBroker:
     async def __aenter__(self) -> Self:
         for name in _NOISY_LOGGERS:
             logging.getLogger(name).setLevel(logging.WARNING)
-        broker = Broker(self._config())
+        broker = _DrainingBroker(self._config())
         await broker.start()
         self._broker = broker
         self._port = _bound_port(broker)
@@ -258,6 +259,7 @@ class EmbeddedBroker:
                         tb: TracebackType | None) -> None:
         if self._broker is not None:
             await self._broker.shutdown()
+            await self._broker.drain()
             self._broker = None
             log.info("mqtt_broker_stopped port=%d", self._port)
 
@@ -267,6 +269,40 @@ class EmbeddedBroker:
             "listeners": {"default": {"type": "tcp", "bind": f"{self.host}:{self._port}"}},
             "plugins": {f"{__name__}.AmqttAuthPlugin": users, f"{__name__}.AmqttAclPlugin": users},
         }
+
+
+class _DrainingBroker(Broker):
+    """amqtt's Broker, plus: connections still in their handshake at shutdown are closed too.
+
+    amqtt's shutdown closes established sessions and the listener, but a connection accepted a
+    moment earlier (CONNECT read, password being checked) is in no session yet and is orphaned;
+    its socket then leaks. We track each connection's task and writer, and end the leftovers.
+    """
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        super().__init__(config)
+        self._live: dict[asyncio.Task[Any], asyncio.StreamWriter] = {}
+
+    async def stream_connected(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                               listener_name: str) -> None:
+        task = asyncio.current_task()
+        assert task is not None  # always inside the server's connection task
+        self._live[task] = writer
+        try:
+            await super().stream_connected(reader, writer, listener_name)
+        finally:
+            self._live.pop(task, None)
+
+    async def drain(self) -> None:
+        """Cancel and close connections that outlived shutdown."""
+        leftovers = dict(self._live)
+        for task in leftovers:
+            task.cancel()
+        await asyncio.gather(*leftovers, return_exceptions=True)
+        for writer in leftovers.values():
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
 
 
 def _bound_port(broker: Broker) -> int:

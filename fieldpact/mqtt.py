@@ -1,0 +1,207 @@
+"""One reconnecting MQTT link, used by the agent and the hub alike.
+
+Why this exists: aiomqtt 2.x connects once and raises on disconnect; it has no reconnect of its own
+(DESIGN "Known pitfalls"). `MqttLink.run` owns the loop: connect, subscribe, dispatch, and on any
+loss back off (exponential, with jitter so a restarted hub is not hit by the whole fleet at once)
+and connect again, forever, until cancelled. Half-open links are found by MQTT keepalive (paho
+pings every `keepalive_s` and drops the link when no PINGRESP comes back).
+
+The link is not a queue: `publish` raises LinkDown when the link is down or the broker does not
+confirm in time. Callers decide; the agent's journal is the durable queue (invariant 5).
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import NoReturn
+from urllib.parse import urlsplit
+
+import aiomqtt
+
+log = logging.getLogger(__name__)
+
+MQTT_DEFAULT_PORT = 1883
+"""IANA-registered port for MQTT over plain TCP (MQTT 3.1.1 section 4.2)."""
+
+OnMessage = Callable[[str, bytes], Awaitable[None]]
+OnConnect = Callable[[], Awaitable[None]]
+OnDisconnect = Callable[[str], Awaitable[None]]
+
+
+class LinkError(Exception):
+    """Base of the MQTT link's errors."""
+
+
+class LinkDown(LinkError):
+    """The link is not connected, or the broker did not confirm a publish in time."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Backoff:
+    """Reconnect delays: `initial_s * factor**attempt`, capped at `max_s`, minus up to `jitter`
+    of itself. Subtracting (never adding) jitter keeps every delay within `max_s`."""
+
+    initial_s: float = 0.2
+    max_s: float = 10.0
+    jitter: float = 0.3
+    factor: float = 2.0
+
+    def __post_init__(self) -> None:
+        if not 0 < self.initial_s <= self.max_s:
+            raise ValueError(f"backoff.initial_s: {self.initial_s} must be in (0, max_s={self.max_s}]")
+        if not 0 <= self.jitter < 1:
+            raise ValueError(f"backoff.jitter: {self.jitter} must be in [0, 1)")
+        if self.factor < 1:
+            raise ValueError(f"backoff.factor: {self.factor} must be >= 1")
+
+    def delay(self, attempt: int, rng: random.Random) -> float:
+        """Seconds to wait before reconnect attempt number `attempt` (0 = first retry)."""
+        # Cap the exponent before computing: factor**attempt overflows floats after ~1000 attempts.
+        base = min(self.max_s, self.initial_s * self.factor ** min(attempt, 64))
+        return base * (1 - self.jitter * rng.random())
+
+
+@dataclass(frozen=True, kw_only=True)
+class Will:
+    """The last will the broker publishes when the link dies without a DISCONNECT."""
+
+    topic: str
+    payload: bytes
+    qos: int = 1
+    retain: bool = True
+
+
+@dataclass(frozen=True, kw_only=True)
+class Endpoint:
+    """Where the broker is, parsed from `mqtt://host[:port]`."""
+
+    host: str
+    port: int
+
+
+def parse_url(url: str) -> Endpoint:
+    """Parse `mqtt://host[:port]`. Raises ValueError naming the bad part."""
+    parts = urlsplit(url)
+    if parts.scheme != "mqtt":
+        raise ValueError(f"url: scheme {parts.scheme!r} in {url!r}, expected 'mqtt'")
+    if not parts.hostname:
+        raise ValueError(f"url: no host in {url!r}")
+    try:
+        port = parts.port or MQTT_DEFAULT_PORT
+    except ValueError as exc:
+        raise ValueError(f"url: bad port in {url!r}") from exc
+    return Endpoint(host=parts.hostname, port=port)
+
+
+class MqttLink:
+    """A reconnecting MQTT client. Start `run()` in a task; `publish` from anywhere.
+
+    Raises ValueError from the constructor for a bad `url`.
+    """
+
+    def __init__(
+        self, url: str, *, client_id: str, username: str | None = None, password: str | None = None,
+        will: Will | None = None, subscriptions: Sequence[tuple[str, int]] = (),
+        keepalive_s: int = 10, backoff: Backoff = Backoff(),
+        on_connect: OnConnect | None = None, on_disconnect: OnDisconnect | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.endpoint = parse_url(url)
+        self.client_id = client_id
+        self._credentials = (username, password)
+        self._will, self._subscriptions = will, tuple(subscriptions)
+        self._keepalive_s, self._backoff = keepalive_s, backoff
+        self._on_connect, self._on_disconnect = on_connect, on_disconnect
+        self._rng = rng or random.Random()
+        self._client: aiomqtt.Client | None = None
+        self.connected = asyncio.Event()
+
+    async def wait_connected(self, timeout: float) -> None:
+        """Wait until connected and subscribed. Raises TimeoutError after `timeout` seconds."""
+        async with asyncio.timeout(timeout):
+            await self.connected.wait()
+
+    async def run(self, on_message: OnMessage) -> NoReturn:
+        """Connect, subscribe, dispatch messages; reconnect forever until cancelled.
+
+        Exceptions raised by `on_message`, `on_connect` or `on_disconnect` (other than LinkDown)
+        propagate out of `run`: a handler bug is not a network fault.
+        """
+        attempt = 0
+        while True:
+            reason, was_up = await self._session(on_message)
+            attempt = 0 if was_up else attempt + 1
+            if was_up and self._on_disconnect is not None:
+                await self._on_disconnect(reason)
+            delay = self._backoff.delay(attempt, self._rng)
+            log.info("mqtt_reconnect_in s=%.3f attempt=%d client_id=%s", delay, attempt, self.client_id)
+            await asyncio.sleep(delay)
+
+    async def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False,
+                      timeout_s: float = 5) -> None:
+        """Publish and, for qos > 0, wait for the broker's confirmation.
+
+        Raises LinkDown if not connected, or if the publish fails or is not confirmed in time.
+        """
+        client = self._client
+        if client is None or not self.connected.is_set():
+            raise LinkDown(f"publish {topic}: link {self.client_id} is down")
+        try:
+            await client.publish(topic, payload, qos=qos, retain=retain, timeout=timeout_s)
+        except aiomqtt.MqttError as exc:
+            raise LinkDown(f"publish {topic}: {exc}") from exc
+
+    async def _session(self, on_message: OnMessage) -> tuple[str, bool]:
+        """One connection, from connect to loss. Returns (reason, whether it was ever up)."""
+        client = self._make_client()
+        was_up = False
+        try:
+            async with client:
+                was_up = True
+                await self._came_up(client)
+                async for message in client.messages:
+                    await on_message(str(message.topic), _payload_bytes(message.payload))
+        except (aiomqtt.MqttError, LinkDown) as exc:
+            reason = str(exc) or type(exc).__name__
+        else:  # pragma: no cover - the message iterator only ends by raising
+            reason = "message stream ended"
+        finally:
+            self._went_down()
+        log.warning("mqtt_disconnected reason=%r client_id=%s was_up=%s", reason, self.client_id, was_up)
+        return reason, was_up
+
+    async def _came_up(self, client: aiomqtt.Client) -> None:
+        if self._subscriptions:
+            codes = await client.subscribe(list(self._subscriptions))
+            for (flt, _), code in zip(self._subscriptions, codes, strict=False):
+                if getattr(code, "is_failure", False):
+                    log.error("mqtt_subscribe_refused filter=%s client_id=%s", flt, self.client_id)
+        self._client = client
+        self.connected.set()
+        log.info("mqtt_connected host=%s port=%d client_id=%s", self.endpoint.host,
+                 self.endpoint.port, self.client_id)
+        if self._on_connect is not None:
+            await self._on_connect()
+
+    def _went_down(self) -> None:
+        self.connected.clear()
+        self._client = None
+
+    def _make_client(self) -> aiomqtt.Client:
+        username, password = self._credentials
+        will = self._will
+        return aiomqtt.Client(
+            self.endpoint.host, self.endpoint.port, identifier=self.client_id,
+            username=username, password=password, keepalive=self._keepalive_s,
+            timeout=float(self._keepalive_s), clean_session=True,
+            will=aiomqtt.Will(will.topic, will.payload, will.qos, will.retain) if will else None,
+        )
+
+
+def _payload_bytes(payload: object) -> bytes:
+    if isinstance(payload, bytes | bytearray):
+        return bytes(payload)
+    return b"" if payload is None else str(payload).encode()
