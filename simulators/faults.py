@@ -17,6 +17,7 @@ import logging
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -153,8 +154,9 @@ class FaultSwitch:
                   exception_code: int | None = None, drop_for_ms: int | None = None,
                   spike_probability: float | None = None) -> None:
         """Change fault parameters; raises ValueError for out-of-range values."""
-        given = dict(latency_ms=latency_ms, noise_milli=noise_milli, exception_code=exception_code,
-                     drop_for_ms=drop_for_ms, spike_probability=spike_probability)
+        given: dict[str, Any] = dict(
+            latency_ms=latency_ms, noise_milli=noise_milli, exception_code=exception_code,
+            drop_for_ms=drop_for_ms, spike_probability=spike_probability)
         self.update(replace(self._settings, **{k: v for k, v in given.items() if v is not None}))
 
     def update(self, settings: FaultSettings) -> None:

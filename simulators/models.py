@@ -99,7 +99,8 @@ def _with_overrides(model: ProcessModel, state: Any,
 
 
 # ---------------------------------------------------------------------------------------------
-# Tank: a pump fills it through a valve; it drains slowly otherwise. Map: contracts/examples/tank-fill.yaml
+# Tank: a pump fills it through a valve; it drains slowly otherwise.
+# Map: contracts/examples/tank-fill.yaml
 
 TANK_HEIGHT_M = 6.0
 TANK_HIGH_LEVEL_M = 5.5
@@ -119,18 +120,18 @@ class TankState:
 
 class TankModel:
     name = "tank"
-    points = (
+    points: tuple[Point, ...] = (
         _point("level", Table.INPUT, 0, DataType.FLOAT32, Direction.READ),
         _point("high_level", Table.DISCRETE, 0, DataType.BOOL, Direction.READ),
         _point("pump_speed", Table.HOLDING, 20, DataType.UINT16, Direction.WRITE, scale=0.1),
         _point("pump_speed_feedback", Table.HOLDING, 21, DataType.UINT16, Direction.READ, scale=0.1),
         _point("valve_open", Table.COIL, 13, DataType.BOOL, Direction.WRITE),
     )
-    analog = (("level", TANK_HEIGHT_M),)
+    analog: tuple[tuple[PointName, float], ...] = (("level", TANK_HEIGHT_M),)
     _fields = {"level": "level_m", "pump_speed": "pump_speed_rpm", "valve_open": "valve_open"}
 
     def initial(self, overrides: Mapping[PointName, Value] | None = None) -> TankState:
-        return _with_overrides(self, TankState(), overrides)
+        return _with_overrides(self, TankState(), overrides)  # type: ignore[no-any-return]
 
     def advance(self, state: TankState, dt_s: float) -> TankState:
         rpm = min(max(state.pump_speed_rpm, 0.0), TANK_MAX_RPM)
@@ -185,7 +186,7 @@ class PumpSkidState:
 
 class PumpSkidModel:
     name = "pump_skid"
-    points = (
+    points: tuple[Point, ...] = (
         _point("discharge_pressure", Table.INPUT, 0, DataType.FLOAT32, Direction.READ),
         _point("motor_current", Table.INPUT, 2, DataType.INT16, Direction.READ, scale=0.1),
         _point("flow", Table.INPUT, 3, DataType.UINT16, Direction.READ, scale=0.1),
@@ -193,12 +194,13 @@ class PumpSkidModel:
         _point("speed_setpoint", Table.HOLDING, 0, DataType.UINT16, Direction.WRITE),
         _point("run_cmd", Table.COIL, 0, DataType.BOOL, Direction.WRITE),
     )
-    analog = (("discharge_pressure", 16.0), ("motor_current", 60.0), ("flow", 200.0))
+    analog: tuple[tuple[PointName, float], ...] = (
+        ("discharge_pressure", 16.0), ("motor_current", 60.0), ("flow", 200.0))
     _fields = {"speed_setpoint": "speed_setpoint", "run_cmd": "run_cmd",
                "discharge_pressure": "pressure_bar"}
 
     def initial(self, overrides: Mapping[PointName, Value] | None = None) -> PumpSkidState:
-        return _with_overrides(self, PumpSkidState(), overrides)
+        return _with_overrides(self, PumpSkidState(), overrides)  # type: ignore[no-any-return]
 
     def advance(self, state: PumpSkidState, dt_s: float) -> PumpSkidState:
         speed = min(max(state.speed_setpoint, 0.0), SKID_MAX_RPM)
@@ -230,7 +232,8 @@ class ModelKind(enum.StrEnum):
     PUMP_SKID = "pump_skid"
 
 
-MODELS: dict[ModelKind, ProcessModel] = {ModelKind.TANK: TankModel(), ModelKind.PUMP_SKID: PumpSkidModel()}
+MODELS: dict[ModelKind, ProcessModel] = {
+    ModelKind.TANK: TankModel(), ModelKind.PUMP_SKID: PumpSkidModel()}
 
 
 def model_for(name: str) -> ProcessModel:
@@ -238,4 +241,5 @@ def model_for(name: str) -> ProcessModel:
     try:
         return MODELS[ModelKind(name)]
     except ValueError:
-        raise ValueError(f"unknown model {name!r} (known: {', '.join(k.value for k in ModelKind)})") from None
+        known = ", ".join(k.value for k in ModelKind)
+        raise ValueError(f"unknown model {name!r} (known: {known})") from None

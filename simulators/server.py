@@ -82,7 +82,8 @@ class _Server(ModbusTcpServer):
         self.refusing = refusing
 
     def callback_new_connection(self) -> _Handler:
-        return _Handler(self, self.trace_packet, self.trace_pdu, self.trace_connect)
+        return _Handler(self, self.trace_packet, self.trace_pdu,  # type: ignore[no-untyped-call]
+                        self.trace_connect)
 
     def hang_up_all(self) -> None:
         for connection in list(self.active_connections.values()):
@@ -152,7 +153,7 @@ class SimDevice:
         self._tasks.clear()
         self._delayed.clear()
         if self._server is not None:
-            await self._server.shutdown()
+            await self._server.shutdown()  # type: ignore[no-untyped-call]
             self._server = None
             log.info("sim_stopped model=%s port=%d", self.model.name, self.port)
 
@@ -243,7 +244,7 @@ class SimDevice:
             try:
                 await asyncio.sleep(settings.latency_ms / 1000)  # the injected fault itself
             finally:
-                self._delayed.discard(task)  # type: ignore[arg-type]
+                self._delayed.discard(task)
         if settings.has(Fault.EXCEPTION):
             return ExcCodes(settings.exception_code)
         return None
