@@ -8,6 +8,7 @@ import random
 import sys
 import textwrap
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import aiomqtt
@@ -203,12 +204,16 @@ DYING_DEVICE = textwrap.dedent("""
 """)
 
 
-@pytest.fixture
-async def dying_device(amqtt_broker: BrokerEndpoint) -> AsyncIterator[asyncio.subprocess.Process]:
+@asynccontextmanager
+async def dying_device(broker: BrokerEndpoint) -> AsyncIterator[asyncio.subprocess.Process]:
+    """A separate process running MqttLink as d1 with an "offline" will; yielded once connected."""
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", DYING_DEVICE, amqtt_broker.url, FLEET["d1"].password,
+        sys.executable, "-c", DYING_DEVICE, broker.url, FLEET["d1"].password,
         cwd=REPO, stdout=asyncio.subprocess.PIPE)
     try:
+        assert proc.stdout is not None
+        async with asyncio.timeout(WAIT_S * 2):  # includes interpreter start and imports
+            assert await proc.stdout.readline() == b"up\n"
         yield proc
     finally:
         if proc.returncode is None:
@@ -217,14 +222,12 @@ async def dying_device(amqtt_broker: BrokerEndpoint) -> AsyncIterator[asyncio.su
 
 
 async def test_last_will_offline_is_delivered_when_the_client_process_dies(
-    amqtt_broker: BrokerEndpoint, dying_device: asyncio.subprocess.Process
+    amqtt_broker: BrokerEndpoint,
 ) -> None:
     async with await hub_client(amqtt_broker.host, amqtt_broker.port) as hub:
         await hub.subscribe("fp/v1/+/+/status", qos=1)
-        assert dying_device.stdout is not None
-        async with asyncio.timeout(WAIT_S * 2):
-            assert await dying_device.stdout.readline() == b"up\n"
-        dying_device.kill()
-        async with asyncio.timeout(WAIT_S):
-            message = await anext(aiter(hub.messages))
+        async with dying_device(amqtt_broker) as proc:
+            proc.kill()
+            async with asyncio.timeout(WAIT_S):
+                message = await anext(aiter(hub.messages))
         assert (str(message.topic), message.payload) == ("fp/v1/s1/d1/status", b"offline")
