@@ -1,7 +1,8 @@
 """A real pymodbus TCP server on 127.0.0.1 whose registers live in a MemoryLink's banks.
 
 Sharing the banks with a MemoryLink is what lets one suite run over both links with the same device
-state. `delay_s` holds a reply back (late-reply tests); `hook` runs before each request is served.
+state. `delay_s` holds each read reply back after sampling the registers (a late reply carries the
+value of its own time); `hook` runs before each request is served (a slow or stuck device).
 """
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ class BankContext:
 
     bank: MemoryLink
     delay_s: float = 0.0
-    hook: Callable[[int, Table, int], Awaitable[None]] | None = None
+    hook: Callable[[int, int, int], Awaitable[None]] | None = None  # (unit, fc, address)
     requests: list[tuple[int, int, int, int]] = field(default_factory=list)  # (unit, fc, addr, count)
 
     def device_ids(self) -> list[int]:
@@ -36,15 +37,15 @@ class BankContext:
     async def _before(self, unit: int, fc: int, address: int, count: int) -> None:
         self.requests.append((unit, fc, address, count))
         if self.hook is not None:
-            await self.hook(unit, _TABLE_OF_FC[fc], address)
-        if self.delay_s:
-            await asyncio.sleep(self.delay_s)  # a slow device, on purpose
+            await self.hook(unit, fc, address)
 
     async def async_getValues(self, device_id: int, func_code: int, address: int,
                               count: int = 1) -> list[int] | list[bool] | ExcCodes:
         table = _TABLE_OF_FC[func_code]
         await self._before(device_id, func_code, address, count)
         words = self.bank.get(device_id, table, address, count)
+        if self.delay_s:
+            await asyncio.sleep(self.delay_s)  # a slow device answers late with what it sampled
         if words is None:
             return ExcCodes.ILLEGAL_ADDRESS
         return [bool(w) for w in words] if table.is_bit else [int(w) for w in words]

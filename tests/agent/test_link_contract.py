@@ -28,6 +28,8 @@ SPEED = pt("speed", Table.HOLDING, 20, direction=Direction.WRITE, scale=0.1)
 SETPOINT = pt("setpoint", Table.HOLDING, 22, DataType.FLOAT32, direction=Direction.WRITE)
 VALVE = pt("valve", Table.COIL, 13, DataType.BOOL, direction=Direction.WRITE)
 MISSING = pt("missing", Table.HOLDING, 500)
+EXACT = 1.5 + 2**-20
+"""Exact in float32, with a non-zero low word (0x3FC0_0008), so both words must be written."""
 POINTS = (LEVEL, TEMP, RUNNING, SPEED, SETPOINT, VALVE)
 
 
@@ -74,12 +76,12 @@ async def test_read_decodes_every_planned_point_as_good_at_the_cycle_time(rig: R
 
 async def test_written_values_read_back_through_every_write_function(rig: Rig) -> None:
     await rig.link.write(SPEED, 120.0)     # one register
-    await rig.link.write(SETPOINT, 4.25)   # two registers
+    await rig.link.write(SETPOINT, EXACT)  # two registers
     await rig.link.write(VALVE, True)      # one coil
     readings = await rig.link.read(plan_reads(POINTS), now_ms=1)
     assert (readings["speed"].value, readings["setpoint"].value, readings["valve"].value) == (
-        pytest.approx(120.0), 4.25, True)
-    assert rig.bank.get(1, Table.HOLDING, 20, 1) == [1200]
+        pytest.approx(120.0), EXACT, True)
+    assert rig.bank.get(1, Table.HOLDING, 20, 4) == [1200, 0, 0x3FC0, 0x0008]
 
 
 async def test_a_missing_address_fails_only_its_own_request_with_exception_2(rig: Rig) -> None:
