@@ -39,6 +39,7 @@ class ContractStore:
     def __init__(self, journal: AsyncJournal, pubkey: Ed25519PublicKey, device: str) -> None:
         self._journal, self._pubkey, self._device = journal, pubkey, device
         self._versions: dict[str, int] = {}
+        self._hashes: dict[str, str] = {}
 
     async def _load_blob(self, name: str) -> bytes | None:
         found = await self._journal.load_checkpoint(name)
@@ -55,7 +56,8 @@ class ContractStore:
     async def restore(self, now_ms: EpochMs) -> Restored:
         """Re-verify what was stored (a tampered store is refused like a tampered message)."""
         blob = await self._load_blob(_VERSIONS)
-        self._versions = dict(loads(blob)) if blob else {}
+        known = loads(blob) if blob else {"versions": {}, "hashes": {}}
+        self._versions, self._hashes = dict(known["versions"]), dict(known["hashes"])
         resume = None
         ckpt = await self._load_blob(CHECKPOINT_NAME)
         if ckpt is not None:
@@ -82,17 +84,20 @@ class ContractStore:
         """Verify and store a contract. Raises ContractRefused (already journaled)."""
         try:
             c = verify_contract(signed, self._pubkey, now_ms=now_ms, device=self._device,
-                                accepted=self._versions, allow_future=True)
+                                accepted=self._versions, accepted_hashes=self._hashes,
+                                allow_future=True)
         except ContractRefused as exc:
             await self._journal.append(EntryKind.CONTRACT, {
                 "event": "refused", "refusal": exc.refusal.value, "detail": exc.detail}, now_ms)
             log.warning("contract_refused refusal=%s detail=%s", exc.refusal.value, exc.detail)
             raise
         digest = content_hash(c)
-        self._versions[c.contract] = max(c.version, self._versions.get(c.contract, 0))
+        if c.version >= self._versions.get(c.contract, 0):
+            self._versions[c.contract], self._hashes[c.contract] = c.version, digest
         seq, _ = await self._journal.head()
         await self._journal.save_checkpoint(f"contract:{digest}", signed, seq, now_ms)
-        await self._journal.save_checkpoint(_VERSIONS, canonical_dumps(self._versions), seq, now_ms)
+        known = {"versions": self._versions, "hashes": self._hashes}
+        await self._journal.save_checkpoint(_VERSIONS, canonical_dumps(known), seq, now_ms)
         await self._journal.save_checkpoint(_LATEST, digest.encode(), seq, now_ms)
         await self._journal.append(EntryKind.CONTRACT, {
             "event": "accepted", "contract": c.contract, "version": c.version, "hash": digest,

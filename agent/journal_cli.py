@@ -39,6 +39,7 @@ def register(subparsers: Any) -> None:
     verify = commands.add_parser("verify", help="check the hash chain; exit 1 on a break")
     verify.add_argument("--db", required=True, type=Path, help="journal SQLite file")
     verify.set_defaults(func=verify_command)
+    register_replay(commands)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -117,3 +118,26 @@ def _short(value: Any) -> str:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def register_replay(commands: Any) -> None:
+    replay = commands.add_parser("replay", help="replay recorded inputs through the engine and "
+                                 "prove the recorded outputs; exit 1 on the first mismatch")
+    replay.add_argument("--db", required=True, type=Path, help="journal SQLite file")
+    replay.set_defaults(func=replay_command)
+
+
+def replay_command(args: argparse.Namespace) -> int:
+    """Replay every scan segment in the journal whose contract it holds."""
+    from agent.replay_journal import contracts_in, replay_entries
+    entries = _with_journal(args.db, lambda j: j.read(1, 10_000_000))
+    if entries is None:
+        return EXIT_UNREADABLE
+    report = replay_entries(entries, contracts_in(entries).get)
+    for skipped in report.skipped_segments:
+        print(f"skipped segment at {skipped}")
+    for m in report.mismatches[:10]:
+        print(f"MISMATCH at ts {m.ts_ms}: recorded {m.recorded} replayed {m.replayed}")
+    print(f"replayed {report.segments} segment(s), {report.cycles} cycles, "
+          f"{report.writes_checked} writes checked, {len(report.mismatches)} mismatches")
+    return 0 if report.ok else 1

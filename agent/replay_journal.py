@@ -147,3 +147,14 @@ def replay_entries(entries: Sequence[Entry], lookup: ContractLookup) -> ReplayRe
         mismatches.extend(bad)
     return ReplayReport(segments=n_seg, cycles=n_cycles, writes_checked=n_checked,
                         mismatches=tuple(mismatches), skipped_segments=tuple(skipped))
+
+
+def contracts_in(entries: Iterable[Entry]) -> dict[str, Contract]:
+    """Contracts carried by the journal's CONTRACT "accepted" entries, by content hash. The journal
+    is hash-chained local evidence, so the signature is not re-checked here."""
+    from contracts.signing import read_signed
+    out: dict[str, Contract] = {}
+    for e in entries:
+        if e.kind is EntryKind.CONTRACT and e.body.get("event") == "accepted" and "signed" in e.body:
+            out[e.body["hash"]] = read_signed(e.body["signed"])
+    return out

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 import uuid
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime
@@ -20,7 +19,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from agent.config import AgentConfig
 from agent.contract_store import ContractStore
 from agent.journal_thread import AsyncJournal
-from agent.link import DeviceLink
+from agent.link import DeviceLink, LinkError
 from agent.modbus import ModbusLink
 from agent.scan import ActiveContract, Connectivity, CycleReport, ScanLoop
 from agent.systemd import Notifier
@@ -68,7 +67,10 @@ class Agent:
     async def run(self) -> None:
         async with AsyncExitStack() as stack:
             await stack.enter_async_context(self.journal)
-            await self.link.connect()
+            try:
+                await self.link.connect()
+            except LinkError as exc:  # the device may be down at boot: run anyway, reads go BAD
+                log.warning("modbus_unreachable_at_start reason=%s", exc)
             stack.push_async_callback(self.link.close)
             self.store = ContractStore(self.journal, load_public_key(self.cfg.trusted_key),
                                        self.cfg.device)
@@ -78,7 +80,8 @@ class Agent:
             restored = await self.store.restore(wall_ms())
             if restored.pending is not None:
                 self.scan.offer(restored.pending)
-            await self._load_local_contract()
+            running = restored.resume[0].hash if restored.resume else None
+            await self._load_local_contract(running)
             scheduler = self._scheduler()
             scheduler.start()
             stack.callback(scheduler.shutdown, wait=False)
@@ -90,7 +93,9 @@ class Agent:
                     self.uplink = Uplink(self.cfg, self.journal, self.scan, self.store, self.conn)
                     tg.create_task(self.uplink.run(), name="uplink")
 
-    async def _load_local_contract(self) -> None:
+    async def _load_local_contract(self, running: str | None) -> None:
+        """The contract file from the config, offered unless it is the one being resumed (a
+        restart must continue the step it was in, not start the contract over)."""
         path: Path | None = self.cfg.contract
         if path is None or self.store is None:
             return
@@ -99,7 +104,7 @@ class Agent:
         except ContractRefused as exc:
             log.warning("local_contract_refused path=%s refusal=%s", path, exc.refusal.value)
             return
-        if self.scan.segment is None or self.scan.segment.active.hash != active.hash:
+        if active.hash != running:
             self.scan.offer(active)
 
     def offer(self, active: ActiveContract) -> None:
@@ -142,7 +147,3 @@ def run_forever(cfg: AgentConfig) -> int:
     except KeyboardInterrupt:
         return 0
     return 0
-
-
-def monotonic_ms() -> int:
-    return int(time.monotonic() * 1000)

@@ -22,6 +22,7 @@ from agent.contract_store import ContractStore
 from agent.journal_thread import AsyncJournal
 from agent.scan import Connectivity, CycleReport, ScanLoop
 from contracts.errors import ContractRefused, EncodingError
+from contracts.signing import peek_identity
 from contracts.topics import Channel, topic
 from contracts.wire import Ack, Birth, CommandMessage, ContractResult, JournalBatch, Telemetry
 from fieldpact.mqtt import LinkDown, MqttLink, Will
@@ -120,7 +121,8 @@ class Uplink:
         try:
             active = await self.store.receive(signed, self._clock())
         except ContractRefused as exc:
-            result = ContractResult(contract=exc.contract_id or "?", version=exc.version or 0,
+            cid, version = peek_identity(signed)
+            result = ContractResult(contract=cid or "unknown", version=version or 1,
                                     accepted=False, refusal=exc.refusal.value, detail=exc.detail)
         else:
             self._seen_contracts.add(digest)

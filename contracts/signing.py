@@ -252,3 +252,21 @@ def _check_version(contract: Contract, accepted: Mapping[str, int],
     if hashes.get(contract.contract) != content_hash(contract):
         raise ContractRefused(Refusal.OLDER_VERSION,
                               f"{where} is already accepted with different content")
+
+
+def read_signed(data: bytes) -> Contract:
+    """The contract inside a COSE_Sign1 message WITHOUT checking the signature or admission.
+
+    Only for data already trusted by other means (a hash-chained local journal being replayed, a
+    refusal being reported by id). Raises ContractRefused (UNSIGNED or INVALID) if it is not one."""
+    return _decode_payload(_parse(data).payload)
+
+
+def peek_identity(data: bytes) -> tuple[str | None, int | None]:
+    """(contract id, version) of a signed message, best effort and unverified, for reporting a
+    refusal; (None, None) when the payload cannot be read."""
+    try:
+        c = read_signed(data)
+    except ContractRefused:
+        return None, None
+    return c.contract, c.version

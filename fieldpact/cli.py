@@ -10,7 +10,9 @@ import argparse
 import importlib
 from collections.abc import Sequence
 
-COMMAND_MODULES: tuple[str, ...] = ("contracts.cli",)
+COMMAND_MODULES: tuple[str, ...] = (
+    "contracts.cli", "agent.cli", "agent.journal_cli", "simulators.cli",
+)
 """Modules contributing commands, in help order; agent, hub and simulators are added here."""
 
 EXIT_USAGE = 2
@@ -38,3 +40,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return EXIT_USAGE
     return int(args.func(args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
