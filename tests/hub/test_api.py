@@ -104,6 +104,31 @@ async def test_write_overlap_with_another_contract_on_the_device_is_409_naming_b
     assert len(publisher.contracts) == 1
 
 
+def _drain(tank_fill: dict[str, Any], pump_speed: dict[str, Any]) -> dict[str, Any]:
+    """Another contract id on the same device owning a pump_speed point moved by `pump_speed`."""
+    other = copy.deepcopy(tank_fill)
+    other["contract"] = "drain"
+    other["points"] = [p for p in other["points"] if p["name"] != "valve_open"]
+    other["safe_state"] = {"pump_speed": 0}
+    other["steps"] = [{"name": "run", "do": {"pump_speed": 100}, "for_s": 10}]
+    other["expect"] = {}
+    point = next(p for p in other["points"] if p["name"] == "pump_speed")
+    point.update(owner="drain", **pump_speed)
+    return other
+
+
+async def test_write_overlap_counts_every_register_of_a_multi_register_point(
+        client: httpx.AsyncClient, tank_fill: dict[str, Any]) -> None:
+    assert (await _submit(client, tank_fill)).status_code == 201  # pump_speed: holding 20
+    wide = _drain(tank_fill, {"address": 19, "type": "uint32", "limits": [0, 1500]})
+    r = await _submit(client, wide)  # holding 19..20
+    assert r.status_code == 409, r.text
+    left = _drain(tank_fill, {"address": 18, "type": "uint32", "limits": [0, 1500]})
+    assert (await _submit(client, left)).status_code == 201, "18..19 does not touch 20"
+    right = _drain(tank_fill, {"address": 21, "type": "uint32", "limits": [0, 1500]})
+    assert (await _submit(client, {**right, "version": 4})).status_code == 201, "21..22 neither"
+
+
 async def test_same_device_without_overlap_is_accepted(
         client: httpx.AsyncClient, tank_fill: dict[str, Any]) -> None:
     assert (await _submit(client, tank_fill)).status_code == 201
@@ -122,6 +147,8 @@ async def test_older_or_equal_version_is_409_and_newer_supersedes(
         r = await _submit(client, {**tank_fill, "version": version})
         assert r.status_code == 409
         assert r.json()["issues"][0]["path"] == "version"
+        assert f"version {version} is not newer than 3" in r.json()["error"]
+        assert store.audit()[0].reason == "stale_version"
     assert (await _submit(client, {**tank_fill, "version": 4})).status_code == 201
     assert store.contract("tank-fill@3").status == "superseded"
     assert store.contract("tank-fill@4").status == "pushed"
