@@ -5,6 +5,7 @@ import asyncio
 import itertools
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import aiomqtt
 import pytest
@@ -202,3 +203,17 @@ async def test_embedded_broker_reports_its_bound_port_and_rebinds_it_after_resta
 def test_port_before_start_is_an_error() -> None:
     with pytest.raises(RuntimeError, match="not started"):
         _ = EmbeddedBroker(users={}).port
+
+
+def test_shipped_mosquitto_acl_example_is_what_mosquitto_acl_renders() -> None:
+    example = (Path(__file__).parents[2] / "hub" / "acl" / "mosquitto.acl.example").read_text()
+    site = "north-field"
+    users = {
+        "hub": HUB,
+        "pump-station-7": UserSpec(password_hash="-", role=Role.DEVICE, site=site, device="pump-station-7"),
+        "chiller-2": UserSpec(password_hash="-", role=Role.DEVICE, site=site, device="chiller-2"),
+        "scada": SCADA,
+    }
+    body = [line for line in example.splitlines() if not line.startswith("#")]
+    rendered = [line for line in mosquitto_acl(users).splitlines() if not line.startswith("#")]
+    assert body == rendered
