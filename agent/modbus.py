@@ -218,16 +218,11 @@ def _timed_out(readings: dict[PointName, Reading]) -> bool:
 
 
 def _read_call(client: AsyncModbusTcpClient, request: ReadRequest) -> Awaitable[ModbusPDU]:
-    kwargs = {"count": request.count, "device_id": request.unit_id}
-    match request.table:
-        case Table.COIL:
-            return client.read_coils(request.start, **kwargs)
-        case Table.DISCRETE:
-            return client.read_discrete_inputs(request.start, **kwargs)
-        case Table.HOLDING:
-            return client.read_holding_registers(request.start, **kwargs)
-        case Table.INPUT:
-            return client.read_input_registers(request.start, **kwargs)
+    read = {
+        Table.COIL: client.read_coils, Table.DISCRETE: client.read_discrete_inputs,
+        Table.HOLDING: client.read_holding_registers, Table.INPUT: client.read_input_registers,
+    }[request.table]
+    return read(request.start, count=request.count, device_id=request.unit_id)
 
 
 def _write_call(client: AsyncModbusTcpClient, point: Point, raw: list[int] | bool) -> Awaitable[ModbusPDU]:
