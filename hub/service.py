@@ -208,6 +208,7 @@ class HubService:
         try:
             self.store.insert_contract(record)
         except Duplicate as exc:  # a concurrent submission of the same version won the race
+            self._refuse_submit(actor, record.document, "stale_version", [str(exc)], cid)
             raise StaleVersion(str(exc), [Issue(path="version", reason=str(exc))]) from exc
         self.store.ensure_device(c.device, c.site, now)
         self._audit(actor, AuditAction.SUBMIT, Outcome.OK, device=c.device, contract=cid)
