@@ -14,7 +14,6 @@ Rules:
 """
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from http import HTTPStatus
@@ -30,7 +29,6 @@ from hub.audit import AuditAction, AuditEntry, Outcome, log_entry
 from hub.states import ContractEvent, ContractStatus, IllegalTransition, transition
 from hub.store import ContractRecord, Duplicate, HubStore, contract_id
 
-log = logging.getLogger("fieldpact.hub.service")
 
 Signer = Callable[[Contract], bytes]
 Clock = Callable[[], EpochMs]
