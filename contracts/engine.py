@@ -21,71 +21,21 @@ ENGINE_ERROR and SAFE.
 """
 from __future__ import annotations
 
-import enum
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any, TypeAlias
+from typing import Any
 
-from contracts.engine_state import LIVE, TERMINAL, EngineState, Mode
+from contracts.engine_state import (
+    LIVE, TERMINAL, EngineState, Event, EventKind, FieldValue, Mode, StepResult, Write,
+)
 from contracts.errors import EngineError
 from contracts.expr import STEP_TIME, Expr, parse
 from contracts.guards import Trip, TripReason, check, compile_guards
 from contracts.inputs import Command, CommandKind, Inputs
 from contracts.outputs import WriteRefusal, compile_outputs, move, refuse_write, safe_plan, step_plans
 from contracts.schema import Contract, OfflineAction, OnTimeout
-from contracts.types import EpochMs, PointName, Value
+from contracts.types import EpochMs, Value
 
 __all__ = ["Engine", "EngineState", "Event", "EventKind", "Mode", "StepResult", "Write", "step"]
-
-
-class EventKind(enum.StrEnum):
-    STARTED = "started"
-    STEP_ENTERED = "step_entered"
-    STEP_DONE = "step_done"
-    STEP_TIMEOUT = "step_timeout"
-    COMPLETED = "completed"
-    FAILED = "failed"
-    GUARD_TRIP = "guard_trip"
-    SAFE_STATE = "safe_state"
-    EXPIRED = "expired"
-    AUTONOMY_EXHAUSTED = "autonomy_exhausted"
-    HELD = "held"
-    RESUMED = "resumed"
-    ABORTED = "aborted"
-    WRITE_RATE_LIMITED = "write_rate_limited"
-    WRITE_CLAMPED = "write_clamped"
-    WRITE_REFUSED = "write_refused"
-    COMMAND_REFUSED = "command_refused"
-    ENGINE_ERROR = "engine_error"
-
-
-FieldValue: TypeAlias = "bool | int | float | str | None"
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class Write:
-    point: PointName
-    value: Value
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class Event:
-    """A transition, with its fields in a fixed order (step, point, value, reason, limit...)."""
-
-    kind: EventKind
-    ts_ms: EpochMs
-    fields: tuple[tuple[str, FieldValue], ...] = ()
-
-    def get(self, name: str) -> FieldValue:
-        """The field called `name`, or None."""
-        return next((v for k, v in self.fields if k == name), None)
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class StepResult:
-    state: EngineState
-    writes: tuple[Write, ...]
-    events: tuple[Event, ...]
 
 
 class _Run:

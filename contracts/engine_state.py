@@ -1,4 +1,5 @@
-"""The engine's state between cycles, and its versioned plain-data form.
+"""The engine's values: its state between cycles (with a versioned plain-data form), and what a
+cycle returns (writes and events). `contracts.engine` re-exports all of them.
 
 Everything the engine needs to continue is here, so an agent that restarts from a persisted state
 resumes at the same step with the same step clock, and the hub can project or replay from it.
@@ -11,7 +12,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeAlias
 
 from contracts.errors import EncodingError
 from contracts.guards import TripReason
@@ -39,6 +40,56 @@ TERMINAL = frozenset({Mode.COMPLETED, Mode.FAILED, Mode.EXPIRED, Mode.ABORTED})
 """Modes the contract never leaves."""
 
 Pairs = tuple[tuple[PointName, Value], ...]
+
+
+class EventKind(enum.StrEnum):
+    STARTED = "started"
+    STEP_ENTERED = "step_entered"
+    STEP_DONE = "step_done"
+    STEP_TIMEOUT = "step_timeout"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    GUARD_TRIP = "guard_trip"
+    SAFE_STATE = "safe_state"
+    EXPIRED = "expired"
+    AUTONOMY_EXHAUSTED = "autonomy_exhausted"
+    HELD = "held"
+    RESUMED = "resumed"
+    ABORTED = "aborted"
+    WRITE_RATE_LIMITED = "write_rate_limited"
+    WRITE_CLAMPED = "write_clamped"
+    WRITE_REFUSED = "write_refused"
+    COMMAND_REFUSED = "command_refused"
+    ENGINE_ERROR = "engine_error"
+
+
+FieldValue: TypeAlias = "bool | int | float | str | None"
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Write:
+    point: PointName
+    value: Value
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Event:
+    """A transition, with its fields in a fixed order (step, point, value, reason, limit...)."""
+
+    kind: EventKind
+    ts_ms: EpochMs
+    fields: tuple[tuple[str, FieldValue], ...] = ()
+
+    def get(self, name: str) -> FieldValue:
+        """The field called `name`, or None."""
+        return next((v for k, v in self.fields if k == name), None)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class StepResult:
+    state: EngineState
+    writes: tuple[Write, ...]
+    events: tuple[Event, ...]
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -89,7 +140,7 @@ E = Any
 
 def _enum(cls: type[enum.StrEnum], m: Mapping[str, Any], key: str) -> E:
     try:
-        return cls(m.get(key))
+        return cls(str(m.get(key)))
     except ValueError:
         raise EncodingError(f"engine state {key}={m.get(key)!r} is not a {cls.__name__}") from None
 

@@ -62,12 +62,13 @@ class Plan:
 
 def compile_outputs(contract: Contract) -> tuple[Output, ...]:
     """The owned write points of `contract`, in contract order."""
-    return tuple(
-        Output(p.name, p.type is DataType.BOOL or p.table.is_bit,
-               *(p.limits if p.limits is not None else (None, None)),
-               None if p.type is DataType.BOOL or p.table.is_bit else p.max_rate_per_s)
-        for p in contract.write_points if p.owner == contract.contract
-    )
+    outs = []
+    for p in contract.write_points:
+        if p.owner == contract.contract:
+            is_bool = p.type is DataType.BOOL or p.table.is_bit
+            low, high = p.limits if p.limits is not None else (None, None)
+            outs.append(Output(p.name, is_bool, low, high, None if is_bool else p.max_rate_per_s))
+    return tuple(outs)
 
 
 def coerce(out: Output, value: Value) -> tuple[Value, Clamp | None]:
