@@ -114,8 +114,9 @@ def _is_bool(p: Point) -> bool:
 
 
 def _start_value(p: Point, initial: Mapping[str, Value]) -> Value:
-    if p.name in initial:
-        return initial[p.name]
+    value = initial.get(p.name)
+    if value is not None:  # a last-known value the hub never received stays unknown: use defaults
+        return value
     if _is_bool(p):
         return False
     return (p.range[0] + p.range[1]) / 2 if p.range is not None else 0.0
