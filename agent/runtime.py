@@ -24,6 +24,7 @@ from agent.modbus import ModbusLink
 from agent.scan import ActiveContract, Connectivity, CycleReport, ScanLoop
 from agent.systemd import Notifier
 from agent.uplink import Uplink, wall_ms
+from fieldpact.mqtt import Backoff
 from contracts.chain import EntryKind
 from contracts.errors import ContractRefused
 from contracts.signing import load_public_key
@@ -36,8 +37,8 @@ RETENTION_S = 60
 
 class Agent:
     def __init__(self, cfg: AgentConfig, *, link: DeviceLink | None = None,
-                 notifier: Notifier | None = None) -> None:
-        self.cfg = cfg
+                 notifier: Notifier | None = None, reconnect: Backoff | None = None) -> None:
+        self.cfg, self.reconnect = cfg, reconnect
         self.link = link or ModbusLink(cfg.modbus.host, cfg.modbus.port, timeout_s=cfg.modbus.timeout_s)
         self.notifier = notifier or Notifier()
         self.boot_id = uuid.uuid4().hex
@@ -90,7 +91,8 @@ class Agent:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self.scan.run(restored.resume), name="scan")
                 if self.cfg.broker is not None:
-                    self.uplink = Uplink(self.cfg, self.journal, self.scan, self.store, self.conn)
+                    self.uplink = Uplink(self.cfg, self.journal, self.scan, self.store, self.conn,
+                                         reconnect=self.reconnect)
                     tg.create_task(self.uplink.run(), name="uplink")
 
     async def _load_local_contract(self, running: str | None) -> None:

@@ -25,7 +25,7 @@ from contracts.errors import ContractRefused, EncodingError
 from contracts.signing import peek_identity
 from contracts.topics import Channel, topic
 from contracts.wire import Ack, Birth, CommandMessage, ContractResult, JournalBatch, Telemetry
-from fieldpact.mqtt import LinkDown, MqttLink, Will
+from fieldpact.mqtt import Backoff, LinkDown, MqttLink, Will
 
 log = logging.getLogger("fieldpact.agent.uplink")
 
@@ -44,7 +44,8 @@ def wall_ms() -> int:
 class Uplink:
     def __init__(self, cfg: AgentConfig, journal: AsyncJournal, scan: ScanLoop,
                  store: ContractStore, conn: Connectivity, *, clock: Callable[[], int] = wall_ms,
-                 window: int = WINDOW, ack_timeout_s: float = ACK_TIMEOUT_S) -> None:
+                 window: int = WINDOW, ack_timeout_s: float = ACK_TIMEOUT_S,
+                 reconnect: Backoff | None = None) -> None:
         assert cfg.broker is not None
         self.cfg, self.journal, self.scan, self.store, self.conn = cfg, journal, scan, store, conn
         self._clock, self._window, self._ack_timeout_s = clock, window, ack_timeout_s
@@ -61,7 +62,8 @@ class Uplink:
             password=cfg.broker.password,
             will=Will(topic=t(Channel.STATUS), payload=b"offline", qos=1, retain=True),
             subscriptions=[(t(Channel.ACK), 1), (t(Channel.CONTRACT), 1), (t(Channel.CMD), 1)],
-            on_connect=self._on_connect, on_disconnect=self._on_disconnect)
+            on_connect=self._on_connect, on_disconnect=self._on_disconnect,
+            backoff=reconnect or Backoff(initial_s=0.2, max_s=5.0, jitter=0.3))
 
     def _topic(self, channel: Channel, point: str | None = None) -> str:
         return topic(self.cfg.site, self.cfg.device, channel, point)
@@ -191,8 +193,11 @@ class Uplink:
         values = {n: r.value for n, r in report.view.items()}
         values.update(dict(report.result.state.outputs))
         step = seg.step_name() if seg else None
+        c = seg.active.contract if seg else None
         msg = Telemetry(ts_ms=report.now_ms, values=tuple(sorted(values.items())),
-                        mode=report.result.state.mode.value, step=step, seq=(await self.journal.head())[0])
+                        mode=report.result.state.mode.value, step=step,
+                        seq=(await self.journal.head())[0], contract=c.contract if c else None,
+                        version=c.version if c else None, state=report.result.state.to_mapping())
         await self.link.publish(self._topic(Channel.TELEMETRY), msg.to_bytes(), qos=0)
         for name, value in values.items():
             if self._published_points.get(name, object()) != value:

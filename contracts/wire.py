@@ -13,7 +13,7 @@ Rules of this module:
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import MISSING, dataclass, fields
 from typing import Any, ClassVar, Self
 
 from contracts.chain import HASH_SIZE
@@ -41,7 +41,10 @@ class _Message:
         """Decode and check a message. Raises EncodingError naming the field at fault."""
         body = decode_message(data, cls.KIND, cls.VERSION)
         names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
-        _check_names(cls.KIND, body, names)
+        # Fields with defaults were added later within the same wire version: absent = default.
+        required = {f.name for f in fields(cls)  # type: ignore[arg-type]
+                    if f.default is MISSING and f.default_factory is MISSING}
+        _check_names(cls.KIND, body, names, required)
         return cls(**cls._from_body(body))
 
     def _body(self) -> dict[str, Any]:
@@ -60,8 +63,10 @@ def _bad(kind: str, name: str, why: str, value: Any) -> EncodingError:
     return EncodingError(f"wire message {kind!r} field {name!r}: {why}, got {value!r}")
 
 
-def _check_names(kind: str, body: Mapping[str, Any], names: set[str]) -> None:
-    missing, unknown = sorted(names - set(body)), sorted(set(body) - names)
+def _check_names(kind: str, body: Mapping[str, Any], names: set[str],
+                 required: set[str] | None = None) -> None:
+    needed = names if required is None else required
+    missing, unknown = sorted(needed - set(body)), sorted(set(body) - names)
     if missing:
         raise _bad(kind, missing[0], "is missing", None)
     if unknown:
@@ -246,7 +251,8 @@ def _command(k: str, body: dict[str, Any]) -> Command:
 
 @dataclass(frozen=True, kw_only=True)
 class Telemetry(_Message):
-    """Agent to hub on `…/telemetry`: live values, the engine's mode and step, and the journal seq."""
+    """Agent to hub on `…/telemetry`: live values, the engine's mode and step, the journal seq, and
+    the running contract with its engine state (the hub projects an offline device from it)."""
 
     KIND: ClassVar[str] = "telemetry"
     ts_ms: EpochMs
@@ -254,6 +260,9 @@ class Telemetry(_Message):
     mode: str
     step: str | None
     seq: int
+    contract: str | None = None
+    version: int | None = None
+    state: Mapping[str, Any] | None = None
 
     def __post_init__(self) -> None:
         k = self.KIND
@@ -262,6 +271,10 @@ class Telemetry(_Message):
         _str(k, "mode", self.mode)
         _str(k, "step", self.step, optional=True)
         _int(k, "seq", self.seq)
+        _str(k, "contract", self.contract, optional=True)
+        _int(k, "version", self.version, minimum=1, optional=True)
+        if self.state is not None and not isinstance(self.state, Mapping):
+            raise _bad(k, "state", "must be an engine state mapping", self.state)
 
     @classmethod
     def _from_body(cls, body: dict[str, Any]) -> dict[str, Any]:

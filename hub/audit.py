@@ -26,6 +26,9 @@ class AuditAction(enum.StrEnum):
     ABORT = "abort"
     RECONCILE_REQUEST = "reconcile_request"
     TRANSITION = "transition"  # a state change decided by the hub itself (sync side, policies)
+    RECONCILE = "reconcile"    # divergence measured after a device's journal caught up
+    REPLAN = "replan"          # the planner's decision for a divergent or failed contract
+    ALARM = "alarm"            # a broken chain, a journal gap, an escalation
 
 
 class Outcome(enum.StrEnum):

@@ -28,7 +28,7 @@ import enum
 import os
 import tomllib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, TypeVar
@@ -74,7 +74,9 @@ class Policy:
 
 DEFAULT_POLICIES: Mapping[FailureCategory, Policy] = MappingProxyType({
     # A network failure usually heals on its own; a config failure never does.
-    FailureCategory.RUNTIME: Policy(action=PolicyAction.ESCALATE, max_retries=0),
+    # Reality diverged from the projection without a fault: re-issue from the actual step (the
+    # default planner), twice at most, then an operator decides.
+    FailureCategory.RUNTIME: Policy(action=PolicyAction.RETRY, max_retries=2),
     FailureCategory.ADAPTERS: Policy(action=PolicyAction.RETRY, max_retries=3),
     FailureCategory.NETWORK: Policy(action=PolicyAction.RETRY, max_retries=5),
     FailureCategory.CONFIG: Policy(action=PolicyAction.HOLD, max_retries=0),
@@ -86,10 +88,18 @@ class BrokerMode(enum.StrEnum):
     EXTERNAL = "external"
 
 
+DEFAULT_MQTT_PORT = 1883
+"""The IANA-registered MQTT port; the embedded broker listens there unless told otherwise."""
+
+
 @dataclass(frozen=True, kw_only=True)
 class BrokerConfig:
     mode: BrokerMode = BrokerMode.EMBEDDED
     url: str | None = None  # mqtt://host:port when EXTERNAL
+    listen_host: str = DEFAULT_HOST  # the embedded broker's listener
+    listen_port: int = DEFAULT_MQTT_PORT
+    username: str | None = None      # the hub's own login on an EXTERNAL broker
+    password: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -228,7 +238,8 @@ def parse_config(doc: Mapping[str, Any]) -> HubConfig:
         db_path=Path(_get(doc, "db", "", _str)), key_path=Path(_get(doc, "key", "", _str)),
         listen_host=_get(listen, "host", "listen", _str, DEFAULT_HOST),
         listen_port=_get(listen, "port", "listen", _port, DEFAULT_PORT),
-        broker=_get(doc, "broker", "", _broker, BrokerConfig()),
+        broker=_with_mqtt(_get(doc, "broker", "", _broker, BrokerConfig()),
+                          _get(doc, "mqtt", "", _table, {})),
         auth=AuthConfig(tokens=tuple(_token(t, f"tokens[{i}]") for i, t in
                                      enumerate(_get(doc, "tokens", "", _list_of_tables, [])))),
         devices=tuple(_device(d, f"devices[{i}]") for i, d in
@@ -237,6 +248,14 @@ def parse_config(doc: Mapping[str, Any]) -> HubConfig:
                                            DEFAULT_SILENCE_TIMEOUT_S)),
         policies=_policies(doc.get("policies", {})),
     )
+
+
+def _with_mqtt(b: BrokerConfig, m: Mapping[str, Any]) -> BrokerConfig:
+    """[mqtt] listen_host / listen_port (embedded broker), username / password (external)."""
+    return replace(b, listen_host=_get(m, "listen_host", "mqtt", _str, b.listen_host),
+                   listen_port=_get(m, "listen_port", "mqtt", _port, b.listen_port),
+                   username=_get(m, "username", "mqtt", _str, None),
+                   password=_get(m, "password", "mqtt", _str, None))
 
 
 def _table(v: Any) -> Mapping[str, Any]:

@@ -1,0 +1,165 @@
+"""A whole site on loopback: hub (embedded broker, API), simulated devices, agents, cuttable links.
+
+Used by `fieldpact demo` and by the end-to-end tests, so what the demo shows is what the tests
+prove. Every server binds 127.0.0.1 on an ephemeral port; `LocalSite` is an async context manager
+that stops everything it started, in reverse order.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import uvicorn
+
+from agent.config import AgentConfig, BrokerConfig as AgentBroker, ModbusConfig
+from agent.modbus import ModbusLink
+from agent.runtime import Agent
+from fieldpact.mqtt import Backoff
+from hub.app import HubRuntime
+from hub.auth import AuthConfig, Role, Token, hash_token
+from hub.broker import hash_password
+from hub.config import DEFAULT_POLICIES, DeviceCredential, FailureCategory, HubConfig, Policy
+from hub.states import DeviceState
+from simulators.netcut import NetCut
+from simulators.server import SimDevice
+
+
+@dataclass(frozen=True, kw_only=True)
+class DeviceSpec:
+    id: str
+    model: str  # simulator model: tank | pump_skid
+    initial: Mapping[str, Any] = field(default_factory=dict)
+    time_scale: float = 1.0
+
+
+@dataclass
+class SiteDevice:
+    spec: DeviceSpec
+    sim: SimDevice
+    cut: NetCut
+    agent: Agent
+    task: asyncio.Task[None]
+    journal: Path
+
+
+class LocalSite:
+    def __init__(self, workdir: Path, devices: Sequence[DeviceSpec], *, site: str = "north-field",
+                 policies: Mapping[FailureCategory, Policy] = DEFAULT_POLICIES,
+                 silence_timeout_s: float = 10.0, scan_period_ms: int = 100) -> None:
+        self.workdir, self.specs, self.site = workdir, tuple(devices), site
+        self.policies, self.silence_timeout_s = policies, silence_timeout_s
+        self.token = secrets.token_urlsafe(24)
+        self.viewer_token = secrets.token_urlsafe(24)
+        self._passwords = {d.id: secrets.token_urlsafe(16) for d in self.specs}
+        self.devices: dict[str, SiteDevice] = {}
+        self.hub: HubRuntime | None = None
+        self.api_url = ""
+        self._stack = contextlib.AsyncExitStack()
+
+    def hub_config(self) -> HubConfig:
+        tokens = (Token(name="operator", sha256=hash_token(self.token), role=Role.ADMIN),
+                  Token(name="viewer", sha256=hash_token(self.viewer_token), role=Role.VIEWER))
+        creds = tuple(DeviceCredential(id=d.id, site=self.site,
+                                       password_hash=hash_password(self._passwords[d.id]))
+                      for d in self.specs)
+        from hub.config import BrokerConfig
+        return HubConfig(db_path=self.workdir / "hub.db", key_path=self.workdir / "keys" / "hub.key",
+                         broker=BrokerConfig(listen_port=0), auth=AuthConfig(tokens=tokens),
+                         devices=creds, silence_timeout_ms=int(self.silence_timeout_s * 1000),
+                         policies=MappingProxyType(dict(self.policies)))
+
+    async def __aenter__(self) -> LocalSite:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        await self._stack.__aenter__()
+        try:
+            await self._start_hub()
+            for spec in self.specs:
+                await self._start_device(spec)
+        except BaseException:
+            await self._stack.aclose()
+            raise
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._stack.aclose()
+
+    async def _start_hub(self) -> None:
+        hub = HubRuntime(self.hub_config())
+        self._stack.callback(hub.close)
+        self.hub = hub
+        app = hub.app()
+        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning",
+                                               lifespan="on"))
+        task = asyncio.create_task(server.serve(), name="hub-api")
+        self._stack.push_async_callback(_stop_server, server, task)
+        async with asyncio.timeout(20):
+            while not server.started:
+                if task.done():
+                    task.result()
+                await asyncio.sleep(0.02)
+        port = server.servers[0].sockets[0].getsockname()[1]
+        self.api_url = f"http://127.0.0.1:{port}"
+
+    async def _start_device(self, spec: DeviceSpec) -> None:
+        assert self.hub is not None and self.hub.broker is not None
+        sim = await self._stack.enter_async_context(
+            SimDevice(spec.model, port=0, tick_ms=50, initial=spec.initial, time_scale=spec.time_scale))
+        cut = await self._stack.enter_async_context(NetCut("127.0.0.1", self.hub.broker.port))
+        journal = self.workdir / "agents" / spec.id / "journal.db"
+        journal.parent.mkdir(parents=True, exist_ok=True)
+        cfg = AgentConfig(device=spec.id, site=self.site, journal=journal,
+                          trusted_key=self.hub.cfg.key_path.with_suffix(".pub"),
+                          modbus=ModbusConfig(host="127.0.0.1", port=sim.port, timeout_s=0.3),
+                          broker=AgentBroker(url=cut.url, username=spec.id,
+                                             password=self._passwords[spec.id]))
+        agent = Agent(cfg, link=ModbusLink("127.0.0.1", sim.port, timeout_s=0.3),
+                      reconnect=Backoff(initial_s=0.2, max_s=2.0, jitter=0.3))
+        task = asyncio.create_task(agent.run(), name=f"agent-{spec.id}")
+        self._stack.push_async_callback(_cancel, task)
+        async with asyncio.timeout(20):
+            await agent.started.wait()
+        self.devices[spec.id] = SiteDevice(spec=spec, sim=sim, cut=cut, agent=agent, task=task,
+                                           journal=journal)
+
+    # -- observation helpers ------------------------------------------------------------------
+    def device_state(self, device: str) -> DeviceState | None:
+        assert self.hub is not None
+        try:
+            return self.hub.store.device(device).state
+        except Exception:
+            return None
+
+    async def wait_for(self, what: str, check: Any, timeout_s: float) -> Any:
+        """Poll `check()` until truthy; raise TimeoutError naming `what`."""
+        try:
+            async with asyncio.timeout(timeout_s):
+                while not (result := check()):
+                    await asyncio.sleep(0.1)
+                return result
+        except TimeoutError:
+            raise TimeoutError(f"timed out after {timeout_s:g} s waiting for {what}") from None
+
+
+async def _stop_server(server: uvicorn.Server, task: asyncio.Task[None]) -> None:
+    server.should_exit = True
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        async with asyncio.timeout(10):
+            await task
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+@contextlib.asynccontextmanager
+async def local_site(workdir: Path, devices: Sequence[DeviceSpec], **kw: Any) -> AsyncIterator[LocalSite]:
+    async with LocalSite(workdir, devices, **kw) as site:
+        yield site

@@ -1,0 +1,220 @@
+"""Offline devices: projection while they are gone, reconciliation and replanning when they return.
+
+Projection: when a device goes `projected`, the hub runs the contract's engine forward from the last
+engine state the device reported (telemetry carries it) on the contract's `expect` model. The
+projection's inputs are stored with the device, so the same projection can be recomputed exactly
+(the engine is pure) when the device comes back — we never trust a stale blob for a decision.
+
+Reconciliation: once the journal has caught up, the actual entries since the device went offline
+replace the projection; hub/reconcile.py measures the divergence; hub/planner.py applies the policy
+for the failure category; the decision is recorded and audited.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from contracts.chain import Entry, EntryKind
+from contracts.codec import loads
+from contracts.engine import EngineState
+from contracts.inputs import Command, CommandKind
+from contracts.projection import Projection, ProjectionPoint, project
+from contracts.schema import Contract, parse_contract
+from contracts.types import EpochMs, Value
+from hub.audit import AuditAction, AuditEntry, Outcome
+from hub.config import FailureCategory, Policy, PolicyAction
+from hub.planner import Decision, decide
+from hub.reconcile import Report, reconcile
+from hub.service import HubService, RequestRefused
+from hub.states import ContractStatus
+from hub.store import ContractRecord, DeviceRecord, HubStore, JournalRow, ReconciliationRecord
+
+log = logging.getLogger("fieldpact.hub.offline")
+
+HORIZON_MS = 24 * 3600 * 1000
+"""Project at most a day ahead: past that the confidence is near zero and the contract will have
+expired or been replanned anyway."""
+
+SAMPLE_MS = 10_000
+"""Projection samples every 10 s: fine enough for an operator's chart, ~8,640 points a day."""
+
+PLANNER = "planner"
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProjectionInputs:
+    """Everything project() needs, stored so the projection can be recomputed exactly."""
+
+    contract_id: str
+    start_ms: EpochMs
+    state: Mapping[str, Any] | None
+    initial: Mapping[str, Value]
+    from_seq: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"contract_id": self.contract_id, "start_ms": self.start_ms, "state": self.state,
+                "initial": dict(self.initial), "from_seq": self.from_seq}
+
+
+def row_to_entry(row: JournalRow) -> Entry:
+    return Entry(seq=row.seq, ts_ms=row.ts_ms, kind=EntryKind(row.kind), body=loads(row.body),
+                 prev_hash=row.prev_hash, hash=row.hash)
+
+
+def point_json(p: ProjectionPoint) -> dict[str, Any]:
+    return {"ts_ms": p.ts_ms, "step": p.step, "mode": p.mode, "outputs": dict(p.outputs),
+            "modelled": dict(p.modelled)}
+
+
+def current_point(points: list[dict[str, Any]], now_ms: EpochMs) -> dict[str, Any] | None:
+    """The projected sample in force at `now_ms` (the last one at or before it)."""
+    found = None
+    for p in points:
+        if p["ts_ms"] > now_ms:
+            break
+        found = p
+    return found
+
+
+class OfflineManager:
+    def __init__(self, store: HubStore, service: HubService, policies: Mapping[FailureCategory, Policy],
+                 clock: Callable[[], EpochMs]) -> None:
+        self.store, self.service, self.policies, self.clock = store, service, policies, clock
+        self._points: dict[str, list[dict[str, Any]]] = {}
+
+    def points(self, device: str, blob: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """The projection samples for a projected device; recomputed from the stored inputs after
+        a hub restart (the engine is pure, so the result is the same)."""
+        if device not in self._points:
+            inputs = ProjectionInputs(**blob["inputs"])
+            projection = self._project(self.store.contract(inputs.contract_id), inputs)
+            self._points[device] = [point_json(p) for p in projection.points]
+        return self._points[device]
+
+    def running_contract(self, device: DeviceRecord) -> ContractRecord | None:
+        """The contract the device reported, else the newest one claiming its points."""
+        if device.contract and device.version:
+            for r in self.store.contracts(device=device.id):
+                if r.contract == device.contract and r.version == device.version:
+                    return r
+        claiming = [r for r in self.store.contracts(device=device.id) if r.status.claims_points]
+        return max(claiming, key=lambda r: r.version, default=None)
+
+    # -- projection -----------------------------------------------------------------------
+    def start_projection(self, device: DeviceRecord, live: Mapping[str, Any] | None,
+                         from_seq: int) -> dict[str, Any] | None:
+        record = self.running_contract(device)
+        if record is None:
+            return None
+        now = self.clock()
+        inputs = ProjectionInputs(
+            contract_id=record.id, start_ms=int(live["ts_ms"]) if live else now,
+            state=live.get("state") if live else None,
+            initial=dict(live.get("values", {})) if live else {}, from_seq=from_seq)
+        projection = self._project(record, inputs)
+        self._points[device.id] = [point_json(p) for p in projection.points]
+        blob = {"source": "projection", "inputs": inputs.to_json(), "computed_ms": now,
+                "confidence": projection.confidence,
+                "transitions": [_event_json(e) for e in projection.transitions][:200]}
+        log.info("projection_started device=%s contract=%s from_ms=%s confidence=%.2f",
+                 device.id, record.id, inputs.start_ms, projection.confidence)
+        return blob
+
+    def _project(self, record: ContractRecord, inputs: ProjectionInputs) -> Projection:
+        contract = parse_contract(record.document)
+        state = EngineState.from_mapping(inputs.state) if inputs.state else None
+        end = min(contract.valid_until, inputs.start_ms + HORIZON_MS)
+        return project(contract, state, inputs.start_ms, max(end, inputs.start_ms + 1),
+                       initial=inputs.initial, every_ms=SAMPLE_MS)
+
+    # -- reconciliation -------------------------------------------------------------------
+    async def reconcile_device(self, device: DeviceRecord, actor: str = "sync") -> ReconciliationRecord:
+        """Measure divergence for a device whose journal has caught up, record it, and act."""
+        blob = device.projection if isinstance(device.projection, Mapping) else None
+        now = self.clock()
+        if blob is None or blob.get("source") != "projection":
+            rec = ReconciliationRecord(device=device.id, contract=device.contract,
+                                       version=device.version, ts_ms=now,
+                                       report={"note": "no projection to compare (device was "
+                                                       "not offline)"}, divergent=False, action="none")
+            rec_id = self.store.add_reconciliation(rec)
+            return ReconciliationRecord(**{**rec.__dict__, "id": rec_id})
+        inputs = blob["inputs"]
+        record = self.store.contract(inputs["contract_id"])
+        contract = parse_contract(record.document)
+        projection = self._project(record, ProjectionInputs(**inputs))
+        self._points.pop(device.id, None)
+        rows = self.store.journal(device.id, inputs["from_seq"] + 1, limit=10_000_000)
+        entries = [row_to_entry(r) for r in rows]
+        report = reconcile(contract, projection, entries, inputs["start_ms"], now)
+        decision = await self._act(contract, record, report) if report.divergent else None
+        action = decision.action.value if decision else "none"
+        rec = ReconciliationRecord(device=device.id, contract=record.contract, version=record.version,
+                                   ts_ms=now, report={**report.to_json(), "decision": _decision_json(decision)},
+                                   divergent=report.divergent, action=action)
+        rec_id = self.store.add_reconciliation(rec)
+        self._audit(actor, AuditAction.RECONCILE, device.id, record.id,
+                    "; ".join(report.reasons) or "within tolerance", decision=action,
+                    reconciliation=rec_id)
+        log.info("reconciled device=%s contract=%s divergent=%s action=%s reasons=%s",
+                 device.id, record.id, report.divergent, action, list(report.reasons))
+        return ReconciliationRecord(**{**rec.__dict__, "id": rec_id})
+
+    async def _act(self, contract: Contract, record: ContractRecord, report: Report) -> Decision:
+        category = report.category or FailureCategory.RUNTIME
+        return await self.apply_policy(contract, record, category, "; ".join(report.reasons),
+                                       report.actual_step_index)
+
+    async def apply_policy(self, contract: Contract, record: ContractRecord,
+                           category: FailureCategory, reason: str,
+                           actual_step: int | None) -> Decision:
+        retries = sum(1 for r in self.store.reconciliations(device=record.device, limit=1000)
+                      if r.contract == record.contract and r.action in ("retry", "reassign"))
+        highest = self.store.highest_version(record.contract) or record.version
+        capable = [d.id for d in self.store.devices() if d.site == record.site]
+        decision = decide(contract=contract, category=category, reason=reason,
+                          policies=self.policies, retries=retries, next_version=highest + 1,
+                          actual_step=actual_step, now_ms=self.clock(), capable=capable)
+        await self._execute(decision, record)
+        return decision
+
+    async def _execute(self, decision: Decision, record: ContractRecord) -> None:
+        try:
+            if decision.document is not None:
+                new = await self.service.submit_contract(decision.document, PLANNER)
+                log.info("replan_pushed from=%s to=%s device=%s", record.id, new.id, new.device)
+            elif decision.action is PolicyAction.HOLD and not record.status.terminal:
+                await self.service.hold(record.id, PLANNER, decision.reason)
+            elif decision.action is PolicyAction.ABORT and not record.status.terminal:
+                await self.service.abort(record.id, PLANNER, decision.reason)
+            elif decision.action is PolicyAction.ESCALATE:
+                self.store.raise_alarm(record.device, "escalated", decision.reason, self.clock())
+        except RequestRefused as exc:
+            self.store.raise_alarm(record.device, "replan_refused", str(exc), self.clock())
+            log.warning("replan_refused contract=%s reason=%s", record.id, exc)
+
+    def _audit(self, actor: str, action: AuditAction, device: str, contract: str, reason: str,
+               **detail: Any) -> None:
+        self.store.add_audit(AuditEntry(ts_ms=self.clock(), actor=actor, action=action,
+                                        outcome=Outcome.OK, device=device, contract=contract,
+                                        reason=reason, detail=detail))
+
+
+def _event_json(e: Any) -> dict[str, Any]:
+    return {"kind": e.kind.value, "ts_ms": e.ts_ms, **{k: v for k, v in e.fields}}
+
+
+def _decision_json(d: Decision | None) -> dict[str, Any] | None:
+    if d is None:
+        return None
+    return {"action": d.action.value, "category": d.category.value, "reason": d.reason,
+            "device": d.device, "new_version": d.document["version"] if d.document else None}
+
+
+def hold_command(reason: str) -> Command:
+    return Command(kind=CommandKind.HOLD, id=f"planner-{reason[:20]}")
+
+
+__all__ = ["OfflineManager", "current_point", "row_to_entry", "ContractStatus"]

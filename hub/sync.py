@@ -1,0 +1,329 @@
+"""The hub's MQTT side: registry, device state machine, journal ingestion with acks, projection.
+
+Theory of operation. One MqttLink (hub credentials) subscribes to every device's status, journal,
+contract results and telemetry. Per message:
+  status     retained birth → register/refresh the device, BIRTH; "offline" (last will) → WILL and
+             start a projection. At birth the hub re-pushes the contract it expects the device to
+             run if the device reports another (QoS is not trusted for delivery).
+  journal    ingest idempotently (hub/ingest.py), store, then ack the highest contiguous seq —
+             the ack is published only after the entries are committed (durable before acked).
+             A broken chain is an alarm and moves the device to FAULT; nothing after it is stored.
+  telemetry  live values (kept in memory, flushed to the store every FLUSH_S), TELEMETRY.
+  contract/result  ACCEPT/REFUSE the contract version; a refusal goes to the planner (config).
+Background: silence → SILENCE (projected); journal caught up → reconcile (hub/offline.py) →
+RECONCILE_DONE → live. Every transition goes through the store's state tables (invariant 7).
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from contracts.chain import Entry
+from contracts.codec import canonical_dumps
+from contracts.errors import EncodingError
+from contracts.inputs import Command
+from contracts.schema import parse_contract
+from contracts.topics import Channel, TopicParts, hub_filters, parse, topic
+from contracts.wire import Ack, Birth, CommandMessage, ContractResult, JournalBatch, Telemetry
+from contracts.types import EpochMs
+from fieldpact.mqtt import LinkDown, MqttLink
+from hub.config import FailureCategory
+from hub.ingest import Cursor, DeviceIngest
+from hub.offline import OfflineManager, current_point
+from hub.states import ContractEvent, ContractStatus, DeviceEvent, DeviceState, IllegalTransition
+from hub.store import DeviceRecord, HubStore, JournalRow, NotFound, contract_id
+
+log = logging.getLogger("fieldpact.hub.sync")
+
+FLUSH_S = 2.0
+"""Live values are flushed to SQLite in one transaction every 2 s: 1,000 devices at 1 Hz would
+otherwise cost 1,000 fsyncs a second."""
+
+TICK_S = 1.0
+
+_OFFLINE = b"offline"
+
+
+def wall_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class MqttPublisher:
+    """hub.service.Publisher over the hub's MqttLink."""
+
+    def __init__(self, link: MqttLink | None = None) -> None:
+        self.link = link  # attached when the hub's MQTT side starts
+
+    def _link(self) -> MqttLink:
+        if self.link is None:
+            raise LinkDown("the hub's MQTT link is not started")
+        return self.link
+
+    async def push_contract(self, site: str, device: str, signed: bytes) -> None:
+        await self._link().publish(topic(site, device, Channel.CONTRACT), signed, qos=1)
+
+    async def send_command(self, site: str, device: str, command: Command) -> None:
+        await self._link().publish(topic(site, device, Channel.CMD),
+                                   CommandMessage(command=command).to_bytes(), qos=1)
+
+
+class HubSync:
+    def __init__(self, store: HubStore, offline: OfflineManager, link: MqttLink, *,
+                 silence_timeout_ms: int, clock: Callable[[], EpochMs] = wall_ms) -> None:
+        self.store, self.offline, self.link = store, offline, link
+        self.silence_timeout_ms, self.clock = silence_timeout_ms, clock
+        self.live: dict[str, dict[str, Any]] = {}
+        self._dirty: set[str] = set()
+        self._ingest: dict[str, DeviceIngest] = {}
+        self._birth_seq: dict[str, int] = {}
+        self.entries_ingested = 0
+        self._lock = asyncio.Lock()
+
+    @staticmethod
+    def subscriptions() -> list[tuple[str, int]]:
+        return [(f, 1) for f in hub_filters()]
+
+    async def run(self) -> None:
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(self.link.run(self.on_message), name="hub-mqtt")
+            tg.create_task(self._ticker(), name="hub-sync-ticker")
+
+    # -- dispatch -------------------------------------------------------------------------
+    async def on_message(self, topic_name: str, payload: bytes) -> None:
+        try:
+            parts = parse(topic_name)
+        except ValueError:
+            return
+        handler = {Channel.STATUS: self._on_status, Channel.JOURNAL: self._on_journal,
+                   Channel.TELEMETRY: self._on_telemetry,
+                   Channel.CONTRACT_RESULT: self._on_result}.get(parts.channel)
+        if handler is None:
+            return
+        try:
+            async with self._lock:
+                await handler(parts, payload)
+        except (EncodingError, ValueError) as exc:
+            log.warning("hub_bad_message topic=%s error=%s", topic_name, exc)
+        except Exception as exc:  # one device's message must never stop the hub's MQTT side
+            log.exception("hub_handler_failed topic=%s", topic_name)
+            if self._known(parts.device):
+                self._alarm(parts.device, "hub_error", f"{type(exc).__name__}: {exc}")
+
+    def _event(self, device: str, event: DeviceEvent, reason: str | None = None) -> DeviceState:
+        try:
+            changed = self.store.apply_device_event(device, event, self.clock(), reason)
+        except IllegalTransition as exc:
+            log.warning("device_event_ignored device=%s %s", device, exc)
+            return self.store.device(device).state
+        if changed.written:
+            log.info("device_state device=%s %s -> %s event=%s", device, changed.before,
+                     changed.after, event.value)
+            self._on_transition(device, DeviceState(changed.before), DeviceState(changed.after))
+        return DeviceState(changed.after)
+
+    def _on_transition(self, device: str, before: DeviceState, after: DeviceState) -> None:
+        if after is DeviceState.PROJECTED:
+            rec = self.store.device(device)
+            blob = self.offline.start_projection(rec, self.live.get(device), self._cursor(rec).seq)
+            if blob is not None:
+                points = self.offline.points(device, blob)
+                self.store.update_device(device, projection=_with_current(blob, points, self.clock()))
+
+    # -- status ---------------------------------------------------------------------------
+    async def _on_status(self, parts: TopicParts, payload: bytes) -> None:
+        device = parts.device
+        if payload == _OFFLINE:
+            if self._known(device):
+                self._event(device, DeviceEvent.WILL, "last will")
+            return
+        birth = Birth.from_bytes(payload)
+        self.store.ensure_device(device, parts.site, self.clock(), dict(birth.labels))
+        self.store.update_device(device, boot_id=birth.boot_id, contract=birth.contract,
+                                 version=birth.version, last_seq=birth.last_seq,
+                                 last_seen_ms=self.clock(), labels=dict(birth.labels))
+        self._birth_seq[device] = birth.last_seq
+        self._event(device, DeviceEvent.BIRTH, f"boot {birth.boot_id[:8]}")
+        await self._repush_if_needed(self.store.device(device))
+        await self._maybe_caught_up(device)
+
+    def _known(self, device: str) -> bool:
+        try:
+            self.store.device(device)
+        except NotFound:
+            return False
+        return True
+
+    async def _repush_if_needed(self, device: DeviceRecord) -> None:
+        expected = [r for r in self.store.contracts(device=device.id)
+                    if r.status in (ContractStatus.PUSHED, ContractStatus.SUBMITTED)]
+        for r in expected:
+            if (device.contract, device.version) != (r.contract, r.version):
+                try:
+                    await self.offline.service.publisher.push_contract(r.site, r.device, r.signed)
+                    log.info("contract_repushed contract=%s device=%s", r.id, r.device)
+                except LinkDown:
+                    pass
+
+    # -- journal --------------------------------------------------------------------------
+    def _cursor(self, device: DeviceRecord) -> Cursor:
+        ing = self._ingest.get(device.id)
+        if ing is not None:
+            return ing.cursor
+        if device.acked_seq and device.last_hash:
+            return Cursor(seq=device.acked_seq, hash=device.last_hash)
+        return Cursor()
+
+    async def _on_journal(self, parts: TopicParts, payload: bytes) -> None:
+        batch = JournalBatch.from_bytes(payload)
+        device = parts.device
+        if batch.device != device or not self._known(device):
+            log.warning("journal_refused device=%s claimed=%s", device, batch.device)
+            return
+        rec = self.store.device(device)
+        ing = self._ingest.setdefault(device, DeviceIngest(self._cursor(rec)))
+        result = ing.add([Entry.from_mapping(m) for m in batch.entries], batch.dropped_through)
+        if result.store:
+            self.store.insert_journal(_rows(device, result.store))
+            self.entries_ingested += len(result.store)
+        self.store.update_device(device, acked_seq=result.cursor.seq, last_hash=result.cursor.hash,
+                                 last_seen_ms=self.clock())
+        if result.gap is not None:
+            self._alarm(device, "journal_gap", f"agent dropped seq {result.gap.from_seq}.."
+                        f"{result.gap.to_seq} before the hub had them")
+        if result.broken is not None:
+            self._alarm(device, "chain_broken", f"seq {result.broken.seq}: {result.broken.reason}")
+            self._event(device, DeviceEvent.CHAIN_BROKEN, result.broken.reason)
+        self._contract_events(device, result.store)
+        await self._ack(parts, result.cursor.seq)
+        await self._maybe_caught_up(device)
+
+    async def _ack(self, parts: TopicParts, seq: int) -> None:
+        if seq <= 0:
+            return
+        try:
+            await self.link.publish(topic(parts.site, parts.device, Channel.ACK), Ack(seq=seq).to_bytes())
+        except LinkDown:
+            pass  # the agent resends from its last ack; the next batch acks again
+
+    def _alarm(self, device: str, kind: str, detail: str) -> None:
+        self.store.raise_alarm(device, kind, detail, self.clock())
+        log.error("alarm device=%s kind=%s detail=%s", device, kind, detail)
+
+    async def _maybe_caught_up(self, device: str) -> None:
+        rec = self.store.device(device)
+        if rec.state is not DeviceState.RECONCILING:
+            return
+        if self._cursor(rec).seq < self._birth_seq.get(device, rec.last_seq):
+            return
+        if self._event(device, DeviceEvent.JOURNAL_CAUGHT_UP) is DeviceState.RECONCILED:
+            report = await self.offline.reconcile_device(self.store.device(device))
+            self.store.update_device(device, drift=report.report, projection=None)
+            self._event(device, DeviceEvent.RECONCILE_DONE, f"reconciliation {report.id}")
+
+    def _contract_events(self, device: str, entries: list[Entry]) -> None:
+        for e in entries:
+            event = e.body.get("event")
+            if event in ("completed", "failed") and e.kind.value == "step":
+                self._finish_contract(device, event)
+
+    def _finish_contract(self, device: str, event: str) -> None:
+        rec = self.store.device(device)
+        if not rec.contract or not rec.version:
+            return
+        cid = contract_id(rec.contract, rec.version)
+        ev = ContractEvent.COMPLETE if event == "completed" else ContractEvent.FAIL
+        self._contract_event(cid, ev, f"journal: {event}")
+
+    def _contract_event(self, cid: str, event: ContractEvent, reason: str) -> bool:
+        try:
+            return self.store.apply_contract_event(cid, event, self.clock(), reason).written
+        except (IllegalTransition, NotFound) as exc:
+            log.info("contract_event_ignored contract=%s event=%s why=%s", cid, event.value, exc)
+            return False
+
+    # -- telemetry and results ------------------------------------------------------------
+    async def _on_telemetry(self, parts: TopicParts, payload: bytes) -> None:
+        t = Telemetry.from_bytes(payload)
+        device = parts.device
+        if not self._known(device):
+            return  # a device appears on its birth, never on telemetry alone
+        self.live[device] = {"ts_ms": t.ts_ms, "values": dict(t.values), "mode": t.mode,
+                             "step": t.step, "state": t.state, "seq": t.seq}
+        self._dirty.add(device)
+        rec = self.store.device(device)
+        if (t.contract, t.version) != (rec.contract, rec.version):
+            self.store.update_device(device, contract=t.contract, version=t.version)
+        if t.contract and t.version and t.mode == "running":
+            self._contract_event(contract_id(t.contract, t.version), ContractEvent.START, "running")
+        self._event(device, DeviceEvent.TELEMETRY)
+        await self._maybe_caught_up(device)
+
+    async def _on_result(self, parts: TopicParts, payload: bytes) -> None:
+        r = ContractResult.from_bytes(payload)
+        cid = contract_id(r.contract, r.version)
+        if r.accepted:
+            self._contract_event(cid, ContractEvent.ACCEPT, r.detail)
+            return
+        if self._contract_event(cid, ContractEvent.REFUSE, f"{r.refusal}: {r.detail}"):
+            record = self.store.contract(cid)
+            await self.offline.apply_policy(parse_contract(record.document), record,
+                                            FailureCategory.CONFIG, f"refused: {r.refusal}", None)
+
+    # -- background -----------------------------------------------------------------------
+    async def _ticker(self) -> None:
+        next_flush = time.monotonic()
+        while True:
+            await asyncio.sleep(TICK_S)
+            async with self._lock:
+                self._check_silence()
+                self._refresh_projections()
+                if time.monotonic() >= next_flush:
+                    self.flush_live()
+                    next_flush = time.monotonic() + FLUSH_S
+
+    def _check_silence(self) -> None:
+        now = self.clock()
+        for d in self.store.devices():
+            if d.state in (DeviceState.LIVE, DeviceState.RECONCILING, DeviceState.RECONCILED):
+                seen = max(self.live.get(d.id, {}).get("ts_ms", 0), d.last_seen_ms or 0)
+                if now - seen > self.silence_timeout_ms:
+                    self._event(d.id, DeviceEvent.SILENCE, f"silent for {(now - seen) // 1000} s")
+
+    def _refresh_projections(self) -> None:
+        now = self.clock()
+        for d in self.store.devices(DeviceState.PROJECTED):
+            if isinstance(d.projection, Mapping) and d.projection.get("source") == "projection":
+                points = self.offline.points(d.id, d.projection)
+                self.store.update_device(d.id, projection=_with_current(dict(d.projection), points, now))
+
+    def flush_live(self) -> None:
+        """Persist the latest live values of devices that sent telemetry since the last flush."""
+        for device in sorted(self._dirty):
+            rec = self.store.device(device)
+            if rec.state is DeviceState.PROJECTED:
+                continue
+            live = self.live[device]
+            self.store.update_device(device, last_seen_ms=live["ts_ms"], projection={
+                "source": "live", "ts_ms": live["ts_ms"], "values": live["values"],
+                "mode": live["mode"], "step": live["step"]})
+        self._dirty.clear()
+
+
+def _rows(device: str, entries: list[Entry]) -> list[JournalRow]:
+    return [JournalRow(device=device, seq=e.seq, ts_ms=e.ts_ms, kind=e.kind.value,
+                       body=canonical_dumps(dict(e.body)), prev_hash=e.prev_hash, hash=e.hash)
+            for e in entries]
+
+
+def _with_current(blob: dict[str, Any], points: list[dict[str, Any]], now_ms: EpochMs) -> dict[str, Any]:
+    """The stored projection with the sample in force now surfaced as ts_ms/values for the API."""
+    current = current_point(points, now_ms)
+    blob["current"] = current
+    blob["ts_ms"] = blob.get("inputs", {}).get("start_ms", now_ms)
+    if current is not None:
+        blob["values"] = {**current["modelled"], **current["outputs"]}
+        blob["step"], blob["mode"] = current["step"], current["mode"]
+    return blob
