@@ -37,6 +37,11 @@ ACK_TIMEOUT_S = 5.0
 after a lost message (the broker may drop QoS1 messages under load)."""
 
 
+KEEPALIVE_S = 5
+"""MQTT keepalive (also aiomqtt's connect timeout): a half-open link to the broker is noticed within
+1.5 keepalives (MQTT 3.1.2.10), and a connect attempt into a dead route gives up after 5 s."""
+
+
 def wall_ms() -> int:
     return time.time_ns() // 1_000_000
 
@@ -63,7 +68,8 @@ class Uplink:
             will=Will(topic=t(Channel.STATUS), payload=b"offline", qos=1, retain=True),
             subscriptions=[(t(Channel.ACK), 1), (t(Channel.CONTRACT), 1), (t(Channel.CMD), 1)],
             on_connect=self._on_connect, on_disconnect=self._on_disconnect,
-            backoff=reconnect or Backoff(initial_s=0.2, max_s=5.0, jitter=0.3))
+            backoff=reconnect or Backoff(initial_s=0.2, max_s=5.0, jitter=0.3),
+            keepalive_s=KEEPALIVE_S)
 
     def _topic(self, channel: Channel, point: str | None = None) -> str:
         return topic(self.cfg.site, self.cfg.device, channel, point)

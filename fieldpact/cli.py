@@ -11,7 +11,7 @@ import importlib
 from collections.abc import Sequence
 
 COMMAND_MODULES: tuple[str, ...] = (
-    "contracts.cli", "agent.cli", "agent.journal_cli", "simulators.cli", "hub.cli",
+    "contracts.cli", "agent.cli", "agent.journal_cli", "simulators.cli", "hub.cli", "fieldpact.demo",
 )
 """Modules contributing commands, in help order; agent, hub and simulators are added here."""
 

@@ -271,6 +271,20 @@ class EmbeddedBroker:
         }
 
 
+class _SnapshotDict(dict):  # type: ignore[type-arg]
+    """amqtt 0.12's broadcast loop iterates `_subscriptions.items()` and awaits inside the loop; a
+    client (un)subscribing meanwhile raises "dictionary changed size during iteration" and that
+    broadcast is lost. Iterating a snapshot delivers it to the subscribers present when it began.
+    (Our delivery guarantee never rests on the broker — seq + ack — but a lost contract push costs
+    a reconnect to recover.)"""
+
+    def items(self):  # type: ignore[no-untyped-def, override]
+        return list(super().items())
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(list(super().keys()))
+
+
 class _DrainingBroker(Broker):
     """amqtt's Broker, plus: connections still in their handshake at shutdown are closed too.
 
@@ -282,6 +296,7 @@ class _DrainingBroker(Broker):
     def __init__(self, config: dict[str, Any]) -> None:
         super().__init__(config)
         self._live: dict[asyncio.Task[Any], asyncio.StreamWriter] = {}
+        self._subscriptions = _SnapshotDict(self._subscriptions)
 
     async def stream_connected(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                                listener_name: str) -> None:

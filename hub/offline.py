@@ -20,7 +20,7 @@ from contracts.chain import Entry, EntryKind
 from contracts.codec import loads
 from contracts.engine import EngineState
 from contracts.inputs import Command, CommandKind
-from contracts.projection import Projection, ProjectionPoint, project
+from contracts.projection import Projection, ProjectionPoint, confidence, project
 from contracts.schema import Contract, parse_contract
 from contracts.types import EpochMs, Value
 from hub.audit import AuditAction, AuditEntry, Outcome
@@ -84,6 +84,11 @@ class OfflineManager:
         self.store, self.service, self.policies, self.clock = store, service, policies, clock
         self._points: dict[str, list[dict[str, Any]]] = {}
 
+    def confidence_at(self, blob: Mapping[str, Any], now_ms: EpochMs) -> float:
+        """How much to trust the projection `now_ms - start` into the outage (decays with age)."""
+        record = self.store.contract(blob["inputs"]["contract_id"])
+        return confidence(parse_contract(record.document), max(0, now_ms - blob["inputs"]["start_ms"]))
+
     def points(self, device: str, blob: Mapping[str, Any]) -> list[dict[str, Any]]:
         """The projection samples for a projected device; recomputed from the stored inputs after
         a hub restart (the engine is pure, so the result is the same)."""
@@ -130,17 +135,14 @@ class OfflineManager:
                        initial=inputs.initial, every_ms=SAMPLE_MS)
 
     # -- reconciliation -------------------------------------------------------------------
-    async def reconcile_device(self, device: DeviceRecord, actor: str = "sync") -> ReconciliationRecord:
-        """Measure divergence for a device whose journal has caught up, record it, and act."""
+    async def reconcile_device(self, device: DeviceRecord,
+                               actor: str = "sync") -> ReconciliationRecord | None:
+        """Measure divergence for a device whose journal has caught up, record it, and act.
+        None when there was no projection to compare with."""
         blob = device.projection if isinstance(device.projection, Mapping) else None
         now = self.clock()
         if blob is None or blob.get("source") != "projection":
-            rec = ReconciliationRecord(device=device.id, contract=device.contract,
-                                       version=device.version, ts_ms=now,
-                                       report={"note": "no projection to compare (device was "
-                                                       "not offline)"}, divergent=False, action="none")
-            rec_id = self.store.add_reconciliation(rec)
-            return ReconciliationRecord(**{**rec.__dict__, "id": rec_id})
+            return None  # the device was not offline (first birth, reboot): nothing to compare
         inputs = blob["inputs"]
         record = self.store.contract(inputs["contract_id"])
         contract = parse_contract(record.document)

@@ -129,8 +129,7 @@ class HubSync:
             rec = self.store.device(device)
             blob = self.offline.start_projection(rec, self.live.get(device), self._cursor(rec).seq)
             if blob is not None:
-                points = self.offline.points(device, blob)
-                self.store.update_device(device, projection=_with_current(blob, points, self.clock()))
+                self._store_projection(device, blob)
 
     # -- status ---------------------------------------------------------------------------
     async def _on_status(self, parts: TopicParts, payload: bytes) -> None:
@@ -220,8 +219,10 @@ class HubSync:
             return
         if self._event(device, DeviceEvent.JOURNAL_CAUGHT_UP) is DeviceState.RECONCILED:
             report = await self.offline.reconcile_device(self.store.device(device))
-            self.store.update_device(device, drift=report.report, projection=None)
-            self._event(device, DeviceEvent.RECONCILE_DONE, f"reconciliation {report.id}")
+            if report is not None:
+                self.store.update_device(device, drift=report.report, projection=None)
+            why = f"reconciliation {report.id}" if report else "no outage to reconcile"
+            self._event(device, DeviceEvent.RECONCILE_DONE, why)
 
     def _contract_events(self, device: str, entries: list[Entry]) -> None:
         for e in entries:
@@ -296,8 +297,13 @@ class HubSync:
         now = self.clock()
         for d in self.store.devices(DeviceState.PROJECTED):
             if isinstance(d.projection, Mapping) and d.projection.get("source") == "projection":
-                points = self.offline.points(d.id, d.projection)
-                self.store.update_device(d.id, projection=_with_current(dict(d.projection), points, now))
+                self._store_projection(d.id, dict(d.projection))
+
+    def _store_projection(self, device: str, blob: dict[str, Any]) -> None:
+        now = self.clock()
+        blob = _with_current(blob, self.offline.points(device, blob), now)
+        blob["confidence"] = self.offline.confidence_at(blob, now)
+        self.store.update_device(device, projection=blob)
 
     def flush_live(self) -> None:
         """Persist the latest live values of devices that sent telemetry since the last flush."""
