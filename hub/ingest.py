@@ -78,13 +78,21 @@ class DeviceIngest:
 
     def _drain(self, out: list[Entry]) -> ChainBreak | None:
         while (e := self.pending.get(self.cursor.seq + 1)) is not None:
-            broken = verify_chain([e], self.cursor.hash, self.cursor.seq)
-            if broken is not None:
-                # Drop the bad entry and everything buffered after it: the agent resends from the
-                # ack, and a genuine agent's resend will chain; a forger's will not.
-                self.pending.clear()
+            if (broken := self._check(e)) is not None:
                 return broken
             del self.pending[e.seq]
             out.append(e)
             self.cursor = Cursor(seq=e.seq, hash=e.hash)
-        return None
+        # An entry that links to the cursor's hash under a later seq says the chain skipped seqs:
+        # nothing will ever fill that gap, so it is a break, not an entry to wait for. (A genuine
+        # later entry links to its own predecessor, never to the cursor.)
+        skipped = next((e for e in self.pending.values() if e.prev_hash == self.cursor.hash), None)
+        return None if skipped is None else self._check(skipped)
+
+    def _check(self, e: Entry) -> ChainBreak | None:
+        broken = verify_chain([e], self.cursor.hash, self.cursor.seq)
+        if broken is not None:
+            # Drop the bad entry and everything buffered after it: the agent resends from the
+            # ack, and a genuine agent's resend will chain; a forger's will not.
+            self.pending.clear()
+        return broken
