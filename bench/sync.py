@@ -1,0 +1,483 @@
+"""Benchmark of the hub's sync side over a real broker, store and HTTP API. Prints, never asserts.
+
+Run: .venv/bin/python -m bench.sync [--entries 100000] [--devices 1000] [--quick]
+
+1. ingest: a HubRuntime (embedded amqtt on port 0, SQLite hub db in a temp dir); device `d1` logs
+   in over aiomqtt with its own password and publishes a pre-built hash-chained journal as
+   JournalBatch messages of BATCH entries (QoS 1, resent from the hub's ack if the broker drops
+   any, as the agent does). Timed from the first publish to acked_seq == E in the store. Then the
+   in-process path alone (decode, DeviceIngest.add, rows, store.insert_journal), to show where the
+   time goes.
+2. reconcile: the hub sees d1 live (birth, telemetry with an engine state), then its last will, on
+   an injected clock 24 h in the past, so it projects the device; the clock moves to now; d1
+   publishes a new birth and 24 h of journal at 1 Hz (86,400 entries). Timed from the birth to the
+   reconciliation record.
+3. fleet: 1,000 devices' births and 1 Hz telemetry over MQTT from a load generator in ANOTHER
+   process (a few aiomqtt clients with a hub-role login on a broker we start), while this process
+   times GET /api/devices/{id} and GET /api/devices over real HTTP. RSS is this process's: the hub
+   plus the HTTP client, not the load generator.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import secrets
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiomqtt
+import httpx
+import uvicorn
+import yaml
+
+from bench._common import figure, percentile, rss_mb
+from contracts.chain import GENESIS, Entry, EntryKind, make_entry
+from contracts.engine import Engine
+from contracts.loader import check_mapping
+from contracts.schema import format_time
+from contracts.topics import Channel, topic
+from contracts.wire import Birth, JournalBatch, Telemetry
+from hub.app import HubRuntime
+from hub.auth import AuthConfig, Role as ApiRole, Token, hash_token
+from hub.broker import EmbeddedBroker, Role, UserSpec, hash_password
+from hub.config import BrokerConfig, BrokerMode, DeviceCredential, HubConfig
+from hub.ingest import Cursor, DeviceIngest
+from hub.states import DeviceState
+from hub.store import HubStore
+from hub.sync import _rows
+
+INGEST_TARGET_PER_S = 50_000.0
+"""A site of 100 agents resending a day's backlog each must catch up in minutes, not hours."""
+RECONCILE_TARGET_S = 5.0
+"""An operator watching a device come back should see the verdict within a few seconds."""
+API_P99_TARGET_MS = 50.0
+"""The web UI polls the device views; 50 ms keeps it feeling immediate."""
+BATCH = 500
+"""agent/config.py DEFAULT_BATCH_MAX: entries per JournalBatch message."""
+SITE, DEVICE = "s1", "d1"
+DAY_MS = 24 * 3600 * 1000
+LOADGEN_CLIENTS = 4
+EXAMPLE = Path(__file__).parents[1] / "contracts" / "examples" / "tank-fill.yaml"
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+# -- journal fixtures --------------------------------------------------------------------------
+
+def _body(i: int, level: float) -> tuple[EntryKind, dict[str, Any]]:
+    """A tank-fill agent's mix: level changes, a keyframe a minute, pump writes now and then."""
+    if i % 60 == 0:
+        return EntryKind.KEYFRAME, {
+            "values": {"level": [level, "good", None], "high_level": [False, "good", None]},
+            "outputs": {"pump_speed": 1200, "valve_open": True}, "mode": "running", "step": "fill"}
+    if i % 97 == 0:
+        return EntryKind.OUTPUT, {"writes": {"pump_speed": 1200}}
+    return EntryKind.INPUT, {"values": {"level": [level, "good", None]}}
+
+
+def make_journal(n: int, t0_ms: int, period_ms: int) -> list[Entry]:
+    """`n` chained entries from seq 1, one per `period_ms` from `t0_ms`."""
+    entries, prev = [], GENESIS
+    for i in range(n):
+        kind, body = _body(i, round(1.0 + 3.0 * i / max(1, n), 4))
+        e = make_entry(prev, i + 1, t0_ms + i * period_ms, kind, body)
+        entries.append(e)
+        prev = e.hash
+    return entries
+
+
+def batches(device: str, entries: list[Entry]) -> list[bytes]:
+    return [JournalBatch(device=device, from_seq=entries[k].seq, to_seq=entries[k + len(c) - 1].seq,
+                         prev_hash=entries[k].prev_hash,
+                         entries=tuple(e.to_mapping() for e in c)).to_bytes()
+            for k in range(0, len(entries), BATCH) for c in [entries[k:k + BATCH]]]
+
+
+# -- hub and device plumbing -------------------------------------------------------------------
+
+@dataclass
+class Clock:
+    """The hub's clock: wall time plus an offset the bench moves."""
+
+    offset_ms: int = 0
+
+    def __call__(self) -> int:
+        return now_ms() + self.offset_ms
+
+
+def hub_config(work: Path, secret: str, **broker: Any) -> HubConfig:
+    """Hub config in `work`; `secret` is both d1's MQTT password and the API token."""
+    token = Token(name="bench", sha256=hash_token(secret), role=ApiRole.ADMIN)
+    return HubConfig(db_path=work / "hub.db", key_path=work / "keys" / "hub.key",
+                     broker=BrokerConfig(**({"listen_port": 0} | broker)),
+                     auth=AuthConfig(tokens=(token,)),
+                     devices=(DeviceCredential(id=DEVICE, site=SITE,
+                                               password_hash=hash_password(secret)),))
+
+
+def _host_port(url: str) -> tuple[str, int]:
+    host, port = url.removeprefix("mqtt://").split(":")
+    return host, int(port)
+
+
+@contextlib.asynccontextmanager
+async def device_client(hub: HubRuntime, password: str) -> AsyncIterator[aiomqtt.Client]:
+    assert hub.mqtt_url is not None
+    host, port = _host_port(hub.mqtt_url)
+    async with aiomqtt.Client(host, port, identifier=f"bench-{DEVICE}", username=DEVICE,
+                              password=password, max_queued_outgoing_messages=0) as client:
+        yield client
+
+
+async def wait_until(check: Callable[[], bool], timeout_s: float, what: str) -> None:
+    try:
+        async with asyncio.timeout(timeout_s):
+            while not check():
+                await asyncio.sleep(0.005)
+    except TimeoutError:
+        raise TimeoutError(f"timed out after {timeout_s:g} s waiting for {what}") from None
+
+
+async def publish_until_acked(client: aiomqtt.Client, hub: HubRuntime, msgs: list[bytes],
+                              last_seq: int, timeout_s: float) -> int:
+    """Publish the batches; while the ack stalls, resend from it (invariant 5). Returns resends."""
+    jtopic, resends = topic(SITE, DEVICE, Channel.JOURNAL), 0
+    for m in msgs:
+        await client.publish(jtopic, m, qos=1)
+    deadline = time.monotonic() + timeout_s
+    while (acked := hub.store.device(DEVICE).acked_seq) < last_seq:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"ack stuck at {acked} of {last_seq}")
+        before = acked
+        await asyncio.sleep(0.01)
+        if hub.store.device(DEVICE).acked_seq == before and _stalled(hub, before):
+            for m in msgs[before // BATCH:]:
+                await client.publish(jtopic, m, qos=1)
+                resends += 1
+    return resends
+
+
+_progress: dict[int, float] = {}
+
+
+def _stalled(hub: HubRuntime, acked: int) -> bool:
+    """True once the ack has not moved for 2 s (the agent's resend timer)."""
+    first = _progress.setdefault(acked, time.monotonic())
+    if time.monotonic() - first > 2.0:
+        _progress.clear()
+        return True
+    return False
+
+
+async def birth(client: aiomqtt.Client, last_seq: int) -> None:
+    b = Birth(device=DEVICE, site=SITE, boot_id=secrets.token_hex(8), contract="tank-fill",
+              version=3, last_seq=last_seq)
+    await client.publish(topic(SITE, DEVICE, Channel.STATUS), b.to_bytes(), qos=1, retain=True)
+
+
+# -- 1. ingest ---------------------------------------------------------------------------------
+
+async def bench_ingest(n: int, repeats: int) -> None:
+    print(f"1. journal ingest through the broker: {n:,} entries in batches of {BATCH}, device "
+          f"{DEVICE} over aiomqtt, QoS 1; {repeats} run(s)", flush=True)
+    started = time.perf_counter()
+    entries = make_journal(n, now_ms() - n * 100, 100)
+    msgs = batches(DEVICE, entries)
+    figure("pre-built (make_entry + encode, not timed)", f"{time.perf_counter() - started:.1f} s, "
+           f"{sum(map(len, msgs)) / n:.0f} B/entry on the wire")
+    rates = [await _ingest_once(msgs, n) for _ in range(repeats)]
+    med = sorted(rates)[len(rates) // 2]
+    figure("through broker into SQLite, median", f"{med:,.0f} entries/s "
+           f"(runs: {', '.join(f'{r:,.0f}' for r in rates)})",
+           f">= {INGEST_TARGET_PER_S:,.0f}/s", med >= INGEST_TARGET_PER_S)
+    _ingest_in_process(msgs, n)
+
+
+async def _ingest_once(msgs: list[bytes], n: int) -> float:
+    password = secrets.token_urlsafe(12)
+    with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
+        hub = HubRuntime(hub_config(Path(tmp), password))
+        try:
+            async with hub.running(), device_client(hub, password) as client:
+                await birth(client, 0)
+                await wait_until(lambda: _known(hub), 10, "the birth")
+                start = time.perf_counter()
+                resends = await publish_until_acked(client, hub, msgs, n, 120)
+                elapsed = time.perf_counter() - start
+        finally:
+            hub.close()
+    if resends:
+        figure("  batches resent after a stalled ack", str(resends))
+    return n / elapsed
+
+
+def _known(hub: HubRuntime) -> bool:
+    try:
+        hub.store.device(DEVICE)
+    except Exception:
+        return False
+    return True
+
+
+def _ingest_in_process(msgs: list[bytes], n: int) -> None:
+    """Decode → DeviceIngest.add (chain verification) → rows (canonical CBOR) → insert."""
+    t = dict.fromkeys(("decode", "ingest", "rows", "insert"), 0.0)
+    with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp, \
+            HubStore.open(Path(tmp) / "hub.db") as store:
+        store.ensure_device(DEVICE, SITE, now_ms(), {})
+        ing = DeviceIngest(Cursor())
+        for m in msgs:
+            t0 = time.perf_counter()
+            batch = JournalBatch.from_bytes(m)
+            entries = [Entry.from_mapping(e) for e in batch.entries]
+            t1 = time.perf_counter()
+            result = ing.add(entries)
+            t2 = time.perf_counter()
+            rows = _rows(DEVICE, result.store)
+            t3 = time.perf_counter()
+            store.insert_journal(rows)
+            store.update_device(DEVICE, acked_seq=result.cursor.seq, last_hash=result.cursor.hash)
+            t4 = time.perf_counter()
+            for k, dt in zip(t, (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
+                t[k] += dt
+    total = sum(t.values())
+    figure("in-process path alone", f"{n / total:,.0f} entries/s")
+    figure("  where the time goes (us/entry)",
+           ", ".join(f"{k} {v / n * 1e6:.1f}" for k, v in t.items()))
+
+
+# -- 2. reconcile ------------------------------------------------------------------------------
+
+def tank_doc(t0_ms: int) -> dict[str, Any]:
+    doc: dict[str, Any] = yaml.safe_load(EXAMPLE.read_text())
+    doc.update(device=DEVICE, site=SITE, valid_from=format_time(t0_ms - 60_000),
+               valid_until=format_time(t0_ms + DAY_MS + 3_600_000))
+    return doc
+
+
+async def bench_reconcile(n: int, repeats: int) -> None:
+    print(f"2. reconnect -> reconciled after {n * 1000 // 3_600_000} h offline at 1 Hz "
+          f"({n:,} entries); {repeats} run(s)", flush=True)
+    runs = [await _reconcile_once(n) for _ in range(repeats)]
+    secs = sorted(r[0] for r in runs)
+    med = secs[len(secs) // 2]
+    figure("birth -> reconciliation record, median", f"{med:.2f} s "
+           f"(runs: {', '.join(f'{s:.2f}' for s in secs)})",
+           f"< {RECONCILE_TARGET_S:g} s", med < RECONCILE_TARGET_S)
+    figure("  of which journal caught up (acked)", f"{runs[0][1]:.2f} s")
+    figure("  reconciliation verdict", runs[0][2])
+
+
+async def _reconcile_once(n: int) -> tuple[float, float, str]:
+    password, clock = secrets.token_urlsafe(12), Clock()
+    t0 = now_ms() - n * 1000
+    entries = make_journal(n, t0, 1000)
+    msgs = batches(DEVICE, entries)
+    with tempfile.TemporaryDirectory(prefix="bench-recon-") as tmp:
+        hub = HubRuntime(hub_config(Path(tmp), password), clock=clock)
+        try:
+            async with hub.running(), device_client(hub, password) as client:
+                clock.offset_ms = t0 - now_ms()
+                await hub.service.submit_contract(tank_doc(t0), "bench")
+                await _go_offline(client, hub, clock)
+                clock.offset_ms = 0
+                start = time.perf_counter()
+                await birth(client, n)
+                await publish_until_acked(client, hub, msgs, n, 120)
+                acked = time.perf_counter() - start
+                await wait_until(lambda: bool(hub.store.reconciliations(device=DEVICE)), 120,
+                                 "the reconciliation record")
+                elapsed = time.perf_counter() - start
+                rec = hub.store.reconciliations(device=DEVICE)[0]
+        finally:
+            hub.close()
+    return elapsed, acked, f"divergent={rec.divergent} action={rec.action}"
+
+
+async def _go_offline(client: aiomqtt.Client, hub: HubRuntime, clock: Clock) -> None:
+    """Birth, telemetry with the engine's initial state, then the last will: projected."""
+    await birth(client, 0)
+    await wait_until(lambda: _known(hub), 10, "the birth")
+    state = Engine(check_mapping(tank_doc(clock()))).initial_state().to_mapping()
+    tel = Telemetry(ts_ms=clock(), values=(("level", 1.0), ("pump_speed", 0)), mode="running",
+                    step="fill", seq=0, contract="tank-fill", version=3, state=state)
+    await client.publish(topic(SITE, DEVICE, Channel.TELEMETRY), tel.to_bytes(), qos=1)
+    await wait_until(lambda: hub.store.device(DEVICE).state is DeviceState.LIVE, 10, "live")
+    await client.publish(topic(SITE, DEVICE, Channel.STATUS), b"offline", qos=1, retain=True)
+    await wait_until(lambda: hub.store.device(DEVICE).state is DeviceState.PROJECTED, 30,
+                     "projected")
+
+
+# -- 3. fleet ----------------------------------------------------------------------------------
+
+async def bench_fleet(devices: int, seconds: float) -> None:
+    print(f"3. hub with {devices:,} devices: births + telemetry at 1 Hz over MQTT from a load "
+          f"generator process; API timed for {seconds:g} s", flush=True)
+    password = secrets.token_urlsafe(12)
+    users = {name: UserSpec(password_hash=hash_password(password), role=Role.HUB, site=None,
+                            device=None) for name in ("hub", "loadgen")}
+    with tempfile.TemporaryDirectory(prefix="bench-fleet-") as tmp:
+        async with EmbeddedBroker("127.0.0.1", 0, users=users) as broker:
+            cfg = hub_config(Path(tmp), password, mode=BrokerMode.EXTERNAL, url=broker.url,
+                             username="hub", password=password)
+            hub = HubRuntime(cfg)
+            try:
+                async with serve(hub) as base:
+                    idle_rss = rss_mb()[1]
+                    async with loadgen(broker.url, password, devices) as gen:
+                        await wait_until(lambda: len(hub.store.devices()) >= devices, 60,
+                                         f"{devices} births")
+                        lat = await _time_api(base, password, devices, seconds)
+                        sent = await _telemetry_rate(hub)
+                        gen_alive = gen.returncode is None
+            finally:
+                hub.close()
+    for name, xs in lat.items():
+        p50, p99 = percentile(xs, 0.5) * 1e3, percentile(xs, 0.99) * 1e3
+        figure(f"GET {name} p50 / p99 ({len(xs)} requests)", f"{p50:.1f} / {p99:.1f} ms",
+               f"p99 < {API_P99_TARGET_MS:g} ms", p99 < API_P99_TARGET_MS)
+    figure("telemetry handled by the hub", f"{sent:.0f} msgs/s (load generator "
+           f"{'running' if gen_alive else 'EXITED'})")
+    peak, current = rss_mb()
+    figure("hub process VmRSS idle -> under load", f"{idle_rss:.1f} -> {current:.1f} MB "
+           f"(peak {peak:.1f} MB; includes the bench's HTTP client)")
+
+
+@contextlib.asynccontextmanager
+async def serve(hub: HubRuntime) -> AsyncIterator[str]:
+    server = uvicorn.Server(uvicorn.Config(hub.app(), host="127.0.0.1", port=0, log_level="warning",
+                                           lifespan="on"))
+    task = asyncio.create_task(server.serve(), name="hub-api")
+    try:
+        async with asyncio.timeout(30):
+            while not server.started:
+                if task.done():
+                    task.result()
+                await asyncio.sleep(0.02)
+        yield f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        with contextlib.suppress(asyncio.CancelledError):
+            async with asyncio.timeout(10):
+                await task
+
+
+@contextlib.asynccontextmanager
+async def loadgen(url: str, password: str, devices: int) -> AsyncIterator[asyncio.subprocess.Process]:
+    env = {**os.environ, "BENCH_MQTT_PASSWORD": password}
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "bench.sync", "--loadgen", url,
+                                                "--devices", str(devices), env=env)
+    try:
+        yield proc
+    finally:
+        if proc.returncode is None:
+            proc.terminate()
+            await proc.wait()
+
+
+async def _time_api(base: str, token: str, devices: int, seconds: float) -> dict[str, list[float]]:
+    lat: dict[str, list[float]] = {"/api/devices/{id}": [], "/api/devices": []}
+    rng = random.Random(0)
+    headers = {"Authorization": f"Bearer {token}"}
+    async with httpx.AsyncClient(base_url=base, headers=headers, timeout=10) as http:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            for name, path in (("/api/devices/{id}", f"/api/devices/dev-{rng.randrange(devices):04d}"),
+                               ("/api/devices", "/api/devices")):
+                t = time.perf_counter()
+                r = await http.get(path)
+                lat[name].append(time.perf_counter() - t)
+                r.raise_for_status()
+    return lat
+
+
+async def _telemetry_rate(hub: HubRuntime, seconds: float = 3.0) -> float:
+    """Telemetry messages/s the hub handled: changes of each device's live ts_ms, sampled at
+    10 Hz (each device sends at 1 Hz, so no change is missed)."""
+    assert hub.sync is not None
+    seen = {d: v["ts_ms"] for d, v in hub.sync.live.items()}
+    changes, end = 0, time.monotonic() + seconds
+    while time.monotonic() < end:
+        await asyncio.sleep(0.1)
+        for d, v in hub.sync.live.items():
+            if seen.setdefault(d, v["ts_ms"]) != v["ts_ms"]:
+                seen[d], changes = v["ts_ms"], changes + 1
+    return changes / seconds
+
+
+# -- the load generator (child process) --------------------------------------------------------
+
+async def run_loadgen(url: str, devices: int) -> None:
+    """LOADGEN_CLIENTS hub-role clients share `devices`: each publishes births, then telemetry
+    for each of its devices once a second, until killed."""
+    host, port = _host_port(url)
+    ids = [f"dev-{i:04d}" for i in range(devices)]
+    async with asyncio.TaskGroup() as tg:
+        for k in range(LOADGEN_CLIENTS):
+            tg.create_task(_loadgen_client(host, port, ids[k::LOADGEN_CLIENTS], k), name=f"gen-{k}")
+
+
+async def _loadgen_client(host: str, port: int, ids: list[str], k: int) -> None:
+    async with aiomqtt.Client(host, port, identifier=f"loadgen-{k}", username="loadgen",
+                              password=os.environ["BENCH_MQTT_PASSWORD"],
+                              max_queued_outgoing_messages=0) as client:
+        for d in ids:
+            b = Birth(device=d, site=SITE, boot_id=secrets.token_hex(8), contract=None, version=None,
+                      last_seq=0)
+            await client.publish(topic(SITE, d, Channel.STATUS), b.to_bytes(), qos=1, retain=True)
+        tick = time.monotonic()
+        while True:
+            for d in ids:
+                t = Telemetry(ts_ms=now_ms(), values=(("level", 2.0), ("pump_speed", 1200)),
+                              mode="running", step="fill", seq=0)
+                await client.publish(topic(SITE, d, Channel.TELEMETRY), t.to_bytes(), qos=0)
+            tick += 1.0
+            await asyncio.sleep(max(0.0, tick - time.monotonic()))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--entries", type=int, default=100_000, help="journal ingest size")
+    parser.add_argument("--offline-hours", type=float, default=24.0)
+    parser.add_argument("--devices", type=int, default=1000)
+    parser.add_argument("--api-seconds", type=float, default=20.0)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="10k entries, 1 h offline, 100 devices")
+    parser.add_argument("--only", choices=["ingest", "reconcile", "fleet"])
+    parser.add_argument("--loadgen", metavar="MQTT_URL", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.ERROR)  # figures only; the hub's info/warnings are noise here
+    if args.loadgen:
+        asyncio.run(run_loadgen(args.loadgen, args.devices))
+        return
+    if args.quick:
+        args.entries, args.offline_hours, args.devices, args.api_seconds, args.repeats = \
+            10_000, 1.0, 100, 5.0, 1
+    started = time.monotonic()
+    if args.only in (None, "ingest"):
+        asyncio.run(bench_ingest(args.entries, args.repeats))
+    if args.only in (None, "reconcile"):
+        asyncio.run(bench_reconcile(int(args.offline_hours * 3600), args.repeats))
+    if args.only == "fleet":
+        asyncio.run(bench_fleet(args.devices, args.api_seconds))
+    elif args.only is None:  # a fresh process, so its RSS is not the ingest fixtures' peak
+        subprocess.run([sys.executable, "-m", "bench.sync", "--only", "fleet", "--devices",
+                        str(args.devices), "--api-seconds", str(args.api_seconds)], check=True)
+    print(f"done in {time.monotonic() - started:.0f} s; load average {os.getloadavg()[0]:.1f} on "
+          f"{os.cpu_count()} CPUs")
+
+
+if __name__ == "__main__":
+    main()
