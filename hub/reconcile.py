@@ -42,6 +42,7 @@ class StepMark:
 @dataclass(kw_only=True)
 class Actual:
     steps: list[StepMark] = field(default_factory=list)
+    step: str | None = None  # the latest step known: entered, or named by a keyframe
     mode: str | None = None
     outputs: dict[str, Value] = field(default_factory=dict)
     values: dict[str, Value] = field(default_factory=dict)
@@ -52,6 +53,9 @@ class Actual:
 _MODE_EVENTS = {"started": "running", "completed": "completed", "failed": "failed",
                 "expired": "expired", "aborted": "aborted", "held": "held", "resumed": "running",
                 "guard_trip": "safe", "autonomy_exhausted": "safe", "engine_error": "safe"}
+_TRIP_EVENTS = {"guard_trip": None, "autonomy_exhausted": "autonomy", "engine_error": "engine_error"}
+"""Trip events and the reason to use when the body carries none (guards.TripReason values):
+AUTONOMY_EXHAUSTED has no `reason` field, and the budget running out is a network failure."""
 
 
 def actual_from_entries(entries: Sequence[Entry]) -> Actual:
@@ -67,10 +71,11 @@ def _fold(a: Actual, e: Entry) -> None:
     if e.kind in (EntryKind.STEP, EntryKind.TRIP, EntryKind.EVENT):
         event = body.get("event")
         if event == "step_entered":
-            a.steps.append(StepMark(step=str(body.get("step")), ts_ms=e.ts_ms))
-        a.mode = _MODE_EVENTS.get(str(event), a.mode)
-        if e.kind is EntryKind.TRIP and event in ("guard_trip", "autonomy_exhausted", "engine_error"):
-            a.trip = str(body.get("reason") or event)
+            a.step = str(body.get("step"))
+            a.steps.append(StepMark(step=a.step, ts_ms=e.ts_ms))
+        a.mode = _mode_after(str(event), body, a.mode)
+        if e.kind is EntryKind.TRIP and event in _TRIP_EVENTS:
+            a.trip = str(body.get("reason") or _TRIP_EVENTS[event] or event)
             a.faults.append({"ts_ms": e.ts_ms, "kind": str(event), "reason": a.trip})
     elif e.kind is EntryKind.OUTPUT:
         a.outputs.update(body["writes"])
@@ -80,10 +85,26 @@ def _fold(a: Actual, e: Entry) -> None:
             if r.good:
                 a.values[name] = r.value  # type: ignore[assignment]
         if e.kind is EntryKind.KEYFRAME:
-            a.outputs.update(body.get("outputs", {}))
+            _fold_keyframe(a, body)
     elif e.kind in (EntryKind.ADAPTER_FAULT, EntryKind.REFUSAL):
         a.faults.append({"ts_ms": e.ts_ms, "kind": e.kind.value,
                          "reason": str(body.get("reason") or body.get("event"))})
+
+
+def _mode_after(event: str, body: Mapping[str, Any], mode: str | None) -> str | None:
+    if event == "autonomy_exhausted" and body.get("then") == "hold":
+        return "offline_hold"  # offline.then: hold pauses the steps instead of going safe
+    return _MODE_EVENTS.get(event, mode)
+
+
+def _fold_keyframe(a: Actual, body: Mapping[str, Any]) -> None:
+    # A keyframe (once a minute) names the step and mode even when no step was entered during
+    # the outage; without it a device stuck in one step would look like the projection.
+    a.outputs.update(body.get("outputs", {}))
+    if body.get("step") is not None:
+        a.step = str(body["step"])
+    if body.get("mode") is not None:
+        a.mode = str(body["mode"])
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -152,7 +173,7 @@ def reconcile(contract: Contract, projection: Projection, entries: Sequence[Entr
     actual = actual_from_entries(entries)
     at = _projected_at(projection, to_ms)
     p_step = at.step if at else None
-    a_step = actual.steps[-1].step if actual.steps else p_step
+    a_step = actual.step if actual.step is not None else p_step
     p_mode = at.mode if at else None
     a_mode = actual.mode or p_mode
     timing = _timing(contract, _projected_steps(projection, to_ms), actual.steps)
