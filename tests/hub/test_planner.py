@@ -7,12 +7,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from contracts.loader import check_mapping
-from contracts.schema import Contract, parse_contract, to_mapping
+from contracts.loader import check_mapping, load_contract
+from contracts.schema import Contract, to_mapping
 from hub.config import DEFAULT_POLICIES, FailureCategory, Policy, PolicyAction
 from hub.planner import Decision, decide, replan_document
 
@@ -22,7 +21,7 @@ H = 3600 * 1000
 
 @cache
 def contract(name: str = "tank-fill") -> Contract:
-    return parse_contract(yaml.safe_load((EXAMPLES / f"{name}.yaml").read_text()))
+    return load_contract(EXAMPLES / f"{name}.yaml")
 
 
 NOW = contract().valid_from + 5 * H + 123  # mid-window, not on a second boundary

@@ -7,12 +7,12 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-import yaml
 
 from agent.record import event_body, event_kind
 from contracts.chain import GENESIS, Entry, EntryKind, make_entry
 from contracts.projection import Projection, project
-from contracts.schema import Contract, parse_contract
+from contracts.loader import load_contract
+from contracts.schema import Contract
 from contracts.types import EpochMs
 from hub.config import FailureCategory
 from hub.reconcile import Report, reconcile
@@ -24,7 +24,7 @@ Item = tuple[EpochMs, EntryKind, dict[str, Any]]
 
 @cache
 def tank() -> Contract:
-    return parse_contract(yaml.safe_load((EXAMPLES / "tank-fill.yaml").read_text()))
+    return load_contract(EXAMPLES / "tank-fill.yaml")
 
 
 T0 = tank().valid_from
