@@ -53,18 +53,28 @@ class DeviceIngest:
     def add(self, entries: Sequence[Entry], dropped_through: int = 0) -> IngestResult:
         """Take a batch; return what to store (in seq order), the new cursor and any alarm."""
         result = IngestResult(cursor=self.cursor)
+        before = self.cursor
+        fresh = self._buffer(entries, result)
+        if dropped_through > self.cursor.seq:
+            result.gap = self._skip_gap(dropped_through)
+        # Only this batch can newly link to an unmoved cursor: scanning the whole buffer on every
+        # batch would be quadratic when batches arrive in reverse.
+        result.broken = self._drain(result.store) or self._skipped(
+            fresh if self.cursor == before else list(self.pending.values()))
+        if len(self.pending) > MAX_PENDING:
+            self.pending.clear()
+        result.cursor, result.buffered = self.cursor, len(self.pending)
+        return result
+
+    def _buffer(self, entries: Sequence[Entry], result: IngestResult) -> list[Entry]:
+        fresh = []
         for e in entries:
             if e.seq <= self.cursor.seq or e.seq in self.pending:
                 result.duplicates += 1
             else:
                 self.pending[e.seq] = e
-        if dropped_through > self.cursor.seq:
-            result.gap = self._skip_gap(dropped_through)
-        result.broken = self._drain(result.store)
-        if len(self.pending) > MAX_PENDING:
-            self.pending.clear()
-        result.cursor, result.buffered = self.cursor, len(self.pending)
-        return result
+                fresh.append(e)
+        return fresh
 
     def _skip_gap(self, dropped_through: int) -> Gap | None:
         first = self.pending.get(dropped_through + 1)
@@ -83,10 +93,13 @@ class DeviceIngest:
             del self.pending[e.seq]
             out.append(e)
             self.cursor = Cursor(seq=e.seq, hash=e.hash)
+        return None
+
+    def _skipped(self, candidates: Sequence[Entry]) -> ChainBreak | None:
         # An entry that links to the cursor's hash under a later seq says the chain skipped seqs:
         # nothing will ever fill that gap, so it is a break, not an entry to wait for. (A genuine
         # later entry links to its own predecessor, never to the cursor.)
-        skipped = next((e for e in self.pending.values() if e.prev_hash == self.cursor.hash), None)
+        skipped = next((e for e in candidates if e.prev_hash == self.cursor.hash), None)
         return None if skipped is None else self._check(skipped)
 
     def _check(self, e: Entry) -> ChainBreak | None:

@@ -157,10 +157,17 @@ def test_a_forged_entry_buffered_ahead_of_the_cursor_breaks_when_its_turn_comes(
     assert_broken_at(10, "prev_hash does not link", [[forged] + CHAIN[10:20], CHAIN[:9]])
 
 
-def test_a_chain_that_skips_a_seq_is_a_break_not_a_wait() -> None:
+@pytest.mark.parametrize("together", [True, False])
+def test_a_chain_that_skips_a_seq_is_a_break_not_a_wait(together: bool) -> None:
     # The agent's chain goes 1..5, then 7 linked straight to 5: seq 6 will never come.
     renumbered = make_entry(CHAIN[4].hash, 7, T0 + 700, EntryKind.OUTPUT, {"writes": {"pump_speed": 7}})
-    assert_broken_at(7, "seq gap: expected 6, got 7", [CHAIN[:5] + [renumbered]], acked=5)
+    batches = [CHAIN[:5] + [renumbered]] if together else [CHAIN[:5], [renumbered]]
+    assert_broken_at(7, "seq gap: expected 6, got 7", batches, acked=5)
+
+
+def test_a_skipped_seq_buffered_early_is_a_break_once_the_cursor_reaches_its_link() -> None:
+    renumbered = make_entry(CHAIN[4].hash, 7, T0 + 700, EntryKind.OUTPUT, {"writes": {"pump_speed": 7}})
+    assert_broken_at(7, "seq gap: expected 6, got 7", [CHAIN[:3], [renumbered], CHAIN[3:5]], acked=5)
 
 
 def test_after_a_break_a_genuine_resend_from_the_ack_is_stored() -> None:
