@@ -8,12 +8,15 @@ Rules:
   files (YAML 1.2 booleans, duplicate keys refused) so a document means the same thing either way.
 - `create_app(service, auth_config, lifespan=...)` builds one app with its own metrics registry;
   the integrator adds the MQTT side in the lifespan.
+- The operator page (`/`, `/static/*`, files in hub/static) is served beside the API but is not
+  part of it: it is left out of ROUTES, so the OpenAPI document lists only the API.
 """
 from __future__ import annotations
 
 import base64
 import json
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -21,8 +24,9 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
 from starlette.types import Lifespan
 
 from contracts import codec
@@ -159,7 +163,8 @@ def _values_view(d: DeviceRecord, now: int) -> dict[str, Any] | None:
     return {"source": "projection" if projected else "live",
             "values": _plain(d.projection.get("values", {})),
             "age_ms": now - ts if isinstance(ts, int) else None,
-            "confidence": d.projection.get("confidence") if projected else 1.0}
+            "confidence": d.projection.get("confidence") if projected else 1.0,
+            "step": d.projection.get("step"), "mode": d.projection.get("mode")}
 
 
 def device_view(d: DeviceRecord, now: int, *, detail: bool = False) -> dict[str, Any]:
@@ -169,7 +174,8 @@ def device_view(d: DeviceRecord, now: int, *, detail: bool = False) -> dict[str,
         "contract": d.contract, "version": d.version, "last_seq": d.last_seq,
         "acked_seq": d.acked_seq}
     if detail:
-        view |= {"boot_id": d.boot_id, "values": _values_view(d, now),
+        seen_age = now - d.last_seen_ms if d.last_seen_ms is not None else None
+        view |= {"boot_id": d.boot_id, "values": _values_view(d, now), "last_seen_age_ms": seen_age,
                  "drift": dict(d.drift) if d.drift is not None else None}
     return view
 
@@ -319,12 +325,32 @@ ROUTES = (
 )
 
 
+STATIC_DIR = Path(__file__).parent / "static"
+PAGE_HEADERS = {
+    # The page loads only its own files; frame-ancestors stops another site framing the
+    # Hold/Abort buttons (clickjacking); no-cache so an upgraded hub serves the new page.
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff", "Cache-Control": "no-cache"}
+
+
+async def operator_page(request: Request) -> Response:
+    """The operator web page (public: it asks for a token and sends it on every API call)."""
+    return FileResponse(STATIC_DIR / "index.html", headers=PAGE_HEADERS)
+
+
+def page_routes() -> list[BaseRoute]:
+    """`/` and `/static/*`; auth.required_role exempts exactly these (GET/HEAD)."""
+    return [Route("/", operator_page, methods=["GET"]),
+            Mount("/static", StaticFiles(directory=STATIC_DIR), name="static")]
+
+
 def create_app(service: HubService, auth_config: AuthConfig, *,
                lifespan: Lifespan[Starlette] | None = None) -> Starlette:
-    """The hub's ASGI app: its own metrics registry, auth on every route but /health."""
+    """The hub's ASGI app: its own metrics registry; auth on every route but /health and the
+    operator page (`/`, `/static/*`)."""
     hub_metrics = HubMetrics(service.store)
     app = Starlette(
-        routes=list(ROUTES),
+        routes=[*ROUTES, *page_routes()],
         middleware=[Middleware(LatencyMiddleware, metrics=hub_metrics),
                     Middleware(AuthMiddleware, config=auth_config)],
         exception_handlers={RequestRefused: _refused, NotFound: _not_found,

@@ -5,9 +5,11 @@ Rules:
   and compared with every configured digest using `hmac.compare_digest` (constant time, and every
   entry is compared so timing does not reveal which one matched).
 - Roles are ordered viewer < operator < admin. `required_role(method, path)` is a pure table
-  lookup; `None` means public (only /health). Reads need viewer; changing a contract needs operator;
-  anything under /api/admin (keys, config) needs admin. Unknown write routes default to admin, so a
-  route added without a rule fails closed.
+  lookup; `None` means public: /health, and GET/HEAD of the operator page (`/`, `/static/*`),
+  which holds no data and asks for a token itself (its API calls are checked like any other).
+  Reads need viewer; changing a contract needs operator; anything under /api/admin (keys,
+  config) needs admin. Unknown write routes default to admin, so a route added without a rule
+  fails closed.
 - Missing or unknown token: 401 with `WWW-Authenticate: Bearer` (RFC 6750 section 3). Known token
   with too weak a role: 403.
 """
@@ -76,12 +78,18 @@ def authenticate(tokens: Iterable[Token], presented: str) -> Principal | None:
 
 
 PUBLIC_PATHS = frozenset({"/health"})
+PAGE_PATHS = frozenset({"/"})
+PAGE_PREFIX = "/static/"
+"""The operator page's files: public so a browser can load the page before it has a token. Only
+GET/HEAD, and everything under PAGE_PREFIX is routed to StaticFiles, which serves nothing else."""
 _OPERATOR_ACTIONS = ("/reconcile", "/hold", "/abort")
 
 
 def required_role(method: str, path: str) -> Role | None:
     """The weakest role allowed to call `method path`; None if the route is public."""
     if path in PUBLIC_PATHS:
+        return None
+    if method in ("GET", "HEAD") and (path in PAGE_PATHS or path.startswith(PAGE_PREFIX)):
         return None
     if path.startswith("/api/admin"):
         return Role.ADMIN

@@ -1,0 +1,277 @@
+// fieldpact operator page: polls the hub's JSON API and renders four tables.
+//
+// Rules:
+// - No build step, no dependencies, nothing from the network but this hub (the machines are
+//   offline; the page's CSP allows 'self' only).
+// - Every value from the API reaches the DOM through textContent or an attribute set by
+//   setAttribute on an element we created: never innerHTML, so device names or reasons
+//   cannot inject markup.
+// - The token lives in sessionStorage (gone when the tab closes) and goes out as
+//   `Authorization: Bearer` on every API call; a 401 forgets it and asks again.
+// - One refresh chain: the next starts REFRESH_MS after the previous one finished, so a slow hub
+//   is never flooded; a newer refresh (after an action) or a sign-out supersedes one in flight.
+// - When a refresh fails the tables stay but are greyed out as stale: an operator must never
+//   mistake old values for live ones.
+"use strict";
+
+const TOKEN_KEY = "fieldpact.token";
+const REFRESH_MS = 2000; // operators watch a live process; 2 s is one glance
+const RECENT = 20; // rows of reconciliations and audit shown: a screen, not an archive
+const MAX_VALUES = 8; // key values per device row before "…"
+// Statuses in which a contract can still be held or aborted (hub/states.py CONTRACT_TRANSITIONS).
+const OPEN_STATUSES = ["active", "held", "accepted", "pushed"];
+
+let timer = null;
+let generation = 0; // bumped by every refresh and sign-out; older results are dropped
+
+class ApiError extends Error {
+  constructor(status, message) {
+    super(message);
+    this.status = status;
+  }
+}
+
+// ---- DOM helpers --------------------------------------------------------------------------
+
+function el(tag, text, className) {
+  const node = document.createElement(tag);
+  if (text !== undefined && text !== null) node.textContent = String(text);
+  if (className) node.className = className;
+  return node;
+}
+
+function row(cells) {
+  const tr = document.createElement("tr");
+  for (const cell of cells) {
+    const td = document.createElement("td");
+    td.append(cell instanceof Node ? cell : el("span", cell ?? "–"));
+    tr.append(td);
+  }
+  return tr;
+}
+
+function fillTable(id, rows, emptyText) {
+  const body = document.querySelector(`#${id} tbody`);
+  const columns = document.querySelectorAll(`#${id} thead th`).length;
+  if (rows.length === 0) {
+    const td = el("td", emptyText, "empty");
+    td.colSpan = columns;
+    const tr = document.createElement("tr");
+    tr.append(td);
+    rows = [tr];
+  }
+  body.replaceChildren(...rows);
+}
+
+function badge(text, kind) {
+  const span = el("span", String(text).toUpperCase(), `badge badge-${kind}`);
+  span.setAttribute("data-value", text);
+  return span;
+}
+
+function showMessage(text, kind) {
+  const box = document.getElementById("message");
+  box.textContent = text;
+  box.className = `message message-${kind}`;
+  box.hidden = false;
+}
+
+function clearMessage() {
+  document.getElementById("message").hidden = true;
+}
+
+// ---- formatting ---------------------------------------------------------------------------
+
+function formatTime(ms) {
+  if (typeof ms !== "number") return "–";
+  return new Date(ms).toISOString().replace("T", " ").replace(/\.\d+Z$/, "Z");
+}
+
+function formatAge(ms) {
+  if (typeof ms !== "number") return "–";
+  const s = Math.max(0, Math.round(ms / 1000));
+  if (s < 120) return `${s} s ago`;
+  if (s < 7200) return `${Math.round(s / 60)} min ago`;
+  return `${(s / 3600).toFixed(1)} h ago`;
+}
+
+function formatValue(v) {
+  if (typeof v === "number" && !Number.isInteger(v)) return String(Number(v.toPrecision(4)));
+  if (typeof v === "object" && v !== null) return JSON.stringify(v);
+  return String(v);
+}
+
+function formatValues(values) {
+  const names = Object.keys(values || {}).sort();
+  const shown = names.slice(0, MAX_VALUES).map((n) => `${n} ${formatValue(values[n])}`);
+  if (names.length > MAX_VALUES) shown.push("…");
+  return shown.join(" · ") || "–";
+}
+
+function contractLabel(contract, version) {
+  return contract ? `${contract}@${version ?? "?"}` : "–";
+}
+
+// ---- API ----------------------------------------------------------------------------------
+
+async function api(path, options = {}) {
+  const headers = { Authorization: `Bearer ${sessionStorage.getItem(TOKEN_KEY) || ""}` };
+  let response;
+  try {
+    response = await fetch(path, { ...options, headers: { ...headers, ...options.headers } });
+  } catch (err) {
+    throw new ApiError(0, `hub unreachable: ${err.message}`);
+  }
+  const body = await response.json().catch(() => null);
+  if (!response.ok) {
+    const text = body && body.error ? body.error : response.statusText;
+    throw new ApiError(response.status, text);
+  }
+  return body;
+}
+
+async function loadBoard() {
+  const [devices, recs, audit, ...open] = await Promise.all([
+    api("/api/devices"),
+    api(`/api/reconciliations?limit=${RECENT}`),
+    api(`/api/audit?limit=${RECENT}`),
+    ...OPEN_STATUSES.map((s) => api(`/api/contracts?status=${s}`)),
+  ]);
+  const details = await Promise.all(
+    devices.map((d) => api(`/api/devices/${encodeURIComponent(d.id)}`)));
+  const contracts = open.flat().sort((a, b) => a.id.localeCompare(b.id));
+  return { devices: details, recs, audit, contracts };
+}
+
+// ---- rendering ----------------------------------------------------------------------------
+
+function projectionCell(values) {
+  if (!values || values.source !== "projection") return "–";
+  const c = values.confidence;
+  const pct = typeof c === "number" ? `${Math.round(c * 100)}%` : "?";
+  return `confidence ${pct} · ${formatAge(values.age_ms).replace(" ago", " old")}`;
+}
+
+function deviceRow(d, statusOf) {
+  const v = d.values || {};
+  const cid = d.contract ? `${d.contract}@${d.version}` : null;
+  const status = statusOf[cid] ? ` (${statusOf[cid]})` : "";
+  const contract = contractLabel(d.contract, d.version) + status;
+  const tr = row([el("strong", d.id), d.site, badge(d.state, d.state), contract,
+    formatAge(d.last_seen_age_ms), [v.step, v.mode].filter(Boolean).join(" / ") || "–",
+    formatValues(v.values), projectionCell(d.values)]);
+  tr.setAttribute("data-device", d.id);
+  return tr;
+}
+
+function actionButton(label, contract, disabled) {
+  const button = el("button", label, `action action-${label.toLowerCase()}`);
+  button.type = "button";
+  button.disabled = disabled;
+  button.addEventListener("click", () => act(label, contract));
+  return button;
+}
+
+function contractRow(c) {
+  const actions = el("span", null, "actions");
+  actions.append(actionButton("Hold", c, c.status === "held"), actionButton("Abort", c, false));
+  const tr = row([el("strong", c.id), c.device, badge(c.status, c.status), formatTime(c.updated_ms),
+    c.reason, actions]);
+  tr.setAttribute("data-contract", c.id);
+  return tr;
+}
+
+function reconciliationRow(r) {
+  const reasons = (r.report && r.report.reasons) || [];
+  return row([formatTime(r.ts_ms), r.device, contractLabel(r.contract, r.version),
+    r.divergent ? badge("yes", "divergent") : badge("no", "ok"), reasons.join("; ") || "–",
+    r.action]);
+}
+
+function auditRow(e) {
+  return row([formatTime(e.ts_ms), e.actor, e.action, e.contract, badge(e.outcome, e.outcome),
+    e.reason]);
+}
+
+function render(board) {
+  const statusOf = Object.fromEntries(board.contracts.map((c) => [c.id, c.status]));
+  fillTable("devices", board.devices.map((d) => deviceRow(d, statusOf)), "no devices yet");
+  fillTable("contracts", board.contracts.map(contractRow), "no open contracts");
+  fillTable("reconciliations", board.recs.map(reconciliationRow), "no reconciliations yet");
+  fillTable("audit", board.audit.map(auditRow), "no audit entries yet");
+  const count = board.devices.length;
+  setStatus(`${count} device${count === 1 ? "" : "s"} · updated ${formatTime(Date.now())}`);
+}
+
+function setStatus(text) {
+  document.getElementById("status").textContent = text;
+}
+
+// ---- actions and the refresh loop ---------------------------------------------------------
+
+async function act(label, contract) {
+  const verb = label.toLowerCase();
+  const what = `${label} ${contract.id} on ${contract.device}`;
+  const warning = verb === "abort" ? "\nOutputs go to the contract's safe state." : "";
+  if (!window.confirm(`${what}?${warning}`)) return;
+  try {
+    await api(`/api/contracts/${encodeURIComponent(contract.id)}/${verb}`, {
+      method: "POST", headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ reason: "from the operator page" }),
+    });
+    showMessage(`${what}: done`, "info");
+  } catch (err) {
+    showMessage(`${what} refused (${err.status}): ${err.message}`, "error");
+  }
+  await refresh();
+}
+
+async function refresh() {
+  clearTimeout(timer);
+  const mine = ++generation;
+  if (!sessionStorage.getItem(TOKEN_KEY)) return;
+  const outcome = await loadBoard().then((board) => ({ board }), (error) => ({ error }));
+  if (mine !== generation) return; // superseded: a newer refresh or a sign-out owns the page
+  const { board, error } = outcome;
+  if (error && error.status === 401) return signOut(`Token refused by the hub: ${error.message}`);
+  if (board) render(board);
+  else setStatus(`STALE: refresh failed (${error.status}): ${error.message}`);
+  const main = document.getElementById("board");
+  main.classList.toggle("stale", !board);
+  document.getElementById("status").classList.toggle("status-stale", !board);
+  main.hidden = false;
+  timer = setTimeout(refresh, REFRESH_MS);
+}
+
+function showSignedIn(signedIn) {
+  document.getElementById("login").hidden = signedIn;
+  document.getElementById("logout").hidden = !signedIn;
+  if (!signedIn) document.getElementById("board").hidden = true;
+}
+
+function signOut(why) {
+  clearTimeout(timer);
+  generation++;
+  sessionStorage.removeItem(TOKEN_KEY);
+  showSignedIn(false);
+  setStatus("not signed in");
+  if (why) showMessage(why, "error");
+  else clearMessage();
+}
+
+function signIn(event) {
+  event.preventDefault();
+  const input = document.getElementById("token");
+  sessionStorage.setItem(TOKEN_KEY, input.value.trim());
+  input.value = "";
+  clearMessage();
+  showSignedIn(true);
+  refresh();
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  document.getElementById("login").addEventListener("submit", signIn);
+  document.getElementById("logout").addEventListener("click", () => signOut(null));
+  showSignedIn(Boolean(sessionStorage.getItem(TOKEN_KEY)));
+  refresh();
+});
