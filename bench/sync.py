@@ -141,13 +141,15 @@ async def device_client(hub: HubRuntime, password: str) -> AsyncIterator[aiomqtt
         yield client
 
 
-async def wait_until(check: Callable[[], bool], timeout_s: float, what: str) -> None:
+async def wait_until(check: Callable[[], bool], timeout_s: float, what: str,
+                     detail: Callable[[], str] = str) -> None:
+    """Poll `check` every 5 ms; TimeoutError naming `what` (and `detail()`) after `timeout_s`."""
     try:
         async with asyncio.timeout(timeout_s):
             while not check():
                 await asyncio.sleep(0.005)
     except TimeoutError:
-        raise TimeoutError(f"timed out after {timeout_s:g} s waiting for {what}") from None
+        raise TimeoutError(f"timed out after {timeout_s:g} s waiting for {what} {detail()}") from None
 
 
 async def publish_until_acked(client: aiomqtt.Client, hub: HubRuntime, msgs: list[bytes],
@@ -298,12 +300,17 @@ async def _reconcile_once(n: int) -> tuple[float, float, str]:
                 await publish_until_acked(client, hub, msgs, n, 120)
                 acked = time.perf_counter() - start
                 await wait_until(lambda: bool(hub.store.reconciliations(device=DEVICE)), 120,
-                                 "the reconciliation record")
+                                 "the reconciliation record", detail=lambda: _where(hub))
                 elapsed = time.perf_counter() - start
                 rec = hub.store.reconciliations(device=DEVICE)[0]
         finally:
             hub.close()
     return elapsed, acked, f"divergent={rec.divergent} action={rec.action}"
+
+
+def _where(hub: HubRuntime) -> str:
+    d = hub.store.device(DEVICE)
+    return f"device {d.state.value}, acked {d.acked_seq}, last_seq {d.last_seq}"
 
 
 async def _go_offline(client: aiomqtt.Client, hub: HubRuntime, clock: Clock) -> None:
@@ -318,6 +325,11 @@ async def _go_offline(client: aiomqtt.Client, hub: HubRuntime, clock: Clock) -> 
     await client.publish(topic(SITE, DEVICE, Channel.STATUS), b"offline", qos=1, retain=True)
     await wait_until(lambda: hub.store.device(DEVICE).state is DeviceState.PROJECTED, 30,
                      "projected")
+    # A real 24 h outage spans many live-value flushes (FLUSH_S); wait for one, so the telemetry
+    # sent before the will is not still pending. Pending, it overwrites the projection when the
+    # device returns (hub/sync.py flush_live skips PROJECTED, not RECONCILING: reported bug).
+    assert hub.sync is not None
+    await wait_until(lambda: DEVICE not in hub.sync._dirty, 10, "a live-value flush")
 
 
 # -- 3. fleet ----------------------------------------------------------------------------------
