@@ -307,6 +307,9 @@ class _DrainingBroker(Broker):
             await super().stream_connected(reader, writer, listener_name)
         finally:
             self._live.pop(task, None)
+            # amqtt 0.12 returns from some disconnect paths (a client's clean DISCONNECT among them)
+            # without closing the transport; the socket then leaks until garbage collection.
+            writer.close()
 
     async def drain(self) -> None:
         """Cancel and close connections that outlived shutdown."""

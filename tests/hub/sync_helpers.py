@@ -1,0 +1,81 @@
+"""Helpers for the hub's MQTT-side tests: configs, a device-side client, chained journals."""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import aiomqtt
+
+from contracts.chain import GENESIS, Entry, EntryKind, make_entry
+from contracts.topics import Channel, topic
+from contracts.wire import Ack, Birth, JournalBatch
+from hub.auth import AuthConfig
+from hub.broker import hash_password
+from hub.config import BrokerConfig, BrokerMode, DeviceCredential, HubConfig
+
+SITE = "s1"
+PASSWORDS = {"d1": "d1-secret", "d2": "d2-secret"}
+
+
+def hub_config(tmp_path: Path, *, listen_port: int = 0, external: str | None = None,
+               hub_user: tuple[str, str] | None = None, silence_s: float = 30.0) -> HubConfig:
+    broker = (BrokerConfig(mode=BrokerMode.EXTERNAL, url=external, username=hub_user[0],
+                           password=hub_user[1]) if external and hub_user
+              else BrokerConfig(listen_port=listen_port))
+    return HubConfig(db_path=tmp_path / "hub.db", key_path=tmp_path / "keys" / "hub.key",
+                     broker=broker, auth=AuthConfig(tokens=()),
+                     devices=tuple(DeviceCredential(id=d, site=SITE, password_hash=hash_password(p))
+                                   for d, p in PASSWORDS.items()),
+                     silence_timeout_ms=int(silence_s * 1000))
+
+
+def chain(n: int, *, start_ms: int | None = None) -> list[Entry]:
+    """A valid journal of n entries, as an agent would write them."""
+    ts = start_ms or time.time_ns() // 1_000_000
+    out, prev = [], GENESIS
+    for seq in range(1, n + 1):
+        e = make_entry(prev, seq, ts + seq * 100, EntryKind.INPUT,
+                       {"values": {"level": [1.0 + seq / 1000, "good", None]}})
+        out.append(e)
+        prev = e.hash
+    return out
+
+
+def batch(device: str, entries: Sequence[Entry]) -> bytes:
+    return JournalBatch(device=device, from_seq=entries[0].seq, to_seq=entries[-1].seq,
+                        prev_hash=entries[0].prev_hash,
+                        entries=tuple(e.to_mapping() for e in entries)).to_bytes()
+
+
+def birth(device: str, last_seq: int) -> bytes:
+    return Birth(device=device, site=SITE, boot_id="b" * 32, contract=None, version=None,
+                 last_seq=last_seq).to_bytes()
+
+
+@contextlib.asynccontextmanager
+async def device_client(host: str, port: int, device: str) -> AsyncIterator[aiomqtt.Client]:
+    async with aiomqtt.Client(host, port, identifier=f"test-{device}", username=device,
+                              password=PASSWORDS[device]) as client:
+        await client.subscribe(topic(SITE, device, Channel.ACK), qos=1)
+        yield client
+        await client.unsubscribe(topic(SITE, device, Channel.ACK))  # no acks in flight at exit
+
+
+async def wait_ack(client: aiomqtt.Client, seq: int, timeout_s: float = 10) -> int:
+    """Read acks until one reaches `seq`; returns the highest seen."""
+    best = 0
+    async with asyncio.timeout(timeout_s):
+        async for message in client.messages:
+            best = max(best, Ack.from_bytes(bytes(message.payload)).seq)  # type: ignore[arg-type]
+            if best >= seq:
+                return best
+    return best
+
+
+async def publish(client: aiomqtt.Client, device: str, channel: Channel, payload: bytes,
+                  **kw: Any) -> None:
+    await client.publish(topic(SITE, device, channel), payload, qos=1, **kw)
