@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 import uuid
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime
@@ -49,6 +50,7 @@ class Agent:
         self.store: ContractStore | None = None
         self.uplink: Uplink | None = None
         self.started = asyncio.Event()
+        self.scheduler: AsyncIOScheduler | None = None
 
     def _on_cycle(self, report: CycleReport) -> None:
         if report.healthy:
@@ -78,14 +80,17 @@ class Agent:
             await self.journal.append(EntryKind.EVENT, {
                 "event": "agent_started", "boot_id": self.boot_id, "device": self.cfg.device,
                 "standalone": self.cfg.broker is None}, wall_ms())
+            self.scheduler = scheduler = self._scheduler()
+            scheduler.start()
+            stack.callback(scheduler.shutdown, wait=False)
+            self.scan.on_offer = self._schedule_contract
             restored = await self.store.restore(wall_ms())
+            if restored.resume is not None:
+                self._schedule_contract(restored.resume[0])
             if restored.pending is not None:
                 self.scan.offer(restored.pending)
             running = restored.resume[0].hash if restored.resume else None
             await self._load_local_contract(running)
-            scheduler = self._scheduler()
-            scheduler.start()
-            stack.callback(scheduler.shutdown, wait=False)
             stack.callback(self.notifier.stopping)
             self.started.set()
             async with asyncio.TaskGroup() as tg:
@@ -116,8 +121,27 @@ class Agent:
         s = AsyncIOScheduler(timezone=UTC)
         s.add_job(self._heartbeat, "interval", seconds=HEARTBEAT_S, id="heartbeat")
         s.add_job(self._retention, "interval", seconds=RETENTION_S, id="retention")
-        s.add_job(self._schedule_marks, "interval", seconds=5, id="contract-marks")
         return s
+
+    def _schedule_contract(self, active: ActiveContract) -> None:
+        """Date jobs at the contract's valid_from and valid_until. They journal that the moment
+        came; the engine switches on its own clock, so a late or missed job changes nothing."""
+        c, now = active.contract, wall_ms()
+        if self.scheduler is None:
+            return
+        for event, at in (("activation_due", c.valid_from), ("expiry_due", c.valid_until)):
+            if at > now:
+                self.scheduler.add_job(self._mark, "date", id=f"{event}:{active.hash[:16]}",
+                                       run_date=datetime.fromtimestamp(at / 1000, UTC),
+                                       args=[event, active], replace_existing=True,
+                                       misfire_grace_time=None)
+
+    async def _mark(self, event: str, active: ActiveContract) -> None:
+        c = active.contract
+        await self.journal.append(EntryKind.CONTRACT, {
+            "event": event, "contract": c.contract, "version": c.version, "hash": active.hash},
+            wall_ms())
+        log.info("contract_mark event=%s contract=%s version=%s", event, c.contract, c.version)
 
     async def _heartbeat(self) -> None:
         self.notifier.status(self._status())
@@ -128,24 +152,20 @@ class Agent:
         if dropped:
             log.warning("journal_retention dropped=%s", dropped)
 
-    async def _schedule_marks(self) -> None:
-        """Journal when a pending contract becomes due or the running one expires (facts for the
-        operator's timeline; the engine already acts on its own clock)."""
-        seg, now = self.scan.segment, wall_ms()
-        if seg is not None and not getattr(seg, "expiry_marked", False) \
-                and now >= seg.active.contract.valid_until:
-            seg.expiry_marked = True  # type: ignore[attr-defined]
-            await self.journal.append(EntryKind.CONTRACT, {
-                "event": "expiry_due", "contract": seg.active.contract.contract,
-                "version": seg.active.contract.version,
-                "at": datetime.fromtimestamp(now / 1000, UTC).isoformat()}, now)
-
 
 def run_forever(cfg: AgentConfig) -> int:
-    """Entry point for `fieldpact agent run`; returns the exit code."""
-    agent = Agent(cfg)
+    """Entry point for `fieldpact agent run`: runs until SIGTERM/SIGINT, then shuts down cleanly
+    (journal closed, STOPPING=1 to systemd). Returns the exit code."""
+    return asyncio.run(_main(Agent(cfg)))
+
+
+async def _main(agent: Agent) -> int:
+    task = asyncio.create_task(agent.run(), name="agent")
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, task.cancel)
     try:
-        asyncio.run(agent.run())
-    except KeyboardInterrupt:
-        return 0
+        await task
+    except asyncio.CancelledError:
+        log.info("agent_stopped reason=signal")
     return 0

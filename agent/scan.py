@@ -123,11 +123,14 @@ class ScanLoop:
         self._on_cycle = on_cycle
         self._keyframe_ms = keyframe_ms
         self._wake = asyncio.Event()
+        self.on_offer: Callable[[ActiveContract], None] | None = None
 
     def offer(self, active: ActiveContract) -> None:
         """Queue a verified contract; it starts at its valid_from (or at once if already valid)."""
         self.pending = active
         self._wake.set()
+        if self.on_offer is not None:
+            self.on_offer(active)
 
     async def run(self, resume: tuple[ActiveContract, EngineState] | None = None) -> None:
         """Run forever (until cancelled), switching segments as contracts arrive."""
