@@ -20,6 +20,8 @@ Run: .venv/bin/python -m bench.sync [--entries 100000] [--devices 1000] [--quick
 from __future__ import annotations
 
 import argparse
+import socket
+import shutil
 import asyncio
 import contextlib
 import logging
@@ -49,7 +51,8 @@ from contracts.topics import Channel, topic
 from contracts.wire import Birth, JournalBatch, Telemetry
 from hub.app import HubRuntime
 from hub.auth import AuthConfig, Role as ApiRole, Token, hash_token
-from hub.broker import EmbeddedBroker, Role, UserSpec, hash_password
+from hub.broker import (EmbeddedBroker, Role, UserSpec, hash_password, mosquitto_acl,
+                        mosquitto_password_line)
 from hub.config import BrokerConfig, BrokerMode, DeviceCredential, HubConfig
 from hub.ingest import Cursor, DeviceIngest
 from hub.states import DeviceState
@@ -247,7 +250,7 @@ def _ingest_in_process(msgs: list[bytes], n: int) -> None:
             t1 = time.perf_counter()
             result = ing.add(entries)
             t2 = time.perf_counter()
-            rows = _rows(DEVICE, result.store)
+            rows = _rows(DEVICE, result.store, result.bodies)
             t3 = time.perf_counter()
             store.insert_journal(rows)
             store.update_device(DEVICE, acked_seq=result.cursor.seq, last_hash=result.cursor.hash)
@@ -334,21 +337,62 @@ async def _go_offline(client: aiomqtt.Client, hub: HubRuntime, clock: Clock) -> 
 
 # -- 3. fleet ----------------------------------------------------------------------------------
 
-async def bench_fleet(devices: int, seconds: float) -> None:
-    print(f"3. hub with {devices:,} devices: births + telemetry at 1 Hz over MQTT from a load "
-          f"generator process; API timed for {seconds:g} s", flush=True)
-    password = secrets.token_urlsafe(12)
+@contextlib.asynccontextmanager
+async def fleet_broker(kind: str, tmp: Path, password: str) -> AsyncIterator[str]:
+    """The broker for the fleet run: the embedded amqtt (in this process, sharing the hub's event
+    loop, as `hub serve` runs it) or a Mosquitto process with our rendered ACL and passwords."""
     users = {name: UserSpec(password_hash=hash_password(password), role=Role.HUB, site=None,
                             device=None) for name in ("hub", "loadgen")}
-    with tempfile.TemporaryDirectory(prefix="bench-fleet-") as tmp:
+    if kind == "amqtt":
         async with EmbeddedBroker("127.0.0.1", 0, users=users) as broker:
-            cfg = hub_config(Path(tmp), password, mode=BrokerMode.EXTERNAL, url=broker.url,
+            yield broker.url
+        return
+    binary = shutil.which("mosquitto") or shutil.which("mosquitto", path="/usr/sbin:/sbin")
+    if binary is None:
+        raise SystemExit("--broker mosquitto: no mosquitto binary (apt-get install mosquitto)")
+    port = free_port()
+    (tmp / "passwd").write_text("".join(mosquitto_password_line(u, password) + "\n" for u in users))
+    (tmp / "acl").write_text(mosquitto_acl(users))
+    (tmp / "m.conf").write_text(f"listener {port} 127.0.0.1\nallow_anonymous false\n"
+                                f"password_file {tmp / 'passwd'}\nacl_file {tmp / 'acl'}\n"
+                                "persistence false\nuser root\nmax_queued_messages 100000\n")
+    for f in ("passwd", "acl"):
+        os.chmod(tmp / f, 0o600)
+    proc = await asyncio.create_subprocess_exec(binary, "-c", str(tmp / "m.conf"),
+                                                stdout=asyncio.subprocess.DEVNULL,
+                                                stderr=asyncio.subprocess.DEVNULL)
+    try:
+        await wait_until(lambda: _listening(port), 10, "mosquitto listening")
+        yield f"mqtt://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        await proc.wait()
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def bench_fleet(devices: int, seconds: float, broker_kind: str = "amqtt") -> None:
+    print(f"3. hub with {devices:,} devices: births + telemetry at 1 Hz over MQTT from a load "
+          f"generator process, broker {broker_kind}; API timed for {seconds:g} s", flush=True)
+    password = secrets.token_urlsafe(12)
+    with tempfile.TemporaryDirectory(prefix="bench-fleet-") as tmp:
+        async with fleet_broker(broker_kind, Path(tmp), password) as broker_url:
+            cfg = hub_config(Path(tmp), password, mode=BrokerMode.EXTERNAL, url=broker_url,
                              username="hub", password=password)
             hub = HubRuntime(cfg)
             try:
                 async with serve(hub) as base:
                     idle_rss, handled = rss_mb()[1], count_telemetry(hub)
-                    async with loadgen(broker.url, password, devices) as gen:
+                    async with loadgen(broker_url, password, devices) as gen:
                         await wait_until(lambda: len(hub.store.devices()) >= devices, 60,
                                          f"{devices} births", every_s=0.5)  # devices() is not free
                         n0, t0 = handled[0], time.monotonic()
@@ -469,6 +513,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="10k entries, 1 h offline, 100 devices")
     parser.add_argument("--only", choices=["ingest", "reconcile", "fleet"])
+    parser.add_argument("--broker", choices=["amqtt", "mosquitto"], default="amqtt",
+                        help="broker for the fleet run (amqtt = the embedded default)")
     parser.add_argument("--loadgen", metavar="MQTT_URL", help=argparse.SUPPRESS)
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)  # figures only; the hub's info/warnings are noise here
@@ -484,10 +530,11 @@ def main() -> None:
     if args.only in (None, "reconcile"):
         asyncio.run(bench_reconcile(int(args.offline_hours * 3600), args.repeats))
     if args.only == "fleet":
-        asyncio.run(bench_fleet(args.devices, args.api_seconds))
+        asyncio.run(bench_fleet(args.devices, args.api_seconds, args.broker))
     elif args.only is None:  # a fresh process, so its RSS is not the ingest fixtures' peak
         subprocess.run([sys.executable, "-m", "bench.sync", "--only", "fleet", "--devices",
-                        str(args.devices), "--api-seconds", str(args.api_seconds)], check=True)
+                        str(args.devices), "--api-seconds", str(args.api_seconds),
+                        "--broker", args.broker], check=True)
     print(f"done in {time.monotonic() - started:.0f} s; load average {os.getloadavg()[0]:.1f} on "
           f"{os.cpu_count()} CPUs")
 

@@ -54,7 +54,24 @@ def entry_hash(prev_hash: bytes, seq: int, ts_ms: EpochMs, kind: EntryKind,
     """sha256(prev_hash || canonical_dumps([seq, ts_ms, kind, body])).
 
     Raises EncodingError if the body holds values CBOR cannot carry."""
-    payload = canonical_dumps([seq, ts_ms, kind.value, dict(body)])
+    return hash_encoded(prev_hash, seq, ts_ms, kind, encode_body(body))
+
+
+def encode_body(body: Mapping[str, Any]) -> bytes:
+    """The canonical CBOR of an entry body: what is hashed, and what a store keeps."""
+    return canonical_dumps(dict(body))
+
+
+_ARRAY_OF_4 = b"\x84"  # CBOR major type 4 (array), 4 items: RFC 8949 section 3.1
+
+
+def hash_encoded(prev_hash: bytes, seq: int, ts_ms: EpochMs, kind: EntryKind,
+                 body_cbor: bytes) -> bytes:
+    """`entry_hash` for a body already encoded with `encode_body`. Canonical CBOR of a
+    definite-length array is its header followed by its items' encodings, so the payload is
+    assembled from parts and the body is encoded once for both hashing and storing."""
+    payload = (_ARRAY_OF_4 + canonical_dumps(seq) + canonical_dumps(ts_ms)
+               + canonical_dumps(kind.value) + body_cbor)
     return hashlib.sha256(prev_hash + payload).digest()
 
 
@@ -152,14 +169,20 @@ def verify_chain(entries: Sequence[Entry], prev_hash: bytes, prev_seq: int) -> C
 
 
 def _check_one(entry: Entry, prev_hash: bytes, prev_seq: int) -> ChainBreak | None:
+    return check_entry(entry, prev_hash, prev_seq)[0]
+
+
+def check_entry(entry: Entry, prev_hash: bytes, prev_seq: int) -> tuple[ChainBreak | None, bytes]:
+    """(break or None, the entry's encoded body) for one entry following (prev_seq, prev_hash).
+    The encoded body is returned so a store can keep exactly the bytes that were hashed."""
     if entry.seq != prev_seq + 1:
-        return ChainBreak(entry.seq, f"seq gap: expected {prev_seq + 1}, got {entry.seq}")
+        return ChainBreak(entry.seq, f"seq gap: expected {prev_seq + 1}, got {entry.seq}"), b""
     if entry.prev_hash != prev_hash:
-        return ChainBreak(entry.seq, "prev_hash does not link")
+        return ChainBreak(entry.seq, "prev_hash does not link"), b""
     try:
-        expected = entry_hash(prev_hash, entry.seq, entry.ts_ms, entry.kind, entry.body)
+        body = encode_body(entry.body)
     except EncodingError as exc:
-        return ChainBreak(entry.seq, f"body cannot be encoded: {exc}")
-    if entry.hash != expected:
-        return ChainBreak(entry.seq, "hash mismatch")
-    return None
+        return ChainBreak(entry.seq, f"body cannot be encoded: {exc}"), b""
+    if entry.hash != hash_encoded(prev_hash, entry.seq, entry.ts_ms, entry.kind, body):
+        return ChainBreak(entry.seq, "hash mismatch"), b""
+    return None, body

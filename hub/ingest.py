@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from contracts.chain import GENESIS, ChainBreak, Entry, verify_chain
+from contracts.chain import GENESIS, ChainBreak, Entry, check_entry, verify_chain
 
 MAX_PENDING = 200_000
 """Out-of-order entries held per device: ~1 h of journal at 50 entries/s; more means the agent is
@@ -41,6 +41,7 @@ class IngestResult:
     buffered: int = 0
     broken: ChainBreak | None = None
     gap: Gap | None = None
+    bodies: list[bytes] = field(default_factory=list)  # encoded bodies of `store`, as hashed
 
 
 class DeviceIngest:
@@ -59,7 +60,7 @@ class DeviceIngest:
             result.gap = self._skip_gap(dropped_through)
         # Only this batch can newly link to an unmoved cursor: scanning the whole buffer on every
         # batch would be quadratic when batches arrive in reverse.
-        result.broken = self._drain(result.store) or self._skipped(
+        result.broken = self._drain(result.store, result.bodies) or self._skipped(
             fresh if self.cursor == before else list(self.pending.values()))
         if len(self.pending) > MAX_PENDING:
             self.pending.clear()
@@ -86,12 +87,15 @@ class DeviceIngest:
         self.cursor = Cursor(seq=dropped_through, hash=first.prev_hash)
         return gap
 
-    def _drain(self, out: list[Entry]) -> ChainBreak | None:
+    def _drain(self, out: list[Entry], bodies: list[bytes]) -> ChainBreak | None:
         while (e := self.pending.get(self.cursor.seq + 1)) is not None:
-            if (broken := self._check(e)) is not None:
+            broken, body = check_entry(e, self.cursor.hash, self.cursor.seq)
+            if broken is not None:
+                self.pending.clear()  # see _check
                 return broken
             del self.pending[e.seq]
             out.append(e)
+            bodies.append(body)
             self.cursor = Cursor(seq=e.seq, hash=e.hash)
         return None
 

@@ -272,8 +272,11 @@ class HubStore:
 
     def devices(self, state: DeviceState | None = None) -> list[DeviceRecord]:
         where, params = ("WHERE state = ?", [state.value]) if state else ("", [])
-        return [_device(r) for r in self.db.query(f"SELECT * FROM devices {where} ORDER BY id",
-                                                  params)]
+        # A plain cursor: the fleet list is the API's largest read (bench/sync.py), and
+        # sqlite-utils' per-row key de-duplication was a third of its cost.
+        cur = self.db.conn.execute(f"SELECT * FROM devices {where} ORDER BY id", params)
+        names = [c[0] for c in cur.description]
+        return [_device(dict(zip(names, row))) for row in cur]
 
     def update_device(self, device: str, **fields: Any) -> DeviceRecord:
         """Set any of the non-state device fields (see _DEVICE_FIELDS). The state changes only

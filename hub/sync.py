@@ -22,7 +22,6 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from contracts.chain import Entry
-from contracts.codec import canonical_dumps
 from contracts.errors import EncodingError
 from contracts.inputs import Command
 from contracts.schema import parse_contract
@@ -80,6 +79,7 @@ class HubSync:
         self._ingest: dict[str, DeviceIngest] = {}
         self._birth_seq: dict[str, int] = {}
         self.entries_ingested = 0
+        self._started: set[str] = set()  # contract ids already moved to ACTIVE by telemetry
         self._lock = asyncio.Lock()
 
     @staticmethod
@@ -111,6 +111,9 @@ class HubSync:
             log.exception("hub_handler_failed topic=%s", topic_name)
             if self._known(parts.device):
                 self._alarm(parts.device, "hub_error", f"{type(exc).__name__}: {exc}")
+        # A burst of queued messages is otherwise handled without ever suspending (queue gets
+        # return at once), starving the API that shares this event loop.
+        await asyncio.sleep(0)
 
     def _event(self, device: str, event: DeviceEvent, reason: str | None = None) -> DeviceState:
         try:
@@ -185,7 +188,7 @@ class HubSync:
         ing = self._ingest.setdefault(device, DeviceIngest(self._cursor(rec)))
         result = ing.add([Entry.from_mapping(m) for m in batch.entries], batch.dropped_through)
         if result.store:
-            self.store.insert_journal(_rows(device, result.store))
+            self.store.insert_journal(_rows(device, result.store, result.bodies))
             self.entries_ingested += len(result.store)
         self.store.update_device(device, acked_seq=result.cursor.seq, last_hash=result.cursor.hash,
                                  last_seen_ms=self.clock())
@@ -258,9 +261,16 @@ class HubSync:
         if (t.contract, t.version) != (rec.contract, rec.version):
             self.store.update_device(device, contract=t.contract, version=t.version)
         if t.contract and t.version and t.mode == "running":
-            self._contract_event(contract_id(t.contract, t.version), ContractEvent.START, "running")
-        self._event(device, DeviceEvent.TELEMETRY)
-        await self._maybe_caught_up(device)
+            cid = contract_id(t.contract, t.version)
+            if cid not in self._started:
+                self._contract_event(cid, ContractEvent.START, "running")
+                self._started.add(cid)
+        if rec.state in (DeviceState.UNKNOWN, DeviceState.PROJECTED):
+            # Other states take TELEMETRY as a self-loop: skip it, since every event is a durable
+            # (fsync'd) transaction and telemetry arrives every second from every device.
+            self._event(device, DeviceEvent.TELEMETRY)
+        if rec.state is DeviceState.RECONCILING:
+            await self._maybe_caught_up(device)
 
     async def _on_result(self, parts: TopicParts, payload: bytes) -> None:
         r = ContractResult.from_bytes(payload)
@@ -309,8 +319,8 @@ class HubSync:
         """Persist the latest live values of devices that sent telemetry since the last flush."""
         for device in sorted(self._dirty):
             rec = self.store.device(device)
-            if rec.state is DeviceState.PROJECTED:
-                continue
+            if isinstance(rec.projection, Mapping) and rec.projection.get("source") == "projection":
+                continue  # an outage not yet reconciled: the projection is evidence, keep it
             live = self.live[device]
             self.store.update_device(device, last_seen_ms=live["ts_ms"], projection={
                 "source": "live", "ts_ms": live["ts_ms"], "values": live["values"],
@@ -318,10 +328,9 @@ class HubSync:
         self._dirty.clear()
 
 
-def _rows(device: str, entries: list[Entry]) -> list[JournalRow]:
-    return [JournalRow(device=device, seq=e.seq, ts_ms=e.ts_ms, kind=e.kind.value,
-                       body=canonical_dumps(dict(e.body)), prev_hash=e.prev_hash, hash=e.hash)
-            for e in entries]
+def _rows(device: str, entries: list[Entry], bodies: list[bytes]) -> list[JournalRow]:
+    return [JournalRow(device=device, seq=e.seq, ts_ms=e.ts_ms, kind=e.kind.value, body=body,
+                       prev_hash=e.prev_hash, hash=e.hash) for e, body in zip(entries, bodies, strict=True)]
 
 
 def _with_current(blob: dict[str, Any], points: list[dict[str, Any]], now_ms: EpochMs) -> dict[str, Any]:

@@ -138,3 +138,17 @@ def test_from_mapping_names_a_missing_field() -> None:
         Entry.from_mapping(m)
     with pytest.raises(EncodingError, match="expected a map"):
         Entry.from_mapping([1, 2])
+
+
+@given(st.integers(min_value=1, max_value=2**40), st.integers(min_value=0, max_value=2**50),
+       st.sampled_from(list(EntryKind)),
+       st.dictionaries(st.text(max_size=8), st.one_of(st.integers(), st.floats(allow_nan=False),
+                                                       st.text(max_size=8), st.none()), max_size=5))
+def test_hash_from_an_encoded_body_equals_hash_of_the_whole_array(seq: int, ts: int,
+                                                                   kind: EntryKind,
+                                                                   body: dict) -> None:
+    from contracts.chain import encode_body, hash_encoded
+    from contracts.codec import canonical_dumps
+    import hashlib
+    whole = hashlib.sha256(GENESIS + canonical_dumps([seq, ts, kind.value, body])).digest()
+    assert hash_encoded(GENESIS, seq, ts, kind, encode_body(body)) == whole
