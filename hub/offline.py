@@ -164,6 +164,39 @@ class OfflineManager:
                  device.id, record.id, report.divergent, action, list(report.reasons))
         return ReconciliationRecord(**{**rec.__dict__, "id": rec_id})
 
+    async def reconcile_contract(self, record: ContractRecord, actor: str) -> ReconciliationRecord | None:
+        """An operator's reconcile request: the contract's actual run since it started (its BOOT
+        entry, engine state and first inputs) against the engine's projection over the same span.
+        None if the device's journal holds no run of this contract yet."""
+        rows = self.store.journal(record.device, 0, limit=10_000_000)
+        entries = [row_to_entry(r) for r in rows]
+        boots = [i for i, e in enumerate(entries) if e.kind is EntryKind.BOOT
+                 and e.body.get("hash") == record.content_hash]
+        if not boots:
+            return None
+        boot = entries[boots[-1]]
+        run = entries[boots[-1] + 1:]
+        first = next((e for e in run if e.kind is EntryKind.INPUT), None)
+        initial = {n: v[0] for n, v in first.body["values"].items()} if first else {}
+        inputs = ProjectionInputs(contract_id=record.id, start_ms=boot.body["t0_ms"],
+                                  state=boot.body["state"], initial=initial, from_seq=boot.seq)
+        contract = parse_contract(record.document)
+        now = self.clock()
+        projection = self._project(record, inputs)
+        report = reconcile(contract, projection, run, inputs.start_ms, now)
+        decision = await self._act(contract, record, report) if report.divergent else None
+        action = decision.action.value if decision else "none"
+        rec = ReconciliationRecord(device=record.device, contract=record.contract,
+                                   version=record.version, ts_ms=now,
+                                   report={**report.to_json(), "decision": _decision_json(decision),
+                                           "requested_by": actor},
+                                   divergent=report.divergent, action=action)
+        rec_id = self.store.add_reconciliation(rec)
+        self._audit(actor, AuditAction.RECONCILE, record.device, record.id,
+                    "; ".join(report.reasons) or "within tolerance", decision=action,
+                    reconciliation=rec_id, requested=True)
+        return ReconciliationRecord(**{**rec.__dict__, "id": rec_id})
+
     async def _act(self, contract: Contract, record: ContractRecord, report: Report) -> Decision:
         category = report.category or FailureCategory.RUNTIME
         return await self.apply_policy(contract, record, category, "; ".join(report.reasons),
@@ -180,6 +213,9 @@ class OfflineManager:
                           policies=self.policies, retries=retries, next_version=highest + 1,
                           actual_step=actual_step, now_ms=self.clock(), capable=capable)
         await self._execute(decision, record)
+        self._audit(PLANNER, AuditAction.REPLAN, record.device, record.id, decision.reason,
+                    action=decision.action.value, category=category.value,
+                    new_version=decision.document["version"] if decision.document else None)
         return decision
 
     async def _execute(self, decision: Decision, record: ContractRecord) -> None:

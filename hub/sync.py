@@ -291,9 +291,24 @@ class HubSync:
             async with self._lock:
                 self._check_silence()
                 self._refresh_projections()
+                await self._reconcile_requests()
                 if time.monotonic() >= next_flush:
                     self.flush_live()
                     next_flush = time.monotonic() + FLUSH_S
+
+    async def _reconcile_requests(self) -> None:
+        """Operators' POST /api/contracts/{id}/reconcile, oldest first; each is finished once
+        handled, whether or not the journal held a run to compare (then an alarm says so)."""
+        for req in self.store.open_reconcile_requests():
+            try:
+                record = self.store.contract(req.contract)
+                done = await self.offline.reconcile_contract(record, req.actor)
+                if done is None:
+                    self._alarm(req.device, "reconcile_empty",
+                                f"{req.contract}: no run of this contract in the journal yet")
+            except NotFound:
+                log.warning("reconcile_request_unknown contract=%s", req.contract)
+            self.store.finish_reconcile_request(req.id, self.clock())
 
     def _check_silence(self) -> None:
         now = self.clock()

@@ -115,3 +115,36 @@ async def test_contract_pushed_over_mqtt_is_run_and_bad_ones_are_refused_with_re
             hub.close()
     assert refusals == ["bad_signature", "older_version"]
     assert status in ("accepted", "active")
+
+
+async def test_operator_reconcile_request_and_hold_then_abort_reach_the_running_agent(
+        tmp_path: Path) -> None:
+    generate_keypair(tmp_path / "keys")
+    async with SimDevice("tank", port=0, tick_ms=20, initial={"level": 1.0}) as sim:
+        hub = HubRuntime(hub_config(tmp_path))
+        try:
+            async with hub.running():
+                assert hub.broker is not None
+                async with agent_running(tmp_path, sim, hub.broker.url, None) as agent:
+                    await eventually(lambda: agent.conn.online, 15, "agent connected")
+                    rec = await hub.service.submit_contract(tank_document(version=6), "test")
+                    await eventually(lambda: hub.store.contract(rec.id).status.value == "active",
+                                     15, "contract active")
+                    await eventually(lambda: hub.store.device("d1").acked_seq > 5, 10, "journal")
+                    hub.service.request_reconcile(rec.id, "operator-ann")
+                    recon = await eventually(lambda: hub.store.reconciliations(device="d1"), 10,
+                                             "the requested reconciliation")
+                    await hub.service.hold(rec.id, "operator-ann", "inspect the valve")
+                    await eventually(lambda: agent.scan.segment.state.mode.value == "held", 10,
+                                     "engine held")
+                    await hub.service.abort(rec.id, "operator-ann", "stop for the day")
+                    await eventually(lambda: agent.scan.segment.state.mode.value == "aborted", 10,
+                                     "engine aborted")
+                    await eventually(lambda: sim.values()["pump_speed"] == 0, 5, "pump stopped")
+                    audit = [(a.actor, a.action.value) for a in hub.store.audit(limit=100)]
+        finally:
+            hub.close()
+    assert recon[0].report["requested_by"] == "operator-ann"
+    assert recon[0].report["step_actual"] == "fill"
+    assert ("operator-ann", "hold") in audit and ("operator-ann", "abort") in audit
+    assert ("operator-ann", "reconcile") in audit
