@@ -24,7 +24,7 @@ from agent.link import DeviceLink, LinkError
 from agent.modbus import ModbusLink
 from agent.scan import ActiveContract, Connectivity, CycleReport, ScanLoop
 from agent.systemd import Notifier
-from agent.uplink import Uplink, wall_ms
+from agent.uplink import LAST_CONTACT, Uplink, wall_ms
 from fieldpact.mqtt import Backoff
 from contracts.chain import EntryKind
 from contracts.errors import ContractRefused
@@ -80,6 +80,9 @@ class Agent:
             await self.journal.append(EntryKind.EVENT, {
                 "event": "agent_started", "boot_id": self.boot_id, "device": self.cfg.device,
                 "standalone": self.cfg.broker is None}, wall_ms())
+            saved = await self.journal.load_checkpoint(LAST_CONTACT)
+            if saved is not None and self.cfg.broker is not None:
+                self.conn.last_contact_ms = int(saved[0])  # the budget survives restarts
             self.scheduler = scheduler = self._scheduler()
             scheduler.start()
             stack.callback(scheduler.shutdown, wait=False)

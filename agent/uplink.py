@@ -37,6 +37,11 @@ ACK_TIMEOUT_S = 5.0
 after a lost message (the broker may drop QoS1 messages under load)."""
 
 
+LAST_CONTACT = "hub:last_contact"
+CONTACT_SAVE_MS = 10_000
+"""Persist the last contact at most every 10 s while online: the budget is hours, so a restart
+loses at most 10 s of it, for one small write per 10 s."""
+
 KEEPALIVE_S = 5
 """MQTT keepalive (also aiomqtt's connect timeout): a half-open link to the broker is noticed within
 1.5 keepalives (MQTT 3.1.2.10), and a connect attempt into a dead route gives up after 5 s."""
@@ -61,6 +66,7 @@ class Uplink:
         self._latest: CycleReport | None = None
         self._published_points: dict[str, object] = {}
         self._seen_contracts: set[bytes] = set()
+        self._saved_contact = 0
         t = self._topic
         self.link = MqttLink(
             cfg.broker.url, client_id=f"fp-agent-{cfg.device}", username=cfg.broker.username,
@@ -100,7 +106,17 @@ class Uplink:
 
     async def _on_disconnect(self, reason: str) -> None:
         self.conn.set_online(False, self.conn.last_contact_ms or self._clock())
+        await self._save_contact(force=True)
         log.warning("uplink_offline reason=%s acked=%s", reason, self._acked)
+
+    async def _save_contact(self, *, force: bool = False) -> None:
+        """Persist the last hub contact, so a restarted agent keeps counting its offline autonomy
+        budget from the real last contact (a crash-looping agent must not reset it)."""
+        contact = self.conn.last_contact_ms
+        if contact is None or (not force and contact - self._saved_contact < CONTACT_SAVE_MS):
+            return
+        await self.journal.save_checkpoint(LAST_CONTACT, str(contact).encode(), self._acked, contact)
+        self._saved_contact = contact
 
     # -- inbound ---------------------------------------------------------------------------
     async def _on_message(self, topic_name: str, payload: bytes) -> None:
@@ -121,6 +137,7 @@ class Uplink:
             self._acked = ack.seq
             self._progress.set()
         self.conn.last_contact_ms = self._clock()
+        await self._save_contact()
 
     async def _on_contract(self, signed: bytes) -> None:
         digest = hashlib.sha256(signed).digest()

@@ -17,7 +17,7 @@ from contracts.signing import generate_keypair, load_private_key, sign_contract
 from fieldpact.mqtt import Backoff
 from hub.app import HubRuntime
 from simulators.server import SimDevice
-from tests.agent.conftest import tank_document
+from tests.agent.conftest import now_ms, tank_document
 from tests.agent.helpers import eventually, journal_entries
 from tests.conftest import free_port
 from tests.hub.sync_helpers import PASSWORDS, SITE, hub_config
@@ -148,3 +148,22 @@ async def test_operator_reconcile_request_and_hold_then_abort_reach_the_running_
     assert recon[0].report["step_actual"] == "fill"
     assert ("operator-ann", "hold") in audit and ("operator-ann", "abort") in audit
     assert ("operator-ann", "reconcile") in audit
+
+
+async def test_offline_autonomy_budget_counts_from_the_last_contact_across_a_restart(
+        tmp_path: Path) -> None:
+    """A restarted agent must not get a fresh autonomy budget: last hub contact 120 s ago, budget
+    60 s, no broker reachable → safe state at once (journaled as autonomy exhausted)."""
+    generate_keypair(tmp_path / "keys")
+    with SqliteJournal(tmp_path / "agent.db") as j:
+        j.save_checkpoint("hub:last_contact", str(now_ms() - 120_000).encode(), 0, now_ms())
+    contract = _signed_contract(tmp_path, offline={"autonomy_s": 60, "then": "safe_state"})
+    async with SimDevice("tank", port=0, tick_ms=20, initial={"level": 1.0}) as sim:
+        async with agent_running(tmp_path, sim, f"mqtt://127.0.0.1:{free_port()}", contract):
+            trips = await eventually(lambda: [e for e in journal_entries(tmp_path / "agent.db")
+                                              if e.body.get("event") == "autonomy_exhausted"], 5,
+                                     "autonomy exhausted")
+            first_step = [e for e in journal_entries(tmp_path / "agent.db")
+                          if e.body.get("event") == "step_entered"]
+    assert trips and (not first_step or trips[0].ts_ms - first_step[0].ts_ms <= 200)
+    assert sim.values()["pump_speed"] == 0
