@@ -37,6 +37,7 @@ from contracts.engine import Engine, EngineState, StepResult
 from contracts.inputs import Command, Inputs, Reading
 from contracts.schema import Contract
 from contracts.types import EpochMs
+from fieldpact.aio import raise_if_cancelled
 
 log = logging.getLogger("fieldpact.agent.scan")
 
@@ -137,6 +138,7 @@ class ScanLoop:
         if resume is not None:
             await self._start_segment(resume[0], resume[1], resumed=True)
         while True:
+            raise_if_cancelled()
             if self.segment is None:
                 await self._wait_for_contract()
                 continue
@@ -169,6 +171,7 @@ class ScanLoop:
         k, next_keyframe = 0, anchor.wall_ms
         await self._sync_outputs(seg, anchor.wall_ms)
         while self.segment is seg:
+            raise_if_cancelled()
             await sleep_until(anchor.deadline(k))
             started = time.monotonic()
             run_k, skipped = plan_next(anchor, k, started)

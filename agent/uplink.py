@@ -26,6 +26,7 @@ from contracts.signing import peek_identity
 from contracts.topics import Channel, topic
 from contracts.wire import Ack, Birth, CommandMessage, ContractResult, JournalBatch, Telemetry
 from fieldpact.mqtt import Backoff, LinkDown, MqttLink, Will
+from fieldpact.aio import raise_if_cancelled
 
 log = logging.getLogger("fieldpact.agent.uplink")
 
@@ -163,6 +164,7 @@ class Uplink:
     # -- outbound --------------------------------------------------------------------------
     async def _sender(self) -> None:
         while True:
+            raise_if_cancelled()
             await self.link.connected.wait()
             sent_any = await self._send_some()
             if not sent_any:
@@ -202,6 +204,7 @@ class Uplink:
 
     async def _telemetry(self) -> None:
         while True:
+            raise_if_cancelled()
             await asyncio.sleep(self.cfg.telemetry_s)
             report = self._latest
             if report is None or not self.link.connected.is_set():

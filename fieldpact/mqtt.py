@@ -21,6 +21,8 @@ from urllib.parse import urlsplit
 
 import aiomqtt
 
+from fieldpact.aio import raise_if_cancelled
+
 log = logging.getLogger(__name__)
 
 MQTT_DEFAULT_PORT = 1883
@@ -132,6 +134,7 @@ class MqttLink:
         """
         attempt = 0
         while True:
+            raise_if_cancelled()
             reason, was_up = await self._session(on_message)
             attempt = 0 if was_up else attempt + 1
             if was_up and self._on_disconnect is not None:
@@ -164,6 +167,7 @@ class MqttLink:
                 await self._came_up(client)
                 async for message in client.messages:
                     await on_message(str(message.topic), _payload_bytes(message.payload))
+                    raise_if_cancelled()
         except (aiomqtt.MqttError, LinkDown) as exc:
             reason = str(exc) or type(exc).__name__
         else:  # pragma: no cover - the message iterator only ends by raising

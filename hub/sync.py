@@ -34,6 +34,7 @@ from hub.ingest import Cursor, DeviceIngest
 from hub.offline import OfflineManager, current_point
 from hub.states import ContractEvent, ContractStatus, DeviceEvent, DeviceState, IllegalTransition
 from hub.store import DeviceRecord, HubStore, JournalRow, NotFound, contract_id
+from fieldpact.aio import raise_if_cancelled
 
 log = logging.getLogger("fieldpact.hub.sync")
 
@@ -114,6 +115,7 @@ class HubSync:
         # A burst of queued messages is otherwise handled without ever suspending (queue gets
         # return at once), starving the API that shares this event loop.
         await asyncio.sleep(0)
+        raise_if_cancelled()
 
     def _event(self, device: str, event: DeviceEvent, reason: str | None = None) -> DeviceState:
         try:
@@ -198,7 +200,7 @@ class HubSync:
         if result.broken is not None:
             self._alarm(device, "chain_broken", f"seq {result.broken.seq}: {result.broken.reason}")
             self._event(device, DeviceEvent.CHAIN_BROKEN, result.broken.reason)
-        self._contract_events(device, result.store)
+        await self._contract_events(device, result.store)
         await self._ack(parts, result.cursor.seq)
         await self._maybe_caught_up(device)
 
@@ -227,19 +229,44 @@ class HubSync:
             why = f"reconciliation {report.id}" if report else "no outage to reconcile"
             self._event(device, DeviceEvent.RECONCILE_DONE, why)
 
-    def _contract_events(self, device: str, entries: list[Entry]) -> None:
+    async def _contract_events(self, device: str, entries: list[Entry]) -> None:
+        """Contract outcomes seen in a live device's journal. A failure goes to the planner: a
+        failed contract as `runtime`, a guard trip as `adapters`. (After an outage the same
+        entries are judged by the reconciliation instead, so they are not handled twice.)"""
+        state = self.store.device(device).state
         for e in entries:
             event = e.body.get("event")
             if event in ("completed", "failed") and e.kind.value == "step":
-                self._finish_contract(device, event)
+                failed = self._finish_contract(device, event)
+                if failed is not None and state is DeviceState.LIVE:
+                    await self._plan(failed, FailureCategory.RUNTIME,
+                                     f"contract failed: {e.body.get('reason') or e.body.get('step')}")
+            elif event == "guard_trip" and state is DeviceState.LIVE:
+                cid = self._current_cid(device)
+                if cid is not None:
+                    await self._plan(cid, FailureCategory.ADAPTERS,
+                                     f"guard trip: {e.body.get('reason')} {e.body.get('point') or ''}")
 
-    def _finish_contract(self, device: str, event: str) -> None:
+    def _current_cid(self, device: str) -> str | None:
         rec = self.store.device(device)
-        if not rec.contract or not rec.version:
-            return
-        cid = contract_id(rec.contract, rec.version)
+        return contract_id(rec.contract, rec.version) if rec.contract and rec.version else None
+
+    def _finish_contract(self, device: str, event: str) -> str | None:
+        """Move the device's contract to COMPLETED/FAILED; the contract id if it failed."""
+        cid = self._current_cid(device)
+        if cid is None:
+            return None
         ev = ContractEvent.COMPLETE if event == "completed" else ContractEvent.FAIL
-        self._contract_event(cid, ev, f"journal: {event}")
+        written = self._contract_event(cid, ev, f"journal: {event}")
+        return cid if written and ev is ContractEvent.FAIL else None
+
+    async def _plan(self, cid: str, category: FailureCategory, reason: str) -> None:
+        record = self.store.contract(cid)
+        steps = [s.name for s in parse_contract(record.document).steps]
+        live = self.live.get(record.device, {})
+        step = steps.index(live["step"]) if live.get("step") in steps else None
+        await self.offline.apply_policy(parse_contract(record.document), record, category,
+                                        reason, step)
 
     def _contract_event(self, cid: str, event: ContractEvent, reason: str) -> bool:
         try:
@@ -287,6 +314,7 @@ class HubSync:
     async def _ticker(self) -> None:
         next_flush = time.monotonic()
         while True:
+            raise_if_cancelled()
             await asyncio.sleep(TICK_S)
             async with self._lock:
                 self._check_silence()
