@@ -158,7 +158,7 @@ class OfflineManager:
                                    divergent=report.divergent, action=action)
         rec_id = self.store.add_reconciliation(rec)
         self._audit(actor, AuditAction.RECONCILE, device.id, record.id,
-                    "; ".join(report.reasons) or "within tolerance", decision=action,
+                    "; ".join(report.reasons) or "within tolerance", action=action,
                     reconciliation=rec_id)
         log.info("reconciled device=%s contract=%s divergent=%s action=%s reasons=%s",
                  device.id, record.id, report.divergent, action, list(report.reasons))
@@ -193,7 +193,7 @@ class OfflineManager:
                                    divergent=report.divergent, action=action)
         rec_id = self.store.add_reconciliation(rec)
         self._audit(actor, AuditAction.RECONCILE, record.device, record.id,
-                    "; ".join(report.reasons) or "within tolerance", decision=action,
+                    "; ".join(report.reasons) or "within tolerance", action=action,
                     reconciliation=rec_id, requested=True)
         return ReconciliationRecord(**{**rec.__dict__, "id": rec_id})
 
@@ -233,9 +233,9 @@ class OfflineManager:
             self.store.raise_alarm(record.device, "replan_refused", str(exc), self.clock())
             log.warning("replan_refused contract=%s reason=%s", record.id, exc)
 
-    def _audit(self, actor: str, action: AuditAction, device: str, contract: str, reason: str,
+    def _audit(self, actor: str, what: AuditAction, device: str, contract: str, reason: str,
                **detail: Any) -> None:
-        self.store.add_audit(AuditEntry(ts_ms=self.clock(), actor=actor, action=action,
+        self.store.add_audit(AuditEntry(ts_ms=self.clock(), actor=actor, action=what,
                                         outcome=Outcome.OK, device=device, contract=contract,
                                         reason=reason, detail=detail))
 

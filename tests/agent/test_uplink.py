@@ -167,3 +167,33 @@ async def test_offline_autonomy_budget_counts_from_the_last_contact_across_a_res
                           if e.body.get("event") == "step_entered"]
     assert trips and (not first_step or trips[0].ts_ms - first_step[0].ts_ms <= 200)
     assert sim.values()["pump_speed"] == 0
+
+
+async def test_contract_failing_on_a_live_device_goes_to_the_planner_and_is_reissued(
+        tmp_path: Path) -> None:
+    generate_keypair(tmp_path / "keys")
+    doc = tank_document(version=7)
+    doc["steps"][0]["timeout_s"] = 1  # the tank cannot reach 4 m in a second: the step times out
+    async with SimDevice("tank", port=0, tick_ms=20, initial={"level": 1.0}) as sim:
+        hub = HubRuntime(hub_config(tmp_path))
+        try:
+            async with hub.running():
+                assert hub.broker is not None
+                async with agent_running(tmp_path, sim, hub.broker.url, None) as agent:
+                    await eventually(lambda: agent.conn.online, 15, "agent connected")
+                    await hub.service.submit_contract(doc, "test")
+                    await eventually(lambda: _status(hub, "tank-fill@7") == "failed", 15, "failed")
+                    await eventually(lambda: _status(hub, "tank-fill@8") in ("accepted", "active"),
+                                     15, "re-issued version accepted by the agent")
+                    replans = [a for a in hub.store.audit(limit=200) if a.action.value == "replan"]
+        finally:
+            hub.close()
+    assert replans and replans[-1].detail["category"] == "runtime"
+    assert replans[-1].detail["action"] == "retry"
+
+
+def _status(hub: HubRuntime, cid: str) -> str | None:
+    try:
+        return hub.store.contract(cid).status.value
+    except Exception:
+        return None
