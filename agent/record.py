@@ -20,7 +20,7 @@ below are the format `agent/replay_journal.py` and the hub read back; change the
 """
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 from contracts.inputs import reading_to_wire
@@ -101,12 +101,3 @@ def overrun_item(now_ms: EpochMs, late_ms: int, skipped: int, resume_ms: EpochMs
 def fault_item(now_ms: EpochMs, what: str, reason: str, point: str | None = None) -> Item:
     return (EntryKind.ADAPTER_FAULT, {"category": "adapters", "what": what, "reason": reason,
                                       "point": point}, now_ms)
-
-
-def summarize_writes(items: Sequence[Item]) -> dict[str, Any]:
-    """All writes in `items`, merged (for tests and the status line)."""
-    out: dict[str, Any] = {}
-    for kind, body, _ in items:
-        if kind is EntryKind.OUTPUT:
-            out.update(body["writes"])
-    return out

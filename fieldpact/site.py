@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -24,7 +24,8 @@ from fieldpact.mqtt import Backoff
 from hub.app import HubRuntime
 from hub.auth import AuthConfig, Role, Token, hash_token
 from hub.broker import hash_password
-from hub.config import DEFAULT_POLICIES, DeviceCredential, FailureCategory, HubConfig, Policy
+from hub.config import (DEFAULT_POLICIES, BrokerConfig, DeviceCredential, FailureCategory,
+                         HubConfig, Policy)
 from hub.states import DeviceState
 from simulators.netcut import NetCut
 from simulators.server import SimDevice
@@ -68,7 +69,6 @@ class LocalSite:
         creds = tuple(DeviceCredential(id=d.id, site=self.site,
                                        password_hash=hash_password(self._passwords[d.id]))
                       for d in self.specs)
-        from hub.config import BrokerConfig
         return HubConfig(db_path=self.workdir / "hub.db", key_path=self.workdir / "keys" / "hub.key",
                          broker=BrokerConfig(listen_port=0), auth=AuthConfig(tokens=tokens),
                          devices=creds, silence_timeout_ms=int(self.silence_timeout_s * 1000),
@@ -157,9 +157,3 @@ async def _cancel(task: asyncio.Task[None]) -> None:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
-
-
-@contextlib.asynccontextmanager
-async def local_site(workdir: Path, devices: Sequence[DeviceSpec], **kw: Any) -> AsyncIterator[LocalSite]:
-    async with LocalSite(workdir, devices, **kw) as site:
-        yield site

@@ -19,7 +19,6 @@ from typing import Any
 from contracts.chain import Entry, EntryKind
 from contracts.codec import loads
 from contracts.engine import EngineState
-from contracts.inputs import Command, CommandKind
 from contracts.projection import Projection, ProjectionPoint, confidence, project
 from contracts.schema import Contract, parse_contract
 from contracts.types import EpochMs, Value
@@ -28,7 +27,6 @@ from hub.config import FailureCategory, Policy, PolicyAction
 from hub.planner import Decision, decide
 from hub.reconcile import Report, reconcile
 from hub.service import HubService, RequestRefused
-from hub.states import ContractStatus
 from hub.store import ContractRecord, DeviceRecord, HubStore, JournalRow, ReconciliationRecord
 
 log = logging.getLogger("fieldpact.hub.offline")
@@ -250,9 +248,3 @@ def _decision_json(d: Decision | None) -> dict[str, Any] | None:
     return {"action": d.action.value, "category": d.category.value, "reason": d.reason,
             "device": d.device, "new_version": d.document["version"] if d.document else None}
 
-
-def hold_command(reason: str) -> Command:
-    return Command(kind=CommandKind.HOLD, id=f"planner-{reason[:20]}")
-
-
-__all__ = ["OfflineManager", "current_point", "row_to_entry", "ContractStatus"]

@@ -347,7 +347,6 @@ class HubSync:
                     self._event(d.id, DeviceEvent.SILENCE, f"silent for {(now - seen) // 1000} s")
 
     def _refresh_projections(self) -> None:
-        now = self.clock()
         for d in self.store.devices(DeviceState.PROJECTED):
             if isinstance(d.projection, Mapping) and d.projection.get("source") == "projection":
                 self._store_projection(d.id, dict(d.projection))

@@ -14,7 +14,7 @@ from pathlib import Path
 import aiomqtt
 import pytest
 
-from fieldpact.mqtt import Backoff, Endpoint, LinkDown, MqttLink, Will, parse_url
+from fieldpact.mqtt import Backoff, Endpoint, LinkDown, MqttLink, parse_url
 from hub.broker import EmbeddedBroker
 from tests.conftest import FLEET, BrokerEndpoint, fleet_specs
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from agent.journal import (
-    SCHEMA_VERSION, JournalError, JournalFull, SqliteJournal, Synchronous,
+    SCHEMA_VERSION, JournalError, JournalFull, SqliteJournal,
 )
 from agent.journal_cli import main as cli_main
 from contracts.chain import GENESIS, ChainBreak, EntryKind, verify_chain

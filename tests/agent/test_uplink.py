@@ -20,7 +20,7 @@ from simulators.server import SimDevice
 from tests.agent.conftest import now_ms, tank_document
 from tests.agent.helpers import eventually, journal_entries
 from tests.conftest import free_port
-from tests.hub.sync_helpers import PASSWORDS, SITE, hub_config
+from tests.hub.sync_helpers import PASSWORDS, SITE, acked, hub_config
 
 pytestmark = pytest.mark.slow
 
@@ -68,16 +68,16 @@ async def test_agent_journals_with_broker_down_then_every_entry_arrives_exactly_
                 async with hub.running():
                     await eventually(lambda: agent.conn.online, 15, "agent connected")
                     sent_head = len(journal_entries(tmp_path / "agent.db"))
-                    await eventually(lambda: hub.store.device("d1").acked_seq >= sent_head, 20,
+                    await eventually(lambda: acked(hub, "d1") >= sent_head, 20,
                                      "hub caught up with what was journaled offline")
-                    acked = hub.store.device("d1").acked_seq
+                    hub_acked = acked(hub, "d1")
                     rows = hub.store.journal("d1", 0, 100_000)
                     ingested = hub.sync.entries_ingested if hub.sync else -1
-                    await eventually(lambda: _agent_acked(tmp_path) >= acked, 10, "durable ack")
+                    await eventually(lambda: _agent_acked(tmp_path) >= hub_acked, 10, "durable ack")
             finally:
                 hub.close()
     assert [r.seq for r in rows] == list(range(1, len(rows) + 1))
-    assert len(rows) >= acked >= sent_head
+    assert len(rows) >= hub_acked >= sent_head
     assert ingested == len(rows)  # stored once each: no duplicate survived the resends
 
 
@@ -130,7 +130,7 @@ async def test_operator_reconcile_request_and_hold_then_abort_reach_the_running_
                     rec = await hub.service.submit_contract(tank_document(version=6), "test")
                     await eventually(lambda: hub.store.contract(rec.id).status.value == "active",
                                      15, "contract active")
-                    await eventually(lambda: hub.store.device("d1").acked_seq > 5, 10, "journal")
+                    await eventually(lambda: acked(hub, "d1") > 5, 10, "journal")
                     hub.service.request_reconcile(rec.id, "operator-ann")
                     recon = await eventually(lambda: hub.store.reconciliations(device="d1"), 10,
                                              "the requested reconciliation")

@@ -79,3 +79,13 @@ async def wait_ack(client: aiomqtt.Client, seq: int, timeout_s: float = 10) -> i
 async def publish(client: aiomqtt.Client, device: str, channel: Channel, payload: bytes,
                   **kw: Any) -> None:
     await client.publish(topic(SITE, device, channel), payload, qos=1, **kw)
+
+
+def acked(hub: Any, device: str) -> int:
+    """The hub's acked seq for `device`; 0 until the hub has registered it (its birth may still
+    be in flight when the agent already counts itself online)."""
+    from hub.store import NotFound
+    try:
+        return int(hub.store.device(device).acked_seq)
+    except NotFound:
+        return 0

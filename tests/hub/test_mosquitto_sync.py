@@ -13,7 +13,7 @@ from tests.agent.conftest import tank_document
 from tests.agent.helpers import eventually, journal_entries
 from tests.agent.test_uplink import agent_running
 from tests.conftest import BrokerEndpoint
-from tests.hub.sync_helpers import hub_config
+from tests.hub.sync_helpers import acked, hub_config
 
 pytestmark = [pytest.mark.mosquitto, pytest.mark.slow]
 
@@ -34,7 +34,7 @@ async def test_hub_and_agent_sync_through_mosquitto(tmp_path: Path,
                                      20, "contract active via mosquitto")
                     await eventually(lambda: hub.store.device("d1").state is DeviceState.LIVE, 20, "live")
                     head = len(journal_entries(tmp_path / "agent.db"))
-                    await eventually(lambda: hub.store.device("d1").acked_seq >= head, 20,
+                    await eventually(lambda: acked(hub, "d1") >= head, 20,
                                      "journal acked through mosquitto")
                     rows = hub.store.journal("d1", 0, 100_000)
     finally:
