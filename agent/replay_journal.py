@@ -42,13 +42,26 @@ class ReplayReport:
         return not self.mismatches
 
 
+_NOT_CYCLE = frozenset({EntryKind.CONTRACT, EntryKind.BOOT, EntryKind.GAP, EntryKind.CHECKPOINT})
+_WALL_CLOCK_EVENTS = frozenset({"agent_started", "stored_contract_refused"})
+
+
+def _from_cycle(e: Entry) -> bool:
+    """Whether a scan cycle wrote `e` (at a cycle time). Contract changes, boots, gaps and the
+    agent's own start/restore entries carry wall-clock times outside any cycle."""
+    return e.kind not in _NOT_CYCLE and e.body.get("event") not in _WALL_CLOCK_EVENTS
+
+
 class _Segment:
     def __init__(self, boot: Entry, entries: Sequence[Entry]) -> None:
         self.boot = boot
         self.by_ts: dict[EpochMs, list[Entry]] = {}
         for e in entries:
             self.by_ts.setdefault(e.ts_ms, []).append(e)
-        self.end_ms = max((e.ts_ms for e in entries), default=boot.ts_ms)
+        # The last cycle the segment ran: only entries a scan cycle writes count. A CONTRACT
+        # "activated" entry is stamped with the NEW segment's first cycle time, which the old
+        # segment never ran.
+        self.end_ms = max((e.ts_ms for e in entries if _from_cycle(e)), default=boot.ts_ms)
 
 
 def segments(entries: Iterable[Entry]) -> Iterator[_Segment]:

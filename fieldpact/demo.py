@@ -158,7 +158,9 @@ async def _journals(d: Demo) -> None:
         contiguous = seqs == list(range(1, len(seqs) + 1))
         d.check(f"{device}: journal chain intact, replay exact, hub copy gapless",
                 broken is None and report.ok and contiguous,
-                f"{head} entries, {report.writes_checked} writes replayed, hub holds 1..{len(seqs)}")
+                f"{head} entries ({'chain intact' if broken is None else f'BROKEN at {broken.seq}'}), "
+                f"{report.writes_checked} writes replayed with {len(report.mismatches)} mismatches, "
+                f"hub holds 1..{len(seqs)}{'' if contiguous else ' WITH GAPS'}")
 
 
 def _timeline(d: Demo) -> None:

@@ -21,7 +21,7 @@ from contracts.loader import check_mapping
 from contracts.schema import Contract
 from simulators.faults import Fault
 from simulators.server import SimDevice
-from tests.agent.conftest import tank_document
+from tests.agent.conftest import now_ms, tank_document
 from tests.agent.helpers import eventually, events, journal_entries
 
 
@@ -118,4 +118,23 @@ async def test_journal_chain_is_intact_and_replay_reproduces_every_output(
     assert verify_chain(entries, GENESIS, 0) is None
     report = replay_entries(entries, contracts_in(entries).get)
     assert report.segments == 1 and report.writes_checked > 5
+    assert report.ok, report.mismatches[:3]
+
+
+async def test_replay_stays_exact_across_a_contract_switch_mid_ramp(
+        tmp_path: Path, keys: tuple[Path, Path], signer: Callable[[Contract], bytes],
+        tank: SimDevice) -> None:
+    cfg = _config(tmp_path, keys, tank.port, _write_signed(tmp_path, signer))
+    async with running_agent(cfg) as agent:
+        await eventually(lambda: 0 < tank.values()["pump_speed"] < 1200, 5, "mid-ramp")
+        assert agent.store is not None
+        newer = await agent.store.receive(signer(check_mapping(tank_document(version=4))),
+                                          now_ms())
+        agent.scan.offer(newer)
+        await eventually(lambda: len([e for e in journal_entries(cfg.journal)
+                                      if e.kind is EntryKind.BOOT]) == 2, 5, "second segment")
+        await eventually(lambda: len(events(cfg.journal, "step_entered")) == 2, 5, "v4 running")
+    entries = journal_entries(cfg.journal)
+    report = replay_entries(entries, contracts_in(entries).get)
+    assert report.segments == 2
     assert report.ok, report.mismatches[:3]
