@@ -2,12 +2,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import TypeVar
 
+from agent.config import AgentConfig
 from agent.journal import _SELECT, _row_to_entry
+from agent.modbus import ModbusLink
+from agent.runtime import Agent
+from fieldpact.mqtt import Backoff
 from contracts.chain import Entry, EntryKind
 
 T = TypeVar("T")
@@ -47,3 +52,20 @@ async def eventually_async(check: Callable[[], Awaitable[T | None]], timeout_s: 
 def events(path: Path, name: str) -> list[Entry]:
     """Entries whose body names `event` = name."""
     return [e for e in journal_entries(path) if e.body.get("event") == name]
+
+
+@contextlib.asynccontextmanager
+async def running_agent(cfg: AgentConfig, *,
+                        reconnect: Backoff | None = None) -> AsyncIterator[Agent]:
+    """An in-process Agent on a real ModbusLink, started and (on exit) cancelled."""
+    agent = Agent(cfg, link=ModbusLink(cfg.modbus.host, cfg.modbus.port,
+                                       timeout_s=cfg.modbus.timeout_s), reconnect=reconnect)
+    task = asyncio.create_task(agent.run(), name="agent-under-test")
+    try:
+        async with asyncio.timeout(10):
+            await agent.started.wait()
+        yield agent
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

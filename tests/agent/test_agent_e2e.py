@@ -4,17 +4,13 @@ No broker: the agent runs standalone (a hub is not needed to run). The uplink ha
 """
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
 
 from agent.config import AgentConfig, ModbusConfig
-from agent.modbus import ModbusLink
 from agent.replay_journal import contracts_in, replay_entries
-from agent.runtime import Agent
 from contracts.chain import EntryKind, verify_chain, GENESIS
 from contracts.inputs import Command, CommandKind
 from contracts.loader import check_mapping
@@ -22,7 +18,7 @@ from contracts.schema import Contract
 from simulators.faults import Fault
 from simulators.server import SimDevice
 from tests.agent.conftest import now_ms, tank_document
-from tests.agent.helpers import eventually, events, journal_entries
+from tests.agent.helpers import eventually, events, journal_entries, running_agent
 
 
 def _config(tmp_path: Path, keys: tuple[Path, Path], port: int, contract: Path) -> AgentConfig:
@@ -30,20 +26,6 @@ def _config(tmp_path: Path, keys: tuple[Path, Path], port: int, contract: Path) 
                        trusted_key=keys[1], modbus=ModbusConfig(host="127.0.0.1", port=port,
                                                                 timeout_s=0.3),
                        contract=contract)
-
-
-@contextlib.asynccontextmanager
-async def running_agent(cfg: AgentConfig) -> AsyncIterator[Agent]:
-    agent = Agent(cfg, link=ModbusLink(cfg.modbus.host, cfg.modbus.port, timeout_s=cfg.modbus.timeout_s))
-    task = asyncio.create_task(agent.run(), name="agent-under-test")
-    try:
-        async with asyncio.timeout(10):
-            await agent.started.wait()
-        yield agent
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
 
 
 @pytest.fixture

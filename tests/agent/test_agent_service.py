@@ -18,7 +18,7 @@ from simulators.server import SimDevice
 from tests.agent.conftest import now_ms, tank_document
 from tests.agent.helpers import eventually, events
 from tests.agent.test_agent_crash import _write_config
-from tests.agent.test_agent_e2e import running_agent
+from tests.agent.helpers import running_agent
 
 
 def _recv_all(sock: socket.socket) -> list[str]:

@@ -20,7 +20,8 @@ from hub.auth import hash_token
 from simulators.server import SimDevice
 from tests.agent.conftest import tank_document
 from tests.agent.helpers import eventually
-from tests.agent.test_agent_e2e import _config, running_agent
+from tests.agent.helpers import running_agent
+from tests.agent.test_agent_e2e import _config
 from tests.conftest import free_port
 
 README = Path(__file__).resolve().parents[2] / "README.md"

@@ -1,7 +1,6 @@
 """The agent's uplink against a real hub and broker: store-and-forward, exactly once, refusals."""
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -10,7 +9,6 @@ import pytest
 
 from agent.config import AgentConfig, BrokerConfig, ModbusConfig
 from agent.journal import SqliteJournal
-from agent.modbus import ModbusLink
 from agent.runtime import Agent
 from contracts.loader import check_mapping
 from contracts.signing import generate_keypair, load_private_key, sign_contract
@@ -18,7 +16,7 @@ from fieldpact.mqtt import Backoff
 from hub.app import HubRuntime
 from simulators.server import SimDevice
 from tests.agent.conftest import now_ms, tank_document
-from tests.agent.helpers import eventually, journal_entries
+from tests.agent.helpers import eventually, journal_entries, running_agent
 from tests.conftest import free_port
 from tests.hub.sync_helpers import PASSWORDS, SITE, acked, hub_config
 
@@ -33,17 +31,24 @@ async def agent_running(tmp_path: Path, sim: SimDevice, broker_url: str,
                       modbus=ModbusConfig(host="127.0.0.1", port=sim.port, timeout_s=0.3),
                       broker=BrokerConfig(url=broker_url, username="d1", password=PASSWORDS["d1"]),
                       contract=contract, batch_max=50)
-    agent = Agent(cfg, link=ModbusLink("127.0.0.1", sim.port, timeout_s=0.3),
-                  reconnect=Backoff(initial_s=0.1, max_s=0.5, jitter=0.2))
-    task = asyncio.create_task(agent.run())
-    try:
-        async with asyncio.timeout(10):
-            await agent.started.wait()
+    async with running_agent(cfg, reconnect=Backoff(initial_s=0.1, max_s=0.5, jitter=0.2)) as agent:
         yield agent
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+
+
+@contextlib.asynccontextmanager
+async def hub_and_agent(tmp_path: Path) -> AsyncIterator[tuple[HubRuntime, Agent, SimDevice]]:
+    """A hub (embedded broker) and a connected agent with no contract yet, on a tank simulator."""
+    generate_keypair(tmp_path / "keys")
+    async with SimDevice("tank", port=0, tick_ms=20, initial={"level": 1.0}) as sim:
+        hub = HubRuntime(hub_config(tmp_path))
+        try:
+            async with hub.running():
+                assert hub.broker is not None
+                async with agent_running(tmp_path, sim, hub.broker.url, None) as agent:
+                    await eventually(lambda: agent.conn.online, 15, "agent connected")
+                    yield hub, agent, sim
+        finally:
+            hub.close()
 
 
 def _signed_contract(tmp_path: Path, **overrides: object) -> Path:
@@ -88,62 +93,43 @@ def _agent_acked(tmp_path: Path) -> int:
 
 async def test_contract_pushed_over_mqtt_is_run_and_bad_ones_are_refused_with_reasons(
         tmp_path: Path) -> None:
-    generate_keypair(tmp_path / "keys")
-    async with SimDevice("tank", port=0, tick_ms=20, initial={"level": 1.0}) as sim:
-        hub = HubRuntime(hub_config(tmp_path))
-        try:
-            async with hub.running():
-                assert hub.broker is not None
-                async with agent_running(tmp_path, sim, hub.broker.url, None) as agent:
-                    await eventually(lambda: agent.conn.online, 15, "agent connected")
-                    rec = await hub.service.submit_contract(tank_document(version=4), "test")
-                    await eventually(lambda: agent.scan.segment is not None, 10, "contract running")
-                    good = (tmp_path / "good.cose")
-                    good.write_bytes(rec.signed)
-                    tampered = bytearray(rec.signed)
-                    tampered[-5] ^= 0xFF
-                    older = _signed_contract(tmp_path, version=2).read_bytes()
-                    for data in (bytes(tampered), older):
-                        await hub.publisher.push_contract(SITE, "d1", data)
-                    refusals = await eventually(lambda: [
-                        e.body["refusal"] for e in journal_entries(tmp_path / "agent.db")
-                        if e.body.get("event") == "refused"] if len(
-                        [e for e in journal_entries(tmp_path / "agent.db")
-                         if e.body.get("event") == "refused"]) >= 2 else None, 10, "two refusals")
-                    status = hub.store.contract(rec.id).status.value
-        finally:
-            hub.close()
+    async with hub_and_agent(tmp_path) as (hub, agent, _):
+        rec = await hub.service.submit_contract(tank_document(version=4), "test")
+        await eventually(lambda: agent.scan.segment is not None, 10, "contract running")
+        tampered = bytearray(rec.signed)
+        tampered[-5] ^= 0xFF
+        older = _signed_contract(tmp_path, version=2).read_bytes()
+        for data in (bytes(tampered), older):
+            await hub.publisher.push_contract(SITE, "d1", data)
+        refusals = await eventually(lambda: _refusals(tmp_path, 2), 10, "two refusals")
+        status = hub.store.contract(rec.id).status.value
     assert refusals == ["bad_signature", "older_version"]
     assert status in ("accepted", "active")
 
 
+def _refusals(tmp_path: Path, at_least: int) -> list[str] | None:
+    found = [e.body["refusal"] for e in journal_entries(tmp_path / "agent.db")
+             if e.body.get("event") == "refused"]
+    return found if len(found) >= at_least else None
+
+
 async def test_operator_reconcile_request_and_hold_then_abort_reach_the_running_agent(
         tmp_path: Path) -> None:
-    generate_keypair(tmp_path / "keys")
-    async with SimDevice("tank", port=0, tick_ms=20, initial={"level": 1.0}) as sim:
-        hub = HubRuntime(hub_config(tmp_path))
-        try:
-            async with hub.running():
-                assert hub.broker is not None
-                async with agent_running(tmp_path, sim, hub.broker.url, None) as agent:
-                    await eventually(lambda: agent.conn.online, 15, "agent connected")
-                    rec = await hub.service.submit_contract(tank_document(version=6), "test")
-                    await eventually(lambda: hub.store.contract(rec.id).status.value == "active",
-                                     15, "contract active")
-                    await eventually(lambda: acked(hub, "d1") > 5, 10, "journal")
-                    hub.service.request_reconcile(rec.id, "operator-ann")
-                    recon = await eventually(lambda: hub.store.reconciliations(device="d1"), 10,
-                                             "the requested reconciliation")
-                    await hub.service.hold(rec.id, "operator-ann", "inspect the valve")
-                    await eventually(lambda: agent.scan.segment.state.mode.value == "held", 10,
-                                     "engine held")
-                    await hub.service.abort(rec.id, "operator-ann", "stop for the day")
-                    await eventually(lambda: agent.scan.segment.state.mode.value == "aborted", 10,
-                                     "engine aborted")
-                    await eventually(lambda: sim.values()["pump_speed"] == 0, 5, "pump stopped")
-                    audit = [(a.actor, a.action.value) for a in hub.store.audit(limit=100)]
-        finally:
-            hub.close()
+    async with hub_and_agent(tmp_path) as (hub, agent, sim):
+        rec = await hub.service.submit_contract(tank_document(version=6), "test")
+        await eventually(lambda: hub.store.contract(rec.id).status.value == "active", 15,
+                         "contract active")
+        await eventually(lambda: acked(hub, "d1") > 5, 10, "journal")
+        hub.service.request_reconcile(rec.id, "operator-ann")
+        recon = await eventually(lambda: hub.store.reconciliations(device="d1"), 10,
+                                 "the requested reconciliation")
+        await hub.service.hold(rec.id, "operator-ann", "inspect the valve")
+        await eventually(lambda: agent.scan.segment.state.mode.value == "held", 10, "engine held")
+        await hub.service.abort(rec.id, "operator-ann", "stop for the day")
+        await eventually(lambda: agent.scan.segment.state.mode.value == "aborted", 10,
+                         "engine aborted")
+        await eventually(lambda: sim.values()["pump_speed"] == 0, 5, "pump stopped")
+        audit = [(a.actor, a.action.value) for a in hub.store.audit(limit=100)]
     assert recon[0].report["requested_by"] == "operator-ann"
     assert recon[0].report["step_actual"] == "fill"
     assert ("operator-ann", "hold") in audit and ("operator-ann", "abort") in audit
@@ -171,23 +157,14 @@ async def test_offline_autonomy_budget_counts_from_the_last_contact_across_a_res
 
 async def test_contract_failing_on_a_live_device_goes_to_the_planner_and_is_reissued(
         tmp_path: Path) -> None:
-    generate_keypair(tmp_path / "keys")
     doc = tank_document(version=7)
     doc["steps"][0]["timeout_s"] = 1  # the tank cannot reach 4 m in a second: the step times out
-    async with SimDevice("tank", port=0, tick_ms=20, initial={"level": 1.0}) as sim:
-        hub = HubRuntime(hub_config(tmp_path))
-        try:
-            async with hub.running():
-                assert hub.broker is not None
-                async with agent_running(tmp_path, sim, hub.broker.url, None) as agent:
-                    await eventually(lambda: agent.conn.online, 15, "agent connected")
-                    await hub.service.submit_contract(doc, "test")
-                    await eventually(lambda: _status(hub, "tank-fill@7") == "failed", 15, "failed")
-                    await eventually(lambda: _status(hub, "tank-fill@8") in ("accepted", "active"),
-                                     15, "re-issued version accepted by the agent")
-                    replans = [a for a in hub.store.audit(limit=200) if a.action.value == "replan"]
-        finally:
-            hub.close()
+    async with hub_and_agent(tmp_path) as (hub, _, _):
+        await hub.service.submit_contract(doc, "test")
+        await eventually(lambda: _status(hub, "tank-fill@7") == "failed", 15, "failed")
+        await eventually(lambda: _status(hub, "tank-fill@8") in ("accepted", "active"), 15,
+                         "re-issued version accepted by the agent")
+        replans = [a for a in hub.store.audit(limit=200) if a.action.value == "replan"]
     assert replans and replans[-1].detail["category"] == "runtime"
     assert replans[-1].detail["action"] == "retry"
 
