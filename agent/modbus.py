@@ -22,7 +22,6 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
 
 from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
@@ -33,6 +32,7 @@ from agent.registers import ReadRequest
 from contracts.inputs import Reading
 from contracts.schema import Point, Table
 from contracts.types import EpochMs, PointName, Value
+from fieldpact.backoff import Backoff, Retrier
 
 log = logging.getLogger("fieldpact.agent.modbus")
 
@@ -45,36 +45,19 @@ DEADLINE_MARGIN_S = 0.1
 ours only catches a hang inside the library."""
 
 
-@dataclass(kw_only=True)
-class Backoff:
-    """Exponential backoff with jitter: delays initial_s, 2x, 4x ... capped at max_s, each scaled by
-    a random factor in [1 - jitter, 1 + jitter] so that a fleet does not reconnect in lockstep."""
-
-    initial_s: float = 0.05
-    max_s: float = 5.0
-    factor: float = 2.0
-    jitter: float = 0.2
-    rng: random.Random = field(default_factory=random.Random)
-    _attempt: int = 0
-
-    def next_delay(self) -> float:
-        """The delay before the next attempt; each call counts one more failure."""
-        base = min(self.max_s, self.initial_s * self.factor ** self._attempt)
-        self._attempt += 1
-        return base * (1.0 + self.rng.uniform(-self.jitter, self.jitter))
-
-    def reset(self) -> None:
-        self._attempt = 0
+DEFAULT_BACKOFF = Backoff(initial_s=0.05, max_s=5.0, jitter=0.2)
+"""Start retrying a device fast (a dropped TCP connection usually comes straight back) and back
+off to 5 s, so a dead device costs one connect attempt per 5 s, not one per scan."""
 
 
 class ModbusLink:
     """A DeviceLink to one Modbus TCP endpoint (any unit ids behind it)."""
 
     def __init__(self, host: str, port: int, *, timeout_s: float = DEFAULT_TIMEOUT_S,
-                 backoff: Backoff | None = None,
+                 backoff: Backoff | None = None, rng: random.Random | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.host, self.port, self.timeout_s = host, port, timeout_s
-        self.backoff = backoff or Backoff()
+        self.backoff = Retrier(backoff or DEFAULT_BACKOFF, rng)
         self._clock = clock
         self._client: AsyncModbusTcpClient | None = None
         self._next_attempt = 0.0
