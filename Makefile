@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo bench clean
+.PHONY: test demo bench lint clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -20,10 +20,14 @@ test: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/fieldpact demo
 
+lint: $(STAMP)
+	$(BIN)/mypy --strict --ignore-missing-imports contracts agent hub simulators fieldpact
+
 bench: $(STAMP)
-	$(BIN)/python bench/engine.py
-	$(BIN)/python bench/scan.py
-	$(BIN)/python bench/sync.py
+	$(BIN)/python -m bench.engine
+	$(BIN)/python -m bench.journal
+	$(BIN)/python -m bench.scan
+	$(BIN)/python -m bench.sync
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

@@ -25,7 +25,7 @@ from agent.modbus import ModbusLink
 from agent.scan import ActiveContract, Connectivity, CycleReport, ScanLoop
 from agent.systemd import Notifier
 from agent.uplink import LAST_CONTACT, Uplink, wall_ms
-from fieldpact.mqtt import Backoff
+from fieldpact.backoff import Backoff, Retrier
 from contracts.chain import EntryKind
 from contracts.errors import ContractRefused
 from contracts.signing import load_public_key
@@ -33,6 +33,8 @@ from contracts.signing import load_public_key
 log = logging.getLogger("fieldpact.agent")
 
 HEARTBEAT_S = 30
+UPLINK_RESTART = Backoff(initial_s=1.0, max_s=60.0, jitter=0.3)
+"""A crashed uplink restarts after 1 s, backing off to a minute if it keeps failing."""
 RETENTION_S = 60
 
 
@@ -101,7 +103,22 @@ class Agent:
                 if self.cfg.broker is not None:
                     self.uplink = Uplink(self.cfg, self.journal, self.scan, self.store, self.conn,
                                          reconnect=self.reconnect)
-                    tg.create_task(self.uplink.run(), name="uplink")
+                    tg.create_task(self._supervised_uplink(self.uplink), name="uplink")
+
+    async def _supervised_uplink(self, uplink: Uplink) -> None:
+        """Run the uplink; if it fails, journal why and restart it after a pause. Network code
+        must never take the scan loop down with it (safety never waits for the network)."""
+        pause = Retrier(UPLINK_RESTART)
+        while True:
+            try:
+                await uplink.run()
+            except Exception as exc:  # noqa: BLE001 - any uplink bug: isolate, record, restart
+                log.exception("uplink_failed")
+                self.conn.set_online(False, self.conn.last_contact_ms or wall_ms())
+                await self.journal.append(EntryKind.EVENT, {
+                    "event": "uplink_failed", "error": f"{type(exc).__name__}: {exc}"[:500]},
+                    wall_ms())
+                await asyncio.sleep(pause.next_delay())
 
     async def _load_local_contract(self, running: str | None) -> None:
         """The contract file from the config, offered unless it is the one being resumed (a

@@ -24,8 +24,10 @@ from agent.scan import Connectivity, CycleReport, ScanLoop
 from contracts.errors import ContractRefused, EncodingError
 from contracts.signing import peek_identity
 from contracts.topics import Channel, topic
+from contracts.types import Value
 from contracts.wire import Ack, Birth, CommandMessage, ContractResult, JournalBatch, Telemetry
-from fieldpact.mqtt import Backoff, LinkDown, MqttLink, Will
+from fieldpact.backoff import Backoff
+from fieldpact.mqtt import LinkDown, MqttLink, Will
 from fieldpact.aio import raise_if_cancelled
 
 log = logging.getLogger("fieldpact.agent.uplink")
@@ -216,7 +218,8 @@ class Uplink:
 
     async def _publish_telemetry(self, report: CycleReport) -> None:
         seg = self.scan.segment
-        values = {n: r.value for n, r in report.view.items()}
+        values: dict[str, Value] = {n: r.value for n, r in report.view.items()
+                                    if r.value is not None and r.good}  # BAD has no value
         values.update(dict(report.result.state.outputs))
         step = seg.step_name() if seg else None
         c = seg.active.contract if seg else None

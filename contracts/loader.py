@@ -18,7 +18,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-import yaml  # type: ignore[import-untyped]  # no stubs installed in the venv
+import yaml
 
 from contracts.errors import ContractInvalid, DocumentError
 from contracts.schema import Contract, parse_contract

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import logging
 import shutil
 import time
@@ -81,7 +82,7 @@ class _Failed(Exception):
 
 def _document(device: str, version: int) -> dict[str, Any]:
     file, contract = CONTRACTS[device]
-    doc = yaml.safe_load((EXAMPLES / file).read_text())
+    doc: dict[str, Any] = yaml.safe_load((EXAMPLES / file).read_text())
     now = time.time_ns() // 1_000_000
     doc.update(contract=contract, device=device, site="north-field", version=version,
                valid_from=format_time(now - 1000), valid_until=format_time(now + 86_400_000))
@@ -89,6 +90,14 @@ def _document(device: str, version: int) -> dict[str, Any]:
         if p.get("direction") == "write":
             p["owner"] = doc["contract"]
     return doc
+
+
+def _is_status(d: Demo, cid: str, status: ContractStatus) -> bool:
+    return _hub_status(d, cid) is status
+
+
+def _is_state(d: Demo, device: str, state: DeviceState) -> bool:
+    return d.site.device_state(device) is state
 
 
 def _hub_status(d: Demo, cid: str) -> ContractStatus | None:
@@ -107,8 +116,9 @@ async def _push_contracts(d: Demo) -> dict[str, str]:
         d.say(f"pushed {ids[spec.id]} to {spec.id} via POST /api/contracts")
     for device, cid in ids.items():
         await d.wait(f"{cid} active on {device}",
-                     lambda c=cid: _hub_status(d, c) is ContractStatus.ACTIVE, 30)
-        await d.wait(f"{device} live", lambda dev=device: d.site.device_state(dev) is DeviceState.LIVE, 30)
+                     functools.partial(_is_status, d, cid, ContractStatus.ACTIVE), 30)
+        await d.wait(f"{device} live",
+                     functools.partial(_is_state, d, device, DeviceState.LIVE), 30)
     return ids
 
 

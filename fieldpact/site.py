@@ -20,7 +20,7 @@ import uvicorn
 from agent.config import AgentConfig, BrokerConfig as AgentBroker, ModbusConfig
 from agent.modbus import ModbusLink
 from agent.runtime import Agent
-from fieldpact.mqtt import Backoff
+from fieldpact.backoff import Backoff
 from hub.app import HubRuntime
 from hub.auth import AuthConfig, Role, Token, hash_token
 from hub.broker import hash_password

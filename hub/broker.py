@@ -177,7 +177,7 @@ def mosquitto_password_line(username: str, password: str, *, iterations: int = 1
 # --- amqtt adapter ------------------------------------------------------------------------------
 
 
-class AmqttAuthPlugin(BaseAuthPlugin):
+class AmqttAuthPlugin(BaseAuthPlugin):  # type: ignore[misc]  # amqtt ships no types
     """amqtt auth plugin: password check against `users`, and the will topic against the ACL."""
 
     @dataclass
@@ -199,7 +199,7 @@ class AmqttAuthPlugin(BaseAuthPlugin):
         return True
 
 
-class AmqttAclPlugin(BaseTopicPlugin):
+class AmqttAclPlugin(BaseTopicPlugin):  # type: ignore[misc]
     """amqtt topic plugin: `allowed` for publish, subscribe and delivery."""
 
     @dataclass
@@ -278,14 +278,14 @@ class _SnapshotDict(dict):  # type: ignore[type-arg]
     (Our delivery guarantee never rests on the broker — seq + ack — but a lost contract push costs
     a reconnect to recover.)"""
 
-    def items(self):  # type: ignore[no-untyped-def, override]
+    def items(self):  # type: ignore[no-untyped-def]
         return list(super().items())
 
     def __iter__(self):  # type: ignore[no-untyped-def]
         return iter(list(super().keys()))
 
 
-class _DrainingBroker(Broker):
+class _DrainingBroker(Broker):  # type: ignore[misc]
     """amqtt's Broker, plus: connections still in their handshake at shutdown are closed too.
 
     amqtt's shutdown closes established sessions and the listener, but a connection accepted a
@@ -296,7 +296,7 @@ class _DrainingBroker(Broker):
     def __init__(self, config: dict[str, Any]) -> None:
         super().__init__(config)
         self._live: dict[asyncio.Task[Any], asyncio.StreamWriter] = {}
-        self._subscriptions = _SnapshotDict(self._subscriptions)
+        self._subscriptions: dict[str, Any] = _SnapshotDict(self._subscriptions)
 
     async def stream_connected(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                                listener_name: str) -> None:
