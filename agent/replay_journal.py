@@ -43,7 +43,8 @@ class ReplayReport:
 
 
 _NOT_CYCLE = frozenset({EntryKind.CONTRACT, EntryKind.BOOT, EntryKind.GAP, EntryKind.CHECKPOINT})
-_WALL_CLOCK_EVENTS = frozenset({"agent_started", "stored_contract_refused"})
+_WALL_CLOCK_EVENTS = frozenset({"agent_started", "stored_contract_refused", "journal_recovered",
+                                "output_sync"})  # output_sync is written before the first cycle
 
 
 def _from_cycle(e: Entry) -> bool:
@@ -61,7 +62,8 @@ class _Segment:
         # The last cycle the segment ran: only entries a scan cycle writes count. A CONTRACT
         # "activated" entry is stamped with the NEW segment's first cycle time, which the old
         # segment never ran.
-        self.end_ms = max((e.ts_ms for e in entries if _from_cycle(e)), default=boot.ts_ms)
+        # A segment whose first cycle never committed (the journal failed at once) replays nothing.
+        self.end_ms = max((e.ts_ms for e in entries if _from_cycle(e)), default=boot.ts_ms - 1)
 
 
 def segments(entries: Iterable[Entry]) -> Iterator[_Segment]:

@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from agent.journal import JournalError
 from agent.journal_thread import AsyncJournal
 from agent.link import DeviceLink, LinkError
 from agent.readback import ReadbackMonitor
@@ -106,6 +107,7 @@ class Segment:
         self.readback = ReadbackMonitor([p for p in c.write_points if p.owner == c.contract])
         self.write_points = {p.name: p for p in c.write_points}
         self.failing: set[str] = set()
+        self.forced_safe: dict[str, Any] | None = None  # set while the journal cannot commit
 
     def step_name(self) -> str | None:
         steps, i = self.active.contract.steps, self.state.step_index
@@ -178,10 +180,20 @@ class ScanLoop:
             if skipped:
                 await self._journal_overrun(anchor, k, run_k, started)
             now_ms = anchor.wall(run_k)
+            if seg.forced_safe is not None:
+                if await self._try_recover(seg, now_ms):
+                    return  # a new segment took over; run() continues with it
+                k = run_k + 1
+                continue
             keyframe = now_ms >= next_keyframe
             if keyframe:
                 next_keyframe = now_ms + self._keyframe_ms
-            report = await self.cycle(seg, now_ms, keyframe=keyframe)
+            try:
+                report = await self.cycle(seg, now_ms, keyframe=keyframe)
+            except JournalError as exc:
+                await self._journal_down(seg, exc, now_ms)
+                k = run_k + 1
+                continue
             report.late_ms = (started - anchor.deadline(run_k)) * 1000.0
             report.duration_ms = (time.monotonic() - started) * 1000.0
             self._account(report, anchor.period_ms)
@@ -273,6 +285,36 @@ class ScanLoop:
                 await self.link.write(seg.write_points[name], value)
             except LinkError as exc:
                 await self.journal.append_many([fault_item(now_ms, "write", str(exc), name)])
+
+    async def _journal_down(self, seg: Segment, exc: JournalError, now_ms: EpochMs) -> None:
+        """The journal cannot commit (disk full, I/O error). Journal-first forbids acting on what
+        cannot be recorded, so the outputs go to safe_state (best effort, written directly) and
+        the engine stops advancing until the journal takes writes again."""
+        if seg.forced_safe is not None:
+            return
+        log.critical("journal_unavailable error=%s: outputs forced to safe_state", exc)
+        seg.forced_safe = {"since_ms": now_ms, "error": str(exc)[:300], "writes": {}}
+        for name, value in seg.active.contract.safe_state:
+            point = seg.write_points.get(name)
+            if point is None or point.owner != seg.active.contract.contract:
+                continue
+            try:
+                await self.link.write(point, value)
+                seg.forced_safe["writes"][name] = value
+            except LinkError:
+                log.error("forced_safe_write_failed point=%s", name)
+
+    async def _try_recover(self, seg: Segment, now_ms: EpochMs) -> bool:
+        """Probe the journal; once it commits again, record the outage and start a new segment
+        from the engine's (frozen) state, so replay treats the outage as a gap between segments."""
+        try:
+            await self.journal.append_many([(EntryKind.EVENT, {
+                "event": "journal_recovered", **(seg.forced_safe or {})}, now_ms)])
+            await self._start_segment(seg.active, seg.state, resumed=True)
+        except JournalError:
+            return False
+        log.warning("journal_recovered down_since_ms=%s", (seg.forced_safe or {}).get("since_ms"))
+        return True
 
     async def _journal_overrun(self, anchor: Anchor, k: int, run_k: int, now_mono: float) -> None:
         late_ms = int((now_mono - anchor.deadline(k)) * 1000)

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from agent.config import AgentConfig, ModbusConfig
+from agent.journal import JournalFull
 from agent.replay_journal import contracts_in, replay_entries
 from contracts.chain import EntryKind, verify_chain, GENESIS
 from contracts.inputs import Command, CommandKind
@@ -120,3 +121,35 @@ async def test_replay_stays_exact_across_a_contract_switch_mid_ramp(
     report = replay_entries(entries, contracts_in(entries).get)
     assert report.segments == 2
     assert report.ok, report.mismatches[:3]
+
+
+async def test_disk_full_forces_safe_state_then_recovers_with_a_consistent_journal(
+        tmp_path: Path, keys: tuple[Path, Path], signer: Callable[[Contract], bytes],
+        tank: SimDevice) -> None:
+    cfg = _config(tmp_path, keys, tank.port, _write_signed(tmp_path, signer))
+    async with running_agent(cfg) as agent:
+        await eventually(lambda: tank.values()["pump_speed"] >= 1200, 5, "pump running")
+        journal = agent.journal
+        pages = await journal._call(lambda: journal.sync.db.execute("PRAGMA page_count").fetchone()[0])
+        # A real SQLITE_FULL: the journal file may not grow past its current pages, and padding
+        # entries use up the room left in them, so the agent's next commit finds the disk full.
+        await journal._call(lambda: journal.sync.db.execute(f"PRAGMA max_page_count = {pages}"))
+        for size in (2000, 200, 20):  # fill to the last byte: even a small entry cannot commit
+            for i in range(500):
+                try:
+                    await journal.append(EntryKind.EVENT, {"event": "padding", "pad": "x" * size}, i)
+                except JournalFull:
+                    break
+        await eventually(lambda: tank.values()["pump_speed"] == 0 and not tank.values()["valve_open"],
+                         10, "safe state forced while the journal cannot commit")
+        assert agent.scan.segment is not None and agent.scan.segment.forced_safe is not None
+        assert not events(cfg.journal, "journal_recovered")  # still down: nothing commits
+        await journal._call(lambda: journal.sync.db.execute(f"PRAGMA max_page_count = {pages * 1000}"))
+        recovered = await eventually(lambda: events(cfg.journal, "journal_recovered"), 5, "recovery")
+        await eventually(lambda: tank.values()["valve_open"], 5, "outputs re-asserted after recovery")
+    assert recovered[0].body["writes"] == {"pump_speed": 0, "valve_open": False}
+    entries = journal_entries(cfg.journal)
+    assert verify_chain(entries, GENESIS, 0) is None
+    assert [e.body.get("resumed") for e in entries if e.kind is EntryKind.BOOT] == [False, True]
+    report = replay_entries(entries, contracts_in(entries).get)
+    assert report.segments == 2 and report.ok, report.mismatches[:3]
