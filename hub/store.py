@@ -209,6 +209,7 @@ class HubStore:
     """Typed access to the hub database. Open with `HubStore.open(path)`; close when done."""
 
     def __init__(self, db: Database) -> None:
+        self._records: dict[tuple[Any, ...], DeviceRecord] = {}  # see devices()
         self.db = db
 
     @classmethod
@@ -275,7 +276,20 @@ class HubStore:
         # sqlite-utils' per-row key de-duplication was a third of its cost.
         cur = self.db.conn.execute(f"SELECT * FROM devices {where} ORDER BY id", params)
         names = [c[0] for c in cur.description]
-        return [_device(dict(zip(names, row))) for row in cur]
+        rows = cur.fetchall()
+        out = [self._decoded(names, row) for row in rows]
+        if len(self._records) > 2 * len(rows) + 1024:  # drop records of rows that changed since
+            current = set(rows)
+            self._records = {k: v for k, v in self._records.items() if k in current}
+        return out
+
+    def _decoded(self, names: list[str], row: tuple[Any, ...]) -> DeviceRecord:
+        """The record for a raw row, decoded once per distinct row content. Records are frozen,
+        and readers copy `projection` before changing it (hub/sync.py)."""
+        record = self._records.get(row)
+        if record is None:
+            record = self._records[row] = _device(dict(zip(names, row)))
+        return record
 
     def update_device(self, device: str, **fields: Any) -> DeviceRecord:
         """Set any of the non-state device fields (see _DEVICE_FIELDS). The state changes only
