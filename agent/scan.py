@@ -21,7 +21,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from agent.journal import JournalError
@@ -108,6 +108,7 @@ class Segment:
         self.write_points = {p.name: p for p in c.write_points}
         self.failing: set[str] = set()
         self.forced_safe: dict[str, Any] | None = None  # set while the journal cannot commit
+        self.checkpointed: EngineState | None = None  # the state last saved as a checkpoint
 
     def step_name(self) -> str | None:
         steps, i = self.active.contract.steps, self.state.step_index
@@ -268,11 +269,16 @@ class ScanLoop:
                             d.point, d.expected, d.actual, d.cleared)
 
     async def _checkpoint(self, seg: Segment, state: EngineState, now_ms: EpochMs) -> None:
+        """Persist the engine state when it changed. `last_ms` is left out: it moves every cycle,
+        and a restored one would let a rate-limited ramp jump by the whole downtime on the first
+        cycle after a restart (with none, the engine holds ramps for that cycle)."""
+        state = replace(state, last_ms=None)
+        if state == seg.checkpointed:
+            return
         data = canonical_dumps({"hash": seg.active.hash, "state": state.to_mapping()})
-        if data != getattr(seg, "_last_checkpoint", None):
-            seq, _ = await self.journal.head()
-            await self.journal.save_checkpoint(CHECKPOINT_NAME, data, seq, now_ms)
-            seg._last_checkpoint = data  # type: ignore[attr-defined]
+        seq, _ = await self.journal.head()
+        await self.journal.save_checkpoint(CHECKPOINT_NAME, data, seq, now_ms)
+        seg.checkpointed = state
 
     async def _sync_outputs(self, seg: Segment, now_ms: EpochMs) -> None:
         """At a segment's start the device holds whatever it held: assert the engine's outputs
