@@ -8,6 +8,13 @@ Decoding is strict because its input comes from the network: exactly one item (t
 an error, so two different byte strings never decode to the same signed value) and no duplicate map
 keys (a duplicate would let two readers disagree on what a message says).
 
+Decoding is bounded because its input is hostile (DESIGN pitfalls): nesting at most
+MAX_CBOR_DEPTH (cbor2's `max_depth`), no indefinite lengths (canonical encoding never writes them),
+and no semantic tag but COSE_Sign1 (18), the only one the wire format uses. cbor2 (6.x) decodes
+built-in tags itself — among them 28/29, shared values, which let 351 bytes describe a graph whose
+expansion froze the hub — so every built-in tag is overridden by a decoder that refuses it, and
+`tag_hook` refuses every other unknown tag: nothing shared is ever expanded.
+
 Wire envelopes: every message is `{"kind": str, "v": int, "body": map}`; the reader names the kind
 and version it understands and anything else is refused (STYLE 3: versions are checked on decode).
 """
@@ -21,7 +28,39 @@ from typing import Any
 import cbor2
 
 from contracts.errors import EncodingError
+from contracts.limits import MAX_CBOR_DEPTH, quote
 from contracts.schema import Contract, to_mapping
+
+ALLOWED_TAGS = frozenset({18})
+"""Semantic tags the wire format uses: COSE_Sign1 (RFC 9052 section 2) around signed contracts."""
+
+_BUILTIN_TAGS = frozenset({
+    0, 1, 2, 3, 4, 5, 25, 28, 29, 30, 35, 36, 37, 38, 52, 54, 100, 256, 257, 258, 259, 260, 261,
+    262, 263, 1004, 1040, 43000, 55799,
+})
+"""Tags cbor2 6.x decodes itself (datetimes, bignums, decimals, string references, shared values,
+rationals, regexes, MIME, UUIDs, sets, IP addresses, dates, self-describe...), probed against the
+installed version: each is overridden so that it is refused instead of decoded. A tag missing here
+would still be refused only if cbor2 does not know it, so test_codec checks 28/29/2/258 by name."""
+
+
+class _TagRefused(ValueError):
+    pass
+
+
+def _refuse_builtin(tag: int) -> Any:
+    def refuse(*_: Any) -> Any:
+        raise _TagRefused(f"CBOR tag {tag} is not used by the wire format")
+    return refuse
+
+
+_REFUSE_BUILTIN = {tag: _refuse_builtin(tag) for tag in _BUILTIN_TAGS - ALLOWED_TAGS}
+
+
+def _tag_hook(tag: cbor2.CBORTag, _immutable: bool) -> Any:  # cbor2 6.x: (tag, immutable)
+    if tag.tag not in ALLOWED_TAGS:
+        raise _TagRefused(f"CBOR tag {tag.tag} is not used by the wire format")
+    return tag
 
 
 def canonical_dumps(obj: Any) -> bytes:
@@ -36,14 +75,26 @@ def loads(data: bytes) -> Any:
     """Decode one CBOR item. Raises EncodingError on malformed or trailing bytes."""
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise EncodingError(f"expected bytes, got {type(data).__name__}")
-    decoder = cbor2.CBORDecoder(io.BytesIO(data), allow_duplicate_keys=False)
+    decoder = cbor2.CBORDecoder(
+        io.BytesIO(data), allow_duplicate_keys=False, max_depth=MAX_CBOR_DEPTH,
+        allow_indefinite=False, tag_hook=_tag_hook, semantic_decoders=_REFUSE_BUILTIN)
     try:
         value = decoder.decode()
     except (cbor2.CBORDecodeError, ValueError, TypeError, EOFError, OverflowError,
             RecursionError, MemoryError) as exc:
-        raise EncodingError(f"malformed CBOR: {exc}") from exc
+        raise EncodingError(f"malformed CBOR: {_why(exc)}") from exc
     _expect_end(decoder, len(data))
     return value
+
+
+def _why(exc: BaseException) -> str:
+    """The refusal that cbor2 wrapped, if it was ours; otherwise the decoder's own message."""
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, _TagRefused):
+            return str(cause)
+        cause = cause.__cause__ or cause.__context__
+    return str(exc)[:200]
 
 
 def _expect_end(decoder: cbor2.CBORDecoder, size: int) -> None:
@@ -123,7 +174,7 @@ def _from_pairs(value: Any, path: str) -> Any:
         return value
     ordered = dict((k, v) for k, v in value if isinstance(k, str))
     if len(ordered) != len(value):
-        raise EncodingError(f"{path}: pairs must have distinct text names, got {value!r}")
+        raise EncodingError(f"{path}: pairs must have distinct text names, got {quote(value)}")
     return ordered
 
 
@@ -149,9 +200,9 @@ def decode_message(data: bytes, kind: str, version: int) -> dict[str, Any]:
     if not isinstance(envelope, Mapping) or set(envelope) != {"kind", "v", "body"}:
         raise EncodingError(f"wire message {kind!r}: not an envelope {{kind, v, body}}")
     if envelope["kind"] != kind:
-        raise EncodingError(f"wire message kind {envelope['kind']!r} where {kind!r} was expected")
+        raise EncodingError(f"wire message kind {quote(envelope['kind'])} where {kind!r} was expected")
     if envelope["v"] != version:
-        raise EncodingError(f"wire message {kind!r} version {envelope['v']!r} is not supported "
+        raise EncodingError(f"wire message {kind!r} version {quote(envelope['v'])} is not supported "
                             f"(this build reads {version})")
     body = envelope["body"]
     if not isinstance(body, Mapping) or not all(isinstance(k, str) for k in body):

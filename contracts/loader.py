@@ -9,7 +9,12 @@ Rules:
 - Decoding errors name the file, line and column. Contract issues keep their document paths
   (`points[2].limits`) so they match what `check_mapping` reports for any source; the file name is
   attached as a note.
-- Structural issues (schema) are reported alone; semantic validation runs only on a parsed contract.
+- Every issue is reported at once: semantic validation runs on whatever the structural parse could
+  read (a missing `offline` does not hide a bad limit), skipping only rules that need a broken field.
+- Input is bounded before anything walks it: at most MAX_DOCUMENT_BYTES, nesting at most
+  MAX_DOCUMENT_DEPTH (checked while composing YAML and by a scan of JSON text before decoding), and
+  no YAML aliases at all: an alias is a pointer, and nine levels of them expand a 1.7 KB file to
+  gigabytes. A contract has no use for them, so refusing (naming the line) is simpler than a budget.
 """
 from __future__ import annotations
 
@@ -21,11 +26,12 @@ from typing import Any
 import yaml
 
 from contracts.errors import ContractInvalid, DocumentError
-from contracts.schema import Contract, parse_contract
+from contracts.limits import MAX_DOCUMENT_BYTES, MAX_DOCUMENT_DEPTH, clip, quote
+from contracts.schema import Contract, cap_issues, parse_partial
 from contracts.validate import validate
 
-MAX_DOCUMENT_BYTES = 1 << 20
-"""Contracts are a few kilobytes; a megabyte is a wrong file or an attempt to exhaust memory."""
+__all__ = ["MAX_DOCUMENT_BYTES", "check_mapping", "decode_json", "decode_yaml", "load_contract",
+           "load_document"]
 
 YAML_SUFFIXES = frozenset({".yaml", ".yml"})
 JSON_SUFFIXES = frozenset({".json"})
@@ -34,7 +40,25 @@ _BOOL_TAG = "tag:yaml.org,2002:bool"
 
 
 class _StrictLoader(yaml.SafeLoader):  # type: ignore[misc]
-    """SafeLoader with YAML 1.2 booleans and duplicate keys refused."""
+    """SafeLoader with YAML 1.2 booleans, duplicate keys, aliases and deep nesting refused."""
+
+    _depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.composer.ComposerError(
+                None, None, f"YAML aliases are not allowed in a contract (*{event.anchor[:40]}): "
+                "write the value out", event.start_mark)
+        self._depth += 1
+        try:
+            if self._depth > MAX_DOCUMENT_DEPTH:
+                raise yaml.composer.ComposerError(
+                    None, None, f"nested deeper than {MAX_DOCUMENT_DEPTH} levels",
+                    self.peek_event().start_mark)
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         self.flatten_mapping(node)
@@ -86,23 +110,52 @@ def _read_text(p: Path) -> str:
 
 
 def _load_yaml(p: Path, text: str) -> Any:
+    return decode_yaml(text, str(p))
+
+
+def _load_json(p: Path, text: str) -> Any:
+    return decode_json(text, str(p))
+
+
+def decode_yaml(text: str, source: str) -> Any:
+    """Decode contract YAML (aliases and nesting deeper than MAX_DOCUMENT_DEPTH refused).
+    Raises DocumentError naming `source`, line and column."""
     try:
         return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
-        where = f"{p}:{mark.line + 1}:{mark.column + 1}" if mark else str(p)
-        raise DocumentError(f"{where}: {exc.problem or exc.context}") from exc
-    except yaml.YAMLError as exc:
-        raise DocumentError(f"{p}: {exc}") from exc
+        where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
+        raise DocumentError(f"{where}: {clip(str(exc.problem or exc.context))}") from exc
+    except (yaml.YAMLError, RecursionError) as exc:
+        raise DocumentError(f"{source}: {clip(str(exc))}") from exc
 
 
-def _load_json(p: Path, text: str) -> Any:
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+_JSON_OPENERS = re.compile(r"[\[\]{}]")
+
+
+def json_depth(text: str) -> int:
+    """Deepest nesting of `text` read as JSON (strings skipped), in one linear scan."""
+    depth = deepest = 0
+    for m in _JSON_OPENERS.finditer(_JSON_STRING.sub("", text)):
+        depth += 1 if m.group() in "[{" else -1
+        deepest = max(deepest, depth)
+    return deepest
+
+
+def decode_json(text: str, source: str) -> Any:
+    """Decode contract JSON (nesting checked before decoding, duplicate keys refused).
+    Raises DocumentError naming `source`, line and column."""
+    if json_depth(text) > MAX_DOCUMENT_DEPTH:
+        raise DocumentError(f"{source}: nested deeper than {MAX_DOCUMENT_DEPTH} levels")
     try:
         return json.loads(text, object_pairs_hook=_unique_pairs)
     except json.JSONDecodeError as exc:
-        raise DocumentError(f"{p}:{exc.lineno}:{exc.colno}: {exc.msg}") from exc
+        raise DocumentError(f"{source}:{exc.lineno}:{exc.colno}: {exc.msg}") from exc
     except _DuplicateKey as exc:
-        raise DocumentError(f"{p}: duplicate key {exc.args[0]!r}") from exc
+        raise DocumentError(f"{source}: duplicate key {quote(exc.args[0])}") from exc
+    except (ValueError, RecursionError) as exc:  # e.g. an integer over 4,300 digits
+        raise DocumentError(f"{source}: {clip(str(exc))}") from exc
 
 
 class _DuplicateKey(ValueError):
@@ -119,13 +172,13 @@ def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 
 def check_mapping(m: Any) -> Contract:
-    """Parse `m` structurally, then validate it. Raises ContractInvalid listing every structural
-    issue, or (for a well-formed contract) every semantic issue, in document order."""
-    contract = parse_contract(m)
-    issues = validate(contract)
+    """Parse `m` structurally, then validate what could be read. Raises ContractInvalid listing
+    every issue at once (structural first, then semantic; at most MAX_ISSUES and a count)."""
+    parsed = parse_partial(m)
+    issues = [*parsed.issues, *validate(parsed.contract, parsed.layout)]
     if issues:
-        raise ContractInvalid(issues)
-    return contract
+        raise ContractInvalid(cap_issues(issues))
+    return parsed.contract
 
 
 def load_contract(path: str | Path) -> Contract:

@@ -21,6 +21,10 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from contracts.errors import ContractInvalid, Issue
+from contracts.limits import (
+    MAX_AUTONOMY_S, MAX_ISSUES, MAX_NUMBER, MAX_POINTS, MAX_STEPS, MAX_TIMER_MS, MAX_VERSION, clip,
+    quote,
+)
 from contracts.types import EpochMs, PointName, Value
 
 SCHEMA_VERSION = 1
@@ -243,9 +247,16 @@ _MISSING: Any = object()
 class _Reader:
     def __init__(self) -> None:
         self.issues: list[Issue] = []
+        self.extra = 0  # issues past MAX_ISSUES, counted but not kept
 
     def fail(self, path: str, reason: str) -> None:
-        self.issues.append(Issue(path=path, reason=reason))
+        if len(self.issues) < MAX_ISSUES:
+            self.issues.append(Issue(path=path, reason=reason))
+        else:
+            self.extra += 1
+
+    def all_issues(self) -> list[Issue]:
+        return cap_issues(self.issues, self.extra)
 
     def get(self, m: Mapping[str, Any], key: str, path: str, conv: Callable[[Any, str], T],
             default: Any = _MISSING) -> T:
@@ -264,8 +275,21 @@ class _Reader:
     def unknown_keys(self, m: Mapping[str, Any], allowed: frozenset[str], path: str) -> None:
         for key in m:
             if key not in allowed:
-                where = f"{path}.{key}" if path else str(key)
+                where = f"{path}.{_key(key)}" if path else _key(key)
                 self.fail(where, f"unknown field (allowed: {', '.join(sorted(allowed))})")
+
+
+def _key(key: Any) -> str:
+    """A mapping key from the input as a path component: text, cut to a bounded length."""
+    return clip(key) if isinstance(key, str) else quote(key)
+
+
+def cap_issues(issues: list[Issue], extra: int = 0) -> list[Issue]:
+    """At most MAX_ISSUES issues; the rest counted in one final issue."""
+    extra += max(0, len(issues) - MAX_ISSUES)
+    kept = issues[:MAX_ISSUES]
+    return kept + [Issue(path="<document>", reason=f"{extra} more issues not listed")] if extra \
+        else kept
 
 
 class _Bad(ValueError):
@@ -274,72 +298,71 @@ class _Bad(ValueError):
 
 def _str(v: Any, _: str) -> str:
     if not isinstance(v, str):
-        raise _Bad(f"must be a string, got {v!r}")
+        raise _Bad(f"must be a string, got {quote(v)}")
     return v
 
 
 def _ident(v: Any, p: str) -> str:
     s = _str(v, p)
     if not ID_RE.match(s):
-        raise _Bad(f"{s!r} must be lowercase letters, digits, '.', '_' or '-' (max 64)")
+        raise _Bad(f"{quote(s)} must be lowercase letters, digits, '.', '_' or '-' (max 64)")
     return s
 
 
 def _name(v: Any, p: str) -> str:
     s = _str(v, p)
     if not NAME_RE.match(s):
-        raise _Bad(f"{s!r} must be an identifier (letters, digits, '_'; max 64)")
+        raise _Bad(f"{quote(s)} must be an identifier (letters, digits, '_'; max 64)")
     return s
 
 
 def _int(v: Any, _: str) -> int:
     if isinstance(v, bool) or not isinstance(v, int):
-        raise _Bad(f"must be an integer, got {v!r}")
+        raise _Bad(f"must be an integer, got {quote(v)}")
+    if abs(v) > MAX_NUMBER:
+        raise _Bad(f"must be within +-2^53, got {quote(v)}")
     return v
 
 
-def _nonneg_int(v: Any, p: str) -> int:
-    i = _int(v, p)
-    if i < 0:
-        raise _Bad(f"must be >= 0, got {i}")
-    return i
-
-
-def _pos_int(v: Any, p: str) -> int:
-    i = _int(v, p)
-    if i <= 0:
-        raise _Bad(f"must be > 0, got {i}")
-    return i
+def _bounded_int(low: int, high: int) -> Callable[[Any, str], int]:
+    def conv(v: Any, p: str) -> int:
+        i = _int(v, p)
+        if not low <= i <= high:
+            raise _Bad(f"must be within {low}..{high}, got {i}")
+        return i
+    return conv
 
 
 def _num(v: Any, _: str) -> float:
     if isinstance(v, bool) or not isinstance(v, (int, float)):
-        raise _Bad(f"must be a number, got {v!r}")
+        raise _Bad(f"must be a number, got {quote(v)}")
+    if isinstance(v, int) and abs(v) > MAX_NUMBER:
+        raise _Bad(f"must be within +-2^53, got {quote(v)}")
     if v != v or v in (float("inf"), float("-inf")):
-        raise _Bad(f"must be finite, got {v!r}")
+        raise _Bad(f"must be finite, got {quote(v)}")
     return float(v)
 
 
 def _pos_num(v: Any, p: str) -> float:
     f = _num(v, p)
     if f <= 0:
-        raise _Bad(f"must be > 0, got {v!r}")
+        raise _Bad(f"must be > 0, got {quote(v)}")
     return f
 
 
 def _nonneg_num(v: Any, p: str) -> float:
     f = _num(v, p)
     if f < 0:
-        raise _Bad(f"must be >= 0, got {v!r}")
+        raise _Bad(f"must be >= 0, got {quote(v)}")
     return f
 
 
 def _pair(v: Any, p: str) -> tuple[float, float]:
     if not isinstance(v, (list, tuple)) or len(v) != 2:
-        raise _Bad(f"must be a [low, high] pair, got {v!r}")
+        raise _Bad(f"must be a [low, high] pair, got {quote(v)}")
     lo, hi = _num(v[0], p), _num(v[1], p)
     if lo > hi:
-        raise _Bad(f"low {v[0]!r} is above high {v[1]!r}")
+        raise _Bad(f"low {quote(v[0])} is above high {quote(v[1])}")
     return (lo, hi)
 
 
@@ -347,8 +370,9 @@ def _value(v: Any, _: str) -> Value:
     if isinstance(v, bool):
         return v
     if isinstance(v, (int, float)):
-        return _num(v, _) if isinstance(v, float) else v
-    raise _Bad(f"must be a number or true/false, got {v!r}")
+        f = _num(v, _)
+        return f if isinstance(v, float) else v
+    raise _Bad(f"must be a number or true/false, got {quote(v)}")
 
 
 def _enum(cls: type[enum.StrEnum]) -> Callable[[Any, str], Any]:
@@ -356,7 +380,7 @@ def _enum(cls: type[enum.StrEnum]) -> Callable[[Any, str], Any]:
         try:
             return cls(v)
         except ValueError:
-            raise _Bad(f"{v!r} is not one of {', '.join(m.value for m in cls)}") from None
+            raise _Bad(f"{quote(v)} is not one of {', '.join(m.value for m in cls)}") from None
     return conv
 
 
@@ -367,11 +391,11 @@ def _time(v: Any, _: str) -> EpochMs:
         try:
             dt = datetime.fromisoformat(v.replace("Z", "+00:00"))
         except ValueError:
-            raise _Bad(f"{v!r} is not an RFC 3339 time") from None
+            raise _Bad(f"{quote(v)} is not an RFC 3339 time") from None
     else:
-        raise _Bad(f"must be an RFC 3339 time string, got {v!r}")
+        raise _Bad(f"must be an RFC 3339 time string, got {quote(v)}")
     if dt.tzinfo is None:
-        raise _Bad(f"{v!r} has no time zone; write it in UTC with a trailing Z")
+        raise _Bad(f"{quote(v)} has no time zone; write it in UTC with a trailing Z")
     return int(dt.timestamp() * 1000)
 
 
@@ -399,6 +423,10 @@ _POINT_KEYS = frozenset({
     "scale", "offset", "owner", "range", "limits", "stale_after_ms", "frozen_after_ms",
     "max_rate_per_s", "deadband",
 })
+
+
+_TIMER = _bounded_int(1, MAX_TIMER_MS)
+_VERSION = _bounded_int(1, MAX_VERSION)
 
 
 def _unit_id(v: Any, p: str) -> int:
@@ -432,8 +460,8 @@ def _parse_point(r: _Reader, m: Any, path: str) -> Point | None:
         unit=g(m, "unit", path, _str, ""), scale=g(m, "scale", path, _num, 1.0),
         offset=g(m, "offset", path, _num, 0.0), owner=g(m, "owner", path, _ident, None),
         range=g(m, "range", path, _pair, None), limits=g(m, "limits", path, _pair, None),
-        stale_after_ms=g(m, "stale_after_ms", path, _pos_int, None),
-        frozen_after_ms=g(m, "frozen_after_ms", path, _pos_int, None),
+        stale_after_ms=g(m, "stale_after_ms", path, _TIMER, None),
+        frozen_after_ms=g(m, "frozen_after_ms", path, _TIMER, None),
         max_rate_per_s=g(m, "max_rate_per_s", path, _pos_num, None),
         deadband=g(m, "deadband", path, _nonneg_num, 0.0),
     )
@@ -450,10 +478,14 @@ def _pairs(r: _Reader, v: Any, path: str, conv: Callable[[Any, str], T]) -> tupl
         return ()
     out = []
     for k, item in v.items():
+        where = f"{path}.{_key(k)}"
+        if not isinstance(k, str):
+            r.fail(where, "must be named by text")
+            continue
         try:
-            out.append((str(k), conv(item, f"{path}.{k}")))
+            out.append((k, conv(item, where)))
         except _Bad as bad:
-            r.fail(f"{path}.{k}", str(bad))
+            r.fail(where, str(bad))
     return tuple(out)
 
 
@@ -482,7 +514,7 @@ def _parse_offline(r: _Reader, m: Any, path: str) -> Offline:
         return Offline(autonomy_s=0)
     r.unknown_keys(m, frozenset({"autonomy_s", "then"}), path)
     return Offline(
-        autonomy_s=r.get(m, "autonomy_s", path, _nonneg_int) or 0,
+        autonomy_s=r.get(m, "autonomy_s", path, _bounded_int(0, MAX_AUTONOMY_S)) or 0,
         then=r.get(m, "then", path, _enum(OfflineAction), OfflineAction.SAFE_STATE),
     )
 
@@ -493,7 +525,7 @@ def _parse_expect(r: _Reader, m: Any, path: str) -> tuple[Expectation, ...]:
         return ()
     out = []
     for name, spec in m.items():
-        where = f"{path}.{name}"
+        where = f"{path}.{_key(name)}"
         if not isinstance(spec, Mapping):
             r.fail(where, "must be a mapping")
             continue
@@ -532,28 +564,69 @@ def _scan_period(v: Any, p: str) -> int:
     return i
 
 
+@dataclass(frozen=True, kw_only=True)
+class Layout:
+    """Where a partly readable document's parts are, so semantic checks can run on the rest and
+    name document paths: the document index of each point and step kept in the Contract, the
+    top-level fields that were missing or unreadable (placeholders stand in for them), and the
+    names of points that were dropped (references to them are not 'unknown')."""
+
+    point_index: tuple[int, ...]
+    step_index: tuple[int, ...]
+    broken: frozenset[str] = frozenset()
+    dropped_points: frozenset[str] = frozenset()
+
+    @classmethod
+    def whole(cls, c: Contract) -> Layout:
+        return cls(point_index=tuple(range(len(c.points))), step_index=tuple(range(len(c.steps))))
+
+
+@dataclass(frozen=True, kw_only=True)
+class Parsed:
+    """A structural parse: the contract built from what could be read, every structural issue
+    (at most MAX_ISSUES, then a count), and its Layout."""
+
+    contract: Contract
+    issues: tuple[Issue, ...]
+    layout: Layout
+
+
 def parse_contract(m: Any) -> Contract:
     """Structural parse of a decoded document. Raises ContractInvalid listing every issue."""
-    r = _Reader()
+    parsed = parse_partial(m)
+    if parsed.issues:
+        raise ContractInvalid(list(parsed.issues))
+    return parsed.contract
+
+
+_PLACEHOLDERS: Mapping[str, Any] = {
+    "contract": "", "version": 1, "device": "", "site": "", "valid_from": 0, "valid_until": 0,
+    "scan_period_ms": MIN_SCAN_PERIOD_MS,
+}
+_SCALARS: Mapping[str, Callable[[Any, str], Any]] = {
+    "contract": _ident, "version": _VERSION, "device": _ident, "site": _ident,
+    "valid_from": _time, "valid_until": _time, "scan_period_ms": _scan_period,
+}
+
+
+def parse_partial(m: Any) -> Parsed:
+    """Structural parse that never raises for content: a Contract of what could be read, with
+    placeholders for missing or unreadable top-level fields, plus every issue. Raises
+    ContractInvalid only when `m` is not a mapping at all."""
     if not isinstance(m, Mapping):
         raise ContractInvalid([Issue(path="<document>", reason="must be a mapping")])
+    r = _Reader()
     r.unknown_keys(m, _TOP_KEYS, "")
     schema = m.get("schema", SCHEMA_VERSION)
     if schema != SCHEMA_VERSION:
-        r.fail("schema", f"version {schema!r} is not supported (this build reads {SCHEMA_VERSION})")
-    points_raw = r.get(m, "points", "", _list) or []
-    steps_raw = r.get(m, "steps", "", _list) or []
-    points = [_parse_point(r, p, f"points[{i}]") for i, p in enumerate(points_raw)]
-    steps = [_parse_step(r, s, f"steps[{i}]") for i, s in enumerate(steps_raw)]
+        r.fail("schema", f"version {quote(schema)} is not supported (this build reads {SCHEMA_VERSION})")
+    scalars = {k: r.get(m, k, "", conv) for k, conv in _SCALARS.items()}
+    broken = {k for k, v in scalars.items() if v is None}
+    points, p_index, dropped = _parse_points(r, m, broken)
+    steps, s_index = _parse_steps(r, m, broken)
     contract = Contract(
-        contract=r.get(m, "contract", "", _ident), version=r.get(m, "version", "", _pos_int),
-        device=r.get(m, "device", "", _ident), site=r.get(m, "site", "", _ident),
-        valid_from=r.get(m, "valid_from", "", _time), valid_until=r.get(m, "valid_until", "", _time),
-        scan_period_ms=r.get(m, "scan_period_ms", "", _scan_period),
-        points=tuple(p for p in points if p is not None),
-        safe_state=_pairs(r, m["safe_state"], "safe_state", _value) if "safe_state" in m
-        else _required(r, "safe_state"),
-        steps=tuple(s for s in steps if s is not None),
+        **{k: _PLACEHOLDERS[k] if v is None else v for k, v in scalars.items()},
+        points=points, safe_state=_parse_safe_state(r, m, broken), steps=steps,
         offline=_parse_offline(r, m["offline"], "offline") if "offline" in m
         else _required(r, "offline", Offline(autonomy_s=0)),
         expect=_parse_expect(r, m.get("expect") or {}, "expect"),
@@ -561,9 +634,55 @@ def parse_contract(m: Any) -> Contract:
         else DEFAULT_TOLERANCE,
         labels=_parse_labels(r, m.get("labels"), "labels"),
     )
-    if r.issues:
-        raise ContractInvalid(r.issues)
-    return contract
+    layout = Layout(point_index=p_index, step_index=s_index, broken=frozenset(broken),
+                    dropped_points=dropped)
+    return Parsed(contract=contract, issues=tuple(r.all_issues()), layout=layout)
+
+
+def _bounded_list(r: _Reader, m: Mapping[str, Any], key: str, most: int,
+                  broken: set[str]) -> list[Any]:
+    """The list at `key`, or [] (marking it broken) if missing, not a list, or longer than `most`:
+    an over-long list is refused before any item is looked at."""
+    raw = r.get(m, key, "", _list)
+    if raw is not None and len(raw) > most:
+        r.fail(key, f"has {len(raw)} entries; at most {most} are allowed")
+        raw = None
+    if raw is None:
+        broken.add(key)
+    return raw or []
+
+
+def _parse_points(r: _Reader, m: Mapping[str, Any],
+                  broken: set[str]) -> tuple[tuple[Point, ...], tuple[int, ...], frozenset[str]]:
+    kept: list[Point] = []
+    index: list[int] = []
+    dropped: set[str] = set()
+    for i, raw in enumerate(_bounded_list(r, m, "points", MAX_POINTS, broken)):
+        p = _parse_point(r, raw, f"points[{i}]")
+        if p is not None:
+            kept.append(p)
+            index.append(i)
+        elif isinstance(raw, Mapping) and isinstance(raw.get("name"), str):
+            dropped.add(raw["name"])
+    return tuple(kept), tuple(index), frozenset(dropped)
+
+
+def _parse_steps(r: _Reader, m: Mapping[str, Any],
+                 broken: set[str]) -> tuple[tuple[Step, ...], tuple[int, ...]]:
+    parsed = [(i, _parse_step(r, raw, f"steps[{i}]"))
+              for i, raw in enumerate(_bounded_list(r, m, "steps", MAX_STEPS, broken))]
+    if any(s is None for _, s in parsed):
+        broken.add("steps")  # reachability cannot be judged with a step missing
+    kept = [(i, s) for i, s in parsed if s is not None]
+    return tuple(s for _, s in kept), tuple(i for i, _ in kept)
+
+
+def _parse_safe_state(r: _Reader, m: Mapping[str, Any],
+                      broken: set[str]) -> tuple[tuple[PointName, Value], ...]:
+    if "safe_state" not in m:
+        broken.add("safe_state")
+        return _required(r, "safe_state")  # type: ignore[no-any-return]
+    return _pairs(r, m["safe_state"], "safe_state", _value)
 
 
 def _required(r: _Reader, path: str, placeholder: Any = ()) -> Any:

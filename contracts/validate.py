@@ -21,7 +21,8 @@ from itertools import chain
 
 from contracts.errors import ExprEvalError, ExprSyntaxError, Issue
 from contracts.expr import STEP_TIME, Expr, Kind, infer_kind, names_in_order, parse
-from contracts.schema import Contract, DataType, OnTimeout, Point, Step, format_time
+from contracts.limits import clip, quote
+from contracts.schema import Contract, DataType, Layout, OnTimeout, Point, Step, format_time
 from contracts.types import PointName, Value
 
 MIN_TIMER_SCANS = 2
@@ -30,20 +31,54 @@ MIN_TIMER_SCANS = 2
 Issues = Iterator[Issue]
 
 
-def validate(contract: Contract) -> list[Issue]:
+def validate(contract: Contract, layout: Layout | None = None) -> list[Issue]:
     """Every cross-field problem in `contract`, in document order. Empty means valid. Never raises
-    for a contract that `parse_contract` accepted."""
+    for a contract that `parse_contract` accepted. With the `layout` of a partial parse
+    (`schema.parse_partial`), paths name document positions and rules that need a broken field
+    are skipped, so the issues add to the structural ones without false alarms. O(n log n) in the
+    number of points and steps (name and address lookups are indexed, never rescanned)."""
+    v = _Ctx(contract, layout or Layout.whole(contract))
     c = contract
     return list(chain(
-        _validity(c),
-        chain.from_iterable(_point(c, i, p) for i, p in enumerate(c.points)),
-        _outputs(c, "safe_state", c.safe_state),
-        _safe_state_complete(c),
-        _steps(c),
-        chain.from_iterable(_expectation(c, e.point, e.rate_per_s, e.when) for e in c.expect),
-        (_issue(f"tolerance.values.{n}", f"unknown point {n!r}")
-         for n, _ in c.tolerance.values if not c.has_point(n)),
+        () if v.broken("valid_from", "valid_until") else _validity(c),
+        chain.from_iterable(_point(v, i, p) for i, p in enumerate(c.points)),
+        _outputs(v, "safe_state", c.safe_state),
+        () if v.broken("safe_state", "contract") else _safe_state_complete(c),
+        _steps(v),
+        chain.from_iterable(_expectation(v, e.point, e.when) for e in c.expect),
+        (_issue(f"tolerance.values.{clip(n)}", f"unknown point {quote(n)}")
+         for n, _ in c.tolerance.values if v.unknown(n)),
     ))
+
+
+class _Ctx:
+    """One validation run: the contract, its layout, and indexes built once (O(n))."""
+
+    def __init__(self, c: Contract, layout: Layout) -> None:
+        self.c, self.layout = c, layout
+        self.first_point: dict[str, int] = {}
+        for i, p in enumerate(c.points):
+            self.first_point.setdefault(p.name, i)
+        self.first_step: dict[str, int] = {}
+        for i, s in enumerate(c.steps):
+            self.first_step.setdefault(s.name, i)
+        self.kinds = {p.name: Kind.BOOL if p.type is DataType.BOOL else Kind.NUMBER
+                      for p in c.points} | {STEP_TIME: Kind.NUMBER}
+        self.occupant: dict[tuple[int, str, int], int] = {}  # (unit, table, address) -> 1st point
+
+    def broken(self, *fields: str) -> bool:
+        return any(f in self.layout.broken for f in fields)
+
+    def unknown(self, name: str) -> bool:
+        """A reference to no point (one that exists, or one dropped by a structural issue)."""
+        return not self.c.has_point(name) and name not in self.layout.dropped_points \
+            and not self.broken("points")
+
+    def point_at(self, i: int) -> str:
+        return f"points[{self.layout.point_index[i]}]"
+
+    def step_at(self, i: int) -> str:
+        return f"steps[{self.layout.step_index[i]}]"
 
 
 def _issue(path: str, reason: str) -> Issue:
@@ -62,13 +97,14 @@ def _validity(c: Contract) -> Issues:
 # --------------------------------------------------------------------------------------------
 # Points
 
-def _point(c: Contract, i: int, p: Point) -> Issues:
-    at = f"points[{i}]"
-    yield from _duplicate_point(c, i, p, at)
-    yield from _overlap(c, i, p, at)
+def _point(v: _Ctx, i: int, p: Point) -> Issues:
+    at = v.point_at(i)
+    yield from _duplicate_point(v, i, p, at)
+    yield from _overlap(v, i, p, at)
     yield from _table_fit(p, at)
     yield from _bounds(p, at)
-    yield from _timers(c, p, at)
+    if not v.broken("scan_period_ms"):
+        yield from _timers(v.c, p, at)
     if p.type is DataType.BOOL:
         if p.max_rate_per_s is not None:
             yield _issue(f"{at}.max_rate_per_s", "does not apply to a bool point")
@@ -76,19 +112,25 @@ def _point(c: Contract, i: int, p: Point) -> Issues:
             yield _issue(f"{at}.deadband", "does not apply to a bool point")
 
 
-def _duplicate_point(c: Contract, i: int, p: Point, at: str) -> Issues:
-    first = next(j for j, q in enumerate(c.points) if q.name == p.name)
+def _duplicate_point(v: _Ctx, i: int, p: Point, at: str) -> Issues:
+    first = v.first_point[p.name]
     if first < i:
-        yield _issue(f"{at}.name", f"duplicate point name {p.name!r} (first at points[{first}])")
+        yield _issue(f"{at}.name",
+                     f"duplicate point name {quote(p.name)} (first at {v.point_at(first)})")
 
 
-def _overlap(c: Contract, i: int, p: Point, at: str) -> Issues:
-    for j, q in enumerate(c.points[:i]):
-        if (q.unit_id, q.table) == (p.unit_id, p.table) \
-                and p.address <= q.last_address and q.address <= p.last_address:
-            yield _issue(f"{at}.address", (
-                f"{p.name!r} ({p.table} {p.address}..{p.last_address}, unit {p.unit_id}) overlaps "
-                f"{q.name!r} (points[{j}], {q.table} {q.address}..{q.last_address})"))
+def _overlap(v: _Ctx, i: int, p: Point, at: str) -> Issues:
+    """The first earlier point sharing an address with `p` (document order). Points are checked in
+    order and each registers its addresses (at most 4), so the whole check is linear."""
+    cells = [(p.unit_id, p.table.value, a) for a in range(p.address, p.last_address + 1)]
+    earlier = [v.occupant[cell] for cell in cells if cell in v.occupant]
+    for cell in cells:
+        v.occupant.setdefault(cell, i)
+    if earlier:
+        q = v.c.points[min(earlier)]
+        yield _issue(f"{at}.address", (
+            f"{quote(p.name)} ({p.table} {p.address}..{p.last_address}, unit {p.unit_id}) overlaps "
+            f"{quote(q.name)} ({v.point_at(min(earlier))}, {q.table} {q.address}..{q.last_address})"))
 
 
 def _table_fit(p: Point, at: str) -> Issues:
@@ -142,24 +184,25 @@ def _timers(c: Contract, p: Point, at: str) -> Issues:
 # --------------------------------------------------------------------------------------------
 # Outputs: safe_state and each step's `do`
 
-def _outputs(c: Contract, at: str, pairs: tuple[tuple[PointName, Value], ...]) -> Issues:
+def _outputs(v: _Ctx, at: str, pairs: tuple[tuple[PointName, Value], ...]) -> Issues:
     for name, value in pairs:
-        reason = _output_problem(c, name, value)
+        reason = _output_problem(v, name, value)
         if reason:
-            yield _issue(f"{at}.{name}", reason)
+            yield _issue(f"{at}.{clip(name)}", reason)
 
 
-def _output_problem(c: Contract, name: PointName, value: Value) -> str | None:
+def _output_problem(v: _Ctx, name: PointName, value: Value) -> str | None:
+    c = v.c
     if not c.has_point(name):
-        return f"unknown point {name!r}"
+        return f"unknown point {quote(name)}" if v.unknown(name) else None
     p = c.point(name)
     if not p.writes:
-        return f"{name!r} is a read point; only write points can be set"
-    if p.owner is not None and p.owner != c.contract:
-        return f"{name!r} is owned by {p.owner!r}, not {c.contract!r} (single writer)"
+        return f"{quote(name)} is a read point; only write points can be set"
+    if p.owner is not None and p.owner != c.contract and not v.broken("contract"):
+        return f"{quote(name)} is owned by {quote(p.owner)}, not {quote(c.contract)} (single writer)"
     if (p.type is DataType.BOOL) != isinstance(value, bool):
         wanted = "true or false" if p.type is DataType.BOOL else "a number"
-        return f"{p.type} point {name!r} needs {wanted}, got {_value_text(value)}"
+        return f"{p.type} point {quote(name)} needs {wanted}, got {_value_text(value)}"
     return None if isinstance(value, bool) else _value_bounds(p, value)
 
 
@@ -186,28 +229,29 @@ def _safe_state_complete(c: Contract) -> Issues:
 # --------------------------------------------------------------------------------------------
 # Steps and expressions
 
-def _steps(c: Contract) -> Issues:
-    if not c.steps:
+def _steps(v: _Ctx) -> Issues:
+    whole = not v.broken("steps")  # with a step unreadable, order-based rules cannot be judged
+    if whole and not v.c.steps:
         yield _issue("steps", "is empty: the contract has nothing to do")
     blocker: str | None = None
-    for i, s in enumerate(c.steps):
-        at = f"steps[{i}]"
-        yield from _duplicate_step(c, i, s, at)
+    for i, s in enumerate(v.c.steps):
+        at = v.step_at(i)
+        yield from _duplicate_step(v, i, s, at)
         if blocker is not None:
             yield _issue(at, f"is unreachable: {blocker}")
-        yield from _outputs(c, f"{at}.do", s.do)
-        until = yield from _expression(c, f"{at}.until", s.until, in_step=True)
+        yield from _outputs(v, f"{at}.do", s.do)
+        until = yield from _expression(v, f"{at}.until", s.until, in_step=True)
         never = _never_ends(s, until)
         if never is not None:
             yield _issue(f"{at}.until" if s.until is not None else at, never)
-        if blocker is None:
+        if blocker is None and whole:
             blocker = _blocks(at, s, never)
 
 
-def _duplicate_step(c: Contract, i: int, s: Step, at: str) -> Issues:
-    first = next(j for j, t in enumerate(c.steps) if t.name == s.name)
+def _duplicate_step(v: _Ctx, i: int, s: Step, at: str) -> Issues:
+    first = v.first_step[s.name]
     if first < i:
-        yield _issue(f"{at}.name", f"duplicate step name {s.name!r} (first at steps[{first}])")
+        yield _issue(f"{at}.name", f"duplicate step name {quote(s.name)} (first at {v.step_at(first)})")
 
 
 def _never_ends(s: Step, until: Expr | None) -> str | None:
@@ -226,11 +270,11 @@ def _blocks(at: str, s: Step, never: str | None) -> str | None:
     if never is None or s.on_timeout is OnTimeout.NEXT and s.timeout_s is not None:
         return None
     if s.timeout_s is None:
-        return f"{at} {s.name!r} can never finish"
-    return f"{at} {s.name!r} always times out into {s.on_timeout}"
+        return f"{at} {quote(s.name)} can never finish"
+    return f"{at} {quote(s.name)} always times out into {s.on_timeout}"
 
 
-def _expression(c: Contract, at: str, text: str | None, *,
+def _expression(v: _Ctx, at: str, text: str | None, *,
                 in_step: bool) -> Generator[Issue, None, Expr | None]:
     """Issues of one expression; returns (as the generator's value) the parsed Expr, if any."""
     if text is None:
@@ -240,12 +284,14 @@ def _expression(c: Contract, at: str, text: str | None, *,
     except ExprSyntaxError as exc:
         yield _issue(at, f"does not parse: column {exc.column}: {exc.reason}")
         return None
-    unknown = [n for n in names_in_order(expr) if not _known(c, n, in_step)]
-    for n in unknown:
-        yield _issue(at, "step_time exists only in a step's until" if n == STEP_TIME
-                     else f"names unknown point {n!r}")
-    if not unknown:
-        yield from _condition(c, at, expr)
+    missing = [n for n in names_in_order(expr) if not _known(v.c, n, in_step)]
+    for n in missing:
+        if n == STEP_TIME:
+            yield _issue(at, "step_time exists only in a step's until")
+        elif v.unknown(n):
+            yield _issue(at, f"names unknown point {quote(n)}")
+    if not missing:
+        yield from _condition(v, at, expr)
     return expr
 
 
@@ -253,11 +299,9 @@ def _known(c: Contract, name: str, in_step: bool) -> bool:
     return c.has_point(name) or (in_step and name == STEP_TIME)
 
 
-def _condition(c: Contract, at: str, expr: Expr) -> Issues:
-    kinds = {p.name: Kind.BOOL if p.type is DataType.BOOL else Kind.NUMBER for p in c.points}
-    kinds[STEP_TIME] = Kind.NUMBER
+def _condition(v: _Ctx, at: str, expr: Expr) -> Issues:
     try:
-        kind = infer_kind(expr, kinds)
+        kind = infer_kind(expr, v.kinds)
     except ExprEvalError as exc:
         yield _issue(at, f"can never be evaluated: {exc}")
         return
@@ -270,10 +314,11 @@ def _condition(c: Contract, at: str, expr: Expr) -> Issues:
             yield _issue(at, f"can never be evaluated: {exc}")
 
 
-def _expectation(c: Contract, name: PointName, rate: float, when: str | None) -> Issues:
-    at = f"expect.{name}"
-    if not c.has_point(name):
-        yield _issue(at, f"unknown point {name!r}")
-    elif c.point(name).type is DataType.BOOL:
+def _expectation(v: _Ctx, name: PointName, when: str | None) -> Issues:
+    at = f"expect.{clip(name)}"
+    if not v.c.has_point(name):
+        if v.unknown(name):
+            yield _issue(at, f"unknown point {quote(name)}")
+    elif v.c.point(name).type is DataType.BOOL:
         yield _issue(f"{at}.rate_per_s", "does not apply to a bool point")
-    yield from _expression(c, f"{at}.when", when, in_step=False)
+    yield from _expression(v, f"{at}.when", when, in_step=False)

@@ -47,7 +47,7 @@ def test_validate_prints_every_issue_of_every_file(tmp_path: Path,
     bad = broken(tmp_path)
     assert main(["contract", "validate", str(EXAMPLE), str(bad), str(tmp_path / "none.yaml")]) == 1
     out = capsys.readouterr().out.splitlines()
-    assert f"{bad}: version: must be > 0, got 0" in out
+    assert f"{bad}: version: must be within 1..2147483647, got 0" in out
     assert any(line.startswith(f"{bad}: scan_period_ms: must be within") for line in out)
     assert any(line.startswith(str(tmp_path / "none.yaml")) for line in out)
 
@@ -57,7 +57,7 @@ def test_sign_refuses_an_invalid_contract(tmp_path: Path, keys: tuple[Path, Path
     out = tmp_path / "x.cose"
     assert main(["contract", "sign", str(broken(tmp_path)), "--key", str(keys[0]),
                  "--out", str(out)]) == 1
-    assert "version: must be > 0" in capsys.readouterr().out and not out.exists()
+    assert "version: must be within 1..2147483647" in capsys.readouterr().out and not out.exists()
 
 
 def test_verify_prints_contract_and_hash(signed: Path, keys: tuple[Path, Path],

@@ -83,13 +83,15 @@ def test_document_errors_are_contract_errors() -> None:
     assert issubclass(DocumentError, ContractError)
 
 
-def test_check_mapping_reports_structural_issues_without_semantic_ones() -> None:
+def test_check_mapping_reports_structural_and_semantic_issues_together() -> None:
     m = yaml.safe_load(TANK.read_text())
     m["version"] = 0
-    m["valid_until"] = m["valid_from"]  # semantic: reported only once structure is sound
+    m["valid_until"] = m["valid_from"]  # semantic: no longer hidden by the structural issue
     with pytest.raises(ContractInvalid) as info:
         check_mapping(m)
-    assert [str(i) for i in info.value.issues] == ["version: must be > 0, got 0"]
+    assert [str(i) for i in info.value.issues] == [
+        "version: must be within 1..2147483647, got 0",
+        "valid_until: must be after valid_from (2026-11-24T06:00:00Z)"]
 
 
 def test_check_mapping_reports_every_semantic_issue_at_once() -> None:
