@@ -20,6 +20,7 @@ from typing import Any
 
 from contracts.codec import canonical_dumps
 from contracts.errors import EncodingError
+from contracts.limits import MAX_SEQ, quote
 from contracts.types import EpochMs
 
 HASH_SIZE = 32
@@ -109,8 +110,9 @@ def _field(m: Mapping[str, Any], name: str) -> Any:
 
 def _int_field(m: Mapping[str, Any], name: str) -> int:
     value = _field(m, name)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise EncodingError(f"entry field {name!r}: expected a non-negative int, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_SEQ:
+        raise EncodingError(f"entry field {name!r}: expected an int within 0..{MAX_SEQ}, "
+                            f"got {quote(value)}")  # MAX_SEQ == MAX_EPOCH_MS: one bound
     return value
 
 
@@ -119,20 +121,20 @@ def _kind_field(m: Mapping[str, Any]) -> EntryKind:
     try:
         return EntryKind(value)
     except ValueError as exc:
-        raise EncodingError(f"entry field 'kind': unknown kind {value!r}") from exc
+        raise EncodingError(f"entry field 'kind': unknown kind {quote(value)}") from exc
 
 
 def _body_field(m: Mapping[str, Any]) -> dict[str, Any]:
     value = _field(m, "body")
     if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
-        raise EncodingError(f"entry field 'body': expected a map with text keys, got {value!r}")
+        raise EncodingError(f"entry field 'body': expected a map with text keys, got {quote(value)}")
     return dict(value)
 
 
 def _hash_field(m: Mapping[str, Any], name: str) -> bytes:
     value = _field(m, name)
     if not isinstance(value, bytes) or len(value) != HASH_SIZE:
-        raise EncodingError(f"entry field {name!r}: expected {HASH_SIZE} bytes, got {value!r}")
+        raise EncodingError(f"entry field {name!r}: expected {HASH_SIZE} bytes, got {quote(value)}")
     return value
 
 

@@ -17,6 +17,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from contracts.limits import quote
+
 
 class ContractError(Exception):
     """Base of every error about a contract's content, encoding or signature."""
@@ -46,7 +48,7 @@ class ExprSyntaxError(ContractError):
 
     def __init__(self, text: str, column: int, reason: str) -> None:
         self.text, self.column, self.reason = text, column, reason
-        super().__init__(f"column {column}: {reason} in {text!r}")
+        super().__init__(f"column {column}: {reason} in {quote(text)}")
 
 
 class EncodingError(ContractError):

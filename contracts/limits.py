@@ -26,6 +26,10 @@ MAX_DOCUMENT_DEPTH = 16
 """Nesting of a contract document: the deepest legal path is points[i].range[0] (4 levels); 16
 leaves room for anything an editor adds while staying far below Python's recursion limit."""
 
+MAX_CONTRACT_BYTES = 1 << 20
+"""A signed contract (COSE_Sign1 over canonical CBOR) on `…/contract`: MAX_POINTS fully explicit
+points encode to about 400 kB; a megabyte is refused before it is decoded or verified."""
+
 MAX_CBOR_DEPTH = 32
 """Nesting of a CBOR payload. The deepest real message (telemetry carrying an engine state, or a
 journal batch of entries whose body holds a value triple) is about 10 levels deep."""

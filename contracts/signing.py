@@ -32,7 +32,11 @@ from contracts.codec import (
 from contracts.errors import (
     ContractInvalid, ContractRefused, EncodingError, Refusal, SigningKeyError,
 )
+from contracts.limits import MAX_CONTRACT_BYTES, MAX_VERSION, quote
 from contracts.schema import Contract, format_time
+
+DETAIL_ISSUES = 10
+"""Issues quoted in a refusal's detail: it travels in a ContractResult (16 KiB) and a journal entry."""
 
 COSE_SIGN1_TAG = 18
 """CBOR tag of a tagged COSE_Sign1 message (RFC 9052 section 2, table 1)."""
@@ -171,6 +175,9 @@ def verify_contract(data: bytes, pubkey: Ed25519PublicKey, *, now_ms: int, devic
 
 
 def _parse(data: bytes) -> _Sign1:
+    if len(data) > MAX_CONTRACT_BYTES:
+        raise ContractRefused(Refusal.INVALID, f"{len(data)} bytes is larger than "
+                                               f"{MAX_CONTRACT_BYTES} for a signed contract")
     try:
         tag, item = loads_tagged(data)
     except EncodingError as exc:
@@ -197,7 +204,7 @@ def _check_alg(protected: bytes) -> None:
         raise ContractRefused(Refusal.UNSIGNED, f"protected header: {exc}") from exc
     alg = header.get(HEADER_ALG) if isinstance(header, Mapping) else None
     if alg != ALG_EDDSA:
-        raise ContractRefused(Refusal.UNSIGNED, f"alg {alg!r} is not EdDSA ({ALG_EDDSA})")
+        raise ContractRefused(Refusal.UNSIGNED, f"alg {quote(alg)} is not EdDSA ({ALG_EDDSA})")
 
 
 def _check_signature(message: _Sign1, pubkey: Ed25519PublicKey) -> None:
@@ -216,7 +223,9 @@ def _decode_payload(payload: bytes) -> Contract:
     try:
         return decode_contract(payload)
     except ContractInvalid as exc:
-        detail = "; ".join(str(issue) for issue in exc.issues)
+        detail = "; ".join(str(issue) for issue in exc.issues[:DETAIL_ISSUES])
+        if len(exc.issues) > DETAIL_ISSUES:
+            detail += f" (and {len(exc.issues) - DETAIL_ISSUES} more)"
         raise ContractRefused(Refusal.INVALID, detail) from exc
     except EncodingError as exc:
         raise ContractRefused(Refusal.INVALID, f"payload: {exc}") from exc
@@ -265,8 +274,11 @@ def read_signed(data: bytes) -> Contract:
 def peek_identity(data: bytes) -> tuple[str | None, int | None]:
     """(contract id, version) of a signed message, best effort and unverified, for reporting a
     refusal; (None, None) when the payload cannot be read."""
-    try:
-        c = read_signed(data)
-    except ContractRefused:
+    try:  # only the two fields, never a validation: a refusal must be reported cheaply
+        doc = loads(_parse(data).payload)
+    except (ContractRefused, EncodingError):
         return None, None
-    return c.contract, c.version
+    cid, version = (doc.get("contract"), doc.get("version")) if isinstance(doc, Mapping) \
+        else (None, None)
+    ok = isinstance(version, int) and not isinstance(version, bool) and 1 <= version <= MAX_VERSION
+    return (cid[:64] if isinstance(cid, str) and cid else None), (version if ok else None)

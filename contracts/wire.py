@@ -8,6 +8,9 @@ Rules of this module:
   the order the sender chose survives canonical encoding (which sorts map keys).
 - Journal entries are opaque mappings here (contracts.chain owns their shape); a batch only checks
   that its seq range and its entry count agree.
+- Input is bounded before it is decoded: each message kind has a largest payload (MAX_BYTES, the
+  table in the README), integers have documented ranges (seq <= MAX_SEQ, times <= MAX_EPOCH_MS,
+  versions <= MAX_VERSION), and errors quote at most ~80 characters of a value (limits.quote).
 - The envelope says nothing about delivery: QoS is not trusted (invariant 5); `seq` + `Ack` are.
 """
 from __future__ import annotations
@@ -20,6 +23,7 @@ from contracts.chain import HASH_SIZE
 from contracts.codec import decode_message, encode_message
 from contracts.errors import EncodingError
 from contracts.inputs import Command, CommandKind
+from contracts.limits import MAX_EPOCH_MS, MAX_SEQ, MAX_VERSION, quote
 from contracts.types import EpochMs, Value
 
 WIRE_VERSION = 1
@@ -31,6 +35,8 @@ class _Message:
 
     KIND: ClassVar[str]
     VERSION: ClassVar[int] = WIRE_VERSION
+    MAX_BYTES: ClassVar[int] = 64 * 1024
+    """Largest payload accepted for this kind, checked before decoding (overridden per kind)."""
 
     def to_bytes(self) -> bytes:
         """Canonical CBOR envelope of this message."""
@@ -39,7 +45,7 @@ class _Message:
     @classmethod
     def from_bytes(cls, data: bytes) -> Self:
         """Decode and check a message. Raises EncodingError naming the field at fault."""
-        body = decode_message(data, cls.KIND, cls.VERSION)
+        body = decode_message(_sized(cls, data), cls.KIND, cls.VERSION)
         names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
         # Fields with defaults were added later within the same wire version: absent = default.
         required = {f.name for f in fields(cls)  # type: ignore[arg-type]
@@ -60,7 +66,14 @@ class _Message:
 
 
 def _bad(kind: str, name: str, why: str, value: Any) -> EncodingError:
-    return EncodingError(f"wire message {kind!r} field {name!r}: {why}, got {value!r}")
+    return EncodingError(f"wire message {kind!r} field {quote(name)}: {why}, got {quote(value)}")
+
+
+def _sized(cls: type[_Message], data: bytes) -> bytes:
+    if isinstance(data, (bytes, bytearray, memoryview)) and len(data) > cls.MAX_BYTES:
+        raise EncodingError(f"wire message {cls.KIND!r}: {len(data)} bytes is larger than "
+                            f"{cls.MAX_BYTES} for this kind")
+    return data
 
 
 def _check_names(kind: str, body: Mapping[str, Any], names: set[str],
@@ -73,11 +86,12 @@ def _check_names(kind: str, body: Mapping[str, Any], names: set[str],
         raise _bad(kind, unknown[0], "is not a field of this message", body[unknown[0]])
 
 
-def _int(kind: str, name: str, v: Any, minimum: int = 0, optional: bool = False) -> None:
+def _int(kind: str, name: str, v: Any, minimum: int = 0, optional: bool = False,
+         maximum: int = MAX_SEQ) -> None:
     if v is None and optional:
         return
-    if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
-        raise _bad(kind, name, f"must be an integer >= {minimum}", v)
+    if isinstance(v, bool) or not isinstance(v, int) or not minimum <= v <= maximum:
+        raise _bad(kind, name, f"must be an integer within {minimum}..{maximum}", v)
 
 
 def _str(kind: str, name: str, v: Any, optional: bool = False) -> None:
@@ -119,6 +133,7 @@ class Birth(_Message):
     """Retained on `…/status` at connect: who the agent is and where its journal stands."""
 
     KIND: ClassVar[str] = "birth"
+    MAX_BYTES: ClassVar[int] = 16 * 1024  # ids, a few labels: a real birth is ~200 bytes
     device: str
     site: str
     boot_id: str
@@ -133,7 +148,7 @@ class Birth(_Message):
         _str(k, "site", self.site)
         _str(k, "boot_id", self.boot_id)
         _str(k, "contract", self.contract, optional=True)
-        _int(k, "version", self.version, minimum=1, optional=True)
+        _int(k, "version", self.version, minimum=1, optional=True, maximum=MAX_VERSION)
         if (self.contract is None) != (self.version is None):
             raise _bad(k, "version", "must be given exactly when contract is", self.version)
         _int(k, "last_seq", self.last_seq)
@@ -141,7 +156,7 @@ class Birth(_Message):
 
     @classmethod
     def _from_body(cls, body: dict[str, Any]) -> dict[str, Any]:
-        return {**body, "labels": _as_pairs(body["labels"])}
+        return {**body, "labels": _as_pairs(body.get("labels", ()))}  # optional: absent = ()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -149,6 +164,8 @@ class JournalBatch(_Message):
     """A run of journal entries `from_seq..to_seq`, chained from `prev_hash` (contracts.chain)."""
 
     KIND: ClassVar[str] = "journal"
+    MAX_BYTES: ClassVar[int] = 4 * 1024 * 1024
+    """500 entries of ~300 bytes, plus an accepted contract's signed bytes (<= 1 MiB) in one."""
     device: str
     from_seq: int
     to_seq: int
@@ -184,6 +201,7 @@ class Ack(_Message):
     """Hub to agent: every entry up to `seq` is stored and its chain verified."""
 
     KIND: ClassVar[str] = "ack"
+    MAX_BYTES: ClassVar[int] = 256  # one integer
     seq: int
 
     def __post_init__(self) -> None:
@@ -195,6 +213,7 @@ class ContractResult(_Message):
     """Agent to hub on `…/contract/result`: accepted, or refused with a Refusal value and detail."""
 
     KIND: ClassVar[str] = "contract_result"
+    MAX_BYTES: ClassVar[int] = 16 * 1024  # ids and a refusal detail
     contract: str
     version: int
     accepted: bool
@@ -204,7 +223,7 @@ class ContractResult(_Message):
     def __post_init__(self) -> None:
         k = self.KIND
         _str(k, "contract", self.contract)
-        _int(k, "version", self.version, minimum=1)
+        _int(k, "version", self.version, minimum=1, maximum=MAX_VERSION)
         if not isinstance(self.accepted, bool):
             raise _bad(k, "accepted", "must be true or false", self.accepted)
         _str(k, "refusal", self.refusal, optional=True)
@@ -219,6 +238,7 @@ class CommandMessage(_Message):
     """Hub to agent on `…/cmd`: one engine command (contracts.inputs.Command)."""
 
     KIND: ClassVar[str] = "command"
+    MAX_BYTES: ClassVar[int] = 4 * 1024  # one command
     command: Command
 
     def __post_init__(self) -> None:
@@ -232,7 +252,7 @@ class CommandMessage(_Message):
     @classmethod
     def from_bytes(cls, data: bytes) -> Self:
         """Decode and check a command. Raises EncodingError naming the field at fault."""
-        body = decode_message(data, cls.KIND, cls.VERSION)
+        body = decode_message(_sized(cls, data), cls.KIND, cls.VERSION)
         _check_names(cls.KIND, body, {"kind", "id", "point", "value"})
         return cls(command=_command(cls.KIND, body))
 
@@ -255,6 +275,8 @@ class Telemetry(_Message):
     the running contract with its engine state (the hub projects an offline device from it)."""
 
     KIND: ClassVar[str] = "telemetry"
+    MAX_BYTES: ClassVar[int] = 512 * 1024
+    """MAX_POINTS values plus the engine state (outputs, timers): ~100 kB at 2,048 points."""
     ts_ms: EpochMs
     values: tuple[tuple[str, Value], ...]
     mode: str
@@ -266,16 +288,16 @@ class Telemetry(_Message):
 
     def __post_init__(self) -> None:
         k = self.KIND
-        _int(k, "ts_ms", self.ts_ms)
+        _int(k, "ts_ms", self.ts_ms, maximum=MAX_EPOCH_MS)
         _pairs(k, "values", self.values, _is_value)
         _str(k, "mode", self.mode)
         _str(k, "step", self.step, optional=True)
         _int(k, "seq", self.seq)
         _str(k, "contract", self.contract, optional=True)
-        _int(k, "version", self.version, minimum=1, optional=True)
+        _int(k, "version", self.version, minimum=1, optional=True, maximum=MAX_VERSION)
         if self.state is not None and not isinstance(self.state, Mapping):
             raise _bad(k, "state", "must be an engine state mapping", self.state)
 
     @classmethod
     def _from_body(cls, body: dict[str, Any]) -> dict[str, Any]:
-        return {**body, "values": _as_pairs(body["values"])}
+        return {**body, "values": _as_pairs(body.get("values"))}
