@@ -14,12 +14,10 @@ Rules:
 from __future__ import annotations
 
 import base64
-import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -30,8 +28,9 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import Lifespan
 
 from contracts import codec
-from contracts.errors import EncodingError, Issue
-from contracts.loader import MAX_DOCUMENT_BYTES, _StrictLoader, _unique_pairs
+from contracts.errors import DocumentError, EncodingError, Issue
+from contracts.limits import MAX_DOCUMENT_BYTES, clip
+from contracts.loader import decode_json, decode_yaml
 from hub import openapi
 from hub.auth import PRINCIPAL_KEY, AuthConfig, AuthMiddleware, Principal
 from hub.metrics import CONTENT_TYPE, HubMetrics, LatencyMiddleware
@@ -107,34 +106,60 @@ def _enum_query(request: Request, name: str, cls: type[ContractStatus] | type[De
 
 # ---- bodies -------------------------------------------------------------------------------------
 
-async def _document(request: Request) -> Any:
-    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if media not in JSON_TYPES | YAML_TYPES:
-        raise HTTPException(415, f"send the contract as application/json or application/yaml, "
-                                 f"not {media or 'no content type'!r}")
-    body = await request.body()
-    if len(body) > MAX_DOCUMENT_BYTES:
-        raise HTTPException(413, f"{len(body)} bytes is larger than {MAX_DOCUMENT_BYTES}")
+MAX_REASON_BYTES = 4096
+"""A hold/abort reason is a sentence for the audit trail, not a document."""
+
+
+async def _read_capped(request: Request, limit: int) -> bytes:
+    """The body, read while streaming and abandoned at `limit` bytes (413): a declared
+    Content-Length over the limit is refused before reading anything, and a chunked body is cut
+    as soon as it passes the limit, without reading the rest."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise HTTPException(413, f"body of {declared[:20]} bytes is larger than {limit}")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise HTTPException(413, f"body is larger than {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _decode_document(body: bytes, media: str) -> Any:
+    """Runs in a worker thread: YAML of a large contract takes a while (never on the loop)."""
     try:
         text = body.decode("utf-8")
-        if media in JSON_TYPES:
-            return json.loads(text, object_pairs_hook=_unique_pairs)
-        return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
-    except (UnicodeDecodeError, ValueError, yaml.YAMLError) as exc:
+    except UnicodeDecodeError as exc:
+        raise BadRequest(f"cannot decode the body as {media}: not UTF-8 (byte {exc.start})",
+                         [Issue(path="<body>", reason="not UTF-8")]) from exc
+    try:
+        return decode_json(text, "<body>") if media in JSON_TYPES else decode_yaml(text, "<body>")
+    except DocumentError as exc:
         raise BadRequest(f"cannot decode the body as {media}: {exc}",
                          [Issue(path="<body>", reason=str(exc))]) from exc
 
 
+async def _document(request: Request) -> tuple[bytes, str]:
+    """The raw contract body (capped while streaming) and its media type; decoding happens in
+    the service's worker thread (`_decode_document`)."""
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media not in JSON_TYPES | YAML_TYPES:
+        raise HTTPException(415, f"send the contract as application/json or application/yaml, "
+                                 f"not {clip(media) or 'no content type'!r}")
+    return await _read_capped(request, MAX_DOCUMENT_BYTES), media
+
+
 async def _reason(request: Request) -> str | None:
     """Optional `{"reason": "..."}` JSON body of hold/abort."""
-    body = await request.body()
+    body = await _read_capped(request, MAX_REASON_BYTES)
     if not body:
         return None
     try:
-        reason = json.loads(body).get("reason")
-    except (ValueError, AttributeError) as exc:
+        reason = decode_json(body.decode("utf-8"), "<body>").get("reason")
+    except (DocumentError, UnicodeDecodeError, AttributeError) as exc:
         raise BadRequest("body must be a JSON object {\"reason\": string}",
-                         [Issue(path="<body>", reason=str(exc))]) from exc
+                         [Issue(path="<body>", reason=clip(str(exc)))]) from exc
     if reason is not None and not isinstance(reason, str):
         raise BadRequest("reason must be a string", [Issue(path="reason", reason="not a string")])
     return reason
@@ -237,7 +262,10 @@ async def device_journal(request: Request) -> Response:
 
 async def submit_contract(request: Request) -> Response:
     """Check, sign, store and push a contract (YAML or JSON body)."""
-    record = await _service(request).submit_contract(await _document(request), _actor(request))
+    body, media = await _document(request)
+    svc = _service(request)
+    document = await svc.worker.run(_decode_document, body, media)
+    record = await svc.submit_contract(document, _actor(request))
     return JSONResponse(contract_view(record), status_code=201,
                         headers={"Location": f"/api/contracts/{record.id}"})
 

@@ -9,11 +9,15 @@ Rules:
   invariant 6; 409), or when its write points overlap those of another contract id that still
   claims points on the same device (single writer, invariant 2; 409 naming both and the points).
 - Every step is audited with its actor and outcome, refusals included.
+- Decoding, validation, conflict parsing and signing run in a CpuWorker thread, never on the event
+  loop (`/health` answers while a 2,048-point contract is checked); the admission checks and the
+  insert run under one lock, so two concurrent submissions cannot both pass the conflict check.
 - State changes happen only after the publish they depend on succeeded, so a failed publish leaves
   the record where it was (SUBMITTED for a push) and a retry is safe.
 """
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from http import HTTPStatus
@@ -28,6 +32,7 @@ from contracts.types import EpochMs
 from hub.audit import AuditAction, AuditEntry, Outcome, log_entry
 from hub.states import ContractEvent, ContractStatus, IllegalTransition, transition
 from hub.store import ContractRecord, Duplicate, HubStore, contract_id
+from hub.worker import CpuWorker
 
 
 Signer = Callable[[Contract], bytes]
@@ -112,21 +117,41 @@ def overlaps(a: Point, b: Point) -> bool:
             and a.address <= b.last_address and b.address <= a.last_address)
 
 
+def _cells(p: Point) -> list[tuple[int, str, int]]:
+    return [(p.unit_id, p.table.value, a) for a in range(p.address, p.last_address + 1)]
+
+
 def write_conflicts(new: Contract, others: Iterable[Contract]) -> list[Overlap]:
     """Every overlap between `new`'s write points and those of `others` with a different contract
-    id on the same device (a newer version of the same contract replaces, never conflicts)."""
-    return [
-        Overlap(other=contract_id(o.contract, o.version), point=p.name, other_point=q.name)
-        for o in others if o.device == new.device and o.contract != new.contract
-        for p in new.write_points for q in o.write_points if overlaps(p, q)
-    ]
+    id on the same device (a newer version of the same contract replaces, never conflicts).
+    Indexed by register, so linear in the points (each point spans at most 4 registers)."""
+    index: dict[tuple[int, str, int], list[tuple[str, Point]]] = {}
+    for o in others:
+        if o.device == new.device and o.contract != new.contract:
+            for q in o.write_points:
+                for cell in _cells(q):
+                    index.setdefault(cell, []).append((contract_id(o.contract, o.version), q))
+    found: dict[tuple[str, str, str], Overlap] = {}
+    for p in new.write_points:
+        for cell in _cells(p):
+            for other, q in index.get(cell, ()):
+                found.setdefault((other, p.name, q.name),
+                                 Overlap(other=other, point=p.name, other_point=q.name))
+    return list(found.values())
+
+
+def _sign_record(signer: Signer, c: Contract) -> tuple[bytes, dict[str, Any], str]:
+    return signer(c), to_mapping(c), content_hash(c)
 
 
 class HubService:
     """The hub's business operations. Async only where they publish."""
 
-    def __init__(self, store: HubStore, signer: Signer, publisher: Publisher, clock: Clock) -> None:
+    def __init__(self, store: HubStore, signer: Signer, publisher: Publisher, clock: Clock,
+                 worker: CpuWorker | None = None) -> None:
         self.store, self.signer, self.publisher, self.clock = store, signer, publisher, clock
+        self.worker = worker or CpuWorker()
+        self._admission = asyncio.Lock()
 
     def _audit(self, actor: str, action: AuditAction, outcome: Outcome, *,
                device: str | None = None, contract: str | None = None, reason: str | None = None,
@@ -141,9 +166,12 @@ class HubService:
 
         Raises InvalidContract, StaleVersion, WriteConflict, or PublishFailed (then the contract
         is stored in SUBMITTED and the failure audited)."""
-        contract = self._admit(document, actor)
+        contract = await self._check(document, actor)
         cid = contract_id(contract.contract, contract.version)
-        record = self._store_signed(contract, actor)
+        async with self._admission:
+            self._check_version(contract, actor)
+            await self._check_conflicts(contract, actor)
+            record = await self._store_signed(contract, actor)
         try:
             await self.publisher.push_contract(contract.site, contract.device, record.signed)
         except Exception as exc:  # any transport failure: audited, then refused as 503
@@ -155,16 +183,13 @@ class HubService:
         self._supersede_older(contract, actor)
         return self.store.contract(cid)
 
-    def _admit(self, document: Mapping[str, Any], actor: str) -> Contract:
+    async def _check(self, document: Mapping[str, Any], actor: str) -> Contract:
         try:
-            contract = check_mapping(document)
+            return await self.worker.run(check_mapping, document)
         except ContractInvalid as exc:
             self._refuse_submit(actor, document, "invalid", [str(i) for i in exc.issues])
             raise InvalidContract(f"contract is invalid ({len(exc.issues)} issues)",
                                   exc.issues) from exc
-        self._check_version(contract, actor)
-        self._check_conflicts(contract, actor)
-        return contract
 
     def _refuse_submit(self, actor: str, document: Mapping[str, Any], reason: str,
                        issues: list[str], contract: str | None = None) -> None:
@@ -182,13 +207,15 @@ class HubService:
             raise StaleVersion(f"contract {c.contract}: {why}",
                                [Issue(path="version", reason=why)])
 
-    def _check_conflicts(self, c: Contract, actor: str) -> None:
-        claiming = [r for r in self.store.contracts(device=c.device) if r.status.claims_points]
-        found = write_conflicts(c, (parse_contract(r.document) for r in claiming))
+    async def _check_conflicts(self, c: Contract, actor: str) -> None:
+        docs = [r.document for r in self.store.contracts(device=c.device) if r.status.claims_points]
+        found = await self.worker.run(
+            lambda: write_conflicts(c, (parse_contract(d) for d in docs)))
         if not found:
             return
         cid = contract_id(c.contract, c.version)
-        issues = [Issue(path=f"points[{_index(c, o.point)}]",
+        where = {p.name: i for i, p in reversed(list(enumerate(c.points)))}
+        issues = [Issue(path=f"points[{where[o.point]}]",
                         reason=f"write point {o.point!r} overlaps {o.other_point!r} of {o.other}")
                   for o in found]
         self._refuse_submit(actor, to_mapping(c), "write_conflict", [str(i) for i in issues], cid)
@@ -196,13 +223,13 @@ class HubService:
         raise WriteConflict(f"contract {cid} conflicts with {', '.join(others)} on device "
                             f"{c.device}", issues)
 
-    def _store_signed(self, c: Contract, actor: str) -> ContractRecord:
+    async def _store_signed(self, c: Contract, actor: str) -> ContractRecord:
+        signed, document, digest = await self.worker.run(_sign_record, self.signer, c)
         cid, now = contract_id(c.contract, c.version), self.clock()
-        signed = self.signer(c)
         record = ContractRecord(
             id=cid, contract=c.contract, version=c.version, device=c.device, site=c.site,
-            status=ContractStatus.SUBMITTED, document=to_mapping(c), signed=signed,
-            content_hash=content_hash(c), created_ms=now, updated_ms=now, reason=f"by {actor}")
+            status=ContractStatus.SUBMITTED, document=document, signed=signed,
+            content_hash=digest, created_ms=now, updated_ms=now, reason=f"by {actor}")
         try:
             self.store.insert_contract(record)
         except Duplicate as exc:  # a concurrent submission of the same version won the race
@@ -262,6 +289,3 @@ class HubService:
                     contract=cid, request=request)
         return request
 
-
-def _index(c: Contract, point: str) -> int:
-    return next(i for i, p in enumerate(c.points) if p.name == point)
