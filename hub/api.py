@@ -65,7 +65,9 @@ async def _not_found(_: Request, exc: Exception) -> Response:
 
 async def _http_error(_: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
-    return _error(exc.status_code, exc.detail)
+    response = _error(exc.status_code, exc.detail)
+    response.headers.update(exc.headers or {})  # e.g. Allow on a 405
+    return response
 
 
 def _actor(request: Request) -> str:

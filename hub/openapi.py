@@ -3,6 +3,13 @@
 Each operation takes its summary from the endpoint's docstring, its required role from
 `hub.auth.required_role` (the same table the middleware enforces), its path parameters from the
 path, and its query parameters, bodies and success status from the small tables below.
+
+Error statuses are derived from the route's shape, so a new route is documented correctly without
+a table entry: an authenticated route can answer 401/403, a path parameter 404, a query parameter
+400, a body 400 and 413 (bodies are capped while streaming). Only what an endpoint decides for
+itself (409 conflict, 415, 422, 503) is listed per endpoint in `_ERRORS_BY_ENDPOINT`.
+tests/hub/test_openapi.py walks the app's routes and checks every status each one really returns
+is documented.
 """
 from __future__ import annotations
 
@@ -39,16 +46,16 @@ _SUCCESS: Mapping[str, tuple[str, str]] = {
 _ERRORS: Mapping[str, str] = {
     "400": "unreadable body or query parameter", "401": "missing or invalid bearer token",
     "403": "role too weak", "404": "no such device or contract",
+    "413": "body larger than the route's limit",
     "409": "write conflict, stale version or illegal state",
     "415": "unsupported content type", "422": "invalid contract (every issue listed)",
     "503": "accepted but not published to the agent",
 }
 _ERRORS_BY_ENDPOINT: Mapping[str, tuple[str, ...]] = {
-    "submit_contract": ("400", "409", "415", "422", "503"),
-    "hold_contract": ("400", "404", "409", "503"),
-    "abort_contract": ("400", "404", "409", "503"),
-    "reconcile_contract": ("404",),
-    "get_device": ("404",), "device_journal": ("400", "404"), "get_contract": ("404",),
+    # what the endpoint itself decides, beyond the statuses its shape implies (see the docstring)
+    "submit_contract": ("409", "415", "422", "503"),
+    "hold_contract": ("409", "503"),
+    "abort_contract": ("409", "503"),
 }
 
 _ERROR_SCHEMA = {
@@ -75,12 +82,25 @@ def _parameters(path: str, endpoint: str) -> list[dict[str, Any]]:
     return params
 
 
-def _responses(endpoint: str, public: bool) -> dict[str, Any]:
+def error_codes(path: str, endpoint: str, public: bool) -> list[str]:
+    """Every error status `endpoint` at `path` can answer with, derived from its shape."""
+    codes = set(_ERRORS_BY_ENDPOINT.get(endpoint, ()))
+    if not public:
+        codes |= {"401", "403"}
+    if "{" in path:
+        codes.add("404")
+    if _QUERY.get(endpoint):
+        codes.add("400")
+    if endpoint in _BODIES:
+        codes |= {"400", "413"}
+    return sorted(codes)
+
+
+def _responses(path: str, endpoint: str, public: bool) -> dict[str, Any]:
     code, text = _SUCCESS.get(endpoint, ("200", "OK"))
     out: dict[str, Any] = {code: {"description": text}}
-    codes = () if public else ("401", "403", *_ERRORS_BY_ENDPOINT.get(endpoint, ()))
-    for c in codes:
-        out[c] = {"description": _ERRORS[c], "content": {"application/json": {
+    for c in error_codes(path, endpoint, public):
+        out[c] = {"description": _ERRORS.get(c, "error"), "content": {"application/json": {
             "schema": {"$ref": "#/components/schemas/Error"}}}}
     return out
 
@@ -92,7 +112,7 @@ def _operation(route: Route, method: str) -> dict[str, Any]:
         "operationId": name,
         "summary": (route.endpoint.__doc__ or name).strip().splitlines()[0],
         "parameters": _parameters(route.path, name),
-        "responses": _responses(name, public=role is None),
+        "responses": _responses(route.path, name, public=role is None),
         "security": [] if role is None else [{"bearer": []}],
     }
     if role is not None:
