@@ -13,6 +13,7 @@ from typing import Any
 import cbor2
 import httpx
 import pytest
+import yaml
 
 from contracts.codec import encode_message
 from contracts.topics import Channel
@@ -56,7 +57,7 @@ async def test_ten_thousand_deep_documents_are_a_400_not_a_500(
     assert r.status_code == 400 and "nested deeper than" in r.json()["error"]
 
 
-@pytest.mark.parametrize("version", [2**63, 10**4000])
+@pytest.mark.parametrize("version", [2**63, 10**4000], ids=["2^63", "10^4000"])
 async def test_huge_version_is_a_422_naming_the_field(
         client: httpx.AsyncClient, tank_fill: dict[str, Any], version: int) -> None:
     doc = json.dumps({**tank_fill, "version": version})
@@ -111,16 +112,19 @@ async def test_health_answers_within_a_second_while_a_max_size_contract_is_check
         client: httpx.AsyncClient, tank_fill: dict[str, Any]) -> None:
     doc = _big_contract(tank_fill, MAX_POINTS)
     doc["points"][-1]["address"] = doc["points"][-2]["address"]  # one overlap: a full 422 path
-    submit = asyncio.create_task(client.post("/api/contracts", json=doc, headers=OP, timeout=120))
-    worst = 0.0
+    body = yaml.safe_dump(doc)  # YAML: decoding it is the slowest part, and it is off the loop too
+    submit = asyncio.create_task(client.post("/api/contracts", content=body, headers=YAML,
+                                             timeout=120))
+    # The test client shares the hub's event loop: a blocked loop shows as a long gap between
+    # two answers, wherever the block falls (in a request or between two of them).
+    worst, last = 0.0, time.monotonic()
     while not submit.done():
-        t0 = time.monotonic()
         assert (await client.get("/health", timeout=30)).status_code == 200
-        worst = max(worst, time.monotonic() - t0)
+        worst, last = max(worst, time.monotonic() - last), time.monotonic()
         await asyncio.sleep(0.02)
     r = await submit
     assert r.status_code == 422 and r.json()["issues"][0]["path"] == f"points[{MAX_POINTS - 1}].address"
-    assert worst < 1.0, f"/health took {worst:.2f} s during validation"
+    assert worst < 1.0, f"/health went {worst:.2f} s without an answer during validation"
 
 
 async def test_body_over_the_cap_is_refused_while_streaming_without_reading_the_rest(
