@@ -63,11 +63,22 @@ async def _not_found(_: Request, exc: Exception) -> Response:
     return _error(404, str(exc))
 
 
-async def _http_error(_: Request, exc: Exception) -> Response:
+async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     response = _error(exc.status_code, exc.detail)
-    response.headers.update(exc.headers or {})  # e.g. Allow on a 405
+    response.headers.update(exc.headers or {})
+    if exc.status_code == 405:
+        response.headers["Allow"] = _allowed(request)
     return response
+
+
+def _allowed(request: Request) -> str:
+    """Every method of every route at this path: Starlette's own Allow names only the first
+    route that matched the path, and GET and POST /api/contracts are two routes."""
+    path = request.url.path
+    methods = {m for r in request.app.router.routes if isinstance(r, Route)
+               and r.path_regex.match(path) for m in (r.methods or ())}
+    return ", ".join(sorted(methods))
 
 
 def _actor(request: Request) -> str:

@@ -13,29 +13,39 @@ is documented.
 """
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 from starlette.routing import Route
 
+from contracts.loader import load_contract
+from contracts.schema import to_mapping
 from hub.auth import required_role
+from hub.states import ContractStatus, DeviceState
 
 TITLE = "fieldpact hub"
 API_VERSION = "1"
 
-_QUERY: Mapping[str, tuple[tuple[str, str, str], ...]] = {
-    # endpoint -> (name, JSON schema type, description)
-    "list_devices": (("state", "string", "only devices in this state"),),
-    "device_journal": (("from_seq", "integer", "first seq to return (default 0)"),
-                       ("limit", "integer", "page size, 1..1000 (default 100)")),
-    "list_contracts": (("device", "string", "only this device's contracts"),
-                       ("status", "string", "only contracts in this status")),
-    "list_reconciliations": (("device", "string", "only this device"),
-                             ("limit", "integer", "page size, 1..1000 (default 100)")),
-    "list_audit": (("device", "string", "only this device"), ("contract", "string",
+_LIMIT = {"type": "integer", "minimum": 1, "maximum": 1000}
+_TEXT = {"type": "string"}
+_QUERY: Mapping[str, tuple[tuple[str, Mapping[str, Any], str], ...]] = {
+    # endpoint -> (name, JSON schema, description); the bounds are those hub/api.py enforces
+    "list_devices": (("state", {"type": "string", "enum": [s.value for s in DeviceState]},
+                      "only devices in this state"),),
+    "device_journal": (("from_seq", {"type": "integer", "minimum": 0, "maximum": 2**63 - 1},
+                        "first seq to return (default 0)"),
+                       ("limit", _LIMIT, "page size, 1..1000 (default 100)")),
+    "list_contracts": (("device", _TEXT, "only this device's contracts"),
+                       ("status", {"type": "string", "enum": [s.value for s in ContractStatus]},
+                        "only contracts in this status")),
+    "list_reconciliations": (("device", _TEXT, "only this device"),
+                             ("limit", _LIMIT, "page size, 1..1000 (default 100)")),
+    "list_audit": (("device", _TEXT, "only this device"), ("contract", _TEXT,
                    "only this contract id (name@version)"),
-                   ("limit", "integer", "page size, 1..1000 (default 100)")),
+                   ("limit", _LIMIT, "page size, 1..1000 (default 100)")),
 }
 
 _SUCCESS: Mapping[str, tuple[str, str]] = {
@@ -66,19 +76,31 @@ _ERROR_SCHEMA = {
 }
 _REASON_BODY = {"required": False, "content": {"application/json": {"schema": {
     "type": "object", "properties": {"reason": {"type": "string"}}}}}}
-_BODIES: Mapping[str, Mapping[str, Any]] = {
-    "submit_contract": {"required": True, "content": {
-        "application/json": {"schema": {"type": "object"}},
-        "application/yaml": {"schema": {"type": "object"}}}},
-    "hold_contract": _REASON_BODY, "abort_contract": _REASON_BODY,
-}
+_BODY_ENDPOINTS = frozenset({"submit_contract", "hold_contract", "abort_contract"})
+_EXAMPLE = Path(__file__).parents[1] / "contracts" / "examples" / "tank-fill.yaml"
+
+
+@functools.cache
+def _example_contract() -> dict[str, Any]:
+    """The shipped tank-fill example as a JSON document: the request example of a submission
+    (also what lets schemathesis reach the routes behind it: its 201 carries a Location)."""
+    return to_mapping(load_contract(_EXAMPLE))
+
+
+def _bodies() -> Mapping[str, Mapping[str, Any]]:
+    return {
+        "submit_contract": {"required": True, "content": {
+            "application/json": {"schema": {"type": "object"}, "example": _example_contract()},
+            "application/yaml": {"schema": {"type": "object"}}}},
+        "hold_contract": _REASON_BODY, "abort_contract": _REASON_BODY,
+    }
 
 
 def _parameters(path: str, endpoint: str) -> list[dict[str, Any]]:
     params = [{"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
               for name in re.findall(r"{(\w+)}", path)]
-    params += [{"name": n, "in": "query", "required": False, "schema": {"type": t},
-                "description": d} for n, t, d in _QUERY.get(endpoint, ())]
+    params += [{"name": n, "in": "query", "required": False, "schema": dict(schema),
+                "description": d} for n, schema, d in _QUERY.get(endpoint, ())]
     return params
 
 
@@ -91,7 +113,7 @@ def error_codes(path: str, endpoint: str, public: bool) -> list[str]:
         codes.add("404")
     if _QUERY.get(endpoint):
         codes.add("400")
-    if endpoint in _BODIES:
+    if endpoint in _BODY_ENDPOINTS:
         codes |= {"400", "413"}
     return sorted(codes)
 
@@ -117,8 +139,8 @@ def _operation(route: Route, method: str) -> dict[str, Any]:
     }
     if role is not None:
         op["x-required-role"] = role.name.lower()
-    if name in _BODIES:
-        op["requestBody"] = _BODIES[name]
+    if name in _BODY_ENDPOINTS:
+        op["requestBody"] = _bodies()[name]
     return op
 
 
