@@ -177,7 +177,7 @@ def check_mapping(m: Any) -> Contract:
     parsed = parse_partial(m)
     issues = [*parsed.issues, *validate(parsed.contract, parsed.layout)]
     if issues:
-        raise ContractInvalid(cap_issues(issues))
+        raise ContractInvalid(cap_issues(issues, parsed.extra))
     return parsed.contract
 
 

@@ -255,8 +255,9 @@ class _Reader:
         else:
             self.extra += 1
 
-    def all_issues(self) -> list[Issue]:
-        return cap_issues(self.issues, self.extra)
+    def count(self) -> int:
+        """Issues found so far (kept or not): a part whose parse raised it is unreadable."""
+        return len(self.issues) + self.extra
 
     def get(self, m: Mapping[str, Any], key: str, path: str, conv: Callable[[Any, str], T],
             default: Any = _MISSING) -> T:
@@ -444,6 +445,13 @@ def _address(v: Any, p: str) -> int:
 
 
 def _parse_point(r: _Reader, m: Any, path: str) -> Point | None:
+    """The point, or None if any of its fields is unreadable (the issues say which)."""
+    before = r.count()
+    point = _read_point(r, m, path)
+    return point if r.count() == before else None
+
+
+def _read_point(r: _Reader, m: Any, path: str) -> Point | None:
     if not isinstance(m, Mapping):
         r.fail(path, "must be a mapping")
         return None
@@ -493,6 +501,13 @@ _STEP_KEYS = frozenset({"name", "do", "until", "for_s", "timeout_s", "on_timeout
 
 
 def _parse_step(r: _Reader, m: Any, path: str) -> Step | None:
+    """The step, or None if any of its fields is unreadable (the issues say which)."""
+    before = r.count()
+    step = _read_step(r, m, path)
+    return step if r.count() == before else None
+
+
+def _read_step(r: _Reader, m: Any, path: str) -> Step | None:
     if not isinstance(m, Mapping):
         r.fail(path, "must be a mapping")
         return None
@@ -584,18 +599,19 @@ class Layout:
 @dataclass(frozen=True, kw_only=True)
 class Parsed:
     """A structural parse: the contract built from what could be read, every structural issue
-    (at most MAX_ISSUES, then a count), and its Layout."""
+    (the first MAX_ISSUES, and a count of the rest), and its Layout."""
 
     contract: Contract
     issues: tuple[Issue, ...]
     layout: Layout
+    extra: int = 0  # issues found past MAX_ISSUES, counted only
 
 
 def parse_contract(m: Any) -> Contract:
     """Structural parse of a decoded document. Raises ContractInvalid listing every issue."""
     parsed = parse_partial(m)
     if parsed.issues:
-        raise ContractInvalid(list(parsed.issues))
+        raise ContractInvalid(cap_issues(list(parsed.issues), parsed.extra))
     return parsed.contract
 
 
@@ -636,14 +652,14 @@ def parse_partial(m: Any) -> Parsed:
     )
     layout = Layout(point_index=p_index, step_index=s_index, broken=frozenset(broken),
                     dropped_points=dropped)
-    return Parsed(contract=contract, issues=tuple(r.all_issues()), layout=layout)
+    return Parsed(contract=contract, issues=tuple(r.issues), layout=layout, extra=r.extra)
 
 
 def _bounded_list(r: _Reader, m: Mapping[str, Any], key: str, most: int,
                   broken: set[str]) -> list[Any]:
     """The list at `key`, or [] (marking it broken) if missing, not a list, or longer than `most`:
     an over-long list is refused before any item is looked at."""
-    raw = r.get(m, key, "", _list)
+    raw: list[Any] | None = r.get(m, key, "", _list)
     if raw is not None and len(raw) > most:
         r.fail(key, f"has {len(raw)} entries; at most {most} are allowed")
         raw = None
@@ -682,7 +698,11 @@ def _parse_safe_state(r: _Reader, m: Mapping[str, Any],
     if "safe_state" not in m:
         broken.add("safe_state")
         return _required(r, "safe_state")  # type: ignore[no-any-return]
-    return _pairs(r, m["safe_state"], "safe_state", _value)
+    before = r.count()
+    pairs = _pairs(r, m["safe_state"], "safe_state", _value)
+    if r.count() != before:
+        broken.add("safe_state")  # a refused value is not a missing one
+    return pairs
 
 
 def _required(r: _Reader, path: str, placeholder: Any = ()) -> Any:
