@@ -1,8 +1,11 @@
 """The agent's contract store on a real journal: refusals are distinct, named and journaled."""
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -14,6 +17,8 @@ from contracts.loader import check_mapping
 from contracts.schema import Contract, format_time
 from contracts.signing import load_public_key
 from tests.agent.conftest import now_ms, tank_document
+
+MAX_POINTS = 2048  # contracts.limits.MAX_POINTS, written out so this runs on the old code too
 from tests.agent.helpers import journal_entries
 
 
@@ -63,3 +68,43 @@ async def test_rollback_protection_survives_a_restart(
         assert restored.pending is not None and restored.pending.contract.version == 9
         assert await _refusal(store, signer(check_mapping(tank_document(version=8)))) \
             is Refusal.OLDER_VERSION
+
+
+def _max_size_document() -> dict[str, Any]:
+    doc = tank_document(version=9)
+    doc["points"] += [{"name": f"in_{i}", "unit_id": 1, "table": "input", "address": 100 + 2 * i,
+                       "type": "float32", "direction": "read", "stale_after_ms": 2000}
+                      for i in range(MAX_POINTS - len(doc["points"]))]
+    return doc
+
+
+async def test_verifying_a_max_size_contract_never_stalls_the_scan_loop(
+        tmp_path: Path, keys: tuple[Path, Path], signer: Callable[[Contract], bytes]) -> None:
+    """The scan runs on the agent's event loop; a contract is verified off it (issue 9: a large
+    contract once stalled the scan for 19 s, on receipt and again at the next start)."""
+    signed = signer(check_mapping(_max_size_document()))
+    gaps: list[float] = []
+    running = asyncio.Event()
+
+    async def ticker() -> None:  # stands in for the scan: wakes every 10 ms
+        last = time.monotonic()
+        running.set()
+        while True:
+            await asyncio.sleep(0.01)
+            gaps.append(time.monotonic() - last)
+            last = time.monotonic()
+
+    async with AsyncJournal(tmp_path / "j.db") as journal:
+        store = ContractStore(journal, load_public_key(keys[1]), "d1")
+        await store.restore(now_ms())
+        tick = asyncio.create_task(ticker())
+        await running.wait()
+        try:
+            assert len((await store.receive(signed, now_ms())).contract.points) == MAX_POINTS
+            restarted = ContractStore(journal, load_public_key(keys[1]), "d1")
+            assert (await restarted.restore(now_ms())).pending is not None  # re-verified at start
+        finally:
+            tick.cancel()
+    # A 50 ms scan tolerates a late wake-up of a few ms; 250 ms leaves room for a loaded machine
+    # while catching any verification on the loop (it took seconds before the fix).
+    assert gaps and max(gaps) < 0.25, f"the loop stalled {max(gaps):.2f} s"
