@@ -14,7 +14,7 @@ from typing import Any
 import cbor2
 import httpx
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from contracts.codec import encode_message
@@ -141,11 +141,22 @@ async def _d2_syncs(s: _Session, seq: int) -> None:
                 return
 
 
+BOMB_FIELD = {Channel.STATUS: "labels", Channel.JOURNAL: "entries", Channel.TELEMETRY: "values",
+              Channel.CONTRACT_RESULT: "detail"}
+
+
+def _known_bomb(channel: Channel) -> bytes:
+    """The payload of issue 9 finding 2 on this channel: a shared-value graph in one field."""
+    body = {**VALID[channel], BOMB_FIELD[channel]: _bomb(30)}
+    return cbor2.dumps({"kind": KIND[channel], "v": 1, "body": body})
+
+
 def _fuzz(channel: Channel) -> Any:
     @pytest.mark.slow
     @settings(max_examples=EXAMPLES, deadline=None, derandomize=True,
               suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
     @given(payload=_payloads(channel))
+    @example(payload=_known_bomb(channel))
     def test(session: _Session, payload: bytes) -> None:
         session.run(_one(session, channel, payload))
     test.__name__ = f"test_{channel.name.lower()}_fuzz_keeps_hub_responsive_and_d2_syncing"
