@@ -20,7 +20,7 @@ QUOTE_CHARS = 80
 
 MAX_DOCUMENT_BYTES = 1 << 20
 """A contract document (YAML/JSON file or request body). Contracts are a few kilobytes; the largest
-allowed (MAX_POINTS points) is about 400 kB as YAML; a megabyte is a wrong file or an attack."""
+allowed (MAX_POINTS points) is 230-450 kB as YAML; a megabyte is a wrong file or an attack."""
 
 MAX_DOCUMENT_DEPTH = 16
 """Nesting of a contract document: the deepest legal path is points[i].range[0] (4 levels); 16
@@ -28,7 +28,7 @@ leaves room for anything an editor adds while staying far below Python's recursi
 
 MAX_CONTRACT_BYTES = 1 << 20
 """A signed contract (COSE_Sign1 over canonical CBOR) on `…/contract`: MAX_POINTS fully explicit
-points encode to about 400 kB; a megabyte is refused before it is decoded or verified."""
+points encode to about 430 kB; a megabyte is refused before it is decoded or verified."""
 
 MAX_CBOR_DEPTH = 32
 """Nesting of a CBOR payload. The deepest real message (telemetry carrying an engine state, or a
