@@ -21,6 +21,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from contracts.errors import ExprEvalError, ExprSyntaxError
+from contracts.limits import quote
 from contracts.types import Value
 
 MAX_LENGTH = 1000
@@ -420,7 +421,7 @@ class Expr:
         try:
             return self._fn(env)
         except ExprEvalError as exc:
-            raise ExprEvalError(f"{exc} in {self.text!r}") from None
+            raise ExprEvalError(f"{exc} in {quote(self.text)}") from None
 
 
 class Kind(enum.StrEnum):

@@ -9,6 +9,7 @@ import enum
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from contracts.limits import quote
 from contracts.types import EpochMs, PointName, Value
 
 
@@ -71,7 +72,7 @@ def reading_to_wire(r: Reading) -> list[object]:
 def reading_from_wire(v: Sequence[object], ts_ms: EpochMs) -> Reading:
     """Inverse of `reading_to_wire`. Raises ValueError for a malformed triple."""
     if len(v) != 3:
-        raise ValueError(f"reading: expected [value, quality, reason], got {v!r}")
+        raise ValueError(f"reading: expected [value, quality, reason], got {quote(v)}")
     value, quality, reason = v
     return Reading(value=value, quality=Quality(quality), ts_ms=ts_ms,  # type: ignore[arg-type]
                    reason=reason)  # type: ignore[arg-type]

@@ -70,7 +70,7 @@ class _StrictLoader(yaml.SafeLoader):  # type: ignore[misc]
             if key in seen:
                 raise yaml.constructor.ConstructorError(
                     "while reading a mapping", node.start_mark,
-                    f"duplicate key {key!r}", key_node.start_mark)
+                    f"duplicate key {quote(key)}", key_node.start_mark)
             seen.add(key)
         mapping: dict[Any, Any] = super().construct_mapping(node, deep=deep)
         return mapping

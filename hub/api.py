@@ -29,7 +29,7 @@ from starlette.types import Lifespan
 
 from contracts import codec
 from contracts.errors import DocumentError, EncodingError, Issue
-from contracts.limits import MAX_DOCUMENT_BYTES, clip
+from contracts.limits import MAX_DOCUMENT_BYTES, clip, quote
 from contracts.loader import decode_json, decode_yaml
 from hub import openapi
 from hub.auth import PRINCIPAL_KEY, AuthConfig, AuthMiddleware, Principal
@@ -100,7 +100,7 @@ def _int_query(request: Request, name: str, default: int, low: int, high: int) -
     except ValueError:
         value = low - 1
     if not low <= value <= high:
-        reason = f"must be an integer within {low}..{high}, got {raw!r}"
+        reason = f"must be an integer within {low}..{high}, got {quote(raw)}"
         raise BadRequest(f"bad query parameter {name}", [Issue(path=name, reason=reason)])
     return value
 
@@ -114,7 +114,7 @@ def _enum_query(request: Request, name: str, cls: type[ContractStatus] | type[De
     except ValueError:
         allowed = ", ".join(m.value for m in cls)
         raise BadRequest(f"bad query parameter {name}",
-                         [Issue(path=name, reason=f"{raw!r} is not one of {allowed}")]) from None
+                         [Issue(path=name, reason=f"{quote(raw)} is not one of {allowed}")]) from None
 
 
 # ---- bodies -------------------------------------------------------------------------------------

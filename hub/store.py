@@ -26,6 +26,7 @@ from typing import Any
 from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
 
+from contracts.limits import quote
 from contracts import codec
 from contracts.types import EpochMs
 from hub.audit import AuditAction, AuditEntry, Outcome
@@ -43,7 +44,7 @@ class NotFound(StoreError):
 
     def __init__(self, kind: str, key: str) -> None:
         self.kind, self.key = kind, key
-        super().__init__(f"no {kind} {key!r}")
+        super().__init__(f"no {kind} {quote(key)}")
 
 
 class Duplicate(StoreError):

@@ -111,7 +111,7 @@ class HubSync:
         except Exception as exc:  # one device's message must never stop the hub's MQTT side
             log.exception("hub_handler_failed topic=%s", topic_name)
             if self._known(parts.device):
-                self._alarm(parts.device, "hub_error", f"{type(exc).__name__}: {exc}")
+                self._alarm(parts.device, "hub_error", f"{type(exc).__name__}: {exc}"[:300])
         # A burst of queued messages is otherwise handled without ever suspending (queue gets
         # return at once), starving the API that shares this event loop.
         await asyncio.sleep(0)
