@@ -1,177 +1,67 @@
-"""The embedded MQTT broker (amqtt 0.12) with per-user authentication and topic ACL.
+"""The embedded MQTT broker (amqtt 0.12) enforcing the fieldpact broker policy (hub/acl/policy.py).
 
-Policy (the same one `mosquitto_acl` renders for sites running their own broker):
-- Every client authenticates with a username and password; anonymous and unknown users are refused.
-- A DEVICE publishes only its own upstream channels, fp/v1/{site}/{device}/{status, journal,
-  contract/result, telemetry, points/#}, and reads only its own downstream ones, {ack, contract, cmd}.
-  A device cannot forge another device's journal, nor read another device's contracts.
-- The HUB may publish and read anything under fp/v1/#.
-- An INTEGRATION (SCADA, historian) only reads fp/v1/+/+/points/# and fp/v1/+/+/status.
-- A last will is a publish made on the client's behalf later: its topic must pass the publish ACL
-  at CONNECT, or the connection is refused (amqtt does not check wills itself).
-
-`allowed` is the whole decision, pure and tested alone; the amqtt plugins are thin wrappers.
+The policy is pure and tested alone; this module is the amqtt adapter, and fixes amqtt 0.12's
+session handling where it breaks the policy (each fix has a regression test in
+tests/hub/test_hostile_broker.py):
+- amqtt deletes an existing session (and its subscriptions) on a clean-session CONNECT, and
+  registers the newcomer under that client id, *before* checking credentials: a CONNECT with
+  someone's client id and no password left the victim connected but deaf. Here a CONNECT is
+  admitted (password, will topic, client id bound to the login, id not held by another login) before
+  any session state is looked at; a refused CONNECT gets a CONNACK refusal and touches nothing.
+- amqtt delivers, at connect, retained messages matching *anyone's* subscriptions, and retained
+  messages at subscribe time without a read check. Here retained delivery goes only to the
+  subscriber's own filters, through its read ACL.
+- amqtt buffers a packet of any declared size (up to MQTT's 256 MiB) and waits forever for a
+  CONNECT; never disconnects a client whose keepalive expired (so its will never fires); and keeps
+  every unreleased incoming QoS 2 message. Here: packets are capped (MAX_PACKET_BYTES), CONNECT
+  must arrive within CONNECT_TIMEOUT_S, keepalive is enforced at 1.5x (MQTT 3.1.2.10), and more than
+  MAX_INFLIGHT_QOS2 unreleased QoS 2 messages disconnect the client.
+- Persistent sessions (clean_session=0) are refused: fieldpact's clients never use them (delivery
+  rests on journal seq + ack), and amqtt's takeover of a persistent session shares one Session
+  object between the old and the new connection, and queues messages for it without bound.
 """
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
-import enum
-import hashlib
-import hmac
 import logging
-import secrets
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, NamedTuple, Self
 
+from amqtt.adapters import StreamReaderAdapter, StreamWriterAdapter
 from amqtt.broker import Broker
 from amqtt.contexts import Action as AmqttAction
+from amqtt.errors import AMQTTError, MQTTError, NoDataError
+from amqtt.mqtt.connack import BAD_USERNAME_PASSWORD, IDENTIFIER_REJECTED, ConnackPacket
+from amqtt.mqtt.constants import QOS_2
+from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler
 from amqtt.plugins.base import BaseAuthPlugin, BaseTopicPlugin
 from amqtt.session import Session
+from amqtt.utils import gen_client_id
 
-from contracts.topics import PREFIX, Channel, check_id, covers, matches
+from hub.acl.mosquitto import mosquitto_acl
+from hub.acl.passwords import (check_password, hash_password, mosquitto_hash,
+                               mosquitto_password_line)
+from hub.acl.policy import (HUB_STATUS_TOPIC, MAX_PACKET_BYTES, Action, Role, UserSpec, allowed,
+                            client_id_allowed, publish_filters, read_filters)
+
+__all__ = ["HUB_STATUS_TOPIC", "MAX_PACKET_BYTES", "Action", "EmbeddedBroker", "PacketSizeGuard",
+           "PacketTooLarge", "Role", "UserSpec", "allowed", "check_password", "hash_password",
+           "mosquitto_acl", "mosquitto_hash", "mosquitto_password_line", "publish_filters",
+           "read_filters"]
 
 log = logging.getLogger(__name__)
 
-# scrypt cost: n=2**14, r=8, p=1 is the RFC 7914 section 2 interactive-login setting (16 MiB, tens of
-# ms); a connecting device pays it once per connect, and it runs in a thread off the broker's loop.
-_SCRYPT_N, _SCRYPT_R, _SCRYPT_P = 2**14, 8, 1
-_SALT_BYTES = 16
 _NOISY_LOGGERS = ("amqtt", "transitions")
-
-
-class Role(enum.StrEnum):
-    """What kind of client a user is; decides its ACL."""
-
-    HUB = "hub"
-    DEVICE = "device"
-    INTEGRATION = "integration"
-
-
-class Action(enum.StrEnum):
-    """What a client asks the broker to do with a topic. RECEIVE is a delivery to a subscriber."""
-
-    PUBLISH = "publish"
-    SUBSCRIBE = "subscribe"
-    RECEIVE = "receive"
-
-
-@dataclass(frozen=True, kw_only=True)
-class UserSpec:
-    """One broker user. A DEVICE must name its site and device; others must not."""
-
-    password_hash: str
-    role: Role
-    site: str | None = None
-    device: str | None = None
-
-    def __post_init__(self) -> None:
-        if self.role is Role.DEVICE:
-            check_id("site", self.site or "")
-            check_id("device", self.device or "")
-        elif self.site is not None or self.device is not None:
-            raise ValueError(f"role: {self.role.value} user must not name a site or device")
-
-
-# --- passwords ----------------------------------------------------------------------------------
-
-
-def hash_password(password: str) -> str:
-    """Salted scrypt hash as `scrypt$n$r$p$salt$hash` (base64 parts)."""
-    salt = secrets.token_bytes(_SALT_BYTES)
-    digest = _scrypt(password, salt, _SCRYPT_N, _SCRYPT_R, _SCRYPT_P)
-    parts = (str(_SCRYPT_N), str(_SCRYPT_R), str(_SCRYPT_P), _b64(salt), _b64(digest))
-    return "$".join(("scrypt", *parts))
-
-
-def check_password(password: str, password_hash: str) -> bool:
-    """True if `password` produced `password_hash`. A malformed hash is simply False."""
-    try:
-        scheme, n, r, p, salt, digest = password_hash.split("$")
-        if scheme != "scrypt":
-            return False
-        expected = base64.b64decode(digest, validate=True)
-        actual = _scrypt(password, base64.b64decode(salt, validate=True), int(n), int(r), int(p))
-    except ValueError:
-        return False
-    return hmac.compare_digest(actual, expected)
-
-
-def _scrypt(password: str, salt: bytes, n: int, r: int, p: int) -> bytes:
-    return hashlib.scrypt(password.encode(), salt=salt, n=n, r=r, p=p, maxmem=64 * 1024 * 1024)
-
-
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
-
-
-# --- ACL ----------------------------------------------------------------------------------------
-
-_DEVICE_UP = (Channel.STATUS, Channel.JOURNAL, Channel.CONTRACT_RESULT, Channel.TELEMETRY)
-_DEVICE_DOWN = (Channel.ACK, Channel.CONTRACT, Channel.CMD)
-
-
-def publish_filters(user: UserSpec) -> tuple[str, ...]:
-    """Filters a user may publish under (a topic must match one)."""
-    if user.role is Role.HUB:
-        return (f"{PREFIX}/#",)
-    if user.role is Role.DEVICE:
-        base = f"{PREFIX}/{user.site}/{user.device}"
-        return (*(f"{base}/{c.value}" for c in _DEVICE_UP), f"{base}/{Channel.POINTS.value}/#")
-    return ()
-
-
-def read_filters(user: UserSpec) -> tuple[str, ...]:
-    """Filters a user may subscribe to (a requested filter must be covered by one)."""
-    if user.role is Role.HUB:
-        return (f"{PREFIX}/#",)
-    if user.role is Role.DEVICE:
-        return tuple(f"{PREFIX}/{user.site}/{user.device}/{c.value}" for c in _DEVICE_DOWN)
-    return (f"{PREFIX}/+/+/{Channel.POINTS.value}/#", f"{PREFIX}/+/+/{Channel.STATUS.value}")
-
-
-def allowed(user: UserSpec, action: Action, topic: str) -> bool:
-    """The ACL decision. `topic` is a filter for SUBSCRIBE, a concrete topic otherwise.
-
-    Never raises: a malformed topic or filter is refused.
-    """
-    try:
-        if action is Action.PUBLISH:
-            return any(matches(f, topic) for f in publish_filters(user))
-        if action is Action.SUBSCRIBE:
-            return any(covers(f, topic) for f in read_filters(user))
-        return any(matches(f, topic) for f in read_filters(user))
-    except ValueError:
-        return False
-
-
-def mosquitto_acl(users: Mapping[str, UserSpec]) -> str:
-    """The same policy as a Mosquitto `acl_file`: per-user `topic write|read` lines."""
-    blocks = [_mosquitto_user_block(name, users[name]) for name in sorted(users)]
-    return "# generated by fieldpact hub.broker.mosquitto_acl; do not edit by hand\n\n" + "\n".join(blocks)
-
-
-def _mosquitto_user_block(name: str, user: UserSpec) -> str:
-    if any(c.isspace() for c in name):
-        raise ValueError(f"users.{name!r}: mosquitto user names cannot contain whitespace")
-    lines = [f"user {name}"]
-    lines += [f"topic write {f}" for f in publish_filters(user)]
-    lines += [f"topic read {f}" for f in read_filters(user)]
-    return "\n".join(lines) + "\n"
-
-
-def mosquitto_password_line(username: str, password: str, *, iterations: int = 101) -> str:
-    """One Mosquitto 2.x password-file line (`$7$`: PBKDF2-HMAC-SHA512, 12-byte salt).
-
-    101 iterations is mosquitto_passwd's own default. Prefer running `mosquitto_passwd` on the
-    broker host; this exists so tests and provisioning can write the file without the binary.
-    """
-    salt = secrets.token_bytes(12)
-    digest = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, iterations)
-    return f"{username}:$7${iterations}${_b64(salt)}${_b64(digest)}"
+CONNECT_TIMEOUT_S = 10.0
+"""A connection that has not sent its CONNECT by then is closed (amqtt waits forever)."""
+MAX_INFLIGHT_QOS2 = 16
+"""Unreleased incoming QoS 2 messages per connection; we never publish QoS 2 ourselves."""
+_LOGIN = "fieldpact.login"      # Session.attributes keys (amqtt reserves them for extensions)
+_ADMITTED = "fieldpact.admitted"
 
 
 # --- amqtt adapter ------------------------------------------------------------------------------
@@ -231,7 +121,7 @@ class EmbeddedBroker:
                  users: Mapping[str, UserSpec]) -> None:
         self.host, self._port = host, port
         self._users = dict(users)
-        self._broker: _DrainingBroker | None = None
+        self._broker: _FieldpactBroker | None = None
 
     @property
     def port(self) -> int:
@@ -248,7 +138,7 @@ class EmbeddedBroker:
     async def __aenter__(self) -> Self:
         for name in _NOISY_LOGGERS:
             logging.getLogger(name).setLevel(logging.WARNING)
-        broker = _DrainingBroker(self._config())
+        broker = _FieldpactBroker(self._config(), self._users)
         await broker.start()
         self._broker = broker
         self._port = _bound_port(broker)
@@ -285,16 +175,105 @@ class _SnapshotDict(dict):  # type: ignore[type-arg]
         return iter(list(super().keys()))
 
 
-class _DrainingBroker(Broker):  # type: ignore[misc]
-    """amqtt's Broker, plus: connections still in their handshake at shutdown are closed too.
+class PacketTooLarge(Exception):
+    """A client declared an MQTT packet larger than the broker accepts."""
+
+
+class PacketSizeGuard:
+    """Follows the MQTT framing of one connection's byte stream (section 2.2: a type byte, a 1-4
+    byte remaining length, the body) and raises PacketTooLarge as soon as a packet declares more
+    than `limit` bytes -- before amqtt reads (and buffers) its body. Pure: bytes in, no I/O."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._body = 0                # body bytes of the current packet still to come
+        self._in_length = False       # inside the remaining-length varint
+        self._value, self._mult = 0, 1
+
+    def feed(self, data: bytes) -> None:
+        """Account for `data`, the next bytes of the stream. Raises PacketTooLarge."""
+        i = 0
+        while i < len(data):
+            if self._body:
+                take = min(self._body, len(data) - i)
+                self._body, i = self._body - take, i + take
+                continue
+            self._header_byte(data[i])
+            i += 1
+
+    def _header_byte(self, byte: int) -> None:
+        if not self._in_length:  # the type-and-flags byte starts a packet
+            self._in_length, self._value, self._mult = True, 0, 1
+            return
+        self._value += (byte & 0x7F) * self._mult
+        self._mult *= 128
+        if byte & 0x80:
+            return
+        self._in_length = False
+        if self._value > self.limit:
+            raise PacketTooLarge(f"packet of {self._value} bytes, limit {self.limit}")
+        self._body = self._value
+
+
+class _CappedReader(StreamReaderAdapter):  # type: ignore[misc]
+    """amqtt's TCP reader with PacketSizeGuard in front: an oversize packet reads as end of stream,
+    which makes amqtt drop the connection (and publish the client's will)."""
+
+    def __init__(self, reader: asyncio.StreamReader, limit: int) -> None:
+        super().__init__(reader)
+        self._guard, self._tripped = PacketSizeGuard(limit), False
+
+    async def read(self, n: int = -1) -> bytes:
+        if self._tripped:
+            raise asyncio.IncompleteReadError(b"", n if n >= 0 else None)
+        data: bytes = await super().read(n)
+        try:
+            self._guard.feed(data)
+        except PacketTooLarge as exc:
+            self._tripped = True
+            log.warning("mqtt_packet_refused reason=too_large detail=%s", exc)
+            raise asyncio.IncompleteReadError(b"", n if n >= 0 else None) from None
+        return data
+
+
+class _Handler(BrokerProtocolHandler):  # type: ignore[misc]
+    """amqtt's broker-side protocol handler, plus keepalive enforcement and a QoS 2 cap."""
+
+    _closing: asyncio.Task[None] | None = None
+
+    def handle_read_timeout(self) -> None:
+        # amqtt's own is a no-op: a half-open client stayed "connected" forever, its will unsent.
+        if self._closing is None and self.session is not None:
+            log.warning("mqtt_keepalive_expired client_id=%s", self.session.client_id)
+            self._closing = asyncio.ensure_future(self.handle_connection_closed())
+
+    async def handle_publish(self, publish_packet: Any) -> None:
+        if publish_packet.qos == QOS_2 and self.session is not None \
+                and len(self.session.inflight_in) >= MAX_INFLIGHT_QOS2:
+            log.warning("mqtt_packet_refused reason=qos2_inflight client_id=%s limit=%d",
+                        self.session.client_id, MAX_INFLIGHT_QOS2)
+            await self.handle_connection_closed()
+            return
+        await super().handle_publish(publish_packet)
+
+
+class _Refusal(NamedTuple):
+    code: int     # CONNACK return code (MQTT 3.1.1 section 3.2.2.3)
+    reason: str
+
+
+class _FieldpactBroker(Broker):  # type: ignore[misc]
+    """amqtt's Broker with admission before session state, ACL-checked retained delivery, the
+    limits above, and: connections still in their handshake at shutdown are closed too.
 
     amqtt's shutdown closes established sessions and the listener, but a connection accepted a
     moment earlier (CONNECT read, password being checked) is in no session yet and is orphaned;
     its socket then leaks. We track each connection's task and writer, and end the leftovers.
     """
 
-    def __init__(self, config: dict[str, Any]) -> None:
+    def __init__(self, config: dict[str, Any], users: Mapping[str, UserSpec]) -> None:
         super().__init__(config)
+        self._users = dict(users)
         self._live: dict[asyncio.Task[Any], asyncio.StreamWriter] = {}
         self._subscriptions: dict[str, Any] = _SnapshotDict(self._subscriptions)
 
@@ -304,7 +283,8 @@ class _DrainingBroker(Broker):  # type: ignore[misc]
         assert task is not None  # always inside the server's connection task
         self._live[task] = writer
         try:
-            await super().stream_connected(reader, writer, listener_name)
+            await self._client_connected(listener_name, _CappedReader(reader, MAX_PACKET_BYTES),
+                                         StreamWriterAdapter(writer))
         finally:
             self._live.pop(task, None)
             # amqtt 0.12 returns from some disconnect paths (a client's clean DISCONNECT among them)
@@ -321,6 +301,96 @@ class _DrainingBroker(Broker):  # type: ignore[misc]
             writer.close()
             with contextlib.suppress(OSError):
                 await writer.wait_closed()
+
+    # -- admission: replaces amqtt's _initialize_client_session --------------------------------
+
+    async def _initialize_client_session(self, reader: Any, writer: Any, remote_address: str,
+                                         remote_port: int) -> tuple[BrokerProtocolHandler, Session]:
+        handler, session = await self._read_connect(reader, writer)
+        refusal = await self._admit(session)
+        if refusal is not None:
+            await _refuse(writer, refusal.code)
+            log.warning("mqtt_connect_refused user=%s client_id=%s reason=%s peer=%s",
+                        session.username, session.client_id, refusal.reason, remote_address)
+            raise AMQTTError(f"CONNECT refused: {refusal.reason}")
+        await self._replace_own_session(session)
+        session.parent = 0  # CONNACK "session present" = 0: every session here is clean
+        if session.keep_alive > 0:  # MQTT 3.1.2.10: disconnect after 1.5x the keepalive
+            session.keep_alive += math.ceil(session.keep_alive / 2)
+        return handler, session
+
+    async def _read_connect(self, reader: Any, writer: Any) -> tuple[BrokerProtocolHandler, Session]:
+        try:
+            async with asyncio.timeout(CONNECT_TIMEOUT_S):
+                return await _Handler.init_from_connect(reader, writer, self.plugins_manager)
+        except TimeoutError:
+            await writer.close()
+            raise AMQTTError(f"no CONNECT within {CONNECT_TIMEOUT_S:g} s") from None
+        except MQTTError:
+            await writer.close()
+            raise
+        except NoDataError as exc:
+            raise AMQTTError(exc) from exc
+
+    async def _admit(self, session: Session) -> _Refusal | None:
+        """Every check, credentials first; reads session state only after they pass."""
+        if not session.clean_session:
+            return _Refusal(IDENTIFIER_REJECTED, "persistent_session")
+        if not await super()._authenticate(session, None):
+            return _Refusal(BAD_USERNAME_PASSWORD, "credentials")
+        login = session.username or ""
+        if not session.client_id:
+            session.client_id = gen_client_id()  # random; no login may claim an `amqtt/` id
+        elif not client_id_allowed(login, self._users[login], session.client_id):
+            return _Refusal(IDENTIFIER_REJECTED, "client_id_not_this_login")
+        held = self._sessions.get(session.client_id)
+        if held is not None and held[0].transitions.is_connected() \
+                and held[0].attributes.get(_LOGIN) != login:
+            return _Refusal(IDENTIFIER_REJECTED, "client_id_held_by_another_login")
+        session.attributes[_LOGIN] = login
+        session.attributes[_ADMITTED] = True
+        return None
+
+    async def _replace_own_session(self, session: Session) -> None:
+        """The same login connecting again under its id (a reconnect whose old TCP connection is
+        half-open): close the old connection, which amqtt would leave running but deaf."""
+        held = self._sessions.get(session.client_id)
+        if held is not None and held[0].transitions.is_connected():
+            old, old_handler = held
+            old.will_flag = False  # the client is back, not offline: its old will would lie
+            log.info("mqtt_session_replaced client_id=%s user=%s", session.client_id,
+                     session.username)
+            await old_handler.handle_connection_closed()
+            await old_handler.stop()
+        await self._delete_session(session.client_id)
+
+    async def _authenticate(self, session: Session, _listener: Any) -> bool:
+        # Called by amqtt after _initialize_client_session; the decision was made there.
+        return bool(session.attributes.pop(_ADMITTED, False))
+
+    # -- retained delivery ------------------------------------------------------------------
+
+    async def _publish_retained_messages_for_subscription(self, subscription: tuple[str, int],
+                                                          session: Session) -> None:
+        flt, qos = subscription
+        handler = self._get_handler(session)
+        # At connect amqtt offers every filter anyone subscribed to: only the session's own count.
+        if handler is None or not any(s is session for s, _ in self._subscriptions.get(flt, ())):
+            return
+        tasks = []
+        for topic, retained in list(self._retained_messages.items()):
+            if self._matches(topic, flt) and await self._topic_filtering(session, topic,
+                                                                        AmqttAction.RECEIVE):
+                tasks.append(asyncio.ensure_future(handler.mqtt_publish(
+                    retained.topic, retained.data, min(qos, retained.qos or qos), retain=True)))
+        if tasks:
+            await asyncio.wait(tasks)
+
+
+async def _refuse(writer: Any, code: int) -> None:
+    with contextlib.suppress(OSError, ConnectionError):
+        await ConnackPacket.build(0, code).to_stream(writer)
+    await writer.close()
 
 
 def _bound_port(broker: Broker) -> int:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from hub.acl.policy import base_client_id
 from hub.broker import (
     EmbeddedBroker,
     Role,
@@ -51,11 +52,17 @@ class FleetUser:
     role: Role
     site: str | None = None
     device: str | None = None
+    sites: tuple[str, ...] = ()
 
     @property
     def spec(self) -> UserSpec:
         return UserSpec(password_hash=_hashed(self.password), role=self.role, site=self.site,
-                        device=self.device)
+                        device=self.device, sites=self.sites)
+
+    def client_id(self, suffix: str | None = None) -> str:
+        """A client id this login may use (hub/acl/policy.py): its base id, or base/suffix."""
+        base = base_client_id(self.name, self.spec)
+        return base if suffix is None else f"{base}/{suffix}"
 
 
 FLEET: Mapping[str, FleetUser] = {
@@ -64,7 +71,7 @@ FLEET: Mapping[str, FleetUser] = {
         FleetUser(name="hub", password="hub-secret", role=Role.HUB),
         FleetUser(name="d1", password="d1-secret", role=Role.DEVICE, site=SITE, device="d1"),
         FleetUser(name="d2", password="d2-secret", role=Role.DEVICE, site=SITE, device="d2"),
-        FleetUser(name="scada", password="scada-secret", role=Role.INTEGRATION),
+        FleetUser(name="scada", password="scada-secret", role=Role.INTEGRATION, sites=(SITE,)),
     )
 }
 

@@ -27,7 +27,7 @@ WAIT_S = 5.0
 _client_ids = itertools.count()
 DEVICE = UserSpec(password_hash="x", role=Role.DEVICE, site="s1", device="d1")
 HUB = UserSpec(password_hash="x", role=Role.HUB)
-SCADA = UserSpec(password_hash="x", role=Role.INTEGRATION)
+SCADA = UserSpec(password_hash="x", role=Role.INTEGRATION, sites=("s1",))
 
 
 # --- pure policy --------------------------------------------------------------------------------
@@ -94,13 +94,39 @@ def test_hub_may_do_anything_under_fp_v1_only() -> None:
     assert not allowed(HUB, Action.PUBLISH, "elsewhere/x")
 
 
-def test_integration_reads_points_and_status_and_writes_nothing() -> None:
-    assert allowed(SCADA, Action.SUBSCRIBE, "fp/v1/+/+/points/#")
-    assert allowed(SCADA, Action.SUBSCRIBE, "fp/v1/+/+/status")
+def test_integration_reads_points_and_status_of_its_sites_and_writes_nothing() -> None:
+    assert allowed(SCADA, Action.SUBSCRIBE, "fp/v1/s1/+/points/#")
+    assert allowed(SCADA, Action.SUBSCRIBE, "fp/v1/s1/+/status")
     assert allowed(SCADA, Action.RECEIVE, "fp/v1/s1/d1/points/level")
-    assert not allowed(SCADA, Action.SUBSCRIBE, "fp/v1/+/+/journal")
+    assert allowed(SCADA, Action.RECEIVE, "fp/v1/_hub/status")
+    assert not allowed(SCADA, Action.RECEIVE, "fp/v1/s2/d1/points/level")  # another site
+    assert not allowed(SCADA, Action.SUBSCRIBE, "fp/v1/+/+/points/#")  # wider than its sites
+    assert not allowed(SCADA, Action.SUBSCRIBE, "fp/v1/s1/+/journal")
     assert not allowed(SCADA, Action.SUBSCRIBE, "fp/v1/#")
     assert not allowed(SCADA, Action.PUBLISH, "fp/v1/s1/d1/points/level")
+    assert not allowed(SCADA, Action.PUBLISH, "fp/v1/_hub/status")
+
+
+def test_integration_must_name_its_sites() -> None:
+    with pytest.raises(ValueError, match="sites"):
+        UserSpec(password_hash="x", role=Role.INTEGRATION)
+    with pytest.raises(ValueError, match="sites"):
+        UserSpec(password_hash="x", role=Role.DEVICE, site="s1", device="d1", sites=("s1",))
+
+
+def test_only_the_hub_writes_the_hub_birth_and_everyone_reads_it() -> None:
+    assert allowed(HUB, Action.PUBLISH, "fp/v1/_hub/status")
+    for user in (DEVICE, SCADA):
+        assert not allowed(user, Action.PUBLISH, "fp/v1/_hub/status")
+        assert allowed(user, Action.SUBSCRIBE, "fp/v1/_hub/status")
+        assert allowed(user, Action.RECEIVE, "fp/v1/_hub/status")
+
+
+@pytest.mark.parametrize("flt", ["#", "$SYS/#", "fp/v1/#", "fp/v1/+/+/cmd", "+/v1/s1/d1/cmd",
+                                 "fp/v1/s1/d1/#", "fp/v1/_hub/#"])
+def test_wildcards_wider_than_a_devices_own_topics_are_refused(flt: str) -> None:
+    assert not allowed(DEVICE, Action.SUBSCRIBE, flt)
+    assert not allowed(SCADA, Action.SUBSCRIBE, flt)
 
 
 def test_mosquitto_acl_renders_one_block_per_user_with_write_and_read_lines() -> None:
@@ -108,7 +134,8 @@ def test_mosquitto_acl_renders_one_block_per_user_with_write_and_read_lines() ->
     assert "user d1\ntopic write fp/v1/s1/d1/status\n" in text
     assert "topic write fp/v1/s1/d1/points/#\ntopic read fp/v1/s1/d1/ack\n" in text
     assert "user hub\ntopic write fp/v1/#\ntopic read fp/v1/#\n" in text
-    assert "user scada\ntopic read fp/v1/+/+/points/#\ntopic read fp/v1/+/+/status\n" in text
+    assert ("user scada\ntopic read fp/v1/s1/+/points/#\ntopic read fp/v1/s1/+/status\n"
+            "topic read fp/v1/_hub/status\n") in text
     assert "topic write" not in text.split("user scada")[1]
 
 
@@ -117,7 +144,8 @@ def test_mosquitto_acl_renders_one_block_per_user_with_write_and_read_lines() ->
 
 @asynccontextmanager
 async def client(broker: BrokerEndpoint, name: str, **kw: object) -> AsyncIterator[aiomqtt.Client]:
-    async with aiomqtt.Client(broker.host, broker.port, identifier=f"{name}-{next(_client_ids)}",
+    async with aiomqtt.Client(broker.host, broker.port, identifier=broker.users[name].client_id(str(next(_client_ids))),
+                              
                               **broker.login(name), **kw) as c:  # type: ignore[arg-type]
         yield c
 
@@ -162,7 +190,7 @@ async def test_device_cannot_subscribe_to_another_devices_contracts(amqtt_broker
 
 async def test_integration_receives_points_but_cannot_publish(amqtt_broker: BrokerEndpoint) -> None:
     async with client(amqtt_broker, "scada") as scada, client(amqtt_broker, "hub") as hub:
-        await scada.subscribe("fp/v1/+/+/points/#", qos=1)
+        await scada.subscribe("fp/v1/s1/+/points/#", qos=1)
         await hub.subscribe("fp/v1/#", qos=1)
         await scada.publish("fp/v1/s1/d1/points/level", b"999", qos=1)
         await assert_only_marker_arrives(hub, hub, "fp/v1/s1/d1/cmd")
@@ -212,7 +240,7 @@ def test_shipped_mosquitto_acl_example_is_what_mosquitto_acl_renders() -> None:
         "hub": HUB,
         "pump-station-7": UserSpec(password_hash="-", role=Role.DEVICE, site=site, device="pump-station-7"),
         "chiller-2": UserSpec(password_hash="-", role=Role.DEVICE, site=site, device="chiller-2"),
-        "scada": SCADA,
+        "scada": UserSpec(password_hash="-", role=Role.INTEGRATION, sites=(site,)),
     }
     body = [line for line in example.splitlines() if not line.startswith("#")]
     rendered = [line for line in mosquitto_acl(users).splitlines() if not line.startswith("#")]

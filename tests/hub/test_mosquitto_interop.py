@@ -47,7 +47,7 @@ async def test_integration_reads_points_and_cannot_write_on_mosquitto(
     mosquitto_broker: BrokerEndpoint,
 ) -> None:
     async with client(mosquitto_broker, "scada") as scada, client(mosquitto_broker, "hub") as hub:
-        await scada.subscribe("fp/v1/+/+/points/#", qos=1)
+        await scada.subscribe("fp/v1/s1/+/points/#", qos=1)
         await hub.subscribe("fp/v1/#", qos=1)
         await scada.publish("fp/v1/s1/d1/points/level", b"999", qos=1)
         await assert_only_marker_arrives(hub, hub, "fp/v1/s1/d1/cmd")
@@ -69,7 +69,7 @@ async def test_mqtt_link_subscribes_and_publishes_through_mosquitto(
     mosquitto_broker: BrokerEndpoint,
 ) -> None:
     received: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue()
-    link = MqttLink(mosquitto_broker.url, client_id="d1", username="d1",
+    link = MqttLink(mosquitto_broker.url, client_id="fp-agent-d1", username="d1",
                     password=FLEET["d1"].password, subscriptions=[("fp/v1/s1/d1/cmd", 1)],
                     backoff=Backoff(initial_s=0.05, max_s=0.2), rng=random.Random(1))
     async with client(mosquitto_broker, "hub") as hub:
