@@ -26,6 +26,7 @@ import asyncio
 import contextlib
 import logging
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -40,7 +41,6 @@ from amqtt.mqtt.constants import QOS_2
 from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler
 from amqtt.plugins.base import BaseAuthPlugin, BaseTopicPlugin
 from amqtt.session import Session
-from amqtt.utils import gen_client_id
 
 from hub.acl.mosquitto import mosquitto_acl
 from hub.acl.passwords import (check_password, hash_password, mosquitto_hash,
@@ -62,6 +62,9 @@ MAX_INFLIGHT_QOS2 = 16
 """Unreleased incoming QoS 2 messages per connection; we never publish QoS 2 ourselves."""
 _LOGIN = "fieldpact.login"      # Session.attributes keys (amqtt reserves them for extensions)
 _ADMITTED = "fieldpact.admitted"
+_ASSIGNED_ID = re.compile(r"amqtt/[A-Za-z0-9]{16}")
+"""What amqtt assigns to an empty client id (secrets-random: unguessable). A client could send such an
+id itself; it still cannot take one held by another login's connected session."""
 
 
 # --- amqtt adapter ------------------------------------------------------------------------------
@@ -339,9 +342,8 @@ class _FieldpactBroker(Broker):  # type: ignore[misc]
         if not await super()._authenticate(session, None):
             return _Refusal(BAD_USERNAME_PASSWORD, "credentials")
         login = session.username or ""
-        if not session.client_id:
-            session.client_id = gen_client_id()  # random; no login may claim an `amqtt/` id
-        elif not client_id_allowed(login, self._users[login], session.client_id):
+        if not (_ASSIGNED_ID.fullmatch(session.client_id or "")
+                or client_id_allowed(login, self._users[login], session.client_id or "")):
             return _Refusal(IDENTIFIER_REJECTED, "client_id_not_this_login")
         held = self._sessions.get(session.client_id)
         if held is not None and held[0].transitions.is_connected() \

@@ -14,8 +14,8 @@ Rules (the embedded broker and the Mosquitto export enforce the same ones):
   `fieldpact-hub`, a device `fp-agent-<device>`, an integration `fp-int-<name>`, each optionally
   followed by `/<suffix>` (a second connection of the same login, e.g. a test or debugging client).
   `/` never occurs in a site, device or login name, so one login's suffixed id is never another's
-  base id. An empty id gets a random broker-assigned one (amqtt: `amqtt/<16 random chars>`), which no
-  login may claim.
+  base id. An empty id gets a random broker-assigned one (amqtt: `amqtt/<16 random chars>`); such
+  an id is no login's, and one held by a connected session of another login is refused.
 """
 from __future__ import annotations
 
