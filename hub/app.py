@@ -17,6 +17,7 @@ from starlette.applications import Starlette
 
 from contracts.schema import Contract
 from contracts.signing import generate_keypair, load_private_key, sign_contract
+from fieldpact.files import private_dir
 from fieldpact.mqtt import MqttLink
 from hub.acl.logins import HUB_USER
 from hub.acl.logins import broker_users as _users
@@ -37,7 +38,7 @@ __all__ = ["HUB_USER", "HubRuntime", "broker_users", "load_or_create_key"]
 def load_or_create_key(path: Path) -> Ed25519PrivateKey:
     """The hub's Ed25519 signing key; generated (with its .pub beside it) on first start."""
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(path.parent)
         key, pub = generate_keypair(path.parent)
         if key != path:
             key.rename(path)
