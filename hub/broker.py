@@ -325,7 +325,9 @@ class _FieldpactBroker(Broker):  # type: ignore[misc]
     async def _read_connect(self, reader: Any, writer: Any) -> tuple[BrokerProtocolHandler, Session]:
         try:
             async with asyncio.timeout(CONNECT_TIMEOUT_S):
-                return await _Handler.init_from_connect(reader, writer, self.plugins_manager)
+                handler, session = await _Handler.init_from_connect(reader, writer,
+                                                                    self.plugins_manager)
+                return handler, session
         except TimeoutError:
             await writer.close()
             raise AMQTTError(f"no CONNECT within {CONNECT_TIMEOUT_S:g} s") from None
