@@ -21,7 +21,7 @@ from hub.broker import MAX_INFLIGHT_QOS2, MAX_PACKET_BYTES, PacketSizeGuard, Pac
 from hub.config import IntegrationCredential
 from tests.conftest import FLEET, BrokerEndpoint
 from tests.hub.mqtt_raw import closed_by_peer, connect, publish_qos2, raw_session, varint
-from tests.hub.sync_helpers import (PASSWORDS, batch, birth, chain, device_client, hub_config,
+from tests.hub.sync_helpers import (batch, birth, chain, device_client, hub_config,
                                     publish, wait_ack)
 from tests.hub.test_broker import assert_only_marker_arrives, client, next_message
 
