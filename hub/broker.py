@@ -60,6 +60,10 @@ CONNECT_TIMEOUT_S = 10.0
 """A connection that has not sent its CONNECT by then is closed (amqtt waits forever)."""
 MAX_INFLIGHT_QOS2 = 16
 """Unreleased incoming QoS 2 messages per connection; we never publish QoS 2 ourselves."""
+MAX_PENDING_DELIVERIES = 1000
+"""Deliveries queued for one subscriber; Mosquitto's max_queued_messages default."""
+TAKEOVER_TIMEOUT_S = 5.0
+"""How long closing a replaced connection may take before the new one proceeds anyway."""
 _LOGIN = "fieldpact.login"      # Session.attributes keys (amqtt reserves them for extensions)
 _ADMITTED = "fieldpact.admitted"
 _ASSIGNED_ID = re.compile(r"amqtt/[A-Za-z0-9]{16}")
@@ -240,15 +244,44 @@ class _CappedReader(StreamReaderAdapter):  # type: ignore[misc]
 
 
 class _Handler(BrokerProtocolHandler):  # type: ignore[misc]
-    """amqtt's broker-side protocol handler, plus keepalive enforcement and a QoS 2 cap."""
+    """amqtt's broker-side protocol handler, plus keepalive enforcement, a QoS 2 cap and a cap on
+    deliveries queued for a subscriber that does not read."""
 
     _closing: asyncio.Task[None] | None = None
+    _pending = 0           # deliveries to this client not yet written (and, QoS 1, acked)
+    _dropping = False      # logging once per episode of a full queue
 
     def handle_read_timeout(self) -> None:
         # amqtt's own is a no-op: a half-open client stayed "connected" forever, its will unsent.
         if self._closing is None and self.session is not None:
             log.warning("mqtt_keepalive_expired client_id=%s", self.session.client_id)
+            self.abort()
             self._closing = asyncio.ensure_future(self.handle_connection_closed())
+
+    def abort(self) -> None:
+        """Drop the TCP connection now. A graceful close drains first, and a peer that is gone
+        with our send buffer full never lets the drain finish."""
+        raw = getattr(self.writer, "_writer", None)  # amqtt's StreamWriterAdapter keeps it there
+        if isinstance(raw, asyncio.StreamWriter):
+            raw.transport.abort()
+
+    async def mqtt_publish(self, topic: str, data: bytes | bytearray, qos: int | None,
+                           retain: bool, ack_timeout: int | None = None) -> Any:
+        # amqtt starts one task per delivery; for a client that stops reading they block on its
+        # full socket and pile up without bound. Past the cap they are dropped, as Mosquitto's
+        # max_queued_messages does (delivery never rests on the broker: journal seq + ack).
+        if self._pending >= MAX_PENDING_DELIVERIES:
+            if not self._dropping and self.session is not None:
+                log.warning("mqtt_delivery_dropped reason=slow_subscriber client_id=%s limit=%d",
+                            self.session.client_id, MAX_PENDING_DELIVERIES)
+            self._dropping = True
+            return None
+        self._pending += 1
+        try:
+            return await super().mqtt_publish(topic, data, qos, retain, ack_timeout)
+        finally:
+            self._pending -= 1
+            self._dropping = self._dropping and self._pending > MAX_PENDING_DELIVERIES // 2
 
     async def handle_publish(self, publish_packet: Any) -> None:
         if publish_packet.qos == QOS_2 and self.session is not None \
@@ -364,8 +397,12 @@ class _FieldpactBroker(Broker):  # type: ignore[misc]
             old.will_flag = False  # the client is back, not offline: its old will would lie
             log.info("mqtt_session_replaced client_id=%s user=%s", session.client_id,
                      session.username)
-            await old_handler.handle_connection_closed()
-            await old_handler.stop()
+            if isinstance(old_handler, _Handler):
+                old_handler.abort()  # its peer is likely gone: do not wait for a drain
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(TAKEOVER_TIMEOUT_S):
+                    await old_handler.handle_connection_closed()
+                    await old_handler.stop()
         await self._delete_session(session.client_id)
 
     async def _authenticate(self, session: Session, _listener: Any) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 from collections.abc import AsyncIterator
 
 CONNACK_LEN = 4
@@ -46,11 +47,23 @@ def publish_qos2(topic: str, packet_id: int, payload: bytes) -> bytes:
     return b"\x34" + varint(len(body)) + body
 
 
+def subscribe(packet_id: int, flt: str, qos: int = 1) -> bytes:
+    body = packet_id.to_bytes(2, "big") + mqtt_str(flt) + bytes([qos])
+    return b"\x82" + varint(len(body)) + body
+
+
 @contextlib.asynccontextmanager
-async def raw_session(host: str, port: int, packet: bytes | None = None
+async def raw_session(host: str, port: int, packet: bytes | None = None, *,
+                      rcvbuf: int | None = None
                       ) -> AsyncIterator[tuple[asyncio.StreamReader, asyncio.StreamWriter, bytes]]:
-    """Open a TCP connection, send `packet` (a CONNECT) if given and read the CONNACK (b"" if none)."""
-    reader, writer = await asyncio.open_connection(host, port)
+    """Open a TCP connection, send `packet` (a CONNECT) if given and read the CONNACK (b"" if none).
+    `rcvbuf` shrinks the socket's receive buffer (a client that stops reading then backs up fast)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    if rcvbuf is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, (host, port))
+    reader, writer = await asyncio.open_connection(sock=sock)
     try:
         connack = b""
         if packet is not None:

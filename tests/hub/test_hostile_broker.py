@@ -20,7 +20,8 @@ from hub.app import HubRuntime
 from hub.broker import MAX_INFLIGHT_QOS2, MAX_PACKET_BYTES, PacketSizeGuard, PacketTooLarge
 from hub.config import IntegrationCredential
 from tests.conftest import FLEET, BrokerEndpoint
-from tests.hub.mqtt_raw import closed_by_peer, connect, publish_qos2, raw_session, varint
+from tests.hub.mqtt_raw import (closed_by_peer, connect, publish_qos2, raw_session, subscribe,
+                                varint)
 from tests.hub.sync_helpers import (batch, birth, chain, device_client, hub_config,
                                     publish, wait_ack)
 from tests.hub.test_broker import assert_only_marker_arrives, client, next_message
@@ -246,6 +247,27 @@ async def test_unreleased_qos2_publishes_are_capped(amqtt_broker: BrokerEndpoint
             writer.write(publish_qos2("fp/v1/s1/d1/telemetry", packet_id, b"x" * 1000))
         await writer.drain()
         assert await closed_by_peer(reader, WAIT_S)
+
+
+async def test_deliveries_to_a_subscriber_that_stopped_reading_are_capped(
+        amqtt_broker: BrokerEndpoint, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.setattr(hub_broker, "MAX_PENDING_DELIVERIES", 50)
+    login = connect("fp-agent-d1", "d1", FLEET["d1"].password)
+    async with client(amqtt_broker, "hub") as hub, \
+            raw_session(amqtt_broker.host, amqtt_broker.port, login, rcvbuf=4096) as (r, w, ack):
+        assert ack == b"\x20\x02\x00\x00"
+        w.write(subscribe(1, "fp/v1/s1/d1/cmd"))
+        await w.drain()
+        assert (await r.readexactly(5))[0] == 0x90  # SUBACK; from here on d1 reads nothing
+        await hub.subscribe("fp/v1/s1/d1/status", qos=1)
+        for _ in range(800):  # 13 MB: more than the kernel buffers on both sides hold
+            await hub.publish("fp/v1/s1/d1/cmd", b"x" * 16384, qos=0)
+        async with asyncio.timeout(30):
+            while "mqtt_delivery_dropped" not in caplog.text:
+                await asyncio.sleep(0.05)  # polling a condition under a deadline
+        await hub.publish("fp/v1/s1/d1/status", b"still-served", qos=1)
+        assert (await next_message(hub)).payload == b"still-served"
 
 
 async def test_a_device_cannot_read_sys_or_wildcards_on_a_real_broker(
