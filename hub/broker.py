@@ -15,7 +15,10 @@ tests/hub/test_hostile_broker.py):
   CONNECT; never disconnects a client whose keepalive expired (so its will never fires); and keeps
   every unreleased incoming QoS 2 message. Here: packets are capped (MAX_PACKET_BYTES), CONNECT
   must arrive within CONNECT_TIMEOUT_S, keepalive is enforced at 1.5x (MQTT 3.1.2.10), and more than
-  MAX_INFLIGHT_QOS2 unreleased QoS 2 messages disconnect the client.
+  MAX_INFLIGHT_QOS2 unreleased QoS 2 messages disconnect the client. amqtt also queues deliveries
+  for a subscriber that stopped reading without bound, and lets one client hold any number of
+  filters (each matched against every message): both are capped (MAX_PENDING_DELIVERIES,
+  MAX_SUBSCRIPTIONS).
 - Persistent sessions (clean_session=0) are refused: fieldpact's clients never use them (delivery
   rests on journal seq + ack), and amqtt's takeover of a persistent session shares one Session
   object between the old and the new connection, and queues messages for it without bound.
@@ -62,6 +65,9 @@ MAX_INFLIGHT_QOS2 = 16
 """Unreleased incoming QoS 2 messages per connection; we never publish QoS 2 ourselves."""
 MAX_PENDING_DELIVERIES = 1000
 """Deliveries queued for one subscriber; Mosquitto's max_queued_messages default."""
+MAX_SUBSCRIPTIONS = 64
+"""Distinct filters one non-hub client may hold. An integration's `fp/v1/{site}/+/points/#` covers
+endless narrower filters, and amqtt matches every message against every filter held."""
 TAKEOVER_TIMEOUT_S = 5.0
 """How long closing a replaced connection may take before the new one proceeds anyway."""
 _LOGIN = "fieldpact.login"      # Session.attributes keys (amqtt reserves them for extensions)
@@ -409,7 +415,19 @@ class _FieldpactBroker(Broker):  # type: ignore[misc]
         # Called by amqtt after _initialize_client_session; the decision was made there.
         return bool(session.attributes.pop(_ADMITTED, False))
 
-    # -- retained delivery ------------------------------------------------------------------
+    # -- subscriptions and retained delivery --------------------------------------------------
+
+    async def add_subscription(self, subscription: tuple[str, int], session: Session) -> int:
+        flt = subscription[0]
+        user = self._users.get(session.username or "")
+        held = [f for f, subs in self._subscriptions.items() if any(s is session for s, _ in subs)]
+        if user is not None and user.role is not Role.HUB and flt not in held \
+                and len(held) >= MAX_SUBSCRIPTIONS:
+            log.warning("mqtt_subscribe_refused reason=too_many client_id=%s limit=%d",
+                        session.client_id, MAX_SUBSCRIPTIONS)
+            return 0x80  # SUBACK failure (MQTT 3.1.1 section 3.9.3)
+        result: int = await super().add_subscription(subscription, session)
+        return result
 
     async def _publish_retained_messages_for_subscription(self, subscription: tuple[str, int],
                                                           session: Session) -> None:

@@ -270,6 +270,18 @@ async def test_deliveries_to_a_subscriber_that_stopped_reading_are_capped(
         assert (await next_message(hub)).payload == b"still-served"
 
 
+async def test_an_integration_cannot_grow_the_subscription_table_without_bound(
+        amqtt_broker: BrokerEndpoint) -> None:
+    async with client(amqtt_broker, "scada") as scada, client(amqtt_broker, "hub") as hub:
+        filters = [(f"fp/v1/s1/d{i}/points/p", 0) for i in range(hub_broker.MAX_SUBSCRIPTIONS + 5)]
+        codes = await scada.subscribe(filters)
+        assert [c.is_failure for c in codes] == [False] * hub_broker.MAX_SUBSCRIPTIONS + [True] * 5
+        again = await scada.subscribe(filters[0][0], qos=0)  # one it holds: still fine
+        assert not again[0].is_failure
+        await hub.publish("fp/v1/s1/d0/points/p", b"1", qos=1)
+        assert (await next_message(scada)).payload == b"1"
+
+
 async def test_a_device_cannot_read_sys_or_wildcards_on_a_real_broker(
         any_broker: BrokerEndpoint) -> None:
     async with client(any_broker, "d1") as d1, client(any_broker, "hub") as hub:
