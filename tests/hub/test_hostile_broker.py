@@ -16,10 +16,12 @@ import pytest
 from contracts.topics import Channel
 from fieldpact.mqtt import Backoff, MqttLink
 from hub import broker as hub_broker
+from hub.acl.policy import Role
 from hub.app import HubRuntime
-from hub.broker import MAX_INFLIGHT_QOS2, MAX_PACKET_BYTES, PacketSizeGuard, PacketTooLarge
+from hub.broker import (MAX_INFLIGHT_QOS2, MAX_PACKET_BYTES, EmbeddedBroker, PacketSizeGuard,
+                        PacketTooLarge)
 from hub.config import IntegrationCredential
-from tests.conftest import FLEET, BrokerEndpoint
+from tests.conftest import FLEET, BrokerEndpoint, FleetUser, fleet_specs
 from tests.hub.mqtt_raw import (closed_by_peer, connect, publish_qos2, raw_session, subscribe,
                                 varint)
 from tests.hub.sync_helpers import (batch, birth, chain, device_client, hub_config,
@@ -105,6 +107,18 @@ async def test_a_device_may_use_only_its_own_client_ids(amqtt_broker: BrokerEndp
         assert await attempt(amqtt_broker, identifier, "d1", d1), identifier
     assert await attempt(amqtt_broker, "fp-int-scada/1", "scada", FLEET["scada"].password)
     assert not await attempt(amqtt_broker, "fp-int-d1", "scada", FLEET["scada"].password)
+
+
+async def test_an_id_held_by_another_login_of_the_same_role_is_refused_and_the_holder_stays() -> None:
+    users = {**FLEET, "hub2": FleetUser(name="hub2", password="hub2-secret", role=Role.HUB)}
+    async with EmbeddedBroker(users=fleet_specs(users)) as embedded:
+        broker = BrokerEndpoint(host=embedded.host, port=embedded.port, users=users)
+        async with aiomqtt.Client(broker.host, broker.port, identifier="fieldpact-hub",
+                                  **broker.login("hub")) as holder, client(broker, "d1") as d1:
+            await holder.subscribe("fp/v1/+/+/telemetry", qos=1)
+            assert not await attempt(broker, "fieldpact-hub", "hub2", "hub2-secret")
+            await d1.publish("fp/v1/s1/d1/telemetry", b"heard", qos=1)
+            assert (await next_message(holder)).payload == b"heard"
 
 
 async def test_the_same_login_reconnecting_replaces_its_old_connection(
@@ -208,15 +222,15 @@ def test_packet_size_guard_follows_framing_and_refuses_an_oversize_declaration()
 
 
 async def test_an_oversize_packet_disconnects_the_client_before_its_body_is_read(
-        amqtt_broker: BrokerEndpoint) -> None:
+        any_broker: BrokerEndpoint) -> None:
     login = connect("fp-agent-d1", "d1", FLEET["d1"].password)
-    async with raw_session(amqtt_broker.host, amqtt_broker.port, login) as (reader, writer, ack):
+    async with raw_session(any_broker.host, any_broker.port, login) as (reader, writer, ack):
         assert ack == b"\x20\x02\x00\x00"
         topic = b"fp/v1/s1/d1/telemetry"
         writer.write(b"\x30" + varint(MAX_PACKET_BYTES + 1) + len(topic).to_bytes(2, "big") + topic)
         await writer.drain()
         assert await closed_by_peer(reader, WAIT_S)
-    async with client(amqtt_broker, "d1"):  # the broker is fine
+    async with client(any_broker, "d1"):  # the broker is fine
         pass
 
 
