@@ -386,6 +386,8 @@ class _FieldpactBroker(Broker):  # type: ignore[misc]
         if not (_ASSIGNED_ID.fullmatch(session.client_id or "")
                 or client_id_allowed(login, self._users[login], session.client_id or "")):
             return _Refusal(IDENTIFIER_REJECTED, "client_id_not_this_login")
+        # No await from here until amqtt registers the session (unless the same login's old
+        # connection is being closed): two logins racing for one id cannot both pass this check.
         held = self._sessions.get(session.client_id)
         if held is not None and held[0].transitions.is_connected() \
                 and held[0].attributes.get(_LOGIN) != login:
