@@ -11,6 +11,7 @@ import aiomqtt
 import pytest
 
 from contracts.topics import Channel, topic
+from hub.acl.policy import client_id_allowed
 from hub.broker import (
     Action,
     EmbeddedBroker,
@@ -249,3 +250,20 @@ def test_shipped_mosquitto_acl_example_is_what_mosquitto_acl_renders() -> None:
     body = [line for line in example.splitlines() if not line.startswith("#")]
     rendered = [line for line in mosquitto_acl(users).splitlines() if not line.startswith("#")]
     assert body == rendered
+
+
+@pytest.mark.parametrize(("login", "user", "client_id", "ok"), [
+    ("hub", HUB, "fieldpact-hub", True),
+    ("hub", HUB, "fieldpact-hub/debug", True),
+    ("hub", HUB, "fieldpact-hub/", False),
+    ("hub", HUB, "fieldpact-hubx", False),
+    ("d1", DEVICE, "fp-agent-d1", True),
+    ("d1", DEVICE, "fp-agent-d1/2", True),
+    ("d1", DEVICE, "fp-agent-d10", False),  # another device's base id
+    ("d1", DEVICE, "fieldpact-hub", False),
+    ("scada", SCADA, "fp-int-scada", True),
+    ("scada", SCADA, "fp-int-scada/a/b", True),
+    ("scada", SCADA, "fp-agent-d1", False),
+])
+def test_client_ids_are_bound_to_logins(login: str, user: UserSpec, client_id: str, ok: bool) -> None:
+    assert client_id_allowed(login, user, client_id) is ok
