@@ -166,6 +166,25 @@ async def test_retained_messages_reach_a_new_client_only_through_its_own_read_ac
         await hub.publish("fp/v1/s1/d1/cmd", b"", qos=1, retain=True)  # clear retained state
 
 
+async def test_on_the_real_hub_a_device_never_receives_another_devices_retained_birth(
+        tmp_path: Path) -> None:
+    hub = HubRuntime(hub_config(tmp_path))  # its subscriptions put fp/v1/+/+/status in the table
+    try:
+        async with hub.running():
+            assert hub.broker is not None
+            async with device_client("127.0.0.1", hub.broker.port, "d2") as d2:
+                await publish(d2, "d2", Channel.STATUS, birth("d2", 0), retain=True)
+            async with aiomqtt.Client("127.0.0.1", hub.broker.port, identifier="fp-agent-d1",
+                                      username="d1", password=FLEET["d1"].password) as d1:
+                await d1.subscribe("fp/v1/s1/d1/ack", qos=1)
+                await publish(d1, "d1", Channel.STATUS, birth("d1", 5), retain=True)
+                await publish(d1, "d1", Channel.JOURNAL, batch("d1", chain(5)))
+                first = await next_message(d1)  # the hub's ack, and nothing of d2's before it
+    finally:
+        hub.close()
+    assert str(first.topic) == "fp/v1/s1/d1/ack"
+
+
 async def test_an_integration_reads_retained_status_of_its_sites_only(
         any_broker: BrokerEndpoint) -> None:
     async with client(any_broker, "hub") as hub:
