@@ -17,8 +17,8 @@ tests/hub/test_hostile_broker.py):
   must arrive within CONNECT_TIMEOUT_S, keepalive is enforced at 1.5x (MQTT 3.1.2.10), and more than
   MAX_INFLIGHT_QOS2 unreleased QoS 2 messages disconnect the client. amqtt also queues deliveries
   for a subscriber that stopped reading without bound, and lets one client hold any number of
-  filters (each matched against every message): both are capped (MAX_PENDING_DELIVERIES,
-  MAX_SUBSCRIPTIONS).
+  filters (each matched against every message), and keeps every retained message forever: all are
+  capped per client or login (MAX_PENDING_DELIVERIES, MAX_SUBSCRIPTIONS, MAX_RETAINED_TOPICS/BYTES).
 - Persistent sessions (clean_session=0) are refused: fieldpact's clients never use them (delivery
   rests on journal seq + ack), and amqtt's takeover of a persistent session shares one Session
   object between the old and the new connection, and queues messages for it without bound.
@@ -68,6 +68,12 @@ MAX_PENDING_DELIVERIES = 1000
 MAX_SUBSCRIPTIONS = 64
 """Distinct filters one non-hub client may hold. An integration's `fp/v1/{site}/+/points/#` covers
 endless narrower filters, and amqtt matches every message against every filter held."""
+MAX_RETAINED_TOPICS = 2_100
+"""Retained topics one non-hub login may hold: a contract's 2,048 points plus its status, with
+margin. amqtt keeps every retained message forever, so a device publishing retained to endless
+`points/<random>` topics would otherwise grow the broker without bound."""
+MAX_RETAINED_BYTES = 8 * 1024 * 1024
+"""Retained payload bytes one non-hub login may hold (points are small JSON, a birth < 1 kB)."""
 TAKEOVER_TIMEOUT_S = 5.0
 """How long closing a replaced connection may take before the new one proceeds anyway."""
 _LOGIN = "fieldpact.login"      # Session.attributes keys (amqtt reserves them for extensions)
@@ -318,6 +324,7 @@ class _FieldpactBroker(Broker):  # type: ignore[misc]
         self._users = dict(users)
         self._live: dict[asyncio.Task[Any], asyncio.StreamWriter] = {}
         self._subscriptions: dict[str, Any] = _SnapshotDict(self._subscriptions)
+        self._retained_by: dict[str, dict[str, int]] = {}  # login -> retained topic -> bytes
 
     async def stream_connected(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                                listener_name: str) -> None:
@@ -417,7 +424,28 @@ class _FieldpactBroker(Broker):  # type: ignore[misc]
         # Called by amqtt after _initialize_client_session; the decision was made there.
         return bool(session.attributes.pop(_ADMITTED, False))
 
-    # -- subscriptions and retained delivery --------------------------------------------------
+    # -- retained store, subscriptions, retained delivery -------------------------------------
+
+    async def retain_message(self, source_session: Session | None, topic_name: str | None,
+                             data: bytes | bytearray | None, qos: int | None = None) -> None:
+        login = source_session.username if source_session is not None else None
+        user = self._users.get(login or "")
+        if user is None or user.role is Role.HUB or topic_name is None:
+            await super().retain_message(source_session, topic_name, data, qos)
+            for held_by in self._retained_by.values():  # the topic is no longer theirs
+                held_by.pop(topic_name or "", None)
+            return
+        held = self._retained_by.setdefault(login or "", {})
+        if data and topic_name not in held and (len(held) >= MAX_RETAINED_TOPICS or
+                                                sum(held.values()) + len(data) > MAX_RETAINED_BYTES):
+            log.warning("mqtt_retain_refused reason=budget user=%s topic=%s topics=%d",
+                        login, topic_name, len(held))
+            return  # delivered live, just not kept
+        await super().retain_message(source_session, topic_name, data, qos)
+        if data:
+            held[topic_name] = len(data)
+        else:
+            held.pop(topic_name, None)
 
     async def add_subscription(self, subscription: tuple[str, int], session: Session) -> int:
         flt = subscription[0]

@@ -315,6 +315,24 @@ async def test_an_integration_cannot_grow_the_subscription_table_without_bound(
         assert (await next_message(scada)).payload == b"1"
 
 
+async def test_a_device_cannot_grow_the_retained_store_without_bound(
+        amqtt_broker: BrokerEndpoint, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(hub_broker, "MAX_RETAINED_TOPICS", 10)
+    async with client(amqtt_broker, "d1") as d1:
+        for i in range(15):
+            await d1.publish(f"fp/v1/s1/d1/points/p{i}", b"1", qos=1, retain=True)
+        await d1.publish("fp/v1/s1/d1/points/p0", b"2", qos=1, retain=True)  # an update is fine
+    async with client(amqtt_broker, "hub") as hub:
+        await hub.subscribe("fp/v1/s1/d1/points/#", qos=1)
+        await hub.subscribe("fp/v1/s1/d1/cmd", qos=1)
+        await hub.publish("fp/v1/s1/d1/cmd", b"marker", qos=1)
+        got = []
+        while (message := await next_message(hub)).payload != b"marker":
+            got.append((str(message.topic), message.payload))
+    assert sorted(got) == sorted([("fp/v1/s1/d1/points/p0", b"2")] +
+                                 [(f"fp/v1/s1/d1/points/p{i}", b"1") for i in range(1, 10)])
+
+
 async def test_a_device_cannot_read_sys_or_wildcards_on_a_real_broker(
         any_broker: BrokerEndpoint) -> None:
     async with client(any_broker, "d1") as d1, client(any_broker, "hub") as hub:
