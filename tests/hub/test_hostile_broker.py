@@ -15,7 +15,7 @@ import pytest
 
 from contracts.topics import Channel
 from fieldpact.mqtt import Backoff, MqttLink
-from hub import broker as hub_broker
+from hub import amqtt_session as hub_broker
 from hub.acl.policy import Role
 from hub.app import HubRuntime
 from hub.broker import (MAX_INFLIGHT_QOS2, MAX_PACKET_BYTES, EmbeddedBroker, PacketSizeGuard,
