@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 
 from agent import config as agent_config
+from fieldpact.logs import configure_logging
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -18,8 +18,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def _run(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging(args.log_level)
     try:
         cfg = agent_config.load(args.config)
     except (agent_config.ConfigError, OSError) as exc:

@@ -38,6 +38,7 @@ from contracts.chain import GENESIS, ChainBreak, Entry, EntryKind, make_entry, v
 from contracts.codec import canonical_dumps, loads
 from contracts.errors import EncodingError
 from contracts.types import EpochMs
+from fieldpact.files import private_sqlite
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -117,8 +118,9 @@ class SqliteJournal:
         if self._db is not None:
             return self
         try:
+            private_sqlite(self.path)  # 0600 before SQLite creates it, its -wal and -shm
             conn = sqlite3.connect(self.path, check_same_thread=False, timeout=5.0)
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OSError) as exc:
             raise JournalError(f"journal {self.path}: cannot open: {exc}") from exc
         self._db = sqlite_utils.Database(conn, execute_plugins=False)
         try:

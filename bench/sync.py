@@ -139,7 +139,7 @@ def _host_port(url: str) -> tuple[str, int]:
 async def device_client(hub: HubRuntime, password: str) -> AsyncIterator[aiomqtt.Client]:
     assert hub.mqtt_url is not None
     host, port = _host_port(hub.mqtt_url)
-    async with aiomqtt.Client(host, port, identifier=f"bench-{DEVICE}", username=DEVICE,
+    async with aiomqtt.Client(host, port, identifier=f"fp-agent-{DEVICE}/bench", username=DEVICE,
                               password=password, max_queued_outgoing_messages=0) as client:
         yield client
 
@@ -487,7 +487,7 @@ async def run_loadgen(url: str, devices: int) -> None:
 
 
 async def _loadgen_client(host: str, port: int, ids: list[str], k: int) -> None:
-    async with aiomqtt.Client(host, port, identifier=f"loadgen-{k}", username="loadgen",
+    async with aiomqtt.Client(host, port, identifier=f"fieldpact-hub/loadgen-{k}", username="loadgen",
                               password=os.environ["BENCH_MQTT_PASSWORD"],
                               max_queued_outgoing_messages=0) as client:
         for d in ids:

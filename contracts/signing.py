@@ -83,7 +83,9 @@ def _public_pem(key: Ed25519PublicKey) -> bytes:
 
 def _write_new(path: Path, data: bytes, mode: int) -> None:
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        if not path.parent.exists():
+            path.parent.mkdir(parents=True)
+            os.chmod(path.parent, 0o700)  # a key directory nobody else lists
         # O_EXCL: never follow or truncate a file that appeared since the check; the mode is set at
         # creation so the private key is never briefly world-readable.
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)

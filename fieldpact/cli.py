@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 from collections.abc import Sequence
+
+from fieldpact.files import PRIVATE_UMASK
 
 COMMAND_MODULES: tuple[str, ...] = (
     "contracts.cli", "agent.cli", "agent.journal_cli", "simulators.cli", "hub.cli", "fieldpact.demo",
@@ -31,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command and return its exit status (0 ok, 1 refused or invalid, 2 usage)."""
+    os.umask(PRIVATE_UMASK)  # whatever a command creates is ours alone (fieldpact/files.py)
     parser = build_parser()
     try:
         args = parser.parse_args(argv)

@@ -27,6 +27,7 @@ from rich.table import Table
 from agent.journal import SqliteJournal
 from agent.replay_journal import contracts_in, replay_entries
 from contracts.schema import format_time
+from fieldpact.logs import configure_logging
 from fieldpact.site import DeviceSpec, LocalSite
 from hub.states import ContractStatus, DeviceState
 
@@ -234,7 +235,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def _main(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s %(message)s")
+    configure_logging(args.log_level)
     # paho logs every reset socket at ERROR; the demo cuts links on purpose and reports them itself.
     logging.getLogger("mqtt").setLevel(logging.CRITICAL)
     return asyncio.run(run_demo(args.workdir, args.linger))

@@ -21,6 +21,7 @@ from agent.config import AgentConfig, BrokerConfig as AgentBroker, ModbusConfig
 from agent.modbus import ModbusLink
 from agent.runtime import Agent
 from fieldpact.backoff import Backoff
+from fieldpact.files import private_dir
 from hub.app import HubRuntime
 from hub.auth import AuthConfig, Role, Token, hash_token
 from hub.broker import hash_password
@@ -75,7 +76,7 @@ class LocalSite:
                          policies=MappingProxyType(dict(self.policies)))
 
     async def __aenter__(self) -> LocalSite:
-        self.workdir.mkdir(parents=True, exist_ok=True)
+        private_dir(self.workdir)
         await self._stack.__aenter__()
         try:
             await self._start_hub()
@@ -112,7 +113,7 @@ class LocalSite:
             SimDevice(spec.model, port=0, tick_ms=50, initial=spec.initial, time_scale=spec.time_scale))
         cut = await self._stack.enter_async_context(NetCut("127.0.0.1", self.hub.broker.port))
         journal = self.workdir / "agents" / spec.id / "journal.db"
-        journal.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(journal.parent)
         cfg = AgentConfig(device=spec.id, site=self.site, journal=journal,
                           trusted_key=self.hub.cfg.key_path.with_suffix(".pub"),
                           modbus=ModbusConfig(host="127.0.0.1", port=sim.port, timeout_s=0.3),

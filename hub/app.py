@@ -17,9 +17,13 @@ from starlette.applications import Starlette
 
 from contracts.schema import Contract
 from contracts.signing import generate_keypair, load_private_key, sign_contract
+from fieldpact.files import private_dir
 from fieldpact.mqtt import MqttLink
+from hub.acl.logins import HUB_USER
+from hub.acl.logins import broker_users as _users
+from hub.acl.policy import HUB_CLIENT_ID
 from hub.api import create_app
-from hub.broker import EmbeddedBroker, Role, UserSpec, hash_password
+from hub.broker import EmbeddedBroker, UserSpec, hash_password
 from hub.config import BrokerMode, HubConfig
 from hub.offline import OfflineManager
 from hub.service import HubService
@@ -28,13 +32,13 @@ from hub.sync import HubSync, MqttPublisher, wall_ms
 
 log = logging.getLogger("fieldpact.hub")
 
-HUB_USER = "fieldpact-hub"
+__all__ = ["HUB_USER", "HubRuntime", "broker_users", "load_or_create_key"]
 
 
 def load_or_create_key(path: Path) -> Ed25519PrivateKey:
     """The hub's Ed25519 signing key; generated (with its .pub beside it) on first start."""
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(path.parent)
         key, pub = generate_keypair(path.parent)
         if key != path:
             key.rename(path)
@@ -44,12 +48,9 @@ def load_or_create_key(path: Path) -> Ed25519PrivateKey:
 
 
 def broker_users(cfg: HubConfig, hub_password: str) -> dict[str, UserSpec]:
-    users = {HUB_USER: UserSpec(password_hash=hash_password(hub_password), role=Role.HUB,
-                                site=None, device=None)}
-    for d in cfg.devices:
-        users[d.id] = UserSpec(password_hash=d.password_hash, role=Role.DEVICE, site=d.site,
-                               device=d.id)
-    return users
+    """The embedded broker's logins: the hub (with this start's random password), devices and
+    integrations from `cfg`."""
+    return _users(cfg, hash_password(hub_password))
 
 
 class HubRuntime:
@@ -75,7 +76,7 @@ class HubRuntime:
     async def running(self) -> AsyncIterator[HubRuntime]:
         async with contextlib.AsyncExitStack() as stack:
             url, username, password = await self._broker(stack)
-            link = MqttLink(url, client_id="fieldpact-hub", username=username, password=password,
+            link = MqttLink(url, client_id=HUB_CLIENT_ID, username=username, password=password,
                             subscriptions=HubSync.subscriptions())
             self.publisher.link, self.mqtt_url = link, url
             self.sync = HubSync(self.store, self.offline, link,

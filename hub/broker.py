@@ -1,27 +1,14 @@
-"""The embedded MQTT broker (amqtt 0.12) with per-user authentication and topic ACL.
+"""The embedded MQTT broker: amqtt 0.12 (with the fixes in hub/amqtt_session.py) enforcing the
+fieldpact broker policy (hub/acl/policy.py) through two thin plugins.
 
-Policy (the same one `mosquitto_acl` renders for sites running their own broker):
-- Every client authenticates with a username and password; anonymous and unknown users are refused.
-- A DEVICE publishes only its own upstream channels, fp/v1/{site}/{device}/{status, journal,
-  contract/result, telemetry, points/#}, and reads only its own downstream ones, {ack, contract, cmd}.
-  A device cannot forge another device's journal, nor read another device's contracts.
-- The HUB may publish and read anything under fp/v1/#.
-- An INTEGRATION (SCADA, historian) only reads fp/v1/+/+/points/# and fp/v1/+/+/status.
-- A last will is a publish made on the client's behalf later: its topic must pass the publish ACL
-  at CONNECT, or the connection is refused (amqtt does not check wills itself).
-
-`allowed` is the whole decision, pure and tested alone; the amqtt plugins are thin wrappers.
+`allowed` is the whole ACL decision, pure and tested alone. A last will is a publish made on the
+client's behalf later: its topic must pass the publish ACL at CONNECT, or the connection is refused
+(amqtt does not check wills itself).
 """
 from __future__ import annotations
 
 import asyncio
-import base64
-import contextlib
-import enum
-import hashlib
-import hmac
 import logging
-import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -32,149 +19,22 @@ from amqtt.contexts import Action as AmqttAction
 from amqtt.plugins.base import BaseAuthPlugin, BaseTopicPlugin
 from amqtt.session import Session
 
-from contracts.topics import PREFIX, Channel, check_id, covers, matches
+from hub.acl.mosquitto import mosquitto_acl
+from hub.acl.passwords import (check_password, hash_password, mosquitto_hash,
+                               mosquitto_password_line)
+from hub.acl.policy import (HUB_STATUS_TOPIC, MAX_PACKET_BYTES, Action, Role, UserSpec, allowed,
+                            publish_filters, read_filters)
+from hub.amqtt_session import MAX_INFLIGHT_QOS2, FieldpactBroker
+from hub.mqtt_framing import PacketSizeGuard, PacketTooLarge
+
+__all__ = ["HUB_STATUS_TOPIC", "MAX_INFLIGHT_QOS2", "MAX_PACKET_BYTES", "Action", "EmbeddedBroker",
+           "PacketSizeGuard", "PacketTooLarge", "Role", "UserSpec", "allowed", "check_password",
+           "hash_password", "mosquitto_acl", "mosquitto_hash", "mosquitto_password_line",
+           "publish_filters", "read_filters"]
 
 log = logging.getLogger(__name__)
 
-# scrypt cost: n=2**14, r=8, p=1 is the RFC 7914 section 2 interactive-login setting (16 MiB, tens of
-# ms); a connecting device pays it once per connect, and it runs in a thread off the broker's loop.
-_SCRYPT_N, _SCRYPT_R, _SCRYPT_P = 2**14, 8, 1
-_SALT_BYTES = 16
 _NOISY_LOGGERS = ("amqtt", "transitions")
-
-
-class Role(enum.StrEnum):
-    """What kind of client a user is; decides its ACL."""
-
-    HUB = "hub"
-    DEVICE = "device"
-    INTEGRATION = "integration"
-
-
-class Action(enum.StrEnum):
-    """What a client asks the broker to do with a topic. RECEIVE is a delivery to a subscriber."""
-
-    PUBLISH = "publish"
-    SUBSCRIBE = "subscribe"
-    RECEIVE = "receive"
-
-
-@dataclass(frozen=True, kw_only=True)
-class UserSpec:
-    """One broker user. A DEVICE must name its site and device; others must not."""
-
-    password_hash: str
-    role: Role
-    site: str | None = None
-    device: str | None = None
-
-    def __post_init__(self) -> None:
-        if self.role is Role.DEVICE:
-            check_id("site", self.site or "")
-            check_id("device", self.device or "")
-        elif self.site is not None or self.device is not None:
-            raise ValueError(f"role: {self.role.value} user must not name a site or device")
-
-
-# --- passwords ----------------------------------------------------------------------------------
-
-
-def hash_password(password: str) -> str:
-    """Salted scrypt hash as `scrypt$n$r$p$salt$hash` (base64 parts)."""
-    salt = secrets.token_bytes(_SALT_BYTES)
-    digest = _scrypt(password, salt, _SCRYPT_N, _SCRYPT_R, _SCRYPT_P)
-    parts = (str(_SCRYPT_N), str(_SCRYPT_R), str(_SCRYPT_P), _b64(salt), _b64(digest))
-    return "$".join(("scrypt", *parts))
-
-
-def check_password(password: str, password_hash: str) -> bool:
-    """True if `password` produced `password_hash`. A malformed hash is simply False."""
-    try:
-        scheme, n, r, p, salt, digest = password_hash.split("$")
-        if scheme != "scrypt":
-            return False
-        expected = base64.b64decode(digest, validate=True)
-        actual = _scrypt(password, base64.b64decode(salt, validate=True), int(n), int(r), int(p))
-    except ValueError:
-        return False
-    return hmac.compare_digest(actual, expected)
-
-
-def _scrypt(password: str, salt: bytes, n: int, r: int, p: int) -> bytes:
-    return hashlib.scrypt(password.encode(), salt=salt, n=n, r=r, p=p, maxmem=64 * 1024 * 1024)
-
-
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
-
-
-# --- ACL ----------------------------------------------------------------------------------------
-
-_DEVICE_UP = (Channel.STATUS, Channel.JOURNAL, Channel.CONTRACT_RESULT, Channel.TELEMETRY)
-_DEVICE_DOWN = (Channel.ACK, Channel.CONTRACT, Channel.CMD)
-
-
-def publish_filters(user: UserSpec) -> tuple[str, ...]:
-    """Filters a user may publish under (a topic must match one)."""
-    if user.role is Role.HUB:
-        return (f"{PREFIX}/#",)
-    if user.role is Role.DEVICE:
-        base = f"{PREFIX}/{user.site}/{user.device}"
-        return (*(f"{base}/{c.value}" for c in _DEVICE_UP), f"{base}/{Channel.POINTS.value}/#")
-    return ()
-
-
-def read_filters(user: UserSpec) -> tuple[str, ...]:
-    """Filters a user may subscribe to (a requested filter must be covered by one)."""
-    if user.role is Role.HUB:
-        return (f"{PREFIX}/#",)
-    if user.role is Role.DEVICE:
-        return tuple(f"{PREFIX}/{user.site}/{user.device}/{c.value}" for c in _DEVICE_DOWN)
-    return (f"{PREFIX}/+/+/{Channel.POINTS.value}/#", f"{PREFIX}/+/+/{Channel.STATUS.value}")
-
-
-def allowed(user: UserSpec, action: Action, topic: str) -> bool:
-    """The ACL decision. `topic` is a filter for SUBSCRIBE, a concrete topic otherwise.
-
-    Never raises: a malformed topic or filter is refused.
-    """
-    try:
-        if action is Action.PUBLISH:
-            return any(matches(f, topic) for f in publish_filters(user))
-        if action is Action.SUBSCRIBE:
-            return any(covers(f, topic) for f in read_filters(user))
-        return any(matches(f, topic) for f in read_filters(user))
-    except ValueError:
-        return False
-
-
-def mosquitto_acl(users: Mapping[str, UserSpec]) -> str:
-    """The same policy as a Mosquitto `acl_file`: per-user `topic write|read` lines."""
-    blocks = [_mosquitto_user_block(name, users[name]) for name in sorted(users)]
-    return "# generated by fieldpact hub.broker.mosquitto_acl; do not edit by hand\n\n" + "\n".join(blocks)
-
-
-def _mosquitto_user_block(name: str, user: UserSpec) -> str:
-    if any(c.isspace() for c in name):
-        raise ValueError(f"users.{name!r}: mosquitto user names cannot contain whitespace")
-    lines = [f"user {name}"]
-    lines += [f"topic write {f}" for f in publish_filters(user)]
-    lines += [f"topic read {f}" for f in read_filters(user)]
-    return "\n".join(lines) + "\n"
-
-
-def mosquitto_password_line(username: str, password: str, *, iterations: int = 101) -> str:
-    """One Mosquitto 2.x password-file line (`$7$`: PBKDF2-HMAC-SHA512, 12-byte salt).
-
-    101 iterations is mosquitto_passwd's own default. Prefer running `mosquitto_passwd` on the
-    broker host; this exists so tests and provisioning can write the file without the binary.
-    """
-    salt = secrets.token_bytes(12)
-    digest = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, iterations)
-    return f"{username}:$7${iterations}${_b64(salt)}${_b64(digest)}"
-
-
-# --- amqtt adapter ------------------------------------------------------------------------------
 
 
 class AmqttAuthPlugin(BaseAuthPlugin):  # type: ignore[misc]  # amqtt ships no types
@@ -231,7 +91,7 @@ class EmbeddedBroker:
                  users: Mapping[str, UserSpec]) -> None:
         self.host, self._port = host, port
         self._users = dict(users)
-        self._broker: _DrainingBroker | None = None
+        self._broker: FieldpactBroker | None = None
 
     @property
     def port(self) -> int:
@@ -248,7 +108,7 @@ class EmbeddedBroker:
     async def __aenter__(self) -> Self:
         for name in _NOISY_LOGGERS:
             logging.getLogger(name).setLevel(logging.WARNING)
-        broker = _DrainingBroker(self._config())
+        broker = FieldpactBroker(self._config(), self._users)
         await broker.start()
         self._broker = broker
         self._port = _bound_port(broker)
@@ -269,58 +129,6 @@ class EmbeddedBroker:
             "listeners": {"default": {"type": "tcp", "bind": f"{self.host}:{self._port}"}},
             "plugins": {f"{__name__}.AmqttAuthPlugin": users, f"{__name__}.AmqttAclPlugin": users},
         }
-
-
-class _SnapshotDict(dict):  # type: ignore[type-arg]
-    """amqtt 0.12's broadcast loop iterates `_subscriptions.items()` and awaits inside the loop; a
-    client (un)subscribing meanwhile raises "dictionary changed size during iteration" and that
-    broadcast is lost. Iterating a snapshot delivers it to the subscribers present when it began.
-    (Our delivery guarantee never rests on the broker — seq + ack — but a lost contract push costs
-    a reconnect to recover.)"""
-
-    def items(self):  # type: ignore[no-untyped-def]
-        return list(super().items())
-
-    def __iter__(self):  # type: ignore[no-untyped-def]
-        return iter(list(super().keys()))
-
-
-class _DrainingBroker(Broker):  # type: ignore[misc]
-    """amqtt's Broker, plus: connections still in their handshake at shutdown are closed too.
-
-    amqtt's shutdown closes established sessions and the listener, but a connection accepted a
-    moment earlier (CONNECT read, password being checked) is in no session yet and is orphaned;
-    its socket then leaks. We track each connection's task and writer, and end the leftovers.
-    """
-
-    def __init__(self, config: dict[str, Any]) -> None:
-        super().__init__(config)
-        self._live: dict[asyncio.Task[Any], asyncio.StreamWriter] = {}
-        self._subscriptions: dict[str, Any] = _SnapshotDict(self._subscriptions)
-
-    async def stream_connected(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                               listener_name: str) -> None:
-        task = asyncio.current_task()
-        assert task is not None  # always inside the server's connection task
-        self._live[task] = writer
-        try:
-            await super().stream_connected(reader, writer, listener_name)
-        finally:
-            self._live.pop(task, None)
-            # amqtt 0.12 returns from some disconnect paths (a client's clean DISCONNECT among them)
-            # without closing the transport; the socket then leaks until garbage collection.
-            writer.close()
-
-    async def drain(self) -> None:
-        """Cancel and close connections that outlived shutdown."""
-        leftovers = dict(self._live)
-        for task in leftovers:
-            task.cancel()
-        await asyncio.gather(*leftovers, return_exceptions=True)
-        for writer in leftovers.values():
-            writer.close()
-            with contextlib.suppress(OSError):
-                await writer.wait_closed()
 
 
 def _bound_port(broker: Broker) -> int:

@@ -18,6 +18,9 @@ their reason. Example:
     id = "pump-station-7"
     site = "north-field"
     password_hash = "<broker password hash>"
+    [integrations.scada]             # a read-only login: points/ and status of these sites
+    password_hash = "<broker password hash>"
+    sites = ["north-field"]
     [policies.network]
     action = "retry"                 # retry | reassign | escalate | hold | abort
     max_retries = 5
@@ -33,6 +36,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, TypeVar
 
+from contracts.topics import check_id
+from hub.acl.policy import HUB_LOGIN, check_login_name
 from hub.auth import AuthConfig, Role, Token
 
 DEFAULT_HOST = "127.0.0.1"
@@ -110,6 +115,16 @@ class DeviceCredential:
 
 
 @dataclass(frozen=True, kw_only=True)
+class IntegrationCredential:
+    """A read-only broker login for a site integration (SCADA, historian): reads `points/` and
+    `status` of `sites`, publishes nothing."""
+
+    name: str
+    sites: tuple[str, ...]
+    password_hash: str
+
+
+@dataclass(frozen=True, kw_only=True)
 class HubConfig:
     db_path: Path
     key_path: Path
@@ -118,6 +133,7 @@ class HubConfig:
     broker: BrokerConfig = field(default_factory=BrokerConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
     devices: tuple[DeviceCredential, ...] = ()
+    integrations: tuple[IntegrationCredential, ...] = ()
     silence_timeout_ms: int = int(DEFAULT_SILENCE_TIMEOUT_S * 1000)
     policies: Mapping[FailureCategory, Policy] = field(default_factory=lambda: DEFAULT_POLICIES)
 
@@ -191,6 +207,42 @@ def _device(m: Mapping[str, Any], path: str) -> DeviceCredential:
                             password_hash=_get(m, "password_hash", path, _str))
 
 
+def _integrations(v: Any) -> tuple[IntegrationCredential, ...]:
+    if not isinstance(v, Mapping):
+        raise ConfigError("integrations", v, "must be a table of name -> {password_hash, sites}")
+    return tuple(_integration(name, spec) for name, spec in v.items())
+
+
+def _integration(name: str, spec: Any) -> IntegrationCredential:
+    where = f"integrations.{name}"
+    try:
+        check_login_name("name", name)
+    except ValueError as exc:
+        raise ConfigError(where, name, str(exc)) from None
+    if not isinstance(spec, Mapping):
+        raise ConfigError(where, spec, "must be a table {password_hash, sites}")
+    return IntegrationCredential(name=name, password_hash=_get(spec, "password_hash", where, _str),
+                                 sites=_get(spec, "sites", where, _sites))
+
+
+def _sites(v: Any) -> tuple[str, ...]:
+    if not isinstance(v, list) or not v or not all(isinstance(s, str) for s in v):
+        raise TypeError("must be a non-empty array of site ids")
+    for site in v:
+        check_id("site", site)
+    return tuple(v)
+
+
+def _unique_logins(cfg: HubConfig) -> HubConfig:
+    devices = {d.id for d in cfg.devices}
+    if HUB_LOGIN in devices:
+        raise ConfigError("devices", HUB_LOGIN, "is the hub's own login")
+    for i in cfg.integrations:
+        if i.name in devices or i.name == HUB_LOGIN:
+            raise ConfigError(f"integrations.{i.name}", i.name, "is already a device's or the hub's login")
+    return cfg
+
+
 def _policies(m: Any) -> Mapping[FailureCategory, Policy]:
     if not isinstance(m, Mapping):
         raise ConfigError("policies", m, "must be a table of category -> {action, max_retries}")
@@ -234,7 +286,7 @@ def _apply_env(doc: dict[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
 def parse_config(doc: Mapping[str, Any]) -> HubConfig:
     """HubConfig from a decoded TOML document. Raises ConfigError naming the key."""
     listen = _get(doc, "listen", "", _table, {})
-    return HubConfig(
+    return _unique_logins(HubConfig(
         db_path=Path(_get(doc, "db", "", _str)), key_path=Path(_get(doc, "key", "", _str)),
         listen_host=_get(listen, "host", "listen", _str, DEFAULT_HOST),
         listen_port=_get(listen, "port", "listen", _port, DEFAULT_PORT),
@@ -244,10 +296,11 @@ def parse_config(doc: Mapping[str, Any]) -> HubConfig:
                                      enumerate(_get(doc, "tokens", "", _list_of_tables, [])))),
         devices=tuple(_device(d, f"devices[{i}]") for i, d in
                       enumerate(_get(doc, "devices", "", _list_of_tables, []))),
+        integrations=_integrations(doc.get("integrations", {})),
         silence_timeout_ms=int(1000 * _get(doc, "silence_timeout_s", "", _positive,
                                            DEFAULT_SILENCE_TIMEOUT_S)),
         policies=_policies(doc.get("policies", {})),
-    )
+    ))
 
 
 def _with_mqtt(b: BrokerConfig, m: Mapping[str, Any]) -> BrokerConfig:

@@ -29,6 +29,7 @@ from sqlite_utils.migrations import Migrations
 from contracts.limits import quote
 from contracts import codec
 from contracts.types import EpochMs
+from fieldpact.files import private_sqlite
 from hub.audit import AuditAction, AuditEntry, Outcome
 from hub.states import (
     ContractEvent, ContractStatus, DeviceEvent, DeviceState, IllegalTransition, transition,
@@ -217,8 +218,9 @@ class HubStore:
     def open(cls, path: Path | str) -> HubStore:
         """Open (creating if needed) and migrate. Raises StoreError for a newer or broken schema."""
         try:
+            private_sqlite(path)  # 0600 before SQLite creates it, its -wal and -shm
             db = Database(path)
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OSError) as exc:
             raise StoreError(f"cannot open hub database {str(path)!r}: {exc}") from exc
         try:
             db.execute("PRAGMA journal_mode=WAL")

@@ -8,25 +8,19 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import os
 import shutil
 import socket
 import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
 
-from hub.broker import (
-    EmbeddedBroker,
-    Role,
-    UserSpec,
-    hash_password,
-    mosquitto_acl,
-    mosquitto_password_line,
-)
+from hub.acl.policy import base_client_id
+from hub.acl import mosquitto as mosquitto_export
+from hub.broker import EmbeddedBroker, Role, UserSpec, hash_password, mosquitto_hash
 
 SITE = "s1"
 BROKER_START_TIMEOUT_S = 10.0
@@ -51,11 +45,22 @@ class FleetUser:
     role: Role
     site: str | None = None
     device: str | None = None
+    sites: tuple[str, ...] = ()
 
     @property
     def spec(self) -> UserSpec:
         return UserSpec(password_hash=_hashed(self.password), role=self.role, site=self.site,
-                        device=self.device)
+                        device=self.device, sites=self.sites)
+
+    @property
+    def mosquitto_spec(self) -> UserSpec:
+        """The same user with a Mosquitto-compatible ($7$) hash, for the exported password file."""
+        return replace(self.spec, password_hash=_mosquitto_hashed(self.password))
+
+    def client_id(self, suffix: str | None = None) -> str:
+        """A client id this login may use (hub/acl/policy.py): its base id, or base/suffix."""
+        base = base_client_id(self.name, self.spec)
+        return base if suffix is None else f"{base}/{suffix}"
 
 
 FLEET: Mapping[str, FleetUser] = {
@@ -64,9 +69,14 @@ FLEET: Mapping[str, FleetUser] = {
         FleetUser(name="hub", password="hub-secret", role=Role.HUB),
         FleetUser(name="d1", password="d1-secret", role=Role.DEVICE, site=SITE, device="d1"),
         FleetUser(name="d2", password="d2-secret", role=Role.DEVICE, site=SITE, device="d2"),
-        FleetUser(name="scada", password="scada-secret", role=Role.INTEGRATION),
+        FleetUser(name="scada", password="scada-secret", role=Role.INTEGRATION, sites=(SITE,)),
     )
 }
+
+
+@functools.cache
+def _mosquitto_hashed(password: str) -> str:
+    return mosquitto_hash(password)
 
 
 @functools.cache
@@ -82,6 +92,7 @@ class BrokerEndpoint:
     host: str
     port: int
     users: Mapping[str, FleetUser]
+    kind: str = "amqtt"  # or "mosquitto"
 
     @property
     def url(self) -> str:
@@ -105,22 +116,59 @@ async def amqtt_broker() -> AsyncIterator[BrokerEndpoint]:
 
 @pytest.fixture
 def mosquitto_broker(tmp_path: Path) -> Iterator[BrokerEndpoint]:
-    """A real Mosquitto on 127.0.0.1 with the FLEET users and the rendered ACL.
+    """A real Mosquitto on 127.0.0.1 with the FLEET users, configured by `export-mosquitto`'s files
+    (hub/acl/mosquitto.py: ACL, password file, config snippet). Skips without a mosquitto binary."""
+    with running_mosquitto(tmp_path) as endpoint:
+        yield endpoint
 
-    Skips when no `mosquitto` binary is found.
-    """
+
+@pytest.fixture(params=["amqtt", pytest.param("mosquitto", marks=pytest.mark.mosquitto)])
+async def any_broker(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[BrokerEndpoint]:
+    """Each test using it runs twice: on the embedded amqtt broker and on a real Mosquitto."""
+    if request.param == "amqtt":
+        async with EmbeddedBroker("127.0.0.1", 0, users=fleet_specs()) as broker:
+            yield BrokerEndpoint(host=broker.host, port=broker.port, users=FLEET, kind="amqtt")
+    else:
+        with running_mosquitto(tmp_path) as endpoint:
+            yield endpoint
+
+
+def mosquitto_binary() -> str:
+    """The mosquitto executable; skips the calling test when there is none."""
     binary = shutil.which("mosquitto") or shutil.which("mosquitto", path="/usr/sbin:/usr/local/sbin")
     if binary is None:
         pytest.skip("mosquitto binary not found on PATH (apt-get install mosquitto)")
+    return binary
+
+
+@contextlib.contextmanager
+def running_mosquitto(tmp_path: Path, users: Mapping[str, FleetUser] = FLEET, *,
+                      run_as: str = "root") -> Iterator[BrokerEndpoint]:
+    """Mosquitto with `users`, from the exported files in tmp_path/mosquitto (see the fixture)."""
+    binary = mosquitto_binary()
     port = free_port()
-    config = _write_mosquitto_files(tmp_path, port)
-    log_path = tmp_path / "mosquitto.log"
+    out = tmp_path / "mosquitto"
+    specs = {name: u.mosquitto_spec for name, u in users.items()}
+    mosquitto_export.write(mosquitto_export.render(specs, out, f"{port} 127.0.0.1"), out,
+                           group=None if run_as == "root" else run_as)
+    config = tmp_path / "mosquitto.conf"
+    config.write_text(
+        (out / mosquitto_export.CONF_NAME).read_text() + "persistence false\n"
+        # As root in CI keep root, else mosquitto drops to its own user and cannot read tmp.
+        + f"user {run_as}\nlog_dest stderr\nlog_type error\nlog_type warning\n")
+    with start_mosquitto(binary, config, port, tmp_path / "mosquitto.log"):
+        yield BrokerEndpoint(host="127.0.0.1", port=port, users=users, kind="mosquitto")
+
+
+@contextlib.contextmanager
+def start_mosquitto(binary: str, config: Path, port: int, log_path: Path) -> Iterator[None]:
+    """Run `binary -c config` until the block ends; raises if it does not listen on `port`."""
     with log_path.open("wb") as log_file:
         proc = subprocess.Popen([binary, "-c", str(config)], stdout=subprocess.DEVNULL,
                                 stderr=log_file)
     try:
         _wait_listening("127.0.0.1", port, proc, log_path)
-        yield BrokerEndpoint(host="127.0.0.1", port=port, users=FLEET)
+        yield
     finally:
         proc.terminate()
         try:
@@ -128,27 +176,6 @@ def mosquitto_broker(tmp_path: Path) -> Iterator[BrokerEndpoint]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=5)
-
-
-def _write_mosquitto_files(tmp_path: Path, port: int) -> Path:
-    passwd, acl, config = tmp_path / "passwd", tmp_path / "acl", tmp_path / "mosquitto.conf"
-    passwd.write_text("".join(mosquitto_password_line(u.name, u.password) + "\n"
-                              for u in FLEET.values()))
-    acl.write_text(mosquitto_acl(fleet_specs()))
-    for path in (passwd, acl):
-        os.chmod(path, 0o600)  # mosquitto 2.x warns about world-readable credential files
-    config.write_text(
-        f"listener {port} 127.0.0.1\n"
-        "allow_anonymous false\n"
-        f"password_file {passwd}\n"
-        f"acl_file {acl}\n"
-        "persistence false\n"
-        # Running as root in CI: keep root, or mosquitto drops to its own user and cannot read tmp.
-        "user root\n"
-        "log_dest stderr\n"
-        "log_type error\nlog_type warning\n"
-    )
-    return config
 
 
 def _wait_listening(host: str, port: int, proc: subprocess.Popen[bytes], log: Path) -> None:

@@ -99,7 +99,7 @@ class Recorder:
 
 
 def device_link(url: str, recorder: Recorder, **kw: object) -> MqttLink:
-    return MqttLink(url, client_id="d1", username="d1", password=FLEET["d1"].password,
+    return MqttLink(url, client_id="fp-agent-d1", username="d1", password=FLEET["d1"].password,
                     subscriptions=[("fp/v1/s1/d1/cmd", 1)], backoff=FAST, rng=random.Random(3),
                     on_connect=recorder.on_connect, on_disconnect=recorder.on_disconnect,
                     **kw)  # type: ignore[arg-type]
@@ -118,7 +118,7 @@ async def stop(task: asyncio.Task[None]) -> None:
 
 
 async def hub_client(host: str, port: int) -> aiomqtt.Client:
-    return aiomqtt.Client(host, port, identifier="hub-test", username="hub",
+    return aiomqtt.Client(host, port, identifier="fieldpact-hub/test", username="hub",
                           password=FLEET["hub"].password)
 
 
@@ -175,7 +175,7 @@ async def test_link_with_refused_credentials_keeps_retrying_and_never_connects(
     amqtt_broker: BrokerEndpoint, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="fieldpact.mqtt")
-    link = MqttLink(amqtt_broker.url, client_id="d1", username="d1", password="wrong", backoff=FAST)
+    link = MqttLink(amqtt_broker.url, client_id="fp-agent-d1", username="d1", password="wrong", backoff=FAST)
     task = asyncio.create_task(link.run(Recorder().on_message))
     try:
         with pytest.raises(TimeoutError):
@@ -192,7 +192,7 @@ DYING_DEVICE = textwrap.dedent("""
 
     async def main() -> None:
         url, password = sys.argv[1], sys.argv[2]
-        link = MqttLink(url, client_id="d1", username="d1", password=password,
+        link = MqttLink(url, client_id="fp-agent-d1", username="d1", password=password,
                         will=Will(topic="fp/v1/s1/d1/status", payload=b"offline"))
         async def ignore(topic: str, payload: bytes) -> None: ...
         task = asyncio.create_task(link.run(ignore))

@@ -58,7 +58,7 @@ def birth(device: str, last_seq: int) -> bytes:
 
 @contextlib.asynccontextmanager
 async def device_client(host: str, port: int, device: str) -> AsyncIterator[aiomqtt.Client]:
-    async with aiomqtt.Client(host, port, identifier=f"test-{device}", username=device,
+    async with aiomqtt.Client(host, port, identifier=f"fp-agent-{device}/test", username=device,
                               password=PASSWORDS[device]) as client:
         await client.subscribe(topic(SITE, device, Channel.ACK), qos=1)
         yield client

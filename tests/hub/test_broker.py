@@ -11,6 +11,7 @@ import aiomqtt
 import pytest
 
 from contracts.topics import Channel, topic
+from hub.acl.policy import client_id_allowed
 from hub.broker import (
     Action,
     EmbeddedBroker,
@@ -27,7 +28,7 @@ WAIT_S = 5.0
 _client_ids = itertools.count()
 DEVICE = UserSpec(password_hash="x", role=Role.DEVICE, site="s1", device="d1")
 HUB = UserSpec(password_hash="x", role=Role.HUB)
-SCADA = UserSpec(password_hash="x", role=Role.INTEGRATION)
+SCADA = UserSpec(password_hash="x", role=Role.INTEGRATION, sites=("s1",))
 
 
 # --- pure policy --------------------------------------------------------------------------------
@@ -94,13 +95,39 @@ def test_hub_may_do_anything_under_fp_v1_only() -> None:
     assert not allowed(HUB, Action.PUBLISH, "elsewhere/x")
 
 
-def test_integration_reads_points_and_status_and_writes_nothing() -> None:
-    assert allowed(SCADA, Action.SUBSCRIBE, "fp/v1/+/+/points/#")
-    assert allowed(SCADA, Action.SUBSCRIBE, "fp/v1/+/+/status")
+def test_integration_reads_points_and_status_of_its_sites_and_writes_nothing() -> None:
+    assert allowed(SCADA, Action.SUBSCRIBE, "fp/v1/s1/+/points/#")
+    assert allowed(SCADA, Action.SUBSCRIBE, "fp/v1/s1/+/status")
     assert allowed(SCADA, Action.RECEIVE, "fp/v1/s1/d1/points/level")
-    assert not allowed(SCADA, Action.SUBSCRIBE, "fp/v1/+/+/journal")
+    assert allowed(SCADA, Action.RECEIVE, "fp/v1/_hub/status")
+    assert not allowed(SCADA, Action.RECEIVE, "fp/v1/s2/d1/points/level")  # another site
+    assert not allowed(SCADA, Action.SUBSCRIBE, "fp/v1/+/+/points/#")  # wider than its sites
+    assert not allowed(SCADA, Action.SUBSCRIBE, "fp/v1/s1/+/journal")
     assert not allowed(SCADA, Action.SUBSCRIBE, "fp/v1/#")
     assert not allowed(SCADA, Action.PUBLISH, "fp/v1/s1/d1/points/level")
+    assert not allowed(SCADA, Action.PUBLISH, "fp/v1/_hub/status")
+
+
+def test_integration_must_name_its_sites() -> None:
+    with pytest.raises(ValueError, match="sites"):
+        UserSpec(password_hash="x", role=Role.INTEGRATION)
+    with pytest.raises(ValueError, match="sites"):
+        UserSpec(password_hash="x", role=Role.DEVICE, site="s1", device="d1", sites=("s1",))
+
+
+def test_only_the_hub_writes_the_hub_birth_and_everyone_reads_it() -> None:
+    assert allowed(HUB, Action.PUBLISH, "fp/v1/_hub/status")
+    for user in (DEVICE, SCADA):
+        assert not allowed(user, Action.PUBLISH, "fp/v1/_hub/status")
+        assert allowed(user, Action.SUBSCRIBE, "fp/v1/_hub/status")
+        assert allowed(user, Action.RECEIVE, "fp/v1/_hub/status")
+
+
+@pytest.mark.parametrize("flt", ["#", "$SYS/#", "fp/v1/#", "fp/v1/+/+/cmd", "+/v1/s1/d1/cmd",
+                                 "fp/v1/s1/d1/#", "fp/v1/_hub/#"])
+def test_wildcards_wider_than_a_devices_own_topics_are_refused(flt: str) -> None:
+    assert not allowed(DEVICE, Action.SUBSCRIBE, flt)
+    assert not allowed(SCADA, Action.SUBSCRIBE, flt)
 
 
 def test_mosquitto_acl_renders_one_block_per_user_with_write_and_read_lines() -> None:
@@ -108,7 +135,8 @@ def test_mosquitto_acl_renders_one_block_per_user_with_write_and_read_lines() ->
     assert "user d1\ntopic write fp/v1/s1/d1/status\n" in text
     assert "topic write fp/v1/s1/d1/points/#\ntopic read fp/v1/s1/d1/ack\n" in text
     assert "user hub\ntopic write fp/v1/#\ntopic read fp/v1/#\n" in text
-    assert "user scada\ntopic read fp/v1/+/+/points/#\ntopic read fp/v1/+/+/status\n" in text
+    assert ("user scada\ntopic read fp/v1/s1/+/points/#\ntopic read fp/v1/s1/+/status\n"
+            "topic read fp/v1/_hub/status\n") in text
     assert "topic write" not in text.split("user scada")[1]
 
 
@@ -117,7 +145,8 @@ def test_mosquitto_acl_renders_one_block_per_user_with_write_and_read_lines() ->
 
 @asynccontextmanager
 async def client(broker: BrokerEndpoint, name: str, **kw: object) -> AsyncIterator[aiomqtt.Client]:
-    async with aiomqtt.Client(broker.host, broker.port, identifier=f"{name}-{next(_client_ids)}",
+    async with aiomqtt.Client(broker.host, broker.port, identifier=broker.users[name].client_id(str(next(_client_ids))),
+                              
                               **broker.login(name), **kw) as c:  # type: ignore[arg-type]
         yield c
 
@@ -136,8 +165,8 @@ async def assert_only_marker_arrives(sub: aiomqtt.Client, pub: aiomqtt.Client,
     assert (str(message.topic), message.payload) == (marker_topic, b"marker")
 
 
-async def test_device_telemetry_reaches_the_hub(amqtt_broker: BrokerEndpoint) -> None:
-    async with client(amqtt_broker, "hub") as hub, client(amqtt_broker, "d1") as dev:
+async def test_device_telemetry_reaches_the_hub(any_broker: BrokerEndpoint) -> None:
+    async with client(any_broker, "hub") as hub, client(any_broker, "d1") as dev:
         await hub.subscribe("fp/v1/+/+/telemetry", qos=1)
         await dev.publish("fp/v1/s1/d1/telemetry", b"t=1", qos=1)
         message = await next_message(hub)
@@ -145,24 +174,28 @@ async def test_device_telemetry_reaches_the_hub(amqtt_broker: BrokerEndpoint) ->
 
 
 async def test_device_publishing_as_another_device_never_reaches_subscribers(
-    amqtt_broker: BrokerEndpoint,
+    any_broker: BrokerEndpoint,
 ) -> None:
-    async with client(amqtt_broker, "hub") as hub, client(amqtt_broker, "d1") as dev:
+    async with client(any_broker, "hub") as hub, client(any_broker, "d1") as dev:
         await hub.subscribe("fp/v1/#", qos=1)
         await dev.publish("fp/v1/s1/d2/journal", b"forged", qos=1)
         await dev.publish("fp/v1/s1/d2/status", b"forged", qos=1)
+        await dev.publish("fp/v1/s1/d1/ack", b"forged", qos=1)  # downstream: the hub's to write
         await assert_only_marker_arrives(hub, dev, "fp/v1/s1/d1/telemetry")
 
 
-async def test_device_cannot_subscribe_to_another_devices_contracts(amqtt_broker: BrokerEndpoint) -> None:
-    async with client(amqtt_broker, "d1") as dev:
+async def test_device_never_reads_another_devices_contracts(any_broker: BrokerEndpoint) -> None:
+    async with client(any_broker, "hub") as hub, client(any_broker, "d1") as dev:
         codes = await dev.subscribe([("fp/v1/s1/d2/contract", 1), ("fp/v1/s1/d1/contract", 1)])
-        assert [c.is_failure for c in codes] == [True, False]
+        if any_broker.kind == "amqtt":  # Mosquitto grants the SUBACK, then filters delivery
+            assert [c.is_failure for c in codes] == [True, False]
+        await hub.publish("fp/v1/s1/d2/contract", b"not yours", qos=1)
+        await assert_only_marker_arrives(dev, hub, "fp/v1/s1/d1/contract")
 
 
-async def test_integration_receives_points_but_cannot_publish(amqtt_broker: BrokerEndpoint) -> None:
-    async with client(amqtt_broker, "scada") as scada, client(amqtt_broker, "hub") as hub:
-        await scada.subscribe("fp/v1/+/+/points/#", qos=1)
+async def test_integration_receives_points_but_cannot_publish(any_broker: BrokerEndpoint) -> None:
+    async with client(any_broker, "scada") as scada, client(any_broker, "hub") as hub:
+        await scada.subscribe("fp/v1/s1/+/points/#", qos=1)
         await hub.subscribe("fp/v1/#", qos=1)
         await scada.publish("fp/v1/s1/d1/points/level", b"999", qos=1)
         await assert_only_marker_arrives(hub, hub, "fp/v1/s1/d1/cmd")
@@ -173,10 +206,10 @@ async def test_integration_receives_points_but_cannot_publish(amqtt_broker: Brok
 
 @pytest.mark.parametrize(("username", "password"), [("d1", "wrong"), ("nobody", "x"), (None, None)])
 async def test_bad_credentials_are_refused_at_connect(
-    amqtt_broker: BrokerEndpoint, username: str | None, password: str | None
+    any_broker: BrokerEndpoint, username: str | None, password: str | None
 ) -> None:
     with pytest.raises(aiomqtt.MqttCodeError):
-        async with aiomqtt.Client(amqtt_broker.host, amqtt_broker.port, username=username,
+        async with aiomqtt.Client(any_broker.host, any_broker.port, username=username,
                                   password=password):
             pass
 
@@ -212,8 +245,25 @@ def test_shipped_mosquitto_acl_example_is_what_mosquitto_acl_renders() -> None:
         "hub": HUB,
         "pump-station-7": UserSpec(password_hash="-", role=Role.DEVICE, site=site, device="pump-station-7"),
         "chiller-2": UserSpec(password_hash="-", role=Role.DEVICE, site=site, device="chiller-2"),
-        "scada": SCADA,
+        "scada": UserSpec(password_hash="-", role=Role.INTEGRATION, sites=(site,)),
     }
     body = [line for line in example.splitlines() if not line.startswith("#")]
     rendered = [line for line in mosquitto_acl(users).splitlines() if not line.startswith("#")]
     assert body == rendered
+
+
+@pytest.mark.parametrize(("login", "user", "client_id", "ok"), [
+    ("hub", HUB, "fieldpact-hub", True),
+    ("hub", HUB, "fieldpact-hub/debug", True),
+    ("hub", HUB, "fieldpact-hub/", False),
+    ("hub", HUB, "fieldpact-hubx", False),
+    ("d1", DEVICE, "fp-agent-d1", True),
+    ("d1", DEVICE, "fp-agent-d1/2", True),
+    ("d1", DEVICE, "fp-agent-d10", False),  # another device's base id
+    ("d1", DEVICE, "fieldpact-hub", False),
+    ("scada", SCADA, "fp-int-scada", True),
+    ("scada", SCADA, "fp-int-scada/a/b", True),
+    ("scada", SCADA, "fp-agent-d1", False),
+])
+def test_client_ids_are_bound_to_logins(login: str, user: UserSpec, client_id: str, ok: bool) -> None:
+    assert client_id_allowed(login, user, client_id) is ok

@@ -1,0 +1,106 @@
+"""Structured, escaped log lines, installed by every CLI entry point (`configure_logging`).
+
+A line is `<time> <LEVEL> <logger> <event> key=value ...` and one line is one event:
+- Values that come from a record's args or `extra=` are quoted ("...") when they contain a space,
+  a quote, `=`, a backslash, or any non-printable character (newline, CR, ESC, U+2028 ...); inside
+  the quotes `\\`, `"` and non-printables are escaped (`\\n`, `\\r`, `\\t`, `\\x1b`, `\\u2028`). So
+  a device name or a disconnect reason can neither start a new line nor fake a `key=`.
+- Numbers are left alone (`%d`, `%.3f` still work).
+- The formatted message is escaped again for non-printables: messages other libraries build with
+  f-strings (amqtt quotes client-sent strings that way) cannot break the line either.
+- A traceback becomes one escaped `exc="..."` field (`printf '%b'` shows it as lines again).
+"""
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Mapping
+from typing import TextIO
+
+_STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
+_NEEDS_QUOTES = frozenset(' "=\\')
+_SHORT = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escape_char(c: str, *, quoting: bool) -> str:
+    if c in _SHORT:
+        return _SHORT[c]
+    if not c.isprintable() and c != " ":
+        code = ord(c)
+        return f"\\x{code:02x}" if code < 0x100 else (f"\\u{code:04x}" if code < 0x10000
+                                                        else f"\\U{code:08x}")
+    if quoting and c in '"\\':
+        return "\\" + c
+    return c
+
+
+def quote(value: str) -> str:
+    """`value` as a log field value: bare if safe, else double-quoted with escapes."""
+    if value and not any(c in _NEEDS_QUOTES or not c.isprintable() for c in value):
+        return value
+    return '"' + "".join(_escape_char(c, quoting=True) for c in value) + '"'
+
+
+def escape_text(text: str) -> str:
+    """`text` with every non-printable character escaped (spaces kept): always one line."""
+    if text.isprintable():
+        return text
+    return "".join(_escape_char(c, quoting=False) for c in text)
+
+
+class _Field:
+    """A record argument rendered quoted by both %s and %r."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: object) -> None:
+        self.value = value
+
+    def __str__(self) -> str:
+        return quote(str(self.value))
+
+    def __repr__(self) -> str:
+        return quote(repr(self.value))
+
+
+def _field(value: object) -> object:
+    return value if isinstance(value, int | float) else _Field(value)
+
+
+def _message(record: logging.LogRecord) -> str:
+    msg, args = str(record.msg), record.args
+    if not args:
+        return msg
+    try:
+        if isinstance(args, Mapping):
+            return msg % {k: _field(v) for k, v in args.items()}
+        return msg % tuple(_field(a) for a in args)
+    except (TypeError, ValueError, KeyError):
+        return f"{msg} args={quote(repr(args))}"
+
+
+class EscapingFormatter(logging.Formatter):
+    """The formatter described in the module docstring."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        parts = [self.formatTime(record), record.levelname, quote(record.name),
+                 escape_text(_message(record))]
+        parts += [f"{quote(str(k))}={quote(str(v))}" for k, v in vars(record).items()
+                  if k not in _STANDARD and not k.startswith("_")]
+        if record.exc_info:
+            parts.append("exc=" + quote(self.formatException(record.exc_info)))
+        if record.stack_info:
+            parts.append("stack=" + quote(self.formatStack(record.stack_info)))
+        return " ".join(parts)
+
+
+def configure_logging(level: str | int = "INFO", stream: TextIO | None = None) -> logging.Handler:
+    """Send the root logger's records through EscapingFormatter to `stream` (stderr), replacing
+    any handlers already there. Returns the handler."""
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(EscapingFormatter())
+    logging.basicConfig(level=level.upper() if isinstance(level, str) else level,
+                        handlers=[handler], force=True)
+    return handler
+
+
