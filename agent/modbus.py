@@ -14,10 +14,21 @@ Bound on blocking: while disconnected, read() returns at once unless the backoff
 attempt (at most timeout_s). After a request times out, the rest of the plan goes out on one fresh
 connection; a second timeout in the same read() leaves the rest BAD "disconnected" at once. So one
 read() blocks at most about 4 x timeout_s, and only when the device answers neither promptly nor never.
+
+Hurry (safe state not yet confirmed on the device): the backoff could leave a device that answers
+again unvisited for up to its 5 s cap, and a hung device accepts TCP connections, so a connect says
+nothing. While `hurry(interval_s)` is set, reconnecting is done by a background *probe* instead: a
+fresh client connects and sends the first request of the last plan; only an answer makes it the
+link's client. At most one probe is in flight, one starts at most every interval_s (the scan
+period), and the next starts as soon as one fails. read() never waits for a probe, and while
+hurried a timed-out read leaves the rest of the plan BAD at once, so a hung device costs the scan
+one timeout, not one per cycle; once it answers again, the link is back within one timeout plus
+one interval.
 """
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
@@ -62,8 +73,13 @@ class ModbusLink:
         self._client: AsyncModbusTcpClient | None = None
         self._next_attempt = 0.0
         self._closed = False
+        self._hurry_s: float | None = None
+        self._probe: asyncio.Task[AsyncModbusTcpClient | None] | None = None
+        self._probe_due = 0.0
+        self._last_plan: ReadRequest | None = None
         self.attempts = 0
         self.connects = 0
+        self.probes = 0
 
     @property
     def connected(self) -> bool:
@@ -82,12 +98,20 @@ class ModbusLink:
         """Close and stay closed: read() will not reconnect until connect() is called again."""
         self._closed = True
         self._drop()
+        await self._cancel_probe()
+
+    def hurry(self, interval_s: float | None) -> None:
+        """While set, reconnect by background probes at most every `interval_s` (see the module
+        docstring); None returns to the backoff."""
+        self._hurry_s = interval_s
 
     async def read(self, plan: Sequence[ReadRequest], now_ms: EpochMs) -> dict[PointName, Reading]:
         """Execute `plan`. Never raises for I/O; see the module docstring for the reasons."""
+        if plan:
+            self._last_plan = plan[0]
         await self._ensure_connected()
         readings: dict[PointName, Reading] = {}
-        fresh_socket_used = False
+        fresh_socket_used = self._hurry_s is not None  # hurried: the probe reconnects, not us
         for request in plan:
             if not self.connected:
                 readings.update(bad_readings(request, now_ms, "disconnected"))
@@ -121,8 +145,79 @@ class ModbusLink:
             return
         if self._client is not None and not self._client.connected:
             self._lose("connection_lost")  # the peer closed it: reconnect by the backoff too
-        if not self.connected and self._clock() >= self._next_attempt:
+        if self.connected or self._adopt_probe():
+            return
+        if self._hurry_s is not None:
+            self._maybe_probe()
+        elif self._clock() >= self._next_attempt:
             await self._attempt_connect()
+
+    # -- probes (while hurried) ---------------------------------------------------------------
+
+    def _adopt_probe(self) -> bool:
+        """Take a finished probe's client if it got an answer; True when the link is up again."""
+        probe = self._probe
+        if probe is None or not probe.done():
+            return False
+        self._probe = None
+        client = None if probe.cancelled() or probe.exception() else probe.result()
+        if client is None or not client.connected:
+            return False
+        self._client, self.connects = client, self.connects + 1
+        self.backoff.reset()
+        log.info("modbus_connected host=%s port=%d by=probe", self.host, self.port,
+                 extra={"event": "modbus_connected", "host": self.host, "port": self.port})
+        return True
+
+    def _maybe_probe(self) -> None:
+        if self.connected or self._closed or self._probe is not None or self._last_plan is None:
+            return
+        if self._hurry_s is None or self._clock() < self._probe_due:
+            return
+        self._probe_due = self._clock() + self._hurry_s
+        self.probes += 1
+        self._probe = asyncio.create_task(self._probe_once(self._last_plan),
+                                          name=f"modbus-probe-{self.host}:{self.port}")
+        self._probe.add_done_callback(self._probe_done)
+
+    def _probe_done(self, task: asyncio.Task[AsyncModbusTcpClient | None]) -> None:
+        """A failed probe is followed by the next one at once (not at the next read()), so a
+        device that answers again is found within one timeout plus one interval."""
+        failed = task.cancelled() or task.exception() is not None or task.result() is None
+        if failed and self._probe is task and not self._closed:
+            self._probe = None
+            with contextlib.suppress(RuntimeError):  # the loop is closing
+                self._maybe_probe_later()
+
+    def _maybe_probe_later(self) -> None:
+        delay = max(0.0, self._probe_due - self._clock())
+        asyncio.get_running_loop().call_later(delay, self._maybe_probe)
+
+    async def _probe_once(self, request: ReadRequest) -> AsyncModbusTcpClient | None:
+        client = AsyncModbusTcpClient(self.host, port=self.port, timeout=self.timeout_s, retries=0,
+                                      reconnect_delay=0, name=f"fieldpact-probe-{self.host}:{self.port}")
+        try:
+            async with asyncio.timeout(2 * (self.timeout_s + DEADLINE_MARGIN_S)):
+                if await client.connect():
+                    await _read_call(client, request)  # any answer, even an exception, will do
+                    return client
+        except (TimeoutError, OSError, ModbusException):
+            pass
+        except asyncio.CancelledError:
+            client.close()
+            raise
+        client.close()
+        return None
+
+    async def _cancel_probe(self) -> None:
+        probe, self._probe = self._probe, None
+        if probe is None:
+            return
+        probe.cancel()
+        with contextlib.suppress(BaseException):
+            client = await probe
+            if client is not None:
+                client.close()
 
     async def _attempt_connect(self) -> bool:
         self._drop()
