@@ -93,6 +93,8 @@ async def _fault_then_recover(cfg: AgentConfig, probe: Probe, fault: Callable[[]
         await eventually_async(lambda: _running(probe), 15, "pump running, valve open")
         await fault()
         await eventually(lambda: events(cfg.journal, "guard_trip"), 15, "the guard trip")
+        await eventually(lambda: "safe_unconfirmed=pump_speed,valve_open" in agent._status(), 5,
+                         "the systemd STATUS line naming the unconfirmed points")
         recovered = time.monotonic()
         recover()
         await eventually_async(lambda: _safe(probe), 15, "safe_state on the device", every_s=POLL_S)
@@ -101,6 +103,7 @@ async def _fault_then_recover(cfg: AgentConfig, probe: Probe, fault: Callable[[]
             await asyncio.sleep(PERIOD_S)
             assert await _safe(probe)
         confirmed = await eventually(lambda: events(cfg.journal, "safe_confirmed"), 10, "confirmed")
+        assert "safe_unconfirmed" not in agent._status()
         agent.scan.commands.append(Command(kind=CommandKind.RESUME, id="operator-1"))
         await eventually_async(lambda: _running(probe), 15, "running again after the resume")
     assert confirmed[0].body["elapsed_ms"] > 0
