@@ -78,6 +78,18 @@ class Actuator:
         self._hurry()
         return items, extra
 
+    def verify(self, raw: Mapping[PointName, Reading], now_ms: EpochMs,
+               targets: Mapping[PointName, Value]) -> list[Item]:
+        """Journal items from re-reading the points just re-asserted (see SafeKeeper.verify)."""
+        items = self.keeper.verify(targets, raw, now_ms)
+        self._hurry()
+        return items
+
+    @property
+    def verifying(self) -> bool:
+        """Whether safe state is still unconfirmed after this cycle's writes."""
+        return bool(self.keeper.active and self.keeper.unconfirmed)
+
     def plan_forced(self, raw: Mapping[PointName, Reading], now_ms: EpochMs) -> list[PointName]:
         """Points to write while the journal is down and safe state is forced (nothing can be
         journaled, so the attempt state is logged)."""

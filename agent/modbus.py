@@ -76,6 +76,7 @@ class ModbusLink:
         self._hurry_s: float | None = None
         self._probe: asyncio.Task[AsyncModbusTcpClient | None] | None = None
         self._probe_due = 0.0
+        self._probe_timer: asyncio.TimerHandle | None = None
         self._last_plan: ReadRequest | None = None
         self.attempts = 0
         self.connects = 0
@@ -170,10 +171,21 @@ class ModbusLink:
         return True
 
     def _maybe_probe(self) -> None:
-        if self.connected or self._closed or self._probe is not None or self._last_plan is None:
+        """From read(): schedule a probe half an interval after this cycle's read, so one that
+        is answered at once is adopted by the next cycle's read, not the one after."""
+        if self._probe_timer is None and self._may_probe():
+            delay = max(self._probe_due - self._clock(), (self._hurry_s or 0.0) / 2)
+            self._probe_timer = asyncio.get_running_loop().call_later(delay, self._start_probe)
+
+    def _may_probe(self) -> bool:
+        return (self._hurry_s is not None and not self.connected and not self._closed
+                and self._probe is None and self._last_plan is not None)
+
+    def _start_probe(self) -> None:
+        self._probe_timer = None
+        if not self._may_probe():
             return
-        if self._hurry_s is None or self._clock() < self._probe_due:
-            return
+        assert self._last_plan is not None and self._hurry_s is not None
         self._probe_due = self._clock() + self._hurry_s
         self.probes += 1
         self._probe = asyncio.create_task(self._probe_once(self._last_plan),
@@ -181,25 +193,21 @@ class ModbusLink:
         self._probe.add_done_callback(self._probe_done)
 
     def _probe_done(self, task: asyncio.Task[AsyncModbusTcpClient | None]) -> None:
-        """A failed probe is followed by the next one at once (not at the next read()), so a
-        device that answers again is found within one timeout plus one interval."""
+        """A failed probe is followed by the next one as soon as the interval allows (not at the
+        next read()), so a device that answers again is found within one timeout + one interval."""
         failed = task.cancelled() or task.exception() is not None or task.result() is None
         if failed and self._probe is task and not self._closed:
             self._probe = None
             with contextlib.suppress(RuntimeError):  # the loop is closing
-                self._maybe_probe_later()
-
-    def _maybe_probe_later(self) -> None:
-        delay = max(0.0, self._probe_due - self._clock())
-        asyncio.get_running_loop().call_later(delay, self._maybe_probe)
+                delay = max(0.0, self._probe_due - self._clock())
+                self._probe_timer = asyncio.get_running_loop().call_later(delay, self._start_probe)
 
     async def _probe_once(self, request: ReadRequest) -> AsyncModbusTcpClient | None:
         client = AsyncModbusTcpClient(self.host, port=self.port, timeout=self.timeout_s, retries=0,
                                       reconnect_delay=0, name=f"fieldpact-probe-{self.host}:{self.port}")
         try:
             async with asyncio.timeout(2 * (self.timeout_s + DEADLINE_MARGIN_S)):
-                if await client.connect():
-                    await _read_call(client, request)  # any answer, even an exception, will do
+                if await client.connect() and await _answered(client, request):
                     return client
         except (TimeoutError, OSError, ModbusException):
             pass
@@ -210,6 +218,9 @@ class ModbusLink:
         return None
 
     async def _cancel_probe(self) -> None:
+        if self._probe_timer is not None:
+            self._probe_timer.cancel()
+            self._probe_timer = None
         probe, self._probe = self._probe, None
         if probe is None:
             return
@@ -289,6 +300,28 @@ class ModbusLink:
         reason = "disconnected" if lost else "timeout"
         self._lose(reason)  # a late reply must never answer a later request: never reuse this socket
         return reason
+
+
+PROBE_POLL_S = 0.01
+"""How often a probe checks that its connection is still open: pymodbus keeps waiting for a reply
+on a connection the peer closed until its timeout, and a cut link closes at once."""
+
+
+async def _answered(client: AsyncModbusTcpClient, request: ReadRequest) -> bool:
+    """Whether the device answers `request` (any answer, even an exception) before the client's
+    timeout; False as soon as the connection is closed under it."""
+    call = asyncio.ensure_future(_read_call(client, request))
+    try:
+        while not call.done():
+            if not client.connected:
+                return False
+            await asyncio.wait({call}, timeout=PROBE_POLL_S)
+        call.result()
+        return True
+    finally:
+        if not call.done():
+            call.cancel()
+            await asyncio.gather(call, return_exceptions=True)
 
 
 def _timed_out(readings: dict[PointName, Reading]) -> bool:

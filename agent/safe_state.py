@@ -4,15 +4,17 @@ journal out.
 Rules:
 - Safe state is demanded while the engine holds its outputs at `safe_state` after a trip or an
   end (modes SAFE, ABORTED, FAILED, EXPIRED, COMPLETED), and while the journal is down (forced).
-- A point is confirmed when its read-back this cycle is GOOD and shows the safe value within the
-  point's resolution. Every point not confirmed is written again in this cycle — so once per scan
-  period, across reconnects — until all are confirmed. Confirmation is re-judged every cycle: a
+- A point is confirmed when its read-back is GOOD and shows the safe value within the point's
+  resolution. Every point not confirmed by this cycle's read is written again in this cycle — so
+  once per scan period, across reconnects — and, when a write was acknowledged, read back at once
+  (`verify`), so confirmation does not wait a scan. Until all are confirmed, this repeats. Confirmation is re-judged every cycle: a
   second master (or a device reboot) that moves a point away opens a new unconfirmed episode, and
   safe state is asserted again: on the device, safe state wins.
 - The journal records the attempt state, never one entry per cycle: EVENT `safe_unconfirmed`
   {points, since_ms, attempts} when an episode starts and whenever the set of unconfirmed points
   changes, and EVENT `safe_confirmed` {elapsed_ms, attempts} when it becomes empty. The first
-  episode starts at the trip, so its elapsed_ms is trip → confirmed on the device.
+  episode starts at the trip, so its elapsed_ms is trip → confirmed on the device, in scan-cycle
+  time (a confirmation by `verify` in the trip's own cycle says 0).
 - These are events about the device, not engine writes: replay ignores them (like `output_sync`).
 """
 from __future__ import annotations
@@ -76,6 +78,17 @@ class SafeKeeper:
         items = self._transition(missing, now_ms, entered)
         self.unconfirmed = missing
         return missing, items
+
+    def verify(self, targets: Mapping[PointName, Value], readings: Mapping[PointName, Reading],
+               now_ms: EpochMs) -> list[Item]:
+        """Journal items after re-reading the points just written in this cycle: confirmation
+        does not wait for the next cycle's read. Not an attempt; never opens an episode."""
+        if not self.active or not self.unconfirmed:
+            return []
+        missing = self._unconfirmed(targets, readings)
+        items = self._transition(missing, now_ms, False) if missing != self.unconfirmed else []
+        self.unconfirmed = missing
+        return items
 
     def _unconfirmed(self, targets: Mapping[PointName, Value],
                      readings: Mapping[PointName, Reading]) -> tuple[PointName, ...]:

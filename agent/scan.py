@@ -108,6 +108,7 @@ class Segment:
         self.plan = plan_reads(c.points)
         self.guards = SignalGuards(c.points)
         self.actuator = Actuator(c, link)
+        self.write_plan = plan_reads(self.actuator.points.values())
         # The engine is fed its owned write points' read-back too (ramps start from the device).
         self.view = InputView([*c.read_points, *self.actuator.points.values()])
         self.last_good: dict[str, tuple[Value, EpochMs]] = {}  # device truth, for telemetry
@@ -223,7 +224,8 @@ class ScanLoop:
         if keyframe:
             items.append(keyframe_item(now_ms, view, result, seg.step_name()))
         extra_items, extra = seg.actuator.plan(result, raw, now_ms)
-        await self._commit_and_write(seg, items + extra_items, result, extra, now_ms)
+        acked = await self._commit_and_write(seg, items + extra_items, result, extra, now_ms)
+        await self._verify_safe(seg, acked, dict(result.state.outputs), now_ms)
         await self._checkpoint(seg, result.state, now_ms)
         # "Healthy" is about the loop keeping its deadlines (set in _account), not about the
         # device: a device fault is handled by safe_state, and restarting the agent cannot fix it.
@@ -258,6 +260,18 @@ class ScanLoop:
         engine = [w.point for w in result.writes]
         return await seg.actuator.write(self.journal, engine, extra, dict(result.state.outputs),
                                         now_ms)
+
+    async def _verify_safe(self, seg: Segment, acked: list[str], targets: dict[str, Any],
+                           now_ms: EpochMs) -> None:
+        """Safe state re-asserted and acknowledged this cycle: read it back at once, so the
+        confirmation (journaled) does not wait for the next cycle."""
+        act = seg.actuator
+        if not act.verifying or not any(n in act.keeper.unconfirmed for n in acked):
+            return
+        raw = await self.link.read(seg.write_plan, now_ms)
+        items = act.verify(raw, now_ms, targets)
+        if items:
+            await self.journal.append_many(items)
 
     async def _checkpoint(self, seg: Segment, state: EngineState, now_ms: EpochMs) -> None:
         """Persist the engine state when it changed. `last_ms` is left out: it moves every cycle,
@@ -299,6 +313,9 @@ class ScanLoop:
         missing = act.plan_forced(raw, now_ms)
         for name in await act.write(self.journal, [], missing, act.safe_targets, now_ms):
             forced["writes"][name] = act.safe_targets[name]
+        if missing:  # read back at once what was just re-asserted
+            act.verify(await self.link.read(seg.write_plan, now_ms), now_ms, act.safe_targets)
+            missing = list(act.keeper.unconfirmed)
         if not missing and "confirmed_ms" not in forced:
             forced["confirmed_ms"] = now_ms - forced["since_ms"]
             log.warning("forced_safe_confirmed elapsed_ms=%s", forced["confirmed_ms"])

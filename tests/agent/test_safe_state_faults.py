@@ -95,6 +95,8 @@ async def _fault_then_recover(cfg: AgentConfig, probe: Probe, fault: Callable[[]
         await eventually(lambda: events(cfg.journal, "guard_trip"), 15, "the guard trip")
         await eventually(lambda: "safe_unconfirmed=pump_speed,valve_open" in agent._status(), 5,
                          "the systemd STATUS line naming the unconfirmed points")
+        # Stay down until the agent has been looking for the device for a while (probes cycling).
+        await eventually(lambda: getattr(agent.link, "probes", 0) >= 3, 15, "three probes")
         recovered = time.monotonic()
         recover()
         await eventually_async(lambda: _safe(probe), 15, "safe_state on the device", every_s=POLL_S)
