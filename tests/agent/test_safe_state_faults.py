@@ -143,3 +143,32 @@ async def test_cut_link_is_followed_by_safe_state_on_the_device_when_restored(
             NetCut("127.0.0.1", tank.port) as cut:
         await _fault_then_recover(_config(tmp_path, keys, cut.port, signer), _in_process(tank),
                                   cut.cut, cut.restore)
+
+
+async def test_forced_safe_state_while_the_journal_is_down_is_reasserted_until_the_device_shows_it(
+        tmp_path: Path, keys: tuple[Path, Path], signer: Callable[[Contract], bytes]) -> None:
+    from agent.journal import JournalFull
+    from contracts.chain import EntryKind
+    async with SimDevice("tank", tick_ms=20, initial={"level": 1.0}) as tank:
+        cfg = _config(tmp_path, keys, tank.port, signer)
+        async with running_agent(cfg) as agent:
+            await eventually(lambda: tank.values()["valve_open"], 10, "valve open in fill")
+            tank.faults.enable(Fault.HANG)  # the device hangs, then the disk fills up
+            journal = agent.journal
+            pages = await journal._call(
+                lambda: journal.sync.db.execute("PRAGMA page_count").fetchone()[0])
+            await journal._call(lambda: journal.sync.db.execute(f"PRAGMA max_page_count = {pages}"))
+            for size in (2000, 200, 20):  # a real SQLITE_FULL, to the last byte
+                for i in range(500):
+                    try:
+                        await journal.append(EntryKind.EVENT, {"event": "padding", "pad": "x" * size}, i)
+                    except JournalFull:
+                        break
+            await eventually(lambda: agent.scan.segment is not None
+                             and agent.scan.segment.forced_safe is not None, 10, "forced safe")
+            assert tank.values()["valve_open"]  # the forced safe writes could not reach it
+            tank.faults.disable(Fault.HANG)
+            await eventually(lambda: not tank.values()["valve_open"]
+                             and tank.values()["pump_speed"] == 0, 10, "safe on the device")
+            assert agent.scan.segment.forced_safe is not None  # the journal is still down
+            await eventually(lambda: "confirmed_ms" in agent.scan.segment.forced_safe, 5, "confirmed")
