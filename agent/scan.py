@@ -185,9 +185,12 @@ class ScanLoop:
             await sleep_until(anchor.deadline(k))
             started = time.monotonic()
             run_k, skipped = plan_next(anchor, k, started)
-            if skipped:
-                await self._journal_overrun(anchor, k, run_k, started)
             now_ms = anchor.wall(run_k)
+            if skipped:
+                try:
+                    await self._journal_overrun(anchor, k, run_k, started)
+                except JournalError as exc:  # a full disk must not stop the loop keeping safe
+                    await self._journal_down(seg, exc, now_ms)
             if seg.forced_safe is not None:
                 await self._hold_forced_safe(seg, now_ms)
                 if await self._try_recover(seg, now_ms):
