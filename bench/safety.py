@@ -223,14 +223,14 @@ async def main(runs: int) -> None:
     print(f"bench.safety: scan {scan} ms, Modbus timeout {timeout:.0f} ms, {runs} runs each", flush=True)
     written, confirmed = await _repeat(runs, trip_answering)
     print("trip with the device answering (frozen level)")
-    _summary("trip -> safe write on the device", written, None)
-    _summary("trip -> safe_confirmed", confirmed, scan + timeout)
+    _summary("trip -> safe write in the device's log", written, scan + timeout)
+    _summary("trip -> safe_confirmed (cycle time)", confirmed, scan + timeout)
     for name, one in (("hang (requests swallowed)", hang_run), ("SIGSTOP/SIGCONT", sigstop_run),
                       ("netcut", netcut_run)):
         on_device, confirmed = await _repeat(runs, one)
         print(f"device answering again after {name}")
         _summary("-> safe_state in the device's registers", on_device, 2 * scan + timeout)
-        _summary("-> safe_confirmed", confirmed, 2 * scan)
+        _summary("-> safe_confirmed (cycle time)", confirmed, 2 * scan)
 
 
 def cli() -> None:
