@@ -69,6 +69,7 @@ class Actuator:
         if result.state.mode in SAFE_MODES:
             missing, found = self.keeper.cycle(demand, raw, now_ms)
             items, extra = items + found, list(missing)
+            _log_safe(found)
         else:
             self.keeper.leave()
         if self._link_regained(raw):
@@ -83,6 +84,7 @@ class Actuator:
         """Journal items from re-reading the points just re-asserted (see SafeKeeper.verify)."""
         items = self.keeper.verify(targets, raw, now_ms)
         self._hurry()
+        _log_safe(items)
         return items
 
     @property
@@ -128,6 +130,14 @@ class Actuator:
             self.readback.acknowledged(name, values[name])
             acked.append(name)
         return acked
+
+
+def _log_safe(items: Sequence[Item]) -> None:
+    for _, body, _ in items:
+        fields = " ".join(f"{k}={','.join(v) if isinstance(v, list) else v}"
+                          for k, v in body.items() if k != "event")
+        level = logging.WARNING if body["event"] == "safe_unconfirmed" else logging.INFO
+        log.log(level, "%s %s", body["event"], fields)
 
 
 def divergence_items(found: Sequence[Divergence], now_ms: EpochMs) -> list[Item]:
