@@ -23,6 +23,7 @@ from agent.journal_thread import AsyncJournal
 from agent.link import DeviceLink, LinkError
 from agent.readback import Divergence, ReadbackMonitor, _equal
 from agent.record import fault_item
+from agent.registers import ReadRequest
 from agent.safe_state import SAFE_MODES, SafeKeeper, SafeView
 from contracts.chain import EntryKind
 from contracts.engine import StepResult
@@ -92,14 +93,24 @@ class Actuator:
         """Whether safe state is still unconfirmed after this cycle's writes."""
         return bool(self.keeper.active and self.keeper.unconfirmed)
 
-    def plan_forced(self, raw: Mapping[PointName, Reading], now_ms: EpochMs) -> list[PointName]:
-        """Points to write while the journal is down and safe state is forced (nothing can be
-        journaled, so the attempt state is logged)."""
+    async def hold_forced(self, journal: AsyncJournal, plan: Sequence[ReadRequest],
+                          write_plan: Sequence[ReadRequest], forced: dict[str, Any],
+                          now_ms: EpochMs) -> None:
+        """One period of safe state forced while the journal is down: read back, re-write what
+        the device does not show, read that back. Nothing can be journaled: the attempt state is
+        logged, and `forced` (journaled on recovery) records the writes and `confirmed_ms`."""
+        raw = await self.link.read(plan, now_ms)
         missing, found = self.keeper.cycle(self.safe_targets, raw, now_ms)
+        for name in await self.write(journal, [], missing, self.safe_targets, now_ms):
+            forced["writes"][name] = self.safe_targets[name]
+        if missing:
+            found += self.keeper.verify(self.safe_targets, await self.link.read(write_plan, now_ms),
+                                        now_ms)
         for _, body, _ in found:
             log.error("forced_safe %s", " ".join(f"{k}={v}" for k, v in body.items()))
         self._hurry()
-        return list(missing)
+        if not self.keeper.unconfirmed and "confirmed_ms" not in forced:
+            forced["confirmed_ms"] = now_ms - forced["since_ms"]
 
     def _link_regained(self, raw: Mapping[PointName, Reading]) -> bool:
         if any(r.reason in LINK_LOST for r in raw.values()):

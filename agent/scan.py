@@ -309,19 +309,8 @@ class ScanLoop:
 
     async def _hold_forced_safe(self, seg: Segment, now_ms: EpochMs) -> None:
         """One period of forced safe state: read back, re-write what is not confirmed."""
-        forced = seg.forced_safe
-        assert forced is not None
-        act = seg.actuator
-        raw = await self.link.read(seg.plan, now_ms)
-        missing = act.plan_forced(raw, now_ms)
-        for name in await act.write(self.journal, [], missing, act.safe_targets, now_ms):
-            forced["writes"][name] = act.safe_targets[name]
-        if missing:  # read back at once what was just re-asserted
-            act.verify(await self.link.read(seg.write_plan, now_ms), now_ms, act.safe_targets)
-            missing = list(act.keeper.unconfirmed)
-        if not missing and "confirmed_ms" not in forced:
-            forced["confirmed_ms"] = now_ms - forced["since_ms"]
-            log.warning("forced_safe_confirmed elapsed_ms=%s", forced["confirmed_ms"])
+        assert seg.forced_safe is not None
+        await seg.actuator.hold_forced(self.journal, seg.plan, seg.write_plan, seg.forced_safe, now_ms)
 
     async def _try_recover(self, seg: Segment, now_ms: EpochMs) -> bool:
         """Probe the journal; once it commits again, record the outage and start a new segment
