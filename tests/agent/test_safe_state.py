@@ -193,3 +193,16 @@ async def test_resume_is_refused_and_journaled_while_the_cause_persists_then_con
     assert rig.loop.segment.step_name() == "fill" and rig.valve() and rig.pump() > 0
     assert rig.loop.segment.actuator.safe_view() is None
     assert rig.replay_ok()
+
+
+async def test_an_abort_while_the_device_is_unreachable_is_asserted_when_it_answers(rig: Rig) -> None:
+    await rig.cycles(10)
+    rig.link.online = False
+    rig.loop.commands.append(Command(kind=CommandKind.ABORT, id="op-abort"))
+    await rig.cycles(5)
+    assert rig.mode is Mode.ABORTED and rig.valve()  # the abort's safe writes did not land
+    assert len(rig.events("safe_unconfirmed")) == 1
+    rig.link.online = True
+    await rig.cycles()
+    assert (rig.pump(), rig.valve()) == (0, False) and len(rig.events("safe_confirmed")) == 1
+    assert rig.replay_ok()
