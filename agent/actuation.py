@@ -21,7 +21,7 @@ from typing import Any
 
 from agent.journal_thread import AsyncJournal
 from agent.link import DeviceLink, LinkError
-from agent.readback import Divergence, ReadbackMonitor, _equal
+from agent.readback import Divergence, ReadbackMonitor, shows
 from agent.record import fault_item
 from agent.registers import ReadRequest
 from agent.safe_state import SAFE_MODES, SafeKeeper, SafeView
@@ -57,9 +57,9 @@ class Actuator:
     def safe_view(self) -> SafeView | None:
         return self.keeper.view()
 
-    def shows(self, name: PointName, commanded: Value, actual: Value) -> bool:
+    def device_shows(self, name: PointName, commanded: Value, actual: Value) -> bool:
         """Whether the read-back `actual` of owned point `name` shows `commanded`."""
-        return _equal(self.points[name], commanded, actual)
+        return shows(self.points[name], commanded, actual)
 
     def plan(self, result: StepResult, raw: Mapping[PointName, Reading],
              now_ms: EpochMs) -> tuple[list[Item], list[PointName]]:

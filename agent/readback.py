@@ -33,7 +33,7 @@ class Divergence:
     cleared: bool = False
 
 
-def _equal(point: Point, expected: Value, actual: Value | None) -> bool:
+def shows(point: Point, expected: Value, actual: Value | None) -> bool:
     """Whether a read-back shows `expected`: bools exactly, numbers within half a raw step."""
     return actual is not None and within_resolution(abs(point.scale), expected, actual)
 
@@ -75,7 +75,7 @@ class ReadbackMonitor:
         return out
 
     def _judge(self, p: Point, expected: Value, actual: Value | None) -> list[Divergence]:
-        same = _equal(p, expected, actual)
+        same = shows(p, expected, actual)
         if not same and p.name not in self._diverged:
             self._diverged.add(p.name)
             return [Divergence(point=p.name, expected=expected, actual=actual)]

@@ -23,7 +23,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from agent.readback import _equal
+from agent.readback import shows
 from contracts.chain import EntryKind
 from contracts.engine_state import LIVE, Mode
 from contracts.inputs import Reading
@@ -95,7 +95,7 @@ class SafeKeeper:
         out = []
         for p in self._points:
             r = readings.get(p.name)
-            if p.name in targets and (r is None or not r.good or not _equal(p, targets[p.name], r.value)):
+            if p.name in targets and (r is None or not r.good or not shows(p, targets[p.name], r.value)):
                 out.append(p.name)
         return tuple(out)
 

@@ -237,7 +237,7 @@ class Uplink:
         await self.link.publish(self._topic(Channel.TELEMETRY), msg.to_bytes(), qos=0)
         for name, (value, read_ms) in sorted(truth.items()):
             doc: dict[str, object] = {"value": value, "ts_ms": read_ms, "device": self.cfg.device}
-            if seg and name in commanded and not seg.actuator.shows(name, commanded[name], value):
+            if seg and name in commanded and not seg.actuator.device_shows(name, commanded[name], value):
                 doc["commanded"] = commanded[name]
             key = (value, doc.get("commanded"))
             if self._published_points.get(name, object()) != key:
