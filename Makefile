@@ -29,6 +29,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.scan
 	$(BIN)/python -m bench.sync
 	$(BIN)/python -m bench.validate
+	$(BIN)/python -m bench.safety
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

@@ -53,6 +53,10 @@ class DeviceLink(Protocol):
     async def write(self, point: Point, value: Value) -> None:
         """Write one point. Raises LinkError on any failure (never retried)."""
 
+    def hurry(self, interval_s: float | None) -> None:
+        """While set (safe state not yet confirmed on the device), look for the device again at
+        most every `interval_s` without blocking read(); None: the normal reconnect backoff."""
+
     @property
     def connected(self) -> bool:
         """Whether the link is up now."""
@@ -104,6 +108,9 @@ class MemoryLink:
 
     async def close(self) -> None:
         self._connected = False
+
+    def hurry(self, interval_s: float | None) -> None:
+        """Nothing to hurry: a memory device reconnects as soon as `online` is True."""
 
     def set(self, unit_id: int, table: Table, address: int, words: Sequence[RawWord]) -> None:
         """Put `words` at `address`.. in a bank, creating the addresses (the device's side)."""

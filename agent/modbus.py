@@ -14,10 +14,21 @@ Bound on blocking: while disconnected, read() returns at once unless the backoff
 attempt (at most timeout_s). After a request times out, the rest of the plan goes out on one fresh
 connection; a second timeout in the same read() leaves the rest BAD "disconnected" at once. So one
 read() blocks at most about 4 x timeout_s, and only when the device answers neither promptly nor never.
+
+Hurry (safe state not yet confirmed on the device): the backoff could leave a device that answers
+again unvisited for up to its 5 s cap, and a hung device accepts TCP connections, so a connect says
+nothing. While `hurry(interval_s)` is set, reconnecting is done by a background *probe* instead: a
+fresh client connects and sends the first request of the last plan; only an answer makes it the
+link's client. At most one probe is in flight, one starts at most every interval_s (the scan
+period), and the next starts as soon as one fails. read() never waits for a probe, and while
+hurried a timed-out read leaves the rest of the plan BAD at once, so a hung device costs the scan
+one timeout, not one per cycle; once it answers again, the link is back within one timeout plus
+one interval.
 """
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
@@ -62,8 +73,14 @@ class ModbusLink:
         self._client: AsyncModbusTcpClient | None = None
         self._next_attempt = 0.0
         self._closed = False
+        self._hurry_s: float | None = None
+        self._probe: asyncio.Task[AsyncModbusTcpClient | None] | None = None
+        self._probe_due = 0.0
+        self._probe_timer: asyncio.TimerHandle | None = None
+        self._last_plan: ReadRequest | None = None
         self.attempts = 0
         self.connects = 0
+        self.probes = 0
 
     @property
     def connected(self) -> bool:
@@ -82,12 +99,20 @@ class ModbusLink:
         """Close and stay closed: read() will not reconnect until connect() is called again."""
         self._closed = True
         self._drop()
+        await self._cancel_probe()
+
+    def hurry(self, interval_s: float | None) -> None:
+        """While set, reconnect by background probes at most every `interval_s` (see the module
+        docstring); None returns to the backoff."""
+        self._hurry_s = interval_s
 
     async def read(self, plan: Sequence[ReadRequest], now_ms: EpochMs) -> dict[PointName, Reading]:
         """Execute `plan`. Never raises for I/O; see the module docstring for the reasons."""
+        if plan:
+            self._last_plan = plan[0]
         await self._ensure_connected()
         readings: dict[PointName, Reading] = {}
-        fresh_socket_used = False
+        fresh_socket_used = self._hurry_s is not None  # hurried: the probe reconnects, not us
         for request in plan:
             if not self.connected:
                 readings.update(bad_readings(request, now_ms, "disconnected"))
@@ -121,8 +146,89 @@ class ModbusLink:
             return
         if self._client is not None and not self._client.connected:
             self._lose("connection_lost")  # the peer closed it: reconnect by the backoff too
-        if not self.connected and self._clock() >= self._next_attempt:
+        if self.connected or self._adopt_probe():
+            return
+        if self._hurry_s is not None:
+            self._maybe_probe()
+        elif self._clock() >= self._next_attempt:
             await self._attempt_connect()
+
+    # -- probes (while hurried) ---------------------------------------------------------------
+
+    def _adopt_probe(self) -> bool:
+        """Take a finished probe's client if it got an answer; True when the link is up again."""
+        probe = self._probe
+        if probe is None or not probe.done():
+            return False
+        self._probe = None
+        client = None if probe.cancelled() or probe.exception() else probe.result()
+        if client is None or not client.connected:
+            return False
+        self._client, self.connects = client, self.connects + 1
+        self.backoff.reset()
+        log.info("modbus_connected host=%s port=%d by=probe", self.host, self.port,
+                 extra={"event": "modbus_connected", "host": self.host, "port": self.port})
+        return True
+
+    def _maybe_probe(self) -> None:
+        """From read(): schedule a probe half an interval after this cycle's read, so one that
+        is answered at once is adopted by the next cycle's read, not the one after."""
+        if self._probe_timer is None and self._may_probe():
+            delay = max(self._probe_due - self._clock(), (self._hurry_s or 0.0) / 2)
+            self._probe_timer = asyncio.get_running_loop().call_later(delay, self._start_probe)
+
+    def _may_probe(self) -> bool:
+        return (self._hurry_s is not None and not self.connected and not self._closed
+                and self._probe is None and self._last_plan is not None)
+
+    def _start_probe(self) -> None:
+        self._probe_timer = None
+        if not self._may_probe():
+            return
+        assert self._last_plan is not None and self._hurry_s is not None
+        self._probe_due = self._clock() + self._hurry_s
+        self.probes += 1
+        self._probe = asyncio.create_task(self._probe_once(self._last_plan),
+                                          name=f"modbus-probe-{self.host}:{self.port}")
+        self._probe.add_done_callback(self._probe_done)
+
+    def _probe_done(self, task: asyncio.Task[AsyncModbusTcpClient | None]) -> None:
+        """A failed probe is followed by the next one as soon as the interval allows (not at the
+        next read()), so a device that answers again is found within one timeout + one interval."""
+        failed = task.cancelled() or task.exception() is not None or task.result() is None
+        if failed and self._probe is task and not self._closed:
+            self._probe = None
+            with contextlib.suppress(RuntimeError):  # the loop is closing
+                delay = max(0.0, self._probe_due - self._clock())
+                self._probe_timer = asyncio.get_running_loop().call_later(delay, self._start_probe)
+
+    async def _probe_once(self, request: ReadRequest) -> AsyncModbusTcpClient | None:
+        client = AsyncModbusTcpClient(self.host, port=self.port, timeout=self.timeout_s, retries=0,
+                                      reconnect_delay=0, name=f"fieldpact-probe-{self.host}:{self.port}")
+        try:
+            async with asyncio.timeout(2 * (self.timeout_s + DEADLINE_MARGIN_S)):
+                if await client.connect() and await _answered(client, request):
+                    return client
+        except (TimeoutError, OSError, ModbusException):
+            pass
+        except asyncio.CancelledError:
+            client.close()
+            raise
+        client.close()
+        return None
+
+    async def _cancel_probe(self) -> None:
+        if self._probe_timer is not None:
+            self._probe_timer.cancel()
+            self._probe_timer = None
+        probe, self._probe = self._probe, None
+        if probe is None:
+            return
+        probe.cancel()
+        with contextlib.suppress(BaseException):
+            client = await probe
+            if client is not None:
+                client.close()
 
     async def _attempt_connect(self) -> bool:
         self._drop()
@@ -194,6 +300,28 @@ class ModbusLink:
         reason = "disconnected" if lost else "timeout"
         self._lose(reason)  # a late reply must never answer a later request: never reuse this socket
         return reason
+
+
+PROBE_POLL_S = 0.01
+"""How often a probe checks that its connection is still open: pymodbus keeps waiting for a reply
+on a connection the peer closed until its timeout, and a cut link closes at once."""
+
+
+async def _answered(client: AsyncModbusTcpClient, request: ReadRequest) -> bool:
+    """Whether the device answers `request` (any answer, even an exception) before the client's
+    timeout; False as soon as the connection is closed under it."""
+    call = asyncio.ensure_future(_read_call(client, request))
+    try:
+        while not call.done():
+            if not client.connected:
+                return False
+            await asyncio.wait({call}, timeout=PROBE_POLL_S)
+        call.result()
+        return True
+    finally:
+        if not call.done():
+            call.cancel()
+            await asyncio.gather(call, return_exceptions=True)
 
 
 def _timed_out(readings: dict[PointName, Reading]) -> bool:

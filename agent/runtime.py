@@ -66,8 +66,12 @@ class Agent:
         if seg is None:
             return "no contract"
         c = seg.active.contract
+        safe = seg.actuator.safe_view()
+        unconfirmed = ""
+        if safe is not None and safe.unconfirmed:  # the device does not show safe_state yet
+            unconfirmed = f" safe_unconfirmed={','.join(safe.unconfirmed)}"
         return (f"{c.contract}@{c.version} mode={seg.state.mode.value} step={seg.step_name()} "
-                f"online={self.conn.online}")
+                f"online={self.conn.online}{unconfirmed}")
 
     async def run(self) -> None:
         async with AsyncExitStack() as stack:

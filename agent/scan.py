@@ -8,8 +8,12 @@ cycle:
   3. steps the pure engine with the view, the hub connectivity and the commands received;
   4. journals the cycle's items in one transaction — BEFORE touching the device (journal first);
   5. writes the engine's writes (never retried blindly: a failed write is journaled and the next
-     read-back shows what happened), and checks read-backs for a second master;
+     read-back shows what happened) and what agent/actuation.py adds: safe state re-asserted until
+     the read-back confirms it, every output re-asserted after a link loss (journaled as events in
+     step 4, with the second-writer judgement of this cycle's read-backs);
   6. checkpoints the engine state when it changed, so a restart resumes at the right step.
+The engine sees the read-back of its own write points among its inputs (journaled like every
+input), so a rate-limited ramp starts from what the device shows (contracts/engine.py).
 A new contract (from the uplink or the CLI) waits in `pending` until its valid_from, then a new
 segment starts. Safety never waits for the network: nothing here awaits the uplink.
 """
@@ -24,20 +28,20 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from agent.actuation import Actuator
 from agent.journal import JournalError
 from agent.journal_thread import AsyncJournal
-from agent.link import DeviceLink, LinkError
-from agent.readback import ReadbackMonitor
+from agent.link import DeviceLink
 from agent.record import cycle_items, fault_item, keyframe_item, overrun_item
 from agent.registers import plan_reads
 from agent.signal import InputView, SignalGuards
 from agent.timing import Anchor, make_anchor, plan_next, sleep_until
 from contracts.chain import EntryKind
 from contracts.codec import canonical_dumps, loads
-from contracts.engine import Engine, EngineState, StepResult
+from contracts.engine import Engine, EngineState, EventKind, StepResult
 from contracts.inputs import Command, Inputs, Reading
 from contracts.schema import Contract
-from contracts.types import EpochMs
+from contracts.types import EpochMs, Value
 from fieldpact.aio import raise_if_cancelled
 
 log = logging.getLogger("fieldpact.agent.scan")
@@ -96,16 +100,19 @@ class ScanStats:
 class Segment:
     """One contract's engine and the per-contract helpers around it."""
 
-    def __init__(self, active: ActiveContract, state: EngineState | None) -> None:
+    def __init__(self, active: ActiveContract, state: EngineState | None, link: DeviceLink) -> None:
         self.active = active
         c = active.contract
         self.engine = Engine(c)
         self.state = state if state is not None else self.engine.initial_state()
         self.plan = plan_reads(c.points)
         self.guards = SignalGuards(c.points)
-        self.view = InputView(c.read_points)
-        self.readback = ReadbackMonitor([p for p in c.write_points if p.owner == c.contract])
-        self.write_points = {p.name: p for p in c.write_points}
+        self.actuator = Actuator(c, link)
+        self.write_plan = plan_reads(self.actuator.points.values())
+        # The engine is fed its owned write points' read-back too (ramps start from the device).
+        self.view = InputView([*c.read_points, *self.actuator.points.values()])
+        self.last_good: dict[str, tuple[Value, EpochMs]] = {}  # device truth, for telemetry
+        self.trip_cause: str | None = None  # "stale:level", from the latest guard trip
         self.failing: set[str] = set()
         self.forced_safe: dict[str, Any] | None = None  # set while the journal cannot commit
         self.checkpointed: EngineState | None = None  # the state last saved as a checkpoint
@@ -157,7 +164,7 @@ class ScanLoop:
 
     async def _start_segment(self, active: ActiveContract, state: EngineState | None,
                              *, resumed: bool) -> None:
-        seg = Segment(active, state)
+        seg = Segment(active, state, self.link)
         anchor = make_anchor(active.contract.scan_period_ms)
         seg_boot = {"boot_id": uuid.uuid4().hex, "t0_ms": anchor.wall_ms,
                     "period_ms": anchor.period_ms, "contract": active.contract.contract,
@@ -178,10 +185,14 @@ class ScanLoop:
             await sleep_until(anchor.deadline(k))
             started = time.monotonic()
             run_k, skipped = plan_next(anchor, k, started)
-            if skipped:
-                await self._journal_overrun(anchor, k, run_k, started)
             now_ms = anchor.wall(run_k)
+            if skipped:
+                try:
+                    await self._journal_overrun(anchor, k, run_k, started)
+                except JournalError as exc:  # a full disk must not stop the loop keeping safe
+                    await self._journal_down(seg, exc, now_ms)
             if seg.forced_safe is not None:
+                await self._hold_forced_safe(seg, now_ms)
                 if await self._try_recover(seg, now_ms):
                     return  # a new segment took over; run() continues with it
                 k = run_k + 1
@@ -206,15 +217,18 @@ class ScanLoop:
         raw = await self.link.read(seg.plan, now_ms)
         items = self._adapter_faults(seg, raw, now_ms)
         guarded = seg.guards.apply(raw)
+        _remember_good(seg, guarded, now_ms)
         view, changes = seg.view.update(guarded, now_ms, keyframe=keyframe)
         inputs = self._inputs(view)
         result = seg.engine.step(seg.state, inputs, now_ms)
+        _note_trip(seg, result)
         items += cycle_items(now_ms, changes, inputs, result,
                              connectivity_changed=self._take_conn_change())
         if keyframe:
             items.append(keyframe_item(now_ms, view, result, seg.step_name()))
-        written = await self._commit_and_write(seg, items, result, now_ms)
-        await self._check_readback(seg, result, raw, written, now_ms)
+        extra_items, extra = seg.actuator.plan(result, raw, now_ms)
+        acked = await self._commit_and_write(seg, items + extra_items, result, extra, now_ms)
+        await self._verify_safe(seg, acked, dict(result.state.outputs), now_ms)
         await self._checkpoint(seg, result.state, now_ms)
         # "Healthy" is about the loop keeping its deadlines (set in _account), not about the
         # device: a device fault is handled by safe_state, and restarting the agent cannot fix it.
@@ -242,31 +256,25 @@ class ScanLoop:
         return items
 
     async def _commit_and_write(self, seg: Segment, items: list[Any], result: StepResult,
-                                now_ms: EpochMs) -> list[str]:
+                                extra: list[str], now_ms: EpochMs) -> list[str]:
         if items:
             await self.journal.append_many(items)
         seg.state = result.state
-        written: list[str] = []
-        for w in result.writes:
-            try:
-                await self.link.write(seg.write_points[w.point], w.value)
-                written.append(w.point)
-            except LinkError as exc:
-                await self.journal.append_many([fault_item(now_ms, "write", str(exc), w.point)])
-        return written
+        engine = [w.point for w in result.writes]
+        return await seg.actuator.write(self.journal, engine, extra, dict(result.state.outputs),
+                                        now_ms)
 
-    async def _check_readback(self, seg: Segment, result: StepResult, raw: dict[str, Reading],
-                              written: list[str], now_ms: EpochMs) -> None:
-        outputs = dict(result.state.outputs)
-        found = seg.readback.check(outputs, raw, written)
-        if found:
-            await self.journal.append_many([
-                (EntryKind.EVENT, {"event": "second_writer_cleared" if d.cleared else "second_writer",
-                                   "point": d.point, "expected": d.expected, "actual": d.actual}, now_ms)
-                for d in found])
-            for d in found:
-                log.warning("second_writer point=%s expected=%s actual=%s cleared=%s",
-                            d.point, d.expected, d.actual, d.cleared)
+    async def _verify_safe(self, seg: Segment, acked: list[str], targets: dict[str, Any],
+                           now_ms: EpochMs) -> None:
+        """Safe state re-asserted and acknowledged this cycle: read it back at once, so the
+        confirmation (journaled) does not wait for the next cycle."""
+        act = seg.actuator
+        if not act.verifying or not any(n in act.keeper.unconfirmed for n in acked):
+            return
+        raw = await self.link.read(seg.write_plan, now_ms)
+        items = act.verify(raw, now_ms, targets)
+        if items:
+            await self.journal.append_many(items)
 
     async def _checkpoint(self, seg: Segment, state: EngineState, now_ms: EpochMs) -> None:
         """Persist the engine state when it changed. `last_ms` is left out: it moves every cycle,
@@ -286,29 +294,23 @@ class ScanLoop:
         outputs = dict(seg.state.outputs)
         await self.journal.append_many([(EntryKind.EVENT, {"event": "output_sync", "writes": outputs},
                                          now_ms)])
-        for name, value in outputs.items():
-            try:
-                await self.link.write(seg.write_points[name], value)
-            except LinkError as exc:
-                await self.journal.append_many([fault_item(now_ms, "write", str(exc), name)])
+        await seg.actuator.write(self.journal, list(outputs), [], outputs, now_ms)
 
     async def _journal_down(self, seg: Segment, exc: JournalError, now_ms: EpochMs) -> None:
         """The journal cannot commit (disk full, I/O error). Journal-first forbids acting on what
-        cannot be recorded, so the outputs go to safe_state (best effort, written directly) and
-        the engine stops advancing until the journal takes writes again."""
+        cannot be recorded, so the outputs go to safe_state (written directly, re-asserted every
+        period until the read-back confirms them) and the engine stops advancing until the
+        journal takes writes again."""
         if seg.forced_safe is not None:
             return
         log.critical("journal_unavailable error=%s: outputs forced to safe_state", exc)
         seg.forced_safe = {"since_ms": now_ms, "error": str(exc)[:300], "writes": {}}
-        for name, value in seg.active.contract.safe_state:
-            point = seg.write_points.get(name)
-            if point is None or point.owner != seg.active.contract.contract:
-                continue
-            try:
-                await self.link.write(point, value)
-                seg.forced_safe["writes"][name] = value
-            except LinkError:
-                log.error("forced_safe_write_failed point=%s", name)
+        await self._hold_forced_safe(seg, now_ms)
+
+    async def _hold_forced_safe(self, seg: Segment, now_ms: EpochMs) -> None:
+        """One period of forced safe state: read back, re-write what is not confirmed."""
+        assert seg.forced_safe is not None
+        await seg.actuator.hold_forced(self.journal, seg.plan, seg.write_plan, seg.forced_safe, now_ms)
 
     async def _try_recover(self, seg: Segment, now_ms: EpochMs) -> bool:
         """Probe the journal; once it commits again, record the outage and start a new segment
@@ -346,6 +348,22 @@ class ScanLoop:
                 "event": "activated", "contract": p.contract.contract,
                 "version": p.contract.version, "hash": p.hash}, next_ms)])
             await self._start_segment(p, None, resumed=False)
+
+
+def _remember_good(seg: Segment, readings: dict[str, Reading], now_ms: EpochMs) -> None:
+    for name, r in readings.items():
+        if r.good:
+            seg.last_good[name] = (r.value, now_ms)  # type: ignore[assignment]
+
+
+def _note_trip(seg: Segment, result: StepResult) -> None:
+    for e in result.events:
+        if e.kind is EventKind.GUARD_TRIP:
+            seg.trip_cause = f"{e.get('reason')}:{e.get('point')}"
+        elif e.kind is EventKind.RESUME_REFUSED:
+            log.warning("resume_refused command=%s cause=%s", e.get("command"), e.get("cause"))
+    if result.state.trip is None:
+        seg.trip_cause = None
 
 
 def decode_checkpoint(data: bytes) -> tuple[str, EngineState]:

@@ -217,20 +217,30 @@ class Uplink:
                 continue
 
     async def _publish_telemetry(self, report: CycleReport) -> None:
+        """Telemetry and the retained `points/{name}` documents carry the device's truth: the
+        last good read of every point (inputs and the read-back of write points) with its time,
+        never the engine's belief; the engine's outputs go beside it as `commanded`."""
         seg = self.scan.segment
-        values: dict[str, Value] = {n: r.value for n, r in report.view.items()
-                                    if r.value is not None and r.good}  # BAD has no value
-        values.update(dict(report.result.state.outputs))
-        step = seg.step_name() if seg else None
+        state = report.result.state
+        truth: dict[str, tuple[Value, int]] = dict(seg.last_good) if seg else {}
+        commanded = dict(state.outputs)
+        safe = seg.actuator.safe_view() if seg else None
+        trip = (seg.trip_cause if seg else None) or (state.trip.value if state.trip else None)
         c = seg.active.contract if seg else None
-        msg = Telemetry(ts_ms=report.now_ms, values=tuple(sorted(values.items())),
-                        mode=report.result.state.mode.value, step=step,
+        msg = Telemetry(ts_ms=report.now_ms, values=tuple(sorted((n, v) for n, (v, _) in truth.items())),
+                        mode=state.mode.value, step=seg.step_name() if seg else None,
                         seq=(await self.journal.head())[0], contract=c.contract if c else None,
-                        version=c.version if c else None, state=report.result.state.to_mapping())
+                        version=c.version if c else None, state=state.to_mapping(),
+                        commanded=tuple(sorted(commanded.items())),
+                        read_ms=tuple(sorted((n, ts) for n, (_, ts) in truth.items())),
+                        safe=safe.state if safe else None, trip=trip if state.trip else None)
         await self.link.publish(self._topic(Channel.TELEMETRY), msg.to_bytes(), qos=0)
-        for name, value in values.items():
-            if self._published_points.get(name, object()) != value:
-                self._published_points[name] = value
-                doc = json.dumps({"value": value, "ts_ms": report.now_ms, "device": self.cfg.device})
-                await self.link.publish(self._topic(Channel.POINTS, name), doc.encode(), qos=0,
-                                        retain=True)
+        for name, (value, read_ms) in sorted(truth.items()):
+            doc: dict[str, object] = {"value": value, "ts_ms": read_ms, "device": self.cfg.device}
+            if seg and name in commanded and not seg.actuator.device_shows(name, commanded[name], value):
+                doc["commanded"] = commanded[name]
+            key = (value, doc.get("commanded"))
+            if self._published_points.get(name, object()) != key:
+                self._published_points[name] = key
+                await self.link.publish(self._topic(Channel.POINTS, name), json.dumps(doc).encode(),
+                                        qos=0, retain=True)

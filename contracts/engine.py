@@ -15,9 +15,16 @@ progression (at most one step boundary per cycle, and a step entered this cycle 
 the next cycle); then outputs move toward their targets within rate limits (contracts/outputs.py).
 Entering SAFE or a terminal mode puts outputs at `safe_state` in the same cycle, without a rate
 limit: safety does not ramp. HELD and OFFLINE_HOLD pause the step clock (the paused time is added
-back on resume); RESUME out of SAFE re-enters the step with a fresh clock. A Write is emitted only
-for an owned output whose value changed. No exception escapes `step`: a fault becomes
-ENGINE_ERROR and SAFE.
+back on resume); RESUME out of SAFE re-enters the step with a fresh clock, and a RESUME refused
+(the trip's cause persists, or autonomy is exhausted) emits RESUME_REFUSED {command, cause} besides
+COMMAND_REFUSED; nothing but RESUME leaves SAFE. A Write is emitted only for an owned output whose
+value changed. No exception escapes `step`: a fault becomes ENGINE_ERROR and SAFE.
+
+Ramps start from the device: the inputs may carry the read-back of owned write points (same name).
+When a rate-limited output is about to move (its target differs from it) and a GOOD read-back
+differs from the last command by more than half a raw step (another master moved it, or our write
+never landed), the ramp starts from the read-back, clamped into the limits. An output at its target
+is left alone whatever the read-back says (no fighting a second master: the agent alarms).
 """
 from __future__ import annotations
 
@@ -31,7 +38,9 @@ from contracts.errors import EngineError
 from contracts.expr import STEP_TIME, Expr, parse
 from contracts.guards import Trip, TripReason, check, compile_guards
 from contracts.inputs import Command, CommandKind, Inputs
-from contracts.outputs import WriteRefusal, compile_outputs, move, refuse_write, safe_plan, step_plans
+from contracts.outputs import (
+    WriteRefusal, compile_outputs, move, ramp_start, refuse_write, safe_plan, step_plans,
+)
 from contracts.schema import Contract, OfflineAction, OnTimeout
 from contracts.types import EpochMs, Value
 
@@ -107,7 +116,7 @@ class Engine:
                 self._enter(run, 0)
             self._cycle(run, inputs)
         if run.mode in LIVE:
-            self._move(run, s)
+            self._move(run, s, inputs)
         return self._result(run, s)
 
     def _cycle(self, run: _Run, inputs: Inputs) -> None:
@@ -261,6 +270,8 @@ class Engine:
         if trip is not None or exhausted:
             reason = trip.reason.value if trip is not None else TripReason.AUTONOMY.value
             self._refuse(run, cmd, reason)
+            cause = f"{reason}:{trip.point}" if trip is not None else reason
+            run.emit(EventKind.RESUME_REFUSED, command=cmd.id, cause=cause)
             return
         run.trip, run.mode = None, Mode.RUNNING
         run.emit(EventKind.RESUMED, command=cmd.id, reason="safe")
@@ -279,12 +290,13 @@ class Engine:
 
     # -- outputs ---------------------------------------------------------------------------
 
-    def _move(self, run: _Run, s: EngineState) -> None:
+    def _move(self, run: _Run, s: EngineState, inputs: Inputs) -> None:
         last = s.last_ms
         elapsed = run.now - last if last is not None and run.now > last else 0
         for j, out in enumerate(self._outs):
             target = run.targets[j]
-            value, limited = move(out, run.outputs[j], target, elapsed)
+            start = ramp_start(out, run.outputs[j], target, inputs.readings.get(out.name))
+            value, limited = move(out, start, target, elapsed)
             run.outputs[j] = value
             old_value, old_target = s.outputs[j][1], s.targets[j][1]
             if limited and (target != old_target or old_value == old_target):

@@ -61,6 +61,7 @@ class EventKind(enum.StrEnum):
     WRITE_REFUSED = "write_refused"
     COMMAND_REFUSED = "command_refused"
     ENGINE_ERROR = "engine_error"
+    RESUME_REFUSED = "resume_refused"
 
 
 FieldValue: TypeAlias = "bool | int | float | str | None"

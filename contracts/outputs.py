@@ -8,6 +8,9 @@ Rules (invariant 2):
 - A numeric output with `max_rate_per_s` moves toward its target by at most
   `rate * elapsed_ms / 1000` per cycle; bools and unlimited numbers jump. When the remaining distance
   fits in one move the output lands exactly on the target (no float residue).
+- A ramp starts from the device: when a rate-limited output is about to move and a GOOD read-back
+  differs from the last command by more than half a raw step, the read-back (coerced and clamped
+  into the limits) is the ramp's start (`ramp_start`). An output already at its target stays.
 - Step targets are cumulative: step i's targets are the safe state overlaid with the `do` of steps
   0..i in order, so a step without `do` keeps what earlier steps set, and re-entering step i (after
   a resume) always restores the same targets. Manual writes override a target until the next entry.
@@ -17,6 +20,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from contracts.inputs import Reading
 from contracts.schema import Contract, DataType
 from contracts.types import PointName, Value
 
@@ -34,13 +38,22 @@ class WriteRefusal(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Output:
-    """An owned write point, compiled once."""
+    """An owned write point, compiled once. `step` is one raw step in engineering units (|scale|):
+    a read-back within half a step of a value shows that value (integer registers round)."""
 
     name: PointName
     is_bool: bool
     low: float | None
     high: float | None
     rate_per_s: float | None
+    step: float = 0.0
+
+
+def within_resolution(step: float, expected: Value, actual: Value) -> bool:
+    """Whether a read-back `actual` shows `expected`: bools exactly, numbers within half a step."""
+    if isinstance(expected, bool) or isinstance(actual, bool):
+        return bool(expected) == bool(actual)
+    return abs(float(expected) - float(actual)) <= step / 2 + 1e-9
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +80,8 @@ def compile_outputs(contract: Contract) -> tuple[Output, ...]:
         if p.owner == contract.contract:
             is_bool = p.type is DataType.BOOL or p.table.is_bit
             low, high = p.limits if p.limits is not None else (None, None)
-            outs.append(Output(p.name, is_bool, low, high, None if is_bool else p.max_rate_per_s))
+            outs.append(Output(p.name, is_bool, low, high, None if is_bool else p.max_rate_per_s,
+                               abs(p.scale)))
     return tuple(outs)
 
 
@@ -129,6 +143,18 @@ def refuse_write(contract: Contract, name: PointName | None, value: Value | None
 
 def _finite(value: Value) -> bool:
     return value == value and value not in (float("inf"), float("-inf"))
+
+
+def ramp_start(out: Output, current: Value, target: Value, readback: Reading | None) -> Value:
+    """Where a move toward `target` starts: `current` (the last command), or the device's read-back
+    when the output is rate-limited, about to move, and the device shows something else."""
+    if out.rate_per_s is None or current == target or readback is None or not readback.good:
+        return current
+    actual = readback.value
+    assert actual is not None  # good readings carry a value
+    if isinstance(actual, bool) or within_resolution(out.step, current, actual):
+        return current
+    return coerce(out, actual)[0]
 
 
 def move(out: Output, current: Value, target: Value, elapsed_ms: int) -> tuple[Value, bool]:

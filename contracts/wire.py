@@ -269,10 +269,20 @@ def _command(k: str, body: dict[str, Any]) -> Command:
     return Command(kind=kind, id=body["id"], point=body["point"], value=body["value"])
 
 
+SAFE_STATES = ("unconfirmed", "confirmed")
+"""Telemetry `safe`: whether the device's read-back shows the safe state yet (agent/safe_state.py)."""
+
+
 @dataclass(frozen=True, kw_only=True)
 class Telemetry(_Message):
-    """Agent to hub on `…/telemetry`: live values, the engine's mode and step, the journal seq, and
-    the running contract with its engine state (the hub projects an offline device from it)."""
+    """Agent to hub on `…/telemetry`: the device's truth, the engine's mode and step, the journal
+    seq, and the running contract with its engine state (the hub projects an offline device from it).
+
+    `values` is what the device shows: good read inputs and the read-back of write points, never
+    the engine's belief; `commanded` is the engine's outputs; `read_ms` the epoch ms each value was
+    last read good (its age). `safe` is None unless the engine holds its safe state, then whether
+    the device confirms it; `trip` is the latched trip cause (e.g. "stale:level"). The fields after
+    `state` were added with defaults, so older payloads still decode."""
 
     KIND: ClassVar[str] = "telemetry"
     MAX_BYTES: ClassVar[int] = 512 * 1024
@@ -285,6 +295,10 @@ class Telemetry(_Message):
     contract: str | None = None
     version: int | None = None
     state: Mapping[str, Any] | None = None
+    commanded: tuple[tuple[str, Value], ...] = ()
+    read_ms: tuple[tuple[str, int], ...] = ()
+    safe: str | None = None
+    trip: str | None = None
 
     def __post_init__(self) -> None:
         k = self.KIND
@@ -297,7 +311,17 @@ class Telemetry(_Message):
         _int(k, "version", self.version, minimum=1, optional=True, maximum=MAX_VERSION)
         if self.state is not None and not isinstance(self.state, Mapping):
             raise _bad(k, "state", "must be an engine state mapping", self.state)
+        _pairs(k, "commanded", self.commanded, _is_value)
+        _pairs(k, "read_ms", self.read_ms, lambda v: isinstance(v, int) and not isinstance(v, bool)
+               and v >= 0)
+        if self.safe is not None and self.safe not in SAFE_STATES:
+            raise _bad(k, "safe", f"must be one of {', '.join(SAFE_STATES)} or null", self.safe)
+        _str(k, "trip", self.trip, optional=True)
 
     @classmethod
     def _from_body(cls, body: dict[str, Any]) -> dict[str, Any]:
-        return {**body, "values": _as_pairs(body.get("values"))}
+        out = {**body, "values": _as_pairs(body.get("values"))}
+        for name in ("commanded", "read_ms"):
+            if name in body:
+                out[name] = _as_pairs(body[name])
+        return out

@@ -4,10 +4,13 @@
                          [--fault frozen ...] [--initial level=1.0 ...]
     fieldpact sim fault --port 5020 [--enable frozen ...] [--disable noise ...] [--clear]
                         [--latency-ms N] [--noise-milli N] [--exception-code N] [--drop-for-ms N]
+                        [--hang-for-ms N]
 
 `sim fault` talks to the simulator through its control holding registers (9000..), so it works
-across processes. A DROP enabled remotely without --drop-for-ms can only be cleared from the
-simulator's own process: the device refuses every connection meanwhile.
+across processes. A DROP enabled remotely without --drop-for-ms (or a HANG without --hang-for-ms)
+can only be cleared from the simulator's own process: the device refuses or ignores every request
+meanwhile. `sim device --port 0` binds an ephemeral port and prints it on its `listening` line, so
+tests can run the simulator as its own process (and SIGSTOP/SIGCONT it).
 """
 from __future__ import annotations
 
@@ -64,7 +67,7 @@ def _add_fault(p: argparse.ArgumentParser) -> None:
     p.add_argument("--enable", type=Fault.parse, action="append", default=[])
     p.add_argument("--disable", type=Fault.parse, action="append", default=[])
     p.add_argument("--clear", action="store_true", help="disable every fault first")
-    for name in ("latency-ms", "noise-milli", "exception-code", "drop-for-ms"):
+    for name in ("latency-ms", "noise-milli", "exception-code", "drop-for-ms", "hang-for-ms"):
         p.add_argument(f"--{name}", type=int)
     p.set_defaults(func=lambda args: asyncio.run(flip_faults(args)))
 
@@ -113,7 +116,8 @@ def _new_words(words: list[int], args: argparse.Namespace) -> list[int]:
     words = [int(mask), *words[1:]]
     for control, value in ((Control.LATENCY_MS, args.latency_ms), (Control.NOISE_MILLI, args.noise_milli),
                            (Control.EXCEPTION_CODE, args.exception_code),
-                           (Control.DROP_FOR_MS, args.drop_for_ms)):
+                           (Control.DROP_FOR_MS, args.drop_for_ms),
+                           (Control.HANG_FOR_MS, args.hang_for_ms)):
         if value is not None:
             words[control] = value
     from_registers(FaultSettings(), 0, words)  # raises ValueError before we write nonsense

@@ -32,6 +32,7 @@ class Fault(enum.IntFlag):
     DROP = 16        # client connections closed, new ones refused
     LATENCY = 32     # each response delayed
     SWAP_WORDS = 64  # word order of 32/64-bit values swapped
+    HANG = 128       # connections stay open, requests are swallowed unanswered (a hung PLC)
 
     @classmethod
     def parse(cls, name: str) -> Fault:
@@ -59,6 +60,8 @@ class Control(enum.IntEnum):
     EXCEPTION_CODE = 3  # Modbus exception code answered while EXCEPTION is active
     DROP_FOR_MS = 4     # DROP clears itself after this long (0 = until cleared); without it a
                         # remote DROP could never be undone, since the device refuses connections
+    HANG_FOR_MS = 5     # HANG clears itself after this long (0 = until cleared): a hung device
+                        # answers nothing, its control registers included
 
 
 CONTROL_COUNT = len(Control)
@@ -80,12 +83,13 @@ class FaultSettings:
     noise_milli: int = 50
     exception_code: int = SERVER_DEVICE_FAILURE
     drop_for_ms: int = 0
+    hang_for_ms: int = 0
     spike_probability: float = SPIKE_PROBABILITY
 
     def __post_init__(self) -> None:
         if self.exception_code not in VALID_EXCEPTION_CODES:
             raise ValueError(f"exception_code: {self.exception_code} is not a Modbus exception code")
-        for name in ("latency_ms", "noise_milli", "drop_for_ms"):
+        for name in ("latency_ms", "noise_milli", "drop_for_ms", "hang_for_ms"):
             if not 0 <= getattr(self, name) <= 0xFFFF:
                 raise ValueError(f"{name}: {getattr(self, name)} is outside 0..65535")
 
@@ -96,7 +100,7 @@ class FaultSettings:
 def to_registers(settings: FaultSettings) -> list[int]:
     """The control registers (9000..) that describe `settings`."""
     return [int(settings.active), settings.latency_ms, settings.noise_milli,
-            settings.exception_code, settings.drop_for_ms]
+            settings.exception_code, settings.drop_for_ms, settings.hang_for_ms]
 
 
 def from_registers(settings: FaultSettings, offset: int, values: Sequence[int]) -> FaultSettings:
@@ -111,7 +115,8 @@ def from_registers(settings: FaultSettings, offset: int, values: Sequence[int]) 
         raise ValueError(f"control register {CONTROL_BASE}: unknown fault bits in {words[0]:#x}")
     return replace(settings, active=Fault(words[Control.MASK]), latency_ms=words[Control.LATENCY_MS],
                    noise_milli=words[Control.NOISE_MILLI],
-                   exception_code=words[Control.EXCEPTION_CODE], drop_for_ms=words[Control.DROP_FOR_MS])
+                   exception_code=words[Control.EXCEPTION_CODE], drop_for_ms=words[Control.DROP_FOR_MS],
+                   hang_for_ms=words[Control.HANG_FOR_MS])
 
 
 def perturb(value: float, span: float, settings: FaultSettings, rng: random.Random) -> float:
@@ -152,11 +157,11 @@ class FaultSwitch:
 
     def configure(self, *, latency_ms: int | None = None, noise_milli: int | None = None,
                   exception_code: int | None = None, drop_for_ms: int | None = None,
-                  spike_probability: float | None = None) -> None:
+                  hang_for_ms: int | None = None, spike_probability: float | None = None) -> None:
         """Change fault parameters; raises ValueError for out-of-range values."""
         given: dict[str, Any] = dict(
             latency_ms=latency_ms, noise_milli=noise_milli, exception_code=exception_code,
-            drop_for_ms=drop_for_ms, spike_probability=spike_probability)
+            drop_for_ms=drop_for_ms, hang_for_ms=hang_for_ms, spike_probability=spike_probability)
         self.update(replace(self._settings, **{k: v for k, v in given.items() if v is not None}))
 
     def update(self, settings: FaultSettings) -> None:

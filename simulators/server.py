@@ -12,7 +12,12 @@ Theory of operation:
 - A tick task advances the model by the elapsed time and publishes every point into the image,
   through the analog faults (noise, spike, frozen, word swap).
 - Holding registers CONTROL_BASE.. (9000) mirror the fault switch; they are exempt from the request
-  faults so a remote controller can always clear them (except DROP: see faults.Control.DROP_FOR_MS).
+  faults so a remote controller can always clear them (except DROP and HANG: see
+  faults.Control.DROP_FOR_MS / HANG_FOR_MS).
+- HANG is a hung PLC: connections are accepted and kept open, but every request received while it
+  lasts is swallowed — never answered, never applied, not even after the hang ends — while the
+  process model keeps running. (A SIGSTOPped simulator process is the other kind of hang: the kernel
+  queues the requests, and they are answered and applied late on SIGCONT.)
 """
 from __future__ import annotations
 
@@ -68,18 +73,25 @@ class WriteRecord(NamedTuple):
 
 
 class _Handler(ServerRequestHandler):
-    """Per-connection handler that hangs up at once while the device refuses connections (DROP)."""
+    """Per-connection handler that hangs up at once while the device refuses connections (DROP),
+    and swallows what it receives while the device hangs (HANG)."""
 
     def callback_connected(self) -> None:
         super().callback_connected()
         if self.server.refusing():
             self.close()
 
+    def callback_data(self, data: bytes, addr: tuple[str, int] | None = None) -> int:
+        if self.server.hanging():
+            return len(data)  # consumed and forgotten: no answer, no write applied
+        return int(super().callback_data(data, addr))
+
 
 class _Server(ModbusTcpServer):
-    def __init__(self, device: PmSimDevice, *, address: tuple[str, int], refusing: Any) -> None:
+    def __init__(self, device: PmSimDevice, *, address: tuple[str, int], refusing: Any,
+                 hanging: Any) -> None:
         super().__init__(device, address=address)
-        self.refusing = refusing
+        self.refusing, self.hanging = refusing, hanging
 
     def callback_new_connection(self) -> _Handler:
         return _Handler(self, self.trace_packet, self.trace_pdu,  # type: ignore[no-untyped-call]
@@ -115,6 +127,7 @@ class SimDevice:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._delayed: set[asyncio.Task[Any]] = set()
         self._drop_timer: asyncio.TimerHandle | None = None
+        self._hang_timer: asyncio.TimerHandle | None = None
         self.port = 0
         self._publish()
 
@@ -131,7 +144,8 @@ class SimDevice:
     async def start(self) -> None:
         """Bind and serve; raises SimulatorError if the address cannot be bound."""
         self._server = _Server(self._pymodbus_device(), address=(self.host, self._requested_port),
-                               refusing=lambda: self.faults.settings.has(Fault.DROP))
+                               refusing=lambda: self.faults.settings.has(Fault.DROP),
+                               hanging=lambda: self.faults.settings.has(Fault.HANG))
         try:
             await self._server.serve_forever(background=True)
         except RuntimeError as exc:
@@ -144,8 +158,9 @@ class SimDevice:
 
     async def stop(self) -> None:
         """Stop serving, hang up every client and cancel background work. Idempotent."""
-        if self._drop_timer is not None:
-            self._drop_timer.cancel()
+        for timer in (self._drop_timer, self._hang_timer):
+            if timer is not None:
+                timer.cancel()
         pending = self._tasks | self._delayed
         for task in pending:
             task.cancel()
@@ -309,6 +324,11 @@ class SimDevice:
         elif old.has(Fault.DROP) and not new.has(Fault.DROP) and self._drop_timer is not None:
             self._drop_timer.cancel()
             self._drop_timer = None
+        if new.has(Fault.HANG) and not old.has(Fault.HANG):
+            self._start_hang(new.hang_for_ms)
+        elif old.has(Fault.HANG) and not new.has(Fault.HANG) and self._hang_timer is not None:
+            self._hang_timer.cancel()
+            self._hang_timer = None
         self._publish()  # a reading after enable/disable already shows the change
 
     def _start_drop(self, drop_for_ms: int) -> None:
@@ -319,3 +339,9 @@ class SimDevice:
                 loop.call_soon(self._server.hang_up_all)
             if drop_for_ms:
                 self._drop_timer = loop.call_later(drop_for_ms / 1000, self.faults.disable, Fault.DROP)
+
+    def _start_hang(self, hang_for_ms: int) -> None:
+        if hang_for_ms:
+            with contextlib.suppress(RuntimeError):  # no loop: not serving yet
+                loop = asyncio.get_running_loop()
+                self._hang_timer = loop.call_later(hang_for_ms / 1000, self.faults.disable, Fault.HANG)

@@ -31,9 +31,9 @@ def test_unknown_fault_name_lists_the_choices() -> None:
 
 def test_control_registers_round_trip_the_settings() -> None:
     settings = FaultSettings(active=Fault.NOISE | Fault.LATENCY, latency_ms=250, noise_milli=7,
-                             exception_code=6, drop_for_ms=1000)
+                             exception_code=6, drop_for_ms=1000, hang_for_ms=400)
     assert from_registers(FaultSettings(), 0, to_registers(settings)) == settings
-    assert to_registers(settings) == [34, 250, 7, 6, 1000]
+    assert to_registers(settings) == [34, 250, 7, 6, 1000, 400]
 
 
 def test_a_partial_control_write_changes_only_those_registers() -> None:
@@ -42,8 +42,8 @@ def test_a_partial_control_write_changes_only_those_registers() -> None:
 
 
 @pytest.mark.parametrize("offset, values, reason", [
-    (0, [0x80], "unknown fault bits"), (3, [7], "not a Modbus exception code"),
-    (4, [1, 2], "outside the block"),
+    (0, [0x100], "unknown fault bits"), (3, [7], "not a Modbus exception code"),
+    (5, [1, 2], "outside the block"),
 ])
 def test_bad_control_writes_are_refused(offset: int, values: list[int], reason: str) -> None:
     with pytest.raises(ValueError, match=reason):

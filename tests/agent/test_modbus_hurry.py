@@ -1,0 +1,55 @@
+"""ModbusLink.hurry against a real hung simulator: while hurried, a hung device costs the scan at
+most one timeout (then reads return at once), background probes look for it every interval, and
+the link is back within one timeout plus one interval of the device answering again — whatever
+the reconnect backoff had grown to."""
+from __future__ import annotations
+
+import asyncio
+import time
+
+from agent.modbus import DEADLINE_MARGIN_S, ModbusLink
+from agent.registers import plan_reads
+from contracts.schema import DataType, Direction, Point, Table
+from fieldpact.backoff import Backoff
+from simulators.faults import Fault
+from simulators.server import SimDevice
+
+LEVEL = Point(name="level", unit_id=1, table=Table.INPUT, address=0, type=DataType.FLOAT32,
+              direction=Direction.READ)
+PLAN = plan_reads([LEVEL])
+TIMEOUT_S, INTERVAL_S = 0.3, 0.1
+
+
+async def _read_timed(link: ModbusLink) -> tuple[float, bool]:
+    started = time.monotonic()
+    r = (await link.read(PLAN, 0))["level"]
+    return time.monotonic() - started, r.good
+
+
+async def test_hurried_link_does_not_block_on_a_hung_device_and_is_back_soon_after() -> None:
+    async with SimDevice("tank", tick_ms=20) as sim:
+        # A backoff grown to a minute: without hurry the device would not be visited again soon.
+        link = ModbusLink("127.0.0.1", sim.port, timeout_s=TIMEOUT_S,
+                          backoff=Backoff(initial_s=60.0, max_s=60.0, jitter=0.0))
+        try:
+            await link.connect()
+            assert (await _read_timed(link))[1]
+            sim.faults.enable(Fault.HANG)
+            link.hurry(INTERVAL_S)
+            took, good = await _read_timed(link)
+            assert not good and took < 2 * (TIMEOUT_S + DEADLINE_MARGIN_S)  # one timeout, no more
+            for _ in range(10):  # hung: reads return at once while probes go on in the background
+                took, good = await _read_timed(link)
+                assert not good and took < TIMEOUT_S / 2
+                await asyncio.sleep(INTERVAL_S)
+            assert link.probes >= 2
+            answered = time.monotonic()
+            sim.faults.disable(Fault.HANG)
+            async with asyncio.timeout(10):
+                while not (await _read_timed(link))[1]:
+                    await asyncio.sleep(0.01)
+            back = time.monotonic() - answered
+            assert back <= TIMEOUT_S + INTERVAL_S + 0.2, back  # + scheduling on a loaded machine
+            link.hurry(None)
+        finally:
+            await link.close()
