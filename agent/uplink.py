@@ -2,10 +2,11 @@
 
 Delivery comes from seq + ack, never from the broker (invariant 5, DESIGN pitfalls): the journal is
 the queue. The sender publishes bounded batches from the hub's last ack; at most `window` batches
-may be in flight unacknowledged (backpressure on a slow broker or hub); if no ack arrives within
-`ack_timeout_s` it rewinds to the ack and sends again (the hub ingests idempotently by seq). An ack
-is made durable in the journal before anything may be dropped for it. On every (re)connect it
-publishes a retained birth and starts again from the ack.
+may be in flight unacknowledged (backpressure on a slow broker or hub). When to send again is
+decided by agent/resend.py on the hub's acks alone: the ack not advancing for `ack_timeout_s`
+while entries are outstanding, a duplicate ack (fast retransmit), a (re)connect. Local appends
+never postpone a resend. The hub ingests idempotently by seq. An ack is made durable in the
+journal before anything may be dropped for it. On every (re)connect it publishes a retained birth.
 """
 from __future__ import annotations
 
@@ -19,7 +20,9 @@ from collections.abc import Callable
 
 from agent.config import AgentConfig
 from agent.contract_store import ContractStore
+from agent import resend
 from agent.journal_thread import AsyncJournal
+from agent.resend import Reason, Resend, SendState
 from agent.scan import Connectivity, CycleReport, ScanLoop
 from contracts.errors import ContractRefused, EncodingError
 from contracts.signing import peek_identity
@@ -34,10 +37,6 @@ log = logging.getLogger("fieldpact.agent.uplink")
 
 WINDOW = 4
 """Unacknowledged batches in flight; with 500-entry batches that is 2,000 entries of backpressure."""
-
-ACK_TIMEOUT_S = 5.0
-"""Long enough for a hub to ingest a full window on a slow SD card, short enough to resend soon
-after a lost message (the broker may drop QoS1 messages under load)."""
 
 
 LAST_CONTACT = "hub:last_contact"
@@ -57,15 +56,15 @@ def wall_ms() -> int:
 class Uplink:
     def __init__(self, cfg: AgentConfig, journal: AsyncJournal, scan: ScanLoop,
                  store: ContractStore, conn: Connectivity, *, clock: Callable[[], int] = wall_ms,
-                 window: int = WINDOW, ack_timeout_s: float = ACK_TIMEOUT_S,
+                 window: int = WINDOW, ack_timeout_s: float | None = None,
                  reconnect: Backoff | None = None) -> None:
         assert cfg.broker is not None
         self.cfg, self.journal, self.scan, self.store, self.conn = cfg, journal, scan, store, conn
-        self._clock, self._window, self._ack_timeout_s = clock, window, ack_timeout_s
+        self._clock, self._window = clock, window
+        self._ack_timeout_s = cfg.ack_timeout_s if ack_timeout_s is None else ack_timeout_s
         self.boot_id = uuid.uuid4().hex
-        self._acked = 0
-        self._sent = 0
-        self._progress = asyncio.Event()
+        self._state = SendState()
+        self._wake = asyncio.Event()
         self._latest: CycleReport | None = None
         self._published_points: dict[str, object] = {}
         self._seen_contracts: set[bytes] = set()
@@ -86,10 +85,24 @@ class Uplink:
     def on_cycle(self, report: CycleReport) -> None:
         """Called by the scan loop after each cycle (never awaits: safety does not wait for us)."""
         self._latest = report
-        self._progress.set()
+        self._wake.set()
+
+    @property
+    def _acked(self) -> int:
+        return self._state.acked
+
+    def _rewind(self, reason: Reason) -> None:
+        self._state, r = resend.rewind(self._state, reason, time.monotonic())
+        self._log_resend(r)
+
+    def _log_resend(self, r: Resend) -> None:
+        log.info("journal_resend from_seq=%s reason=%s device=%s", r.from_seq, r.reason.value,
+                 self.cfg.device)
+        self._wake.set()
 
     async def run(self) -> None:
-        self._acked = await self.journal.acked_seq()
+        acked = await self.journal.acked_seq()
+        self._state = SendState(acked=acked, sent=acked, since_s=time.monotonic())
         async with asyncio.TaskGroup() as tg:
             tg.create_task(self.link.run(self._on_message), name="mqtt-link")
             tg.create_task(self._sender(), name="journal-sender")
@@ -98,14 +111,13 @@ class Uplink:
     # -- connection ------------------------------------------------------------------------
     async def _on_connect(self) -> None:
         self.conn.set_online(True, self._clock())
-        self._sent = self._acked
+        self._rewind(Reason.CONNECT)
         head, _ = await self.journal.head()
         active = self.scan.segment.active.contract if self.scan.segment else None
         birth = Birth(device=self.cfg.device, site=self.cfg.site, boot_id=self.boot_id,
                       contract=active.contract if active else None,
                       version=active.version if active else None, last_seq=head)
         await self.link.publish(self._topic(Channel.STATUS), birth.to_bytes(), retain=True)
-        self._progress.set()
 
     async def _on_disconnect(self, reason: str) -> None:
         self.conn.set_online(False, self.conn.last_contact_ms or self._clock())
@@ -135,10 +147,13 @@ class Uplink:
 
     async def _on_ack(self, ack: Ack) -> None:
         head, _ = await self.journal.head()
-        if ack.seq > self._acked and ack.seq <= head:
-            await self.journal.ack(ack.seq)  # durable before anything may be dropped for it
-            self._acked = ack.seq
-            self._progress.set()
+        if ack.seq <= head:
+            if ack.seq > self._acked:
+                await self.journal.ack(ack.seq)  # durable before anything may be dropped for it
+            self._state, r = resend.on_ack(self._state, ack.seq, time.monotonic())
+            if r is not None:
+                self._log_resend(r)
+            self._wake.set()
         self.conn.last_contact_ms = self._clock()
         await self._save_contact()
 
@@ -168,40 +183,42 @@ class Uplink:
         while True:
             raise_if_cancelled()
             await self.link.connected.wait()
+            self._wake.clear()
             sent_any = await self._send_some()
-            if not sent_any:
-                await self._wait_progress(self._ack_timeout_s)
-                if self._sent > self._acked and not self._progress.is_set():
-                    log.info("journal_resend from_seq=%s", self._acked + 1)
-                    self._sent = self._acked  # no ack in time: rewind and resend
-            self._progress.clear()
+            r = resend.due(self._state, time.monotonic(), self._ack_timeout_s)
+            if r is not None:
+                self._state, r = resend.rewind(self._state, r.reason, time.monotonic())
+                self._log_resend(r)
+            elif not sent_any:
+                await self._wait_wake(resend.wait_s(self._state, time.monotonic(),
+                                                    self._ack_timeout_s))
 
-    async def _wait_progress(self, timeout_s: float) -> None:
+    async def _wait_wake(self, timeout_s: float) -> None:
         try:
             async with asyncio.timeout(timeout_s):
-                await self._progress.wait()
+                await self._wake.wait()
         except TimeoutError:
             pass
 
     async def _send_some(self) -> bool:
         head, _ = await self.journal.head()
-        limit = self.cfg.batch_max
-        if self._sent >= head or self._sent - self._acked >= self._window * limit:
+        limit, s = self.cfg.batch_max, self._state
+        if s.sent >= head or s.sent - s.acked >= self._window * limit:
             return False
         low = await self.journal.low_water()
-        start = max(self._sent + 1, low)
+        start = max(s.sent + 1, low)
         entries = await self.journal.read(start, limit)
         if not entries:
             return False
         batch = JournalBatch(device=self.cfg.device, from_seq=entries[0].seq, to_seq=entries[-1].seq,
                              prev_hash=entries[0].prev_hash,
                              entries=tuple(e.to_mapping() for e in entries),
-                             dropped_through=start - 1 if start > self._sent + 1 else 0)
+                             dropped_through=start - 1 if start > s.sent + 1 else 0)
         try:
             await self.link.publish(self._topic(Channel.JOURNAL), batch.to_bytes())
         except LinkDown:
             return False
-        self._sent = entries[-1].seq
+        self._state = resend.on_sent(self._state, entries[-1].seq, s.epoch, time.monotonic())
         return True
 
     async def _telemetry(self) -> None:
