@@ -7,6 +7,9 @@ decided by agent/resend.py on the hub's acks alone: the ack not advancing for `a
 while entries are outstanding, a duplicate ack (fast retransmit), a (re)connect. Local appends
 never postpone a resend. The hub ingests idempotently by seq. An ack is made durable in the
 journal before anything may be dropped for it. On every (re)connect it publishes a retained birth.
+It also follows the hub's own birth (`fp/v1/_hub/status`): a new boot (the hub restarted) or a new
+birth of the same boot (the hub reconnected and re-subscribed) rewinds to the ack, so what was sent
+while the hub could not hear is sent again.
 """
 from __future__ import annotations
 
@@ -26,9 +29,10 @@ from agent.resend import Reason, Resend, SendState
 from agent.scan import Connectivity, CycleReport, ScanLoop
 from contracts.errors import ContractRefused, EncodingError
 from contracts.signing import peek_identity
-from contracts.topics import Channel, topic
+from contracts.topics import HUB_STATUS, Channel, topic
 from contracts.types import Value
-from contracts.wire import Ack, Birth, CommandMessage, ContractResult, JournalBatch, Telemetry
+from contracts.wire import (Ack, Birth, CommandMessage, ContractResult, HubBirth, JournalBatch,
+                            Telemetry)
 from fieldpact.backoff import Backoff
 from fieldpact.mqtt import LinkDown, MqttLink, Will
 from fieldpact.aio import raise_if_cancelled
@@ -69,12 +73,14 @@ class Uplink:
         self._published_points: dict[str, object] = {}
         self._seen_contracts: set[bytes] = set()
         self._saved_contact = 0
+        self._hub: HubBirth | None = None  # the last hub birth seen
         t = self._topic
         self.link = MqttLink(
             cfg.broker.url, client_id=f"fp-agent-{cfg.device}", username=cfg.broker.username,
             password=cfg.broker.password,
             will=Will(topic=t(Channel.STATUS), payload=b"offline", qos=1, retain=True),
-            subscriptions=[(t(Channel.ACK), 1), (t(Channel.CONTRACT), 1), (t(Channel.CMD), 1)],
+            subscriptions=[(t(Channel.ACK), 1), (t(Channel.CONTRACT), 1), (t(Channel.CMD), 1),
+                           (HUB_STATUS, 1)],
             on_connect=self._on_connect, on_disconnect=self._on_disconnect,
             backoff=reconnect or Backoff(initial_s=0.2, max_s=5.0, jitter=0.3),
             keepalive_s=KEEPALIVE_S)
@@ -142,6 +148,8 @@ class Uplink:
                 await self._on_contract(payload)
             elif topic_name == self._topic(Channel.CMD):
                 self.scan.commands.append(CommandMessage.from_bytes(payload).command)
+            elif topic_name == HUB_STATUS:
+                self._on_hub_status(payload)
         except EncodingError as exc:
             log.warning("uplink_bad_message topic=%s error=%s", topic_name, exc)
 
@@ -156,6 +164,17 @@ class Uplink:
             self._wake.set()
         self.conn.last_contact_ms = self._clock()
         await self._save_contact()
+
+    def _on_hub_status(self, payload: bytes) -> None:
+        if payload == b"offline":  # the hub's last will: it resends nothing; its birth will
+            log.warning("hub_offline device=%s", self.cfg.device)
+            return
+        birth, before = HubBirth.from_bytes(payload), self._hub
+        self._hub = birth
+        if before is None or (before.boot, before.ts_ms) != (birth.boot, birth.ts_ms):
+            restarted = before is not None and before.boot != birth.boot
+            log.info("hub_birth boot=%s restarted=%s", birth.boot[:8], restarted)
+            self._rewind(Reason.HUB_RESTART if restarted else Reason.HUB_BIRTH)
 
     async def _on_contract(self, signed: bytes) -> None:
         digest = hashlib.sha256(signed).digest()

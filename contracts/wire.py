@@ -25,6 +25,9 @@ from contracts.types import EpochMs, Value
 WIRE_VERSION = 1
 """Body format version of every message below; bump per message when its body changes."""
 
+MAX_BOOT_ID = 64
+"""A boot id is a uuid4 hex (32 characters); anything far longer is not one of ours."""
+
 
 class _Message:
     """Shared envelope handling: subclasses are dataclasses named by KIND and VERSION."""
@@ -279,3 +282,21 @@ class Telemetry(_Message):
     @classmethod
     def _from_body(cls, body: dict[str, Any]) -> dict[str, Any]:
         return {**body, "values": _as_pairs(body["values"])}
+
+
+@dataclass(frozen=True, kw_only=True)
+class HubBirth(_Message):
+    """Hub to everyone, retained on `fp/v1/_hub/status` at every connect of the hub: which hub
+    process (`boot`, new per start) is up since `ts_ms`. A new boot, or a new birth of the same
+    boot (the hub reconnected and re-subscribed), tells agents to resend from the hub's ack."""
+
+    KIND: ClassVar[str] = "hub_birth"
+    boot: str
+    ts_ms: EpochMs
+
+    def __post_init__(self) -> None:
+        _str(self.KIND, "boot", self.boot)
+        if len(self.boot) > MAX_BOOT_ID:
+            raise _bad(self.KIND, "boot", f"must be at most {MAX_BOOT_ID} characters",
+                       self.boot[:MAX_BOOT_ID])
+        _int(self.KIND, "ts_ms", self.ts_ms)

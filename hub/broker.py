@@ -7,6 +7,7 @@ Policy (the same one `mosquitto_acl` renders for sites running their own broker)
   A device cannot forge another device's journal, nor read another device's contracts.
 - The HUB may publish and read anything under fp/v1/#.
 - An INTEGRATION (SCADA, historian) only reads fp/v1/+/+/points/# and fp/v1/+/+/status.
+- Every DEVICE and INTEGRATION also reads the hub's birth, fp/v1/_hub/status; only the HUB writes it.
 - A last will is a publish made on the client's behalf later: its topic must pass the publish ACL
   at CONNECT, or the connection is refused (amqtt does not check wills itself).
 
@@ -32,7 +33,7 @@ from amqtt.contexts import Action as AmqttAction
 from amqtt.plugins.base import BaseAuthPlugin, BaseTopicPlugin
 from amqtt.session import Session
 
-from contracts.topics import PREFIX, Channel, check_id, covers, matches
+from contracts.topics import HUB_STATUS, PREFIX, Channel, check_id, covers, matches
 
 log = logging.getLogger(__name__)
 
@@ -129,8 +130,10 @@ def read_filters(user: UserSpec) -> tuple[str, ...]:
     if user.role is Role.HUB:
         return (f"{PREFIX}/#",)
     if user.role is Role.DEVICE:
-        return tuple(f"{PREFIX}/{user.site}/{user.device}/{c.value}" for c in _DEVICE_DOWN)
-    return (f"{PREFIX}/+/+/{Channel.POINTS.value}/#", f"{PREFIX}/+/+/{Channel.STATUS.value}")
+        own = tuple(f"{PREFIX}/{user.site}/{user.device}/{c.value}" for c in _DEVICE_DOWN)
+        return (*own, HUB_STATUS)
+    return (f"{PREFIX}/+/+/{Channel.POINTS.value}/#", f"{PREFIX}/+/+/{Channel.STATUS.value}",
+            HUB_STATUS)
 
 
 def allowed(user: UserSpec, action: Action, topic: str) -> bool:

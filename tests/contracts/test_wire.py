@@ -8,7 +8,8 @@ from hypothesis import strategies as st
 from contracts.codec import canonical_dumps, decode_message, encode_message
 from contracts.errors import EncodingError
 from contracts.inputs import Command, CommandKind
-from contracts.wire import Ack, Birth, CommandMessage, ContractResult, JournalBatch, Telemetry
+from contracts.wire import (Ack, Birth, CommandMessage, ContractResult, HubBirth, JournalBatch,
+                            Telemetry)
 
 ENTRY = {"seq": 5, "ts_ms": 1_700_000_000_000, "kind": "step", "body": {"step": "fill"},
          "hash": b"\x01" * 32}
@@ -22,6 +23,7 @@ MESSAGES = [
                  entries=(ENTRY, {**ENTRY, "seq": 6}), dropped_through=2),
     JournalBatch(device="pump-station-7", from_seq=9, to_seq=8, prev_hash=b"\x02" * 32, entries=()),
     Ack(seq=6),
+    HubBirth(boot="0f" * 16, ts_ms=1_700_000_000_000),
     ContractResult(contract="tank-fill", version=3, accepted=True, refusal=None, detail=""),
     ContractResult(contract="tank-fill", version=2, accepted=False, refusal="older_version",
                    detail="tank-fill version 2 is older than accepted 3"),
@@ -123,3 +125,10 @@ def test_arbitrary_ack_bodies_decode_or_raise_encoding_error_only(body: dict[str
         Ack.from_bytes(canonical_dumps({"kind": "ack", "v": 1, "body": body}))
     except EncodingError:
         pass
+
+
+def test_hub_birth_refuses_an_empty_or_oversized_boot_id() -> None:
+    with pytest.raises(EncodingError, match="'boot'"):
+        HubBirth(boot="", ts_ms=1)
+    with pytest.raises(EncodingError, match="at most 64"):
+        HubBirth(boot="x" * 65, ts_ms=1)

@@ -103,12 +103,23 @@ def test_integration_reads_points_and_status_and_writes_nothing() -> None:
     assert not allowed(SCADA, Action.PUBLISH, "fp/v1/s1/d1/points/level")
 
 
+def test_every_device_and_integration_reads_the_hub_birth_and_only_the_hub_writes_it() -> None:
+    hub_status = "fp/v1/_hub/status"
+    for user in (DEVICE, SCADA):
+        assert allowed(user, Action.SUBSCRIBE, hub_status)
+        assert allowed(user, Action.RECEIVE, hub_status)
+        assert not allowed(user, Action.PUBLISH, hub_status)
+    assert allowed(HUB, Action.PUBLISH, hub_status)
+    assert not allowed(DEVICE, Action.SUBSCRIBE, "fp/v1/_hub/#")  # no wider than the one topic
+
+
 def test_mosquitto_acl_renders_one_block_per_user_with_write_and_read_lines() -> None:
     text = mosquitto_acl({"d1": DEVICE, "hub": HUB, "scada": SCADA})
     assert "user d1\ntopic write fp/v1/s1/d1/status\n" in text
     assert "topic write fp/v1/s1/d1/points/#\ntopic read fp/v1/s1/d1/ack\n" in text
     assert "user hub\ntopic write fp/v1/#\ntopic read fp/v1/#\n" in text
     assert "user scada\ntopic read fp/v1/+/+/points/#\ntopic read fp/v1/+/+/status\n" in text
+    assert "topic read fp/v1/s1/d1/cmd\ntopic read fp/v1/_hub/status\n" in text
     assert "topic write" not in text.split("user scada")[1]
 
 
