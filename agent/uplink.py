@@ -23,10 +23,11 @@ from collections.abc import Callable
 
 from agent.config import AgentConfig
 from agent.contract_store import ContractStore
-from agent import resend
+from agent import batching, resend
 from agent.journal_thread import AsyncJournal
 from agent.resend import Reason, Resend, SendState
 from agent.scan import Connectivity, CycleReport, ScanLoop
+from contracts.chain import Entry, EntryKind
 from contracts.errors import ContractRefused, EncodingError
 from contracts.signing import peek_identity
 from contracts.topics import HUB_STATUS, Channel, topic
@@ -74,6 +75,8 @@ class Uplink:
         self._seen_contracts: set[bytes] = set()
         self._saved_contact = 0
         self._hub: HubBirth | None = None  # the last hub birth seen
+        self._unreadable: dict[int, str] = {}  # seq -> why its row cannot be sent
+        self._holes_told: set[tuple[int, int]] = set()
         t = self._topic
         self.link = MqttLink(
             cfg.broker.url, client_id=f"fp-agent-{cfg.device}", username=cfg.broker.username,
@@ -224,21 +227,52 @@ class Uplink:
         limit, s = self.cfg.batch_max, self._state
         if s.sent >= head or s.sent - s.acked >= self._window * limit:
             return False
-        low = await self.journal.low_water()
-        start = max(s.sent + 1, low)
-        entries = await self.journal.read(start, limit)
+        entries = await self._read_from(max(s.sent + 1, await self.journal.low_water()), limit)
         if not entries:
-            return False
-        batch = JournalBatch(device=self.cfg.device, from_seq=entries[0].seq, to_seq=entries[-1].seq,
-                             prev_hash=entries[0].prev_hash,
-                             entries=tuple(e.to_mapping() for e in entries),
-                             dropped_through=start - 1 if start > s.sent + 1 else 0)
+            return False  # a hole at the very end: it is declared once an entry follows it
+        payload = await self._encode(s.sent + 1, entries)
         try:
-            await self.link.publish(self._topic(Channel.JOURNAL), batch.to_bytes())
+            await self.link.publish(self._topic(Channel.JOURNAL), payload)
         except LinkDown:
             return False
         self._state = resend.on_sent(self._state, entries[-1].seq, s.epoch, time.monotonic())
         return True
+
+    async def _read_from(self, start: int, limit: int) -> list[Entry]:
+        """Up to `limit` entries from `start`; undecodable rows are noted and read past."""
+        while True:
+            entries, bad = await self.journal.read_tolerant(start, limit)
+            self._unreadable.update(bad)
+            if entries or not bad:
+                return entries
+            start = bad[-1][0] + 1
+
+    async def _encode(self, from_seq: int, entries: list[Entry]) -> bytes:
+        try:
+            batch = batching.build(self.cfg.device, from_seq, entries)
+            payload = batch.to_bytes()
+        except Exception as exc:  # noqa: BLE001 - our own data must never crash-loop the uplink
+            log.error("journal_batch_unbuildable from_seq=%s error=%s", from_seq, exc)
+            entries, bad = batching.encodable(self.cfg.device, entries)
+            self._unreadable.update(bad)
+            if not entries:
+                raise
+            batch = batching.build(self.cfg.device, from_seq, entries)
+            payload = batch.to_bytes()
+        await self._journal_holes(batch.gaps)
+        return payload
+
+    async def _journal_holes(self, gaps: tuple[tuple[int, int], ...]) -> None:
+        """Each hole is journaled once per uplink (the batch declaring it is resent freely)."""
+        for first, last in gaps:
+            if (first, last) in self._holes_told:
+                continue
+            why = self._unreadable.get(first, "rows missing from the journal")
+            log.error("journal_hole from_seq=%s to_seq=%s reason=%s", first, last, why)
+            await self.journal.append(EntryKind.EVENT, {
+                "event": "journal_hole", "from_seq": first, "to_seq": last, "reason": why},
+                self._clock())
+            self._holes_told.add((first, last))
 
     async def _telemetry(self) -> None:
         while True:

@@ -30,7 +30,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from contracts.chain import Entry
+from contracts.chain import Entry, EntryKind, encode_body
 from contracts.errors import EncodingError
 from contracts.inputs import Command
 from contracts.schema import parse_contract
@@ -40,7 +40,7 @@ from contracts.wire import (Ack, Birth, CommandMessage, ContractResult, HubBirth
 from contracts.types import EpochMs
 from fieldpact.mqtt import LinkDown, MqttLink, Will
 from hub.config import FailureCategory
-from hub.ingest import Cursor, DeviceIngest
+from hub.ingest import Cursor, DeviceIngest, Gap
 from hub.offline import OfflineManager, current_point
 from hub.states import ContractEvent, ContractStatus, DeviceEvent, DeviceState, IllegalTransition
 from hub.store import DeviceRecord, HubStore, JournalRow, NotFound, contract_id
@@ -235,18 +235,20 @@ class HubSync:
             return
         rec = self.store.device(device)
         ing = self._ingest.setdefault(device, DeviceIngest(self._cursor(rec)))
-        result = ing.add([Entry.from_mapping(m) for m in batch.entries], batch.dropped_through)
-        if result.store:
-            self.store.insert_journal(_rows(device, result.store, result.bodies))
+        result = ing.add([Entry.from_mapping(m) for m in batch.entries], batch.dropped_through,
+                         batch.gaps)
+        if result.store or result.gaps:
+            self.store.insert_journal([*_rows(device, result.store, result.bodies),
+                                       *(_gap_row(device, g) for g in result.gaps)])
             self.entries_ingested += len(result.store)
         if result.cursor.seq > rec.acked_seq:
             self._advanced_ms[device] = self.clock()
         self.store.update_device(device, acked_seq=result.cursor.seq, last_hash=result.cursor.hash,
                                  last_seen_ms=self.clock())
         self._heard(device, batch.to_seq)
-        if result.gap is not None:
-            self._alarm(device, "journal_gap", f"agent dropped seq {result.gap.from_seq}.."
-                        f"{result.gap.to_seq} before the hub had them")
+        for g in result.gaps:
+            self._alarm(device, "journal_gap", f"seq {g.from_seq}..{g.to_seq} will never reach "
+                        f"the hub: {g.reason}; sync continues after it")
         if result.broken is not None:
             self._alarm(device, "chain_broken", f"seq {result.broken.seq}: {result.broken.reason}")
             self._event(device, DeviceEvent.CHAIN_BROKEN, result.broken.reason)
@@ -440,6 +442,16 @@ class HubSync:
 def _rows(device: str, entries: list[Entry], bodies: list[bytes]) -> list[JournalRow]:
     return [JournalRow(device=device, seq=e.seq, ts_ms=e.ts_ms, kind=e.kind.value, body=body,
                        prev_hash=e.prev_hash, hash=e.hash) for e, body in zip(entries, bodies, strict=True)]
+
+
+def _gap_row(device: str, g: Gap) -> JournalRow:
+    """A gap kept in the hub's journal at its first seq, so a reader sees the hole rather than a
+    silent jump. Its hashes link the rows around it (`before` → `after`); it is the hub's record,
+    not an agent entry, and says so."""
+    body = {"missing_from": g.from_seq, "missing_to": g.to_seq, "reason": g.reason,
+            "recorded_by": "hub"}
+    return JournalRow(device=device, seq=g.from_seq, ts_ms=g.ts_ms, kind=EntryKind.GAP.value,
+                      body=encode_body(body), prev_hash=g.before, hash=g.after)
 
 
 def _with_current(blob: dict[str, Any], points: list[dict[str, Any]], now_ms: EpochMs) -> dict[str, Any]:
