@@ -150,6 +150,7 @@ async def test_hub_killed_and_restarted_with_the_broker_up_converges_and_is_not_
         async with SimDevice("tank", port=0, tick_ms=20, initial={"level": 1.0}) as sim, \
                 httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=5) as http:
             with hub_process(config, log) as first:
+                await eventually_async(lambda: _serving(http), CONVERGE_S, "the first hub serving")
                 async with agent_running(tmp_path, sim, broker.url,
                                          _signed_contract(tmp_path)) as agent:
                     await _until(http, lambda r: r[0] == "live" and r[1] > 20,
@@ -170,6 +171,13 @@ async def test_hub_killed_and_restarted_with_the_broker_up_converges_and_is_not_
     assert not shown_stale, f"shown live while the hub lacked seq {down_head}: {shown_stale[:3]}"
     assert moves and moves[0] == ("live", "reconciling", "hub_restart"), moves
     gapless_once(seqs)
+
+
+async def _serving(http: httpx.AsyncClient) -> bool:
+    try:
+        return (await http.get("/health")).status_code == 200
+    except httpx.TransportError:
+        return False
 
 
 async def _until(http: httpx.AsyncClient, check: Callable[[tuple[str, int]], bool],
