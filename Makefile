@@ -28,6 +28,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.journal
 	$(BIN)/python -m bench.scan
 	$(BIN)/python -m bench.sync
+	$(BIN)/python -m bench.convergence
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info
