@@ -105,13 +105,15 @@ class HubSync:
         return [(f, 1) for f in hub_filters()]
 
     async def run(self) -> None:
-        self._announce_restart()
+        self.announce_restart()
         async with asyncio.TaskGroup() as tg:
             tg.create_task(self.link.run(self.on_message), name="hub-mqtt")
             tg.create_task(self._ticker(), name="hub-sync-ticker")
 
     # -- restarts -------------------------------------------------------------------------
-    def _announce_restart(self) -> None:
+    def announce_restart(self) -> None:
+        """This process is a new hub: every device shown live or being caught up takes
+        HUB_RESTART (interface 7). Called by `run()` before the link starts."""
         for d in self.store.devices():
             self._event(d.id, DeviceEvent.HUB_RESTART, f"hub boot {self.boot_id[:8]}")
 
