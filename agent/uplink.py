@@ -49,6 +49,10 @@ CONTACT_SAVE_MS = 10_000
 """Persist the last contact at most every 10 s while online: the budget is hours, so a restart
 loses at most 10 s of it, for one small write per 10 s."""
 
+MAX_HOLES_REMEMBERED = 10_000
+"""Holes already journaled (and unreadable rows noted) kept in memory; past this the sets are
+cleared — memory stays bounded, and a hole may then be journaled once more."""
+
 KEEPALIVE_S = 5
 """MQTT keepalive (also aiomqtt's connect timeout): a half-open link to the broker is noticed within
 1.5 keepalives (MQTT 3.1.2.10), and a connect attempt into a dead route gives up after 5 s."""
@@ -273,6 +277,9 @@ class Uplink:
                 "event": "journal_hole", "from_seq": first, "to_seq": last, "reason": why},
                 self._clock())
             self._holes_told.add((first, last))
+        if len(self._holes_told) + len(self._unreadable) > MAX_HOLES_REMEMBERED:
+            self._holes_told.clear()
+            self._unreadable.clear()
 
     async def _telemetry(self) -> None:
         while True:

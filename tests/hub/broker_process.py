@@ -24,7 +24,8 @@ from tests.conftest import FLEET, BrokerEndpoint, _write_mosquitto_files, fleet_
 
 REPO = Path(__file__).resolve().parents[2]
 START_TIMEOUT_S = 20.0
-KINDS = ("amqtt", "mosquitto")
+KINDS = ("amqtt", pytest.param("mosquitto", marks=pytest.mark.mosquitto))
+"""Parametrize broker tests over both; the Mosquitto case carries the `mosquitto` marker."""
 
 
 class BrokerProcess:

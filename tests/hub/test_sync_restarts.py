@@ -32,7 +32,7 @@ from tests.conftest import free_port
 from tests.hub.broker_process import KINDS, REPO, BrokerProcess
 from tests.hub.sync_helpers import PASSWORDS, SITE, acked, hub_config
 
-pytestmark = [pytest.mark.slow, pytest.mark.mosquitto]
+pytestmark = pytest.mark.slow
 
 CONVERGE_S = 60.0
 """Generous: the resend timer is 5 s and the machine is shared; convergence is a condition."""
