@@ -17,14 +17,16 @@ import aiomqtt
 import pytest
 
 from agent.config import AgentConfig, BrokerConfig, ModbusConfig
+from agent.journal import SqliteJournal
 from agent.runtime import Agent
+from contracts.chain import Entry
 from contracts.signing import generate_keypair
 from contracts.topics import HUB_STATUS, Channel, topic
 from contracts.wire import Ack, HubBirth, JournalBatch
 from fieldpact.backoff import Backoff
 from hub.app import HubRuntime
 from simulators.server import SimDevice
-from tests.agent.helpers import eventually, events, journal_entries, running_agent
+from tests.agent.helpers import eventually, journal_entries, running_agent
 from tests.agent.test_uplink import _signed_contract, agent_running
 from tests.conftest import BrokerEndpoint, free_port
 from tests.hub.sync_helpers import PASSWORDS, SITE, acked, hub_config
@@ -113,8 +115,16 @@ async def test_a_hub_birth_rewinds_to_the_ack_and_a_new_boot_does_again(
     assert resends(caplog, "hub_birth") and resends(caplog, "hub_restart")
 
 
-async def test_a_row_deleted_from_the_agent_journal_syncs_past_as_an_explicit_alarmed_gap(
-        tmp_path: Path) -> None:
+HOLES = {
+    "deleted": ("DELETE FROM entries WHERE seq = 30", "rows missing"),
+    "undecodable": ("UPDATE entries SET body = x'ffff' WHERE seq = 30", "does not decode"),
+}
+
+
+@pytest.mark.parametrize("hole", sorted(HOLES))
+async def test_a_hole_in_the_agent_journal_syncs_past_as_an_explicit_alarmed_gap(
+        tmp_path: Path, hole: str) -> None:
+    sql, why = HOLES[hole]
     generate_keypair(tmp_path / "keys")
     port, journal = free_port(), tmp_path / "agent.db"
     async with SimDevice("tank", port=0, tick_ms=20, initial={"level": 1.0}) as sim:
@@ -123,7 +133,7 @@ async def test_a_row_deleted_from_the_agent_journal_syncs_past_as_an_explicit_al
             await eventually(lambda: len(journal_entries(journal)) >= 60, 30,
                              "the agent journaling while no broker exists")
             with contextlib.closing(sqlite3.connect(journal, timeout=10)) as db, db:
-                db.execute("DELETE FROM entries WHERE seq = 30")  # unsent: the hub never had it
+                db.execute(sql)  # unsent: the hub never had seq 30
             hub = HubRuntime(hub_config(tmp_path, listen_port=port))
             try:
                 async with hub.running():
@@ -137,5 +147,12 @@ async def test_a_row_deleted_from_the_agent_journal_syncs_past_as_an_explicit_al
     gap = next(r for r in rows if r.seq == 30)
     assert gap.kind == "gap" and gap.prev_hash == rows[28].hash and gap.hash == rows[30].prev_hash
     assert len(alarms) == 1 and "seq 30..30" in alarms[0].detail
-    assert [e.body["from_seq"] for e in events(journal, "journal_hole")] == [30]
-    assert not events(journal, "uplink_failed")
+    told = [e for e in journal_entries_readable(journal) if e.body.get("event") == "journal_hole"]
+    assert [(e.body["from_seq"], why in e.body["reason"]) for e in told] == [(30, True)]
+    assert not [e for e in journal_entries_readable(journal) if e.body.get("event") == "uplink_failed"]
+
+
+def journal_entries_readable(path: Path) -> list[Entry]:
+    """Every entry whose row still decodes (the test broke one on purpose)."""
+    with SqliteJournal(path) as j:
+        return j.read_tolerant(1, 1_000_000)[0]
