@@ -197,10 +197,14 @@ class HubSync:
         await self._maybe_caught_up(device)
 
     def _replayed(self, device: str, birth: Birth) -> bool:
+        """The broker's retained copy of the birth already handled (it is delivered again each
+        time the hub subscribes). After the device's last will the retained status is `offline`,
+        so an identical birth seen by a device taken offline is a new one."""
         if not self._known(device):
             return False
         rec = self.store.device(device)
-        return (rec.boot_id, rec.last_seq) == (birth.boot_id, birth.last_seq)
+        offline = rec.state in (DeviceState.PROJECTED, DeviceState.UNKNOWN)
+        return not offline and (rec.boot_id, rec.last_seq) == (birth.boot_id, birth.last_seq)
 
     def _known(self, device: str) -> bool:
         try:

@@ -121,3 +121,13 @@ async def test_a_declared_gap_is_stored_as_a_gap_row_alarmed_and_sync_carries_on
     assert (gap.kind, gap.prev_hash, gap.hash) == ("gap", entries[8].hash, entries[12].prev_hash)
     assert device.acked_seq == 20 and device.state is DeviceState.LIVE
     assert [a.kind for a in alarms] == ["journal_gap"] and "seq 10..12" in alarms[0].detail
+
+
+async def test_an_idle_device_back_after_its_last_will_with_the_same_birth_is_taken_back(
+        hub: HubRuntime) -> None:
+    sync = new_sync(hub, Clock())
+    await live_with(hub, sync, 20)
+    await sync.on_message(ST, b"offline")
+    assert state(hub) is DeviceState.PROJECTED
+    await sync.on_message(ST, birth("d1", 20))  # same boot, nothing journaled meanwhile
+    assert state(hub) is DeviceState.LIVE
