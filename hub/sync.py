@@ -120,8 +120,10 @@ class HubSync:
     async def _on_link_up(self) -> None:
         """Subscribed again (MqttLink subscribes before calling this): acks first, so an agent
         rewinds to the hub's real cursor when the birth arrives, then the birth."""
-        for d in self.store.devices():
-            await self._ack(TopicParts(site=d.site, device=d.id, channel=Channel.ACK), d.acked_seq)
+        for d in self.store.devices():  # LinkDown ends this session; the next connect redoes it
+            if d.acked_seq > 0:
+                await self.link.publish(topic(d.site, d.id, Channel.ACK),
+                                        Ack(seq=d.acked_seq).to_bytes())
         birth = HubBirth(boot=self.boot_id, ts_ms=self.clock())
         await self.link.publish(HUB_STATUS, birth.to_bytes(), qos=1, retain=True)
         log.info("hub_birth boot=%s devices_acked=%d", self.boot_id, len(self.store.devices()))

@@ -10,6 +10,7 @@ the hub's copy converges to the agent's head — gapless, every entry stored onc
 from __future__ import annotations
 
 import contextlib
+import logging
 import sqlite3
 import subprocess
 import sys
@@ -142,7 +143,8 @@ def transitions_since(db: Path, ts_ms: int) -> list[tuple[str, str, str]]:
 
 @pytest.mark.parametrize("kind", KINDS)
 async def test_hub_killed_and_restarted_with_the_broker_up_converges_and_is_not_live_meanwhile(
-        tmp_path: Path, kind: str) -> None:
+        tmp_path: Path, kind: str, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="fieldpact.agent.uplink")
     generate_keypair(tmp_path / "keys")
     db, log, port = tmp_path / "hub.db", tmp_path / "hub.log", free_port()
     with BrokerProcess(kind, tmp_path) as broker:
@@ -171,6 +173,9 @@ async def test_hub_killed_and_restarted_with_the_broker_up_converges_and_is_not_
     assert not shown_stale, f"shown live while the hub lacked seq {down_head}: {shown_stale[:3]}"
     assert moves and moves[0] == ("live", "reconciling", "hub_restart"), moves
     gapless_once(seqs)
+    heard = [r.getMessage() for r in caplog.records]
+    assert any(m.startswith("hub_offline") for m in heard)  # the dead hub's last will
+    assert any(m.startswith("hub_birth") and "restarted=True" in m for m in heard)
 
 
 async def _serving(http: httpx.AsyncClient) -> bool:
