@@ -30,6 +30,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.sync
 	$(BIN)/python -m bench.validate
 	$(BIN)/python -m bench.safety
+	$(BIN)/python -m bench.convergence
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

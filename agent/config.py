@@ -6,6 +6,7 @@
     trusted_key = "/etc/fieldpact/hub.pub" # Ed25519 public key of the hub (PEM)
     contract = "/etc/fieldpact/initial.cose"   # optional signed contract to load at start
     journal_budget_mb = 512
+    ack_timeout_s = 5                      # resend from the hub's ack when it stalls this long
     [modbus]  host = "192.0.2.10"  port = 502  timeout_s = 0.5
     [broker]  url = "mqtt://hub.local:1883"  username = "pump-station-7"  password_file = "/etc/…"
               # no [broker] table: standalone — runs its contract and journals, no autonomy budget
@@ -30,6 +31,8 @@ DEFAULT_JOURNAL_BUDGET_MB = 512
 DEFAULT_TELEMETRY_S = 1.0
 DEFAULT_BATCH_MAX = 500
 """Entries per journal batch: ~40 kB of CBOR, well under every broker's default message limit."""
+DEFAULT_ACK_TIMEOUT_S = 5.0
+"""Resend from the hub's ack when it has not advanced for this long (agent/resend.py)."""
 
 
 class ConfigError(ValueError):
@@ -62,6 +65,7 @@ class AgentConfig:
     journal_budget_mb: int = DEFAULT_JOURNAL_BUDGET_MB
     telemetry_s: float = DEFAULT_TELEMETRY_S
     batch_max: int = DEFAULT_BATCH_MAX
+    ack_timeout_s: float = DEFAULT_ACK_TIMEOUT_S
 
 
 def _get(m: Mapping[str, Any], key: str, kind: type | tuple[type, ...], where: str,
@@ -107,6 +111,13 @@ def _broker(m: Mapping[str, Any], base: Path) -> BrokerConfig | None:
                         password=password)
 
 
+def _positive(m: Mapping[str, Any], key: str, default: float) -> float:
+    value = float(_get(m, key, (int, float), "", default))
+    if value <= 0:
+        raise ConfigError(f"{key}: must be > 0, got {value!r}")
+    return value
+
+
 def from_mapping(m: dict[str, Any], base: Path, env: Mapping[str, str] | None = None) -> AgentConfig:
     """Build the config; raises ConfigError naming the key."""
     m = _env_overrides(m, os.environ if env is None else env)
@@ -123,6 +134,7 @@ def from_mapping(m: dict[str, Any], base: Path, env: Mapping[str, str] | None = 
         journal_budget_mb=_get(m, "journal_budget_mb", int, "", DEFAULT_JOURNAL_BUDGET_MB),
         telemetry_s=float(_get(m, "telemetry_s", (int, float), "", DEFAULT_TELEMETRY_S)),
         batch_max=_get(m, "batch_max", int, "", DEFAULT_BATCH_MAX),
+        ack_timeout_s=_positive(m, "ack_timeout_s", DEFAULT_ACK_TIMEOUT_S),
     )
 
 

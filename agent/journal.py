@@ -262,6 +262,21 @@ class SqliteJournal:
             f"{sql} ORDER BY seq LIMIT ?", [*args, limit]).fetchall())
         return [self._entry(row) for row in rows]
 
+    def read_tolerant(self, from_seq: int, limit: int) -> tuple[list[Entry], list[tuple[int, str]]]:
+        """Like `read`, but a row that does not decode is returned as (seq, why) instead of
+        failing the whole read: the uplink declares it as a gap rather than stalling on it.
+        Raises JournalError on I/O failure."""
+        rows = self._guard("read", lambda: self.db.execute(
+            f"{_SELECT} WHERE seq >= ? ORDER BY seq LIMIT ?", [from_seq, limit]).fetchall())
+        entries: list[Entry] = []
+        bad: list[tuple[int, str]] = []
+        for row in rows:
+            try:
+                entries.append(_row_to_entry(row))
+            except (EncodingError, ValueError, TypeError) as exc:
+                bad.append((int(row[0]), f"row does not decode: {exc}"[:200]))
+        return entries, bad
+
     def _entry(self, row: Sequence[Any]) -> Entry:
         try:
             return _row_to_entry(row)

@@ -65,6 +65,9 @@ class AsyncJournal:
     async def read(self, from_seq: int, limit: int) -> list[Entry]:
         return await self._call(self.sync.read, from_seq, limit)
 
+    async def read_tolerant(self, from_seq: int, limit: int) -> tuple[list[Entry], list[tuple[int, str]]]:
+        return await self._call(self.sync.read_tolerant, from_seq, limit)
+
     async def head(self) -> tuple[int, bytes]:
         return await self._call(self.sync.head)
 

@@ -2,10 +2,14 @@
 
 Delivery comes from seq + ack, never from the broker (invariant 5, DESIGN pitfalls): the journal is
 the queue. The sender publishes bounded batches from the hub's last ack; at most `window` batches
-may be in flight unacknowledged (backpressure on a slow broker or hub); if no ack arrives within
-`ack_timeout_s` it rewinds to the ack and sends again (the hub ingests idempotently by seq). An ack
-is made durable in the journal before anything may be dropped for it. On every (re)connect it
-publishes a retained birth and starts again from the ack.
+may be in flight unacknowledged (backpressure on a slow broker or hub). When to send again is
+decided by agent/resend.py on the hub's acks alone: the ack not advancing for `ack_timeout_s`
+while entries are outstanding, a duplicate ack (fast retransmit), a (re)connect. Local appends
+never postpone a resend. The hub ingests idempotently by seq. An ack is made durable in the
+journal before anything may be dropped for it. On every (re)connect it publishes a retained birth.
+It also follows the hub's own birth (`fp/v1/_hub/status`): a new boot (the hub restarted) or a new
+birth of the same boot (the hub reconnected and re-subscribed) rewinds to the ack, so what was sent
+while the hub could not hear is sent again.
 """
 from __future__ import annotations
 
@@ -19,13 +23,17 @@ from collections.abc import Callable
 
 from agent.config import AgentConfig
 from agent.contract_store import ContractStore
+from agent import batching, resend
 from agent.journal_thread import AsyncJournal
+from agent.resend import Reason, Resend, SendState
 from agent.scan import Connectivity, CycleReport, ScanLoop
+from contracts.chain import Entry, EntryKind
 from contracts.errors import ContractRefused, EncodingError
 from contracts.signing import peek_identity
-from contracts.topics import Channel, topic
+from contracts.topics import HUB_STATUS, Channel, topic
 from contracts.types import Value
-from contracts.wire import Ack, Birth, CommandMessage, ContractResult, JournalBatch, Telemetry
+from contracts.wire import (Ack, Birth, CommandMessage, ContractResult, HubBirth, JournalBatch,
+                            Telemetry)
 from fieldpact.backoff import Backoff
 from fieldpact.mqtt import LinkDown, MqttLink, Will
 from fieldpact.aio import raise_if_cancelled
@@ -35,15 +43,15 @@ log = logging.getLogger("fieldpact.agent.uplink")
 WINDOW = 4
 """Unacknowledged batches in flight; with 500-entry batches that is 2,000 entries of backpressure."""
 
-ACK_TIMEOUT_S = 5.0
-"""Long enough for a hub to ingest a full window on a slow SD card, short enough to resend soon
-after a lost message (the broker may drop QoS1 messages under load)."""
-
 
 LAST_CONTACT = "hub:last_contact"
 CONTACT_SAVE_MS = 10_000
 """Persist the last contact at most every 10 s while online: the budget is hours, so a restart
 loses at most 10 s of it, for one small write per 10 s."""
+
+MAX_HOLES_REMEMBERED = 10_000
+"""Holes already journaled (and unreadable rows noted) kept in memory; past this the sets are
+cleared — memory stays bounded, and a hole may then be journaled once more."""
 
 KEEPALIVE_S = 5
 """MQTT keepalive (also aiomqtt's connect timeout): a half-open link to the broker is noticed within
@@ -57,25 +65,29 @@ def wall_ms() -> int:
 class Uplink:
     def __init__(self, cfg: AgentConfig, journal: AsyncJournal, scan: ScanLoop,
                  store: ContractStore, conn: Connectivity, *, clock: Callable[[], int] = wall_ms,
-                 window: int = WINDOW, ack_timeout_s: float = ACK_TIMEOUT_S,
+                 window: int = WINDOW, ack_timeout_s: float | None = None,
                  reconnect: Backoff | None = None) -> None:
         assert cfg.broker is not None
         self.cfg, self.journal, self.scan, self.store, self.conn = cfg, journal, scan, store, conn
-        self._clock, self._window, self._ack_timeout_s = clock, window, ack_timeout_s
+        self._clock, self._window = clock, window
+        self._ack_timeout_s = cfg.ack_timeout_s if ack_timeout_s is None else ack_timeout_s
         self.boot_id = uuid.uuid4().hex
-        self._acked = 0
-        self._sent = 0
-        self._progress = asyncio.Event()
+        self._state = SendState()
+        self._wake = asyncio.Event()
         self._latest: CycleReport | None = None
         self._published_points: dict[str, object] = {}
         self._seen_contracts: set[bytes] = set()
         self._saved_contact = 0
+        self._hub: HubBirth | None = None  # the last hub birth seen
+        self._unreadable: dict[int, str] = {}  # seq -> why its row cannot be sent
+        self._holes_told: set[tuple[int, int]] = set()
         t = self._topic
         self.link = MqttLink(
             cfg.broker.url, client_id=f"fp-agent-{cfg.device}", username=cfg.broker.username,
             password=cfg.broker.password,
             will=Will(topic=t(Channel.STATUS), payload=b"offline", qos=1, retain=True),
-            subscriptions=[(t(Channel.ACK), 1), (t(Channel.CONTRACT), 1), (t(Channel.CMD), 1)],
+            subscriptions=[(t(Channel.ACK), 1), (t(Channel.CONTRACT), 1), (t(Channel.CMD), 1),
+                           (HUB_STATUS, 1)],
             on_connect=self._on_connect, on_disconnect=self._on_disconnect,
             backoff=reconnect or Backoff(initial_s=0.2, max_s=5.0, jitter=0.3),
             keepalive_s=KEEPALIVE_S)
@@ -86,10 +98,24 @@ class Uplink:
     def on_cycle(self, report: CycleReport) -> None:
         """Called by the scan loop after each cycle (never awaits: safety does not wait for us)."""
         self._latest = report
-        self._progress.set()
+        self._wake.set()
+
+    @property
+    def _acked(self) -> int:
+        return self._state.acked
+
+    def _rewind(self, reason: Reason) -> None:
+        self._state, r = resend.rewind(self._state, reason, time.monotonic())
+        self._log_resend(r)
+
+    def _log_resend(self, r: Resend) -> None:
+        log.info("journal_resend from_seq=%s reason=%s device=%s", r.from_seq, r.reason.value,
+                 self.cfg.device)
+        self._wake.set()
 
     async def run(self) -> None:
-        self._acked = await self.journal.acked_seq()
+        acked = await self.journal.acked_seq()
+        self._state = SendState(acked=acked, sent=acked, since_s=time.monotonic())
         async with asyncio.TaskGroup() as tg:
             tg.create_task(self.link.run(self._on_message), name="mqtt-link")
             tg.create_task(self._sender(), name="journal-sender")
@@ -98,14 +124,13 @@ class Uplink:
     # -- connection ------------------------------------------------------------------------
     async def _on_connect(self) -> None:
         self.conn.set_online(True, self._clock())
-        self._sent = self._acked
+        self._rewind(Reason.CONNECT)
         head, _ = await self.journal.head()
         active = self.scan.segment.active.contract if self.scan.segment else None
         birth = Birth(device=self.cfg.device, site=self.cfg.site, boot_id=self.boot_id,
                       contract=active.contract if active else None,
                       version=active.version if active else None, last_seq=head)
         await self.link.publish(self._topic(Channel.STATUS), birth.to_bytes(), retain=True)
-        self._progress.set()
 
     async def _on_disconnect(self, reason: str) -> None:
         self.conn.set_online(False, self.conn.last_contact_ms or self._clock())
@@ -130,17 +155,33 @@ class Uplink:
                 await self._on_contract(payload)
             elif topic_name == self._topic(Channel.CMD):
                 self.scan.commands.append(CommandMessage.from_bytes(payload).command)
+            elif topic_name == HUB_STATUS:
+                self._on_hub_status(payload)
         except EncodingError as exc:
             log.warning("uplink_bad_message topic=%s error=%s", topic_name, exc)
 
     async def _on_ack(self, ack: Ack) -> None:
         head, _ = await self.journal.head()
-        if ack.seq > self._acked and ack.seq <= head:
-            await self.journal.ack(ack.seq)  # durable before anything may be dropped for it
-            self._acked = ack.seq
-            self._progress.set()
+        if ack.seq <= head:
+            if ack.seq > self._acked:
+                await self.journal.ack(ack.seq)  # durable before anything may be dropped for it
+            self._state, r = resend.on_ack(self._state, ack.seq, time.monotonic())
+            if r is not None:
+                self._log_resend(r)
+            self._wake.set()
         self.conn.last_contact_ms = self._clock()
         await self._save_contact()
+
+    def _on_hub_status(self, payload: bytes) -> None:
+        if payload == b"offline":  # the hub's last will: it resends nothing; its birth will
+            log.warning("hub_offline device=%s", self.cfg.device)
+            return
+        birth, before = HubBirth.from_bytes(payload), self._hub
+        self._hub = birth
+        if before is None or (before.boot, before.ts_ms) != (birth.boot, birth.ts_ms):
+            restarted = before is not None and before.boot != birth.boot
+            log.info("hub_birth boot=%s restarted=%s", birth.boot[:8], restarted)
+            self._rewind(Reason.HUB_RESTART if restarted else Reason.HUB_BIRTH)
 
     async def _on_contract(self, signed: bytes) -> None:
         digest = hashlib.sha256(signed).digest()
@@ -168,41 +209,77 @@ class Uplink:
         while True:
             raise_if_cancelled()
             await self.link.connected.wait()
+            self._wake.clear()
             sent_any = await self._send_some()
-            if not sent_any:
-                await self._wait_progress(self._ack_timeout_s)
-                if self._sent > self._acked and not self._progress.is_set():
-                    log.info("journal_resend from_seq=%s", self._acked + 1)
-                    self._sent = self._acked  # no ack in time: rewind and resend
-            self._progress.clear()
+            r = resend.due(self._state, time.monotonic(), self._ack_timeout_s)
+            if r is not None:
+                self._state, r = resend.rewind(self._state, r.reason, time.monotonic())
+                self._log_resend(r)
+            elif not sent_any:
+                await self._wait_wake(resend.wait_s(self._state, time.monotonic(),
+                                                    self._ack_timeout_s))
 
-    async def _wait_progress(self, timeout_s: float) -> None:
+    async def _wait_wake(self, timeout_s: float) -> None:
         try:
             async with asyncio.timeout(timeout_s):
-                await self._progress.wait()
+                await self._wake.wait()
         except TimeoutError:
             pass
 
     async def _send_some(self) -> bool:
         head, _ = await self.journal.head()
-        limit = self.cfg.batch_max
-        if self._sent >= head or self._sent - self._acked >= self._window * limit:
+        limit, s = self.cfg.batch_max, self._state
+        if s.sent >= head or s.sent - s.acked >= self._window * limit:
             return False
-        low = await self.journal.low_water()
-        start = max(self._sent + 1, low)
-        entries = await self.journal.read(start, limit)
+        entries = await self._read_from(max(s.sent + 1, await self.journal.low_water()), limit)
         if not entries:
-            return False
-        batch = JournalBatch(device=self.cfg.device, from_seq=entries[0].seq, to_seq=entries[-1].seq,
-                             prev_hash=entries[0].prev_hash,
-                             entries=tuple(e.to_mapping() for e in entries),
-                             dropped_through=start - 1 if start > self._sent + 1 else 0)
+            return False  # a hole at the very end: it is declared once an entry follows it
+        payload = await self._encode(s.sent + 1, entries)
         try:
-            await self.link.publish(self._topic(Channel.JOURNAL), batch.to_bytes())
+            await self.link.publish(self._topic(Channel.JOURNAL), payload)
         except LinkDown:
             return False
-        self._sent = entries[-1].seq
+        self._state = resend.on_sent(self._state, entries[-1].seq, s.epoch, time.monotonic())
         return True
+
+    async def _read_from(self, start: int, limit: int) -> list[Entry]:
+        """Up to `limit` entries from `start`; undecodable rows are noted and read past."""
+        while True:
+            entries, bad = await self.journal.read_tolerant(start, limit)
+            self._unreadable.update(bad)
+            if entries or not bad:
+                return entries
+            start = bad[-1][0] + 1
+
+    async def _encode(self, from_seq: int, entries: list[Entry]) -> bytes:
+        try:
+            batch = batching.build(self.cfg.device, from_seq, entries)
+            payload = batch.to_bytes()
+        except Exception as exc:  # noqa: BLE001 - our own data must never crash-loop the uplink
+            log.error("journal_batch_unbuildable from_seq=%s error=%s", from_seq, exc)
+            entries, bad = batching.encodable(self.cfg.device, entries)
+            self._unreadable.update(bad)
+            if not entries:
+                raise
+            batch = batching.build(self.cfg.device, from_seq, entries)
+            payload = batch.to_bytes()
+        await self._journal_holes(batch.gaps)
+        return payload
+
+    async def _journal_holes(self, gaps: tuple[tuple[int, int], ...]) -> None:
+        """Each hole is journaled once per uplink (the batch declaring it is resent freely)."""
+        for first, last in gaps:
+            if (first, last) in self._holes_told:
+                continue
+            why = self._unreadable.get(first, "rows missing from the journal")
+            log.error("journal_hole from_seq=%s to_seq=%s reason=%s", first, last, why)
+            await self.journal.append(EntryKind.EVENT, {
+                "event": "journal_hole", "from_seq": first, "to_seq": last, "reason": why},
+                self._clock())
+            self._holes_told.add((first, last))
+        if len(self._holes_told) + len(self._unreadable) > MAX_HOLES_REMEMBERED:
+            self._holes_told.clear()
+            self._unreadable.clear()
 
     async def _telemetry(self) -> None:
         while True:

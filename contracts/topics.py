@@ -6,6 +6,8 @@ Rules:
 - Site, device and point names are single topic levels: never empty, and never containing `/`
   (level separator), `+` or `#` (wildcards, MQTT 3.1.1 section 4.7.1), or NUL (forbidden in any
   UTF-8 MQTT string, section 1.5.3).
+- One topic is not per device: `fp/v1/_hub/status`, the hub's retained birth (CBOR HubBirth) or
+  its last will `offline`. It has four levels, so no device filter (`fp/v1/+/+/…`) matches it.
 - `matches` and `covers` follow MQTT 3.1.1 section 4.7: `+` matches exactly one level, `#` matches
   the parent level and any number of children and must be last; a filter starting with a wildcard
   never matches a topic starting with `$` (section 4.7.2).
@@ -19,6 +21,10 @@ PREFIX = "fp/v1"
 """Namespace and wire version; a breaking change to the scheme bumps `v1` so old agents stay apart."""
 
 _FORBIDDEN = ("/", "+", "#", "\x00")
+
+HUB_STATUS = f"{PREFIX}/_hub/status"
+"""The hub's retained birth (contracts.wire.HubBirth) and its last will b"offline". Every device and
+integration may read it; only the hub may write it (hub/broker.py ACL)."""
 
 
 class Channel(enum.StrEnum):

@@ -29,6 +29,9 @@ from contracts.types import EpochMs, Value
 WIRE_VERSION = 1
 """Body format version of every message below; bump per message when its body changes."""
 
+MAX_BOOT_ID = 64
+"""A boot id is a uuid4 hex (32 characters); anything far longer is not one of ours."""
+
 
 class _Message:
     """Shared envelope handling: subclasses are dataclasses named by KIND and VERSION."""
@@ -161,7 +164,13 @@ class Birth(_Message):
 
 @dataclass(frozen=True, kw_only=True)
 class JournalBatch(_Message):
-    """A run of journal entries `from_seq..to_seq`, chained from `prev_hash` (contracts.chain)."""
+    """A run of journal entries `from_seq..to_seq`, chained from `prev_hash` (contracts.chain).
+
+    `gaps` declares seq ranges `(first, last)` inside `from_seq..to_seq` that the agent's journal
+    no longer holds (a row deleted or unreadable): every seq of the range is either an entry or in
+    exactly one gap, so the hub never waits for what will not come, and a signature over the batch
+    (interface 6) covers the gaps too. `dropped_through` is the older form of a leading gap
+    (retention dropped everything up to it), still accepted from older agents."""
 
     KIND: ClassVar[str] = "journal"
     MAX_BYTES: ClassVar[int] = 4 * 1024 * 1024
@@ -172,6 +181,7 @@ class JournalBatch(_Message):
     prev_hash: bytes
     entries: tuple[Mapping[str, Any], ...]
     dropped_through: int = 0
+    gaps: tuple[tuple[int, int], ...] = ()
 
     def __post_init__(self) -> None:
         k = self.KIND
@@ -183,17 +193,41 @@ class JournalBatch(_Message):
             raise _bad(k, "prev_hash", f"must be {HASH_SIZE} bytes", self.prev_hash)
         if not isinstance(self.entries, tuple) or not all(isinstance(e, Mapping) for e in self.entries):
             raise _bad(k, "entries", "must be a sequence of entry mappings", self.entries)
-        if self.entries and self.to_seq - self.from_seq + 1 != len(self.entries):
+        missing = _check_gaps(k, self.gaps, self.from_seq, self.to_seq)
+        if (self.entries or self.gaps) and self.to_seq - self.from_seq + 1 != len(self.entries) + missing:
             raise _bad(k, "to_seq", f"must be from_seq {self.from_seq} + {len(self.entries)} "
-                                    f"entries - 1", self.to_seq)
+                                    f"entries + {missing} seqs in gaps - 1", self.to_seq)
 
     def _body(self) -> dict[str, Any]:
-        return {**super()._body(), "entries": [dict(e) for e in self.entries]}
+        body = {**super()._body(), "entries": [dict(e) for e in self.entries],
+                "gaps": [list(g) for g in self.gaps]}
+        if not self.gaps:
+            del body["gaps"]  # byte-identical to batches from before gaps existed
+        return body
 
     @classmethod
     def _from_body(cls, body: dict[str, Any]) -> dict[str, Any]:
         entries = body["entries"]
-        return {**body, "entries": tuple(entries) if isinstance(entries, list) else entries}
+        out = {**body, "entries": tuple(entries) if isinstance(entries, list) else entries}
+        if "gaps" in body:
+            out["gaps"] = _as_pairs(body["gaps"])
+        return out
+
+
+def _check_gaps(k: str, gaps: Any, first: int, last: int) -> int:
+    """Gaps must be ordered, disjoint, non-adjacent (int, int) ranges within first..last; returns
+    how many seqs they cover. Non-adjacent bounds their count by the entries between them."""
+    ok = isinstance(gaps, tuple) and all(
+        isinstance(g, tuple) and len(g) == 2 and all(type(x) is int for x in g) for g in gaps)
+    if not ok:
+        raise _bad(k, "gaps", "must be a sequence of (first, last) seq pairs", str(gaps)[:80])
+    floor = first
+    for lo, hi in gaps:
+        if not floor <= lo <= hi <= last:
+            raise _bad(k, "gaps", f"range {lo}..{hi} must be ordered, apart and inside "
+                                  f"{first}..{last}", (lo, hi))
+        floor = hi + 2
+    return sum(hi - lo + 1 for lo, hi in gaps)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -325,3 +359,21 @@ class Telemetry(_Message):
             if name in body:
                 out[name] = _as_pairs(body[name])
         return out
+
+
+@dataclass(frozen=True, kw_only=True)
+class HubBirth(_Message):
+    """Hub to everyone, retained on `fp/v1/_hub/status` at every connect of the hub: which hub
+    process (`boot`, new per start) is up since `ts_ms`. A new boot, or a new birth of the same
+    boot (the hub reconnected and re-subscribed), tells agents to resend from the hub's ack."""
+
+    KIND: ClassVar[str] = "hub_birth"
+    boot: str
+    ts_ms: EpochMs
+
+    def __post_init__(self) -> None:
+        _str(self.KIND, "boot", self.boot)
+        if len(self.boot) > MAX_BOOT_ID:
+            raise _bad(self.KIND, "boot", f"must be at most {MAX_BOOT_ID} characters",
+                       self.boot[:MAX_BOOT_ID])
+        _int(self.KIND, "ts_ms", self.ts_ms)

@@ -6,6 +6,12 @@ loss back off (exponential, with jitter so a restarted hub is not hit by the who
 and connect again, forever, until cancelled. Half-open links are found by MQTT keepalive (paho
 pings every `keepalive_s` and drops the link when no PINGRESP comes back).
 
+Subscriptions are never assumed to survive: every session is a new clean-session client that
+subscribes to all of them before `connected` is set and `on_connect` runs (aiomqtt 2.x restores
+nothing, and a restarted broker without persistence has forgotten every subscription).
+`will` and `on_connect` may also be set by the part that owns the link's presence (the hub's sync
+side sets its birth and last will) before `run()`; each new session uses the current values.
+
 The link is not a queue: `publish` raises LinkDown when the link is down or the broker does not
 confirm in time. Callers decide; the agent's journal is the durable queue (invariant 5).
 """
@@ -90,9 +96,9 @@ class MqttLink:
         self.endpoint = parse_url(url)
         self.client_id = client_id
         self._credentials = (username, password)
-        self._will, self._subscriptions = will, tuple(subscriptions)
+        self.will, self._subscriptions = will, tuple(subscriptions)
         self._keepalive_s, self._backoff = keepalive_s, backoff
-        self._on_connect, self._on_disconnect = on_connect, on_disconnect
+        self.on_connect, self._on_disconnect = on_connect, on_disconnect
         self._rng = rng or random.Random()
         self._client: aiomqtt.Client | None = None
         self.connected = asyncio.Event()
@@ -163,8 +169,8 @@ class MqttLink:
         self.connected.set()
         log.info("mqtt_connected host=%s port=%d client_id=%s", self.endpoint.host,
                  self.endpoint.port, self.client_id)
-        if self._on_connect is not None:
-            await self._on_connect()
+        if self.on_connect is not None:
+            await self.on_connect()
 
     def _went_down(self) -> None:
         self.connected.clear()
@@ -172,7 +178,7 @@ class MqttLink:
 
     def _make_client(self) -> aiomqtt.Client:
         username, password = self._credentials
-        will = self._will
+        will = self.will
         return aiomqtt.Client(
             self.endpoint.host, self.endpoint.port, identifier=self.client_id,
             username=username, password=password, keepalive=self._keepalive_s,

@@ -6,8 +6,13 @@ Rules (invariant 5):
 - Every stored entry is chain-verified against the cursor (the last stored seq and hash). A break
   is an alarm: nothing at or after it is stored, and the ack does not move past it.
 - The ack is the cursor: the highest contiguous, verified seq.
-- An agent that had to drop unacknowledged entries (disk budget) says so with `dropped_through`;
-  the hub records the gap (an alarm) and re-anchors the chain on the first entry after it.
+- A hole never wedges sync. An agent declares seqs its journal no longer holds — dropped by
+  retention (`dropped_through`, older agents) or missing/unreadable rows (`gaps` inside the batch,
+  covered by its signature). A declared gap waits, like an entry, until it is next in line and the
+  entry after it has arrived; then the gap is returned (the hub stores it and raises an alarm) and
+  the chain is re-anchored on that entry's prev_hash. What the hub can verify, it does: everything
+  before the gap links to the cursor, the entry after it hashes correctly, everything later links.
+  A real entry next in line wins over a gap declared for its seq (it is verified like any other).
 """
 from __future__ import annotations
 
@@ -15,6 +20,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from contracts.chain import GENESIS, ChainBreak, Entry, check_entry, verify_chain
+
+MAX_PENDING_GAPS = 10_000
+"""Declared gaps held per device ahead of the cursor; a batch declares at most one per entry."""
 
 MAX_PENDING = 200_000
 """Out-of-order entries held per device: ~1 h of journal at 50 entries/s; more means the agent is
@@ -29,8 +37,15 @@ class Cursor:
 
 @dataclass(frozen=True, kw_only=True)
 class Gap:
+    """Seqs `from_seq..to_seq` the hub will never hold. `before` is the hash the chain had before
+    it, `after` the prev_hash of the entry after it (at `ts_ms`), so a stored gap row links both."""
+
     from_seq: int
     to_seq: int
+    reason: str = "missing"
+    before: bytes = GENESIS
+    after: bytes = GENESIS
+    ts_ms: int = 0
 
 
 @dataclass(kw_only=True)
@@ -40,7 +55,7 @@ class IngestResult:
     duplicates: int = 0
     buffered: int = 0
     broken: ChainBreak | None = None
-    gap: Gap | None = None
+    gaps: list[Gap] = field(default_factory=list)
     bodies: list[bytes] = field(default_factory=list)  # encoded bodies of `store`, as hashed
 
 
@@ -50,22 +65,32 @@ class DeviceIngest:
     def __init__(self, cursor: Cursor, pending: Mapping[int, Entry] | None = None) -> None:
         self.cursor = cursor
         self.pending: dict[int, Entry] = dict(pending or {})
+        self.gaps: dict[int, tuple[int, str]] = {}  # first seq -> (last seq, reason)
 
-    def add(self, entries: Sequence[Entry], dropped_through: int = 0) -> IngestResult:
+    def add(self, entries: Sequence[Entry], dropped_through: int = 0,
+            gaps: Sequence[tuple[int, int]] = ()) -> IngestResult:
         """Take a batch; return what to store (in seq order), the new cursor and any alarm."""
         result = IngestResult(cursor=self.cursor)
         before = self.cursor
         fresh = self._buffer(entries, result)
         if dropped_through > self.cursor.seq:
-            result.gap = self._skip_gap(dropped_through)
+            self._declare(self.cursor.seq + 1, dropped_through, "dropped by the agent's retention")
+        for first, last in gaps:
+            self._declare(first, last, "missing from the agent's journal")
         # Only this batch can newly link to an unmoved cursor: scanning the whole buffer on every
         # batch would be quadratic when batches arrive in reverse.
-        result.broken = self._drain(result.store, result.bodies) or self._skipped(
+        result.broken = self._drain(result) or self._skipped(
             fresh if self.cursor == before else list(self.pending.values()))
-        if len(self.pending) > MAX_PENDING:
+        if len(self.pending) > MAX_PENDING or len(self.gaps) > MAX_PENDING_GAPS:
             self.pending.clear()
+            self.gaps.clear()
         result.cursor, result.buffered = self.cursor, len(self.pending)
         return result
+
+    def _declare(self, first: int, last: int, reason: str) -> None:
+        first = max(first, self.cursor.seq + 1)
+        if first <= last and self.gaps.get(first, (0, ""))[0] < last:
+            self.gaps[first] = (last, reason)
 
     def _buffer(self, entries: Sequence[Entry], result: IngestResult) -> list[Entry]:
         fresh = []
@@ -77,27 +102,39 @@ class DeviceIngest:
                 fresh.append(e)
         return fresh
 
-    def _skip_gap(self, dropped_through: int) -> Gap | None:
-        first = self.pending.get(dropped_through + 1)
-        if first is None:
-            return None  # the entry after the gap has not arrived yet: wait for it
-        gap = Gap(from_seq=self.cursor.seq + 1, to_seq=dropped_through)
-        for seq in [s for s in self.pending if s <= dropped_through]:
-            del self.pending[seq]
-        self.cursor = Cursor(seq=dropped_through, hash=first.prev_hash)
-        return gap
-
-    def _drain(self, out: list[Entry], bodies: list[bytes]) -> ChainBreak | None:
-        while (e := self.pending.get(self.cursor.seq + 1)) is not None:
+    def _drain(self, result: IngestResult) -> ChainBreak | None:
+        while True:
+            e = self.pending.get(self.cursor.seq + 1)
+            if e is None and not self._cross_gap(result):
+                return None
+            if e is None:
+                continue
             broken, body = check_entry(e, self.cursor.hash, self.cursor.seq)
             if broken is not None:
                 self.pending.clear()  # see _check
                 return broken
             del self.pending[e.seq]
-            out.append(e)
-            bodies.append(body)
+            result.store.append(e)
+            result.bodies.append(body)
             self.cursor = Cursor(seq=e.seq, hash=e.hash)
-        return None
+
+    def _cross_gap(self, result: IngestResult) -> bool:
+        """Step over the declared gap that holds the next seq, once the entry after it is here."""
+        nxt = self.cursor.seq + 1
+        found = next(((f, v) for f, v in self.gaps.items() if f <= nxt <= v[0]), None)
+        if found is None:
+            return False
+        (last, reason), after = found[1], self.pending.get(found[1][0] + 1)
+        if after is None:
+            return False  # the entry after the gap has not arrived yet: wait for it
+        for first in [f for f, v in self.gaps.items() if v[0] <= last]:
+            del self.gaps[first]
+        for seq in [s for s in self.pending if s <= last]:
+            del self.pending[seq]
+        result.gaps.append(Gap(from_seq=nxt, to_seq=last, reason=reason, before=self.cursor.hash,
+                               after=after.prev_hash, ts_ms=after.ts_ms))
+        self.cursor = Cursor(seq=last, hash=after.prev_hash)
+        return True
 
     def _skipped(self, candidates: Sequence[Entry]) -> ChainBreak | None:
         # An entry that links to the cursor's hash under a later seq says the chain skipped seqs:
@@ -112,4 +149,5 @@ class DeviceIngest:
             # Drop the bad entry and everything buffered after it: the agent resends from the
             # ack, and a genuine agent's resend will chain; a forger's will not.
             self.pending.clear()
+            self.gaps.clear()
         return broken

@@ -44,13 +44,23 @@ class DeviceEvent(enum.StrEnum):
     RECONCILE_DONE = "reconcile_done"        # divergence measured, replan decided
     CHAIN_BROKEN = "chain_broken"            # an entry's prev_hash does not match
     RESET = "reset"                          # operator clears a fault
+    HUB_RESTART = "hub_restart"              # this hub process started: what it knew may be stale
+    JOURNAL_STALLED = "journal_stalled"      # telemetry flows but the journal stopped catching up
 
 
 _D, _E = DeviceState, DeviceEvent
 # A tuple, not a set: table order must not depend on string hashing (it is rendered in docs).
 _OFFLINE = ((_E.WILL, _D.PROJECTED), (_E.SILENCE, _D.PROJECTED), (_E.CHAIN_BROKEN, _D.FAULT))
 
+# After a hub restart nothing the hub holds is fresh: a device it showed live (or was catching up)
+# must speak again and be caught up before it is live (interface 7). Offline states stay put.
+_RESTART = ((_D.LIVE, _D.RECONCILING), (_D.RECONCILING, _D.RECONCILING),
+            (_D.RECONCILED, _D.RECONCILING), (_D.PROJECTED, _D.PROJECTED),
+            (_D.UNKNOWN, _D.UNKNOWN), (_D.FAULT, _D.FAULT))
+
 DEVICE_TRANSITIONS: Mapping[tuple[DeviceState, DeviceEvent], DeviceState] = MappingProxyType({
+    **{(s, _E.HUB_RESTART): t for s, t in _RESTART},
+    (_D.LIVE, _E.JOURNAL_STALLED): _D.RECONCILING,  # a trip in the missing journal is unseen
     (_D.UNKNOWN, _E.BIRTH): _D.RECONCILING,
     (_D.UNKNOWN, _E.TELEMETRY): _D.LIVE,
     (_D.UNKNOWN, _E.WILL): _D.PROJECTED,  # hub restarted while the device is offline (retained LWT)

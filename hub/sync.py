@@ -12,25 +12,35 @@ contract results and telemetry. Per message:
   contract/result  ACCEPT/REFUSE the contract version; a refusal goes to the planner (config).
 Background: silence → SILENCE (projected); journal caught up → reconcile (hub/offline.py) →
 RECONCILE_DONE → live. Every transition goes through the store's state tables (invariant 7).
+
+Restarts (issue 8). At start every device the hub showed live or was catching up takes HUB_RESTART
+(→ reconciling): nothing in memory survived, the values shown are stale. On every connect of its
+link — after the link has re-subscribed — the hub re-publishes each known device's ack, then its
+retained birth `fp/v1/_hub/status` (HubBirth, a new boot id per process; last will `offline`).
+Agents resend from the ack on it. A device in `reconciling` is caught up only once it has spoken
+since (a fresh birth, telemetry or a journal batch) and the hub holds everything up to the head it
+reported then; a retained birth replayed by the broker (identical to the stored one) is not news.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
+import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from contracts.chain import Entry
+from contracts.chain import Entry, EntryKind, encode_body
 from contracts.errors import EncodingError
 from contracts.inputs import Command
 from contracts.schema import parse_contract
-from contracts.topics import Channel, TopicParts, hub_filters, parse, topic
-from contracts.wire import Ack, Birth, CommandMessage, ContractResult, JournalBatch, Telemetry
+from contracts.topics import HUB_STATUS, Channel, TopicParts, hub_filters, parse, topic
+from contracts.wire import (Ack, Birth, CommandMessage, ContractResult, HubBirth, JournalBatch,
+                            Telemetry)
 from contracts.types import EpochMs
-from fieldpact.mqtt import LinkDown, MqttLink
+from fieldpact.mqtt import LinkDown, MqttLink, Will
 from hub.config import FailureCategory
-from hub.ingest import Cursor, DeviceIngest
+from hub.ingest import Cursor, DeviceIngest, Gap
 from hub.offline import OfflineManager, current_point
 from hub.states import ContractEvent, ContractStatus, DeviceEvent, DeviceState, IllegalTransition
 from hub.store import DeviceRecord, HubStore, JournalRow, NotFound, contract_id
@@ -78,7 +88,14 @@ class HubSync:
         self.live: dict[str, dict[str, Any]] = {}
         self._dirty: set[str] = set()
         self._ingest: dict[str, DeviceIngest] = {}
-        self._birth_seq: dict[str, int] = {}
+        # Catch-up target per device in `reconciling`: the head it reported since it entered;
+        # absent = it has not spoken since (then it is not caught up, whatever the cursor says).
+        self._target: dict[str, int] = {}
+        self._snapshotted: set[str] = set()  # telemetry head already taken into the target
+        self._advanced_ms: dict[str, EpochMs] = {}  # when each device's cursor last moved
+        self.boot_id = uuid.uuid4().hex
+        link.will = Will(topic=HUB_STATUS, payload=_OFFLINE, qos=1, retain=True)
+        link.on_connect = self._on_link_up
         self.entries_ingested = 0
         self._started: set[str] = set()  # contract ids already moved to ACTIVE by telemetry
         self._lock = asyncio.Lock()
@@ -88,9 +105,32 @@ class HubSync:
         return [(f, 1) for f in hub_filters()]
 
     async def run(self) -> None:
+        self.announce_restart()
         async with asyncio.TaskGroup() as tg:
             tg.create_task(self.link.run(self.on_message), name="hub-mqtt")
             tg.create_task(self._ticker(), name="hub-sync-ticker")
+
+    # -- restarts -------------------------------------------------------------------------
+    def announce_restart(self) -> None:
+        """This process is a new hub: every device shown live or being caught up takes
+        HUB_RESTART (interface 7). Called by `run()` before the link starts."""
+        for d in self.store.devices():
+            self._event(d.id, DeviceEvent.HUB_RESTART, f"hub boot {self.boot_id[:8]}")
+
+    async def _on_link_up(self) -> None:
+        """Subscribed again (MqttLink subscribes before calling this): acks first, so an agent
+        rewinds to the hub's real cursor when the birth arrives, then the birth."""
+        for d in self.store.devices():  # LinkDown ends this session; the next connect redoes it
+            if d.acked_seq > 0:
+                await self.link.publish(topic(d.site, d.id, Channel.ACK),
+                                        Ack(seq=d.acked_seq).to_bytes())
+        birth = HubBirth(boot=self.boot_id, ts_ms=self.clock())
+        await self.link.publish(HUB_STATUS, birth.to_bytes(), qos=1, retain=True)
+        log.info("hub_birth boot=%s devices_acked=%d", self.boot_id, len(self.store.devices()))
+
+    def _heard(self, device: str, head: int) -> None:
+        """The device spoke since it entered `reconciling`, reporting journal head `head`."""
+        self._target[device] = max(self._target.get(device, 0), head)
 
     # -- dispatch -------------------------------------------------------------------------
     async def on_message(self, topic_name: str, payload: bytes) -> None:
@@ -130,6 +170,9 @@ class HubSync:
         return DeviceState(changed.after)
 
     def _on_transition(self, device: str, before: DeviceState, after: DeviceState) -> None:
+        if after is DeviceState.RECONCILING and before is not DeviceState.RECONCILING:
+            self._target.pop(device, None)
+            self._snapshotted.discard(device)
         if after is DeviceState.PROJECTED:
             rec = self.store.device(device)
             blob = self.offline.start_projection(rec, self.live.get(device), self._cursor(rec).seq)
@@ -144,14 +187,26 @@ class HubSync:
                 self._event(device, DeviceEvent.WILL, "last will")
             return
         birth = Birth.from_bytes(payload)
+        if self._replayed(device, birth):
+            return  # the broker's retained copy of a birth we already handled: not news
         self.store.ensure_device(device, parts.site, self.clock(), dict(birth.labels))
         self.store.update_device(device, boot_id=birth.boot_id, contract=birth.contract,
                                  version=birth.version, last_seq=birth.last_seq,
                                  last_seen_ms=self.clock(), labels=dict(birth.labels))
-        self._birth_seq[device] = birth.last_seq
         self._event(device, DeviceEvent.BIRTH, f"boot {birth.boot_id[:8]}")
+        self._heard(device, birth.last_seq)
         await self._repush_if_needed(self.store.device(device))
         await self._maybe_caught_up(device)
+
+    def _replayed(self, device: str, birth: Birth) -> bool:
+        """The broker's retained copy of the birth already handled (it is delivered again each
+        time the hub subscribes). After the device's last will the retained status is `offline`,
+        so an identical birth seen by a device taken offline is a new one."""
+        if not self._known(device):
+            return False
+        rec = self.store.device(device)
+        offline = rec.state in (DeviceState.PROJECTED, DeviceState.UNKNOWN)
+        return not offline and (rec.boot_id, rec.last_seq) == (birth.boot_id, birth.last_seq)
 
     def _known(self, device: str) -> bool:
         try:
@@ -188,15 +243,20 @@ class HubSync:
             return
         rec = self.store.device(device)
         ing = self._ingest.setdefault(device, DeviceIngest(self._cursor(rec)))
-        result = ing.add([Entry.from_mapping(m) for m in batch.entries], batch.dropped_through)
-        if result.store:
-            self.store.insert_journal(_rows(device, result.store, result.bodies))
+        result = ing.add([Entry.from_mapping(m) for m in batch.entries], batch.dropped_through,
+                         batch.gaps)
+        if result.store or result.gaps:
+            self.store.insert_journal([*_rows(device, result.store, result.bodies),
+                                       *(_gap_row(device, g) for g in result.gaps)])
             self.entries_ingested += len(result.store)
+        if result.cursor.seq > rec.acked_seq:
+            self._advanced_ms[device] = self.clock()
         self.store.update_device(device, acked_seq=result.cursor.seq, last_hash=result.cursor.hash,
                                  last_seen_ms=self.clock())
-        if result.gap is not None:
-            self._alarm(device, "journal_gap", f"agent dropped seq {result.gap.from_seq}.."
-                        f"{result.gap.to_seq} before the hub had them")
+        self._heard(device, batch.to_seq)
+        for g in result.gaps:
+            self._alarm(device, "journal_gap", f"seq {g.from_seq}..{g.to_seq} will never reach "
+                        f"the hub: {g.reason}; sync continues after it")
         if result.broken is not None:
             self._alarm(device, "chain_broken", f"seq {result.broken.seq}: {result.broken.reason}")
             self._event(device, DeviceEvent.CHAIN_BROKEN, result.broken.reason)
@@ -220,7 +280,8 @@ class HubSync:
         rec = self.store.device(device)
         if rec.state is not DeviceState.RECONCILING:
             return
-        if self._cursor(rec).seq < self._birth_seq.get(device, rec.last_seq):
+        target = self._target.get(device)
+        if target is None or self._cursor(rec).seq < target:
             return
         if self._event(device, DeviceEvent.JOURNAL_CAUGHT_UP) is DeviceState.RECONCILED:
             report = await self.offline.reconcile_device(self.store.device(device))
@@ -296,7 +357,10 @@ class HubSync:
             # Other states take TELEMETRY as a self-loop: skip it, since every event is a durable
             # (fsync'd) transaction and telemetry arrives every second from every device.
             self._event(device, DeviceEvent.TELEMETRY)
-        if rec.state is DeviceState.RECONCILING:
+        if self.store.device(device).state is DeviceState.RECONCILING:
+            if device not in self._snapshotted:  # once per stay: a moving target is never met
+                self._snapshotted.add(device)
+                self._heard(device, t.seq)
             await self._maybe_caught_up(device)
 
     async def _on_result(self, parts: TopicParts, payload: bytes) -> None:
@@ -318,6 +382,7 @@ class HubSync:
             await asyncio.sleep(TICK_S)
             async with self._lock:
                 self._check_silence()
+                self._check_stalls()
                 self._refresh_projections()
                 await self._reconcile_requests()
                 if time.monotonic() >= next_flush:
@@ -346,6 +411,18 @@ class HubSync:
                 if now - seen > self.silence_timeout_ms:
                     self._event(d.id, DeviceEvent.SILENCE, f"silent for {(now - seen) // 1000} s")
 
+    def _check_stalls(self) -> None:
+        """A live device whose telemetry reports journal beyond what the hub holds, while the
+        hub's cursor has not moved for the silence timeout, is not shown live: a trip may sit in
+        the part of the journal the hub does not have."""
+        now = self.clock()
+        for d in self.store.devices(DeviceState.LIVE):
+            head = self.live.get(d.id, {}).get("seq", 0)
+            since = self._advanced_ms.setdefault(d.id, now)
+            if head > self._cursor(d).seq and now - since > self.silence_timeout_ms:
+                self._event(d.id, DeviceEvent.JOURNAL_STALLED,
+                            f"journal at {self._cursor(d).seq}, device at {head}")
+
     def _refresh_projections(self) -> None:
         for d in self.store.devices(DeviceState.PROJECTED):
             if isinstance(d.projection, Mapping) and d.projection.get("source") == "projection":
@@ -373,6 +450,16 @@ class HubSync:
 def _rows(device: str, entries: list[Entry], bodies: list[bytes]) -> list[JournalRow]:
     return [JournalRow(device=device, seq=e.seq, ts_ms=e.ts_ms, kind=e.kind.value, body=body,
                        prev_hash=e.prev_hash, hash=e.hash) for e, body in zip(entries, bodies, strict=True)]
+
+
+def _gap_row(device: str, g: Gap) -> JournalRow:
+    """A gap kept in the hub's journal at its first seq, so a reader sees the hole rather than a
+    silent jump. Its hashes link the rows around it (`before` → `after`); it is the hub's record,
+    not an agent entry, and says so."""
+    body = {"missing_from": g.from_seq, "missing_to": g.to_seq, "reason": g.reason,
+            "recorded_by": "hub"}
+    return JournalRow(device=device, seq=g.from_seq, ts_ms=g.ts_ms, kind=EntryKind.GAP.value,
+                      body=encode_body(body), prev_hash=g.before, hash=g.after)
 
 
 def _with_current(blob: dict[str, Any], points: list[dict[str, Any]], now_ms: EpochMs) -> dict[str, Any]:

@@ -8,7 +8,8 @@ from hypothesis import strategies as st
 from contracts.codec import canonical_dumps, decode_message, encode_message
 from contracts.errors import EncodingError
 from contracts.inputs import Command, CommandKind
-from contracts.wire import Ack, Birth, CommandMessage, ContractResult, JournalBatch, Telemetry
+from contracts.wire import (Ack, Birth, CommandMessage, ContractResult, HubBirth, JournalBatch,
+                            Telemetry)
 
 ENTRY = {"seq": 5, "ts_ms": 1_700_000_000_000, "kind": "step", "body": {"step": "fill"},
          "hash": b"\x01" * 32}
@@ -21,7 +22,10 @@ MESSAGES = [
     JournalBatch(device="pump-station-7", from_seq=5, to_seq=6, prev_hash=b"\x00" * 32,
                  entries=(ENTRY, {**ENTRY, "seq": 6}), dropped_through=2),
     JournalBatch(device="pump-station-7", from_seq=9, to_seq=8, prev_hash=b"\x02" * 32, entries=()),
+    JournalBatch(device="pump-station-7", from_seq=4, to_seq=9, prev_hash=b"\x00" * 32,
+                 entries=(ENTRY, {**ENTRY, "seq": 6}, {**ENTRY, "seq": 9}), gaps=((4, 4), (7, 8))),
     Ack(seq=6),
+    HubBirth(boot="0f" * 16, ts_ms=1_700_000_000_000),
     ContractResult(contract="tank-fill", version=3, accepted=True, refusal=None, detail=""),
     ContractResult(contract="tank-fill", version=2, accepted=False, refusal="older_version",
                    detail="tank-fill version 2 is older than accepted 3"),
@@ -123,3 +127,28 @@ def test_arbitrary_ack_bodies_decode_or_raise_encoding_error_only(body: dict[str
         Ack.from_bytes(canonical_dumps({"kind": "ack", "v": 1, "body": body}))
     except EncodingError:
         pass
+
+
+def test_hub_birth_refuses_an_empty_or_oversized_boot_id() -> None:
+    with pytest.raises(EncodingError, match="'boot'"):
+        HubBirth(boot="", ts_ms=1)
+    with pytest.raises(EncodingError, match="at most 64"):
+        HubBirth(boot="x" * 65, ts_ms=1)
+
+
+@pytest.mark.parametrize(("gaps", "why"), [
+    (((5, 5), (6, 6)), "apart"),         # adjacent: one range, written twice
+    (((7, 8), (4, 4)), "ordered"),
+    (((3, 4),), "inside"),               # starts before from_seq
+    (((4, 4),), "seqs in gaps"),         # entries + gaps must cover from_seq..to_seq exactly
+    (((4, "x"),), "pairs"),
+])
+def test_journal_gaps_that_do_not_tile_the_batch_are_refused(gaps: object, why: str) -> None:
+    with pytest.raises(EncodingError, match=why):
+        JournalBatch(device="d", from_seq=4, to_seq=9, prev_hash=b"\x00" * 32,
+                     entries=(ENTRY,) * 3, gaps=gaps)  # type: ignore[arg-type]
+
+
+def test_a_batch_without_gaps_encodes_as_before_gaps_existed() -> None:
+    plain = JournalBatch(device="d", from_seq=5, to_seq=5, prev_hash=b"\x00" * 32, entries=(ENTRY,))
+    assert "gaps" not in decode_message(plain.to_bytes(), "journal", 1)

@@ -36,6 +36,10 @@ def seqs(entries: list[Entry]) -> list[int]:
     return [e.seq for e in entries]
 
 
+def spans(result: hub.ingest.IngestResult) -> list[tuple[int, int]]:
+    return [(g.from_seq, g.to_seq) for g in result.gaps]
+
+
 def run(batches: list[list[Entry]], cursor: Cursor = Cursor()) -> tuple[DeviceIngest, list[Entry]]:
     ing = DeviceIngest(cursor)
     stored: list[Entry] = []
@@ -53,7 +57,7 @@ def test_in_order_batches_are_stored_once_and_the_cursor_advances_to_the_last_ha
     assert seqs(first.store) == list(range(1, 11)) and first.cursor.seq == 10
     assert seqs(second.store) == list(range(11, 26))
     assert second.cursor == Cursor(seq=25, hash=CHAIN[24].hash)
-    assert (second.duplicates, second.buffered, second.broken, second.gap) == (0, 0, None, None)
+    assert (second.duplicates, second.buffered, second.broken, second.gaps) == (0, 0, None, [])
 
 
 def test_a_resent_batch_is_counted_as_duplicates_and_stores_nothing() -> None:
@@ -184,7 +188,7 @@ def test_dropped_through_reports_the_gap_and_reanchors_the_chain_on_the_next_ent
     ing = DeviceIngest(Cursor())
     ing.add(CHAIN[:3])
     result = ing.add(CHAIN[6:10], dropped_through=6)
-    assert result.gap == Gap(from_seq=4, to_seq=6)
+    assert spans(result) == [(4, 6)]
     assert seqs(result.store) == [7, 8, 9, 10] and result.broken is None
     assert result.cursor == Cursor(seq=10, hash=CHAIN[9].hash)
     assert ing.add(CHAIN[3:6]).duplicates == 3  # a late copy of a dropped run is not stored
@@ -194,16 +198,52 @@ def test_dropped_through_waits_for_the_entry_after_the_gap_before_reanchoring() 
     ing = DeviceIngest(Cursor())
     ing.add(CHAIN[:3])
     early = ing.add(CHAIN[7:10], dropped_through=6)
-    assert early.gap is None and early.store == [] and early.cursor.seq == 3
+    assert early.gaps == [] and early.store == [] and early.cursor.seq == 3
     result = ing.add(CHAIN[6:10], dropped_through=6)
-    assert result.gap == Gap(from_seq=4, to_seq=6) and seqs(result.store) == [7, 8, 9, 10]
+    assert spans(result) == [(4, 6)] and seqs(result.store) == [7, 8, 9, 10]
 
 
 def test_dropped_through_at_or_below_the_cursor_is_no_gap() -> None:
     ing = DeviceIngest(Cursor())
     ing.add(CHAIN[:5])
     result = ing.add(CHAIN[5:8], dropped_through=5)
-    assert result.gap is None and seqs(result.store) == [6, 7, 8]
+    assert result.gaps == [] and seqs(result.store) == [6, 7, 8]
+
+
+# -- holes declared inside a batch ------------------------------------------------------------
+
+
+def test_a_declared_hole_is_crossed_reported_with_its_links_and_the_rest_is_verified() -> None:
+    ing = DeviceIngest(Cursor())
+    without_11 = CHAIN[:10] + CHAIN[11:20]
+    result = ing.add(without_11, gaps=[(11, 11)])
+    assert spans(result) == [(11, 11)] and result.broken is None
+    gap = result.gaps[0]
+    assert (gap.before, gap.after, gap.ts_ms) == (CHAIN[9].hash, CHAIN[11].prev_hash, CHAIN[11].ts_ms)
+    assert seqs(result.store) == [*range(1, 11), *range(12, 21)]
+    assert result.cursor == Cursor(seq=20, hash=CHAIN[19].hash)
+
+
+def test_a_tampered_entry_after_a_hole_still_breaks_the_chain() -> None:
+    forged = replace(CHAIN[12], body={"writes": {"pump_speed": 9999}})
+    result = DeviceIngest(Cursor()).add(CHAIN[:10] + [CHAIN[11], forged], gaps=[(11, 11)])
+    assert spans(result) == [(11, 11)] and result.broken is not None and result.broken.seq == 13
+    assert result.cursor.seq == 12
+
+
+def test_a_hole_waits_until_it_is_next_and_the_entry_after_it_has_come() -> None:
+    ing = DeviceIngest(Cursor())
+    ahead = ing.add(CHAIN[14:20], gaps=[(11, 14)])  # the batch before it was lost
+    assert ahead.gaps == [] and ahead.store == [] and ahead.cursor.seq == 0
+    result = ing.add(CHAIN[:10])
+    assert spans(result) == [(11, 14)] and result.cursor.seq == 20
+
+
+def test_a_hole_declared_again_after_it_was_crossed_is_no_new_gap() -> None:
+    ing = DeviceIngest(Cursor())
+    ing.add(CHAIN[:10] + CHAIN[11:20], gaps=[(11, 11)])
+    again = ing.add(CHAIN[11:20], gaps=[(11, 11)])
+    assert again.gaps == [] and again.duplicates == 9
 
 
 # -- the pending bound ------------------------------------------------------------------------
