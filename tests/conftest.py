@@ -147,6 +147,15 @@ def running_mosquitto(tmp_path: Path, users: Mapping[str, FleetUser] = FLEET, *,
     """Mosquitto with `users`, from the exported files in tmp_path/mosquitto (see the fixture)."""
     binary = mosquitto_binary()
     port = free_port()
+    config = write_mosquitto_config(tmp_path, port, users, run_as=run_as)
+    with start_mosquitto(binary, config, port, tmp_path / "mosquitto.log"):
+        yield BrokerEndpoint(host="127.0.0.1", port=port, users=users, kind="mosquitto")
+
+
+def write_mosquitto_config(tmp_path: Path, port: int, users: Mapping[str, FleetUser] = FLEET, *,
+                           run_as: str = "root") -> Path:
+    """`export-mosquitto`'s files for `users` in tmp_path/mosquitto, plus a mosquitto.conf listening
+    on 127.0.0.1:`port` without persistence; returns the config's path."""
     out = tmp_path / "mosquitto"
     specs = {name: u.mosquitto_spec for name, u in users.items()}
     mosquitto_export.write(mosquitto_export.render(specs, out, f"{port} 127.0.0.1"), out,
@@ -156,8 +165,7 @@ def running_mosquitto(tmp_path: Path, users: Mapping[str, FleetUser] = FLEET, *,
         (out / mosquitto_export.CONF_NAME).read_text() + "persistence false\n"
         # As root in CI keep root, else mosquitto drops to its own user and cannot read tmp.
         + f"user {run_as}\nlog_dest stderr\nlog_type error\nlog_type warning\n")
-    with start_mosquitto(binary, config, port, tmp_path / "mosquitto.log"):
-        yield BrokerEndpoint(host="127.0.0.1", port=port, users=users, kind="mosquitto")
+    return config
 
 
 @contextlib.contextmanager

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import FLEET, BrokerEndpoint, _write_mosquitto_files, fleet_specs, free_port
+from tests.conftest import FLEET, BrokerEndpoint, fleet_specs, free_port, write_mosquitto_config
 
 REPO = Path(__file__).resolve().parents[2]
 START_TIMEOUT_S = 20.0
@@ -38,7 +38,7 @@ class BrokerProcess:
                 "mosquitto", path="/usr/sbin:/usr/local/sbin")
             if binary is None:
                 pytest.skip("mosquitto binary not found")
-            self._argv = [binary, "-c", str(_write_mosquitto_files(workdir, self.port))]
+            self._argv = [binary, "-c", str(write_mosquitto_config(workdir, self.port))]
         else:
             self._argv = [sys.executable, "-m", "tests.hub.broker_process", str(self.port)]
 
