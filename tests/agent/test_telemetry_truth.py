@@ -73,7 +73,7 @@ async def test_telemetry_and_points_carry_the_read_back_and_the_safe_confirmatio
                                               password=amqtt_broker.users["d1"].password),
                           contract=contract, telemetry_s=0.2)
         async with _listen(amqtt_broker, "hub", "fp/v1/s1/d1/telemetry") as tele, \
-                _listen(amqtt_broker, "scada", "fp/v1/+/+/points/#") as points, \
+                _listen(amqtt_broker, "scada", "fp/v1/s1/+/points/#") as points, \
                 running_agent(cfg, reconnect=Backoff(initial_s=0.1, max_s=0.5)):
             await eventually(lambda: sim.values()["pump_speed"] == 1200, 10, "pump at 1200 rpm")
             hmi = AsyncModbusTcpClient("127.0.0.1", port=sim.port, timeout=1, retries=0)

@@ -54,7 +54,7 @@ async def agent_on(tmp_path: Path, broker: BrokerEndpoint) -> AsyncIterator[Agen
 
 @contextlib.asynccontextmanager
 async def fake_hub(broker: BrokerEndpoint) -> AsyncIterator[aiomqtt.Client]:
-    async with aiomqtt.Client(broker.host, broker.port, identifier="fake-hub",
+    async with aiomqtt.Client(broker.host, broker.port, identifier="fieldpact-hub/fake-hub",
                               **broker.login("hub")) as client:  # type: ignore[arg-type]
         await client.subscribe(topic(SITE, "d1", Channel.JOURNAL), qos=1)
         yield client
