@@ -4,8 +4,10 @@ Rules:
 - Every error is JSON `{"error": message, "issues": [{"path", "reason"}]}` with a proper status:
   400 bad body, 401/403 (auth middleware), 404, 405, 409 conflict or illegal state, 413 too big,
   415 unsupported media type, 422 invalid contract, 503 publish failed.
-- A contract body is YAML or JSON by Content-Type, decoded with the same strictness as contract
-  files (YAML 1.2 booleans, duplicate keys refused) so a document means the same thing either way.
+- A contract body is YAML or JSON by Content-Type, decoded with the same strictness and bounds as
+  contract files (YAML 1.2 booleans, duplicate keys, aliases and deep nesting refused) so a
+  document means the same thing either way. Bodies are capped while streaming (413 at the cap, the
+  rest never read), and decoding runs in the service's worker thread, never on the event loop.
 - `create_app(service, auth_config, lifespan=...)` builds one app with its own metrics registry;
   the integrator adds the MQTT side in the lifespan.
 - The operator page (`/`, `/static/*`, files in hub/static) is served beside the API but is not

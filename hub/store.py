@@ -26,8 +26,8 @@ from typing import Any
 from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
 
-from contracts.limits import quote
 from contracts import codec
+from contracts.limits import quote
 from contracts.types import EpochMs
 from fieldpact.files import private_sqlite
 from hub.audit import AuditAction, AuditEntry, Outcome

@@ -139,3 +139,17 @@ def test_project_prints_table_transitions_and_confidence(capsys: pytest.CaptureF
     out = capsys.readouterr().out
     assert "tank-fill v3 projected" in out and "transitions" in out and "confidence: " in out
     assert "2026-11-24T06:00:00Z" in out and "fill" in out
+
+
+def test_validate_reports_a_missing_offline_with_every_other_mistake(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 9 finding 8: a contract missing `offline` used to report only that."""
+    lines = [ln for ln in EXAMPLE.read_text().splitlines() if not ln.startswith("offline:")]
+    text = "\n".join(lines).replace("limits: [0, 1500]", "limits: [0, 99999]")
+    text = text.replace('"level >= 4.0', '"levle >= 4.0').replace("version: 3", "version: 0")
+    path = tmp_path / "many.yaml"
+    path.write_text(text)
+    assert main(["contract", "validate", str(path)]) == 1
+    out = capsys.readouterr().out
+    for where in ("version:", "offline: is required", ".limits:", "until: names unknown point"):
+        assert f"{path}: " in out and where in out, where

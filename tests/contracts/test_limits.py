@@ -263,3 +263,10 @@ def test_peek_identity_reads_two_fields_without_validating() -> None:
     signed = sign_contract(c, Ed25519PrivateKey.generate())
     assert peek_identity(signed) == ("tank-fill", c.version)
     assert copy.copy(peek_identity(b"junk")) == (None, None)
+
+
+def test_no_tag_but_cose_decodes_across_the_low_range() -> None:
+    """cbor2 decodes its built-in tags itself; every one must be overridden to refuse."""
+    for tag in [t for t in range(0, 1100) if t != 18] + [43000, 55799, 2**32]:
+        with pytest.raises(EncodingError, match="is not used by the wire format"):
+            codec.loads(cbor2.dumps(cbor2.CBORTag(tag, 0)))
