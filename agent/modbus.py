@@ -19,8 +19,12 @@ Hurry (safe state not yet confirmed on the device): the backoff could leave a de
 again unvisited for up to its 5 s cap, and a hung device accepts TCP connections, so a connect says
 nothing. While `hurry(interval_s)` is set, reconnecting is done by a background *probe* instead: a
 fresh client connects and sends the first request of the last plan; only an answer makes it the
-link's client. At most one probe is in flight, one starts at most every interval_s (the scan
-period), and the next starts as soon as one fails. read() never waits for a probe, and while
+link's client. At most one probe is in flight (a device may accept only a few connections), one
+starts at most every interval_s (the scan period), and the next starts as soon as one fails. A
+probe waits one interval for its answer, not the whole Modbus timeout: a hung device that drops what
+it received never answers the probe in flight when it comes back, so a long probe wait is what
+delays confirming safe state; every PROBE_FULL_EVERY-th probe waits the full timeout, so a device
+slower than one scan period (a serial gateway) is still found. read() never waits for a probe, and while
 hurried a timed-out read leaves the rest of the plan BAD at once, so a hung device costs the scan
 one timeout, not one per cycle; once it answers again, the link is back within one timeout plus
 one interval.
@@ -55,6 +59,11 @@ DEADLINE_MARGIN_S = 0.1
 """Our own deadline sits this far beyond pymodbus's, so pymodbus's timeout normally fires first and
 ours only catches a hang inside the library."""
 
+
+PROBE_FULL_EVERY = 4
+"""While hurried, one probe in four waits the full Modbus timeout; the others wait one scan period.
+A healthy device on a LAN answers in milliseconds, so a short wait misses only a slow one, and that
+one is still found by every fourth probe (within 4 intervals + 1 timeout)."""
 
 DEFAULT_BACKOFF = Backoff(initial_s=0.05, max_s=5.0, jitter=0.2)
 """Start retrying a device fast (a dropped TCP connection usually comes straight back) and back
@@ -188,7 +197,8 @@ class ModbusLink:
         assert self._last_plan is not None and self._hurry_s is not None
         self._probe_due = self._clock() + self._hurry_s
         self.probes += 1
-        self._probe = asyncio.create_task(self._probe_once(self._last_plan),
+        probe = self._probe_once(self._last_plan, self._probe_timeout())
+        self._probe = asyncio.create_task(probe,
                                           name=f"modbus-probe-{self.host}:{self.port}")
         self._probe.add_done_callback(self._probe_done)
 
@@ -202,11 +212,18 @@ class ModbusLink:
                 delay = max(0.0, self._probe_due - self._clock())
                 self._probe_timer = asyncio.get_running_loop().call_later(delay, self._start_probe)
 
-    async def _probe_once(self, request: ReadRequest) -> AsyncModbusTcpClient | None:
-        client = AsyncModbusTcpClient(self.host, port=self.port, timeout=self.timeout_s, retries=0,
+    def _probe_timeout(self) -> float:
+        """How long this probe waits for its answer (see the module docstring, Hurry)."""
+        if self._hurry_s is None or self.probes % PROBE_FULL_EVERY == 0:
+            return self.timeout_s
+        return min(self.timeout_s, self._hurry_s)
+
+    async def _probe_once(self, request: ReadRequest,
+                          timeout_s: float) -> AsyncModbusTcpClient | None:
+        client = AsyncModbusTcpClient(self.host, port=self.port, timeout=timeout_s, retries=0,
                                       reconnect_delay=0, name=f"fieldpact-probe-{self.host}:{self.port}")
         try:
-            async with asyncio.timeout(2 * (self.timeout_s + DEADLINE_MARGIN_S)):
+            async with asyncio.timeout(2 * (timeout_s + DEADLINE_MARGIN_S)):
                 if await client.connect() and await _answered(client, request):
                     return client
         except (TimeoutError, OSError, ModbusException):
