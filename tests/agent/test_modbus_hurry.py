@@ -53,3 +53,16 @@ async def test_hurried_link_does_not_block_on_a_hung_device_and_is_back_soon_aft
             link.hurry(None)
         finally:
             await link.close()
+
+
+def test_hurried_probes_wait_one_interval_and_every_fourth_the_full_timeout() -> None:
+    link = ModbusLink("127.0.0.1", 1, timeout_s=TIMEOUT_S)
+    assert link._probe_timeout() == TIMEOUT_S  # not hurried: the link's own timeout
+    link.hurry(INTERVAL_S)
+    waits = []
+    for _ in range(8):
+        link.probes += 1
+        waits.append(link._probe_timeout())
+    assert waits == [INTERVAL_S, INTERVAL_S, INTERVAL_S, TIMEOUT_S] * 2
+    link.hurry(1.0)  # a scan slower than the timeout never lengthens a probe past it
+    assert link._probe_timeout() == TIMEOUT_S
