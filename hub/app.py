@@ -1,7 +1,13 @@
 """Assemble the hub: store, signing key, broker (embedded or external), MQTT sync, HTTP API.
 
-Everything is opened in one AsyncExitStack inside Starlette's lifespan, so the API, the sync side
-and the embedded broker start and stop together; the sync runs in one named task.
+Two sides, started and stopped together in Starlette's lifespan:
+- the API side (the caller's thread and loop): `store`, `service` and `publisher`, used by the
+  HTTP API. `publisher` hands publishes to the MQTT side's loop with a bounded wait.
+- the MQTT side (hub/loop_thread.py: its own thread and event loop): the embedded broker, the
+  MqttLink, HubSync and a HubService/OfflineManager of its own over its own store connection (one
+  SQLite connection per thread; WAL lets the API read while the sync side writes). Nothing else
+  touches those objects. A failure there is logged at once, makes the API's publishes fail with
+  LinkDown naming it, and is re-raised when the hub stops.
 """
 from __future__ import annotations
 
@@ -28,11 +34,17 @@ from hub.config import BrokerMode, HubConfig
 from hub.offline import OfflineManager
 from hub.service import HubService
 from hub.store import HubStore
+from hub.loop_thread import LoopThread
 from hub.sync import HubSync, MqttPublisher, wall_ms
 
 log = logging.getLogger("fieldpact.hub")
 
 __all__ = ["HUB_USER", "HubRuntime", "broker_users", "load_or_create_key"]
+
+MQTT_START_TIMEOUT_S = 30.0
+"""Broker start, connect and subscribe; generous for a loaded host (scrypt logins, imports)."""
+MQTT_STOP_TIMEOUT_S = 15.0
+"""Cancelling the MQTT side: the link's in-flight publishes time out within 5 s."""
 
 
 def load_or_create_key(path: Path) -> Ed25519PrivateKey:
@@ -54,38 +66,59 @@ def broker_users(cfg: HubConfig, hub_password: str) -> dict[str, UserSpec]:
 
 
 class HubRuntime:
-    """The running hub's parts. The store, key and service open at construction (the API needs
-    them to be built); `running()` adds the broker, the MQTT link and the sync task."""
+    """The running hub's parts. The API side (store, key, service, publisher) opens at
+    construction: the API needs it to be built. `running()` starts the MQTT side in its thread.
+    `offline` is an OfflineManager on the API side's store, for in-process use without the MQTT
+    side (tools, tests); the MQTT side has its own."""
 
     def __init__(self, cfg: HubConfig, *, broker_url: str | None = None,
                  clock: Callable[[], int] = wall_ms) -> None:
         self.cfg, self.broker_url, self.clock = cfg, broker_url, clock
         self.store = HubStore.open(cfg.db_path)
+        self._signer = _signer(load_or_create_key(cfg.key_path))
         self.publisher = MqttPublisher()
-        self.service = HubService(self.store, _signer(load_or_create_key(cfg.key_path)),
-                                  self.publisher, clock)
+        self.service = HubService(self.store, self._signer, self.publisher, clock)
         self.offline = OfflineManager(self.store, self.service, cfg.policies, clock)
-        self.sync: HubSync | None = None
+        self.sync: HubSync | None = None  # the MQTT side's, set in its thread
         self.broker: EmbeddedBroker | None = None
         self.mqtt_url: str | None = None
+        self.mqtt_side: LoopThread | None = None
 
     def close(self) -> None:
         self.store.close()
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[HubRuntime]:
-        async with contextlib.AsyncExitStack() as stack:
-            url, username, password = await self._broker(stack)
-            link = MqttLink(url, client_id=HUB_CLIENT_ID, username=username, password=password,
-                            subscriptions=HubSync.subscriptions())
-            self.publisher.link, self.mqtt_url = link, url
-            self.sync = HubSync(self.store, self.offline, link,
-                                silence_timeout_ms=self.cfg.silence_timeout_ms, clock=self.clock)
-            task = asyncio.create_task(self.sync.run(), name="hub-sync")
-            stack.push_async_callback(_cancel, task)
-            await link.wait_connected(10)
-            log.info("hub_ready broker=%s db=%s", url, self.cfg.db_path)
+        """The MQTT side running in its own thread while the block runs. Raises what failed
+        there, on start (not ready) or on exit (failed while running)."""
+        side = self.mqtt_side = LoopThread("hub-mqtt")
+        await side.start(self._mqtt_side, MQTT_START_TIMEOUT_S)
+        log.info("hub_ready broker=%s db=%s", self.mqtt_url, self.cfg.db_path)
+        try:
             yield self
+        finally:
+            self.publisher.attach(None)
+            await side.stop(MQTT_STOP_TIMEOUT_S)
+
+    async def _mqtt_side(self, ready: Callable[[], None]) -> None:
+        """The MQTT side, on its own loop: its store connection, the broker, link and sync."""
+        with HubStore.open(self.cfg.db_path) as store:
+            async with contextlib.AsyncExitStack() as stack:
+                url, username, password = await self._broker(stack)
+                link = MqttLink(url, client_id=HUB_CLIENT_ID, username=username,
+                                password=password, subscriptions=HubSync.subscriptions())
+                publisher = MqttPublisher(link)
+                service = HubService(store, self._signer, publisher, self.clock)
+                offline = OfflineManager(store, service, self.cfg.policies, self.clock)
+                sync = HubSync(store, offline, link, silence_timeout_ms=self.cfg.silence_timeout_ms,
+                               clock=self.clock)
+                publisher.before_publish = sync.commit_now
+                self.sync, self.mqtt_url = sync, url
+                async with asyncio.TaskGroup() as tg:
+                    tg.create_task(sync.run(), name="hub-sync")
+                    await link.wait_connected(10)
+                    self.publisher.attach(link, asyncio.get_running_loop())
+                    ready()
 
     async def _broker(self, stack: contextlib.AsyncExitStack) -> tuple[str, str | None, str | None]:
         b = self.cfg.broker
@@ -111,8 +144,3 @@ class HubRuntime:
 def _signer(key: Ed25519PrivateKey) -> Callable[[Contract], bytes]:
     return lambda c: sign_contract(c, key)
 
-
-async def _cancel(task: asyncio.Task[None]) -> None:
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task

@@ -12,6 +12,10 @@ Rules:
 - `synchronous=FULL`: the hub acks journal entries to agents, which may then drop them (invariant
   4), so an acked entry must survive power loss, not just a crash (DESIGN, known pitfalls).
 - Calls are synchronous and short (local SQLite, indexed); the async API calls them directly.
+- One HubStore (one connection) per thread: the API's and the MQTT side's (hub/app.py). WAL lets
+  the API read while the sync side writes; write transactions take the lock at BEGIN (IMMEDIATE).
+- The sync side writes in batches (`begin_batch` .. `commit_batch`): every write in between joins
+  one transaction, inner transactions become savepoints, and nothing is acked before the commit.
 """
 from __future__ import annotations
 
@@ -211,7 +215,7 @@ class HubStore:
     """Typed access to the hub database. Open with `HubStore.open(path)`; close when done."""
 
     def __init__(self, db: Database) -> None:
-        self._records: dict[tuple[Any, ...], DeviceRecord] = {}  # see devices()
+        self._records: dict[str, tuple[tuple[Any, ...], DeviceRecord]] = {}  # see _decoded()
         self.db = db
 
     @classmethod
@@ -249,8 +253,50 @@ class HubStore:
 
     @contextmanager
     def _tx(self) -> Iterator[Database]:
-        with self.db.atomic() as db:
-            yield db
+        """One write transaction, or a savepoint inside an open one (a batch). The outermost takes
+        the write lock at BEGIN: the API and the sync side each have a connection (one per
+        thread), and a deferred transaction that reads first fails at once (SQLITE_BUSY, no
+        waiting) if the other connection wrote after its read began."""
+        if self.db.conn.in_transaction:
+            with self.db.atomic() as db:  # a savepoint
+                yield db
+            return
+        self.db.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.db
+        except BaseException:
+            self.db.conn.rollback()
+            raise
+        self.commit_batch()
+
+    # ---- batches: many writes, one commit (one fsync) ---------------------------------------
+
+    def begin_batch(self) -> None:
+        """Open a write transaction that every following write joins, until `commit_batch` or
+        `rollback_batch`. The sync side handles a burst of MQTT messages in one batch, so 1,000
+        devices cost one fsync per burst, not one per message. No-op if one is open."""
+        if not self.db.conn.in_transaction:
+            self.db.conn.execute("BEGIN IMMEDIATE")
+
+    def commit_batch(self) -> None:
+        """Commit the open batch, if any: durable when this returns (synchronous=FULL). Raises
+        StoreError, after rolling the batch back, if the commit fails."""
+        if not self.db.conn.in_transaction:
+            return
+        try:
+            self.db.conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            self.rollback_batch()
+            raise StoreError(f"commit failed: {exc}") from exc
+
+    def rollback_batch(self) -> None:
+        """Undo every write since `begin_batch` (no-op when none is open)."""
+        if self.db.conn.in_transaction:
+            self.db.conn.rollback()
+
+    @property
+    def in_batch(self) -> bool:
+        return self.db.conn.in_transaction
 
     def _one(self, sql: str, params: Iterable[Any]) -> dict[str, Any] | None:
         return next(iter(self.db.query(sql, list(params))), None)
@@ -268,10 +314,11 @@ class HubStore:
 
     def device(self, device: str) -> DeviceRecord:
         """Raises NotFound."""
-        row = self._one("SELECT * FROM devices WHERE id = ?", [device])
+        cur = self.db.conn.execute("SELECT * FROM devices WHERE id = ?", [device])
+        row = cur.fetchone()
         if row is None:
             raise NotFound("device", device)
-        return _device(row)
+        return self._decoded([c[0] for c in cur.description], row)
 
     def devices(self, state: DeviceState | None = None) -> list[DeviceRecord]:
         where, params = ("WHERE state = ?", [state.value]) if state else ("", [])
@@ -280,18 +327,17 @@ class HubStore:
         cur = self.db.conn.execute(f"SELECT * FROM devices {where} ORDER BY id", params)
         names = [c[0] for c in cur.description]
         rows = cur.fetchall()
-        out = [self._decoded(names, row) for row in rows]
-        if len(self._records) > 2 * len(rows) + 1024:  # drop records of rows that changed since
-            current = set(rows)
-            self._records = {k: v for k, v in self._records.items() if k in current}
-        return out
+        return [self._decoded(names, row) for row in rows]
 
     def _decoded(self, names: list[str], row: tuple[Any, ...]) -> DeviceRecord:
-        """The record for a raw row, decoded once per distinct row content. Records are frozen,
-        and readers copy `projection` before changing it (hub/sync.py)."""
-        record = self._records.get(row)
-        if record is None:
-            record = self._records[row] = _device(dict(zip(names, row)))
+        """The record for a raw row, decoded once per distinct row content (one cached row per
+        device id, the first column). Records are frozen, and readers copy `projection` before
+        changing it (hub/sync.py)."""
+        cached = self._records.get(row[0])
+        if cached is not None and cached[0] == row:
+            return cached[1]
+        record = _device(dict(zip(names, row)))
+        self._records[row[0]] = (row, record)
         return record
 
     def update_device(self, device: str, **fields: Any) -> DeviceRecord:
@@ -301,12 +347,13 @@ class HubStore:
         if unknown:
             raise TypeError(f"update_device: unknown or protected fields {sorted(unknown)}")
         values = {k: _encode_device_field(k, v) for k, v in fields.items()}
-        with self._tx():
-            self.device(device)
-            if values:
-                assignments = ", ".join(f"{k} = ?" for k in values)
-                self.db.execute(f"UPDATE devices SET {assignments} WHERE id = ?",
-                                [*values.values(), device])
+        if values:
+            assignments = ", ".join(f"{k} = ?" for k in values)
+            with self._tx():
+                cur = self.db.conn.execute(f"UPDATE devices SET {assignments} WHERE id = ?",
+                                           [*values.values(), device])
+            if cur.rowcount == 0:
+                raise NotFound("device", device)
         return self.device(device)
 
     def apply_device_event(self, device: str, event: DeviceEvent, ts_ms: EpochMs,

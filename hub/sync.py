@@ -20,11 +20,22 @@ retained birth `fp/v1/_hub/status` (HubBirth, a new boot id per process; last wi
 Agents resend from the ack on it. A device in `reconciling` is caught up only once it has spoken
 since (a fresh birth, telemetry or a journal batch) and the hub holds everything up to the head it
 reported then; a retained birth replayed by the broker (identical to the stored one) is not news.
+
+Batches (keeping up with 1,000 devices at 1 Hz): the link only queues messages (bounded inbox,
+so a slow store pushes back on the broker's TCP stream); a worker takes every message waiting, up
+to MAX_BATCH, handles them in one store batch and commits once. Acks are held until that commit
+and then published together; anything else that leaves the hub (a contract push, a command)
+commits the batch first (`commit_now`, the publisher's hook). A store error fails the whole batch:
+it is rolled back, nothing in it is acked, the in-memory cursors are reloaded from the store (the
+agents resend from their last ack), and it is logged and counted (`write_errors`), not swallowed.
+Run in its own thread with its own event loop and store connection (hub/app.py).
 """
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import sqlite3
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -43,7 +54,8 @@ from hub.config import FailureCategory
 from hub.ingest import Cursor, DeviceIngest, Gap
 from hub.offline import OfflineManager, current_point
 from hub.states import ContractEvent, ContractStatus, DeviceEvent, DeviceState, IllegalTransition
-from hub.store import DeviceRecord, HubStore, JournalRow, NotFound, contract_id
+from hub.store import (DeviceRecord, Duplicate, HubStore, JournalRow, NotFound, StoreError,
+                       contract_id)
 from fieldpact.aio import raise_if_cancelled
 
 log = logging.getLogger("fieldpact.hub.sync")
@@ -54,6 +66,13 @@ otherwise cost 1,000 fsyncs a second."""
 
 TICK_S = 1.0
 
+MAX_BATCH = 64
+"""Messages handled per store commit at most: 64 journal batches of 500 entries is ~32,000 rows,
+a few tens of ms of inserts, so an ack waits at most that long behind a burst."""
+
+INBOX = 256
+"""Messages queued between the link and the worker; when full, the link waits (backpressure)."""
+
 _OFFLINE = b"offline"
 
 
@@ -61,23 +80,60 @@ def wall_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+CROSS_THREAD_TIMEOUT_S = 10.0
+"""Bound on a publish handed to the MQTT side's loop from another one (the API's): the link's own
+confirmation wait (5 s) plus time for a busy loop to pick the call up."""
+
+
 class MqttPublisher:
-    """hub.service.Publisher over the hub's MqttLink."""
+    """hub.service.Publisher over the hub's MqttLink, usable from any event loop: on the link's
+    own loop it publishes directly; from another loop (the API's thread) it hands the publish to
+    the link's loop and waits at most CROSS_THREAD_TIMEOUT_S. Raises LinkDown when the MQTT side
+    is not running, does not answer in time, or the broker does not confirm. `before_publish`
+    (the sync side's commit) runs on the link's loop first, so nothing leaves the hub before what
+    it depends on is committed."""
 
-    def __init__(self, link: MqttLink | None = None) -> None:
-        self.link = link  # attached when the hub's MQTT side starts
+    def __init__(self, link: MqttLink | None = None, *,
+                 loop: asyncio.AbstractEventLoop | None = None,
+                 before_publish: Callable[[], None] | None = None) -> None:
+        self.link, self.loop, self.before_publish = link, loop, before_publish
 
-    def _link(self) -> MqttLink:
-        if self.link is None:
-            raise LinkDown("the hub's MQTT link is not started")
-        return self.link
+    def attach(self, link: MqttLink | None, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        """Point at the MQTT side's link and loop (None: detached, every publish raises)."""
+        self.link, self.loop = link, loop
 
     async def push_contract(self, site: str, device: str, signed: bytes) -> None:
-        await self._link().publish(topic(site, device, Channel.CONTRACT), signed, qos=1)
+        await self._publish(topic(site, device, Channel.CONTRACT), signed)
 
     async def send_command(self, site: str, device: str, command: Command) -> None:
-        await self._link().publish(topic(site, device, Channel.CMD),
-                                   CommandMessage(command=command).to_bytes(), qos=1)
+        await self._publish(topic(site, device, Channel.CMD),
+                            CommandMessage(command=command).to_bytes())
+
+    async def _publish(self, name: str, payload: bytes) -> None:
+        link, loop = self.link, self.loop
+        if link is None:
+            raise LinkDown("the hub's MQTT side is not running")
+        if loop is None or loop is asyncio.get_running_loop():
+            await self._here(link, name, payload)
+            return
+        coro = self._here(link, name, payload)
+        try:
+            future = asyncio.run_coroutine_threadsafe(coro, loop)
+        except RuntimeError as exc:  # that loop is closed: the MQTT side stopped
+            coro.close()
+            raise LinkDown(f"publish {name}: the hub's MQTT side is not running") from exc
+        try:
+            async with asyncio.timeout(CROSS_THREAD_TIMEOUT_S):
+                await asyncio.wrap_future(future)
+        except TimeoutError:
+            future.cancel()
+            raise LinkDown(f"publish {name}: the hub's MQTT side did not answer within "
+                           f"{CROSS_THREAD_TIMEOUT_S:g} s") from None
+
+    async def _here(self, link: MqttLink, name: str, payload: bytes) -> None:
+        if self.before_publish is not None:
+            self.before_publish()
+        await link.publish(name, payload, qos=1)
 
 
 class HubSync:
@@ -99,6 +155,10 @@ class HubSync:
         self.entries_ingested = 0
         self._started: set[str] = set()  # contract ids already moved to ACTIVE by telemetry
         self._lock = asyncio.Lock()
+        self._inbox: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue(INBOX)
+        self._acks: dict[tuple[str, str], int] = {}  # (site, device) -> seq, sent after commit
+        self.write_errors = 0
+        self.last_write_error: str | None = None
 
     @staticmethod
     def subscriptions() -> list[tuple[str, int]]:
@@ -107,7 +167,8 @@ class HubSync:
     async def run(self) -> None:
         self.announce_restart()
         async with asyncio.TaskGroup() as tg:
-            tg.create_task(self.link.run(self.on_message), name="hub-mqtt")
+            tg.create_task(self.link.run(self._enqueue), name="hub-mqtt")
+            tg.create_task(self._worker(), name="hub-sync-worker")
             tg.create_task(self._ticker(), name="hub-sync-ticker")
 
     # -- restarts -------------------------------------------------------------------------
@@ -120,6 +181,8 @@ class HubSync:
     async def _on_link_up(self) -> None:
         """Subscribed again (MqttLink subscribes before calling this): acks first, so an agent
         rewinds to the hub's real cursor when the birth arrives, then the birth."""
+        with contextlib.suppress(StoreError):  # re-acked from the store: commit what it holds
+            self.commit_now()
         for d in self.store.devices():  # LinkDown ends this session; the next connect redoes it
             if d.acked_seq > 0:
                 await self.link.publish(topic(d.site, d.id, Channel.ACK),
@@ -131,6 +194,59 @@ class HubSync:
     def _heard(self, device: str, head: int) -> None:
         """The device spoke since it entered `reconciling`, reporting journal head `head`."""
         self._target[device] = max(self._target.get(device, 0), head)
+
+    # -- batches --------------------------------------------------------------------------
+    async def _enqueue(self, topic_name: str, payload: bytes) -> None:
+        await self._inbox.put((topic_name, payload))
+
+    async def _worker(self) -> None:
+        """Every message waiting (up to MAX_BATCH) in one store batch, then commit and ack."""
+        while True:
+            raise_if_cancelled()
+            batch = [await self._inbox.get()]
+            while len(batch) < MAX_BATCH and not self._inbox.empty():
+                batch.append(self._inbox.get_nowait())
+            for topic_name, payload in batch:
+                self.store.begin_batch()
+                await self.on_message(topic_name, payload)
+            await self.commit()
+
+    async def commit(self) -> None:
+        """Commit the open batch, then publish the acks it held (durable before acked)."""
+        try:
+            self.commit_now()
+        except StoreError:
+            return  # logged and counted by _batch_failed; the agents resend from their ack
+        acks, self._acks = self._acks, {}
+        await asyncio.gather(*(self._publish_ack(site, device, seq)
+                               for (site, device), seq in acks.items()))
+
+    def commit_now(self) -> None:
+        """Commit the open batch (the publisher's hook: before a push or command goes out).
+        Raises StoreError after handling the failure (_batch_failed)."""
+        try:
+            self.store.commit_batch()
+        except StoreError as exc:
+            self._batch_failed(exc)
+            raise
+
+    def _batch_failed(self, exc: Exception) -> None:
+        """A store write failed: undo the batch and forget what it held in memory."""
+        self.store.rollback_batch()
+        devices = sorted({device for _, device in self._acks})
+        self._acks.clear()
+        self._ingest.clear()  # cursors reload from the store: the committed acked_seq
+        self._started.clear()
+        self.write_errors += 1
+        self.last_write_error = f"{type(exc).__name__}: {exc}"[:300]
+        log.error("hub_store_write_failed error=%r unacked_devices=%d", self.last_write_error,
+                  len(devices))
+        for device in devices[:10]:  # bounded: the log line above counts them all
+            try:
+                self._alarm(device, "hub_error", f"store write failed, batch not acked: "
+                                                 f"{self.last_write_error}"[:300])
+            except (sqlite3.Error, StoreError):
+                log.error("hub_alarm_failed device=%s kind=hub_error", device)
 
     # -- dispatch -------------------------------------------------------------------------
     async def on_message(self, topic_name: str, payload: bytes) -> None:
@@ -146,6 +262,11 @@ class HubSync:
         try:
             async with self._lock:
                 await handler(parts, payload)
+        except (sqlite3.Error, StoreError) as exc:
+            if isinstance(exc, NotFound | Duplicate):
+                log.warning("hub_bad_message topic=%s error=%s", topic_name, exc)
+            else:
+                self._batch_failed(exc)
         except (EncodingError, ValueError) as exc:
             log.warning("hub_bad_message topic=%s error=%s", topic_name, exc)
         except Exception as exc:  # one device's message must never stop the hub's MQTT side
@@ -267,8 +388,14 @@ class HubSync:
     async def _ack(self, parts: TopicParts, seq: int) -> None:
         if seq <= 0:
             return
+        if self.store.in_batch:  # held until the batch commits (durable before acked)
+            self._acks[(parts.site, parts.device)] = seq
+            return
+        await self._publish_ack(parts.site, parts.device, seq)
+
+    async def _publish_ack(self, site: str, device: str, seq: int) -> None:
         try:
-            await self.link.publish(topic(parts.site, parts.device, Channel.ACK), Ack(seq=seq).to_bytes())
+            await self.link.publish(topic(site, device, Channel.ACK), Ack(seq=seq).to_bytes())
         except LinkDown:
             pass  # the agent resends from its last ack; the next batch acks again
 
@@ -381,13 +508,18 @@ class HubSync:
             raise_if_cancelled()
             await asyncio.sleep(TICK_S)
             async with self._lock:
-                self._check_silence()
-                self._check_stalls()
-                self._refresh_projections()
-                await self._reconcile_requests()
-                if time.monotonic() >= next_flush:
-                    self.flush_live()
-                    next_flush = time.monotonic() + FLUSH_S
+                self.store.begin_batch()
+                try:
+                    self._check_silence()
+                    self._check_stalls()
+                    self._refresh_projections()
+                    await self._reconcile_requests()
+                    if time.monotonic() >= next_flush:
+                        self.flush_live()
+                        next_flush = time.monotonic() + FLUSH_S
+                except (sqlite3.Error, StoreError) as exc:
+                    self._batch_failed(exc)
+            await self.commit()
 
     async def _reconcile_requests(self) -> None:
         """Operators' POST /api/contracts/{id}/reconcile, oldest first; each is finished once
