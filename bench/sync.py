@@ -49,7 +49,7 @@ from contracts.loader import check_mapping
 from contracts.schema import format_time
 from contracts.topics import Channel, topic
 from contracts.wire import Birth, JournalBatch, Telemetry
-from hub.app import HubRuntime
+from hub.app import HUB_USER, HubRuntime, broker_users
 from hub.auth import AuthConfig, Role as ApiRole, Token, hash_token
 from hub.broker import (EmbeddedBroker, Role, UserSpec, hash_password, mosquitto_acl,
                         mosquitto_password_line)
@@ -337,16 +337,48 @@ async def _go_offline(client: aiomqtt.Client, hub: HubRuntime, clock: Clock) -> 
 
 # -- 3. fleet ----------------------------------------------------------------------------------
 
+class FleetHub(HubRuntime):
+    """The hub with its embedded broker, as `hub serve` runs it (on the MQTT side's own loop and
+    thread), plus a hub-role login for the load generator on that broker."""
+
+    def __init__(self, cfg: HubConfig, loadgen_password: str) -> None:
+        super().__init__(cfg)
+        self._loadgen_password = loadgen_password
+
+    async def _broker(self, stack: contextlib.AsyncExitStack) -> tuple[str, str | None, str | None]:
+        b, password = self.cfg.broker, secrets.token_urlsafe(24)
+        users = broker_users(self.cfg, password) | {"loadgen": UserSpec(
+            password_hash=hash_password(self._loadgen_password), role=Role.HUB, site=None,
+            device=None)}
+        self.broker = await stack.enter_async_context(
+            EmbeddedBroker(b.listen_host, b.listen_port, users=users))
+        return self.broker.url, HUB_USER, password
+
+
 @contextlib.asynccontextmanager
-async def fleet_broker(kind: str, tmp: Path, password: str) -> AsyncIterator[str]:
-    """The broker for the fleet run: the embedded amqtt (in this process, sharing the hub's event
-    loop, as `hub serve` runs it) or a Mosquitto process with our rendered ACL and passwords."""
+async def fleet_hub(kind: str, tmp: Path, password: str) -> AsyncIterator[HubRuntime]:
+    """The hub for the fleet run (not started): with its embedded amqtt, or in external mode on a
+    Mosquitto process with our rendered ACL and passwords."""
+    if kind == "amqtt":
+        hub: HubRuntime = FleetHub(hub_config(tmp, password), password)
+        try:
+            yield hub
+        finally:
+            hub.close()
+        return
+    async with mosquitto(tmp, password) as url:
+        hub = HubRuntime(hub_config(tmp, password, mode=BrokerMode.EXTERNAL, url=url,
+                                    username="hub", password=password))
+        try:
+            yield hub
+        finally:
+            hub.close()
+
+
+@contextlib.asynccontextmanager
+async def mosquitto(tmp: Path, password: str) -> AsyncIterator[str]:
     users = {name: UserSpec(password_hash=hash_password(password), role=Role.HUB, site=None,
                             device=None) for name in ("hub", "loadgen")}
-    if kind == "amqtt":
-        async with EmbeddedBroker("127.0.0.1", 0, users=users) as broker:
-            yield broker.url
-        return
     binary = shutil.which("mosquitto") or shutil.which("mosquitto", path="/usr/sbin:/sbin")
     if binary is None:
         raise SystemExit("--broker mosquitto: no mosquitto binary (apt-get install mosquitto)")
@@ -385,22 +417,16 @@ async def bench_fleet(devices: int, seconds: float, broker_kind: str = "amqtt") 
           f"generator process, broker {broker_kind}; API timed for {seconds:g} s", flush=True)
     password = secrets.token_urlsafe(12)
     with tempfile.TemporaryDirectory(prefix="bench-fleet-") as tmp:
-        async with fleet_broker(broker_kind, Path(tmp), password) as broker_url:
-            cfg = hub_config(Path(tmp), password, mode=BrokerMode.EXTERNAL, url=broker_url,
-                             username="hub", password=password)
-            hub = HubRuntime(cfg)
-            try:
-                async with serve(hub) as base:
-                    idle_rss, handled = rss_mb()[1], count_telemetry(hub)
-                    async with loadgen(broker_url, password, devices) as gen:
-                        await wait_until(lambda: len(hub.store.devices()) >= devices, 60,
-                                         f"{devices} births", every_s=0.5)  # devices() is not free
-                        n0, t0 = handled[0], time.monotonic()
-                        lat = await _time_api(base, password, devices, seconds)
-                        sent = (handled[0] - n0) / (time.monotonic() - t0)
-                        gen_alive = gen.returncode is None
-            finally:
-                hub.close()
+        async with fleet_hub(broker_kind, Path(tmp), password) as hub, serve(hub) as base:
+            assert hub.mqtt_url is not None
+            idle_rss, handled = rss_mb()[1], count_telemetry(hub)
+            async with loadgen(hub.mqtt_url, password, devices) as gen:
+                await wait_until(lambda: len(hub.store.devices()) >= devices, 60,
+                                 f"{devices} births", every_s=0.5)  # devices() is not free
+                n0, t0 = handled[0], time.monotonic()
+                lat = await _time_api(base, password, devices, seconds)
+                sent = (handled[0] - n0) / (time.monotonic() - t0)
+                gen_alive = gen.returncode is None
     for name, xs in lat.items():
         p50, p99 = percentile(xs, 0.5) * 1e3, percentile(xs, 0.99) * 1e3
         figure(f"GET {name} p50 / p99 ({len(xs)} requests)", f"{p50:.1f} / {p99:.1f} ms",

@@ -34,6 +34,7 @@ from contracts.errors import DocumentError, EncodingError, Issue
 from contracts.limits import MAX_DOCUMENT_BYTES, clip, quote
 from contracts.loader import decode_json, decode_yaml
 from hub import openapi
+from hub.device_list import DeviceListCache
 from hub.auth import PRINCIPAL_KEY, AuthConfig, AuthMiddleware, Principal
 from hub.metrics import CONTENT_TYPE, HubMetrics, LatencyMiddleware
 from hub.service import HubService, RequestRefused
@@ -253,10 +254,9 @@ async def health(request: Request) -> Response:
 
 async def list_devices(request: Request) -> Response:
     """Every device the hub knows, by id."""
-    svc = _service(request)
-    now = svc.clock()
     state = _enum_query(request, "state", DeviceState)
-    return JSONResponse([device_view(d, now) for d in svc.store.devices(state)])
+    cache: DeviceListCache = request.app.state.device_list
+    return Response(cache.body(_service(request).store, state), media_type="application/json")
 
 
 async def get_device(request: Request) -> Response:
@@ -401,5 +401,6 @@ def create_app(service: HubService, auth_config: AuthConfig, *,
         lifespan=lifespan)
     app.state.service = service
     app.state.metrics = hub_metrics
+    app.state.device_list = DeviceListCache()
     app.state.openapi = openapi.document(ROUTES)
     return app

@@ -207,6 +207,9 @@ class Alarm:
 
 
 _UNSET: Any = object()
+LIST_COLUMNS = ("id", "site", "labels", "state", "state_since_ms", "last_seen_ms", "contract",
+                "version", "last_seq", "acked_seq")
+"""The device columns the fleet list shows, in its key order (hub/api.py device_view)."""
 _DEVICE_FIELDS = frozenset({"last_seen_ms", "boot_id", "contract", "version", "last_seq",
                             "acked_seq", "last_hash", "projection", "drift", "labels", "site"})
 
@@ -328,6 +331,14 @@ class HubStore:
         names = [c[0] for c in cur.description]
         rows = cur.fetchall()
         return [self._decoded(names, row) for row in rows]
+
+    def device_list_rows(self, state: DeviceState | None = None) -> list[tuple[Any, ...]]:
+        """Raw rows of LIST_COLUMNS (state as its value, labels as JSON text), by id: the fleet
+        list reads only these, never the projection blobs (hub/device_list.py)."""
+        where, params = ("WHERE state = ?", [state.value]) if state else ("", [])
+        cols = ", ".join(LIST_COLUMNS)
+        return self.db.conn.execute(f"SELECT {cols} FROM devices {where} ORDER BY id",
+                                    params).fetchall()
 
     def _decoded(self, names: list[str], row: tuple[Any, ...]) -> DeviceRecord:
         """The record for a raw row, decoded once per distinct row content (one cached row per

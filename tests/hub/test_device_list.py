@@ -1,0 +1,28 @@
+"""The cached fleet list is byte for byte what the per-request views gave, and follows changes."""
+from __future__ import annotations
+
+from starlette.responses import JSONResponse
+
+from hub.api import device_view
+from hub.device_list import DeviceListCache
+from hub.states import DeviceEvent, DeviceState
+from hub.store import HubStore
+
+
+def _expected(store: HubStore, state: DeviceState | None = None) -> bytes:
+    return bytes(JSONResponse([device_view(d, 0) for d in store.devices(state)]).body)
+
+
+def test_cached_list_equals_the_views_and_follows_every_change(store: HubStore) -> None:
+    store.ensure_device("b-2", "north", 10, {"area": "pumps", "zone": "ü"})
+    store.ensure_device("a-1", "north", 11)
+    store.update_device("a-1", contract="tank-fill", version=3, last_seq=7, acked_seq=5,
+                        last_seen_ms=99, projection={"source": "live", "values": {"level": 1.5}})
+    cache = DeviceListCache()
+    assert cache.body(store) == _expected(store)
+    store.apply_device_event("b-2", DeviceEvent.BIRTH, 20, "boot")
+    store.update_device("a-1", acked_seq=7, labels={"area": "tanks"})
+    assert cache.body(store) == _expected(store)  # both changed rows re-encoded
+    born = store.device("b-2").state
+    assert cache.body(store, born) == _expected(store, born) != b"[]"
+    assert cache.body(store, DeviceState.FAULT) == b"[]"
