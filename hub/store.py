@@ -367,6 +367,24 @@ class HubStore:
                 raise NotFound("device", device)
         return self.device(device)
 
+    def update_devices(self, fields: Mapping[str, Mapping[str, Any]]) -> None:
+        """`update_device` for many devices at once ({device: {field: value}}), one statement per
+        distinct set of field names, in one transaction; unknown devices are skipped. The sync
+        side flushes 1,000 devices' live values this way every FLUSH_S."""
+        groups: dict[tuple[str, ...], list[list[Any]]] = {}
+        for device, values in fields.items():
+            unknown = set(values) - _DEVICE_FIELDS
+            if unknown:
+                raise TypeError(f"update_devices: unknown or protected fields {sorted(unknown)}")
+            names = tuple(values)
+            groups.setdefault(names, []).append(
+                [*(_encode_device_field(k, v) for k, v in values.items()), device])
+        with self._tx():
+            for names, params in groups.items():
+                if names:
+                    sets = ", ".join(f"{k} = ?" for k in names)
+                    self.db.conn.executemany(f"UPDATE devices SET {sets} WHERE id = ?", params)
+
     def apply_device_event(self, device: str, event: DeviceEvent, ts_ms: EpochMs,
                            reason: str | None = None) -> Changed:
         """Move the device by `event`, persisting the new state and its history row atomically.

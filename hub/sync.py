@@ -568,14 +568,17 @@ class HubSync:
 
     def flush_live(self) -> None:
         """Persist the latest live values of devices that sent telemetry since the last flush."""
-        for device in sorted(self._dirty):
-            rec = self.store.device(device)
+        records = {d.id: d for d in self.store.devices()}  # one read, not one per device
+        updates = {}
+        for device in sorted(self._dirty & records.keys()):
+            rec = records[device]
             if isinstance(rec.projection, Mapping) and rec.projection.get("source") == "projection":
                 continue  # an outage not yet reconciled: the projection is evidence, keep it
             live = self.live[device]
-            self.store.update_device(device, last_seen_ms=live["ts_ms"], projection={
+            updates[device] = {"last_seen_ms": live["ts_ms"], "projection": {
                 "source": "live", "ts_ms": live["ts_ms"], "values": live["values"],
-                "mode": live["mode"], "step": live["step"]})
+                "mode": live["mode"], "step": live["step"]}}
+        self.store.update_devices(updates)
         self._dirty.clear()
 
 

@@ -151,3 +151,15 @@ def test_a_file_that_is_not_sqlite_is_a_store_error(path: Path) -> None:
     path.write_bytes(b"not a database" * 100)
     with pytest.raises(StoreError, match="cannot open hub database"):
         HubStore.open(path)
+
+
+def test_update_devices_sets_each_devices_fields_in_one_go_and_skips_unknown(tmp_path: Path) -> None:
+    with HubStore.open(tmp_path / "hub.db") as store:
+        store.ensure_device("a", "s1", 1)
+        store.ensure_device("b", "s1", 1)
+        store.update_devices({"a": {"last_seen_ms": 5, "projection": {"source": "live"}},
+                              "b": {"acked_seq": 9}, "ghost": {"acked_seq": 1}})
+        a, b = store.device("a"), store.device("b")
+        with pytest.raises(TypeError, match="state"):
+            store.update_devices({"a": {"state": "live"}})
+    assert (a.last_seen_ms, a.projection, b.acked_seq, b.last_seen_ms) == (5, {"source": "live"}, 9, None)
