@@ -58,7 +58,6 @@ from hub.config import BrokerConfig, BrokerMode, DeviceCredential, HubConfig
 from hub.ingest import Cursor, DeviceIngest
 from hub.states import DeviceState
 from hub.store import HubStore
-from hub.sync import _rows
 
 INGEST_TARGET_PER_S = 50_000.0
 """A site of 100 agents resending a day's backlog each must catch up in minutes, not hours."""
@@ -251,9 +250,8 @@ def _ingest_in_process(msgs: list[bytes], n: int) -> None:
             t1 = time.perf_counter()
             result = ing.add(entries)
             t2 = time.perf_counter()
-            rows = _rows(DEVICE, result.store, result.bodies)
             t3 = time.perf_counter()
-            store.insert_journal(rows)
+            store.insert_entries(DEVICE, result.store, result.bodies)
             store.update_device(DEVICE, acked_seq=result.cursor.seq, last_hash=result.cursor.hash)
             t4 = time.perf_counter()
             for k, dt in zip(t, (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):

@@ -104,19 +104,25 @@ class DeviceIngest:
 
     def _drain(self, result: IngestResult) -> ChainBreak | None:
         while True:
-            e = self.pending.get(self.cursor.seq + 1)
-            if e is None and not self._cross_gap(result):
-                return None
-            if e is None:
-                continue
-            broken, body = check_entry(e, self.cursor.hash, self.cursor.seq)
-            if broken is not None:
-                self.pending.clear()  # see _check
+            broken = self._drain_run(result)
+            if broken is not None or not self._cross_gap(result):
                 return broken
-            del self.pending[e.seq]
+
+    def _drain_run(self, result: IngestResult) -> ChainBreak | None:
+        """Store the contiguous run after the cursor (one Cursor per run, not one per entry)."""
+        seq, digest, pending = self.cursor.seq, self.cursor.hash, self.pending
+        broken = None
+        while (e := pending.pop(seq + 1, None)) is not None:
+            broken, body = check_entry(e, digest, seq)
+            if broken is not None:
+                pending.clear()  # see _check
+                break
             result.store.append(e)
             result.bodies.append(body)
-            self.cursor = Cursor(seq=e.seq, hash=e.hash)
+            seq, digest = e.seq, e.hash
+        if seq != self.cursor.seq:
+            self.cursor = Cursor(seq=seq, hash=digest)
+        return broken
 
     def _cross_gap(self, result: IngestResult) -> bool:
         """Step over the declared gap that holds the next seq, once the entry after it is here."""

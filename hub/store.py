@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +31,7 @@ from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
 
 from contracts import codec
+from contracts.chain import Entry
 from contracts.limits import quote
 from contracts.types import EpochMs
 from fieldpact.files import private_sqlite
@@ -510,6 +511,18 @@ class HubStore:
                 "INSERT OR IGNORE INTO journal (device, seq, ts_ms, kind, body, prev_hash, hash) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?)",
                 [(r.device, r.seq, r.ts_ms, r.kind, r.body, r.prev_hash, r.hash) for r in rows])
+            return int(self.db.conn.total_changes - before)
+
+    def insert_entries(self, device: str, entries: Sequence[Entry], bodies: Sequence[bytes]) -> int:
+        """`insert_journal` for verified entries and their encoded bodies (as hashed), without a
+        JournalRow per entry: the ingest path stores ~100,000 entries a second."""
+        with self._tx():
+            before = self.db.conn.total_changes
+            self.db.conn.executemany(
+                "INSERT OR IGNORE INTO journal (device, seq, ts_ms, kind, body, prev_hash, hash) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [(device, e.seq, e.ts_ms, e.kind.value, body, e.prev_hash, e.hash)
+                 for e, body in zip(entries, bodies, strict=True)])
             return int(self.db.conn.total_changes - before)
 
     def journal(self, device: str, from_seq: int = 0, limit: int = 100) -> list[JournalRow]:

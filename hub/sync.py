@@ -366,9 +366,11 @@ class HubSync:
         ing = self._ingest.setdefault(device, DeviceIngest(self._cursor(rec)))
         result = ing.add([Entry.from_mapping(m) for m in batch.entries], batch.dropped_through,
                          batch.gaps)
+        if result.store:
+            self.store.insert_entries(device, result.store, result.bodies)
+        if result.gaps:
+            self.store.insert_journal([_gap_row(device, g) for g in result.gaps])
         if result.store or result.gaps:
-            self.store.insert_journal([*_rows(device, result.store, result.bodies),
-                                       *(_gap_row(device, g) for g in result.gaps)])
             self.entries_ingested += len(result.store)
         if result.cursor.seq > rec.acked_seq:
             self._advanced_ms[device] = self.clock()
@@ -580,11 +582,6 @@ class HubSync:
                 "mode": live["mode"], "step": live["step"]}}
         self.store.update_devices(updates)
         self._dirty.clear()
-
-
-def _rows(device: str, entries: list[Entry], bodies: list[bytes]) -> list[JournalRow]:
-    return [JournalRow(device=device, seq=e.seq, ts_ms=e.ts_ms, kind=e.kind.value, body=body,
-                       prev_hash=e.prev_hash, hash=e.hash) for e, body in zip(entries, bodies, strict=True)]
 
 
 def _gap_row(device: str, g: Gap) -> JournalRow:

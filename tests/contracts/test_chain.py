@@ -152,3 +152,18 @@ def test_hash_from_an_encoded_body_equals_hash_of_the_whole_array(seq: int, ts: 
     import hashlib
     whole = hashlib.sha256(GENESIS + canonical_dumps([seq, ts, kind.value, body])).digest()
     assert hash_encoded(GENESIS, seq, ts, kind, encode_body(body)) == whole
+
+
+@given(st.integers(min_value=0, max_value=2**70))
+def test_hand_encoded_ints_are_cbor2s_canonical_encoding(n: int) -> None:
+    from contracts.chain import _uint
+    assert _uint(n) == canonical_dumps(n)
+
+
+@given(st.integers(min_value=0, max_value=2**64), st.integers(min_value=0, max_value=2**64),
+       st.sampled_from(list(EntryKind)))
+def test_hash_encoded_is_the_hash_of_the_canonical_array(seq: int, ts: int, kind: EntryKind) -> None:
+    from contracts.chain import hash_encoded
+    body = {"values": {"level": [1.25, "good", None]}}
+    expected = hashlib.sha256(GENESIS + canonical_dumps([seq, ts, kind.value, body])).digest()
+    assert hash_encoded(GENESIS, seq, ts, kind, canonical_dumps(body)) == expected
