@@ -43,8 +43,9 @@ import httpx
 import uvicorn
 import yaml
 
+from agent.uplink import ACK_TIMEOUT_S
 from bench._common import figure, percentile, rss_mb
-from contracts.chain import GENESIS, Entry, EntryKind, make_entry
+from contracts.chain import GENESIS, Entry, EntryKind, encode_body, make_entry
 from contracts.engine import Engine
 from contracts.loader import check_mapping
 from contracts.schema import format_time
@@ -58,13 +59,21 @@ from hub.config import BrokerConfig, BrokerMode, DeviceCredential, HubConfig
 from hub.ingest import Cursor, DeviceIngest
 from hub.states import DeviceState
 from hub.store import HubStore
+from hub.sync import MAX_BATCH_ENTRIES
 
-INGEST_TARGET_PER_S = 50_000.0
+INGEST_TARGET_PER_S = 100_000.0
 """A site of 100 agents resending a day's backlog each must catch up in minutes, not hours."""
-RECONCILE_TARGET_S = 5.0
-"""An operator watching a device come back should see the verdict within a few seconds."""
+INGEST_FLOOR_SHARE = 0.20
+"""...and ingest must not waste the disk: at least 20 % of SQLite's own batched insert rate,
+measured in the same run (the same host, the same load)."""
+RECONCILE_TARGET_S = 1.5
+"""An operator watching a device come back should see the verdict at once."""
 API_P99_TARGET_MS = 50.0
-"""The web UI polls the device views; 50 ms keeps it feeling immediate."""
+"""The web UI polls the device list; 50 ms keeps it feeling immediate."""
+API_ONE_P99_TARGET_MS = 10.0
+"""One device's view is what an operator opens before acting on it."""
+TELEMETRY_SHARE = 0.99
+"""'All' telemetry handled: at least 99 % of what the load generator sent per second."""
 BATCH = 500
 """agent/config.py DEFAULT_BATCH_MAX: entries per JournalBatch message."""
 SITE, DEVICE = "s1", "d1"
@@ -162,28 +171,20 @@ async def publish_until_acked(client: aiomqtt.Client, hub: HubRuntime, msgs: lis
     for m in msgs:
         await client.publish(jtopic, m, qos=1)
     deadline = time.monotonic() + timeout_s
+    last, moved = -1, time.monotonic()  # the resend timer starts once everything is sent
     while (acked := hub.store.device(DEVICE).acked_seq) < last_seq:
-        if time.monotonic() > deadline:
+        now = time.monotonic()
+        if now > deadline:
             raise TimeoutError(f"ack stuck at {acked} of {last_seq}")
-        before = acked
-        await asyncio.sleep(0.01)
-        if hub.store.device(DEVICE).acked_seq == before and _stalled(hub, before):
-            for m in msgs[before // BATCH:]:
+        if acked != last:
+            last, moved = acked, now
+        elif now - moved > ACK_TIMEOUT_S:  # no progress: resend from the ack, as the agent does
+            for m in msgs[acked // BATCH:]:
                 await client.publish(jtopic, m, qos=1)
                 resends += 1
+            moved = time.monotonic()
+        await asyncio.sleep(0.01)
     return resends
-
-
-_progress: dict[int, float] = {}
-
-
-def _stalled(hub: HubRuntime, acked: int) -> bool:
-    """True once the ack has not moved for 2 s (the agent's resend timer)."""
-    first = _progress.setdefault(acked, time.monotonic())
-    if time.monotonic() - first > 2.0:
-        _progress.clear()
-        return True
-    return False
 
 
 async def birth(client: aiomqtt.Client, last_seq: int) -> None:
@@ -202,12 +203,33 @@ async def bench_ingest(n: int, repeats: int) -> None:
     msgs = batches(DEVICE, entries)
     figure("pre-built (make_entry + encode, not timed)", f"{time.perf_counter() - started:.1f} s, "
            f"{sum(map(len, msgs)) / n:.0f} B/entry on the wire")
-    rates = [await _ingest_once(msgs, n) for _ in range(repeats)]
-    med = sorted(rates)[len(rates) // 2]
+    rates, floors = [], []
+    for _ in range(repeats):  # interleaved, so both see the same load
+        rates.append(await _ingest_once(msgs, n))
+        floors.append(sqlite_floor(entries))
+    med, floor = sorted(rates)[len(rates) // 2], sorted(floors)[len(floors) // 2]
+    figure("SQLite batched insert floor, median", f"{floor:,.0f} rows/s "
+           f"(runs: {', '.join(f'{r:,.0f}' for r in floors)})")
     figure("through broker into SQLite, median", f"{med:,.0f} entries/s "
            f"(runs: {', '.join(f'{r:,.0f}' for r in rates)})",
            f">= {INGEST_TARGET_PER_S:,.0f}/s", med >= INGEST_TARGET_PER_S)
+    figure("  as a share of the floor", f"{100 * med / floor:.1f} %",
+           f">= {100 * INGEST_FLOOR_SHARE:.0f} %", med >= INGEST_FLOOR_SHARE * floor)
     _ingest_in_process(msgs, n)
+
+
+def sqlite_floor(entries: list[Entry]) -> float:
+    """Rows/s of one executemany of ready tuples into the hub's journal table, one transaction,
+    the hub's pragmas (WAL, synchronous=FULL): what SQLite itself costs, with no decoding."""
+    rows = [(DEVICE, e.seq, e.ts_ms, e.kind.value, encode_body(e.body), e.prev_hash, e.hash)
+            for e in entries]
+    with tempfile.TemporaryDirectory(prefix="bench-floor-") as tmp, \
+            HubStore.open(Path(tmp) / "hub.db") as store:
+        start = time.perf_counter()
+        store.begin_batch()
+        store.db.conn.executemany("INSERT OR IGNORE INTO journal VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+        store.commit_batch()
+        return len(rows) / (time.perf_counter() - start)
 
 
 async def _ingest_once(msgs: list[bytes], n: int) -> float:
@@ -237,24 +259,29 @@ def _known(hub: HubRuntime) -> bool:
 
 
 def _ingest_in_process(msgs: list[bytes], n: int) -> None:
-    """Decode → DeviceIngest.add (chain verification) → rows (canonical CBOR) → insert."""
-    t = dict.fromkeys(("decode", "ingest", "rows", "insert"), 0.0)
+    """Decode → DeviceIngest.add (chain verification, canonical CBOR) → insert, committed every
+    MAX_BATCH_ENTRIES as hub/sync.py does."""
+    t = dict.fromkeys(("decode", "ingest", "insert+commit"), 0.0)
     with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp, \
             HubStore.open(Path(tmp) / "hub.db") as store:
         store.ensure_device(DEVICE, SITE, now_ms(), {})
-        ing = DeviceIngest(Cursor())
-        for m in msgs:
+        ing, uncommitted = DeviceIngest(Cursor()), 0
+        for i, m in enumerate(msgs):
             t0 = time.perf_counter()
             batch = JournalBatch.from_bytes(m)
             entries = [Entry.from_mapping(e) for e in batch.entries]
             t1 = time.perf_counter()
             result = ing.add(entries)
             t2 = time.perf_counter()
-            t3 = time.perf_counter()
+            store.begin_batch()
             store.insert_entries(DEVICE, result.store, result.bodies)
             store.update_device(DEVICE, acked_seq=result.cursor.seq, last_hash=result.cursor.hash)
-            t4 = time.perf_counter()
-            for k, dt in zip(t, (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
+            uncommitted += len(result.store)
+            if uncommitted >= MAX_BATCH_ENTRIES or i == len(msgs) - 1:
+                store.commit_batch()
+                uncommitted = 0
+            t3 = time.perf_counter()
+            for k, dt in zip(t, (t1 - t0, t2 - t1, t3 - t2)):
                 t[k] += dt
     total = sum(t.values())
     figure("in-process path alone", f"{n / total:,.0f} entries/s")
@@ -426,15 +453,17 @@ async def bench_fleet(devices: int, seconds: float, broker_kind: str = "amqtt") 
                 lat = await api_poller(base, password, devices, seconds)
                 sent = (handled[0] - n0) / (time.monotonic() - t0)
                 gen_alive = gen.returncode is None
+    targets = {"/api/devices/{id}": API_ONE_P99_TARGET_MS, "/api/devices": API_P99_TARGET_MS}
     for name, xs in lat.items():
         p50, p99 = percentile(xs, 0.5) * 1e3, percentile(xs, 0.99) * 1e3
         figure(f"GET {name} p50 / p99 ({len(xs)} requests)", f"{p50:.1f} / {p99:.1f} ms",
-               f"p99 < {API_P99_TARGET_MS:g} ms", p99 < API_P99_TARGET_MS)
-    figure("telemetry handled while timing the API", f"{sent:.0f} msgs/s (load generator "
-           f"{'running' if gen_alive else 'EXITED'})")
+               f"p99 < {targets[name]:g} ms", p99 < targets[name])
+    figure("telemetry handled while timing the API", f"{sent:.0f} msgs/s of {devices:,} sent "
+           f"(load generator {'running' if gen_alive else 'EXITED'})",
+           f">= {TELEMETRY_SHARE:.0%} of sent", sent >= TELEMETRY_SHARE * devices)
     peak, current = rss_mb()
     figure("hub process VmRSS idle -> under load", f"{idle_rss:.1f} -> {current:.1f} MB "
-           f"(peak {peak:.1f} MB; includes the bench's HTTP client)")
+           f"(peak {peak:.1f} MB)")
 
 
 @contextlib.asynccontextmanager

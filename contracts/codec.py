@@ -75,15 +75,16 @@ def loads(data: bytes) -> Any:
     """Decode one CBOR item. Raises EncodingError on malformed or trailing bytes."""
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise EncodingError(f"expected bytes, got {type(data).__name__}")
+    stream = io.BytesIO(data)
     decoder = cbor2.CBORDecoder(
-        io.BytesIO(data), allow_duplicate_keys=False, max_depth=MAX_CBOR_DEPTH,
+        stream, allow_duplicate_keys=False, max_depth=MAX_CBOR_DEPTH,
         allow_indefinite=False, tag_hook=_tag_hook, semantic_decoders=_REFUSE_BUILTIN)
     try:
         value = decoder.decode()
     except (cbor2.CBORDecodeError, ValueError, TypeError, EOFError, OverflowError,
             RecursionError, MemoryError) as exc:
         raise EncodingError(f"malformed CBOR: {_why(exc)}") from exc
-    _expect_end(decoder, len(data))
+    _expect_end(stream, len(data))
     return value
 
 
@@ -97,12 +98,12 @@ def _why(exc: BaseException) -> str:
     return str(exc)[:200]
 
 
-def _expect_end(decoder: cbor2.CBORDecoder, size: int) -> None:
-    try:
-        decoder.read(1)
-    except cbor2.CBORDecodeEOF:
-        return
-    raise EncodingError(f"malformed CBOR: trailing bytes after the first item ({size} bytes in all)")
+def _expect_end(stream: io.BytesIO, size: int) -> None:
+    # The decoder reads exactly what the item needs, so the position says whether bytes are
+    # left; asking the decoder for one more byte costs an exception on every clean decode.
+    if stream.tell() != size:
+        raise EncodingError(f"malformed CBOR: trailing bytes after the first item ({size} bytes "
+                            "in all)")
 
 
 def dumps_tagged(tag: int, value: Any) -> bytes:

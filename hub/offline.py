@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from contracts.chain import Entry, EntryKind
-from contracts.codec import loads
 from contracts.engine import EngineState
 from contracts.projection import Projection, ProjectionPoint, confidence, project
 from contracts.schema import Contract, parse_contract
@@ -27,7 +26,7 @@ from hub.config import FailureCategory, Policy, PolicyAction
 from hub.planner import Decision, decide
 from hub.reconcile import Report, reconcile
 from hub.service import HubService, RequestRefused
-from hub.store import ContractRecord, DeviceRecord, HubStore, JournalRow, ReconciliationRecord
+from hub.store import ContractRecord, DeviceRecord, HubStore, ReconciliationRecord
 
 log = logging.getLogger("fieldpact.hub.offline")
 
@@ -54,11 +53,6 @@ class ProjectionInputs:
     def to_json(self) -> dict[str, Any]:
         return {"contract_id": self.contract_id, "start_ms": self.start_ms, "state": self.state,
                 "initial": dict(self.initial), "from_seq": self.from_seq}
-
-
-def row_to_entry(row: JournalRow) -> Entry:
-    return Entry(seq=row.seq, ts_ms=row.ts_ms, kind=EntryKind(row.kind), body=loads(row.body),
-                 prev_hash=row.prev_hash, hash=row.hash)
 
 
 def point_json(p: ProjectionPoint) -> dict[str, Any]:
@@ -146,8 +140,7 @@ class OfflineManager:
         contract = parse_contract(record.document)
         projection = self._project(record, ProjectionInputs(**inputs))
         self._points.pop(device.id, None)
-        rows = self.store.journal(device.id, inputs["from_seq"] + 1, limit=10_000_000)
-        entries = [row_to_entry(r) for r in rows]
+        entries = self.store.journal_entries(device.id, inputs["from_seq"] + 1)
         report = reconcile(contract, projection, entries, inputs["start_ms"], now)
         decision = await self._act(contract, record, report) if report.divergent else None
         action = decision.action.value if decision else "none"
@@ -166,8 +159,7 @@ class OfflineManager:
         """An operator's reconcile request: the contract's actual run since it started (its BOOT
         entry, engine state and first inputs) against the engine's projection over the same span.
         None if the device's journal holds no run of this contract yet."""
-        rows = self.store.journal(record.device, 0, limit=10_000_000)
-        entries = [row_to_entry(r) for r in rows]
+        entries = self.store.journal_entries(record.device, 0)
         boots = [i for i, e in enumerate(entries) if e.kind is EntryKind.BOOT
                  and e.body.get("hash") == record.content_hash]
         if not boots:
