@@ -50,7 +50,8 @@ class LoopThread:
 
     @property
     def running(self) -> bool:
-        return self._thread.is_alive()
+        """Started and not yet ended (the thread itself may take a moment more to exit)."""
+        return self._thread.ident is not None and not self._done.done()
 
     async def start(self, main: Main, timeout_s: float) -> None:
         """Run `main(ready)` in the thread; return when it called `ready()`. Raises what `main`

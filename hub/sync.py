@@ -161,6 +161,7 @@ class HubSync:
         self._inbox: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue(INBOX)
         self._acks: dict[tuple[str, str], int] = {}  # (site, device) -> seq, sent after commit
         self._uncommitted = 0  # journal entries in the open batch
+        self._touched: set[str] = set()  # devices whose messages the open batch holds
         self.write_errors = 0
         self.last_write_error: str | None = None
 
@@ -224,6 +225,7 @@ class HubSync:
         except StoreError:
             return  # logged and counted by _batch_failed; the agents resend from their ack
         acks, self._acks, self._uncommitted = self._acks, {}, 0
+        self._touched.clear()
         await asyncio.gather(*(self._publish_ack(site, device, seq)
                                for (site, device), seq in acks.items()))
 
@@ -239,8 +241,9 @@ class HubSync:
     def _batch_failed(self, exc: Exception) -> None:
         """A store write failed: undo the batch and forget what it held in memory."""
         self.store.rollback_batch()
-        devices = sorted({device for _, device in self._acks})
+        devices = sorted(self._touched | {device for _, device in self._acks})
         self._acks.clear()
+        self._touched.clear()
         self._uncommitted = 0
         self._ingest.clear()  # cursors reload from the store: the committed acked_seq
         self._started.clear()
@@ -248,7 +251,7 @@ class HubSync:
         self.last_write_error = f"{type(exc).__name__}: {exc}"[:300]
         log.error("hub_store_write_failed error=%r unacked_devices=%d", self.last_write_error,
                   len(devices))
-        for device in devices[:10]:  # bounded: the log line above counts them all
+        for device in [d for d in devices if self._known(d)][:10]:  # bounded; the log counts all
             try:
                 self._alarm(device, "hub_error", f"store write failed, batch not acked: "
                                                  f"{self.last_write_error}"[:300])
@@ -266,6 +269,8 @@ class HubSync:
                    Channel.CONTRACT_RESULT: self._on_result}.get(parts.channel)
         if handler is None:
             return
+        if self.store.in_batch:
+            self._touched.add(parts.device)
         try:
             async with self._lock:
                 await handler(parts, payload)
