@@ -16,7 +16,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from contracts.chain import Entry, EntryKind
+from contracts.chain import EntryKind
+from contracts.codec import canonical_dumps
 from contracts.engine import EngineState
 from contracts.projection import Projection, ProjectionPoint, confidence, project
 from contracts.schema import Contract, parse_contract
@@ -75,6 +76,10 @@ class OfflineManager:
                  clock: Callable[[], EpochMs]) -> None:
         self.store, self.service, self.policies, self.clock = store, service, policies, clock
         self._points: dict[str, list[dict[str, Any]]] = {}
+        # The projection of each projected device, by its exact inputs: reconciling a day-long
+        # outage reuses it instead of running the engine over the day again (it is pure, so the
+        # result would be the same; after a restart it is recomputed from the stored inputs).
+        self._projections: dict[str, tuple[bytes, Projection]] = {}
 
     def confidence_at(self, blob: Mapping[str, Any], now_ms: EpochMs) -> float:
         """How much to trust the projection `now_ms - start` into the outage (decays with age)."""
@@ -86,7 +91,7 @@ class OfflineManager:
         a hub restart (the engine is pure, so the result is the same)."""
         if device not in self._points:
             inputs = ProjectionInputs(**blob["inputs"])
-            projection = self._project(self.store.contract(inputs.contract_id), inputs)
+            projection = self._project(self.store.contract(inputs.contract_id), inputs, device)
             self._points[device] = [point_json(p) for p in projection.points]
         return self._points[device]
 
@@ -110,7 +115,7 @@ class OfflineManager:
             contract_id=record.id, start_ms=int(live["ts_ms"]) if live else now,
             state=live.get("state") if live else None,
             initial=dict(live.get("values", {})) if live else {}, from_seq=from_seq)
-        projection = self._project(record, inputs)
+        projection = self._project(record, inputs, device.id)
         self._points[device.id] = [point_json(p) for p in projection.points]
         blob = {"source": "projection", "inputs": inputs.to_json(), "computed_ms": now,
                 "confidence": projection.confidence,
@@ -119,7 +124,19 @@ class OfflineManager:
                  device.id, record.id, inputs.start_ms, projection.confidence)
         return blob
 
-    def _project(self, record: ContractRecord, inputs: ProjectionInputs) -> Projection:
+    def _project(self, record: ContractRecord, inputs: ProjectionInputs,
+                 device: str | None = None) -> Projection:
+        """The engine run forward on `inputs`; for a `device`, remembered by its exact inputs."""
+        key = record.content_hash.encode() + canonical_dumps(inputs.to_json())
+        cached = self._projections.get(device) if device is not None else None
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        projection = self._run_projection(record, inputs)
+        if device is not None:
+            self._projections[device] = (key, projection)
+        return projection
+
+    def _run_projection(self, record: ContractRecord, inputs: ProjectionInputs) -> Projection:
         contract = parse_contract(record.document)
         state = EngineState.from_mapping(inputs.state) if inputs.state else None
         end = min(contract.valid_until, inputs.start_ms + HORIZON_MS)
@@ -138,8 +155,9 @@ class OfflineManager:
         inputs = blob["inputs"]
         record = self.store.contract(inputs["contract_id"])
         contract = parse_contract(record.document)
-        projection = self._project(record, ProjectionInputs(**inputs))
+        projection = self._project(record, ProjectionInputs(**inputs), device.id)
         self._points.pop(device.id, None)
+        self._projections.pop(device.id, None)
         entries = self.store.journal_entries(device.id, inputs["from_seq"] + 1)
         report = reconcile(contract, projection, entries, inputs["start_ms"], now)
         decision = await self._act(contract, record, report) if report.divergent else None
