@@ -98,6 +98,18 @@ def _why(exc: BaseException) -> str:
     return str(exc)[:200]
 
 
+def loads_own(data: bytes) -> Any:
+    """Decode CBOR that this process's own side encoded with `canonical_dumps` and stored (the
+    hub's journal bodies, re-encoded after the strict decode of what the agent sent): no checks
+    for duplicates or trailing bytes, which cannot be there, at a third of `loads`' cost.
+    Raises EncodingError for bytes that do not decode."""
+    try:
+        return cbor2.loads(data)
+    except (cbor2.CBORDecodeError, ValueError, TypeError, EOFError, OverflowError,
+            RecursionError, MemoryError) as exc:
+        raise EncodingError(f"malformed CBOR: {str(exc)[:200]}") from exc
+
+
 def _expect_end(stream: io.BytesIO, size: int) -> None:
     # The decoder reads exactly what the item needs, so the position says whether bytes are
     # left; asking the decoder for one more byte costs an exception on every clean decode.

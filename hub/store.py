@@ -31,7 +31,7 @@ from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
 
 from contracts import codec
-from contracts.chain import Entry, EntryKind
+from contracts.chain import Entry, checked_entry, kind_of
 from contracts.errors import EncodingError
 from contracts.limits import quote
 from contracts.types import EpochMs
@@ -537,9 +537,8 @@ class HubStore:
         JournalRow per row. Raises StoreError for a stored body that does not decode."""
         cur = self.db.conn.execute("SELECT seq, ts_ms, kind, body, prev_hash, hash FROM journal "
                                    "WHERE device = ? AND seq >= ? ORDER BY seq", [device, from_seq])
-        try:
-            return [Entry(seq=seq, ts_ms=ts, kind=EntryKind(kind), body=codec.loads(body),
-                          prev_hash=prev, hash=digest)
+        try:  # the bodies are the canonical bytes insert_entries stored
+            return [checked_entry(seq, ts, kind_of(kind), codec.loads_own(body), prev, digest)
                     for seq, ts, kind, body, prev, digest in cur]
         except (EncodingError, ValueError) as exc:
             raise StoreError(f"journal of {device!r}: stored entry unreadable: {exc}") from exc

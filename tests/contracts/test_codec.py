@@ -120,3 +120,12 @@ def test_message_of_another_kind_is_refused() -> None:
 def test_message_that_is_not_an_envelope_is_refused(obj: object) -> None:
     with pytest.raises(EncodingError, match="'ack'"):
         decode_message(canonical_dumps(obj), "ack", 1)
+
+
+def test_loads_own_reads_what_canonical_dumps_wrote_like_loads() -> None:
+    from contracts.codec import loads_own
+    for value in ({"values": {"level": [1.25, "good", None]}}, {"writes": {"p": 7}}, [1, -2, b"x"]):
+        data = canonical_dumps(value)
+        assert loads_own(data) == loads(data) == value
+    with pytest.raises(EncodingError):
+        loads_own(b"\xff\x00")

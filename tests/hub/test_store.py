@@ -163,3 +163,13 @@ def test_update_devices_sets_each_devices_fields_in_one_go_and_skips_unknown(tmp
         with pytest.raises(TypeError, match="state"):
             store.update_devices({"a": {"state": "live"}})
     assert (a.last_seen_ms, a.projection, b.acked_seq, b.last_seen_ms) == (5, {"source": "live"}, 9, None)
+
+
+def test_journal_entries_read_back_exactly_what_insert_entries_stored(tmp_path: Path) -> None:
+    from contracts.chain import encode_body
+    from tests.hub.sync_helpers import chain
+    entries = chain(50)
+    with HubStore.open(tmp_path / "hub.db") as store:
+        store.insert_entries("d1", entries, [encode_body(e.body) for e in entries])
+        back = store.journal_entries("d1", 11)
+    assert back == entries[10:]
