@@ -12,11 +12,11 @@ for the failure category; the decision is recorded and audited.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from contracts.chain import EntryKind
+from contracts.chain import Entry, EntryKind
 from contracts.codec import canonical_dumps
 from contracts.engine import EngineState
 from contracts.projection import Projection, ProjectionPoint, confidence, project
@@ -25,7 +25,8 @@ from contracts.types import EpochMs, Value
 from hub.audit import AuditAction, AuditEntry, Outcome
 from hub.config import FailureCategory, Policy, PolicyAction
 from hub.planner import Decision, decide
-from hub.reconcile import Report, reconcile
+from hub.reconcile import (Actual, Report, actual_from_entries, fold_entries, reconcile,
+                           reconcile_actual)
 from hub.service import HubService, RequestRefused
 from hub.store import ContractRecord, DeviceRecord, HubStore, ReconciliationRecord
 
@@ -80,6 +81,7 @@ class OfflineManager:
         # outage reuses it instead of running the engine over the day again (it is pure, so the
         # result would be the same; after a restart it is recomputed from the stored inputs).
         self._projections: dict[str, tuple[bytes, Projection]] = {}
+        self._folds: dict[str, _Fold] = {}
 
     def confidence_at(self, blob: Mapping[str, Any], now_ms: EpochMs) -> float:
         """How much to trust the projection `now_ms - start` into the outage (decays with age)."""
@@ -117,12 +119,38 @@ class OfflineManager:
             initial=dict(live.get("values", {})) if live else {}, from_seq=from_seq)
         projection = self._project(record, inputs, device.id)
         self._points[device.id] = [point_json(p) for p in projection.points]
+        self._folds[device.id] = _Fold(from_seq=from_seq, next_seq=from_seq + 1, actual=Actual())
         blob = {"source": "projection", "inputs": inputs.to_json(), "computed_ms": now,
                 "confidence": projection.confidence,
                 "transitions": [_event_json(e) for e in projection.transitions][:200]}
         log.info("projection_started device=%s contract=%s from_ms=%s confidence=%.2f",
                  device.id, record.id, inputs.start_ms, projection.confidence)
         return blob
+
+    def fold(self, device: str, entries: Sequence[Entry]) -> None:
+        """Fold a projected device's newly stored entries (seq order) into its outage's actual
+        history, so the reconciliation need not read and decode the whole outage back. A batch
+        that does not follow the last one folded drops the fold: the journal is read instead."""
+        f = self._folds.get(device)
+        if f is None or not entries:
+            return
+        if entries[0].seq != f.next_seq or entries[-1].seq - entries[0].seq + 1 != len(entries):
+            del self._folds[device]  # not contiguous with the fold, or a declared gap inside
+            return
+        fold_entries(f.actual, entries)
+        f.next_seq = entries[-1].seq + 1
+
+    def forget_folds(self) -> None:
+        """The store rolled back entries that were folded: read the journal instead."""
+        self._folds.clear()
+
+    def _actual(self, device: DeviceRecord, from_seq: int) -> Actual:
+        """The outage's actual history: the fold if it holds exactly the stored entries after
+        `from_seq` (all of them, through the acked seq), else folded from the journal."""
+        f = self._folds.pop(device.id, None)
+        if f is not None and f.from_seq == from_seq and f.next_seq == device.acked_seq + 1:
+            return f.actual
+        return actual_from_entries(self.store.journal_entries(device.id, from_seq + 1))
 
     def _project(self, record: ContractRecord, inputs: ProjectionInputs,
                  device: str | None = None) -> Projection:
@@ -158,8 +186,8 @@ class OfflineManager:
         projection = self._project(record, ProjectionInputs(**inputs), device.id)
         self._points.pop(device.id, None)
         self._projections.pop(device.id, None)
-        entries = self.store.journal_entries(device.id, inputs["from_seq"] + 1)
-        report = reconcile(contract, projection, entries, inputs["start_ms"], now)
+        actual = self._actual(device, inputs["from_seq"])
+        report = reconcile_actual(contract, projection, actual, inputs["start_ms"], now)
         decision = await self._act(contract, record, report) if report.divergent else None
         action = decision.action.value if decision else "none"
         rec = ReconciliationRecord(device=device.id, contract=record.contract, version=record.version,
@@ -246,6 +274,16 @@ class OfflineManager:
         self.store.add_audit(AuditEntry(ts_ms=self.clock(), actor=actor, action=what,
                                         outcome=Outcome.OK, device=device, contract=contract,
                                         reason=reason, detail=detail))
+
+
+@dataclass(kw_only=True)
+class _Fold:
+    """A projected device's outage folded as its journal arrives: entries from_seq+1 ..
+    next_seq-1, in order, each once."""
+
+    from_seq: int
+    next_seq: int
+    actual: Actual
 
 
 def _event_json(e: Any) -> dict[str, Any]:

@@ -60,7 +60,12 @@ AUTONOMY_EXHAUSTED has no `reason` field, and the budget running out is a networ
 
 def actual_from_entries(entries: Sequence[Entry]) -> Actual:
     """Fold journal entries (seq order) into the device's actual history."""
-    a = Actual()
+    return fold_entries(Actual(), entries)
+
+
+def fold_entries(a: Actual, entries: Sequence[Entry]) -> Actual:
+    """Fold more entries (seq order, following those already folded) into `a`; returns it. A
+    left fold: folding a journal batch by batch gives what folding it at once gives."""
     for e in entries:
         _fold(a, e)
     return a
@@ -178,7 +183,12 @@ def _close(contract: Contract, name: str, a: Value | None, b: Value | None) -> b
 def reconcile(contract: Contract, projection: Projection, entries: Sequence[Entry],
               from_ms: EpochMs, to_ms: EpochMs) -> Report:
     """Compare `entries` (the device's journal for [from_ms, to_ms]) with `projection`."""
-    actual = actual_from_entries(entries)
+    return reconcile_actual(contract, projection, actual_from_entries(entries), from_ms, to_ms)
+
+
+def reconcile_actual(contract: Contract, projection: Projection, actual: Actual,
+                     from_ms: EpochMs, to_ms: EpochMs) -> Report:
+    """`reconcile` for entries already folded (`fold_entries`) into `actual`."""
     at = _projected_at(projection, to_ms)
     p_step = at.step if at else None
     a_step = actual.step if actual.step is not None else p_step

@@ -246,6 +246,7 @@ class HubSync:
         self._touched.clear()
         self._uncommitted = 0
         self._ingest.clear()  # cursors reload from the store: the committed acked_seq
+        self.offline.forget_folds()
         self._started.clear()
         self.write_errors += 1
         self.last_write_error = f"{type(exc).__name__}: {exc}"[:300]
@@ -381,6 +382,7 @@ class HubSync:
         if result.store:
             self.store.insert_entries(device, result.store, result.bodies)
             self._uncommitted += len(result.store)
+            self.offline.fold(device, result.store)
         if result.gaps:
             self.store.insert_journal([_gap_row(device, g) for g in result.gaps])
         if result.store or result.gaps:
