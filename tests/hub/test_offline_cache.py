@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 from contracts.topics import Channel, topic
 from fieldpact.mqtt import MqttLink
@@ -93,7 +94,8 @@ def _outage(n: int, start_ms: int) -> list:  # type: ignore[type-arg]
     from contracts.chain import GENESIS, EntryKind, make_entry
     out, prev = [], GENESIS
     for seq in range(1, n + 1):
-        kind, body = EntryKind.INPUT, {"values": {"level": [1.0 + seq / 100, "good", None]}}
+        body: dict[str, Any] = {"values": {"level": [1.0 + seq / 100, "good", None]}}
+        kind = EntryKind.INPUT
         if seq == 100:
             kind, body = EntryKind.STEP, {"event": "step_entered", "step": "hold"}
         elif seq == 200:
