@@ -392,13 +392,41 @@ async def fleet_hub(kind: str, tmp: Path, password: str) -> AsyncIterator[HubRun
         finally:
             hub.close()
         return
-    async with mosquitto(tmp, password) as url:
+    broker = mosquitto(tmp, password) if kind == "mosquitto" else amqtt_process(password)
+    async with broker as url:
         hub = HubRuntime(hub_config(tmp, password, mode=BrokerMode.EXTERNAL, url=url,
                                     username="hub", password=password))
         try:
             yield hub
         finally:
             hub.close()
+
+
+def _fleet_users(password: str) -> dict[str, UserSpec]:
+    return {name: UserSpec(password_hash=hash_password(password), role=Role.HUB, site=None,
+                           device=None) for name in ("hub", "loadgen")}
+
+
+@contextlib.asynccontextmanager
+async def amqtt_process(password: str) -> AsyncIterator[str]:
+    """The embedded amqtt broker in a process of its own (its own interpreter lock), to measure
+    what taking it out of the hub's process would give."""
+    port = free_port()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bench.sync", "--amqtt-broker", str(port),
+        env={**os.environ, "BENCH_MQTT_PASSWORD": password})
+    try:
+        await wait_until(lambda: _listening(port), 30, "amqtt listening")
+        yield f"mqtt://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        await proc.wait()
+
+
+async def run_amqtt(port: int) -> None:
+    users = _fleet_users(os.environ["BENCH_MQTT_PASSWORD"])
+    async with EmbeddedBroker("127.0.0.1", port, users=users):
+        await asyncio.Event().wait()
 
 
 @contextlib.asynccontextmanager
@@ -581,14 +609,19 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="10k entries, 1 h offline, 100 devices")
     parser.add_argument("--only", choices=["ingest", "reconcile", "fleet"])
-    parser.add_argument("--broker", choices=["amqtt", "mosquitto"], default="amqtt",
+    parser.add_argument("--broker", choices=["amqtt", "mosquitto", "amqtt-process"],
+                        default="amqtt",
                         help="broker for the fleet run (amqtt = the embedded default)")
     parser.add_argument("--loadgen", metavar="MQTT_URL", help=argparse.SUPPRESS)
     parser.add_argument("--api-poller", metavar="BASE_URL", help=argparse.SUPPRESS)
+    parser.add_argument("--amqtt-broker", metavar="PORT", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)  # figures only; the hub's info/warnings are noise here
     if args.loadgen:
         asyncio.run(run_loadgen(args.loadgen, args.devices))
+        return
+    if args.amqtt_broker:
+        asyncio.run(run_amqtt(args.amqtt_broker))
         return
     if args.api_poller:
         print(json.dumps(asyncio.run(_time_api(args.api_poller, os.environ["BENCH_API_TOKEN"],
