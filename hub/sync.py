@@ -160,6 +160,7 @@ class HubSync:
         self._lock = asyncio.Lock()
         self._inbox: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue(INBOX)
         self._acks: dict[tuple[str, str], int] = {}  # (site, device) -> seq, sent after commit
+        self._acks_ready: dict[tuple[str, str], int] = {}  # committed, not yet published
         self._uncommitted = 0  # journal entries in the open batch
         self._touched: set[str] = set()  # devices whose messages the open batch holds
         self.write_errors = 0
@@ -212,11 +213,19 @@ class HubSync:
             while len(batch) < MAX_BATCH and not self._inbox.empty():
                 batch.append(self._inbox.get_nowait())
             for topic_name, payload in batch:
-                self.store.begin_batch()
+                self._begin()
                 await self.on_message(topic_name, payload)
                 if self._uncommitted >= MAX_BATCH_ENTRIES:
                     await self.commit()
             await self.commit()
+
+    def _begin(self) -> None:
+        """Open a batch; if the store cannot (locked past its busy timeout, failing), say so and
+        go on without one: each write then commits alone or fails on its own."""
+        try:
+            self.store.begin_batch()
+        except sqlite3.Error as exc:
+            self._batch_failed(exc)
 
     async def commit(self) -> None:
         """Commit the open batch, then publish the acks it held (durable before acked)."""
@@ -224,8 +233,7 @@ class HubSync:
             self.commit_now()
         except StoreError:
             return  # logged and counted by _batch_failed; the agents resend from their ack
-        acks, self._acks, self._uncommitted = self._acks, {}, 0
-        self._touched.clear()
+        acks, self._acks_ready = self._acks_ready, {}
         await asyncio.gather(*(self._publish_ack(site, device, seq)
                                for (site, device), seq in acks.items()))
 
@@ -237,6 +245,10 @@ class HubSync:
         except StoreError as exc:
             self._batch_failed(exc)
             raise
+        self._acks_ready.update(self._acks)  # committed: commit() publishes them
+        self._acks.clear()
+        self._uncommitted = 0
+        self._touched.clear()
 
     def _batch_failed(self, exc: Exception) -> None:
         """A store write failed: undo the batch and forget what it held in memory."""
@@ -525,7 +537,7 @@ class HubSync:
             raise_if_cancelled()
             await asyncio.sleep(TICK_S)
             async with self._lock:
-                self.store.begin_batch()
+                self._begin()
                 try:
                     self._check_silence()
                     self._check_stalls()
