@@ -29,8 +29,10 @@ log = logging.getLogger("fieldpact.hub.loop_thread")
 
 Main = Callable[[Callable[[], None]], Awaitable[None]]
 
-CANCEL_EVERY_S = 0.5
-"""How often `stop` repeats its cancellation while the thread has not ended."""
+RECANCEL_S = 5.0
+"""How long `stop` waits before repeating its cancellation: long enough for a real teardown (the
+embedded broker closing 1,000 sessions takes seconds on a loaded host), which a repeated
+cancellation would interrupt, short enough that a swallowed one is not waited out for long."""
 
 
 class LoopThreadError(RuntimeError):
@@ -38,8 +40,8 @@ class LoopThreadError(RuntimeError):
 
 
 class LoopThread:
-    def __init__(self, name: str) -> None:
-        self.name = name
+    def __init__(self, name: str, *, recancel_s: float = RECANCEL_S) -> None:
+        self.name, self._recancel_s = name, recancel_s
         self.error: BaseException | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
         self._main: Main | None = None
@@ -79,7 +81,7 @@ class LoopThread:
             if left <= 0:
                 log.error("loop_thread_stop_timeout name=%s s=%g", self.name, timeout_s)
                 raise LoopThreadError(f"{self.name}: still running {timeout_s:g} s after stop")
-            await asyncio.wait({done}, timeout=min(CANCEL_EVERY_S, left))
+            await asyncio.wait({done}, timeout=min(self._recancel_s, left))
         if self.error is not None:
             raise self.error
 

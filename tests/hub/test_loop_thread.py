@@ -21,7 +21,7 @@ async def test_stop_ends_a_loop_that_swallows_the_first_cancellation() -> None:
             swallowed.append(1)  # lost, as wait_for in 3.11 may lose it
         await asyncio.Event().wait()  # keeps running until cancelled again
 
-    side = LoopThread("t-swallow")
+    side = LoopThread("t-swallow", recancel_s=0.2)
     await side.start(main, 10)
     assert side.running and side.loop is not asyncio.get_running_loop()
     await side.stop(10)
