@@ -27,13 +27,14 @@ import contextlib
 import json
 import logging
 import os
+import pickle
 import random
 import secrets
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,7 +51,7 @@ from contracts.engine import Engine
 from contracts.loader import check_mapping
 from contracts.schema import format_time
 from contracts.topics import Channel, topic
-from contracts.wire import Birth, JournalBatch, Telemetry
+from contracts.wire import Ack, Birth, JournalBatch, Telemetry
 from hub.app import HUB_USER, HubRuntime, broker_users
 from hub.auth import AuthConfig, Role as ApiRole, Token, hash_token
 from hub.broker import (EmbeddedBroker, Role, UserSpec, hash_password, mosquitto_acl,
@@ -164,27 +165,68 @@ async def wait_until(check: Callable[[], bool], timeout_s: float, what: str,
         raise TimeoutError(f"timed out after {timeout_s:g} s waiting for {what} {detail()}") from None
 
 
-async def publish_until_acked(client: aiomqtt.Client, hub: HubRuntime, msgs: list[bytes],
-                              last_seq: int, timeout_s: float) -> int:
-    """Publish the batches; while the ack stalls, resend from it (invariant 5). Returns resends."""
-    jtopic, resends = topic(SITE, DEVICE, Channel.JOURNAL), 0
-    for m in msgs:
-        await client.publish(jtopic, m, qos=1)
-    deadline = time.monotonic() + timeout_s
-    last, moved = -1, time.monotonic()  # the resend timer starts once everything is sent
-    while (acked := hub.store.device(DEVICE).acked_seq) < last_seq:
-        now = time.monotonic()
-        if now > deadline:
-            raise TimeoutError(f"ack stuck at {acked} of {last_seq}")
-        if acked != last:
-            last, moved = acked, now
-        elif now - moved > ACK_TIMEOUT_S:  # no progress: resend from the ack, as the agent does
-            for m in msgs[acked // BATCH:]:
-                await client.publish(jtopic, m, qos=1)
-                resends += 1
-            moved = time.monotonic()
-        await asyncio.sleep(0.01)
-    return resends
+@contextlib.asynccontextmanager
+async def journal_sender(hub: HubRuntime, password: str, msgs: list[bytes], last_seq: int,
+                         tmp: Path) -> AsyncIterator[Callable[[float], Awaitable[int]]]:
+    """A device process that will publish `msgs` (as an agent does, from ANOTHER process: in
+    the hub's, its MQTT client would compete with the hub for the interpreter lock). Yields
+    `go(timeout_s)`: start sending, return once the hub's store has acked `last_seq`, with the
+    number of batches the sender resent after a stalled ack."""
+    assert hub.mqtt_url is not None
+    path = tmp / "msgs.pickle"
+    path.write_bytes(pickle.dumps(msgs))
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bench.sync", "--journal-sender", hub.mqtt_url, "--msgs-file",
+        str(path), "--last-seq", str(last_seq), env={**os.environ, "BENCH_MQTT_PASSWORD": password},
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
+    assert proc.stdin is not None and proc.stdout is not None
+    try:
+        async with asyncio.timeout(60):
+            if (await proc.stdout.readline()).strip() != b"ready":
+                raise RuntimeError("journal sender did not start")
+
+        async def go(timeout_s: float) -> int:
+            assert proc.stdin is not None and proc.stdout is not None
+            proc.stdin.write(b"go\n")
+            await proc.stdin.drain()
+            await wait_until(lambda: hub.store.device(DEVICE).acked_seq >= last_seq, timeout_s,
+                             "the journal acked", detail=lambda: _where(hub), every_s=0.002)
+            async with asyncio.timeout(30):
+                return int(json.loads(await proc.stdout.readline()))
+
+        yield go
+    finally:
+        if proc.returncode is None:
+            proc.terminate()
+        await proc.wait()
+
+
+async def run_journal_sender(url: str, msgs_file: Path, last_seq: int) -> None:
+    """The sender process: publish every batch, resend from the ack after ACK_TIMEOUT_S without
+    progress (as the agent does), print the resends once the ack reaches `last_seq`."""
+    msgs: list[bytes] = pickle.loads(msgs_file.read_bytes())
+    host, port = _host_port(url)
+    jtopic, resends, acked = topic(SITE, DEVICE, Channel.JOURNAL), 0, 0
+    async with aiomqtt.Client(host, port, identifier=f"bench-{DEVICE}-sender", username=DEVICE,
+                              password=os.environ["BENCH_MQTT_PASSWORD"],
+                              max_queued_outgoing_messages=0) as client:
+        atopic = topic(SITE, DEVICE, Channel.ACK)
+        await client.subscribe(atopic, qos=1)
+        print("ready", flush=True)
+        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+        for m in msgs:
+            await client.publish(jtopic, m, qos=1)
+        while acked < last_seq:
+            try:
+                async with asyncio.timeout(ACK_TIMEOUT_S):
+                    message = await anext(aiter(client.messages))
+                if str(message.topic) == atopic:  # anything else (a retained birth) is not ours
+                    acked = max(acked, Ack.from_bytes(bytes(message.payload)).seq)
+            except TimeoutError:  # no ack in time: resend from it
+                for m in msgs[acked // BATCH:]:
+                    await client.publish(jtopic, m, qos=1)
+                    resends += 1
+    print(json.dumps(resends), flush=True)
 
 
 async def birth(client: aiomqtt.Client, last_seq: int) -> None:
@@ -240,9 +282,10 @@ async def _ingest_once(msgs: list[bytes], n: int) -> float:
             async with hub.running(), device_client(hub, password) as client:
                 await birth(client, 0)
                 await wait_until(lambda: _known(hub), 10, "the birth")
-                start = time.perf_counter()
-                resends = await publish_until_acked(client, hub, msgs, n, 120)
-                elapsed = time.perf_counter() - start
+                async with journal_sender(hub, password, msgs, n, Path(tmp)) as go:
+                    start = time.perf_counter()
+                    resends = await go(120)
+                    elapsed = time.perf_counter() - start
         finally:
             hub.close()
     if resends:
@@ -324,10 +367,11 @@ async def _reconcile_once(n: int) -> tuple[float, float, str]:
                 await hub.service.submit_contract(tank_doc(t0), "bench")
                 await _go_offline(client, hub, clock)
                 clock.offset_ms = 0
-                start = time.perf_counter()
-                await birth(client, n)
-                await publish_until_acked(client, hub, msgs, n, 120)
-                acked = time.perf_counter() - start
+                async with journal_sender(hub, password, msgs, n, Path(tmp)) as go:
+                    start = time.perf_counter()
+                    await birth(client, n)
+                    await go(120)
+                    acked = time.perf_counter() - start
                 await wait_until(lambda: bool(hub.store.reconciliations(device=DEVICE)), 120,
                                  "the reconciliation record", detail=lambda: _where(hub))
                 elapsed = time.perf_counter() - start
@@ -357,8 +401,9 @@ async def _go_offline(client: aiomqtt.Client, hub: HubRuntime, clock: Clock) -> 
     # A real 24 h outage spans many live-value flushes (FLUSH_S); wait for one, so the telemetry
     # sent before the will is not still pending. Pending, it overwrites the projection when the
     # device returns (hub/sync.py flush_live skips PROJECTED, not RECONCILING: reported bug).
-    assert hub.sync is not None
-    await wait_until(lambda: DEVICE not in hub.sync._dirty, 10, "a live-value flush")
+    sync = hub.sync
+    assert sync is not None
+    await wait_until(lambda: DEVICE not in sync._dirty, 10, "a live-value flush")
 
 
 # -- 3. fleet ----------------------------------------------------------------------------------
@@ -615,10 +660,16 @@ def main() -> None:
     parser.add_argument("--loadgen", metavar="MQTT_URL", help=argparse.SUPPRESS)
     parser.add_argument("--api-poller", metavar="BASE_URL", help=argparse.SUPPRESS)
     parser.add_argument("--amqtt-broker", metavar="PORT", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--journal-sender", metavar="MQTT_URL", help=argparse.SUPPRESS)
+    parser.add_argument("--msgs-file", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--last-seq", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)  # figures only; the hub's info/warnings are noise here
     if args.loadgen:
         asyncio.run(run_loadgen(args.loadgen, args.devices))
+        return
+    if args.journal_sender:
+        asyncio.run(run_journal_sender(args.journal_sender, args.msgs_file, args.last_seq))
         return
     if args.amqtt_broker:
         asyncio.run(run_amqtt(args.amqtt_broker))
