@@ -126,11 +126,18 @@ class HubRuntime:
                                clock=self.clock)
                 publisher.before_publish = sync.commit_now
                 self.sync, self.mqtt_url = sync, url
-                async with asyncio.TaskGroup() as tg:
-                    tg.create_task(sync.run(), name="hub-sync")
-                    await link.wait_connected(10)
-                    self.publisher.attach(link, asyncio.get_running_loop())
-                    ready()
+                try:
+                    async with asyncio.TaskGroup() as tg:
+                        tg.create_task(sync.run(), name="hub-sync")
+                        await link.wait_connected(10)
+                        self.publisher.attach(link, asyncio.get_running_loop())
+                        ready()
+                except asyncio.CancelledError:
+                    self.publisher.attach(None)
+                    raise
+                except BaseException as exc:  # the API's publishes say why from now on
+                    self.publisher.attach(None, why=f"stopped: {type(exc).__name__}: {exc}"[:200])
+                    raise
 
     async def _broker(self, stack: contextlib.AsyncExitStack) -> tuple[str, str | None, str | None]:
         b = self.cfg.broker

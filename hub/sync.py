@@ -99,11 +99,18 @@ class MqttPublisher:
     def __init__(self, link: MqttLink | None = None, *,
                  loop: asyncio.AbstractEventLoop | None = None,
                  before_publish: Callable[[], None] | None = None) -> None:
-        self.link, self.loop, self.before_publish = link, loop, before_publish
+        self._target = (link, loop)  # one attribute: replaced whole, read whole, from any thread
+        self._why, self.before_publish = "not running", before_publish
 
-    def attach(self, link: MqttLink | None, loop: asyncio.AbstractEventLoop | None = None) -> None:
-        """Point at the MQTT side's link and loop (None: detached, every publish raises)."""
-        self.link, self.loop = link, loop
+    @property
+    def link(self) -> MqttLink | None:
+        return self._target[0]
+
+    def attach(self, link: MqttLink | None, loop: asyncio.AbstractEventLoop | None = None,
+               why: str = "not running") -> None:
+        """Point at the MQTT side's link and loop; with None, every publish raises LinkDown
+        saying `why`."""
+        self._target, self._why = (link, loop), why
 
     async def push_contract(self, site: str, device: str, signed: bytes) -> None:
         await self._publish(topic(site, device, Channel.CONTRACT), signed)
@@ -113,9 +120,9 @@ class MqttPublisher:
                             CommandMessage(command=command).to_bytes())
 
     async def _publish(self, name: str, payload: bytes) -> None:
-        link, loop = self.link, self.loop
+        link, loop = self._target
         if link is None:
-            raise LinkDown("the hub's MQTT side is not running")
+            raise LinkDown(f"the hub's MQTT side is {self._why}")
         if loop is None or loop is asyncio.get_running_loop():
             await self._here(link, name, payload)
             return

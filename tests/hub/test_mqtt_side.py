@@ -232,3 +232,31 @@ async def test_stopping_the_hub_ends_the_mqtt_thread_and_later_publishes_fail_cl
     finally:
         hub.close()
     assert not side.running and side.loop is not None and side.loop.is_closed()
+
+
+async def test_a_failed_mqtt_side_makes_operator_publishes_say_why_and_is_raised_at_stop(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from hub.sync import HubSync
+
+    async def broken_ticker(self: HubSync) -> None:  # a bug on the sync side (no real fault does it)
+        await asyncio.sleep(0.2)
+        raise RuntimeError("ticker bug")
+
+    monkeypatch.setattr(HubSync, "_ticker", broken_ticker)
+    hub = HubRuntime(hub_config(tmp_path))
+    try:
+        with pytest.raises(ExceptionGroup) as raised:  # the sync side's TaskGroup, re-raised
+            async with hub.running():
+                side = hub.mqtt_side
+                assert side is not None
+                await eventually(lambda: not side.running, 15, "the MQTT side ending")
+                with pytest.raises(LinkDown, match="ticker bug"):
+                    await hub.publisher.send_command(SITE, "d1", _hold())
+    finally:
+        hub.close()
+    assert raised.group_contains(RuntimeError, match="ticker bug", depth=None)
+
+
+def _hold() -> Any:
+    from contracts.inputs import Command, CommandKind
+    return Command(kind=CommandKind.HOLD, id="hold:test")
