@@ -253,3 +253,28 @@ def check_entry(entry: Entry, prev_hash: bytes, prev_seq: int) -> tuple[ChainBre
     if entry.hash != hash_encoded(prev_hash, entry.seq, entry.ts_ms, entry.kind, body):
         return ChainBreak(entry.seq, "hash mismatch"), b""
     return None, body
+
+
+def verify_run(entries: Sequence[Entry], prev_hash: bytes,
+               prev_seq: int) -> tuple[int, list[bytes], ChainBreak | None]:
+    """`check_entry` over a run: (how many of `entries` continue the chain from (`prev_seq`,
+    `prev_hash`) before the first break, their encoded bodies, that break or None). The same
+    checks with the per-entry calls inlined: the hub verifies ~100,000 entries a second."""
+    bodies: list[bytes] = []
+    for e in entries:
+        seq, ts = e.seq, e.ts_ms
+        if seq != prev_seq + 1 or e.prev_hash != prev_hash or ts < 0:
+            broken, body = check_entry(e, prev_hash, prev_seq)
+            if broken is not None:
+                return len(bodies), bodies, broken
+        else:
+            try:
+                body = encode_body(e.body)
+            except EncodingError as exc:
+                return len(bodies), bodies, ChainBreak(seq, f"body cannot be encoded: {exc}")
+            parts = (prev_hash, _ARRAY_OF_4, _uint(seq), _uint(ts), _KIND_CBOR[e.kind], body)
+            if e.hash != hashlib.sha256(b"".join(parts)).digest():
+                return len(bodies), bodies, ChainBreak(seq, "hash mismatch")
+        bodies.append(body)
+        prev_hash, prev_seq = e.hash, seq
+    return len(bodies), bodies, None

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from contracts.chain import GENESIS, ChainBreak, Entry, check_entry, verify_chain
+from contracts.chain import GENESIS, ChainBreak, Entry, verify_chain, verify_run
 
 MAX_PENDING_GAPS = 10_000
 """Declared gaps held per device ahead of the cursor; a batch declares at most one per entry."""
@@ -109,19 +109,18 @@ class DeviceIngest:
                 return broken
 
     def _drain_run(self, result: IngestResult) -> ChainBreak | None:
-        """Store the contiguous run after the cursor (one Cursor per run, not one per entry)."""
-        seq, digest, pending = self.cursor.seq, self.cursor.hash, self.pending
-        broken = None
+        """Store the contiguous run after the cursor, verified in one pass (one Cursor per run)."""
+        run, seq, pending = [], self.cursor.seq, self.pending
         while (e := pending.pop(seq + 1, None)) is not None:
-            broken, body = check_entry(e, digest, seq)
-            if broken is not None:
-                pending.clear()  # see _check
-                break
-            result.store.append(e)
-            result.bodies.append(body)
-            seq, digest = e.seq, e.hash
-        if seq != self.cursor.seq:
-            self.cursor = Cursor(seq=seq, hash=digest)
+            run.append(e)
+            seq = e.seq
+        n, verified, broken = verify_run(run, self.cursor.hash, self.cursor.seq)
+        if broken is not None:
+            pending.clear()  # see _check
+        result.store.extend(run[:n])
+        result.bodies.extend(verified)
+        if n:
+            self.cursor = Cursor(seq=run[n - 1].seq, hash=run[n - 1].hash)
         return broken
 
     def _cross_gap(self, result: IngestResult) -> bool:

@@ -167,3 +167,28 @@ def test_hash_encoded_is_the_hash_of_the_canonical_array(seq: int, ts: int, kind
     body = {"values": {"level": [1.25, "good", None]}}
     expected = hashlib.sha256(GENESIS + canonical_dumps([seq, ts, kind.value, body])).digest()
     assert hash_encoded(GENESIS, seq, ts, kind, canonical_dumps(body)) == expected
+
+
+@given(st.integers(min_value=1, max_value=30), st.integers(min_value=0, max_value=29),
+       st.sampled_from(["none", "body", "prev", "seq", "hash"]))
+def test_verify_run_agrees_with_check_entry_one_by_one(n: int, at: int, tamper: str) -> None:
+    from contracts.chain import check_entry, verify_run
+    entries = build(n)
+    i = at % n
+    if tamper == "body":
+        entries[i] = dataclasses.replace(entries[i], body={"writes": {"p": -1}})
+    elif tamper == "prev":
+        entries[i] = dataclasses.replace(entries[i], prev_hash=bytes(32))
+    elif tamper == "seq":
+        entries[i] = dataclasses.replace(entries[i], seq=entries[i].seq + 5)
+    elif tamper == "hash":
+        entries[i] = dataclasses.replace(entries[i], hash=bytes(32))
+    expected_bodies, expected_break, prev, seq = [], None, GENESIS, 0
+    for e in entries:
+        broken, body = check_entry(e, prev, seq)
+        if broken is not None:
+            expected_break = broken
+            break
+        expected_bodies.append(body)
+        prev, seq = e.hash, e.seq
+    assert verify_run(entries, GENESIS, 0) == (len(expected_bodies), expected_bodies, expected_break)
