@@ -25,7 +25,7 @@ from tests.agent.helpers import eventually
 from tests.conftest import BrokerEndpoint
 from tests.hub.sync_helpers import SITE, batch, birth, chain, device_client, hub_config, publish
 
-HANDLER_STALL_S = 3.0
+HANDLER_STALL_S = 5.0
 """How long the stuck handler blocks the MQTT side's loop: far longer than a /health answer."""
 
 
