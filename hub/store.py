@@ -334,6 +334,12 @@ class HubStore:
         rows = cur.fetchall()
         return [self._decoded(names, row) for row in rows]
 
+    def data_version(self) -> tuple[int, int]:
+        """Changes as soon as anything was committed since the last call: by another connection
+        (SQLite's `PRAGMA data_version`) or by this one (`total_changes`)."""
+        other = self.db.conn.execute("PRAGMA data_version").fetchone()[0]
+        return int(other), self.db.conn.total_changes
+
     def device_list_rows(self, state: DeviceState | None = None) -> list[tuple[Any, ...]]:
         """Raw rows of LIST_COLUMNS (state as its value, labels as JSON text), by id: the fleet
         list reads only these, never the projection blobs (hub/device_list.py)."""

@@ -1,6 +1,8 @@
 """The cached fleet list is byte for byte what the per-request views gave, and follows changes."""
 from __future__ import annotations
 
+from pathlib import Path
+
 from starlette.responses import JSONResponse
 
 from hub.api import device_view
@@ -26,3 +28,20 @@ def test_cached_list_equals_the_views_and_follows_every_change(store: HubStore) 
     born = store.device("b-2").state
     assert cache.body(store, born) == _expected(store, born) != b"[]"
     assert cache.body(store, DeviceState.FAULT) == b"[]"
+
+
+def test_the_cached_body_follows_commits_of_this_and_of_another_connection(tmp_path: Path) -> None:
+    with HubStore.open(tmp_path / "hub.db") as api, HubStore.open(tmp_path / "hub.db") as sync:
+        api.ensure_device("a-1", "north", 1)
+        cache = DeviceListCache()
+        first = cache.body(api)
+        assert cache.body(api) is first  # nothing committed since: the same bytes object
+        sync.update_device("a-1", acked_seq=3)  # the MQTT side's connection
+        assert cache.body(api) == _expected(api) != first
+        sync.begin_batch()
+        sync.update_device("a-1", acked_seq=4)
+        assert cache.body(api) == _expected(api)  # not committed yet: still 3
+        sync.commit_batch()
+        assert b'"acked_seq":4' in cache.body(api)
+        api.ensure_device("b-2", "north", 2)  # this connection's own write
+        assert cache.body(api) == _expected(api)

@@ -58,7 +58,7 @@ async def test_reconcile_reuses_the_offline_projection_only_for_identical_inputs
 async def test_the_outage_folded_as_it_arrives_gives_the_report_the_journal_gives(
         tmp_path: Path) -> None:
     from hub.reconcile import reconcile
-    from tests.hub.sync_helpers import batch, chain
+    from tests.hub.sync_helpers import batch
 
     hub = HubRuntime(hub_config(tmp_path))
     try:
