@@ -44,7 +44,7 @@ import httpx
 import uvicorn
 import yaml
 
-from agent.uplink import ACK_TIMEOUT_S
+from agent.config import DEFAULT_ACK_TIMEOUT_S as ACK_TIMEOUT_S
 from bench._common import figure, percentile, rss_mb
 from contracts.chain import GENESIS, Entry, EntryKind, encode_body, make_entry
 from contracts.engine import Engine
@@ -207,7 +207,7 @@ async def run_journal_sender(url: str, msgs_file: Path, last_seq: int) -> None:
     msgs: list[bytes] = pickle.loads(msgs_file.read_bytes())
     host, port = _host_port(url)
     jtopic, resends, acked = topic(SITE, DEVICE, Channel.JOURNAL), 0, 0
-    async with aiomqtt.Client(host, port, identifier=f"bench-{DEVICE}-sender", username=DEVICE,
+    async with aiomqtt.Client(host, port, identifier=f"fp-agent-{DEVICE}/bench-sender", username=DEVICE,
                               password=os.environ["BENCH_MQTT_PASSWORD"],
                               max_queued_outgoing_messages=0) as client:
         atopic = topic(SITE, DEVICE, Channel.ACK)
