@@ -12,6 +12,12 @@ nothing, and a restarted broker without persistence has forgotten every subscrip
 `will` and `on_connect` may also be set by the part that owns the link's presence (the hub's sync
 side sets its birth and last will) before `run()`; each new session uses the current values.
 
+A broker can also forget a live client's subscriptions without dropping the connection (amqtt
+0.12 does on a session take-over; a wedged client socket looks the same). With a `probe` set, the
+link proves its subscriptions end to end: it publishes to the probe topic, which it subscribes
+to, every `every_s`, and a session that receives nothing at all — not even its own probe — for
+`PROBE_MISSES` periods is ended as deaf and reconnected (so re-subscribed).
+
 The link is not a queue: `publish` raises LinkDown when the link is down or the broker does not
 confirm in time. Callers decide; the agent's journal is the durable queue (invariant 5).
 """
@@ -58,6 +64,19 @@ class Will:
     retain: bool = True
 
 
+PROBE_MISSES = 3
+"""Probe periods without any message before a session counts as deaf: one lost probe (QoS 1 is
+not trusted) is not enough to drop a working link."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Probe:
+    """A topic only this client publishes and reads, to prove its subscriptions are in force."""
+
+    topic: str
+    every_s: float = 10.0
+
+
 @dataclass(frozen=True, kw_only=True)
 class Endpoint:
     """Where the broker is, parsed from `mqtt://host[:port]`."""
@@ -102,6 +121,7 @@ class MqttLink:
         self._rng = rng or random.Random()
         self._client: aiomqtt.Client | None = None
         self.connected = asyncio.Event()
+        self.probe: Probe | None = None
 
     async def wait_connected(self, timeout: float) -> None:
         """Wait until connected and subscribed. Raises TimeoutError after `timeout` seconds."""
@@ -143,26 +163,54 @@ class MqttLink:
         """One connection, from connect to loss. Returns (reason, whether it was ever up)."""
         client = self._make_client()
         was_up = False
+        prober: asyncio.Task[None] | None = None
         try:
             async with client:
                 was_up = True
                 await self._came_up(client)
-                async for message in client.messages:
-                    await on_message(str(message.topic), _payload_bytes(message.payload))
-                    raise_if_cancelled()
+                if self.probe is not None:
+                    prober = asyncio.create_task(self._send_probes(self.probe), name="mqtt-probe")
+                await self._dispatch(client, on_message)
         except (aiomqtt.MqttError, LinkDown) as exc:
             reason = str(exc) or type(exc).__name__
         else:  # pragma: no cover - the message iterator only ends by raising
             reason = "message stream ended"
         finally:
+            if prober is not None:
+                prober.cancel()
             self._went_down()
         log.warning("mqtt_disconnected reason=%r client_id=%s was_up=%s", reason, self.client_id, was_up)
         return reason, was_up
 
+    async def _dispatch(self, client: aiomqtt.Client, on_message: OnMessage) -> None:
+        probe = self.probe
+        deaf_after = None if probe is None else probe.every_s * PROBE_MISSES
+        while True:
+            try:
+                async with asyncio.timeout(deaf_after):
+                    message = await anext(client.messages)
+            except TimeoutError:
+                raise LinkDown(f"deaf: nothing received for {deaf_after:g} s, not even the "
+                               f"probe on {probe.topic if probe else ''}") from None
+            if probe is None or str(message.topic) != probe.topic:
+                await on_message(str(message.topic), _payload_bytes(message.payload))
+            raise_if_cancelled()
+
+    async def _send_probes(self, probe: Probe) -> None:
+        while True:
+            try:
+                await self.publish(probe.topic, b"probe", qos=1)
+            except LinkDown:
+                pass  # the dispatch loop notices the silence
+            await asyncio.sleep(probe.every_s)
+
     async def _came_up(self, client: aiomqtt.Client) -> None:
-        if self._subscriptions:
-            codes = await client.subscribe(list(self._subscriptions))
-            for (flt, _), code in zip(self._subscriptions, codes, strict=False):
+        subscriptions = list(self._subscriptions)
+        if self.probe is not None:
+            subscriptions.append((self.probe.topic, 1))
+        if subscriptions:
+            codes = await client.subscribe(subscriptions)
+            for (flt, _), code in zip(subscriptions, codes, strict=False):
                 if getattr(code, "is_failure", False):
                     log.error("mqtt_subscribe_refused filter=%s client_id=%s", flt, self.client_id)
         self._client = client

@@ -14,7 +14,7 @@ from pathlib import Path
 import aiomqtt
 import pytest
 
-from fieldpact.mqtt import Backoff, Endpoint, LinkDown, MqttLink, parse_url
+from fieldpact.mqtt import Backoff, Endpoint, LinkDown, MqttLink, Probe, parse_url
 from hub.broker import EmbeddedBroker
 from tests.conftest import FLEET, BrokerEndpoint, fleet_specs
 
@@ -169,6 +169,33 @@ async def test_link_reconnects_and_resubscribes_after_broker_restart_on_same_por
     messages = [r.getMessage() for r in caplog.records]
     assert any(m.startswith("mqtt_disconnected reason=") for m in messages)
     assert any(m.startswith("mqtt_reconnect_in s=") for m in messages)
+
+
+async def test_a_link_whose_subscriptions_the_broker_forgot_finds_itself_deaf_and_resubscribes(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The broker keeps the connection but drops every subscription (amqtt 0.12 does this on a
+    session take-over). Injected through amqtt's own subscription table: the only way to make a
+    real broker forget without the bug's trigger, which hostile-broker is removing."""
+    caplog.set_level(logging.INFO, logger="fieldpact.mqtt")
+    recorder = Recorder()
+    async with EmbeddedBroker(users=fleet_specs()) as broker:
+        link = MqttLink(broker.url, client_id="fieldpact-hub", username="hub",
+                        password=FLEET["hub"].password, subscriptions=[("fp/v1/+/+/journal", 1)],
+                        backoff=FAST, on_connect=recorder.on_connect,
+                        on_disconnect=recorder.on_disconnect)
+        link.probe = Probe(topic="fp/v1/_hub/probe", every_s=0.2)
+        task = await running(link, recorder)
+        assert await recorder.next_event() == "up"
+        broker._broker._subscriptions.clear()  # noqa: SLF001 - the fault: subscriptions forgotten
+        assert await recorder.next_event() == "down"
+        assert await recorder.next_event() == "up"
+        async with aiomqtt.Client("127.0.0.1", broker.port, identifier="d1-test", username="d1",
+                                  password=FLEET["d1"].password) as device:
+            await device.publish("fp/v1/s1/d1/journal", b"batch", qos=1)
+            assert await recorder.next_message() == ("fp/v1/s1/d1/journal", b"batch")
+        await stop(task)
+    assert any("deaf" in r.getMessage() for r in caplog.records)
 
 
 async def test_link_with_refused_credentials_keeps_retrying_and_never_connects(
