@@ -26,6 +26,10 @@ HUB_STATUS = f"{PREFIX}/_hub/status"
 """The hub's retained birth (contracts.wire.HubBirth) and its last will b"offline". Every device and
 integration may read it; only the hub may write it (hub/broker.py ACL)."""
 
+HUB_PROBE = f"{PREFIX}/_hub/probe"
+"""The hub publishes here and reads it back to prove its subscriptions are in force (MqttLink
+probe); no other login may read or write it."""
+
 
 class Channel(enum.StrEnum):
     """What a topic carries; the value is the topic suffix after the device level."""

@@ -17,6 +17,8 @@ Restarts (issue 8). At start every device the hub showed live or was catching up
 (→ reconciling): nothing in memory survived, the values shown are stale. On every connect of its
 link — after the link has re-subscribed — the hub re-publishes each known device's ack, then its
 retained birth `fp/v1/_hub/status` (HubBirth, a new boot id per process; last will `offline`).
+Its subscriptions are never assumed: the link's probe on `fp/v1/_hub/probe` must echo, or the
+link reconnects.
 Agents resend from the ack on it. A device in `reconciling` is caught up only once it has spoken
 since (a fresh birth, telemetry or a journal batch) and the hub holds everything up to the head it
 reported then; a retained birth replayed by the broker (identical to the stored one) is not news.
@@ -45,11 +47,11 @@ from contracts.chain import Entry, EntryKind, encode_body
 from contracts.errors import EncodingError
 from contracts.inputs import Command
 from contracts.schema import parse_contract
-from contracts.topics import HUB_STATUS, Channel, TopicParts, hub_filters, parse, topic
+from contracts.topics import HUB_PROBE, HUB_STATUS, Channel, TopicParts, hub_filters, parse, topic
 from contracts.wire import (Ack, Birth, CommandMessage, ContractResult, HubBirth, JournalBatch,
                             Telemetry)
 from contracts.types import EpochMs
-from fieldpact.mqtt import LinkDown, MqttLink, Will
+from fieldpact.mqtt import LinkDown, MqttLink, Probe, Will
 from hub.config import FailureCategory
 from hub.ingest import Cursor, DeviceIngest, Gap
 from hub.offline import OfflineManager, current_point
@@ -75,6 +77,10 @@ acks still flow steadily (an agent resends when its ack stalls; bench/sync.py af
 
 INBOX = 256
 """Messages queued between the link and the worker; when full, the link waits (backpressure)."""
+
+PROBE_S = 2.0
+"""The hub proves its subscriptions every 2 s, so a broker that silently forgot them is found
+within 6 s (MqttLink PROBE_MISSES): inside the 10 s convergence target, for 0.5 msg/s."""
 
 _OFFLINE = b"offline"
 
@@ -162,6 +168,7 @@ class HubSync:
         self.boot_id = uuid.uuid4().hex
         link.will = Will(topic=HUB_STATUS, payload=_OFFLINE, qos=1, retain=True)
         link.on_connect = self._on_link_up
+        link.probe = Probe(topic=HUB_PROBE, every_s=PROBE_S)
         self.entries_ingested = 0
         self._started: set[str] = set()  # contract ids already moved to ACTIVE by telemetry
         self._lock = asyncio.Lock()

@@ -9,6 +9,7 @@ Rules (the embedded broker and the Mosquitto export enforce the same ones):
 - An INTEGRATION (SCADA, historian) only reads fp/v1/{site}/+/points/# and fp/v1/{site}/+/status of
   the sites it is configured for, and publishes nothing.
 - Everyone reads the hub's birth `fp/v1/_hub/status`; only the hub writes it (the hub's `fp/v1/#`).
+- `fp/v1/_hub/probe` (the hub's subscription probe) is the hub's alone: no other role matches it.
 - A last will is a publish made on the client's behalf later: its topic must pass the publish ACL.
 - Client ids are bound to logins, so no login can take over another's session: the hub uses
   `fieldpact-hub`, a device `fp-agent-<device>`, an integration `fp-int-<name>`, each optionally

@@ -123,6 +123,13 @@ def test_only_the_hub_writes_the_hub_birth_and_everyone_reads_it() -> None:
         assert allowed(user, Action.RECEIVE, "fp/v1/_hub/status")
 
 
+def test_the_hubs_subscription_probe_is_its_own() -> None:
+    for user in (DEVICE, SCADA):
+        assert not allowed(user, Action.SUBSCRIBE, "fp/v1/_hub/probe")
+        assert not allowed(user, Action.PUBLISH, "fp/v1/_hub/probe")
+    assert allowed(HUB, Action.SUBSCRIBE, "fp/v1/_hub/probe")
+
+
 @pytest.mark.parametrize("flt", ["#", "$SYS/#", "fp/v1/#", "fp/v1/+/+/cmd", "+/v1/s1/d1/cmd",
                                  "fp/v1/s1/d1/#", "fp/v1/_hub/#"])
 def test_wildcards_wider_than_a_devices_own_topics_are_refused(flt: str) -> None:
