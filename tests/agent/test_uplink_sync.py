@@ -25,10 +25,11 @@ from contracts.topics import HUB_STATUS, Channel, topic
 from contracts.wire import Ack, HubBirth, JournalBatch
 from fieldpact.backoff import Backoff
 from hub.app import HubRuntime
+from simulators.netcut import NetCut
 from simulators.server import SimDevice
 from tests.agent.helpers import eventually, journal_entries, running_agent
 from tests.agent.test_uplink import _signed_contract, agent_running
-from tests.conftest import BrokerEndpoint, free_port
+from tests.conftest import BrokerEndpoint
 from tests.hub.sync_helpers import PASSWORDS, SITE, acked, hub_config
 
 pytestmark = pytest.mark.slow
@@ -126,23 +127,27 @@ async def test_a_hole_in_the_agent_journal_syncs_past_as_an_explicit_alarmed_gap
         tmp_path: Path, hole: str) -> None:
     sql, why = HOLES[hole]
     generate_keypair(tmp_path / "keys")
-    port, journal = free_port(), tmp_path / "agent.db"
-    async with SimDevice("tank", port=0, tick_ms=20, initial={"level": 1.0}) as sim:
-        async with agent_running(tmp_path, sim, f"mqtt://127.0.0.1:{port}",
-                                 _signed_contract(tmp_path)) as agent:
-            await eventually(lambda: len(journal_entries(journal)) >= 60, 30,
-                             "the agent journaling while no broker exists")
-            with contextlib.closing(sqlite3.connect(journal, timeout=10)) as db, db:
-                db.execute(sql)  # unsent: the hub never had seq 30
-            hub = HubRuntime(hub_config(tmp_path, listen_port=port))
-            try:
-                async with hub.running():
+    journal = tmp_path / "agent.db"
+    hub = HubRuntime(hub_config(tmp_path))
+    try:
+        async with SimDevice("tank", port=0, tick_ms=20, initial={"level": 1.0}) as sim, \
+                hub.running():
+            assert hub.broker is not None
+            async with NetCut("127.0.0.1", hub.broker.port) as route:
+                await route.cut()  # the agent journals with no way to the hub
+                async with agent_running(tmp_path, sim, route.url,
+                                         _signed_contract(tmp_path)) as agent:
+                    await eventually(lambda: len(journal_entries(journal)) >= 60, 30,
+                                     "the agent journaling while cut off")
+                    with contextlib.closing(sqlite3.connect(journal, timeout=10)) as db, db:
+                        db.execute(sql)  # unsent: the hub never had seq 30
+                    route.restore()
                     head = (await agent.journal.head())[0]
                     await eventually(lambda: acked(hub, "d1") >= head, 60, f"hub past {head}")
                     rows = hub.store.journal("d1", 0, 1_000_000)
                     alarms = [a for a in hub.store.alarms() if a.kind == "journal_gap"]
-            finally:
-                hub.close()
+    finally:
+        hub.close()
     assert [r.seq for r in rows] == list(range(1, len(rows) + 1))
     gap = next(r for r in rows if r.seq == 30)
     assert gap.kind == "gap" and gap.prev_hash == rows[28].hash and gap.hash == rows[30].prev_hash
