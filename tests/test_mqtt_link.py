@@ -190,7 +190,7 @@ async def test_a_link_whose_subscriptions_the_broker_forgot_finds_itself_deaf_an
         broker._broker._subscriptions.clear()  # noqa: SLF001 - the fault: subscriptions forgotten
         assert await recorder.next_event() == "down"
         assert await recorder.next_event() == "up"
-        async with aiomqtt.Client("127.0.0.1", broker.port, identifier="d1-test", username="d1",
+        async with aiomqtt.Client("127.0.0.1", broker.port, identifier="fp-agent-d1/test", username="d1",
                                   password=FLEET["d1"].password) as device:
             await device.publish("fp/v1/s1/d1/journal", b"batch", qos=1)
             assert await recorder.next_message() == ("fp/v1/s1/d1/journal", b"batch")
