@@ -139,6 +139,10 @@ def test_mosquitto_reads_the_exported_files_after_dropping_privileges(tmp_path: 
                                 group=("--group", "mosquitto")) as broker:
             asyncio.run(_logs_in(broker, "d1"))
         assert grp.getgrgid((base / "mq" / PASSWD_NAME).stat().st_gid).gr_name == "mosquitto"
+        # Why the group: root-owned (0600, or 0640 root:root) is unreadable after the drop.
+        with pytest.raises(RuntimeError, match="Unable to open pwfile"):
+            with exported_mosquitto(tmp_path, base / "root-only", run_as="mosquitto"):
+                pass
     finally:
         shutil.rmtree(base)
 
