@@ -35,6 +35,10 @@ __all__ = ["HUB_STATUS_TOPIC", "MAX_INFLIGHT_QOS2", "MAX_PACKET_BYTES", "Action"
 log = logging.getLogger(__name__)
 
 _NOISY_LOGGERS = ("amqtt", "transitions")
+PASSWORD_CHECKS_AT_ONCE = 2
+"""scrypt costs 16 MiB and tens of ms per check. Unbounded, a CONNECT flood naming a real login
+would occupy every thread of the default executor, which the hub also uses to keep validation and
+signing off its event loop; bounded, a flood costs at most this many threads and 32 MiB."""
 
 
 class AmqttAuthPlugin(BaseAuthPlugin):  # type: ignore[misc]  # amqtt ships no types
@@ -44,12 +48,14 @@ class AmqttAuthPlugin(BaseAuthPlugin):  # type: ignore[misc]  # amqtt ships no t
     class Config:
         users: dict[str, Any] = field(default_factory=dict)
 
+    _slots: asyncio.Semaphore | None = None
+
     async def authenticate(self, *, session: Session) -> bool:
         user = self.config.users.get(session.username or "")
         if user is None or session.password is None:
             log.warning("mqtt_auth_refused user=%s reason=unknown_user", session.username)
             return False
-        if not await asyncio.to_thread(check_password, session.password, user.password_hash):
+        if not await self._check(session.password, user.password_hash):
             log.warning("mqtt_auth_refused user=%s reason=bad_password", session.username)
             return False
         if session.will_flag and not allowed(user, Action.PUBLISH, session.will_topic or ""):
@@ -57,6 +63,12 @@ class AmqttAuthPlugin(BaseAuthPlugin):  # type: ignore[misc]  # amqtt ships no t
                         session.username, session.will_topic)
             return False
         return True
+
+    async def _check(self, password: str, password_hash: str) -> bool:
+        if self._slots is None:  # made lazily: it must belong to the broker's running loop
+            self._slots = asyncio.Semaphore(PASSWORD_CHECKS_AT_ONCE)
+        async with self._slots:
+            return await asyncio.to_thread(check_password, password, password_hash)
 
 
 class AmqttAclPlugin(BaseTopicPlugin):  # type: ignore[misc]

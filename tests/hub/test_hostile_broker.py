@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import threading
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
@@ -16,6 +17,8 @@ import pytest
 from contracts.topics import Channel
 from fieldpact.mqtt import Backoff, MqttLink
 from hub import amqtt_session as hub_broker
+from hub import broker as hub_broker_plugins
+from hub.acl.passwords import check_password
 from hub.acl.policy import Role
 from hub.app import HubRuntime
 from hub.broker import (MAX_INFLIGHT_QOS2, MAX_PACKET_BYTES, EmbeddedBroker, PacketSizeGuard,
@@ -144,6 +147,28 @@ async def test_persistent_sessions_are_refused_by_the_embedded_broker(
         async with aiomqtt.Client(amqtt_broker.host, amqtt_broker.port, identifier="fp-agent-d1",
                                   clean_session=False, **amqtt_broker.login("d1")):
             pass
+
+
+async def test_a_connect_flood_never_runs_more_than_two_password_checks_at_once(
+        amqtt_broker: BrokerEndpoint, monkeypatch: pytest.MonkeyPatch) -> None:
+    running, peak, lock = 0, 0, threading.Lock()
+
+    def counted(password: str, password_hash: str) -> bool:  # the real check, counted
+        nonlocal running, peak
+        with lock:
+            running += 1
+            peak = max(peak, running)
+        try:
+            return check_password(password, password_hash)
+        finally:
+            with lock:
+                running -= 1
+
+    monkeypatch.setattr(hub_broker_plugins, "check_password", counted)
+    flood = [attempt(amqtt_broker, "", "d1", f"guess-{i}") for i in range(12)]
+    assert not any(await asyncio.gather(*flood))
+    assert 1 <= peak <= hub_broker_plugins.PASSWORD_CHECKS_AT_ONCE
+    assert await attempt(amqtt_broker, "fp-agent-d1", "d1", FLEET["d1"].password)
 
 
 # --- finding 4: retained messages --------------------------------------------------------------
