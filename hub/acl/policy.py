@@ -23,9 +23,9 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from contracts.topics import PREFIX, Channel, check_id, covers, matches
+from contracts.topics import HUB_STATUS, PREFIX, Channel, check_id, covers, matches
 
-HUB_STATUS_TOPIC = f"{PREFIX}/_hub/status"
+HUB_STATUS_TOPIC = HUB_STATUS
 """The hub's retained birth (fixed interface 5): readable by every login, written by the hub only."""
 HUB_LOGIN = "fieldpact-hub"
 """The hub's login on the embedded broker, and its default on an external one."""
