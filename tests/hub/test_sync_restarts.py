@@ -75,7 +75,10 @@ async def test_broker_killed_and_restarted_without_persistence_mid_sync_converge
                     await grows_by(agent, 40, "the agent journaling while the broker is gone")
                     broker.start()
                     await eventually(lambda: agent.conn.online, 30, "agent reconnected")
-                    target = await grows_by(agent, 20, "journal after the restart")
+                    # Everything journaled while the broker was gone (>= 40 entries) and since; not
+                    # more growth: a filled tank in `hold` journals little, and on a loaded
+                    # machine the fill may be over by now.
+                    target = await head(agent)
                     await eventually(lambda: acked(hub, "d1") >= target, CONVERGE_S,
                                      f"hub caught up to {target} after the {kind} restart")
                     rows = [r.seq for r in hub.store.journal("d1", 0, 1_000_000)]
