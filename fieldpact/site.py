@@ -26,7 +26,7 @@ from hub.app import HubRuntime
 from hub.auth import AuthConfig, Role, Token, hash_token
 from hub.broker import hash_password
 from hub.config import (DEFAULT_POLICIES, BrokerConfig, DeviceCredential, FailureCategory,
-                         HubConfig, Policy)
+                         HubConfig, Policy, RetryConfig)
 from hub.states import DeviceState
 from simulators.netcut import NetCut
 from simulators.server import SimDevice
@@ -53,9 +53,10 @@ class SiteDevice:
 class LocalSite:
     def __init__(self, workdir: Path, devices: Sequence[DeviceSpec], *, site: str = "north-field",
                  policies: Mapping[FailureCategory, Policy] = DEFAULT_POLICIES,
-                 silence_timeout_s: float = 10.0, scan_period_ms: int = 100) -> None:
+                 silence_timeout_s: float = 10.0, scan_period_ms: int = 100,
+                 retry: RetryConfig = RetryConfig()) -> None:
         self.workdir, self.specs, self.site = workdir, tuple(devices), site
-        self.policies, self.silence_timeout_s = policies, silence_timeout_s
+        self.policies, self.silence_timeout_s, self.retry = policies, silence_timeout_s, retry
         self.token = secrets.token_urlsafe(24)
         self.viewer_token = secrets.token_urlsafe(24)
         self._passwords = {d.id: secrets.token_urlsafe(16) for d in self.specs}
@@ -73,7 +74,7 @@ class LocalSite:
         return HubConfig(db_path=self.workdir / "hub.db", key_path=self.workdir / "keys" / "hub.key",
                          broker=BrokerConfig(listen_port=0), auth=AuthConfig(tokens=tokens),
                          devices=creds, silence_timeout_ms=int(self.silence_timeout_s * 1000),
-                         policies=MappingProxyType(dict(self.policies)))
+                         policies=MappingProxyType(dict(self.policies)), retry=self.retry)
 
     async def __aenter__(self) -> LocalSite:
         private_dir(self.workdir)

@@ -16,7 +16,6 @@ Rules:
 from __future__ import annotations
 
 import base64
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -37,13 +36,18 @@ from hub import openapi
 from hub.device_list import DeviceListCache
 from hub.auth import PRINCIPAL_KEY, AuthConfig, AuthMiddleware, Principal
 from hub.metrics import CONTENT_TYPE, HubMetrics, LatencyMiddleware
+from hub.audit import AuditAction
+from hub.config import DEFAULT_SILENCE_TIMEOUT_S
+from hub.operator_api import ack_alarm, list_alarms, reset_device, resume_contract
 from hub.service import HubService, RequestRefused
+from hub.views import engine_view, plain, shown_status, values_view, with_live
 from hub.states import ContractStatus, DeviceState
 from hub.store import ContractRecord, DeviceRecord, JournalRow, NotFound, ReconciliationRecord
 
 JSON_TYPES = frozenset({"application/json"})
 YAML_TYPES = frozenset({"application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml"})
 DEFAULT_LIMIT = 100
+DEFAULT_SILENCE_MS = int(DEFAULT_SILENCE_TIMEOUT_S * 1000)
 MAX_LIMIT = 1000
 """Pages are bounded so one request cannot pull a whole journal into memory."""
 
@@ -183,48 +187,30 @@ async def _reason(request: Request) -> str | None:
 
 # ---- views: records to JSON ---------------------------------------------------------------------
 
-def _plain(v: Any) -> Any:
-    """Decoded CBOR to JSON-able values: bytes become hex, tuples lists."""
-    if isinstance(v, bytes):
-        return v.hex()
-    if isinstance(v, Mapping):
-        return {str(k): _plain(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_plain(x) for x in v]
-    return v
-
-
-def _values_view(d: DeviceRecord, now: int) -> dict[str, Any] | None:
-    """Live values, or the projection with its age and confidence. The sync side stores either as
-    `projection = {"ts_ms": int, "values": {...}, "confidence": float?}`."""
-    if not isinstance(d.projection, Mapping):
-        return None
-    ts = d.projection.get("ts_ms")
-    projected = d.state is DeviceState.PROJECTED
-    return {"source": "projection" if projected else "live",
-            "values": _plain(d.projection.get("values", {})),
-            "age_ms": now - ts if isinstance(ts, int) else None,
-            "confidence": d.projection.get("confidence") if projected else 1.0,
-            "step": d.projection.get("step"), "mode": d.projection.get("mode")}
-
-
-def device_view(d: DeviceRecord, now: int, *, detail: bool = False) -> dict[str, Any]:
+def device_view(d: DeviceRecord, now: int, *, detail: bool = False,
+                silence_ms: int = DEFAULT_SILENCE_MS,
+                alarms: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     view: dict[str, Any] = {
         "id": d.id, "site": d.site, "labels": dict(d.labels), "state": d.state.value,
         "state_since_ms": d.state_since_ms, "last_seen_ms": d.last_seen_ms,
         "contract": d.contract, "version": d.version, "last_seq": d.last_seq,
         "acked_seq": d.acked_seq}
+    if alarms is not None:
+        view["alarms"] = alarms
     if detail:
         seen_age = now - d.last_seen_ms if d.last_seen_ms is not None else None
-        view |= {"boot_id": d.boot_id, "values": _values_view(d, now), "last_seen_age_ms": seen_age,
+        view |= {"boot_id": d.boot_id, "values": values_view(d, now, silence_ms),
+                 "last_seen_age_ms": seen_age,
                  "drift": dict(d.drift) if d.drift is not None else None}
     return view
 
 
-def contract_view(c: ContractRecord, *, detail: bool = False) -> dict[str, Any]:
+def contract_view(c: ContractRecord, *, detail: bool = False,
+                  engine: dict[str, Any] | None = None) -> dict[str, Any]:
     view: dict[str, Any] = {
         "id": c.id, "contract": c.contract, "version": c.version, "device": c.device,
-        "site": c.site, "status": c.status.value, "content_hash": c.content_hash,
+        "site": c.site, "status": shown_status(c, engine), "lifecycle": c.status.value,
+        "engine": engine, "lineage": c.lineage or c.id, "content_hash": c.content_hash,
         "created_ms": c.created_ms, "updated_ms": c.updated_ms, "reason": c.reason}
     if detail:
         view |= {"document": c.document, "signed": base64.b64encode(c.signed).decode()}
@@ -233,7 +219,7 @@ def contract_view(c: ContractRecord, *, detail: bool = False) -> dict[str, Any]:
 
 def _journal_view(r: JournalRow) -> dict[str, Any]:
     try:
-        body = _plain(codec.loads(r.body))
+        body = plain(codec.loads(r.body))
     except EncodingError:
         body = {"raw_b64": base64.b64encode(r.body).decode()}
     return {"seq": r.seq, "ts_ms": r.ts_ms, "kind": r.kind, "body": body,
@@ -252,6 +238,14 @@ async def health(request: Request) -> Response:
     return JSONResponse({"status": "ok"})
 
 
+def _device_alarms(svc: HubService, device: str | None = None) -> dict[str, list[dict[str, Any]]]:
+    out: dict[str, list[dict[str, Any]]] = {}
+    for a in svc.store.alarms(device=device):
+        out.setdefault(a.device, []).append({"id": a.id, "kind": a.kind, "count": a.count,
+                                             "acknowledged": a.acked_ms is not None})
+    return out
+
+
 async def list_devices(request: Request) -> Response:
     """Every device the hub knows, by id."""
     state = _enum_query(request, "state", DeviceState)
@@ -259,11 +253,19 @@ async def list_devices(request: Request) -> Response:
     return Response(cache.body(_service(request).store, state), media_type="application/json")
 
 
+def _device(svc: HubService, device: str) -> DeviceRecord:
+    """The stored device with the live values the sync side holds in memory. Raises NotFound."""
+    return with_live(svc.store.device(device), svc.live)
+
+
 async def get_device(request: Request) -> Response:
-    """One device: state, contract, last seen, live values or projection (age, confidence), drift."""
+    """One device: state, contract, last seen, values with age (read-back beside commanded) or
+    projection (age, confidence), drift, active alarms."""
     svc = _service(request)
-    device = svc.store.device(request.path_params["device"])
-    return JSONResponse(device_view(device, svc.clock(), detail=True))
+    device = _device(svc, request.path_params["device"])
+    return JSONResponse(device_view(device, svc.clock(), detail=True,
+                                    silence_ms=request.app.state.silence_ms,
+                                    alarms=_device_alarms(svc, device.id).get(device.id, [])))
 
 
 async def device_journal(request: Request) -> Response:
@@ -287,16 +289,30 @@ async def submit_contract(request: Request) -> Response:
 
 async def list_contracts(request: Request) -> Response:
     """Contract versions, filtered by `device` and `status`."""
+    svc = _service(request)
     status = _enum_query(request, "status", ContractStatus)
-    records = _service(request).store.contracts(device=request.query_params.get("device"),
-                                                status=status)
-    return JSONResponse([contract_view(c) for c in records])
+    records = svc.store.contracts(device=request.query_params.get("device"), status=status)
+    devices = {d.id: with_live(d, svc.live) for d in svc.store.devices()}
+    now = svc.clock()
+    return JSONResponse([contract_view(c, engine=engine_view(c, devices.get(c.device), now))
+                         for c in records])
 
 
 async def get_contract(request: Request) -> Response:
-    """One contract version ("name@version") with its document and signed bytes (base64)."""
-    record = _service(request).store.contract(request.path_params["contract"])
-    return JSONResponse(contract_view(record, detail=True))
+    """One contract version ("name@version") with its document and signed bytes (base64), the
+    device's engine mode for it, and the last resume asked and the agent's answer."""
+    svc = _service(request)
+    record = svc.store.contract(request.path_params["contract"])
+    try:
+        device: DeviceRecord | None = _device(svc, record.device)
+    except NotFound:
+        device = None
+    view = contract_view(record, detail=True, engine=engine_view(record, device, svc.clock()))
+    resumes = [e for e in svc.store.audit(contract=record.id, limit=50)
+               if e.action is AuditAction.RESUME]
+    view["last_resume"] = [{"ts_ms": e.ts_ms, "actor": e.actor, "outcome": e.outcome.value,
+                            "reason": e.reason} for e in resumes[:2]]
+    return JSONResponse(view)
 
 
 async def reconcile_contract(request: Request) -> Response:
@@ -361,6 +377,10 @@ ROUTES = (
     Route("/api/contracts/{contract}/reconcile", reconcile_contract, methods=["POST"]),
     Route("/api/contracts/{contract}/hold", hold_contract, methods=["POST"]),
     Route("/api/contracts/{contract}/abort", abort_contract, methods=["POST"]),
+    Route("/api/contracts/{contract}/resume", resume_contract, methods=["POST"]),
+    Route("/api/devices/{device}/reset", reset_device, methods=["POST"]),
+    Route("/api/alarms", list_alarms, methods=["GET"]),
+    Route("/api/alarms/{alarm}/ack", ack_alarm, methods=["POST"]),
     Route("/api/reconciliations", list_reconciliations, methods=["GET"]),
     Route("/api/audit", list_audit, methods=["GET"]),
     Route("/metrics", metrics, methods=["GET"]),
@@ -388,7 +408,8 @@ def page_routes() -> list[BaseRoute]:
 
 
 def create_app(service: HubService, auth_config: AuthConfig, *,
-               lifespan: Lifespan[Starlette] | None = None) -> Starlette:
+               lifespan: Lifespan[Starlette] | None = None,
+               silence_timeout_ms: int = DEFAULT_SILENCE_MS) -> Starlette:
     """The hub's ASGI app: its own metrics registry; auth on every route but /health and the
     operator page (`/`, `/static/*`)."""
     hub_metrics = HubMetrics(service.store)
@@ -400,6 +421,7 @@ def create_app(service: HubService, auth_config: AuthConfig, *,
                             HTTPException: _http_error},
         lifespan=lifespan)
     app.state.service = service
+    app.state.silence_ms = silence_timeout_ms
     app.state.metrics = hub_metrics
     app.state.device_list = DeviceListCache()
     app.state.openapi = openapi.document(ROUTES)

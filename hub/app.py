@@ -85,7 +85,7 @@ class HubRuntime:
         self._signer = _signer(load_or_create_key(cfg.key_path))
         self.publisher = MqttPublisher()
         self.service = HubService(self.store, self._signer, self.publisher, clock)
-        self.offline = OfflineManager(self.store, self.service, cfg.policies, clock)
+        self.offline = OfflineManager(self.store, self.service, cfg.policies, clock, cfg.retry)
         self.sync: HubSync | None = None  # the MQTT side's, set in its thread
         self.broker: EmbeddedBroker | None = None
         self.mqtt_url: str | None = None
@@ -121,9 +121,11 @@ class HubRuntime:
                                 password=password, subscriptions=HubSync.subscriptions())
                 publisher = MqttPublisher(link)
                 service = HubService(store, self._signer, publisher, self.clock)
-                offline = OfflineManager(store, service, self.cfg.policies, self.clock)
+                offline = OfflineManager(store, service, self.cfg.policies, self.clock,
+                                         self.cfg.retry)
                 sync = HubSync(store, offline, link, silence_timeout_ms=self.cfg.silence_timeout_ms,
                                clock=self.clock)
+                self.service.live = sync.live  # the API reads it (dict reads, never writes)
                 publisher.before_publish = sync.commit_now
                 self.sync, self.mqtt_url = sync, url
                 try:
@@ -157,7 +159,8 @@ class HubRuntime:
             async with runtime.running():
                 yield
 
-        return create_app(self.service, self.cfg.auth, lifespan=lifespan)
+        return create_app(self.service, self.cfg.auth, lifespan=lifespan,
+                          silence_timeout_ms=self.cfg.silence_timeout_ms)
 
 
 def _signer(key: Ed25519PrivateKey) -> Callable[[Contract], bytes]:

@@ -24,6 +24,9 @@ class AuditAction(enum.StrEnum):
     PUSH = "push"
     HOLD = "hold"
     ABORT = "abort"
+    RESUME = "resume"          # an operator's resume sent; the agent's answer is audited by "hub"
+    RESET = "reset"            # an admin's reset of a device out of FAULT
+    ACK = "ack"                # an operator acknowledged an alarm
     RECONCILE_REQUEST = "reconcile_request"
     TRANSITION = "transition"  # a state change decided by the hub itself (sync side, policies)
     RECONCILE = "reconcile"    # divergence measured after a device's journal caught up

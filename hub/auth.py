@@ -7,8 +7,9 @@ Rules:
 - Roles are ordered viewer < operator < admin. `required_role(method, path)` is a pure table
   lookup; `None` means public: /health, and GET/HEAD of the operator page (`/`, `/static/*`),
   which holds no data and asks for a token itself (its API calls are checked like any other).
-  Reads need viewer; changing a contract needs operator; anything under /api/admin (keys,
-  config) needs admin. Unknown write routes default to admin, so a route added without a rule
+  Reads need viewer; changing a contract (submit, hold, abort, resume, reconcile) and
+  acknowledging an alarm need operator; anything under /api/admin (keys, config) and a device
+  reset (`POST /api/devices/{id}/reset`) need admin. Unknown write routes default to admin, so a route added without a rule
   fails closed.
 - Missing or unknown token: 401 with `WWW-Authenticate: Bearer` (RFC 6750 section 3). Known token
   with too weak a role: 403.
@@ -82,7 +83,8 @@ PAGE_PATHS = frozenset({"/"})
 PAGE_PREFIX = "/static/"
 """The operator page's files: public so a browser can load the page before it has a token. Only
 GET/HEAD, and everything under PAGE_PREFIX is routed to StaticFiles, which serves nothing else."""
-_OPERATOR_ACTIONS = ("/reconcile", "/hold", "/abort")
+_OPERATOR_ACTIONS = ("/reconcile", "/hold", "/abort", "/resume")
+_ALARM_ACK = ("/api/alarms/", "/ack")
 
 
 def required_role(method: str, path: str) -> Role | None:
@@ -98,6 +100,8 @@ def required_role(method: str, path: str) -> Role | None:
     if method == "POST" and path.startswith("/api/contracts"):
         if path.rstrip("/") == "/api/contracts" or path.endswith(_OPERATOR_ACTIONS):
             return Role.OPERATOR
+    if method == "POST" and path.startswith(_ALARM_ACK[0]) and path.endswith(_ALARM_ACK[1]):
+        return Role.OPERATOR
     return Role.ADMIN
 
 

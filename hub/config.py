@@ -21,9 +21,15 @@ their reason. Example:
     [integrations.scada]             # a read-only login: points/ and status of these sites
     password_hash = "<broker password hash>"
     sites = ["north-field"]
+    [policies]
+    backoff_s = 30                   # wait before an automatic re-issue; doubles each time
+    backoff_max_s = 3600
+    settle_s = 30                    # after a trip: inputs healthy this long before a retry
     [policies.network]
     action = "retry"                 # retry | reassign | escalate | hold | abort
     max_retries = 5
+    [policies.trip]                  # a latched safety trip; default hold (operator resumes)
+    action = "hold"
 """
 from __future__ import annotations
 
@@ -61,6 +67,8 @@ class FailureCategory(enum.StrEnum):
     ADAPTERS = "adapters"  # Modbus I/O failed (timeouts, exceptions, second writer)
     NETWORK = "network"    # the hub lost the device
     CONFIG = "config"      # the contract itself is wrong for the device (refused, bad points)
+    TRIP = "trip"          # a safety latch: guard trip (stale, frozen, range, bad quality, adapter
+                           # fault, second writer), autonomy or engine error put outputs in safe_state
 
 
 class PolicyAction(enum.StrEnum):
@@ -69,6 +77,7 @@ class PolicyAction(enum.StrEnum):
     ESCALATE = "escalate"
     HOLD = "hold"
     ABORT = "abort"
+    WAIT = "wait"  # the planner's own: a retry deferred by backoff or settle time; not configurable
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -85,7 +94,27 @@ DEFAULT_POLICIES: Mapping[FailureCategory, Policy] = MappingProxyType({
     FailureCategory.ADAPTERS: Policy(action=PolicyAction.RETRY, max_retries=3),
     FailureCategory.NETWORK: Policy(action=PolicyAction.RETRY, max_retries=5),
     FailureCategory.CONFIG: Policy(action=PolicyAction.HOLD, max_retries=0),
+    # Automation never undoes a safety latch (DESIGN invariant 9): a re-issued contract would clear
+    # it, so after a trip the contract stays latched until an operator resumes it.
+    FailureCategory.TRIP: Policy(action=PolicyAction.HOLD, max_retries=0),
 })
+
+DEFAULT_BACKOFF_S = 30.0
+"""First wait between automatic re-issues of one lineage; it doubles with every re-issue, so a
+contract that keeps failing cannot storm the device (the field saw ~70 re-issues in 10 s)."""
+DEFAULT_BACKOFF_MAX_S = 3600.0
+DEFAULT_SETTLE_S = 30.0
+"""After a trip, an explicit retry policy acts only once the agent has reported healthy inputs
+for this long: a sensor that flickers back for one scan must not restart a pump."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class RetryConfig:
+    """`[policies]` scalar keys: pacing of automatic re-issues (per contract lineage)."""
+
+    backoff_ms: int = int(DEFAULT_BACKOFF_S * 1000)
+    backoff_max_ms: int = int(DEFAULT_BACKOFF_MAX_S * 1000)
+    settle_ms: int = int(DEFAULT_SETTLE_S * 1000)
 
 
 class BrokerMode(enum.StrEnum):
@@ -136,6 +165,7 @@ class HubConfig:
     integrations: tuple[IntegrationCredential, ...] = ()
     silence_timeout_ms: int = int(DEFAULT_SILENCE_TIMEOUT_S * 1000)
     policies: Mapping[FailureCategory, Policy] = field(default_factory=lambda: DEFAULT_POLICIES)
+    retry: RetryConfig = field(default_factory=RetryConfig)
 
 
 T = TypeVar("T")
@@ -243,11 +273,44 @@ def _unique_logins(cfg: HubConfig) -> HubConfig:
     return cfg
 
 
+_RETRY_KEYS = ("backoff_s", "backoff_max_s", "settle_s")
+
+
+def _retry(m: Any) -> RetryConfig:
+    if not isinstance(m, Mapping):
+        return RetryConfig()
+    d = RetryConfig()
+
+    def ms(key: str, default_ms: int) -> int:
+        return int(1000 * _get(m, key, "policies", _nonneg_float, default_ms / 1000))
+    return RetryConfig(backoff_ms=ms("backoff_s", d.backoff_ms),
+                       backoff_max_ms=ms("backoff_max_s", d.backoff_max_ms),
+                       settle_ms=ms("settle_s", d.settle_ms))
+
+
+def _nonneg_float(v: Any) -> float:
+    if isinstance(v, bool):
+        raise TypeError("must be a number of seconds")
+    x = float(v)
+    if not x >= 0:
+        raise ValueError("must be >= 0")
+    return x
+
+
+def _action(v: Any) -> PolicyAction:
+    action = PolicyAction(v)
+    if action is PolicyAction.WAIT:
+        raise ValueError("'wait' is the planner's own decision, not a policy action")
+    return action
+
+
 def _policies(m: Any) -> Mapping[FailureCategory, Policy]:
     if not isinstance(m, Mapping):
         raise ConfigError("policies", m, "must be a table of category -> {action, max_retries}")
     out = dict(DEFAULT_POLICIES)
     for name, spec in m.items():
+        if name in _RETRY_KEYS:
+            continue
         where = f"policies.{name}"
         try:
             category = FailureCategory(name)
@@ -256,7 +319,7 @@ def _policies(m: Any) -> Mapping[FailureCategory, Policy]:
             raise ConfigError(where, name, f"not a failure category (allowed: {allowed})") from None
         if not isinstance(spec, Mapping):
             raise ConfigError(where, spec, "must be a table {action, max_retries}")
-        out[category] = Policy(action=_get(spec, "action", where, PolicyAction),
+        out[category] = Policy(action=_get(spec, "action", where, _action),
                                max_retries=_get(spec, "max_retries", where, _nonneg_int, 3))
     return MappingProxyType(out)
 
@@ -300,6 +363,7 @@ def parse_config(doc: Mapping[str, Any]) -> HubConfig:
         silence_timeout_ms=int(1000 * _get(doc, "silence_timeout_s", "", _positive,
                                            DEFAULT_SILENCE_TIMEOUT_S)),
         policies=_policies(doc.get("policies", {})),
+        retry=_retry(doc.get("policies", {})),
     ))
 
 

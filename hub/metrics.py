@@ -16,6 +16,7 @@ from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamil
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from hub.alarms import AlarmKind
 from hub.states import ContractStatus, DeviceState
 from hub.store import HubStore
 
@@ -44,9 +45,21 @@ class StoreCollector(Collector):
         for status in ContractStatus:
             contracts.add_metric([status.value], by_status.get(status, 0))
         yield contracts
+        yield self._alarms()
         yield CounterMetricFamily("fieldpact_hub_journal_entries_ingested",
                                   "Journal entries stored (deduplicated by device and seq)",
                                   value=self.store.count_journal())
+
+
+    def _alarms(self) -> Metric:
+        alarms = GaugeMetricFamily("fieldpact_hub_alarms", "Active alarms by kind and state "
+                                   "(unacknowledged, acknowledged)", labels=["kind", "state"])
+        counts = self.store.count_active_alarms()
+        kinds = sorted({k.value for k in AlarmKind} | {k for k, _ in counts})
+        for kind in kinds:  # a kind raised by another part of the hub is exported too
+            for acked, state in ((False, "unacknowledged"), (True, "acknowledged")):
+                alarms.add_metric([kind, state], counts.get((kind, acked), 0))
+        return alarms
 
 
 class HubMetrics:

@@ -23,12 +23,15 @@ from contracts.projection import Projection, ProjectionPoint, confidence, projec
 from contracts.schema import Contract, parse_contract
 from contracts.types import EpochMs, Value
 from hub.audit import AuditAction, AuditEntry, Outcome
-from hub.config import FailureCategory, Policy, PolicyAction
+from hub.alarms import AlarmKind
+from hub.config import FailureCategory, Policy, PolicyAction, RetryConfig
+from hub.lineage import after_retry, source_version
 from hub.planner import Decision, decide
 from hub.reconcile import (Actual, Report, actual_from_entries, fold_entries, reconcile,
                            reconcile_actual)
 from hub.service import HubService, RequestRefused
-from hub.store import ContractRecord, DeviceRecord, HubStore, ReconciliationRecord
+from hub.states import ContractStatus
+from hub.store import ContractRecord, DeviceRecord, HubStore, NotFound, ReconciliationRecord
 
 log = logging.getLogger("fieldpact.hub.offline")
 
@@ -74,14 +77,17 @@ def current_point(points: list[dict[str, Any]], now_ms: EpochMs) -> dict[str, An
 
 class OfflineManager:
     def __init__(self, store: HubStore, service: HubService, policies: Mapping[FailureCategory, Policy],
-                 clock: Callable[[], EpochMs]) -> None:
+                 clock: Callable[[], EpochMs], retry: RetryConfig = RetryConfig()) -> None:
         self.store, self.service, self.policies, self.clock = store, service, policies, clock
+        self.retry = retry
         self._points: dict[str, list[dict[str, Any]]] = {}
         # The projection of each projected device, by its exact inputs: reconciling a day-long
         # outage reuses it instead of running the engine over the day again (it is pure, so the
         # result would be the same; after a restart it is recomputed from the stored inputs).
         self._projections: dict[str, tuple[bytes, Projection]] = {}
         self._folds: dict[str, _Fold] = {}
+        self.healthy_since: Callable[[str], EpochMs | None] = lambda device: None
+        """Since when the device's telemetry has shown every input healthy (set by HubSync)."""
 
     def confidence_at(self, blob: Mapping[str, Any], now_ms: EpochMs) -> float:
         """How much to trust the projection `now_ms - start` into the outage (decays with age)."""
@@ -233,40 +239,109 @@ class OfflineManager:
                     reconciliation=rec_id, requested=True)
         return ReconciliationRecord(**{**rec.__dict__, "id": rec_id})
 
-    async def _act(self, contract: Contract, record: ContractRecord, report: Report) -> Decision:
+    async def _act(self, contract: Contract, record: ContractRecord,
+                   report: Report) -> Decision | None:
         category = report.category or FailureCategory.RUNTIME
         return await self.apply_policy(contract, record, category, "; ".join(report.reasons),
                                        report.actual_step_index)
 
     async def apply_policy(self, contract: Contract, record: ContractRecord,
                            category: FailureCategory, reason: str,
-                           actual_step: int | None) -> Decision:
-        retries = sum(1 for r in self.store.reconciliations(device=record.device, limit=1000)
-                      if r.contract == record.contract and r.action in ("retry", "reassign"))
-        highest = self.store.highest_version(record.contract) or record.version
-        capable = [d.id for d in self.store.devices() if d.site == record.site]
-        decision = decide(contract=contract, category=category, reason=reason,
-                          policies=self.policies, retries=retries, next_version=highest + 1,
-                          actual_step=actual_step, now_ms=self.clock(), capable=capable)
-        await self._execute(decision, record)
-        self._audit(PLANNER, AuditAction.REPLAN, record.device, record.id, decision.reason,
-                    action=decision.action.value, category=category.value,
+                           actual_step: int | None) -> Decision | None:
+        """Decide and carry out the policy for `record` (hub/planner.py). The decision is built
+        from the version the device runs, never an older one (hub/lineage.py); None when the
+        trigger named a stale version, so nothing is done. Raises nothing a caller must handle:
+        a refused action becomes an alarm."""
+        source = self._source(record)
+        if source is None:
+            runs = self.store.device(record.device)
+            self._audit(PLANNER, AuditAction.REPLAN, record.device, record.id,
+                        f"{reason}; not acted on: {record.id} is not the newest version or not "
+                        f"the one the device runs ({runs.contract}@{runs.version})",
+                        action="none", category=category.value)
+            log.warning("replan_stale contract=%s device=%s", record.id, record.device)
+            return None
+        step = _same_step(contract, parse_contract(source.document), actual_step)
+        return await self._decide_and_act(source, category, reason, step)
+
+    async def _decide_and_act(self, source: ContractRecord, category: FailureCategory,
+                              reason: str, step: int | None) -> Decision:
+        lineage = source.lineage or source.id
+        budget = self.store.budget(lineage)
+        highest = self.store.highest_version(source.contract) or source.version
+        capable = [d.id for d in self.store.devices() if d.site == source.site]
+        decision = decide(contract=parse_contract(source.document), category=category,
+                          reason=reason, policies=self.policies, budget=budget,
+                          next_version=highest + 1, actual_step=step, now_ms=self.clock(),
+                          capable=capable, retry=self.retry,
+                          healthy_since_ms=self.healthy_since(source.device))
+        waiting = dict(self.store.pending_retries()).get(lineage)
+        if decision.action is PolicyAction.WAIT:
+            pending = {"cid": source.id, "category": category.value, "reason": reason,
+                       "step": step}
+            if pending != waiting:  # decided again every tick: write (fsync) only a change
+                self.store.set_pending(lineage, pending)
+            if waiting is not None:
+                return decision  # still waiting: audited when the wait began
+        elif waiting is not None:
+            self.store.set_pending(lineage, None)
+        await self._execute(decision, source, lineage)
+        self._audit(PLANNER, AuditAction.REPLAN, source.device, source.id, decision.reason,
+                    action=decision.action.value, category=category.value, lineage=lineage,
+                    retries=decision.retries,
                     new_version=decision.document["version"] if decision.document else None)
         return decision
 
-    async def _execute(self, decision: Decision, record: ContractRecord) -> None:
+    def _source(self, record: ContractRecord) -> ContractRecord | None:
+        """The version to act on for a trigger naming `record` (hub/lineage.source_version)."""
+        device = self.store.device(record.device)
+        same = self.store.contracts(device=record.device, contract=record.contract)
+        running = device.version if device.contract == record.contract else None
+        active = max((r.version for r in same if r.status.claims_points), default=None)
+        version = source_version(record=record.version, running=running, active=active)
+        return next((r for r in same if r.version == version), None)
+
+    async def retry_pending(self) -> None:
+        """Decide again every deferred retry (backoff or settle time not yet over). One whose
+        contract was resumed, replaced or ended meanwhile is dropped."""
+        for lineage, p in self.store.pending_retries():
+            try:
+                record = self.store.contract(p["cid"])
+            except NotFound:
+                self.store.set_pending(lineage, None)
+                continue
+            category = FailureCategory(p["category"])
+            tripped = record.status is ContractStatus.TRIPPED
+            if (category is FailureCategory.TRIP and not tripped) or \
+                    (self.store.highest_version(record.contract) or 0) > record.version:
+                self.store.set_pending(lineage, None)
+                continue
+            await self.apply_policy(parse_contract(record.document), record, category,
+                                    p["reason"], p.get("step"))
+
+    async def _execute(self, decision: Decision, record: ContractRecord, lineage: str) -> None:
         try:
             if decision.document is not None:
-                new = await self.service.submit_contract(decision.document, PLANNER)
-                log.info("replan_pushed from=%s to=%s device=%s", record.id, new.id, new.device)
+                labels = {**decision.document.get("labels", {}), "lineage": lineage}
+                # Counted before the attempt: a re-issue that is refused or not published still
+                # spends the budget, so automation stays bounded whatever fails.
+                self.store.save_budget(after_retry(self.store.budget(lineage), self.clock(),
+                                                   self.retry))
+                new = await self.service.submit_contract({**decision.document, "labels": labels},
+                                                         PLANNER, lineage=lineage)
+                log.info("replan_pushed from=%s to=%s device=%s lineage=%s", record.id, new.id,
+                         new.device, lineage)
+            elif decision.action is PolicyAction.HOLD and record.status is ContractStatus.TRIPPED:
+                log.info("trip_held contract=%s device=%s", record.id, record.device)
             elif decision.action is PolicyAction.HOLD and not record.status.terminal:
                 await self.service.hold(record.id, PLANNER, decision.reason)
             elif decision.action is PolicyAction.ABORT and not record.status.terminal:
                 await self.service.abort(record.id, PLANNER, decision.reason)
             elif decision.action is PolicyAction.ESCALATE:
-                self.store.raise_alarm(record.device, "escalated", decision.reason, self.clock())
+                self.store.raise_alarm(record.device, AlarmKind.ESCALATED, decision.reason,
+                                       self.clock())
         except RequestRefused as exc:
-            self.store.raise_alarm(record.device, "replan_refused", str(exc), self.clock())
+            self.store.raise_alarm(record.device, AlarmKind.REPLAN_REFUSED, str(exc), self.clock())
             log.warning("replan_refused contract=%s reason=%s", record.id, exc)
 
     def _audit(self, actor: str, what: AuditAction, device: str, contract: str, reason: str,
@@ -284,6 +359,14 @@ class _Fold:
     from_seq: int
     next_seq: int
     actual: Actual
+
+
+def _same_step(old: Contract, new: Contract, index: int | None) -> int | None:
+    """The index in `new` of step `index` of `old` (the same name), or None."""
+    if index is None or not 0 <= index < len(old.steps):
+        return None
+    name = old.steps[index].name
+    return next((i for i, s in enumerate(new.steps) if s.name == name), None)
 
 
 def _event_json(e: Any) -> dict[str, Any]:

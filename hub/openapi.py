@@ -23,6 +23,7 @@ from starlette.routing import Route
 
 from contracts.loader import load_contract
 from contracts.schema import to_mapping
+from hub.alarms import AlarmKind
 from hub.auth import required_role
 from hub.states import ContractStatus, DeviceState
 
@@ -31,6 +32,7 @@ API_VERSION = "1"
 
 _LIMIT = {"type": "integer", "minimum": 1, "maximum": 1000}
 _TEXT = {"type": "string"}
+_BOOL = {"type": "string", "enum": ["true", "false"]}
 _QUERY: Mapping[str, tuple[tuple[str, Mapping[str, Any], str], ...]] = {
     # endpoint -> (name, JSON schema, description); the bounds are those hub/api.py enforces
     "list_devices": (("state", {"type": "string", "enum": [s.value for s in DeviceState]},
@@ -46,11 +48,17 @@ _QUERY: Mapping[str, tuple[tuple[str, Mapping[str, Any], str], ...]] = {
     "list_audit": (("device", _TEXT, "only this device"), ("contract", _TEXT,
                    "only this contract id (name@version)"),
                    ("limit", _LIMIT, "page size, 1..1000 (default 100)")),
+    "list_alarms": (("device", _TEXT, "only this device"),
+                    ("kind", {"type": "string", "enum": [k.value for k in AlarmKind]},
+                     "only this alarm kind"),
+                    ("active", _BOOL, "true (default): active alarms; false: cleared ones"),
+                    ("acknowledged", _BOOL, "only acknowledged (true) or unacknowledged")),
 }
 
 _SUCCESS: Mapping[str, tuple[str, str]] = {
     "submit_contract": ("201", "stored, signed and pushed"),
     "reconcile_contract": ("202", "request recorded"),
+    "resume_contract": ("202", "RESUME sent; the agent decides (see the journal and alarms)"),
 }
 
 _ERRORS: Mapping[str, str] = {
@@ -58,7 +66,8 @@ _ERRORS: Mapping[str, str] = {
     "403": "role too weak", "404": "no such device or contract",
     "413": "body larger than the route's limit",
     "409": "write conflict, stale version or illegal state",
-    "415": "unsupported content type", "422": "invalid contract (every issue listed)",
+    "415": "unsupported content type",
+    "422": "invalid contract (every issue listed), or a required reason missing",
     "503": "accepted but not published to the agent",
 }
 _ERRORS_BY_ENDPOINT: Mapping[str, tuple[str, ...]] = {
@@ -66,6 +75,9 @@ _ERRORS_BY_ENDPOINT: Mapping[str, tuple[str, ...]] = {
     "submit_contract": ("409", "415", "422", "503"),
     "hold_contract": ("409", "503"),
     "abort_contract": ("409", "503"),
+    "resume_contract": ("409", "422", "503"),  # 422: no reason
+    "reset_device": ("409", "422"),
+    "ack_alarm": ("400",),                     # an alarm id that is not an integer
 }
 
 _ERROR_SCHEMA = {
@@ -74,9 +86,17 @@ _ERROR_SCHEMA = {
         "type": "object", "properties": {"path": {"type": "string"},
                                          "reason": {"type": "string"}}}}},
 }
+_REQUIRED_REASON = {"required": True, "content": {"application/json": {"schema": {
+    "type": "object", "required": ["reason"], "additionalProperties": False,
+    "properties": {"reason": {"type": "string", "maxLength": 500, "pattern": "\\S",
+                              "description": "why (audited); not only white space"}}}}}}
+_PATH: Mapping[str, Mapping[str, Any]] = {
+    "alarm": {"type": "string", "pattern": "^[0-9]{1,18}$"},  # hub/operator_api.py ack_alarm
+}
 _REASON_BODY = {"required": False, "content": {"application/json": {"schema": {
     "type": "object", "properties": {"reason": {"type": "string"}}}}}}
-_BODY_ENDPOINTS = frozenset({"submit_contract", "hold_contract", "abort_contract"})
+_BODY_ENDPOINTS = frozenset({"submit_contract", "hold_contract", "abort_contract",
+                            "resume_contract", "reset_device"})
 _EXAMPLE = Path(__file__).parents[1] / "contracts" / "examples" / "tank-fill.yaml"
 
 
@@ -93,11 +113,13 @@ def _bodies() -> Mapping[str, Mapping[str, Any]]:
             "application/json": {"schema": {"type": "object"}, "example": _example_contract()},
             "application/yaml": {"schema": {"type": "object"}}}},
         "hold_contract": _REASON_BODY, "abort_contract": _REASON_BODY,
+        "resume_contract": _REQUIRED_REASON, "reset_device": _REQUIRED_REASON,
     }
 
 
 def _parameters(path: str, endpoint: str) -> list[dict[str, Any]]:
-    params = [{"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+    params = [{"name": name, "in": "path", "required": True,
+               "schema": dict(_PATH.get(name, {"type": "string"}))}
               for name in re.findall(r"{(\w+)}", path)]
     params += [{"name": n, "in": "query", "required": False, "schema": dict(schema),
                 "description": d} for n, schema, d in _QUERY.get(endpoint, ())]

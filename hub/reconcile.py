@@ -10,7 +10,8 @@ projection, and the difference is measured on five axes, each compared with the 
   faults   guard trips, adapter faults and refusals (the projection has none);
   outcome  the contract's mode (running, completed, failed, safe, ...).
 A divergent report carries a failure category for the planner's policy (runtime, adapters,
-network, config).
+network, config, trip). A device that ended the outage latched in safe_state is `trip`, whatever
+tripped it: its default policy is hold, because a re-issue would clear the latch.
 """
 from __future__ import annotations
 
@@ -237,6 +238,8 @@ def _reasons(contract: Contract, p_step: str | None, a_step: str | None, p_mode:
 
 
 def _category(actual: Actual, mode: str | None) -> Category:
+    if actual.trip and mode == "safe":
+        return Category.TRIP  # still latched: only an operator (or an explicit policy) resumes
     if actual.trip:
         head = actual.trip.split(":")[0]
         return _TRIP_CATEGORY.get(head, Category.ADAPTERS if "quality" in head else Category.RUNTIME)

@@ -30,9 +30,12 @@ from contracts.loader import check_mapping
 from contracts.schema import Contract, Point, parse_contract, to_mapping
 from contracts.types import EpochMs
 from hub.audit import AuditAction, AuditEntry, Outcome, log_entry
-from hub.states import ContractEvent, ContractStatus, IllegalTransition, transition
-from hub.store import ContractRecord, Duplicate, HubStore, contract_id
+from hub.alarms import DEVICE_RESET_CLEARS
+from hub.states import ContractEvent, ContractStatus, DeviceEvent, IllegalTransition, transition
+from hub.store import Alarm, ContractRecord, DeviceRecord, Duplicate, HubStore, contract_id
 from hub.worker import CpuWorker
+
+RESUMABLE = frozenset({ContractStatus.TRIPPED, ContractStatus.HELD})
 
 
 Signer = Callable[[Contract], bytes]
@@ -152,6 +155,8 @@ class HubService:
         self.store, self.signer, self.publisher, self.clock = store, signer, publisher, clock
         self.worker = worker or CpuWorker()
         self._admission = asyncio.Lock()
+        self.live: Mapping[str, Mapping[str, Any]] = {}
+        """The sync side's latest telemetry per device (hub/sync.py sets it; read-only here)."""
 
     def _audit(self, actor: str, action: AuditAction, outcome: Outcome, *,
                device: str | None = None, contract: str | None = None, reason: str | None = None,
@@ -161,8 +166,10 @@ class HubService:
         self.store.add_audit(entry)
         log_entry(entry)
 
-    async def submit_contract(self, document: Mapping[str, Any], actor: str) -> ContractRecord:
-        """Check, sign, store and push a contract; returns it in status PUSHED.
+    async def submit_contract(self, document: Mapping[str, Any], actor: str, *,
+                              lineage: str | None = None) -> ContractRecord:
+        """Check, sign, store and push a contract; returns it in status PUSHED. `lineage` is the
+        planner's (hub/lineage.py): an operator's submission starts its own.
 
         Raises InvalidContract, StaleVersion, WriteConflict, or PublishFailed (then the contract
         is stored in SUBMITTED and the failure audited)."""
@@ -171,7 +178,7 @@ class HubService:
         async with self._admission:
             self._check_version(contract, actor)
             await self._check_conflicts(contract, actor)
-            record = await self._store_signed(contract, actor)
+            record = await self._store_signed(contract, actor, lineage)
         try:
             await self.publisher.push_contract(contract.site, contract.device, record.signed)
         except Exception as exc:  # any transport failure: audited, then refused as 503
@@ -223,13 +230,14 @@ class HubService:
         raise WriteConflict(f"contract {cid} conflicts with {', '.join(others)} on device "
                             f"{c.device}", issues)
 
-    async def _store_signed(self, c: Contract, actor: str) -> ContractRecord:
+    async def _store_signed(self, c: Contract, actor: str, lineage: str | None) -> ContractRecord:
         signed, document, digest = await self.worker.run(_sign_record, self.signer, c)
         cid, now = contract_id(c.contract, c.version), self.clock()
         record = ContractRecord(
             id=cid, contract=c.contract, version=c.version, device=c.device, site=c.site,
             status=ContractStatus.SUBMITTED, document=document, signed=signed,
-            content_hash=digest, created_ms=now, updated_ms=now, reason=f"by {actor}")
+            content_hash=digest, created_ms=now, updated_ms=now, reason=f"by {actor}",
+            lineage=lineage or cid)
         try:
             self.store.insert_contract(record)
         except Duplicate as exc:  # a concurrent submission of the same version won the race
@@ -279,6 +287,50 @@ class HubService:
         self.store.apply_contract_event(cid, event, self.clock(), reason or f"by {actor}")
         self._audit(actor, action, Outcome.OK, reason=reason, command=command.id, **audit)
         return self.store.contract(cid)
+
+    async def resume(self, cid: str, actor: str, reason: str) -> Command:
+        """Send RESUME to the agent for a tripped or held contract. The status changes only when
+        the device's journal shows the resume: the agent refuses one while the trip's cause
+        persists (journaled, then an alarm at the hub). Raises NotFound, IllegalRequest,
+        PublishFailed."""
+        record = self.store.contract(cid)
+        audit = dict(device=record.device, contract=cid, reason=reason)
+        if record.status not in RESUMABLE:
+            why = f"contract {cid} is {record.status.value}: only a tripped or held contract " \
+                  "can be resumed"
+            self._audit(actor, AuditAction.RESUME, Outcome.REFUSED, status=record.status.value,
+                        **audit)
+            raise IllegalRequest(why, [Issue(path="status", reason=why)])
+        command = Command(kind=CommandKind.RESUME, id=f"resume:{cid}:{self.clock()}")
+        try:
+            await self.publisher.send_command(record.site, record.device, command)
+        except Exception as exc:  # any transport failure: audited, state unchanged
+            self._audit(actor, AuditAction.RESUME, Outcome.FAILED, error=str(exc), **audit)
+            raise PublishFailed(f"resume for {cid} not sent: {exc}") from exc
+        self._audit(actor, AuditAction.RESUME, Outcome.OK, command=command.id, **audit)
+        return command
+
+    def reset_device(self, device: str, actor: str, reason: str) -> DeviceRecord:
+        """An admin's RESET of a device in FAULT (back to UNKNOWN: it is trusted again from its
+        next birth). Clears the alarms a reset answers. Raises NotFound, IllegalRequest."""
+        now = self.clock()
+        try:
+            self.store.apply_device_event(device, DeviceEvent.RESET, now, f"{reason} (by {actor})")
+        except IllegalTransition as exc:
+            self._audit(actor, AuditAction.RESET, Outcome.REFUSED, device=device, reason=reason,
+                        error=str(exc))
+            raise IllegalRequest(str(exc), [Issue(path="state", reason=str(exc))]) from exc
+        for kind in DEVICE_RESET_CLEARS:
+            self.store.clear_alarms(device, kind, now)
+        self._audit(actor, AuditAction.RESET, Outcome.OK, device=device, reason=reason)
+        return self.store.device(device)
+
+    def ack_alarm(self, alarm_id: int, actor: str) -> Alarm:
+        """Acknowledge an alarm (audited). Raises NotFound."""
+        alarm = self.store.ack_alarm(alarm_id, actor, self.clock())
+        self._audit(actor, AuditAction.ACK, Outcome.OK, device=alarm.device, alarm=alarm_id,
+                    kind=alarm.kind)
+        return alarm
 
     def request_reconcile(self, cid: str, actor: str) -> int:
         """Record that an operator asked for a reconciliation of `cid`; the sync side picks it up

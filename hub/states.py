@@ -94,6 +94,7 @@ class ContractStatus(enum.StrEnum):
     REFUSED = "refused"
     ACTIVE = "active"
     HELD = "held"
+    TRIPPED = "tripped"  # the device latched safe_state (guard trip, autonomy, engine error)
     COMPLETED = "completed"
     FAILED = "failed"
     ABORTED = "aborted"
@@ -112,7 +113,7 @@ class ContractStatus(enum.StrEnum):
 
 _C = ContractStatus
 _TERMINAL = frozenset({_C.REFUSED, _C.COMPLETED, _C.FAILED, _C.ABORTED, _C.SUPERSEDED, _C.EXPIRED})
-_CLAIMING = frozenset({_C.SUBMITTED, _C.PUSHED, _C.ACCEPTED, _C.ACTIVE, _C.HELD})
+_CLAIMING = frozenset({_C.SUBMITTED, _C.PUSHED, _C.ACCEPTED, _C.ACTIVE, _C.HELD, _C.TRIPPED})
 
 
 class ContractEvent(enum.StrEnum):
@@ -122,6 +123,7 @@ class ContractEvent(enum.StrEnum):
     START = "start"
     HOLD = "hold"
     RESUME = "resume"
+    TRIP = "trip"  # the device's journal shows the latch; only RESUME (the journal's) leaves it
     COMPLETE = "complete"
     FAIL = "fail"
     ABORT = "abort"
@@ -141,19 +143,30 @@ CONTRACT_TRANSITIONS: Mapping[tuple[ContractStatus, ContractEvent], ContractStat
     (_C.PUSHED, _CE.START): _C.ACTIVE,     # the accept result was lost but the journal shows a start
     (_C.PUSHED, _CE.HOLD): _C.HELD,        # operator holds before the accept result arrives
     (_C.PUSHED, _CE.FAIL): _C.FAILED,
+    (_C.PUSHED, _CE.TRIP): _C.TRIPPED,     # tripped before the accept result arrived
     **{(_C.PUSHED, e): s for e, s in _ENDINGS.items()},
     (_C.ACCEPTED, _CE.START): _C.ACTIVE,
     (_C.ACCEPTED, _CE.HOLD): _C.HELD,
     (_C.ACCEPTED, _CE.FAIL): _C.FAILED,
+    (_C.ACCEPTED, _CE.TRIP): _C.TRIPPED,
     **{(_C.ACCEPTED, e): s for e, s in _ENDINGS.items()},
     (_C.ACTIVE, _CE.HOLD): _C.HELD,
     (_C.ACTIVE, _CE.COMPLETE): _C.COMPLETED,
     (_C.ACTIVE, _CE.FAIL): _C.FAILED,
+    (_C.ACTIVE, _CE.TRIP): _C.TRIPPED,
     **{(_C.ACTIVE, e): s for e, s in _ENDINGS.items()},
     (_C.HELD, _CE.HOLD): _C.HELD,
     (_C.HELD, _CE.RESUME): _C.ACTIVE,
     (_C.HELD, _CE.FAIL): _C.FAILED,
+    (_C.HELD, _CE.TRIP): _C.TRIPPED,
     **{(_C.HELD, e): s for e, s in _ENDINGS.items()},
+    # Tripped: the latch holds until the device journals a resume (an operator's, or a policy's
+    # explicit retry re-issuing the contract, which supersedes this version).
+    (_C.TRIPPED, _CE.TRIP): _C.TRIPPED,
+    (_C.TRIPPED, _CE.HOLD): _C.TRIPPED,    # policy `hold` after a trip: the latch is the hold
+    (_C.TRIPPED, _CE.RESUME): _C.ACTIVE,
+    (_C.TRIPPED, _CE.FAIL): _C.FAILED,
+    **{(_C.TRIPPED, e): s for e, s in _ENDINGS.items()},
 })
 
 

@@ -37,6 +37,7 @@ from contracts.limits import quote
 from contracts.types import EpochMs
 from fieldpact.files import private_sqlite
 from hub.audit import AuditAction, AuditEntry, Outcome
+from hub.lineage import Budget
 from hub.states import (
     ContractEvent, ContractStatus, DeviceEvent, DeviceState, IllegalTransition, transition,
 )
@@ -101,7 +102,32 @@ def _m0001(db: Database) -> None:
             db.execute(statement)
 
 
-MIGRATION_NAMES = ("0001_initial",)
+_SCHEMA_V2 = """
+ALTER TABLE contracts ADD COLUMN lineage TEXT;
+UPDATE contracts SET lineage = id WHERE lineage IS NULL;
+CREATE TABLE lineages (lineage TEXT PRIMARY KEY, retries INTEGER NOT NULL DEFAULT 0,
+  last_retry_ms INTEGER, next_allowed_ms INTEGER, pending TEXT);
+ALTER TABLE alarms ADD COLUMN count INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE alarms ADD COLUMN last_ms INTEGER;
+ALTER TABLE alarms ADD COLUMN acked_ms INTEGER;
+ALTER TABLE alarms ADD COLUMN acked_by TEXT;
+UPDATE alarms SET last_ms = ts_ms WHERE last_ms IS NULL;
+UPDATE alarms SET cleared_ms = ts_ms WHERE cleared_ms IS NULL AND id NOT IN
+  (SELECT max(id) FROM alarms WHERE cleared_ms IS NULL GROUP BY device, kind);
+CREATE UNIQUE INDEX alarms_active ON alarms (device, kind) WHERE cleared_ms IS NULL;
+"""
+"""Retry budgets per contract lineage (hub/lineage.py) and deduplicated, acknowledgeable alarms.
+Existing contracts each start their own lineage; of duplicate active alarms the newest stays."""
+
+
+@MIGRATIONS(name="0002_lineage_alarms")
+def _m0002(db: Database) -> None:
+    for statement in _SCHEMA_V2.split(";"):
+        if statement.strip():
+            db.execute(statement)
+
+
+MIGRATION_NAMES = ("0001_initial", "0002_lineage_alarms")
 SCHEMA_VERSION = len(MIGRATION_NAMES)
 """Number of migrations this build knows; a database with others is refused on open."""
 
@@ -139,6 +165,7 @@ class ContractRecord:
     created_ms: EpochMs
     updated_ms: EpochMs
     reason: str | None = None
+    lineage: str | None = None  # hub/lineage.py; None = its own id
 
 
 def contract_id(contract: str, version: int) -> str:
@@ -200,12 +227,27 @@ class ReconcileRequest:
 
 @dataclass(frozen=True, kw_only=True)
 class Alarm:
+    """One alarm: raised at `ts_ms` (first), raised again `count` times while active (last at
+    `last_ms`), acknowledged by `acked_by` at `acked_ms`, cleared at `cleared_ms`."""
+
     id: int
     ts_ms: EpochMs
     device: str
     kind: str
     detail: str
     cleared_ms: EpochMs | None = None
+    count: int = 1
+    last_ms: EpochMs | None = None
+    acked_ms: EpochMs | None = None
+    acked_by: str | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.cleared_ms is None
+
+
+MAX_ALARM_DETAIL = 300
+"""Alarm details are bounded (interface 3): they quote device input and are shown on a banner."""
 
 
 _UNSET: Any = object()
@@ -451,11 +493,12 @@ class HubStore:
             with self._tx():
                 self.db.execute(
                     "INSERT INTO contracts (id, contract, version, device, site, status, document,"
-                    " signed, content_hash, created_ms, updated_ms, reason)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    " signed, content_hash, created_ms, updated_ms, reason, lineage)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     [record.id, record.contract, record.version, record.device, record.site,
                      record.status.value, json.dumps(record.document), record.signed,
-                     record.content_hash, record.created_ms, record.updated_ms, record.reason])
+                     record.content_hash, record.created_ms, record.updated_ms, record.reason,
+                     record.lineage or record.id])
                 self._history("contract_transitions", "contract", record.id, None, record.status,
                               "submit", record.created_ms, record.reason)
         except sqlite3.IntegrityError as exc:
@@ -624,18 +667,104 @@ class HubStore:
                 for r in rows]
 
     def raise_alarm(self, device: str, kind: str, detail: str, ts_ms: EpochMs) -> int:
-        cur = self.db.execute("INSERT INTO alarms (ts_ms, device, kind, detail) VALUES (?, ?, ?, ?)",
-                              [ts_ms, device, kind, detail])
-        return int(cur.lastrowid or 0)
+        """Raise an alarm, or raise again the one active for (device, kind): then its count, last
+        time and detail are updated instead of a row inserted. `detail` is cut to
+        MAX_ALARM_DETAIL characters. Returns the alarm's id."""
+        detail = _bounded(detail)
+        try:
+            return self._raise_alarm(device, kind, detail, ts_ms)
+        except sqlite3.IntegrityError:  # another connection raised it first (unique while active)
+            return self._raise_alarm(device, kind, detail, ts_ms)
+
+    def _raise_alarm(self, device: str, kind: str, detail: str, ts_ms: EpochMs) -> int:
+        with self._tx():
+            row = self._one("SELECT id FROM alarms WHERE device = ? AND kind = ? AND "
+                            "cleared_ms IS NULL", [device, kind])
+            if row is not None:
+                self.db.execute("UPDATE alarms SET count = count + 1, last_ms = ?, detail = ? "
+                                "WHERE id = ?", [ts_ms, detail, row["id"]])
+                return int(row["id"])
+            cur = self.db.execute("INSERT INTO alarms (ts_ms, device, kind, detail, last_ms) "
+                                  "VALUES (?, ?, ?, ?, ?)", [ts_ms, device, kind, detail, ts_ms])
+            return int(cur.lastrowid or 0)
+
+    def clear_alarms(self, device: str, kind: str, ts_ms: EpochMs) -> int:
+        """Clear the active alarm of (device, kind), if any. Returns how many were cleared."""
+        cur = self.db.execute("UPDATE alarms SET cleared_ms = ? WHERE device = ? AND kind = ? "
+                              "AND cleared_ms IS NULL", [ts_ms, device, kind])
+        return int(cur.rowcount or 0)
 
     def clear_alarm(self, alarm_id: int, ts_ms: EpochMs) -> None:
         self.db.execute("UPDATE alarms SET cleared_ms = ? WHERE id = ? AND cleared_ms IS NULL",
                         [ts_ms, alarm_id])
 
-    def alarms(self, *, active_only: bool = True) -> list[Alarm]:
-        where = "WHERE cleared_ms IS NULL" if active_only else ""
-        return [Alarm(**r) for r in self.db.query(f"SELECT * FROM alarms {where} ORDER BY id")]
+    def ack_alarm(self, alarm_id: int, actor: str, ts_ms: EpochMs) -> Alarm:
+        """Acknowledge an alarm (the first acknowledgement stays). Raises NotFound."""
+        self.db.execute("UPDATE alarms SET acked_ms = ?, acked_by = ? WHERE id = ? AND "
+                        "acked_ms IS NULL", [ts_ms, actor, alarm_id])
+        return self.alarm(alarm_id)
 
+    def alarm(self, alarm_id: int) -> Alarm:
+        """Raises NotFound."""
+        row = self._one("SELECT * FROM alarms WHERE id = ?", [alarm_id])
+        if row is None:
+            raise NotFound("alarm", str(alarm_id))
+        return Alarm(**row)
+
+    def alarms(self, *, active_only: bool = True, device: str | None = None,
+               kind: str | None = None, acknowledged: bool | None = None,
+               limit: int = 1000, cleared_only: bool = False) -> list[Alarm]:
+        """Alarms matching every given filter, oldest first (`cleared_only`: the history,
+        newest first)."""
+        clauses = ["cleared_ms IS NULL"] if active_only and not cleared_only else []
+        if cleared_only:
+            clauses.append("cleared_ms IS NOT NULL")
+        params: list[Any] = []
+        for column, value in (("device", device), ("kind", kind)):
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                params.append(value)
+        if acknowledged is not None:
+            clauses.append("acked_ms IS NOT NULL" if acknowledged else "acked_ms IS NULL")
+        where = " AND ".join(clauses) or "1"
+        order = "id DESC" if cleared_only else "id"
+        rows = self.db.query(f"SELECT * FROM alarms WHERE {where} ORDER BY {order} LIMIT ?",
+                             [*params, limit])
+        return [Alarm(**r) for r in rows]
+
+    def count_active_alarms(self) -> dict[tuple[str, bool], int]:
+        """Active alarms by (kind, acknowledged)."""
+        rows = self.db.query("SELECT kind, acked_ms IS NOT NULL AS acked, count(*) AS n FROM "
+                             "alarms WHERE cleared_ms IS NULL GROUP BY kind, acked")
+        return {(r["kind"], bool(r["acked"])): int(r["n"]) for r in rows}
+
+    # ---- lineage retry budgets (hub/lineage.py) ---------------------------------------------
+
+    def budget(self, lineage: str) -> Budget:
+        row = self._one("SELECT * FROM lineages WHERE lineage = ?", [lineage])
+        if row is None:
+            return Budget(lineage=lineage)
+        return Budget(lineage=lineage, retries=row["retries"], last_retry_ms=row["last_retry_ms"],
+                      next_allowed_ms=row["next_allowed_ms"])
+
+    def save_budget(self, budget: Budget) -> None:
+        self.db.execute(
+            "INSERT INTO lineages (lineage, retries, last_retry_ms, next_allowed_ms) "
+            "VALUES (?, ?, ?, ?) ON CONFLICT (lineage) DO UPDATE SET retries = excluded.retries, "
+            "last_retry_ms = excluded.last_retry_ms, next_allowed_ms = excluded.next_allowed_ms",
+            [budget.lineage, budget.retries, budget.last_retry_ms, budget.next_allowed_ms])
+
+    def set_pending(self, lineage: str, pending: Mapping[str, Any] | None) -> None:
+        """A deferred automatic retry of the lineage (None: nothing waits)."""
+        self.db.execute(
+            "INSERT INTO lineages (lineage, pending) VALUES (?, ?) ON CONFLICT (lineage) "
+            "DO UPDATE SET pending = excluded.pending",
+            [lineage, json.dumps(dict(pending)) if pending is not None else None])
+
+    def pending_retries(self) -> list[tuple[str, dict[str, Any]]]:
+        rows = self.db.query("SELECT lineage, pending FROM lineages WHERE pending IS NOT NULL "
+                             "ORDER BY lineage")
+        return [(r["lineage"], json.loads(r["pending"])) for r in rows]
 
 def _check_and_migrate(db: Database) -> None:
     known = set(MIGRATION_NAMES)
@@ -644,6 +773,10 @@ def _check_and_migrate(db: Database) -> None:
         raise StoreError(f"database schema is newer than this hub (unknown migrations {unknown}); "
                          "upgrade the hub")
     MIGRATIONS.apply(db)
+
+
+def _bounded(detail: str) -> str:
+    return detail if len(detail) <= MAX_ALARM_DETAIL else detail[:MAX_ALARM_DETAIL - 1] + "…"
 
 
 def _encode_device_field(name: str, value: Any) -> Any:

@@ -46,13 +46,18 @@ from typing import Any
 from contracts.chain import Entry, EntryKind, encode_body
 from contracts.errors import EncodingError
 from contracts.inputs import Command
-from contracts.schema import parse_contract
+from contracts.schema import Contract, parse_contract
 from contracts.topics import HUB_PROBE, HUB_STATUS, Channel, TopicParts, hub_filters, parse, topic
 from contracts.wire import (Ack, Birth, CommandMessage, ContractResult, HubBirth, JournalBatch,
                             Telemetry)
 from contracts.types import EpochMs
 from fieldpact.mqtt import LinkDown, MqttLink, Probe, Will
+from hub.alarms import AlarmKind, detail_of, journal_alarm, quote, telemetry_changes
+from hub.audit import AuditAction, AuditEntry, Outcome, log_entry
 from hub.config import FailureCategory
+from hub.lineage import inputs_healthy
+from hub.trips import echoed_refusals, is_echo, latches, live_entry, resume_refusal, trip_cause
+from hub.views import LIVE_FIELDS
 from hub.ingest import Cursor, DeviceIngest, Gap
 from hub.offline import OfflineManager, current_point
 from hub.states import ContractEvent, ContractStatus, DeviceEvent, DeviceState, IllegalTransition
@@ -171,6 +176,11 @@ class HubSync:
         link.probe = Probe(topic=HUB_PROBE, every_s=PROBE_S)
         self.entries_ingested = 0
         self._started: set[str] = set()  # contract ids already moved to ACTIVE by telemetry
+        self._healthy_since: dict[str, EpochMs] = {}
+        self._journal_cid: dict[str, str] = {}  # device -> contract id of its latest BOOT entry
+        self._contracts: dict[str, Contract] = {}  # parsed once: telemetry checks them each second
+        offline.healthy_since = self._healthy_since.get
+        offline.service.live = self.live  # the API shows these, fresher than the flushed copy
         self._lock = asyncio.Lock()
         self._inbox: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue(INBOX)
         self._acks: dict[tuple[str, str], int] = {}  # (site, device) -> seq, sent after commit
@@ -311,7 +321,7 @@ class HubSync:
         except Exception as exc:  # one device's message must never stop the hub's MQTT side
             log.exception("hub_handler_failed topic=%s", topic_name)
             if self._known(parts.device):
-                self._alarm(parts.device, "hub_error", f"{type(exc).__name__}: {exc}"[:300])
+                self._alarm(parts.device, AlarmKind.HUB_ERROR, f"{type(exc).__name__}: {exc}"[:300])
         # A burst of queued messages is otherwise handled without ever suspending (queue gets
         # return at once), starving the API that shares this event loop.
         await asyncio.sleep(0)
@@ -422,7 +432,7 @@ class HubSync:
             self._alarm(device, "journal_gap", f"seq {g.from_seq}..{g.to_seq} will never reach "
                         f"the hub: {g.reason}; sync continues after it")
         if result.broken is not None:
-            self._alarm(device, "chain_broken", f"seq {result.broken.seq}: {result.broken.reason}")
+            self._alarm(device, AlarmKind.CHAIN_BREAK, f"seq {result.broken.seq}: {result.broken.reason}")
             self._event(device, DeviceEvent.CHAIN_BROKEN, result.broken.reason)
         await self._contract_events(device, result.store)
         await self._ack(parts, result.cursor.seq)
@@ -444,7 +454,7 @@ class HubSync:
 
     def _alarm(self, device: str, kind: str, detail: str) -> None:
         self.store.raise_alarm(device, kind, detail, self.clock())
-        log.error("alarm device=%s kind=%s detail=%s", device, kind, detail)
+        log.error("alarm device=%s kind=%s detail=%s", device, kind, quote(detail))
 
     async def _maybe_caught_up(self, device: str) -> None:
         rec = self.store.device(device)
@@ -461,24 +471,77 @@ class HubSync:
             self._event(device, DeviceEvent.RECONCILE_DONE, why)
 
     async def _contract_events(self, device: str, entries: list[Entry]) -> None:
-        """Contract outcomes seen in a live device's journal. A failure goes to the planner: a
-        failed contract as `runtime`, a guard trip as `adapters`. (After an outage the same
-        entries are judged by the reconciliation instead, so they are not handled twice.)"""
+        """Contract outcomes and alarms seen in a device's journal, in seq order. Alarms and
+        contract transitions are facts whatever the device state; the planner is asked only for
+        a live device (after an outage the reconciliation judges the same entries instead, so
+        they are not handled twice). A failed contract is `runtime`; a trip is `trip`, whose
+        default policy holds the latch (hub/config.py)."""
         state = self.store.device(device).state
+        echoed = echoed_refusals(entries)
         for e in entries:
+            if is_echo(e, echoed):
+                continue
             event = e.body.get("event")
+            if e.kind.value == "boot" and e.body.get("contract") and e.body.get("version"):
+                self._journal_cid[device] = contract_id(str(e.body["contract"]), int(e.body["version"]))
+            self._journal_alarms(device, e)
             if event in ("completed", "failed") and e.kind.value == "step":
                 failed = self._finish_contract(device, event)
                 if failed is not None and state is DeviceState.LIVE:
                     await self._plan(failed, FailureCategory.RUNTIME,
                                      f"contract failed: {e.body.get('reason') or e.body.get('step')}")
-            elif event == "guard_trip" and state is DeviceState.LIVE:
-                cid = self._current_cid(device)
-                if cid is not None:
-                    await self._plan(cid, FailureCategory.ADAPTERS,
-                                     f"guard trip: {e.body.get('reason')} {e.body.get('point') or ''}")
+            elif latches(e):
+                await self._on_trip(device, e, plan=state is DeviceState.LIVE)
+            elif event == "resumed":
+                self._on_resumed(device, e)
+            elif resume_refusal(e):
+                self._on_resume_refused(device, e)
+
+    def _journal_alarms(self, device: str, e: Entry) -> None:
+        raise_kind, clear = journal_alarm(e.body)
+        for kind in clear:
+            if self.store.clear_alarms(device, kind, self.clock()):
+                log.info("alarm_cleared device=%s kind=%s by=%s", device, kind, e.body.get("event"))
+        if raise_kind is not None:
+            self._alarm(device, raise_kind, f"seq {e.seq}: {detail_of(str(e.body.get('event')), e.body)}")
+
+    async def _on_trip(self, device: str, e: Entry, *, plan: bool) -> None:
+        cid = self._current_cid(device)
+        self._healthy_since.pop(device, None)  # settle time counts from after the trip
+        if cid is None:
+            return
+        cause = trip_cause(e.body)
+        self._contract_event(cid, ContractEvent.TRIP, f"trip: {cause}")
+        if plan:
+            await self._plan(cid, FailureCategory.TRIP, f"guard trip: {cause}")
+
+    def _on_resumed(self, device: str, e: Entry) -> None:
+        cid = self._current_cid(device)
+        if cid is None:
+            return
+        if self._contract_event(cid, ContractEvent.RESUME, f"journal: resumed ({e.body.get('reason')})"):
+            self._audit_agent(cid, device, Outcome.OK, "the agent resumed the contract",
+                              command=e.body.get("command"), seq=e.seq)
+
+    def _on_resume_refused(self, device: str, e: Entry) -> None:
+        cid = self._current_cid(device)
+        cause = quote(e.body.get("cause") or e.body.get("reason"))
+        self._audit_agent(cid, device, Outcome.REFUSED, f"the agent refused the resume: {cause}",
+                          command=e.body.get("command"), cause=cause, seq=e.seq)
+
+    def _audit_agent(self, cid: str | None, device: str, outcome: Outcome, reason: str,
+                     **detail: Any) -> None:
+        entry = AuditEntry(ts_ms=self.clock(), actor=f"agent:{device}", action=AuditAction.RESUME,
+                           outcome=outcome, device=device, contract=cid, reason=reason,
+                           detail=detail)
+        self.store.add_audit(entry)
+        log_entry(entry)
 
     def _current_cid(self, device: str) -> str | None:
+        """The contract the device runs: the one its journal's latest BOOT entry names (the
+        entries being handled belong to it), else what its birth/telemetry reported."""
+        if device in self._journal_cid:
+            return self._journal_cid[device]
         rec = self.store.device(device)
         return contract_id(rec.contract, rec.version) if rec.contract and rec.version else None
 
@@ -492,7 +555,11 @@ class HubSync:
         return cid if written and ev is ContractEvent.FAIL else None
 
     async def _plan(self, cid: str, category: FailureCategory, reason: str) -> None:
-        record = self.store.contract(cid)
+        try:
+            record = self.store.contract(cid)
+        except NotFound:  # a contract the hub never issued (the agent's initial file)
+            log.warning("plan_skipped contract=%s reason=unknown to the hub", cid)
+            return
         steps = [s.name for s in parse_contract(record.document).steps]
         live = self.live.get(record.device, {})
         step = steps.index(live["step"]) if live.get("step") in steps else None
@@ -512,10 +579,12 @@ class HubSync:
         device = parts.device
         if not self._known(device):
             return  # a device appears on its birth, never on telemetry alone
-        self.live[device] = {"ts_ms": t.ts_ms, "values": dict(t.values), "mode": t.mode,
-                             "step": t.step, "state": t.state, "seq": t.seq}
+        before = self.live.get(device)
+        self.live[device] = live = live_entry(t, self.clock())
         self._dirty.add(device)
+        self._telemetry_alarms(device, before, live)
         rec = self.store.device(device)
+        self._track_health(device, t, live)
         if (t.contract, t.version) != (rec.contract, rec.version):
             self.store.update_device(device, contract=t.contract, version=t.version)
         if t.contract and t.version and t.mode == "running":
@@ -532,6 +601,37 @@ class HubSync:
                 self._snapshotted.add(device)
                 self._heard(device, t.seq)
             await self._maybe_caught_up(device)
+
+    def _telemetry_alarms(self, device: str, before: Mapping[str, Any] | None,
+                          live: Mapping[str, Any]) -> None:
+        changes = telemetry_changes(before, live["safe"], live["trip"], live["mode"])
+        for kind, detail in changes.raise_:
+            # The journal reports the same fact: telemetry only fills in if it is not known yet,
+            # so an alarm's count counts occurrences, not messages.
+            if not self.store.alarms(device=device, kind=kind):
+                self._alarm(device, kind, detail)
+        for kind in changes.clear:
+            self.store.clear_alarms(device, kind, self.clock())
+
+    def _track_health(self, device: str, t: Telemetry, live: Mapping[str, Any]) -> None:
+        """Since when this device's telemetry has shown every input of its contract healthy
+        (hub/lineage.py: the settle time before an explicit retry after a trip)."""
+        cid = contract_id(t.contract, t.version) if t.contract and t.version else None
+        contract = self._contract_doc(cid) if cid else None
+        healthy = contract is not None and inputs_healthy(
+            contract, live["values"], live["read_ms"], live["ts_ms"])
+        if not healthy:
+            self._healthy_since.pop(device, None)
+        else:
+            self._healthy_since.setdefault(device, self.clock())
+
+    def _contract_doc(self, cid: str) -> Contract | None:
+        if cid not in self._contracts:
+            try:
+                self._contracts[cid] = parse_contract(self.store.contract(cid).document)
+            except NotFound:
+                return None
+        return self._contracts[cid]
 
     async def _on_result(self, parts: TopicParts, payload: bytes) -> None:
         r = ContractResult.from_bytes(payload)
@@ -557,6 +657,7 @@ class HubSync:
                     self._check_stalls()
                     self._refresh_projections()
                     await self._reconcile_requests()
+                    await self.offline.retry_pending()
                     if time.monotonic() >= next_flush:
                         self.flush_live()
                         next_flush = time.monotonic() + FLUSH_S
@@ -572,7 +673,7 @@ class HubSync:
                 record = self.store.contract(req.contract)
                 done = await self.offline.reconcile_contract(record, req.actor)
                 if done is None:
-                    self._alarm(req.device, "reconcile_empty",
+                    self._alarm(req.device, AlarmKind.RECONCILE_EMPTY,
                                 f"{req.contract}: no run of this contract in the journal yet")
             except NotFound:
                 log.warning("reconcile_request_unknown contract=%s", req.contract)
@@ -619,8 +720,7 @@ class HubSync:
                 continue  # an outage not yet reconciled: the projection is evidence, keep it
             live = self.live[device]
             updates[device] = {"last_seen_ms": live["ts_ms"], "projection": {
-                "source": "live", "ts_ms": live["ts_ms"], "values": live["values"],
-                "mode": live["mode"], "step": live["step"]}}
+                "source": "live", **{k: live[k] for k in LIVE_FIELDS}}}
         self.store.update_devices(updates)
         self._dirty.clear()
 

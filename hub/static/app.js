@@ -19,7 +19,9 @@ const REFRESH_MS = 2000; // operators watch a live process; 2 s is one glance
 const RECENT = 20; // rows of reconciliations and audit shown: a screen, not an archive
 const MAX_VALUES = 8; // key values per device row before "…"
 // Statuses in which a contract can still be held or aborted (hub/states.py CONTRACT_TRANSITIONS).
-const OPEN_STATUSES = ["active", "held", "accepted", "pushed"];
+const OPEN_STATUSES = ["active", "held", "tripped", "accepted", "pushed"];
+// A tripped or held contract leaves its latch only by an operator's resume (hub/service.py).
+const RESUMABLE = ["tripped", "held"];
 
 let timer = null;
 let generation = 0; // bumped by every refresh and sign-out; older results are dropped
@@ -101,11 +103,27 @@ function formatValue(v) {
   return String(v);
 }
 
-function formatValues(values) {
+function formatValues(values, points) {
+  // The device's read-back; where the engine commands something else, both (hub/views.py).
+  const commanded = Object.fromEntries((points || []).filter((p) => "commanded" in p)
+    .map((p) => [p.name, p.commanded]));
   const names = Object.keys(values || {}).sort();
-  const shown = names.slice(0, MAX_VALUES).map((n) => `${n} ${formatValue(values[n])}`);
+  const shown = names.slice(0, MAX_VALUES).map((n) => (n in commanded
+    ? `${n} ${formatValue(values[n])} (commanded ${formatValue(commanded[n])})`
+    : `${n} ${formatValue(values[n])}`));
   if (names.length > MAX_VALUES) shown.push("…");
   return shown.join(" · ") || "–";
+}
+
+function valuesCell(v) {
+  // Every value has an age; values the hub cannot vouch for are marked, never shown as live.
+  const text = formatValues(v.values, v.points);
+  const ages = (v.points || []).map((p) => p.age_ms).filter((a) => typeof a === "number");
+  const oldest = ages.length ? Math.max(...ages) : v.age_ms;
+  const age = typeof oldest === "number" ? ` — read ${formatAge(oldest)}` : "";
+  const cell = el("span", text + age, v.source === "last_known" ? "values-stale" : "values");
+  if (v.source === "last_known") cell.prepend(el("strong", "LAST KNOWN: "));
+  return cell;
 }
 
 function contractLabel(contract, version) {
@@ -131,8 +149,9 @@ async function api(path, options = {}) {
 }
 
 async function loadBoard() {
-  const [devices, recs, audit, ...open] = await Promise.all([
+  const [devices, alarms, recs, audit, ...open] = await Promise.all([
     api("/api/devices"),
+    api("/api/alarms"),
     api(`/api/reconciliations?limit=${RECENT}`),
     api(`/api/audit?limit=${RECENT}`),
     ...OPEN_STATUSES.map((s) => api(`/api/contracts?status=${s}`)),
@@ -140,7 +159,7 @@ async function loadBoard() {
   const details = await Promise.all(
     devices.map((d) => api(`/api/devices/${encodeURIComponent(d.id)}`)));
   const contracts = open.flat().sort((a, b) => a.id.localeCompare(b.id));
-  return { devices: details, recs, audit, contracts };
+  return { devices: details, alarms, recs, audit, contracts };
 }
 
 // ---- rendering ----------------------------------------------------------------------------
@@ -152,33 +171,78 @@ function projectionCell(values) {
   return `confidence ${pct} · ${formatAge(values.age_ms).replace(" ago", " old")}`;
 }
 
+function alarmsCell(alarms) {
+  if (!alarms || alarms.length === 0) return "–";
+  const cell = el("span", null, "device-alarms");
+  for (const a of alarms) {
+    const b = badge(a.count > 1 ? `${a.kind} ×${a.count}` : a.kind, a.acknowledged ? "acked" : "alarm");
+    b.setAttribute("data-kind", a.kind);
+    cell.append(b);
+  }
+  return cell;
+}
+
 function deviceRow(d, statusOf) {
   const v = d.values || {};
   const cid = d.contract ? `${d.contract}@${d.version}` : null;
   const status = statusOf[cid] ? ` (${statusOf[cid]})` : "";
   const contract = contractLabel(d.contract, d.version) + status;
+  const actions = el("span", null, "actions");
+  if (d.state === "fault") {
+    actions.append(button("Reset", "action-reset", () => resetDevice(d)));
+  }
   const tr = row([el("strong", d.id), d.site, badge(d.state, d.state), contract,
     formatAge(d.last_seen_age_ms), [v.step, v.mode].filter(Boolean).join(" / ") || "–",
-    formatValues(v.values), projectionCell(d.values)]);
+    valuesCell(v), projectionCell(d.values), alarmsCell(d.alarms),
+    actions.childElementCount ? actions : "–"]);
   tr.setAttribute("data-device", d.id);
   return tr;
 }
 
+function button(label, className, onClick, disabled = false) {
+  const b = el("button", label, `action ${className}`);
+  b.type = "button";
+  b.disabled = disabled;
+  b.addEventListener("click", onClick);
+  return b;
+}
+
 function actionButton(label, contract, disabled) {
-  const button = el("button", label, `action action-${label.toLowerCase()}`);
-  button.type = "button";
-  button.disabled = disabled;
-  button.addEventListener("click", () => act(label, contract));
-  return button;
+  return button(label, `action-${label.toLowerCase()}`, () => act(label, contract), disabled);
 }
 
 function contractRow(c) {
   const actions = el("span", null, "actions");
-  actions.append(actionButton("Hold", c, c.status === "held"), actionButton("Abort", c, false));
+  if (RESUMABLE.includes(c.status)) {
+    actions.append(button("Resume", "action-resume", () => resume(c)));
+  }
+  actions.append(actionButton("Hold", c, c.status === "held" || c.status === "tripped"),
+    actionButton("Abort", c, false));
+  const engine = c.engine && c.engine.trip ? ` · trip ${c.engine.trip}` : "";
   const tr = row([el("strong", c.id), c.device, badge(c.status, c.status), formatTime(c.updated_ms),
-    c.reason, actions]);
+    (c.reason || "–") + engine, actions]);
   tr.setAttribute("data-contract", c.id);
   return tr;
+}
+
+function alarmItem(a) {
+  const li = el("li", null, a.acknowledged ? "alarm alarm-acked" : "alarm");
+  li.setAttribute("data-alarm", String(a.id));
+  li.append(el("strong", `${a.device}: ${a.kind}`), el("span", ` ${a.detail}`),
+    el("span", ` · ×${a.count} · first ${formatTime(a.first_ms)} · last ${formatTime(a.last_ms)}`,
+      "alarm-times"));
+  if (a.acknowledged) li.append(el("span", ` · acknowledged by ${a.acked_by}`, "alarm-acked-by"));
+  else li.append(button("Acknowledge", "action-ack", () => ack(a)));
+  return li;
+}
+
+function renderAlarms(alarms) {
+  const banner = document.getElementById("alarm-banner");
+  banner.hidden = alarms.length === 0;
+  const open = alarms.filter((a) => !a.acknowledged).length;
+  document.getElementById("alarm-title").textContent =
+    `Active alarms: ${alarms.length} (${open} not acknowledged)`;
+  document.getElementById("alarms").replaceChildren(...alarms.map(alarmItem));
 }
 
 function reconciliationRow(r) {
@@ -194,6 +258,7 @@ function auditRow(e) {
 }
 
 function render(board) {
+  renderAlarms(board.alarms);
   const statusOf = Object.fromEntries(board.contracts.map((c) => [c.id, c.status]));
   fillTable("devices", board.devices.map((d) => deviceRow(d, statusOf)), "no devices yet");
   fillTable("contracts", board.contracts.map(contractRow), "no open contracts");
@@ -224,6 +289,43 @@ async function act(label, contract) {
     showMessage(`${what} refused (${err.status}): ${err.message}`, "error");
   }
   await refresh();
+}
+
+async function post(path, body, what) {
+  try {
+    await api(path, {
+      method: "POST", headers: { "Content-Type": "application/json" },
+      body: JSON.stringify(body),
+    });
+    showMessage(`${what}: sent`, "info");
+  } catch (err) {
+    showMessage(`${what} refused (${err.status}): ${err.message}`, "error");
+  }
+  await refresh();
+}
+
+function askReason(question) {
+  // A resume or reset is audited with its reason; the hub refuses one without (422).
+  const reason = window.prompt(question);
+  return reason && reason.trim() ? reason.trim() : null;
+}
+
+async function resume(contract) {
+  const what = `Resume ${contract.id} on ${contract.device}`;
+  const reason = askReason(`${what}: the agent refuses while the trip's cause persists.\nReason:`);
+  if (!reason) return;
+  await post(`/api/contracts/${encodeURIComponent(contract.id)}/resume`, { reason }, what);
+}
+
+async function resetDevice(device) {
+  const what = `Reset ${device.id}`;
+  const reason = askReason(`${what} out of FAULT (admin).\nReason:`);
+  if (!reason) return;
+  await post(`/api/devices/${encodeURIComponent(device.id)}/reset`, { reason }, what);
+}
+
+async function ack(alarm) {
+  await post(`/api/alarms/${alarm.id}/ack`, {}, `Acknowledge ${alarm.kind} on ${alarm.device}`);
 }
 
 async function refresh() {

@@ -13,10 +13,13 @@ from hypothesis import strategies as st
 from contracts.loader import check_mapping, load_contract
 from contracts.schema import Contract, to_mapping
 from hub.config import DEFAULT_POLICIES, FailureCategory, Policy, PolicyAction
+from hub.lineage import Budget
 from hub.planner import Decision, decide, replan_document
 
 EXAMPLES = Path(__file__).parents[2] / "contracts" / "examples"
 H = 3600 * 1000
+LINEAGE = "tank-fill@3"
+B0 = Budget(lineage=LINEAGE)
 
 
 @cache
@@ -35,7 +38,7 @@ def policies(action: PolicyAction, max_retries: int = 3) -> Mapping[FailureCateg
 def plan(action: PolicyAction, *, retries: int = 0, actual_step: int | None = 1,
          capable: tuple[str, ...] = (), max_retries: int = 3) -> Decision:
     return decide(contract=contract(), category=FailureCategory.RUNTIME, reason="step: off",
-                  policies=policies(action, max_retries), retries=retries, next_version=4,
+                  policies=policies(action, max_retries), budget=Budget(lineage=LINEAGE, retries=retries), next_version=4,
                   actual_step=actual_step, now_ms=NOW, capable=capable)
 
 
@@ -84,7 +87,7 @@ def test_retries_exhausted_escalate_instead_of_reissuing(action: PolicyAction) -
 
 def test_a_category_without_a_policy_escalates() -> None:
     d = decide(contract=contract(), category=FailureCategory.NETWORK, reason="r",
-               policies=policies(PolicyAction.RETRY), retries=0, next_version=4, actual_step=0,
+               policies=policies(PolicyAction.RETRY), budget=B0, next_version=4, actual_step=0,
                now_ms=NOW)
     assert d.action is PolicyAction.ESCALATE and d.category is FailureCategory.NETWORK
 
@@ -92,17 +95,18 @@ def test_a_category_without_a_policy_escalates() -> None:
 @pytest.mark.parametrize(("category", "action"), [
     (FailureCategory.RUNTIME, PolicyAction.RETRY), (FailureCategory.ADAPTERS, PolicyAction.RETRY),
     (FailureCategory.NETWORK, PolicyAction.RETRY), (FailureCategory.CONFIG, PolicyAction.HOLD),
+    (FailureCategory.TRIP, PolicyAction.HOLD),
 ])
 def test_default_policies_pick_the_action_by_category(category: FailureCategory,
                                                        action: PolicyAction) -> None:
     d = decide(contract=contract(), category=category, reason="r", policies=DEFAULT_POLICIES,
-               retries=0, next_version=4, actual_step=0, now_ms=NOW)
+               budget=B0, next_version=4, actual_step=0, now_ms=NOW)
     assert d.action is action
 
 
 def test_config_failures_are_never_retried_by_default() -> None:
     d = decide(contract=contract(), category=FailureCategory.CONFIG, reason="r",
-               policies=DEFAULT_POLICIES, retries=0, next_version=4, actual_step=0, now_ms=NOW)
+               policies=DEFAULT_POLICIES, budget=B0, next_version=4, actual_step=0, now_ms=NOW)
     assert d.document is None
 
 

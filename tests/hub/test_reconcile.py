@@ -155,19 +155,19 @@ def test_a_bad_quality_reading_is_not_taken_as_the_actual_value() -> None:
     assert report.values == ()
 
 
-def test_a_guard_trip_is_divergent_with_category_adapters() -> None:
+def test_a_guard_trip_still_latched_is_divergent_with_category_trip() -> None:
     report = check([*follows(), trip(END - S, "guard_trip", point="level", reason="stale",
                                       value=2500, limit=2000, detail=None),
                     trip(END - S, "safe_state", reason="stale")])
-    assert report.divergent and report.category is FailureCategory.ADAPTERS
+    assert report.divergent and report.category is FailureCategory.TRIP
     assert "trip: stale" in report.reasons and report.outcome_actual == "safe"
     assert report.faults == ({"ts_ms": END - S, "kind": "guard_trip", "reason": "stale"},)
 
 
-def test_an_exhausted_autonomy_budget_is_divergent_with_category_network() -> None:
+def test_an_exhausted_autonomy_budget_into_safe_state_is_a_latched_trip() -> None:
     report = check([*follows(), trip(END - S, "autonomy_exhausted", autonomy_s=14400, then="safe_state"),
                     trip(END - S, "safe_state", reason="autonomy")])
-    assert report.divergent and report.category is FailureCategory.NETWORK
+    assert report.divergent and report.category is FailureCategory.TRIP
     assert report.outcome_actual == "safe"
 
 
@@ -176,10 +176,10 @@ def test_an_autonomy_budget_ending_in_hold_leaves_the_device_in_offline_hold() -
     assert report.outcome_actual == "offline_hold" and report.category is FailureCategory.NETWORK
 
 
-def test_an_engine_error_is_divergent_with_category_runtime() -> None:
+def test_an_engine_error_into_safe_state_is_a_latched_trip() -> None:
     report = check([*follows(), trip(END - S, "engine_error", error="boom"),
                     trip(END - S, "safe_state", reason="engine_error")])
-    assert report.category is FailureCategory.RUNTIME and "trip: engine_error" in report.reasons
+    assert report.category is FailureCategory.TRIP and "trip: engine_error" in report.reasons
 
 
 def test_an_adapter_fault_without_a_trip_makes_a_divergence_category_adapters() -> None:
@@ -206,6 +206,6 @@ def test_report_to_json_survives_a_json_round_trip() -> None:
                                                       detail=None)])
     doc = report.to_json()
     assert json.loads(json.dumps(doc)) == doc
-    assert type(doc["category"]) is str and doc["category"] == "adapters"  # plain, not the enum
+    assert type(doc["category"]) is str and doc["category"] == "trip"  # plain, not the enum
     assert doc["divergent"] is True
     assert doc["confidence"] == projection().confidence

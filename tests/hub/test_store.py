@@ -19,7 +19,8 @@ T0 = 1_795_500_000_000
 def _contract(version: int = 1, status: ContractStatus = ContractStatus.SUBMITTED) -> ContractRecord:
     return ContractRecord(id=f"fill@{version}", contract="fill", version=version, device="d1",
                           site="s1", status=status, document={"contract": "fill"},
-                          signed=b"\xd2sig", content_hash="ab" * 32, created_ms=T0, updated_ms=T0)
+                          signed=b"\xd2sig", content_hash="ab" * 32, created_ms=T0, updated_ms=T0,
+                          lineage=f"fill@{version}")
 
 
 def _row(seq: int, device: str = "d1") -> JournalRow:

@@ -57,7 +57,7 @@ async def test_tampered_entry_breaks_the_chain_is_alarmed_and_nothing_after_it_i
         hub.close()
     assert acked == 30
     assert [r.seq for r in rows] == list(range(1, 31))
-    assert alarms[0].kind == "chain_broken" and "seq 31" in alarms[0].detail
+    assert alarms[0].kind == "chain_break" and "seq 31" in alarms[0].detail
     assert state is DeviceState.FAULT
 
 

@@ -203,3 +203,45 @@ async def test_openapi_document_lists_the_api_but_not_the_page(client: httpx.Asy
 def test_only_reading_the_page_and_its_files_is_public(method: str, path: str,
                                                        role: Role | None) -> None:
     assert required_role(method, path) is role
+
+
+@needs_chromium
+async def test_alarm_banner_ack_and_a_working_resume_button_on_a_tripped_contract(
+        page: Any, store: HubStore, publisher: Any) -> None:
+    from playwright.async_api import expect
+    store.apply_contract_event("tank-fill@3", ContractEvent.TRIP, START_MS, "trip: stale:level")
+    alarm = store.raise_alarm("pump-station-7", "guard_trip", "seq 9: guard_trip reason=stale "
+                              "point=level", START_MS)
+    await _sign_in(page, TOKENS[Role.OPERATOR])
+    banner = page.locator("#alarm-banner")
+    await expect(banner).to_be_visible()
+    await expect(banner).to_contain_text("pump-station-7: guard_trip")
+    await expect(banner).to_contain_text("reason=stale point=level")
+    await expect(page.locator("#devices tr[data-device='pump-station-7'] [data-kind='guard_trip']")
+                 ).to_have_text("GUARD_TRIP")
+    await page.click(f"#alarms li[data-alarm='{alarm}'] .action-ack")
+    await expect(banner).to_contain_text("acknowledged by operator-user")
+    assert store.alarm(alarm).acked_by == "operator-user"
+    await expect(_badge(page, "contracts", "contract", "tank-fill@3")).to_have_text("TRIPPED")
+    page.once("dialog", lambda dialog: dialog.accept("level sensor replaced"))
+    await page.click("#contracts tr[data-contract='tank-fill@3'] .action-resume")
+    await expect(page.locator("#message")).to_have_text(
+        "Resume tank-fill@3 on pump-station-7: sent")
+    assert [c.kind.value for _, _, c in publisher.commands] == ["resume"]
+    resumes = [e for e in store.audit(contract="tank-fill@3") if e.action.value == "resume"]
+    assert resumes[0].reason == "level sensor replaced"
+
+
+@needs_chromium
+async def test_a_dismissed_resume_prompt_sends_nothing_and_an_admin_resets_a_faulted_device(
+        page: Any, store: HubStore, publisher: Any) -> None:
+    from playwright.async_api import expect
+    store.apply_contract_event("tank-fill@3", ContractEvent.TRIP, START_MS, "trip: stale:level")
+    await _sign_in(page, TOKENS[Role.ADMIN])
+    page.once("dialog", lambda dialog: dialog.dismiss())
+    await page.click("#contracts tr[data-contract='tank-fill@3'] .action-resume")
+    page.once("dialog", lambda dialog: dialog.accept("journal restored"))
+    await page.click("#devices tr[data-device='mixer-4'] .action-reset")
+    await expect(_badge(page, "devices", "device", "mixer-4")).to_have_text("UNKNOWN")
+    assert publisher.commands == []
+    assert store.device("mixer-4").state.value == "unknown"

@@ -1,0 +1,110 @@
+"""Alarms: their kinds, and which device facts raise and clear them — pure.
+
+Rules (fixed interface 3):
+- An alarm is keyed by (device, kind) while active: raising it again updates its count, last time
+  and detail (the store deduplicates); it stays until the condition clears, and an operator's
+  acknowledgement (who, when) does not clear it — it says someone is on it.
+- Kinds are strings (`AlarmKind` members equal their strings); other parts of the hub raise some
+  of them (`chain_break`, `journal_gap`, `claim_mismatch`, `forged_batch`, `unknown_device`).
+- What raises and what clears is data: `JOURNAL_RAISES` / `JOURNAL_CLEARS` by journal event name
+  (interface 2), `telemetry_changes` for telemetry's `safe` / `trip` fields (interface 1). A
+  detail quotes device input, so `detail_of` bounds what it quotes.
+"""
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any
+
+
+class AlarmKind(enum.StrEnum):
+    GUARD_TRIP = "guard_trip"            # the device latched safe_state (any trip)
+    SAFE_UNCONFIRMED = "safe_unconfirmed"  # safe_state written but not yet confirmed by read-back
+    SECOND_WRITER = "second_writer"      # another Modbus master changed one of our points
+    RESUME_REFUSED = "resume_refused"    # the agent refused an operator's resume: cause persists
+    ESCALATED = "escalated"              # the planner left a decision to an operator
+    REPLAN_REFUSED = "replan_refused"    # the planner's re-issue was refused by the hub itself
+    RECONCILE_EMPTY = "reconcile_empty"
+    CHAIN_BREAK = "chain_break"          # the journal's hash chain broke: device in FAULT
+    JOURNAL_GAP = "journal_gap"
+    CLAIM_MISMATCH = "claim_mismatch"
+    FORGED_BATCH = "forged_batch"
+    UNKNOWN_DEVICE = "unknown_device"
+    HUB_ERROR = "hub_error"
+
+
+_K = AlarmKind
+_TRIP_CLEARED_BY = (_K.GUARD_TRIP, _K.RESUME_REFUSED, _K.ESCALATED)
+
+JOURNAL_RAISES: Mapping[str, AlarmKind] = MappingProxyType({
+    "guard_trip": _K.GUARD_TRIP,
+    "autonomy_exhausted": _K.GUARD_TRIP,
+    "engine_error": _K.GUARD_TRIP,
+    "safe_unconfirmed": _K.SAFE_UNCONFIRMED,
+    "second_writer": _K.SECOND_WRITER,
+    "resume_refused": _K.RESUME_REFUSED,
+})
+"""Journal events (body `event`) that raise an alarm. `command_refused` of a resume raises
+RESUME_REFUSED too (see `journal_alarm`): the engine journals that until the agent's own
+`resume_refused` event exists."""
+
+JOURNAL_CLEARS: Mapping[str, tuple[AlarmKind, ...]] = MappingProxyType({
+    "safe_confirmed": (_K.SAFE_UNCONFIRMED,),
+    "second_writer_cleared": (_K.SECOND_WRITER,),
+    "resumed": (*_TRIP_CLEARED_BY, _K.SAFE_UNCONFIRMED),  # an accepted resume ends the latch
+    "started": _TRIP_CLEARED_BY,     # a new contract (operator or explicit policy) runs
+    "aborted": (_K.RESUME_REFUSED,),  # still safe, but nobody waits for a resume any more
+})
+
+DEVICE_RESET_CLEARS = (_K.CHAIN_BREAK, _K.JOURNAL_GAP)
+"""An admin's reset out of FAULT is the answer to these."""
+
+MAX_QUOTE = 80
+"""A device's own words are quoted at most this long (the brief's bound for untrusted input)."""
+
+
+def quote(value: Any) -> str:
+    text = str(value)
+    return text if len(text) <= MAX_QUOTE else text[:MAX_QUOTE - 1] + "…"
+
+
+def detail_of(event: str, body: Mapping[str, Any]) -> str:
+    """A short, bounded description of a journal event for an alarm's detail."""
+    fields = ("reason", "cause", "point", "points", "value", "command", "attempts")
+    parts = [f"{k}={quote(body[k])}" for k in fields if body.get(k) is not None]
+    return " ".join([quote(event), *parts])
+
+
+def journal_alarm(body: Mapping[str, Any]) -> tuple[AlarmKind | None, tuple[AlarmKind, ...]]:
+    """(kind to raise or None, kinds to clear) for one journal entry body."""
+    event = str(body.get("event"))
+    if event == "command_refused" and body.get("kind") == "resume":
+        return _K.RESUME_REFUSED, ()
+    return JOURNAL_RAISES.get(event), JOURNAL_CLEARS.get(event, ())
+
+
+@dataclass(frozen=True, kw_only=True)
+class TelemetryAlarms:
+    raise_: tuple[tuple[AlarmKind, str], ...] = ()
+    clear: tuple[AlarmKind, ...] = ()
+
+
+def telemetry_changes(before: Mapping[str, Any] | None, safe: str | None, trip: str | None,
+                      mode: str) -> TelemetryAlarms:
+    """Alarms to raise and clear when telemetry's `safe`/`trip` fields change (only on change:
+    telemetry arrives every second, and an alarm's count should count occurrences)."""
+    old_safe = before.get("safe") if before else None
+    old_trip = before.get("trip") if before else None
+    raise_: list[tuple[AlarmKind, str]] = []
+    clear: list[AlarmKind] = []
+    if trip is not None and trip != old_trip:
+        raise_.append((_K.GUARD_TRIP, f"trip {quote(trip)} (telemetry)"))
+    if safe == "unconfirmed" and old_safe != "unconfirmed":
+        raise_.append((_K.SAFE_UNCONFIRMED, "safe_state not yet confirmed by read-back"))
+    if safe == "confirmed" and old_safe == "unconfirmed":
+        clear.append(_K.SAFE_UNCONFIRMED)
+    if trip is None and old_trip is not None and mode == "running":
+        clear.extend(_TRIP_CLEARED_BY)
+    return TelemetryAlarms(raise_=tuple(raise_), clear=tuple(clear))

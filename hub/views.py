@@ -1,0 +1,105 @@
+"""What the API shows of a device's values and engine — pure: records and the time in, JSON out.
+
+Rules (DESIGN invariant 8; fixed interfaces 1 and 7):
+- Values are the device's truth: telemetry's `values` (good reads and the read-back of write
+  points). Where the engine commands something else (`commanded`), both are shown.
+- Every value carries its age: now minus when it was last read good (`read_ms`), falling back to
+  the telemetry message's time.
+- Nothing older than the silence timeout is `live`, and only a LIVE device's values can be: after
+  a hub restart the stored values are `last_known`, with no confidence, until the device speaks.
+- A projection (device offline) is shown as such, with its confidence.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import Any
+
+from contracts.engine_state import Mode
+from hub.states import ContractStatus, DeviceState
+from hub.store import ContractRecord, DeviceRecord
+
+
+def plain(v: Any) -> Any:
+    """Decoded CBOR to JSON-able values: bytes become hex, tuples lists."""
+    if isinstance(v, bytes):
+        return v.hex()
+    if isinstance(v, Mapping):
+        return {str(k): plain(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [plain(x) for x in v]
+    return v
+
+
+LIVE_FIELDS = ("ts_ms", "received_ms", "values", "commanded", "read_ms", "mode", "step", "safe",
+               "trip")
+"""What the API shows of a live device: the device's truth (read-back), the engine's commands
+beside it, when each value was read, and the engine's mode and trip."""
+
+
+def with_live(d: DeviceRecord, live: Mapping[str, Mapping[str, Any]]) -> DeviceRecord:
+    """`d` with the sync side's in-memory live values, which are fresher than the stored ones
+    (flushed every couple of seconds). A projection (outage not yet reconciled) is kept."""
+    entry = live.get(d.id)
+    stored = d.projection if isinstance(d.projection, Mapping) else None
+    if entry is None or (stored is not None and stored.get("source") == "projection"):
+        return d
+    return replace(d, projection={"source": "live", **{k: entry.get(k) for k in LIVE_FIELDS}})
+
+
+def _age(now: int, ts: Any) -> int | None:
+    return now - ts if isinstance(ts, int) else None
+
+
+def point_views(blob: Mapping[str, Any], now: int, silence_ms: int,
+                live: bool) -> list[dict[str, Any]]:
+    """One row per value: read-back, commanded (when it differs), age, whether it is live."""
+    values, commanded = blob.get("values", {}), blob.get("commanded") or {}
+    read_ms, ts = blob.get("read_ms") or {}, blob.get("ts_ms")
+    rows = []
+    for name in sorted(set(values) | set(commanded)):
+        read = read_ms.get(name, ts)
+        age = _age(now, read)
+        row: dict[str, Any] = {"name": name, "value": plain(values.get(name)), "read_ms": read,
+                               "age_ms": age,
+                               "live": live and age is not None and age <= silence_ms}
+        if name in commanded and commanded[name] != values.get(name):
+            row["commanded"] = plain(commanded[name])
+        rows.append(row)
+    return rows
+
+
+def values_view(d: DeviceRecord, now: int, silence_ms: int) -> dict[str, Any] | None:
+    """Live values (or the last known ones), or the projection with its age and confidence."""
+    blob = d.projection
+    if not isinstance(blob, Mapping):
+        return None
+    age = _age(now, blob.get("ts_ms"))
+    if d.state is DeviceState.PROJECTED:
+        return {"source": "projection", "values": plain(blob.get("values", {})), "age_ms": age,
+                "confidence": blob.get("confidence"), "step": blob.get("step"),
+                "mode": blob.get("mode"), "points": []}
+    live = d.state is DeviceState.LIVE and age is not None and age <= silence_ms
+    return {"source": "live" if live else "last_known", "values": plain(blob.get("values", {})),
+            "age_ms": age, "confidence": 1.0 if live else None, "step": blob.get("step"),
+            "mode": blob.get("mode"), "safe": blob.get("safe"), "trip": blob.get("trip"),
+            "points": point_views(blob, now, silence_ms, live)}
+
+
+def engine_view(c: ContractRecord, d: DeviceRecord | None, now: int) -> dict[str, Any] | None:
+    """The device's engine mode for contract `c`, when the device reports it runs `c`: an
+    operator sees `safe` and the trip cause beside a status the journal has not updated yet."""
+    if d is None or (d.contract, d.version) != (c.contract, c.version):
+        return None
+    blob = d.projection if isinstance(d.projection, Mapping) else {}
+    return {"mode": blob.get("mode"), "step": blob.get("step"), "trip": blob.get("trip"),
+            "safe": blob.get("safe"), "source": blob.get("source"),
+            "age_ms": _age(now, blob.get("ts_ms"))}
+
+
+def shown_status(c: ContractRecord, engine: Mapping[str, Any] | None) -> str:
+    """The status to show: the lifecycle's, but `tripped` while the device reports safe mode for
+    an active contract (the journal's trip entry may not have arrived yet)."""
+    if engine is not None and engine.get("mode") == Mode.SAFE and c.status is ContractStatus.ACTIVE:
+        return ContractStatus.TRIPPED.value
+    return c.status.value

@@ -1,0 +1,52 @@
+"""Which device facts raise and clear which alarms — the pure tables of hub/alarms.py."""
+from __future__ import annotations
+
+import pytest
+
+from hub.alarms import AlarmKind as K
+from hub.alarms import MAX_QUOTE, detail_of, journal_alarm, telemetry_changes
+
+
+@pytest.mark.parametrize(("body", "raised", "cleared"), [
+    ({"event": "guard_trip", "reason": "stale", "point": "level"}, K.GUARD_TRIP, ()),
+    ({"event": "autonomy_exhausted", "then": "safe_state"}, K.GUARD_TRIP, ()),
+    ({"event": "safe_unconfirmed", "points": ["pump_speed"], "attempts": 3}, K.SAFE_UNCONFIRMED, ()),
+    ({"event": "safe_confirmed", "elapsed_ms": 120}, None, (K.SAFE_UNCONFIRMED,)),
+    ({"event": "second_writer", "point": "pump_speed"}, K.SECOND_WRITER, ()),
+    ({"event": "second_writer_cleared", "point": "pump_speed"}, None, (K.SECOND_WRITER,)),
+    ({"event": "resume_refused", "command": "resume:x", "cause": "stale:level"}, K.RESUME_REFUSED, ()),
+    ({"event": "command_refused", "kind": "resume", "reason": "stale"}, K.RESUME_REFUSED, ()),
+    ({"event": "command_refused", "kind": "hold", "reason": "mode"}, None, ()),
+    ({"event": "step_entered", "step": "fill"}, None, ()),
+])
+def test_journal_events_raise_and_clear_alarms(body: dict[str, object], raised: K | None,
+                                               cleared: tuple[K, ...]) -> None:
+    assert journal_alarm(body) == (raised, cleared)
+
+
+def test_an_accepted_resume_clears_the_trip_its_refusals_and_escalations() -> None:
+    _, cleared = journal_alarm({"event": "resumed", "reason": "safe", "command": "resume:x"})
+    assert {K.GUARD_TRIP, K.RESUME_REFUSED, K.ESCALATED, K.SAFE_UNCONFIRMED} <= set(cleared)
+
+
+def test_an_alarm_detail_quotes_device_input_only_in_bounded_pieces() -> None:
+    detail = detail_of("guard_trip", {"reason": "x" * 10_000, "point": "level", "value": 6e35})
+    assert len(detail) < 3 * MAX_QUOTE and "point=level" in detail and "value=6e+35" in detail
+
+
+def test_telemetry_raises_a_trip_once_when_it_appears_and_clears_it_when_running_again() -> None:
+    first = telemetry_changes(None, "unconfirmed", "stale:level", "safe")
+    same = telemetry_changes({"safe": "unconfirmed", "trip": "stale:level"}, "unconfirmed",
+                             "stale:level", "safe")
+    confirmed = telemetry_changes({"safe": "unconfirmed", "trip": "stale:level"}, "confirmed",
+                                  "stale:level", "safe")
+    resumed = telemetry_changes({"safe": "confirmed", "trip": "stale:level"}, None, None, "running")
+    assert [k for k, _ in first.raise_] == [K.GUARD_TRIP, K.SAFE_UNCONFIRMED]
+    assert same.raise_ == () and same.clear == ()
+    assert confirmed.clear == (K.SAFE_UNCONFIRMED,) and confirmed.raise_ == ()
+    assert K.GUARD_TRIP in resumed.clear
+
+
+def test_telemetry_from_an_older_agent_without_safe_or_trip_changes_no_alarm() -> None:
+    assert telemetry_changes(None, None, None, "running") == telemetry_changes(
+        {"safe": None, "trip": None}, None, None, "safe")
