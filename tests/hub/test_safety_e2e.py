@@ -189,11 +189,16 @@ async def test_resume_is_refused_while_the_level_is_out_of_range_and_accepted_af
             await site.wait_for("pump running again", lambda: _pump(site)[0] > 0, 30)
             step = site.devices[DEVICE].agent.scan.segment.step_name()  # type: ignore[union-attr]
             after = (await http.get("/api/alarms", params={"device": DEVICE})).json()
+            from tests.agent.helpers import events
+            journaled = events(site.devices[DEVICE].journal, "resume_refused")
     assert missing.status_code == 422 and missing.json()["issues"][0]["path"] == "reason"
     assert refused_req.status_code == 202 and accepted_req.status_code == 202
     assert len(alarm) == 1 and "out_of_range" in alarm[0]["detail"]
     assert view["status"] == "tripped" and view["engine"]["mode"] == "safe", view["engine"]
     assert view["last_resume"][0]["outcome"] == "refused"
+    # The agent's own event (interface 2), with the cause that persisted, shown at the hub.
+    assert journaled and journaled[0].body["cause"] == "out_of_range:level"
+    assert "out_of_range:level" in alarm[0]["detail"]
     assert step == "fill"
     assert not [a for a in after if a["kind"] in ("guard_trip", "resume_refused")]
 
@@ -225,11 +230,11 @@ async def test_a_device_that_goes_away_and_comes_back_is_not_restarted_by_the_hu
         highest = hub.store.highest_version("tank-fill")
         mode = _engine_mode(site)
         alarms = hub.store.alarms(device=DEVICE, kind=AlarmKind.GUARD_TRIP)
-        confirmed = bool(events(dev.journal, "safe_confirmed"))  # the agent's read-back fix
+        await site.wait_for("safe state confirmed on the device",
+                            lambda: events(dev.journal, "safe_confirmed"), 30)
         registers = _pump(site)
     assert highest == 3 and mode == "safe" and len(alarms) == 1
-    if confirmed:  # interface 2's agent confirms safe_state on the device by read-back
-        assert registers == (0, False)
+    assert registers == (0, False)  # read straight from the simulator
 
 
 def _trip_ms(hub: Any) -> int:
