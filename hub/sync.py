@@ -10,6 +10,9 @@ contract results and telemetry. Per message:
              A broken chain is an alarm and moves the device to FAULT; nothing after it is stored.
   telemetry  live values (kept in memory, flushed to the store every FLUSH_S), TELEMETRY.
   contract/result  ACCEPT/REFUSE the contract version; a refusal goes to the planner (config).
+Before any of that, a message's claims are checked against its topic's identity and the hub's
+records (hub/claims.py: registered device, contracts issued to it, signed journal batches); a
+refused message changes nothing and is logged and alarmed (bounded: once a minute per refusal).
 Background: silence → SILENCE (projected); journal caught up → reconcile (hub/offline.py) →
 RECONCILE_DONE → live. Every transition goes through the store's state tables (invariant 7).
 
@@ -52,12 +55,16 @@ from contracts.wire import (Ack, Birth, CommandMessage, ContractResult, HubBirth
                             Telemetry)
 from contracts.types import EpochMs
 from fieldpact.mqtt import LinkDown, MqttLink, Probe, Will
+from hub.claims import (
+    UNKNOWN_DEVICE, Verdict, batch_claim, birth_claim, contract_claim, may_change_contracts, quote,
+)
 from hub.config import FailureCategory
-from hub.ingest import Cursor, DeviceIngest, Gap
+from hub.ingest import Cursor, DeviceIngest, Gap, PendingBudget
 from hub.offline import OfflineManager, current_point
+from hub.registry import DeviceRegistry
 from hub.states import ContractEvent, ContractStatus, DeviceEvent, DeviceState, IllegalTransition
-from hub.store import (DeviceRecord, Duplicate, HubStore, JournalRow, NotFound, StoreError,
-                       contract_id)
+from hub.store import (ContractRecord, DeviceRecord, Duplicate, HubStore, JournalRow, NotFound,
+                       StoreError, contract_id)
 from fieldpact.aio import raise_if_cancelled
 
 log = logging.getLogger("fieldpact.hub.sync")
@@ -77,6 +84,10 @@ acks still flow steadily (an agent resends when its ack stalls; bench/sync.py af
 
 INBOX = 256
 """Messages queued between the link and the worker; when full, the link waits (backpressure)."""
+CLAIM_REPEAT_MS = 60_000
+"""A refused claim repeated by the same device (its telemetry, every second) is logged and alarmed
+again at most once a minute: every alarm is a durable write, and the first one says it all."""
+MAX_REFUSALS_TRACKED = 4096
 
 PROBE_S = 2.0
 """The hub proves its subscriptions every 2 s, so a broker that silently forgot them is found
@@ -154,7 +165,8 @@ class MqttPublisher:
 
 class HubSync:
     def __init__(self, store: HubStore, offline: OfflineManager, link: MqttLink, *,
-                 silence_timeout_ms: int, clock: Callable[[], EpochMs] = wall_ms) -> None:
+                 silence_timeout_ms: int, clock: Callable[[], EpochMs] = wall_ms,
+                 registry: DeviceRegistry | None = None) -> None:
         self.store, self.offline, self.link = store, offline, link
         self.silence_timeout_ms, self.clock = silence_timeout_ms, clock
         self.live: dict[str, dict[str, Any]] = {}
@@ -179,6 +191,9 @@ class HubSync:
         self._touched: set[str] = set()  # devices whose messages the open batch holds
         self.write_errors = 0
         self.last_write_error: str | None = None
+        self.registry = registry or offline.service.registry  # one per hub, shared with the API
+        self._pending_budget = PendingBudget()
+        self._refusals: dict[tuple[str, str | None, str], int] = {}  # see _refused
 
     @staticmethod
     def subscriptions() -> list[tuple[str, int]]:
@@ -347,12 +362,21 @@ class HubSync:
                 self._event(device, DeviceEvent.WILL, "last will")
             return
         birth = Birth.from_bytes(payload)
+        if self._refused(parts, self.registry.admits(parts.site, device)) or self._refused(
+                parts, birth_claim(parts.site, device, birth)):
+            return  # only registered devices exist; a refused birth changes nothing
         if self._replayed(device, birth):
             return  # the broker's retained copy of a birth we already handled: not news
-        self.store.ensure_device(device, parts.site, self.clock(), dict(birth.labels))
-        self.store.update_device(device, boot_id=birth.boot_id, contract=birth.contract,
-                                 version=birth.version, last_seq=birth.last_seq,
-                                 last_seen_ms=self.clock(), labels=dict(birth.labels))
+        # A contract the hub did not issue to this device (a local file, or another device's)
+        # is alarmed and not recorded; the birth itself still says the device is up.
+        trusted = not self._refused(parts, self._claim(device, birth.contract, birth.version))
+        labels = self.registry.labels(device, birth.labels)
+        self.store.ensure_device(device, parts.site, self.clock(), labels)
+        self.store.update_device(device, boot_id=birth.boot_id,
+                                 contract=birth.contract if trusted else None,
+                                 version=birth.version if trusted else None,
+                                 last_seq=birth.last_seq,
+                                 last_seen_ms=self.clock(), labels=labels)
         self._event(device, DeviceEvent.BIRTH, f"boot {birth.boot_id[:8]}")
         self._heard(device, birth.last_seq)
         await self._repush_if_needed(self.store.device(device))
@@ -369,11 +393,49 @@ class HubSync:
         return not offline and (rec.boot_id, rec.last_seq) == (birth.boot_id, birth.last_seq)
 
     def _known(self, device: str) -> bool:
+        if self.registry.get(device) is None:
+            return False
         try:
             self.store.device(device)
         except NotFound:
             return False
         return True
+
+    # -- claims (hub/claims.py decides; these only look up what the hub knows) -------------
+    def _admitted(self, parts: TopicParts) -> bool:
+        """A registered device of that site (else refused and alarmed) that has been born."""
+        refused = self._refused(parts, self.registry.admits(parts.site, parts.device))
+        return not refused and self._known(parts.device)
+
+    def _refused(self, parts: TopicParts, verdict: Verdict) -> bool:
+        """Log and alarm a refused message; True if it was refused (it then changes nothing).
+        The same refusal repeated (telemetry every second) is logged and alarmed once a minute."""
+        if verdict.ok:
+            return False
+        key, now = (parts.device, verdict.alarm, verdict.detail), self.clock()
+        if now - self._refusals.get(key, -CLAIM_REPEAT_MS) < CLAIM_REPEAT_MS:
+            return True
+        if len(self._refusals) >= MAX_REFUSALS_TRACKED:
+            self._refusals.clear()
+        self._refusals[key] = now
+        log.warning("claim_refused device=%s channel=%s alarm=%s detail=%s", quote(parts.device),
+                    parts.channel.value, verdict.alarm, quote(verdict.detail, 300))
+        if verdict.alarm is not None and (verdict.alarm != UNKNOWN_DEVICE
+                                          or self.registry.first_sight(parts.device)):
+            self._alarm(parts.device, verdict.alarm, verdict.detail)
+        return True
+
+    def _record(self, cid: str) -> ContractRecord | None:
+        try:
+            return self.store.contract(cid)
+        except NotFound:
+            return None
+
+    def _claim(self, device: str, contract: str | None, version: int | None) -> Verdict:
+        if not contract or not version:
+            return Verdict(ok=True)
+        cid = contract_id(contract, version)
+        return contract_claim(device, cid, self._record(cid))
 
     async def _repush_if_needed(self, device: DeviceRecord) -> None:
         expected = [r for r in self.store.contracts(device=device.id)
@@ -398,13 +460,16 @@ class HubSync:
     async def _on_journal(self, parts: TopicParts, payload: bytes) -> None:
         batch = JournalBatch.from_bytes(payload)
         device = parts.device
-        if batch.device != device or not self._known(device):
-            log.warning("journal_refused device=%s claimed=%s", device, batch.device)
+        if not self._admitted(parts):
             return
+        if self._refused(parts, batch_claim(device, batch, self.registry.journal_key(device),
+                                            require_signed=self.registry.require_signed_journals)):
+            return  # nothing stored, no ack: a genuine agent resends from the last ack
         rec = self.store.device(device)
-        ing = self._ingest.setdefault(device, DeviceIngest(self._cursor(rec)))
+        ing = self._ingest.setdefault(device, DeviceIngest(self._cursor(rec),
+                                                           budget=self._pending_budget))
         result = ing.add([Entry.from_mapping(m) for m in batch.entries], batch.dropped_through,
-                         batch.gaps)
+                         batch.gaps, nbytes=len(payload))
         if result.store:
             self.store.insert_entries(device, result.store, result.bodies)
             self._uncommitted += len(result.store)
@@ -465,6 +530,8 @@ class HubSync:
         failed contract as `runtime`, a guard trip as `adapters`. (After an outage the same
         entries are judged by the reconciliation instead, so they are not handled twice.)"""
         state = self.store.device(device).state
+        if not may_change_contracts(state).ok:
+            return  # a device in FAULT changes no contract state
         for e in entries:
             event = e.body.get("event")
             if event in ("completed", "failed") and e.kind.value == "step":
@@ -479,7 +546,10 @@ class HubSync:
                                      f"guard trip: {e.body.get('reason')} {e.body.get('point') or ''}")
 
     def _current_cid(self, device: str) -> str | None:
+        """The device's running contract, if the hub issued it to this device."""
         rec = self.store.device(device)
+        if not self._claim(device, rec.contract, rec.version).ok:
+            return None
         return contract_id(rec.contract, rec.version) if rec.contract and rec.version else None
 
     def _finish_contract(self, device: str, event: str) -> str | None:
@@ -510,16 +580,20 @@ class HubSync:
     async def _on_telemetry(self, parts: TopicParts, payload: bytes) -> None:
         t = Telemetry.from_bytes(payload)
         device = parts.device
-        if not self._known(device):
+        if not self._admitted(parts):
             return  # a device appears on its birth, never on telemetry alone
+        rec = self.store.device(device)
+        fault = not may_change_contracts(rec.state).ok
+        cid = contract_id(t.contract, t.version) if t.contract and t.version else None
+        claim_new = (t.contract, t.version) != (rec.contract, rec.version) or cid not in self._started
+        if claim_new and self._refused(parts, self._claim(device, t.contract, t.version)):
+            return  # telemetry naming a contract not issued to this device changes nothing
         self.live[device] = {"ts_ms": t.ts_ms, "values": dict(t.values), "mode": t.mode,
                              "step": t.step, "state": t.state, "seq": t.seq}
         self._dirty.add(device)
-        rec = self.store.device(device)
-        if (t.contract, t.version) != (rec.contract, rec.version):
+        if (t.contract, t.version) != (rec.contract, rec.version) and not fault:
             self.store.update_device(device, contract=t.contract, version=t.version)
-        if t.contract and t.version and t.mode == "running":
-            cid = contract_id(t.contract, t.version)
+        if cid is not None and t.mode == "running" and not fault:
             if cid not in self._started:
                 self._contract_event(cid, ContractEvent.START, "running")
                 self._started.add(cid)
@@ -536,6 +610,11 @@ class HubSync:
     async def _on_result(self, parts: TopicParts, payload: bytes) -> None:
         r = ContractResult.from_bytes(payload)
         cid = contract_id(r.contract, r.version)
+        if not self._admitted(parts):
+            return
+        if self._refused(parts, self._claim(parts.device, r.contract, r.version)) or self._refused(
+                parts, may_change_contracts(self.store.device(parts.device).state)):
+            return
         if r.accepted:
             self._contract_event(cid, ContractEvent.ACCEPT, r.detail)
             return
