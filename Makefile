@@ -31,6 +31,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.validate
 	$(BIN)/python -m bench.safety
 	$(BIN)/python -m bench.convergence
+	$(BIN)/python -m bench.hostile
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

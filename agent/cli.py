@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from agent import config as agent_config
 from fieldpact.logs import configure_logging
@@ -15,6 +16,13 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     run.add_argument("--config", required=True, help="agent TOML file")
     run.add_argument("--log-level", default="INFO")
     run.set_defaults(func=_run)
+    keygen = asub.add_parser("keygen", help="make the agent's journal key if missing (mode 0600) "
+                             "and print its public key")
+    keygen.add_argument("--config", required=True, help="agent TOML file")
+    keygen.set_defaults(func=_keygen)
+    pubkey = asub.add_parser("pubkey", help="print the journal public key to pin on the hub")
+    pubkey.add_argument("--config", required=True, help="agent TOML file")
+    pubkey.set_defaults(func=_pubkey)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -26,3 +34,47 @@ def _run(args: argparse.Namespace) -> int:
         return 2
     from agent.runtime import run_forever
     return run_forever(cfg)
+
+
+def _key_path(args: argparse.Namespace) -> Path | None:
+    try:
+        cfg = agent_config.load(args.config)
+    except (agent_config.ConfigError, OSError) as exc:
+        print(f"config error: {exc}", file=sys.stderr)
+        return None
+    from agent.journal_signing import default_key_path
+    return cfg.journal_key or default_key_path(cfg.journal)
+
+
+def _print_public(path: Path) -> int:
+    from agent.journal_signing import load_or_create_key
+    from contracts.errors import SigningKeyError
+    from contracts.journal_sig import public_key_text
+    try:
+        print(public_key_text(load_or_create_key(path).public_key()))
+    except SigningKeyError as exc:
+        print(f"fieldpact agent: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _keygen(args: argparse.Namespace) -> int:
+    """Make the key if there is none (never replacing one), then print its public half."""
+    path = _key_path(args)
+    if path is None:
+        return 2
+    if path.exists():
+        print(f"{path}: exists, kept", file=sys.stderr)
+    return _print_public(path)
+
+
+def _pubkey(args: argparse.Namespace) -> int:
+    """Print `ed25519:<base64>` for hub.toml's `journal_key` or `PUT /api/devices/{id}/journal-key`."""
+    path = _key_path(args)
+    if path is None:
+        return 2
+    if not path.exists():
+        print(f"fieldpact agent: no journal key at {path} (run `fieldpact agent keygen`, or start "
+              "the agent once)", file=sys.stderr)
+        return 1
+    return _print_public(path)

@@ -7,6 +7,7 @@
     contract = "/etc/fieldpact/initial.cose"   # optional signed contract to load at start
     journal_budget_mb = 512
     ack_timeout_s = 5                      # resend from the hub's ack when it stalls this long
+    journal_key = "/var/lib/fieldpact/journal.ed25519"  # optional; default: beside the journal
     [modbus]  host = "192.0.2.10"  port = 502  timeout_s = 0.5
     [broker]  url = "mqtt://hub.local:1883"  username = "pump-station-7"  password_file = "/etc/…"
               # no [broker] table: standalone — runs its contract and journals, no autonomy budget
@@ -66,6 +67,8 @@ class AgentConfig:
     telemetry_s: float = DEFAULT_TELEMETRY_S
     batch_max: int = DEFAULT_BATCH_MAX
     ack_timeout_s: float = DEFAULT_ACK_TIMEOUT_S
+    journal_key: Path | None = None
+    """The agent's Ed25519 journal key (made at first start); None: beside the journal."""
 
 
 def _get(m: Mapping[str, Any], key: str, kind: type | tuple[type, ...], where: str,
@@ -135,6 +138,7 @@ def from_mapping(m: dict[str, Any], base: Path, env: Mapping[str, str] | None = 
         telemetry_s=float(_get(m, "telemetry_s", (int, float), "", DEFAULT_TELEMETRY_S)),
         batch_max=_get(m, "batch_max", int, "", DEFAULT_BATCH_MAX),
         ack_timeout_s=_positive(m, "ack_timeout_s", DEFAULT_ACK_TIMEOUT_S),
+        journal_key=_path(base, key) if (key := _get(m, "journal_key", str, "", None)) else None,
     )
 
 

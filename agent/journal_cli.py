@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import sqlite3
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -14,7 +15,13 @@ from typing import Any, TypeVar
 from rich.console import Console
 from rich.table import Table
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
 from agent.journal import JournalError, SqliteJournal
+from agent.journal_signing import SealReport, verify_seals
+from contracts.errors import SigningKeyError
+from contracts.journal_sig import KEY_PREFIX, parse_public_key
+from contracts.signing import load_public_key
 from contracts.chain import Entry, EntryKind
 
 EXIT_OK, EXIT_BROKEN, EXIT_UNREADABLE = 0, 1, 2
@@ -36,8 +43,11 @@ def register(subparsers: Any) -> None:
     show.add_argument("--limit", type=int, default=50, help="most entries to list (default 50)")
     show.add_argument("--kind", choices=[k.value for k in EntryKind], help="only entries of this kind")
     show.set_defaults(func=show_command)
-    verify = commands.add_parser("verify", help="check the hash chain; exit 1 on a break")
+    verify = commands.add_parser("verify", help="check the hash chain (and with --pubkey the "
+                                 "agent's signatures); exit 1 on a break")
     verify.add_argument("--db", required=True, type=Path, help="journal SQLite file")
+    verify.add_argument("--pubkey", help="the agent's journal public key: `ed25519:<base64>` "
+                        "(fieldpact agent pubkey), or a file holding it or a PEM public key")
     verify.set_defaults(func=verify_command)
     register_replay(commands)
 
@@ -62,7 +72,14 @@ def show_command(args: argparse.Namespace) -> int:
 
 
 def verify_command(args: argparse.Namespace) -> int:
-    """Print whether the chain is intact; exit 1 naming the first broken seq and why."""
+    """Print whether the chain is intact; exit 1 naming the first broken seq and why. With
+    --pubkey also check the seals (signed chain heads): exit 1 on one that fails, or if there is
+    none at all (then nothing on disk is proven to be what the agent signed)."""
+    pubkey = None
+    if args.pubkey is not None:
+        pubkey = _pubkey(args.pubkey)
+        if pubkey is None:
+            return EXIT_UNREADABLE
     result = _with_journal(args.db, lambda j: (j.verify(), j.low_water(), j.head()[0]))
     if result is None:
         return EXIT_UNREADABLE
@@ -71,7 +88,40 @@ def verify_command(args: argparse.Namespace) -> int:
         print(f"chain broken at seq {broken.seq}: {broken.reason}")
         return EXIT_BROKEN
     print(f"chain intact: {head - low + 1} entries, seq {low}..{head}")
+    return EXIT_OK if pubkey is None else _verify_seals(args.db, pubkey, head)
+
+
+def _pubkey(text: str) -> Ed25519PublicKey | None:
+    try:
+        source = text if text.startswith(KEY_PREFIX) else Path(text).read_text().strip()
+        if source.startswith(KEY_PREFIX):
+            return parse_public_key(source)
+        return load_public_key(text)
+    except (OSError, ValueError, SigningKeyError) as exc:
+        print(f"fieldpact journal: --pubkey: {exc}", file=sys.stderr)
+        return None
+
+
+def _verify_seals(path: Path, pubkey: Ed25519PublicKey, head: int) -> int:
+    report = _with_journal(path, lambda j: _guarded_seals(j, pubkey))
+    if report is None:
+        return EXIT_UNREADABLE
+    if report.broken is not None:
+        print(f"signature check failed at seq {report.broken.seq}: {report.broken.reason}")
+        return EXIT_BROKEN
+    if report.checked == 0:
+        print("no signed chain heads in this journal: nothing is proven against the key")
+        return EXIT_BROKEN
+    print(f"signatures hold: {report.checked} signed heads, last at seq {report.last_sealed}; "
+          f"{head - report.last_sealed} later entries are not covered by a signature yet")
     return EXIT_OK
+
+
+def _guarded_seals(journal: SqliteJournal, pubkey: Ed25519PublicKey) -> SealReport:
+    try:
+        return verify_seals(journal, pubkey)
+    except sqlite3.Error as exc:
+        raise JournalError(f"journal {journal.path}: cannot read seals: {exc}") from exc
 
 
 def _with_journal(path: Path, fn: Callable[[SqliteJournal], T]) -> T | None:

@@ -56,6 +56,11 @@ class AsyncJournal:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
+    async def call(self, fn: Callable[[], T]) -> T:
+        """Run `fn` on the journal's thread (for modules that keep their own tables in the
+        journal file, e.g. agent/journal_signing.py)."""
+        return await self._call(fn)
+
     async def append_many(self, items: Sequence[tuple[EntryKind, Mapping[str, Any], int]]) -> list[Entry]:
         return await self._call(self.sync.append_many, items)
 

@@ -19,6 +19,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from agent.config import AgentConfig
 from agent.contract_store import ContractStore
+from agent.journal_signing import JournalSigner, default_key_path, load_or_create_key
 from agent.journal_thread import AsyncJournal
 from agent.link import DeviceLink, LinkError
 from agent.modbus import ModbusLink
@@ -27,7 +28,7 @@ from agent.systemd import Notifier
 from agent.uplink import LAST_CONTACT, Uplink, wall_ms
 from fieldpact.backoff import Backoff, Retrier
 from contracts.chain import EntryKind
-from contracts.errors import ContractRefused
+from contracts.errors import ContractRefused, SigningKeyError
 from contracts.signing import load_public_key
 
 log = logging.getLogger("fieldpact.agent")
@@ -106,8 +107,19 @@ class Agent:
                 tg.create_task(self.scan.run(restored.resume), name="scan")
                 if self.cfg.broker is not None:
                     self.uplink = Uplink(self.cfg, self.journal, self.scan, self.store, self.conn,
-                                         reconnect=self.reconnect)
+                                         reconnect=self.reconnect, signer=self._signer())
                     tg.create_task(self._supervised_uplink(self.uplink), name="uplink")
+
+    def _signer(self) -> JournalSigner | None:
+        """The journal key, made at first start (fixed interface 6). A key that cannot be read or
+        made must not stop the scan loop: the uplink then sends unsigned batches, which a hub
+        holding this device's key refuses with a `forged_batch` alarm an operator will see."""
+        path = self.cfg.journal_key or default_key_path(self.cfg.journal)
+        try:
+            return JournalSigner(load_or_create_key(path), self.cfg.device)
+        except SigningKeyError as exc:
+            log.error("journal_key_unavailable path=%s error=%s", path, exc)
+            return None
 
     async def _supervised_uplink(self, uplink: Uplink) -> None:
         """Run the uplink; if it fails, journal why and restart it after a pause. Network code

@@ -24,6 +24,7 @@ from collections.abc import Callable
 from agent.config import AgentConfig
 from agent.contract_store import ContractStore
 from agent import batching, resend
+from agent.journal_signing import JournalSigner
 from agent.journal_thread import AsyncJournal
 from agent.resend import Reason, Resend, SendState
 from agent.scan import Connectivity, CycleReport, ScanLoop
@@ -66,9 +67,10 @@ class Uplink:
     def __init__(self, cfg: AgentConfig, journal: AsyncJournal, scan: ScanLoop,
                  store: ContractStore, conn: Connectivity, *, clock: Callable[[], int] = wall_ms,
                  window: int = WINDOW, ack_timeout_s: float | None = None,
-                 reconnect: Backoff | None = None) -> None:
+                 reconnect: Backoff | None = None, signer: JournalSigner | None = None) -> None:
         assert cfg.broker is not None
         self.cfg, self.journal, self.scan, self.store, self.conn = cfg, journal, scan, store, conn
+        self.signer = signer  # signs each batch over its chain head and gaps (fixed interface 6)
         self._clock, self._window = clock, window
         self._ack_timeout_s = cfg.ack_timeout_s if ack_timeout_s is None else ack_timeout_s
         self.boot_id = uuid.uuid4().hex
@@ -253,7 +255,7 @@ class Uplink:
 
     async def _encode(self, from_seq: int, entries: list[Entry]) -> bytes:
         try:
-            batch = batching.build(self.cfg.device, from_seq, entries)
+            batch = await self._signed(batching.build(self.cfg.device, from_seq, entries))
             payload = batch.to_bytes()
         except Exception as exc:  # noqa: BLE001 - our own data must never crash-loop the uplink
             log.error("journal_batch_unbuildable from_seq=%s error=%s", from_seq, exc)
@@ -261,10 +263,14 @@ class Uplink:
             self._unreadable.update(bad)
             if not entries:
                 raise
-            batch = batching.build(self.cfg.device, from_seq, entries)
+            batch = await self._signed(batching.build(self.cfg.device, from_seq, entries))
             payload = batch.to_bytes()
         await self._journal_holes(batch.gaps)
         return payload
+
+    async def _signed(self, batch: JournalBatch) -> JournalBatch:
+        """The batch signed by the agent's journal key (agent/journal_signing.py), if it has one."""
+        return batch if self.signer is None else await self.signer.sign_async(self.journal, batch)
 
     async def _journal_holes(self, gaps: tuple[tuple[int, int], ...]) -> None:
         """Each hole is journaled once per uplink (the batch declaring it is resent freely)."""

@@ -24,6 +24,7 @@ from contracts.codec import decode_message, encode_message
 from contracts.errors import EncodingError
 from contracts.inputs import Command, CommandKind
 from contracts.limits import MAX_EPOCH_MS, MAX_SEQ, MAX_VERSION, quote
+from contracts.journal_sig import SIG_BYTES, SignedHead, normal_gaps
 from contracts.types import EpochMs, Value
 
 WIRE_VERSION = 1
@@ -182,6 +183,8 @@ class JournalBatch(_Message):
     entries: tuple[Mapping[str, Any], ...]
     dropped_through: int = 0
     gaps: tuple[tuple[int, int], ...] = ()
+    sig: bytes | None = None
+    """The agent's Ed25519 signature over the batch's chain head (contracts.journal_sig)."""
 
     def __post_init__(self) -> None:
         k = self.KIND
@@ -189,6 +192,9 @@ class JournalBatch(_Message):
         _int(k, "from_seq", self.from_seq, minimum=1)
         _int(k, "to_seq", self.to_seq)
         _int(k, "dropped_through", self.dropped_through)
+        if self.sig is not None and (not isinstance(self.sig, bytes) or len(self.sig) != SIG_BYTES):
+            raise _bad(k, "sig", f"must be {SIG_BYTES} bytes (Ed25519) or absent",
+                       type(self.sig).__name__)
         if not isinstance(self.prev_hash, bytes) or len(self.prev_hash) != HASH_SIZE:
             raise _bad(k, "prev_hash", f"must be {HASH_SIZE} bytes", self.prev_hash)
         if not isinstance(self.entries, tuple) or not all(isinstance(e, Mapping) for e in self.entries):
@@ -203,7 +209,19 @@ class JournalBatch(_Message):
                 "gaps": [list(g) for g in self.gaps]}
         if not self.gaps:
             del body["gaps"]  # byte-identical to batches from before gaps existed
+        if body["sig"] is None:
+            del body["sig"]  # likewise for an unsigned batch
         return body
+
+    def signed_head(self) -> SignedHead:
+        """What `sig` covers: device, seq range, the hash of the last entry (the chain head; for
+        an empty batch, `prev_hash`) and every gap range the batch declares (`dropped_through`,
+        and the explicit `gaps`)."""
+        last = self.entries[-1].get("hash") if self.entries else self.prev_hash
+        head = last if isinstance(last, bytes) else b""
+        return SignedHead(device=self.device, from_seq=self.from_seq, to_seq=self.to_seq,
+                          head_hash=head,
+                          gaps=normal_gaps(self.dropped_through, self.from_seq, self.gaps))
 
     @classmethod
     def _from_body(cls, body: dict[str, Any]) -> dict[str, Any]:

@@ -25,6 +25,7 @@ from rich.console import Console
 from rich.table import Table
 
 from agent.journal import SqliteJournal
+from agent.journal_signing import verify_seals
 from agent.replay_journal import contracts_in, replay_entries
 from contracts.schema import format_time
 from fieldpact.logs import configure_logging
@@ -161,8 +162,10 @@ async def _reconcile_episode(d: Demo) -> None:
 async def _journals(d: Demo) -> None:
     assert d.site.hub is not None
     for device, dev in d.site.devices.items():
+        pinned = d.site.hub.registry.journal_key(device)  # enrolled by the site harness
         with SqliteJournal(dev.journal) as j:
             broken, entries, head = j.verify(), j.read(1, 10_000_000), j.head()[0]
+            seals = verify_seals(j, pinned) if pinned is not None else None
         report = replay_entries(entries, contracts_in(entries).get)
         hub_rows = d.site.hub.store.journal(device, 0, 10_000_000)
         seqs = [r.seq for r in hub_rows]
@@ -172,6 +175,11 @@ async def _journals(d: Demo) -> None:
                 f"{head} entries ({'chain intact' if broken is None else f'BROKEN at {broken.seq}'}), "
                 f"{report.writes_checked} writes replayed with {len(report.mismatches)} mismatches, "
                 f"hub holds 1..{len(seqs)}{'' if contiguous else ' WITH GAPS'}")
+        d.check(f"{device}: journal signed by the agent's enrolled key",
+                seals is not None and seals.broken is None and seals.checked > 0,
+                "no key enrolled" if seals is None else
+                f"{seals.checked} signed chain heads verify, last at seq {seals.last_sealed}"
+                if seals.broken is None else f"BROKEN at {seals.broken.seq}: {seals.broken.reason}")
 
 
 def _timeline(d: Demo) -> None:

@@ -17,9 +17,11 @@ from typing import Any
 
 import uvicorn
 
+from agent.journal_signing import default_key_path, load_or_create_key
 from agent.config import AgentConfig, BrokerConfig as AgentBroker, ModbusConfig
 from agent.modbus import ModbusLink
 from agent.runtime import Agent
+from contracts.journal_sig import public_key_text
 from fieldpact.backoff import Backoff
 from fieldpact.files import private_dir
 from hub.app import HubRuntime
@@ -69,12 +71,22 @@ class LocalSite:
         tokens = (Token(name="operator", sha256=hash_token(self.token), role=Role.ADMIN),
                   Token(name="viewer", sha256=hash_token(self.viewer_token), role=Role.VIEWER))
         creds = tuple(DeviceCredential(id=d.id, site=self.site,
-                                       password_hash=hash_password(self._passwords[d.id]))
+                                       password_hash=hash_password(self._passwords[d.id]),
+                                       journal_key=self._journal_key(d.id))
                       for d in self.specs)
         return HubConfig(db_path=self.workdir / "hub.db", key_path=self.workdir / "keys" / "hub.key",
                          broker=BrokerConfig(listen_port=0), auth=AuthConfig(tokens=tokens),
                          devices=creds, silence_timeout_ms=int(self.silence_timeout_s * 1000),
                          policies=MappingProxyType(dict(self.policies)), retry=self.retry)
+
+    def journal_path(self, device: str) -> Path:
+        return self.workdir / "agents" / device / "journal.db"
+
+    def _journal_key(self, device: str) -> str:
+        """Make the agent's journal key now (as its first start would) and pin its public half in
+        the hub's config, as an admin does with `fieldpact agent pubkey` (fixed interface 6)."""
+        key = load_or_create_key(default_key_path(self.journal_path(device)))
+        return public_key_text(key.public_key())
 
     async def __aenter__(self) -> LocalSite:
         private_dir(self.workdir)
@@ -113,7 +125,7 @@ class LocalSite:
         sim = await self._stack.enter_async_context(
             SimDevice(spec.model, port=0, tick_ms=50, initial=spec.initial, time_scale=spec.time_scale))
         cut = await self._stack.enter_async_context(NetCut("127.0.0.1", self.hub.broker.port))
-        journal = self.workdir / "agents" / spec.id / "journal.db"
+        journal = self.journal_path(spec.id)
         private_dir(journal.parent)
         cfg = AgentConfig(device=spec.id, site=self.site, journal=journal,
                           trusted_key=self.hub.cfg.key_path.with_suffix(".pub"),

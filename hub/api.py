@@ -32,7 +32,7 @@ from contracts import codec
 from contracts.errors import DocumentError, EncodingError, Issue
 from contracts.limits import MAX_DOCUMENT_BYTES, clip, quote
 from contracts.loader import decode_json, decode_yaml
-from hub import openapi
+from hub import openapi, registry_api
 from hub.device_list import DeviceListCache
 from hub.auth import PRINCIPAL_KEY, AuthConfig, AuthMiddleware, Principal
 from hub.metrics import CONTENT_TYPE, HubMetrics, LatencyMiddleware
@@ -318,8 +318,10 @@ async def get_contract(request: Request) -> Response:
 async def reconcile_contract(request: Request) -> Response:
     """Ask the sync side to reconcile this contract's device now."""
     cid = request.path_params["contract"]
-    request_id = _service(request).request_reconcile(cid, _actor(request))
-    return JSONResponse({"request": request_id, "contract": cid}, status_code=202)
+    request_id, new = _service(request).request_reconcile(cid, _actor(request))
+    # 202 for a new request; 200 with the open (or just finished) one that absorbed a repeat.
+    return JSONResponse({"request": request_id, "contract": cid, "absorbed": not new},
+                        status_code=202 if new else 200)
 
 
 async def hold_contract(request: Request) -> Response:
@@ -371,6 +373,7 @@ ROUTES = (
     Route("/api/devices", list_devices, methods=["GET"]),
     Route("/api/devices/{device}", get_device, methods=["GET"]),
     Route("/api/devices/{device}/journal", device_journal, methods=["GET"]),
+    *registry_api.ROUTES,
     Route("/api/contracts", submit_contract, methods=["POST"]),
     Route("/api/contracts", list_contracts, methods=["GET"]),
     Route("/api/contracts/{contract}", get_contract, methods=["GET"]),

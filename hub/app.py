@@ -33,6 +33,7 @@ from hub.api import create_app
 from hub.broker import EmbeddedBroker, UserSpec, hash_password
 from hub.config import BrokerMode, HubConfig
 from hub.offline import OfflineManager
+from hub.registry import DeviceRegistry
 from hub.service import HubService
 from hub.store import HubStore
 from hub.loop_thread import LoopThread
@@ -84,7 +85,10 @@ class HubRuntime:
         self.store = HubStore.open(cfg.db_path)
         self._signer = _signer(load_or_create_key(cfg.key_path))
         self.publisher = MqttPublisher()
-        self.service = HubService(self.store, self._signer, self.publisher, clock)
+        self.registry = DeviceRegistry(self.store, cfg.devices,
+                                       require_signed_journals=cfg.require_signed_journals)
+        self.service = HubService(self.store, self._signer, self.publisher, clock,
+                                  registry=self.registry)
         self.offline = OfflineManager(self.store, self.service, cfg.policies, clock, cfg.retry)
         self.sync: HubSync | None = None  # the MQTT side's, set in its thread
         self.broker: EmbeddedBroker | None = None
@@ -120,11 +124,14 @@ class HubRuntime:
                 link = MqttLink(url, client_id=HUB_CLIENT_ID, username=username,
                                 password=password, subscriptions=HubSync.subscriptions())
                 publisher = MqttPublisher(link)
-                service = HubService(store, self._signer, publisher, self.clock)
+                # One registry for both sides: its lookups are in memory (no store calls), and
+                # only the API's admin routes change it.
+                service = HubService(store, self._signer, publisher, self.clock,
+                                     registry=self.registry)
                 offline = OfflineManager(store, service, self.cfg.policies, self.clock,
                                          self.cfg.retry)
                 sync = HubSync(store, offline, link, silence_timeout_ms=self.cfg.silence_timeout_ms,
-                               clock=self.clock)
+                               clock=self.clock, registry=self.registry)
                 self.service.live = sync.live  # the API reads it (dict reads, never writes)
                 publisher.before_publish = sync.commit_now
                 self.sync, self.mqtt_url = sync, url

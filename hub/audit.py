@@ -32,6 +32,9 @@ class AuditAction(enum.StrEnum):
     RECONCILE = "reconcile"    # divergence measured after a device's journal caught up
     REPLAN = "replan"          # the planner's decision for a divergent or failed contract
     ALARM = "alarm"            # a broken chain, a journal gap, an escalation
+    DEVICE_REGISTER = "device_register"  # an admin registered a device (hub/registry.py)
+    DEVICE_REMOVE = "device_remove"
+    KEY_ENROLL = "key_enroll"            # an admin enrolled a device's journal public key
 
 
 class Outcome(enum.StrEnum):

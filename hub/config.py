@@ -18,6 +18,8 @@ their reason. Example:
     id = "pump-station-7"
     site = "north-field"
     password_hash = "<broker password hash>"
+    journal_key = "ed25519:<base64>"  # optional: `fieldpact agent pubkey`; then batches must be signed
+    labels = {area = "tanks"}         # optional
     [integrations.scada]             # a read-only login: points/ and status of these sites
     password_hash = "<broker password hash>"
     sites = ["north-field"]
@@ -44,6 +46,7 @@ from typing import Any, TypeVar
 
 from contracts.topics import check_id
 from hub.acl.policy import HUB_LOGIN, check_login_name
+from contracts.journal_sig import parse_public_key
 from hub.auth import AuthConfig, Role, Token
 
 DEFAULT_HOST = "127.0.0.1"
@@ -138,9 +141,14 @@ class BrokerConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class DeviceCredential:
+    """A registered device (hub/registry.py): its broker login, and optionally labels and the
+    pinned public key of its journal (`fieldpact agent pubkey`, form `ed25519:<base64>`)."""
+
     id: str
     site: str
     password_hash: str
+    labels: Mapping[str, str] = field(default_factory=dict)
+    journal_key: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -166,6 +174,9 @@ class HubConfig:
     silence_timeout_ms: int = int(DEFAULT_SILENCE_TIMEOUT_S * 1000)
     policies: Mapping[FailureCategory, Policy] = field(default_factory=lambda: DEFAULT_POLICIES)
     retry: RetryConfig = field(default_factory=RetryConfig)
+    require_signed_journals: bool = False
+    """Refuse unsigned journal batches even from devices with no enrolled key. A device whose key
+    is known must always sign (fixed interface 6); this also closes the keyless ones."""
 
 
 T = TypeVar("T")
@@ -234,7 +245,29 @@ def _token(m: Mapping[str, Any], path: str) -> Token:
 
 def _device(m: Mapping[str, Any], path: str) -> DeviceCredential:
     return DeviceCredential(id=_get(m, "id", path, _str), site=_get(m, "site", path, _str),
-                            password_hash=_get(m, "password_hash", path, _str))
+                            password_hash=_get(m, "password_hash", path, _str),
+                            labels=_get(m, "labels", path, _labels, {}),
+                            journal_key=_get(m, "journal_key", path, _journal_key, None))
+
+
+def _labels(v: Any) -> dict[str, str]:
+    if not isinstance(v, Mapping) or not all(isinstance(k, str) and isinstance(x, str)
+                                             for k, x in v.items()):
+        raise TypeError("must be a table of string labels")
+    return dict(v)
+
+
+def _journal_key(v: Any) -> str:
+    parse_public_key(_str(v))  # ValueError says what is wrong
+    return str(v)
+
+
+def _bool(v: Any) -> bool:
+    if isinstance(v, bool):
+        return v
+    if isinstance(v, str) and v.lower() in ("true", "false"):  # from the environment
+        return v.lower() == "true"
+    raise TypeError("must be true or false")
 
 
 def _integrations(v: Any) -> tuple[IntegrationCredential, ...]:
@@ -332,7 +365,8 @@ def _nonneg_int(v: Any) -> int:
 
 _ENV_KEYS = {"LISTEN_HOST": ("listen", "host"), "LISTEN_PORT": ("listen", "port"),
              "DB": ("db",), "KEY": ("key",), "BROKER": ("broker",),
-             "SILENCE_TIMEOUT_S": ("silence_timeout_s",)}
+             "SILENCE_TIMEOUT_S": ("silence_timeout_s",),
+             "REQUIRE_SIGNED_JOURNALS": ("require_signed_journals",)}
 
 
 def _apply_env(doc: dict[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
@@ -364,6 +398,7 @@ def parse_config(doc: Mapping[str, Any]) -> HubConfig:
                                            DEFAULT_SILENCE_TIMEOUT_S)),
         policies=_policies(doc.get("policies", {})),
         retry=_retry(doc.get("policies", {})),
+        require_signed_journals=_get(doc, "require_signed_journals", "", _bool, False),
     ))
 
 

@@ -2,7 +2,10 @@
 
 Rules (invariant 5):
 - Idempotent by (device, seq): anything at or below the cursor is a duplicate and is ignored.
-- Out-of-order batches wait in a bounded buffer until the gap before them fills.
+- Out-of-order batches wait in a bounded buffer until the gap before them fills. It is bounded in
+  entries and in bytes, per device (MAX_PENDING_BYTES) and over all devices together
+  (PendingBudget); past a cap the newest (highest-seq) buffered entries are dropped and logged.
+  That loses nothing: they were never stored or acked, so the agent resends them from the ack.
 - Every stored entry is chain-verified against the cursor (the last stored seq and hash). A break
   is an alarm: nothing at or after it is stored, and the ack does not move past it.
 - The ack is the cursor: the highest contiguous, verified seq.
@@ -16,6 +19,8 @@ Rules (invariant 5):
 """
 from __future__ import annotations
 
+import logging
+import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -27,6 +32,37 @@ MAX_PENDING_GAPS = 10_000
 MAX_PENDING = 200_000
 """Out-of-order entries held per device: ~1 h of journal at 50 entries/s; more means the agent is
 misbehaving, and dropping the buffer is safe because the agent resends from the ack."""
+
+MAX_PENDING_BYTES = 8 * 1024 * 1024
+"""Wire bytes of out-of-order entries held per device: 200 full 500-entry batches (~40 kB each),
+far more reordering than a broker produces. Decoded entries take several times their wire size
+in memory (issue 9 measured 105 MB of batches holding 365 MB), so the cap is on what arrived."""
+
+MAX_PENDING_BYTES_TOTAL = 64 * 1024 * 1024
+"""Wire bytes of out-of-order entries held over all devices: eight devices at their cap at once.
+A hub with 1,000 devices never has more than a few reordering at the same moment."""
+
+ENTRY_OVERHEAD_BYTES = 96
+"""Bytes counted per entry beyond its share of the batch (two 32-byte hashes, seq, ts, kind):
+used when the caller cannot say how big the batch was on the wire."""
+
+log = logging.getLogger("fieldpact.hub.ingest")
+
+
+class PendingBudget:
+    """Bytes of out-of-order entries held by every device's buffer together (one per hub). It sums
+    its live members when asked, so a buffer that is replaced or dropped stops counting at once."""
+
+    def __init__(self, total: int | None = None) -> None:
+        self.total = MAX_PENDING_BYTES_TOTAL if total is None else total
+        self._members: weakref.WeakSet[DeviceIngest] = weakref.WeakSet()
+
+    def join(self, member: DeviceIngest) -> None:
+        self._members.add(member)
+
+    @property
+    def used(self) -> int:
+        return sum(m.pending_bytes for m in list(self._members))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -57,22 +93,31 @@ class IngestResult:
     broken: ChainBreak | None = None
     gaps: list[Gap] = field(default_factory=list)
     bodies: list[bytes] = field(default_factory=list)  # encoded bodies of `store`, as hashed
+    evicted: int = 0  # buffered entries dropped by the byte caps (resent from the ack)
 
 
 class DeviceIngest:
     """Per-device ingestion state: the cursor and the out-of-order buffer."""
 
-    def __init__(self, cursor: Cursor, pending: Mapping[int, Entry] | None = None) -> None:
+    def __init__(self, cursor: Cursor, pending: Mapping[int, Entry] | None = None, *,
+                 budget: PendingBudget | None = None, max_bytes: int | None = None) -> None:
         self.cursor = cursor
         self.pending: dict[int, Entry] = dict(pending or {})
         self.gaps: dict[int, tuple[int, str]] = {}  # first seq -> (last seq, reason)
+        self.budget = budget or PendingBudget()
+        self.max_bytes = MAX_PENDING_BYTES if max_bytes is None else max_bytes
+        self._sizes: dict[int, int] = {s: ENTRY_OVERHEAD_BYTES for s in self.pending}
+        self.pending_bytes = sum(self._sizes.values())
+        self.budget.join(self)
+        self.evictions = self.evicted_total = 0  # for the log (see _enforce_bytes)
 
     def add(self, entries: Sequence[Entry], dropped_through: int = 0,
-            gaps: Sequence[tuple[int, int]] = ()) -> IngestResult:
-        """Take a batch; return what to store (in seq order), the new cursor and any alarm."""
+            gaps: Sequence[tuple[int, int]] = (), *, nbytes: int | None = None) -> IngestResult:
+        """Take a batch (`nbytes` long on the wire, if known); return what to store (in seq
+        order), the new cursor and any alarm."""
         result = IngestResult(cursor=self.cursor)
         before = self.cursor
-        fresh = self._buffer(entries, result)
+        fresh = self._buffer(entries, result, _share(nbytes, len(entries)))
         if dropped_through > self.cursor.seq:
             self._declare(self.cursor.seq + 1, dropped_through, "dropped by the agent's retention")
         for first, last in gaps:
@@ -82,8 +127,9 @@ class DeviceIngest:
         result.broken = self._drain(result) or self._skipped(
             fresh if self.cursor == before else list(self.pending.values()))
         if len(self.pending) > MAX_PENDING or len(self.gaps) > MAX_PENDING_GAPS:
-            self.pending.clear()
+            self._clear()
             self.gaps.clear()
+        result.evicted = self._enforce_bytes()
         result.cursor, result.buffered = self.cursor, len(self.pending)
         return result
 
@@ -92,15 +138,51 @@ class DeviceIngest:
         if first <= last and self.gaps.get(first, (0, ""))[0] < last:
             self.gaps[first] = (last, reason)
 
-    def _buffer(self, entries: Sequence[Entry], result: IngestResult) -> list[Entry]:
+    def _buffer(self, entries: Sequence[Entry], result: IngestResult, size: int) -> list[Entry]:
         fresh = []
         for e in entries:
             if e.seq <= self.cursor.seq or e.seq in self.pending:
                 result.duplicates += 1
             else:
                 self.pending[e.seq] = e
+                self._sizes[e.seq] = size
+                self.pending_bytes += size
                 fresh.append(e)
         return fresh
+
+    def _pop(self, seq: int) -> None:
+        del self.pending[seq]
+        self.pending_bytes -= self._sizes.pop(seq, 0)
+
+    def _clear(self) -> None:
+        self.pending.clear()
+        self._sizes.clear()
+        self.pending_bytes = 0
+
+    def _over(self, others: int) -> bool:
+        return (self.pending_bytes > self.max_bytes
+                or others + self.pending_bytes > self.budget.total)
+
+    def _enforce_bytes(self) -> int:
+        """Drop the newest buffered entries until under both caps; how many were dropped."""
+        if not self.pending:
+            return 0  # in-order traffic (the usual case) never sums the other devices
+        others = self.budget.used - self.pending_bytes
+        if not self._over(others):
+            return 0
+        dropped = 0
+        for seq in sorted(self.pending, reverse=True):
+            if not self._over(others):
+                break
+            self._pop(seq)
+            dropped += 1
+        self.evictions += 1
+        self.evicted_total += dropped
+        if _is_power_of_ten(self.evictions):  # 1st, 10th, 100th...: a flood must not flood the log
+            log.warning("journal_pending_dropped times=%d entries=%d kept=%d kept_bytes=%d "
+                        "total_bytes=%d", self.evictions, self.evicted_total, len(self.pending),
+                        self.pending_bytes, others + self.pending_bytes)
+        return dropped
 
     def _drain(self, result: IngestResult) -> ChainBreak | None:
         while True:
@@ -114,9 +196,10 @@ class DeviceIngest:
         while (e := pending.pop(seq + 1, None)) is not None:
             run.append(e)
             seq = e.seq
+            self.pending_bytes -= self._sizes.pop(seq, 0)
         n, verified, broken = verify_run(run, self.cursor.hash, self.cursor.seq)
         if broken is not None:
-            pending.clear()  # see _check
+            self._clear()  # see _check
         result.store.extend(run[:n])
         result.bodies.extend(verified)
         if n:
@@ -135,7 +218,7 @@ class DeviceIngest:
         for first in [f for f, v in self.gaps.items() if v[0] <= last]:
             del self.gaps[first]
         for seq in [s for s in self.pending if s <= last]:
-            del self.pending[seq]
+            self._pop(seq)
         result.gaps.append(Gap(from_seq=nxt, to_seq=last, reason=reason, before=self.cursor.hash,
                                after=after.prev_hash, ts_ms=after.ts_ms))
         self.cursor = Cursor(seq=last, hash=after.prev_hash)
@@ -153,6 +236,19 @@ class DeviceIngest:
         if broken is not None:
             # Drop the bad entry and everything buffered after it: the agent resends from the
             # ack, and a genuine agent's resend will chain; a forger's will not.
-            self.pending.clear()
+            self._clear()
             self.gaps.clear()
         return broken
+
+
+def _share(nbytes: int | None, count: int) -> int:
+    """Bytes counted per entry of a batch: its share of the wire size, plus the fixed overhead."""
+    if not nbytes or count <= 0:
+        return ENTRY_OVERHEAD_BYTES
+    return nbytes // count + ENTRY_OVERHEAD_BYTES
+
+
+def _is_power_of_ten(n: int) -> bool:
+    while n >= 10 and n % 10 == 0:
+        n //= 10
+    return n == 1

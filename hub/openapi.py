@@ -59,6 +59,13 @@ _SUCCESS: Mapping[str, tuple[str, str]] = {
     "submit_contract": ("201", "stored, signed and pushed"),
     "reconcile_contract": ("202", "request recorded"),
     "resume_contract": ("202", "RESUME sent; the agent decides (see the journal and alarms)"),
+    "register_device": ("201", "registered"),
+}
+
+_ALSO: Mapping[str, tuple[tuple[str, str], ...]] = {
+    # endpoint -> further success statuses
+    "reconcile_contract": (("200", "absorbed into the open (or just made) request for this "
+                                   "contract, whose id is returned"),),
 }
 
 _ERRORS: Mapping[str, str] = {
@@ -67,7 +74,7 @@ _ERRORS: Mapping[str, str] = {
     "413": "body larger than the route's limit",
     "409": "write conflict, stale version or illegal state",
     "415": "unsupported content type",
-    "422": "invalid contract (every issue listed), or a required reason missing",
+    "422": "invalid contract or device (every issue listed), or a required reason missing",
     "503": "accepted but not published to the agent",
 }
 _ERRORS_BY_ENDPOINT: Mapping[str, tuple[str, ...]] = {
@@ -78,6 +85,8 @@ _ERRORS_BY_ENDPOINT: Mapping[str, tuple[str, ...]] = {
     "resume_contract": ("409", "422", "503"),  # 422: no reason
     "reset_device": ("409", "422"),
     "ack_alarm": ("400",),                     # an alarm id that is not an integer
+    "register_device": ("409", "422"), "remove_device": ("409",),
+    "enroll_journal_key": ("409", "422"),
 }
 
 _ERROR_SCHEMA = {
@@ -96,7 +105,8 @@ _PATH: Mapping[str, Mapping[str, Any]] = {
 _REASON_BODY = {"required": False, "content": {"application/json": {"schema": {
     "type": "object", "properties": {"reason": {"type": "string"}}}}}}
 _BODY_ENDPOINTS = frozenset({"submit_contract", "hold_contract", "abort_contract",
-                            "resume_contract", "reset_device"})
+                            "resume_contract", "reset_device", "register_device",
+                            "enroll_journal_key"})
 _EXAMPLE = Path(__file__).parents[1] / "contracts" / "examples" / "tank-fill.yaml"
 
 
@@ -107,6 +117,12 @@ def _example_contract() -> dict[str, Any]:
     return to_mapping(load_contract(_EXAMPLE))
 
 
+_TOPIC_LEVEL = {"type": "string", "minLength": 1, "maxLength": 128, "pattern": "^[^/+#\\x00]+$",
+                "description": "one MQTT topic level (contracts/topics.py)"}
+_JOURNAL_KEY = {"type": "string", "pattern": "^ed25519:[A-Za-z0-9+/]{43}=$",
+                "description": "the agent's journal public key, `fieldpact agent pubkey`"}
+
+
 def _bodies() -> Mapping[str, Mapping[str, Any]]:
     return {
         "submit_contract": {"required": True, "content": {
@@ -114,6 +130,16 @@ def _bodies() -> Mapping[str, Mapping[str, Any]]:
             "application/yaml": {"schema": {"type": "object"}}}},
         "hold_contract": _REASON_BODY, "abort_contract": _REASON_BODY,
         "resume_contract": _REQUIRED_REASON, "reset_device": _REQUIRED_REASON,
+        "register_device": {"required": True, "content": {"application/json": {"schema": {
+            "type": "object", "required": ["id", "site"], "properties": {
+                "id": _TOPIC_LEVEL, "site": _TOPIC_LEVEL,
+                "labels": {"type": "object", "maxProperties": 32,
+                           "propertyNames": {"maxLength": 128},
+                           "additionalProperties": {"type": "string", "maxLength": 128}},
+                "journal_key": {**_JOURNAL_KEY, "type": ["string", "null"]}}}}}},
+        "enroll_journal_key": {"required": True, "content": {"application/json": {"schema": {
+            "type": "object", "required": ["journal_key"],
+            "properties": {"journal_key": _JOURNAL_KEY}}}}},
     }
 
 
@@ -143,6 +169,7 @@ def error_codes(path: str, endpoint: str, public: bool) -> list[str]:
 def _responses(path: str, endpoint: str, public: bool) -> dict[str, Any]:
     code, text = _SUCCESS.get(endpoint, ("200", "OK"))
     out: dict[str, Any] = {code: {"description": text}}
+    out |= {c: {"description": t} for c, t in _ALSO.get(endpoint, ())}
     for c in error_codes(path, endpoint, public):
         out[c] = {"description": _ERRORS.get(c, "error"), "content": {"application/json": {
             "schema": {"$ref": "#/components/schemas/Error"}}}}

@@ -18,6 +18,7 @@ Rules:
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from http import HTTPStatus
@@ -31,9 +32,14 @@ from contracts.schema import Contract, Point, parse_contract, to_mapping
 from contracts.types import EpochMs
 from hub.audit import AuditAction, AuditEntry, Outcome, log_entry
 from hub.alarms import DEVICE_RESET_CLEARS
+from hub.claims import UNKNOWN_DEVICE
+from hub.registry import DeviceRegistry
 from hub.states import ContractEvent, ContractStatus, DeviceEvent, IllegalTransition, transition
-from hub.store import Alarm, ContractRecord, DeviceRecord, Duplicate, HubStore, contract_id
+from hub.store import (Alarm, ContractRecord, DeviceRecord, Duplicate, HubStore, ReconcileRequest,
+                       contract_id)
 from hub.worker import CpuWorker
+
+log = logging.getLogger("fieldpact.hub.service")
 
 RESUMABLE = frozenset({ContractStatus.TRIPPED, ContractStatus.HELD})
 
@@ -151,12 +157,13 @@ class HubService:
     """The hub's business operations. Async only where they publish."""
 
     def __init__(self, store: HubStore, signer: Signer, publisher: Publisher, clock: Clock,
-                 worker: CpuWorker | None = None) -> None:
+                 worker: CpuWorker | None = None, registry: DeviceRegistry | None = None) -> None:
         self.store, self.signer, self.publisher, self.clock = store, signer, publisher, clock
         self.worker = worker or CpuWorker()
         self._admission = asyncio.Lock()
         self.live: Mapping[str, Mapping[str, Any]] = {}
         """The sync side's latest telemetry per device (hub/sync.py sets it; read-only here)."""
+        self.registry = registry or DeviceRegistry(store)
 
     def _audit(self, actor: str, action: AuditAction, outcome: Outcome, *,
                device: str | None = None, contract: str | None = None, reason: str | None = None,
@@ -175,6 +182,7 @@ class HubService:
         is stored in SUBMITTED and the failure audited)."""
         contract = await self._check(document, actor)
         cid = contract_id(contract.contract, contract.version)
+        self._check_registered(contract, actor)
         async with self._admission:
             self._check_version(contract, actor)
             await self._check_conflicts(contract, actor)
@@ -197,6 +205,17 @@ class HubService:
             self._refuse_submit(actor, document, "invalid", [str(i) for i in exc.issues])
             raise InvalidContract(f"contract is invalid ({len(exc.issues)} issues)",
                                   exc.issues) from exc
+
+    def _check_registered(self, c: Contract, actor: str) -> None:
+        """Only registered devices exist: a contract never creates one (issue 9)."""
+        verdict = self.registry.admits(c.site, c.device)
+        if verdict.ok:
+            return
+        where = "device" if verdict.alarm == UNKNOWN_DEVICE else "site"
+        self._refuse_submit(actor, to_mapping(c), "unknown_device", [f"{where}: {verdict.detail}"],
+                            contract_id(c.contract, c.version))
+        raise InvalidContract(f"contract is invalid: {verdict.detail}",
+                              [Issue(path=where, reason=verdict.detail)])
 
     def _refuse_submit(self, actor: str, document: Mapping[str, Any], reason: str,
                        issues: list[str], contract: str | None = None) -> None:
@@ -243,7 +262,7 @@ class HubService:
         except Duplicate as exc:  # a concurrent submission of the same version won the race
             self._refuse_submit(actor, record.document, "stale_version", [str(exc)], cid)
             raise StaleVersion(str(exc), [Issue(path="version", reason=str(exc))]) from exc
-        self.store.ensure_device(c.device, c.site, now)
+        self.store.ensure_device(c.device, c.site, now, self.registry.labels(c.device))
         self._audit(actor, AuditAction.SUBMIT, Outcome.OK, device=c.device, contract=cid)
         self._audit(actor, AuditAction.SIGN, Outcome.OK, device=c.device, contract=cid,
                     content_hash=record.content_hash)
@@ -332,12 +351,29 @@ class HubService:
                     kind=alarm.kind)
         return alarm
 
-    def request_reconcile(self, cid: str, actor: str) -> int:
+    def request_reconcile(self, cid: str, actor: str) -> tuple[int, bool]:
         """Record that an operator asked for a reconciliation of `cid`; the sync side picks it up
-        from `store.open_reconcile_requests()`. Returns the request id. Raises NotFound."""
+        from `store.open_reconcile_requests()`. Returns (request id, whether it is new): a request
+        still open, or one made less than RECONCILE_REPEAT_MS ago, absorbs a repeat, which then
+        writes nothing (no row, no audit, no alarm), so a flood of requests stays bounded.
+        Raises NotFound."""
         record = self.store.contract(cid)
+        latest = self.store.latest_reconcile_request(cid)
+        if latest is not None and absorbs(latest, self.clock()):
+            log.debug("reconcile_request_absorbed contract=%s request=%s", cid, latest.id)
+            return latest.id, False
         request = self.store.add_reconcile_request(cid, record.device, actor, self.clock())
         self._audit(actor, AuditAction.RECONCILE_REQUEST, Outcome.OK, device=record.device,
                     contract=cid, request=request)
-        return request
+        return request, True
+
+
+RECONCILE_REPEAT_MS = 10_000
+"""A reconciliation reads the device's whole run from the journal; asking again within 10 s of the
+last request cannot tell the operator anything new, so the repeat is absorbed into it."""
+
+
+def absorbs(latest: ReconcileRequest, now_ms: EpochMs) -> bool:
+    """Whether the latest request for a contract absorbs a new one made at `now_ms`."""
+    return latest.done_ms is None or now_ms - latest.ts_ms < RECONCILE_REPEAT_MS
 

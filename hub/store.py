@@ -127,7 +127,25 @@ def _m0002(db: Database) -> None:
             db.execute(statement)
 
 
-MIGRATION_NAMES = ("0001_initial", "0002_lineage_alarms")
+_SCHEMA_REGISTRY = """
+CREATE TABLE registered_devices (id TEXT PRIMARY KEY, site TEXT NOT NULL,
+  labels TEXT NOT NULL DEFAULT '{}', created_ms INTEGER NOT NULL, actor TEXT NOT NULL);
+CREATE TABLE device_keys (device TEXT PRIMARY KEY, journal_key TEXT NOT NULL,
+  enrolled_ms INTEGER NOT NULL, actor TEXT NOT NULL);
+CREATE INDEX reconcile_requests_contract ON reconcile_requests (contract, id);
+"""
+
+
+@MIGRATIONS(name="0003_device_registry")
+def _m0003(db: Database) -> None:
+    """Devices registered by an admin through the API (hub.toml ones live in the config) and
+    journal keys enrolled the same way (hub/registry.py)."""
+    for statement in _SCHEMA_REGISTRY.split(";"):
+        if statement.strip():
+            db.execute(statement)
+
+
+MIGRATION_NAMES = ("0001_initial", "0002_lineage_alarms", "0003_device_registry")
 SCHEMA_VERSION = len(MIGRATION_NAMES)
 """Number of migrations this build knows; a database with others is refused on open."""
 
@@ -636,6 +654,12 @@ class HubStore:
                               "VALUES (?, ?, ?, ?)", [cid, device, actor, ts_ms])
         return int(cur.lastrowid or 0)
 
+    def latest_reconcile_request(self, cid: str) -> ReconcileRequest | None:
+        """The newest request for contract `cid`, open or done (the API absorbs repeats into it)."""
+        row = self._one("SELECT * FROM reconcile_requests WHERE contract = ? ORDER BY id DESC "
+                        "LIMIT 1", [cid])
+        return ReconcileRequest(**row) if row else None
+
     def open_reconcile_requests(self) -> list[ReconcileRequest]:
         """Requests the sync side has not handled yet, oldest first."""
         rows = self.db.query("SELECT * FROM reconcile_requests WHERE done_ms IS NULL ORDER BY id")
@@ -644,6 +668,40 @@ class HubStore:
     def finish_reconcile_request(self, request_id: int, ts_ms: EpochMs) -> None:
         self.db.execute("UPDATE reconcile_requests SET done_ms = ? WHERE id = ? AND done_ms IS NULL",
                         [ts_ms, request_id])
+
+    # ---- device registry (hub/registry.py holds the rules) -----------------------------------
+
+    def add_registered_device(self, device: str, site: str, labels: Mapping[str, str],
+                              ts_ms: EpochMs, actor: str) -> None:
+        """Raises Duplicate if `device` is registered already."""
+        try:
+            self.db.execute("INSERT INTO registered_devices (id, site, labels, created_ms, actor) "
+                            "VALUES (?, ?, ?, ?, ?)",
+                            [device, site, json.dumps(dict(labels)), ts_ms, actor])
+        except sqlite3.IntegrityError as exc:
+            raise Duplicate(f"device {device!r} is registered already") from exc
+
+    def registered_devices(self) -> list[tuple[str, str, dict[str, str]]]:
+        """(id, site, labels) of every API-registered device, by id."""
+        rows = self.db.query("SELECT id, site, labels FROM registered_devices ORDER BY id")
+        return [(r["id"], r["site"], json.loads(r["labels"])) for r in rows]
+
+    def remove_registered_device(self, device: str) -> bool:
+        """Drop the registration, the enrolled key and the device row (not its history)."""
+        with self._tx():
+            cur = self.db.execute("DELETE FROM registered_devices WHERE id = ?", [device])
+            self.db.execute("DELETE FROM device_keys WHERE device = ?", [device])
+            self.db.execute("DELETE FROM devices WHERE id = ?", [device])
+        return bool(cur.rowcount)
+
+    def set_device_key(self, device: str, key_text: str, ts_ms: EpochMs, actor: str) -> None:
+        self.db.execute("INSERT OR REPLACE INTO device_keys (device, journal_key, enrolled_ms, actor)"
+                        " VALUES (?, ?, ?, ?)", [device, key_text, ts_ms, actor])
+
+    def device_keys(self) -> dict[str, str]:
+        """device -> enrolled journal key text."""
+        return {r["device"]: r["journal_key"]
+                for r in self.db.query("SELECT device, journal_key FROM device_keys")}
 
     # ---- audit and alarms -------------------------------------------------------------------
 

@@ -10,6 +10,9 @@ contract results and telemetry. Per message:
              A broken chain is an alarm and moves the device to FAULT; nothing after it is stored.
   telemetry  live values (kept in memory, flushed to the store every FLUSH_S), TELEMETRY.
   contract/result  ACCEPT/REFUSE the contract version; a refusal goes to the planner (config).
+Before any of that, a message's claims are checked against its topic's identity and the hub's
+records (hub/claims.py: registered device, contracts issued to it, signed journal batches); a
+refused message changes nothing and is logged and alarmed (bounded: once a minute per refusal).
 Background: silence → SILENCE (projected); journal caught up → reconcile (hub/offline.py) →
 RECONCILE_DONE → live. Every transition goes through the store's state tables (invariant 7).
 
@@ -52,17 +55,21 @@ from contracts.wire import (Ack, Birth, CommandMessage, ContractResult, HubBirth
                             Telemetry)
 from contracts.types import EpochMs
 from fieldpact.mqtt import LinkDown, MqttLink, Probe, Will
-from hub.alarms import AlarmKind, detail_of, journal_alarm, quote, telemetry_changes
+from hub.alarms import AlarmKind, detail_of, journal_alarm, telemetry_changes
 from hub.audit import AuditAction, AuditEntry, Outcome, log_entry
+from hub.claims import (
+    UNKNOWN_DEVICE, Verdict, batch_claim, birth_claim, contract_claim, may_change_contracts, quote,
+)
 from hub.config import FailureCategory
 from hub.lineage import inputs_healthy
 from hub.trips import echoed_refusals, is_echo, latches, live_entry, resume_refusal, trip_cause
 from hub.views import LIVE_FIELDS
-from hub.ingest import Cursor, DeviceIngest, Gap
+from hub.ingest import Cursor, DeviceIngest, Gap, PendingBudget
 from hub.offline import OfflineManager, current_point
+from hub.registry import DeviceRegistry
 from hub.states import ContractEvent, ContractStatus, DeviceEvent, DeviceState, IllegalTransition
-from hub.store import (DeviceRecord, Duplicate, HubStore, JournalRow, NotFound, StoreError,
-                       contract_id)
+from hub.store import (ContractRecord, DeviceRecord, Duplicate, HubStore, JournalRow, NotFound,
+                       StoreError, contract_id)
 from fieldpact.aio import raise_if_cancelled
 
 log = logging.getLogger("fieldpact.hub.sync")
@@ -82,6 +89,10 @@ acks still flow steadily (an agent resends when its ack stalls; bench/sync.py af
 
 INBOX = 256
 """Messages queued between the link and the worker; when full, the link waits (backpressure)."""
+CLAIM_REPEAT_MS = 60_000
+"""A refused claim repeated by the same device (its telemetry, every second) is logged and alarmed
+again at most once a minute: every alarm is a durable write, and the first one says it all."""
+MAX_REFUSALS_TRACKED = 4096
 
 PROBE_S = 2.0
 """The hub proves its subscriptions every 2 s, so a broker that silently forgot them is found
@@ -159,7 +170,8 @@ class MqttPublisher:
 
 class HubSync:
     def __init__(self, store: HubStore, offline: OfflineManager, link: MqttLink, *,
-                 silence_timeout_ms: int, clock: Callable[[], EpochMs] = wall_ms) -> None:
+                 silence_timeout_ms: int, clock: Callable[[], EpochMs] = wall_ms,
+                 registry: DeviceRegistry | None = None) -> None:
         self.store, self.offline, self.link = store, offline, link
         self.silence_timeout_ms, self.clock = silence_timeout_ms, clock
         self.live: dict[str, dict[str, Any]] = {}
@@ -177,7 +189,9 @@ class HubSync:
         self.entries_ingested = 0
         self._started: set[str] = set()  # contract ids already moved to ACTIVE by telemetry
         self._healthy_since: dict[str, EpochMs] = {}
-        self._journal_cid: dict[str, str] = {}  # device -> contract id of its latest BOOT entry
+        self._journal_cid: dict[str, str | None] = {}
+        """device -> contract id of its latest BOOT entry; None when that contract was not issued
+        to the device (its entries then change no contract)."""
         self._contracts: dict[str, Contract] = {}  # parsed once: telemetry checks them each second
         offline.healthy_since = self._healthy_since.get
         offline.service.live = self.live  # the API shows these, fresher than the flushed copy
@@ -189,6 +203,9 @@ class HubSync:
         self._touched: set[str] = set()  # devices whose messages the open batch holds
         self.write_errors = 0
         self.last_write_error: str | None = None
+        self.registry = registry or offline.service.registry  # one per hub, shared with the API
+        self._pending_budget = PendingBudget()
+        self._refusals: dict[tuple[str, str | None, str], int] = {}  # see _refused
 
     @staticmethod
     def subscriptions() -> list[tuple[str, int]]:
@@ -357,12 +374,21 @@ class HubSync:
                 self._event(device, DeviceEvent.WILL, "last will")
             return
         birth = Birth.from_bytes(payload)
+        if self._refused(parts, self.registry.admits(parts.site, device)) or self._refused(
+                parts, birth_claim(parts.site, device, birth)):
+            return  # only registered devices exist; a refused birth changes nothing
         if self._replayed(device, birth):
             return  # the broker's retained copy of a birth we already handled: not news
-        self.store.ensure_device(device, parts.site, self.clock(), dict(birth.labels))
-        self.store.update_device(device, boot_id=birth.boot_id, contract=birth.contract,
-                                 version=birth.version, last_seq=birth.last_seq,
-                                 last_seen_ms=self.clock(), labels=dict(birth.labels))
+        # A contract the hub did not issue to this device (a local file, or another device's)
+        # is alarmed and not recorded; the birth itself still says the device is up.
+        trusted = not self._refused(parts, self._claim(device, birth.contract, birth.version))
+        labels = self.registry.labels(device, birth.labels)
+        self.store.ensure_device(device, parts.site, self.clock(), labels)
+        self.store.update_device(device, boot_id=birth.boot_id,
+                                 contract=birth.contract if trusted else None,
+                                 version=birth.version if trusted else None,
+                                 last_seq=birth.last_seq,
+                                 last_seen_ms=self.clock(), labels=labels)
         self._event(device, DeviceEvent.BIRTH, f"boot {birth.boot_id[:8]}")
         self._heard(device, birth.last_seq)
         await self._repush_if_needed(self.store.device(device))
@@ -379,11 +405,49 @@ class HubSync:
         return not offline and (rec.boot_id, rec.last_seq) == (birth.boot_id, birth.last_seq)
 
     def _known(self, device: str) -> bool:
+        if self.registry.get(device) is None:
+            return False
         try:
             self.store.device(device)
         except NotFound:
             return False
         return True
+
+    # -- claims (hub/claims.py decides; these only look up what the hub knows) -------------
+    def _admitted(self, parts: TopicParts) -> bool:
+        """A registered device of that site (else refused and alarmed) that has been born."""
+        refused = self._refused(parts, self.registry.admits(parts.site, parts.device))
+        return not refused and self._known(parts.device)
+
+    def _refused(self, parts: TopicParts, verdict: Verdict) -> bool:
+        """Log and alarm a refused message; True if it was refused (it then changes nothing).
+        The same refusal repeated (telemetry every second) is logged and alarmed once a minute."""
+        if verdict.ok:
+            return False
+        key, now = (parts.device, verdict.alarm, verdict.detail), self.clock()
+        if now - self._refusals.get(key, -CLAIM_REPEAT_MS) < CLAIM_REPEAT_MS:
+            return True
+        if len(self._refusals) >= MAX_REFUSALS_TRACKED:
+            self._refusals.clear()
+        self._refusals[key] = now
+        log.warning("claim_refused device=%s channel=%s alarm=%s detail=%s", quote(parts.device),
+                    parts.channel.value, verdict.alarm, quote(verdict.detail, 300))
+        if verdict.alarm is not None and (verdict.alarm != UNKNOWN_DEVICE
+                                          or self.registry.first_sight(parts.device)):
+            self._alarm(parts.device, verdict.alarm, verdict.detail)
+        return True
+
+    def _record(self, cid: str) -> ContractRecord | None:
+        try:
+            return self.store.contract(cid)
+        except NotFound:
+            return None
+
+    def _claim(self, device: str, contract: str | None, version: int | None) -> Verdict:
+        if not contract or not version:
+            return Verdict(ok=True)
+        cid = contract_id(contract, version)
+        return contract_claim(device, cid, self._record(cid))
 
     async def _repush_if_needed(self, device: DeviceRecord) -> None:
         expected = [r for r in self.store.contracts(device=device.id)
@@ -408,13 +472,16 @@ class HubSync:
     async def _on_journal(self, parts: TopicParts, payload: bytes) -> None:
         batch = JournalBatch.from_bytes(payload)
         device = parts.device
-        if batch.device != device or not self._known(device):
-            log.warning("journal_refused device=%s claimed=%s", device, batch.device)
+        if not self._admitted(parts):
             return
+        if self._refused(parts, batch_claim(device, batch, self.registry.journal_key(device),
+                                            require_signed=self.registry.require_signed_journals)):
+            return  # nothing stored, no ack: a genuine agent resends from the last ack
         rec = self.store.device(device)
-        ing = self._ingest.setdefault(device, DeviceIngest(self._cursor(rec)))
+        ing = self._ingest.setdefault(device, DeviceIngest(self._cursor(rec),
+                                                           budget=self._pending_budget))
         result = ing.add([Entry.from_mapping(m) for m in batch.entries], batch.dropped_through,
-                         batch.gaps)
+                         batch.gaps, nbytes=len(payload))
         if result.store:
             self.store.insert_entries(device, result.store, result.bodies)
             self._uncommitted += len(result.store)
@@ -477,13 +544,15 @@ class HubSync:
         they are not handled twice). A failed contract is `runtime`; a trip is `trip`, whose
         default policy holds the latch (hub/config.py)."""
         state = self.store.device(device).state
+        if not may_change_contracts(state).ok:
+            return  # a device in FAULT changes no contract state
         echoed = echoed_refusals(entries)
         for e in entries:
             if is_echo(e, echoed):
                 continue
             event = e.body.get("event")
             if e.kind.value == "boot" and e.body.get("contract") and e.body.get("version"):
-                self._journal_cid[device] = contract_id(str(e.body["contract"]), int(e.body["version"]))
+                self._boot_contract(device, str(e.body["contract"]), int(e.body["version"]))
             self._journal_alarms(device, e)
             if event in ("completed", "failed") and e.kind.value == "step":
                 failed = self._finish_contract(device, event)
@@ -537,12 +606,25 @@ class HubSync:
         self.store.add_audit(entry)
         log_entry(entry)
 
+    def _boot_contract(self, device: str, contract: str, version: int) -> None:
+        """A BOOT entry names the contract that follows; kept only if the hub issued it to this
+        device (else the device's later entries change no contract: claim_mismatch)."""
+        if self._claim(device, contract, version).ok:
+            self._journal_cid[device] = contract_id(contract, version)
+        else:
+            self._journal_cid[device] = None
+            self._alarm(device, "claim_mismatch",
+                        f"journal BOOT names {quote(contract)}@{version}, not issued to {device}")
+
     def _current_cid(self, device: str) -> str | None:
-        """The contract the device runs: the one its journal's latest BOOT entry names (the
-        entries being handled belong to it), else what its birth/telemetry reported."""
+        """The contract the device runs, if the hub issued it to this device: the one its
+        journal's latest BOOT entry names (the entries being handled belong to it; only a claim
+        that passed is kept there), else what its birth/telemetry reported."""
         if device in self._journal_cid:
             return self._journal_cid[device]
         rec = self.store.device(device)
+        if not self._claim(device, rec.contract, rec.version).ok:
+            return None
         return contract_id(rec.contract, rec.version) if rec.contract and rec.version else None
 
     def _finish_contract(self, device: str, event: str) -> str | None:
@@ -577,18 +659,22 @@ class HubSync:
     async def _on_telemetry(self, parts: TopicParts, payload: bytes) -> None:
         t = Telemetry.from_bytes(payload)
         device = parts.device
-        if not self._known(device):
+        if not self._admitted(parts):
             return  # a device appears on its birth, never on telemetry alone
+        rec = self.store.device(device)
+        fault = not may_change_contracts(rec.state).ok
+        cid = contract_id(t.contract, t.version) if t.contract and t.version else None
+        claim_new = (t.contract, t.version) != (rec.contract, rec.version) or cid not in self._started
+        if claim_new and self._refused(parts, self._claim(device, t.contract, t.version)):
+            return  # telemetry naming a contract not issued to this device changes nothing
         before = self.live.get(device)
         self.live[device] = live = live_entry(t, self.clock())
         self._dirty.add(device)
         self._telemetry_alarms(device, before, live)
-        rec = self.store.device(device)
         self._track_health(device, t, live)
-        if (t.contract, t.version) != (rec.contract, rec.version):
+        if (t.contract, t.version) != (rec.contract, rec.version) and not fault:
             self.store.update_device(device, contract=t.contract, version=t.version)
-        if t.contract and t.version and t.mode == "running":
-            cid = contract_id(t.contract, t.version)
+        if cid is not None and t.mode == "running" and not fault:
             if cid not in self._started:
                 self._contract_event(cid, ContractEvent.START, "running")
                 self._started.add(cid)
@@ -636,6 +722,11 @@ class HubSync:
     async def _on_result(self, parts: TopicParts, payload: bytes) -> None:
         r = ContractResult.from_bytes(payload)
         cid = contract_id(r.contract, r.version)
+        if not self._admitted(parts):
+            return
+        if self._refused(parts, self._claim(parts.device, r.contract, r.version)) or self._refused(
+                parts, may_change_contracts(self.store.device(parts.device).state)):
+            return
         if r.accepted:
             self._contract_event(cid, ContractEvent.ACCEPT, r.detail)
             return

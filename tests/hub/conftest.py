@@ -19,6 +19,8 @@ from contracts.schema import to_mapping
 from contracts.signing import sign_contract
 from hub.api import create_app
 from hub.auth import AuthConfig, Role, Token, hash_token
+from hub.config import DeviceCredential
+from hub.registry import DeviceRegistry
 from hub.service import HubService, MemoryPublisher
 from hub.store import HubStore
 
@@ -70,11 +72,22 @@ def clock() -> StepClock:
     return StepClock()
 
 
+REGISTERED = (("pump-station-7", "north-field"), ("booster-skid-2", "north-field"))
+"""Devices registered in the API tests' hub (the examples' devices): only registered devices may
+get contracts (hub/registry.py)."""
+
+
+@pytest.fixture
+def registry(store: HubStore) -> DeviceRegistry:
+    return DeviceRegistry(store, [DeviceCredential(id=d, site=s, password_hash="-")
+                                  for d, s in REGISTERED])
+
+
 @pytest.fixture
 def service(store: HubStore, signing_key: Ed25519PrivateKey, publisher: MemoryPublisher,
-            clock: StepClock) -> HubService:
+            clock: StepClock, registry: DeviceRegistry) -> HubService:
     signer = functools.partial(sign_contract, key=signing_key)
-    return HubService(store, signer, publisher, clock)
+    return HubService(store, signer, publisher, clock, registry=registry)
 
 
 @pytest.fixture

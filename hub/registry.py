@@ -1,0 +1,178 @@
+"""The device registry: only devices an admin registered exist (issue 9).
+
+Rules:
+- A device is registered by an admin, either in hub.toml (`[[devices]]`: id, site, broker password
+  hash, optional labels and pinned `journal_key`) or through the admin API (`POST /api/devices`,
+  stored in the hub database; `DELETE /api/devices/{id}` removes it). hub.toml wins: the API can
+  neither re-register nor remove a configured device, nor replace a key pinned there.
+- Nothing else creates a device: a contract for an unregistered device is refused (422 naming
+  it), and a birth from one (possible on an external broker with a broad ACL) is refused with an
+  `unknown_device` alarm — raised once per name, for at most MAX_UNKNOWN_TRACKED names, so a client
+  inventing names cannot fill the alarm table.
+- A device's journal key is pinned in hub.toml or enrolled by an admin (`PUT
+  /api/devices/{id}/journal-key`), never learnt from the device itself. With a key known, every
+  journal batch must carry a signature that verifies under it (hub/claims.py).
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from contracts.journal_sig import parse_public_key
+from contracts.types import EpochMs
+from hub.claims import CLAIM_MISMATCH, UNKNOWN_DEVICE, Verdict, quote
+from hub.config import DeviceCredential
+from hub.store import Duplicate, HubStore, NotFound
+
+MAX_UNKNOWN_TRACKED = 1024
+"""Unregistered device names remembered for alarming once each; past this many the hub only logs
+(one compromised broker login could otherwise invent names without end)."""
+
+
+class RegistryRefused(Exception):
+    """An admin request the registry will not carry out; `field` names what is wrong."""
+
+    def __init__(self, field_name: str, reason: str, *, conflict: bool = False) -> None:
+        self.field, self.reason, self.conflict = field_name, reason, conflict
+        super().__init__(f"{field_name}: {reason}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class RegisteredDevice:
+    id: str
+    site: str
+    labels: Mapping[str, str] = field(default_factory=dict)
+    journal_key: str | None = None  # `ed25519:<base64>`
+    source: str = "config"          # "config" (hub.toml) or "api"
+    key_pinned: bool = False        # the key is in hub.toml: the API may not change it
+
+
+class DeviceRegistry:
+    """hub.toml devices plus the store's API-registered ones. The API rows and enrolled keys are
+    read once and re-read after every change made through this object — the one per hub process
+    that the API and the MQTT side share — so a lookup per message costs no query."""
+
+    def __init__(self, store: HubStore, configured: Iterable[DeviceCredential] = (), *,
+                 require_signed_journals: bool = False) -> None:
+        self.store = store
+        self.require_signed_journals = require_signed_journals
+        self._config = {d.id: _from_config(d) for d in configured}
+        self._keys: dict[str, Ed25519PublicKey] = {}
+        self._unknown: set[str] = set()
+        self._api: dict[str, RegisteredDevice] = {}
+        self._enrolled: dict[str, str] = {}
+        self._reload()
+
+    def _reload(self) -> None:
+        self._api = {i: RegisteredDevice(id=i, site=s, labels=labels, source="api")
+                     for i, s, labels in self.store.registered_devices()}
+        self._enrolled = self.store.device_keys()
+
+    def get(self, device: str) -> RegisteredDevice | None:
+        found = self._config.get(device) or self._api.get(device)
+        if found is not None and not found.key_pinned:
+            found = replace(found, journal_key=self._enrolled.get(device))
+        return found
+
+    def all(self) -> list[RegisteredDevice]:
+        ids = sorted({*self._config, *self._api})
+        return [d for d in (self.get(i) for i in ids) if d is not None]
+
+    def labels(self, device: str, claimed: Iterable[tuple[str, str]] = ()) -> dict[str, str]:
+        """The device's labels: what it says about itself, overridden by what an admin set."""
+        rec = self.get(device)
+        return {**dict(claimed), **(dict(rec.labels) if rec else {})}
+
+    def journal_key(self, device: str) -> Ed25519PublicKey | None:
+        """The device's journal public key, or None when none is pinned or enrolled."""
+        rec = self.get(device)
+        if rec is None or rec.journal_key is None:
+            return None
+        if rec.journal_key not in self._keys:
+            self._keys[rec.journal_key] = parse_public_key(rec.journal_key)
+        return self._keys[rec.journal_key]
+
+    def admits(self, site: str, device: str) -> Verdict:
+        """Whether `device` of `site` (a topic's identity, or a contract's) is registered."""
+        rec = self.get(device)
+        if rec is None:
+            return Verdict(ok=False, alarm=UNKNOWN_DEVICE,
+                           detail=f"device {quote(device)} is not registered")
+        if rec.site != site:
+            return Verdict(ok=False, alarm=CLAIM_MISMATCH,
+                           detail=f"device {quote(device)} is registered for site {quote(rec.site)}, "
+                                  f"not {quote(site)}")
+        return Verdict(ok=True)
+
+    def first_sight(self, device: str) -> bool:
+        """True the first time an unregistered `device` is seen (alarm it), else False."""
+        if device in self._unknown or len(self._unknown) >= MAX_UNKNOWN_TRACKED:
+            return False
+        self._unknown.add(device)
+        return True
+
+    # -- admin changes --------------------------------------------------------------------
+    def register(self, device: str, site: str, labels: Mapping[str, str], journal_key: str | None,
+                 ts_ms: EpochMs, actor: str) -> RegisteredDevice:
+        """Raises RegistryRefused (conflict for an id already registered)."""
+        if device in self._config:
+            raise RegistryRefused("id", f"{quote(device)} is configured in hub.toml", conflict=True)
+        _check_key(journal_key)
+        try:
+            self.store.add_registered_device(device, site, labels, ts_ms, actor)
+        except Duplicate:
+            raise RegistryRefused("id", f"{quote(device)} is registered already",
+                                  conflict=True) from None
+        if journal_key is not None:
+            self.store.set_device_key(device, journal_key, ts_ms, actor)
+        self.store.ensure_device(device, site, ts_ms, labels)  # listed (unknown) until it speaks
+        self._reload()
+        self._unknown.discard(device)
+        registered = self.get(device)
+        assert registered is not None
+        return registered
+
+    def remove(self, device: str) -> None:
+        """Unregister an API device and drop its device row (it no longer exists); its journal,
+        contracts and audit stay. Raises NotFound, or RegistryRefused for a hub.toml device or
+        one with contracts still in force."""
+        if device in self._config:
+            raise RegistryRefused("id", f"{quote(device)} is configured in hub.toml; remove it "
+                                        "there", conflict=True)
+        if device not in self._api:
+            raise NotFound("device", device)
+        claiming = [r.id for r in self.store.contracts(device=device) if r.status.claims_points]
+        if claiming:
+            raise RegistryRefused("id", f"{quote(device)} still has contracts in force "
+                                        f"({quote(', '.join(claiming))}); abort them first",
+                                  conflict=True)
+        self.store.remove_registered_device(device)  # its journal and history stay on record
+        self._reload()
+
+    def enroll_key(self, device: str, journal_key: str, ts_ms: EpochMs, actor: str) -> None:
+        """Raises NotFound, or RegistryRefused for a bad key or one pinned in hub.toml."""
+        rec = self.get(device)
+        if rec is None:
+            raise NotFound("device", device)
+        if rec.key_pinned:
+            raise RegistryRefused("journal_key", "pinned in hub.toml; change it there",
+                                  conflict=True)
+        _check_key(journal_key)
+        self.store.set_device_key(device, journal_key, ts_ms, actor)
+        self._reload()
+
+
+def _check_key(journal_key: str | None) -> None:
+    if journal_key is None:
+        return
+    try:
+        parse_public_key(journal_key)
+    except ValueError as exc:
+        raise RegistryRefused("journal_key", str(exc)) from None
+
+
+def _from_config(d: DeviceCredential) -> RegisteredDevice:
+    return RegisteredDevice(id=d.id, site=d.site, labels=dict(d.labels), journal_key=d.journal_key,
+                            source="config", key_pinned=d.journal_key is not None)
