@@ -133,6 +133,33 @@ async def test_telemetry_and_a_failed_step_naming_another_devices_contract_do_no
     assert claimed is None
 
 
+async def test_a_journal_boot_naming_another_devices_contract_lets_no_later_entry_fail_it(
+        tmp_path: Path) -> None:
+    """The hub takes the running contract from the journal's BOOT entries (so a trip or failure
+    lands on the contract the device really ran): a BOOT naming a contract the hub never issued
+    to that device must not make the entries after it act on that contract."""
+    hub = HubRuntime(hub_config(tmp_path))
+    try:
+        async with hub.running():
+            assert hub.broker is not None and hub.sync is not None
+            victim = await _submitted(hub, "d2", "fill-d2")
+            entries = chain(1)
+            boot = make_entry(entries[-1].hash, 2, entries[-1].ts_ms + 100, EntryKind.BOOT,
+                              {"boot_id": "c" * 32, "contract": "fill-d2", "version": 3})
+            failed = make_entry(boot.hash, 3, boot.ts_ms + 100, EntryKind.STEP,
+                                {"event": "failed", "step": "fill", "reason": "forged"})
+            async with device_client("127.0.0.1", hub.broker.port, "d1") as dev:
+                await publish(dev, "d1", Channel.STATUS, birth("d1", 0), retain=True)
+                await publish(dev, "d1", Channel.JOURNAL, batch("d1", [*entries, boot, failed]))
+                await wait_ack(dev, 3)
+                status = hub.store.contract(victim.id).status
+                assert status is ContractStatus.PUSHED, "d1's journal failed d2's contract"
+                await eventually(lambda: _alarmed(hub, "claim_mismatch", "journal BOOT"), 10,
+                                 "a claim_mismatch alarm for the BOOT entry")
+    finally:
+        hub.close()
+
+
 async def test_a_device_in_fault_changes_no_contract_state(tmp_path: Path) -> None:
     hub = HubRuntime(hub_config(tmp_path))
     entries = chain(20)
