@@ -32,6 +32,7 @@ class AlarmKind(enum.StrEnum):
     CLAIM_MISMATCH = "claim_mismatch"
     FORGED_BATCH = "forged_batch"
     UNKNOWN_DEVICE = "unknown_device"
+    UNSIGNED_JOURNAL = "unsigned_journal"  # accepted: no key enrolled, signatures not required
     HUB_ERROR = "hub_error"
 
 

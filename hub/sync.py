@@ -206,6 +206,7 @@ class HubSync:
         self.registry = registry or offline.service.registry  # one per hub, shared with the API
         self._pending_budget = PendingBudget()
         self._refusals: dict[tuple[str, str | None, str], int] = {}  # see _refused
+        self._unsigned_seen: set[str] = set()  # see _unsigned
 
     @staticmethod
     def subscriptions() -> list[tuple[str, int]]:
@@ -419,6 +420,15 @@ class HubSync:
         refused = self._refused(parts, self.registry.admits(parts.site, parts.device))
         return not refused and self._known(parts.device)
 
+    def _unsigned(self, device: str) -> None:
+        """An unsigned batch from a device with no enrolled key passed (require_signed_journals
+        is off): accepted, but never silently — one alarm per device until a key is enrolled."""
+        if device not in self._unsigned_seen:
+            self._unsigned_seen.add(device)
+            self._alarm(device, AlarmKind.UNSIGNED_JOURNAL,
+                        "journal batches are unsigned and no journal key is enrolled: enroll the "
+                        "agent's key (fieldpact agent pubkey) or set require_signed_journals")
+
     def _refused(self, parts: TopicParts, verdict: Verdict) -> bool:
         """Log and alarm a refused message; True if it was refused (it then changes nothing).
         The same refusal repeated (telemetry every second) is logged and alarmed once a minute."""
@@ -477,6 +487,8 @@ class HubSync:
         if self._refused(parts, batch_claim(device, batch, self.registry.journal_key(device),
                                             require_signed=self.registry.require_signed_journals)):
             return  # nothing stored, no ack: a genuine agent resends from the last ack
+        if batch.sig is None:
+            self._unsigned(device)
         rec = self.store.device(device)
         ing = self._ingest.setdefault(device, DeviceIngest(self._cursor(rec),
                                                            budget=self._pending_budget))

@@ -472,3 +472,22 @@ async def _served(hub: HubRuntime) -> AsyncIterator[httpx.AsyncClient]:
     finally:
         server.should_exit = True
         await asyncio.wait_for(task, 20)
+
+
+async def test_unsigned_journals_from_a_device_with_no_key_are_accepted_but_never_silently(
+        tmp_path: Path) -> None:
+    hub = HubRuntime(hub_config(tmp_path))  # d1 has no journal key; signatures not required
+    try:
+        async with hub.running():
+            assert hub.broker is not None
+            entries = chain(4)
+            async with device_client("127.0.0.1", hub.broker.port, "d1") as dev:
+                await publish(dev, "d1", Channel.STATUS, birth("d1", 0), retain=True)
+                await publish(dev, "d1", Channel.JOURNAL, batch("d1", entries[:2]))
+                await publish(dev, "d1", Channel.JOURNAL, batch("d1", entries[2:]))
+                await wait_ack(dev, 4)
+                unsigned = await eventually(lambda: _alarms(hub, "unsigned_journal"), 10,
+                                            "an unsigned_journal alarm")
+    finally:
+        hub.close()
+    assert len(unsigned) == 1 and unsigned[0].count == 1 and "enroll" in unsigned[0].detail

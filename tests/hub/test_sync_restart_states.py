@@ -115,7 +115,7 @@ async def test_a_declared_gap_is_stored_as_a_gap_row_alarmed_and_sync_carries_on
     await sync.on_message(JN, holed.to_bytes())
     rows = hub.store.journal("d1", 0, 100)
     device = hub.store.device("d1")
-    alarms = hub.store.alarms()
+    alarms = [a for a in hub.store.alarms() if a.kind != "unsigned_journal"]  # no key enrolled
     assert [r.seq for r in rows] == [*range(1, 11), *range(13, 21)]
     gap = rows[9]
     assert (gap.kind, gap.prev_hash, gap.hash) == ("gap", entries[8].hash, entries[12].prev_hash)
