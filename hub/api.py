@@ -234,7 +234,11 @@ def _reconciliation_view(r: ReconciliationRecord) -> dict[str, Any]:
 # ---- endpoints ----------------------------------------------------------------------------------
 
 async def health(request: Request) -> Response:
-    """Liveness: the process answers (no auth)."""
+    """The process answers (no auth); 503 once the hub's MQTT side has stopped, since a hub that
+    still serves its API but no longer hears its devices must not look healthy to a monitor."""
+    failure = _service(request).mqtt_failure
+    if failure is not None:
+        return _error(503, f"the hub's MQTT side has {failure}")
     return JSONResponse({"status": "ok"})
 
 

@@ -144,8 +144,10 @@ class HubRuntime:
                 except asyncio.CancelledError:
                     self.publisher.attach(None)
                     raise
-                except BaseException as exc:  # the API's publishes say why from now on
-                    self.publisher.attach(None, why=f"stopped: {type(exc).__name__}: {exc}"[:200])
+                except BaseException as exc:  # the API's publishes and /health say why from now on
+                    why = f"stopped: {_leaf_errors(exc)}"[:200]
+                    self.publisher.attach(None, why=why)
+                    self.service.mqtt_failure = why
                     raise
 
     async def _broker(self, stack: contextlib.AsyncExitStack) -> tuple[str, str | None, str | None]:
@@ -173,3 +175,9 @@ class HubRuntime:
 def _signer(key: Ed25519PrivateKey) -> Callable[[Contract], bytes]:
     return lambda c: sign_contract(c, key)
 
+
+def _leaf_errors(exc: BaseException) -> str:
+    """`Type: message` of what really failed, looking inside TaskGroup exception groups."""
+    if isinstance(exc, BaseExceptionGroup):
+        return "; ".join(_leaf_errors(e) for e in exc.exceptions)
+    return f"{type(exc).__name__}: {exc}"

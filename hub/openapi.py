@@ -75,10 +75,11 @@ _ERRORS: Mapping[str, str] = {
     "409": "write conflict, stale version or illegal state",
     "415": "unsupported content type",
     "422": "invalid contract or device (every issue listed), or a required reason missing",
-    "503": "accepted but not published to the agent",
+    "503": "accepted but not published to the agent (/health: the hub's MQTT side has stopped)",
 }
 _ERRORS_BY_ENDPOINT: Mapping[str, tuple[str, ...]] = {
     # what the endpoint itself decides, beyond the statuses its shape implies (see the docstring)
+    "health": ("503",),
     "submit_contract": ("409", "415", "422", "503"),
     "hold_contract": ("409", "503"),
     "abort_contract": ("409", "503"),

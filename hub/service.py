@@ -161,6 +161,8 @@ class HubService:
         self.store, self.signer, self.publisher, self.clock = store, signer, publisher, clock
         self.worker = worker or CpuWorker()
         self._admission = asyncio.Lock()
+        self.mqtt_failure: str | None = None
+        """Why the hub's MQTT side stopped, once it has (hub/app.py sets it; /health reports it)."""
         self.live: Mapping[str, Mapping[str, Any]] = {}
         """The sync side's latest telemetry per device (hub/sync.py sets it; read-only here)."""
         self.registry = registry or DeviceRegistry(store)

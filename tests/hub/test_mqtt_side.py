@@ -234,7 +234,7 @@ async def test_stopping_the_hub_ends_the_mqtt_thread_and_later_publishes_fail_cl
     assert not side.running and side.loop is not None and side.loop.is_closed()
 
 
-async def test_a_failed_mqtt_side_makes_operator_publishes_say_why_and_is_raised_at_stop(
+async def test_a_failed_mqtt_side_makes_health_and_operator_publishes_say_why_and_is_raised_at_stop(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from hub.sync import HubSync
 
@@ -252,9 +252,13 @@ async def test_a_failed_mqtt_side_makes_operator_publishes_say_why_and_is_raised
                 await eventually(lambda: not side.running, 15, "the MQTT side ending")
                 with pytest.raises(LinkDown, match="ticker bug"):
                     await hub.publisher.send_command(SITE, "d1", _hold())
+                async with httpx.AsyncClient(transport=httpx.ASGITransport(app=hub.app()),
+                                             base_url="http://hub") as api:
+                    health = await api.get("/health")
     finally:
         hub.close()
     assert raised.group_contains(RuntimeError, match="ticker bug", depth=None)
+    assert health.status_code == 503 and "ticker bug" in health.json()["error"]
 
 
 def _hold() -> Any:
