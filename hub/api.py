@@ -32,9 +32,9 @@ from contracts import codec
 from contracts.errors import DocumentError, EncodingError, Issue
 from contracts.limits import MAX_DOCUMENT_BYTES, clip, quote
 from contracts.loader import decode_json, decode_yaml
-from hub import openapi, registry_api
+from hub import inbound, openapi, registry_api
 from hub.device_list import DeviceListCache
-from hub.auth import PRINCIPAL_KEY, AuthConfig, AuthMiddleware, Principal
+from hub.auth import AuthConfig, AuthMiddleware
 from hub.metrics import CONTENT_TYPE, HubMetrics, LatencyMiddleware
 from hub.audit import AuditAction
 from hub.config import DEFAULT_SILENCE_TIMEOUT_S
@@ -88,14 +88,7 @@ def _allowed(request: Request) -> str:
     return ", ".join(sorted(methods))
 
 
-def _actor(request: Request) -> str:
-    principal: Principal = request.scope[PRINCIPAL_KEY]
-    return principal.name
-
-
-def _service(request: Request) -> HubService:
-    service: HubService = request.app.state.service
-    return service
+_actor, _service = inbound.actor, inbound.service
 
 
 def _int_query(request: Request, name: str, default: int, low: int, high: int) -> int:
@@ -130,20 +123,7 @@ MAX_REASON_BYTES = 4096
 """A hold/abort reason is a sentence for the audit trail, not a document."""
 
 
-async def _read_capped(request: Request, limit: int) -> bytes:
-    """The body, read while streaming and abandoned at `limit` bytes (413): a declared
-    Content-Length over the limit is refused before reading anything, and a chunked body is cut
-    as soon as it passes the limit, without reading the rest."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise HTTPException(413, f"body of {declared[:20]} bytes is larger than {limit}")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise HTTPException(413, f"body is larger than {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
+_read_capped = inbound.read_capped
 
 
 def _decode_document(body: bytes, media: str) -> Any:

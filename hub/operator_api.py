@@ -18,12 +18,12 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from contracts.errors import DocumentError, Issue
+from contracts.errors import Issue
 from contracts.limits import clip
-from contracts.loader import decode_json
 from hub.alarms import AlarmKind
-from hub.auth import PRINCIPAL_KEY, Principal
-from hub.service import HubService, RequestRefused
+from hub import inbound
+from hub.inbound import BadBody
+from hub.service import RequestRefused
 from hub.store import Alarm
 
 MAX_REASON = 500
@@ -33,37 +33,14 @@ MAX_REASON_BODY = 8192
 MAX_ALARMS = 1000
 
 
-class BadBody(RequestRefused):
-    status = HTTPStatus.BAD_REQUEST
-
-
 class MissingReason(RequestRefused):
     status = HTTPStatus.UNPROCESSABLE_ENTITY
-
-
-def _service(request: Request) -> HubService:
-    service: HubService = request.app.state.service
-    return service
-
-
-def _actor(request: Request) -> str:
-    principal: Principal = request.scope[PRINCIPAL_KEY]
-    return principal.name
 
 
 async def required_reason(request: Request) -> str:
     """The body's `reason`. Raises 413 over MAX_REASON_BODY (capped while streaming), BadBody
     (400) for an unreadable body, MissingReason (422) for a missing or empty reason."""
-    from hub.api import _read_capped  # the API's one streaming cap (hub.api imports this module)
-    body = await _read_capped(request, MAX_REASON_BODY)
-    try:
-        doc = decode_json(body.decode("utf-8"), "<body>") if body else {}
-    except (DocumentError, UnicodeDecodeError) as exc:
-        raise BadBody("body must be a JSON object {\"reason\": string}",
-                      [Issue(path="<body>", reason=clip(str(exc)))]) from exc
-    if not isinstance(doc, dict):
-        raise BadBody("body must be a JSON object {\"reason\": string}",
-                      [Issue(path="<body>", reason="not an object")])
+    doc = await inbound.json_object(request, MAX_REASON_BODY, '{"reason": string}')
     unknown = sorted(k for k in doc if k != "reason")
     if unknown:
         raise MissingReason("unknown fields", [Issue(path=clip(str(k)), reason="unknown field")
@@ -99,18 +76,18 @@ def _bool_query(request: Request, name: str) -> bool | None:
 
 async def resume_contract(request: Request) -> Response:
     """Send RESUME to the agent for a tripped or held contract (reason required)."""
-    svc, cid = _service(request), request.path_params["contract"]
+    svc, cid = inbound.service(request), request.path_params["contract"]
     reason = await required_reason(request)
-    command = await svc.resume(cid, _actor(request), reason)
+    command = await svc.resume(cid, inbound.actor(request), reason)
     return JSONResponse({"contract": cid, "command": command.id, "status": "sent"},
                         status_code=202)
 
 
 async def reset_device(request: Request) -> Response:
     """Reset a device out of FAULT (admin, reason required)."""
-    svc = _service(request)
+    svc = inbound.service(request)
     reason = await required_reason(request)
-    device = svc.reset_device(request.path_params["device"], _actor(request), reason)
+    device = svc.reset_device(request.path_params["device"], inbound.actor(request), reason)
     return JSONResponse({"id": device.id, "state": device.state.value})
 
 
@@ -124,7 +101,7 @@ async def list_alarms(request: Request) -> Response:
         raise BadBody("bad query parameter kind",
                       [Issue(path="kind", reason=f"{kind[:40]!r} is not one of {allowed}")])
     active = _bool_query(request, "active")
-    alarms = _service(request).store.alarms(
+    alarms = inbound.service(request).store.alarms(
         device=q.get("device"), kind=kind, acknowledged=_bool_query(request, "acknowledged"),
         limit=MAX_ALARMS, cleared_only=active is False)
     return JSONResponse([alarm_view(a) for a in alarms])
@@ -135,5 +112,5 @@ async def ack_alarm(request: Request) -> Response:
     raw = request.path_params["alarm"]
     if not raw.isdigit() or len(raw) > 18:
         raise BadBody("bad alarm id", [Issue(path="alarm", reason="must be an integer id")])
-    alarm = _service(request).ack_alarm(int(raw), _actor(request))
+    alarm = inbound.service(request).ack_alarm(int(raw), inbound.actor(request))
     return JSONResponse(alarm_view(alarm))

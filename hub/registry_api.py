@@ -6,7 +6,6 @@ refusal names the field.
 """
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any
@@ -19,7 +18,7 @@ from starlette.routing import Route
 from contracts.errors import Issue
 from contracts.topics import check_id
 from hub.audit import AuditAction, AuditEntry, Outcome, log_entry
-from hub.auth import PRINCIPAL_KEY, Principal
+from hub import inbound
 from hub.claims import quote
 from hub.registry import DeviceRegistry, RegisteredDevice, RegistryRefused
 from hub.service import HubService, RequestRefused
@@ -38,14 +37,6 @@ class InvalidDevice(RequestRefused):
     status = HTTPStatus.UNPROCESSABLE_ENTITY
 
 
-class BadBody(RequestRefused):
-    """The body is not a JSON object at all (400); a well-formed one with bad fields is 422."""
-
-
-class BodyTooLarge(RequestRefused):
-    status = HTTPStatus.REQUEST_ENTITY_TOO_LARGE
-
-
 def device_view(d: RegisteredDevice) -> dict[str, Any]:
     return {"id": d.id, "site": d.site, "labels": dict(d.labels), "source": d.source,
             "journal_key": d.journal_key}
@@ -53,31 +44,32 @@ def device_view(d: RegisteredDevice) -> dict[str, Any]:
 
 async def register_device(request: Request) -> Response:
     """Register a device (admin): {id, site, labels?, journal_key?}."""
-    svc, body = _service(request), await _json_body(request)
+    svc, body = inbound.service(request), await _json_body(request)
     device, site = _id(body, "id"), _id(body, "site")
     labels, key = _labels(body), _optional_str(body, "journal_key")
     rec = _do(svc, request, AuditAction.DEVICE_REGISTER, device,
-              lambda: svc.registry.register(device, site, labels, key, svc.clock(), _actor(request)))
+              lambda: svc.registry.register(device, site, labels, key, svc.clock(),
+                                            inbound.actor(request)))
     return JSONResponse(device_view(rec), status_code=201,
                         headers={"Location": f"/api/devices/{url_quote(device, safe='')}"})
 
 
 async def remove_device(request: Request) -> Response:
     """Remove an API-registered device (admin); its history stays, it can no longer take part."""
-    svc, device = _service(request), request.path_params["device"]
+    svc, device = inbound.service(request), request.path_params["device"]
     _do(svc, request, AuditAction.DEVICE_REMOVE, device, lambda: svc.registry.remove(device))
     return JSONResponse({"id": device, "removed": True})
 
 
 async def enroll_journal_key(request: Request) -> Response:
     """Enroll (or replace) a device's journal public key (admin): {journal_key}."""
-    svc, device = _service(request), request.path_params["device"]
+    svc, device = inbound.service(request), request.path_params["device"]
     key = _optional_str(await _json_body(request), "journal_key")
     if key is None:
         raise InvalidDevice("journal_key is required", [Issue(path="journal_key", reason="missing")])
     registry: DeviceRegistry = svc.registry
     _do(svc, request, AuditAction.KEY_ENROLL, device,
-        lambda: registry.enroll_key(device, key, svc.clock(), _actor(request)))
+        lambda: registry.enroll_key(device, key, svc.clock(), inbound.actor(request)))
     rec = registry.get(device)
     assert rec is not None
     return JSONResponse(device_view(rec))
@@ -92,7 +84,7 @@ ROUTES = (
 
 def _do(svc: HubService, request: Request, action: AuditAction, device: str, fn: Any) -> Any:
     """Run the registry change, auditing it either way; RegistryRefused becomes 409/422."""
-    actor = _actor(request)
+    actor = inbound.actor(request)
     try:
         result = fn()
     except RegistryRefused as exc:
@@ -112,19 +104,7 @@ def _audit(svc: HubService, actor: str, action: AuditAction, outcome: Outcome, d
 
 
 async def _json_body(request: Request) -> Mapping[str, Any]:
-    data = bytearray()
-    async for chunk in request.stream():
-        data += chunk
-        if len(data) > MAX_BODY_BYTES:
-            raise BodyTooLarge(f"body larger than {MAX_BODY_BYTES} bytes")
-    try:
-        body = json.loads(bytes(data) or b"{}")
-    except (ValueError, RecursionError) as exc:
-        raise BadBody("body must be a JSON object", [Issue(path="<body>", reason=quote(
-            str(exc)))]) from None
-    if not isinstance(body, Mapping):
-        raise BadBody("body must be a JSON object", [Issue(path="<body>", reason="not an object")])
-    return body
+    return await inbound.json_object(request, MAX_BODY_BYTES)
 
 
 def _bad(name: str, reason: str) -> InvalidDevice:
@@ -169,11 +149,3 @@ def _optional_str(body: Mapping[str, Any], name: str) -> str | None:
     return value
 
 
-def _service(request: Request) -> HubService:
-    service: HubService = request.app.state.service
-    return service
-
-
-def _actor(request: Request) -> str:
-    principal: Principal = request.scope[PRINCIPAL_KEY]
-    return principal.name
