@@ -224,7 +224,7 @@ async def health(request: Request) -> Response:
 
 def _device_alarms(svc: HubService, device: str | None = None) -> dict[str, list[dict[str, Any]]]:
     out: dict[str, list[dict[str, Any]]] = {}
-    for a in svc.store.alarms(device=device):
+    for a in svc.store.alarms.find(device=device):
         out.setdefault(a.device, []).append({"id": a.id, "kind": a.kind, "count": a.count,
                                              "acknowledged": a.acked_ms is not None})
     return out
@@ -239,7 +239,7 @@ async def list_devices(request: Request) -> Response:
 
 def _device(svc: HubService, device: str) -> DeviceRecord:
     """The stored device with the live values the sync side holds in memory. Raises NotFound."""
-    return with_live(svc.store.device(device), svc.live)
+    return with_live(svc.store.devices.get(device), svc.live)
 
 
 async def get_device(request: Request) -> Response:
@@ -255,10 +255,10 @@ async def get_device(request: Request) -> Response:
 async def device_journal(request: Request) -> Response:
     """A page of a device's journal from `from_seq`, in seq order."""
     store = _service(request).store
-    device = store.device(request.path_params["device"]).id
+    device = store.devices.get(request.path_params["device"]).id
     from_seq = _int_query(request, "from_seq", 0, 0, 2**63 - 1)
     limit = _int_query(request, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
-    return JSONResponse([_journal_view(r) for r in store.journal(device, from_seq, limit)])
+    return JSONResponse([_journal_view(r) for r in store.journal.rows(device, from_seq, limit)])
 
 
 async def submit_contract(request: Request) -> Response:
@@ -275,8 +275,8 @@ async def list_contracts(request: Request) -> Response:
     """Contract versions, filtered by `device` and `status`."""
     svc = _service(request)
     status = _enum_query(request, "status", ContractStatus)
-    records = svc.store.contracts(device=request.query_params.get("device"), status=status)
-    devices = {d.id: with_live(d, svc.live) for d in svc.store.devices()}
+    records = svc.store.contracts.find(device=request.query_params.get("device"), status=status)
+    devices = {d.id: with_live(d, svc.live) for d in svc.store.devices.find()}
     now = svc.clock()
     return JSONResponse([contract_view(c, engine=engine_view(c, devices.get(c.device), now))
                          for c in records])
@@ -286,13 +286,13 @@ async def get_contract(request: Request) -> Response:
     """One contract version ("name@version") with its document and signed bytes (base64), the
     device's engine mode for it, and the last resume asked and the agent's answer."""
     svc = _service(request)
-    record = svc.store.contract(request.path_params["contract"])
+    record = svc.store.contracts.get(request.path_params["contract"])
     try:
         device: DeviceRecord | None = _device(svc, record.device)
     except NotFound:
         device = None
     view = contract_view(record, detail=True, engine=engine_view(record, device, svc.clock()))
-    resumes = [e for e in svc.store.audit(contract=record.id, limit=50)
+    resumes = [e for e in svc.store.audit.find(contract=record.id, limit=50)
                if e.action is AuditAction.RESUME]
     view["last_resume"] = [{"ts_ms": e.ts_ms, "actor": e.actor, "outcome": e.outcome.value,
                             "reason": e.reason} for e in resumes[:2]]
@@ -325,7 +325,7 @@ async def abort_contract(request: Request) -> Response:
 async def list_reconciliations(request: Request) -> Response:
     """Reconciliation reports, newest first, optionally for one `device`."""
     limit = _int_query(request, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
-    records = _service(request).store.reconciliations(request.query_params.get("device"), limit)
+    records = _service(request).store.reconciliations.find(request.query_params.get("device"), limit)
     return JSONResponse([_reconciliation_view(r) for r in records])
 
 
@@ -333,7 +333,7 @@ async def list_audit(request: Request) -> Response:
     """The audit trail, newest first, optionally for one `device` or `contract`."""
     q = request.query_params
     limit = _int_query(request, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
-    entries = _service(request).store.audit(contract=q.get("contract"), device=q.get("device"),
+    entries = _service(request).store.audit.find(contract=q.get("contract"), device=q.get("device"),
                                             limit=limit)
     return JSONResponse([{"id": e.id, "ts_ms": e.ts_ms, "actor": e.actor,
                           "action": e.action.value, "outcome": e.outcome.value,

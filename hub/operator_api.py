@@ -101,7 +101,7 @@ async def list_alarms(request: Request) -> Response:
         raise BadBody("bad query parameter kind",
                       [Issue(path="kind", reason=f"{kind[:40]!r} is not one of {allowed}")])
     active = _bool_query(request, "active")
-    alarms = inbound.service(request).store.alarms(
+    alarms = inbound.service(request).store.alarms.find(
         device=q.get("device"), kind=kind, acknowledged=_bool_query(request, "acknowledged"),
         limit=MAX_ALARMS, cleared_only=active is False)
     return JSONResponse([alarm_view(a) for a in alarms])
