@@ -6,7 +6,7 @@ Run: .venv/bin/python -m bench.sync [--entries 100000] [--devices 1000] [--quick
    in over aiomqtt with its own password and publishes a pre-built hash-chained journal as
    JournalBatch messages of BATCH entries (QoS 1, resent from the hub's ack if the broker drops
    any, as the agent does). Timed from the first publish to acked_seq == E in the store. Then the
-   in-process path alone (decode, DeviceIngest.add, rows, store.insert_journal), to show where the
+   in-process path alone (decode, DeviceIngest.add, rows, store.journal.insert), to show where the
    time goes.
 2. reconcile: the hub sees d1 live (birth, telemetry with an engine state), then its last will, on
    an injected clock 24 h in the past, so it projects the device; the clock moves to now; d1

@@ -22,7 +22,7 @@ from hub.store.devices import LIST_COLUMNS
 
 
 def list_view(row: tuple[Any, ...]) -> dict[str, Any]:
-    """`hub.api.device_view(d, now)` (no detail) for a row of LIST_COLUMNS."""
+    """`hub.views.device_view(d, now)` (no detail) for a row of LIST_COLUMNS."""
     view = dict(zip(LIST_COLUMNS, row, strict=True))
     view["labels"] = json.loads(view["labels"])
     return view

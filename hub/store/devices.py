@@ -15,7 +15,7 @@ from hub.store.transactions import Connection
 
 LIST_COLUMNS = ("id", "site", "labels", "state", "state_since_ms", "last_seen_ms", "contract",
                 "version", "last_seq", "acked_seq")
-"""The device columns the fleet list shows, in its key order (hub/api.py device_view)."""
+"""The device columns the fleet list shows, in its key order (hub/views.py device_view)."""
 _FIELDS = frozenset({"last_seen_ms", "boot_id", "contract", "version", "last_seq", "acked_seq",
                      "last_hash", "projection", "drift", "labels", "site"})
 """What `update` may set: everything but the id and the state (which moves by `apply_event`)."""

@@ -5,7 +5,7 @@ from pathlib import Path
 
 from starlette.responses import JSONResponse
 
-from hub.api import device_view
+from hub.views import device_view
 from hub.device_list import DeviceListCache
 from hub.states import DeviceEvent, DeviceState
 from hub.store import HubStore
