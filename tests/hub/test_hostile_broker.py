@@ -16,7 +16,7 @@ import pytest
 
 from contracts.topics import Channel
 from fieldpact.mqtt import Backoff, MqttLink
-from hub import amqtt_session as hub_broker
+from hub import amqtt_connection, amqtt_session as hub_broker
 from hub import broker as hub_broker_plugins
 from hub.acl.passwords import check_password
 from hub.acl.policy import Role
@@ -310,7 +310,7 @@ async def test_unreleased_qos2_publishes_are_capped(amqtt_broker: BrokerEndpoint
 async def test_deliveries_to_a_subscriber_that_stopped_reading_are_capped(
         amqtt_broker: BrokerEndpoint, monkeypatch: pytest.MonkeyPatch,
         caplog: pytest.LogCaptureFixture) -> None:
-    monkeypatch.setattr(hub_broker, "MAX_PENDING_DELIVERIES", 50)
+    monkeypatch.setattr(amqtt_connection, "MAX_PENDING_DELIVERIES", 50)
     login = connect("fp-agent-d1", "d1", FLEET["d1"].password)
     async with client(amqtt_broker, "hub") as hub, \
             raw_session(amqtt_broker.host, amqtt_broker.port, login, rcvbuf=4096) as (r, w, ack):
