@@ -47,7 +47,7 @@ from agent.registers import ReadRequest
 from contracts.inputs import Reading
 from contracts.schema import Point, Table
 from contracts.types import EpochMs, PointName, Value
-from fieldpact.backoff import Backoff, Retrier
+from transport.backoff import Backoff, Retrier
 
 log = logging.getLogger("fieldpact.agent.modbus")
 

@@ -26,7 +26,7 @@ from agent.modbus import ModbusLink
 from agent.scan import ActiveContract, Connectivity, CycleReport, ScanLoop
 from agent.systemd import Notifier
 from agent.uplink import LAST_CONTACT, Uplink, wall_ms
-from fieldpact.backoff import Backoff, Retrier
+from transport.backoff import Backoff, Retrier
 from contracts.chain import EntryKind
 from contracts.errors import ContractRefused, SigningKeyError
 from contracts.signing import load_public_key

@@ -42,7 +42,7 @@ from agent.config import AgentConfig, BrokerConfig as AgentBroker, ModbusConfig
 from agent.modbus import ModbusLink
 from agent.runtime import Agent
 from bench._common import figure, signed_contract, window_around_now
-from fieldpact.backoff import Backoff
+from transport.backoff import Backoff
 from hub.app import HubRuntime
 from hub.auth import AuthConfig
 from hub.broker import Role, UserSpec, hash_password, mosquitto_acl, mosquitto_password_line

@@ -13,7 +13,7 @@ import pytest
 
 from agent.link import LinkError, MemoryLink
 from agent.modbus import ModbusLink
-from fieldpact.backoff import Backoff, Retrier
+from transport.backoff import Backoff, Retrier
 from agent.registers import plan_reads
 from contracts.schema import DataType, Direction, Point, Table
 from tests.agent.modbus_server import BankContext, bank_server

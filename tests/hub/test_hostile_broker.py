@@ -15,7 +15,8 @@ import aiomqtt
 import pytest
 
 from contracts.topics import Channel
-from fieldpact.mqtt import Backoff, MqttLink
+from transport.backoff import Backoff
+from transport.mqtt import MqttLink
 from hub import amqtt_session as hub_broker
 from hub import broker as hub_broker_plugins
 from hub.acl.passwords import check_password

@@ -33,8 +33,8 @@ from urllib.parse import urlsplit
 
 import aiomqtt
 
-from fieldpact.aio import raise_if_cancelled
-from fieldpact.backoff import Backoff
+from transport.cancel import raise_if_cancelled
+from transport.backoff import Backoff
 
 log = logging.getLogger(__name__)
 

@@ -22,8 +22,8 @@ from agent.config import AgentConfig, BrokerConfig as AgentBroker, ModbusConfig
 from agent.modbus import ModbusLink
 from agent.runtime import Agent
 from contracts.journal_sig import public_key_text
-from fieldpact.backoff import Backoff
-from fieldpact.files import private_dir
+from transport.backoff import Backoff
+from runtime.files import private_dir
 from hub.app import HubRuntime
 from hub.auth import AuthConfig, Role, Token, hash_token
 from hub.broker import hash_password
