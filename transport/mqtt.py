@@ -46,11 +46,11 @@ OnConnect = Callable[[], Awaitable[None]]
 OnDisconnect = Callable[[str], Awaitable[None]]
 
 
-class LinkError(Exception):
-    """Base of the MQTT link's errors."""
+class MqttLinkError(Exception):
+    """Base of the MQTT link's errors (the device side's is agent.link.DeviceLinkError)."""
 
 
-class LinkDown(LinkError):
+class LinkDown(MqttLinkError):
     """The link is not connected, or the broker did not confirm a publish in time."""
 
 
