@@ -36,7 +36,7 @@ import aiomqtt
 from transport.cancel import raise_if_cancelled
 from transport.backoff import Backoff
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("fieldpact.mqtt")  # the name operators grep for, kept across the move
 
 MQTT_DEFAULT_PORT = 1883
 """IANA-registered port for MQTT over plain TCP (MQTT 3.1.1 section 4.2)."""
