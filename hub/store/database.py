@@ -6,7 +6,7 @@ from pathlib import Path
 
 from sqlite_utils import Database
 
-from fieldpact.files import private_sqlite
+from runtime.files import private_sqlite
 from hub.store.alarms import AlarmRepository
 from hub.store.audit import AuditRepository
 from hub.store.contracts import ContractRepository
