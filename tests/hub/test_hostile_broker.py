@@ -20,10 +20,11 @@ from transport.mqtt import MqttLink
 from hub import amqtt_connection, amqtt_session as hub_broker
 from hub import broker as hub_broker_plugins
 from hub.acl.passwords import check_password
-from hub.acl.policy import BrokerRole
+from hub.acl.policy import MAX_PACKET_BYTES, BrokerRole
+from hub.amqtt_connection import MAX_INFLIGHT_QOS2
 from hub.app import HubRuntime
-from hub.broker import (MAX_INFLIGHT_QOS2, MAX_PACKET_BYTES, EmbeddedBroker, PacketSizeGuard,
-                        PacketTooLarge)
+from hub.broker import EmbeddedBroker
+from hub.mqtt_framing import PacketSizeGuard, PacketTooLarge
 from hub.config import IntegrationCredential
 from tests.conftest import FLEET, BrokerEndpoint, FleetUser, fleet_specs
 from tests.hub.mqtt_raw import (closed_by_peer, connect, publish_qos2, raw_session, subscribe,
