@@ -39,7 +39,7 @@ from contracts.codec import canonical_dumps, loads
 from contracts.errors import EncodingError
 from contracts.journal_events import GapBody, encode
 from contracts.types import EpochMs
-from fieldpact.files import private_sqlite
+from runtime.files import private_sqlite
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -44,7 +44,7 @@ from contracts.journal_events import (
 )
 from contracts.schema import Contract
 from contracts.types import EpochMs, Value
-from fieldpact.aio import raise_if_cancelled
+from transport.cancel import raise_if_cancelled
 
 log = logging.getLogger("fieldpact.agent.scan")
 
