@@ -86,16 +86,16 @@ def _fold(a: Actual, e: Entry) -> None:
     except BodyError:
         a.unreadable += 1  # a malformed body is no fact about the device's run
         return
-    if isinstance(body, (StepBody, TripBody, EventBody)):
-        _fold_occurrence(a, body, e.ts_ms)
-    elif isinstance(body, OutputBody):
-        a.outputs.update(body.writes)
-    elif isinstance(body, (InputBody, KeyframeBody)):
+    if isinstance(body, (InputBody, KeyframeBody)):  # most entries: tested first
         for name, wire in body.values.items():
             if _good(wire, e.ts_ms):
                 a.values[name] = wire[0]
         if isinstance(body, KeyframeBody):
             _fold_keyframe(a, body)
+    elif isinstance(body, (StepBody, TripBody, EventBody)):
+        _fold_occurrence(a, body, e.ts_ms)
+    elif isinstance(body, OutputBody):
+        a.outputs.update(body.writes)
     elif isinstance(body, AdapterFaultBody):
         a.faults.append({"ts_ms": e.ts_ms, "kind": e.kind.value, "reason": str(body.reason or None)})
     elif isinstance(body, RefusalBody):
