@@ -14,11 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from contracts.chain import Entry, EntryKind
-from contracts.engine_modes import mode_after
-from contracts.engine_state import Mode
-from contracts.inputs import CommandKind
-from contracts.journal_events import EventKind
+from contracts.chain import Entry
 from contracts.types import EpochMs
 from contracts.wire import Telemetry
 from hub.alarms import quote
@@ -37,11 +33,11 @@ def live_entry(t: Telemetry, received_ms: EpochMs) -> dict[str, Any]:
 def latches(e: Entry) -> bool:
     """A journal entry that latches the engine in safe_state (a trip of any cause)."""
     event = e.body.get("event")
-    if e.kind is not EntryKind.TRIP:
+    if e.kind.value != "trip":
         return False
-    if event == EventKind.AUTONOMY_EXHAUSTED:
-        return mode_after(event, e.body.get("then")) is Mode.SAFE
-    return event in (EventKind.GUARD_TRIP, EventKind.ENGINE_ERROR)
+    if event == "autonomy_exhausted":
+        return e.body.get("then") != "hold"
+    return event in ("guard_trip", "engine_error")
 
 
 def trip_cause(body: Mapping[str, Any]) -> str:
@@ -52,17 +48,16 @@ def trip_cause(body: Mapping[str, Any]) -> str:
 
 def resume_refusal(e: Entry) -> bool:
     event = e.body.get("event")
-    return event == EventKind.RESUME_REFUSED or (event == EventKind.COMMAND_REFUSED
-                                                 and e.body.get("kind") == CommandKind.RESUME)
+    return event == "resume_refused" or (event == "command_refused"
+                                         and e.body.get("kind") == "resume")
 
 
 def echoed_refusals(entries: list[Entry]) -> set[Any]:
     """Command ids the agent refused with a `resume_refused` event in these entries: the engine's
     `command_refused` of the same command says the same thing and is not counted twice."""
-    return {e.body.get("command") for e in entries
-            if e.body.get("event") == EventKind.RESUME_REFUSED}
+    return {e.body.get("command") for e in entries if e.body.get("event") == "resume_refused"}
 
 
 def is_echo(e: Entry, echoed: set[Any]) -> bool:
-    return (e.body.get("event") == EventKind.COMMAND_REFUSED
-            and e.body.get("kind") == CommandKind.RESUME and e.body.get("command") in echoed)
+    return (e.body.get("event") == "command_refused" and e.body.get("kind") == "resume"
+            and e.body.get("command") in echoed)
