@@ -27,7 +27,9 @@ import yaml
 
 from contracts.errors import ContractInvalid, DocumentError
 from contracts.limits import MAX_DOCUMENT_BYTES, MAX_DOCUMENT_DEPTH, clip, quote
-from contracts.schema import Contract, cap_issues, parse_partial
+from contracts.schema import Contract
+from contracts.schema_fields import cap_issues
+from contracts.schema_parse import parse_partial
 from contracts.validate import validate
 
 __all__ = ["MAX_DOCUMENT_BYTES", "check_mapping", "decode_json", "decode_yaml", "load_contract",
