@@ -89,7 +89,7 @@ def _read_point(r: fields.Reader, m: Any, path: str) -> Point | None:
     if any(values[k] is None for k in ("name", "table", "address", "type", "direction")):
         return None
     if values["scale"] == 0.0:
-        r.fail(f"{path}.scale", "must not be 0")
+        r.fail(f"{path}.scale" if path else "scale", "must not be 0")
     return Point(**values)
 
 

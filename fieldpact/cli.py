@@ -14,7 +14,8 @@ from collections.abc import Sequence
 from fieldpact.files import PRIVATE_UMASK
 
 COMMAND_MODULES: tuple[str, ...] = (
-    "contracts.cli", "agent.cli", "agent.journal_cli", "simulators.cli", "hub.cli", "fieldpact.demo",
+    "contracts.cli", "fieldpact.points", "agent.cli", "agent.journal_cli", "simulators.cli", "hub.cli",
+    "fieldpact.demo",
 )
 """Modules contributing commands, in help order; agent, hub and simulators are added here."""
 
