@@ -6,13 +6,15 @@ import dataclasses
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from contracts.loader import decode_yaml, load_contract
 from contracts.limits import MAX_POINTS
 from contracts.points_cells import MAX_CELL_CHARS, REQUIRED
 from contracts.points_csv import MAX_CSV_BYTES, PointsTableInvalid, read_points, write_points
-from contracts.points_fragment import parse, render
-from contracts.schema import Order, Table
+from contracts.points_fragment import parse, point_issues, render
+from contracts.schema import DataType, Direction, Order, Point, Table
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted((ROOT / "contracts" / "examples").glob("*.yaml"))
@@ -142,3 +144,37 @@ def test_errors_past_the_issue_bound_are_counted_not_listed() -> None:
         read_points((HEADER + rows).encode())
     assert len(info.value.issues) == 200 and info.value.extra == 100
     assert str(info.value).endswith("; 100 more issues not listed")
+
+
+_LOW = st.floats(allow_nan=False, allow_infinity=False, min_value=0.0, max_value=99.0)
+"""Ranges within 0..100 fit every type at the scales drawn below."""
+
+
+@st.composite
+def _points(draw: st.DrawFn) -> tuple[Point, ...]:
+    """Valid points on distinct registers: each takes the next free offsets of a random table."""
+    out, next_free = [], dict.fromkeys(Table, 0)
+    for i in range(draw(st.integers(0, 6))):
+        table = draw(st.sampled_from(list(Table)))
+        kind = DataType.BOOL if table.is_bit else draw(st.sampled_from(
+            [t for t in DataType if t is not DataType.BOOL]))
+        writes = table.writable and draw(st.booleans())
+        low = draw(_LOW)
+        point = Point(
+            name=f"p{i}", table=table, address=next_free[table], type=kind,
+            direction=Direction.WRITE if writes else Direction.READ,
+            owner="tank-fill" if writes else None, unit_id=draw(st.integers(0, 247)),
+            endpoint=draw(st.sampled_from([None, "plc", "rs485-1"])),
+            unit=draw(st.text(st.characters(codec="utf-8", exclude_categories=("Cs", "Cc")),
+                              max_size=8)).strip(),
+            range=None if kind is DataType.BOOL else draw(st.none() | st.just((low, low + 1.0))),
+            stale_after_ms=draw(st.none() | st.integers(1, 86_400_000)))
+        next_free[table] += point.registers + draw(st.integers(0, 3))
+        out.append(point)
+    return tuple(out)
+
+
+@given(_points())
+def test_any_valid_points_round_trip_through_csv(points: tuple[Point, ...]) -> None:
+    assert point_issues(points) == []
+    assert read_points(write_points(points).encode()) == points
