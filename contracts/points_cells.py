@@ -192,11 +192,18 @@ def _address(text: str) -> Mapping[str, Any]:
     return {"table": ref.table.value, "address": ref.offset}
 
 
+def _as_number(column: str) -> Callable[[str], Mapping[str, Any]]:
+    return lambda text: {column: _number(text)}
+
+
+def _as_pair(column: str) -> Callable[[str], Mapping[str, Any]]:
+    return lambda text: {column: _pair(text)}
+
+
 _READ: dict[str, Callable[[str], Mapping[str, Any]]] = {
-    "address": _address,
-    **{c: (lambda c: lambda text: {c: _number(text)})(c) for c in _NUMBERS},
-    **{c: (lambda c: lambda text: {c: _pair(text)})(c) for c in _PAIRS},
+    "address": _address, **{c: _as_number(c) for c in _NUMBERS}, **{c: _as_pair(c) for c in _PAIRS},
 }
+"""How each column's text becomes document values; other columns are text (`_plain`)."""
 
 
 def _num_text(v: float) -> str:
