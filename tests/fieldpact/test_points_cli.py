@@ -97,3 +97,10 @@ def test_import_of_a_missing_file_says_so(tmp_path: Path,
     assert main(["points", "import", str(tmp_path / "nope.csv")]) == 1
     assert capsys.readouterr().err.splitlines() == [
         f"{tmp_path / 'nope.csv'}: cannot read: No such file or directory"]
+
+
+def test_the_readme_example_table_imports(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    example = readme.split("```csv\n", 1)[1].split("```", 1)[0]
+    assert main(["points", "import", str(_csv(tmp_path, example))]) == 0
+    assert "# 40021" in capsys.readouterr().out
