@@ -31,7 +31,7 @@ from hub import inbound, openapi, registry_api
 from hub.auth import AuthConfig, AuthMiddleware
 from hub.contract_api import (abort_contract, get_contract, hold_contract, list_contracts,
                               reconcile_contract, submit_contract)
-from hub.device_api import device_journal, get_device, list_devices
+from hub.device_api import device_journal, device_series, get_device, list_devices
 from hub.device_list import DeviceListCache
 from hub.history_api import list_audit, list_reconciliations
 from hub.metrics import CONTENT_TYPE, HubMetrics, LatencyMiddleware
@@ -100,6 +100,7 @@ ROUTES = (
     Route("/api/devices", list_devices, methods=["GET"]),
     Route("/api/devices/{device}", get_device, methods=["GET"]),
     Route("/api/devices/{device}/journal", device_journal, methods=["GET"]),
+    Route("/api/devices/{device}/series", device_series, methods=["GET"]),
     *registry_api.ROUTES,
     Route("/api/contracts", submit_contract, methods=["POST"]),
     Route("/api/contracts", list_contracts, methods=["GET"]),

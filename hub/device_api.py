@@ -3,7 +3,8 @@
 Rules:
 - A device's values are the sync side's live cache over the stored row (hub/views.py says how
   they are shown); the fleet list is the cached encoding of hub/device_list.py.
-- A journal page is bounded (inbound.MAX_LIMIT): one request cannot pull a whole journal.
+- A journal page is bounded (inbound.MAX_LIMIT): one request cannot pull a whole journal; so is
+  the window of recent values (hub/series.py folds the journal's readings into series).
 """
 from __future__ import annotations
 
@@ -12,11 +13,11 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from hub import inbound
+from hub import inbound, series
 from hub.device_list import DeviceListCache
 from hub.service import HubService
 from hub.states import DeviceState
-from hub.store import DeviceRecord
+from hub.store import DeviceRecord, NotFound, contract_id
 from hub.views import device_view, journal_view, with_live
 
 
@@ -58,3 +59,21 @@ async def device_journal(request: Request) -> Response:
     from_seq = inbound.int_query(request, "from_seq", 0, 0, 2**63 - 1)
     limit = inbound.int_query(request, "limit", inbound.DEFAULT_LIMIT, 1, inbound.MAX_LIMIT)
     return JSONResponse([journal_view(r) for r in store.journal.rows(device, from_seq, limit)])
+
+
+async def device_series(request: Request) -> Response:
+    """A device's recent values from its journal, per point with the unit its contract gives:
+    good numeric readings as [ts_ms, value] steps, a bad reading as a null gap."""
+    store = inbound.service(request).store
+    device = store.devices.get(request.path_params["device"])
+    limit = inbound.int_query(request, "limit", series.DEFAULT_ENTRIES, 1, inbound.MAX_LIMIT)
+    rows = store.journal.rows(device.id, max(0, device.last_seq - limit + 1), limit)
+    units: dict[str, str] = {}
+    if device.contract is not None and device.version is not None:
+        try:
+            document = store.contracts.get(contract_id(device.contract, device.version)).document
+        except NotFound:
+            document = {}
+        units = series.units_of(document)
+    return JSONResponse({"device": device.id, "contract": device.contract,
+                         "version": device.version, **series.fold(rows, units)})

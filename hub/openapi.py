@@ -40,6 +40,8 @@ _QUERY: Mapping[str, tuple[tuple[str, Mapping[str, Any], str], ...]] = {
     "device_journal": (("from_seq", {"type": "integer", "minimum": 0, "maximum": 2**63 - 1},
                         "first seq to return (default 0)"),
                        ("limit", _LIMIT, "page size, 1..1000 (default 100)")),
+    "device_series": (("limit", _LIMIT, "journal entries scanned back from the newest, 1..1000 "
+                                        "(default 500)"),),
     "list_contracts": (("device", _TEXT, "only this device's contracts"),
                        ("status", {"type": "string", "enum": [s.value for s in ContractStatus]},
                         "only contracts in this status")),

@@ -1,0 +1,86 @@
+"""A device's recent values as time series, from its own journal — pure: rows and units in, JSON out.
+
+Rules:
+- The values are the journal's readings (INPUT entries: the readings whose journaled view
+  changed; KEYFRAME entries: every point's view): the device's own record, read-back included,
+  never the engine's belief. A value holds until the next entry changes it, so a chart draws steps.
+- Only good, numeric readings are samples (a bool is 0/1); a bad reading ends the series' run
+  with a gap (`null`), so a chart never joins across a time the device could not read the point.
+- A body that does not decode (device input: DESIGN invariant 10) is passed by and counted.
+- Units come from the contract the device runs (`points[].unit`); a point without one has none.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from contracts import codec
+from contracts.chain import EntryKind
+from contracts.errors import EncodingError
+from contracts.journal_events import BodyError, InputBody, KeyframeBody, decode
+from contracts.inputs import Quality
+from hub.store import JournalRow
+
+SERIES_KINDS = frozenset({EntryKind.INPUT.value, EntryKind.KEYFRAME.value})
+DEFAULT_ENTRIES = 500
+"""Journal entries scanned by default: minutes of a 1 Hz device whose inputs move every cycle."""
+
+Sample = "list[Any]"  # [ts_ms, value | None]
+
+
+def units_of(document: Any) -> dict[str, str]:
+    """`{point: unit}` of a stored contract document (points without a unit are left out)."""
+    points = document.get("points") if isinstance(document, Mapping) else None
+    if not isinstance(points, list):
+        return {}
+    return {p["name"]: p["unit"] for p in points
+            if isinstance(p, Mapping) and isinstance(p.get("name"), str)
+            and isinstance(p.get("unit"), str)}
+
+
+def _number(value: Any) -> float | int | None:
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, (int, float)):
+        return value
+    return None
+
+
+def _readings(row: JournalRow) -> Mapping[str, Any] | None:
+    try:
+        record = decode(row.kind, codec.loads(row.body))
+    except (EncodingError, BodyError, ValueError):
+        return None
+    return record.values if isinstance(record, (InputBody, KeyframeBody)) else None
+
+
+def fold(rows: Iterable[JournalRow], units: Mapping[str, str]) -> dict[str, Any]:
+    """Series per point from journal rows in seq order:
+    `{"points": [{name, unit, samples: [[ts_ms, value|null], ...]}], "entries", "skipped"}`."""
+    samples: dict[str, list[list[Any]]] = {}
+    entries = skipped = 0
+    for row in rows:
+        if row.kind not in SERIES_KINDS:
+            continue
+        values = _readings(row)
+        if values is None:
+            skipped += 1
+            continue
+        entries += 1
+        for name, wire in values.items():
+            _add(samples.setdefault(str(name), []), row.ts_ms, wire)
+    points = [{"name": n, "unit": units.get(n), "samples": s}
+              for n, s in sorted(samples.items()) if any(v is not None for _, v in s)]
+    return {"points": points, "entries": entries, "skipped": skipped}
+
+
+def _add(series: list[list[Any]], ts_ms: int, wire: Any) -> None:
+    """Append [ts, value] for a good numeric reading, [ts, None] for a bad one (a gap); a repeat
+    of the last value is left out (a keyframe restates every point)."""
+    good = isinstance(wire, (list, tuple)) and len(wire) == 3 and wire[1] == Quality.GOOD.value
+    value = _number(wire[0]) if good else None
+    if good and value is None:
+        return  # not a number (a string point): nothing to draw
+    if series and series[-1][1] == value:
+        return
+    series.append([ts_ms, value])
