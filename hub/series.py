@@ -25,7 +25,6 @@ SERIES_KINDS = frozenset({EntryKind.INPUT.value, EntryKind.KEYFRAME.value})
 DEFAULT_ENTRIES = 500
 """Journal entries scanned by default: minutes of a 1 Hz device whose inputs move every cycle."""
 
-Sample = "list[Any]"  # [ts_ms, value | None]
 
 
 def units_of(document: Any) -> dict[str, str]:

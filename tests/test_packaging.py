@@ -17,7 +17,8 @@ ROOT = Path(__file__).resolve().parent.parent
 BUILD_TIMEOUT_S = 60
 SHIPPED = (
     "contracts/examples/tank-fill.yaml", "contracts/examples/pump-skid.yaml",
-    "hub/static/index.html", "hub/static/app.js", "hub/static/app.css",
+    "hub/static/index.html", "hub/static/app.js", "hub/static/app.css", "hub/static/fleet.js",
+    "hub/static/chart.js",
     "hub/acl/README.md", "hub/acl/mosquitto.acl.example", "hub/acl/policy.py",
     "transport/mqtt.py", "runtime/logs.py", "fieldpact/cli.py", "fieldpact/loopback.py",
 )

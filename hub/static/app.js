@@ -1,4 +1,5 @@
-// fieldpact operator page: polls the hub's JSON API and renders four tables.
+// fieldpact operator page: polls the hub's JSON API and renders the fleet view (fleet.js, with
+// charts drawn by chart.js) and four tables.
 //
 // Rules:
 // - No build step, no dependencies, nothing from the network but this hub (the machines are
@@ -159,7 +160,8 @@ async function loadBoard() {
   const details = await Promise.all(
     devices.map((d) => api(`/api/devices/${encodeURIComponent(d.id)}`)));
   const contracts = open.flat().sort((a, b) => a.id.localeCompare(b.id));
-  return { devices: details, alarms, recs, audit, contracts };
+  const fleet = await loadFleet(api, details);
+  return { devices: details, alarms, recs, audit, contracts, fleet };
 }
 
 // ---- rendering ----------------------------------------------------------------------------
@@ -259,6 +261,7 @@ function auditRow(e) {
 
 function render(board) {
   renderAlarms(board.alarms);
+  renderFleet(board);
   const statusOf = Object.fromEntries(board.contracts.map((c) => [c.id, c.status]));
   fillTable("devices", board.devices.map((d) => deviceRow(d, statusOf)), "no devices yet");
   fillTable("contracts", board.contracts.map(contractRow), "no open contracts");
@@ -355,6 +358,7 @@ function signOut(why) {
   clearTimeout(timer);
   generation++;
   sessionStorage.removeItem(TOKEN_KEY);
+  resetFleet();
   showSignedIn(false);
   setStatus("not signed in");
   if (why) showMessage(why, "error");

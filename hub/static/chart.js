@@ -1,0 +1,132 @@
+// fieldpact operator page: a device's recent values as SVG charts, drawn by this file.
+//
+// Rules:
+// - No library, no build step: SVG elements made with createElementNS, every label set as
+//   textContent (a point name or unit from the API cannot inject markup).
+// - A series is the journal's readings (GET /api/devices/{id}/series): a value holds until the
+//   next one, so the line is drawn in steps; a null sample is a gap (the device could not read
+//   the point), never joined across. The last value is held to the chart's right edge.
+// - One chart per point, each with its own axis and its unit in the title and on the last value.
+"use strict";
+
+const SVG_NS = "http://www.w3.org/2000/svg";
+const CHART = { width: 480, height: 170, left: 58, right: 84, top: 12, bottom: 26 };
+const Y_TICKS = 4; // an operator reads a trend, not a table: four gridlines are enough
+const MAX_CHARTS = 8;
+
+function svgEl(tag, attrs, text) {
+  const node = document.createElementNS(SVG_NS, tag);
+  for (const [name, value] of Object.entries(attrs || {})) node.setAttribute(name, String(value));
+  if (text !== undefined) node.textContent = String(text);
+  return node;
+}
+
+// Round numbers for an axis: steps of 1, 2 or 5 times a power of ten.
+function niceTicks(min, max, count) {
+  const span = max - min || Math.abs(max) || 1;
+  const raw = span / count;
+  const power = 10 ** Math.floor(Math.log10(raw));
+  const step = [1, 2, 5, 10].map((m) => m * power).find((s) => s >= raw);
+  const first = Math.floor(min / step) * step;
+  const ticks = [];
+  for (let v = first; v <= max + step * 0.5; v += step) ticks.push(Number(v.toPrecision(12)));
+  return ticks;
+}
+
+function tickLabel(v) {
+  return Math.abs(v) >= 10000 || (Math.abs(v) < 0.01 && v !== 0)
+    ? v.toExponential(1) : String(Number(v.toPrecision(4)));
+}
+
+function clockLabel(ms) {
+  return new Date(ms).toISOString().slice(11, 19);
+}
+
+// The extent of the series' values, padded so a flat line sits mid-chart.
+function valueRange(samples) {
+  const values = samples.map((s) => s[1]).filter((v) => typeof v === "number");
+  let lo = Math.min(...values);
+  let hi = Math.max(...values);
+  if (lo === hi) {
+    const pad = Math.abs(lo) * 0.1 || 1;
+    lo -= pad;
+    hi += pad;
+  }
+  return [lo, hi];
+}
+
+// The path's `d`: steps through every sample, a gap at each null, the last value held to endMs.
+function stepPath(samples, x, y, endMs) {
+  const parts = [];
+  let open = false;
+  samples.forEach(([ts, v], i) => {
+    if (typeof v !== "number") {
+      open = false;
+      return;
+    }
+    const next = i + 1 < samples.length ? samples[i + 1][0] : endMs;
+    parts.push(`${open ? "L" : "M"}${x(ts).toFixed(1)},${y(v).toFixed(1)}`);
+    parts.push(`L${x(Math.max(ts, next)).toFixed(1)},${y(v).toFixed(1)}`);
+    open = true;
+  });
+  return parts.join(" ");
+}
+
+function lastValue(samples) {
+  const last = samples[samples.length - 1];
+  return last ? last[1] : null;
+}
+
+// One point's chart as an <svg> element (data-point names it, for tests and styles).
+function seriesChart(point, endMs) {
+  const { width, height, left, right, top, bottom } = CHART;
+  const samples = point.samples;
+  const startMs = samples[0][0];
+  const end = Math.max(endMs, startMs + 1000);
+  const [lo, hi] = valueRange(samples);
+  const ticks = niceTicks(lo, hi, Y_TICKS);
+  const yMin = Math.min(lo, ticks[0]);
+  const yMax = Math.max(hi, ticks[ticks.length - 1]);
+  const x = (ts) => left + ((ts - startMs) / (end - startMs)) * (width - left - right);
+  const y = (v) => top + (1 - (v - yMin) / (yMax - yMin)) * (height - top - bottom);
+  const unit = point.unit ? ` ${point.unit}` : "";
+  const svg = svgEl("svg", { class: "chart", viewBox: `0 0 ${width} ${height}`, role: "img",
+    "data-point": point.name });
+  svg.append(svgEl("title", {}, `${point.name}${point.unit ? ` (${point.unit})` : ""}`));
+  for (const t of ticks) {
+    svg.append(svgEl("line", { class: "chart-grid", x1: left, x2: width - right, y1: y(t), y2: y(t) }),
+      svgEl("text", { class: "chart-tick", x: left - 6, y: y(t) + 4, "text-anchor": "end" },
+        tickLabel(t)));
+  }
+  svg.append(
+    svgEl("text", { class: "chart-tick", x: left, y: height - 6 }, clockLabel(startMs)),
+    svgEl("text", { class: "chart-tick", x: width - right, y: height - 6, "text-anchor": "end" },
+      `${clockLabel(end)} UTC`),
+    svgEl("path", { class: "chart-line", d: stepPath(samples, x, y, end) }));
+  const now = lastValue(samples);
+  const label = typeof now === "number" ? `${tickLabel(now)}${unit}` : "no reading";
+  const ly = typeof now === "number" ? y(now) + 4 : top + 12;
+  svg.append(svgEl("text", { class: "chart-last", x: width - right + 6, y: ly }, label));
+  return svg;
+}
+
+// Fill `container` with one titled chart per point of `series` (the API's answer).
+function renderCharts(container, series, endMs) {
+  const points = (series && series.points) || [];
+  const figures = points.slice(0, MAX_CHARTS).map((p) => {
+    const figure = document.createElement("figure");
+    figure.className = "chart-figure";
+    figure.setAttribute("data-point", p.name);
+    const caption = document.createElement("figcaption");
+    caption.textContent = p.unit ? `${p.name} (${p.unit})` : `${p.name} (no unit)`;
+    figure.append(caption, seriesChart(p, endMs));
+    return figure;
+  });
+  if (figures.length === 0) {
+    const empty = document.createElement("p");
+    empty.className = "empty";
+    empty.textContent = "no journaled readings yet";
+    figures.push(empty);
+  }
+  container.replaceChildren(...figures);
+}

@@ -1,0 +1,135 @@
+"""The fleet view of the operator page in a real browser (Debian's chromium driven by Playwright)
+against the real hub app under uvicorn: sites worst first, devices with state, alarms and desired
+vs observed (or why not), the "what changed recently" timeline, and the SVG charts of a device's
+journaled values with units, gaps included."""
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+
+from contracts import codec
+from hub.api import ROUTES
+from hub.auth import ApiRole
+from hub.states import DeviceEvent
+from hub.store import HubStore, JournalRow, ReconciliationRecord
+
+from .conftest import START_MS, TOKENS, bearer
+from .test_webui import CHROMIUM, CHROMIUM_ARGS, UI_TIMEOUT_MS, needs_chromium
+
+SHOT = "/tmp/fleet-view.png"
+HAS_DRIFT = any(r.path == "/api/drift" for r in ROUTES)
+
+
+def _inputs(seq: int, ts_ms: int, level: float | None, speed: int) -> JournalRow:
+    level_wire = [level, "good", None] if level is not None else [0.0, "bad", "timeout"]
+    body = {"values": {"level": level_wire, "pump_speed": [speed, "good", None]}}
+    return JournalRow(device="pump-station-7", seq=seq, ts_ms=ts_ms, kind="input",
+                      body=codec.canonical_dumps(body), prev_hash=b"\x00", hash=bytes([seq]))
+
+
+def _seed(store: HubStore) -> None:
+    """north-field: one live device with an alarm, one live (degraded site); south-field: all
+    projected (offline); east-field: live and quiet (ok). pump-station-7 has journaled levels
+    with a bad reading in the middle; an alarm raised and cleared, a reconciliation."""
+    t = START_MS - 120_000
+    for device, site in (("pump-station-7", "north-field"), ("booster-skid-2", "north-field"),
+                         ("well-9", "south-field"), ("mixer-4", "east-field")):
+        store.devices.ensure(device, site, t)
+    for device in ("pump-station-7", "booster-skid-2", "mixer-4"):
+        store.devices.apply_event(device, DeviceEvent.TELEMETRY, t)
+    store.devices.apply_event("well-9", DeviceEvent.WILL, t)
+    levels = (1.0, 1.5, 2.0, None, 2.5, 3.0)
+    store.journal.insert([_inputs(i + 1, START_MS - 60_000 + 10_000 * i, lv, 1200)
+                          for i, lv in enumerate(levels)])
+    store.devices.update("pump-station-7", contract="tank-fill", version=3, last_seq=len(levels),
+                         last_seen_ms=START_MS - 5_000)
+    store.reconciliations.add(ReconciliationRecord(
+        device="well-9", contract="tank-fill", version=2, ts_ms=START_MS - 30_000,
+        divergent=True, report={"reasons": ["step: projected fill, actual hold"]}, action="none"))
+    old = store.alarms.raise_("mixer-4", "journal_gap", "seq 4..9 missing", START_MS - 50_000)
+    store.alarms.clear(old, START_MS - 40_000)
+    store.alarms.raise_("pump-station-7", "guard_trip", "reason=stale point=level", START_MS + 1000)
+
+
+@pytest.fixture
+async def page(client: httpx.AsyncClient, store: HubStore,
+               tank_fill: dict[str, Any]) -> AsyncIterator[Any]:
+    r = await client.post("/api/contracts", content=json.dumps(tank_fill),
+                          headers={**bearer(ApiRole.OPERATOR), "Content-Type": "application/json"})
+    assert r.status_code == 201, r.text
+    _seed(store)
+    from playwright.async_api import async_playwright
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            tab = await browser.new_page(viewport={"width": 1600, "height": 1200})
+            tab.set_default_timeout(UI_TIMEOUT_MS)
+            await tab.goto(str(client.base_url).rstrip("/") + "/")
+            await tab.fill("#token", TOKENS[ApiRole.VIEWER])
+            await tab.click("#login button[type=submit]")
+            yield tab
+        finally:
+            await browser.close()
+
+
+@needs_chromium
+async def test_sites_come_worst_first_with_their_devices_state_alarms_and_snapshots(
+        page: Any) -> None:
+    from playwright.async_api import expect
+    sites = page.locator("#sites > section.site")
+    await expect(sites).to_have_count(3)
+    assert await sites.evaluate_all("s => s.map(e => [e.dataset.site, e.dataset.health])") == [
+        ["south-field", "offline"], ["north-field", "degraded"], ["east-field", "ok"]]
+    north = page.locator("#sites [data-site='north-field']")
+    await expect(north.locator(".site-title")).to_contain_text("2 devices · 1 alarm")
+    pump = north.locator("li[data-device='pump-station-7']")
+    await expect(pump).to_have_attribute("data-health", "degraded")
+    await expect(pump.locator(".badge-live")).to_have_text("LIVE")
+    await expect(pump.locator("[data-kind='guard_trip']")).to_have_text("GUARD_TRIP")
+    await expect(pump.locator(".fleet-contract")).to_have_text("tank-fill@3")
+    # the degraded device is listed before its quiet neighbour
+    assert await north.locator("li.fleet-device").evaluate_all(
+        "l => l.map(e => e.dataset.device)") == ["pump-station-7", "booster-skid-2"]
+    if not HAS_DRIFT:
+        await expect(pump.locator(".fleet-snapshot")).to_have_text(
+            "desired: – (this hub has no /api/drift)")
+    await page.screenshot(path=SHOT, full_page=True)
+
+
+@needs_chromium
+async def test_timeline_lists_pushes_reconciliations_and_alarms_newest_first(page: Any) -> None:
+    from playwright.async_api import expect
+    items = page.locator("#timeline li.timeline-item")
+    await expect(items.first).to_contain_text("alarm guard_trip on pump-station-7")
+    kinds = await items.evaluate_all("l => l.map(e => e.dataset.kind)")
+    assert kinds[:4] == ["alarm", "push", "reconciliation", "alarm-cleared"], kinds
+    await expect(items.nth(1)).to_contain_text("push tank-fill@3 on pump-station-7 by operator-user")
+    await expect(items.nth(2)).to_contain_text(
+        "reconciled well-9 tank-fill@2: divergent — step: projected fill, actual hold")
+    await expect(items.nth(3)).to_contain_text("cleared journal_gap on mixer-4")
+    times = await items.locator("time").all_text_contents()
+    assert times == sorted(times, reverse=True)
+
+
+@needs_chromium
+async def test_chart_draws_the_journaled_values_with_units_a_gap_and_follows_a_clicked_device(
+        page: Any) -> None:
+    from playwright.async_api import expect
+    await expect(page.locator("#chart-title")).to_have_text("Recent values: pump-station-7")
+    level = page.locator("#charts figure[data-point='level']")
+    await expect(level.locator("figcaption")).to_have_text("level (m)")
+    await expect(level.locator(".chart-last")).to_have_text("3 m")
+    path = await level.locator("path.chart-line").get_attribute("d")
+    assert path.count("M") == 2, path  # the bad reading splits the line in two runs
+    ticks = await level.locator(".chart-tick").all_text_contents()
+    assert "1" in ticks and "3" in ticks and any(t.endswith("UTC") for t in ticks), ticks
+    speed = page.locator("#charts figure[data-point='pump_speed']")
+    await expect(speed.locator("figcaption")).to_have_text("pump_speed (rpm)")
+    await expect(speed.locator(".chart-last")).to_have_text("1200 rpm")
+    await page.click("#sites li[data-device='mixer-4'] .fleet-pick")
+    await expect(page.locator("#chart-title")).to_have_text("Recent values: mixer-4")
+    await expect(page.locator("#charts")).to_have_text("no journaled readings yet")
