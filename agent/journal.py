@@ -88,7 +88,8 @@ class Synchronous(enum.StrEnum):
 
 
 _INSERT = "INSERT INTO entries (seq, ts_ms, kind, body, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?)"
-_SELECT = "SELECT seq, ts_ms, kind, body, prev_hash, hash FROM entries"
+SELECT_ENTRIES = "SELECT seq, ts_ms, kind, body, prev_hash, hash FROM entries"
+"""Public with `row_to_entry`: a read-only reader of a live journal (tests, bench) uses both."""
 _SET_META = ("INSERT INTO meta (key, value) VALUES (?, ?) "
              "ON CONFLICT(key) DO UPDATE SET value = excluded.value")
 
@@ -253,7 +254,7 @@ class SqliteJournal:
         """Up to `limit` entries with seq >= from_seq, ascending, optionally only of `kinds`.
 
         Raises JournalError on I/O failure or a row that does not decode."""
-        sql = f"{_SELECT} WHERE seq >= ?"
+        sql = f"{SELECT_ENTRIES} WHERE seq >= ?"
         args: list[Any] = [from_seq]
         if kinds is not None:
             sql += f" AND kind IN ({', '.join('?' * len(kinds))})"
@@ -267,19 +268,19 @@ class SqliteJournal:
         failing the whole read: the uplink declares it as a gap rather than stalling on it.
         Raises JournalError on I/O failure."""
         rows = self._guard("read", lambda: self.db.execute(
-            f"{_SELECT} WHERE seq >= ? ORDER BY seq LIMIT ?", [from_seq, limit]).fetchall())
+            f"{SELECT_ENTRIES} WHERE seq >= ? ORDER BY seq LIMIT ?", [from_seq, limit]).fetchall())
         entries: list[Entry] = []
         bad: list[tuple[int, str]] = []
         for row in rows:
             try:
-                entries.append(_row_to_entry(row))
+                entries.append(row_to_entry(row))
             except (EncodingError, ValueError, TypeError) as exc:
                 bad.append((int(row[0]), f"row does not decode: {exc}"[:200]))
         return entries, bad
 
     def _entry(self, row: Sequence[Any]) -> Entry:
         try:
-            return _row_to_entry(row)
+            return row_to_entry(row)
         except (EncodingError, ValueError, TypeError) as exc:
             raise JournalError(f"journal {self.path}: row seq {row[0]} does not decode: {exc}") from exc
 
@@ -332,7 +333,7 @@ class SqliteJournal:
         prev_seq, prev_hash = start - 1, self._anchor(start)
         while prev_seq < self._head[0]:
             rows = self._guard("verify", lambda: self.db.execute(
-                f"{_SELECT} WHERE seq > ? ORDER BY seq LIMIT ?", [prev_seq, VERIFY_PAGE]).fetchall())
+                f"{SELECT_ENTRIES} WHERE seq > ? ORDER BY seq LIMIT ?", [prev_seq, VERIFY_PAGE]).fetchall())
             if not rows:
                 return ChainBreak(prev_seq + 1, f"missing: journal ends before head {self._head[0]}")
             broken = _verify_rows(rows, prev_hash, prev_seq)
@@ -433,7 +434,8 @@ def _delete_through(conn: sqlite3.Connection, last: int) -> int:
     return conn.execute("DELETE FROM entries WHERE seq <= ?", (last,)).rowcount
 
 
-def _row_to_entry(row: Sequence[Any]) -> Entry:
+def row_to_entry(row: Sequence[Any]) -> Entry:
+    """A SELECT_ENTRIES row as an Entry. Raises EncodingError or ValueError if it does not decode."""
     seq, ts_ms, kind, body, prev_hash, hash_ = row
     decoded = loads(bytes(body))
     if not isinstance(decoded, Mapping):
@@ -446,7 +448,7 @@ def _verify_rows(rows: Sequence[Sequence[Any]], prev_hash: bytes, prev_seq: int)
     entries = []
     for row in rows:
         try:
-            entries.append(_row_to_entry(row))
+            entries.append(row_to_entry(row))
         except (EncodingError, ValueError, TypeError) as exc:
             broken = verify_chain(entries, prev_hash, prev_seq)
             return broken or ChainBreak(int(row[0]), f"row does not decode: {exc}")

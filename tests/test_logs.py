@@ -19,7 +19,7 @@ import pytest
 from fieldpact.logs import configure_logging, escape_text, quote
 from hub.auth import hash_token
 from tests.agent.test_cli_commands import _wait_http
-from tests.conftest import free_port
+from tests.waiting import free_port
 
 HOSTILE = [
     "d1\n2026-12-01 00:00:00,000 ERROR hub.sync forged_event device=d2",

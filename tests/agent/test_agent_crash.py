@@ -15,7 +15,8 @@ from contracts.loader import check_mapping
 from contracts.schema import Contract
 from simulators.server import SimDevice
 from tests.agent.conftest import tank_document
-from tests.agent.helpers import eventually, events, journal_entries
+from tests.agent.helpers import events, journal_entries
+from tests.waiting import eventually
 
 FIELDPACT = [sys.executable, "-m", "fieldpact.cli"]
 

@@ -19,7 +19,8 @@ from contracts.schema import Contract
 from simulators.faults import Fault
 from simulators.server import SimDevice
 from tests.agent.conftest import now_ms, tank_document
-from tests.agent.helpers import eventually, events, journal_entries, running_agent
+from tests.agent.helpers import events, journal_entries, running_agent
+from tests.waiting import eventually
 
 
 def _config(tmp_path: Path, keys: tuple[Path, Path], port: int, contract: Path) -> AgentConfig:

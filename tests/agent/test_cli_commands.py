@@ -19,10 +19,10 @@ from fieldpact.cli import build_parser, main
 from hub.auth import hash_token
 from simulators.server import SimDevice
 from tests.agent.conftest import tank_document
-from tests.agent.helpers import eventually
+from tests.waiting import eventually
 from tests.agent.helpers import running_agent
 from tests.agent.test_agent_e2e import _config
-from tests.conftest import free_port
+from tests.waiting import free_port
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 

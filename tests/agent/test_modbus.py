@@ -5,7 +5,6 @@ import asyncio
 import contextlib
 import logging
 import random
-import socket
 import time
 from collections.abc import AsyncIterator
 
@@ -17,6 +16,7 @@ from fieldpact.backoff import Backoff, Retrier
 from agent.registers import plan_reads
 from contracts.schema import DataType, Direction, Point, Table
 from tests.agent.modbus_server import BankContext, bank_server
+from tests.waiting import eventually, free_port
 
 MBAP_HEADER = 6
 """Transaction id (2), protocol id (2), length (2); the length counts the unit id and the PDU
@@ -104,12 +104,6 @@ async def gateway(upstream_port: int) -> AsyncIterator[Gateway]:
 async def served(bank: MemoryLink) -> AsyncIterator[tuple[BankContext, int]]:
     async with bank_server(bank) as (_, context, port):
         yield context, port
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def events(caplog: pytest.LogCaptureFixture) -> list[str]:

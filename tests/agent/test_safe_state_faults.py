@@ -26,7 +26,8 @@ from simulators.netcut import NetCut
 from simulators.process import SimProcess
 from simulators.server import SimDevice
 from tests.agent.conftest import tank_document
-from tests.agent.helpers import eventually, eventually_async, events, journal_entries, running_agent
+from tests.agent.helpers import events, journal_entries, running_agent
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.slow
 
@@ -90,7 +91,7 @@ async def _fault_then_recover(cfg: AgentConfig, probe: Probe, fault: Callable[[]
     """Run the agent into a fill, fault the device until the agent tripped, recover, and return
     the seconds from recovery to safe_state in the device's registers."""
     async with running_agent(cfg) as agent:
-        await eventually_async(lambda: _running(probe), 15, "pump running, valve open")
+        await eventually(lambda: _running(probe), 15, "pump running, valve open")
         await fault()
         await eventually(lambda: events(cfg.journal, "guard_trip"), 15, "the guard trip")
         await eventually(lambda: "safe_unconfirmed=pump_speed,valve_open" in agent._status(), 5,
@@ -99,7 +100,7 @@ async def _fault_then_recover(cfg: AgentConfig, probe: Probe, fault: Callable[[]
         await eventually(lambda: getattr(agent.link, "probes", 0) >= 3, 15, "three probes")
         recovered = time.monotonic()
         recover()
-        await eventually_async(lambda: _safe(probe), 15, "safe_state on the device", every_s=POLL_S)
+        await eventually(lambda: _safe(probe), 15, "safe_state on the device", every_s=POLL_S)
         measured = time.monotonic() - recovered
         for _ in range(5):  # it stays there: sample a few more scans
             await asyncio.sleep(PERIOD_S)
@@ -107,7 +108,7 @@ async def _fault_then_recover(cfg: AgentConfig, probe: Probe, fault: Callable[[]
         confirmed = await eventually(lambda: events(cfg.journal, "safe_confirmed"), 10, "confirmed")
         assert "safe_unconfirmed" not in agent._status()
         agent.scan.commands.append(Command(kind=CommandKind.RESUME, id="operator-1"))
-        await eventually_async(lambda: _running(probe), 15, "running again after the resume")
+        await eventually(lambda: _running(probe), 15, "running again after the resume")
     assert confirmed[0].body["elapsed_ms"] > 0
     assert events(cfg.journal, "second_writer") == []  # our failed safe writes were no other master
     assert events(cfg.journal, "output_reassert")

@@ -17,7 +17,8 @@ from contracts.loader import check_mapping
 from contracts.schema import Contract
 from simulators.server import SimDevice
 from tests.agent.conftest import tank_document
-from tests.agent.helpers import eventually, events, journal_entries, running_agent
+from tests.agent.helpers import events, journal_entries, running_agent
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.slow
 

@@ -23,7 +23,8 @@ from fieldpact.backoff import Backoff
 from simulators.faults import Fault
 from simulators.server import SimDevice
 from tests.agent.conftest import tank_document
-from tests.agent.helpers import eventually, running_agent
+from tests.agent.helpers import running_agent
+from tests.waiting import eventually
 from tests.conftest import BrokerEndpoint
 
 pytestmark = pytest.mark.slow

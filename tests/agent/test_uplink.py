@@ -18,8 +18,9 @@ from hub.app import HubRuntime
 from simulators.faults import Fault
 from simulators.server import SimDevice
 from tests.agent.conftest import now_ms, tank_document
-from tests.agent.helpers import eventually, journal_entries, running_agent
-from tests.conftest import free_port
+from tests.agent.helpers import journal_entries, running_agent
+from tests.waiting import eventually
+from tests.waiting import free_port
 from tests.hub.sync_helpers import PASSWORDS, SITE, acked, hub_config
 
 pytestmark = pytest.mark.slow

@@ -27,7 +27,8 @@ from fieldpact.backoff import Backoff
 from hub.app import HubRuntime
 from simulators.netcut import NetCut
 from simulators.server import SimDevice
-from tests.agent.helpers import eventually, journal_entries, running_agent
+from tests.agent.helpers import journal_entries, running_agent
+from tests.waiting import eventually
 from tests.agent.test_uplink import _signed_contract, agent_running
 from tests.conftest import BrokerEndpoint
 from tests.hub.sync_helpers import PASSWORDS, SITE, acked, hub_config

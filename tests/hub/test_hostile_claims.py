@@ -36,7 +36,7 @@ from hub.config import DeviceCredential, HubConfig
 from hub.states import ContractStatus, DeviceState
 from hub.store import ContractRecord
 from tests.agent.conftest import tank_document
-from tests.agent.helpers import eventually
+from tests.waiting import eventually
 from tests.conftest import BrokerEndpoint
 from tests.hub.sync_helpers import SITE, batch, birth, chain, device_client, hub_config, publish, wait_ack
 

@@ -19,7 +19,7 @@ from contracts.codec import encode_message
 from contracts.topics import Channel
 from hub.app import HubRuntime
 from hub.auth import Role
-from tests.agent.helpers import eventually
+from tests.waiting import eventually
 from tests.hub.conftest import bearer
 from tests.hub.sync_helpers import batch, birth, chain, device_client, hub_config, publish, wait_ack
 

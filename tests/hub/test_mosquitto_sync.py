@@ -10,7 +10,8 @@ from hub.app import HubRuntime
 from hub.states import ContractStatus, DeviceState
 from simulators.server import SimDevice
 from tests.agent.conftest import tank_document
-from tests.agent.helpers import eventually, journal_entries
+from tests.agent.helpers import journal_entries
+from tests.waiting import eventually
 from tests.agent.test_uplink import agent_running
 from tests.conftest import BrokerEndpoint
 from tests.hub.sync_helpers import acked, hub_config

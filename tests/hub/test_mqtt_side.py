@@ -21,7 +21,7 @@ from contracts.topics import Channel
 from contracts.wire import Ack, Telemetry
 from fieldpact.mqtt import LinkDown
 from hub.app import HubRuntime
-from tests.agent.helpers import eventually
+from tests.waiting import eventually
 from tests.conftest import BrokerEndpoint
 from tests.hub.sync_helpers import SITE, batch, birth, chain, device_client, hub_config, publish
 

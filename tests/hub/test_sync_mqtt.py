@@ -7,7 +7,7 @@ from pathlib import Path
 from contracts.topics import Channel
 from hub.app import HubRuntime
 from hub.states import DeviceState
-from tests.agent.helpers import eventually
+from tests.waiting import eventually
 from tests.hub.sync_helpers import batch, birth, chain, device_client, hub_config, publish, wait_ack
 
 
