@@ -26,7 +26,6 @@ import json
 import logging
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -47,8 +46,10 @@ from hub.app import HubRuntime
 from hub.auth import AuthConfig
 from hub.broker import Role, UserSpec, hash_password, mosquitto_acl, mosquitto_password_line
 from hub.config import BrokerConfig, BrokerMode, DeviceCredential, HubConfig
+from hub.store import NotFound
 from simulators.netcut import NetCut
 from simulators.server import SimDevice
+from tests.waiting import WaitTimeout, eventually, free_port, listening
 
 EXAMPLE = Path(__file__).parents[1] / "contracts" / "examples" / "tank-fill.yaml"
 TARGET_S = 10.0
@@ -62,7 +63,7 @@ class BrokerProcess:
     """A broker in its own process on a fixed port, killable with SIGKILL and restartable."""
 
     def __init__(self, kind: str, tmp: Path) -> None:
-        self.kind, self.tmp, self.port = kind, tmp, _free_port()
+        self.kind, self.tmp, self.port = kind, tmp, free_port()
         self.proc: subprocess.Popen[bytes] | None = None
         users = {"hub": UserSpec(password_hash="-", role=Role.HUB),
                  DEVICE: UserSpec(password_hash="-", role=Role.DEVICE, site=SITE, device=DEVICE)}
@@ -76,7 +77,7 @@ class BrokerProcess:
     async def start(self) -> None:
         self.proc = subprocess.Popen(self.argv, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL, cwd=Path(__file__).parents[1])
-        await _until(lambda: _listening(self.port), 20, f"{self.kind} listening")
+        await eventually(lambda: listening(self.port), 20, f"{self.kind} listening")
 
     def kill9(self) -> None:
         if self.proc is not None:
@@ -121,7 +122,7 @@ class Site:
         assert self.hub is not None
         try:
             return self.hub.store.device(DEVICE).acked_seq
-        except Exception:  # noqa: BLE001 - not registered yet
+        except NotFound:  # not registered yet
             return 0
 
     def gapless(self, through: int) -> bool:
@@ -152,7 +153,7 @@ async def site(kind: str) -> AsyncIterator[Site]:
                 s.agent = _agent(s, sim.port, public)
                 task = asyncio.create_task(s.agent.run(), name="bench-agent")
                 stack.push_async_callback(_cancel, task)
-                await _until(lambda: s.acked() > 20, 60, "the agent synced")
+                await eventually(lambda: s.acked() > 20, 60, "the agent synced")
                 yield s
         finally:
             s.broker.kill9()
@@ -197,8 +198,8 @@ async def measure(kind: str, fault: Callable[[Site, float], Awaitable[None]],
         await fault(s, outage_s)
         healed, head = time.monotonic(), await s.head()
         try:
-            await _until(lambda: s.acked() >= head, CONVERGE_LIMIT_S, "gapless")
-        except TimeoutError:
+            await eventually(lambda: s.acked() >= head, CONVERGE_LIMIT_S, "gapless")
+        except WaitTimeout:
             return None
         elapsed = time.monotonic() - healed
         return elapsed if s.gapless(head) else None
@@ -230,30 +231,10 @@ def report(label: str, runs: list[float | None]) -> None:
 # -- plumbing ------------------------------------------------------------------------------
 
 
-async def _until(check: Callable[[], bool], timeout_s: float, what: str) -> None:
-    try:
-        async with asyncio.timeout(timeout_s):
-            while not check():
-                await asyncio.sleep(0.05)
-    except TimeoutError:
-        raise TimeoutError(f"timed out after {timeout_s:g} s waiting for {what}") from None
-
-
 async def _cancel(task: asyncio.Task[None]) -> None:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _listening(port: int) -> bool:
-    with socket.socket() as sock:
-        return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
 def _mosquitto() -> str:

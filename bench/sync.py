@@ -20,7 +20,6 @@ Run: .venv/bin/python -m bench.sync [--entries 100000] [--devices 1000] [--quick
 from __future__ import annotations
 
 import argparse
-import socket
 import shutil
 import asyncio
 import contextlib
@@ -59,8 +58,9 @@ from hub.broker import (EmbeddedBroker, Role, UserSpec, hash_password, mosquitto
 from hub.config import BrokerConfig, BrokerMode, DeviceCredential, HubConfig
 from hub.ingest import Cursor, DeviceIngest
 from hub.states import DeviceState
-from hub.store import HubStore
+from hub.store import HubStore, NotFound
 from hub.sync import MAX_BATCH_ENTRIES
+from tests.waiting import eventually, free_port, listening
 
 INGEST_TARGET_PER_S = 100_000.0
 """A site of 100 agents resending a day's backlog each must catch up in minutes, not hours."""
@@ -81,6 +81,8 @@ SITE, DEVICE = "s1", "d1"
 DAY_MS = 24 * 3600 * 1000
 LOADGEN_CLIENTS = 4
 EXAMPLE = Path(__file__).parents[1] / "contracts" / "examples" / "tank-fill.yaml"
+POLL_S = 0.005
+"""Some figures are timed by these waits: poll finer than the tests' default (50 ms)."""
 
 
 def now_ms() -> int:
@@ -154,17 +156,6 @@ async def device_client(hub: HubRuntime, password: str) -> AsyncIterator[aiomqtt
         yield client
 
 
-async def wait_until(check: Callable[[], bool], timeout_s: float, what: str,
-                     detail: Callable[[], str] = str, every_s: float = 0.005) -> None:
-    """Poll `check` every `every_s`; TimeoutError naming `what` (and `detail()`) after `timeout_s`."""
-    try:
-        async with asyncio.timeout(timeout_s):
-            while not check():
-                await asyncio.sleep(every_s)
-    except TimeoutError:
-        raise TimeoutError(f"timed out after {timeout_s:g} s waiting for {what} {detail()}") from None
-
-
 @contextlib.asynccontextmanager
 async def journal_sender(hub: HubRuntime, password: str, msgs: list[bytes], last_seq: int,
                          tmp: Path) -> AsyncIterator[Callable[[float], Awaitable[int]]]:
@@ -189,7 +180,7 @@ async def journal_sender(hub: HubRuntime, password: str, msgs: list[bytes], last
             assert proc.stdin is not None and proc.stdout is not None
             proc.stdin.write(b"go\n")
             await proc.stdin.drain()
-            await wait_until(lambda: hub.store.device(DEVICE).acked_seq >= last_seq, timeout_s,
+            await eventually(lambda: hub.store.device(DEVICE).acked_seq >= last_seq, timeout_s,
                              "the journal acked", detail=lambda: _where(hub), every_s=0.002)
             async with asyncio.timeout(30):
                 return int(json.loads(await proc.stdout.readline()))
@@ -281,7 +272,7 @@ async def _ingest_once(msgs: list[bytes], n: int) -> float:
         try:
             async with hub.running(), device_client(hub, password) as client:
                 await birth(client, 0)
-                await wait_until(lambda: _known(hub), 10, "the birth")
+                await eventually(lambda: _known(hub), 10, "the birth", every_s=POLL_S)
                 async with journal_sender(hub, password, msgs, n, Path(tmp)) as go:
                     start = time.perf_counter()
                     resends = await go(120)
@@ -296,7 +287,7 @@ async def _ingest_once(msgs: list[bytes], n: int) -> float:
 def _known(hub: HubRuntime) -> bool:
     try:
         hub.store.device(DEVICE)
-    except Exception:
+    except NotFound:
         return False
     return True
 
@@ -372,8 +363,9 @@ async def _reconcile_once(n: int) -> tuple[float, float, str]:
                     await birth(client, n)
                     await go(120)
                     acked = time.perf_counter() - start
-                await wait_until(lambda: bool(hub.store.reconciliations(device=DEVICE)), 120,
-                                 "the reconciliation record", detail=lambda: _where(hub))
+                await eventually(lambda: bool(hub.store.reconciliations(device=DEVICE)), 120,
+                                 "the reconciliation record", detail=lambda: _where(hub),
+                                 every_s=POLL_S)
                 elapsed = time.perf_counter() - start
                 rec = hub.store.reconciliations(device=DEVICE)[0]
         finally:
@@ -389,21 +381,23 @@ def _where(hub: HubRuntime) -> str:
 async def _go_offline(client: aiomqtt.Client, hub: HubRuntime, clock: Clock) -> None:
     """Birth, telemetry with the engine's initial state, then the last will: projected."""
     await birth(client, 0)
-    await wait_until(lambda: _known(hub), 10, "the birth")
+    await eventually(lambda: _known(hub), 10, "the birth", every_s=POLL_S)
     state = Engine(check_mapping(tank_doc(clock()))).initial_state().to_mapping()
     tel = Telemetry(ts_ms=clock(), values=(("level", 1.0), ("pump_speed", 0)), mode="running",
                     step="fill", seq=0, contract="tank-fill", version=3, state=state)
     await client.publish(topic(SITE, DEVICE, Channel.TELEMETRY), tel.to_bytes(), qos=1)
-    await wait_until(lambda: hub.store.device(DEVICE).state is DeviceState.LIVE, 10, "live")
+    await eventually(lambda: hub.store.device(DEVICE).state is DeviceState.LIVE, 10, "live",
+                     every_s=POLL_S)
     await client.publish(topic(SITE, DEVICE, Channel.STATUS), b"offline", qos=1, retain=True)
-    await wait_until(lambda: hub.store.device(DEVICE).state is DeviceState.PROJECTED, 30,
-                     "projected")
+    await eventually(lambda: hub.store.device(DEVICE).state is DeviceState.PROJECTED, 30,
+                     "projected", every_s=POLL_S)
     # A real 24 h outage spans many live-value flushes (FLUSH_S); wait for one, so the telemetry
     # sent before the will is not still pending. Pending, it overwrites the projection when the
     # device returns (hub/sync.py flush_live skips PROJECTED, not RECONCILING: reported bug).
     sync = hub.sync
     assert sync is not None
-    await wait_until(lambda: DEVICE not in sync._dirty, 10, "a live-value flush")
+    await eventually(lambda: DEVICE not in sync._dirty, 10, "a live-value flush",
+                     every_s=POLL_S)
 
 
 # -- 3. fleet ----------------------------------------------------------------------------------
@@ -461,7 +455,7 @@ async def amqtt_process(password: str) -> AsyncIterator[str]:
         sys.executable, "-m", "bench.sync", "--amqtt-broker", str(port),
         env={**os.environ, "BENCH_MQTT_PASSWORD": password})
     try:
-        await wait_until(lambda: _listening(port), 30, "amqtt listening")
+        await eventually(lambda: listening(port), 30, "amqtt listening", every_s=POLL_S)
         yield f"mqtt://127.0.0.1:{port}"
     finally:
         proc.terminate()
@@ -493,22 +487,11 @@ async def mosquitto(tmp: Path, password: str) -> AsyncIterator[str]:
                                                 stdout=asyncio.subprocess.DEVNULL,
                                                 stderr=asyncio.subprocess.DEVNULL)
     try:
-        await wait_until(lambda: _listening(port), 10, "mosquitto listening")
+        await eventually(lambda: listening(port), 10, "mosquitto listening", every_s=POLL_S)
         yield f"mqtt://127.0.0.1:{port}"
     finally:
         proc.terminate()
         await proc.wait()
-
-
-def _listening(port: int) -> bool:
-    with socket.socket() as s:
-        return s.connect_ex(("127.0.0.1", port)) == 0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def bench_fleet(devices: int, seconds: float, broker_kind: str = "amqtt") -> None:
@@ -520,7 +503,7 @@ async def bench_fleet(devices: int, seconds: float, broker_kind: str = "amqtt") 
             assert hub.mqtt_url is not None
             idle_rss, handled = rss_mb()[1], count_telemetry(hub)
             async with loadgen(hub.mqtt_url, password, devices) as gen:
-                await wait_until(lambda: len(hub.store.devices()) >= devices, 60,
+                await eventually(lambda: len(hub.store.devices()) >= devices, 60,
                                  f"{devices} births", every_s=0.5)  # devices() is not free
                 n0, t0 = handled[0], time.monotonic()
                 lat = await api_poller(base, password, devices, seconds)

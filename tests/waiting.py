@@ -25,7 +25,6 @@ POLL_S = 0.05
 the tests' contracts (50 ms), long enough not to take the CPU from the code under test."""
 
 
-
 class WaitTimeout(AssertionError):
     """The condition did not hold by the deadline (an AssertionError: a test failure, not an error
     of the code under test)."""
@@ -33,21 +32,30 @@ class WaitTimeout(AssertionError):
 
 @overload
 async def eventually(check: Callable[[], Awaitable[T | None]], timeout_s: float, what: str, *,
-                     every_s: float = POLL_S) -> T: ...
+                     every_s: float = POLL_S, detail: Callable[[], str] | None = None) -> T: ...
+
+
 @overload
 async def eventually(check: Callable[[], T | None], timeout_s: float, what: str, *,
-                     every_s: float = POLL_S) -> T: ...
+                     every_s: float = POLL_S, detail: Callable[[], str] | None = None) -> T: ...
+
+
 async def eventually(check: Callable[[], Any], timeout_s: float, what: str, *,
-                     every_s: float = POLL_S) -> Any:
+                     every_s: float = POLL_S, detail: Callable[[], str] | None = None) -> Any:
     """Call `check` (a function or a coroutine function) until it returns something truthy, and
-    return that. Raises WaitTimeout naming `what` after `timeout_s`; whatever `check` raises."""
+    return that. Raises WaitTimeout naming `what` (and `detail()`, read at the deadline) after
+    `timeout_s`; whatever `check` raises."""
     try:
         async with asyncio.timeout(timeout_s):
             while not (result := await _call(check)):
                 await asyncio.sleep(every_s)
             return result
     except TimeoutError:
-        raise WaitTimeout(f"timed out after {timeout_s:g} s waiting for {what}") from None
+        raise WaitTimeout(_timed_out(timeout_s, what, detail)) from None
+
+
+def _timed_out(timeout_s: float, what: str, detail: Callable[[], str] | None) -> str:
+    return f"timed out after {timeout_s:g} s waiting for {what}" + (f" {detail()}" if detail else "")
 
 
 async def _call(check: Callable[[], Any]) -> Any:
@@ -61,7 +69,7 @@ def eventually_blocking(check: Callable[[], T | None], timeout_s: float, what: s
     deadline = time.monotonic() + timeout_s
     while not (result := check()):
         if time.monotonic() >= deadline:
-            raise WaitTimeout(f"timed out after {timeout_s:g} s waiting for {what}")
+            raise WaitTimeout(_timed_out(timeout_s, what, None))
         time.sleep(every_s)
     return result
 
