@@ -40,7 +40,6 @@ from typing import Any
 
 import aiomqtt
 import httpx
-import uvicorn
 import yaml
 
 from agent.config import DEFAULT_ACK_TIMEOUT_S as ACK_TIMEOUT_S
@@ -60,6 +59,7 @@ from hub.ingest import Cursor, DeviceIngest
 from hub.states import DeviceState
 from hub.store import HubStore, NotFound
 from hub.sync import MAX_BATCH_ENTRIES
+from tests.hub.serving import serving
 from tests.waiting import eventually, free_port, listening
 
 INGEST_TARGET_PER_S = 100_000.0
@@ -499,7 +499,7 @@ async def bench_fleet(devices: int, seconds: float, broker_kind: str = "amqtt") 
           f"generator process, broker {broker_kind}; API timed for {seconds:g} s", flush=True)
     password = secrets.token_urlsafe(12)
     with tempfile.TemporaryDirectory(prefix="bench-fleet-") as tmp:
-        async with fleet_hub(broker_kind, Path(tmp), password) as hub, serve(hub) as base:
+        async with fleet_hub(broker_kind, Path(tmp), password) as hub, serving(hub.app()) as base:
             assert hub.mqtt_url is not None
             idle_rss, handled = rss_mb()[1], count_telemetry(hub)
             async with loadgen(hub.mqtt_url, password, devices) as gen:
@@ -520,25 +520,6 @@ async def bench_fleet(devices: int, seconds: float, broker_kind: str = "amqtt") 
     peak, current = rss_mb()
     figure("hub process VmRSS idle -> under load", f"{idle_rss:.1f} -> {current:.1f} MB "
            f"(peak {peak:.1f} MB)")
-
-
-@contextlib.asynccontextmanager
-async def serve(hub: HubRuntime) -> AsyncIterator[str]:
-    server = uvicorn.Server(uvicorn.Config(hub.app(), host="127.0.0.1", port=0, log_level="warning",
-                                           lifespan="on"))
-    task = asyncio.create_task(server.serve(), name="hub-api")
-    try:
-        async with asyncio.timeout(30):
-            while not server.started:
-                if task.done():
-                    task.result()
-                await asyncio.sleep(0.02)
-        yield f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        with contextlib.suppress(asyncio.CancelledError):
-            async with asyncio.timeout(10):
-                await task
 
 
 @contextlib.asynccontextmanager

@@ -18,7 +18,7 @@ import pytest
 
 from fieldpact.logs import configure_logging, escape_text, quote
 from hub.auth import hash_token
-from tests.agent.test_cli_commands import _wait_http
+from tests.agent.test_cli_commands import wait_http
 from tests.waiting import free_port
 
 HOSTILE = [
@@ -108,7 +108,7 @@ role = "viewer"
                                  str(cfg), "--log-level", "info"], stdout=subprocess.DEVNULL,
                                 stderr=log_file, env={**os.environ})
     try:
-        asyncio.run(_wait_http(f"http://127.0.0.1:{port}/health"))
+        asyncio.run(wait_http(f"http://127.0.0.1:{port}/health"))
         asyncio.run(_hostile_connect(mqtt, "x\n2026-12-01 00:00:00,000 ERROR fieldpact.hub forged"))
         asyncio.run(_wait_for_text(log_path, "mqtt_auth_refused"))
     finally:

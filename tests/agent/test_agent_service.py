@@ -18,10 +18,9 @@ from contracts.loader import check_mapping
 from contracts.schema import Contract, format_time
 from simulators.server import SimDevice
 from tests.agent.conftest import now_ms, tank_document
-from tests.agent.helpers import events
-from tests.waiting import eventually
+from tests.agent.helpers import events, running_agent
 from tests.agent.test_agent_crash import write_config
-from tests.agent.helpers import running_agent
+from tests.waiting import eventually
 
 
 def _recv_all(sock: socket.socket) -> list[str]:

@@ -19,10 +19,9 @@ from fieldpact.cli import build_parser, main
 from hub.auth import hash_token
 from simulators.server import SimDevice
 from tests.agent.conftest import tank_document
-from tests.waiting import eventually
 from tests.agent.helpers import running_agent
-from tests.agent.test_agent_e2e import _config
-from tests.waiting import free_port
+from tests.agent.test_agent_e2e import agent_config
+from tests.waiting import eventually, free_port
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -33,7 +32,7 @@ async def recorded_journal(tmp_path: Path, keys: tuple[Path, Path],
     contract = tmp_path / "c.cose"
     contract.write_bytes(signer(check_mapping(tank_document())))
     async with SimDevice("tank", port=0, tick_ms=20, initial={"level": 1.0}) as tank:
-        cfg = _config(tmp_path, keys, tank.port, contract)
+        cfg = agent_config(tmp_path, keys, tank.port, contract)
         async with running_agent(cfg):
             await eventually(lambda: tank.values()["pump_speed"] >= 1200, 8, "ramp done")
     return cfg.journal
@@ -74,7 +73,7 @@ role = "viewer"
                             stderr=subprocess.DEVNULL, env={**os.environ})
     try:
         url = f"http://127.0.0.1:{port}"
-        asyncio.run(_wait_http(url + "/health"))
+        asyncio.run(wait_http(url + "/health"))
         assert httpx.get(url + "/api/devices").status_code == 401
         ok = httpx.get(url + "/api/devices", headers={"Authorization": "Bearer ops-token"})
         assert ok.status_code == 200 and ok.json() is not None
@@ -84,7 +83,7 @@ role = "viewer"
         proc.wait(timeout=15)
 
 
-async def _wait_http(url: str) -> None:
+async def wait_http(url: str) -> None:
     async with asyncio.timeout(20):
         while True:
             try:

@@ -24,8 +24,8 @@ from simulators.faults import Fault
 from simulators.server import SimDevice
 from tests.agent.conftest import tank_document
 from tests.agent.helpers import running_agent
-from tests.waiting import eventually
 from tests.conftest import BrokerEndpoint
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.slow
 

@@ -17,10 +17,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import uvicorn
-
 from hub.app import HubRuntime
 from hub.auth import AuthConfig, Role, Token, hash_token
+from tests.hub.serving import serving
 from tests.hub.sync_helpers import hub_config
 
 START_TIMEOUT_S = 30.0
@@ -42,23 +41,10 @@ async def _serve(workdir: Path) -> None:
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     try:
-        server = uvicorn.Server(uvicorn.Config(runtime.app(), host="127.0.0.1", port=0,
-                                               log_level="warning", lifespan="on"))
-        server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
-        task = asyncio.create_task(server.serve(), name="live-hub-api")
-        async with asyncio.timeout(START_TIMEOUT_S):
-            while not server.started:
-                if task.done():
-                    task.result()
-                await asyncio.sleep(0.02)  # polling a condition under a deadline
-        assert runtime.broker is not None
-        port = server.servers[0].sockets[0].getsockname()[1]
-        print(json.dumps({"api_url": f"http://127.0.0.1:{port}",
-                          "mqtt_port": runtime.broker.port}), flush=True)
-        await stop.wait()
-        server.should_exit = True
-        async with asyncio.timeout(10):
-            await task
+        async with serving(runtime.app(), timeout_s=START_TIMEOUT_S, name="live-hub-api") as url:
+            assert runtime.broker is not None
+            print(json.dumps({"api_url": url, "mqtt_port": runtime.broker.port}), flush=True)
+            await stop.wait()
     finally:
         runtime.close()
 

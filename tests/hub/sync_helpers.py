@@ -16,6 +16,8 @@ from contracts.wire import Ack, Birth, JournalBatch
 from hub.auth import AuthConfig
 from hub.broker import hash_password
 from hub.config import BrokerConfig, BrokerMode, DeviceCredential, HubConfig
+from hub.states import ContractStatus
+from hub.store import HubStore, NotFound
 
 SITE = "s1"
 PASSWORDS = {"d1": "d1-secret", "d2": "d2-secret"}
@@ -84,8 +86,16 @@ async def publish(client: aiomqtt.Client, device: str, channel: Channel, payload
 def acked(hub: Any, device: str) -> int:
     """The hub's acked seq for `device`; 0 until the hub has registered it (its birth may still
     be in flight when the agent already counts itself online)."""
-    from hub.store import NotFound
     try:
         return int(hub.store.device(device).acked_seq)
     except NotFound:
         return 0
+
+
+def contract_status(store: HubStore, cid: str) -> ContractStatus | None:
+    """Contract `cid`'s status; None until the hub has stored it. Only NotFound means "not yet":
+    any other store error fails the test that polls this, instead of running it into a timeout."""
+    try:
+        return store.contract(cid).status
+    except NotFound:
+        return None

@@ -13,8 +13,8 @@ from contracts.topics import Channel
 from hub.alarms import AlarmKind
 from hub.app import HubRuntime
 from hub.states import DeviceState
-from tests.waiting import eventually
 from tests.hub.sync_helpers import batch, birth, chain, device_client, hub_config, publish, wait_ack
+from tests.waiting import eventually
 
 
 def _journal(bodies: list[tuple[EntryKind, dict[str, Any]]]) -> list[Entry]:

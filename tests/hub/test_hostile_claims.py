@@ -6,7 +6,6 @@ batches, or floods. Each test reproduces a finding and fails on the code before 
 """
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import gc
 import sqlite3
@@ -18,7 +17,6 @@ from typing import Any
 import aiomqtt
 import httpx
 import pytest
-import uvicorn
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from agent import journal_cli
@@ -36,9 +34,10 @@ from hub.config import DeviceCredential, HubConfig
 from hub.states import ContractStatus, DeviceState
 from hub.store import ContractRecord
 from tests.agent.conftest import tank_document
-from tests.waiting import eventually
 from tests.conftest import BrokerEndpoint
+from tests.hub.serving import serving
 from tests.hub.sync_helpers import SITE, batch, birth, chain, device_client, hub_config, publish, wait_ack
+from tests.waiting import eventually
 
 ADMIN = "admin-secret"
 
@@ -458,20 +457,9 @@ def _with_admin(cfg: HubConfig) -> HubConfig:
 @contextlib.asynccontextmanager
 async def _served(hub: HubRuntime) -> AsyncIterator[httpx.AsyncClient]:
     """The hub's app (its lifespan runs the broker and the sync side) on a real uvicorn."""
-    server = uvicorn.Server(uvicorn.Config(hub.app(), host="127.0.0.1", port=0,
-                                           log_level="warning", lifespan="on"))
-    task = asyncio.create_task(server.serve(), name="hub-api")
-    try:
-        await eventually(lambda: server.started or task.done(), 20, "hub API started")
-        if task.done():
-            task.result()
-        port = server.servers[0].sockets[0].getsockname()[1]
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10,
-                                     headers={"Authorization": f"Bearer {ADMIN}"}) as http:
-            yield http
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, 20)
+    async with serving(hub.app(), timeout_s=20) as url, httpx.AsyncClient(
+            base_url=url, timeout=10, headers={"Authorization": f"Bearer {ADMIN}"}) as http:
+        yield http
 
 
 async def test_unsigned_journals_from_a_device_with_no_key_are_accepted_but_never_silently(

@@ -22,8 +22,8 @@ from hub.acl.mosquitto import ACL_NAME, CONF_NAME, PASSWD_NAME
 from hub.acl.passwords import check_password, hash_password, mosquitto_hash
 from hub.broker import Role
 from tests.conftest import BrokerEndpoint, FleetUser, mosquitto_binary, start_mosquitto
-from tests.waiting import free_port
 from tests.hub.test_broker import assert_only_marker_arrives, client, next_message
+from tests.waiting import free_port
 
 pytestmark = pytest.mark.mosquitto
 USERS = {u.name: u for u in (

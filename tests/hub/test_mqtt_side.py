@@ -14,16 +14,16 @@ from typing import Any
 import aiomqtt
 import httpx
 import pytest
-import uvicorn
 
 from contracts.chain import GENESIS, Entry, EntryKind, make_entry
 from contracts.topics import Channel
 from contracts.wire import Ack, Telemetry
 from fieldpact.mqtt import LinkDown
 from hub.app import HubRuntime
-from tests.waiting import eventually
 from tests.conftest import BrokerEndpoint
+from tests.hub.serving import serving
 from tests.hub.sync_helpers import SITE, batch, birth, chain, device_client, hub_config, publish
+from tests.waiting import eventually
 
 HANDLER_STALL_S = 5.0
 """How long the stuck handler blocks the MQTT side's loop: far longer than a /health answer."""
@@ -32,20 +32,8 @@ HANDLER_STALL_S = 5.0
 @contextlib.asynccontextmanager
 async def served(hub: HubRuntime) -> AsyncIterator[httpx.AsyncClient]:
     """The hub's app (its lifespan starts the MQTT side) on uvicorn, 127.0.0.1, ephemeral port."""
-    server = uvicorn.Server(uvicorn.Config(hub.app(), host="127.0.0.1", port=0,
-                                           log_level="warning", lifespan="on"))
-    task = asyncio.create_task(server.serve(), name="hub-api")
-    try:
-        await eventually(lambda: server.started or task.done(), 30, "the API started")
-        if task.done():
-            task.result()
-        port = server.servers[0].sockets[0].getsockname()[1]
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=20) as http:
-            yield http
-    finally:
-        server.should_exit = True
-        async with asyncio.timeout(30):
-            await task
+    async with serving(hub.app()) as url, httpx.AsyncClient(base_url=url, timeout=20) as http:
+        yield http
 
 
 def _on_mqtt_side(hub: HubRuntime, fn: Callable[[], Any]) -> Awaitable[Any]:

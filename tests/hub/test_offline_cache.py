@@ -18,7 +18,7 @@ from contracts.schema import to_mapping
 from hub.states import ContractStatus
 from hub.store import ContractRecord, contract_id
 from tests.agent.conftest import tank_document
-from tests.hub.test_sync_handlers import _telemetry
+from tests.hub.test_sync_handlers import telemetry
 
 
 def _store_contract(hub: HubRuntime, doc: dict) -> ContractRecord:  # type: ignore[type-arg]
@@ -38,7 +38,7 @@ async def test_reconcile_reuses_the_offline_projection_only_for_identical_inputs
                        silence_timeout_ms=30_000)
         now = time.time_ns() // 1_000_000
         await sync.on_message(topic(SITE, "d1", Channel.STATUS), birth("d1", 0))
-        await sync.on_message(topic(SITE, "d1", Channel.TELEMETRY), _telemetry(doc, now))
+        await sync.on_message(topic(SITE, "d1", Channel.TELEMETRY), telemetry(doc, now))
         await sync.on_message(topic(SITE, "d1", Channel.STATUS), b"offline")
         device = hub.store.device("d1")
         stored = ProjectionInputs(**device.projection["inputs"])  # through CBOR and SQLite
@@ -69,7 +69,7 @@ async def test_the_outage_folded_as_it_arrives_gives_the_report_the_journal_give
         now = time.time_ns() // 1_000_000
         st, jt = topic(SITE, "d1", Channel.STATUS), topic(SITE, "d1", Channel.JOURNAL)
         await sync.on_message(st, birth("d1", 0))
-        await sync.on_message(topic(SITE, "d1", Channel.TELEMETRY), _telemetry(doc, now))
+        await sync.on_message(topic(SITE, "d1", Channel.TELEMETRY), telemetry(doc, now))
         await sync.on_message(st, b"offline")
         inputs = ProjectionInputs(**hub.store.device("d1").projection["inputs"])
         folding = "d1" in hub.offline._folds

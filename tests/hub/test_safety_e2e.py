@@ -22,6 +22,7 @@ from hub.audit import AuditAction, Outcome
 from hub.config import DEFAULT_POLICIES, FailureCategory, Policy, PolicyAction, RetryConfig
 from hub.states import ContractStatus
 from tests.agent.conftest import tank_document
+from tests.hub.sync_helpers import contract_status
 
 pytestmark = pytest.mark.slow
 
@@ -40,10 +41,7 @@ def _doc(version: int = 3) -> dict[str, Any]:
 
 def _status(site: LocalSite, cid: str) -> ContractStatus | None:
     assert site.hub is not None
-    try:
-        return site.hub.store.contract(cid).status
-    except Exception:
-        return None
+    return contract_status(site.hub.store, cid)
 
 
 def _pump(site: LocalSite) -> tuple[Any, Any]:

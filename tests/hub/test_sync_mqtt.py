@@ -7,8 +7,8 @@ from pathlib import Path
 from contracts.topics import Channel
 from hub.app import HubRuntime
 from hub.states import DeviceState
-from tests.waiting import eventually
 from tests.hub.sync_helpers import batch, birth, chain, device_client, hub_config, publish, wait_ack
+from tests.waiting import eventually
 
 
 async def test_duplicate_and_reordered_batches_are_stored_once_and_acked_in_order(tmp_path: Path) -> None:

@@ -27,11 +27,10 @@ from hub.app import HubRuntime
 from hub.auth import hash_token
 from hub.broker import hash_password
 from simulators.server import SimDevice
-from tests.waiting import eventually
-from tests.agent.test_uplink import _signed_contract, agent_running
-from tests.waiting import free_port
+from tests.agent.test_uplink import agent_running, signed_contract
 from tests.hub.broker_process import KINDS, REPO, BrokerProcess
 from tests.hub.sync_helpers import PASSWORDS, SITE, acked, hub_config
+from tests.waiting import eventually, free_port
 
 pytestmark = pytest.mark.slow
 
@@ -68,7 +67,7 @@ async def test_broker_killed_and_restarted_without_persistence_mid_sync_converge
             async with SimDevice("tank", port=0, tick_ms=20, initial={"level": 1.0}) as sim, \
                     hub.running():
                 async with agent_running(tmp_path, sim, broker.url,
-                                         _signed_contract(tmp_path)) as agent:
+                                         signed_contract(tmp_path)) as agent:
                     await eventually(lambda: acked(hub, "d1") > 20, 30, "sync under way")
                     broker.kill9()
                     await eventually(lambda: not agent.conn.online, 15, "agent saw the broker die")
@@ -157,7 +156,7 @@ async def test_hub_killed_and_restarted_with_the_broker_up_converges_and_is_not_
             with hub_process(config, log) as first:
                 await eventually(lambda: _serving(http), CONVERGE_S, "the first hub serving")
                 async with agent_running(tmp_path, sim, broker.url,
-                                         _signed_contract(tmp_path)) as agent:
+                                         signed_contract(tmp_path)) as agent:
                     await _until(http, lambda r: r[0] == "live" and r[1] > 20,
                                  "device live and synced on the first hub")
                     first.kill()  # SIGKILL: no last words but the broker's last will
