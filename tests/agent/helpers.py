@@ -1,4 +1,5 @@
-"""What agent tests share: read a live journal read-only, run an in-process agent."""
+"""What agent tests share: read a live journal read-only, run an in-process agent, wait for its
+scans."""
 from __future__ import annotations
 
 import asyncio
@@ -13,6 +14,7 @@ from agent.modbus import ModbusLink
 from agent.runtime import Agent
 from fieldpact.backoff import Backoff
 from contracts.chain import Entry, EntryKind
+from tests.waiting import eventually
 
 
 def journal_entries(path: Path, kinds: set[EntryKind] | None = None) -> list[Entry]:
@@ -26,6 +28,12 @@ def journal_entries(path: Path, kinds: set[EntryKind] | None = None) -> list[Ent
 def events(path: Path, name: str) -> list[Entry]:
     """Entries whose body names `event` = name."""
     return [e for e in journal_entries(path) if e.body.get("event") == name]
+
+
+async def next_scans(agent: Agent, n: int = 1, timeout_s: float = 5.0) -> None:
+    """Wait until `agent` has run `n` more scan cycles; WaitTimeout after `timeout_s`."""
+    seen = agent.scan.stats.cycles
+    await eventually(lambda: agent.scan.stats.cycles >= seen + n, timeout_s, f"{n} more scans")
 
 
 @contextlib.asynccontextmanager

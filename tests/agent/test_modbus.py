@@ -188,10 +188,10 @@ async def test_the_link_reconnects_when_the_device_comes_back() -> None:
         await gw.stop()  # cable pulled
         lost = await link.read(plan_reads([LEVEL]), now_ms=1)
         await gw.start(gw.port)
-        try:
-            async with asyncio.timeout(5):
-                while not (await link.read(plan_reads([LEVEL]), now_ms=2))["level"].good:
-                    await asyncio.sleep(0.01)  # one scan period; the backoff decides the attempts
+        async def reads_again() -> bool:
+            return (await link.read(plan_reads([LEVEL]), now_ms=2))["level"].good
+        try:  # a read every 10 ms stands for the scan; the backoff decides the attempts
+            await eventually(reads_again, 5, "a good read after the device came back", every_s=0.01)
         finally:
             await link.close()
             await gw.stop()

@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 
 from agent.config import AgentConfig, ModbusConfig
-from agent.runtime import Agent
 from agent.replay_journal import contracts_in, replay_entries
 from contracts.inputs import Command, CommandKind
 from contracts.loader import check_mapping
@@ -24,7 +23,7 @@ from simulators.netcut import NetCut
 from simulators.process import SimProcess
 from simulators.server import SimDevice
 from tests.agent.conftest import tank_document
-from tests.agent.helpers import events, journal_entries, running_agent
+from tests.agent.helpers import events, journal_entries, next_scans, running_agent
 from tests.agent.tank_outputs import Probe, in_process, over_modbus, running, safe
 from tests.waiting import eventually
 
@@ -48,11 +47,6 @@ def _config(tmp_path: Path, keys: tuple[Path, Path], port: int,
                        contract=path)
 
 
-async def _next_scan(agent: Agent) -> None:
-    seen = agent.scan.stats.cycles
-    await eventually(lambda: agent.scan.stats.cycles > seen, 10 * PERIOD_S, "the next scan")
-
-
 async def _fault_then_recover(cfg: AgentConfig, probe: Probe, fault: Callable[[], Awaitable[None]],
                               recover: Callable[[], None]) -> float:
     """Run the agent into a fill, fault the device until the agent tripped, recover, and return
@@ -70,7 +64,7 @@ async def _fault_then_recover(cfg: AgentConfig, probe: Probe, fault: Callable[[]
         await eventually(lambda: safe(probe), 15, "safe_state on the device", every_s=POLL_S)
         measured = time.monotonic() - recovered
         for _ in range(5):  # it stays there: sample it after each of the next five scans
-            await _next_scan(agent)
+            await next_scans(agent)
             assert await safe(probe)
         confirmed = await eventually(lambda: events(cfg.journal, "safe_confirmed"), 10, "confirmed")
         assert "safe_unconfirmed" not in agent._status()

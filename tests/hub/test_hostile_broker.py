@@ -30,6 +30,7 @@ from tests.hub.mqtt_raw import (closed_by_peer, connect, publish_qos2, raw_sessi
 from tests.hub.sync_helpers import (batch, birth, chain, device_client, hub_config,
                                     publish, wait_ack)
 from tests.hub.test_broker import assert_only_marker_arrives, client, next_message
+from tests.waiting import eventually
 
 WAIT_S = 10.0
 FAST = Backoff(initial_s=0.05, max_s=0.2)
@@ -321,9 +322,8 @@ async def test_deliveries_to_a_subscriber_that_stopped_reading_are_capped(
         await hub.subscribe("fp/v1/s1/d1/status", qos=1)
         for _ in range(800):  # 13 MB: more than the kernel buffers on both sides hold
             await hub.publish("fp/v1/s1/d1/cmd", b"x" * 16384, qos=0)
-        async with asyncio.timeout(30):
-            while "mqtt_delivery_dropped" not in caplog.text:
-                await asyncio.sleep(0.05)  # polling a condition under a deadline
+        await eventually(lambda: "mqtt_delivery_dropped" in caplog.text, 30,
+                         "the dropped delivery logged")
         await hub.publish("fp/v1/s1/d1/status", b"still-served", qos=1)
         assert (await next_message(hub)).payload == b"still-served"
 
