@@ -1,4 +1,4 @@
-"""Structured, escaped logs (fieldpact/logs.py): hostile strings in args, extras, messages and
+"""Structured, escaped logs (runtime/logs.py): hostile strings in args, extras, messages and
 tracebacks stay on one line and cannot fake a key; and the real `hub serve` logs that way."""
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 import aiomqtt
 import pytest
 
-from fieldpact.logs import configure_logging, escape_text, quote
+from runtime.logs import configure_logging, escape_text, quote
 from tests.hub.live_hub import cli_hub
 from tests.waiting import eventually_blocking
 
