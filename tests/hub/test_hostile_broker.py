@@ -28,8 +28,8 @@ from hub.config import IntegrationCredential
 from tests.conftest import FLEET, BrokerEndpoint, FleetUser, fleet_specs
 from tests.hub.mqtt_raw import (closed_by_peer, connect, publish_qos2, raw_session, subscribe,
                                 varint)
-from tests.hub.sync_helpers import (batch, birth, chain, device_client, hub_config,
-                                    publish, wait_ack)
+from tests.hub.sync_helpers import (batch, birth, chain, device_client, hub_config, publish,
+                                    running_hub, wait_ack)
 from tests.hub.test_broker import assert_only_marker_arrives, client, next_message
 from tests.waiting import eventually
 
@@ -87,19 +87,15 @@ async def test_a_connect_with_an_agents_client_id_never_makes_the_agent_deaf(
 @pytest.mark.parametrize(("username", "password"), ATTACKS)
 async def test_a_connect_with_the_hubs_client_id_never_makes_the_real_hub_deaf(
         tmp_path: Path, username: str | None, password: str | None) -> None:
-    hub = HubRuntime(hub_config(tmp_path))
     entries = chain(20)
-    try:
-        async with hub.running():
-            assert hub.broker is not None
-            endpoint = BrokerEndpoint(host="127.0.0.1", port=hub.broker.port, users=FLEET)
-            async with device_client("127.0.0.1", hub.broker.port, "d1") as dev:
-                assert not await attempt(endpoint, "fieldpact-hub", username, password)
-                await publish(dev, "d1", Channel.STATUS, birth("d1", 20), retain=True)
-                await publish(dev, "d1", Channel.JOURNAL, batch("d1", entries))
-                acked = await wait_ack(dev, 20)  # the hub heard the journal and answered
-    finally:
-        hub.close()
+    async with running_hub(tmp_path) as hub:
+        assert hub.broker is not None
+        endpoint = BrokerEndpoint(host="127.0.0.1", port=hub.broker.port, users=FLEET)
+        async with device_client("127.0.0.1", hub.broker.port, "d1") as dev:
+            assert not await attempt(endpoint, "fieldpact-hub", username, password)
+            await publish(dev, "d1", Channel.STATUS, birth("d1", 20), retain=True)
+            await publish(dev, "d1", Channel.JOURNAL, batch("d1", entries))
+            acked = await wait_ack(dev, 20)  # the hub heard the journal and answered
     assert acked == 20
 
 

@@ -22,7 +22,8 @@ from transport.mqtt import LinkDown
 from hub.app import HubRuntime
 from tests.conftest import BrokerEndpoint
 from tests.hub.serving import serving
-from tests.hub.sync_helpers import SITE, batch, birth, chain, device_client, hub_config, publish
+from tests.hub.sync_helpers import (SITE, batch, birth, born_device, chain, device_client,
+                                    hub_config, publish, running_hub)
 from tests.waiting import eventually
 
 HANDLER_STALL_S = 5.0
@@ -129,13 +130,9 @@ def _stored_through(hub: HubRuntime, seq: int) -> int:
 
 
 async def test_an_ack_reaches_the_device_only_after_its_entries_are_committed(tmp_path: Path) -> None:
-    hub = HubRuntime(hub_config(tmp_path))
-    try:
-        async with hub.running():
-            assert hub.broker is not None
-            await _acks_follow_commits(tmp_path, hub, "127.0.0.1", hub.broker.port)
-    finally:
-        hub.close()
+    async with running_hub(tmp_path) as hub:
+        assert hub.broker is not None
+        await _acks_follow_commits(tmp_path, hub, "127.0.0.1", hub.broker.port)
 
 
 @pytest.mark.mosquitto
@@ -155,27 +152,21 @@ async def test_a_store_write_error_is_surfaced_acks_nothing_and_loses_nothing(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.ERROR, logger="fieldpact.hub.sync")
     entries = _bulky_chain(400)
-    hub = HubRuntime(hub_config(tmp_path))
-    try:
-        async with hub.running():
-            assert hub.broker is not None and hub.sync is not None
-            sync = hub.sync
-            async with device_client("127.0.0.1", hub.broker.port, "d1") as dev:
-                await publish(dev, "d1", Channel.STATUS, birth("d1", 400), retain=True)
-                await eventually(lambda: hub.store.devices(), 10, "the device registered")
-                pages = (await _on_mqtt_side(hub, lambda: _pragma(hub, "page_count")))[0]
-                await _on_mqtt_side(hub, lambda: _pragma(hub, f"max_page_count = {pages}"))
-                await publish(dev, "d1", Channel.JOURNAL, batch("d1", entries[:200]))  # no room
-                await eventually(lambda: sync.write_errors >= 1, 15, "the write error counted")
-                await _on_mqtt_side(hub, lambda: _pragma(hub, f"max_page_count = {pages * 1000}"))
-                # The rest, then the lost half again (as the agent resends from its last ack).
-                await publish(dev, "d1", Channel.JOURNAL, batch("d1", entries[200:]))
-                await publish(dev, "d1", Channel.JOURNAL, batch("d1", entries[:200]))
-                acks = await _acks_until(dev, 400)
-            rows = hub.store.journal("d1", 0, 1000)
-            alarms = [a.kind for a in hub.store.alarms()]
-    finally:
-        hub.close()
+    async with running_hub(tmp_path) as hub:
+        assert hub.sync is not None
+        sync = hub.sync
+        async with born_device(hub, "d1", 400) as dev:
+            pages = (await _on_mqtt_side(hub, lambda: _pragma(hub, "page_count")))[0]
+            await _on_mqtt_side(hub, lambda: _pragma(hub, f"max_page_count = {pages}"))
+            await publish(dev, "d1", Channel.JOURNAL, batch("d1", entries[:200]))  # no room
+            await eventually(lambda: sync.write_errors >= 1, 15, "the write error counted")
+            await _on_mqtt_side(hub, lambda: _pragma(hub, f"max_page_count = {pages * 1000}"))
+            # The rest, then the lost half again (as the agent resends from its last ack).
+            await publish(dev, "d1", Channel.JOURNAL, batch("d1", entries[200:]))
+            await publish(dev, "d1", Channel.JOURNAL, batch("d1", entries[:200]))
+            acks = await _acks_until(dev, 400)
+        rows = hub.store.journal("d1", 0, 1000)
+        alarms = [a.kind for a in hub.store.alarms()]
     assert [r.seq for r in rows] == list(range(1, 401))  # nothing acked was lost
     assert acks == [400]  # the failed batch was never acked, nor anything past the hole
     assert "hub_error" in alarms
