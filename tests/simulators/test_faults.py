@@ -13,7 +13,7 @@ from simulators.faults import (
     CONTROL_BASE, Fault, FaultSettings, FaultSwitch, from_registers, perturb, to_registers,
 )
 from simulators.server import SimDevice
-from tests.simulators.test_server import DEADLINE_S, connect, f32
+from tests.simulators.modbus_client import DEADLINE_S, connect, f32
 from tests.waiting import eventually
 
 # -- pure ----------------------------------------------------------------------------------------
@@ -88,13 +88,6 @@ def test_switch_announces_changes_only() -> None:
 async def tank() -> AsyncIterator[SimDevice]:
     async with SimDevice("tank", tick_ms=10, initial={"level": 3.0}, time_scale=50.0) as device:
         yield device
-
-
-@pytest.fixture
-async def client(tank: SimDevice) -> AsyncIterator[AsyncModbusTcpClient]:
-    c = await connect(tank.port)
-    yield c
-    c.close()
 
 
 async def level(client: AsyncModbusTcpClient) -> float:

@@ -14,7 +14,7 @@ from simulators.cli import main as sim_main
 from simulators.faults import CONTROL_BASE, Control, Fault
 from simulators.process import SimProcess
 from simulators.server import SimDevice
-from tests.simulators.test_server import DEADLINE_S, connect, f32
+from tests.simulators.modbus_client import DEADLINE_S, connect, f32
 from tests.waiting import eventually
 
 

@@ -16,34 +16,16 @@ from contracts.schema import Table
 from simulators import cli
 from simulators.fleet import SimFleet
 from simulators.server import SimDevice, SimulatorError
+from tests.simulators.modbus_client import DEADLINE_S, connect, f32
 from tests.waiting import eventually, listening
 
-DEADLINE_S = 5.0
 ROOT = Path(__file__).parents[2]
-
-
-def f32(words: list[int]) -> float:
-    return struct.unpack(">f", struct.pack(">HH", *words))[0]
-
-
-async def connect(port: int, timeout: float = 1.0) -> AsyncModbusTcpClient:
-    client = AsyncModbusTcpClient("127.0.0.1", port=port, timeout=timeout, retries=0,
-                                  reconnect_delay=0)
-    assert await client.connect()
-    return client
 
 
 @pytest.fixture
 async def tank() -> AsyncIterator[SimDevice]:
     async with SimDevice("tank", tick_ms=10, initial={"level": 1.0}) as device:
         yield device
-
-
-@pytest.fixture
-async def client(tank: SimDevice) -> AsyncIterator[AsyncModbusTcpClient]:
-    c = await connect(tank.port)
-    yield c
-    c.close()
 
 
 async def test_address_n_in_the_map_is_address_n_on_the_wire(tank: SimDevice,
