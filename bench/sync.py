@@ -451,12 +451,20 @@ async def amqtt_process(password: str) -> AsyncIterator[str]:
     """The embedded amqtt broker in a process of its own (its own interpreter lock), to measure
     what taking it out of the hub's process would give."""
     port = free_port()
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bench.sync", "--amqtt-broker", str(port),
-        env={**os.environ, "BENCH_MQTT_PASSWORD": password})
-    try:
-        await eventually(lambda: listening(port), 30, "amqtt listening", every_s=POLL_S)
+    async with _listening_process([sys.executable, "-m", "bench.sync", "--amqtt-broker", str(port)],
+                                  port, 30, env={**os.environ, "BENCH_MQTT_PASSWORD": password}):
         yield f"mqtt://127.0.0.1:{port}"
+
+
+@contextlib.asynccontextmanager
+async def _listening_process(argv: list[str], port: int, timeout_s: float,
+                             **kw: Any) -> AsyncIterator[None]:
+    """`argv` as a child process, once it listens on 127.0.0.1:`port`; terminated after."""
+    proc = await asyncio.create_subprocess_exec(*argv, **kw)
+    try:
+        await eventually(lambda: listening(port), timeout_s, f"{argv[0]} listening on {port}",
+                         every_s=POLL_S)
+        yield
     finally:
         proc.terminate()
         await proc.wait()
@@ -470,8 +478,7 @@ async def run_amqtt(port: int) -> None:
 
 @contextlib.asynccontextmanager
 async def mosquitto(tmp: Path, password: str) -> AsyncIterator[str]:
-    users = {name: UserSpec(password_hash=hash_password(password), role=BrokerRole.HUB, site=None,
-                            device=None) for name in ("hub", "loadgen")}
+    users = _fleet_users(password)
     binary = shutil.which("mosquitto") or shutil.which("mosquitto", path="/usr/sbin:/sbin")
     if binary is None:
         raise SystemExit("--broker mosquitto: no mosquitto binary (apt-get install mosquitto)")
@@ -483,15 +490,10 @@ async def mosquitto(tmp: Path, password: str) -> AsyncIterator[str]:
                                 "persistence false\nuser root\nmax_queued_messages 100000\n")
     for f in ("passwd", "acl"):
         os.chmod(tmp / f, 0o600)
-    proc = await asyncio.create_subprocess_exec(binary, "-c", str(tmp / "m.conf"),
-                                                stdout=asyncio.subprocess.DEVNULL,
-                                                stderr=asyncio.subprocess.DEVNULL)
-    try:
-        await eventually(lambda: listening(port), 10, "mosquitto listening", every_s=POLL_S)
+    async with _listening_process([binary, "-c", str(tmp / "m.conf")], port, 10,
+                                  stdout=asyncio.subprocess.DEVNULL,
+                                  stderr=asyncio.subprocess.DEVNULL):
         yield f"mqtt://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        await proc.wait()
 
 
 async def bench_fleet(devices: int, seconds: float, broker_kind: str = "amqtt") -> None:
