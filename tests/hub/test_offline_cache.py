@@ -108,14 +108,13 @@ def _outage(n: int, start_ms: int) -> list:  # type: ignore[type-arg]
     return out
 
 
-def test_a_batch_that_does_not_follow_drops_the_fold(tmp_path: Path) -> None:
-    from hub.offline import _Fold
-    from hub.reconcile import Actual
+async def test_a_batch_that_does_not_follow_drops_the_fold(tmp_path: Path) -> None:
     from tests.hub.sync_helpers import chain
 
     hub = HubRuntime(hub_config(tmp_path))
     try:
-        hub.offline._folds["d1"] = _Fold(from_seq=0, next_seq=1, actual=Actual())
+        await _gone_offline(hub, tank_document(version=3))  # its projection folds from seq 1
+        folding = "d1" in hub.offline._folds
         entries = chain(20)
         hub.offline.fold("d1", entries[:10])
         kept = hub.offline._folds["d1"].next_seq
@@ -123,4 +122,4 @@ def test_a_batch_that_does_not_follow_drops_the_fold(tmp_path: Path) -> None:
         dropped = "d1" not in hub.offline._folds
     finally:
         hub.close()
-    assert kept == 11 and dropped
+    assert folding and kept == 11 and dropped
