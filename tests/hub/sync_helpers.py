@@ -17,7 +17,7 @@ from contracts.topics import Channel, topic
 from contracts.wire import Ack, Birth, JournalBatch
 from hub.app import HubRuntime
 from hub.auth import AuthConfig
-from hub.broker import hash_password
+from hub.acl.passwords import hash_password
 from hub.config import BrokerConfig, BrokerMode, DeviceCredential, HubConfig
 from hub.states import ContractStatus
 from hub.store import HubStore, NotFound
@@ -91,7 +91,7 @@ def acked(hub: Any, device: str) -> int:
     """The hub's acked seq for `device`; 0 until the hub has registered it (its birth may still
     be in flight when the agent already counts itself online)."""
     try:
-        return int(hub.store.device(device).acked_seq)
+        return int(hub.store.devices.get(device).acked_seq)
     except NotFound:
         return 0
 
@@ -122,7 +122,7 @@ async def born_device(hub: HubRuntime, device: str, last_seq: int) -> AsyncItera
 
 def _registered(hub: HubRuntime, device: str) -> bool:
     try:
-        hub.store.device(device)
+        hub.store.devices.get(device)
     except NotFound:
         return False
     return True
@@ -139,6 +139,6 @@ def contract_status(store: HubStore, cid: str) -> ContractStatus | None:
     """Contract `cid`'s status; None until the hub has stored it. Only NotFound means "not yet":
     any other store error fails the test that polls this, instead of running it into a timeout."""
     try:
-        return store.contract(cid).status
+        return store.contracts.get(cid).status
     except NotFound:
         return None

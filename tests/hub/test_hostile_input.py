@@ -199,8 +199,8 @@ async def test_birth_without_labels_registers_the_device(tmp_path: Path) -> None
         assert hub.broker is not None
         async with device_client("127.0.0.1", hub.broker.port, "d1") as d1:
             await publish(d1, "d1", Channel.STATUS, _raw_birth(None))
-            device = await eventually(lambda: hub.store.devices(), 10, "d1 registered")
-        alarms = hub.store.alarms()
+            device = await eventually(lambda: hub.store.devices.find(), 10, "d1 registered")
+        alarms = hub.store.alarms.find()
     assert [d.id for d in device] == ["d1"] and alarms == []
 
 

@@ -110,7 +110,7 @@ async def _acks_follow_commits(tmp_path: Path, hub: HubRuntime, host: str, port:
     seen: list[tuple[int, int]] = []  # (ack, rows readable through another connection then)
     async with device_client(host, port, "d1") as dev:
         await publish(dev, "d1", Channel.STATUS, birth("d1", 2_000), retain=True)
-        await eventually(lambda: hub.store.devices(), 10, "the device registered")
+        await eventually(lambda: hub.store.devices.find(), 10, "the device registered")
         for k in range(0, 2_000, 100):
             await publish(dev, "d1", Channel.JOURNAL, batch("d1", entries[k:k + 100]))
         async with asyncio.timeout(30):
@@ -165,8 +165,8 @@ async def test_a_store_write_error_is_surfaced_acks_nothing_and_loses_nothing(
             await publish(dev, "d1", Channel.JOURNAL, batch("d1", entries[200:]))
             await publish(dev, "d1", Channel.JOURNAL, batch("d1", entries[:200]))
             acks = await _acks_until(dev, 400)
-        rows = hub.store.journal("d1", 0, 1000)
-        alarms = [a.kind for a in hub.store.alarms()]
+        rows = hub.store.journal.rows("d1", 0, 1000)
+        alarms = [a.kind for a in hub.store.alarms.find()]
     assert [r.seq for r in rows] == list(range(1, 401))  # nothing acked was lost
     assert acks == [400]  # the failed batch was never acked, nor anything past the hole
     assert "hub_error" in alarms

@@ -19,8 +19,8 @@ async def test_duplicate_and_reordered_batches_are_stored_once_and_acked_in_orde
             for part in (b2, b3, b1, b2, b1, b3, b3):  # reordered, then duplicated
                 await publish(dev, "d1", Channel.JOURNAL, batch("d1", part))
             acked = await wait_ack(dev, 300)
-        rows = hub.store.journal("d1", 0, 1000)
-        state = hub.store.device("d1").state
+        rows = hub.store.journal.rows("d1", 0, 1000)
+        state = hub.store.devices.get("d1").state
         ingested = hub.sync.entries_ingested
     assert acked == 300
     assert [r.seq for r in rows] == list(range(1, 301))
@@ -37,10 +37,10 @@ async def test_tampered_entry_breaks_the_chain_is_alarmed_and_nothing_after_it_i
         async with born_device(hub, "d1", 50) as dev:
             await publish(dev, "d1", Channel.JOURNAL, batch("d1", forged))
             acked = await wait_ack(dev, 30)
-            alarms = await eventually(lambda: hub.store.alarms(kind="chain_break"), 5,
+            alarms = await eventually(lambda: hub.store.alarms.find(kind="chain_break"), 5,
                                       "a chain alarm")
-        rows = hub.store.journal("d1", 0, 1000)
-        state = hub.store.device("d1").state
+        rows = hub.store.journal.rows("d1", 0, 1000)
+        state = hub.store.devices.get("d1").state
     assert acked == 30
     assert [r.seq for r in rows] == list(range(1, 31))
     assert alarms[0].kind == "chain_break" and "seq 31" in alarms[0].detail
@@ -53,5 +53,5 @@ async def test_batch_claiming_another_device_in_its_body_is_not_ingested(tmp_pat
             await publish(dev, "d1", Channel.JOURNAL, batch("d2", chain(10)))
             await publish(dev, "d1", Channel.JOURNAL, batch("d1", chain(5)))
             await wait_ack(dev, 5)
-        stored = {d: len(hub.store.journal(d, 0, 100)) for d in ("d1", "d2")}
+        stored = {d: len(hub.store.journal.rows(d, 0, 100)) for d in ("d1", "d2")}
     assert stored == {"d1": 5, "d2": 0}
