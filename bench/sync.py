@@ -47,7 +47,7 @@ from bench._common import figure, percentile, rss_mb
 from contracts.chain import GENESIS, Entry, EntryKind, encode_body, make_entry
 from contracts.engine import Engine
 from contracts.loader import check_mapping
-from contracts.schema import format_time
+from contracts.schema_serialize import format_time
 from contracts.topics import Channel, topic
 from contracts.wire import Ack, Birth, JournalBatch, Telemetry
 from hub.app import HUB_USER, HubRuntime, broker_users

@@ -14,7 +14,7 @@ from hub.states import DeviceState
 from hub.sync import HubSync
 from tests.hub.sync_helpers import SITE, birth, hub_config
 from contracts.loader import check_mapping
-from contracts.schema import to_mapping
+from contracts.schema_serialize import to_mapping
 from hub.states import ContractStatus
 from hub.store import ContractRecord, contract_id
 from tests.agent.conftest import tank_document

@@ -10,7 +10,7 @@ from contracts.topics import Channel, topic
 from contracts.wire import Telemetry
 from transport.mqtt import MqttLink
 from hub.app import HubRuntime
-from contracts.schema import to_mapping
+from contracts.schema_serialize import to_mapping
 from hub.states import ContractStatus, DeviceState
 from hub.store import ContractRecord, contract_id
 from hub.sync import HubSync
