@@ -42,7 +42,8 @@ from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
 from pymodbus.pdu import ModbusPDU
 
-from agent.link import LinkError, bad_readings, encode_for_write, exception_reason, good_readings
+from agent.errors import LinkError
+from agent.link import bad_readings, encode_for_write, exception_reason, good_readings
 from agent.registers import ReadRequest
 from contracts.inputs import Reading
 from contracts.schema import Point, Table

@@ -19,9 +19,10 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from agent.config import AgentConfig
 from agent.contract_store import ContractStore
+from agent.errors import LinkError
 from agent.journal_signing import JournalSigner, default_key_path, load_or_create_key
 from agent.journal_thread import AsyncJournal
-from agent.link import DeviceLink, LinkError
+from agent.link import DeviceLink
 from agent.modbus import ModbusLink
 from agent.scan import ActiveContract, Connectivity, CycleReport, ScanLoop
 from agent.systemd import Notifier

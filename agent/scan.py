@@ -29,7 +29,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from agent.actuation import Actuator
-from agent.journal import JournalError
+from agent.errors import JournalError
 from agent.journal_thread import AsyncJournal
 from agent.link import DeviceLink
 from agent.record import cycle_items, fault_item, keyframe_item, overrun_item

@@ -37,7 +37,7 @@ from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusException
 
 from agent.config import AgentConfig, ModbusConfig
-from agent.journal import _SELECT, _row_to_entry
+from agent.journal_sqlite import SELECT_ENTRIES, row_to_entry
 from agent.modbus import ModbusLink
 from agent.runtime import Agent
 from bench._common import figure, now_ms, signed_contract, window_around_now
@@ -77,8 +77,8 @@ def _doc() -> dict[str, Any]:
 def _entries(path: Path, name: str) -> list[Entry]:
     import sqlite3
     with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5) as conn:
-        rows = conn.execute(f"{_SELECT} ORDER BY seq").fetchall()
-    return [e for e in map(_row_to_entry, rows) if e.body.get("event") == name]
+        rows = conn.execute(f"{SELECT_ENTRIES} ORDER BY seq").fetchall()
+    return [e for e in map(row_to_entry, rows) if e.body.get("event") == name]
 
 
 async def _until(check: Callable[[], Awaitable[Any]], what: str, every_s: float = 0.01) -> Any:

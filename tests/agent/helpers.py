@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from agent.config import AgentConfig
-from agent.journal import _SELECT, _row_to_entry
+from agent.journal_sqlite import SELECT_ENTRIES, row_to_entry
 from agent.modbus import ModbusLink
 from agent.runtime import Agent
 from fieldpact.backoff import Backoff
@@ -21,8 +21,8 @@ T = TypeVar("T")
 def journal_entries(path: Path, kinds: set[EntryKind] | None = None) -> list[Entry]:
     """Every entry of a journal another connection is writing (WAL allows a concurrent reader)."""
     with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5) as conn:
-        rows = conn.execute(f"{_SELECT} ORDER BY seq").fetchall()
-    entries = [_row_to_entry(r) for r in rows]
+        rows = conn.execute(f"{SELECT_ENTRIES} ORDER BY seq").fetchall()
+    entries = [row_to_entry(r) for r in rows]
     return [e for e in entries if kinds is None or e.kind in kinds]
 
 

@@ -11,7 +11,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from agent.link import LinkError, MemoryLink
+from agent.errors import LinkError
+from agent.link import MemoryLink
 from agent.modbus import ModbusLink
 from fieldpact.backoff import Backoff, Retrier
 from agent.registers import plan_reads

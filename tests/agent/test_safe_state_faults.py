@@ -147,7 +147,7 @@ async def test_cut_link_is_followed_by_safe_state_on_the_device_when_restored(
 
 async def test_forced_safe_state_while_the_journal_is_down_is_reasserted_until_the_device_shows_it(
         tmp_path: Path, keys: tuple[Path, Path], signer: Callable[[Contract], bytes]) -> None:
-    from agent.journal import JournalFull
+    from agent.errors import JournalFull
     from contracts.chain import EntryKind
     async with SimDevice("tank", tick_ms=20, initial={"level": 1.0}) as tank:
         cfg = _config(tmp_path, keys, tank.port, signer)
