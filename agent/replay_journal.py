@@ -2,7 +2,7 @@
 
 A scan segment starts at a BOOT entry (engine state, t0, period). Cycles run at t0 + k*period, except
 where an OVERRUN entry says the loop skipped ahead. At each cycle the engine is fed exactly what the
-agent fed it: the journaled view of the inputs (agent/signal.py), the commands consumed that cycle,
+agent fed it: the journaled view of the inputs (agent/input_filters.py), the commands consumed that cycle,
 and the connectivity last journaled. The writes the replay produces must equal the OUTPUT entries.
 """
 from __future__ import annotations

@@ -4,7 +4,7 @@ Theory of operation. A *segment* is one contract running from one engine state: 
 BOOT entry (engine state, t0, period) and its cycles run at t0 + k*period (agent/timing.py). Each
 cycle:
   1. reads every planned request (a failure marks exactly that request's points BAD);
-  2. applies the signal guards (frozen, spike) and the deadband view (agent/signal.py);
+  2. applies the input guards (frozen, spike) and the deadband view (agent/input_filters.py);
   3. steps the pure engine with the view, the hub connectivity and the commands received;
   4. journals the cycle's items in one transaction — BEFORE touching the device (journal first);
   5. writes the engine's writes (never retried blindly: a failed write is journaled and the next
@@ -34,7 +34,7 @@ from agent.journal_thread import AsyncJournal
 from agent.link import DeviceLink
 from agent.record import cycle_items, fault_item, keyframe_item, overrun_item
 from agent.registers import plan_reads
-from agent.signal import InputView, SignalGuards
+from agent.input_filters import InputView, InputGuards
 from agent.timing import Anchor, make_anchor, plan_next, sleep_until
 from contracts.chain import EntryKind
 from contracts.codec import canonical_dumps, loads
@@ -106,7 +106,7 @@ class Segment:
         self.engine = Engine(c)
         self.state = state if state is not None else self.engine.initial_state()
         self.plan = plan_reads(c.points)
-        self.guards = SignalGuards(c.points)
+        self.guards = InputGuards(c.points)
         self.actuator = Actuator(c, link)
         self.write_plan = plan_reads(self.actuator.points.values())
         # The engine is fed its owned write points' read-back too (ramps start from the device).
