@@ -40,7 +40,7 @@ import yaml
 
 from agent.config import AgentConfig, BrokerConfig as AgentBroker, ModbusConfig
 from agent.modbus import ModbusLink
-from agent.runtime import Agent
+from agent.process import Agent
 from bench._common import figure, signed_contract, window_around_now
 from fieldpact.backoff import Backoff
 from hub.app import HubRuntime

@@ -39,7 +39,7 @@ from pymodbus.exceptions import ModbusException
 from agent.config import AgentConfig, ModbusConfig
 from agent.journal_sqlite import SELECT_ENTRIES, row_to_entry
 from agent.modbus import ModbusLink
-from agent.runtime import Agent
+from agent.process import Agent
 from bench._common import figure, now_ms, signed_contract, window_around_now
 from contracts.chain import Entry
 from simulators.faults import Fault

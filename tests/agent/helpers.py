@@ -11,7 +11,7 @@ from typing import TypeVar
 from agent.config import AgentConfig
 from agent.journal_sqlite import SELECT_ENTRIES, row_to_entry
 from agent.modbus import ModbusLink
-from agent.runtime import Agent
+from agent.process import Agent
 from fieldpact.backoff import Backoff
 from contracts.chain import Entry, EntryKind
 

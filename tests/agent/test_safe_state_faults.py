@@ -93,7 +93,7 @@ async def _fault_then_recover(cfg: AgentConfig, probe: Probe, fault: Callable[[]
         await eventually_async(lambda: _running(probe), 15, "pump running, valve open")
         await fault()
         await eventually(lambda: events(cfg.journal, "guard_trip"), 15, "the guard trip")
-        await eventually(lambda: "safe_unconfirmed=pump_speed,valve_open" in agent._status(), 5,
+        await eventually(lambda: "safe_unconfirmed=pump_speed,valve_open" in agent.status(), 5,
                          "the systemd STATUS line naming the unconfirmed points")
         # Stay down until the agent has been looking for the device for a while (probes cycling).
         await eventually(lambda: getattr(agent.link, "probes", 0) >= 3, 15, "three probes")
@@ -105,7 +105,7 @@ async def _fault_then_recover(cfg: AgentConfig, probe: Probe, fault: Callable[[]
             await asyncio.sleep(PERIOD_S)
             assert await _safe(probe)
         confirmed = await eventually(lambda: events(cfg.journal, "safe_confirmed"), 10, "confirmed")
-        assert "safe_unconfirmed" not in agent._status()
+        assert "safe_unconfirmed" not in agent.status()
         agent.scan.commands.append(Command(kind=CommandKind.RESUME, id="operator-1"))
         await eventually_async(lambda: _running(probe), 15, "running again after the resume")
     assert confirmed[0].body["elapsed_ms"] > 0
