@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from agent.journal_thread import AsyncJournal
-from agent.scan import ActiveContract
+from agent.segment import ActiveContract
 from agent.systemd import Notifier
 from contracts.chain import EntryKind
 from contracts.types import EpochMs

@@ -23,7 +23,8 @@ from agent.journal_signing import JournalSigner, default_key_path, load_or_creat
 from agent.journal_thread import AsyncJournal
 from agent.link import DeviceLink
 from agent.modbus import ModbusLink
-from agent.scan import ActiveContract, Connectivity, CycleReport, ScanLoop
+from agent.scan import Connectivity, CycleReport, ScanLoop
+from agent.segment import ActiveContract
 from agent.systemd import Notifier
 from agent.uplink import LAST_CONTACT, Uplink, wall_ms
 from contracts.chain import EntryKind

@@ -16,7 +16,8 @@ import pytest
 from agent.journal_thread import AsyncJournal
 from agent.link import MemoryLink
 from agent.replay_journal import replay_entries
-from agent.scan import ActiveContract, Connectivity, ScanLoop
+from agent.scan import Connectivity, ScanLoop
+from agent.segment import ActiveContract
 from contracts.chain import Entry
 from contracts.engine import Mode
 from contracts.inputs import Command, CommandKind
