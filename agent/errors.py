@@ -2,9 +2,10 @@
 agent's own failures from a library's or the contract language's.
 
     AgentError                 base of every error the agent raises about its own work
-    ├── LinkError              a write that failed, or a device link that could not connect;
-    │                          `reason` is a BAD reading's vocabulary plus "not_writable" and
-    │                          "encode"; `category` is the failure category the hub's policy uses
+    ├── DeviceLinkError        a device write that failed, or a device link that could not
+    │                          connect; `reason` is a BAD reading's vocabulary plus
+    │                          "not_writable" and "encode"; `category` is the hub policy's
+    │                          failure category
     ├── RegisterError          a value that cannot be converted to or from a point's registers
     │                          (also a ValueError: it is a bad value; category "config")
     └── JournalError           the journal cannot do what was asked (I/O error, corrupt or
@@ -29,8 +30,8 @@ class AgentError(Exception):
     """Base of every error the agent raises about its own work."""
 
 
-class LinkError(AgentError):
-    """A write that failed, or a link that could not connect. `reason` is the same vocabulary as
+class DeviceLinkError(AgentError):
+    """A device write that failed, or a device link that could not connect. `reason` is the same vocabulary as
     a BAD reading's reason, plus "not_writable" and "encode" (a value that does not fit the point's
     type, wrapping the RegisterError); `category` is the failure category the hub's policy uses."""
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from agent.config import AgentConfig
 from agent.contract_store import ContractStore
-from agent.errors import LinkError
+from agent.errors import DeviceLinkError
 from agent.jobs import Jobs
 from agent.journal_signing import JournalSigner, default_key_path, load_or_create_key
 from agent.journal_thread import AsyncJournal
@@ -31,7 +31,7 @@ from contracts.chain import EntryKind
 from contracts.engine import EngineState
 from contracts.errors import ContractRefused, SigningKeyError
 from contracts.signing import load_public_key
-from fieldpact.backoff import Backoff, Retrier
+from transport.backoff import Backoff, Retrier
 
 log = logging.getLogger("fieldpact.agent")
 
@@ -102,7 +102,7 @@ class Agent:
         await stack.enter_async_context(self.journal)
         try:
             await self.link.connect()
-        except LinkError as exc:
+        except DeviceLinkError as exc:
             log.warning("modbus_unreachable_at_start reason=%s", exc)
         stack.push_async_callback(self.link.close)
 

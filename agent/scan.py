@@ -37,7 +37,7 @@ from contracts.chain import EntryKind
 from contracts.engine import EngineState, StepResult
 from contracts.inputs import Command, Inputs, Reading
 from contracts.types import EpochMs
-from fieldpact.aio import raise_if_cancelled
+from transport.cancel import raise_if_cancelled
 
 log = logging.getLogger("fieldpact.agent.scan")
 

@@ -12,7 +12,7 @@ from agent.modbus_calls import DEADLINE_MARGIN_S
 from agent.modbus_probe import probe_timeout
 from agent.registers import plan_reads
 from contracts.schema import DataType, Direction, Point, Table
-from fieldpact.backoff import Backoff
+from transport.backoff import Backoff
 from simulators.faults import Fault
 from simulators.server import SimDevice
 
