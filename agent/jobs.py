@@ -18,7 +18,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from agent.journal_thread import AsyncJournal
 from agent.segment import ActiveContract
 from agent.systemd import Notifier
-from contracts.chain import EntryKind
+from contracts.journal_events import ContractBody, ContractChange, item
 from contracts.types import EpochMs
 
 log = logging.getLogger("fieldpact.agent")
@@ -54,18 +54,18 @@ class Jobs:
         """Date jobs at the contract's valid_from and valid_until. They journal that the moment
         came; the engine switches on its own clock, so a late or missed job changes nothing."""
         c, now = active.contract, self._clock_ms()
-        for event, at in (("activation_due", c.valid_from), ("expiry_due", c.valid_until)):
+        for event, at in ((ContractChange.ACTIVATION_DUE, c.valid_from),
+                          (ContractChange.EXPIRY_DUE, c.valid_until)):
             if at > now:
                 self.scheduler.add_job(self._mark, "date", id=f"{event}:{active.hash[:16]}",
                                        run_date=datetime.fromtimestamp(at / 1000, UTC),
                                        args=[event, active], replace_existing=True,
                                        misfire_grace_time=None)
 
-    async def _mark(self, event: str, active: ActiveContract) -> None:
+    async def _mark(self, event: ContractChange, active: ActiveContract) -> None:
         c = active.contract
-        await self.journal.append(EntryKind.CONTRACT, {
-            "event": event, "contract": c.contract, "version": c.version, "hash": active.hash},
-            self._clock_ms())
+        await self.journal.append(*item(ContractBody(
+            event=event, contract=c.contract, version=c.version, hash=active.hash), self._clock_ms()))
         log.info("contract_mark event=%s contract=%s version=%s", event, c.contract, c.version)
 
     async def _heartbeat(self) -> None:

@@ -27,8 +27,8 @@ from agent.scan import Connectivity, CycleReport, ScanLoop
 from agent.segment import ActiveContract
 from agent.systemd import Notifier
 from agent.uplink import LAST_CONTACT, Uplink, wall_ms
-from contracts.chain import EntryKind
 from contracts.engine import EngineState
+from contracts.journal_events import AgentEvent, agent_event_body, item
 from contracts.errors import ContractRefused, SigningKeyError
 from contracts.signing import load_public_key
 from transport.backoff import Backoff, Retrier
@@ -109,9 +109,9 @@ class Agent:
     async def _record_start(self) -> None:
         """Journal the start; restore the time of the last hub contact (the autonomy budget
         survives restarts)."""
-        await self.journal.append(EntryKind.EVENT, {
-            "event": "agent_started", "boot_id": self.boot_id, "device": self.cfg.device,
-            "standalone": self.cfg.broker is None}, wall_ms())
+        await self.journal.append(*item(agent_event_body(
+            AgentEvent.AGENT_STARTED, boot_id=self.boot_id, device=self.cfg.device,
+            standalone=self.cfg.broker is None), wall_ms()))
         saved = await self.journal.load_checkpoint(LAST_CONTACT)
         if saved is not None and self.cfg.broker is not None:
             self.conn.last_contact_ms = int(saved[0])
@@ -150,9 +150,9 @@ class Agent:
             except Exception as exc:  # noqa: BLE001 - any uplink bug: isolate, record, restart
                 log.exception("uplink_failed")
                 self.conn.set_online(False, self.conn.last_contact_ms or wall_ms())
-                await self.journal.append(EntryKind.EVENT, {
-                    "event": "uplink_failed", "error": f"{type(exc).__name__}: {exc}"[:500]},
-                    wall_ms())
+                await self.journal.append(*item(agent_event_body(
+                    AgentEvent.UPLINK_FAILED, error=f"{type(exc).__name__}: {exc}"[:500]),
+                    wall_ms()))
                 await asyncio.sleep(pause.next_delay())
 
     async def _load_local_contract(self, store: ContractStore, running: str | None) -> None:

@@ -17,6 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from contracts.journal_events import GapBody, encode
+
 HARD_LIMIT_FACTOR = 2
 """Unacked entries are dropped only above budget x this: twice the budget leaves the uplink a long
 outage's worth of room before we lose data the hub has not seen."""
@@ -62,5 +64,5 @@ def forced_drop(*, size_bytes: int, budget_bytes: int, head_seq: int) -> Drop | 
 
 def gap_body(dropped_from: int, dropped_to: int, budget_bytes: int) -> dict[str, Any]:
     """The body of the GAP entry journaling a forced drop of seq dropped_from..dropped_to."""
-    return {"dropped_from": dropped_from, "dropped_to": dropped_to,
-            "reason": f"journal over hard limit {hard_limit(budget_bytes)} bytes"}
+    return encode(GapBody(dropped_from=dropped_from, dropped_to=dropped_to,
+                          reason=f"journal over hard limit {hard_limit(budget_bytes)} bytes"))

@@ -15,7 +15,7 @@ from typing import Any
 from agent.actuation import Actuator
 from agent.input_filters import InputGuards, InputView
 from agent.link import DeviceLink
-from agent.record import Item, fault_item
+from agent.cycle_items import Item, fault_item
 from agent.registers import plan_reads
 from contracts.codec import canonical_dumps, loads
 from contracts.engine import Engine, EngineState, EventKind, StepResult
