@@ -31,9 +31,10 @@ class AgentError(Exception):
 
 
 class DeviceLinkError(AgentError):
-    """A device write that failed, or a device link that could not connect. `reason` is the same vocabulary as
-    a BAD reading's reason, plus "not_writable" and "encode" (a value that does not fit the point's
-    type, wrapping the RegisterError); `category` is the failure category the hub's policy uses."""
+    """A device write that failed, or a device link that could not connect. `reason` is the same
+    vocabulary as a BAD reading's reason, plus "not_writable" and "encode" (a value that does not
+    fit the point's type, wrapping the RegisterError); `category` is the failure category the
+    hub's policy uses."""
 
     def __init__(self, reason: str, detail: str, *, category: str = "adapters") -> None:
         self.reason, self.detail, self.category = reason, detail, category

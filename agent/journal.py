@@ -23,7 +23,6 @@ Rules:
 
 Parts: tables, pragmas and row codec in journal_sqlite.py; verification in journal_verify.py; the
 retention policy in retention.py. This class owns the connection, the head and the ack mark.
-
 Not thread-safe: one owner calls it (the scan loop, or `asyncio.to_thread` one call at a time).
 """
 from __future__ import annotations

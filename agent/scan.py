@@ -11,10 +11,9 @@ it opens with a BOOT entry (engine state, t0, period); its cycles run at t0 + k*
      the read-back confirms it, every output re-asserted after a link loss (journaled as events in
      step 4, with the second-writer judgement of this cycle's read-backs);
   6. checkpoints the engine state when it changed, so a restart resumes at the right step.
-The engine sees the read-back of its own write points among its inputs (journaled like every
-input), so a rate-limited ramp starts from what the device shows (contracts/engine.py).
-A new contract (from the uplink or the CLI) waits in `pending` until its valid_from, then a new
-segment starts. Safety never waits for the network: nothing here awaits the uplink.
+The engine is fed the read-back of its own write points (journaled like every input), so a ramp
+starts from what the device shows. A new contract (uplink or CLI) waits in `pending` until its
+valid_from, then a new segment starts. Safety never waits for the network: nothing awaits the uplink.
 """
 from __future__ import annotations
 
