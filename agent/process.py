@@ -28,8 +28,8 @@ from agent.segment import ActiveContract
 from agent.systemd import Notifier
 from agent.uplink import LAST_CONTACT, Uplink, wall_ms
 from contracts.engine import EngineState
-from contracts.journal_events import AgentEvent, agent_event_body, item
 from contracts.errors import ContractRefused, SigningKeyError
+from contracts.journal_events import AgentEvent, agent_event_body, item
 from contracts.signing import load_public_key
 from transport.backoff import Backoff, Retrier
 
