@@ -13,8 +13,8 @@ agent's own failures from a library's or the contract language's.
         └── JournalFull        SQLITE_FULL: nothing was stored; retention may make room
 
 Kept apart (STYLE rule 8): the contract language's errors (`contracts.errors`: ContractRefused,
-EngineError, ...) which the agent journals rather than raises, and the configuration reader's,
-which name the key, the file and the environment variable. Third-party exceptions (sqlite3,
+EngineError, ...) which the agent journals rather than raises, and `runtime.settings.ConfigError`
+(shared with the hub: it names the key, the file and the environment variable). Third-party exceptions (sqlite3,
 pymodbus, OSError) are wrapped at the boundary that meets them: `raise JournalError(...) from exc`;
 a device's own answer (a Modbus exception code) is a BAD reading's reason, never an exception.
 """
