@@ -52,7 +52,7 @@ class StepMark:
 class Actual:
     steps: list[StepMark] = field(default_factory=list)
     step: str | None = None  # the latest step known: entered, or named by a keyframe
-    mode: str | None = None  # a Mode (a str enum), or what a keyframe named
+    mode: Mode | None = None
     outputs: dict[str, Value] = field(default_factory=dict)
     values: dict[str, Value] = field(default_factory=dict)
     faults: list[dict[str, Any]] = field(default_factory=list)
