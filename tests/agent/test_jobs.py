@@ -14,7 +14,7 @@ from agent.systemd import Notifier
 from contracts.chain import EntryKind
 from contracts.journal_events import ContractChange
 from contracts.loader import check_mapping
-from contracts.schema import format_time
+from contracts.schema_serialize import format_time
 from tests.agent.conftest import tank_document
 from tests.agent.helpers import eventually, journal_entries
 
