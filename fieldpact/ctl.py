@@ -83,7 +83,7 @@ def run(command: Command, args: argparse.Namespace) -> int:
     `error: …` (and `  path: reason` per issue) and becomes its exit status."""
     try:
         with _client(args) as client:
-            data, shown = command(client, args)
+            data, shown, *found = command(client, args)
     except CtlError as exc:
         _print_error(exc)
         return int(exc.exit)
@@ -91,6 +91,9 @@ def run(command: Command, args: argparse.Namespace) -> int:
         print(json.dumps(data, indent=2, sort_keys=True))
     else:
         Console(width=CONSOLE_WIDTH, soft_wrap=False).print(shown)
+    for finding in found:  # the answer is printed, and is itself a failure (drift --check)
+        _print_error(finding)
+        return int(finding.exit)
     return int(Exit.OK)
 
 

@@ -120,12 +120,13 @@ class HubClient:
         raise _refusal(response)
 
     def serves(self, method: str, template: str) -> bool:
-        """Whether the hub's OpenAPI document lists `method template`."""
+        """Whether the hub's OpenAPI document lists `method template` (parameter names aside:
+        `/api/snapshots/{id}` is `/api/snapshots/{snapshot}`)."""
         if self._paths is None:
             doc = self._send("GET", "/openapi.json")
             paths = _json(doc).get("paths", {}) if doc.is_success else {}
-            self._paths = frozenset((m.upper(), p) for p, ops in paths.items() for m in ops)
-        return (method, template) in self._paths
+            self._paths = frozenset((m.upper(), _shape(p)) for p, ops in paths.items() for m in ops)
+        return (method, _shape(template)) in self._paths
 
     def _send(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
         try:
@@ -136,6 +137,10 @@ class HubClient:
         except httpx.TransportError as exc:
             raise CtlError(Exit.UNREACHABLE,
                            f"hub {self.base_url} unreachable: {exc or type(exc).__name__}") from exc
+
+
+def _shape(template: str) -> str:
+    return re.sub(r"{\w+}", "{}", template)
 
 
 def _json(response: httpx.Response) -> Any:

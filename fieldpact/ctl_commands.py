@@ -13,7 +13,8 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any, TypeAlias
 
-from rich.console import RenderableType
+from rich.console import Group, RenderableType
+from rich.text import Text
 
 from contracts.errors import DocumentError
 from contracts.loader import load_document
@@ -22,8 +23,9 @@ from fieldpact.ctl_client import CtlError, Exit, HubClient
 from hub.alarms import AlarmKind
 from hub.states import ContractStatus, DeviceState
 
-Output: TypeAlias = "tuple[Any, RenderableType | str]"
-"""What a command gives back: the hub's JSON (printed by --json) and what a person sees."""
+Output: TypeAlias = "tuple[Any, RenderableType | str] | tuple[Any, RenderableType | str, CtlError]"
+"""What a command gives back: the hub's JSON (printed by --json), what a person sees and, when the
+answer itself is a failure for a script (`drift --check`), the error reported after it."""
 Command: TypeAlias = "Callable[[HubClient, argparse.Namespace], Output]"
 Add: TypeAlias = "Callable[[str, str, Command], argparse.ArgumentParser]"
 
@@ -139,9 +141,11 @@ def _contract_action(verb: str) -> Command:
 def designs(client: HubClient, args: argparse.Namespace) -> Output:
     if args.name is not None:
         body = client.get("/api/designs/{name}", name=args.name)
-        return body, render.rows_table(f"design {args.name}", body)
-    rows = client.get("/api/designs")
-    return rows, render.rows_table("designs", rows, ("name", "version", "parameters"))
+        return body, render.rows_table(f"design {args.name}", _listed(body, "versions"),
+                                       ("version", "created_ms", "actor", "document"))
+    body = client.get("/api/designs")
+    return body, render.rows_table("designs", _listed(body, "designs"),
+                                   ("design", "versions", "latest"))
 
 
 def snap_create(client: HubClient, args: argparse.Namespace) -> Output:
@@ -150,19 +154,21 @@ def snap_create(client: HubClient, args: argparse.Namespace) -> Output:
 
 
 def snap_list(client: HubClient, args: argparse.Namespace) -> Output:
-    rows = client.get("/api/snapshots")
-    return rows, render.rows_table("snapshots", rows, ("id", "created_ms", "actor", "target"))
+    body = client.get("/api/snapshots")
+    return body, render.rows_table("snapshots", _listed(body, "snapshots"),
+                                   ("id", "created_ms", "actor", "source", "bytes"))
 
 
 def snap_show(client: HubClient, args: argparse.Namespace) -> Output:
-    body = client.get("/api/snapshots/{id}", id=args.id)
+    body = client.get("/api/snapshots/{snapshot}", snapshot=args.id)
     return body, render.rows_table(f"snapshot {args.id}", body)
 
 
 def snap_diff(client: HubClient, args: argparse.Namespace) -> Output:
     body = client.get("/api/snapshots/{a}/diff/{b}", a=args.a, b=args.b)
-    return body, render.rows_table(f"snapshot {args.a} -> {args.b}", _listed(body, "devices"),
-                                   ("device", "changes"))
+    return body, _with_summary(body, render.rows_table(
+        f"snapshot {args.a} -> {args.b}: devices that change", _listed(body, "devices"),
+        ("device", "contract", "change", "design", "fields", "issues")))
 
 
 def plan(client: HubClient, args: argparse.Namespace) -> Output:
@@ -170,29 +176,45 @@ def plan(client: HubClient, args: argparse.Namespace) -> Output:
     if args.target is not None:
         request["target"] = args.target
     body = client.post("/api/plans", request)
-    return body, render.rows_table(f"plan for {args.snapshot} (dry run: nothing changed)",
-                                   _listed(body, "devices"),
-                                   ("device", "eligible", "reason", "current", "would_get"))
+    return body, _with_summary(body, render.rows_table(
+        f"plan for {args.snapshot} (dry run: nothing changed)", _listed(body, "devices"),
+        ("device", "site", "state", "contract", "action", "eligible", "reasons", "current",
+         "would_get", "changes")))
 
 
 def drift(client: HubClient, args: argparse.Namespace) -> Output:
     body = client.get("/api/drift")
-    rows = _listed(body, "devices")
-    if args.site is not None and isinstance(rows, list):
-        rows = [r for r in rows if isinstance(r, dict) and r.get("site") == args.site]
-    shown = render.rows_table("drift", rows, ("device", "site", "desired", "observed", "since",
-                                              "why"))
-    if args.check and any(isinstance(r, dict) and r.get("drifted", True) for r in rows):
-        raise CtlError(Exit.DRIFT, f"{len(rows)} device(s) drift from their desired snapshot",
-                       tuple((str(r.get("device")), str(r.get("why") or "drifts"))
-                             for r in rows if isinstance(r, dict)))
+    rows = [r for r in _listed(body, "entries") if isinstance(r, dict)
+            and (args.site is None or r.get("site") == args.site)]
+    shown = _with_summary(body, render.rows_table("drift", rows, DRIFT_COLUMNS))
+    drifting = [r for r in rows if not r.get("in_sync")]
+    if args.check and drifting:
+        devices = len({r.get("device") for r in drifting})
+        return body, shown, CtlError(
+            Exit.DRIFT, f"{len(drifting)} contract(s) on {devices} device(s) drift from the "
+                        f"desired snapshot",
+            tuple((f"{r.get('device')} {r.get('contract')}", str(r.get("why")))
+                  for r in drifting))
     return body, shown
+
+
+DRIFT_COLUMNS = ("device", "site", "contract", "in_sync", "why", "since_ms", "drifting_ms",
+                 "alarm", "desired", "observed")
 
 
 # ---- helpers ------------------------------------------------------------------------------------
 
 def _params(**values: str | None) -> dict[str, str]:
     return {k: v for k, v in values.items() if v is not None}
+
+
+def _with_summary(body: Any, table: RenderableType) -> RenderableType:
+    """The table and, under it, the answer's `summary` counts when it has them."""
+    summary = body.get("summary") if isinstance(body, dict) else None
+    if not isinstance(summary, dict):
+        return table
+    return Group(table, Text("summary: " + ", ".join(f"{k} {render.cell(v)}"
+                                                      for k, v in summary.items())))
 
 
 def _listed(body: Any, key: str) -> Any:

@@ -51,6 +51,17 @@ def cell(value: Any) -> str:
     return str(value)
 
 
+EPOCH_MS_FLOOR = 10**12
+"""A `*_ms` field at least this large is a time (after 2001-09-09), a smaller one a duration."""
+
+
+def field_cell(key: str, value: Any) -> Any:
+    """A value of a field named `key`: `*_ms` fields as a time or a duration, others as they are."""
+    if key.endswith("_ms") and isinstance(value, int) and not isinstance(value, bool):
+        return when(value) if value >= EPOCH_MS_FLOOR else f"{value / 1000:.0f} s"
+    return value
+
+
 def _table(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> Table:
     table = Table(title=title, title_justify="left")
     for column in columns:
@@ -152,10 +163,12 @@ def rows_table(title: str, rows: Any, preferred: Sequence[str] = ()) -> Renderab
     """A list of objects as a table; an object as field/value rows; anything else as JSON text.
     Columns: the `preferred` ones present, then every other key in first-seen order."""
     if isinstance(rows, Mapping):
-        return _table(title, ("field", "value"), rows.items())
+        return _table(title, ("field", "value"), ((k, field_cell(str(k), v))
+                                                  for k, v in rows.items()))
     if not isinstance(rows, list) or not all(isinstance(r, Mapping) for r in rows):
         return Text(json.dumps(rows, indent=2, sort_keys=True))
     keys: dict[str, None] = {k: None for k in preferred if any(k in r for r in rows)}
     for r in rows:
         keys.update((str(k), None) for k in r)
-    return _table(f"{title} ({len(rows)})", tuple(keys), ([r.get(k) for k in keys] for r in rows))
+    return _table(f"{title} ({len(rows)})", tuple(keys),
+                  ([field_cell(k, r.get(k)) for k in keys] for r in rows))

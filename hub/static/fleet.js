@@ -58,7 +58,7 @@ async function loadFleet(api, devices) {
   }
   const series = chartDevice
     ? await api(`/api/devices/${encodeURIComponent(chartDevice)}/series`) : null;
-  return { drift: drift === null ? null : rowsOf(drift, "devices"),
+  return { drift: drift === null ? null : rowsOf(drift, "entries"),
     snapshots: snapshots === null ? null : rowsOf(snapshots, "snapshots"), cleared, series };
 }
 
@@ -67,7 +67,8 @@ async function loadFleet(api, devices) {
 function deviceHealth(d, drift) {
   if (OFFLINE_STATES.includes(d.state)) return "offline";
   const alarmed = (d.alarms || []).length > 0;
-  return d.state === "fault" || alarmed || (drift && drift.drifted) ? "degraded" : "ok";
+  const drifting = drift.some((r) => !r.in_sync);
+  return d.state === "fault" || alarmed || drifting ? "degraded" : "ok";
 }
 
 function siteHealth(healths) {
@@ -80,10 +81,12 @@ function byHealthThenName(a, b) {
 }
 
 function groupSites(devices, driftRows) {
-  const driftOf = Object.fromEntries((driftRows || []).map((r) => [r.device, r]));
+  // GET /api/drift has one entry per (device, desired contract): a device may have several.
+  const driftOf = {};
+  for (const r of driftRows || []) (driftOf[r.device] ||= []).push(r);
   const sites = {};
   for (const d of devices) {
-    const entry = { device: d, drift: driftOf[d.id] || null };
+    const entry = { device: d, drift: driftOf[d.id] || [] };
     entry.health = deviceHealth(d, entry.drift);
     entry.name = d.id;
     (sites[d.site] ||= []).push(entry);
@@ -94,14 +97,22 @@ function groupSites(devices, driftRows) {
   })).sort(byHealthThenName);
 }
 
+const SNAPSHOT_ID_CHARS = 12; // a content hash: the first 12 hex digits tell snapshots apart
+
+function driftText(r) {
+  const desired = r.desired || {};
+  const observed = r.observed || {};
+  const sid = String(desired.snapshot || "?").slice(0, SNAPSHOT_ID_CHARS);
+  const state = r.in_sync ? "in sync"
+    : `DRIFT: ${r.why || "not as desired"} for ${formatAge(r.drifting_ms).replace(" ago", "")}`;
+  return `desired ${sid} (${r.contract || "?"}) · observed ${observed.contract || "nothing reported"}`
+    + ` · ${state}`;
+}
+
 function snapshotText(entry, driftKnown) {
   if (!driftKnown) return "desired: – (this hub has no /api/drift)";
-  const r = entry.drift;
-  if (!r) return "desired: none set";
-  const desired = r.desired ?? "none";
-  const observed = r.observed ?? "nothing reported";
-  const why = r.drifted ? ` · DRIFT${r.why || r.reason ? `: ${r.why || r.reason}` : ""}` : "";
-  return `desired ${formatValue(desired)} · observed ${formatValue(observed)}${why}`;
+  if (entry.drift.length === 0) return "desired: none set";
+  return entry.drift.map(driftText).join(" | ");
 }
 
 function fleetDevice(entry, driftKnown) {

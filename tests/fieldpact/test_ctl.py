@@ -200,7 +200,7 @@ FLEET_COMMANDS = (
     (("designs",), "GET", "/api/designs"),
     (("designs", "tank-fill"), "GET", "/api/designs/{name}"),
     (("snapshot", "list"), "GET", "/api/snapshots"),
-    (("snapshot", "show", "abc"), "GET", "/api/snapshots/{id}"),
+    (("snapshot", "show", "abc"), "GET", "/api/snapshots/{snapshot}"),
     (("snapshot", "diff", "abc", "def"), "GET", "/api/snapshots/{a}/diff/{b}"),
     (("snapshot", "create", "{file}"), "POST", "/api/snapshots"),
     (("plan", "abc"), "POST", "/api/plans"),
