@@ -86,7 +86,10 @@ def _add_fleet_commands(add: Add) -> None:
     p = add("plan", "dry run: per device what it runs, what it would get, eligibility", plan)
     p.add_argument("snapshot", metavar="SNAPSHOT")
     p.add_argument("--target", type=json_object, metavar="JSON",
-                   help='a target selector as JSON, e.g. \'{"site": "north-field"}\'')
+                   help='narrow the snapshot\'s target: {"devices"?, "sites"?, "labels"?} as JSON, '
+                        'e.g. \'{"sites": ["north-field"]}\'')
+    p.add_argument("--documents", action="store_true",
+                   help="include each would-get contract in full (with --json)")
     p = add("drift", "per device: desired snapshot vs what it reports it runs", drift)
     p.add_argument("--site", help="only devices of this site")
     p.add_argument("--check", action="store_true",
@@ -175,10 +178,12 @@ def plan(client: HubClient, args: argparse.Namespace) -> Output:
     request: dict[str, Any] = {"snapshot": args.snapshot}
     if args.target is not None:
         request["target"] = args.target
+    if args.documents:
+        request["documents"] = True
     body = client.post("/api/plans", request)
     return body, _with_summary(body, render.rows_table(
         f"plan for {args.snapshot} (dry run: nothing changed)", _listed(body, "devices"),
-        ("device", "site", "state", "contract", "action", "eligible", "reasons", "current",
+        ("device", "site", "state", "contract", "action", "eligible", "ineligible", "current",
          "would_get", "changes")))
 
 

@@ -62,12 +62,21 @@ def field_cell(key: str, value: Any) -> Any:
     return value
 
 
+MAX_KEY_CHARS = 72
+"""The first column names the row (an id an operator copies into the next command: a snapshot id
+is 64 hex digits): it is never folded up to this width; the other columns fold instead."""
+
+
 def _table(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> Table:
+    cells = [[v if isinstance(v, Text) else Text(cell(v)) for v in r] for r in rows]
+    key_width = max((len(r[0]) for r in cells if r), default=0)
     table = Table(title=title, title_justify="left")
-    for column in columns:
-        table.add_column(column, overflow="fold")
-    for r in rows:
-        table.add_row(*(v if isinstance(v, Text) else Text(cell(v)) for v in r))
+    for i, column in enumerate(columns):
+        table.add_column(column, overflow="fold",
+                         min_width=min(max(key_width, len(column)), MAX_KEY_CHARS) if i == 0
+                         else None)
+    for r in cells:
+        table.add_row(*r)
     return table
 
 

@@ -94,9 +94,8 @@ async def test_sites_come_worst_first_with_their_devices_state_alarms_and_snapsh
     # the degraded device is listed before its quiet neighbour
     assert await north.locator("li.fleet-device").evaluate_all(
         "l => l.map(e => e.dataset.device)") == ["pump-station-7", "booster-skid-2"]
-    if not HAS_DRIFT:
-        await expect(pump.locator(".fleet-snapshot")).to_have_text(
-            "desired: – (this hub has no /api/drift)")
+    await expect(pump.locator(".fleet-snapshot")).to_have_text(
+        "desired: none set" if HAS_DRIFT else "desired: – (this hub has no /api/drift)")
     await page.screenshot(path=SHOT, full_page=True)
 
 
@@ -133,3 +132,30 @@ async def test_chart_draws_the_journaled_values_with_units_a_gap_and_follows_a_c
     await page.click("#sites li[data-device='mixer-4'] .fleet-pick")
     await expect(page.locator("#chart-title")).to_have_text("Recent values: mixer-4")
     await expect(page.locator("#charts")).to_have_text("no journaled readings yet")
+
+
+@pytest.mark.skipif(not HAS_DRIFT, reason="this hub has no GET /api/drift (issue 12)")
+@needs_chromium
+async def test_a_device_not_running_its_desired_snapshot_shows_drift_and_degrades_its_site(
+        page: Any, client: httpx.AsyncClient) -> None:
+    from playwright.async_api import expect
+
+    from tests.contracts.fleet_docs import tank_binding, tank_design
+    admin = bearer(ApiRole.ADMIN)
+    r = await client.post("/api/devices", json={"id": "mixer-4", "site": "east-field"},
+                          headers=admin)
+    assert r.status_code == 201, r.text
+    for path, body in (("/api/designs", tank_design()),
+                       ("/api/bindings", tank_binding("b-mixer", {"device": "mixer-4"})),
+                       ("/api/snapshots", {"target": {"devices": ["mixer-4"]}})):
+        r = await client.post(path, json=body, headers=admin)
+        assert r.status_code == 201, r.text
+    sid = r.json()["id"]
+    r = await client.put("/api/devices/mixer-4/desired", json={"snapshot": sid}, headers=admin)
+    assert r.status_code == 200, r.text
+    east = page.locator("#sites [data-site='east-field']")
+    await expect(east).to_have_attribute("data-health", "degraded")
+    await expect(east.locator("li[data-device='mixer-4'] .fleet-snapshot")).to_contain_text(
+        f"desired {sid[:12]} (tank-fill.mixer-4) · observed nothing reported · DRIFT: ")
+    timeline = page.locator("#timeline li[data-kind='snapshot']")
+    await expect(timeline.first).to_contain_text(f"snapshot {sid} by admin-user")

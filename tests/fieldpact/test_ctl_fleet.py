@@ -1,0 +1,131 @@
+"""`fieldpact ctl` over issue 12's fleet routes on a real hub (uvicorn on 127.0.0.1, a real store):
+designs, snapshot create|list|show|diff, plan (a dry run: the store is unchanged) and drift
+(`--check` exits DRIFT). Skipped on a hub without the routes; test_ctl.py then checks that each
+command says so with Exit.UNSUPPORTED."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from fieldpact.ctl_client import Exit
+from hub.api import ROUTES
+from hub.auth import ApiRole
+from hub.store import HubStore
+from tests.hub.conftest import TOKENS, bearer
+
+from .test_ctl import ADMIN, OPERATOR, Ctl, ctl  # noqa: F401 - the ctl fixture
+
+FLEET_ROUTES = {"/api/designs", "/api/snapshots", "/api/plans", "/api/drift"}
+if not FLEET_ROUTES <= {r.path for r in ROUTES}:
+    pytest.skip("this hub has no fleet routes (issue 12)", allow_module_level=True)
+
+from tests.contracts.fleet_docs import tank_binding, tank_design  # noqa: E402 - lane E's docs
+
+DEVICES = {"pump-7": ("north", 20), "skid-2": ("north", 100), "tank-9": ("south", 7)}
+TARGET = {"target": {"labels": {"kind": "tank"}}}
+assert TOKENS[ApiRole.ADMIN] == ADMIN
+
+
+async def _post(client: httpx.AsyncClient, path: str, body: Any) -> Any:
+    r = await client.post(path, json=body, headers=bearer(ApiRole.ADMIN))
+    assert r.status_code in (200, 201), r.text
+    return r.json()
+
+
+@pytest.fixture
+async def bound(client: httpx.AsyncClient) -> None:
+    """Three registered tank devices, the tank design, one binding per device."""
+    for device, (site, _) in DEVICES.items():
+        await _post(client, "/api/devices", {"id": device, "site": site,
+                                             "labels": {"kind": "tank"}})
+    await _post(client, "/api/designs", tank_design())
+    for device, (_, pump) in DEVICES.items():
+        await _post(client, "/api/bindings", tank_binding(f"b-{device}", {"device": device}, pump))
+
+
+async def _snapshot(ctl: Ctl, tmp_path: Path, name: str = "snap.yaml") -> str:
+    file = tmp_path / name
+    file.write_text(json.dumps(TARGET) if name.endswith(".json")
+                    else "target:\n  labels: {kind: tank}\n")
+    made = await ctl("snapshot", "create", str(file), "--json", token=ADMIN)
+    assert made.code == Exit.OK, made.err
+    return str(made.json()["id"])
+
+
+async def test_designs_list_and_show_and_an_unknown_design_is_not_found(
+        bound: None, ctl: Ctl) -> None:
+    listed = await ctl("designs")
+    assert listed.code == Exit.OK, listed.err
+    row = next(ln for ln in listed.out.splitlines() if "tank-fill" in ln)
+    assert "[3]" in row and row.rstrip("│ ").endswith("3")
+    shown = await ctl("designs", "tank-fill", "--json")
+    assert [v["version"] for v in shown.json()["versions"]] == [3]
+    assert (await ctl("designs", "nope")).code == Exit.NOT_FOUND
+
+
+async def test_snapshot_create_is_content_addressed_listed_shown_and_needs_admin(
+        bound: None, ctl: Ctl, tmp_path: Path) -> None:
+    sid = await _snapshot(ctl, tmp_path)
+    assert await _snapshot(ctl, tmp_path, "again.json") == sid  # same content, same id
+    listed = await ctl("snapshot", "list", "--json")
+    assert [s["id"] for s in listed.json()["snapshots"]] == [sid]
+    assert sid in (await ctl("snapshot", "list")).out
+    shown = await ctl("snapshot", "show", sid, "--json")
+    assert shown.code == Exit.OK and len(shown.json()["content"]["bindings"]) == 3
+    assert (await ctl("snapshot", "show", "0" * 64)).code == Exit.NOT_FOUND
+    weak = await ctl("snapshot", "create", str(tmp_path / "snap.yaml"), token=OPERATOR)
+    assert weak.code == Exit.AUTH and "needs admin" in weak.err
+    (tmp_path / "bad.yaml").write_text("target: {colour: blue}\n")
+    bad = await ctl("snapshot", "create", str(tmp_path / "bad.yaml"), token=ADMIN)
+    assert bad.code == Exit.REFUSED and "  target:" in bad.err
+
+
+async def test_snapshot_diff_names_the_device_and_field_that_change(
+        bound: None, ctl: Ctl, client: httpx.AsyncClient, tmp_path: Path) -> None:
+    a = await _snapshot(ctl, tmp_path)
+    await _post(client, "/api/bindings", tank_binding("b-skid-2", {"device": "skid-2"}, 101))
+    b = await _snapshot(ctl, tmp_path, "b.yaml")
+    diff = await ctl("snapshot", "diff", a, b, "--json")
+    assert diff.code == Exit.OK, diff.err
+    [row] = diff.json()["devices"]
+    assert (row["device"], row["change"]) == ("skid-2", "changed")
+    table = await ctl("snapshot", "diff", a, b)
+    assert "skid-2" in table.out and "changed" in table.out and "summary: added 0" in table.out
+
+
+async def test_plan_is_a_dry_run_that_changes_nothing_and_narrows_to_a_site(
+        bound: None, ctl: Ctl, store: HubStore, tmp_path: Path) -> None:
+    sid = await _snapshot(ctl, tmp_path)
+    before = (store.contracts.find(), store.audit.find(limit=1000))
+    plan = await ctl("plan", sid, "--json", token=ADMIN)
+    assert plan.code == Exit.OK, plan.err
+    assert sorted(r["device"] for r in plan.json()["devices"]) == sorted(DEVICES)
+    table = await ctl("plan", sid, token=ADMIN)
+    assert "dry run: nothing changed" in table.out and "install" in table.out
+    south = await ctl("plan", sid, "--target", json.dumps({"sites": ["south"]}), "--json",
+                      token=ADMIN)
+    assert [r["device"] for r in south.json()["devices"]] == ["tank-9"]
+    assert (store.contracts.find(), store.audit.find(limit=1000)) == before
+    assert (await ctl("plan", "0" * 64, token=ADMIN)).code == Exit.NOT_FOUND
+    bad = await ctl("plan", sid, "--target", "[1]", token=ADMIN)
+    assert bad.code == Exit.USAGE and "is not a JSON object" in bad.err
+
+
+async def test_drift_lists_desired_vs_observed_and_check_exits_drift_naming_each_device(
+        bound: None, ctl: Ctl, client: httpx.AsyncClient, tmp_path: Path) -> None:
+    assert (await ctl("drift", "--check")).code == Exit.OK  # nothing desired: nothing drifts
+    sid = await _snapshot(ctl, tmp_path)
+    r = await client.put("/api/devices/pump-7/desired", json={"snapshot": sid},
+                         headers=bearer(ApiRole.ADMIN))
+    assert r.status_code == 200, r.text
+    drift = await ctl("drift", "--json")
+    [entry] = drift.json()["entries"]
+    assert (entry["device"], entry["in_sync"]) == ("pump-7", False)
+    checked = await ctl("drift", "--check")
+    assert checked.code == Exit.DRIFT and "pump-7" in checked.out
+    assert f"  pump-7 {entry['contract']}: {entry['why']}" in checked.err
+    assert (await ctl("drift", "--check", "--site", "south")).code == Exit.OK
