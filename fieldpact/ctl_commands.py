@@ -191,7 +191,10 @@ def drift(client: HubClient, args: argparse.Namespace) -> Output:
     body = client.get("/api/drift")
     rows = [r for r in _listed(body, "entries") if isinstance(r, dict)
             and (args.site is None or r.get("site") == args.site)]
-    shown = _with_summary(body, render.rows_table("drift", rows, DRIFT_COLUMNS))
+    if args.site is not None and isinstance(body, dict):
+        body = {**body, "entries": rows}
+    shown = _with_summary(body, render.rows_table("drift", [_drift_row(r) for r in rows],
+                                                  DRIFT_COLUMNS))
     drifting = [r for r in rows if not r.get("in_sync")]
     if args.check and drifting:
         devices = len({r.get("device") for r in drifting})
@@ -205,6 +208,18 @@ def drift(client: HubClient, args: argparse.Namespace) -> Output:
 
 DRIFT_COLUMNS = ("device", "site", "contract", "in_sync", "why", "since_ms", "drifting_ms",
                  "alarm", "desired", "observed")
+SNAPSHOT_ID_CHARS = 12
+"""A snapshot id is a content hash: its first 12 hex digits tell snapshots apart in a table."""
+
+
+def _drift_row(r: dict[str, Any]) -> dict[str, Any]:
+    """A drift entry for the table: the desired snapshot (short id) and the observed contract
+    instead of their whole objects (--json has them)."""
+    desired, observed = r.get("desired"), r.get("observed")
+    return {**r, "desired": str(desired.get("snapshot"))[:SNAPSHOT_ID_CHARS]
+            if isinstance(desired, dict) else desired,
+            "observed": observed.get("contract") or "nothing reported"
+            if isinstance(observed, dict) else observed}
 
 
 # ---- helpers ------------------------------------------------------------------------------------

@@ -125,7 +125,11 @@ async def test_drift_lists_desired_vs_observed_and_check_exits_drift_naming_each
     drift = await ctl("drift", "--json")
     [entry] = drift.json()["entries"]
     assert (entry["device"], entry["in_sync"]) == ("pump-7", False)
+    table = await ctl("drift")
+    row = next(ln for ln in table.out.splitlines() if "pump-7" in ln)
+    assert sid[:12] in row and "nothing reported" in row and "false" in row
     checked = await ctl("drift", "--check")
     assert checked.code == Exit.DRIFT and "pump-7" in checked.out
     assert f"  pump-7 {entry['contract']}: {entry['why']}" in checked.err
-    assert (await ctl("drift", "--check", "--site", "south")).code == Exit.OK
+    south = await ctl("drift", "--check", "--site", "south", "--json")
+    assert south.code == Exit.OK and south.json()["entries"] == []
