@@ -130,3 +130,70 @@ function renderCharts(container, series, endMs) {
   }
   container.replaceChildren(...figures);
 }
+
+// ---- a reconciled outage: the projected steps against the actual ones ----------------------
+//
+// From the reconciliation report alone (hub/reconcile.py): `timing` has, for each step both
+// entered, when the projection said and when the device's journal says. Two lanes over the
+// outage [from_ms, to_ms]: each step a segment from its entry to the next step's entry.
+
+const OUTAGE = { width: 960, height: 110, left: 90, right: 20, lane: 26, top: 14 };
+
+function stepSegments(marks, endMs) {
+  const sorted = marks.filter((m) => typeof m.ts === "number").sort((a, b) => a.ts - b.ts);
+  return sorted.map((m, i) => ({ step: m.step, from: m.ts,
+    to: i + 1 < sorted.length ? sorted[i + 1].ts : endMs }));
+}
+
+function outageLane(svg, label, segments, row, x) {
+  const y = OUTAGE.top + row * (OUTAGE.lane + 12);
+  svg.append(svgEl("text", { class: "chart-tick", x: OUTAGE.left - 8, y: y + 17,
+    "text-anchor": "end" }, label));
+  for (const s of segments) {
+    const x0 = x(s.from);
+    const w = Math.max(2, x(s.to) - x0);
+    const g = svgEl("g", { class: `outage-step outage-${label}`, "data-step": s.step,
+      "data-lane": label });
+    g.append(svgEl("rect", { x: x0, y, width: w, height: OUTAGE.lane }),
+      svgEl("text", { class: "outage-label", x: x0 + 4, y: y + 17 }, s.step));
+    svg.append(g);
+  }
+}
+
+function outageChart(report) {
+  const { width, left, right } = OUTAGE;
+  const from = report.from_ms;
+  const to = Math.max(report.to_ms, from + 1000);
+  const x = (ts) => left + ((Math.min(Math.max(ts, from), to) - from) / (to - from))
+    * (width - left - right);
+  const timing = report.timing || [];
+  const svg = svgEl("svg", { class: "outage-chart", viewBox: `0 0 ${width} ${OUTAGE.height}`,
+    role: "img" });
+  svg.append(svgEl("title", {}, "projected steps against actual steps"));
+  outageLane(svg, "projected", stepSegments(timing.map((t) => ({ step: t.step, ts: t.projected_ms })), to), 0, x);
+  outageLane(svg, "actual", stepSegments(timing.map((t) => ({ step: t.step, ts: t.actual_ms })), to), 1, x);
+  const axisY = OUTAGE.height - 6;
+  svg.append(svgEl("text", { class: "chart-tick", x: left, y: axisY }, clockLabel(from)),
+    svgEl("text", { class: "chart-tick", x: width - right, y: axisY, "text-anchor": "end" },
+      `${clockLabel(to)} UTC`));
+  return svg;
+}
+
+// The latest reconciliation with step timing, drawn into `container` (or why there is none).
+function renderOutage(container, recs) {
+  const rec = recs.find((r) => r.report && (r.report.timing || []).length > 0
+    && typeof r.report.from_ms === "number" && typeof r.report.to_ms === "number");
+  if (!rec) {
+    const empty = document.createElement("p");
+    empty.className = "empty";
+    empty.textContent = "no reconciled outage with step timing yet";
+    container.replaceChildren(empty);
+    return;
+  }
+  const caption = document.createElement("p");
+  caption.className = "outage-caption";
+  const reasons = (rec.report.reasons || []).join("; ") || "within tolerance";
+  caption.textContent = `${rec.device} · ${rec.contract}@${rec.version} · outage `
+    + `${clockLabel(rec.report.from_ms)}–${clockLabel(rec.report.to_ms)} UTC · ${reasons}`;
+  container.replaceChildren(caption, outageChart(rec.report));
+}

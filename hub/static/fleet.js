@@ -196,4 +196,5 @@ function renderFleet(board) {
   const lastTs = (fleet.series && fleet.series.points || []).flatMap((p) => p.samples.map((s) => s[0]));
   const endMs = Math.max(device && device.last_seen_ms || 0, ...lastTs);
   renderCharts(document.getElementById("charts"), fleet.series, endMs);
+  renderOutage(document.getElementById("outage"), board.recs);
 }

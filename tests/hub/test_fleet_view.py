@@ -50,6 +50,15 @@ def _seed(store: HubStore) -> None:
     store.reconciliations.add(ReconciliationRecord(
         device="well-9", contract="tank-fill", version=2, ts_ms=START_MS - 30_000,
         divergent=True, report={"reasons": ["step: projected fill, actual hold"]}, action="none"))
+    store.reconciliations.add(ReconciliationRecord(
+        device="booster-skid-2", contract="tank-fill", version=3, ts_ms=START_MS - 90_000,
+        divergent=True, action="none", report={
+            "from_ms": START_MS - 600_000, "to_ms": START_MS - 90_000,
+            "reasons": ["timing: step hold off by 120.0 s (tolerance 30 s)"],
+            "timing": [{"step": "fill", "projected_ms": START_MS - 600_000,
+                        "actual_ms": START_MS - 600_000, "delta_s": 0.0},
+                       {"step": "hold", "projected_ms": START_MS - 400_000,
+                        "actual_ms": START_MS - 280_000, "delta_s": 120.0}]}))
     old = store.alarms.raise_("mixer-4", "journal_gap", "seq 4..9 missing", START_MS - 50_000)
     store.alarms.clear(old, START_MS - 40_000)
     store.alarms.raise_("pump-station-7", "guard_trip", "reason=stale point=level", START_MS + 1000)
@@ -132,6 +141,23 @@ async def test_chart_draws_the_journaled_values_with_units_a_gap_and_follows_a_c
     await page.click("#sites li[data-device='mixer-4'] .fleet-pick")
     await expect(page.locator("#chart-title")).to_have_text("Recent values: mixer-4")
     await expect(page.locator("#charts")).to_have_text("no journaled readings yet")
+
+
+@needs_chromium
+async def test_the_last_reconciled_outage_draws_projected_against_actual_steps(page: Any) -> None:
+    from playwright.async_api import expect
+    outage = page.locator("#outage")
+    await expect(outage.locator(".outage-caption")).to_have_text(
+        "booster-skid-2 · tank-fill@3 · outage 05:50:00–05:58:30 UTC · "
+        "timing: step hold off by 120.0 s (tolerance 30 s)")
+    await expect(outage.locator("g.outage-step")).to_have_count(4)
+
+    async def x(lane: str, step: str) -> float:
+        rect = outage.locator(f"g[data-lane='{lane}'][data-step='{step}'] rect")
+        return float(await rect.get_attribute("x") or "nan")
+    assert await x("projected", "fill") == await x("actual", "fill")
+    # hold entered 120 s later than projected: the actual segment starts further right
+    assert await x("actual", "hold") - await x("projected", "hold") > 100
 
 
 @pytest.mark.skipif(not HAS_DRIFT, reason="this hub has no GET /api/drift (issue 12)")
