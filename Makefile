@@ -35,6 +35,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.safety
 	$(BIN)/python -m bench.convergence
 	$(BIN)/python -m bench.hostile
+	$(BIN)/python -m bench.fleet_view
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

@@ -75,5 +75,6 @@ async def device_series(request: Request) -> Response:
         except NotFound:
             document = {}
         units = series.units_of(document)
-    return JSONResponse({"device": device.id, "contract": device.contract,
-                         "version": device.version, **series.fold(rows, units)})
+    head = {"device": device.id, "contract": device.contract, "version": device.version}
+    body = await inbound.service(request).worker.run(series.encoded, head, rows, units)
+    return Response(body, media_type="application/json")

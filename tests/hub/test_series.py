@@ -6,10 +6,11 @@ import json
 from typing import Any
 
 import httpx
+import pytest
 
 from contracts import codec
 from hub.auth import ApiRole
-from hub.series import fold, units_of
+from hub.series import encoded, fold, units_of
 from hub.store import HubStore, JournalRow
 
 from .conftest import START_MS, bearer
@@ -44,6 +45,15 @@ def test_fold_keeps_good_numbers_as_steps_bad_ones_as_gaps_and_passes_by_the_res
                                                    [START_MS + 7000, 2.25]]},
         {"name": "valve_open", "unit": None, "samples": [[START_MS + 1000, 1]]},
     ]  # "mode" is a string point: nothing to draw, so no series
+
+
+def test_a_nan_or_infinite_reading_is_a_gap_and_the_answer_is_strict_json() -> None:
+    rows = [_inputs(1, level=[1.0, "good", None]), _inputs(2, level=[float("nan"), "good", None]),
+            _inputs(3, level=[float("inf"), "good", None]), _inputs(4, level=[2.0, "good", None])]
+    body = encoded({"device": "pump-station-7"}, rows, {"level": "m"})
+    parsed = json.loads(body, parse_constant=lambda c: pytest.fail(f"{c} in the answer"))
+    assert parsed["points"][0]["samples"] == [[START_MS + 1000, 1.0], [START_MS + 2000, None],
+                                              [START_MS + 4000, 2.0]]
 
 
 def test_units_come_from_the_contract_document_and_a_strange_document_gives_none() -> None:
