@@ -9,21 +9,26 @@ Theory of operation:
   (contract): FAILED, REFUSED, ... A FAULTed device leaves only by an operator RESET.
 - The tables are pure data; persistence (one transaction per change, with its history row) is the
   store's job, so a restarted hub resumes from the last persisted state.
+- A retry is a no-op: the same event again, right after it produced the current state, is illegal
+  from that state but changes nothing (`next_state`), so callers may retry after a crash.
+- Every event has an origin (`ORIGIN`): the PEER's (a device's message, or the broker's will on
+  its behalf) or the HUB's own decision (a timer, a restart, an operator). An illegal event of the
+  peer's is a RemoteProtocolError (logged, counted, the hub carries on); of the hub's, a bug: the
+  IllegalTransition (a LocalProtocolError) raises (`refused`; hub/errors.py).
+- What the sync side asks of a device's state lives here too: which states are watched for
+  silence (`WATCHED_FOR_SILENCE`), which ones mean "offline" (`SHOWN_OFFLINE`), and which events
+  are self-loops not worth a durable transaction (`is_self_loop`).
 """
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
-
-class IllegalTransition(Exception):
-    """An event that the machine's table does not allow in the current state."""
-
-    def __init__(self, machine: str, state: enum.StrEnum, event: enum.StrEnum) -> None:
-        self.machine, self.state, self.event = machine, state, event
-        super().__init__(f"{machine}: event {event.value!r} is illegal in state {state.value!r}")
+from hub.errors import IllegalTransition as IllegalTransition  # the hub's error tree holds it
+from hub.errors import PeerFault, RemoteProtocolError
 
 
 class DeviceState(enum.StrEnum):
@@ -85,6 +90,14 @@ DEVICE_TRANSITIONS: Mapping[tuple[DeviceState, DeviceEvent], DeviceState] = Mapp
                                          _E.CHAIN_BROKEN)},
     (_D.FAULT, _E.RESET): _D.UNKNOWN,
 })
+
+WATCHED_FOR_SILENCE = frozenset({_D.LIVE, _D.RECONCILING, _D.RECONCILED})
+"""States in which a device is expected to speak: silence past the timeout takes SILENCE. The
+others are offline already (PROJECTED, UNKNOWN) or not trusted (FAULT)."""
+
+SHOWN_OFFLINE = frozenset({_D.PROJECTED, _D.UNKNOWN})
+"""States in which the hub holds no live picture of the device: a birth seen there is news even
+when identical to the last one (after a last will the broker's retained status is `offline`)."""
 
 
 class ContractStatus(enum.StrEnum):
@@ -245,3 +258,68 @@ def render_table(machine: str) -> str:
     w1 = max(len(r[1]) for r in rows)
     lines = [f"  {s:<{w0}}  {e:<{w1}}  ->  {t}" for s, e, t in rows]
     return f"{machine}\n" + "\n".join(lines) + "\n"
+
+
+class Origin(enum.StrEnum):
+    PEER = "peer"  # a device's message (or the broker's last will on its behalf)
+    HUB = "hub"    # the hub's own decision: a timer, a restart, an operator, the planner
+
+
+ORIGIN: Mapping[enum.StrEnum, Origin] = MappingProxyType({
+    **{e: Origin.PEER for e in (_E.BIRTH, _E.TELEMETRY, _E.WILL, _E.CHAIN_BROKEN)},
+    **{e: Origin.HUB for e in (_E.SILENCE, _E.JOURNAL_CAUGHT_UP, _E.RECONCILE_DONE, _E.RESET,
+                               _E.HUB_RESTART, _E.JOURNAL_STALLED)},
+    **{e: Origin.PEER for e in (_CE.ACCEPT, _CE.REFUSE, _CE.START, _CE.TRIP, _CE.RESUME,
+                                _CE.COMPLETE, _CE.FAIL)},
+    **{e: Origin.HUB for e in (_CE.PUSH, _CE.HOLD, _CE.ABORT, _CE.SUPERSEDE, _CE.EXPIRE)},
+    **{e: Origin.HUB for e in DeploymentEvent},
+})
+"""Who triggers each event of every machine: decides whose fault an illegal one is (`refused`)."""
+
+
+def is_self_loop(state: S, event: enum.StrEnum) -> bool:
+    """Whether `event` is legal in `state` and leaves it there. The sync side skips such an event
+    when it is frequent (TELEMETRY every second from every device): the store would write no
+    history row, but each applied event is still a durable (fsync'd) transaction."""
+    try:
+        return transition(state, event) is state
+    except IllegalTransition:
+        return False
+
+
+@dataclass(frozen=True, kw_only=True)
+class Step(Generic[S]):
+    """The outcome of one event: the state before and after, and whether it must be written (a
+    self-loop or a retried event writes nothing)."""
+
+    before: S
+    after: S
+
+    @property
+    def written(self) -> bool:
+        return self.after is not self.before
+
+
+def next_state(current: S, event: enum.StrEnum,
+               last: Callable[[], tuple[str, str] | None] = lambda: None) -> Step[S]:
+    """The step `event` takes from `current`. `last()` gives the `(event, to)` of the last
+    transition persisted for this subject (asked only for an event the table refuses): the same
+    event repeated right after it took effect is a retry, a no-op (Step with written False), so
+    callers may retry after a crash.
+
+    Raises IllegalTransition for any other event that the table does not allow."""
+    try:
+        return Step(before=current, after=transition(current, event))
+    except IllegalTransition:
+        if last() == (event.value, current.value):
+            return Step(before=current, after=current)
+        raise
+
+
+def refused(exc: IllegalTransition, device: str, subject: str) -> RemoteProtocolError:
+    """The RemoteProtocolError for an illegal event that a peer (`device`) triggered on `subject`
+    (a device or contract id): its message came out of order. An illegal event the hub triggered
+    itself is a bug: `exc` is raised again."""
+    if ORIGIN.get(exc.event) is not Origin.PEER:
+        raise exc
+    return RemoteProtocolError(PeerFault.OUT_OF_ORDER, device, f"{subject}: {exc}")

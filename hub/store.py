@@ -4,9 +4,9 @@ Rules:
 - The schema is a list of migrations (sqlite-utils `Migrations`: each one and its record are
   applied in one transaction). On open, a database holding a migration this build does not know is
   refused with StoreError: it was written by a newer hub, and guessing would corrupt it.
-- Every state change goes through `hub.states.transition()` and is written together with its
-  history row in ONE transaction. Self-loops write nothing. A retried event (the same event that
-  produced the current state, now illegal from it) is a no-op, so callers may retry after a crash.
+- Every state change goes through `hub.states.next_state()` and is written together with its
+  history row in ONE transaction. Self-loops and retried events write nothing (the rules are
+  hub/states.py's; the store gives it the last persisted transition).
 - Journal rows are keyed by (device, seq) and inserted with INSERT OR IGNORE: ingestion is
   idempotent (invariant 5). Out-of-order entries wait in journal_pending.
 - `synchronous=FULL`: the hub acks journal entries to agents, which may then drop them (invariant
@@ -39,7 +39,7 @@ from runtime.files import private_sqlite
 from hub.audit import AuditAction, AuditEntry, Outcome
 from hub.lineage import Budget
 from hub.states import (
-    ContractEvent, ContractStatus, DeviceEvent, DeviceState, IllegalTransition, transition,
+    ContractEvent, ContractStatus, DeviceEvent, DeviceState, next_state,
 )
 
 
@@ -461,8 +461,6 @@ class HubStore:
         with self._tx():
             current = self.device(device).state
             target = self._next("device_transitions", "device", device, current, event)
-            if target is None:
-                return Changed(before=current, after=current, written=False)
             if target is not current:
                 self.db.execute("UPDATE devices SET state = ?, state_since_ms = ? WHERE id = ?",
                                 [target.value, ts_ms, device])
@@ -480,15 +478,14 @@ class HubStore:
     # ---- shared transition plumbing ---------------------------------------------------------
 
     def _next(self, table: str, column: str, key: str, current: Any, event: Any) -> Any:
-        """The target state, or None for a retried event that already took effect."""
-        try:
-            return transition(current, event)
-        except IllegalTransition:
-            last = self._one(f'SELECT "to", event FROM {table} WHERE {column} = ? '
-                             "ORDER BY id DESC LIMIT 1", [key])
-            if last and last["event"] == event.value and last["to"] == current.value:
-                return None
-            raise
+        """The target state: the current one for a self-loop or a retried event (the rule is
+        hub.states.next_state's; the store reads the last transition it persisted, if asked)."""
+        return next_state(current, event, lambda: self._last_transition(table, column, key)).after
+
+    def _last_transition(self, table: str, column: str, key: str) -> tuple[str, str] | None:
+        last = self._one(f'SELECT "to", event FROM {table} WHERE {column} = ? '
+                         "ORDER BY id DESC LIMIT 1", [key])
+        return (last["event"], last["to"]) if last else None
 
     def _history(self, table: str, column: str, key: str, before: Any, after: Any, event: str,
                  ts_ms: EpochMs, reason: str | None) -> None:
@@ -553,8 +550,6 @@ class HubStore:
         with self._tx():
             current = self.contract(cid).status
             target = self._next("contract_transitions", "contract", cid, current, event)
-            if target is None:
-                return Changed(before=current, after=current, written=False)
             if target is not current:
                 self.db.execute("UPDATE contracts SET status = ?, updated_ms = ?, reason = ? "
                                 "WHERE id = ?", [target.value, ts_ms, reason, cid])
