@@ -120,13 +120,13 @@ class Site:
     def acked(self) -> int:
         assert self.hub is not None
         try:
-            return self.hub.store.device(DEVICE).acked_seq
+            return self.hub.store.devices.get(DEVICE).acked_seq
         except Exception:  # noqa: BLE001 - not registered yet
             return 0
 
     def gapless(self, through: int) -> bool:
         assert self.hub is not None
-        seqs = [r.seq for r in self.hub.store.journal(DEVICE, 0, through + 10_000)]
+        seqs = [r.seq for r in self.hub.store.journal.rows(DEVICE, 0, through + 10_000)]
         return seqs[:through] == list(range(1, through + 1))
 
     async def head(self) -> int:

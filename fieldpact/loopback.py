@@ -145,7 +145,7 @@ class LocalSite:
     def device_state(self, device: str) -> DeviceState | None:
         assert self.hub is not None
         try:
-            return self.hub.store.device(device).state
+            return self.hub.store.devices.get(device).state
         except Exception:
             return None
 

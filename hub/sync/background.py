@@ -57,20 +57,20 @@ class Background(Batches):
     async def _reconcile_requests(self) -> None:
         """Operators' POST /api/contracts/{id}/reconcile, oldest first; each is finished once
         handled, whether or not the journal held a run to compare (then an alarm says so)."""
-        for req in self.store.open_reconcile_requests():
+        for req in self.store.reconciliations.open_requests():
             try:
-                record = self.store.contract(req.contract)
+                record = self.store.contracts.get(req.contract)
                 done = await self.offline.reconcile_contract(record, req.actor)
                 if done is None:
                     self._alarm(req.device, AlarmKind.RECONCILE_EMPTY,
                                 f"{req.contract}: no run of this contract in the journal yet")
             except NotFound:
                 log.warning("reconcile_request_unknown contract=%s", req.contract)
-            self.store.finish_reconcile_request(req.id, self.clock())
+            self.store.reconciliations.finish_request(req.id, self.clock())
 
     def _check_silence(self) -> None:
         now = self.clock()
-        for d in self.store.devices():
+        for d in self.store.devices.find():
             seen = seen_ms(self.live.get(d.id), d.last_seen_ms)
             if silent(d.state, seen, now, self.silence_timeout_ms):
                 self._event(d.id, DeviceEvent.SILENCE, f"silent for {(now - seen) // 1000} s")
@@ -80,7 +80,7 @@ class Background(Batches):
         hub's cursor has not moved for the silence timeout, is not shown live: a trip may sit in
         the part of the journal the hub does not have."""
         now = self.clock()
-        for d in self.store.devices(DeviceState.LIVE):
+        for d in self.store.devices.find(DeviceState.LIVE):
             live = self.live.get(d.id)
             since = self._advanced_ms.setdefault(d.id, now)
             cursor = self._cursor(d).seq
@@ -89,18 +89,18 @@ class Background(Batches):
                             f"journal at {cursor}, device at {live.seq if live else 0}")
 
     def _refresh_projections(self) -> None:
-        for d in self.store.devices(DeviceState.PROJECTED):
+        for d in self.store.devices.find(DeviceState.PROJECTED):
             if is_projection(d.projection):
                 store_projection(self.store, self.offline, d.id, dict(d.projection), self.clock())
 
     def flush_live(self) -> None:
         """Persist the latest live values of devices that sent telemetry since the last flush."""
-        records = {d.id: d for d in self.store.devices()}  # one read, not one per device
+        records = {d.id: d for d in self.store.devices.find()}  # one read, not one per device
         updates: dict[str, dict[str, Any]] = {}
         for device in sorted(self._dirty & records.keys()):
             if is_projection(records[device].projection):
                 continue  # an outage not yet reconciled: the projection is evidence, keep it
             live = self.live[device]
             updates[device] = {"last_seen_ms": live.ts_ms, "projection": live.shown()}
-        self.store.update_devices(updates)
+        self.store.devices.update_many(updates)
         self._dirty.clear()

@@ -114,7 +114,7 @@ class Batches(SyncCore):
     def announce_restart(self) -> None:
         """This process is a new hub: every device shown live or being caught up takes
         HUB_RESTART (interface 7). Called by `run()` before the link starts."""
-        for d in self.store.devices():
+        for d in self.store.devices.find():
             self._event(d.id, DeviceEvent.HUB_RESTART, f"hub boot {self.boot_id[:8]}")
 
     async def _on_link_up(self) -> None:
@@ -122,10 +122,10 @@ class Batches(SyncCore):
         rewinds to the hub's real cursor when the birth arrives, then the birth."""
         with contextlib.suppress(StoreError):  # re-acked from the store: commit what it holds
             self.commit_now()
-        for d in self.store.devices():  # LinkDown ends this session; the next connect redoes it
+        for d in self.store.devices.find():  # LinkDown ends this session; the next connect redoes it
             ack = ack_for(d.acked_seq)
             if ack is not None:
                 await self.link.publish(ack_topic(d.site, d.id), ack.to_bytes())
         birth = HubBirth(boot=self.boot_id, ts_ms=self.clock())
         await self.link.publish(HUB_STATUS, birth.to_bytes(), qos=1, retain=True)
-        log.info("hub_birth boot=%s devices_acked=%d", self.boot_id, len(self.store.devices()))
+        log.info("hub_birth boot=%s devices_acked=%d", self.boot_id, len(self.store.devices.find()))

@@ -55,7 +55,7 @@ class ContractCache:
 
     def record(self, cid: str) -> ContractRecord | None:
         try:
-            return self.store.contract(cid)
+            return self.store.contracts.get(cid)
         except NotFound:
             return None
 
@@ -110,10 +110,10 @@ class SyncCore:
     def _event(self, device: str, event: DeviceEvent, reason: str | None = None) -> DeviceState:
         """Apply `event`; the state after it (unchanged when the device's event was refused)."""
         try:
-            changed = self.store.apply_device_event(device, event, self.clock(), reason)
+            changed = self.store.devices.apply_event(device, event, self.clock(), reason)
         except IllegalTransition as exc:
             self._peer_fault(refused(exc, device, device))
-            return self.store.device(device).state
+            return self.store.devices.get(device).state
         if changed.written:
             log.info("device_state device=%s %s -> %s event=%s", device, changed.before,
                      changed.after, event.value)
@@ -125,7 +125,7 @@ class SyncCore:
             self._target.pop(device, None)
             self._snapshotted.discard(device)
         if after is DeviceState.PROJECTED:
-            rec = self.store.device(device)
+            rec = self.store.devices.get(device)
             live = self.live.get(device)
             blob = self.offline.start_projection(rec, live.seed() if live else None,
                                                  self._cursor(rec).seq)
@@ -134,20 +134,20 @@ class SyncCore:
 
     async def _maybe_caught_up(self, device: str) -> None:
         """A device in `reconciling` whose journal caught up: reconcile it, then it is live."""
-        rec = self.store.device(device)
+        rec = self.store.devices.get(device)
         if not caught_up(rec.state, self._target.get(device), self._cursor(rec).seq):
             return
         if self._event(device, DeviceEvent.JOURNAL_CAUGHT_UP) is DeviceState.RECONCILED:
-            report = await self.offline.reconcile_device(self.store.device(device))
+            report = await self.offline.reconcile_device(self.store.devices.get(device))
             if report is not None:
-                self.store.update_device(device, drift=report.report, projection=None)
+                self.store.devices.update(device, drift=report.report, projection=None)
             why = f"reconciliation {report.id}" if report else "no outage to reconcile"
             self._event(device, DeviceEvent.RECONCILE_DONE, why)
 
     def _contract_event(self, device: str, cid: str, event: ContractEvent, reason: str) -> bool:
         """Apply the device's word `event` to contract `cid`; whether a transition was written."""
         try:
-            return self.store.apply_contract_event(cid, event, self.clock(), reason).written
+            return self.store.contracts.apply_event(cid, event, self.clock(), reason).written
         except IllegalTransition as exc:
             self._peer_fault(refused(exc, device, cid))
         except NotFound as exc:
@@ -166,7 +166,7 @@ class SyncCore:
         if self.registry.get(device) is None:
             return False
         try:
-            self.store.device(device)
+            self.store.devices.get(device)
         except NotFound:
             return False
         return True
@@ -184,7 +184,7 @@ class SyncCore:
         self._target[device] = max(self._target.get(device, 0), head)
 
     def _alarm(self, device: str, kind: str, detail: str) -> None:
-        self.store.raise_alarm(device, kind, detail, self.clock())
+        self.store.alarms.raise_(device, kind, detail, self.clock())
         log.error("alarm device=%s kind=%s detail=%s", device, kind, quote(detail))
 
     # -- claims (hub/claims.py decides; these only look up what the hub knows) -------------
@@ -240,4 +240,4 @@ def store_projection(store: HubStore, offline: OfflineManager, device: str,
     """Write `device`'s projection as it stands at `now`, with its confidence then."""
     blob = with_current(blob, offline.points(device, blob), now)
     blob["confidence"] = offline.confidence_at(blob, now)
-    store.update_device(device, projection=blob)
+    store.devices.update(device, projection=blob)

@@ -44,21 +44,21 @@ class JournalSync(Batches):
             return  # nothing stored, no ack: a genuine agent resends from the last ack
         if batch.sig is None:
             self._unsigned(device)
-        rec = self.store.device(device)
+        rec = self.store.devices.get(device)
         ing = self._ingest.setdefault(device, DeviceIngest(self._cursor(rec),
                                                            budget=self._pending_budget))
         result = ing.add([Entry.from_mapping(m) for m in batch.entries], batch.dropped_through,
                          batch.gaps, nbytes=msg.nbytes)
         if result.store:
-            self.store.insert_entries(device, result.store, result.bodies)
+            self.store.journal.insert_entries(device, result.store, result.bodies)
             self._uncommitted += len(result.store)
             self.offline.fold(device, result.store)
             self.entries_ingested += len(result.store)
         if result.gaps:
-            self.store.insert_journal([gap_row(device, g) for g in result.gaps])
+            self.store.journal.insert([gap_row(device, g) for g in result.gaps])
         if result.cursor.seq > rec.acked_seq:
             self._advanced_ms[device] = self.clock()
-        self.store.update_device(device, acked_seq=result.cursor.seq, last_hash=result.cursor.hash,
+        self.store.devices.update(device, acked_seq=result.cursor.seq, last_hash=result.cursor.hash,
                                  last_seen_ms=self.clock())
         self._heard(device, batch.to_seq)
         for g in result.gaps:
@@ -74,7 +74,7 @@ class JournalSync(Batches):
 
     async def _contract_events(self, device: str, entries: list[Entry]) -> None:
         """Apply the outcomes of a device's newly stored entries, in seq order."""
-        state = self.store.device(device).state
+        state = self.store.devices.get(device).state
         if not may_change_contracts(state).ok:
             return  # a device in FAULT changes no contract state
         live = state is DeviceState.LIVE
@@ -96,7 +96,7 @@ class JournalSync(Batches):
 
     def _entry_alarms(self, device: str, o: EntryAlarms) -> None:
         for kind in o.clear:
-            if self.store.clear_alarms(device, kind, self.clock()):
+            if self.store.alarms.clear_kind(device, kind, self.clock()):
                 log.info("alarm_cleared device=%s kind=%s by=%s", device, kind, o.event)
         if o.raise_ is not None:
             self._alarm(device, o.raise_, o.detail)
@@ -128,7 +128,7 @@ class JournalSync(Batches):
         entry = AuditEntry(ts_ms=self.clock(), actor=f"agent:{device}", action=AuditAction.RESUME,
                            outcome=outcome, device=device, contract=cid, reason=reason,
                            detail=detail)
-        self.store.add_audit(entry)
+        self.store.audit.add(entry)
         log_entry(entry)
 
     def _boot_contract(self, device: str, o: BootNamed) -> None:
@@ -147,7 +147,7 @@ class JournalSync(Batches):
         that passed is kept there), else what its birth/telemetry reported."""
         if device in self._journal_cid:
             return self._journal_cid[device]
-        rec = self.store.device(device)
+        rec = self.store.devices.get(device)
         if not self._claim(device, rec.contract, rec.version).ok:
             return None
         return contract_id(rec.contract, rec.version) if rec.contract and rec.version else None
@@ -162,7 +162,7 @@ class JournalSync(Batches):
 
     async def _plan(self, cid: str, category: FailureCategory, reason: str) -> None:
         try:
-            record = self.store.contract(cid)
+            record = self.store.contracts.get(cid)
         except NotFound:  # a contract the hub never issued (the agent's initial file)
             log.warning("plan_skipped contract=%s reason=unknown to the hub", cid)
             return

@@ -44,24 +44,24 @@ class Presence(SyncCore):
         if self._refused(device, channel, self.registry.admits(parts.site, device)) or \
                 self._refused(device, channel, birth_claim(parts.site, device, msg)):
             return  # only registered devices exist; a refused birth changes nothing
-        if replayed(self.store.device(device) if self._known(device) else None, msg):
+        if replayed(self.store.devices.get(device) if self._known(device) else None, msg):
             return  # the broker's retained copy of a birth we already handled: not news
         # A contract the hub did not issue to this device (a local file, or another device's)
         # is alarmed and not recorded; the birth itself still says the device is up.
         trusted = not self._refused(device, channel, self._claim(device, msg.contract, msg.version))
         labels = self.registry.labels(device, msg.labels)
-        self.store.ensure_device(device, parts.site, self.clock(), labels)
-        self.store.update_device(device, boot_id=msg.boot_id,
+        self.store.devices.ensure(device, parts.site, self.clock(), labels)
+        self.store.devices.update(device, boot_id=msg.boot_id,
                                  contract=msg.contract if trusted else None,
                                  version=msg.version if trusted else None,
                                  last_seq=msg.last_seq, last_seen_ms=self.clock(), labels=labels)
         self._event(device, DeviceEvent.BIRTH, f"boot {msg.boot_id[:8]}")
         self._heard(device, msg.last_seq)
-        await self._repush_if_needed(self.store.device(device))
+        await self._repush_if_needed(self.store.devices.get(device))
         await self._maybe_caught_up(device)
 
     async def _repush_if_needed(self, device: DeviceRecord) -> None:
-        for r in self.store.contracts(device=device.id):
+        for r in self.store.contracts.find(device=device.id):
             if r.status in EXPECTED and (device.contract, device.version) != (r.contract, r.version):
                 try:
                     await self.offline.service.publisher.push_contract(r.site, r.device, r.signed)
@@ -74,7 +74,7 @@ class Presence(SyncCore):
         device = parts.device
         if not self._admitted(parts.site, device, parts.channel.value):
             return  # a device appears on its birth, never on telemetry alone
-        rec = self.store.device(device)
+        rec = self.store.devices.get(device)
         plan = telemetry_plan(t, rec, self._started, fault=not may_change_contracts(rec.state).ok)
         if plan.check_claim and self._refused(device, parts.channel.value,
                                               self._claim(device, t.contract, t.version)):
@@ -85,13 +85,13 @@ class Presence(SyncCore):
         self._telemetry_alarms(device, before, live)
         self._track_health(device, t, live)
         if plan.record_contract:
-            self.store.update_device(device, contract=t.contract, version=t.version)
+            self.store.devices.update(device, contract=t.contract, version=t.version)
         if plan.start is not None:
             self._contract_event(device, plan.start, ContractEvent.START, "running")
             self._started.add(plan.start)
         if plan.event is not None:
             self._event(device, plan.event)
-        if self.store.device(device).state is DeviceState.RECONCILING:
+        if self.store.devices.get(device).state is DeviceState.RECONCILING:
             if device not in self._snapshotted:  # once per stay: a moving target is never met
                 self._snapshotted.add(device)
                 self._heard(device, t.seq)
@@ -104,10 +104,10 @@ class Presence(SyncCore):
         for kind, detail in changes.raise_:
             # The journal reports the same fact: telemetry only fills in if it is not known yet,
             # so an alarm's count counts occurrences, not messages.
-            if not self.store.alarms(device=device, kind=kind):
+            if not self.store.alarms.find(device=device, kind=kind):
                 self._alarm(device, kind, detail)
         for kind in changes.clear:
-            self.store.clear_alarms(device, kind, self.clock())
+            self.store.alarms.clear_kind(device, kind, self.clock())
 
     def _track_health(self, device: str, t: Telemetry, live: LiveValues) -> None:
         """Since when this device's telemetry has shown every input of its contract healthy
@@ -126,12 +126,12 @@ class Presence(SyncCore):
         if not self._admitted(parts.site, device, channel):
             return
         if self._refused(device, channel, self._claim(device, r.contract, r.version)) or \
-                self._refused(device, channel, may_change_contracts(self.store.device(device).state)):
+                self._refused(device, channel, may_change_contracts(self.store.devices.get(device).state)):
             return
         if r.accepted:
             self._contract_event(device, cid, ContractEvent.ACCEPT, r.detail)
             return
         if self._contract_event(device, cid, ContractEvent.REFUSE, f"{r.refusal}: {r.detail}"):
-            record = self.store.contract(cid)
+            record = self.store.contracts.get(cid)
             await self.offline.apply_policy(parse_contract(record.document), record,
                                             FailureCategory.CONFIG, f"refused: {r.refusal}", None)

@@ -86,6 +86,6 @@ def acked(hub: Any, device: str) -> int:
     be in flight when the agent already counts itself online)."""
     from hub.store import NotFound
     try:
-        return int(hub.store.device(device).acked_seq)
+        return int(hub.store.devices.get(device).acked_seq)
     except NotFound:
         return 0

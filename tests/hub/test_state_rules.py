@@ -31,6 +31,10 @@ def test_the_same_event_right_after_it_took_effect_is_a_retry_that_writes_nothin
         next_state(ContractStatus.COMPLETED, ContractEvent.START, lambda: last)
     with pytest.raises(IllegalTransition):
         next_state(ContractStatus.COMPLETED, ContractEvent.COMPLETE, lambda: ("fail", "failed"))
+    with pytest.raises(IllegalTransition):  # the event that led elsewhere
+        next_state(ContractStatus.FAILED, ContractEvent.COMPLETE, lambda: last)
+    with pytest.raises(IllegalTransition):  # no history at all
+        next_state(ContractStatus.COMPLETED, ContractEvent.COMPLETE)
 
 
 def test_the_last_transition_is_read_only_for_an_event_the_table_refuses() -> None:

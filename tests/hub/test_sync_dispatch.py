@@ -34,7 +34,7 @@ def _sync(hub: HubRuntime) -> HubSync:
 
 
 def _submitted(hub: HubRuntime) -> str:
-    hub.store.insert_contract(ContractRecord(
+    hub.store.contracts.insert(ContractRecord(
         id="tank-fill@3", contract="tank-fill", version=3, device="d1", site=SITE,
         status=ContractStatus.SUBMITTED, document={}, signed=b"s", content_hash="h",
         created_ms=1, updated_ms=1))
@@ -44,10 +44,10 @@ def _submitted(hub: HubRuntime) -> str:
 async def test_an_unreadable_payload_is_counted_and_changes_nothing(hub: HubRuntime) -> None:
     sync = _sync(hub)
     await sync.on_message(ST, birth("d1", 0))
-    before = hub.store.device("d1")
+    before = hub.store.devices.get("d1")
     await sync.on_message(TM, b"\xa1\x01\x02")  # CBOR, but no telemetry
     assert sync.remote_errors[PeerFault.UNREADABLE] == 1
-    assert hub.store.device("d1") == before and "d1" not in sync.live
+    assert hub.store.devices.get("d1") == before and "d1" not in sync.live
 
 
 async def test_a_result_out_of_order_is_counted_and_the_contract_stays(hub: HubRuntime) -> None:
@@ -58,14 +58,14 @@ async def test_a_result_out_of_order_is_counted_and_the_contract_stays(hub: HubR
                               detail="ok")
     await sync.on_message(RS, accepted.to_bytes())  # never pushed: accept is out of order
     assert sync.remote_errors[PeerFault.OUT_OF_ORDER] == 1
-    assert hub.store.contract(cid).status is ContractStatus.SUBMITTED
+    assert hub.store.contracts.get(cid).status is ContractStatus.SUBMITTED
     assert hub.offline.service.remote_errors is sync.remote_errors  # what its metrics read
 
 
 async def test_an_illegal_move_of_the_hubs_own_is_a_bug_and_raises(hub: HubRuntime) -> None:
     sync = _sync(hub)
     await sync.on_message(ST, birth("d1", 5))  # reconciling: not yet reconciled
-    assert hub.store.device("d1").state is DeviceState.RECONCILING
+    assert hub.store.devices.get("d1").state is DeviceState.RECONCILING
     with pytest.raises(LocalProtocolError, match="reconcile_done"):
         sync._event("d1", DeviceEvent.RECONCILE_DONE)
     assert sync.remote_errors.snapshot() == {"out_of_order": 0, "unreadable": 0,

@@ -81,7 +81,7 @@ async def test_broker_killed_and_restarted_without_persistence_mid_sync_converge
                     target = await head(agent)
                     await eventually(lambda: acked(hub, "d1") >= target, CONVERGE_S,
                                      f"hub caught up to {target} after the {kind} restart")
-                    rows = [r.seq for r in hub.store.journal("d1", 0, 1_000_000)]
+                    rows = [r.seq for r in hub.store.journal.rows("d1", 0, 1_000_000)]
                     ingested = hub.sync.entries_ingested if hub.sync else -1
         finally:
             hub.close()
