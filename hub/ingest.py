@@ -24,7 +24,8 @@ import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from contracts.chain import GENESIS, ChainBreak, Entry, EntryKind, encode_body, verify_chain, verify_run
+from contracts.chain import GENESIS, ChainBreak, Entry, encode_body, verify_chain, verify_run
+from contracts.journal_events import HubGapBody, encode
 from hub.store import JournalRow
 
 MAX_PENDING_GAPS = 10_000
@@ -259,7 +260,6 @@ def gap_row(device: str, g: Gap) -> JournalRow:
     """A gap kept in the hub's journal at its first seq, so a reader sees the hole rather than a
     silent jump. Its hashes link the rows around it (`before` → `after`); it is the hub's record,
     not an agent entry, and says so."""
-    body = {"missing_from": g.from_seq, "missing_to": g.to_seq, "reason": g.reason,
-            "recorded_by": "hub"}
-    return JournalRow(device=device, seq=g.from_seq, ts_ms=g.ts_ms, kind=EntryKind.GAP.value,
-                      body=encode_body(body), prev_hash=g.before, hash=g.after)
+    body = HubGapBody(missing_from=g.from_seq, missing_to=g.to_seq, reason=g.reason)
+    return JournalRow(device=device, seq=g.from_seq, ts_ms=g.ts_ms, kind=body.KIND.value,
+                      body=encode_body(encode(body)), prev_hash=g.before, hash=g.after)

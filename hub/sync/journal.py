@@ -27,6 +27,7 @@ from hub.states import ContractEvent, DeviceEvent, DeviceState
 from hub.store import NotFound, contract_id
 from hub.sync.batches import Batches
 from hub.sync.messages import Journal
+from hub.errors import PeerFault, RemoteProtocolError
 from hub.sync.outcomes import (BootNamed, EntryAlarms, Finished, Resumed, ResumeRefused, Tripped,
                                outcomes)
 
@@ -91,8 +92,11 @@ class JournalSync(Batches):
                 await self._on_trip(device, o, plan=live)
             elif isinstance(o, Resumed):
                 self._on_resumed(device, o)
-            else:
+            elif isinstance(o, ResumeRefused):
                 self._on_resume_refused(device, o)
+            else:
+                self._peer_fault(RemoteProtocolError(PeerFault.UNREADABLE, device,
+                                                     f"journal seq {o.seq}: {o.error}"))
 
     def _entry_alarms(self, device: str, o: EntryAlarms) -> None:
         for kind in o.clear:

@@ -13,15 +13,21 @@ only then applies them (hub/sync/journal.py). Per entry, in this order:
   cause persists: `resume_refused`, or the engine's `command_refused` of a resume before that
   event existed).
 A `command_refused` of a resume that an agent's own `resume_refused` in the same batch reports
-already is an echo and means nothing (it is not counted twice).
+already is an echo and means nothing (it is not counted twice). Bodies are read through
+contracts/journal_events.py's typed records; a body that does not decode is `Unreadable` (the
+peer's fault: logged and counted, and sync carries on — the entry is stored and acked already).
 """
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from contracts.chain import Entry, EntryKind
+from contracts.inputs import CommandKind
+from contracts.journal_events import (BodyError, BootBody, EventBody, EventKind, Occurrence,
+                                      RefusalBody, StepBody, TripBody, decode_entry)
+from contracts.schema import OfflineAction
 from hub.alarms import AlarmKind, detail_of, journal_alarm, quote
 from hub.states import ContractEvent
 
@@ -64,89 +70,108 @@ class Resumed:
 
 
 @dataclass(frozen=True, kw_only=True)
+class Unreadable:
+    seq: int
+    error: str
+
+
+@dataclass(frozen=True, kw_only=True)
 class ResumeRefused:
     seq: int
     cause: str
     command: Any
 
 
-Outcome = BootNamed | EntryAlarms | Finished | Tripped | Resumed | ResumeRefused
+Outcome = BootNamed | EntryAlarms | Finished | Tripped | Resumed | ResumeRefused | Unreadable
 
-_FINISHES = {"completed": ContractEvent.COMPLETE, "failed": ContractEvent.FAIL}
+READ = frozenset({EntryKind.BOOT, EntryKind.STEP, EntryKind.TRIP, EntryKind.REFUSAL,
+                  EntryKind.EVENT})
+"""The entry kinds whose bodies say anything about a contract or an alarm (the rest are not
+decoded here: ingest must keep up with 100,000 entries/s)."""
+
+_FINISHES = {EventKind.COMPLETED: ContractEvent.COMPLETE, EventKind.FAILED: ContractEvent.FAIL}
+_LATCHING = (EventKind.GUARD_TRIP, EventKind.ENGINE_ERROR)
 
 
 def outcomes(entries: Sequence[Entry]) -> list[Outcome]:
     """What `entries` (seq order) mean, in the order the sync side applies them."""
-    echoed = echoed_refusals(entries)
     found: list[Outcome] = []
+    read: list[tuple[int, object]] = []
     for e in entries:
-        if not is_echo(e, echoed):
-            found.extend(entry_outcomes(e))
-    return found
+        if e.kind not in READ:
+            continue  # inputs, outputs, keyframes, ...: nothing for a contract's lifecycle
+        try:
+            read.append((e.seq, decode_entry(e)))
+        except BodyError as exc:
+            found.append(Unreadable(seq=e.seq, error=str(exc)))
+    echoed = echoed_refusals([body for _, body in read if isinstance(body, _OCCURRENCES)])
+    for seq, body in read:
+        if isinstance(body, BootBody):
+            found.append(BootNamed(seq=seq, contract=body.contract, version=body.version))
+        elif isinstance(body, _OCCURRENCES) and not is_echo(body, echoed):
+            found.extend(occurrence_outcomes(seq, body))
+    return sorted(found, key=lambda o: o.seq)  # stable: an entry's outcomes keep their order
 
 
-def entry_outcomes(e: Entry) -> list[Outcome]:
-    """One entry's outcomes: a BOOT's contract, its alarms, then its lifecycle outcome if any."""
-    body, found = e.body, list[Outcome]()
-    if e.kind is EntryKind.BOOT and body.get("contract") and body.get("version"):
-        found.append(BootNamed(seq=e.seq, contract=str(body["contract"]),
-                               version=int(body["version"])))
-    found.append(_alarms(e))
-    lifecycle = _lifecycle(e)
-    return [*found, lifecycle] if lifecycle is not None else found
+_OCCURRENCES = (StepBody, TripBody, RefusalBody, EventBody)
 
 
-def _alarms(e: Entry) -> EntryAlarms:
-    raise_kind, clear = journal_alarm(e.body)
-    event = str(e.body.get("event"))
-    return EntryAlarms(seq=e.seq, event=event, raise_=raise_kind, clear=clear,
-                       detail=f"seq {e.seq}: {detail_of(event, e.body)}")
+def occurrence_outcomes(seq: int, o: Occurrence) -> list[Outcome]:
+    """One event's outcomes: its alarms, then its lifecycle outcome if it has one."""
+    lifecycle = _lifecycle(seq, o)
+    return [_alarms(seq, o), lifecycle] if lifecycle is not None else [_alarms(seq, o)]
 
 
-def _lifecycle(e: Entry) -> Outcome | None:
-    body = e.body
-    event = body.get("event")
-    if event in _FINISHES and e.kind is EntryKind.STEP:
-        return Finished(seq=e.seq, event=_FINISHES[event], why=str(event),
-                        reason=str(body.get("reason") or body.get("step")))
-    if latches(e):
-        return Tripped(seq=e.seq, cause=trip_cause(body))
-    if event == "resumed":
-        return Resumed(seq=e.seq, reason=body.get("reason"), command=body.get("command"))
-    if resume_refusal(e):
-        return ResumeRefused(seq=e.seq, cause=quote(body.get("cause") or body.get("reason")),
-                             command=body.get("command"))
+def _alarms(seq: int, o: Occurrence) -> EntryAlarms:
+    body = o.to_body()
+    raise_kind, clear = journal_alarm(body)
+    return EntryAlarms(seq=seq, event=str(o.event), raise_=raise_kind, clear=clear,
+                       detail=f"seq {seq}: {detail_of(str(o.event), body)}")
+
+
+def _lifecycle(seq: int, o: Occurrence) -> Outcome | None:
+    if isinstance(o, StepBody) and o.event in _FINISHES:
+        return Finished(seq=seq, event=_FINISHES[EventKind(o.event)], why=str(o.event),
+                        reason=str(o.get("reason") or o.get("step")))
+    if latches(o):
+        return Tripped(seq=seq, cause=trip_cause(o))
+    if o.event == EventKind.RESUMED:
+        return Resumed(seq=seq, reason=o.get("reason"), command=o.get("command"))
+    if resume_refusal(o):
+        return ResumeRefused(seq=seq, cause=quote(o.get("cause") or o.get("reason")),
+                             command=o.get("command"))
     return None
 
 
-def latches(e: Entry) -> bool:
-    """A journal entry that latches the engine in safe_state (a trip of any cause)."""
-    event = e.body.get("event")
-    if e.kind is not EntryKind.TRIP:
+def latches(o: Occurrence) -> bool:
+    """An event that latches the engine in safe_state (a trip of any cause)."""
+    if not isinstance(o, TripBody):
         return False
-    if event == "autonomy_exhausted":
-        return e.body.get("then") != "hold"
-    return event in ("guard_trip", "engine_error")
+    if o.event == EventKind.AUTONOMY_EXHAUSTED:
+        return bool(o.get("then") != OfflineAction.HOLD)
+    return o.event in _LATCHING
 
 
-def trip_cause(body: Mapping[str, Any]) -> str:
-    reason = body.get("reason") or body.get("event")
-    point = body.get("point")
+def trip_cause(o: Occurrence) -> str:
+    reason = o.get("reason") or str(o.event)
+    point = o.get("point")
     return quote(f"{reason}:{point}" if point else reason)
 
 
-def resume_refusal(e: Entry) -> bool:
-    event = e.body.get("event")
-    return event == "resume_refused" or (event == "command_refused"
-                                         and e.body.get("kind") == "resume")
+def _refuses_resume(o: Occurrence) -> bool:
+    return o.event == EventKind.COMMAND_REFUSED and o.get("kind") == CommandKind.RESUME
 
 
-def echoed_refusals(entries: Sequence[Entry]) -> set[Any]:
+def resume_refusal(o: Occurrence) -> bool:
+    """The agent refused a resume (its own event, or the engine's refusal of the command)."""
+    return o.event == EventKind.RESUME_REFUSED or _refuses_resume(o)
+
+
+def echoed_refusals(occurrences: Sequence[Occurrence]) -> set[Any]:
     """Command ids the agent refused with a `resume_refused` event in these entries: the engine's
     `command_refused` of the same command says the same thing and is not counted twice."""
-    return {e.body.get("command") for e in entries if e.body.get("event") == "resume_refused"}
+    return {o.get("command") for o in occurrences if o.event == EventKind.RESUME_REFUSED}
 
 
-def is_echo(e: Entry, echoed: set[Any]) -> bool:
-    return (e.body.get("event") == "command_refused" and e.body.get("kind") == "resume"
-            and e.body.get("command") in echoed)
+def is_echo(o: Occurrence, echoed: set[Any]) -> bool:
+    return _refuses_resume(o) and o.get("command") in echoed

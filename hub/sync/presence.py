@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 
+from contracts.engine_state import Mode
 from contracts.schema import parse_contract
 from contracts.topics import TopicParts
 from contracts.wire import Birth, ContractResult, Telemetry
@@ -87,7 +88,7 @@ class Presence(SyncCore):
         if plan.record_contract:
             self.store.devices.update(device, contract=t.contract, version=t.version)
         if plan.start is not None:
-            self._contract_event(device, plan.start, ContractEvent.START, "running")
+            self._contract_event(device, plan.start, ContractEvent.START, Mode.RUNNING.value)
             self._started.add(plan.start)
         if plan.event is not None:
             self._event(device, plan.event)
