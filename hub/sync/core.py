@@ -8,6 +8,8 @@ targets, held acks) and applies decisions to the store:
 - `_contract_event` does the same for a contract (every contract event the sync side applies is
   the device's word: accepted, refused, started, tripped, resumed, completed, failed).
 - `_refused` logs and alarms a refused claim (hub/claims.py decides), bounded by `RefusalLog`.
+- `store_projection` writes a projected device's blob as it stands now (the sample in force
+  surfaced as values/step/mode, with its confidence): on entering PROJECTED and each tick.
 The handlers (presence.py, journal.py, background.py, batches.py) build on it; HubSync
 (dispatcher.py) puts them together.
 """

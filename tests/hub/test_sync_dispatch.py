@@ -11,6 +11,7 @@ from contracts.topics import Channel, topic
 from contracts.wire import ContractResult
 from hub.app import HubRuntime
 from hub.errors import LocalProtocolError, PeerFault
+from hub.metrics import HubMetrics
 from hub.states import ContractStatus, DeviceEvent, DeviceState
 from hub.store import ContractRecord
 from hub.sync import HubSync
@@ -60,6 +61,8 @@ async def test_a_result_out_of_order_is_counted_and_the_contract_stays(hub: HubR
     assert sync.remote_errors[PeerFault.OUT_OF_ORDER] == 1
     assert hub.store.contracts.get(cid).status is ContractStatus.SUBMITTED
     assert hub.offline.service.remote_errors is sync.remote_errors  # what its metrics read
+    scraped = HubMetrics(hub.store, lambda: hub.offline.service.remote_errors).render().decode()
+    assert 'fieldpact_hub_remote_protocol_errors_total{fault="out_of_order"} 1.0' in scraped
 
 
 async def test_an_illegal_move_of_the_hubs_own_is_a_bug_and_raises(hub: HubRuntime) -> None:
