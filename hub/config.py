@@ -47,7 +47,7 @@ from typing import Any, TypeVar
 from contracts.topics import check_id
 from hub.acl.policy import HUB_LOGIN, check_login_name
 from contracts.journal_sig import parse_public_key
-from hub.auth import AuthConfig, Role, Token
+from hub.auth import AuthConfig, ApiRole, Token
 
 DEFAULT_HOST = "127.0.0.1"
 """Loopback by default: exposing the API is a deliberate choice (put TLS in front of it)."""
@@ -240,7 +240,7 @@ def _list_of_tables(v: Any) -> list[Mapping[str, Any]]:
 
 def _token(m: Mapping[str, Any], path: str) -> Token:
     return Token(name=_get(m, "name", path, _str), sha256=_get(m, "sha256", path, _sha256),
-                 role=_get(m, "role", path, lambda v: Role.parse(_str(v))))
+                 role=_get(m, "role", path, lambda v: ApiRole.parse(_str(v))))
 
 
 def _device(m: Mapping[str, Any], path: str) -> DeviceCredential:

@@ -126,7 +126,7 @@ async def hub_client(host: str, port: int) -> aiomqtt.Client:
 async def test_link_publishes_receives_and_logs_connected(
     amqtt_broker: BrokerEndpoint, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="transport.mqtt")
+    caplog.set_level(logging.INFO, logger="fieldpact.mqtt")
     recorder = Recorder()
     link = device_link(amqtt_broker.url, recorder)
     async with await hub_client(amqtt_broker.host, amqtt_broker.port) as hub:
@@ -147,7 +147,7 @@ async def test_link_publishes_receives_and_logs_connected(
 async def test_link_reconnects_and_resubscribes_after_broker_restart_on_same_port(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.INFO, logger="transport.mqtt")
+    caplog.set_level(logging.INFO, logger="fieldpact.mqtt")
     recorder, users = Recorder(), fleet_specs()
     async with EmbeddedBroker(users=users) as broker:
         port = broker.port
@@ -178,7 +178,7 @@ async def test_a_link_whose_subscriptions_the_broker_forgot_finds_itself_deaf_an
     """The broker keeps the connection but drops every subscription (amqtt 0.12 does this on a
     session take-over). Injected through amqtt's own subscription table: the only way to make a
     real broker forget without the bug's trigger, which hostile-broker is removing."""
-    caplog.set_level(logging.INFO, logger="transport.mqtt")
+    caplog.set_level(logging.INFO, logger="fieldpact.mqtt")
     recorder = Recorder()
     async with EmbeddedBroker(users=fleet_specs()) as broker:
         link = MqttLink(broker.url, client_id="fieldpact-hub", username="hub",
@@ -202,7 +202,7 @@ async def test_a_link_whose_subscriptions_the_broker_forgot_finds_itself_deaf_an
 async def test_link_with_refused_credentials_keeps_retrying_and_never_connects(
     amqtt_broker: BrokerEndpoint, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="transport.mqtt")
+    caplog.set_level(logging.INFO, logger="fieldpact.mqtt")
     link = MqttLink(amqtt_broker.url, client_id="fp-agent-d1", username="d1", password="wrong", backoff=FAST)
     task = asyncio.create_task(link.run(Recorder().on_message))
     try:
