@@ -1,34 +1,12 @@
-"""The hub's three state machines, as tables (DESIGN invariant 7, STYLE 2).
-
-Theory of operation:
-- Each machine is one mapping `(state, event) -> state`. Anything not in a table is illegal and
-  `transition()` raises `IllegalTransition`; there are no hidden `if`s elsewhere.
-- Self-loops (e.g. TELEMETRY while LIVE) are listed explicitly: they are legal, change nothing, and
-  the store records no history row for them, so a flood of telemetry costs no writes.
-- After a failure a machine sits in an explicit FAULT (device, deployment) or terminal status
-  (contract): FAILED, REFUSED, ... A FAULTed device leaves only by an operator RESET.
-- The tables are pure data; persistence (one transaction per change, with its history row) is the
-  store's job, so a restarted hub resumes from the last persisted state.
-- A retry is a no-op: the same event again, right after it produced the current state, is illegal
-  from that state but changes nothing (`next_state`), so callers may retry after a crash.
-- Every event has an origin (`ORIGIN`): the PEER's (a device's message, or the broker's will on
-  its behalf) or the HUB's own decision (a timer, a restart, an operator). An illegal event of the
-  peer's is a RemoteProtocolError (logged, counted, the hub carries on); of the hub's, a bug: the
-  IllegalTransition (a LocalProtocolError) raises (`refused`; hub/errors.py).
-- What the sync side asks of a device's state lives here too: which states are watched for
-  silence (`WATCHED_FOR_SILENCE`), which ones mean "offline" (`SHOWN_OFFLINE`), and which events
-  are self-loops not worth a durable transaction (`is_self_loop`).
+"""The hub's three state machines as data: states, events, and one `(state, event) -> state`
+table each (DESIGN invariant 7, STYLE 2). The rules over them are hub/states/rules.py's; the
+theory of operation is hub/states/__init__.py's.
 """
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Any, Generic, TypeVar
-
-from hub.errors import IllegalTransition as IllegalTransition  # the hub's error tree holds it
-from hub.errors import PeerFault, RemoteProtocolError
 
 
 class DeviceState(enum.StrEnum):
@@ -224,102 +202,3 @@ DEPLOYMENT_TRANSITIONS: Mapping[tuple[DeploymentState, DeploymentEvent], Deploym
     })
 )
 
-S = TypeVar("S", DeviceState, ContractStatus, DeploymentState)
-
-MACHINES: Mapping[str, Mapping[tuple[Any, Any], Any]] = MappingProxyType({
-    "device": DEVICE_TRANSITIONS,
-    "contract": CONTRACT_TRANSITIONS,
-    "deployment": DEPLOYMENT_TRANSITIONS,
-})
-"""Every machine by name; the name is what IllegalTransition and rendered docs call it."""
-
-_MACHINE_OF: Mapping[type[enum.StrEnum], str] = MappingProxyType({
-    DeviceState: "device", ContractStatus: "contract", DeploymentState: "deployment",
-})
-
-
-def transition(state: S, event: enum.StrEnum) -> S:
-    """The state after `event` in `state`, from the table of `state`'s machine.
-
-    Raises IllegalTransition if that table has no `(state, event)` row."""
-    machine = _MACHINE_OF[type(state)]
-    try:
-        return MACHINES[machine][(state, event)]  # type: ignore[no-any-return]
-    except KeyError:
-        raise IllegalTransition(machine, state, event) from None
-
-
-def render_table(machine: str) -> str:
-    """The named machine as aligned text, one `state  event  ->  state` row per transition, in
-    table order (deterministic: the tables are insertion-ordered literals). Raises KeyError for an
-    unknown machine name."""
-    rows = [(s.value, e.value, t.value) for (s, e), t in MACHINES[machine].items()]
-    w0 = max(len(r[0]) for r in rows)
-    w1 = max(len(r[1]) for r in rows)
-    lines = [f"  {s:<{w0}}  {e:<{w1}}  ->  {t}" for s, e, t in rows]
-    return f"{machine}\n" + "\n".join(lines) + "\n"
-
-
-class Origin(enum.StrEnum):
-    PEER = "peer"  # a device's message (or the broker's last will on its behalf)
-    HUB = "hub"    # the hub's own decision: a timer, a restart, an operator, the planner
-
-
-ORIGIN: Mapping[enum.StrEnum, Origin] = MappingProxyType({
-    **{e: Origin.PEER for e in (_E.BIRTH, _E.TELEMETRY, _E.WILL, _E.CHAIN_BROKEN)},
-    **{e: Origin.HUB for e in (_E.SILENCE, _E.JOURNAL_CAUGHT_UP, _E.RECONCILE_DONE, _E.RESET,
-                               _E.HUB_RESTART, _E.JOURNAL_STALLED)},
-    **{e: Origin.PEER for e in (_CE.ACCEPT, _CE.REFUSE, _CE.START, _CE.TRIP, _CE.RESUME,
-                                _CE.COMPLETE, _CE.FAIL)},
-    **{e: Origin.HUB for e in (_CE.PUSH, _CE.HOLD, _CE.ABORT, _CE.SUPERSEDE, _CE.EXPIRE)},
-    **{e: Origin.HUB for e in DeploymentEvent},
-})
-"""Who triggers each event of every machine: decides whose fault an illegal one is (`refused`)."""
-
-
-def is_self_loop(state: S, event: enum.StrEnum) -> bool:
-    """Whether `event` is legal in `state` and leaves it there. The sync side skips such an event
-    when it is frequent (TELEMETRY every second from every device): the store would write no
-    history row, but each applied event is still a durable (fsync'd) transaction."""
-    try:
-        return transition(state, event) is state
-    except IllegalTransition:
-        return False
-
-
-@dataclass(frozen=True, kw_only=True)
-class Step(Generic[S]):
-    """The outcome of one event: the state before and after, and whether it must be written (a
-    self-loop or a retried event writes nothing)."""
-
-    before: S
-    after: S
-
-    @property
-    def written(self) -> bool:
-        return self.after is not self.before
-
-
-def next_state(current: S, event: enum.StrEnum,
-               last: Callable[[], tuple[str, str] | None] = lambda: None) -> Step[S]:
-    """The step `event` takes from `current`. `last()` gives the `(event, to)` of the last
-    transition persisted for this subject (asked only for an event the table refuses): the same
-    event repeated right after it took effect is a retry, a no-op (Step with written False), so
-    callers may retry after a crash.
-
-    Raises IllegalTransition for any other event that the table does not allow."""
-    try:
-        return Step(before=current, after=transition(current, event))
-    except IllegalTransition:
-        if last() == (event.value, current.value):
-            return Step(before=current, after=current)
-        raise
-
-
-def refused(exc: IllegalTransition, device: str, subject: str) -> RemoteProtocolError:
-    """The RemoteProtocolError for an illegal event that a peer (`device`) triggered on `subject`
-    (a device or contract id): its message came out of order. An illegal event the hub triggered
-    itself is a bug: `exc` is raised again."""
-    if ORIGIN.get(exc.event) is not Origin.PEER:
-        raise exc
-    return RemoteProtocolError(PeerFault.OUT_OF_ORDER, device, f"{subject}: {exc}")
