@@ -27,7 +27,7 @@ from agent.registers import ReadRequest
 from agent.safe_state import SAFE_MODES, SafeKeeper, SafeView
 from contracts.engine import StepResult
 from contracts.inputs import Reading
-from contracts.journal_events import AgentEvent, Item, agent_event_body, item
+from contracts.journal_events import AgentEvent, EventBody, Item, agent_event_body, decode, item
 from contracts.outputs import compile_outputs, safe_plan
 from contracts.schema import Contract, Point
 from contracts.types import EpochMs, PointName, Value
@@ -143,11 +143,13 @@ class Actuator:
 
 
 def _log_safe(items: Sequence[Item]) -> None:
-    for _, body, _ in items:
+    for kind, body, _ in items:
+        record = decode(kind, body)
+        assert isinstance(record, EventBody)  # safe_state.SafeKeeper journals events only
         fields = " ".join(f"{k}={','.join(v) if isinstance(v, list) else v}"
-                          for k, v in body.items() if k != "event")
-        level = logging.WARNING if body["event"] == "safe_unconfirmed" else logging.INFO
-        log.log(level, "%s %s", body["event"], fields)
+                          for k, v in record.fields.items())
+        level = logging.WARNING if record.event is AgentEvent.SAFE_UNCONFIRMED else logging.INFO
+        log.log(level, "%s %s", record.event, fields)
 
 
 def divergence_items(found: Sequence[Divergence], now_ms: EpochMs) -> list[Item]:

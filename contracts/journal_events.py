@@ -95,7 +95,7 @@ def decode(kind: EntryKind | str, body: Any) -> Body:
     """The record for a body of `kind`. Raises BodyError naming the kind, the first bad field and
     a bounded quote of its value: an unknown kind or version, a missing, mistyped or extra field."""
     try:
-        known = EntryKind(kind)
+        known = kind if type(kind) is EntryKind else EntryKind(kind)
     except ValueError:
         raise BodyError(str(kind)[:40], "(kind)", kind, "is not an entry kind") from None
     decoder = _DECODERS.get(known)

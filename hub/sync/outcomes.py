@@ -24,10 +24,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from contracts.chain import Entry, EntryKind
+from contracts.engine_modes import mode_after
+from contracts.engine_state import Mode
 from contracts.inputs import CommandKind
 from contracts.journal_events import (BodyError, BootBody, EventBody, EventKind, Occurrence,
                                       RefusalBody, StepBody, TripBody, decode_entry)
-from contracts.schema import OfflineAction
 from hub.alarms import AlarmKind, detail_of, journal_alarm, quote
 from hub.states import ContractEvent
 
@@ -148,7 +149,7 @@ def latches(o: Occurrence) -> bool:
     if not isinstance(o, TripBody):
         return False
     if o.event == EventKind.AUTONOMY_EXHAUSTED:
-        return bool(o.get("then") != OfflineAction.HOLD)
+        return mode_after(o.event, o.get("then")) is Mode.SAFE  # the engine's mode table says
     return o.event in _LATCHING
 
 
