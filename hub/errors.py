@@ -9,9 +9,13 @@
     │                               something the hub cannot read or place. The sync dispatcher
     │                               logs it, counts it (fieldpact_hub_remote_protocol_errors) and
     │                               carries on: it never raises out of the dispatcher
-    ├── RequestRefused              an operator request the hub will not carry out (hub.service;
-    │   ├── InvalidContract         422, WriteConflict 409, IllegalRequest 409, ...)
-    │   └── ...
+    ├── RequestRefused              an operator request the hub will not carry out (hub.service);
+    │   ├── InvalidContract         422  the contract does not validate
+    │   ├── WriteConflict           409  its write points overlap another active contract's
+    │   ├── StaleVersion            409  not newer than the version the hub holds
+    │   ├── IllegalRequest          409  not allowed in the contract's or device's state (an
+    │   │                                IllegalTransition of the operator's, answered, not raised)
+    │   └── PublishFailed           503  the command or contract could not be sent
     └── LoopThreadError             a thread's event loop did not start or stop in time
                                     (hub.loop_thread; also a RuntimeError)
 
