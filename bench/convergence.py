@@ -45,7 +45,9 @@ from bench._common import figure, signed_contract, window_around_now
 from transport.backoff import Backoff
 from hub.app import HubRuntime
 from hub.auth import AuthConfig
-from hub.broker import BrokerRole, UserSpec, hash_password, mosquitto_acl, mosquitto_password_line
+from hub.acl.mosquitto import mosquitto_acl
+from hub.acl.passwords import hash_password, mosquitto_password_line
+from hub.acl.policy import BrokerRole, UserSpec
 from hub.config import BrokerConfig, BrokerMode, DeviceCredential, HubConfig
 from simulators.netcut import NetCut
 from simulators.server import SimDevice

@@ -54,8 +54,10 @@ from contracts.topics import Channel, topic
 from contracts.wire import Ack, Birth, JournalBatch, Telemetry
 from hub.app import HUB_USER, HubRuntime, broker_users
 from hub.auth import AuthConfig, ApiRole, Token, hash_token
-from hub.broker import (EmbeddedBroker, BrokerRole, UserSpec, hash_password, mosquitto_acl,
-                        mosquitto_password_line)
+from hub.acl.mosquitto import mosquitto_acl
+from hub.acl.passwords import hash_password, mosquitto_password_line
+from hub.acl.policy import BrokerRole, UserSpec
+from hub.broker import EmbeddedBroker
 from hub.config import BrokerConfig, BrokerMode, DeviceCredential, HubConfig
 from hub.ingest import Cursor, DeviceIngest
 from hub.states import DeviceState

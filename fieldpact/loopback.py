@@ -26,7 +26,7 @@ from transport.backoff import Backoff
 from runtime.files import private_dir
 from hub.app import HubRuntime
 from hub.auth import AuthConfig, ApiRole, Token, hash_token
-from hub.broker import hash_password
+from hub.acl.passwords import hash_password
 from hub.config import (DEFAULT_POLICIES, BrokerConfig, DeviceCredential, FailureCategory,
                          HubConfig, Policy, RetryConfig)
 from hub.states import DeviceState

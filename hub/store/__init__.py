@@ -5,7 +5,8 @@
     schema.py           the migrations; a database from a newer hub is refused
     records.py          the row dataclasses the repositories return
     errors.py           StoreError, NotFound, Duplicate
-    state_history.py    the one way a state moves: transition + history row, retries as no-ops
+    state_history.py    the one way a state moves (transition + history row, retries as no-ops),
+                        and MachineRepository: apply_event/transitions for devices and contracts
     devices.py          store.devices          contracts.py   store.contracts
     journal.py          store.journal          alarms.py      store.alarms
     reconciliations.py  store.reconciliations  registry.py    store.registry

@@ -6,20 +6,19 @@ import sqlite3
 from collections.abc import Mapping
 from typing import Any
 
-from contracts.types import EpochMs
 from hub.states import ContractEvent, ContractStatus
 from hub.store.errors import Duplicate, NotFound
-from hub.store.records import Changed, ContractRecord, TransitionRecord
-from hub.store.state_history import CONTRACTS, StateHistory
+from hub.store.records import ContractRecord
+from hub.store.state_history import CONTRACTS, MachineRepository
 from hub.store.transactions import Connection
 
 
-class ContractRepository:
-    """`store.contracts`: one row per (contract, version), keyed "contract@version"."""
+class ContractRepository(MachineRepository[ContractEvent]):
+    """`store.contracts`: one row per (contract, version), keyed "contract@version"; the status
+    changes only through `apply_event`."""
 
     def __init__(self, conn: Connection) -> None:
-        self._conn = conn
-        self._states = StateHistory(conn, CONTRACTS)
+        super().__init__(conn, CONTRACTS)
 
     def insert(self, record: ContractRecord) -> ContractRecord:
         """Store a new contract version with its first history row. Raises Duplicate."""
@@ -61,16 +60,6 @@ class ContractRepository:
         row = self._conn.one("SELECT max(version) AS v FROM contracts WHERE contract = ?",
                              [contract])
         return row["v"] if row else None
-
-    def apply_event(self, cid: str, event: ContractEvent, ts_ms: EpochMs,
-                    reason: str | None = None) -> Changed:
-        """Move the contract by `event`, atomically with its history row; the row keeps `reason`.
-
-        Raises NotFound, or IllegalTransition unless this is a retry of the last applied event."""
-        return self._states.apply(cid, event, ts_ms, reason)
-
-    def transitions(self, cid: str) -> list[TransitionRecord]:
-        return self._states.history(cid)
 
     def count_by_status(self) -> dict[ContractStatus, int]:
         rows = self._conn.db.query("SELECT status, count(*) AS n FROM contracts GROUP BY status")

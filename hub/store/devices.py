@@ -9,8 +9,8 @@ from contracts import codec
 from contracts.types import EpochMs
 from hub.states import DeviceEvent, DeviceState
 from hub.store.errors import NotFound
-from hub.store.records import Changed, DeviceRecord, TransitionRecord
-from hub.store.state_history import DEVICES, StateHistory
+from hub.store.records import DeviceRecord
+from hub.store.state_history import DEVICES, MachineRepository
 from hub.store.transactions import Connection
 
 LIST_COLUMNS = ("id", "site", "labels", "state", "state_since_ms", "last_seen_ms", "contract",
@@ -21,12 +21,11 @@ _FIELDS = frozenset({"last_seen_ms", "boot_id", "contract", "version", "last_seq
 """What `update` may set: everything but the id and the state (which moves by `apply_event`)."""
 
 
-class DeviceRepository:
+class DeviceRepository(MachineRepository[DeviceEvent]):
     """`store.devices`: one row per device, its state changed only through `apply_event`."""
 
     def __init__(self, conn: Connection) -> None:
-        self._conn = conn
-        self._states = StateHistory(conn, DEVICES)
+        super().__init__(conn, DEVICES)
         self._records: dict[str, tuple[tuple[Any, ...], DeviceRecord]] = {}  # see _decoded()
 
     def ensure(self, device: str, site: str, ts_ms: EpochMs,
@@ -99,16 +98,6 @@ class DeviceRepository:
                     sets = ", ".join(f"{k} = ?" for k in names)
                     self._conn.db.conn.executemany(f"UPDATE devices SET {sets} WHERE id = ?",
                                                    params)
-
-    def apply_event(self, device: str, event: DeviceEvent, ts_ms: EpochMs,
-                    reason: str | None = None) -> Changed:
-        """Move the device by `event`, persisting the new state and its history row atomically.
-
-        Raises NotFound, or IllegalTransition unless this is a retry of the last applied event."""
-        return self._states.apply(device, event, ts_ms, reason)
-
-    def transitions(self, device: str) -> list[TransitionRecord]:
-        return self._states.history(device)
 
     def count_by_state(self) -> dict[DeviceState, int]:
         rows = self._conn.db.query("SELECT state, count(*) AS n FROM devices GROUP BY state")

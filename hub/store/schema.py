@@ -16,6 +16,14 @@ from hub.store.errors import StoreError
 
 MIGRATIONS = Migrations("fieldpact-hub")
 
+
+def _run(db: Database, script: str) -> None:
+    """Each statement of `script` in turn, inside the migration's transaction (sqlite3's
+    executescript would commit first)."""
+    for statement in script.split(";"):
+        if statement.strip():
+            db.execute(statement)
+
 _SCHEMA_V1 = """
 CREATE TABLE devices (id TEXT PRIMARY KEY, site TEXT NOT NULL, labels TEXT NOT NULL DEFAULT '{}',
   state TEXT NOT NULL, state_since_ms INTEGER NOT NULL, last_seen_ms INTEGER, boot_id TEXT,
@@ -52,9 +60,7 @@ CREATE TABLE alarms (id INTEGER PRIMARY KEY, ts_ms INTEGER NOT NULL, device TEXT
 
 @MIGRATIONS(name="0001_initial")
 def _m0001(db: Database) -> None:
-    for statement in _SCHEMA_V1.split(";"):
-        if statement.strip():
-            db.execute(statement)
+    _run(db, _SCHEMA_V1)
 
 
 _SCHEMA_V2 = """
@@ -77,9 +83,7 @@ Existing contracts each start their own lineage; of duplicate active alarms the 
 
 @MIGRATIONS(name="0002_lineage_alarms")
 def _m0002(db: Database) -> None:
-    for statement in _SCHEMA_V2.split(";"):
-        if statement.strip():
-            db.execute(statement)
+    _run(db, _SCHEMA_V2)
 
 
 _SCHEMA_REGISTRY = """
@@ -95,9 +99,7 @@ CREATE INDEX reconcile_requests_contract ON reconcile_requests (contract, id);
 def _m0003(db: Database) -> None:
     """Devices registered by an admin through the API (hub.toml ones live in the config) and
     journal keys enrolled the same way (hub/registry.py)."""
-    for statement in _SCHEMA_REGISTRY.split(";"):
-        if statement.strip():
-            db.execute(statement)
+    _run(db, _SCHEMA_REGISTRY)
 
 
 MIGRATION_NAMES = ("0001_initial", "0002_lineage_alarms", "0003_device_registry")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from contracts.types import EpochMs
 from hub.states import ContractStatus, DeviceState, next_state
@@ -105,3 +105,27 @@ class StateHistory:
             params.append(reason)
         self._conn.db.execute(f"UPDATE {m.table} SET {', '.join(sets)} WHERE id = ?",
                               [*params, key])
+
+
+E = TypeVar("E", bound=enum.StrEnum)
+
+
+class MachineRepository(Generic[E]):
+    """What the repositories of subjects with a state machine share (devices: DeviceEvent,
+    contracts: ContractEvent): the state moves only by `apply_event`, and every move is kept."""
+
+    def __init__(self, conn: Connection, machine: Machine) -> None:
+        self._conn = conn
+        self._states = StateHistory(conn, machine)
+
+    def apply_event(self, key: str, event: E, ts_ms: EpochMs, reason: str | None = None) -> Changed:
+        """Move subject `key` by `event`, persisting the new state and its history row atomically
+        (a contract's row keeps `reason` too).
+
+        Raises NotFound, or IllegalTransition unless this is a retry of the last applied event."""
+        return self._states.apply(key, event, ts_ms, reason)
+
+    def transitions(self, key: str) -> list[TransitionRecord]:
+        """Every move of subject `key`, oldest first."""
+        return self._states.history(key)
+

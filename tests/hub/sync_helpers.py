@@ -14,7 +14,7 @@ from contracts.chain import GENESIS, Entry, EntryKind, make_entry
 from contracts.topics import Channel, topic
 from contracts.wire import Ack, Birth, JournalBatch
 from hub.auth import AuthConfig
-from hub.broker import hash_password
+from hub.acl.passwords import hash_password
 from hub.config import BrokerConfig, BrokerMode, DeviceCredential, HubConfig
 
 SITE = "s1"

@@ -25,7 +25,7 @@ from agent.runtime import Agent
 from contracts.signing import generate_keypair
 from hub.app import HubRuntime
 from hub.auth import hash_token
-from hub.broker import hash_password
+from hub.acl.passwords import hash_password
 from simulators.server import SimDevice
 from tests.agent.helpers import eventually, eventually_async
 from tests.agent.test_uplink import _signed_contract, agent_running
