@@ -22,7 +22,8 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from contracts.schema import Contract, parse_contract
+from contracts.schema import Contract
+from contracts.schema_parse import parse_contract
 from contracts.types import EpochMs
 from hub.alarms import AlarmKind
 from hub.claims import UNKNOWN_DEVICE, Verdict, contract_claim, quote

@@ -16,7 +16,7 @@ import logging
 from typing import Any
 
 from contracts.chain import Entry
-from contracts.schema import parse_contract
+from contracts.schema_parse import parse_contract
 from contracts.topics import TopicParts
 from hub.alarms import AlarmKind
 from hub.audit import AuditAction, AuditEntry, Outcome, log_entry

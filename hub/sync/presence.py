@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 
 from contracts.engine_state import Mode
-from contracts.schema import parse_contract
+from contracts.schema_parse import parse_contract
 from contracts.topics import TopicParts
 from contracts.wire import Birth, ContractResult, Telemetry
 from hub.alarms import telemetry_changes
