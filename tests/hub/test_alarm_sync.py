@@ -4,6 +4,7 @@ and a device reset out of FAULT after a broken chain."""
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
