@@ -60,7 +60,7 @@ from hub.audit import AuditAction, AuditEntry, Outcome, log_entry
 from hub.claims import (
     UNKNOWN_DEVICE, Verdict, batch_claim, birth_claim, contract_claim, may_change_contracts, quote,
 )
-from hub.config import FailureCategory
+from hub.policy import FailureCategory
 from hub.lineage import inputs_healthy
 from hub.trips import echoed_refusals, is_echo, latches, live_entry, resume_refusal, trip_cause
 from hub.views import LIVE_FIELDS

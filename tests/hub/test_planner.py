@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from contracts.loader import check_mapping, load_contract
 from contracts.schema import Contract, to_mapping
-from hub.config import DEFAULT_POLICIES, FailureCategory, Policy, PolicyAction
+from hub.policy import DEFAULT_POLICIES, FailureCategory, Policy, PolicyAction
 from hub.lineage import Budget
 from hub.planner import Decision, decide, replan_document
 

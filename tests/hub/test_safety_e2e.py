@@ -19,7 +19,7 @@ import pytest
 from fieldpact.site import DeviceSpec, LocalSite
 from hub.alarms import AlarmKind
 from hub.audit import AuditAction, Outcome
-from hub.config import DEFAULT_POLICIES, FailureCategory, Policy, PolicyAction, RetryConfig
+from hub.policy import DEFAULT_POLICIES, FailureCategory, Policy, PolicyAction, RetryConfig
 from hub.states import ContractStatus
 from tests.agent.conftest import tank_document
 
