@@ -59,14 +59,15 @@ class ConfigError(ValueError):
                  env: str | None = None, from_env: bool = False) -> None:
         self.key, self.value, self.reason, self.file, self.env = key, value, reason, file, env
         head = f"config {key}" if value is MISSING else f"config {key}={shown(value)}"
-        super().__init__(f"{head}: {reason}{_where(file, env, from_env)}")
+        super().__init__(f"{head}: {reason}{_where(key, file, env, from_env)}")
 
 
-def _where(file: Path | None, env: str | None, from_env: bool) -> str:
-    if from_env:
-        return f" (from environment {env}" + (f", over {file})" if file else ")")
-    parts = ([f"in {file}"] if file else []) + ([f"environment {env}"] if env else [])
-    return f" ({'; '.join(parts)})" if parts else ""
+def _where(key: str, file: Path | None, env: str | None, from_env: bool) -> str:
+    """` [file F, variable V]`, or ` [variable V, over file F]` when the value came from V."""
+    file_part = [f"file {file}"] if file else []
+    var_part = [f"variable {env}"] if env and env != key else []
+    parts = var_part + [f"over {p}" for p in file_part] if from_env else file_part + var_part
+    return f" [{', '.join(parts)}]" if parts else ""
 
 
 @dataclass(eq=False)
@@ -94,7 +95,7 @@ class _Reader:
             raise self.unknown_env(name)
 
     def unknown_env(self, name: str) -> ConfigError:
-        return ConfigError(name, MISSING, "unknown variable" + _nearest(
+        return ConfigError(name, MISSING, "unknown environment variable" + _nearest(
             name, sorted(self.valid_env), self.prefix), file=self.file, env=name, from_env=True)
 
 
@@ -125,10 +126,11 @@ class Table:
             return None
         return self._reader.prefix + "__".join((*self._env_parts, name)).upper()
 
-    def error(self, name: str, value: Any, reason: str, *, from_env: bool = False) -> ConfigError:
-        """A ConfigError for `name` in this table (for checks a caller makes on read values)."""
+    def error(self, name: str, value: Any, reason: str, *, source: str | None = None) -> ConfigError:
+        """A ConfigError for `name` in this table (for checks a caller makes on read values);
+        `source`: the variable the value came from, if it did."""
         return ConfigError(self.key(name), value, reason, file=self._reader.file,
-                           env=self.env_name(name), from_env=from_env)
+                           env=source or self.env_name(name), from_env=source is not None)
 
     # -- typed getters --------------------------------------------------------------------------
 
@@ -155,13 +157,11 @@ class Table:
         """A path; relative ones resolve against the reader's base (the file's folder, if the
         caller asked for it). An empty value counts as unset."""
         value, env = self._raw(name)
-        if value == "":
-            value = MISSING
-        raw = self._present(name, value, env, default, as_str)
-        if isinstance(raw, str):
-            p = Path(raw)
-            return p if p.is_absolute() or self._reader.base is None else self._reader.base / p
-        return raw
+        return self._present(name, MISSING if value == "" else value, env, default, self._as_path)
+
+    def _as_path(self, value: Any, text: bool) -> Path:
+        p = Path(as_str(value, text))
+        return p if p.is_absolute() or self._reader.base is None else self._reader.base / p
 
     def file_text(self, name: str, default: D | _Missing = MISSING) -> str | D:
         """The stripped text of the file `name` points at (a password file); an unreadable
@@ -235,9 +235,14 @@ class Table:
         """Raise for the first key in the file that no getter asked for, naming the nearest."""
         for name in self._doc:
             if name not in self._asked:
-                raise self.error(name, MISSING, "unknown key" + _nearest(name, list(self._asked)))
+                raise self._unknown(name, list(self._asked))
 
     # -- internals ------------------------------------------------------------------------------
+
+    def _unknown(self, name: str, valid: list[str]) -> ConfigError:
+        """An unknown key: named with the file only (no variable can set what does not exist)."""
+        return ConfigError(self.key(name), MISSING, "unknown key" + _nearest(name, valid),
+                           file=self._reader.file)
 
     def _child(self, name: str, doc: Mapping[str, Any]) -> Table:
         parts = None if self._env_parts is None else (*self._env_parts, name)
@@ -265,7 +270,7 @@ class Table:
             self._reader.consume(var, self.key(name))
         if len(found) > 1:
             raise self.error(name, MISSING, f"set twice, by {found[0]} and {found[1]}",
-                             from_env=True)
+                             source=found[0])
         if found:
             return self._reader.env[found[0]], found[0]
         return self._doc.get(name, MISSING), None
@@ -285,14 +290,14 @@ class Table:
             return cast(value, env is not None)
         except (ValueError, TypeError) as exc:
             raise self.error(name, "***" if secret else value, str(exc),
-                             from_env=env is not None) from exc
+                             source=env) from exc
 
     def _missing(self, name: str) -> ConfigError:
         """`is required` — unless a key or variable nearby looks like a typo of it: that one is
         refused instead, naming this key (`modbuss` -> `modbus`)."""
         strays = [k for k in self._doc if k not in self._asked]
-        if typo := difflib.get_close_matches(name, strays, n=1, cutoff=0.75):
-            return self.error(typo[0], MISSING, f"unknown key; nearest valid name: {name}")
+        if typo := difflib.get_close_matches(name, strays, n=1):
+            return self._unknown(typo[0], [name])
         if (var := self.env_name(name)) is not None:
             strays = [v for v in self._reader.env if v not in self._reader.consumed]
             if typo := difflib.get_close_matches(var, strays, n=1, cutoff=0.9):
