@@ -1,4 +1,4 @@
-"""How `runtime.settings` turns one raw value into a typed one.
+"""How `runtime.settings` turns one raw value into a typed one, and the error that names it.
 
 Each cast takes the value and whether it came from the environment (`text`): a TOML file carries
 types (`port = 502`, `enabled = true`), so a file value must already have the right one; an
@@ -7,13 +7,42 @@ TypeError or ValueError with the reason only; the reader adds the key, the file 
 """
 from __future__ import annotations
 
+import enum
 from collections.abc import Mapping
-from typing import Any
+from pathlib import Path
+from typing import Any, Final
 
 SHOWN_CHARS = 80
 """Errors quote at most this much of a value: enough to recognise it, never a whole file."""
 
 _TRUE, _FALSE = ("true", "1"), ("false", "0")  # Starlette's config.py accepts the same
+
+
+class Missing(enum.Enum):
+    MISSING = 0
+
+
+MISSING: Final = Missing.MISSING
+"""No value (and, as a getter's default, no default: the key is required)."""
+
+
+class ConfigError(ValueError):
+    """A configuration value missing, malformed, out of range or unknown. Names the key (dotted
+    path), the file and the environment variable that set or could set it."""
+
+    def __init__(self, key: str, value: Any, reason: str, *, file: Path | None = None,
+                 env: str | None = None, from_env: bool = False) -> None:
+        self.key, self.value, self.reason, self.file, self.env = key, value, reason, file, env
+        head = f"config {key}" if value is MISSING else f"config {key}={shown(value)}"
+        super().__init__(f"{head}: {reason}{_where(key, file, env, from_env)}")
+
+
+def _where(key: str, file: Path | None, env: str | None, from_env: bool) -> str:
+    """` [file F, variable V]`, or ` [variable V, over file F]` when the value came from V."""
+    file_part = [f"file {file}"] if file else []
+    var_part = [f"variable {env}"] if env and env != key else []
+    parts = var_part + [f"over {p}" for p in file_part] if from_env else file_part + var_part
+    return f" [{', '.join(parts)}]" if parts else ""
 
 
 def shown(value: Any) -> str:

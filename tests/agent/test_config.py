@@ -160,3 +160,17 @@ def test_the_cli_prints_the_config_error_and_exits_2(tmp_path: Path, capsys: Any
     assert main(["agent", "pubkey", "--config", str(path)]) == 2
     err = capsys.readouterr().err
     assert "config error:" in err and "modbuss" in err and "nearest valid name: modbus" in err
+
+
+def readme_example(name: str) -> str:
+    """The ```toml block that follows the README's `name` paragraph."""
+    text = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    after = text[text.index(f"\n`{name}` ("):]
+    return after[after.index("```toml\n") + 8:after.index("\n```", after.index("```toml"))]
+
+
+def test_the_readme_example_is_a_valid_agent_toml(tmp_path: Path) -> None:
+    (tmp_path / "broker.pw").write_text("pw")
+    text = readme_example("agent.toml").replace("/etc/fieldpact/broker.pw", "broker.pw")
+    cfg = load(write(tmp_path, text), {})
+    assert cfg.device == "pump-station-7" and cfg.broker is not None and cfg.broker.password == "pw"

@@ -111,3 +111,17 @@ def test_the_cli_prints_the_config_error_and_exits_2(tmp_path: Path, capsys: Any
                  str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
     assert "config error:" in err and "nearest valid name: silence_timeout_s" in err
+
+
+def test_the_readme_example_is_a_valid_hub_toml(tmp_path: Path) -> None:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from contracts.journal_sig import public_key_text
+    from hub.auth import hash_token
+    from tests.agent.test_config import readme_example
+    text = readme_example("hub.toml").replace("<fieldpact hub hash-token>", hash_token("t")) \
+        .replace("ed25519:<fieldpact agent pubkey>",
+                 public_key_text(Ed25519PrivateKey.generate().public_key()))
+    cfg = load_config(write(tmp_path, text), {})
+    assert cfg.devices[0].id == "pump-station-7" and cfg.integrations[0].name == "scada"
+    assert cfg.policies[FailureCategory.RUNTIME] == Policy(action=PolicyAction.RETRY, max_retries=2)

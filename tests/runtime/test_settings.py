@@ -107,6 +107,14 @@ def test_a_key_set_by_both_spellings_is_refused() -> None:
     assert err.key == "net.host" and "set twice" in str(err)
 
 
+def test_a_single_underscore_naming_two_keys_is_refused_as_ambiguous() -> None:
+    def both(t: Table) -> tuple[str, str]:
+        return t.string("net_host", "a"), t.table("net").string("host", "b")
+    with pytest.raises(ConfigError, match="ambiguous: it also names net_host; use __"):
+        from_document({}, both, prefix=PREFIX, env={PREFIX + "NET_HOST": "x"})
+    assert from_document({}, both, prefix=PREFIX, env={PREFIX + "NET__HOST": "x"}) == ("a", "x")
+
+
 def test_an_unknown_key_is_refused_naming_the_nearest_valid_one() -> None:
     err = error({"name": "n", "coutn": 3})
     assert err.key == "coutn" and "nearest valid name: count" in str(err)
