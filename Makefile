@@ -20,8 +20,11 @@ test: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/fieldpact demo
 
+# mypy strict, then the layer contracts of pyproject's [tool.importlinter] (no cache: a fresh
+# clone and a work tree give the same verdict).
 lint: $(STAMP)
-	$(BIN)/mypy --strict --ignore-missing-imports contracts agent hub simulators fieldpact
+	$(BIN)/mypy --strict --ignore-missing-imports contracts transport runtime agent hub simulators fieldpact
+	$(BIN)/lint-imports --no-cache
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.engine

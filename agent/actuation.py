@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from agent.journal_thread import AsyncJournal
-from agent.link import DeviceLink, LinkError
+from agent.link import DeviceLink, DeviceLinkError
 from agent.readback import Divergence, ReadbackMonitor, shows
 from agent.record import fault_item
 from agent.registers import ReadRequest
@@ -133,7 +133,7 @@ class Actuator:
         for name in [*engine, *(n for n in extra if n not in engine)]:
             try:
                 await self.link.write(self.points[name], values[name])
-            except LinkError as exc:
+            except DeviceLinkError as exc:
                 self.readback.failed(name, exc.reason)
                 if name in engine:
                     await journal.append_many([fault_item(now_ms, "write", str(exc), name)])

@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from agent import config as agent_config
-from fieldpact.logs import configure_logging
+from runtime.logs import configure_logging
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

@@ -38,7 +38,7 @@ from contracts.chain import GENESIS, ChainBreak, Entry, EntryKind, make_entry, v
 from contracts.codec import canonical_dumps, loads
 from contracts.errors import EncodingError
 from contracts.types import EpochMs
-from fieldpact.files import private_sqlite
+from runtime.files import private_sqlite
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -37,7 +37,7 @@ from contracts.errors import SigningKeyError
 from contracts.journal_sig import SignedHead, sign_head, verify_head
 from contracts.signing import load_private_key
 from contracts.wire import JournalBatch
-from fieldpact.files import private_dir
+from runtime.files import private_dir
 
 log = logging.getLogger("fieldpact.agent.journal_signing")
 
@@ -74,7 +74,7 @@ def _create(path: Path) -> None:
     pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                             serialization.NoEncryption())
     try:
-        private_dir(path.parent)  # a new directory is 0700 (fieldpact/files.py)
+        private_dir(path.parent)  # a new directory is 0700 (runtime/files.py)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, KEY_MODE)
         with os.fdopen(fd, "wb") as f:
             f.write(pem)

@@ -5,8 +5,8 @@ and the real ModbusLink):
 - `read(plan, now_ms)` never raises for I/O: each request that fails marks exactly its own points
   BAD with a reason ("timeout", "exception:<code>", "disconnected", "decode"); the rest stay GOOD.
   Every Reading carries `ts_ms = now_ms`, the scan cycle's time (the link never reads the clock for it).
-- `write(point, value)` raises LinkError on any failure and is never retried: a write that timed out
-  may have happened, so the caller journals it and trusts the next cycle's read-back.
+- `write(point, value)` raises DeviceLinkError on any failure and is never retried: a write that
+  timed out may have happened, so the caller journals it and trusts the next cycle's read-back.
 - An address the device does not have answers Modbus exception 2, ILLEGAL DATA ADDRESS (spec 7).
 """
 from __future__ import annotations
@@ -26,10 +26,11 @@ RawWord = int | bool
 """One cell of a register bank: a 16-bit register, or one bit of a coil/discrete table."""
 
 
-class LinkError(Exception):
-    """A write that failed, or a link that could not connect. `reason` is the same vocabulary as
-    a BAD reading's reason, plus "not_writable" and "encode" (a value that does not fit the point's
-    type, wrapping the RegisterError); `category` is the failure category the hub's policy uses."""
+class DeviceLinkError(Exception):
+    """A device write that failed, or a device link that could not connect. `reason` is the same
+    vocabulary as a BAD reading's reason, plus "not_writable" and "encode" (a value that does not
+    fit the point's type, wrapping the RegisterError); `category` is the failure category the hub's
+    policy uses."""
 
     def __init__(self, reason: str, detail: str, *, category: str = "adapters") -> None:
         self.reason, self.detail, self.category = reason, detail, category
@@ -41,7 +42,7 @@ class DeviceLink(Protocol):
     """One device (one TCP endpoint, any number of unit ids) as the scan loop sees it."""
 
     async def connect(self) -> None:
-        """Open the link. Raises LinkError if the device cannot be reached now."""
+        """Open the link. Raises DeviceLinkError if the device cannot be reached now."""
 
     async def close(self) -> None:
         """Close the link; idempotent."""
@@ -51,7 +52,7 @@ class DeviceLink(Protocol):
         ...
 
     async def write(self, point: Point, value: Value) -> None:
-        """Write one point. Raises LinkError on any failure (never retried)."""
+        """Write one point. Raises DeviceLinkError on any failure (never retried)."""
 
     def hurry(self, interval_s: float | None) -> None:
         """While set (safe state not yet confirmed on the device), look for the device again at
@@ -101,9 +102,9 @@ class MemoryLink:
         return self._connected and self.online
 
     async def connect(self) -> None:
-        """Raises LinkError("disconnected") while `online` is False."""
+        """Raises DeviceLinkError("disconnected") while `online` is False."""
         if not self.online:
-            raise LinkError("disconnected", "memory device is offline")
+            raise DeviceLinkError("disconnected", "memory device is offline")
         self._connected = True
 
     async def close(self) -> None:
@@ -144,22 +145,23 @@ class MemoryLink:
     async def write(self, point: Point, value: Value) -> None:
         raw = encode_for_write(point, value)
         if not self.connected:
-            raise LinkError("disconnected", f"write {point.name}={value!r}: link is down")
+            raise DeviceLinkError("disconnected", f"write {point.name}={value!r}: link is down")
         words: list[RawWord] = [raw] if isinstance(raw, bool) else list(raw)
         if self.get(point.unit_id, point.table, point.address, len(words)) is None:
-            raise LinkError(exception_reason(ILLEGAL_DATA_ADDRESS),
+            raise DeviceLinkError(exception_reason(ILLEGAL_DATA_ADDRESS),
                             f"write {point.name}={value!r} at {point.table.value}:{point.address}")
         self.set(point.unit_id, point.table, point.address, words)
         self.writes.append((point.name, value))
 
 
 def encode_for_write(point: Point, value: Value) -> RawValue:
-    """The raw words to write, checked before any I/O. Raises LinkError "not_writable" for input
+    """The raw words to write, checked before any I/O. Raises DeviceLinkError "not_writable" for input
     registers and discrete inputs, "encode" (category config) for a value that does not fit."""
     if not point.table.writable:
-        raise LinkError("not_writable", f"points.{point.name}: table {point.table.value} is read-only",
-                        category="config")
+        raise DeviceLinkError("not_writable",
+                              f"points.{point.name}: table {point.table.value} is read-only",
+                              category="config")
     try:
         return encode(point, value)
     except RegisterError as exc:
-        raise LinkError("encode", str(exc), category="config") from exc
+        raise DeviceLinkError("encode", str(exc), category="config") from exc

@@ -42,12 +42,12 @@ from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
 from pymodbus.pdu import ModbusPDU
 
-from agent.link import LinkError, bad_readings, encode_for_write, exception_reason, good_readings
+from agent.link import DeviceLinkError, bad_readings, encode_for_write, exception_reason, good_readings
 from agent.registers import ReadRequest
 from contracts.inputs import Reading
 from contracts.schema import Point, Table
 from contracts.types import EpochMs, PointName, Value
-from fieldpact.backoff import Backoff, Retrier
+from transport.backoff import Backoff, Retrier
 
 log = logging.getLogger("fieldpact.agent.modbus")
 
@@ -96,13 +96,13 @@ class ModbusLink:
         return self._client is not None and self._client.connected
 
     async def connect(self) -> None:
-        """One connect attempt bounded by timeout_s. Raises LinkError("disconnected") on failure
+        """One connect attempt bounded by timeout_s. Raises DeviceLinkError("disconnected") on failure
         and schedules the next attempt by the backoff."""
         self._closed = False
         if self.connected:
             return
         if not await self._attempt_connect():
-            raise LinkError("disconnected", f"cannot connect to {self.host}:{self.port}")
+            raise DeviceLinkError("disconnected", f"cannot connect to {self.host}:{self.port}")
 
     async def close(self) -> None:
         """Close and stay closed: read() will not reconnect until connect() is called again."""
@@ -137,16 +137,16 @@ class ModbusLink:
 
     async def write(self, point: Point, value: Value) -> None:
         """Write with FC5 (coil), FC6 (one register) or FC16 (several). Never retried. Raises
-        LinkError ("disconnected", "timeout", "exception:<code>", "not_writable", "encode")."""
+        DeviceLinkError ("disconnected", "timeout", "exception:<code>", "not_writable", "encode")."""
         raw = encode_for_write(point, value)
         client = self._client
         if client is None or not client.connected:
-            raise LinkError("disconnected", f"write {point.name}={value!r}: link is down")
+            raise DeviceLinkError("disconnected", f"write {point.name}={value!r}: link is down")
         where = f"write {point.name}={value!r} at unit {point.unit_id} {point.table.value}:{point.address}"
         reason = await self._call(lambda: _write_call(client, point, raw), point.unit_id, point.table,
                                   point.address)
         if isinstance(reason, str):
-            raise LinkError(reason, where)
+            raise DeviceLinkError(reason, where)
 
     # ------------------------------------------------------------------------------ internals
 

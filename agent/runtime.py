@@ -21,12 +21,12 @@ from agent.config import AgentConfig
 from agent.contract_store import ContractStore
 from agent.journal_signing import JournalSigner, default_key_path, load_or_create_key
 from agent.journal_thread import AsyncJournal
-from agent.link import DeviceLink, LinkError
+from agent.link import DeviceLink, DeviceLinkError
 from agent.modbus import ModbusLink
 from agent.scan import ActiveContract, Connectivity, CycleReport, ScanLoop
 from agent.systemd import Notifier
 from agent.uplink import LAST_CONTACT, Uplink, wall_ms
-from fieldpact.backoff import Backoff, Retrier
+from transport.backoff import Backoff, Retrier
 from contracts.chain import EntryKind
 from contracts.errors import ContractRefused, SigningKeyError
 from contracts.signing import load_public_key
@@ -79,7 +79,7 @@ class Agent:
             await stack.enter_async_context(self.journal)
             try:
                 await self.link.connect()
-            except LinkError as exc:  # the device may be down at boot: run anyway, reads go BAD
+            except DeviceLinkError as exc:  # the device may be down at boot: run anyway, reads go BAD
                 log.warning("modbus_unreachable_at_start reason=%s", exc)
             stack.push_async_callback(self.link.close)
             self.store = ContractStore(self.journal, load_public_key(self.cfg.trusted_key),

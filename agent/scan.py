@@ -42,7 +42,7 @@ from contracts.engine import Engine, EngineState, EventKind, StepResult
 from contracts.inputs import Command, Inputs, Reading
 from contracts.schema import Contract
 from contracts.types import EpochMs, Value
-from fieldpact.aio import raise_if_cancelled
+from transport.cancel import raise_if_cancelled
 
 log = logging.getLogger("fieldpact.agent.scan")
 

@@ -35,9 +35,9 @@ from contracts.topics import HUB_STATUS, Channel, topic
 from contracts.types import Value
 from contracts.wire import (Ack, Birth, CommandMessage, ContractResult, HubBirth, JournalBatch,
                             Telemetry)
-from fieldpact.backoff import Backoff
-from fieldpact.mqtt import LinkDown, MqttLink, Will
-from fieldpact.aio import raise_if_cancelled
+from transport.backoff import Backoff
+from transport.mqtt import LinkDown, MqttLink, Will
+from transport.cancel import raise_if_cancelled
 
 log = logging.getLogger("fieldpact.agent.uplink")
 

@@ -42,10 +42,10 @@ from agent.config import AgentConfig, BrokerConfig as AgentBroker, ModbusConfig
 from agent.modbus import ModbusLink
 from agent.runtime import Agent
 from bench._common import figure, signed_contract, window_around_now
-from fieldpact.backoff import Backoff
+from transport.backoff import Backoff
 from hub.app import HubRuntime
 from hub.auth import AuthConfig
-from hub.broker import Role, UserSpec, hash_password, mosquitto_acl, mosquitto_password_line
+from hub.broker import BrokerRole, UserSpec, hash_password, mosquitto_acl, mosquitto_password_line
 from hub.config import BrokerConfig, BrokerMode, DeviceCredential, HubConfig
 from simulators.netcut import NetCut
 from simulators.server import SimDevice
@@ -64,8 +64,8 @@ class BrokerProcess:
     def __init__(self, kind: str, tmp: Path) -> None:
         self.kind, self.tmp, self.port = kind, tmp, _free_port()
         self.proc: subprocess.Popen[bytes] | None = None
-        users = {"hub": UserSpec(password_hash="-", role=Role.HUB),
-                 DEVICE: UserSpec(password_hash="-", role=Role.DEVICE, site=SITE, device=DEVICE)}
+        users = {"hub": UserSpec(password_hash="-", role=BrokerRole.HUB),
+                 DEVICE: UserSpec(password_hash="-", role=BrokerRole.DEVICE, site=SITE, device=DEVICE)}
         if kind == "mosquitto":
             self.argv = [_mosquitto(), "-c", str(_mosquitto_conf(tmp, self.port, users))]
         else:
@@ -278,8 +278,8 @@ def _mosquitto_conf(tmp: Path, port: int, users: dict[str, UserSpec]) -> Path:
 async def _serve_amqtt(port: int, users_file: Path) -> None:
     from hub.broker import EmbeddedBroker
     passwords = json.loads(users_file.read_text())
-    users = {"hub": UserSpec(password_hash=hash_password(passwords["hub"]), role=Role.HUB),
-             DEVICE: UserSpec(password_hash=hash_password(passwords[DEVICE]), role=Role.DEVICE,
+    users = {"hub": UserSpec(password_hash=hash_password(passwords["hub"]), role=BrokerRole.HUB),
+             DEVICE: UserSpec(password_hash=hash_password(passwords[DEVICE]), role=BrokerRole.DEVICE,
                               site=SITE, device=DEVICE)}
     async with EmbeddedBroker("127.0.0.1", port, users=users):
         await asyncio.Event().wait()

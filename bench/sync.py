@@ -53,8 +53,8 @@ from contracts.schema import format_time
 from contracts.topics import Channel, topic
 from contracts.wire import Ack, Birth, JournalBatch, Telemetry
 from hub.app import HUB_USER, HubRuntime, broker_users
-from hub.auth import AuthConfig, Role as ApiRole, Token, hash_token
-from hub.broker import (EmbeddedBroker, Role, UserSpec, hash_password, mosquitto_acl,
+from hub.auth import AuthConfig, ApiRole, Token, hash_token
+from hub.broker import (EmbeddedBroker, BrokerRole, UserSpec, hash_password, mosquitto_acl,
                         mosquitto_password_line)
 from hub.config import BrokerConfig, BrokerMode, DeviceCredential, HubConfig
 from hub.ingest import Cursor, DeviceIngest
@@ -419,7 +419,7 @@ class FleetHub(HubRuntime):
     async def _broker(self, stack: contextlib.AsyncExitStack) -> tuple[str, str | None, str | None]:
         b, password = self.cfg.broker, secrets.token_urlsafe(24)
         users = broker_users(self.cfg, password) | {"loadgen": UserSpec(
-            password_hash=hash_password(self._loadgen_password), role=Role.HUB, site=None,
+            password_hash=hash_password(self._loadgen_password), role=BrokerRole.HUB, site=None,
             device=None)}
         self.broker = await stack.enter_async_context(
             EmbeddedBroker(b.listen_host, b.listen_port, users=users))
@@ -448,7 +448,7 @@ async def fleet_hub(kind: str, tmp: Path, password: str) -> AsyncIterator[HubRun
 
 
 def _fleet_users(password: str) -> dict[str, UserSpec]:
-    return {name: UserSpec(password_hash=hash_password(password), role=Role.HUB, site=None,
+    return {name: UserSpec(password_hash=hash_password(password), role=BrokerRole.HUB, site=None,
                            device=None) for name in ("hub", "loadgen")}
 
 
@@ -476,7 +476,7 @@ async def run_amqtt(port: int) -> None:
 
 @contextlib.asynccontextmanager
 async def mosquitto(tmp: Path, password: str) -> AsyncIterator[str]:
-    users = {name: UserSpec(password_hash=hash_password(password), role=Role.HUB, site=None,
+    users = {name: UserSpec(password_hash=hash_password(password), role=BrokerRole.HUB, site=None,
                             device=None) for name in ("hub", "loadgen")}
     binary = shutil.which("mosquitto") or shutil.which("mosquitto", path="/usr/sbin:/sbin")
     if binary is None:

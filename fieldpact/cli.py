@@ -1,40 +1,47 @@
 """The `fieldpact` command: one argparse tree assembled from the packages' command modules.
 
-Each module in COMMAND_MODULES has `register(subparsers)`, which adds its commands and sets
-`func(args) -> int` as their default; `main` parses, dispatches and returns the exit status. The
-library does the work; these modules only read arguments and print.
+Each command module has `register(subparsers)`, listed in REGISTRARS, which adds its commands and
+sets `func(args) -> int` as their default; `main` parses, dispatches and returns the exit status. The
+library does the work; these modules only read arguments and print. The modules are imported by
+name (no importlib strings), so mypy and import-linter see what the shell depends on.
 """
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
-from fieldpact.files import PRIVATE_UMASK
+import agent.cli
+import agent.journal_cli
+import hub.cli
+import simulators.cli
+from fieldpact import contract_cli, demo
+from runtime.files import PRIVATE_UMASK
 
-COMMAND_MODULES: tuple[str, ...] = (
-    "contracts.cli", "agent.cli", "agent.journal_cli", "simulators.cli", "hub.cli", "fieldpact.demo",
+REGISTRARS: tuple[Callable[[Any], None], ...] = (
+    contract_cli.register, agent.cli.register, agent.journal_cli.register, simulators.cli.register,
+    hub.cli.register, demo.register,
 )
-"""Modules contributing commands, in help order; agent, hub and simulators are added here."""
+"""Each command module's `register(subparsers)`, in help order."""
 
 EXIT_USAGE = 2
 """argparse's own status for a command line it cannot parse (also used when no command is given)."""
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The full command tree; raises ImportError if a command module is missing."""
+    """The full command tree."""
     parser = argparse.ArgumentParser(
         prog="fieldpact", description="Signed execution contracts for Modbus devices at the edge.")
     subparsers = parser.add_subparsers(title="commands", metavar="COMMAND")
-    for name in COMMAND_MODULES:
-        importlib.import_module(name).register(subparsers)
+    for register in REGISTRARS:
+        register(subparsers)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command and return its exit status (0 ok, 1 refused or invalid, 2 usage)."""
-    os.umask(PRIVATE_UMASK)  # whatever a command creates is ours alone (fieldpact/files.py)
+    os.umask(PRIVATE_UMASK)  # whatever a command creates is ours alone (runtime/files.py)
     parser = build_parser()
     try:
         args = parser.parse_args(argv)

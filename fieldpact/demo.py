@@ -28,8 +28,8 @@ from agent.journal import SqliteJournal
 from agent.journal_signing import verify_seals
 from agent.replay_journal import contracts_in, replay_entries
 from contracts.schema import format_time
-from fieldpact.logs import configure_logging
-from fieldpact.site import DeviceSpec, LocalSite
+from runtime.logs import configure_logging
+from fieldpact.loopback import DeviceSpec, LocalSite
 from hub.states import ContractStatus, DeviceState
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "contracts" / "examples"

@@ -40,7 +40,7 @@ from amqtt.mqtt.constants import QOS_2
 from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler
 from amqtt.session import Session
 
-from hub.acl.policy import MAX_PACKET_BYTES, Role, UserSpec, client_id_allowed
+from hub.acl.policy import MAX_PACKET_BYTES, BrokerRole, UserSpec, client_id_allowed
 from hub.mqtt_framing import PacketSizeGuard, PacketTooLarge
 
 log = logging.getLogger(__name__)
@@ -279,7 +279,7 @@ class FieldpactBroker(Broker):  # type: ignore[misc]
                              data: bytes | bytearray | None, qos: int | None = None) -> None:
         login = source_session.username if source_session is not None else None
         user = self._users.get(login or "")
-        if user is None or user.role is Role.HUB or topic_name is None:
+        if user is None or user.role is BrokerRole.HUB or topic_name is None:
             await super().retain_message(source_session, topic_name, data, qos)
             for held_by in self._retained_by.values():  # the topic is no longer theirs
                 held_by.pop(topic_name or "", None)
@@ -300,7 +300,7 @@ class FieldpactBroker(Broker):  # type: ignore[misc]
         flt = subscription[0]
         user = self._users.get(session.username or "")
         held = [f for f, subs in self._subscriptions.items() if any(s is session for s, _ in subs)]
-        if user is not None and user.role is not Role.HUB and flt not in held \
+        if user is not None and user.role is not BrokerRole.HUB and flt not in held \
                 and len(held) >= MAX_SUBSCRIPTIONS:
             log.warning("mqtt_subscribe_refused reason=too_many client_id=%s limit=%d",
                         session.client_id, MAX_SUBSCRIPTIONS)

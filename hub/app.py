@@ -24,8 +24,8 @@ from starlette.applications import Starlette
 
 from contracts.schema import Contract
 from contracts.signing import generate_keypair, load_private_key, sign_contract
-from fieldpact.files import private_dir
-from fieldpact.mqtt import MqttLink
+from runtime.files import private_dir
+from transport.mqtt import MqttLink
 from hub.acl.logins import HUB_USER
 from hub.acl.logins import broker_users as _users
 from hub.acl.policy import HUB_CLIENT_ID

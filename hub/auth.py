@@ -26,14 +26,17 @@ from dataclasses import dataclass
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 
-class Role(enum.IntEnum):
+class ApiRole(enum.IntEnum):
+    """What an HTTP API token may do; ordered, each role may do all the lower ones may (not to be
+    confused with hub.acl.policy.BrokerRole, the kind of MQTT login)."""
+
     VIEWER = 1
     OPERATOR = 2
     ADMIN = 3
 
     @classmethod
-    def parse(cls, text: str) -> Role:
-        """Role from its lowercase name. Raises ValueError naming the allowed roles."""
+    def parse(cls, text: str) -> ApiRole:
+        """The role named in lowercase. Raises ValueError naming the allowed roles."""
         try:
             return cls[text.upper()]
         except KeyError:
@@ -47,7 +50,7 @@ class Token:
 
     name: str
     sha256: str
-    role: Role
+    role: ApiRole
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -55,7 +58,7 @@ class Principal:
     """Who made a request; `name` is what the audit log records as the actor."""
 
     name: str
-    role: Role
+    role: ApiRole
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -87,22 +90,22 @@ _OPERATOR_ACTIONS = ("/reconcile", "/hold", "/abort", "/resume")
 _ALARM_ACK = ("/api/alarms/", "/ack")
 
 
-def required_role(method: str, path: str) -> Role | None:
+def required_role(method: str, path: str) -> ApiRole | None:
     """The weakest role allowed to call `method path`; None if the route is public."""
     if path in PUBLIC_PATHS:
         return None
     if method in ("GET", "HEAD") and (path in PAGE_PATHS or path.startswith(PAGE_PREFIX)):
         return None
     if path.startswith("/api/admin"):
-        return Role.ADMIN
+        return ApiRole.ADMIN
     if method in ("GET", "HEAD", "OPTIONS"):
-        return Role.VIEWER
+        return ApiRole.VIEWER
     if method == "POST" and path.startswith("/api/contracts"):
         if path.rstrip("/") == "/api/contracts" or path.endswith(_OPERATOR_ACTIONS):
-            return Role.OPERATOR
+            return ApiRole.OPERATOR
     if method == "POST" and path.startswith(_ALARM_ACK[0]) and path.endswith(_ALARM_ACK[1]):
-        return Role.OPERATOR
-    return Role.ADMIN
+        return ApiRole.OPERATOR
+    return ApiRole.ADMIN
 
 
 def bearer_token(headers: Sequence[tuple[bytes, bytes]]) -> str | None:

@@ -6,7 +6,7 @@ import getpass
 import sys
 from pathlib import Path
 
-from fieldpact.logs import configure_logging
+from runtime.logs import configure_logging
 from hub.acl import mosquitto
 from hub.acl.logins import HUB_USER, broker_users
 from hub.acl.passwords import hash_password, mosquitto_hash

@@ -50,7 +50,7 @@ from typing import Any
 from contracts.journal_sig import parse_public_key
 from contracts.topics import check_id
 from hub.acl.policy import HUB_LOGIN, check_login_name
-from hub.auth import AuthConfig, Role, Token
+from hub.auth import ApiRole, AuthConfig, Token
 from hub.policy import (DEFAULT_MAX_RETRIES, DEFAULT_POLICIES, FailureCategory, Policy, PolicyAction,
                         RetryConfig)
 from runtime import settings
@@ -178,7 +178,7 @@ def _broker_url(text: str) -> str | None:
 
 def _token(t: Table) -> Token:
     return Token(name=t.string("name"), sha256=t.parsed("sha256", _sha256),
-                 role=t.parsed("role", Role.parse))
+                 role=t.parsed("role", ApiRole.parse))
 
 
 def _sha256(text: str) -> str:

@@ -14,7 +14,7 @@ Rules:
   wait (hub/sync.py MqttPublisher).
 - A failure after start is logged at once and kept in `error`; `stop()` re-raises it.
 - `stop()` cancels `main` and waits a bounded time. Python 3.11's `wait_for` can swallow a
-  cancellation (fieldpact/aio.py), so the cancel is repeated until the thread ends. The thread is
+  cancellation (transport/cancel.py), so the cancel is repeated until the thread ends. The thread is
   a daemon: even a loop that never ends cannot keep the process from exiting.
 """
 from __future__ import annotations

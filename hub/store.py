@@ -35,7 +35,7 @@ from contracts.chain import Entry, checked_entry, kind_of
 from contracts.errors import EncodingError
 from contracts.limits import quote
 from contracts.types import EpochMs
-from fieldpact.files import private_sqlite
+from runtime.files import private_sqlite
 from hub.audit import AuditAction, AuditEntry, Outcome
 from hub.lineage import Budget
 from hub.states import (

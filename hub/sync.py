@@ -54,7 +54,7 @@ from contracts.topics import HUB_PROBE, HUB_STATUS, Channel, TopicParts, hub_fil
 from contracts.wire import (Ack, Birth, CommandMessage, ContractResult, HubBirth, JournalBatch,
                             Telemetry)
 from contracts.types import EpochMs
-from fieldpact.mqtt import LinkDown, MqttLink, Probe, Will
+from transport.mqtt import LinkDown, MqttLink, Probe, Will
 from hub.alarms import AlarmKind, detail_of, journal_alarm, telemetry_changes
 from hub.audit import AuditAction, AuditEntry, Outcome, log_entry
 from hub.claims import (
@@ -70,7 +70,7 @@ from hub.registry import DeviceRegistry
 from hub.states import ContractEvent, ContractStatus, DeviceEvent, DeviceState, IllegalTransition
 from hub.store import (ContractRecord, DeviceRecord, Duplicate, HubStore, JournalRow, NotFound,
                        StoreError, contract_id)
-from fieldpact.aio import raise_if_cancelled
+from transport.cancel import raise_if_cancelled
 
 log = logging.getLogger("fieldpact.hub.sync")
 

@@ -20,7 +20,7 @@ import pytest
 
 from hub.acl.policy import base_client_id
 from hub.acl import mosquitto as mosquitto_export
-from hub.broker import EmbeddedBroker, Role, UserSpec, hash_password, mosquitto_hash
+from hub.broker import EmbeddedBroker, BrokerRole, UserSpec, hash_password, mosquitto_hash
 
 SITE = "s1"
 BROKER_START_TIMEOUT_S = 10.0
@@ -42,7 +42,7 @@ class FleetUser:
 
     name: str
     password: str
-    role: Role
+    role: BrokerRole
     site: str | None = None
     device: str | None = None
     sites: tuple[str, ...] = ()
@@ -66,10 +66,10 @@ class FleetUser:
 FLEET: Mapping[str, FleetUser] = {
     u.name: u
     for u in (
-        FleetUser(name="hub", password="hub-secret", role=Role.HUB),
-        FleetUser(name="d1", password="d1-secret", role=Role.DEVICE, site=SITE, device="d1"),
-        FleetUser(name="d2", password="d2-secret", role=Role.DEVICE, site=SITE, device="d2"),
-        FleetUser(name="scada", password="scada-secret", role=Role.INTEGRATION, sites=(SITE,)),
+        FleetUser(name="hub", password="hub-secret", role=BrokerRole.HUB),
+        FleetUser(name="d1", password="d1-secret", role=BrokerRole.DEVICE, site=SITE, device="d1"),
+        FleetUser(name="d2", password="d2-secret", role=BrokerRole.DEVICE, site=SITE, device="d2"),
+        FleetUser(name="scada", password="scada-secret", role=BrokerRole.INTEGRATION, sites=(SITE,)),
     )
 }
 

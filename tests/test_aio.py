@@ -5,7 +5,7 @@ import asyncio
 
 import pytest
 
-from fieldpact.aio import raise_if_cancelled
+from transport.cancel import raise_if_cancelled
 
 
 async def test_a_swallowed_cancellation_is_raised_at_the_next_checkpoint() -> None:

@@ -13,7 +13,7 @@ import pytest
 from agent.journal import SqliteJournal
 from contracts.chain import EntryKind
 from fieldpact.cli import main
-from fieldpact.files import private_dir
+from runtime.files import private_dir
 from hub.app import load_or_create_key
 from hub.store import HubStore
 

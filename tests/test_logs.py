@@ -1,4 +1,4 @@
-"""Structured, escaped logs (fieldpact/logs.py): hostile strings in args, extras, messages and
+"""Structured, escaped logs (runtime/logs.py): hostile strings in args, extras, messages and
 tracebacks stay on one line and cannot fake a key; and the real `hub serve` logs that way."""
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from pathlib import Path
 import aiomqtt
 import pytest
 
-from fieldpact.logs import configure_logging, escape_text, quote
+from runtime.logs import configure_logging, escape_text, quote
 from hub.auth import hash_token
 from tests.agent.test_cli_commands import _wait_http
 from tests.conftest import free_port

@@ -14,7 +14,8 @@ from pathlib import Path
 import aiomqtt
 import pytest
 
-from fieldpact.mqtt import Backoff, Endpoint, LinkDown, MqttLink, Probe, parse_url
+from transport.backoff import Backoff
+from transport.mqtt import Endpoint, LinkDown, MqttLink, Probe, parse_url
 from hub.broker import EmbeddedBroker
 from tests.conftest import FLEET, BrokerEndpoint, fleet_specs
 
@@ -215,7 +216,7 @@ async def test_link_with_refused_credentials_keeps_retrying_and_never_connects(
 
 DYING_DEVICE = textwrap.dedent("""
     import asyncio, sys
-    from fieldpact.mqtt import MqttLink, Will
+    from transport.mqtt import MqttLink, Will
 
     async def main() -> None:
         url, password = sys.argv[1], sys.argv[2]

@@ -39,8 +39,9 @@ MAX_PACKET_BYTES = 4 * 1024 * 1024
 (≤ 1 MiB document, contracts/loader.py) and a 500-entry journal batch (a few hundred kB)."""
 
 
-class Role(enum.StrEnum):
-    """What kind of client a user is; decides its ACL."""
+class BrokerRole(enum.StrEnum):
+    """What kind of MQTT client a broker login is; decides its ACL (not to be confused with
+    hub.auth.ApiRole, what an HTTP API token may do)."""
 
     HUB = "hub"
     DEVICE = "device"
@@ -62,18 +63,18 @@ class UserSpec:
     Raises ValueError naming the field from the constructor otherwise."""
 
     password_hash: str
-    role: Role
+    role: BrokerRole
     site: str | None = None
     device: str | None = None
     sites: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        if self.role is Role.DEVICE:
+        if self.role is BrokerRole.DEVICE:
             check_id("site", self.site or "")
             check_id("device", self.device or "")
         elif self.site is not None or self.device is not None:
             raise ValueError(f"role: {self.role.value} user must not name a site or device")
-        if self.role is Role.INTEGRATION:
+        if self.role is BrokerRole.INTEGRATION:
             if not self.sites:
                 raise ValueError("sites: an integration must name at least one site")
             for i, site in enumerate(self.sites):
@@ -88,9 +89,9 @@ _DEVICE_DOWN = (Channel.ACK, Channel.CONTRACT, Channel.CMD)
 
 def publish_filters(user: UserSpec) -> tuple[str, ...]:
     """Filters a user may publish under (a topic must match one)."""
-    if user.role is Role.HUB:
+    if user.role is BrokerRole.HUB:
         return (f"{PREFIX}/#",)
-    if user.role is Role.DEVICE:
+    if user.role is BrokerRole.DEVICE:
         base = f"{PREFIX}/{user.site}/{user.device}"
         return (*(f"{base}/{c.value}" for c in _DEVICE_UP), f"{base}/{Channel.POINTS.value}/#")
     return ()
@@ -98,9 +99,9 @@ def publish_filters(user: UserSpec) -> tuple[str, ...]:
 
 def read_filters(user: UserSpec) -> tuple[str, ...]:
     """Filters a user may subscribe to (a requested filter must be covered by one)."""
-    if user.role is Role.HUB:
+    if user.role is BrokerRole.HUB:
         return (f"{PREFIX}/#",)
-    if user.role is Role.DEVICE:
+    if user.role is BrokerRole.DEVICE:
         own = tuple(f"{PREFIX}/{user.site}/{user.device}/{c.value}" for c in _DEVICE_DOWN)
         return (*own, HUB_STATUS_TOPIC)
     per_site = ((f"{PREFIX}/{s}/+/{Channel.POINTS.value}/#", f"{PREFIX}/{s}/+/{Channel.STATUS.value}")
@@ -125,9 +126,9 @@ def allowed(user: UserSpec, action: Action, topic: str) -> bool:
 
 def base_client_id(login: str, user: UserSpec) -> str:
     """The client id reserved for `login` (see the module rules)."""
-    if user.role is Role.HUB:
+    if user.role is BrokerRole.HUB:
         return HUB_CLIENT_ID
-    if user.role is Role.DEVICE:
+    if user.role is BrokerRole.DEVICE:
         return f"{DEVICE_CLIENT_PREFIX}{user.device}"
     return f"{INTEGRATION_CLIENT_PREFIX}{login}"
 

@@ -12,7 +12,7 @@ from agent.config import AgentConfig
 from agent.journal import _SELECT, _row_to_entry
 from agent.modbus import ModbusLink
 from agent.runtime import Agent
-from fieldpact.backoff import Backoff
+from transport.backoff import Backoff
 from contracts.chain import Entry, EntryKind
 
 T = TypeVar("T")

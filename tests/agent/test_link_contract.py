@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from agent.link import DeviceLink, LinkError, MemoryLink
+from agent.link import DeviceLink, DeviceLinkError, MemoryLink
 from agent.modbus import ModbusLink
 from agent.registers import plan_reads
 from contracts.inputs import Quality
@@ -98,19 +98,19 @@ async def test_a_second_master_change_shows_in_the_next_read(rig: Rig) -> None:
 
 
 async def test_write_to_a_missing_address_raises_with_the_exception_code(rig: Rig) -> None:
-    with pytest.raises(LinkError) as err:
+    with pytest.raises(DeviceLinkError) as err:
         await rig.link.write(pt("ghost", Table.HOLDING, 900, direction=Direction.WRITE), 1)
     assert err.value.reason == "exception:2" and err.value.category == "adapters"
 
 
 async def test_write_to_a_read_only_table_is_refused_before_any_io(rig: Rig) -> None:
-    with pytest.raises(LinkError) as err:
+    with pytest.raises(DeviceLinkError) as err:
         await rig.link.write(TEMP, 1.0)
     assert err.value.reason == "not_writable"
 
 
 async def test_a_value_out_of_raw_range_is_refused_and_the_device_is_untouched(rig: Rig) -> None:
-    with pytest.raises(LinkError) as err:
+    with pytest.raises(DeviceLinkError) as err:
         await rig.link.write(SPEED, 7000.0)  # raw 70000 > uint16
     assert err.value.reason == "encode" and "speed" in str(err.value)
     assert rig.bank.get(1, Table.HOLDING, 20, 1) == [0]
@@ -122,7 +122,7 @@ async def test_after_close_reads_are_bad_disconnected_and_writes_raise(rig: Rig)
     readings = await rig.link.read(plan_reads(POINTS), now_ms=7)
     assert {r.reason for r in readings.values()} == {"disconnected"}
     assert all(r.ts_ms == 7 and r.value is None for r in readings.values())
-    with pytest.raises(LinkError) as err:
+    with pytest.raises(DeviceLinkError) as err:
         await rig.link.write(VALVE, True)
     assert err.value.reason == "disconnected"
 

@@ -11,9 +11,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from agent.link import LinkError, MemoryLink
+from agent.link import DeviceLinkError, MemoryLink
 from agent.modbus import ModbusLink
-from fieldpact.backoff import Backoff, Retrier
+from transport.backoff import Backoff, Retrier
 from agent.registers import plan_reads
 from contracts.schema import DataType, Direction, Point, Table
 from tests.agent.modbus_server import BankContext, bank_server
@@ -170,7 +170,7 @@ async def test_while_disconnected_reads_return_at_once_and_connects_follow_the_b
     now = [100.0]
     link = ModbusLink("127.0.0.1", free_port(), timeout_s=0.5, clock=lambda: now[0],
                       backoff=Backoff(initial_s=1.0, factor=2.0, jitter=0.0))
-    with pytest.raises(LinkError):
+    with pytest.raises(DeviceLinkError):
         await link.connect()
     started = time.monotonic()
     for _ in range(20):  # twenty scan periods inside the first backoff delay: no new attempt
@@ -216,7 +216,7 @@ async def test_a_write_that_times_out_raises_and_is_never_retried() -> None:
         link = ModbusLink("127.0.0.1", port, timeout_s=0.15)
         await link.connect()
         try:
-            with pytest.raises(LinkError) as err:
+            with pytest.raises(DeviceLinkError) as err:
                 await link.write(SPEED, 42)
             assert err.value.reason == "timeout"
             assert [r for r in context.requests if r[1] == 6] == [(1, 6, 1, 1)]

@@ -10,7 +10,7 @@ import time
 from agent.modbus import DEADLINE_MARGIN_S, ModbusLink
 from agent.registers import plan_reads
 from contracts.schema import DataType, Direction, Point, Table
-from fieldpact.backoff import Backoff
+from transport.backoff import Backoff
 from simulators.faults import Fault
 from simulators.server import SimDevice
 

@@ -19,7 +19,7 @@ from agent.config import AgentConfig, BrokerConfig, ModbusConfig
 from contracts.loader import check_mapping
 from contracts.schema import Contract
 from contracts.wire import Telemetry
-from fieldpact.backoff import Backoff
+from transport.backoff import Backoff
 from simulators.faults import Fault
 from simulators.server import SimDevice
 from tests.agent.conftest import tank_document

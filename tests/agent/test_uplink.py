@@ -13,7 +13,7 @@ from agent.runtime import Agent
 from agent.uplink import Uplink
 from contracts.loader import check_mapping
 from contracts.signing import generate_keypair, load_private_key, sign_contract
-from fieldpact.backoff import Backoff
+from transport.backoff import Backoff
 from hub.app import HubRuntime
 from simulators.faults import Fault
 from simulators.server import SimDevice

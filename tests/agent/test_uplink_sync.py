@@ -23,7 +23,7 @@ from contracts.chain import Entry
 from contracts.signing import generate_keypair
 from contracts.topics import HUB_STATUS, Channel, topic
 from contracts.wire import Ack, HubBirth, JournalBatch
-from fieldpact.backoff import Backoff
+from transport.backoff import Backoff
 from hub.app import HubRuntime
 from simulators.netcut import NetCut
 from simulators.server import SimDevice

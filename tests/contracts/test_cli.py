@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from contracts.cli import sample, transitions
+from fieldpact.contract_cli import sample, transitions
 from fieldpact.cli import main
 
 ROOT = Path(__file__).parents[2]

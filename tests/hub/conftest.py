@@ -18,7 +18,7 @@ from contracts.loader import check_mapping, load_document
 from contracts.schema import to_mapping
 from contracts.signing import sign_contract
 from hub.api import create_app
-from hub.auth import AuthConfig, Role, Token, hash_token
+from hub.auth import AuthConfig, ApiRole, Token, hash_token
 from hub.config import DeviceCredential
 from hub.registry import DeviceRegistry
 from hub.service import HubService, MemoryPublisher
@@ -26,7 +26,7 @@ from hub.store import HubStore
 
 EXAMPLES = Path(__file__).parents[2] / "contracts" / "examples"
 START_MS = 1_795_500_000_000  # 2026-11-23, before the examples' validity windows
-TOKENS = {Role.VIEWER: "viewer-secret", Role.OPERATOR: "operator-secret", Role.ADMIN: "admin-secret"}
+TOKENS = {ApiRole.VIEWER: "viewer-secret", ApiRole.OPERATOR: "operator-secret", ApiRole.ADMIN: "admin-secret"}
 SERVER_START_TIMEOUT_S = 5.0
 
 
@@ -40,7 +40,7 @@ class StepClock:
         return self.now
 
 
-def bearer(role: Role) -> dict[str, str]:
+def bearer(role: ApiRole) -> dict[str, str]:
     return {"Authorization": f"Bearer {TOKENS[role]}"}
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import uvicorn
 
 from hub.app import HubRuntime
-from hub.auth import AuthConfig, Role, Token, hash_token
+from hub.auth import AuthConfig, ApiRole, Token, hash_token
 from tests.hub.sync_helpers import hub_config
 
 START_TIMEOUT_S = 30.0
@@ -37,7 +37,7 @@ class LiveHub:
 
 async def _serve(workdir: Path) -> None:
     cfg = replace(hub_config(workdir), auth=AuthConfig(tokens=(
-        Token(name="admin", sha256=hash_token(TOKEN), role=Role.ADMIN),)))
+        Token(name="admin", sha256=hash_token(TOKEN), role=ApiRole.ADMIN),)))
     runtime = HubRuntime(cfg)
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)

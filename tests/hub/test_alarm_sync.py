@@ -104,7 +104,7 @@ async def test_a_device_reset_after_a_broken_chain_leaves_fault_and_clears_the_a
 
 def test_telemetry_safe_and_trip_fields_raise_once_and_clear_when_the_device_runs_again(
         tmp_path: Path) -> None:
-    from fieldpact.mqtt import MqttLink
+    from transport.mqtt import MqttLink
     from hub.sync import HubSync
     hub = HubRuntime(hub_config(tmp_path))
     try:

@@ -14,13 +14,13 @@ from prometheus_client.parser import text_string_to_metric_families
 from contracts.inputs import CommandKind
 from contracts.signing import verify_contract
 from hub.api import ROUTES
-from hub.auth import Role
+from hub.auth import ApiRole
 from hub.service import MemoryPublisher
 from hub.store import HubStore, JournalRow
 
 from .conftest import START_MS, bearer
 
-OP, VIEW = bearer(Role.OPERATOR), bearer(Role.VIEWER)
+OP, VIEW = bearer(ApiRole.OPERATOR), bearer(ApiRole.VIEWER)
 
 
 def got_valid_from(view: dict[str, Any]) -> int:

@@ -5,51 +5,51 @@ from pathlib import Path
 
 import pytest
 
-from hub.auth import Role, Token, authenticate, bearer_token, hash_token, required_role
+from hub.auth import ApiRole, Token, authenticate, bearer_token, hash_token, required_role
 from hub.config import BrokerMode, ConfigError, load_config, parse_config
 from hub.policy import DEFAULT_POLICIES, FailureCategory, PolicyAction
 
-TOKENS = (Token(name="eve", sha256=hash_token("v"), role=Role.VIEWER),
-          Token(name="olga", sha256=hash_token("o"), role=Role.OPERATOR),
-          Token(name="ada", sha256=hash_token("a"), role=Role.ADMIN))
+TOKENS = (Token(name="eve", sha256=hash_token("v"), role=ApiRole.VIEWER),
+          Token(name="olga", sha256=hash_token("o"), role=ApiRole.OPERATOR),
+          Token(name="ada", sha256=hash_token("a"), role=ApiRole.ADMIN))
 
 
 def test_authenticate_finds_the_holder_of_a_token_and_nobody_for_others() -> None:
     assert authenticate(TOKENS, "o") is not None
     assert authenticate(TOKENS, "o").name == "olga"  # type: ignore[union-attr]
-    assert authenticate(TOKENS, "a").role is Role.ADMIN  # type: ignore[union-attr]
+    assert authenticate(TOKENS, "a").role is ApiRole.ADMIN  # type: ignore[union-attr]
     assert authenticate(TOKENS, "x") is None
     assert authenticate(TOKENS, hash_token("o")) is None  # the digest is not the token
 
 
 def test_digests_in_upper_case_still_match() -> None:
-    upper = (Token(name="u", sha256=hash_token("t").upper(), role=Role.VIEWER),)
+    upper = (Token(name="u", sha256=hash_token("t").upper(), role=ApiRole.VIEWER),)
     assert authenticate(upper, "t") is not None
 
 
 @pytest.mark.parametrize(("method", "path", "role"), [
     ("GET", "/health", None),
-    ("GET", "/api/devices", Role.VIEWER),
-    ("GET", "/api/contracts/x@1", Role.VIEWER),
-    ("GET", "/metrics", Role.VIEWER),
-    ("POST", "/api/contracts", Role.OPERATOR),
-    ("POST", "/api/contracts/x@1/hold", Role.OPERATOR),
-    ("POST", "/api/contracts/x@1/abort", Role.OPERATOR),
-    ("POST", "/api/contracts/x@1/reconcile", Role.OPERATOR),
-    ("POST", "/api/contracts/x@1/resign", Role.ADMIN),   # unknown write: fails closed
-    ("DELETE", "/api/contracts/x@1", Role.ADMIN),
-    ("GET", "/api/admin/keys", Role.ADMIN),
-    ("POST", "/api/devices/d1", Role.ADMIN),
+    ("GET", "/api/devices", ApiRole.VIEWER),
+    ("GET", "/api/contracts/x@1", ApiRole.VIEWER),
+    ("GET", "/metrics", ApiRole.VIEWER),
+    ("POST", "/api/contracts", ApiRole.OPERATOR),
+    ("POST", "/api/contracts/x@1/hold", ApiRole.OPERATOR),
+    ("POST", "/api/contracts/x@1/abort", ApiRole.OPERATOR),
+    ("POST", "/api/contracts/x@1/reconcile", ApiRole.OPERATOR),
+    ("POST", "/api/contracts/x@1/resign", ApiRole.ADMIN),   # unknown write: fails closed
+    ("DELETE", "/api/contracts/x@1", ApiRole.ADMIN),
+    ("GET", "/api/admin/keys", ApiRole.ADMIN),
+    ("POST", "/api/devices/d1", ApiRole.ADMIN),
 ])
-def test_required_role_by_method_and_path(method: str, path: str, role: Role | None) -> None:
+def test_required_role_by_method_and_path(method: str, path: str, role: ApiRole | None) -> None:
     assert required_role(method, path) is role
 
 
 def test_roles_are_ordered_viewer_operator_admin() -> None:
-    assert Role.VIEWER < Role.OPERATOR < Role.ADMIN
-    assert Role.parse("operator") is Role.OPERATOR
+    assert ApiRole.VIEWER < ApiRole.OPERATOR < ApiRole.ADMIN
+    assert ApiRole.parse("operator") is ApiRole.OPERATOR
     with pytest.raises(ValueError, match="allowed: viewer, operator, admin"):
-        Role.parse("root")
+        ApiRole.parse("root")
 
 
 @pytest.mark.parametrize(("headers", "token"), [
@@ -74,7 +74,7 @@ def test_config_reads_tokens_devices_policies_and_broker() -> None:
         "devices": [{"id": "d1", "site": "s1", "password_hash": "$x$"}],
         "policies": {"network": {"action": "hold", "max_retries": 0}},
     })
-    assert cfg.auth.tokens[0].role is Role.OPERATOR
+    assert cfg.auth.tokens[0].role is ApiRole.OPERATOR
     assert (cfg.broker.mode, cfg.broker.url) == (BrokerMode.EXTERNAL, "mqtt://broker:1883")
     assert (cfg.listen_host, cfg.listen_port, cfg.silence_timeout_ms) == ("0.0.0.0", 9000, 12500)
     assert cfg.policies[FailureCategory.NETWORK].action is PolicyAction.HOLD

@@ -15,7 +15,7 @@ from hub.acl.policy import client_id_allowed
 from hub.broker import (
     Action,
     EmbeddedBroker,
-    Role,
+    BrokerRole,
     UserSpec,
     allowed,
     check_password,
@@ -26,9 +26,9 @@ from tests.conftest import BrokerEndpoint, fleet_specs
 
 WAIT_S = 5.0
 _client_ids = itertools.count()
-DEVICE = UserSpec(password_hash="x", role=Role.DEVICE, site="s1", device="d1")
-HUB = UserSpec(password_hash="x", role=Role.HUB)
-SCADA = UserSpec(password_hash="x", role=Role.INTEGRATION, sites=("s1",))
+DEVICE = UserSpec(password_hash="x", role=BrokerRole.DEVICE, site="s1", device="d1")
+HUB = UserSpec(password_hash="x", role=BrokerRole.HUB)
+SCADA = UserSpec(password_hash="x", role=BrokerRole.INTEGRATION, sites=("s1",))
 
 
 # --- pure policy --------------------------------------------------------------------------------
@@ -48,9 +48,9 @@ def test_check_password_treats_a_malformed_hash_as_a_mismatch(bad: str) -> None:
 
 def test_device_user_must_name_site_and_device() -> None:
     with pytest.raises(ValueError, match="device"):
-        UserSpec(password_hash="x", role=Role.DEVICE, site="s1")
+        UserSpec(password_hash="x", role=BrokerRole.DEVICE, site="s1")
     with pytest.raises(ValueError, match="role: hub"):
-        UserSpec(password_hash="x", role=Role.HUB, site="s1")
+        UserSpec(password_hash="x", role=BrokerRole.HUB, site="s1")
 
 
 @pytest.mark.parametrize("channel", [Channel.STATUS, Channel.JOURNAL, Channel.CONTRACT_RESULT,
@@ -110,9 +110,9 @@ def test_integration_reads_points_and_status_of_its_sites_and_writes_nothing() -
 
 def test_integration_must_name_its_sites() -> None:
     with pytest.raises(ValueError, match="sites"):
-        UserSpec(password_hash="x", role=Role.INTEGRATION)
+        UserSpec(password_hash="x", role=BrokerRole.INTEGRATION)
     with pytest.raises(ValueError, match="sites"):
-        UserSpec(password_hash="x", role=Role.DEVICE, site="s1", device="d1", sites=("s1",))
+        UserSpec(password_hash="x", role=BrokerRole.DEVICE, site="s1", device="d1", sites=("s1",))
 
 
 def test_only_the_hub_writes_the_hub_birth_and_everyone_reads_it() -> None:
@@ -250,9 +250,9 @@ def test_shipped_mosquitto_acl_example_is_what_mosquitto_acl_renders() -> None:
     site = "north-field"
     users = {
         "hub": HUB,
-        "pump-station-7": UserSpec(password_hash="-", role=Role.DEVICE, site=site, device="pump-station-7"),
-        "chiller-2": UserSpec(password_hash="-", role=Role.DEVICE, site=site, device="chiller-2"),
-        "scada": UserSpec(password_hash="-", role=Role.INTEGRATION, sites=(site,)),
+        "pump-station-7": UserSpec(password_hash="-", role=BrokerRole.DEVICE, site=site, device="pump-station-7"),
+        "chiller-2": UserSpec(password_hash="-", role=BrokerRole.DEVICE, site=site, device="chiller-2"),
+        "scada": UserSpec(password_hash="-", role=BrokerRole.INTEGRATION, sites=(site,)),
     }
     body = [line for line in example.splitlines() if not line.startswith("#")]
     rendered = [line for line in mosquitto_acl(users).splitlines() if not line.startswith("#")]

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from hub.acl.logins import broker_users
-from hub.acl.policy import Action, Role, allowed
+from hub.acl.policy import Action, BrokerRole, allowed
 from hub.config import ConfigError, IntegrationCredential, parse_config
 
 BASE: dict[str, Any] = {"db": "/tmp/hub.db", "key": "/tmp/hub.key",
@@ -20,7 +20,7 @@ def test_integrations_are_read_and_become_read_only_logins_for_their_sites() -> 
     assert cfg.integrations == (IntegrationCredential(name="scada", sites=("s1", "s2"),
                                                       password_hash="h1"),)
     user = broker_users(cfg, "hub-hash")["scada"]
-    assert user.role is Role.INTEGRATION and user.sites == ("s1", "s2")
+    assert user.role is BrokerRole.INTEGRATION and user.sites == ("s1", "s2")
     assert allowed(user, Action.RECEIVE, "fp/v1/s2/dx/points/flow")
     assert not allowed(user, Action.RECEIVE, "fp/v1/s3/dx/points/flow")
     assert not allowed(user, Action.PUBLISH, "fp/v1/s1/d1/points/flow")

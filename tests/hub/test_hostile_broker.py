@@ -15,11 +15,12 @@ import aiomqtt
 import pytest
 
 from contracts.topics import Channel
-from fieldpact.mqtt import Backoff, MqttLink
+from transport.backoff import Backoff
+from transport.mqtt import MqttLink
 from hub import amqtt_session as hub_broker
 from hub import broker as hub_broker_plugins
 from hub.acl.passwords import check_password
-from hub.acl.policy import Role
+from hub.acl.policy import BrokerRole
 from hub.app import HubRuntime
 from hub.broker import (MAX_INFLIGHT_QOS2, MAX_PACKET_BYTES, EmbeddedBroker, PacketSizeGuard,
                         PacketTooLarge)
@@ -113,7 +114,7 @@ async def test_a_device_may_use_only_its_own_client_ids(amqtt_broker: BrokerEndp
 
 
 async def test_an_id_held_by_another_login_of_the_same_role_is_refused_and_the_holder_stays() -> None:
-    users = {**FLEET, "hub2": FleetUser(name="hub2", password="hub2-secret", role=Role.HUB)}
+    users = {**FLEET, "hub2": FleetUser(name="hub2", password="hub2-secret", role=BrokerRole.HUB)}
     async with EmbeddedBroker(users=fleet_specs(users)) as embedded:
         broker = BrokerEndpoint(host=embedded.host, port=embedded.port, users=users)
         async with aiomqtt.Client(broker.host, broker.port, identifier="fieldpact-hub",

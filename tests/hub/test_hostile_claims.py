@@ -31,7 +31,7 @@ from contracts.topics import Channel
 from contracts.wire import ContractResult, JournalBatch, Telemetry
 from hub import ingest
 from hub.app import HubRuntime
-from hub.auth import AuthConfig, Role, Token, hash_token
+from hub.auth import AuthConfig, ApiRole, Token, hash_token
 from hub.config import DeviceCredential, HubConfig
 from hub.states import ContractStatus, DeviceState
 from hub.store import ContractRecord
@@ -452,7 +452,7 @@ async def test_a_flood_of_reconcile_requests_is_absorbed_into_one_request_and_on
 
 def _with_admin(cfg: HubConfig) -> HubConfig:
     return replace(cfg, auth=AuthConfig(tokens=(Token(name="admin", sha256=hash_token(ADMIN),
-                                                      role=Role.ADMIN),)))
+                                                      role=ApiRole.ADMIN),)))
 
 
 @contextlib.asynccontextmanager

@@ -18,14 +18,14 @@ import yaml
 from contracts.codec import encode_message
 from contracts.topics import Channel
 from hub.app import HubRuntime
-from hub.auth import Role
+from hub.auth import ApiRole
 from tests.agent.helpers import eventually
 from tests.hub.conftest import bearer
 from tests.hub.sync_helpers import batch, birth, chain, device_client, hub_config, publish, wait_ack
 
 # The documented limits (contracts/limits.py), written out so this file also runs on the old code.
 MAX_DOCUMENT_BYTES, MAX_POINTS, MAX_SEQ = 1 << 20, 2048, 2**53 - 1
-OP = bearer(Role.OPERATOR)
+OP = bearer(ApiRole.OPERATOR)
 YAML = {**OP, "Content-Type": "application/yaml"}
 
 

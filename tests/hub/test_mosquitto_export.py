@@ -20,16 +20,16 @@ import pytest
 from fieldpact.cli import main
 from hub.acl.mosquitto import ACL_NAME, CONF_NAME, PASSWD_NAME
 from hub.acl.passwords import check_password, hash_password, mosquitto_hash
-from hub.broker import Role
+from hub.broker import BrokerRole
 from tests.conftest import BrokerEndpoint, FleetUser, free_port, mosquitto_binary, start_mosquitto
 from tests.hub.test_broker import assert_only_marker_arrives, client, next_message
 
 pytestmark = pytest.mark.mosquitto
 USERS = {u.name: u for u in (
-    FleetUser(name="site-hub", password="hub-pw", role=Role.HUB),
-    FleetUser(name="d1", password="d1-pw", role=Role.DEVICE, site="s1", device="d1"),
-    FleetUser(name="d2", password="d2-pw", role=Role.DEVICE, site="s1", device="d2"),
-    FleetUser(name="scada", password="scada-pw", role=Role.INTEGRATION, sites=("s1",)),
+    FleetUser(name="site-hub", password="hub-pw", role=BrokerRole.HUB),
+    FleetUser(name="d1", password="d1-pw", role=BrokerRole.DEVICE, site="s1", device="d1"),
+    FleetUser(name="d2", password="d2-pw", role=BrokerRole.DEVICE, site="s1", device="d2"),
+    FleetUser(name="scada", password="scada-pw", role=BrokerRole.INTEGRATION, sites=("s1",)),
 )}
 
 

@@ -7,7 +7,8 @@ import random
 
 import pytest
 
-from fieldpact.mqtt import Backoff, MqttLink
+from transport.backoff import Backoff
+from transport.mqtt import MqttLink
 from tests.conftest import FLEET, BrokerEndpoint
 from tests.hub.test_broker import client, next_message
 from tests.test_mqtt_link import dying_device

@@ -19,7 +19,7 @@ import uvicorn
 from contracts.chain import GENESIS, Entry, EntryKind, make_entry
 from contracts.topics import Channel
 from contracts.wire import Ack, Telemetry
-from fieldpact.mqtt import LinkDown
+from transport.mqtt import LinkDown
 from hub.app import HubRuntime
 from tests.agent.helpers import eventually
 from tests.conftest import BrokerEndpoint
@@ -89,7 +89,7 @@ async def test_the_api_answers_while_mqtt_handling_is_stuck(tmp_path: Path) -> N
 
 async def test_operator_hold_over_http_reaches_a_real_agent_across_the_thread_boundary(
         tmp_path: Path) -> None:
-    from fieldpact.site import DeviceSpec, LocalSite
+    from fieldpact.loopback import DeviceSpec, LocalSite
     from tests.agent.conftest import tank_document
 
     spec = DeviceSpec(id="tank-a", model="tank", initial={"level": 1.0})

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from contracts.topics import Channel, topic
-from fieldpact.mqtt import MqttLink
+from transport.mqtt import MqttLink
 from hub.app import HubRuntime
 from hub.offline import ProjectionInputs
 from hub.states import DeviceState

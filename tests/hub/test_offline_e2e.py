@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from fieldpact.site import DeviceSpec, LocalSite
+from fieldpact.loopback import DeviceSpec, LocalSite
 from hub.states import ContractStatus, DeviceState
 from tests.agent.conftest import tank_document
 

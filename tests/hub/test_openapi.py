@@ -13,7 +13,7 @@ import pytest
 from starlette.routing import Route
 
 from hub.api import ROUTES, page_routes
-from hub.auth import Role, required_role
+from hub.auth import ApiRole, required_role
 from tests.hub.conftest import bearer
 
 _PAGE_PATHS = {getattr(r, "path", None) for r in page_routes()}
@@ -28,9 +28,9 @@ def _api_routes() -> list[tuple[Route, str]]:
 def _probes(route: Route, method: str, op: dict[str, Any]) -> list[dict[str, Any]]:
     """Requests that each provoke a different answer from `method route.path`."""
     path = re.sub(r"{\w+}", "no-such-thing", route.path)
-    admin = bearer(Role.ADMIN)
+    admin = bearer(ApiRole.ADMIN)
     probes: list[dict[str, Any]] = [{"url": path, "headers": {}},
-                                    {"url": path, "headers": bearer(Role.VIEWER)},
+                                    {"url": path, "headers": bearer(ApiRole.VIEWER)},
                                     {"url": path, "headers": admin}]
     for p in op.get("parameters", []):
         if p["in"] == "query":
@@ -45,7 +45,7 @@ def _probes(route: Route, method: str, op: dict[str, Any]) -> list[dict[str, Any
 
 
 async def test_every_api_route_and_method_is_in_the_document(client: httpx.AsyncClient) -> None:
-    doc = (await client.get("/openapi.json", headers=bearer(Role.VIEWER))).json()
+    doc = (await client.get("/openapi.json", headers=bearer(ApiRole.VIEWER))).json()
     for route, method in _api_routes():
         op = doc["paths"][route.path][method.lower()]
         codes = set(op["responses"])
@@ -59,7 +59,7 @@ async def test_every_api_route_and_method_is_in_the_document(client: httpx.Async
 
 @pytest.mark.slow
 async def test_every_status_a_route_returns_is_documented(client: httpx.AsyncClient) -> None:
-    doc = (await client.get("/openapi.json", headers=bearer(Role.VIEWER))).json()
+    doc = (await client.get("/openapi.json", headers=bearer(ApiRole.VIEWER))).json()
     undocumented = []
     for route, method in _api_routes():
         op = doc["paths"][route.path][method.lower()]

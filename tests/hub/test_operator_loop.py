@@ -15,7 +15,7 @@ from contracts.schema import parse_contract
 from hub.alarms import AlarmKind
 from hub.api import ROUTES
 from hub.audit import AuditAction
-from hub.auth import Role
+from hub.auth import ApiRole
 from hub.policy import DEFAULT_POLICIES, FailureCategory, RetryConfig
 from hub.offline import OfflineManager
 from hub.openapi import document
@@ -25,7 +25,7 @@ from hub.store import HubStore
 
 from .conftest import START_MS, StepClock, bearer
 
-OP, VIEW, ADMIN = bearer(Role.OPERATOR), bearer(Role.VIEWER), bearer(Role.ADMIN)
+OP, VIEW, ADMIN = bearer(ApiRole.OPERATOR), bearer(ApiRole.VIEWER), bearer(ApiRole.ADMIN)
 DEVICE = "pump-station-7"
 
 

@@ -79,7 +79,7 @@ def test_unknown_names_are_alarmed_once_each_and_only_up_to_a_bound(
 
 
 def test_every_registry_route_is_admin_only() -> None:
-    from hub.auth import Role, required_role
+    from hub.auth import ApiRole, required_role
     from hub.registry_api import ROUTES
     assert {required_role(m, r.path.replace("{device}", "d1"))
-            for r in ROUTES for m in (r.methods or ())} == {Role.ADMIN}
+            for r in ROUTES for m in (r.methods or ())} == {ApiRole.ADMIN}

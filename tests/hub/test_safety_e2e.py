@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from fieldpact.site import DeviceSpec, LocalSite
+from fieldpact.loopback import DeviceSpec, LocalSite
 from hub.alarms import AlarmKind
 from hub.audit import AuditAction, Outcome
 from hub.policy import DEFAULT_POLICIES, FailureCategory, Policy, PolicyAction, RetryConfig

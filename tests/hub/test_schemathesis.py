@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from hub.auth import Role
+from hub.auth import ApiRole
 from tests.hub.conftest import TOKENS
 
 CONFIG = Path(__file__).with_name("schemathesis.toml")
@@ -34,7 +34,7 @@ async def test_schemathesis_finds_no_5xx_and_no_undocumented_status(
     base = str(client.base_url).rstrip("/")
     proc = await asyncio.create_subprocess_exec(
         _cli(), "--config-file", str(CONFIG), "run", f"{base}/openapi.json", "--checks", "all",
-        "--header", f"Authorization: Bearer {TOKENS[Role.ADMIN]}",
+        "--header", f"Authorization: Bearer {TOKENS[ApiRole.ADMIN]}",
         "--max-examples", str(MAX_EXAMPLES), "--max-time", str(MAX_TIME_S), "--seed", "9",
         "--request-timeout", "10", "--workers", "1", "--report-dir", str(tmp_path),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, cwd=tmp_path)

@@ -8,7 +8,7 @@ from contracts.engine import Engine
 from contracts.loader import check_mapping
 from contracts.topics import Channel, topic
 from contracts.wire import Telemetry
-from fieldpact.mqtt import MqttLink
+from transport.mqtt import MqttLink
 from hub.app import HubRuntime
 from contracts.schema import to_mapping
 from hub.states import ContractStatus, DeviceState

@@ -10,7 +10,7 @@ import pytest
 
 from contracts.topics import Channel, topic
 from contracts.wire import Birth, JournalBatch, Telemetry
-from fieldpact.mqtt import MqttLink
+from transport.mqtt import MqttLink
 from hub.app import HubRuntime
 from hub.states import DeviceState
 from hub.sync import HubSync

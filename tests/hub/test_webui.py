@@ -19,7 +19,7 @@ from hub.auth import required_role
 from hub.states import ContractEvent, ContractStatus, DeviceEvent
 from hub.store import HubStore, ReconciliationRecord
 
-from .conftest import START_MS, TOKENS, Role, bearer
+from .conftest import START_MS, TOKENS, ApiRole, bearer
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -57,7 +57,7 @@ async def hub_url(client: httpx.AsyncClient, store: HubStore, tank_fill: dict[st
     """The hub's base URL, with devices in every state, an active contract, a reconciliation."""
     _seed_devices(store)
     r = await client.post("/api/contracts", content=json.dumps(tank_fill),
-                          headers={**bearer(Role.OPERATOR), "Content-Type": "application/json"})
+                          headers={**bearer(ApiRole.OPERATOR), "Content-Type": "application/json"})
     assert r.status_code == 201, r.text
     for event in (ContractEvent.ACCEPT, ContractEvent.START):
         store.apply_contract_event("tank-fill@3", event, START_MS)
@@ -94,7 +94,7 @@ def _badge(page: Any, table: str, key: str, value: str) -> Any:
 async def test_signed_in_page_shows_every_device_state_projection_and_history_as_text(
         page: Any) -> None:
     from playwright.async_api import expect
-    await _sign_in(page, TOKENS[Role.VIEWER])
+    await _sign_in(page, TOKENS[ApiRole.VIEWER])
     for device, state in (("pump-station-7", "LIVE"), ("booster-2", "PROJECTED"),
                           ("well-9", "RECONCILING"), ("mixer-4", "FAULT")):
         await expect(_badge(page, "devices", "device", device)).to_have_text(state)
@@ -133,7 +133,7 @@ async def test_viewer_hold_click_shows_the_403_and_the_contract_stays_active(
         page: Any, store: HubStore) -> None:
     from playwright.async_api import expect
     page.on("dialog", lambda dialog: dialog.accept())
-    await _sign_in(page, TOKENS[Role.VIEWER])
+    await _sign_in(page, TOKENS[ApiRole.VIEWER])
     await page.click("#contracts tr[data-contract='tank-fill@3'] .action-hold")
     await expect(page.locator("#message")).to_have_text(
         "Hold tank-fill@3 on pump-station-7 refused (403): role viewer may not do this "
@@ -145,7 +145,7 @@ async def test_viewer_hold_click_shows_the_403_and_the_contract_stays_active(
 async def test_operator_hold_after_confirming_holds_the_contract_and_a_dismissed_abort_does_not(
         page: Any, store: HubStore) -> None:
     from playwright.async_api import expect
-    await _sign_in(page, TOKENS[Role.OPERATOR])
+    await _sign_in(page, TOKENS[ApiRole.OPERATOR])
     page.once("dialog", lambda dialog: dialog.dismiss())
     await page.click("#contracts tr[data-contract='tank-fill@3'] .action-abort")
     page.once("dialog", lambda dialog: dialog.accept())
@@ -161,7 +161,7 @@ async def test_operator_hold_after_confirming_holds_the_contract_and_a_dismissed
 async def test_page_refreshes_by_itself_and_greys_out_as_stale_when_the_hub_stops_answering(
         page: Any, store: HubStore) -> None:
     from playwright.async_api import expect
-    await _sign_in(page, TOKENS[Role.VIEWER])
+    await _sign_in(page, TOKENS[ApiRole.VIEWER])
     await expect(_badge(page, "devices", "device", "pump-station-7")).to_have_text("LIVE")
     store.apply_device_event("pump-station-7", DeviceEvent.WILL, START_MS)
     await expect(_badge(page, "devices", "device", "pump-station-7")).to_have_text("PROJECTED")
@@ -186,7 +186,7 @@ async def test_page_and_its_files_are_public_and_the_api_still_is_not(
 
 
 async def test_openapi_document_lists_the_api_but_not_the_page(client: httpx.AsyncClient) -> None:
-    doc = (await client.get("/openapi.json", headers=bearer(Role.VIEWER))).json()
+    doc = (await client.get("/openapi.json", headers=bearer(ApiRole.VIEWER))).json()
     assert set(doc["paths"]) == {r.path for r in ROUTES}
     assert "/" not in doc["paths"]
 
@@ -195,13 +195,13 @@ async def test_openapi_document_lists_the_api_but_not_the_page(client: httpx.Asy
     ("GET", "/", None),
     ("HEAD", "/", None),
     ("GET", "/static/app.js", None),
-    ("POST", "/", Role.ADMIN),
-    ("POST", "/static/app.js", Role.ADMIN),
-    ("GET", "/staticky", Role.VIEWER),
-    ("GET", "/api/static/x", Role.VIEWER),
+    ("POST", "/", ApiRole.ADMIN),
+    ("POST", "/static/app.js", ApiRole.ADMIN),
+    ("GET", "/staticky", ApiRole.VIEWER),
+    ("GET", "/api/static/x", ApiRole.VIEWER),
 ])
 def test_only_reading_the_page_and_its_files_is_public(method: str, path: str,
-                                                       role: Role | None) -> None:
+                                                       role: ApiRole | None) -> None:
     assert required_role(method, path) is role
 
 
@@ -212,7 +212,7 @@ async def test_alarm_banner_ack_and_a_working_resume_button_on_a_tripped_contrac
     store.apply_contract_event("tank-fill@3", ContractEvent.TRIP, START_MS, "trip: stale:level")
     alarm = store.raise_alarm("pump-station-7", "guard_trip", "seq 9: guard_trip reason=stale "
                               "point=level", START_MS)
-    await _sign_in(page, TOKENS[Role.OPERATOR])
+    await _sign_in(page, TOKENS[ApiRole.OPERATOR])
     banner = page.locator("#alarm-banner")
     await expect(banner).to_be_visible()
     await expect(banner).to_contain_text("pump-station-7: guard_trip")
@@ -237,7 +237,7 @@ async def test_a_dismissed_resume_prompt_sends_nothing_and_an_admin_resets_a_fau
         page: Any, store: HubStore, publisher: Any) -> None:
     from playwright.async_api import expect
     store.apply_contract_event("tank-fill@3", ContractEvent.TRIP, START_MS, "trip: stale:level")
-    await _sign_in(page, TOKENS[Role.ADMIN])
+    await _sign_in(page, TOKENS[ApiRole.ADMIN])
     page.once("dialog", lambda dialog: dialog.dismiss())
     await page.click("#contracts tr[data-contract='tank-fill@3'] .action-resume")
     page.once("dialog", lambda dialog: dialog.accept("journal restored"))

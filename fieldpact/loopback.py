@@ -22,10 +22,10 @@ from agent.config import AgentConfig, BrokerConfig as AgentBroker, ModbusConfig
 from agent.modbus import ModbusLink
 from agent.runtime import Agent
 from contracts.journal_sig import public_key_text
-from fieldpact.backoff import Backoff
-from fieldpact.files import private_dir
+from transport.backoff import Backoff
+from runtime.files import private_dir
 from hub.app import HubRuntime
-from hub.auth import AuthConfig, Role, Token, hash_token
+from hub.auth import AuthConfig, ApiRole, Token, hash_token
 from hub.broker import hash_password
 from hub.config import BrokerConfig, DeviceCredential, HubConfig
 from hub.policy import DEFAULT_POLICIES, FailureCategory, Policy, RetryConfig
@@ -68,8 +68,8 @@ class LocalSite:
         self._stack = contextlib.AsyncExitStack()
 
     def hub_config(self) -> HubConfig:
-        tokens = (Token(name="operator", sha256=hash_token(self.token), role=Role.ADMIN),
-                  Token(name="viewer", sha256=hash_token(self.viewer_token), role=Role.VIEWER))
+        tokens = (Token(name="operator", sha256=hash_token(self.token), role=ApiRole.ADMIN),
+                  Token(name="viewer", sha256=hash_token(self.viewer_token), role=ApiRole.VIEWER))
         creds = tuple(DeviceCredential(id=d.id, site=self.site,
                                        password_hash=hash_password(self._passwords[d.id]),
                                        journal_key=self._journal_key(d.id))

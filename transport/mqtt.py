@@ -33,10 +33,10 @@ from urllib.parse import urlsplit
 
 import aiomqtt
 
-from fieldpact.aio import raise_if_cancelled
-from fieldpact.backoff import Backoff
+from transport.cancel import raise_if_cancelled
+from transport.backoff import Backoff
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("fieldpact.mqtt")  # the name operators grep for, kept across the move
 
 MQTT_DEFAULT_PORT = 1883
 """IANA-registered port for MQTT over plain TCP (MQTT 3.1.1 section 4.2)."""
@@ -46,11 +46,11 @@ OnConnect = Callable[[], Awaitable[None]]
 OnDisconnect = Callable[[str], Awaitable[None]]
 
 
-class LinkError(Exception):
-    """Base of the MQTT link's errors."""
+class MqttLinkError(Exception):
+    """Base of the MQTT link's errors (the device side's is agent.link.DeviceLinkError)."""
 
 
-class LinkDown(LinkError):
+class LinkDown(MqttLinkError):
     """The link is not connected, or the broker did not confirm a publish in time."""
 
 
