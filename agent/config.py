@@ -20,7 +20,6 @@ paths, from the file or the environment, resolve against the file's folder.
 """
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +39,7 @@ DEFAULT_JOURNAL_BUDGET_MB = 512
 """A week at 10 Hz with realistic change rates (bench/scan.py) fits comfortably in 512 MB."""
 
 DEFAULT_TELEMETRY_S = 1.0
+"""Live values once a second: what an operator's screen calls live; the journal keeps every scan."""
 DEFAULT_BATCH_MAX = 500
 """Entries per journal batch: ~40 kB of CBOR, well under every broker's default message limit."""
 DEFAULT_ACK_TIMEOUT_S = 5.0
@@ -84,27 +84,21 @@ def load(path: str | Path, env: Mapping[str, str] | None = None) -> AgentConfig:
     return settings.read(Path(path), _agent, prefix=ENV_PREFIX, env=env, relative_to_file=True)
 
 
-def from_mapping(m: Mapping[str, Any], base: Path, env: Mapping[str, str] | None = None) -> AgentConfig:
-    """Build the config from a decoded document; relative paths resolve against `base`."""
-    return settings.from_document(m, _agent, prefix=ENV_PREFIX,
-                                  env=os.environ if env is None else env, base=base)
-
-
 def _agent(t: Table) -> AgentConfig:
     return AgentConfig(
         device=t.string("device"), site=t.string("site"), journal=t.path("journal"),
         trusted_key=t.path("trusted_key"), modbus=_modbus(t.table("modbus", required=True)),
         broker=_broker(t.optional_table("broker")), contract=t.path("contract", None),
-        journal_budget_mb=t.integer("journal_budget_mb", DEFAULT_JOURNAL_BUDGET_MB),
-        telemetry_s=t.seconds("telemetry_s", DEFAULT_TELEMETRY_S),
-        batch_max=t.integer("batch_max", DEFAULT_BATCH_MAX),
+        journal_budget_mb=t.integer("journal_budget_mb", DEFAULT_JOURNAL_BUDGET_MB, min=1),
+        telemetry_s=t.seconds("telemetry_s", DEFAULT_TELEMETRY_S, above=0),
+        batch_max=t.integer("batch_max", DEFAULT_BATCH_MAX, min=1),
         ack_timeout_s=t.seconds("ack_timeout_s", DEFAULT_ACK_TIMEOUT_S, above=0),
         journal_key=t.path("journal_key", None))
 
 
 def _modbus(t: Table) -> ModbusConfig:
-    return ModbusConfig(host=t.string("host"), port=t.integer("port"),
-                        timeout_s=t.seconds("timeout_s", DEFAULT_MODBUS_TIMEOUT_S))
+    return ModbusConfig(host=t.string("host"), port=t.integer("port", min=1, max=65535),
+                        timeout_s=t.seconds("timeout_s", DEFAULT_MODBUS_TIMEOUT_S, above=0))
 
 
 def _broker(t: Table | None) -> BrokerConfig | None:

@@ -242,16 +242,31 @@ class Table:
                              source=env) from exc
 
     def _missing(self, name: str) -> ConfigError:
-        """`is required` — unless a key or variable nearby looks like a typo of it: that one is
-        refused instead, naming this key (`modbuss` -> `modbus`)."""
-        strays = [k for k in self._doc if k not in self._asked]
-        if typo := difflib.get_close_matches(name, strays, n=1):
-            return self._unknown(typo[0], [name])
+        """`is required` — unless a key or variable not yet read looks like a typo of it: that
+        one is refused instead, naming this key (`modbuss` -> `modbus`)."""
+        if typo := _typo_of(name, [k for k in self._doc if k not in self._asked]):
+            return self._unknown(typo, [name])
         if (var := self.env_name(name)) is not None:
-            strays = [v for v in self._reader.env if v not in self._reader.consumed]
-            if typo := difflib.get_close_matches(var, strays, n=1, cutoff=0.9):
-                return self._reader.unknown_env(typo[0])
+            prefix = self._reader.prefix
+            strays = [v[len(prefix):] for v in self._reader.env if v not in self._reader.consumed]
+            if typo := _typo_of(var[len(prefix):], strays):
+                return ConfigError(prefix + typo, MISSING, "unknown environment variable; "
+                                   f"nearest valid name: {var}", file=self._reader.file,
+                                   env=prefix + typo, from_env=True)
         return self.error(name, MISSING, "is required")
+
+
+TYPO_SIMILARITY = 0.8
+"""How alike (difflib ratio) a stray name must be to a missing one to be called its typo:
+`modbuss`/`modbus` is 0.92; `journal_key`, a valid key read later, is 0.78 from `journal`."""
+
+
+def _typo_of(name: str, strays: list[str]) -> str | None:
+    """The stray most like `name`, if it is that alike and not `name` extended by `_...` (which
+    is the naming of another, valid key: `journal` / `journal_key`)."""
+    candidates = [s for s in strays if not s.lower().startswith(name.lower() + "_")]
+    best = difflib.get_close_matches(name, candidates, n=1, cutoff=TYPO_SIMILARITY)
+    return best[0] if best else None
 
 
 def _bounded(x: int, lo: int | None, hi: int | None) -> int:

@@ -74,7 +74,7 @@ def test_parse_config_reads_no_environment_unless_given_one() -> None:
      "max_retries"),
     ({**MINIMAL, "devices": [{"id": "d", "site": "s", "password_hash": "h", "label": {}}]},
      "devices[0].label", "labels"),
-    ({"db": "h.db", "kye": "k"}, "kye", "key"),
+    ({"db": "h.db", "keys": "k"}, "keys", "key"),  # a typo of a required key is named
 ])
 def test_an_unknown_key_is_refused_naming_the_nearest_valid_one(doc: dict[str, Any], key: str,
                                                                  nearest: str) -> None:

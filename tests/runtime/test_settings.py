@@ -125,8 +125,21 @@ def test_an_unknown_key_is_refused_naming_the_nearest_valid_one() -> None:
 
 
 def test_a_typo_of_a_required_key_is_named_rather_than_the_missing_key() -> None:
-    err = error({"nmae": "n"})
-    assert err.key == "nmae" and "nearest valid name: name" in str(err)
+    err = error({"names": "n"})
+    assert err.key == "names" and "nearest valid name: name" in str(err)
+    var = error({}, {PREFIX + "NAMES": "n"})
+    assert var.key == PREFIX + "NAMES" and f"nearest valid name: {PREFIX}NAME" in str(var)
+
+
+def test_a_valid_key_read_later_is_not_taken_for_a_typo_of_a_missing_one() -> None:
+    def two(t: Table) -> tuple[str, str]:
+        return t.string("journal"), t.string("journal_key")
+    with pytest.raises(ConfigError) as info:
+        from_document({"journal_key": "k"}, two, prefix=PREFIX, env={})
+    assert info.value.key == "journal" and info.value.reason == "is required"
+    with pytest.raises(ConfigError) as info:
+        from_document({}, two, prefix=PREFIX, env={PREFIX + "JOURNAL_KEY": "k"})
+    assert info.value.key == "journal" and info.value.reason == "is required"
 
 
 def test_an_unknown_variable_is_refused_naming_the_nearest_valid_one() -> None:
