@@ -28,6 +28,7 @@ from typing import Any
 from runtime import settings
 from runtime.settings import ConfigError as ConfigError
 from runtime.settings import Table
+from transport.mqtt import parse_url
 
 ENV_PREFIX = "FIELDPACT_AGENT_"
 
@@ -112,6 +113,5 @@ def _broker(t: Table | None) -> BrokerConfig | None:
 
 
 def _broker_url(text: str) -> str:
-    if not text.startswith(("mqtt://", "mqtts://")):
-        raise ValueError("must start with mqtt:// or mqtts://")
+    parse_url(text)  # the link's own parser: its ValueError names the bad part
     return text

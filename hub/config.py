@@ -56,6 +56,7 @@ from hub.policy import (DEFAULT_MAX_RETRIES, DEFAULT_POLICIES, FailureCategory, 
 from runtime import settings
 from runtime.settings import ConfigError as ConfigError
 from runtime.settings import Table
+from transport.mqtt import parse_url
 
 DEFAULT_HOST = "127.0.0.1"
 """Loopback by default: exposing the API is a deliberate choice (put TLS in front of it)."""
@@ -171,8 +172,10 @@ def _broker(t: Table) -> BrokerConfig:
 def _broker_url(text: str) -> str | None:
     if text == BrokerMode.EMBEDDED:
         return None
-    if not text.startswith(("mqtt://", "mqtts://")):
-        raise ValueError("must be 'embedded' or an mqtt:// or mqtts:// URL")
+    try:
+        parse_url(text)  # the link's own parser
+    except ValueError as exc:
+        raise ValueError(f"must be 'embedded' or an mqtt://host[:port] URL ({exc})") from None
     return text
 
 

@@ -56,7 +56,7 @@ host = "192.0.2.10"
 port = 1502
 timeout_s = 0.25
 [broker]
-url = "mqtts://hub.local:8883"
+url = "mqtt://hub.local:8883"
 username = "d1"
 password_file = "broker.pw"
 '''), {})
@@ -65,7 +65,7 @@ password_file = "broker.pw"
     assert (cfg.journal_budget_mb, cfg.telemetry_s, cfg.batch_max, cfg.ack_timeout_s) == \
         (64, 0.5, 100, 2.0)
     assert cfg.modbus == ModbusConfig(host="192.0.2.10", port=1502, timeout_s=0.25)
-    assert cfg.broker == BrokerConfig(url="mqtts://hub.local:8883", username="d1",
+    assert cfg.broker == BrokerConfig(url="mqtt://hub.local:8883", username="d1",
                                       password="s3cret")
 
 
@@ -139,6 +139,8 @@ def test_a_missing_password_file_names_the_key_and_the_path(tmp_path: Path) -> N
     (MINIMAL + "batch_max = 0\n" + MODBUS, {}, "batch_max", "FIELDPACT_AGENT_BATCH_MAX"),
     (MINIMAL + MODBUS.replace("502", "70000"), {}, "modbus.port", "FIELDPACT_AGENT_MODBUS__PORT"),
     (MINIMAL + MODBUS + '[broker]\nurl = "tcp://h"\n', {}, "broker.url",
+     "FIELDPACT_AGENT_BROKER__URL"),
+    (MINIMAL + MODBUS + '[broker]\nurl = "mqtts://h"\n', {}, "broker.url",  # no TLS in the link
      "FIELDPACT_AGENT_BROKER__URL"),
     (MINIMAL + MODBUS + '[broker]\nusername = "d1"\n', {}, "broker.url",
      "FIELDPACT_AGENT_BROKER__URL"),
