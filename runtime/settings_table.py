@@ -77,9 +77,12 @@ class Table:
 
     def error(self, name: str, value: Any, reason: str, *, source: str | None = None) -> ConfigError:
         """A ConfigError for `name` in this table (for checks a caller makes on read values);
-        `source`: the variable the value came from, if it did."""
-        return ConfigError(self.key(name), value, reason, file=self._reader.file,
-                           env=source or self.env_name(name), from_env=source is not None)
+        `source`: the variable the value came from, if it did. Otherwise the message names the
+        variable that could set `name`, if there is one (not for tables and arrays of tables)."""
+        could = self.env_name(name)
+        env = source or (could if could in self._reader.valid_env else None)
+        return ConfigError(self.key(name), value, reason, file=self._reader.file, env=env,
+                           from_env=source is not None)
 
     # -- typed getters --------------------------------------------------------------------------
 

@@ -186,6 +186,8 @@ def test_a_message_names_the_key_the_file_and_the_variable(tmp_path: Path) -> No
 def test_array_items_are_read_from_the_file_only() -> None:
     err = error({"name": "n", "items": [{}]})
     assert err.env is None and "variable" not in str(err)
+    table = error({"name": "n", "net": "h"})  # no variable sets a whole table
+    assert table.key == "net" and table.env is None
 
 
 def test_a_secret_is_never_shown_and_a_long_value_is_cut() -> None:
