@@ -38,7 +38,7 @@ def _run(args: argparse.Namespace) -> int:
     configure_logging(args.log_level)
     if (cfg := _load(args)) is None:
         return 2
-    from agent.runtime import run_forever
+    from agent.process import run_forever
     return run_forever(cfg)
 
 
