@@ -206,8 +206,8 @@ def drift(client: HubClient, args: argparse.Namespace) -> Output:
     return body, shown
 
 
-DRIFT_COLUMNS = ("device", "site", "contract", "in_sync", "why", "since_ms", "drifting_ms",
-                 "alarm", "desired", "observed")
+DRIFT_COLUMNS = ("device", "site", "contract", "in_sync", "why", "since_ms", "alarm_at_ms",
+                 "desired", "observed")
 SNAPSHOT_ID_CHARS = 12
 """A snapshot id is a content hash: its first 12 hex digits tell snapshots apart in a table."""
 

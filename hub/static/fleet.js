@@ -104,7 +104,7 @@ function driftText(r) {
   const observed = r.observed || {};
   const sid = String(desired.snapshot || "?").slice(0, SNAPSHOT_ID_CHARS);
   const state = r.in_sync ? "in sync"
-    : `DRIFT: ${r.why || "not as desired"} for ${formatAge(r.drifting_ms).replace(" ago", "")}`;
+    : `DRIFT: ${r.why || "not as desired"} since ${formatTime(r.since_ms)}`;
   return `desired ${sid} (${r.contract || "?"}) · observed ${observed.contract || "nothing reported"}`
     + ` · ${state}`;
 }

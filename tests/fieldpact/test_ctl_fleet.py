@@ -15,7 +15,7 @@ from fieldpact.ctl_client import Exit
 from hub.api import ROUTES
 from hub.auth import ApiRole
 from hub.store import HubStore
-from tests.hub.conftest import TOKENS, bearer
+from tests.hub.conftest import TOKENS, StepClock, bearer
 
 from .test_ctl import ADMIN, OPERATOR, Ctl, ctl  # noqa: F401 - the ctl fixture
 
@@ -24,6 +24,8 @@ if not FLEET_ROUTES <= {r.path for r in ROUTES}:
     pytest.skip("this hub has no fleet routes (issue 12)", allow_module_level=True)
 
 from tests.contracts.fleet_docs import tank_binding, tank_design  # noqa: E402 - lane E's docs
+
+DRIFT_FRESH_MS = 1000  # hub/drift.py FRESH_MS: GET /api/drift re-evaluates once this old
 
 DEVICES = {"pump-7": ("north", 20), "skid-2": ("north", 100), "tank-9": ("south", 7)}
 TARGET = {"target": {"labels": {"kind": "tank"}}}
@@ -116,12 +118,14 @@ async def test_plan_is_a_dry_run_that_changes_nothing_and_narrows_to_a_site(
 
 
 async def test_drift_lists_desired_vs_observed_and_check_exits_drift_naming_each_device(
-        bound: None, ctl: Ctl, client: httpx.AsyncClient, tmp_path: Path) -> None:
+        bound: None, ctl: Ctl, client: httpx.AsyncClient, tmp_path: Path,
+        clock: StepClock) -> None:
     assert (await ctl("drift", "--check")).code == Exit.OK  # nothing desired: nothing drifts
     sid = await _snapshot(ctl, tmp_path)
     r = await client.put("/api/devices/pump-7/desired", json={"snapshot": sid},
                          headers=bearer(ApiRole.ADMIN))
     assert r.status_code == 200, r.text
+    clock.now += DRIFT_FRESH_MS  # the hub answers drift from an evaluation at most this old
     drift = await ctl("drift", "--json")
     [entry] = drift.json()["entries"]
     assert (entry["device"], entry["in_sync"]) == ("pump-7", False)

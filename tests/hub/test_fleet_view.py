@@ -17,7 +17,7 @@ from hub.auth import ApiRole
 from hub.states import DeviceEvent
 from hub.store import HubStore, JournalRow, ReconciliationRecord
 
-from .conftest import START_MS, TOKENS, bearer
+from .conftest import START_MS, TOKENS, StepClock, bearer
 from .test_webui import CHROMIUM, CHROMIUM_ARGS, UI_TIMEOUT_MS, needs_chromium
 
 SHOT = "/tmp/fleet-view.png"
@@ -163,7 +163,7 @@ async def test_the_last_reconciled_outage_draws_projected_against_actual_steps(p
 @pytest.mark.skipif(not HAS_DRIFT, reason="this hub has no GET /api/drift (issue 12)")
 @needs_chromium
 async def test_a_device_not_running_its_desired_snapshot_shows_drift_and_degrades_its_site(
-        page: Any, client: httpx.AsyncClient) -> None:
+        page: Any, client: httpx.AsyncClient, clock: StepClock) -> None:
     from playwright.async_api import expect
 
     from tests.contracts.fleet_docs import tank_binding, tank_design
@@ -179,6 +179,7 @@ async def test_a_device_not_running_its_desired_snapshot_shows_drift_and_degrade
     sid = r.json()["id"]
     r = await client.put("/api/devices/mixer-4/desired", json={"snapshot": sid}, headers=admin)
     assert r.status_code == 200, r.text
+    clock.now += 1000  # hub/drift.py FRESH_MS: the page's next refresh sees a new evaluation
     east = page.locator("#sites [data-site='east-field']")
     await expect(east).to_have_attribute("data-health", "degraded")
     await expect(east.locator("li[data-device='mixer-4'] .fleet-snapshot")).to_contain_text(
