@@ -22,19 +22,18 @@ from typing import Any
 from agent.journal_thread import AsyncJournal
 from agent.link import DeviceLink, DeviceLinkError
 from agent.readback import Divergence, ReadbackMonitor, shows
-from agent.record import fault_item
+from agent.cycle_items import fault_item
 from agent.registers import ReadRequest
 from agent.safe_state import SAFE_MODES, SafeKeeper, SafeView
-from contracts.chain import EntryKind
 from contracts.engine import StepResult
 from contracts.inputs import Reading
+from contracts.journal_events import AgentEvent, EventBody, Item, agent_event_body, decode, item
 from contracts.outputs import compile_outputs, safe_plan
 from contracts.schema import Contract, Point
 from contracts.types import EpochMs, PointName, Value
 
 log = logging.getLogger("fieldpact.agent.actuation")
 
-Item = tuple[EntryKind, dict[str, Any], EpochMs]
 
 LINK_LOST = frozenset({"timeout", "disconnected"})
 """Read failures that mean the link (not the request) failed: an exception response is an answer."""
@@ -74,7 +73,7 @@ class Actuator:
         else:
             self.keeper.leave()
         if self._link_regained(raw):
-            items.append((EntryKind.EVENT, {"event": "output_reassert", "points": demand}, now_ms))
+            items.append(item(agent_event_body(AgentEvent.OUTPUT_REASSERT, points=demand), now_ms))
             extra += [n for n in self.points if n not in extra]
             log.warning("output_reassert points=%s", ",".join(sorted(demand)))
         self._hurry()
@@ -144,17 +143,19 @@ class Actuator:
 
 
 def _log_safe(items: Sequence[Item]) -> None:
-    for _, body, _ in items:
+    for kind, body, _ in items:
+        record = decode(kind, body)
+        assert isinstance(record, EventBody)  # safe_state.SafeKeeper journals events only
         fields = " ".join(f"{k}={','.join(v) if isinstance(v, list) else v}"
-                          for k, v in body.items() if k != "event")
-        level = logging.WARNING if body["event"] == "safe_unconfirmed" else logging.INFO
-        log.log(level, "%s %s", body["event"], fields)
+                          for k, v in record.fields.items())
+        level = logging.WARNING if record.event is AgentEvent.SAFE_UNCONFIRMED else logging.INFO
+        log.log(level, "%s %s", record.event, fields)
 
 
 def divergence_items(found: Sequence[Divergence], now_ms: EpochMs) -> list[Item]:
     for d in found:
         log.warning("second_writer point=%s expected=%s actual=%s cleared=%s",
                     d.point, d.expected, d.actual, d.cleared)
-    return [(EntryKind.EVENT, {"event": "second_writer_cleared" if d.cleared else "second_writer",
-                               "point": d.point, "expected": d.expected, "actual": d.actual}, now_ms)
-            for d in found]
+    return [item(agent_event_body(
+        AgentEvent.SECOND_WRITER_CLEARED if d.cleared else AgentEvent.SECOND_WRITER,
+        point=d.point, expected=d.expected, actual=d.actual), now_ms) for d in found]

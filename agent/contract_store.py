@@ -20,7 +20,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from agent.journal_thread import AsyncJournal
 from agent.scan import CHECKPOINT_NAME, ActiveContract, decode_checkpoint
-from contracts.chain import EntryKind
+from contracts.journal_events import (
+    AgentEvent, ContractBody, ContractChange, agent_event_body, item,
+)
 from contracts.codec import canonical_dumps, content_hash, loads
 from contracts.engine import EngineState
 from contracts.errors import ContractRefused
@@ -80,9 +82,9 @@ class ContractStore:
         try:
             return await self._load_contract(digest, now_ms)
         except ContractRefused as exc:
-            await self._journal.append(EntryKind.REFUSAL, {
-                "event": "stored_contract_refused", "hash": digest,
-                "refusal": exc.refusal.value, "detail": exc.detail}, now_ms)
+            await self._journal.append(*item(agent_event_body(
+                AgentEvent.STORED_CONTRACT_REFUSED, hash=digest, refusal=exc.refusal.value,
+                detail=exc.detail), now_ms))
             log.warning("stored_contract_refused hash=%s refusal=%s", digest, exc.refusal.value)
             return None
 
@@ -94,8 +96,8 @@ class ContractStore:
                 accepted=dict(self._versions), accepted_hashes=dict(self._hashes),
                 allow_future=True))
         except ContractRefused as exc:
-            await self._journal.append(EntryKind.CONTRACT, {
-                "event": "refused", "refusal": exc.refusal.value, "detail": exc.detail}, now_ms)
+            await self._journal.append(*item(ContractBody(
+                event=ContractChange.REFUSED, refusal=exc.refusal, detail=exc.detail), now_ms))
             log.warning("contract_refused refusal=%s detail=%s", exc.refusal.value, exc.detail)
             raise
         digest = await asyncio.to_thread(content_hash, c)
@@ -106,8 +108,8 @@ class ContractStore:
         known = {"versions": self._versions, "hashes": self._hashes}
         await self._journal.save_checkpoint(_VERSIONS, canonical_dumps(known), seq, now_ms)
         await self._journal.save_checkpoint(_LATEST, digest.encode(), seq, now_ms)
-        await self._journal.append(EntryKind.CONTRACT, {
-            "event": "accepted", "contract": c.contract, "version": c.version, "hash": digest,
-            "signed": signed}, now_ms)
+        await self._journal.append(*item(ContractBody(
+            event=ContractChange.ACCEPTED, contract=c.contract, version=c.version, hash=digest,
+            signed=signed), now_ms))
         log.info("contract_accepted contract=%s version=%s hash=%s", c.contract, c.version, digest[:12])
         return ActiveContract(contract=c, signed=signed, hash=digest)

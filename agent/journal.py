@@ -37,6 +37,7 @@ import sqlite_utils
 from contracts.chain import GENESIS, ChainBreak, Entry, EntryKind, make_entry, verify_chain
 from contracts.codec import canonical_dumps, loads
 from contracts.errors import EncodingError
+from contracts.journal_events import GapBody, encode
 from contracts.types import EpochMs
 from runtime.files import private_sqlite
 
@@ -392,8 +393,8 @@ class SqliteJournal:
     def _drop_with_gap(self, low: int, last: int) -> int:
         seq, prev = self._head
         hard_limit = (self.budget_bytes or 0) * HARD_LIMIT_FACTOR
-        gap_body = {"dropped_from": low, "dropped_to": last,
-                    "reason": f"journal over hard limit {hard_limit} bytes"}
+        gap_body = encode(GapBody(dropped_from=low, dropped_to=last,
+                                  reason=f"journal over hard limit {hard_limit} bytes"))
         # The journal has no clock (time is an argument everywhere): the gap is dated at the head.
         ts_ms = self._guard("gap", lambda: self.db.execute(
             "SELECT ts_ms FROM entries WHERE seq = ?", [seq]).fetchone()[0])

@@ -27,7 +27,7 @@ from agent.scan import ActiveContract, Connectivity, CycleReport, ScanLoop
 from agent.systemd import Notifier
 from agent.uplink import LAST_CONTACT, Uplink, wall_ms
 from transport.backoff import Backoff, Retrier
-from contracts.chain import EntryKind
+from contracts.journal_events import AgentEvent, ContractBody, ContractChange, agent_event_body, item
 from contracts.errors import ContractRefused, SigningKeyError
 from contracts.signing import load_public_key
 
@@ -84,9 +84,9 @@ class Agent:
             stack.push_async_callback(self.link.close)
             self.store = ContractStore(self.journal, load_public_key(self.cfg.trusted_key),
                                        self.cfg.device)
-            await self.journal.append(EntryKind.EVENT, {
-                "event": "agent_started", "boot_id": self.boot_id, "device": self.cfg.device,
-                "standalone": self.cfg.broker is None}, wall_ms())
+            await self.journal.append(*item(agent_event_body(
+                AgentEvent.AGENT_STARTED, boot_id=self.boot_id, device=self.cfg.device,
+                standalone=self.cfg.broker is None), wall_ms()))
             saved = await self.journal.load_checkpoint(LAST_CONTACT)
             if saved is not None and self.cfg.broker is not None:
                 self.conn.last_contact_ms = int(saved[0])  # the budget survives restarts
@@ -131,9 +131,9 @@ class Agent:
             except Exception as exc:  # noqa: BLE001 - any uplink bug: isolate, record, restart
                 log.exception("uplink_failed")
                 self.conn.set_online(False, self.conn.last_contact_ms or wall_ms())
-                await self.journal.append(EntryKind.EVENT, {
-                    "event": "uplink_failed", "error": f"{type(exc).__name__}: {exc}"[:500]},
-                    wall_ms())
+                await self.journal.append(*item(agent_event_body(
+                    AgentEvent.UPLINK_FAILED, error=f"{type(exc).__name__}: {exc}"[:500]),
+                    wall_ms()))
                 await asyncio.sleep(pause.next_delay())
 
     async def _load_local_contract(self, running: str | None) -> None:
@@ -165,18 +165,18 @@ class Agent:
         c, now = active.contract, wall_ms()
         if self.scheduler is None:
             return
-        for event, at in (("activation_due", c.valid_from), ("expiry_due", c.valid_until)):
+        for event, at in ((ContractChange.ACTIVATION_DUE, c.valid_from),
+                          (ContractChange.EXPIRY_DUE, c.valid_until)):
             if at > now:
                 self.scheduler.add_job(self._mark, "date", id=f"{event}:{active.hash[:16]}",
                                        run_date=datetime.fromtimestamp(at / 1000, UTC),
                                        args=[event, active], replace_existing=True,
                                        misfire_grace_time=None)
 
-    async def _mark(self, event: str, active: ActiveContract) -> None:
+    async def _mark(self, event: ContractChange, active: ActiveContract) -> None:
         c = active.contract
-        await self.journal.append(EntryKind.CONTRACT, {
-            "event": event, "contract": c.contract, "version": c.version, "hash": active.hash},
-            wall_ms())
+        await self.journal.append(*item(ContractBody(
+            event=event, contract=c.contract, version=c.version, hash=active.hash), wall_ms()))
         log.info("contract_mark event=%s contract=%s version=%s", event, c.contract, c.version)
 
     async def _heartbeat(self) -> None:

@@ -21,16 +21,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from agent.readback import shows
-from contracts.chain import EntryKind
 from contracts.engine_state import LIVE, Mode
 from contracts.inputs import Reading
+from contracts.journal_events import AgentEvent, Item, agent_event_body, item
 from contracts.schema import Point
 from contracts.types import EpochMs, PointName, Value
 
-Item = tuple[EntryKind, dict[str, Any], EpochMs]
 
 SAFE_MODES = frozenset(Mode) - LIVE - {Mode.PENDING}
 """Modes whose outputs are held at safe_state (see contracts/engine_state.py)."""
@@ -101,9 +99,9 @@ class SafeKeeper:
 
     def _transition(self, missing: tuple[PointName, ...], now_ms: EpochMs, entered: bool) -> list[Item]:
         if missing and (entered or missing != self.unconfirmed):
-            return [(EntryKind.EVENT, {"event": "safe_unconfirmed", "points": list(missing),
-                                       "since_ms": self.since_ms, "attempts": self.attempts}, now_ms)]
+            return [item(agent_event_body(AgentEvent.SAFE_UNCONFIRMED, points=list(missing),
+                                          since_ms=self.since_ms, attempts=self.attempts), now_ms)]
         if not missing and (entered or self.unconfirmed):
-            return [(EntryKind.EVENT, {"event": "safe_confirmed", "elapsed_ms": now_ms - self.since_ms,
-                                       "attempts": self.attempts}, now_ms)]
+            return [item(agent_event_body(AgentEvent.SAFE_CONFIRMED, elapsed_ms=now_ms - self.since_ms,
+                                          attempts=self.attempts), now_ms)]
         return []

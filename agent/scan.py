@@ -32,14 +32,16 @@ from agent.actuation import Actuator
 from agent.journal import JournalError
 from agent.journal_thread import AsyncJournal
 from agent.link import DeviceLink
-from agent.record import cycle_items, fault_item, keyframe_item, overrun_item
+from agent.cycle_items import cycle_items, fault_item, keyframe_item, overrun_item
 from agent.registers import plan_reads
 from agent.signal import InputView, SignalGuards
 from agent.timing import Anchor, make_anchor, plan_next, sleep_until
-from contracts.chain import EntryKind
 from contracts.codec import canonical_dumps, loads
 from contracts.engine import Engine, EngineState, EventKind, StepResult
 from contracts.inputs import Command, Inputs, Reading
+from contracts.journal_events import (
+    AgentEvent, BootBody, ContractBody, ContractChange, agent_event_body, item,
+)
 from contracts.schema import Contract
 from contracts.types import EpochMs, Value
 from transport.cancel import raise_if_cancelled
@@ -166,12 +168,11 @@ class ScanLoop:
                              *, resumed: bool) -> None:
         seg = Segment(active, state, self.link)
         anchor = make_anchor(active.contract.scan_period_ms)
-        seg_boot = {"boot_id": uuid.uuid4().hex, "t0_ms": anchor.wall_ms,
-                    "period_ms": anchor.period_ms, "contract": active.contract.contract,
-                    "version": active.contract.version, "hash": active.hash,
-                    "state": seg.state.to_mapping(), "resumed": resumed}
-        items: list[tuple[EntryKind, dict[str, Any], int]] = [(EntryKind.BOOT, seg_boot, anchor.wall_ms)]
-        await self.journal.append_many(items)
+        boot = BootBody(boot_id=uuid.uuid4().hex, t0_ms=anchor.wall_ms,
+                        period_ms=anchor.period_ms, contract=active.contract.contract,
+                        version=active.contract.version, hash=active.hash, state=seg.state,
+                        resumed=resumed)
+        await self.journal.append_many([item(boot, anchor.wall_ms)])
         self.segment, self._anchor, self.conn.changed = seg, anchor, True
         log.info("segment_started contract=%s version=%s resumed=%s t0_ms=%s",
                  active.contract.contract, active.contract.version, resumed, anchor.wall_ms)
@@ -292,8 +293,8 @@ class ScanLoop:
         """At a segment's start the device holds whatever it held: assert the engine's outputs
         once (journaled as an event, not as engine writes, so replay stays exact)."""
         outputs = dict(seg.state.outputs)
-        await self.journal.append_many([(EntryKind.EVENT, {"event": "output_sync", "writes": outputs},
-                                         now_ms)])
+        await self.journal.append_many([item(agent_event_body(AgentEvent.OUTPUT_SYNC, writes=outputs),
+                                             now_ms)])
         await seg.actuator.write(self.journal, list(outputs), [], outputs, now_ms)
 
     async def _journal_down(self, seg: Segment, exc: JournalError, now_ms: EpochMs) -> None:
@@ -316,8 +317,8 @@ class ScanLoop:
         """Probe the journal; once it commits again, record the outage and start a new segment
         from the engine's (frozen) state, so replay treats the outage as a gap between segments."""
         try:
-            await self.journal.append_many([(EntryKind.EVENT, {
-                "event": "journal_recovered", **(seg.forced_safe or {})}, now_ms)])
+            await self.journal.append_many([item(agent_event_body(
+                AgentEvent.JOURNAL_RECOVERED, **(seg.forced_safe or {})), now_ms)])
             await self._start_segment(seg.active, seg.state, resumed=True)
         except JournalError:
             return False
@@ -344,9 +345,9 @@ class ScanLoop:
         p = self.pending
         if p is not None and next_ms >= p.contract.valid_from:
             self.pending = None
-            await self.journal.append_many([(EntryKind.CONTRACT, {
-                "event": "activated", "contract": p.contract.contract,
-                "version": p.contract.version, "hash": p.hash}, next_ms)])
+            await self.journal.append_many([item(ContractBody(
+                event=ContractChange.ACTIVATED, contract=p.contract.contract,
+                version=p.contract.version, hash=p.hash), next_ms)])
             await self._start_segment(p, None, resumed=False)
 
 

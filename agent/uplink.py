@@ -28,8 +28,9 @@ from agent.journal_signing import JournalSigner
 from agent.journal_thread import AsyncJournal
 from agent.resend import Reason, Resend, SendState
 from agent.scan import Connectivity, CycleReport, ScanLoop
-from contracts.chain import Entry, EntryKind
+from contracts.chain import Entry
 from contracts.errors import ContractRefused, EncodingError
+from contracts.journal_events import AgentEvent, agent_event_body, item
 from contracts.signing import peek_identity
 from contracts.topics import HUB_STATUS, Channel, topic
 from contracts.types import Value
@@ -279,9 +280,8 @@ class Uplink:
                 continue
             why = self._unreadable.get(first, "rows missing from the journal")
             log.error("journal_hole from_seq=%s to_seq=%s reason=%s", first, last, why)
-            await self.journal.append(EntryKind.EVENT, {
-                "event": "journal_hole", "from_seq": first, "to_seq": last, "reason": why},
-                self._clock())
+            await self.journal.append(*item(agent_event_body(
+                AgentEvent.JOURNAL_HOLE, from_seq=first, to_seq=last, reason=why), self._clock()))
             self._holes_told.add((first, last))
         if len(self._holes_told) + len(self._unreadable) > MAX_HOLES_REMEMBERED:
             self._holes_told.clear()

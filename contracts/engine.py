@@ -10,6 +10,9 @@ only + - * / and comparisons; time is integer EpochMs passed in):
     any active mode --now >= valid_until--> EXPIRED;  --ABORT--> ABORTED
     RUNNING --last step done--> COMPLETED;  --timeout with on_timeout safe_state|fail--> FAILED
 
+These moves are data: the table in contracts/engine_modes.py, which `_Run.move` follows (a move
+it does not hold is an EngineError, so a fault) and the hub reads to follow a journal's modes.
+
 One cycle, in this order: expiry; start; guard trip; autonomy; commands (in the given order); step
 progression (at most one step boundary per cycle, and a step entered this cycle is first evaluated
 the next cycle); then outputs move toward their targets within rate limits (contracts/outputs.py).
@@ -31,6 +34,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from contracts.engine_modes import TRANSITIONS, Trigger, event_of, next_mode, target_of
 from contracts.engine_state import (
     LIVE, TERMINAL, EngineState, Event, EventKind, FieldValue, Mode, StepResult, Write,
 )
@@ -63,6 +67,17 @@ class _Run:
 
     def emit(self, kind: EventKind, /, **fields: FieldValue) -> None:
         self.events.append(Event(kind=kind, ts_ms=self.now, fields=tuple(fields.items())))
+
+    def move(self, trigger: Trigger, /, **fields: FieldValue) -> None:
+        """Change mode by the mode table (contracts/engine_modes.py) and emit its event.
+        Raises EngineError for a move the table does not hold (the engine then faults to SAFE)."""
+        self.mode = next_mode(self.mode, trigger)
+        self.emit(event_of(trigger), **fields)
+
+
+_COMMAND_TRIGGER = {CommandKind.ABORT: Trigger.ABORT, CommandKind.HOLD: Trigger.HOLD,
+                    CommandKind.RESUME: Trigger.RESUME}
+"""The mode move each mode-changing command asks for (a WRITE asks for none)."""
 
 
 class Engine:
@@ -105,14 +120,13 @@ class Engine:
         if run.mode in TERMINAL:
             self._refuse_all(run, inputs.commands, "terminal")
         elif now >= c.valid_until:
-            self._finish(run, Mode.EXPIRED, EventKind.EXPIRED, valid_until=c.valid_until)
+            self._finish(run, Trigger.EXPIRE, valid_until=c.valid_until)
             self._refuse_all(run, inputs.commands, "expired")
         elif run.mode is Mode.PENDING and now < c.valid_from:
             self._pending(run, inputs.commands)
         else:
             if run.mode is Mode.PENDING:
-                run.mode = Mode.RUNNING
-                run.emit(EventKind.STARTED, contract=c.contract, version=c.version)
+                run.move(Trigger.START, contract=c.contract, version=c.version)
                 self._enter(run, 0)
             self._cycle(run, inputs)
         if run.mode in LIVE:
@@ -139,24 +153,24 @@ class Engine:
     def _autonomy(self, run: _Run, online: bool, exhausted: bool) -> None:
         if run.mode is Mode.OFFLINE_HOLD:
             if online:
-                self._unpause(run)
-                run.emit(EventKind.RESUMED, reason="online")
+                self._unpause(run, Trigger.ONLINE, reason="online")
             return
         then = self.contract.offline.then
         if not exhausted or (then is OfflineAction.HOLD and run.mode is not Mode.RUNNING):
             return
-        run.emit(EventKind.AUTONOMY_EXHAUSTED, autonomy_s=self.contract.offline.autonomy_s,
-                 then=then.value)
-        if then is OfflineAction.SAFE_STATE:
-            run.trip, run.mode = TripReason.AUTONOMY, Mode.SAFE
+        to_safe = then is OfflineAction.SAFE_STATE
+        run.move(Trigger.AUTONOMY_SAFE if to_safe else Trigger.AUTONOMY_HOLD,
+                 autonomy_s=self.contract.offline.autonomy_s, then=then.value)
+        if to_safe:
+            run.trip = TripReason.AUTONOMY
             self._to_safe(run, reason=TripReason.AUTONOMY.value)
         else:
-            run.mode, run.paused = Mode.OFFLINE_HOLD, run.now
+            run.paused = run.now
 
     def _trip(self, run: _Run, trip: Trip) -> None:
-        run.trip, run.mode = trip.reason, Mode.SAFE
-        run.emit(EventKind.GUARD_TRIP, point=trip.point, reason=trip.reason.value,
-                 value=trip.value, limit=trip.limit, detail=trip.detail)
+        run.trip = trip.reason
+        run.move(Trigger.TRIP, point=trip.point, reason=trip.reason.value, value=trip.value,
+                 limit=trip.limit, detail=trip.detail)
         self._to_safe(run, reason=trip.reason.value)
 
     def _advance(self, run: _Run, inputs: Inputs) -> None:
@@ -196,12 +210,12 @@ class Engine:
         if step.on_timeout is OnTimeout.NEXT:
             self._enter(run, i + 1)
         else:
-            self._finish(run, Mode.FAILED, EventKind.FAILED, step=step.name, reason="timeout")
+            self._finish(run, Trigger.FAIL, step=step.name, reason="timeout")
 
     def _enter(self, run: _Run, i: int) -> None:
         steps = self.contract.steps
         if i >= len(steps):
-            self._finish(run, Mode.COMPLETED, EventKind.COMPLETED, steps=len(steps))
+            self._finish(run, Trigger.COMPLETE, steps=len(steps))
             return
         plan = self._plans[i]
         run.index, run.started, run.paused, run.entered = i, run.now, None, True
@@ -211,29 +225,29 @@ class Engine:
             run.emit(EventKind.WRITE_CLAMPED, point=clamp.point, value=clamp.requested,
                      limit=clamp.limit)
 
-    def _finish(self, run: _Run, mode: Mode, kind: EventKind, **fields: FieldValue) -> None:
+    def _finish(self, run: _Run, trigger: Trigger, **fields: FieldValue) -> None:
         was_live = run.mode in LIVE
-        run.mode = mode
-        run.emit(kind, **fields)
+        run.move(trigger, **fields)
         if was_live:
-            self._to_safe(run, reason=mode.value)
+            self._to_safe(run, reason=run.mode.value)
         run.outputs, run.targets = list(self._safe), list(self._safe)
 
     def _to_safe(self, run: _Run, *, reason: str) -> None:
         run.outputs, run.targets = list(self._safe), list(self._safe)
         run.emit(EventKind.SAFE_STATE, reason=reason)
 
-    def _unpause(self, run: _Run) -> None:
+    def _unpause(self, run: _Run, trigger: Trigger, **fields: FieldValue) -> None:
         if run.started is not None and run.paused is not None:
             run.started += run.now - run.paused
-        run.mode, run.paused = Mode.RUNNING, None
+        run.paused = None
+        run.move(trigger, **fields)
 
     # -- commands --------------------------------------------------------------------------
 
     def _pending(self, run: _Run, commands: tuple[Command, ...]) -> None:
         for cmd in commands:
             if cmd.kind is CommandKind.ABORT and run.mode is Mode.PENDING:
-                self._finish(run, Mode.ABORTED, EventKind.ABORTED, command=cmd.id)
+                self._finish(run, Trigger.ABORT, command=cmd.id)
             else:
                 self._refuse(run, cmd, "pending" if run.mode is Mode.PENDING else "terminal")
 
@@ -248,23 +262,27 @@ class Engine:
                      reason=WriteRefusal.MODE.value)
 
     def _command(self, run: _Run, cmd: Command, trip: Trip | None, exhausted: bool) -> None:
+        """A command moves the mode only where the mode table holds its move; a WRITE moves
+        none and needs a live mode."""
         kind, mode = cmd.kind, run.mode
         if mode in TERMINAL:
             self._refuse(run, cmd, "terminal")
-        elif kind is CommandKind.ABORT:
-            self._finish(run, Mode.ABORTED, EventKind.ABORTED, command=cmd.id)
-        elif kind is CommandKind.HOLD and mode is Mode.RUNNING:
-            run.mode, run.paused = Mode.HELD, run.now
-            run.emit(EventKind.HELD, command=cmd.id)
-        elif kind is CommandKind.RESUME and mode is Mode.HELD:
-            self._unpause(run)
-            run.emit(EventKind.RESUMED, command=cmd.id, reason="held")
-        elif kind is CommandKind.RESUME and mode is Mode.SAFE:
-            self._resume_safe(run, cmd, trip, exhausted)
-        elif kind is CommandKind.WRITE and mode in LIVE:
-            self._manual_write(run, cmd)
-        else:
+        elif kind is CommandKind.WRITE:
+            if mode in LIVE:
+                self._manual_write(run, cmd)
+            else:
+                self._refuse(run, cmd, "mode")
+        elif (mode, _COMMAND_TRIGGER[kind]) not in TRANSITIONS:
             self._refuse(run, cmd, "mode")
+        elif kind is CommandKind.ABORT:
+            self._finish(run, Trigger.ABORT, command=cmd.id)
+        elif kind is CommandKind.HOLD:
+            run.paused = run.now
+            run.move(Trigger.HOLD, command=cmd.id)
+        elif mode is Mode.SAFE:
+            self._resume_safe(run, cmd, trip, exhausted)
+        else:
+            self._unpause(run, Trigger.RESUME, command=cmd.id, reason="held")
 
     def _resume_safe(self, run: _Run, cmd: Command, trip: Trip | None, exhausted: bool) -> None:
         if trip is not None or exhausted:
@@ -273,8 +291,8 @@ class Engine:
             cause = f"{reason}:{trip.point}" if trip is not None else reason
             run.emit(EventKind.RESUME_REFUSED, command=cmd.id, cause=cause)
             return
-        run.trip, run.mode = None, Mode.RUNNING
-        run.emit(EventKind.RESUMED, command=cmd.id, reason="safe")
+        run.trip = None
+        run.move(Trigger.RESUME, command=cmd.id, reason="safe")
         self._enter(run, run.index)
 
     def _manual_write(self, run: _Run, cmd: Command) -> None:
@@ -318,11 +336,11 @@ class Engine:
         safe = tuple(zip(self._names, self._safe))
         writes = tuple(Write(point=n, value=v) for n, v in safe if prev.get(n) != v or n not in prev)
         error = f"{type(exc).__name__}: {exc}"
-        events = (Event(kind=EventKind.ENGINE_ERROR, ts_ms=now, fields=(("error", error),)),
+        events = (Event(kind=event_of(Trigger.FAULT), ts_ms=now, fields=(("error", error),)),
                   Event(kind=EventKind.SAFE_STATE, ts_ms=now,
                         fields=(("reason", TripReason.ENGINE_ERROR.value),)))
         index = s.step_index if isinstance(getattr(s, "step_index", None), int) else 0
-        state = EngineState(mode=Mode.SAFE, step_index=index, outputs=safe, targets=safe,
+        state = EngineState(mode=target_of(Trigger.FAULT), step_index=index, outputs=safe, targets=safe,
                             trip=TripReason.ENGINE_ERROR, last_ms=now)
         return StepResult(state=state, writes=writes, events=events)
 

@@ -18,6 +18,10 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
+from contracts.engine_state import Mode
+from contracts.inputs import CommandKind
+from contracts.journal_events import AgentEvent, EventKind
+
 
 class AlarmKind(enum.StrEnum):
     GUARD_TRIP = "guard_trip"            # the device latched safe_state (any trip)
@@ -40,23 +44,23 @@ _K = AlarmKind
 _TRIP_CLEARED_BY = (_K.GUARD_TRIP, _K.RESUME_REFUSED, _K.ESCALATED)
 
 JOURNAL_RAISES: Mapping[str, AlarmKind] = MappingProxyType({
-    "guard_trip": _K.GUARD_TRIP,
-    "autonomy_exhausted": _K.GUARD_TRIP,
-    "engine_error": _K.GUARD_TRIP,
-    "safe_unconfirmed": _K.SAFE_UNCONFIRMED,
-    "second_writer": _K.SECOND_WRITER,
-    "resume_refused": _K.RESUME_REFUSED,
+    EventKind.GUARD_TRIP: _K.GUARD_TRIP,
+    EventKind.AUTONOMY_EXHAUSTED: _K.GUARD_TRIP,
+    EventKind.ENGINE_ERROR: _K.GUARD_TRIP,
+    AgentEvent.SAFE_UNCONFIRMED: _K.SAFE_UNCONFIRMED,
+    AgentEvent.SECOND_WRITER: _K.SECOND_WRITER,
+    EventKind.RESUME_REFUSED: _K.RESUME_REFUSED,
 })
 """Journal events (body `event`) that raise an alarm. `command_refused` of a resume raises
 RESUME_REFUSED too (see `journal_alarm`): the engine journals that until the agent's own
 `resume_refused` event exists."""
 
 JOURNAL_CLEARS: Mapping[str, tuple[AlarmKind, ...]] = MappingProxyType({
-    "safe_confirmed": (_K.SAFE_UNCONFIRMED,),
-    "second_writer_cleared": (_K.SECOND_WRITER,),
-    "resumed": (*_TRIP_CLEARED_BY, _K.SAFE_UNCONFIRMED),  # an accepted resume ends the latch
-    "started": _TRIP_CLEARED_BY,     # a new contract (operator or explicit policy) runs
-    "aborted": (_K.RESUME_REFUSED,),  # still safe, but nobody waits for a resume any more
+    AgentEvent.SAFE_CONFIRMED: (_K.SAFE_UNCONFIRMED,),
+    AgentEvent.SECOND_WRITER_CLEARED: (_K.SECOND_WRITER,),
+    EventKind.RESUMED: (*_TRIP_CLEARED_BY, _K.SAFE_UNCONFIRMED),  # an accepted resume ends the latch
+    EventKind.STARTED: _TRIP_CLEARED_BY,     # a new contract (operator or explicit policy) runs
+    EventKind.ABORTED: (_K.RESUME_REFUSED,),  # still safe, but nobody waits for a resume any more
 })
 
 DEVICE_RESET_CLEARS = (_K.CHAIN_BREAK, _K.JOURNAL_GAP)
@@ -81,7 +85,7 @@ def detail_of(event: str, body: Mapping[str, Any]) -> str:
 def journal_alarm(body: Mapping[str, Any]) -> tuple[AlarmKind | None, tuple[AlarmKind, ...]]:
     """(kind to raise or None, kinds to clear) for one journal entry body."""
     event = str(body.get("event"))
-    if event == "command_refused" and body.get("kind") == "resume":
+    if event == EventKind.COMMAND_REFUSED and body.get("kind") == CommandKind.RESUME:
         return _K.RESUME_REFUSED, ()
     return JOURNAL_RAISES.get(event), JOURNAL_CLEARS.get(event, ())
 
@@ -106,6 +110,6 @@ def telemetry_changes(before: Mapping[str, Any] | None, safe: str | None, trip: 
         raise_.append((_K.SAFE_UNCONFIRMED, "safe_state not yet confirmed by read-back"))
     if safe == "confirmed" and old_safe == "unconfirmed":
         clear.append(_K.SAFE_UNCONFIRMED)
-    if trip is None and old_trip is not None and mode == "running":
+    if trip is None and old_trip is not None and mode == Mode.RUNNING:
         clear.extend(_TRIP_CLEARED_BY)
     return TelemetryAlarms(raise_=tuple(raise_), clear=tuple(clear))

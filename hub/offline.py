@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from contracts.chain import Entry, EntryKind
+from contracts.journal_events import BodyError, BootBody, InputBody, decode_entry
 from contracts.codec import canonical_dumps
 from contracts.engine import EngineState
 from contracts.projection import Projection, ProjectionPoint, confidence, project
@@ -212,16 +213,17 @@ class OfflineManager:
         entry, engine state and first inputs) against the engine's projection over the same span.
         None if the device's journal holds no run of this contract yet."""
         entries = self.store.journal_entries(record.device, 0)
-        boots = [i for i, e in enumerate(entries) if e.kind is EntryKind.BOOT
-                 and e.body.get("hash") == record.content_hash]
+        boots = [(i, b) for i, b in enumerate(_boot(e) for e in entries)
+                 if b is not None and b.hash == record.content_hash]
         if not boots:
             return None
-        boot = entries[boots[-1]]
-        run = entries[boots[-1] + 1:]
-        first = next((e for e in run if e.kind is EntryKind.INPUT), None)
-        initial = {n: v[0] for n, v in first.body["values"].items()} if first else {}
-        inputs = ProjectionInputs(contract_id=record.id, start_ms=boot.body["t0_ms"],
-                                  state=boot.body["state"], initial=initial, from_seq=boot.seq)
+        at, boot = boots[-1]
+        run = entries[at + 1:]
+        first = next((b for b in (_input(e) for e in run) if b is not None), None)
+        initial = {n: v[0] for n, v in first.values.items()} if first else {}
+        inputs = ProjectionInputs(contract_id=record.id, start_ms=boot.t0_ms,
+                                  state=boot.state.to_mapping(), initial=initial,
+                                  from_seq=entries[at].seq)
         contract = parse_contract(record.document)
         now = self.clock()
         projection = self._project(record, inputs)
@@ -379,3 +381,21 @@ def _decision_json(d: Decision | None) -> dict[str, Any] | None:
     return {"action": d.action.value, "category": d.category.value, "reason": d.reason,
             "device": d.device, "new_version": d.document["version"] if d.document else None}
 
+
+
+def _boot(e: Entry) -> BootBody | None:
+    """The BOOT record of `e`, or None (another kind, or a body that does not decode)."""
+    body = _decoded(e) if e.kind is EntryKind.BOOT else None
+    return body if isinstance(body, BootBody) else None
+
+
+def _input(e: Entry) -> InputBody | None:
+    body = _decoded(e) if e.kind is EntryKind.INPUT else None
+    return body if isinstance(body, InputBody) else None
+
+
+def _decoded(e: Entry) -> object:
+    try:
+        return decode_entry(e)
+    except BodyError:
+        return None  # device input: a malformed body is no fact about the run

@@ -19,8 +19,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from contracts.inputs import reading_from_wire
 from contracts.chain import Entry, EntryKind
+from contracts.engine_modes import mode_after
+from contracts.engine_state import EventKind, Mode
+from contracts.guards import TripReason
+from contracts.inputs import reading_from_wire
+from contracts.journal_events import (
+    AdapterFaultBody, BodyError, EventBody, InputBody, KeyframeBody, Occurrence, OutputBody,
+    RefusalBody, StepBody, TripBody, WireReading, decode_entry,
+)
 from contracts.projection import Projection
 from contracts.schema import Contract
 from contracts.types import EpochMs, Value
@@ -28,9 +35,10 @@ from hub.config import FailureCategory as Category
 
 
 _TRIP_CATEGORY = {
-    "stale": Category.ADAPTERS, "bad_quality": Category.ADAPTERS, "out_of_range": Category.ADAPTERS,
-    "frozen": Category.ADAPTERS, "spike": Category.ADAPTERS, "autonomy": Category.NETWORK,
-    "engine_error": Category.RUNTIME,
+    TripReason.STALE: Category.ADAPTERS, TripReason.BAD_QUALITY: Category.ADAPTERS,
+    TripReason.OUT_OF_RANGE: Category.ADAPTERS,
+    "frozen": Category.ADAPTERS, "spike": Category.ADAPTERS,  # the agent's reading guards' reasons
+    TripReason.AUTONOMY: Category.NETWORK, TripReason.ENGINE_ERROR: Category.RUNTIME,
 }
 
 
@@ -44,19 +52,19 @@ class StepMark:
 class Actual:
     steps: list[StepMark] = field(default_factory=list)
     step: str | None = None  # the latest step known: entered, or named by a keyframe
-    mode: str | None = None
+    mode: Mode | None = None
     outputs: dict[str, Value] = field(default_factory=dict)
     values: dict[str, Value] = field(default_factory=dict)
     faults: list[dict[str, Any]] = field(default_factory=list)
     trip: str | None = None
+    unreadable: int = 0  # entries whose body does not decode (device input): passed by
 
 
-_MODE_EVENTS = {"started": "running", "completed": "completed", "failed": "failed",
-                "expired": "expired", "aborted": "aborted", "held": "held", "resumed": "running",
-                "guard_trip": "safe", "autonomy_exhausted": "safe", "engine_error": "safe"}
-_TRIP_EVENTS = {"guard_trip": None, "autonomy_exhausted": "autonomy", "engine_error": "engine_error"}
-"""Trip events and the reason to use when the body carries none (guards.TripReason values):
-AUTONOMY_EXHAUSTED has no `reason` field, and the budget running out is a network failure."""
+_TRIP_EVENTS: dict[EventKind, TripReason | None] = {
+    EventKind.GUARD_TRIP: None, EventKind.AUTONOMY_EXHAUSTED: TripReason.AUTONOMY,
+    EventKind.ENGINE_ERROR: TripReason.ENGINE_ERROR}
+"""Trip events and the reason to use when the body carries none: AUTONOMY_EXHAUSTED has no
+`reason` field, and the budget running out is a network failure."""
 
 
 def actual_from_entries(entries: Sequence[Entry]) -> Actual:
@@ -73,30 +81,41 @@ def fold_entries(a: Actual, entries: Sequence[Entry]) -> Actual:
 
 
 def _fold(a: Actual, e: Entry) -> None:
-    body = e.body
-    if e.kind in (EntryKind.STEP, EntryKind.TRIP, EntryKind.EVENT):
-        event = body.get("event")
-        if event == "step_entered":
-            a.step = str(body.get("step"))
-            a.steps.append(StepMark(step=a.step, ts_ms=e.ts_ms))
-        a.mode = _mode_after(str(event), body, a.mode)
-        if e.kind is EntryKind.TRIP and event in _TRIP_EVENTS:
-            a.trip = str(body.get("reason") or _TRIP_EVENTS[event] or event)
-            a.faults.append({"ts_ms": e.ts_ms, "kind": str(event), "reason": a.trip})
-    elif e.kind is EntryKind.OUTPUT:
-        a.outputs.update(body["writes"])
-    elif e.kind in (EntryKind.INPUT, EntryKind.KEYFRAME):
-        for name, wire in body["values"].items():
+    try:
+        body = decode_entry(e)
+    except BodyError:
+        a.unreadable += 1  # a malformed body is no fact about the device's run
+        return
+    if isinstance(body, (InputBody, KeyframeBody)):  # most entries: tested first
+        for name, wire in body.values.items():
             if _good(wire, e.ts_ms):
                 a.values[name] = wire[0]
-        if e.kind is EntryKind.KEYFRAME:
+        if isinstance(body, KeyframeBody):
             _fold_keyframe(a, body)
-    elif e.kind in (EntryKind.ADAPTER_FAULT, EntryKind.REFUSAL):
+    elif isinstance(body, (StepBody, TripBody, EventBody)):
+        _fold_occurrence(a, body, e.ts_ms)
+    elif isinstance(body, OutputBody):
+        a.outputs.update(body.writes)
+    elif isinstance(body, AdapterFaultBody):
+        a.faults.append({"ts_ms": e.ts_ms, "kind": e.kind.value, "reason": str(body.reason or None)})
+    elif isinstance(body, RefusalBody):
         a.faults.append({"ts_ms": e.ts_ms, "kind": e.kind.value,
-                         "reason": str(body.get("reason") or body.get("event"))})
+                         "reason": str(body.get("reason") or body.event)})
 
 
-def _good(wire: Any, ts_ms: EpochMs) -> bool:
+def _fold_occurrence(a: Actual, body: Occurrence, ts_ms: EpochMs) -> None:
+    event = body.event
+    if event == EventKind.STEP_ENTERED:
+        a.step = str(body.get("step"))
+        a.steps.append(StepMark(step=a.step, ts_ms=ts_ms))
+    # offline.then: hold pauses the steps instead of going safe (the mode table says which)
+    a.mode = mode_after(event, body.get("then")) or a.mode
+    if isinstance(body, TripBody) and event in _TRIP_EVENTS:
+        a.trip = str(body.get("reason") or _TRIP_EVENTS[EventKind(event)] or event)
+        a.faults.append({"ts_ms": ts_ms, "kind": str(event), "reason": a.trip})
+
+
+def _good(wire: WireReading, ts_ms: EpochMs) -> bool:
     """`reading_from_wire(wire, ts_ms).good`, without building a Reading for the common good
     triple: a day of journal at 1 Hz is 86,400 of them. Anything else takes the full decode
     (which raises for a malformed one)."""
@@ -105,20 +124,13 @@ def _good(wire: Any, ts_ms: EpochMs) -> bool:
     return reading_from_wire(wire, ts_ms).good
 
 
-def _mode_after(event: str, body: Mapping[str, Any], mode: str | None) -> str | None:
-    if event == "autonomy_exhausted" and body.get("then") == "hold":
-        return "offline_hold"  # offline.then: hold pauses the steps instead of going safe
-    return _MODE_EVENTS.get(event, mode)
-
-
-def _fold_keyframe(a: Actual, body: Mapping[str, Any]) -> None:
+def _fold_keyframe(a: Actual, body: KeyframeBody) -> None:
     # A keyframe (once a minute) names the step and mode even when no step was entered during
     # the outage; without it a device stuck in one step would look like the projection.
-    a.outputs.update(body.get("outputs", {}))
-    if body.get("step") is not None:
-        a.step = str(body["step"])
-    if body.get("mode") is not None:
-        a.mode = str(body["mode"])
+    a.outputs.update(body.outputs)
+    if body.step is not None:
+        a.step = body.step
+    a.mode = body.mode
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -160,7 +172,7 @@ def _projected_at(projection: Projection, to_ms: EpochMs) -> Any:
 
 def _projected_steps(projection: Projection, to_ms: EpochMs) -> list[StepMark]:
     return [StepMark(step=str(e.get("step")), ts_ms=e.ts_ms) for e in projection.transitions
-            if e.kind.value == "step_entered" and e.ts_ms <= to_ms]
+            if e.kind is EventKind.STEP_ENTERED and e.ts_ms <= to_ms]
 
 
 def _timing(contract: Contract, proj: list[StepMark], act: list[StepMark]) -> list[dict[str, Any]]:
@@ -223,7 +235,7 @@ def _reasons(contract: Contract, p_step: str | None, a_step: str | None, p_mode:
     reasons = []
     if p_mode != a_mode:
         reasons.append(f"outcome: projected {p_mode}, actual {a_mode}")
-    if p_step != a_step and a_mode == "running":
+    if p_step != a_step and a_mode == Mode.RUNNING:
         reasons.append(f"step: projected {p_step}, actual {a_step}")
     late = [t for t in timing if abs(t["delta_s"]) > contract.tolerance.timing_s]
     if late:
@@ -238,12 +250,12 @@ def _reasons(contract: Contract, p_step: str | None, a_step: str | None, p_mode:
 
 
 def _category(actual: Actual, mode: str | None) -> Category:
-    if actual.trip and mode == "safe":
+    if actual.trip and mode == Mode.SAFE:
         return Category.TRIP  # still latched: only an operator (or an explicit policy) resumes
     if actual.trip:
         head = actual.trip.split(":")[0]
         return _TRIP_CATEGORY.get(head, Category.ADAPTERS if "quality" in head else Category.RUNTIME)
-    if any(f["kind"] == "adapter_fault" for f in actual.faults):
+    if any(f["kind"] == EntryKind.ADAPTER_FAULT for f in actual.faults):
         return Category.ADAPTERS
     return Category.RUNTIME
 

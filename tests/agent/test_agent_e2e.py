@@ -11,7 +11,7 @@ import pytest
 
 from agent.config import AgentConfig, ModbusConfig
 from agent.journal import JournalFull
-from agent.replay_journal import contracts_in, replay_entries
+from contracts.replay import contracts_in, replay_entries
 from contracts.chain import EntryKind, verify_chain, GENESIS
 from contracts.inputs import Command, CommandKind
 from contracts.loader import check_mapping

@@ -15,7 +15,7 @@ import pytest
 
 from agent.journal_thread import AsyncJournal
 from agent.link import MemoryLink
-from agent.replay_journal import replay_entries
+from contracts.replay import replay_entries
 from agent.scan import ActiveContract, Connectivity, ScanLoop
 from contracts.chain import Entry
 from contracts.engine import Mode

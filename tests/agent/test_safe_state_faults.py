@@ -17,7 +17,7 @@ from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusException
 
 from agent.config import AgentConfig, ModbusConfig
-from agent.replay_journal import contracts_in, replay_entries
+from contracts.replay import contracts_in, replay_entries
 from contracts.inputs import Command, CommandKind
 from contracts.loader import check_mapping
 from contracts.schema import Contract

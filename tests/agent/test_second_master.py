@@ -11,7 +11,7 @@ import pytest
 from pymodbus.client import AsyncModbusTcpClient
 
 from agent.config import AgentConfig, ModbusConfig
-from agent.replay_journal import contracts_in, replay_entries
+from contracts.replay import contracts_in, replay_entries
 from contracts.chain import EntryKind
 from contracts.loader import check_mapping
 from contracts.schema import Contract

@@ -99,7 +99,8 @@ def _outage(n: int, start_ms: int) -> list:  # type: ignore[type-arg]
         if seq == 100:
             kind, body = EntryKind.STEP, {"event": "step_entered", "step": "hold"}
         elif seq == 200:
-            kind, body = EntryKind.ADAPTER_FAULT, {"reason": "timeout"}
+            kind, body = EntryKind.ADAPTER_FAULT, {"category": "adapters", "what": "read",
+                                                   "reason": "timeout", "point": "level"}
         e = make_entry(prev, seq, start_ms + seq * 100, kind, body)
         out.append(e)
         prev = e.hash

@@ -1,4 +1,4 @@
-"""Reconciliation: the agent's journal (as agent/record.py writes it) against a real tank projection."""
+"""Reconciliation: the agent's journal (as the agent writes it: contracts/journal_events.py) against a real tank projection."""
 from __future__ import annotations
 
 import json
@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 
-from agent.record import event_body, event_kind
+from contracts.journal_events import encode, engine_event_body
 from contracts.chain import GENESIS, Entry, EntryKind, make_entry
 from contracts.projection import Projection, project
 from contracts.loader import load_contract
@@ -55,7 +55,7 @@ def events(*, shift_ms: int = 0, until_ms: EpochMs = END) -> list[Item]:
         done = done or e.kind.value == "step_done"
         ts = e.ts_ms + (shift_ms if done else 0)
         if ts <= until_ms:
-            out.append((ts, event_kind(e), event_body(e)))
+            out.append((ts, engine_event_body(e).KIND, encode(engine_event_body(e))))
     return out
 
 
