@@ -45,7 +45,9 @@ from bench._common import figure, signed_contract, window_around_now
 from transport.backoff import Backoff
 from hub.app import HubRuntime
 from hub.auth import AuthConfig
-from hub.broker import BrokerRole, UserSpec, hash_password, mosquitto_acl, mosquitto_password_line
+from hub.acl.mosquitto import mosquitto_acl
+from hub.acl.passwords import hash_password, mosquitto_password_line
+from hub.acl.policy import BrokerRole, UserSpec
 from hub.config import BrokerConfig, BrokerMode, DeviceCredential, HubConfig
 from simulators.netcut import NetCut
 from simulators.server import SimDevice
@@ -120,13 +122,13 @@ class Site:
     def acked(self) -> int:
         assert self.hub is not None
         try:
-            return self.hub.store.device(DEVICE).acked_seq
+            return self.hub.store.devices.get(DEVICE).acked_seq
         except Exception:  # noqa: BLE001 - not registered yet
             return 0
 
     def gapless(self, through: int) -> bool:
         assert self.hub is not None
-        seqs = [r.seq for r in self.hub.store.journal(DEVICE, 0, through + 10_000)]
+        seqs = [r.seq for r in self.hub.store.journal.rows(DEVICE, 0, through + 10_000)]
         return seqs[:through] == list(range(1, through + 1))
 
     async def head(self) -> int:

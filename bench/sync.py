@@ -6,7 +6,7 @@ Run: .venv/bin/python -m bench.sync [--entries 100000] [--devices 1000] [--quick
    in over aiomqtt with its own password and publishes a pre-built hash-chained journal as
    JournalBatch messages of BATCH entries (QoS 1, resent from the hub's ack if the broker drops
    any, as the agent does). Timed from the first publish to acked_seq == E in the store. Then the
-   in-process path alone (decode, DeviceIngest.add, rows, store.insert_journal), to show where the
+   in-process path alone (decode, DeviceIngest.add, rows, store.journal.insert), to show where the
    time goes.
 2. reconcile: the hub sees d1 live (birth, telemetry with an engine state), then its last will, on
    an injected clock 24 h in the past, so it projects the device; the clock moves to now; d1
@@ -49,13 +49,15 @@ from bench._common import figure, percentile, rss_mb
 from contracts.chain import GENESIS, Entry, EntryKind, encode_body, make_entry
 from contracts.engine import Engine
 from contracts.loader import check_mapping
-from contracts.schema import format_time
+from contracts.schema_serialize import format_time
 from contracts.topics import Channel, topic
 from contracts.wire import Ack, Birth, JournalBatch, Telemetry
 from hub.app import HUB_USER, HubRuntime, broker_users
 from hub.auth import AuthConfig, ApiRole, Token, hash_token
-from hub.broker import (EmbeddedBroker, BrokerRole, UserSpec, hash_password, mosquitto_acl,
-                        mosquitto_password_line)
+from hub.acl.mosquitto import mosquitto_acl
+from hub.acl.passwords import hash_password, mosquitto_password_line
+from hub.acl.policy import BrokerRole, UserSpec
+from hub.broker import EmbeddedBroker
 from hub.config import BrokerConfig, BrokerMode, DeviceCredential, HubConfig
 from hub.ingest import Cursor, DeviceIngest
 from hub.states import DeviceState
@@ -189,7 +191,7 @@ async def journal_sender(hub: HubRuntime, password: str, msgs: list[bytes], last
             assert proc.stdin is not None and proc.stdout is not None
             proc.stdin.write(b"go\n")
             await proc.stdin.drain()
-            await wait_until(lambda: hub.store.device(DEVICE).acked_seq >= last_seq, timeout_s,
+            await wait_until(lambda: hub.store.devices.get(DEVICE).acked_seq >= last_seq, timeout_s,
                              "the journal acked", detail=lambda: _where(hub), every_s=0.002)
             async with asyncio.timeout(30):
                 return int(json.loads(await proc.stdout.readline()))
@@ -295,7 +297,7 @@ async def _ingest_once(msgs: list[bytes], n: int) -> float:
 
 def _known(hub: HubRuntime) -> bool:
     try:
-        hub.store.device(DEVICE)
+        hub.store.devices.get(DEVICE)
     except Exception:
         return False
     return True
@@ -307,7 +309,7 @@ def _ingest_in_process(msgs: list[bytes], n: int) -> None:
     t = dict.fromkeys(("decode", "ingest", "insert+commit"), 0.0)
     with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp, \
             HubStore.open(Path(tmp) / "hub.db") as store:
-        store.ensure_device(DEVICE, SITE, now_ms(), {})
+        store.devices.ensure(DEVICE, SITE, now_ms(), {})
         ing, uncommitted = DeviceIngest(Cursor()), 0
         for i, m in enumerate(msgs):
             t0 = time.perf_counter()
@@ -317,8 +319,8 @@ def _ingest_in_process(msgs: list[bytes], n: int) -> None:
             result = ing.add(entries)
             t2 = time.perf_counter()
             store.begin_batch()
-            store.insert_entries(DEVICE, result.store, result.bodies)
-            store.update_device(DEVICE, acked_seq=result.cursor.seq, last_hash=result.cursor.hash)
+            store.journal.insert_entries(DEVICE, result.store, result.bodies)
+            store.devices.update(DEVICE, acked_seq=result.cursor.seq, last_hash=result.cursor.hash)
             uncommitted += len(result.store)
             if uncommitted >= MAX_BATCH_ENTRIES or i == len(msgs) - 1:
                 store.commit_batch()
@@ -372,17 +374,17 @@ async def _reconcile_once(n: int) -> tuple[float, float, str]:
                     await birth(client, n)
                     await go(120)
                     acked = time.perf_counter() - start
-                await wait_until(lambda: bool(hub.store.reconciliations(device=DEVICE)), 120,
+                await wait_until(lambda: bool(hub.store.reconciliations.find(device=DEVICE)), 120,
                                  "the reconciliation record", detail=lambda: _where(hub))
                 elapsed = time.perf_counter() - start
-                rec = hub.store.reconciliations(device=DEVICE)[0]
+                rec = hub.store.reconciliations.find(device=DEVICE)[0]
         finally:
             hub.close()
     return elapsed, acked, f"divergent={rec.divergent} action={rec.action}"
 
 
 def _where(hub: HubRuntime) -> str:
-    d = hub.store.device(DEVICE)
+    d = hub.store.devices.get(DEVICE)
     return f"device {d.state.value}, acked {d.acked_seq}, last_seq {d.last_seq}"
 
 
@@ -394,9 +396,9 @@ async def _go_offline(client: aiomqtt.Client, hub: HubRuntime, clock: Clock) -> 
     tel = Telemetry(ts_ms=clock(), values=(("level", 1.0), ("pump_speed", 0)), mode="running",
                     step="fill", seq=0, contract="tank-fill", version=3, state=state)
     await client.publish(topic(SITE, DEVICE, Channel.TELEMETRY), tel.to_bytes(), qos=1)
-    await wait_until(lambda: hub.store.device(DEVICE).state is DeviceState.LIVE, 10, "live")
+    await wait_until(lambda: hub.store.devices.get(DEVICE).state is DeviceState.LIVE, 10, "live")
     await client.publish(topic(SITE, DEVICE, Channel.STATUS), b"offline", qos=1, retain=True)
-    await wait_until(lambda: hub.store.device(DEVICE).state is DeviceState.PROJECTED, 30,
+    await wait_until(lambda: hub.store.devices.get(DEVICE).state is DeviceState.PROJECTED, 30,
                      "projected")
     # A real 24 h outage spans many live-value flushes (FLUSH_S); wait for one, so the telemetry
     # sent before the will is not still pending. Pending, it overwrites the projection when the
@@ -520,7 +522,7 @@ async def bench_fleet(devices: int, seconds: float, broker_kind: str = "amqtt") 
             assert hub.mqtt_url is not None
             idle_rss, handled = rss_mb()[1], count_telemetry(hub)
             async with loadgen(hub.mqtt_url, password, devices) as gen:
-                await wait_until(lambda: len(hub.store.devices()) >= devices, 60,
+                await wait_until(lambda: len(hub.store.devices.find()) >= devices, 60,
                                  f"{devices} births", every_s=0.5)  # devices() is not free
                 n0, t0 = handled[0], time.monotonic()
                 lat = await api_poller(base, password, devices, seconds)

@@ -31,7 +31,7 @@ from rich.table import Table
 from agent.journal import SqliteJournal
 from agent.journal_signing import verify_seals
 from contracts.replay import contracts_in, replay_entries
-from contracts.schema import format_time
+from contracts.schema_serialize import format_time
 from runtime.files import private_dir
 from runtime.logs import log_to_file
 from fieldpact.loopback import DeviceSpec, LocalSite
@@ -111,7 +111,7 @@ def _is_state(d: Demo, device: str, state: DeviceState) -> bool:
 def _hub_status(d: Demo, cid: str) -> ContractStatus | None:
     assert d.site.hub is not None
     try:
-        return d.site.hub.store.contract(cid).status
+        return d.site.hub.store.contracts.get(cid).status
     except Exception:
         return None
 
@@ -151,15 +151,15 @@ async def _offline_episode(d: Demo) -> None:
 async def _reconcile_episode(d: Demo) -> None:
     assert d.site.hub is not None
     store = d.site.hub.store
-    await d.wait("reconciliation", lambda: store.reconciliations(device=CUT_DEVICE), 40)
-    rec = store.reconciliations(device=CUT_DEVICE)[0]  # newest first
+    await d.wait("reconciliation", lambda: store.reconciliations.find(device=CUT_DEVICE), 40)
+    rec = store.reconciliations.find(device=CUT_DEVICE)[0]  # newest first
     d.check("journal caught up and reconciled", True,
             f"divergent={rec.divergent}: " + "; ".join(rec.report.get("reasons", [])))
     d.check("divergence triggered the configured replan", rec.divergent and rec.action == "retry",
             f"policy for category {rec.report.get('category')}: {rec.action}")
     await d.wait("replan accepted", lambda: _hub_status(d, "tank-fill@4") in
                  (ContractStatus.ACCEPTED, ContractStatus.ACTIVE), 30)
-    steps = [s["name"] for s in store.contract("tank-fill@4").document["steps"]]
+    steps = [s["name"] for s in store.contracts.get("tank-fill@4").document["steps"]]
     d.check("agent accepted the re-issued contract tank-fill@4", True, f"steps {steps}")
     await d.wait("live again", lambda: d.site.device_state(CUT_DEVICE) is DeviceState.LIVE, 30)
     d.check(f"{CUT_DEVICE} live again", True)
@@ -173,7 +173,7 @@ async def _journals(d: Demo) -> None:
             broken, entries, head = j.verify(), j.read(1, 10_000_000), j.head()[0]
             seals = verify_seals(j, pinned) if pinned is not None else None
         report = replay_entries(entries, contracts_in(entries).get)
-        hub_rows = d.site.hub.store.journal(device, 0, 10_000_000)
+        hub_rows = d.site.hub.store.journal.rows(device, 0, 10_000_000)
         seqs = [r.seq for r in hub_rows]
         contiguous = seqs == list(range(1, len(seqs) + 1))
         d.check(f"{device}: journal chain intact, replay exact, hub copy gapless",
@@ -194,9 +194,9 @@ def _timeline(d: Demo) -> None:
     rows: list[tuple[int, str, str]] = []
     for dev in d.site.devices:
         rows += [(t.ts_ms, dev, f"device {t.from_state or '-'} → {t.to_state} ({t.event})")
-                 for t in store.device_transitions(dev)]
+                 for t in store.devices.transitions(dev)]
     rows += [(a.ts_ms, a.device or "-", f"{a.actor}: {a.action} {a.contract or ''} {a.outcome}"
-              + (f" — {a.reason}" if a.reason else "")) for a in store.audit(limit=500)]
+              + (f" — {a.reason}" if a.reason else "")) for a in store.audit.find(limit=500)]
     table = Table(title="timeline", show_lines=False)
     for col in ("time (UTC)", "device", "what"):
         table.add_column(col)

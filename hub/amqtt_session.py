@@ -9,14 +9,12 @@ Each fix has a regression test in tests/hub/test_hostile_broker.py:
 - amqtt delivers, at connect, retained messages matching *anyone's* subscriptions, and retained
   messages at subscribe time without a read check. Here retained delivery goes only to the
   subscriber's own filters, through its read ACL.
-- amqtt buffers a packet of any declared size (up to MQTT's 256 MiB) and waits forever for a
-  CONNECT; never disconnects a client whose keepalive expired (so its will never fires); and keeps
-  every unreleased incoming QoS 2 message. Here: packets are capped (MAX_PACKET_BYTES), CONNECT
-  must arrive within CONNECT_TIMEOUT_S, keepalive is enforced at 1.5x (MQTT 3.1.2.10), and more than
-  MAX_INFLIGHT_QOS2 unreleased QoS 2 messages disconnect the client. amqtt also queues deliveries
-  for a subscriber that stopped reading without bound, and lets one client hold any number of
-  filters (each matched against every message), and keeps every retained message forever: all are
-  capped per client or login (MAX_PENDING_DELIVERIES, MAX_SUBSCRIPTIONS, MAX_RETAINED_TOPICS/BYTES).
+- amqtt waits forever for a CONNECT: here it must arrive within CONNECT_TIMEOUT_S, and the
+  keepalive is stretched to 1.5x (MQTT 3.1.2.10) for the handler to enforce. What one connection
+  may do once admitted (packet size, keepalive, QoS 2 in flight, queued deliveries) is capped in
+  hub/amqtt_connection.py. amqtt also lets one client hold any number of filters (each matched
+  against every message), and keeps every retained message forever: both are capped per client
+  or login (MAX_SUBSCRIPTIONS, MAX_RETAINED_TOPICS/BYTES).
 - Persistent sessions (clean_session=0) are refused: fieldpact's clients never use them (delivery
   rests on journal seq + ack), and amqtt's takeover of a persistent session shares one Session
   object between the old and the new connection, and queues messages for it without bound.
@@ -31,26 +29,21 @@ import re
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
-from amqtt.adapters import StreamReaderAdapter, StreamWriterAdapter
+from amqtt.adapters import StreamWriterAdapter
 from amqtt.broker import Broker
 from amqtt.contexts import Action as AmqttAction
 from amqtt.errors import AMQTTError, MQTTError, NoDataError
 from amqtt.mqtt.connack import BAD_USERNAME_PASSWORD, IDENTIFIER_REJECTED, ConnackPacket
-from amqtt.mqtt.constants import QOS_2
 from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler
 from amqtt.session import Session
 
 from hub.acl.policy import MAX_PACKET_BYTES, BrokerRole, UserSpec, client_id_allowed
-from hub.mqtt_framing import PacketSizeGuard, PacketTooLarge
+from hub.amqtt_connection import CappedReader, ConnectionHandler
 
 log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT_S = 10.0
 """A connection that has not sent its CONNECT by then is closed (amqtt waits forever)."""
-MAX_INFLIGHT_QOS2 = 16
-"""Unreleased incoming QoS 2 messages per connection; we never publish QoS 2 ourselves."""
-MAX_PENDING_DELIVERIES = 1000
-"""Deliveries queued for one subscriber; Mosquitto's max_queued_messages default."""
 MAX_SUBSCRIPTIONS = 64
 """Distinct filters one non-hub client may hold. An integration's `fp/v1/{site}/+/points/#` covers
 endless narrower filters, and amqtt matches every message against every filter held."""
@@ -83,77 +76,6 @@ class _SnapshotDict(dict):  # type: ignore[type-arg]
         return iter(list(super().keys()))
 
 
-class _CappedReader(StreamReaderAdapter):  # type: ignore[misc]
-    """amqtt's TCP reader with PacketSizeGuard in front: an oversize packet reads as end of stream,
-    which makes amqtt drop the connection (and publish the client's will)."""
-
-    def __init__(self, reader: asyncio.StreamReader, limit: int) -> None:
-        super().__init__(reader)
-        self._guard, self._tripped = PacketSizeGuard(limit), False
-
-    async def read(self, n: int = -1) -> bytes:
-        if self._tripped:
-            raise asyncio.IncompleteReadError(b"", n if n >= 0 else None)
-        data: bytes = await super().read(n)
-        try:
-            self._guard.feed(data)
-        except PacketTooLarge as exc:
-            self._tripped = True
-            log.warning("mqtt_packet_refused reason=too_large detail=%s", exc)
-            raise asyncio.IncompleteReadError(b"", n if n >= 0 else None) from None
-        return data
-
-
-class _Handler(BrokerProtocolHandler):  # type: ignore[misc]
-    """amqtt's broker-side protocol handler, plus keepalive enforcement, a QoS 2 cap and a cap on
-    deliveries queued for a subscriber that does not read."""
-
-    _closing: asyncio.Task[None] | None = None
-    _pending = 0           # deliveries to this client not yet written (and, QoS 1, acked)
-    _dropping = False      # logging once per episode of a full queue
-
-    def handle_read_timeout(self) -> None:
-        # amqtt's own is a no-op: a half-open client stayed "connected" forever, its will unsent.
-        if self._closing is None and self.session is not None:
-            log.warning("mqtt_keepalive_expired client_id=%s", self.session.client_id)
-            self.abort()
-            self._closing = asyncio.ensure_future(self.handle_connection_closed())
-
-    def abort(self) -> None:
-        """Drop the TCP connection now. A graceful close drains first, and a peer that is gone
-        with our send buffer full never lets the drain finish."""
-        raw = getattr(self.writer, "_writer", None)  # amqtt's StreamWriterAdapter keeps it there
-        if isinstance(raw, asyncio.StreamWriter):
-            raw.transport.abort()
-
-    async def mqtt_publish(self, topic: str, data: bytes | bytearray, qos: int | None,
-                           retain: bool, ack_timeout: int | None = None) -> Any:
-        # amqtt starts one task per delivery; for a client that stops reading they block on its
-        # full socket and pile up without bound. Past the cap they are dropped, as Mosquitto's
-        # max_queued_messages does (delivery never rests on the broker: journal seq + ack).
-        if self._pending >= MAX_PENDING_DELIVERIES:
-            if not self._dropping and self.session is not None:
-                log.warning("mqtt_delivery_dropped reason=slow_subscriber client_id=%s limit=%d",
-                            self.session.client_id, MAX_PENDING_DELIVERIES)
-            self._dropping = True
-            return None
-        self._pending += 1
-        try:
-            return await super().mqtt_publish(topic, data, qos, retain, ack_timeout)
-        finally:
-            self._pending -= 1
-            self._dropping = self._dropping and self._pending > MAX_PENDING_DELIVERIES // 2
-
-    async def handle_publish(self, publish_packet: Any) -> None:
-        if publish_packet.qos == QOS_2 and self.session is not None \
-                and len(self.session.inflight_in) >= MAX_INFLIGHT_QOS2:
-            log.warning("mqtt_packet_refused reason=qos2_inflight client_id=%s limit=%d",
-                        self.session.client_id, MAX_INFLIGHT_QOS2)
-            await self.handle_connection_closed()
-            return
-        await super().handle_publish(publish_packet)
-
-
 class _Refusal(NamedTuple):
     code: int     # CONNACK return code (MQTT 3.1.1 section 3.2.2.3)
     reason: str
@@ -181,7 +103,7 @@ class FieldpactBroker(Broker):  # type: ignore[misc]
         assert task is not None  # always inside the server's connection task
         self._live[task] = writer
         try:
-            await self._client_connected(listener_name, _CappedReader(reader, MAX_PACKET_BYTES),
+            await self._client_connected(listener_name, CappedReader(reader, MAX_PACKET_BYTES),
                                          StreamWriterAdapter(writer))
         finally:
             self._live.pop(task, None)
@@ -220,7 +142,7 @@ class FieldpactBroker(Broker):  # type: ignore[misc]
     async def _read_connect(self, reader: Any, writer: Any) -> tuple[BrokerProtocolHandler, Session]:
         try:
             async with asyncio.timeout(CONNECT_TIMEOUT_S):
-                handler, session = await _Handler.init_from_connect(reader, writer,
+                handler, session = await ConnectionHandler.init_from_connect(reader, writer,
                                                                     self.plugins_manager)
                 return handler, session
         except TimeoutError:
@@ -261,7 +183,7 @@ class FieldpactBroker(Broker):  # type: ignore[misc]
             old.will_flag = False  # the client is back, not offline: its old will would lie
             log.info("mqtt_session_replaced client_id=%s user=%s", session.client_id,
                      session.username)
-            if isinstance(old_handler, _Handler):
+            if isinstance(old_handler, ConnectionHandler):
                 old_handler.abort()  # its peer is likely gone: do not wait for a drain
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(TAKEOVER_TIMEOUT_S):

@@ -28,9 +28,10 @@ from runtime.files import private_dir
 from transport.mqtt import MqttLink
 from hub.acl.logins import HUB_USER
 from hub.acl.logins import broker_users as _users
-from hub.acl.policy import HUB_CLIENT_ID
+from hub.acl.passwords import hash_password
+from hub.acl.policy import HUB_CLIENT_ID, UserSpec
 from hub.api import create_app
-from hub.broker import EmbeddedBroker, UserSpec, hash_password
+from hub.broker import EmbeddedBroker
 from hub.config import BrokerMode, HubConfig
 from hub.offline import OfflineManager
 from hub.registry import DeviceRegistry

@@ -19,18 +19,9 @@ from amqtt.contexts import Action as AmqttAction
 from amqtt.plugins.base import BaseAuthPlugin, BaseTopicPlugin
 from amqtt.session import Session
 
-from hub.acl.mosquitto import mosquitto_acl
-from hub.acl.passwords import (check_password, hash_password, mosquitto_hash,
-                               mosquitto_password_line)
-from hub.acl.policy import (HUB_STATUS_TOPIC, MAX_PACKET_BYTES, Action, BrokerRole, UserSpec, allowed,
-                            publish_filters, read_filters)
-from hub.amqtt_session import MAX_INFLIGHT_QOS2, FieldpactBroker
-from hub.mqtt_framing import PacketSizeGuard, PacketTooLarge
-
-__all__ = ["HUB_STATUS_TOPIC", "MAX_INFLIGHT_QOS2", "MAX_PACKET_BYTES", "Action", "EmbeddedBroker",
-           "PacketSizeGuard", "PacketTooLarge", "BrokerRole", "UserSpec", "allowed", "check_password",
-           "hash_password", "mosquitto_acl", "mosquitto_hash", "mosquitto_password_line",
-           "publish_filters", "read_filters"]
+from hub.acl.passwords import check_password
+from hub.acl.policy import Action, UserSpec, allowed
+from hub.amqtt_session import FieldpactBroker
 
 log = logging.getLogger(__name__)
 

@@ -17,11 +17,12 @@ import json
 from typing import Any
 
 from hub.states import DeviceState
-from hub.store import LIST_COLUMNS, HubStore
+from hub.store import HubStore
+from hub.store.devices import LIST_COLUMNS
 
 
 def list_view(row: tuple[Any, ...]) -> dict[str, Any]:
-    """`hub.api.device_view(d, now)` (no detail) for a row of LIST_COLUMNS."""
+    """`hub.views.device_view(d, now)` (no detail) for a row of LIST_COLUMNS."""
     view = dict(zip(LIST_COLUMNS, row, strict=True))
     view["labels"] = json.loads(view["labels"])
     return view
@@ -41,11 +42,11 @@ class DeviceListCache:
         self._body: tuple[tuple[Any, ...], bytes] | None = None
 
     def body(self, store: HubStore, state: DeviceState | None = None) -> bytes:
-        """The JSON array of list views, in id order (as `store.device_list_rows` gives them)."""
+        """The JSON array of list views, in id order (as `store.devices.list_rows` gives them)."""
         key = (store.data_version(), state)
         if self._body is not None and self._body[0] == key:
             return self._body[1]
-        data = b"[" + b",".join(self._encoded(row) for row in store.device_list_rows(state)) + b"]"
+        data = b"[" + b",".join(self._encoded(row) for row in store.devices.list_rows(state)) + b"]"
         self._body = (key, data)
         return data
 

@@ -1,4 +1,5 @@
-"""What an API route reads off a request: who calls, the hub service, and a body capped in bytes.
+"""What an API route reads off a request: who calls, the hub service, query parameters, and a body
+capped in bytes.
 
 Rules (invariant 10): a body is read while streaming and abandoned at its route's cap (413) — a
 declared Content-Length over the cap is refused before anything is read; JSON bodies go through the
@@ -7,23 +8,36 @@ quotes at most a clipped piece of what was sent. One place, so no route reads a 
 """
 from __future__ import annotations
 
+import enum
 from collections.abc import Mapping
 from http import HTTPStatus
-from typing import Any
+from typing import Any, TypeVar
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
 from contracts.errors import DocumentError, Issue
-from contracts.limits import clip
+from contracts.limits import clip, quote
 from contracts.loader import decode_json
 from hub.auth import PRINCIPAL_KEY, Principal
 from hub.service import HubService, RequestRefused
+
+E = TypeVar("E", bound=enum.Enum)
+
+DEFAULT_LIMIT = 100
+MAX_LIMIT = 1000
+"""Pages are bounded so one request cannot pull a whole journal into memory."""
 
 
 class BadBody(RequestRefused):
     """A body the route cannot read at all (400); a readable one with bad fields is the route's
     own 422."""
+
+    status = HTTPStatus.BAD_REQUEST
+
+
+class BadQuery(RequestRefused):
+    """A query parameter the route cannot read (400), named in the issue's path."""
 
     status = HTTPStatus.BAD_REQUEST
 
@@ -67,3 +81,45 @@ async def json_object(request: Request, limit: int, shape: str = "") -> Mapping[
     if not isinstance(doc, Mapping):
         raise BadBody(want, [Issue(path="<body>", reason="not an object")])
     return doc
+
+
+# ---- query parameters ---------------------------------------------------------------------------
+
+def int_query(request: Request, name: str, default: int, low: int, high: int) -> int:
+    """Query parameter `name` as an integer within low..high (`default` when absent). Raises
+    BadQuery."""
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = low - 1
+    if not low <= value <= high:
+        reason = f"must be an integer within {low}..{high}, got {quote(raw)}"
+        raise BadQuery(f"bad query parameter {name}", [Issue(path=name, reason=reason)])
+    return value
+
+
+def enum_query(request: Request, name: str, cls: type[E]) -> E | None:
+    """Query parameter `name` as a member of `cls` (None when absent). Raises BadQuery."""
+    raw = request.query_params.get(name)
+    if raw is None:
+        return None
+    try:
+        return cls(raw)
+    except ValueError:
+        allowed = ", ".join(str(m.value) for m in cls)
+        raise BadQuery(f"bad query parameter {name}",
+                       [Issue(path=name, reason=f"{quote(raw)} is not one of {allowed}")]) from None
+
+
+def bool_query(request: Request, name: str) -> bool | None:
+    """Query parameter `name` as "true" or "false" (None when absent). Raises BadQuery."""
+    raw = request.query_params.get(name)
+    if raw is None:
+        return None
+    if raw not in ("true", "false"):
+        raise BadQuery(f"bad query parameter {name}",
+                       [Issue(path=name, reason=f"must be true or false, got {raw[:40]!r}")])
+    return raw == "true"

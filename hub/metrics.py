@@ -35,26 +35,26 @@ class StoreCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         devices = GaugeMetricFamily("fieldpact_hub_devices", "Devices by hub state",
                                     labels=["state"])
-        counts = self.store.count_devices_by_state()
+        counts = self.store.devices.count_by_state()
         for state in DeviceState:
             devices.add_metric([state.value], counts.get(state, 0))
         yield devices
         contracts = GaugeMetricFamily("fieldpact_hub_contracts", "Contract versions by status",
                                       labels=["status"])
-        by_status = self.store.count_contracts_by_status()
+        by_status = self.store.contracts.count_by_status()
         for status in ContractStatus:
             contracts.add_metric([status.value], by_status.get(status, 0))
         yield contracts
         yield self._alarms()
         yield CounterMetricFamily("fieldpact_hub_journal_entries_ingested",
                                   "Journal entries stored (deduplicated by device and seq)",
-                                  value=self.store.count_journal())
+                                  value=self.store.journal.count())
 
 
     def _alarms(self) -> Metric:
         alarms = GaugeMetricFamily("fieldpact_hub_alarms", "Active alarms by kind and state "
                                    "(unacknowledged, acknowledged)", labels=["kind", "state"])
-        counts = self.store.count_active_alarms()
+        counts = self.store.alarms.count_active()
         kinds = sorted({k.value for k in AlarmKind} | {k for k, _ in counts})
         for kind in kinds:  # a kind raised by another part of the hub is exported too
             for acked, state in ((False, "unacknowledged"), (True, "acknowledged")):

@@ -21,7 +21,8 @@ from contracts.journal_events import BodyError, BootBody, InputBody, decode_entr
 from contracts.codec import canonical_dumps
 from contracts.engine import EngineState
 from contracts.projection import Projection, ProjectionPoint, confidence, project
-from contracts.schema import Contract, parse_contract
+from contracts.schema import Contract
+from contracts.schema_parse import parse_contract
 from contracts.types import EpochMs, Value
 from hub.audit import AuditAction, AuditEntry, Outcome
 from hub.alarms import AlarmKind
@@ -92,7 +93,7 @@ class OfflineManager:
 
     def confidence_at(self, blob: Mapping[str, Any], now_ms: EpochMs) -> float:
         """How much to trust the projection `now_ms - start` into the outage (decays with age)."""
-        record = self.store.contract(blob["inputs"]["contract_id"])
+        record = self.store.contracts.get(blob["inputs"]["contract_id"])
         return confidence(parse_contract(record.document), max(0, now_ms - blob["inputs"]["start_ms"]))
 
     def points(self, device: str, blob: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -100,17 +101,17 @@ class OfflineManager:
         a hub restart (the engine is pure, so the result is the same)."""
         if device not in self._points:
             inputs = ProjectionInputs(**blob["inputs"])
-            projection = self._project(self.store.contract(inputs.contract_id), inputs, device)
+            projection = self._project(self.store.contracts.get(inputs.contract_id), inputs, device)
             self._points[device] = [point_json(p) for p in projection.points]
         return self._points[device]
 
     def running_contract(self, device: DeviceRecord) -> ContractRecord | None:
         """The contract the device reported, else the newest one claiming its points."""
         if device.contract and device.version:
-            for r in self.store.contracts(device=device.id):
+            for r in self.store.contracts.find(device=device.id):
                 if r.contract == device.contract and r.version == device.version:
                     return r
-        claiming = [r for r in self.store.contracts(device=device.id) if r.status.claims_points]
+        claiming = [r for r in self.store.contracts.find(device=device.id) if r.status.claims_points]
         return max(claiming, key=lambda r: r.version, default=None)
 
     # -- projection -----------------------------------------------------------------------
@@ -157,7 +158,7 @@ class OfflineManager:
         f = self._folds.pop(device.id, None)
         if f is not None and f.from_seq == from_seq and f.next_seq == device.acked_seq + 1:
             return f.actual
-        return actual_from_entries(self.store.journal_entries(device.id, from_seq + 1))
+        return actual_from_entries(self.store.journal.entries(device.id, from_seq + 1))
 
     def _project(self, record: ContractRecord, inputs: ProjectionInputs,
                  device: str | None = None) -> Projection:
@@ -188,7 +189,7 @@ class OfflineManager:
         if blob is None or blob.get("source") != "projection":
             return None  # the device was not offline (first birth, reboot): nothing to compare
         inputs = blob["inputs"]
-        record = self.store.contract(inputs["contract_id"])
+        record = self.store.contracts.get(inputs["contract_id"])
         contract = parse_contract(record.document)
         projection = self._project(record, ProjectionInputs(**inputs), device.id)
         self._points.pop(device.id, None)
@@ -200,7 +201,7 @@ class OfflineManager:
         rec = ReconciliationRecord(device=device.id, contract=record.contract, version=record.version,
                                    ts_ms=now, report={**report.to_json(), "decision": _decision_json(decision)},
                                    divergent=report.divergent, action=action)
-        rec_id = self.store.add_reconciliation(rec)
+        rec_id = self.store.reconciliations.add(rec)
         self._audit(actor, AuditAction.RECONCILE, device.id, record.id,
                     "; ".join(report.reasons) or "within tolerance", action=action,
                     reconciliation=rec_id)
@@ -212,7 +213,7 @@ class OfflineManager:
         """An operator's reconcile request: the contract's actual run since it started (its BOOT
         entry, engine state and first inputs) against the engine's projection over the same span.
         None if the device's journal holds no run of this contract yet."""
-        entries = self.store.journal_entries(record.device, 0)
+        entries = self.store.journal.entries(record.device, 0)
         boots = [(i, b) for i, b in enumerate(_boot(e) for e in entries)
                  if b is not None and b.hash == record.content_hash]
         if not boots:
@@ -235,7 +236,7 @@ class OfflineManager:
                                    report={**report.to_json(), "decision": _decision_json(decision),
                                            "requested_by": actor},
                                    divergent=report.divergent, action=action)
-        rec_id = self.store.add_reconciliation(rec)
+        rec_id = self.store.reconciliations.add(rec)
         self._audit(actor, AuditAction.RECONCILE, record.device, record.id,
                     "; ".join(report.reasons) or "within tolerance", action=action,
                     reconciliation=rec_id, requested=True)
@@ -256,7 +257,7 @@ class OfflineManager:
         a refused action becomes an alarm."""
         source = self._source(record)
         if source is None:
-            runs = self.store.device(record.device)
+            runs = self.store.devices.get(record.device)
             self._audit(PLANNER, AuditAction.REPLAN, record.device, record.id,
                         f"{reason}; not acted on: {record.id} is not the newest version or not "
                         f"the one the device runs ({runs.contract}@{runs.version})",
@@ -269,24 +270,24 @@ class OfflineManager:
     async def _decide_and_act(self, source: ContractRecord, category: FailureCategory,
                               reason: str, step: int | None) -> Decision:
         lineage = source.lineage or source.id
-        budget = self.store.budget(lineage)
-        highest = self.store.highest_version(source.contract) or source.version
-        capable = [d.id for d in self.store.devices() if d.site == source.site]
+        budget = self.store.lineages.budget(lineage)
+        highest = self.store.contracts.highest_version(source.contract) or source.version
+        capable = [d.id for d in self.store.devices.find() if d.site == source.site]
         decision = decide(contract=parse_contract(source.document), category=category,
                           reason=reason, policies=self.policies, budget=budget,
                           next_version=highest + 1, actual_step=step, now_ms=self.clock(),
                           capable=capable, retry=self.retry,
                           healthy_since_ms=self.healthy_since(source.device))
-        waiting = dict(self.store.pending_retries()).get(lineage)
+        waiting = dict(self.store.lineages.pending_retries()).get(lineage)
         if decision.action is PolicyAction.WAIT:
             pending = {"cid": source.id, "category": category.value, "reason": reason,
                        "step": step}
             if pending != waiting:  # decided again every tick: write (fsync) only a change
-                self.store.set_pending(lineage, pending)
+                self.store.lineages.set_pending(lineage, pending)
             if waiting is not None:
                 return decision  # still waiting: audited when the wait began
         elif waiting is not None:
-            self.store.set_pending(lineage, None)
+            self.store.lineages.set_pending(lineage, None)
         await self._execute(decision, source, lineage)
         self._audit(PLANNER, AuditAction.REPLAN, source.device, source.id, decision.reason,
                     action=decision.action.value, category=category.value, lineage=lineage,
@@ -296,8 +297,8 @@ class OfflineManager:
 
     def _source(self, record: ContractRecord) -> ContractRecord | None:
         """The version to act on for a trigger naming `record` (hub/lineage.source_version)."""
-        device = self.store.device(record.device)
-        same = self.store.contracts(device=record.device, contract=record.contract)
+        device = self.store.devices.get(record.device)
+        same = self.store.contracts.find(device=record.device, contract=record.contract)
         running = device.version if device.contract == record.contract else None
         active = max((r.version for r in same if r.status.claims_points), default=None)
         version = source_version(record=record.version, running=running, active=active)
@@ -306,17 +307,17 @@ class OfflineManager:
     async def retry_pending(self) -> None:
         """Decide again every deferred retry (backoff or settle time not yet over). One whose
         contract was resumed, replaced or ended meanwhile is dropped."""
-        for lineage, p in self.store.pending_retries():
+        for lineage, p in self.store.lineages.pending_retries():
             try:
-                record = self.store.contract(p["cid"])
+                record = self.store.contracts.get(p["cid"])
             except NotFound:
-                self.store.set_pending(lineage, None)
+                self.store.lineages.set_pending(lineage, None)
                 continue
             category = FailureCategory(p["category"])
             tripped = record.status is ContractStatus.TRIPPED
             if (category is FailureCategory.TRIP and not tripped) or \
-                    (self.store.highest_version(record.contract) or 0) > record.version:
-                self.store.set_pending(lineage, None)
+                    (self.store.contracts.highest_version(record.contract) or 0) > record.version:
+                self.store.lineages.set_pending(lineage, None)
                 continue
             await self.apply_policy(parse_contract(record.document), record, category,
                                     p["reason"], p.get("step"))
@@ -327,7 +328,7 @@ class OfflineManager:
                 labels = {**decision.document.get("labels", {}), "lineage": lineage}
                 # Counted before the attempt: a re-issue that is refused or not published still
                 # spends the budget, so automation stays bounded whatever fails.
-                self.store.save_budget(after_retry(self.store.budget(lineage), self.clock(),
+                self.store.lineages.save_budget(after_retry(self.store.lineages.budget(lineage), self.clock(),
                                                    self.retry))
                 new = await self.service.submit_contract({**decision.document, "labels": labels},
                                                          PLANNER, lineage=lineage)
@@ -340,15 +341,15 @@ class OfflineManager:
             elif decision.action is PolicyAction.ABORT and not record.status.terminal:
                 await self.service.abort(record.id, PLANNER, decision.reason)
             elif decision.action is PolicyAction.ESCALATE:
-                self.store.raise_alarm(record.device, AlarmKind.ESCALATED, decision.reason,
+                self.store.alarms.raise_(record.device, AlarmKind.ESCALATED, decision.reason,
                                        self.clock())
         except RequestRefused as exc:
-            self.store.raise_alarm(record.device, AlarmKind.REPLAN_REFUSED, str(exc), self.clock())
+            self.store.alarms.raise_(record.device, AlarmKind.REPLAN_REFUSED, str(exc), self.clock())
             log.warning("replan_refused contract=%s reason=%s", record.id, exc)
 
     def _audit(self, actor: str, what: AuditAction, device: str, contract: str, reason: str,
                **detail: Any) -> None:
-        self.store.add_audit(AuditEntry(ts_ms=self.clock(), actor=actor, action=what,
+        self.store.audit.add(AuditEntry(ts_ms=self.clock(), actor=actor, action=what,
                                         outcome=Outcome.OK, device=device, contract=contract,
                                         reason=reason, detail=detail))
 

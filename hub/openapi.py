@@ -22,7 +22,7 @@ from typing import Any
 from starlette.routing import Route
 
 from contracts.loader import load_contract
-from contracts.schema import to_mapping
+from contracts.schema_serialize import to_mapping
 from hub.alarms import AlarmKind
 from hub.auth import required_role
 from hub.states import ContractStatus, DeviceState
@@ -34,7 +34,7 @@ _LIMIT = {"type": "integer", "minimum": 1, "maximum": 1000}
 _TEXT = {"type": "string"}
 _BOOL = {"type": "string", "enum": ["true", "false"]}
 _QUERY: Mapping[str, tuple[tuple[str, Mapping[str, Any], str], ...]] = {
-    # endpoint -> (name, JSON schema, description); the bounds are those hub/api.py enforces
+    # endpoint -> (name, JSON schema, description); the bounds are those hub/inbound.py enforces
     "list_devices": (("state", {"type": "string", "enum": [s.value for s in DeviceState]},
                       "only devices in this state"),),
     "device_journal": (("from_seq", {"type": "integer", "minimum": 0, "maximum": 2**63 - 1},

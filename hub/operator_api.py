@@ -62,16 +62,6 @@ def alarm_view(a: Alarm) -> dict[str, Any]:
             "acked_ms": a.acked_ms, "acked_by": a.acked_by}
 
 
-def _bool_query(request: Request, name: str) -> bool | None:
-    raw = request.query_params.get(name)
-    if raw is None:
-        return None
-    if raw not in ("true", "false"):
-        raise BadBody(f"bad query parameter {name}",
-                      [Issue(path=name, reason=f"must be true or false, got {raw[:40]!r}")])
-    return raw == "true"
-
-
 # ---- endpoints ----------------------------------------------------------------------------------
 
 async def resume_contract(request: Request) -> Response:
@@ -100,9 +90,9 @@ async def list_alarms(request: Request) -> Response:
         allowed = ", ".join(k.value for k in AlarmKind)
         raise BadBody("bad query parameter kind",
                       [Issue(path="kind", reason=f"{kind[:40]!r} is not one of {allowed}")])
-    active = _bool_query(request, "active")
-    alarms = inbound.service(request).store.alarms(
-        device=q.get("device"), kind=kind, acknowledged=_bool_query(request, "acknowledged"),
+    active = inbound.bool_query(request, "active")
+    alarms = inbound.service(request).store.alarms.find(
+        device=q.get("device"), kind=kind, acknowledged=inbound.bool_query(request, "acknowledged"),
         limit=MAX_ALARMS, cleared_only=active is False)
     return JSONResponse([alarm_view(a) for a in alarms])
 

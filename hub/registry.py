@@ -67,8 +67,8 @@ class DeviceRegistry:
 
     def _reload(self) -> None:
         self._api = {i: RegisteredDevice(id=i, site=s, labels=labels, source="api")
-                     for i, s, labels in self.store.registered_devices()}
-        self._enrolled = self.store.device_keys()
+                     for i, s, labels in self.store.registry.devices()}
+        self._enrolled = self.store.registry.keys()
 
     def get(self, device: str) -> RegisteredDevice | None:
         found = self._config.get(device) or self._api.get(device)
@@ -121,13 +121,13 @@ class DeviceRegistry:
             raise RegistryRefused("id", f"{quote(device)} is configured in hub.toml", conflict=True)
         _check_key(journal_key)
         try:
-            self.store.add_registered_device(device, site, labels, ts_ms, actor)
+            self.store.registry.add(device, site, labels, ts_ms, actor)
         except Duplicate:
             raise RegistryRefused("id", f"{quote(device)} is registered already",
                                   conflict=True) from None
         if journal_key is not None:
-            self.store.set_device_key(device, journal_key, ts_ms, actor)
-        self.store.ensure_device(device, site, ts_ms, labels)  # listed (unknown) until it speaks
+            self.store.registry.set_key(device, journal_key, ts_ms, actor)
+        self.store.devices.ensure(device, site, ts_ms, labels)  # listed (unknown) until it speaks
         self._reload()
         self._unknown.discard(device)
         registered = self.get(device)
@@ -143,12 +143,12 @@ class DeviceRegistry:
                                         "there", conflict=True)
         if device not in self._api:
             raise NotFound("device", device)
-        claiming = [r.id for r in self.store.contracts(device=device) if r.status.claims_points]
+        claiming = [r.id for r in self.store.contracts.find(device=device) if r.status.claims_points]
         if claiming:
             raise RegistryRefused("id", f"{quote(device)} still has contracts in force "
                                         f"({quote(', '.join(claiming))}); abort them first",
                                   conflict=True)
-        self.store.remove_registered_device(device)  # its journal and history stay on record
+        self.store.registry.remove(device)  # its journal and history stay on record
         self._reload()
 
     def enroll_key(self, device: str, journal_key: str, ts_ms: EpochMs, actor: str) -> None:
@@ -160,7 +160,7 @@ class DeviceRegistry:
             raise RegistryRefused("journal_key", "pinned in hub.toml; change it there",
                                   conflict=True)
         _check_key(journal_key)
-        self.store.set_device_key(device, journal_key, ts_ms, actor)
+        self.store.registry.set_key(device, journal_key, ts_ms, actor)
         self._reload()
 
 

@@ -99,7 +99,7 @@ def _audit(svc: HubService, actor: str, action: AuditAction, outcome: Outcome, d
            reason: str | None) -> None:
     entry = AuditEntry(ts_ms=svc.clock(), actor=actor, action=action, outcome=outcome,
                        device=quote(device, MAX_ID_CHARS), reason=reason)
-    svc.store.add_audit(entry)
+    svc.store.audit.add(entry)
     log_entry(entry)
 
 

@@ -28,7 +28,9 @@ from contracts.codec import content_hash
 from contracts.errors import ContractInvalid, Issue
 from contracts.inputs import Command, CommandKind
 from contracts.loader import check_mapping
-from contracts.schema import Contract, Point, parse_contract, to_mapping
+from contracts.schema import Contract, Point
+from contracts.schema_parse import parse_contract
+from contracts.schema_serialize import to_mapping
 from contracts.types import EpochMs
 from hub.audit import AuditAction, AuditEntry, Outcome, log_entry
 from hub.alarms import DEVICE_RESET_CLEARS
@@ -172,7 +174,7 @@ class HubService:
                **detail: Any) -> None:
         entry = AuditEntry(ts_ms=self.clock(), actor=actor, action=action, outcome=outcome,
                            device=device, contract=contract, reason=reason, detail=detail)
-        self.store.add_audit(entry)
+        self.store.audit.add(entry)
         log_entry(entry)
 
     async def submit_contract(self, document: Mapping[str, Any], actor: str, *,
@@ -195,10 +197,10 @@ class HubService:
             self._audit(actor, AuditAction.PUSH, Outcome.FAILED, device=contract.device,
                         contract=cid, reason=str(exc))
             raise PublishFailed(f"contract {cid} stored but not pushed: {exc}") from exc
-        self.store.apply_contract_event(cid, ContractEvent.PUSH, self.clock(), f"by {actor}")
+        self.store.contracts.apply_event(cid, ContractEvent.PUSH, self.clock(), f"by {actor}")
         self._audit(actor, AuditAction.PUSH, Outcome.OK, device=contract.device, contract=cid)
         self._supersede_older(contract, actor)
-        return self.store.contract(cid)
+        return self.store.contracts.get(cid)
 
     async def _check(self, document: Mapping[str, Any], actor: str) -> Contract:
         try:
@@ -227,7 +229,7 @@ class HubService:
                     reason=reason, issues=issues)
 
     def _check_version(self, c: Contract, actor: str) -> None:
-        highest = self.store.highest_version(c.contract)
+        highest = self.store.contracts.highest_version(c.contract)
         if highest is not None and c.version <= highest:
             why = f"version {c.version} is not newer than {highest}, the highest known"
             self._refuse_submit(actor, to_mapping(c), "stale_version", [f"version: {why}"],
@@ -236,7 +238,7 @@ class HubService:
                                [Issue(path="version", reason=why)])
 
     async def _check_conflicts(self, c: Contract, actor: str) -> None:
-        docs = [r.document for r in self.store.contracts(device=c.device) if r.status.claims_points]
+        docs = [r.document for r in self.store.contracts.find(device=c.device) if r.status.claims_points]
         found = await self.worker.run(
             lambda: write_conflicts(c, (parse_contract(d) for d in docs)))
         if not found:
@@ -260,20 +262,20 @@ class HubService:
             content_hash=digest, created_ms=now, updated_ms=now, reason=f"by {actor}",
             lineage=lineage or cid)
         try:
-            self.store.insert_contract(record)
+            self.store.contracts.insert(record)
         except Duplicate as exc:  # a concurrent submission of the same version won the race
             self._refuse_submit(actor, record.document, "stale_version", [str(exc)], cid)
             raise StaleVersion(str(exc), [Issue(path="version", reason=str(exc))]) from exc
-        self.store.ensure_device(c.device, c.site, now, self.registry.labels(c.device))
+        self.store.devices.ensure(c.device, c.site, now, self.registry.labels(c.device))
         self._audit(actor, AuditAction.SUBMIT, Outcome.OK, device=c.device, contract=cid)
         self._audit(actor, AuditAction.SIGN, Outcome.OK, device=c.device, contract=cid,
                     content_hash=record.content_hash)
         return record
 
     def _supersede_older(self, c: Contract, actor: str) -> None:
-        for old in self.store.contracts(contract=c.contract, device=c.device):
+        for old in self.store.contracts.find(contract=c.contract, device=c.device):
             if old.version < c.version and old.status.claims_points:
-                self.store.apply_contract_event(old.id, ContractEvent.SUPERSEDE, self.clock(),
+                self.store.contracts.apply_event(old.id, ContractEvent.SUPERSEDE, self.clock(),
                                                 f"superseded by version {c.version}")
                 self._audit(actor, AuditAction.TRANSITION, Outcome.OK, device=c.device,
                             contract=old.id, reason="superseded", by=c.version)
@@ -292,7 +294,7 @@ class HubService:
 
     async def _command(self, cid: str, actor: str, reason: str | None, kind: CommandKind,
                        event: ContractEvent, action: AuditAction) -> ContractRecord:
-        record = self.store.contract(cid)
+        record = self.store.contracts.get(cid)
         audit = dict(device=record.device, contract=cid)
         try:
             transition(record.status, event)
@@ -305,16 +307,16 @@ class HubService:
         except Exception as exc:  # any transport failure: audited, state unchanged
             self._audit(actor, action, Outcome.FAILED, reason=str(exc), **audit)
             raise PublishFailed(f"{kind.value} for {cid} not sent: {exc}") from exc
-        self.store.apply_contract_event(cid, event, self.clock(), reason or f"by {actor}")
+        self.store.contracts.apply_event(cid, event, self.clock(), reason or f"by {actor}")
         self._audit(actor, action, Outcome.OK, reason=reason, command=command.id, **audit)
-        return self.store.contract(cid)
+        return self.store.contracts.get(cid)
 
     async def resume(self, cid: str, actor: str, reason: str) -> Command:
         """Send RESUME to the agent for a tripped or held contract. The status changes only when
         the device's journal shows the resume: the agent refuses one while the trip's cause
         persists (journaled, then an alarm at the hub). Raises NotFound, IllegalRequest,
         PublishFailed."""
-        record = self.store.contract(cid)
+        record = self.store.contracts.get(cid)
         audit = dict(device=record.device, contract=cid, reason=reason)
         if record.status not in RESUMABLE:
             why = f"contract {cid} is {record.status.value}: only a tripped or held contract " \
@@ -336,35 +338,35 @@ class HubService:
         next birth). Clears the alarms a reset answers. Raises NotFound, IllegalRequest."""
         now = self.clock()
         try:
-            self.store.apply_device_event(device, DeviceEvent.RESET, now, f"{reason} (by {actor})")
+            self.store.devices.apply_event(device, DeviceEvent.RESET, now, f"{reason} (by {actor})")
         except IllegalTransition as exc:
             self._audit(actor, AuditAction.RESET, Outcome.REFUSED, device=device, reason=reason,
                         error=str(exc))
             raise IllegalRequest(str(exc), [Issue(path="state", reason=str(exc))]) from exc
         for kind in DEVICE_RESET_CLEARS:
-            self.store.clear_alarms(device, kind, now)
+            self.store.alarms.clear_kind(device, kind, now)
         self._audit(actor, AuditAction.RESET, Outcome.OK, device=device, reason=reason)
-        return self.store.device(device)
+        return self.store.devices.get(device)
 
     def ack_alarm(self, alarm_id: int, actor: str) -> Alarm:
         """Acknowledge an alarm (audited). Raises NotFound."""
-        alarm = self.store.ack_alarm(alarm_id, actor, self.clock())
+        alarm = self.store.alarms.ack(alarm_id, actor, self.clock())
         self._audit(actor, AuditAction.ACK, Outcome.OK, device=alarm.device, alarm=alarm_id,
                     kind=alarm.kind)
         return alarm
 
     def request_reconcile(self, cid: str, actor: str) -> tuple[int, bool]:
         """Record that an operator asked for a reconciliation of `cid`; the sync side picks it up
-        from `store.open_reconcile_requests()`. Returns (request id, whether it is new): a request
+        from `store.reconciliations.open_requests()`. Returns (request id, whether it is new): a request
         still open, or one made less than RECONCILE_REPEAT_MS ago, absorbs a repeat, which then
         writes nothing (no row, no audit, no alarm), so a flood of requests stays bounded.
         Raises NotFound."""
-        record = self.store.contract(cid)
-        latest = self.store.latest_reconcile_request(cid)
+        record = self.store.contracts.get(cid)
+        latest = self.store.reconciliations.latest_request(cid)
         if latest is not None and absorbs(latest, self.clock()):
             log.debug("reconcile_request_absorbed contract=%s request=%s", cid, latest.id)
             return latest.id, False
-        request = self.store.add_reconcile_request(cid, record.device, actor, self.clock())
+        request = self.store.reconciliations.add_request(cid, record.device, actor, self.clock())
         self._audit(actor, AuditAction.RECONCILE_REQUEST, Outcome.OK, device=record.device,
                     contract=cid, request=request)
         return request, True

@@ -49,7 +49,8 @@ from typing import Any
 from contracts.chain import Entry, EntryKind, encode_body
 from contracts.errors import EncodingError
 from contracts.inputs import Command
-from contracts.schema import Contract, parse_contract
+from contracts.schema import Contract
+from contracts.schema_parse import parse_contract
 from contracts.topics import HUB_PROBE, HUB_STATUS, Channel, TopicParts, hub_filters, parse, topic
 from contracts.wire import (Ack, Birth, CommandMessage, ContractResult, HubBirth, JournalBatch,
                             Telemetry)
@@ -223,7 +224,7 @@ class HubSync:
     def announce_restart(self) -> None:
         """This process is a new hub: every device shown live or being caught up takes
         HUB_RESTART (interface 7). Called by `run()` before the link starts."""
-        for d in self.store.devices():
+        for d in self.store.devices.find():
             self._event(d.id, DeviceEvent.HUB_RESTART, f"hub boot {self.boot_id[:8]}")
 
     async def _on_link_up(self) -> None:
@@ -231,13 +232,13 @@ class HubSync:
         rewinds to the hub's real cursor when the birth arrives, then the birth."""
         with contextlib.suppress(StoreError):  # re-acked from the store: commit what it holds
             self.commit_now()
-        for d in self.store.devices():  # LinkDown ends this session; the next connect redoes it
+        for d in self.store.devices.find():  # LinkDown ends this session; the next connect redoes it
             if d.acked_seq > 0:
                 await self.link.publish(topic(d.site, d.id, Channel.ACK),
                                         Ack(seq=d.acked_seq).to_bytes())
         birth = HubBirth(boot=self.boot_id, ts_ms=self.clock())
         await self.link.publish(HUB_STATUS, birth.to_bytes(), qos=1, retain=True)
-        log.info("hub_birth boot=%s devices_acked=%d", self.boot_id, len(self.store.devices()))
+        log.info("hub_birth boot=%s devices_acked=%d", self.boot_id, len(self.store.devices.find()))
 
     def _heard(self, device: str, head: int) -> None:
         """The device spoke since it entered `reconciling`, reporting journal head `head`."""
@@ -347,10 +348,10 @@ class HubSync:
 
     def _event(self, device: str, event: DeviceEvent, reason: str | None = None) -> DeviceState:
         try:
-            changed = self.store.apply_device_event(device, event, self.clock(), reason)
+            changed = self.store.devices.apply_event(device, event, self.clock(), reason)
         except IllegalTransition as exc:
             log.warning("device_event_ignored device=%s %s", device, exc)
-            return self.store.device(device).state
+            return self.store.devices.get(device).state
         if changed.written:
             log.info("device_state device=%s %s -> %s event=%s", device, changed.before,
                      changed.after, event.value)
@@ -362,7 +363,7 @@ class HubSync:
             self._target.pop(device, None)
             self._snapshotted.discard(device)
         if after is DeviceState.PROJECTED:
-            rec = self.store.device(device)
+            rec = self.store.devices.get(device)
             blob = self.offline.start_projection(rec, self.live.get(device), self._cursor(rec).seq)
             if blob is not None:
                 self._store_projection(device, blob)
@@ -384,15 +385,15 @@ class HubSync:
         # is alarmed and not recorded; the birth itself still says the device is up.
         trusted = not self._refused(parts, self._claim(device, birth.contract, birth.version))
         labels = self.registry.labels(device, birth.labels)
-        self.store.ensure_device(device, parts.site, self.clock(), labels)
-        self.store.update_device(device, boot_id=birth.boot_id,
+        self.store.devices.ensure(device, parts.site, self.clock(), labels)
+        self.store.devices.update(device, boot_id=birth.boot_id,
                                  contract=birth.contract if trusted else None,
                                  version=birth.version if trusted else None,
                                  last_seq=birth.last_seq,
                                  last_seen_ms=self.clock(), labels=labels)
         self._event(device, DeviceEvent.BIRTH, f"boot {birth.boot_id[:8]}")
         self._heard(device, birth.last_seq)
-        await self._repush_if_needed(self.store.device(device))
+        await self._repush_if_needed(self.store.devices.get(device))
         await self._maybe_caught_up(device)
 
     def _replayed(self, device: str, birth: Birth) -> bool:
@@ -401,7 +402,7 @@ class HubSync:
         so an identical birth seen by a device taken offline is a new one."""
         if not self._known(device):
             return False
-        rec = self.store.device(device)
+        rec = self.store.devices.get(device)
         offline = rec.state in (DeviceState.PROJECTED, DeviceState.UNKNOWN)
         return not offline and (rec.boot_id, rec.last_seq) == (birth.boot_id, birth.last_seq)
 
@@ -409,7 +410,7 @@ class HubSync:
         if self.registry.get(device) is None:
             return False
         try:
-            self.store.device(device)
+            self.store.devices.get(device)
         except NotFound:
             return False
         return True
@@ -449,7 +450,7 @@ class HubSync:
 
     def _record(self, cid: str) -> ContractRecord | None:
         try:
-            return self.store.contract(cid)
+            return self.store.contracts.get(cid)
         except NotFound:
             return None
 
@@ -460,7 +461,7 @@ class HubSync:
         return contract_claim(device, cid, self._record(cid))
 
     async def _repush_if_needed(self, device: DeviceRecord) -> None:
-        expected = [r for r in self.store.contracts(device=device.id)
+        expected = [r for r in self.store.contracts.find(device=device.id)
                     if r.status in (ContractStatus.PUSHED, ContractStatus.SUBMITTED)]
         for r in expected:
             if (device.contract, device.version) != (r.contract, r.version):
@@ -489,22 +490,22 @@ class HubSync:
             return  # nothing stored, no ack: a genuine agent resends from the last ack
         if batch.sig is None:
             self._unsigned(device)
-        rec = self.store.device(device)
+        rec = self.store.devices.get(device)
         ing = self._ingest.setdefault(device, DeviceIngest(self._cursor(rec),
                                                            budget=self._pending_budget))
         result = ing.add([Entry.from_mapping(m) for m in batch.entries], batch.dropped_through,
                          batch.gaps, nbytes=len(payload))
         if result.store:
-            self.store.insert_entries(device, result.store, result.bodies)
+            self.store.journal.insert_entries(device, result.store, result.bodies)
             self._uncommitted += len(result.store)
             self.offline.fold(device, result.store)
         if result.gaps:
-            self.store.insert_journal([_gap_row(device, g) for g in result.gaps])
+            self.store.journal.insert([_gap_row(device, g) for g in result.gaps])
         if result.store or result.gaps:
             self.entries_ingested += len(result.store)
         if result.cursor.seq > rec.acked_seq:
             self._advanced_ms[device] = self.clock()
-        self.store.update_device(device, acked_seq=result.cursor.seq, last_hash=result.cursor.hash,
+        self.store.devices.update(device, acked_seq=result.cursor.seq, last_hash=result.cursor.hash,
                                  last_seen_ms=self.clock())
         self._heard(device, batch.to_seq)
         for g in result.gaps:
@@ -532,20 +533,20 @@ class HubSync:
             pass  # the agent resends from its last ack; the next batch acks again
 
     def _alarm(self, device: str, kind: str, detail: str) -> None:
-        self.store.raise_alarm(device, kind, detail, self.clock())
+        self.store.alarms.raise_(device, kind, detail, self.clock())
         log.error("alarm device=%s kind=%s detail=%s", device, kind, quote(detail))
 
     async def _maybe_caught_up(self, device: str) -> None:
-        rec = self.store.device(device)
+        rec = self.store.devices.get(device)
         if rec.state is not DeviceState.RECONCILING:
             return
         target = self._target.get(device)
         if target is None or self._cursor(rec).seq < target:
             return
         if self._event(device, DeviceEvent.JOURNAL_CAUGHT_UP) is DeviceState.RECONCILED:
-            report = await self.offline.reconcile_device(self.store.device(device))
+            report = await self.offline.reconcile_device(self.store.devices.get(device))
             if report is not None:
-                self.store.update_device(device, drift=report.report, projection=None)
+                self.store.devices.update(device, drift=report.report, projection=None)
             why = f"reconciliation {report.id}" if report else "no outage to reconcile"
             self._event(device, DeviceEvent.RECONCILE_DONE, why)
 
@@ -555,7 +556,7 @@ class HubSync:
         a live device (after an outage the reconciliation judges the same entries instead, so
         they are not handled twice). A failed contract is `runtime`; a trip is `trip`, whose
         default policy holds the latch (hub/config.py)."""
-        state = self.store.device(device).state
+        state = self.store.devices.get(device).state
         if not may_change_contracts(state).ok:
             return  # a device in FAULT changes no contract state
         echoed = echoed_refusals(entries)
@@ -581,7 +582,7 @@ class HubSync:
     def _journal_alarms(self, device: str, e: Entry) -> None:
         raise_kind, clear = journal_alarm(e.body)
         for kind in clear:
-            if self.store.clear_alarms(device, kind, self.clock()):
+            if self.store.alarms.clear_kind(device, kind, self.clock()):
                 log.info("alarm_cleared device=%s kind=%s by=%s", device, kind, e.body.get("event"))
         if raise_kind is not None:
             self._alarm(device, raise_kind, f"seq {e.seq}: {detail_of(str(e.body.get('event')), e.body)}")
@@ -615,7 +616,7 @@ class HubSync:
         entry = AuditEntry(ts_ms=self.clock(), actor=f"agent:{device}", action=AuditAction.RESUME,
                            outcome=outcome, device=device, contract=cid, reason=reason,
                            detail=detail)
-        self.store.add_audit(entry)
+        self.store.audit.add(entry)
         log_entry(entry)
 
     def _boot_contract(self, device: str, contract: str, version: int) -> None:
@@ -634,7 +635,7 @@ class HubSync:
         that passed is kept there), else what its birth/telemetry reported."""
         if device in self._journal_cid:
             return self._journal_cid[device]
-        rec = self.store.device(device)
+        rec = self.store.devices.get(device)
         if not self._claim(device, rec.contract, rec.version).ok:
             return None
         return contract_id(rec.contract, rec.version) if rec.contract and rec.version else None
@@ -650,7 +651,7 @@ class HubSync:
 
     async def _plan(self, cid: str, category: FailureCategory, reason: str) -> None:
         try:
-            record = self.store.contract(cid)
+            record = self.store.contracts.get(cid)
         except NotFound:  # a contract the hub never issued (the agent's initial file)
             log.warning("plan_skipped contract=%s reason=unknown to the hub", cid)
             return
@@ -662,7 +663,7 @@ class HubSync:
 
     def _contract_event(self, cid: str, event: ContractEvent, reason: str) -> bool:
         try:
-            return self.store.apply_contract_event(cid, event, self.clock(), reason).written
+            return self.store.contracts.apply_event(cid, event, self.clock(), reason).written
         except (IllegalTransition, NotFound) as exc:
             log.info("contract_event_ignored contract=%s event=%s why=%s", cid, event.value, exc)
             return False
@@ -673,7 +674,7 @@ class HubSync:
         device = parts.device
         if not self._admitted(parts):
             return  # a device appears on its birth, never on telemetry alone
-        rec = self.store.device(device)
+        rec = self.store.devices.get(device)
         fault = not may_change_contracts(rec.state).ok
         cid = contract_id(t.contract, t.version) if t.contract and t.version else None
         claim_new = (t.contract, t.version) != (rec.contract, rec.version) or cid not in self._started
@@ -685,7 +686,7 @@ class HubSync:
         self._telemetry_alarms(device, before, live)
         self._track_health(device, t, live)
         if (t.contract, t.version) != (rec.contract, rec.version) and not fault:
-            self.store.update_device(device, contract=t.contract, version=t.version)
+            self.store.devices.update(device, contract=t.contract, version=t.version)
         if cid is not None and t.mode == "running" and not fault:
             if cid not in self._started:
                 self._contract_event(cid, ContractEvent.START, "running")
@@ -694,7 +695,7 @@ class HubSync:
             # Other states take TELEMETRY as a self-loop: skip it, since every event is a durable
             # (fsync'd) transaction and telemetry arrives every second from every device.
             self._event(device, DeviceEvent.TELEMETRY)
-        if self.store.device(device).state is DeviceState.RECONCILING:
+        if self.store.devices.get(device).state is DeviceState.RECONCILING:
             if device not in self._snapshotted:  # once per stay: a moving target is never met
                 self._snapshotted.add(device)
                 self._heard(device, t.seq)
@@ -706,10 +707,10 @@ class HubSync:
         for kind, detail in changes.raise_:
             # The journal reports the same fact: telemetry only fills in if it is not known yet,
             # so an alarm's count counts occurrences, not messages.
-            if not self.store.alarms(device=device, kind=kind):
+            if not self.store.alarms.find(device=device, kind=kind):
                 self._alarm(device, kind, detail)
         for kind in changes.clear:
-            self.store.clear_alarms(device, kind, self.clock())
+            self.store.alarms.clear_kind(device, kind, self.clock())
 
     def _track_health(self, device: str, t: Telemetry, live: Mapping[str, Any]) -> None:
         """Since when this device's telemetry has shown every input of its contract healthy
@@ -726,7 +727,7 @@ class HubSync:
     def _contract_doc(self, cid: str) -> Contract | None:
         if cid not in self._contracts:
             try:
-                self._contracts[cid] = parse_contract(self.store.contract(cid).document)
+                self._contracts[cid] = parse_contract(self.store.contracts.get(cid).document)
             except NotFound:
                 return None
         return self._contracts[cid]
@@ -737,13 +738,13 @@ class HubSync:
         if not self._admitted(parts):
             return
         if self._refused(parts, self._claim(parts.device, r.contract, r.version)) or self._refused(
-                parts, may_change_contracts(self.store.device(parts.device).state)):
+                parts, may_change_contracts(self.store.devices.get(parts.device).state)):
             return
         if r.accepted:
             self._contract_event(cid, ContractEvent.ACCEPT, r.detail)
             return
         if self._contract_event(cid, ContractEvent.REFUSE, f"{r.refusal}: {r.detail}"):
-            record = self.store.contract(cid)
+            record = self.store.contracts.get(cid)
             await self.offline.apply_policy(parse_contract(record.document), record,
                                             FailureCategory.CONFIG, f"refused: {r.refusal}", None)
 
@@ -771,20 +772,20 @@ class HubSync:
     async def _reconcile_requests(self) -> None:
         """Operators' POST /api/contracts/{id}/reconcile, oldest first; each is finished once
         handled, whether or not the journal held a run to compare (then an alarm says so)."""
-        for req in self.store.open_reconcile_requests():
+        for req in self.store.reconciliations.open_requests():
             try:
-                record = self.store.contract(req.contract)
+                record = self.store.contracts.get(req.contract)
                 done = await self.offline.reconcile_contract(record, req.actor)
                 if done is None:
                     self._alarm(req.device, AlarmKind.RECONCILE_EMPTY,
                                 f"{req.contract}: no run of this contract in the journal yet")
             except NotFound:
                 log.warning("reconcile_request_unknown contract=%s", req.contract)
-            self.store.finish_reconcile_request(req.id, self.clock())
+            self.store.reconciliations.finish_request(req.id, self.clock())
 
     def _check_silence(self) -> None:
         now = self.clock()
-        for d in self.store.devices():
+        for d in self.store.devices.find():
             if d.state in (DeviceState.LIVE, DeviceState.RECONCILING, DeviceState.RECONCILED):
                 seen = max(self.live.get(d.id, {}).get("ts_ms", 0), d.last_seen_ms or 0)
                 if now - seen > self.silence_timeout_ms:
@@ -795,7 +796,7 @@ class HubSync:
         hub's cursor has not moved for the silence timeout, is not shown live: a trip may sit in
         the part of the journal the hub does not have."""
         now = self.clock()
-        for d in self.store.devices(DeviceState.LIVE):
+        for d in self.store.devices.find(DeviceState.LIVE):
             head = self.live.get(d.id, {}).get("seq", 0)
             since = self._advanced_ms.setdefault(d.id, now)
             if head > self._cursor(d).seq and now - since > self.silence_timeout_ms:
@@ -803,7 +804,7 @@ class HubSync:
                             f"journal at {self._cursor(d).seq}, device at {head}")
 
     def _refresh_projections(self) -> None:
-        for d in self.store.devices(DeviceState.PROJECTED):
+        for d in self.store.devices.find(DeviceState.PROJECTED):
             if isinstance(d.projection, Mapping) and d.projection.get("source") == "projection":
                 self._store_projection(d.id, dict(d.projection))
 
@@ -811,11 +812,11 @@ class HubSync:
         now = self.clock()
         blob = _with_current(blob, self.offline.points(device, blob), now)
         blob["confidence"] = self.offline.confidence_at(blob, now)
-        self.store.update_device(device, projection=blob)
+        self.store.devices.update(device, projection=blob)
 
     def flush_live(self) -> None:
         """Persist the latest live values of devices that sent telemetry since the last flush."""
-        records = {d.id: d for d in self.store.devices()}  # one read, not one per device
+        records = {d.id: d for d in self.store.devices.find()}  # one read, not one per device
         updates = {}
         for device in sorted(self._dirty & records.keys()):
             rec = records[device]
@@ -824,7 +825,7 @@ class HubSync:
             live = self.live[device]
             updates[device] = {"last_seen_ms": live["ts_ms"], "projection": {
                 "source": "live", **{k: live[k] for k in LIVE_FIELDS}}}
-        self.store.update_devices(updates)
+        self.store.devices.update_many(updates)
         self._dirty.clear()
 
 

@@ -1,4 +1,5 @@
-"""What the API shows of a device's values and engine — pure: records and the time in, JSON out.
+"""What the API shows of devices, contracts, journal rows and reconciliations — pure: records and
+the time in, JSON out.
 
 Rules (DESIGN invariant 8; fixed interfaces 1 and 7):
 - Values are the device's truth: telemetry's `values` (good reads and the read-back of write
@@ -11,13 +12,19 @@ Rules (DESIGN invariant 8; fixed interfaces 1 and 7):
 """
 from __future__ import annotations
 
+import base64
 from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
+from contracts import codec
 from contracts.engine_state import Mode
+from contracts.errors import EncodingError
+from hub.config import DEFAULT_SILENCE_TIMEOUT_S
 from hub.states import ContractStatus, DeviceState
-from hub.store import ContractRecord, DeviceRecord
+from hub.store import ContractRecord, DeviceRecord, JournalRow, ReconciliationRecord
+
+DEFAULT_SILENCE_MS = int(DEFAULT_SILENCE_TIMEOUT_S * 1000)
 
 
 def plain(v: Any) -> Any:
@@ -103,3 +110,49 @@ def shown_status(c: ContractRecord, engine: Mapping[str, Any] | None) -> str:
     if engine is not None and engine.get("mode") == Mode.SAFE and c.status is ContractStatus.ACTIVE:
         return ContractStatus.TRIPPED.value
     return c.status.value
+
+
+# ---- records as the API shows them --------------------------------------------------------------
+
+def device_view(d: DeviceRecord, now: int, *, detail: bool = False,
+                silence_ms: int = DEFAULT_SILENCE_MS,
+                alarms: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    view: dict[str, Any] = {
+        "id": d.id, "site": d.site, "labels": dict(d.labels), "state": d.state.value,
+        "state_since_ms": d.state_since_ms, "last_seen_ms": d.last_seen_ms,
+        "contract": d.contract, "version": d.version, "last_seq": d.last_seq,
+        "acked_seq": d.acked_seq}
+    if alarms is not None:
+        view["alarms"] = alarms
+    if detail:
+        seen_age = now - d.last_seen_ms if d.last_seen_ms is not None else None
+        view |= {"boot_id": d.boot_id, "values": values_view(d, now, silence_ms),
+                 "last_seen_age_ms": seen_age,
+                 "drift": dict(d.drift) if d.drift is not None else None}
+    return view
+
+
+def contract_view(c: ContractRecord, *, detail: bool = False,
+                  engine: dict[str, Any] | None = None) -> dict[str, Any]:
+    view: dict[str, Any] = {
+        "id": c.id, "contract": c.contract, "version": c.version, "device": c.device,
+        "site": c.site, "status": shown_status(c, engine), "lifecycle": c.status.value,
+        "engine": engine, "lineage": c.lineage or c.id, "content_hash": c.content_hash,
+        "created_ms": c.created_ms, "updated_ms": c.updated_ms, "reason": c.reason}
+    if detail:
+        view |= {"document": c.document, "signed": base64.b64encode(c.signed).decode()}
+    return view
+
+
+def journal_view(r: JournalRow) -> dict[str, Any]:
+    try:
+        body = plain(codec.loads(r.body))
+    except EncodingError:
+        body = {"raw_b64": base64.b64encode(r.body).decode()}
+    return {"seq": r.seq, "ts_ms": r.ts_ms, "kind": r.kind, "body": body,
+            "prev_hash": r.prev_hash.hex(), "hash": r.hash.hex()}
+
+
+def reconciliation_view(r: ReconciliationRecord) -> dict[str, Any]:
+    return {"id": r.id, "device": r.device, "contract": r.contract, "version": r.version,
+            "ts_ms": r.ts_ms, "report": r.report, "divergent": r.divergent, "action": r.action}

@@ -20,7 +20,9 @@ import pytest
 
 from hub.acl.policy import base_client_id
 from hub.acl import mosquitto as mosquitto_export
-from hub.broker import EmbeddedBroker, BrokerRole, UserSpec, hash_password, mosquitto_hash
+from hub.acl.passwords import hash_password, mosquitto_hash
+from hub.acl.policy import BrokerRole, UserSpec
+from hub.broker import EmbeddedBroker
 
 SITE = "s1"
 BROKER_START_TIMEOUT_S = 10.0

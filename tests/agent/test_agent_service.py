@@ -13,7 +13,8 @@ import pytest
 
 from agent.config import AgentConfig, ModbusConfig
 from contracts.loader import check_mapping
-from contracts.schema import Contract, format_time
+from contracts.schema import Contract
+from contracts.schema_serialize import format_time
 from simulators.server import SimDevice
 from tests.agent.conftest import now_ms, tank_document
 from tests.agent.helpers import eventually, events

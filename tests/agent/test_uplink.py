@@ -78,7 +78,7 @@ async def test_agent_journals_with_broker_down_then_every_entry_arrives_exactly_
                     await eventually(lambda: acked(hub, "d1") >= sent_head, 20,
                                      "hub caught up with what was journaled offline")
                     hub_acked = acked(hub, "d1")
-                    rows = hub.store.journal("d1", 0, 100_000)
+                    rows = hub.store.journal.rows("d1", 0, 100_000)
                     ingested = hub.sync.entries_ingested if hub.sync else -1
                     await eventually(lambda: _agent_acked(tmp_path) >= hub_acked, 10, "durable ack")
             finally:
@@ -104,7 +104,7 @@ async def test_contract_pushed_over_mqtt_is_run_and_bad_ones_are_refused_with_re
         for data in (bytes(tampered), older):
             await hub.publisher.push_contract(SITE, "d1", data)
         refusals = await eventually(lambda: _refusals(tmp_path, 2), 10, "two refusals")
-        status = hub.store.contract(rec.id).status.value
+        status = hub.store.contracts.get(rec.id).status.value
     assert refusals == ["bad_signature", "older_version"]
     assert status in ("accepted", "active")
 
@@ -119,11 +119,11 @@ async def test_operator_reconcile_request_and_hold_then_abort_reach_the_running_
         tmp_path: Path) -> None:
     async with hub_and_agent(tmp_path) as (hub, agent, sim):
         rec = await hub.service.submit_contract(tank_document(version=6), "test")
-        await eventually(lambda: hub.store.contract(rec.id).status.value == "active", 15,
+        await eventually(lambda: hub.store.contracts.get(rec.id).status.value == "active", 15,
                          "contract active")
         await eventually(lambda: acked(hub, "d1") > 5, 10, "journal")
         hub.service.request_reconcile(rec.id, "operator-ann")
-        recon = await eventually(lambda: hub.store.reconciliations(device="d1"), 10,
+        recon = await eventually(lambda: hub.store.reconciliations.find(device="d1"), 10,
                                  "the requested reconciliation")
         await hub.service.hold(rec.id, "operator-ann", "inspect the valve")
         await eventually(lambda: agent.scan.segment.state.mode.value == "held", 10, "engine held")
@@ -131,7 +131,7 @@ async def test_operator_reconcile_request_and_hold_then_abort_reach_the_running_
         await eventually(lambda: agent.scan.segment.state.mode.value == "aborted", 10,
                          "engine aborted")
         await eventually(lambda: sim.values()["pump_speed"] == 0, 5, "pump stopped")
-        audit = [(a.actor, a.action.value) for a in hub.store.audit(limit=100)]
+        audit = [(a.actor, a.action.value) for a in hub.store.audit.find(limit=100)]
     assert recon[0].report["requested_by"] == "operator-ann"
     assert recon[0].report["step_actual"] == "fill"
     assert ("operator-ann", "hold") in audit and ("operator-ann", "abort") in audit
@@ -166,14 +166,14 @@ async def test_contract_failing_on_a_live_device_goes_to_the_planner_and_is_reis
         await eventually(lambda: _status(hub, "tank-fill@7") == "failed", 15, "failed")
         await eventually(lambda: _status(hub, "tank-fill@8") in ("accepted", "active"), 15,
                          "re-issued version accepted by the agent")
-        replans = [a for a in hub.store.audit(limit=200) if a.action.value == "replan"]
+        replans = [a for a in hub.store.audit.find(limit=200) if a.action.value == "replan"]
     assert replans and replans[-1].detail["category"] == "runtime"
     assert replans[-1].detail["action"] == "retry"
 
 
 def _status(hub: HubRuntime, cid: str) -> str | None:
     try:
-        return hub.store.contract(cid).status.value
+        return hub.store.contracts.get(cid).status.value
     except Exception:
         return None
 

@@ -144,8 +144,8 @@ async def test_a_hole_in_the_agent_journal_syncs_past_as_an_explicit_alarmed_gap
                     route.restore()
                     head = (await agent.journal.head())[0]
                     await eventually(lambda: acked(hub, "d1") >= head, 60, f"hub past {head}")
-                    rows = hub.store.journal("d1", 0, 1_000_000)
-                    alarms = [a for a in hub.store.alarms() if a.kind == "journal_gap"]
+                    rows = hub.store.journal.rows("d1", 0, 1_000_000)
+                    alarms = [a for a in hub.store.alarms.find() if a.kind == "journal_gap"]
     finally:
         hub.close()
     assert [r.seq for r in rows] == list(range(1, len(rows) + 1))

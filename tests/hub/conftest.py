@@ -15,7 +15,7 @@ import uvicorn
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from contracts.loader import check_mapping, load_document
-from contracts.schema import to_mapping
+from contracts.schema_serialize import to_mapping
 from contracts.signing import sign_contract
 from hub.api import create_app
 from hub.auth import AuthConfig, ApiRole, Token, hash_token

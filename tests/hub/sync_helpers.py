@@ -14,7 +14,7 @@ from contracts.chain import GENESIS, Entry, EntryKind, make_entry
 from contracts.topics import Channel, topic
 from contracts.wire import Ack, Birth, JournalBatch
 from hub.auth import AuthConfig
-from hub.broker import hash_password
+from hub.acl.passwords import hash_password
 from hub.config import BrokerConfig, BrokerMode, DeviceCredential, HubConfig
 
 SITE = "s1"
@@ -86,6 +86,6 @@ def acked(hub: Any, device: str) -> int:
     be in flight when the agent already counts itself online)."""
     from hub.store import NotFound
     try:
-        return int(hub.store.device(device).acked_seq)
+        return int(hub.store.devices.get(device).acked_seq)
     except NotFound:
         return 0

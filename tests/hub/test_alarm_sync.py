@@ -27,7 +27,7 @@ def _journal(bodies: list[tuple[EntryKind, dict[str, Any]]]) -> list[Entry]:
 
 
 def _kinds(hub: HubRuntime, active_only: bool = True) -> list[str]:
-    return sorted(a.kind for a in hub.store.alarms(active_only=active_only)
+    return sorted(a.kind for a in hub.store.alarms.find(active_only=active_only)
                   if a.kind != AlarmKind.UNSIGNED_JOURNAL)  # the fake device signs nothing
 
 
@@ -53,13 +53,13 @@ async def test_journal_events_raise_alarms_once_and_their_counterparts_clear_the
             assert hub.broker is not None
             async with device_client("127.0.0.1", hub.broker.port, "d1") as dev:
                 await publish(dev, "d1", Channel.STATUS, birth("d1", 5), retain=True)
-                await eventually(lambda: hub.store.devices(), 5, "device registered")
+                await eventually(lambda: hub.store.devices.find(), 5, "device registered")
                 await publish(dev, "d1", Channel.JOURNAL, batch("d1", raised))
                 await wait_ack(dev, 5)
                 during = _kinds(hub)
-                refusal = hub.store.alarms(kind=AlarmKind.RESUME_REFUSED)[0]
-                refusals = [e for e in hub.store.audit(device="d1") if e.action.value == "resume"]
-                unconfirmed = hub.store.alarms(kind=AlarmKind.SAFE_UNCONFIRMED)[0]
+                refusal = hub.store.alarms.find(kind=AlarmKind.RESUME_REFUSED)[0]
+                refusals = [e for e in hub.store.audit.find(device="d1") if e.action.value == "resume"]
+                unconfirmed = hub.store.alarms.find(kind=AlarmKind.SAFE_UNCONFIRMED)[0]
                 await publish(dev, "d1", Channel.JOURNAL, batch("d1", cleared))
                 await wait_ack(dev, 7)
                 after = _kinds(hub)
@@ -83,17 +83,17 @@ async def test_a_device_reset_after_a_broken_chain_leaves_fault_and_clears_the_a
             assert hub.broker is not None
             async with device_client("127.0.0.1", hub.broker.port, "d1") as dev:
                 await publish(dev, "d1", Channel.STATUS, birth("d1", 20), retain=True)
-                await eventually(lambda: hub.store.devices(), 5, "device registered")
+                await eventually(lambda: hub.store.devices.find(), 5, "device registered")
                 await publish(dev, "d1", Channel.JOURNAL, batch("d1", forged))
-                await eventually(lambda: hub.store.device("d1").state is DeviceState.FAULT, 5,
+                await eventually(lambda: hub.store.devices.get("d1").state is DeviceState.FAULT, 5,
                                  "fault")
                 hub.service.reset_device("d1", "admin", "journal restored from backup")
-                reset_state = hub.store.device("d1").state
+                reset_state = hub.store.devices.get("d1").state
                 alarms = _kinds(hub)
                 await publish(dev, "d1", Channel.STATUS, birth("d1", 10), retain=True)
-                await eventually(lambda: hub.store.device("d1").state is not DeviceState.UNKNOWN,
+                await eventually(lambda: hub.store.devices.get("d1").state is not DeviceState.UNKNOWN,
                                  5, "the device's next birth")
-            states = [t.to_state for t in hub.store.device_transitions("d1")]
+            states = [t.to_state for t in hub.store.devices.transitions("d1")]
     finally:
         hub.close()
     assert reset_state is DeviceState.UNKNOWN and alarms == []
@@ -110,11 +110,11 @@ def test_telemetry_safe_and_trip_fields_raise_once_and_clear_when_the_device_run
     try:
         sync = HubSync(hub.store, hub.offline, MqttLink("mqtt://127.0.0.1:9", client_id="x"),
                        silence_timeout_ms=30_000)
-        hub.store.ensure_device("d1", "s1", 0)
+        hub.store.devices.ensure("d1", "s1", 0)
         tripped = {"safe": "unconfirmed", "trip": "stale:level", "mode": "safe"}
         for before in (None, tripped, tripped):  # three messages, one trip
             sync._telemetry_alarms("d1", before, tripped)
-        both = {a.kind: a.count for a in hub.store.alarms(device="d1")}
+        both = {a.kind: a.count for a in hub.store.alarms.find(device="d1")}
         sync._telemetry_alarms("d1", tripped, {**tripped, "safe": "confirmed"})
         confirmed = _kinds(hub)
         sync._telemetry_alarms("d1", {**tripped, "safe": "confirmed"},

@@ -51,7 +51,7 @@ async def test_viewer_posting_a_contract_is_403_and_nothing_is_stored(
     r = await _submit(client, tank_fill, VIEW)
     assert r.status_code == 403
     assert "needs operator" in r.json()["error"]
-    assert store.contracts() == []
+    assert store.contracts.find() == []
 
 
 async def test_invalid_contract_is_422_listing_every_issue_path(
@@ -66,8 +66,8 @@ async def test_invalid_contract_is_422_listing_every_issue_path(
     paths = {i["path"] for i in r.json()["issues"]}
     assert paths == {"version", "points[0].address", "scan_period_ms", "colour"}
     assert all(i["reason"] for i in r.json()["issues"])
-    assert store.contracts() == []
-    assert store.audit()[0].reason == "invalid"
+    assert store.contracts.find() == []
+    assert store.audit.find()[0].reason == "invalid"
 
 
 async def test_valid_yaml_contract_is_201_signed_stored_and_pushed(
@@ -148,10 +148,10 @@ async def test_older_or_equal_version_is_409_and_newer_supersedes(
         assert r.status_code == 409
         assert r.json()["issues"][0]["path"] == "version"
         assert f"version {version} is not newer than 3" in r.json()["error"]
-        assert store.audit()[0].reason == "stale_version"
+        assert store.audit.find()[0].reason == "stale_version"
     assert (await _submit(client, {**tank_fill, "version": 4})).status_code == 201
-    assert store.contract("tank-fill@3").status == "superseded"
-    assert store.contract("tank-fill@4").status == "pushed"
+    assert store.contracts.get("tank-fill@3").status == "superseded"
+    assert store.contracts.get("tank-fill@4").status == "pushed"
 
 
 async def test_hold_then_abort_send_commands_change_status_and_are_audited(
@@ -178,8 +178,8 @@ async def test_publish_failure_is_503_keeps_contract_submitted_and_audits_failur
     publisher.fail = True
     r = await _submit(client, tank_fill)
     assert r.status_code == 503
-    assert store.contract("tank-fill@3").status == "submitted"
-    assert (store.audit()[0].action, store.audit()[0].outcome) == ("push", "failed")
+    assert store.contracts.get("tank-fill@3").status == "submitted"
+    assert (store.audit.find()[0].action, store.audit.find()[0].outcome) == ("push", "failed")
 
 
 async def test_unknown_contract_or_device_is_404_json(client: httpx.AsyncClient) -> None:
@@ -203,7 +203,7 @@ async def test_bad_bodies_are_400_or_415(client: httpx.AsyncClient) -> None:
 async def test_device_view_and_journal_pages(client: httpx.AsyncClient, tank_fill: dict[str, Any],
                                              store: HubStore) -> None:
     await _submit(client, tank_fill)
-    store.insert_journal([JournalRow(device="pump-station-7", seq=s, ts_ms=START_MS + s,
+    store.journal.insert([JournalRow(device="pump-station-7", seq=s, ts_ms=START_MS + s,
                                      kind="output", body=b"\xa1aa\x01", prev_hash=b"\x00",
                                      hash=bytes([s])) for s in range(1, 6)])
     device = (await client.get("/api/devices/pump-station-7", headers=VIEW)).json()
@@ -220,7 +220,7 @@ async def test_reconcile_request_is_202_and_recorded_for_the_sync_side(
     await _submit(client, tank_fill)
     r = await client.post("/api/contracts/tank-fill@3/reconcile", headers=OP)
     assert r.status_code == 202
-    [req] = store.open_reconcile_requests()
+    [req] = store.reconciliations.open_requests()
     assert (req.contract, req.device, req.actor) == ("tank-fill@3", "pump-station-7", "operator-user")
 
 

@@ -11,17 +11,10 @@ import aiomqtt
 import pytest
 
 from contracts.topics import Channel, topic
-from hub.acl.policy import client_id_allowed
-from hub.broker import (
-    Action,
-    EmbeddedBroker,
-    BrokerRole,
-    UserSpec,
-    allowed,
-    check_password,
-    hash_password,
-    mosquitto_acl,
-)
+from hub.acl.mosquitto import mosquitto_acl
+from hub.acl.passwords import check_password, hash_password
+from hub.acl.policy import Action, BrokerRole, UserSpec, allowed, client_id_allowed
+from hub.broker import EmbeddedBroker
 from tests.conftest import BrokerEndpoint, fleet_specs
 
 WAIT_S = 5.0

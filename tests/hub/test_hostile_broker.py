@@ -17,13 +17,14 @@ import pytest
 from contracts.topics import Channel
 from transport.backoff import Backoff
 from transport.mqtt import MqttLink
-from hub import amqtt_session as hub_broker
+from hub import amqtt_connection, amqtt_session as hub_broker
 from hub import broker as hub_broker_plugins
 from hub.acl.passwords import check_password
-from hub.acl.policy import BrokerRole
+from hub.acl.policy import MAX_PACKET_BYTES, BrokerRole
+from hub.amqtt_connection import MAX_INFLIGHT_QOS2
 from hub.app import HubRuntime
-from hub.broker import (MAX_INFLIGHT_QOS2, MAX_PACKET_BYTES, EmbeddedBroker, PacketSizeGuard,
-                        PacketTooLarge)
+from hub.broker import EmbeddedBroker
+from hub.mqtt_framing import PacketSizeGuard, PacketTooLarge
 from hub.config import IntegrationCredential
 from tests.conftest import FLEET, BrokerEndpoint, FleetUser, fleet_specs
 from tests.hub.mqtt_raw import (closed_by_peer, connect, publish_qos2, raw_session, subscribe,
@@ -311,7 +312,7 @@ async def test_unreleased_qos2_publishes_are_capped(amqtt_broker: BrokerEndpoint
 async def test_deliveries_to_a_subscriber_that_stopped_reading_are_capped(
         amqtt_broker: BrokerEndpoint, monkeypatch: pytest.MonkeyPatch,
         caplog: pytest.LogCaptureFixture) -> None:
-    monkeypatch.setattr(hub_broker, "MAX_PENDING_DELIVERIES", 50)
+    monkeypatch.setattr(amqtt_connection, "MAX_PENDING_DELIVERIES", 50)
     login = connect("fp-agent-d1", "d1", FLEET["d1"].password)
     async with client(amqtt_broker, "hub") as hub, \
             raw_session(amqtt_broker.host, amqtt_broker.port, login, rcvbuf=4096) as (r, w, ack):

@@ -52,7 +52,7 @@ def _doc(device: str, contract: str, version: int = 3) -> dict[str, Any]:
 
 
 def _alarms(hub: HubRuntime, kind: str) -> list[Any]:
-    return [a for a in hub.store.alarms(active_only=False) if a.kind == kind]
+    return [a for a in hub.store.alarms.find(active_only=False) if a.kind == kind]
 
 
 def _alarmed(hub: HubRuntime, kind: str, text: str) -> bool:
@@ -95,8 +95,8 @@ async def test_a_result_naming_another_devices_contract_changes_nothing_and_alar
                 await publish(dev, "d1", Channel.CONTRACT_RESULT, accept.to_bytes())
                 await eventually(lambda: _alarmed(hub, "claim_mismatch", "other-d3@3"), 10,
                                  "a claim_mismatch alarm for the second forged result")
-            statuses = [hub.store.contract(c.id).status for c in (victim, other)]
-            versions = hub.store.highest_version("fill-d2")
+            statuses = [hub.store.contracts.get(c.id).status for c in (victim, other)]
+            versions = hub.store.contracts.highest_version("fill-d2")
             alarmed = {a.device for a in _alarms(hub, "claim_mismatch")}
     finally:
         hub.close()
@@ -122,8 +122,8 @@ async def test_telemetry_and_a_failed_step_naming_another_devices_contract_do_no
                 await publish(dev, "d1", Channel.TELEMETRY, t.to_bytes())
                 await publish(dev, "d1", Channel.JOURNAL, batch("d1", [*entries, failed]))
                 await wait_ack(dev, 2)  # acked after the batch (and the telemetry before it) ran
-                status = hub.store.contract(victim.id).status
-                claimed = hub.store.device("d1").contract
+                status = hub.store.contracts.get(victim.id).status
+                claimed = hub.store.devices.get("d1").contract
                 assert status is ContractStatus.PUSHED  # neither started nor failed by d1
                 await eventually(lambda: _alarmed(hub, "claim_mismatch", "fill-d2@3"), 10,
                                  "a claim_mismatch alarm for the telemetry")
@@ -152,7 +152,7 @@ async def test_a_journal_boot_naming_another_devices_contract_lets_no_later_entr
                 await publish(dev, "d1", Channel.STATUS, birth("d1", 0), retain=True)
                 await publish(dev, "d1", Channel.JOURNAL, batch("d1", [*entries, boot, failed]))
                 await wait_ack(dev, 3)
-                status = hub.store.contract(victim.id).status
+                status = hub.store.contracts.get(victim.id).status
                 assert status is ContractStatus.PUSHED, "d1's journal failed d2's contract"
                 await eventually(lambda: _alarmed(hub, "claim_mismatch", "journal BOOT"), 10,
                                  "a claim_mismatch alarm for the BOOT entry")
@@ -173,13 +173,13 @@ async def test_a_device_in_fault_changes_no_contract_state(tmp_path: Path) -> No
                 await publish(dev, "d1", Channel.STATUS, birth("d1", 20), retain=True)
                 await publish(dev, "d1", Channel.JOURNAL, batch("d1", broken))
                 await wait_ack(dev, 10)
-                assert hub.store.device("d1").state is DeviceState.FAULT
+                assert hub.store.devices.get("d1").state is DeviceState.FAULT
                 refuse = ContractResult(contract="fill-d1", version=3, accepted=False,
                                         refusal="invalid", detail="while in fault")
                 await publish(dev, "d1", Channel.CONTRACT_RESULT, refuse.to_bytes())
                 await publish(dev, "d1", Channel.JOURNAL, batch("d1", entries[:10]))
                 await wait_ack(dev, 10)  # the duplicate is acked after the result was handled
-            status = hub.store.contract(own.id).status
+            status = hub.store.contracts.get(own.id).status
     finally:
         hub.close()
     assert status is ContractStatus.PUSHED
@@ -215,7 +215,7 @@ async def test_a_birth_from_a_device_the_hub_never_registered_creates_nothing(
                 alarms = await eventually(lambda: _alarms(hub, "unknown_device"), 10,
                                           "an unknown_device alarm")
                 await publish(dev, "d2", Channel.STATUS, b"", retain=True)  # clear the retained birth
-            devices = [d.id for d in hub.store.devices()]
+            devices = [d.id for d in hub.store.devices.find()]
     finally:
         hub.close()
     assert devices == []
@@ -297,10 +297,10 @@ async def test_forged_journal_batches_are_refused_alarmed_and_store_nothing(tmp_
                 alarms = await eventually(lambda: _alarms(hub, "forged_batch"), 10,
                                           "a forged_batch alarm")
                 await _barrier(hub, dev, 1)
-                stored_while_forged = len(hub.store.journal("d1", 0, 100))
+                stored_while_forged = len(hub.store.journal.rows("d1", 0, 100))
                 await publish(dev, "d1", Channel.JOURNAL, genuine.to_bytes())
                 acked = await wait_ack(dev, 20)
-            rows = hub.store.journal("d1", 0, 100)
+            rows = hub.store.journal.rows("d1", 0, 100)
     finally:
         hub.close()
     assert alarms[0].device == "d1"
@@ -371,7 +371,7 @@ async def test_a_rewritten_agent_journal_is_never_re_signed_and_the_hub_refuses_
                 await wait_ack(dev, 20)
                 await publish(dev, "d1", Channel.JOURNAL, resend.to_bytes())
                 await eventually(lambda: _alarms(hub, "forged_batch"), 10, "forged_batch alarm")
-            stored = len(hub.store.journal("d1", 0, 100))
+            stored = len(hub.store.journal.rows("d1", 0, 100))
     finally:
         hub.close()
     assert resend.sig is None  # the agent does not sign over its own earlier seal
@@ -401,7 +401,7 @@ async def test_out_of_order_batches_are_capped_in_bytes_and_nothing_committed_is
                 for lo in range(partial, 2000, 100):  # the agent resends from the ack
                     await publish(dev, "d1", Channel.JOURNAL, batch("d1", entries[lo:lo + 100]))
                 acked = await wait_ack(dev, 2000, timeout_s=30)
-            rows = hub.store.journal("d1", 0, 5000)
+            rows = hub.store.journal.rows("d1", 0, 5000)
     finally:
         hub.close()
     assert 0 < held <= 64 * 1024
@@ -438,7 +438,7 @@ async def test_a_flood_of_reconcile_requests_is_absorbed_into_one_request_and_on
             cid = made.json()["id"]
             codes = [(await http.post(f"/api/contracts/{cid}/reconcile")).status_code
                      for _ in range(200)]
-            await eventually(lambda: not hub.store.open_reconcile_requests(), 20,
+            await eventually(lambda: not hub.store.reconciliations.open_requests(), 20,
                              "the request handled")
             requests = hub.store.db.execute("SELECT count(*) FROM reconcile_requests").fetchone()[0]
             alarms = _alarms(hub, "reconcile_empty")

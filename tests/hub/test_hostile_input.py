@@ -205,8 +205,8 @@ async def test_birth_without_labels_registers_the_device(tmp_path: Path) -> None
             assert hub.broker is not None
             async with device_client("127.0.0.1", hub.broker.port, "d1") as d1:
                 await publish(d1, "d1", Channel.STATUS, _raw_birth(None))
-                device = await eventually(lambda: hub.store.devices(), 10, "d1 registered")
-            alarms = hub.store.alarms()
+                device = await eventually(lambda: hub.store.devices.find(), 10, "d1 registered")
+            alarms = hub.store.alarms.find()
     finally:
         hub.close()
     assert [d.id for d in device] == ["d1"] and alarms == []
@@ -226,7 +226,7 @@ async def test_journal_seq_beyond_range_is_refused_and_the_device_keeps_syncing(
             assert hub.broker is not None
             async with device_client("127.0.0.1", hub.broker.port, "d1") as d1:
                 await publish(d1, "d1", Channel.STATUS, birth("d1", 5), retain=True)
-                await eventually(lambda: hub.store.devices(), 10, "d1 registered")
+                await eventually(lambda: hub.store.devices.find(), 10, "d1 registered")
                 await publish(d1, "d1", Channel.JOURNAL, hostile)
                 await publish(d1, "d1", Channel.JOURNAL, batch("d1", good))
                 acked = await wait_ack(d1, 5, timeout_s=20)

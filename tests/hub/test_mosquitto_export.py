@@ -20,7 +20,7 @@ import pytest
 from fieldpact.cli import main
 from hub.acl.mosquitto import ACL_NAME, CONF_NAME, PASSWD_NAME
 from hub.acl.passwords import check_password, hash_password, mosquitto_hash
-from hub.broker import BrokerRole
+from hub.acl.policy import BrokerRole
 from tests.conftest import BrokerEndpoint, FleetUser, free_port, mosquitto_binary, start_mosquitto
 from tests.hub.test_broker import assert_only_marker_arrives, client, next_message
 

@@ -30,13 +30,13 @@ async def test_hub_and_agent_sync_through_mosquitto(tmp_path: Path,
                 async with agent_running(tmp_path, sim, mosquitto_broker.url, None) as agent:
                     await eventually(lambda: agent.conn.online, 15, "agent connected to mosquitto")
                     rec = await hub.service.submit_contract(tank_document(version=5), "test")
-                    await eventually(lambda: hub.store.contract(rec.id).status is ContractStatus.ACTIVE,
+                    await eventually(lambda: hub.store.contracts.get(rec.id).status is ContractStatus.ACTIVE,
                                      20, "contract active via mosquitto")
-                    await eventually(lambda: hub.store.device("d1").state is DeviceState.LIVE, 20, "live")
+                    await eventually(lambda: hub.store.devices.get("d1").state is DeviceState.LIVE, 20, "live")
                     head = len(journal_entries(tmp_path / "agent.db"))
                     await eventually(lambda: acked(hub, "d1") >= head, 20,
                                      "journal acked through mosquitto")
-                    rows = hub.store.journal("d1", 0, 100_000)
+                    rows = hub.store.journal.rows("d1", 0, 100_000)
     finally:
         hub.close()
     assert [r.seq for r in rows] == list(range(1, len(rows) + 1)) and len(rows) >= head

@@ -121,7 +121,7 @@ async def _acks_follow_commits(tmp_path: Path, hub: HubRuntime, host: str, port:
     seen: list[tuple[int, int]] = []  # (ack, rows readable through another connection then)
     async with device_client(host, port, "d1") as dev:
         await publish(dev, "d1", Channel.STATUS, birth("d1", 2_000), retain=True)
-        await eventually(lambda: hub.store.devices(), 10, "the device registered")
+        await eventually(lambda: hub.store.devices.find(), 10, "the device registered")
         for k in range(0, 2_000, 100):
             await publish(dev, "d1", Channel.JOURNAL, batch("d1", entries[k:k + 100]))
         async with asyncio.timeout(30):
@@ -174,7 +174,7 @@ async def test_a_store_write_error_is_surfaced_acks_nothing_and_loses_nothing(
             sync = hub.sync
             async with device_client("127.0.0.1", hub.broker.port, "d1") as dev:
                 await publish(dev, "d1", Channel.STATUS, birth("d1", 400), retain=True)
-                await eventually(lambda: hub.store.devices(), 10, "the device registered")
+                await eventually(lambda: hub.store.devices.find(), 10, "the device registered")
                 pages = (await _on_mqtt_side(hub, lambda: _pragma(hub, "page_count")))[0]
                 await _on_mqtt_side(hub, lambda: _pragma(hub, f"max_page_count = {pages}"))
                 await publish(dev, "d1", Channel.JOURNAL, batch("d1", entries[:200]))  # no room
@@ -184,8 +184,8 @@ async def test_a_store_write_error_is_surfaced_acks_nothing_and_loses_nothing(
                 await publish(dev, "d1", Channel.JOURNAL, batch("d1", entries[200:]))
                 await publish(dev, "d1", Channel.JOURNAL, batch("d1", entries[:200]))
                 acks = await _acks_until(dev, 400)
-            rows = hub.store.journal("d1", 0, 1000)
-            alarms = [a.kind for a in hub.store.alarms()]
+            rows = hub.store.journal.rows("d1", 0, 1000)
+            alarms = [a.kind for a in hub.store.alarms.find()]
     finally:
         hub.close()
     assert [r.seq for r in rows] == list(range(1, 401))  # nothing acked was lost

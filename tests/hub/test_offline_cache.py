@@ -14,7 +14,7 @@ from hub.states import DeviceState
 from hub.sync import HubSync
 from tests.hub.sync_helpers import SITE, birth, hub_config
 from contracts.loader import check_mapping
-from contracts.schema import to_mapping
+from contracts.schema_serialize import to_mapping
 from hub.states import ContractStatus
 from hub.store import ContractRecord, contract_id
 from tests.agent.conftest import tank_document
@@ -23,7 +23,7 @@ from tests.hub.test_sync_handlers import _telemetry
 
 def _store_contract(hub: HubRuntime, doc: dict) -> ContractRecord:  # type: ignore[type-arg]
     c, now = check_mapping(doc), time.time_ns() // 1_000_000
-    return hub.store.insert_contract(ContractRecord(
+    return hub.store.contracts.insert(ContractRecord(
         id=contract_id(c.contract, c.version), contract=c.contract, version=c.version,
         device="d1", site=SITE, status=ContractStatus.SUBMITTED, document=to_mapping(c),
         signed=b"signed", content_hash="h", created_ms=now, updated_ms=now))
@@ -40,7 +40,7 @@ async def test_reconcile_reuses_the_offline_projection_only_for_identical_inputs
         await sync.on_message(topic(SITE, "d1", Channel.STATUS), birth("d1", 0))
         await sync.on_message(topic(SITE, "d1", Channel.TELEMETRY), _telemetry(doc, now))
         await sync.on_message(topic(SITE, "d1", Channel.STATUS), b"offline")
-        device = hub.store.device("d1")
+        device = hub.store.devices.get("d1")
         stored = ProjectionInputs(**device.projection["inputs"])  # through CBOR and SQLite
         made_offline = hub.offline._projections["d1"][1]
         reused = hub.offline._project(record, stored, "d1")
@@ -71,16 +71,16 @@ async def test_the_outage_folded_as_it_arrives_gives_the_report_the_journal_give
         await sync.on_message(st, birth("d1", 0))
         await sync.on_message(topic(SITE, "d1", Channel.TELEMETRY), _telemetry(doc, now))
         await sync.on_message(st, b"offline")
-        inputs = ProjectionInputs(**hub.store.device("d1").projection["inputs"])
+        inputs = ProjectionInputs(**hub.store.devices.get("d1").projection["inputs"])
         folding = "d1" in hub.offline._folds
         entries = _outage(300, now)
         await sync.on_message(st, birth("d1", 300))
         for part in (entries[:120], entries[120:]):
             await sync.on_message(jt, batch("d1", part))
         folded_away = "d1" not in hub.offline._folds
-        rec = hub.store.reconciliations(device="d1")[0]
+        rec = hub.store.reconciliations.find(device="d1")[0]
         expected = reconcile(check_mapping(doc), hub.offline._run_projection(record, inputs),
-                             hub.store.journal_entries("d1", inputs.from_seq + 1),
+                             hub.store.journal.entries("d1", inputs.from_seq + 1),
                              inputs.start_ms, rec.ts_ms).to_json()
     finally:
         hub.close()

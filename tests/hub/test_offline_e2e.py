@@ -22,7 +22,7 @@ pytestmark = pytest.mark.slow
 def _status(site: LocalSite, cid: str) -> ContractStatus | None:
     assert site.hub is not None
     try:
-        return site.hub.store.contract(cid).status
+        return site.hub.store.contracts.get(cid).status
     except Exception:
         return None
 
@@ -48,14 +48,14 @@ async def test_cut_agent_is_projected_then_reconciled_and_replanned_and_live_aga
                             lambda: dev.agent.scan.segment and dev.agent.scan.segment.step_name() == "hold", 40)
 
         dev.cut.restore()
-        await site.wait_for("a reconciliation", lambda: hub.store.reconciliations(device="tank-a"), 30)
+        await site.wait_for("a reconciliation", lambda: hub.store.reconciliations.find(device="tank-a"), 30)
         await site.wait_for("live again", lambda: site.device_state("tank-a") is DeviceState.LIVE, 20)
         await site.wait_for("replanned version accepted by the agent",
                             lambda: _status(site, "tank-fill@4") in (ContractStatus.ACCEPTED,
                                                                      ContractStatus.ACTIVE), 20)
-        recon = hub.store.reconciliations(device="tank-a")[0]
-        states = [t.to_state for t in hub.store.device_transitions("tank-a")]
-        new = hub.store.contract("tank-fill@4")
+        recon = hub.store.reconciliations.find(device="tank-a")[0]
+        states = [t.to_state for t in hub.store.devices.transitions("tank-a")]
+        new = hub.store.contracts.get("tank-fill@4")
     assert recon.divergent and recon.action == "retry"
     assert recon.report["step_projected"] == "fill" and recon.report["step_actual"] == "hold"
     assert [s["name"] for s in new.document["steps"]] == ["hold"]

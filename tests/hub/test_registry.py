@@ -60,7 +60,7 @@ def test_removing_an_api_device_removes_its_key_too(store: HubStore) -> None:
     reg = DeviceRegistry(store, CONFIG)
     reg.register("d9", "s1", {}, _key(), T0, "admin")
     reg.remove("d9")
-    assert reg.get("d9") is None and store.device_keys() == {}
+    assert reg.get("d9") is None and store.registry.keys() == {}
     with pytest.raises(NotFound):
         reg.remove("d9")
 

@@ -41,7 +41,7 @@ def _doc(version: int = 3) -> dict[str, Any]:
 def _status(site: LocalSite, cid: str) -> ContractStatus | None:
     assert site.hub is not None
     try:
-        return site.hub.store.contract(cid).status
+        return site.hub.store.contracts.get(cid).status
     except Exception:
         return None
 
@@ -111,9 +111,9 @@ async def test_repeated_trips_with_the_default_policies_issue_no_new_version_and
         await _trip(site, V3)
         await _heal(site)
         await _telemetry_for(site, 3.0)
-        holds = [e for e in hub.store.audit(contract=V3) if e.action is AuditAction.REPLAN]
-        highest = hub.store.highest_version("tank-fill")
-        alarms = hub.store.alarms(device=DEVICE, kind=AlarmKind.GUARD_TRIP)
+        holds = [e for e in hub.store.audit.find(contract=V3) if e.action is AuditAction.REPLAN]
+        highest = hub.store.contracts.highest_version("tank-fill")
+        alarms = hub.store.alarms.find(device=DEVICE, kind=AlarmKind.GUARD_TRIP)
         safe_now = _safe(site)
     assert highest == 3, "a trip must not re-issue the contract under the default policies"
     assert safe_now
@@ -142,13 +142,13 @@ async def test_an_explicit_retry_policy_reissues_at_most_max_retries_spaced_by_t
                 nxt = f"tank-fill@{version + 1}"
                 await site.wait_for(f"{nxt} active",
                                     lambda: _status(site, nxt) is ContractStatus.ACTIVE, 30)
-        await site.wait_for("escalation", lambda: hub.store.alarms(
+        await site.wait_for("escalation", lambda: hub.store.alarms.find(
             device=DEVICE, kind=AlarmKind.ESCALATED), 30)
         await _telemetry_for(site, 3.0)
-        records = {v: hub.store.contract(f"tank-fill@{v}") for v in (3, 4, 5)}
-        waits = [e for v in (3, 4) for e in hub.store.audit(contract=f"tank-fill@{v}")
+        records = {v: hub.store.contracts.get(f"tank-fill@{v}") for v in (3, 4, 5)}
+        waits = [e for v in (3, 4) for e in hub.store.audit.find(contract=f"tank-fill@{v}")
                  if e.action is AuditAction.REPLAN and e.detail["action"] == "wait"]
-        highest = hub.store.highest_version("tank-fill")
+        highest = hub.store.contracts.highest_version("tank-fill")
         safe_now = _safe(site)
     assert highest == 5, "at most max_retries (2) automatic re-issues"
     assert safe_now
@@ -173,7 +173,7 @@ async def test_resume_is_refused_while_the_level_is_out_of_range_and_accepted_af
                                           json={"reason": "try it"})
 
             def refused() -> Any:
-                return [e for e in hub.store.audit(contract=V3)
+                return [e for e in hub.store.audit.find(contract=V3)
                         if e.action is AuditAction.RESUME and e.outcome is Outcome.REFUSED]
             await site.wait_for("the agent's refusal at the hub", refused, 30)
             assert _safe(site) and _status(site, V3) is ContractStatus.TRIPPED
@@ -227,9 +227,9 @@ async def test_a_device_that_goes_away_and_comes_back_is_not_restarted_by_the_hu
                             and hub.sync is not None
                             and hub.sync.live[DEVICE]["ts_ms"] > _trip_ms(hub), 30)
         await _telemetry_for(site, 4.0)
-        highest = hub.store.highest_version("tank-fill")
+        highest = hub.store.contracts.highest_version("tank-fill")
         mode = _engine_mode(site)
-        alarms = hub.store.alarms(device=DEVICE, kind=AlarmKind.GUARD_TRIP)
+        alarms = hub.store.alarms.find(device=DEVICE, kind=AlarmKind.GUARD_TRIP)
         await site.wait_for("safe state confirmed on the device",
                             lambda: events(dev.journal, "safe_confirmed"), 30)
         registers = _pump(site)
@@ -238,4 +238,4 @@ async def test_a_device_that_goes_away_and_comes_back_is_not_restarted_by_the_hu
 
 
 def _trip_ms(hub: Any) -> int:
-    return max(t.ts_ms for t in hub.store.contract_transitions(V3) if t.to_state == "tripped")
+    return max(t.ts_ms for t in hub.store.contracts.transitions(V3) if t.to_state == "tripped")

@@ -35,14 +35,14 @@ def path(tmp_path: Path) -> Path:
 
 def test_device_transitions_are_persisted_with_history_and_survive_reopen(path: Path) -> None:
     with HubStore.open(path) as store:
-        store.ensure_device("d1", "s1", T0)
-        store.apply_device_event("d1", DeviceEvent.TELEMETRY, T0 + 1)
-        store.apply_device_event("d1", DeviceEvent.WILL, T0 + 2, "lwt")
+        store.devices.ensure("d1", "s1", T0)
+        store.devices.apply_event("d1", DeviceEvent.TELEMETRY, T0 + 1)
+        store.devices.apply_event("d1", DeviceEvent.WILL, T0 + 2, "lwt")
     with HubStore.open(path) as store:
-        device = store.device("d1")
+        device = store.devices.get("d1")
         assert (device.state, device.state_since_ms) == (DeviceState.PROJECTED, T0 + 2)
         history = [(t.from_state, t.to_state, t.event, t.ts_ms, t.reason)
-                   for t in store.device_transitions("d1")]
+                   for t in store.devices.transitions("d1")]
         assert history == [("unknown", "live", "telemetry", T0 + 1, None),
                            ("live", "projected", "will", T0 + 2, "lwt")]
         assert store.schema_version == SCHEMA_VERSION
@@ -50,93 +50,93 @@ def test_device_transitions_are_persisted_with_history_and_survive_reopen(path: 
 
 def test_self_loops_change_nothing_and_write_no_history(path: Path) -> None:
     with HubStore.open(path) as store:
-        store.ensure_device("d1", "s1", T0)
-        store.apply_device_event("d1", DeviceEvent.TELEMETRY, T0 + 1)
-        changed = store.apply_device_event("d1", DeviceEvent.TELEMETRY, T0 + 2)
+        store.devices.ensure("d1", "s1", T0)
+        store.devices.apply_event("d1", DeviceEvent.TELEMETRY, T0 + 1)
+        changed = store.devices.apply_event("d1", DeviceEvent.TELEMETRY, T0 + 2)
         assert (changed.before, changed.after, changed.written) == ("live", "live", False)
-        assert len(store.device_transitions("d1")) == 1
-        assert store.device("d1").state_since_ms == T0 + 1
+        assert len(store.devices.transitions("d1")) == 1
+        assert store.devices.get("d1").state_since_ms == T0 + 1
 
 
 def test_retrying_the_last_event_is_a_no_op_not_an_error(path: Path) -> None:
     with HubStore.open(path) as store:
-        store.insert_contract(_contract())
-        store.apply_contract_event("fill@1", ContractEvent.PUSH, T0 + 1)
-        store.apply_contract_event("fill@1", ContractEvent.ACCEPT, T0 + 2)
+        store.contracts.insert(_contract())
+        store.contracts.apply_event("fill@1", ContractEvent.PUSH, T0 + 1)
+        store.contracts.apply_event("fill@1", ContractEvent.ACCEPT, T0 + 2)
     with HubStore.open(path) as store:  # the caller crashed after the commit and retries
-        changed = store.apply_contract_event("fill@1", ContractEvent.ACCEPT, T0 + 3)
+        changed = store.contracts.apply_event("fill@1", ContractEvent.ACCEPT, T0 + 3)
         assert (changed.after, changed.written) == (ContractStatus.ACCEPTED, False)
-        assert [t.event for t in store.contract_transitions("fill@1")] == ["submit", "push", "accept"]
+        assert [t.event for t in store.contracts.transitions("fill@1")] == ["submit", "push", "accept"]
 
 
 def test_an_illegal_event_raises_and_writes_nothing(path: Path) -> None:
     with HubStore.open(path) as store:
-        store.insert_contract(_contract())
+        store.contracts.insert(_contract())
         with pytest.raises(IllegalTransition):
-            store.apply_contract_event("fill@1", ContractEvent.COMPLETE, T0 + 1)
-        assert store.contract("fill@1").status is ContractStatus.SUBMITTED
-        assert len(store.contract_transitions("fill@1")) == 1
+            store.contracts.apply_event("fill@1", ContractEvent.COMPLETE, T0 + 1)
+        assert store.contracts.get("fill@1").status is ContractStatus.SUBMITTED
+        assert len(store.contracts.transitions("fill@1")) == 1
 
 
 def test_journal_insert_is_idempotent_by_device_and_seq(path: Path) -> None:
     with HubStore.open(path) as store:
-        assert store.insert_journal([_row(1), _row(2), _row(2)]) == 2
-        assert store.insert_journal([_row(2), _row(3), _row(1, device="d2")]) == 2
-        assert [r.seq for r in store.journal("d1")] == [1, 2, 3]
-        assert store.journal("d1", from_seq=2, limit=1) == [_row(2)]
-        assert store.count_journal() == 4
+        assert store.journal.insert([_row(1), _row(2), _row(2)]) == 2
+        assert store.journal.insert([_row(2), _row(3), _row(1, device="d2")]) == 2
+        assert [r.seq for r in store.journal.rows("d1")] == [1, 2, 3]
+        assert store.journal.rows("d1", from_seq=2, limit=1) == [_row(2)]
+        assert store.journal.count() == 4
 
 
 def test_out_of_order_entries_wait_in_pending_until_dropped(path: Path) -> None:
     with HubStore.open(path) as store:
-        store.buffer_pending("d1", 5, b"e5")
-        store.buffer_pending("d1", 4, b"e4")
-        store.buffer_pending("d1", 4, b"e4")
-        assert store.pending("d1") == [(4, b"e4"), (5, b"e5")]
-        store.drop_pending("d1", 4)
-        assert store.pending("d1") == [(5, b"e5")]
+        store.journal.buffer_pending("d1", 5, b"e5")
+        store.journal.buffer_pending("d1", 4, b"e4")
+        store.journal.buffer_pending("d1", 4, b"e4")
+        assert store.journal.pending("d1") == [(4, b"e4"), (5, b"e5")]
+        store.journal.drop_pending("d1", 4)
+        assert store.journal.pending("d1") == [(5, b"e5")]
 
 
 def test_contract_records_round_trip_and_duplicates_are_refused(path: Path) -> None:
     with HubStore.open(path) as store:
-        store.insert_contract(_contract(1))
-        store.insert_contract(_contract(4))
-        assert store.contract("fill@4") == _contract(4)
-        assert store.highest_version("fill") == 4 and store.highest_version("other") is None
+        store.contracts.insert(_contract(1))
+        store.contracts.insert(_contract(4))
+        assert store.contracts.get("fill@4") == _contract(4)
+        assert store.contracts.highest_version("fill") == 4 and store.contracts.highest_version("other") is None
         with pytest.raises(Duplicate):
-            store.insert_contract(_contract(4))
+            store.contracts.insert(_contract(4))
         with pytest.raises(NotFound, match="no contract 'fill@9'"):
-            store.contract("fill@9")
-        assert [c.id for c in store.contracts(device="d1", status=ContractStatus.SUBMITTED)] == \
+            store.contracts.get("fill@9")
+        assert [c.id for c in store.contracts.find(device="d1", status=ContractStatus.SUBMITTED)] == \
             ["fill@1", "fill@4"]
 
 
 def test_device_fields_update_but_state_only_moves_by_events(path: Path) -> None:
     with HubStore.open(path) as store:
-        store.ensure_device("d1", "s1", T0, {"area": "tanks"})
-        d = store.update_device("d1", last_seq=7, projection={"values": {"level": 1.5}},
+        store.devices.ensure("d1", "s1", T0, {"area": "tanks"})
+        d = store.devices.update("d1", last_seq=7, projection={"values": {"level": 1.5}},
                                 drift={"level": 0.2}, last_hash=b"\x01")
         assert (d.last_seq, d.projection, d.drift, d.labels) == \
             (7, {"values": {"level": 1.5}}, {"level": 0.2}, {"area": "tanks"})
         with pytest.raises(TypeError):
-            store.update_device("d1", state="live")
+            store.devices.update("d1", state="live")
 
 
 def test_audit_reconciliations_requests_and_alarms_round_trip(path: Path) -> None:
     with HubStore.open(path) as store:
-        store.add_audit(AuditEntry(ts_ms=T0, actor="ops", action=AuditAction.HOLD,
+        store.audit.add(AuditEntry(ts_ms=T0, actor="ops", action=AuditAction.HOLD,
                                    outcome=Outcome.OK, contract="fill@1", detail={"x": 1}))
-        [entry] = store.audit(contract="fill@1")
+        [entry] = store.audit.find(contract="fill@1")
         assert (entry.actor, entry.action, entry.detail) == ("ops", AuditAction.HOLD, {"x": 1})
-        store.add_reconciliation(ReconciliationRecord(device="d1", contract="fill", version=1,
+        store.reconciliations.add(ReconciliationRecord(device="d1", contract="fill", version=1,
                                  ts_ms=T0, report={"d": 1}, divergent=True, action="replan"))
-        assert store.reconciliations("d1")[0].divergent is True
-        rid = store.add_reconcile_request("fill@1", "d1", "ops", T0)
-        store.finish_reconcile_request(rid, T0 + 1)
-        assert store.open_reconcile_requests() == []
-        alarm = store.raise_alarm("d1", "second_writer", "pump_speed", T0)
-        store.clear_alarm(alarm, T0 + 1)
-        assert store.alarms() == [] and store.alarms(active_only=False)[0].cleared_ms == T0 + 1
+        assert store.reconciliations.find("d1")[0].divergent is True
+        rid = store.reconciliations.add_request("fill@1", "d1", "ops", T0)
+        store.reconciliations.finish_request(rid, T0 + 1)
+        assert store.reconciliations.open_requests() == []
+        alarm = store.alarms.raise_("d1", "second_writer", "pump_speed", T0)
+        store.alarms.clear(alarm, T0 + 1)
+        assert store.alarms.find() == [] and store.alarms.find(active_only=False)[0].cleared_ms == T0 + 1
 
 
 def test_a_database_from_a_newer_hub_is_refused_on_open(path: Path) -> None:
@@ -156,13 +156,13 @@ def test_a_file_that_is_not_sqlite_is_a_store_error(path: Path) -> None:
 
 def test_update_devices_sets_each_devices_fields_in_one_go_and_skips_unknown(tmp_path: Path) -> None:
     with HubStore.open(tmp_path / "hub.db") as store:
-        store.ensure_device("a", "s1", 1)
-        store.ensure_device("b", "s1", 1)
-        store.update_devices({"a": {"last_seen_ms": 5, "projection": {"source": "live"}},
+        store.devices.ensure("a", "s1", 1)
+        store.devices.ensure("b", "s1", 1)
+        store.devices.update_many({"a": {"last_seen_ms": 5, "projection": {"source": "live"}},
                               "b": {"acked_seq": 9}, "ghost": {"acked_seq": 1}})
-        a, b = store.device("a"), store.device("b")
+        a, b = store.devices.get("a"), store.devices.get("b")
         with pytest.raises(TypeError, match="state"):
-            store.update_devices({"a": {"state": "live"}})
+            store.devices.update_many({"a": {"state": "live"}})
     assert (a.last_seen_ms, a.projection, b.acked_seq, b.last_seen_ms) == (5, {"source": "live"}, 9, None)
 
 
@@ -171,6 +171,6 @@ def test_journal_entries_read_back_exactly_what_insert_entries_stored(tmp_path: 
     from tests.hub.sync_helpers import chain
     entries = chain(50)
     with HubStore.open(tmp_path / "hub.db") as store:
-        store.insert_entries("d1", entries, [encode_body(e.body) for e in entries])
-        back = store.journal_entries("d1", 11)
+        store.journal.insert_entries("d1", entries, [encode_body(e.body) for e in entries])
+        back = store.journal.entries("d1", 11)
     assert back == entries[10:]

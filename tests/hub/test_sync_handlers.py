@@ -10,7 +10,7 @@ from contracts.topics import Channel, topic
 from contracts.wire import Telemetry
 from transport.mqtt import MqttLink
 from hub.app import HubRuntime
-from contracts.schema import to_mapping
+from contracts.schema_serialize import to_mapping
 from hub.states import ContractStatus, DeviceState
 from hub.store import ContractRecord, contract_id
 from hub.sync import HubSync
@@ -33,7 +33,7 @@ async def test_live_values_flushed_while_catching_up_do_not_erase_the_projection
         sync = HubSync(hub.store, hub.offline, dead, silence_timeout_ms=30_000)
         c = check_mapping(doc)
         now = time.time_ns() // 1_000_000
-        hub.store.insert_contract(ContractRecord(  # as submitted; pushing needs no broker here
+        hub.store.contracts.insert(ContractRecord(  # as submitted; pushing needs no broker here
             id=contract_id(c.contract, c.version), contract=c.contract, version=c.version,
             device="d1", site=SITE, status=ContractStatus.SUBMITTED, document=to_mapping(c),
             signed=b"signed", content_hash="h", created_ms=now, updated_ms=now))
@@ -42,11 +42,11 @@ async def test_live_values_flushed_while_catching_up_do_not_erase_the_projection
         await sync.on_message(st, birth("d1", 0))
         await sync.on_message(tm, _telemetry(doc, now))
         await sync.on_message(st, b"offline")
-        assert hub.store.device("d1").state is DeviceState.PROJECTED
+        assert hub.store.devices.get("d1").state is DeviceState.PROJECTED
         await sync.on_message(st, birth("d1", 500))  # back, with 500 entries to catch up
         await sync.on_message(tm, _telemetry(doc, now + 1000))
         sync.flush_live()
-        device = hub.store.device("d1")
+        device = hub.store.devices.get("d1")
     finally:
         hub.close()
     assert device.state is DeviceState.RECONCILING

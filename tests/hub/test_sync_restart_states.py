@@ -47,7 +47,7 @@ def telemetry(seq: int, ts_ms: int) -> bytes:
 
 
 def state(hub: HubRuntime) -> DeviceState:
-    return hub.store.device("d1").state
+    return hub.store.devices.get("d1").state
 
 
 async def live_with(hub: HubRuntime, sync: HubSync, entries: int) -> None:
@@ -69,7 +69,7 @@ async def test_after_a_hub_restart_a_live_device_is_reconciling_until_it_speaks_
     assert state(hub) is DeviceState.RECONCILING  # the hub holds 40: a trip may be in 41..60
     await restarted.on_message(JN, batch("d1", entries[40:]))
     assert state(hub) is DeviceState.LIVE
-    moves = [(t.from_state, t.to_state, t.event) for t in hub.store.device_transitions("d1")]
+    moves = [(t.from_state, t.to_state, t.event) for t in hub.store.devices.transitions("d1")]
     assert ("live", "reconciling", "hub_restart") in moves
 
 
@@ -113,9 +113,9 @@ async def test_a_declared_gap_is_stored_as_a_gap_row_alarmed_and_sync_carries_on
     holed = JournalBatch(device="d1", from_seq=1, to_seq=20, prev_hash=entries[0].prev_hash,
                          entries=tuple(e.to_mapping() for e in kept), gaps=((10, 12),))
     await sync.on_message(JN, holed.to_bytes())
-    rows = hub.store.journal("d1", 0, 100)
-    device = hub.store.device("d1")
-    alarms = [a for a in hub.store.alarms() if a.kind != "unsigned_journal"]  # no key enrolled
+    rows = hub.store.journal.rows("d1", 0, 100)
+    device = hub.store.devices.get("d1")
+    alarms = [a for a in hub.store.alarms.find() if a.kind != "unsigned_journal"]  # no key enrolled
     assert [r.seq for r in rows] == [*range(1, 11), *range(13, 21)]
     gap = rows[9]
     assert (gap.kind, gap.prev_hash, gap.hash) == ("gap", entries[8].hash, entries[12].prev_hash)

@@ -25,7 +25,7 @@ from agent.runtime import Agent
 from contracts.signing import generate_keypair
 from hub.app import HubRuntime
 from hub.auth import hash_token
-from hub.broker import hash_password
+from hub.acl.passwords import hash_password
 from simulators.server import SimDevice
 from tests.agent.helpers import eventually, eventually_async
 from tests.agent.test_uplink import _signed_contract, agent_running
@@ -81,7 +81,7 @@ async def test_broker_killed_and_restarted_without_persistence_mid_sync_converge
                     target = await head(agent)
                     await eventually(lambda: acked(hub, "d1") >= target, CONVERGE_S,
                                      f"hub caught up to {target} after the {kind} restart")
-                    rows = [r.seq for r in hub.store.journal("d1", 0, 1_000_000)]
+                    rows = [r.seq for r in hub.store.journal.rows("d1", 0, 1_000_000)]
                     ingested = hub.sync.entries_ingested if hub.sync else -1
         finally:
             hub.close()

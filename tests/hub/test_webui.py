@@ -36,20 +36,20 @@ def _seed_devices(store: HubStore) -> None:
     t = START_MS - 60_000
     for device, site in (("pump-station-7", "north-field"), ("booster-2", "north-field"),
                          ("well-9", MARKUP_SITE), ("mixer-4", "south-field")):
-        store.ensure_device(device, site, t)
-    store.apply_device_event("pump-station-7", DeviceEvent.TELEMETRY, t)
-    store.update_device("pump-station-7", last_seen_ms=START_MS - 5_000, contract="tank-fill",
+        store.devices.ensure(device, site, t)
+    store.devices.apply_event("pump-station-7", DeviceEvent.TELEMETRY, t)
+    store.devices.update("pump-station-7", last_seen_ms=START_MS - 5_000, contract="tank-fill",
                         version=3, projection={"source": "live", "ts_ms": START_MS - 5_000,
                                                "values": {"level": 3.14159, "pump_speed": 1200,
                                                           "valve_open": True},
                                                "step": "fill", "mode": "running"})
-    store.apply_device_event("booster-2", DeviceEvent.WILL, t)
-    store.update_device("booster-2", last_seen_ms=START_MS - 600_000, projection={
+    store.devices.apply_event("booster-2", DeviceEvent.WILL, t)
+    store.devices.update("booster-2", last_seen_ms=START_MS - 600_000, projection={
         "source": "projection", "ts_ms": START_MS - 600_000, "values": {"pressure": 4.2},
         "confidence": 0.82, "step": "boost", "mode": "running"})
-    store.apply_device_event("well-9", DeviceEvent.BIRTH, t)
-    store.apply_device_event("mixer-4", DeviceEvent.TELEMETRY, t)
-    store.apply_device_event("mixer-4", DeviceEvent.CHAIN_BROKEN, t, "prev_hash mismatch at 41")
+    store.devices.apply_event("well-9", DeviceEvent.BIRTH, t)
+    store.devices.apply_event("mixer-4", DeviceEvent.TELEMETRY, t)
+    store.devices.apply_event("mixer-4", DeviceEvent.CHAIN_BROKEN, t, "prev_hash mismatch at 41")
 
 
 @pytest.fixture
@@ -60,8 +60,8 @@ async def hub_url(client: httpx.AsyncClient, store: HubStore, tank_fill: dict[st
                           headers={**bearer(ApiRole.OPERATOR), "Content-Type": "application/json"})
     assert r.status_code == 201, r.text
     for event in (ContractEvent.ACCEPT, ContractEvent.START):
-        store.apply_contract_event("tank-fill@3", event, START_MS)
-    store.add_reconciliation(ReconciliationRecord(
+        store.contracts.apply_event("tank-fill@3", event, START_MS)
+    store.reconciliations.add(ReconciliationRecord(
         device="booster-2", contract="boost", version=2, ts_ms=START_MS - 30_000, divergent=True,
         report={"reasons": ["step: projected boost, actual idle"]}, action="replan boost@3"))
     return str(client.base_url).rstrip("/")
@@ -138,7 +138,7 @@ async def test_viewer_hold_click_shows_the_403_and_the_contract_stays_active(
     await expect(page.locator("#message")).to_have_text(
         "Hold tank-fill@3 on pump-station-7 refused (403): role viewer may not do this "
         "(needs operator)")
-    assert store.contract("tank-fill@3").status is ContractStatus.ACTIVE
+    assert store.contracts.get("tank-fill@3").status is ContractStatus.ACTIVE
 
 
 @needs_chromium
@@ -152,8 +152,8 @@ async def test_operator_hold_after_confirming_holds_the_contract_and_a_dismissed
     await page.click("#contracts tr[data-contract='tank-fill@3'] .action-hold")
     await expect(_badge(page, "contracts", "contract", "tank-fill@3")).to_have_text("HELD")
     await expect(page.locator("#message")).to_have_text("Hold tank-fill@3 on pump-station-7: done")
-    assert store.contract("tank-fill@3").status is ContractStatus.HELD
-    assert [e.action.value for e in store.audit()].count("abort") == 0
+    assert store.contracts.get("tank-fill@3").status is ContractStatus.HELD
+    assert [e.action.value for e in store.audit.find()].count("abort") == 0
     await expect(page.locator("#audit")).to_contain_text("from the operator page")
 
 
@@ -163,7 +163,7 @@ async def test_page_refreshes_by_itself_and_greys_out_as_stale_when_the_hub_stop
     from playwright.async_api import expect
     await _sign_in(page, TOKENS[ApiRole.VIEWER])
     await expect(_badge(page, "devices", "device", "pump-station-7")).to_have_text("LIVE")
-    store.apply_device_event("pump-station-7", DeviceEvent.WILL, START_MS)
+    store.devices.apply_event("pump-station-7", DeviceEvent.WILL, START_MS)
     await expect(_badge(page, "devices", "device", "pump-station-7")).to_have_text("PROJECTED")
     await page.route("**/api/devices", lambda route: route.abort())
     await expect(page.locator("#status")).to_contain_text(
@@ -209,8 +209,8 @@ def test_only_reading_the_page_and_its_files_is_public(method: str, path: str,
 async def test_alarm_banner_ack_and_a_working_resume_button_on_a_tripped_contract(
         page: Any, store: HubStore, publisher: Any) -> None:
     from playwright.async_api import expect
-    store.apply_contract_event("tank-fill@3", ContractEvent.TRIP, START_MS, "trip: stale:level")
-    alarm = store.raise_alarm("pump-station-7", "guard_trip", "seq 9: guard_trip reason=stale "
+    store.contracts.apply_event("tank-fill@3", ContractEvent.TRIP, START_MS, "trip: stale:level")
+    alarm = store.alarms.raise_("pump-station-7", "guard_trip", "seq 9: guard_trip reason=stale "
                               "point=level", START_MS)
     await _sign_in(page, TOKENS[ApiRole.OPERATOR])
     banner = page.locator("#alarm-banner")
@@ -221,14 +221,14 @@ async def test_alarm_banner_ack_and_a_working_resume_button_on_a_tripped_contrac
                  ).to_have_text("GUARD_TRIP")
     await page.click(f"#alarms li[data-alarm='{alarm}'] .action-ack")
     await expect(banner).to_contain_text("acknowledged by operator-user")
-    assert store.alarm(alarm).acked_by == "operator-user"
+    assert store.alarms.get(alarm).acked_by == "operator-user"
     await expect(_badge(page, "contracts", "contract", "tank-fill@3")).to_have_text("TRIPPED")
     page.once("dialog", lambda dialog: dialog.accept("level sensor replaced"))
     await page.click("#contracts tr[data-contract='tank-fill@3'] .action-resume")
     await expect(page.locator("#message")).to_have_text(
         "Resume tank-fill@3 on pump-station-7: sent")
     assert [c.kind.value for _, _, c in publisher.commands] == ["resume"]
-    resumes = [e for e in store.audit(contract="tank-fill@3") if e.action.value == "resume"]
+    resumes = [e for e in store.audit.find(contract="tank-fill@3") if e.action.value == "resume"]
     assert resumes[0].reason == "level sensor replaced"
 
 
@@ -236,7 +236,7 @@ async def test_alarm_banner_ack_and_a_working_resume_button_on_a_tripped_contrac
 async def test_a_dismissed_resume_prompt_sends_nothing_and_an_admin_resets_a_faulted_device(
         page: Any, store: HubStore, publisher: Any) -> None:
     from playwright.async_api import expect
-    store.apply_contract_event("tank-fill@3", ContractEvent.TRIP, START_MS, "trip: stale:level")
+    store.contracts.apply_event("tank-fill@3", ContractEvent.TRIP, START_MS, "trip: stale:level")
     await _sign_in(page, TOKENS[ApiRole.ADMIN])
     page.once("dialog", lambda dialog: dialog.dismiss())
     await page.click("#contracts tr[data-contract='tank-fill@3'] .action-resume")
@@ -244,4 +244,4 @@ async def test_a_dismissed_resume_prompt_sends_nothing_and_an_admin_resets_a_fau
     await page.click("#devices tr[data-device='mixer-4'] .action-reset")
     await expect(_badge(page, "devices", "device", "mixer-4")).to_have_text("UNKNOWN")
     assert publisher.commands == []
-    assert store.device("mixer-4").state.value == "unknown"
+    assert store.devices.get("mixer-4").state.value == "unknown"

@@ -1,0 +1,86 @@
+"""The devices' journals as the hub stores them, and entries waiting for a gap to fill.
+
+Rules:
+- Journal rows are keyed by (device, seq) and inserted with INSERT OR IGNORE: ingestion is
+  idempotent (invariant 5). Out-of-order entries wait in journal_pending.
+- `synchronous=FULL`: the hub acks journal entries to agents, which may then drop them (invariant
+  4), so an acked entry must survive power loss, not just a crash (DESIGN, known pitfalls).
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from contracts import codec
+from contracts.chain import Entry, checked_entry, kind_of
+from contracts.errors import EncodingError
+from hub.store.errors import StoreError
+from hub.store.records import JournalRow
+from hub.store.transactions import Connection
+
+_INSERT = ("INSERT OR IGNORE INTO journal (device, seq, ts_ms, kind, body, prev_hash, hash) "
+           "VALUES (?, ?, ?, ?, ?, ?, ?)")
+
+
+class JournalRepository:
+    """`store.journal`: stored entries by (device, seq), and the pending out-of-order ones."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+
+    def insert(self, rows: Iterable[JournalRow]) -> int:
+        """Insert entries, ignoring (device, seq) already present. Returns how many were new."""
+        with self._conn.tx() as db:
+            before = db.conn.total_changes
+            db.conn.executemany(_INSERT, [(r.device, r.seq, r.ts_ms, r.kind, r.body, r.prev_hash,
+                                           r.hash) for r in rows])
+            return int(db.conn.total_changes - before)
+
+    def insert_entries(self, device: str, entries: Sequence[Entry], bodies: Sequence[bytes]) -> int:
+        """`insert` for verified entries and their encoded bodies (as hashed), without a
+        JournalRow per entry: the ingest path stores ~100,000 entries a second."""
+        with self._conn.tx() as db:
+            before = db.conn.total_changes
+            db.conn.executemany(_INSERT, [(device, e.seq, e.ts_ms, e.kind.value, body, e.prev_hash,
+                                           e.hash) for e, body in zip(entries, bodies, strict=True)])
+            return int(db.conn.total_changes - before)
+
+    def rows(self, device: str, from_seq: int = 0, limit: int = 100) -> list[JournalRow]:
+        """Up to `limit` stored rows of `device` from `from_seq`, in seq order."""
+        rows = self._conn.db.query("SELECT * FROM journal WHERE device = ? AND seq >= ? "
+                                   "ORDER BY seq LIMIT ?", [device, from_seq, limit])
+        return [JournalRow(**r) for r in rows]
+
+    def entries(self, device: str, from_seq: int = 0) -> list[Entry]:
+        """Every stored entry of `device` from `from_seq`, decoded, in seq order: what the
+        reconciliation folds (86,400 rows for a day at 1 Hz), read without a dict and a
+        JournalRow per row. Raises StoreError for a stored body that does not decode."""
+        cur = self._conn.db.conn.execute(
+            "SELECT seq, ts_ms, kind, body, prev_hash, hash FROM journal "
+            "WHERE device = ? AND seq >= ? ORDER BY seq", [device, from_seq])
+        try:  # the bodies are the canonical bytes insert_entries stored
+            return [checked_entry(seq, ts, kind_of(kind), codec.loads_own(body), prev, digest)
+                    for seq, ts, kind, body, prev, digest in cur]
+        except (EncodingError, ValueError) as exc:
+            raise StoreError(f"journal of {device!r}: stored entry unreadable: {exc}") from exc
+
+    def row(self, device: str, seq: int) -> JournalRow | None:
+        found = self._conn.one("SELECT * FROM journal WHERE device = ? AND seq = ?", [device, seq])
+        return JournalRow(**found) if found else None
+
+    def count(self) -> int:
+        found = self._conn.one("SELECT count(*) AS n FROM journal", [])
+        return int(found["n"]) if found else 0
+
+    def buffer_pending(self, device: str, seq: int, entry: bytes) -> None:
+        """Keep an out-of-order entry until the gap before it fills (idempotent)."""
+        self._conn.db.execute("INSERT OR IGNORE INTO journal_pending (device, seq, entry) "
+                              "VALUES (?, ?, ?)", [device, seq, entry])
+
+    def pending(self, device: str) -> list[tuple[int, bytes]]:
+        rows = self._conn.db.query("SELECT seq, entry FROM journal_pending WHERE device = ? "
+                                   "ORDER BY seq", [device])
+        return [(r["seq"], r["entry"]) for r in rows]
+
+    def drop_pending(self, device: str, up_to_seq: int) -> None:
+        self._conn.db.execute("DELETE FROM journal_pending WHERE device = ? AND seq <= ?",
+                              [device, up_to_seq])

@@ -1,0 +1,117 @@
+"""The hub database's schema: a list of migrations, applied on open.
+
+Rules:
+- sqlite-utils `Migrations` applies each migration and its record in one transaction.
+- A migration, once released, never changes: databases out there have it applied by name. A new
+  schema is a new migration appended here and named in MIGRATION_NAMES.
+- On open, a database holding a migration this build does not know is refused with StoreError: it
+  was written by a newer hub, and guessing would corrupt it.
+"""
+from __future__ import annotations
+
+from sqlite_utils import Database
+from sqlite_utils.migrations import Migrations
+
+from hub.store.errors import StoreError
+
+MIGRATIONS = Migrations("fieldpact-hub")
+
+
+def _run(db: Database, script: str) -> None:
+    """Each statement of `script` in turn, inside the migration's transaction (sqlite3's
+    executescript would commit first)."""
+    for statement in script.split(";"):
+        if statement.strip():
+            db.execute(statement)
+
+_SCHEMA_V1 = """
+CREATE TABLE devices (id TEXT PRIMARY KEY, site TEXT NOT NULL, labels TEXT NOT NULL DEFAULT '{}',
+  state TEXT NOT NULL, state_since_ms INTEGER NOT NULL, last_seen_ms INTEGER, boot_id TEXT,
+  contract TEXT, version INTEGER, last_seq INTEGER NOT NULL DEFAULT 0,
+  acked_seq INTEGER NOT NULL DEFAULT 0, last_hash BLOB, projection BLOB, drift TEXT);
+CREATE TABLE contracts (id TEXT PRIMARY KEY, contract TEXT NOT NULL, version INTEGER NOT NULL,
+  device TEXT NOT NULL, site TEXT NOT NULL, status TEXT NOT NULL, document TEXT NOT NULL,
+  signed BLOB NOT NULL, content_hash TEXT NOT NULL, created_ms INTEGER NOT NULL,
+  updated_ms INTEGER NOT NULL, reason TEXT, UNIQUE (contract, version));
+CREATE INDEX contracts_device_status ON contracts (device, status);
+CREATE TABLE device_transitions (id INTEGER PRIMARY KEY, device TEXT NOT NULL, "from" TEXT,
+  "to" TEXT NOT NULL, event TEXT NOT NULL, ts_ms INTEGER NOT NULL, reason TEXT);
+CREATE INDEX device_transitions_device ON device_transitions (device, id);
+CREATE TABLE contract_transitions (id INTEGER PRIMARY KEY, contract TEXT NOT NULL, "from" TEXT,
+  "to" TEXT NOT NULL, event TEXT NOT NULL, ts_ms INTEGER NOT NULL, reason TEXT);
+CREATE INDEX contract_transitions_contract ON contract_transitions (contract, id);
+CREATE TABLE journal (device TEXT NOT NULL, seq INTEGER NOT NULL, ts_ms INTEGER NOT NULL,
+  kind TEXT NOT NULL, body BLOB NOT NULL, prev_hash BLOB NOT NULL, hash BLOB NOT NULL,
+  PRIMARY KEY (device, seq));
+CREATE TABLE journal_pending (device TEXT NOT NULL, seq INTEGER NOT NULL, entry BLOB NOT NULL,
+  PRIMARY KEY (device, seq));
+CREATE TABLE reconciliations (id INTEGER PRIMARY KEY, device TEXT NOT NULL, contract TEXT,
+  version INTEGER, ts_ms INTEGER NOT NULL, report TEXT NOT NULL, divergent INTEGER NOT NULL,
+  action TEXT NOT NULL);
+CREATE TABLE reconcile_requests (id INTEGER PRIMARY KEY, contract TEXT NOT NULL,
+  device TEXT NOT NULL, actor TEXT NOT NULL, ts_ms INTEGER NOT NULL, done_ms INTEGER);
+CREATE TABLE audit (id INTEGER PRIMARY KEY, ts_ms INTEGER NOT NULL, actor TEXT NOT NULL,
+  action TEXT NOT NULL, device TEXT, contract TEXT, reason TEXT, outcome TEXT NOT NULL,
+  detail TEXT NOT NULL DEFAULT '{}');
+CREATE TABLE alarms (id INTEGER PRIMARY KEY, ts_ms INTEGER NOT NULL, device TEXT NOT NULL,
+  kind TEXT NOT NULL, detail TEXT NOT NULL, cleared_ms INTEGER);
+"""
+
+
+@MIGRATIONS(name="0001_initial")
+def _m0001(db: Database) -> None:
+    _run(db, _SCHEMA_V1)
+
+
+_SCHEMA_V2 = """
+ALTER TABLE contracts ADD COLUMN lineage TEXT;
+UPDATE contracts SET lineage = id WHERE lineage IS NULL;
+CREATE TABLE lineages (lineage TEXT PRIMARY KEY, retries INTEGER NOT NULL DEFAULT 0,
+  last_retry_ms INTEGER, next_allowed_ms INTEGER, pending TEXT);
+ALTER TABLE alarms ADD COLUMN count INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE alarms ADD COLUMN last_ms INTEGER;
+ALTER TABLE alarms ADD COLUMN acked_ms INTEGER;
+ALTER TABLE alarms ADD COLUMN acked_by TEXT;
+UPDATE alarms SET last_ms = ts_ms WHERE last_ms IS NULL;
+UPDATE alarms SET cleared_ms = ts_ms WHERE cleared_ms IS NULL AND id NOT IN
+  (SELECT max(id) FROM alarms WHERE cleared_ms IS NULL GROUP BY device, kind);
+CREATE UNIQUE INDEX alarms_active ON alarms (device, kind) WHERE cleared_ms IS NULL;
+"""
+"""Retry budgets per contract lineage (hub/lineage.py) and deduplicated, acknowledgeable alarms.
+Existing contracts each start their own lineage; of duplicate active alarms the newest stays."""
+
+
+@MIGRATIONS(name="0002_lineage_alarms")
+def _m0002(db: Database) -> None:
+    _run(db, _SCHEMA_V2)
+
+
+_SCHEMA_REGISTRY = """
+CREATE TABLE registered_devices (id TEXT PRIMARY KEY, site TEXT NOT NULL,
+  labels TEXT NOT NULL DEFAULT '{}', created_ms INTEGER NOT NULL, actor TEXT NOT NULL);
+CREATE TABLE device_keys (device TEXT PRIMARY KEY, journal_key TEXT NOT NULL,
+  enrolled_ms INTEGER NOT NULL, actor TEXT NOT NULL);
+CREATE INDEX reconcile_requests_contract ON reconcile_requests (contract, id);
+"""
+
+
+@MIGRATIONS(name="0003_device_registry")
+def _m0003(db: Database) -> None:
+    """Devices registered by an admin through the API (hub.toml ones live in the config) and
+    journal keys enrolled the same way (hub/registry.py)."""
+    _run(db, _SCHEMA_REGISTRY)
+
+
+MIGRATION_NAMES = ("0001_initial", "0002_lineage_alarms", "0003_device_registry")
+SCHEMA_VERSION = len(MIGRATION_NAMES)
+"""Number of migrations this build knows; a database with others is refused on open."""
+
+
+def check_and_migrate(db: Database) -> None:
+    """Apply the migrations `db` lacks. Raises StoreError if it holds one this build does not know."""
+    known = set(MIGRATION_NAMES)
+    unknown = [m.name for m in MIGRATIONS.applied(db) if m.name not in known]
+    if unknown:
+        raise StoreError(f"database schema is newer than this hub (unknown migrations {unknown}); "
+                         "upgrade the hub")
+    MIGRATIONS.apply(db)
