@@ -94,9 +94,15 @@ def _document(device: str, version: int) -> dict[str, Any]:
     now = time.time_ns() // 1_000_000
     doc.update(contract=contract, device=device, site="north-field", version=version,
                valid_from=format_time(now - 1000), valid_until=format_time(now + 86_400_000))
+    scale = next(spec.time_scale for spec in DEVICES if spec.id == device)
     for p in doc["points"]:
         if p.get("direction") == "write":
             p["owner"] = doc["contract"]
+        if p.get("max_rate_per_s") is not None:
+            # A process run `scale` times faster changes `scale` times faster: the spike guard's
+            # "physically impossible" rate scales with it (unscaled, the 20x tank fills at 80 % of
+            # the limit, and simulator jitter under load read as a spike and tripped the demo).
+            p["max_rate_per_s"] = p["max_rate_per_s"] * scale
     return doc
 
 
