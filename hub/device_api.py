@@ -76,5 +76,6 @@ async def device_series(request: Request) -> Response:
             document = {}
         units = series.units_of(document)
     head = {"device": device.id, "contract": device.contract, "version": device.version}
-    body = await inbound.service(request).worker.run(series.encoded, head, rows, units)
+    decoded: series.DecodedRows = request.app.state.series_rows
+    body = await inbound.service(request).worker.run(series.encoded, head, rows, units, decoded)
     return Response(body, media_type="application/json")

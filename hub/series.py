@@ -8,7 +8,9 @@ Rules:
   infinite float, which JSON cannot carry) ends the series' run with a gap (`null`), so a chart
   never joins across a time the device could not read the point.
 - Folding a full window (1,000 entries of 32 points) takes tens of milliseconds: the endpoint runs
-  it, and the JSON encoding, in the service's worker thread, never on the event loop.
+  it, and the JSON encoding, in the service's worker thread, never on the event loop. A stored
+  entry never changes, so its decoded readings are kept by entry hash (`DecodedRows`, bounded):
+  the page asks every refresh for a window that moved by a few entries.
 - A body that does not decode (device input: DESIGN invariant 10) is passed by and counted.
 - Units come from the contract the device runs (`points[].unit`); a point without one has none.
 """
@@ -16,8 +18,10 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Mapping
-from typing import Any
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, TypeAlias
 
 from contracts import codec
 from contracts.chain import EntryKind
@@ -52,7 +56,16 @@ def _number(value: Any) -> float | int | None:
     return None
 
 
-def _readings(row: JournalRow) -> Mapping[str, Any] | None:
+Reader: TypeAlias = "Callable[[JournalRow], Mapping[str, Any] | None]"
+"""A row's readings, or None when its body does not decode (`readings`, or a DecodedRows)."""
+
+MAX_DECODED_ROWS = 2048
+"""Decoded entries kept: two full windows, or four of the page's; a 32-point entry's readings are
+a few kB, so this stays around 10 MB at worst."""
+
+
+def readings(row: JournalRow) -> Mapping[str, Any] | None:
+    """The readings of an INPUT or KEYFRAME row; None for a body that does not decode."""
     try:
         record = decode(row.kind, codec.loads(row.body))
     except (EncodingError, BodyError, ValueError):
@@ -60,15 +73,39 @@ def _readings(row: JournalRow) -> Mapping[str, Any] | None:
     return record.values if isinstance(record, (InputBody, KeyframeBody)) else None
 
 
-def fold(rows: Iterable[JournalRow], units: Mapping[str, str]) -> dict[str, Any]:
-    """Series per point from journal rows in seq order:
+class DecodedRows:
+    """`readings(row)` by the row's entry hash (a stored entry never changes), the least recently
+    used dropped past `capacity`. Thread-safe: folds run in the worker's threads."""
+
+    def __init__(self, capacity: int = MAX_DECODED_ROWS) -> None:
+        self.capacity = capacity
+        self._rows: OrderedDict[tuple[str, bytes], Mapping[str, Any] | None] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __call__(self, row: JournalRow) -> Mapping[str, Any] | None:
+        key = (row.device, row.hash)
+        with self._lock:
+            if key in self._rows:
+                self._rows.move_to_end(key)
+                return self._rows[key]
+        found = readings(row)
+        with self._lock:
+            self._rows[key] = found
+            while len(self._rows) > self.capacity:
+                self._rows.popitem(last=False)
+        return found
+
+
+def fold(rows: Iterable[JournalRow], units: Mapping[str, str],
+         read: Reader = readings) -> dict[str, Any]:
+    """Series per point from journal rows in seq order (`read` gives a row's readings):
     `{"points": [{name, unit, samples: [[ts_ms, value|null], ...]}], "entries", "skipped"}`."""
     samples: dict[str, list[list[Any]]] = {}
     entries = skipped = 0
     for row in rows:
         if row.kind not in SERIES_KINDS:
             continue
-        values = _readings(row)
+        values = read(row)
         if values is None:
             skipped += 1
             continue
@@ -94,6 +131,7 @@ def _add(series: list[list[Any]], ts_ms: int, wire: Any) -> None:
     series.append([ts_ms, value])
 
 
-def encoded(head: Mapping[str, Any], rows: Iterable[JournalRow], units: Mapping[str, str]) -> bytes:
+def encoded(head: Mapping[str, Any], rows: Iterable[JournalRow], units: Mapping[str, str],
+            read: Reader = readings) -> bytes:
     """The endpoint's JSON body: `head` and the fold of `rows` (runs in a worker thread)."""
-    return json.dumps({**head, **fold(rows, units)}, separators=(",", ":")).encode()
+    return json.dumps({**head, **fold(rows, units, read)}, separators=(",", ":")).encode()

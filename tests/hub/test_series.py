@@ -3,6 +3,7 @@ readings as steps with their units, bad readings as gaps, undecodable bodies pas
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 
 import httpx
@@ -10,7 +11,7 @@ import pytest
 
 from contracts import codec
 from hub.auth import ApiRole
-from hub.series import encoded, fold, units_of
+from hub.series import DecodedRows, encoded, fold, units_of
 from hub.store import HubStore, JournalRow
 
 from .conftest import START_MS, bearer
@@ -54,6 +55,19 @@ def test_a_nan_or_infinite_reading_is_a_gap_and_the_answer_is_strict_json() -> N
     parsed = json.loads(body, parse_constant=lambda c: pytest.fail(f"{c} in the answer"))
     assert parsed["points"][0]["samples"] == [[START_MS + 1000, 1.0], [START_MS + 2000, None],
                                               [START_MS + 4000, 2.0]]
+
+
+def test_decoded_rows_are_kept_by_entry_hash_and_the_least_recently_used_dropped() -> None:
+    decoded = DecodedRows(capacity=2)
+    first, second, third = (_inputs(s, level=[float(s), "good", None]) for s in (1, 2, 3))
+    assert decoded(first) == {"level": [1.0, "good", None]}
+    # same device and entry hash: the kept readings, whatever the body (an entry never changes)
+    assert decoded(replace(first, body=second.body)) == {"level": [1.0, "good", None]}
+    decoded(second), decoded(third)  # first is now the least recently used: dropped
+    assert decoded(replace(first, body=second.body)) == {"level": [2.0, "good", None]}
+    assert decoded(replace(first, device="other", body=third.body)) == {
+        "level": [3.0, "good", None]}  # the hash is per device: another device's row is its own
+    assert fold([first, second], {}, decoded)["entries"] == 2
 
 
 def test_units_come_from_the_contract_document_and_a_strange_document_gives_none() -> None:
