@@ -18,7 +18,7 @@ from typing import Any
 from rich.console import Console
 
 from fieldpact import ctl_commands
-from fieldpact.ctl_client import MEANING, CtlError, Exit, HubClient
+from fieldpact.ctl_client import DEFAULT_TIMEOUT_S, MEANING, CtlError, Exit, HubClient
 from fieldpact.ctl_commands import Command
 
 HUB_ENV, TOKEN_ENV = "FIELDPACT_HUB", "FIELDPACT_TOKEN"
@@ -42,7 +42,7 @@ def _common() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
                    help="print the hub's JSON instead of tables")
     p.add_argument("--timeout", type=float, default=argparse.SUPPRESS, metavar="S",
-                   help="seconds to wait for each answer (default: 10)")
+                   help=f"seconds to wait for each answer (default: {DEFAULT_TIMEOUT_S:g})")
     return p
 
 
