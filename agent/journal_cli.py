@@ -180,7 +180,7 @@ def register_replay(commands: Any) -> None:
 
 def replay_command(args: argparse.Namespace) -> int:
     """Replay every scan segment in the journal whose contract it holds."""
-    from contracts.replay import contracts_in, replay_entries
+    from contracts.journal_replay import contracts_in, replay_entries
     entries = _with_journal(args.db, lambda j: j.read(1, 10_000_000))
     if entries is None:
         return EXIT_UNREADABLE
