@@ -31,7 +31,8 @@ from hub.claims import UNKNOWN_DEVICE, Verdict, contract_claim
 from hub.errors import IllegalTransition, PeerFault, RemoteErrorCounts, RemoteProtocolError
 from hub.ingest import Cursor, DeviceIngest, PendingBudget
 from hub.live import LiveCache
-from hub.offline import OfflineManager, current_point
+from hub.offline import OfflineManager
+from hub.projector import current_point
 from hub.registry import DeviceRegistry
 from hub.states import ContractEvent, DeviceEvent, DeviceState, refused
 from hub.store import ContractRecord, DeviceRecord, HubStore, NotFound, contract_id
