@@ -31,6 +31,7 @@ _TOKEN_RE = re.compile(r"""
   | (?P<op><=|>=|==|!=|[<>+\-*/()])
 """, re.VERBOSE)
 _COMPARE = frozenset({"<", "<=", ">", ">=", "==", "!="})
+_OR, _AND = frozenset({"or"}), frozenset({"and"})
 _ADD = frozenset({"+", "-"})
 _MUL = frozenset({"*", "/"})
 _END = "end of expression"
@@ -118,14 +119,15 @@ class _Parser:
         return node
 
     def or_(self) -> Node:
-        return self.chain("or", self.and_)
+        return self.infix("kw", _OR, self.and_)
 
     def and_(self) -> Node:
-        return self.chain("and", self.not_)
+        return self.infix("kw", _AND, self.not_)
 
-    def chain(self, keyword: str, operand: Callable[[], Node]) -> Node:
+    def infix(self, kind: str, ops: frozenset[str], operand: Callable[[], Node]) -> Node:
+        """`operand (op operand)*` for the left-associative operators `ops`."""
         node = operand()
-        while self.at("kw", keyword):
+        while self.tok.kind == kind and self.tok.text in ops:
             op = self.take()
             node = self.binary(op, node, operand())
         return node
@@ -134,24 +136,17 @@ class _Parser:
         return self.prefix("kw", "not", self.not_, self.compare)
 
     def compare(self) -> Node:
-        node = self.arith(_ADD, self.term)
+        node = self.infix("op", _ADD, self.term)
         if self.tok.kind == "op" and self.tok.text in _COMPARE:
             op = self.take()
-            node = self.binary(op, node, self.arith(_ADD, self.term))
+            node = self.binary(op, node, self.infix("op", _ADD, self.term))
             if self.tok.kind == "op" and self.tok.text in _COMPARE:
                 raise ExprSyntaxError(self.text, self.tok.col,
                                       "comparisons do not chain; join them with 'and'")
         return node
 
     def term(self) -> Node:
-        return self.arith(_MUL, self.unary)
-
-    def arith(self, ops: frozenset[str], operand: Callable[[], Node]) -> Node:
-        node = operand()
-        while self.tok.kind == "op" and self.tok.text in ops:
-            op = self.take()
-            node = self.binary(op, node, operand())
-        return node
+        return self.infix("op", _MUL, self.unary)
 
     def unary(self) -> Node:
         return self.prefix("op", "-", self.unary, self.atom)

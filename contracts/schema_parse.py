@@ -56,9 +56,7 @@ _STEP_KEYS = frozenset({"name", "do", "until", "for_s", "timeout_s", "on_timeout
 
 def _parse_step(r: fields.Reader, m: Any, path: str) -> Step | None:
     """The step, or None if any of its fields is unreadable (the issues say which)."""
-    before = r.count()
-    step = _read_step(r, m, path)
-    return step if r.count() == before else None
+    return r.whole(_read_step, m, path)
 
 
 def _read_step(r: fields.Reader, m: Any, path: str) -> Step | None:

@@ -53,9 +53,7 @@ def address(v: Any, p: str) -> int | modicon.Reference:
 
 def parse_point(r: fields.Reader, m: Any, path: str) -> Point | None:
     """The point, or None if any of its fields is unreadable (the issues say which)."""
-    before = r.count()
-    point = _read_point(r, m, path)
-    return point if r.count() == before else None
+    return r.whole(_read_point, m, path)
 
 
 def _read_point(r: fields.Reader, m: Any, path: str) -> Point | None:
