@@ -12,6 +12,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
+from contracts.limits import quote
+
 SHOWN_CHARS = 80
 """Errors quote at most this much of a value: enough to recognise it, never a whole file."""
 
@@ -34,7 +36,7 @@ class ConfigError(ValueError):
     def __init__(self, key: str, value: Any, reason: str, *, file: Path | None = None,
                  env: str | None = None, from_env: bool = False) -> None:
         self.key, self.value, self.reason, self.file, self.env = key, value, reason, file, env
-        head = f"config {key}" if value is MISSING else f"config {key}={shown(value)}"
+        head = f"config {key}" if value is MISSING else f"config {key}={quote(value, SHOWN_CHARS)}"
         super().__init__(f"{head}: {reason}{_where(key, file, env, from_env)}")
 
 
@@ -44,12 +46,6 @@ def _where(key: str, file: Path | None, env: str | None, from_env: bool) -> str:
     var_part = [f"variable {env}"] if env and env != key else []
     parts = var_part + [f"over {p}" for p in file_part] if from_env else file_part + var_part
     return f" [{', '.join(parts)}]" if parts else ""
-
-
-def shown(value: Any) -> str:
-    """repr(value), cut to SHOWN_CHARS (a bad value may be large)."""
-    text = repr(value)
-    return text if len(text) <= SHOWN_CHARS else text[:SHOWN_CHARS] + "…"
 
 
 def as_str(value: Any, text: bool) -> str:
