@@ -62,6 +62,14 @@ class Reader:
             self.fail(where, str(bad))
             return None  # type: ignore[return-value]
 
+    def table(self, m: Any, path: str, allowed: frozenset[str]) -> Mapping[str, Any] | None:
+        """`m` if it is a mapping (each key outside `allowed` reported), else None (reported)."""
+        if not isinstance(m, Mapping):
+            self.fail(path, "must be a mapping")
+            return None
+        self.unknown_keys(m, allowed, path)
+        return m
+
     def unknown_keys(self, m: Mapping[str, Any], allowed: frozenset[str], path: str) -> None:
         for key in m:
             if key not in allowed:
