@@ -54,11 +54,6 @@ def _pairs(r: fields.Reader, v: Any, path: str, conv: Callable[[Any, str], T]) -
 _STEP_KEYS = frozenset({"name", "do", "until", "for_s", "timeout_s", "on_timeout"})
 
 
-def _parse_step(r: fields.Reader, m: Any, path: str) -> Step | None:
-    """The step, or None if any of its fields is unreadable (the issues say which)."""
-    return r.whole(_read_step, m, path)
-
-
 def _read_step(r: fields.Reader, raw: Any, path: str) -> Step | None:
     m = r.table(raw, path, _STEP_KEYS)
     if m is None:
@@ -234,7 +229,7 @@ def _parse_points(r: fields.Reader, m: Mapping[str, Any],
 
 def _parse_steps(r: fields.Reader, m: Mapping[str, Any],
                  broken: set[str]) -> tuple[tuple[Step, ...], tuple[int, ...]]:
-    parsed = [(i, _parse_step(r, raw, f"steps[{i}]"))
+    parsed = [(i, r.whole(_read_step, raw, f"steps[{i}]"))  # None: a field is unreadable
               for i, raw in enumerate(_bounded_list(r, m, "steps", MAX_STEPS, broken))]
     if any(s is None for _, s in parsed):
         broken.add("steps")  # reachability cannot be judged with a step missing
