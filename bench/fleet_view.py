@@ -35,7 +35,8 @@ from contracts.signing import sign_contract
 from fieldpact import cli
 from hub.api import create_app
 from hub.auth import ApiRole, AuthConfig, Token, hash_token
-from hub.service import HubService, MemoryPublisher
+from hub.publisher import MemoryPublisher
+from hub.service import HubService
 from hub.store import HubStore, JournalRow
 
 TOKEN = "bench-viewer"

@@ -19,7 +19,7 @@ import pytest
 from fieldpact import cli
 from fieldpact.ctl_client import Exit
 from hub.auth import ApiRole
-from hub.service import MemoryPublisher
+from hub.publisher import MemoryPublisher
 from hub.states import ContractEvent, ContractStatus, DeviceEvent
 from hub.store import HubStore
 from tests.hub.conftest import START_MS, TOKENS, bearer
