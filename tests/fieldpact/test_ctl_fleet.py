@@ -16,6 +16,7 @@ from hub.api import ROUTES
 from hub.auth import ApiRole
 from hub.store import HubStore
 from tests.hub.conftest import TOKENS, StepClock, bearer
+from tests.waiting import eventually
 
 from .test_ctl import ADMIN, OPERATOR, Ctl, ctl  # noqa: F401 - the ctl fixture
 
@@ -26,8 +27,10 @@ if not FLEET_ROUTES <= {r.path for r in ROUTES}:
 from tests.contracts.fleet_docs import tank_binding, tank_design  # noqa: E402 - lane E's docs
 
 DRIFT_STALE_MS = 10_000
-"""Hub time past any freshness window of hub/drift.py: GET /api/drift answers from a recent
-evaluation (the monitor's), and evaluates itself once that is this old."""
+"""Hub time past any freshness window of hub/drift.py: GET /api/drift answers from the drift
+monitor's last evaluation (it runs on its own, about every second), or evaluates itself when that
+is this old; the test moves the hub clock and waits (bounded) for an evaluation that has it."""
+DRIFT_WAIT_S = 15.0
 
 DEVICES = {"pump-7": ("north", 20), "skid-2": ("north", 100), "tank-9": ("south", 7)}
 TARGET = {"target": {"labels": {"kind": "tank"}}}
@@ -127,9 +130,12 @@ async def test_drift_lists_desired_vs_observed_and_check_exits_drift_naming_each
     r = await client.put("/api/devices/pump-7/desired", json={"snapshot": sid},
                          headers=bearer(ApiRole.ADMIN))
     assert r.status_code == 200, r.text
-    clock.now += DRIFT_STALE_MS  # the next GET /api/drift evaluates again
-    drift = await ctl("drift", "--json")
-    [entry] = drift.json()["entries"]
+    clock.now += DRIFT_STALE_MS
+
+    async def evaluated() -> list[Any]:
+        entries: list[Any] = (await ctl("drift", "--json")).json()["entries"]
+        return entries
+    [entry] = await eventually(evaluated, DRIFT_WAIT_S, "a drift evaluation with pump-7")
     assert (entry["device"], entry["in_sync"]) == ("pump-7", False)
     table = await ctl("drift")
     row = next(ln for ln in table.out.splitlines() if "pump-7" in ln)

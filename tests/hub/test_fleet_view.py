@@ -22,6 +22,7 @@ from .test_webui import CHROMIUM, CHROMIUM_ARGS, UI_TIMEOUT_MS, needs_chromium
 
 SHOT = "/tmp/fleet-view.png"
 HAS_DRIFT = any(r.path == "/api/drift" for r in ROUTES)
+DRIFT_UI_TIMEOUT_MS = 15_000
 
 
 def _inputs(seq: int, ts_ms: int, level: float | None, speed: int) -> JournalRow:
@@ -181,7 +182,8 @@ async def test_a_device_not_running_its_desired_snapshot_shows_drift_and_degrade
     assert r.status_code == 200, r.text
     clock.now += 10_000  # past hub/drift.py's freshness window: the next refresh re-evaluates
     east = page.locator("#sites [data-site='east-field']")
-    await expect(east).to_have_attribute("data-health", "degraded")
+    # the drift monitor evaluates on its own (about every second), the page refreshes every 2 s
+    await expect(east).to_have_attribute("data-health", "degraded", timeout=DRIFT_UI_TIMEOUT_MS)
     await expect(east.locator("li[data-device='mixer-4'] .fleet-snapshot")).to_contain_text(
         f"desired {sid[:12]} (tank-fill.mixer-4) · observed nothing reported · DRIFT: ")
     timeline = page.locator("#timeline li[data-kind='snapshot']")
