@@ -1,0 +1,185 @@
+"""Drift: each device's desired contracts against what the device reports it runs.
+
+Rules:
+- Observed is what the device says: the contract and version of its birth and telemetry (the
+  device row), the content hash of its journal's BOOT / CONTRACT entries, its refusals (hub/
+  reports.py). Never "what the hub pushed": a contract pushed but not reported is not running.
+- A desired contract is in sync when the device reports running that contract id in a version
+  whose configuration (contracts.fleet_compile.config_digest: the contract without version and
+  validity) is the desired one, and the hash it journaled, if any, is the hub's record of it.
+- Otherwise `why`, the first that holds (`judge`, pure): `fault` (the hub trusts nothing from the
+  device), `offline`, `invalid` (the snapshot does not compile for it), `refused` (the device
+  refused a version of it), `tripped` (what it runs is latched in safe state, so it takes nothing
+  new until an operator resumes), `hash_mismatch`, `older_version` (it runs an older version and the
+  desired configuration was issued since), `manual_push` (it runs a version of this contract the
+  snapshot does not describe: pushed by hand or replanned), `other_contract`, `not_applied`.
+- Since when: a (device, contract) row keeps the time it last went in or out of sync; a change of
+  `why` keeps it. A drift lasting `alarm_after_ms` raises a `drift` alarm for the device; it clears
+  when every desired contract of the device is in sync (or nothing is desired).
+"""
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from contracts.fleet_compile import document_digest
+from contracts.types import EpochMs
+from hub.alarms import AlarmKind
+from hub.fleet import Desired, Fleet
+from hub.states import ContractStatus, DeviceState
+from hub.store.fleet import ContractHead, DeviceHead, DriftRow
+
+DEFAULT_ALARM_AFTER_MS = 15 * 60_000
+"""A device may take a few minutes to reconnect and accept a new contract; a quarter of an hour
+out of its desired state is worth an operator's look."""
+
+OFFLINE_STATES = frozenset({DeviceState.PROJECTED, DeviceState.UNKNOWN})
+
+
+class Why(enum.StrEnum):
+    FAULT = "fault"
+    OFFLINE = "offline"
+    INVALID = "invalid"
+    REFUSED = "refused"
+    TRIPPED = "tripped"
+    HASH_MISMATCH = "hash_mismatch"
+    OLDER_VERSION = "older_version"
+    MANUAL_PUSH = "manual_push"
+    OTHER_CONTRACT = "other_contract"
+    NOT_APPLIED = "not_applied"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Observed:
+    """What one device reports, with the hub's facts about that contract version."""
+
+    state: DeviceState
+    contract: str | None           # "name@version" it runs, from birth / telemetry
+    head: ContractHead | None      # the hub's record of it
+    digest: str | None             # its config digest
+    reported_hash: str | None      # from its journal
+    refused: bool                  # it refused a version of the desired contract (journal)
+    issued_since: bool             # a version of the desired contract newer than the one it runs
+                                   # has the desired digest
+
+
+def judge(desired: Desired, seen: Observed) -> tuple[bool, Why | None]:
+    """(in sync, why not) for one desired contract of one device: the module's rules, pure."""
+    if seen.state is DeviceState.FAULT:
+        return False, Why.FAULT
+    head = seen.head
+    runs_it = head is not None and head.contract == desired.contract
+    hash_ok = seen.reported_hash is None or head is None or seen.reported_hash == head.content_hash
+    if desired.digest is not None and runs_it and seen.digest == desired.digest and hash_ok:
+        return True, None
+    for why, holds in ((Why.OFFLINE, seen.state in OFFLINE_STATES),
+                       (Why.INVALID, desired.digest is None), (Why.REFUSED, seen.refused),
+                       (Why.TRIPPED, head is not None and head.status is ContractStatus.TRIPPED),
+                       (Why.HASH_MISMATCH, runs_it and not hash_ok),
+                       (Why.OLDER_VERSION, runs_it and seen.issued_since),
+                       (Why.MANUAL_PUSH, runs_it), (Why.OTHER_CONTRACT, head is not None)):
+        if holds:
+            return False, why
+    return False, Why.NOT_APPLIED
+
+
+class DriftMonitor:
+    """Evaluates drift over the fleet, keeps since-when rows and the drift alarm."""
+
+    def __init__(self, fleet: Fleet, alarm_after_ms: int = DEFAULT_ALARM_AFTER_MS) -> None:
+        self.fleet, self.alarm_after_ms = fleet, alarm_after_ms
+        self._digests: dict[str, str] = {}  # content hash -> config digest (records never change)
+
+    def evaluate(self) -> list[dict[str, Any]]:
+        """Every desired contract of every device with a desired snapshot, as the API shows it."""
+        store, now = self.fleet.store, self.fleet.clock()
+        self.fleet.reports.refresh()
+        devices = {d.id: d for d in store.fleet.device_heads()}
+        heads = store.fleet.contract_heads()
+        by_name: dict[str, list[ContractHead]] = {}
+        for h in heads.values():
+            by_name.setdefault(h.contract, []).append(h)
+        rows, kept = store.fleet.drift_rows(), set()
+        changed: list[DriftRow] = []
+        out = []
+        for device, sid in sorted(store.fleet.desired().items()):
+            dev = devices.get(device)
+            if dev is None or (t := self._target(device)) is None:
+                continue
+            for want in self.fleet.desired(sid, t):
+                key = (device, want.contract or "")
+                seen = self._observe(dev, want, heads, by_name)
+                in_sync, why = judge(want, seen)
+                row = self._since(rows.get(key), device, key[1], in_sync, why, now, changed)
+                kept.add(key)
+                out.append(_entry(dev, sid, want, seen, row, now, self.alarm_after_ms))
+        store.fleet.save_drift(changed, [k for k in rows if k not in kept])
+        self._alarm(out, now)
+        return out
+
+    def _target(self, device: str) -> Any:
+        try:
+            return self.fleet.target(device)
+        except LookupError:
+            return None
+
+    def _observe(self, dev: DeviceHead, want: Desired, heads: Mapping[str, ContractHead],
+                 by_name: Mapping[str, list[ContractHead]]) -> Observed:
+        head = heads.get(dev.running) if dev.running else None
+        reported = (self.fleet.reports.hash_of(dev.id, head.contract, head.version)
+                    if head is not None else None)
+        refusal = self.fleet.reports.refusal(dev.id, want.contract) if want.contract else None
+        newer = [h for h in by_name.get(want.contract or "", ())
+                 if head is not None and h.version > head.version]
+        return Observed(state=dev.state, contract=dev.running, head=head,
+                        digest=self._digest(head) if head else None, reported_hash=reported,
+                        refused=refusal is not None,
+                        issued_since=any(self._digest(h) == want.digest for h in newer))
+
+    def _digest(self, head: ContractHead) -> str:
+        if head.content_hash not in self._digests:
+            doc = self.fleet.store.contracts.get(head.id).document
+            self._digests[head.content_hash] = document_digest(doc)
+        return self._digests[head.content_hash]
+
+    @staticmethod
+    def _since(row: DriftRow | None, device: str, contract: str, in_sync: bool, why: Why | None,
+               now: EpochMs, changed: list[DriftRow]) -> DriftRow:
+        if row is not None and row.in_sync == in_sync and row.why == (why and why.value):
+            return row
+        since = row.since_ms if row is not None and row.in_sync == in_sync else now
+        new = DriftRow(device=device, contract=contract, in_sync=in_sync,
+                       why=why.value if why else None, since_ms=since)
+        changed.append(new)
+        return new
+
+    def _alarm(self, entries: list[dict[str, Any]], now: EpochMs) -> None:
+        alarms = self.fleet.store.alarms
+        drifting: dict[str, list[str]] = {}
+        for e in entries:
+            if e["alarm"]:
+                drifting.setdefault(e["device"], []).append(f"{e['contract']} ({e['why']})")
+        active = {a.device for a in alarms.find(kind=AlarmKind.DRIFT)}
+        for device, what in drifting.items():
+            if device not in active:
+                alarms.raise_(device, AlarmKind.DRIFT, "not running its desired snapshot: "
+                              + ", ".join(what), now)
+        for device in active - set(drifting):
+            alarms.clear_kind(device, AlarmKind.DRIFT, now)
+
+
+def _entry(dev: DeviceHead, sid: str, want: Desired, seen: Observed, row: DriftRow, now: EpochMs,
+           alarm_after_ms: int) -> dict[str, Any]:
+    drifting_ms = 0 if row.in_sync else now - row.since_ms
+    return {
+        "device": dev.id, "site": dev.site, "state": dev.state.value, "contract": want.contract,
+        "desired": {"snapshot": sid, "design": want.design, "binding": want.binding,
+                    "digest": want.digest, "issues": [str(i) for i in want.issues]},
+        "observed": {"contract": seen.contract, "status": seen.head.status.value if seen.head
+                     else None, "hash": seen.reported_hash, "digest": seen.digest,
+                     "last_seen_ms": dev.last_seen_ms},
+        "in_sync": row.in_sync, "why": row.why, "since_ms": row.since_ms,
+        "drifting_ms": drifting_ms, "alarm": not row.in_sync and drifting_ms >= alarm_after_ms,
+    }

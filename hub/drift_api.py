@@ -1,0 +1,103 @@
+"""Desired state, drift and plans: `PUT /api/devices/{id}/desired`, `GET /api/drift`,
+`POST /api/plans` (a dry run: it changes nothing, hub/plans.py).
+
+The drift monitor also runs on its own every DRIFT_EVERY_S while the app runs (`monitoring`), so a
+drift alarm is raised when nobody is looking at the page.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from contracts.errors import FleetInvalid, Issue
+from contracts.fleet_binding import parse_selector
+from hub import inbound
+from hub.drift import DriftMonitor
+from hub.fleet_api import MAX_REQUEST_BYTES, FleetRefused, fleet_of, refused
+from hub.plans import Planner
+
+log = logging.getLogger("fieldpact.hub.drift")
+
+DRIFT_EVERY_S = 5.0
+"""How often drift is evaluated unasked: alarms are minutes-scale, so seconds are plenty."""
+MAX_DESIRED_BYTES = 4096
+
+
+def _snapshot_id(body: Any) -> str:
+    sid = body.get("snapshot")
+    if not isinstance(sid, str) or not 1 <= len(sid) <= 128:
+        raise FleetRefused("snapshot is required", [Issue(path="snapshot",
+                                                          reason="must be a snapshot id")])
+    return sid
+
+
+async def set_desired(request: Request) -> Response:
+    """Set a device's desired snapshot (admin): {snapshot}."""
+    fleet, device = fleet_of(request), request.path_params["device"]
+    sid = _snapshot_id(await inbound.json_object(request, MAX_DESIRED_BYTES))
+    fleet.set_desired(device, sid, inbound.actor(request))
+    return JSONResponse({"device": device, "snapshot": sid})
+
+
+async def get_drift(request: Request) -> Response:
+    """Per device and desired contract: desired, observed (as the device reports it), in sync or
+    why not, since when, and whether the drift alarm threshold is passed."""
+    monitor: DriftMonitor = request.app.state.drift
+    entries = monitor.evaluate()
+    drifting = [e for e in entries if not e["in_sync"]]
+    return JSONResponse({"entries": entries, "summary": {
+        "contracts": len(entries), "in_sync": len(entries) - len(drifting),
+        "drifting": len(drifting), "alarmed": sum(1 for e in drifting if e["alarm"]),
+        "devices_drifting": len({e["device"] for e in drifting})},
+        "alarm_after_ms": monitor.alarm_after_ms})
+
+
+async def create_plan(request: Request) -> Response:
+    """Dry run of a snapshot: {snapshot, target?, documents?}. Per device what it runs now, what
+    it would get (in full with `documents`), the field diff and whether it is eligible. Nothing is
+    stored."""
+    body = await inbound.json_object(request, MAX_REQUEST_BYTES)
+    sid = _snapshot_id(body)
+    try:
+        narrow = parse_selector(body["target"]) if "target" in body else None
+    except FleetInvalid as exc:
+        raise refused(exc) from exc
+    documents = body.get("documents", False)
+    if not isinstance(documents, bool):
+        raise FleetRefused("documents", [Issue(path="documents", reason="must be true or false")])
+    planner: Planner = request.app.state.planner
+    return JSONResponse(planner.plan(sid, narrow, documents=documents))
+
+
+ROUTES = (
+    Route("/api/devices/{device}/desired", set_desired, methods=["PUT"]),
+    Route("/api/drift", get_drift, methods=["GET"]),
+    Route("/api/plans", create_plan, methods=["POST"]),
+)
+
+
+@contextlib.asynccontextmanager
+async def monitoring(monitor: DriftMonitor) -> AsyncIterator[None]:
+    """Evaluate drift every DRIFT_EVERY_S while the block runs (one named task)."""
+    async def loop() -> None:
+        while True:
+            await asyncio.sleep(DRIFT_EVERY_S)
+            try:
+                monitor.evaluate()
+            except Exception:  # a bad row must not stop the monitor; the API shows the error
+                log.exception("drift_evaluation_failed")
+
+    task = asyncio.create_task(loop(), name="fleet-drift")
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
