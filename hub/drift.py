@@ -105,9 +105,12 @@ class DriftMonitor:
         changed: list[DriftRow] = []
         out = []
         for device, sid in sorted(store.fleet.desired().items()):
-            dev = devices.get(device)
-            if dev is None or (t := self._target(device)) is None:
-                continue
+            t = self._target(device)
+            if t is None:
+                continue  # unregistered since: nothing is desired of a device that is not there
+            dev = devices.get(device) or DeviceHead(id=device, site=t.site,  # never heard from
+                                                    state=DeviceState.UNKNOWN, last_seen_ms=None,
+                                                    running=None)
             for want in self.fleet.desired(sid, t):
                 key = (device, want.contract or "")
                 seen = self._observe(dev, want, heads, by_name)
@@ -161,12 +164,12 @@ class DriftMonitor:
         for e in entries:
             if e["alarm"]:
                 drifting.setdefault(e["device"], []).append(f"{e['contract']} ({e['why']})")
-        active = {a.device for a in alarms.find(kind=AlarmKind.DRIFT)}
+        active = {a.device: a.detail for a in alarms.find(kind=AlarmKind.DRIFT)}
         for device, what in drifting.items():
-            if device not in active:
-                alarms.raise_(device, AlarmKind.DRIFT, "not running its desired snapshot: "
-                              + ", ".join(what), now)
-        for device in active - set(drifting):
+            detail = "not running its desired snapshot: " + ", ".join(what)
+            if active.get(device) != detail:  # raised again only when the reason changes
+                alarms.raise_(device, AlarmKind.DRIFT, detail, now)
+        for device in set(active) - set(drifting):
             alarms.clear_kind(device, AlarmKind.DRIFT, now)
 
 
