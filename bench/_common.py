@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from contracts.loader import check_mapping
-from contracts.schema import format_time
+from contracts.schema_serialize import format_time
 from contracts.signing import generate_keypair, load_private_key, sign_contract
 
 SIM_START_TIMEOUT_S = 15.0

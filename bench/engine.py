@@ -19,7 +19,8 @@ import yaml
 from contracts.engine import Engine
 from contracts.inputs import Inputs, Quality, Reading
 from contracts.projection import project
-from contracts.schema import Contract, parse_contract
+from contracts.schema import Contract
+from contracts.schema_parse import parse_contract
 
 STEP_TARGET_US = 50.0
 """A 10 ms scan (100 Hz, MIN_SCAN_PERIOD_MS) must leave room for Modbus I/O and the journal."""

@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from contracts.errors import ContractInvalid
 from contracts.limits import MAX_POINTS
 from contracts.loader import check_mapping, decode_json, decode_yaml
-from contracts.schema import to_mapping
+from contracts.schema_serialize import to_mapping
 from contracts.signing import sign_contract, verify_contract
 
 CHECK_TARGET_S = 0.5

@@ -29,7 +29,8 @@ import cbor2
 
 from contracts.errors import EncodingError
 from contracts.limits import MAX_CBOR_DEPTH, quote
-from contracts.schema import Contract, to_mapping
+from contracts.schema import Contract
+from contracts.schema_serialize import to_mapping
 
 ALLOWED_TAGS = frozenset({18})
 """Semantic tags the wire format uses: COSE_Sign1 (RFC 9052 section 2) around signed contracts."""
@@ -146,7 +147,7 @@ _TOP_PAIR_FIELDS = ("safe_state", "expect", "labels")
 
 
 def encode_contract(c: Contract) -> bytes:
-    """Canonical CBOR of `schema.to_mapping(c)`, maps of pairs kept in order: signed and hashed."""
+    """Canonical CBOR of `schema_serialize.to_mapping(c)`, maps of pairs kept in order: signed and hashed."""
     doc = to_mapping(c)
     for name in _TOP_PAIR_FIELDS:
         doc[name] = list(doc[name].items())

@@ -2,6 +2,7 @@
 
     ContractError
     ├── ContractInvalid        one or more Issues (path + reason), all reported at once
+    ├── PointsTableInvalid     an I/O table (CSV) with bad cells, each by line and column (points_csv)
     ├── ExprSyntaxError        an expression that does not parse; carries the column
     ├── EncodingError          bytes that are not a well-formed contract payload
     ├── ContractRefused        a signed contract the receiver must not run; carries a Refusal

@@ -4,6 +4,9 @@ Rules:
 - The file type comes from the suffix (.yaml, .yml, .json); anything else is refused.
 - YAML is read with the safe loader, but with YAML 1.2 booleans only (`true`/`false`): under YAML
   1.1 a point called `on`, `off`, `yes` or `no` would silently become a boolean key.
+- Integers are decimal only: under YAML 1.1 an unquoted `00013` is octal 11, `0x1f` hex and `1:30`
+  sexagesimal 90. A leading zero, `0x` or `:` keeps the text, so `address: 00013` is the Modicon
+  address it looks like (coil 12) and a number written so elsewhere is refused as not a number.
 - A duplicate key is an error, never "last one wins": two `pump_speed` entries in a safe_state
   would otherwise hide one of the values an engineer wrote.
 - Decoding errors name the file, line and column. Contract issues keep their document paths
@@ -27,7 +30,9 @@ import yaml
 
 from contracts.errors import ContractInvalid, DocumentError
 from contracts.limits import MAX_DOCUMENT_BYTES, MAX_DOCUMENT_DEPTH, clip, quote
-from contracts.schema import Contract, cap_issues, parse_partial
+from contracts.schema import Contract
+from contracts.schema_fields import cap_issues
+from contracts.schema_parse import parse_partial
 from contracts.validate import validate
 
 __all__ = ["MAX_DOCUMENT_BYTES", "check_mapping", "decode_json", "decode_yaml", "load_contract",
@@ -76,12 +81,16 @@ class _StrictLoader(yaml.SafeLoader):  # type: ignore[misc]
         return mapping
 
 
+_INT_TAG = "tag:yaml.org,2002:int"
+
 _StrictLoader.yaml_implicit_resolvers = {
-    first: [(tag, rx) for tag, rx in resolvers if tag != _BOOL_TAG]
+    first: [(tag, rx) for tag, rx in resolvers if tag not in (_BOOL_TAG, _INT_TAG)]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
 _StrictLoader.add_implicit_resolver(
     _BOOL_TAG, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
+_StrictLoader.add_implicit_resolver(  # decimal only: 00013 stays text (a Modicon address), never octal
+    _INT_TAG, re.compile(r"^[-+]?(?:0|[1-9][0-9_]*)$"), list("-+0123456789"))
 
 
 def load_document(path: str | Path) -> Any:

@@ -33,7 +33,8 @@ from contracts.errors import (
     ContractInvalid, ContractRefused, EncodingError, Refusal, SigningKeyError,
 )
 from contracts.limits import MAX_CONTRACT_BYTES, MAX_VERSION, quote
-from contracts.schema import Contract, format_time
+from contracts.schema import Contract
+from contracts.schema_serialize import format_time
 
 DETAIL_ISSUES = 10
 """Issues quoted in a refusal's detail: it travels in a ContractResult (16 KiB) and a journal entry."""

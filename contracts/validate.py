@@ -1,6 +1,6 @@
 """Semantic validation of a parsed contract: the cross-field rules a controls engineer gets wrong.
 
-Structure (types, required fields, enums) is already checked by `schema.parse_contract`; this module
+Structure (types, required fields, enums) is already checked by `schema_parse.parse_contract`; this module
 assumes a well-formed `Contract` and returns every remaining problem as an `Issue`, in document
 order (validity window, points, safe_state, steps, expect, tolerance). Rules:
 - Point and step names are unique. Points on one unit and table may not share an address.
@@ -22,7 +22,9 @@ from itertools import chain
 from contracts.errors import ExprEvalError, ExprSyntaxError, Issue
 from contracts.expr import STEP_TIME, Expr, Kind, infer_kind, names_in_order, parse
 from contracts.limits import clip, quote
-from contracts.schema import Contract, DataType, Layout, OnTimeout, Point, Step, format_time
+from contracts.schema import Contract, DataType, OnTimeout, Point, Step
+from contracts.schema_parse import Layout
+from contracts.schema_serialize import format_time
 from contracts.types import PointName, Value
 
 MIN_TIMER_SCANS = 2
@@ -34,7 +36,7 @@ Issues = Iterator[Issue]
 def validate(contract: Contract, layout: Layout | None = None) -> list[Issue]:
     """Every cross-field problem in `contract`, in document order. Empty means valid. Never raises
     for a contract that `parse_contract` accepted. With the `layout` of a partial parse
-    (`schema.parse_partial`), paths name document positions and rules that need a broken field
+    (`schema_parse.parse_partial`), paths name document positions and rules that need a broken field
     are skipped, so the issues add to the structural ones without false alarms. O(n log n) in the
     number of points and steps (name and address lookups are indexed, never rescanned)."""
     v = _Ctx(contract, layout or Layout.whole(contract))

@@ -19,7 +19,8 @@ from rich.table import Table
 from contracts.codec import content_hash
 from contracts.errors import ContractError, ContractInvalid, ContractRefused, DocumentError
 from contracts.loader import load_contract
-from contracts.schema import Contract, format_time
+from contracts.schema import Contract
+from contracts.schema_serialize import format_time
 from contracts.signing import (
     generate_keypair, load_private_key, load_public_key, sign_contract, verify_contract,
 )

@@ -27,7 +27,7 @@ from rich.table import Table
 from agent.journal import SqliteJournal
 from agent.journal_signing import verify_seals
 from contracts.replay import contracts_in, replay_entries
-from contracts.schema import format_time
+from contracts.schema_serialize import format_time
 from runtime.logs import configure_logging
 from fieldpact.loopback import DeviceSpec, LocalSite
 from hub.states import ContractStatus, DeviceState

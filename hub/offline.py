@@ -21,7 +21,8 @@ from contracts.journal_events import BodyError, BootBody, InputBody, decode_entr
 from contracts.codec import canonical_dumps
 from contracts.engine import EngineState
 from contracts.projection import Projection, ProjectionPoint, confidence, project
-from contracts.schema import Contract, parse_contract
+from contracts.schema import Contract
+from contracts.schema_parse import parse_contract
 from contracts.types import EpochMs, Value
 from hub.audit import AuditAction, AuditEntry, Outcome
 from hub.alarms import AlarmKind

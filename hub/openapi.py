@@ -22,7 +22,7 @@ from typing import Any
 from starlette.routing import Route
 
 from contracts.loader import load_contract
-from contracts.schema import to_mapping
+from contracts.schema_serialize import to_mapping
 from hub.alarms import AlarmKind
 from hub.auth import required_role
 from hub.states import ContractStatus, DeviceState

@@ -21,7 +21,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from contracts.schema import Contract, format_time, to_mapping
+from contracts.schema import Contract
+from contracts.schema_serialize import format_time, to_mapping
 from contracts.types import EpochMs
 from hub.config import FailureCategory, Policy, PolicyAction, RetryConfig
 from hub.lineage import Budget, wait_reason

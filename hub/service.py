@@ -28,7 +28,9 @@ from contracts.codec import content_hash
 from contracts.errors import ContractInvalid, Issue
 from contracts.inputs import Command, CommandKind
 from contracts.loader import check_mapping
-from contracts.schema import Contract, Point, parse_contract, to_mapping
+from contracts.schema import Contract, Point
+from contracts.schema_parse import parse_contract
+from contracts.schema_serialize import to_mapping
 from contracts.types import EpochMs
 from hub.audit import AuditAction, AuditEntry, Outcome, log_entry
 from hub.alarms import DEVICE_RESET_CLEARS

@@ -49,7 +49,8 @@ from typing import Any
 from contracts.chain import Entry, EntryKind, encode_body
 from contracts.errors import EncodingError
 from contracts.inputs import Command
-from contracts.schema import Contract, parse_contract
+from contracts.schema import Contract
+from contracts.schema_parse import parse_contract
 from contracts.topics import HUB_PROBE, HUB_STATUS, Channel, TopicParts, hub_filters, parse, topic
 from contracts.wire import (Ack, Birth, CommandMessage, ContractResult, HubBirth, JournalBatch,
                             Telemetry)

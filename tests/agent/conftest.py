@@ -10,7 +10,8 @@ import pytest
 import yaml
 
 from contracts.loader import check_mapping
-from contracts.schema import Contract, format_time
+from contracts.schema import Contract
+from contracts.schema_serialize import format_time
 from contracts.signing import generate_keypair, load_private_key, sign_contract
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "contracts" / "examples"

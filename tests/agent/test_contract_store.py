@@ -14,7 +14,8 @@ from agent.journal_thread import AsyncJournal
 from contracts.chain import EntryKind
 from contracts.errors import ContractRefused, Refusal
 from contracts.loader import check_mapping
-from contracts.schema import Contract, format_time
+from contracts.schema import Contract
+from contracts.schema_serialize import format_time
 from contracts.signing import load_public_key
 from tests.agent.conftest import now_ms, tank_document
 

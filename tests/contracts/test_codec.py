@@ -75,7 +75,7 @@ def test_name_value_maps_keep_document_order_through_cbor(contract) -> None:  # 
 
 
 def test_repeated_name_in_pairs_is_refused(contract) -> None:  # type: ignore[no-untyped-def]
-    from contracts.schema import to_mapping
+    from contracts.schema_serialize import to_mapping
 
     doc = to_mapping(contract)
     doc["safe_state"] = [["pump_speed", 0], ["pump_speed", 1]]

@@ -11,7 +11,8 @@ from contracts.codec import canonical_dumps, loads
 from contracts.engine import Engine, EngineState, Event, EventKind, Mode, StepResult, step
 from contracts.errors import EncodingError
 from contracts.inputs import Command, CommandKind, Inputs, Quality, Reading
-from contracts.schema import Contract, parse_contract
+from contracts.schema import Contract
+from contracts.schema_parse import parse_contract
 from contracts.types import Value
 
 EXAMPLES = Path(__file__).parents[2] / "contracts" / "examples"

@@ -13,7 +13,8 @@ from contracts.codec import canonical_dumps, loads
 from contracts.engine import Engine, EngineState, EventKind, StepResult
 from contracts.inputs import Command, CommandKind, Inputs, Quality, Reading
 from contracts.replay import Cycle, replay
-from contracts.schema import Contract, parse_contract
+from contracts.schema import Contract
+from contracts.schema_parse import parse_contract
 
 EXAMPLES = Path(__file__).parents[2] / "contracts" / "examples"
 SETTINGS = settings(max_examples=200, deadline=None)

@@ -9,7 +9,8 @@ import yaml
 
 from contracts.errors import ContractError, ContractInvalid, DocumentError
 from contracts.loader import MAX_DOCUMENT_BYTES, check_mapping, load_contract, load_document
-from contracts.schema import parse_contract, to_mapping
+from contracts.schema_parse import parse_contract
+from contracts.schema_serialize import to_mapping
 
 ROOT = Path(__file__).resolve().parents[2]
 TANK = ROOT / "contracts" / "examples" / "tank-fill.yaml"

@@ -11,7 +11,8 @@ from contracts.engine import Engine, EventKind, Mode
 from contracts.engine_state import EngineState
 from contracts.inputs import Command, CommandKind, Inputs, Quality, Reading
 from contracts.projection import CONFIDENCE_HORIZON_MS, confidence, project
-from contracts.schema import Contract, parse_contract
+from contracts.schema import Contract
+from contracts.schema_parse import parse_contract
 
 EXAMPLES = Path(__file__).parents[2] / "contracts" / "examples"
 H = 3600 * 1000

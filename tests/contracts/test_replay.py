@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from contracts.engine import Engine, EventKind, Mode, Write
 from contracts.inputs import Command, CommandKind, Inputs, Quality, Reading
 from contracts.replay import Cycle, expand, first_divergence, replay
-from contracts.schema import parse_contract
+from contracts.schema_parse import parse_contract
 
 EXAMPLES = Path(__file__).parents[2] / "contracts" / "examples"
 CONTRACT = parse_contract(yaml.safe_load((EXAMPLES / "tank-fill.yaml").read_text()))

@@ -10,7 +10,8 @@ import yaml
 
 from contracts.errors import ContractInvalid, Issue
 from contracts.loader import load_contract
-from contracts.schema import DataType, OnTimeout, parse_contract
+from contracts.schema import DataType, OnTimeout
+from contracts.schema_parse import parse_contract
 from contracts.validate import engineering_range, validate
 
 ROOT = Path(__file__).resolve().parents[2]

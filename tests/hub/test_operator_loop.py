@@ -11,7 +11,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from contracts.inputs import CommandKind
-from contracts.schema import parse_contract
+from contracts.schema_parse import parse_contract
 from hub.alarms import AlarmKind
 from hub.api import ROUTES
 from hub.audit import AuditAction

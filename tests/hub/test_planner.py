@@ -11,7 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from contracts.loader import check_mapping, load_contract
-from contracts.schema import Contract, to_mapping
+from contracts.schema import Contract
+from contracts.schema_serialize import to_mapping
 from hub.config import DEFAULT_POLICIES, FailureCategory, Policy, PolicyAction
 from hub.lineage import Budget
 from hub.planner import Decision, decide, replan_document

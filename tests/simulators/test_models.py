@@ -10,7 +10,8 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
-from contracts.schema import DataType, Direction, Order, Point, Table, parse_contract
+from contracts.schema import DataType, Direction, Order, Point, Table
+from contracts.schema_parse import parse_contract
 from simulators.models import (
     TANK_DRAIN_M_PER_S, PumpSkidModel, TankModel, decode, encode, model_for, swap_words,
 )
