@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
 from typing import Any
 
 from contracts.codec import canonical_dumps
@@ -26,7 +25,8 @@ from contracts.errors import ContractInvalid, FleetInvalid, FleetIssue, Issue
 from contracts.fleet_binding import Binding, Target
 from contracts.fleet_design import PARAM_RE, Design, value_problem
 from contracts.loader import check_mapping
-from contracts.schema import ID_RE, Contract, to_mapping
+from contracts.schema import ID_RE, Contract
+from contracts.schema_serialize import format_time, to_mapping
 from contracts.types import EpochMs
 
 VERSIONLESS = ("version", "valid_from", "valid_until")
@@ -63,8 +63,8 @@ def compile_contract(design: Design, binding: Binding, t: Target, *, version: in
         raise FleetInvalid(found)
     doc: dict[str, Any] = {
         "contract": name, "version": version, "device": t.id, "site": t.site,
-        "valid_from": _rfc3339(valid_from_ms),
-        "valid_until": _rfc3339(valid_from_ms + design.validity_s * 1000),
+        "valid_from": format_time(valid_from_ms),
+        "valid_until": format_time(valid_from_ms + design.validity_s * 1000),
         "scan_period_ms": _SCAN_PERIOD_MS, "points": points,
         **{k: substitute(design.document[k], values) for k in _TEMPLATE_KEYS if k in design.document},
     }
@@ -130,11 +130,6 @@ def substitute(template: Any, values: Mapping[str, Any]) -> Any:
 def _literal(value: Any) -> str:
     """A value as the expression language writes it (contracts/expr.py: true/false, numbers)."""
     return ("true" if value else "false") if isinstance(value, bool) else repr(value)
-
-
-def _rfc3339(ms: EpochMs) -> str:
-    dt = datetime.fromtimestamp(ms // 1000, tz=UTC)
-    return dt.strftime("%Y-%m-%dT%H:%M:%S") + (f".{ms % 1000:03d}Z" if ms % 1000 else "Z")
 
 
 def _translate(i: Issue, design: Design, binding: Binding, t: Target,

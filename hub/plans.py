@@ -20,7 +20,9 @@ from typing import Any
 from contracts.fleet_binding import Selector
 from contracts.fleet_compile import comparable_document, field_diff
 from contracts.fleet_snapshot import Snapshot
-from contracts.schema import Contract, parse_contract, to_mapping
+from contracts.schema import Contract
+from contracts.schema_parse import parse_contract
+from contracts.schema_serialize import to_mapping
 from hub.drift import OFFLINE_STATES
 from hub.fleet import Desired, Fleet
 from hub.service import write_conflicts

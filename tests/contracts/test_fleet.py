@@ -11,7 +11,8 @@ from contracts.fleet_design import parse_design
 from contracts.fleet_snapshot import (assignments, build_snapshot, decode_snapshot,
                                       encode_snapshot, snapshot_id)
 from contracts.loader import check_mapping
-from contracts.schema import Table, to_mapping
+from contracts.schema import Table
+from contracts.schema_serialize import to_mapping
 from tests.contracts.fleet_docs import tank_binding, tank_design
 
 T0 = 1_795_500_000_000
@@ -145,3 +146,16 @@ def test_a_snapshot_refuses_a_binding_without_its_design() -> None:
     with pytest.raises(FleetInvalid) as bad:
         build_snapshot([], [parse_binding(tank_binding("b", {"device": "pump-7"}))], Selector())
     assert (bad.value.issues[0].binding, bad.value.issues[0].field) == ("b", "design")
+
+
+def test_the_same_design_runs_at_modicon_40021_on_a_pump_station_and_40101_on_a_skid() -> None:
+    station = _compile(tank_binding("station", {"device": "pump-7"}, "40021",
+                                    endpoint="plc"), DEVICES[0])
+    skid = _compile(tank_binding("skid", {"device": "skid-2"}, "40101"), DEVICES[1])
+    assert (station.point("pump_speed").table, station.point("pump_speed").address) == (Table.HOLDING, 20)
+    assert station.point("pump_speed").endpoint == "plc"  # the binding's default endpoint
+    assert skid.point("pump_speed").address == 100 and skid.point("pump_speed").endpoint is None
+    with pytest.raises(FleetInvalid) as bad:
+        _compile(tank_binding("skid", {"device": "skid-2"}, "30101"), DEVICES[1])
+    assert _issues(bad) == [("binding", "skid", "points.pump_speed.address")]
+    assert "input" in bad.value.issues[0].reason and "holding" in bad.value.issues[0].reason

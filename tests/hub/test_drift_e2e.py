@@ -3,7 +3,6 @@ broker and sync side, the API under uvicorn, and a device speaking MQTT (birth, 
 journal) as an agent does."""
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator
@@ -12,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import uvicorn
 
 from contracts.chain import GENESIS, EntryKind, make_entry
 from contracts.topics import Channel
@@ -21,38 +19,26 @@ from hub.alarms import AlarmKind
 from hub.api import create_app
 from hub.app import HubRuntime
 from hub.auth import ApiRole, AuthConfig, Token, hash_token
-from tests.agent.helpers import eventually_async
 from tests.contracts.fleet_docs import tank_binding, tank_design
+from tests.hub.serving import serving
 from tests.hub.sync_helpers import SITE, batch, device_client, hub_config, publish
+from tests.waiting import eventually
 
 TOKEN = "drift-admin"
 HEADERS = {"Authorization": f"Bearer {TOKEN}"}
 
 
 @contextlib.asynccontextmanager
-async def _hub(tmp_path: Path) -> AsyncIterator[tuple[HubRuntime, httpx.AsyncClient, Any]]:
+async def _hub(tmp_path: Path) -> AsyncIterator[tuple[HubRuntime, httpx.AsyncClient]]:
+    """The hub's MQTT side running, its API served; the drift alarm at once (threshold 0)."""
     cfg = replace(hub_config(tmp_path), auth=AuthConfig(tokens=(
         Token(name="admin", sha256=hash_token(TOKEN), role=ApiRole.ADMIN),)))
     hub = HubRuntime(cfg)
-    app = create_app(hub.service, cfg.auth, drift_alarm_after_ms=0)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning",
-                                           lifespan="on"))
     try:
-        async with hub.running():
-            task = asyncio.create_task(server.serve(), name="uvicorn")
-            async with asyncio.timeout(10):
-                while not server.started:
-                    if task.done():
-                        task.result()
-                    await asyncio.sleep(0.01)  # polling a condition under a deadline
-            try:
-                port = server.servers[0].sockets[0].getsockname()[1]
-                async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}",
-                                             headers=HEADERS) as http:
-                    yield hub, http, app
-            finally:
-                server.should_exit = True
-                await task
+        async with hub.running(), serving(create_app(hub.service, cfg.auth,
+                                                     drift_alarm_after_ms=0)) as url:
+            async with httpx.AsyncClient(base_url=url, headers=HEADERS) as http:
+                yield hub, http
     finally:
         hub.close()
 
@@ -77,12 +63,13 @@ async def _drift(http: httpx.AsyncClient, want: dict[str, Any]) -> dict[str, Any
     async def check() -> dict[str, Any] | None:
         entry = (await _ok(http.get("/api/drift")))["entries"][0]
         return entry if all(entry[k] == v for k, v in want.items()) else None
-    return await eventually_async(check, 10, f"drift entry with {want}")
+    found: dict[str, Any] = await eventually(check, 10, f"drift entry with {want}")
+    return found
 
 
 async def test_drift_appears_when_the_device_runs_another_contract_and_clears_on_the_desired_one(
         tmp_path: Path) -> None:
-    async with _hub(tmp_path) as (hub, http, app):
+    async with _hub(tmp_path) as (hub, http):
         await _ok(http.post("/api/designs", json=tank_design()), 201)
         await _ok(http.post("/api/bindings", json=tank_binding("b-d1", {"device": "d1"})), 201)
         desired = (await _ok(http.post("/api/snapshots", json={"target": {"devices": ["d1"]}}), 201))["id"]
