@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any
 
 from contracts.codec import canonical_dumps
@@ -72,6 +73,18 @@ def compile_contract(design: Design, binding: Binding, t: Target, *, version: in
         return check_mapping(doc)
     except ContractInvalid as exc:
         raise FleetInvalid([_translate(i, design, binding, t, points) for i in exc.issues]) from None
+
+
+def renamed(template: Contract, design: str, t: Target) -> Contract | None:
+    """`template` (compiled for another device through the same label binding) as device `t`'s
+    contract: its id, device and write owners renamed. What validation checked does not depend on
+    them, so only the new ids are checked; None when they are not ids (compile it in full, and the
+    issues say why)."""
+    name = contract_name(design, t.id)
+    if t.site != template.site or not ID_RE.match(name) or not ID_RE.match(t.id):
+        return None
+    points = tuple(replace(p, owner=name) if p.writes else p for p in template.points)
+    return replace(template, contract=name, device=t.id, points=points)
 
 
 def _parameter_values(design: Design, binding: Binding, fail: Callable[[str, str], None]) -> dict[str, Any]:
@@ -183,6 +196,8 @@ def comparable_document(document: Mapping[str, Any]) -> dict[str, Any]:
 def field_diff(before: Mapping[str, Any] | None, after: Mapping[str, Any] | None,
                path: str = "") -> list[dict[str, Any]]:
     """Every leaf that differs between two `comparable` documents: [{field, from, to}], by path."""
+    if before == after:  # one C-level comparison prunes every unchanged subtree
+        return []
     if isinstance(before, Mapping) and isinstance(after, Mapping):
         out: list[dict[str, Any]] = []
         for key in sorted(set(before) | set(after), key=str):

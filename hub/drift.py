@@ -14,12 +14,14 @@ Rules:
   desired configuration was issued since), `manual_push` (it runs a version of this contract the
   snapshot does not describe: pushed by hand or replanned), `other_contract`, `not_applied`.
 - Since when: a (device, contract) row keeps the time it last went in or out of sync; a change of
-  `why` keeps it. A drift lasting `alarm_after_ms` raises a `drift` alarm for the device; it clears
-  when every desired contract of the device is in sync (or nothing is desired).
+  `why` keeps it. A drift lasting `alarm_after_ms` (due at the entry's `alarm_at_ms`) raises a
+  `drift` alarm for the device; it clears when every desired contract of the device is in sync (or
+  nothing is desired).
 """
 from __future__ import annotations
 
 import enum
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -34,6 +36,13 @@ from hub.store.fleet import ContractHead, DeviceHead, DriftRow
 DEFAULT_ALARM_AFTER_MS = 15 * 60_000
 """A device may take a few minutes to reconnect and accept a new contract; a quarter of an hour
 out of its desired state is worth an operator's look."""
+
+FRESH_MS = 1000
+"""GET /api/drift answers from an evaluation at most this old (and says when it was made): drift
+is a minutes-scale fact, and one evaluation reads every device row and contract head."""
+
+MAX_ENTRIES = 100_000
+"""Entries kept rendered (JSON) between evaluations: a fleet's worth, several times over."""
 
 OFFLINE_STATES = frozenset({DeviceState.PROJECTED, DeviceState.UNKNOWN})
 
@@ -91,9 +100,32 @@ class DriftMonitor:
     def __init__(self, fleet: Fleet, alarm_after_ms: int = DEFAULT_ALARM_AFTER_MS) -> None:
         self.fleet, self.alarm_after_ms = fleet, alarm_after_ms
         self._digests: dict[str, str] = {}  # content hash -> config digest (records never change)
+        self._rendered: tuple[Any, list[dict[str, Any]], bytes, EpochMs] = (None, [], b"[]", -FRESH_MS)
+        self._judged: dict[tuple[Any, ...], tuple[Observed, bool, Why | None]] = {}
+        self._entries: dict[tuple[Any, ...], tuple[dict[str, Any], bytes]] = {}
+
+    def render(self) -> tuple[list[dict[str, Any]], bytes, EpochMs]:
+        """The entries, their JSON and when they were evaluated. Evaluated again only when
+        something was committed to the store (by either connection) or the registry changed, and
+        the last evaluation is FRESH_MS old: entries hold no "now", so an unchanged store gives
+        unchanged entries, and a busy one (the sync side commits every burst) is evaluated at most
+        once per FRESH_MS, however many clients poll."""
+        key = (self.fleet.store.data_version(), self.fleet.registry.generation)
+        last_key, _, _, at = self._rendered
+        if key != last_key and self.fleet.clock() - at >= FRESH_MS:
+            at = self.fleet.clock()
+            entries, fragments = self._evaluate()
+            body = b"[" + b",".join(fragments) + b"]"
+            after = (self.fleet.store.data_version(), self.fleet.registry.generation)
+            self._rendered = (after, entries, body, at)  # after its own since/alarm writes
+        return self._rendered[1], self._rendered[2], self._rendered[3]
 
     def evaluate(self) -> list[dict[str, Any]]:
-        """Every desired contract of every device with a desired snapshot, as the API shows it."""
+        """Every desired contract of every device with a desired snapshot, as the API shows it;
+        since-when rows and drift alarms updated."""
+        return self._evaluate()[0]
+
+    def _evaluate(self) -> tuple[list[dict[str, Any]], list[bytes]]:
         store, now = self.fleet.store, self.fleet.clock()
         self.fleet.reports.refresh()
         devices = {d.id: d for d in store.fleet.device_heads()}
@@ -101,11 +133,13 @@ class DriftMonitor:
         by_name: dict[str, list[ContractHead]] = {}
         for h in heads.values():
             by_name.setdefault(h.contract, []).append(h)
+        epoch = hash(tuple(heads.values()))  # any contract change: judge every entry again
+        targets = {t.id: t for t in self.fleet.targets()}
         rows, kept = store.fleet.drift_rows(), set()
         changed: list[DriftRow] = []
-        out = []
+        out, fragments, cache = [], [], {}
         for device, sid in sorted(store.fleet.desired().items()):
-            t = self._target(device)
+            t = targets.get(device)
             if t is None:
                 continue  # unregistered since: nothing is desired of a device that is not there
             dev = devices.get(device) or DeviceHead(id=device, site=t.site,  # never heard from
@@ -113,20 +147,36 @@ class DriftMonitor:
                                                     running=None)
             for want in self.fleet.desired(sid, t):
                 key = (device, want.contract or "")
-                seen = self._observe(dev, want, heads, by_name)
-                in_sync, why = judge(want, seen)
+                head = heads.get(dev.running) if dev.running else None
+                inputs = (want.contract, want.digest, want.design, want.binding, want.issues, sid,
+                          dev, epoch, self.fleet.reports.hash_of(device, head.contract, head.version)
+                          if head else None, self.fleet.reports.refusal(device, key[1]) is not None)
+                judged = self._judged.get(inputs)
+                if judged is None:
+                    seen = self._observe(dev, want, heads, by_name)
+                    judged = (seen, *judge(want, seen))
+                seen, in_sync, why = judged
+                cache[inputs] = judged
                 row = self._since(rows.get(key), device, key[1], in_sync, why, now, changed)
                 kept.add(key)
-                out.append(_entry(dev, sid, want, seen, row, now, self.alarm_after_ms))
+                entry, fragment = self._entry(inputs, row, dev, sid, want, seen)
+                out.append(entry)
+                fragments.append(fragment)
+        self._judged = cache  # only what is current: the cache never grows past the fleet
         store.fleet.save_drift(changed, [k for k in rows if k not in kept])
         self._alarm(out, now)
-        return out
+        return out, fragments
 
-    def _target(self, device: str) -> Any:
-        try:
-            return self.fleet.target(device)
-        except LookupError:
-            return None
+    def _entry(self, inputs: tuple[Any, ...], row: DriftRow, dev: DeviceHead, sid: str,
+               want: Desired, seen: Observed) -> tuple[dict[str, Any], bytes]:
+        key = (inputs, row)
+        found = self._entries.get(key)
+        if found is None:
+            entry = _entry(dev, sid, want, seen, row, self.alarm_after_ms)
+            found = self._entries[key] = (entry, json.dumps(entry, separators=(",", ":")).encode())
+            if len(self._entries) > 4 * MAX_ENTRIES:
+                self._entries = {key: found}
+        return found
 
     def _observe(self, dev: DeviceHead, want: Desired, heads: Mapping[str, ContractHead],
                  by_name: Mapping[str, list[ContractHead]]) -> Observed:
@@ -162,7 +212,7 @@ class DriftMonitor:
         alarms = self.fleet.store.alarms
         drifting: dict[str, list[str]] = {}
         for e in entries:
-            if e["alarm"]:
+            if e["alarm_at_ms"] is not None and e["alarm_at_ms"] <= now:
                 drifting.setdefault(e["device"], []).append(f"{e['contract']} ({e['why']})")
         active = {a.device: a.detail for a in alarms.find(kind=AlarmKind.DRIFT)}
         for device, what in drifting.items():
@@ -173,9 +223,10 @@ class DriftMonitor:
             alarms.clear_kind(device, AlarmKind.DRIFT, now)
 
 
-def _entry(dev: DeviceHead, sid: str, want: Desired, seen: Observed, row: DriftRow, now: EpochMs,
+def _entry(dev: DeviceHead, sid: str, want: Desired, seen: Observed, row: DriftRow,
            alarm_after_ms: int) -> dict[str, Any]:
-    drifting_ms = 0 if row.in_sync else now - row.since_ms
+    """One entry of GET /api/drift. It holds no "now" (the alarm is due at `alarm_at_ms`), so an
+    evaluation is valid until the store changes (DriftMonitor.render caches it)."""
     return {
         "device": dev.id, "site": dev.site, "state": dev.state.value, "contract": want.contract,
         "desired": {"snapshot": sid, "design": want.design, "binding": want.binding,
@@ -184,5 +235,5 @@ def _entry(dev: DeviceHead, sid: str, want: Desired, seen: Observed, row: DriftR
                      else None, "hash": seen.reported_hash, "digest": seen.digest,
                      "last_seen_ms": dev.last_seen_ms},
         "in_sync": row.in_sync, "why": row.why, "since_ms": row.since_ms,
-        "drifting_ms": drifting_ms, "alarm": not row.in_sync and drifting_ms >= alarm_after_ms,
+        "alarm_at_ms": None if row.in_sync else row.since_ms + alarm_after_ms,
     }

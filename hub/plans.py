@@ -140,7 +140,8 @@ class Planner:
     def _conflicts(self, new: Contract, siblings: list[Desired],
                    facts: _Facts) -> list[dict[str, Any]]:
         others = [self._contract(h) for h in facts.by_device.get(new.device, ())
-                  if h.status.claims_points]
+                  if h.status.claims_points and h.contract != new.contract]  # a newer version
+        # of the same contract replaces it, never conflicts (hub.service.write_conflicts)
         others += [s.compiled for s in siblings if s.compiled is not None and s.compiled is not new]
         found = write_conflicts(new, others)
         return [{"reason": "write_conflict", "detail": f"write point {o.point!r} overlaps "

@@ -70,6 +70,12 @@ class ContractHead:
     content_hash: str
 
 
+_DEVICE_STATES = {s.value: s for s in DeviceState}
+_STATUSES = {s.value: s for s in ContractStatus}
+"""Enum members by value: a dict lookup is ten times cheaper than `DeviceState(value)`, and drift
+reads every device row on each request."""
+
+
 class FleetRepository:
     """`store.fleet`."""
 
@@ -146,14 +152,12 @@ class FleetRepository:
 
     def desired(self) -> dict[str, str]:
         """device -> desired snapshot id."""
-        return {r["device"]: r["snapshot"]
-                for r in self._conn.db.query("SELECT device, snapshot FROM desired")}
+        return dict(self._conn.db.conn.execute("SELECT device, snapshot FROM desired").fetchall())
 
     def drift_rows(self) -> dict[tuple[str, str], DriftRow]:
-        rows = self._conn.db.query("SELECT device, contract, in_sync, why, since_ms FROM drift")
-        return {(r["device"], r["contract"]): DriftRow(
-            device=r["device"], contract=r["contract"], in_sync=bool(r["in_sync"]), why=r["why"],
-            since_ms=r["since_ms"]) for r in rows}
+        cur = self._conn.db.conn.execute("SELECT device, contract, in_sync, why, since_ms FROM drift")
+        return {(d, c): DriftRow(device=d, contract=c, in_sync=bool(i), why=w, since_ms=t)
+                for d, c, i, w, t in cur.fetchall()}
 
     def save_drift(self, changed: list[DriftRow], gone: list[tuple[str, str]]) -> None:
         """Record status changes (one transaction), and forget rows no longer desired."""
@@ -169,14 +173,14 @@ class FleetRepository:
     def device_heads(self) -> list[DeviceHead]:
         cur = self._conn.db.conn.execute(
             "SELECT id, site, state, last_seen_ms, contract, version FROM devices ORDER BY id")
-        return [DeviceHead(id=i, site=s, state=DeviceState(st), last_seen_ms=seen,
+        return [DeviceHead(id=i, site=s, state=_DEVICE_STATES[st], last_seen_ms=seen,
                            running=f"{c}@{v}" if c is not None and v is not None else None)
                 for i, s, st, seen, c, v in cur.fetchall()]
 
     def contract_heads(self) -> dict[str, ContractHead]:
         cur = self._conn.db.conn.execute(
             "SELECT id, contract, version, device, status, content_hash FROM contracts")
-        return {i: ContractHead(id=i, contract=c, version=v, device=d, status=ContractStatus(st),
+        return {i: ContractHead(id=i, contract=c, version=v, device=d, status=_STATUSES[st],
                                 content_hash=h) for i, c, v, d, st, h in cur.fetchall()}
 
     def _insert(self, sql: str, args: list[Any], duplicate: str) -> None:

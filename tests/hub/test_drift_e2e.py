@@ -89,7 +89,8 @@ async def test_drift_appears_when_the_device_runs_another_contract_and_clears_on
             await publish(dev, "d1", Channel.STATUS, _status("tank-fill.d1", 1), retain=True)
             await publish(dev, "d1", Channel.TELEMETRY, _telemetry("tank-fill.d1", 1))
             drifting = await _drift(http, {"why": "manual_push"})
-            assert drifting["observed"]["contract"] == "tank-fill.d1@1" and drifting["alarm"]
+            assert drifting["observed"]["contract"] == "tank-fill.d1@1"
+            assert drifting["alarm_at_ms"] == drifting["since_ms"]  # threshold 0: due at once
             alarms = hub.store.alarms.find(kind=AlarmKind.DRIFT)
             assert [a.device for a in alarms] == ["d1"] and "manual_push" in alarms[0].detail
 
@@ -109,7 +110,7 @@ async def test_drift_appears_when_the_device_runs_another_contract_and_clears_on
             await publish(dev, "d1", Channel.TELEMETRY, _telemetry("tank-fill.d1", 2))
             synced = await _drift(http, {"in_sync": True})
         assert synced["observed"]["hash"] == record["content_hash"]
-        assert synced["why"] is None and synced["alarm"] is False
+        assert synced["why"] is None and synced["alarm_at_ms"] is None
         assert hub.store.alarms.find(kind=AlarmKind.DRIFT) == []
         summary = (await _ok(http.get("/api/drift")))["summary"]
-        assert summary["in_sync"] == 1 and summary["drifting"] == 0
+        assert summary["in_sync"] == 1 and summary["drifting"] == 0 and summary["alarmed"] == 0
