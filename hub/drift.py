@@ -29,13 +29,13 @@ from typing import Any
 from contracts.fleet_compile import document_digest
 from contracts.types import EpochMs
 from hub.alarms import AlarmKind
+from hub.config import DEFAULT_DRIFT_ALARM_S
 from hub.fleet import Desired, Fleet
 from hub.states import ContractStatus, DeviceState
 from hub.store.fleet import ContractHead, DeviceHead, DriftRow
 
-DEFAULT_ALARM_AFTER_MS = 15 * 60_000
-"""A device may take a few minutes to reconnect and accept a new contract; a quarter of an hour
-out of its desired state is worth an operator's look."""
+DEFAULT_ALARM_AFTER_MS = int(DEFAULT_DRIFT_ALARM_S * 1000)
+"""hub.toml `drift_alarm_s` (hub/config.py says why a quarter of an hour)."""
 
 FRESH_MS = 1000
 """GET /api/drift answers from an evaluation at most this old (and says when it was made): drift

@@ -34,3 +34,10 @@ def test_why_not_names_the_first_cause_that_holds() -> None:
     assert judge(WANT, replace(SEEN, head=other)) == (False, Why.OTHER_CONTRACT)
     assert judge(WANT, replace(SEEN, head=None, contract=None, digest=None)) == (False, Why.NOT_APPLIED)
     assert judge(replace(WANT, digest=None), SEEN) == (False, Why.INVALID)
+
+
+def test_the_drift_alarm_threshold_is_read_from_hub_toml() -> None:
+    from hub.config import parse_config
+    doc = {"db": "hub.db", "key": "hub.key"}
+    assert parse_config(doc).drift_alarm_ms == 900_000
+    assert parse_config({**doc, "drift_alarm_s": 60}).drift_alarm_ms == 60_000
