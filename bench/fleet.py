@@ -10,8 +10,8 @@ state. Over real HTTP (uvicorn on 127.0.0.1, the hub API with its store file):
   freshly started hub (every contract compiled, every record read); `warm` a later one.
 - drift: GET /api/drift, 200 requests after one warm-up; p50 and p99 of the latency, with the
   store unchanged between requests (the evaluation is cached until something is committed) and
-  with a device row committed before each request (the API evaluates again at most once a second,
-  hub.drift.FRESH_MS); and the cost of one evaluation itself (what a request pays on a miss).
+  with a device row committed before each request (the monitor evaluates again once a second,
+  hub.drift.FRESH_MS, on the API's event loop); and the cost of one evaluation itself.
 """
 from __future__ import annotations
 

@@ -1,8 +1,9 @@
 """Desired state, drift and plans: `PUT /api/devices/{id}/desired`, `GET /api/drift`,
 `POST /api/plans` (a dry run: it changes nothing, hub/plans.py).
 
-The drift monitor also runs on its own every DRIFT_EVERY_S while the app runs (`monitoring`), so a
-drift alarm is raised when nobody is looking at the page.
+The drift monitor runs on its own every DRIFT_EVERY_S while the app runs (`monitoring`): it
+evaluates when the store changed and raises drift alarms when they fall due, whether or not anyone
+looks; GET /api/drift answers from its last evaluation.
 """
 from __future__ import annotations
 
@@ -20,14 +21,14 @@ from starlette.routing import Route
 from contracts.errors import FleetInvalid, Issue
 from contracts.fleet_binding import parse_selector
 from hub import inbound
-from hub.drift import DriftMonitor
+from hub.drift import FRESH_MS, DriftMonitor
 from hub.fleet_api import MAX_REQUEST_BYTES, FleetRefused, fleet_of, refused
 from hub.plans import Planner
 
 log = logging.getLogger("fieldpact.hub.drift")
 
-DRIFT_EVERY_S = 5.0
-"""How often drift is evaluated unasked: alarms are minutes-scale, so seconds are plenty."""
+DRIFT_EVERY_S = FRESH_MS / 1000
+"""How often the monitor refreshes drift (hub.drift.FRESH_MS)."""
 MAX_DESIRED_BYTES = 4096
 
 
@@ -92,12 +93,12 @@ ROUTES = (
 
 @contextlib.asynccontextmanager
 async def monitoring(monitor: DriftMonitor) -> AsyncIterator[None]:
-    """Evaluate drift every DRIFT_EVERY_S while the block runs (one named task)."""
+    """Refresh drift every DRIFT_EVERY_S while the block runs (one named task)."""
     async def loop() -> None:
         while True:
             await asyncio.sleep(DRIFT_EVERY_S)
             try:
-                monitor.evaluate()
+                monitor.refresh()
             except Exception:  # a bad row must not stop the monitor; the API shows the error
                 log.exception("drift_evaluation_failed")
 

@@ -61,8 +61,8 @@ def _telemetry(contract: str, version: int) -> bytes:
 
 async def _drift(http: httpx.AsyncClient, want: dict[str, Any]) -> dict[str, Any]:
     async def check() -> dict[str, Any] | None:
-        entry = (await _ok(http.get("/api/drift")))["entries"][0]
-        return entry if all(entry[k] == v for k, v in want.items()) else None
+        entries = (await _ok(http.get("/api/drift")))["entries"]  # [] until first evaluated
+        return next((e for e in entries if all(e[k] == v for k, v in want.items())), None)
     found: dict[str, Any] = await eventually(check, 10, f"drift entry with {want}")
     return found
 
