@@ -105,6 +105,7 @@ class DriftMonitor:
         self._digests: dict[str, str] = {}  # content hash -> config digest (records never change)
         self._rendered: tuple[Any, list[dict[str, Any]], bytes, EpochMs] = (None, [], b"[]", -STALE_MS)
         self._judged: dict[tuple[Any, ...], tuple[Observed, bool, Why | None]] = {}
+        self._by_name: tuple[int, dict[str, list[ContractHead]]] = (-1, {})
         self._entries: dict[tuple[Any, ...], tuple[dict[str, Any], bytes]] = {}
 
     def render(self) -> tuple[list[dict[str, Any]], bytes, EpochMs]:
@@ -137,11 +138,13 @@ class DriftMonitor:
         store, now = self.fleet.store, self.fleet.clock()
         self.fleet.reports.refresh()
         devices = {d.id: d for d in store.fleet.device_heads()}
-        heads = store.fleet.contract_heads()
-        by_name: dict[str, list[ContractHead]] = {}
-        for h in heads.values():
-            by_name.setdefault(h.contract, []).append(h)
-        epoch = hash(tuple(heads.values()))  # any contract change: judge every entry again
+        epoch, heads = store.fleet.contract_heads()  # a new epoch: judge every entry again
+        if epoch != self._by_name[0]:
+            by_name: dict[str, list[ContractHead]] = {}
+            for h in heads.values():
+                by_name.setdefault(h.contract, []).append(h)
+            self._by_name = (epoch, by_name)
+        by_name = self._by_name[1]
         targets = {t.id: t for t in self.fleet.targets()}
         rows, kept = store.fleet.drift_rows(), set()
         changed: list[DriftRow] = []

@@ -80,7 +80,7 @@ class Planner:
 
     def _facts(self) -> _Facts:
         store = self.fleet.store
-        heads = store.fleet.contract_heads()
+        _, heads = store.fleet.contract_heads()
         by_device: dict[str, list[ContractHead]] = {}
         highest: dict[str, int] = {}
         for h in heads.values():

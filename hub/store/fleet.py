@@ -81,6 +81,11 @@ class FleetRepository:
 
     def __init__(self, conn: Connection) -> None:
         self._conn = conn
+        self._device_memo: dict[tuple[Any, ...], DeviceHead] = {}
+        self._contract_rows: list[tuple[Any, ...]] = []
+        self._contract_epoch = 0
+        self._contract_heads: dict[str, ContractHead] = {}
+        self._drift: tuple[list[tuple[Any, ...]], dict[tuple[str, str], DriftRow]] = ([], {})
 
     # -- designs and bindings ---------------------------------------------------------------
     def add_design(self, name: str, version: int, document: Mapping[str, Any], ts_ms: EpochMs,
@@ -155,9 +160,14 @@ class FleetRepository:
         return dict(self._conn.db.conn.execute("SELECT device, snapshot FROM desired").fetchall())
 
     def drift_rows(self) -> dict[tuple[str, str], DriftRow]:
-        cur = self._conn.db.conn.execute("SELECT device, contract, in_sync, why, since_ms FROM drift")
-        return {(d, c): DriftRow(device=d, contract=c, in_sync=bool(i), why=w, since_ms=t)
-                for d, c, i, w, t in cur.fetchall()}
+        """(device, contract) -> its since-when row; the same dict while no row changed."""
+        rows = self._conn.db.conn.execute(
+            "SELECT device, contract, in_sync, why, since_ms FROM drift ORDER BY device, contract"
+        ).fetchall()
+        if rows != self._drift[0]:
+            self._drift = (rows, {(d, c): DriftRow(device=d, contract=c, in_sync=bool(i), why=w,
+                                                   since_ms=t) for d, c, i, w, t in rows})
+        return self._drift[1]
 
     def save_drift(self, changed: list[DriftRow], gone: list[tuple[str, str]]) -> None:
         """Record status changes (one transaction), and forget rows no longer desired."""
@@ -171,17 +181,28 @@ class FleetRepository:
             db.conn.executemany("DELETE FROM drift WHERE device = ? AND contract = ?", gone)
 
     def device_heads(self) -> list[DeviceHead]:
+        """Every device row's head, by id. A row unchanged since the last call gives the same
+        object (drift reads all of them once a second and caches by them)."""
         cur = self._conn.db.conn.execute(
             "SELECT id, site, state, last_seen_ms, contract, version FROM devices ORDER BY id")
-        return [DeviceHead(id=i, site=s, state=_DEVICE_STATES[st], last_seen_ms=seen,
-                           running=f"{c}@{v}" if c is not None and v is not None else None)
-                for i, s, st, seen, c, v in cur.fetchall()]
+        rows, memo = cur.fetchall(), self._device_memo
+        out = [memo.get(r) or _device_head(r, memo) for r in rows]
+        if len(memo) > 2 * len(rows) + 1024:  # rows that changed since: forget the old ones
+            self._device_memo = dict(zip(rows, out))
+        return out
 
-    def contract_heads(self) -> dict[str, ContractHead]:
+    def contract_heads(self) -> tuple[int, dict[str, ContractHead]]:
+        """(epoch, every contract record's head by id): the epoch changes exactly when a record
+        was added or changed since the last call, and the dict is then a new one."""
         cur = self._conn.db.conn.execute(
-            "SELECT id, contract, version, device, status, content_hash FROM contracts")
-        return {i: ContractHead(id=i, contract=c, version=v, device=d, status=_STATUSES[st],
-                                content_hash=h) for i, c, v, d, st, h in cur.fetchall()}
+            "SELECT id, contract, version, device, status, content_hash FROM contracts ORDER BY id")
+        rows = cur.fetchall()
+        if rows != self._contract_rows:
+            self._contract_rows, self._contract_epoch = rows, self._contract_epoch + 1
+            self._contract_heads = {i: ContractHead(
+                id=i, contract=c, version=v, device=d, status=_STATUSES[st], content_hash=h)
+                for i, c, v, d, st, h in rows}
+        return self._contract_epoch, self._contract_heads
 
     def _insert(self, sql: str, args: list[Any], duplicate: str) -> None:
         try:
@@ -189,6 +210,13 @@ class FleetRepository:
                 db.execute(sql, args)
         except sqlite3.IntegrityError as exc:
             raise Duplicate(duplicate) from exc
+
+
+def _device_head(row: tuple[Any, ...], memo: dict[tuple[Any, ...], DeviceHead]) -> DeviceHead:
+    i, s, st, seen, c, v = row
+    head = memo[row] = DeviceHead(id=i, site=s, state=_DEVICE_STATES[st], last_seen_ms=seen,
+                                  running=f"{c}@{v}" if c is not None and v is not None else None)
+    return head
 
 
 def _doc(r: Mapping[str, Any], version_key: str) -> StoredDocument:
