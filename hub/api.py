@@ -153,7 +153,7 @@ def _with_drift_monitor(lifespan: Lifespan[Starlette] | None) -> Lifespan[Starle
         async with contextlib.AsyncExitStack() as stack:
             if lifespan is not None:
                 await stack.enter_async_context(lifespan(app))
-            await stack.enter_async_context(drift_api.monitoring(app.state.drift))
+            await stack.enter_async_context(drift_api.monitoring(app))
             yield
 
     return both

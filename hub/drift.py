@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import enum
 import json
+import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -106,13 +108,17 @@ class DriftMonitor:
         self._rendered: tuple[Any, list[dict[str, Any]], bytes, EpochMs] = (None, [], b"[]", -STALE_MS)
         self._judged: dict[tuple[Any, ...], tuple[Observed, bool, Why | None]] = {}
         self._by_name: tuple[int, dict[str, list[ContractHead]]] = (-1, {})
+        self._owner = threading.get_ident()
+        self.timings_ms: list[float] = []
+        """Duration of the last evaluations (at most 100): bench/fleet.py prints them."""
         self._entries: dict[tuple[Any, ...], tuple[dict[str, Any], bytes]] = {}
 
     def render(self) -> tuple[list[dict[str, Any]], bytes, EpochMs]:
         """The entries of the last evaluation, their JSON and when it was made. The monitor task
         (hub/drift_api.py) refreshes them every FRESH_MS; a request evaluates itself only when
         none is younger than STALE_MS (the task is not running), so polling costs no evaluation."""
-        if self.fleet.clock() - self._rendered[3] >= STALE_MS:
+        if self.fleet.clock() - self._rendered[3] >= STALE_MS and \
+                threading.get_ident() == self._owner:  # its store connection is this thread's
             self.refresh()
         return self._rendered[1], self._rendered[2], self._rendered[3]
 
@@ -125,7 +131,9 @@ class DriftMonitor:
             self._alarm(self._rendered[1], now)
             self._rendered = (*self._rendered[:3], now)
             return
+        started = time.perf_counter()
         entries, fragments = self._evaluate()
+        self.timings_ms = [*self.timings_ms[-99:], (time.perf_counter() - started) * 1000]
         after = (self.fleet.store.data_version(), self.fleet.registry.generation)
         self._rendered = (after, entries, b"[" + b",".join(fragments) + b"]", now)
 

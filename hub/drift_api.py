@@ -1,9 +1,9 @@
 """Desired state, drift and plans: `PUT /api/devices/{id}/desired`, `GET /api/drift`,
 `POST /api/plans` (a dry run: it changes nothing, hub/plans.py).
 
-The drift monitor runs on its own every DRIFT_EVERY_S while the app runs (`monitoring`): it
-evaluates when the store changed and raises drift alarms when they fall due, whether or not anyone
-looks; GET /api/drift answers from its last evaluation.
+The drift monitor runs on its own every DRIFT_EVERY_S while the app runs (`monitoring`, in its own
+thread with its own store connection): it evaluates when the store changed and raises drift alarms
+when they fall due, whether or not anyone looks; GET /api/drift answers from its last evaluation.
 """
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from starlette.requests import Request
@@ -22,8 +22,11 @@ from contracts.errors import FleetInvalid, Issue
 from contracts.fleet_binding import parse_selector
 from hub import inbound
 from hub.drift import FRESH_MS, DriftMonitor
+from hub.fleet import Fleet
 from hub.fleet_api import MAX_REQUEST_BYTES, FleetRefused, fleet_of, refused
+from hub.loop_thread import LoopThread
 from hub.plans import Planner
+from hub.store import HubStore
 
 log = logging.getLogger("fieldpact.hub.drift")
 
@@ -91,18 +94,58 @@ ROUTES = (
 )
 
 
-@contextlib.asynccontextmanager
-async def monitoring(monitor: DriftMonitor) -> AsyncIterator[None]:
-    """Refresh drift every DRIFT_EVERY_S while the block runs (one named task)."""
-    async def loop() -> None:
-        while True:
-            await asyncio.sleep(DRIFT_EVERY_S)
-            try:
-                monitor.refresh()
-            except Exception:  # a bad row must not stop the monitor; the API shows the error
-                log.exception("drift_evaluation_failed")
+MONITOR_START_TIMEOUT_S = 30.0
+"""Opening the monitor's store connection and its first evaluation, on a loaded host."""
 
-    task = asyncio.create_task(loop(), name="fleet-drift")
+
+@contextlib.asynccontextmanager
+async def monitoring(app: Any) -> AsyncIterator[None]:
+    """Run the drift monitor while the block runs: in a thread of its own (hub/loop_thread.py)
+    with its own store connection, so an evaluation (every device row, every contract head) never
+    holds up the API's event loop; `app.state.drift` is that monitor, whose last evaluation the
+    API reads. A database without a file (none in production) keeps it on the API's loop."""
+    api_monitor: DriftMonitor = app.state.drift
+    fleet = api_monitor.fleet
+    path = fleet.store.db.conn.execute("PRAGMA database_list").fetchone()[2]
+    if not path:
+        async with _on_this_loop(api_monitor):
+            yield
+        return
+    side = LoopThread("hub-drift")
+
+    async def main(ready: Callable[[], None]) -> None:
+        with HubStore.open(path) as store:
+            monitor = DriftMonitor(Fleet(store, fleet.registry, fleet.clock),
+                                   api_monitor.alarm_after_ms)
+            _refresh(monitor)  # the first GET finds an evaluation
+            app.state.drift = monitor
+            ready()
+            await _refreshing(monitor)
+
+    await side.start(main, MONITOR_START_TIMEOUT_S)
+    try:
+        yield
+    finally:
+        app.state.drift = api_monitor
+        await side.stop(MONITOR_START_TIMEOUT_S)
+
+
+async def _refreshing(monitor: DriftMonitor) -> None:
+    while True:
+        await asyncio.sleep(DRIFT_EVERY_S)
+        _refresh(monitor)
+
+
+def _refresh(monitor: DriftMonitor) -> None:
+    try:
+        monitor.refresh()
+    except Exception:  # a bad row must not stop the monitor (nor the hub): the API shows the last
+        log.exception("drift_evaluation_failed")  # evaluation, and the log says why
+
+
+@contextlib.asynccontextmanager
+async def _on_this_loop(monitor: DriftMonitor) -> AsyncIterator[None]:
+    task = asyncio.create_task(_refreshing(monitor), name="fleet-drift")
     try:
         yield
     finally:
