@@ -164,14 +164,15 @@ _SELECTOR = {"type": "object", "additionalProperties": False, "properties": {
     "description": "devices by id, site and labels (every given part must hold)"}
 
 
-def _json_body(schema: Mapping[str, Any]) -> dict[str, Any]:
-    return {"required": True, "content": {"application/json": {"schema": dict(schema)}}}
+def _json_body(schema: Mapping[str, Any], required: bool = True) -> dict[str, Any]:
+    return {"required": required, "content": {"application/json": {"schema": dict(schema)}}}
 
 
 def _fleet_bodies() -> dict[str, Any]:
     """Request bodies of the fleet configuration routes (hub/fleet_api.py, hub/drift_api.py;
     the documents' rules are in contracts/fleet_design.py and fleet_binding.py)."""
-    snapshot_prop = {"snapshot": {"type": "string", "description": "a snapshot id"}}
+    snapshot_prop = {"snapshot": {"type": "string", "minLength": 1, "maxLength": 128,
+                                  "description": "a snapshot id"}}
     snapshot_ref = {"type": "object", "required": ["snapshot"], "properties": snapshot_prop}
     return {
         "create_design": _json_body({"type": "object", "required": ["design", "version", "points",
@@ -180,8 +181,11 @@ def _fleet_bodies() -> dict[str, Any]:
         "create_binding": _json_body({"type": "object", "required": ["binding", "design", "match",
                                                                       "points"]}),
         "create_snapshot": _json_body({"type": "object", "properties": {
-            "designs": {"type": "object", "additionalProperties": {"type": ["integer", "null"]}},
-            "bindings": {"type": "array", "items": {"type": "string"}}, "target": _SELECTOR}}),
+            "designs": {"type": ["object", "null"], "additionalProperties": {
+                "type": ["integer", "null"]}, "description": "name -> version (null: the latest)"},
+            "bindings": {"type": ["array", "null"], "items": {"type": "string"},
+                         "description": "binding names (null or absent: every binding of them)"},
+            "target": _SELECTOR}}, required=False),  # no body: every binding, every device
         "create_plan": _json_body({**snapshot_ref, "properties": {
             **snapshot_prop, "target": _SELECTOR,
             "documents": {"type": "boolean", "description": "each would-get contract in full"}}}),
