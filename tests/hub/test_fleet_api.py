@@ -156,3 +156,31 @@ async def test_plan_shows_a_write_conflict_with_another_contract_in_force(
     row = (await _plan(client, sid))["devices"][0]
     assert [r["reason"] for r in row["ineligible"]] == ["write_conflict"]
     assert "'pump_speed' overlaps 'pump_speed' of tank-fill@3" in row["ineligible"][0]["detail"]
+
+
+async def test_a_targeted_device_without_a_binding_is_binding_missing_in_the_plan(
+        client: httpx.AsyncClient) -> None:
+    sid = await _fleet(client)
+    # Registered after the snapshot was made: the snapshot's target picks it, no binding places it.
+    await _post(client, "/api/devices", {"id": "tank-10", "site": "south", "labels": {"kind": "tank"}})
+    rows = {r["device"]: r for r in (await _plan(client, sid))["devices"]}
+    assert [r["reason"] for r in rows["tank-10"]["ineligible"]] == ["offline", "binding_missing"]
+    assert rows["tank-10"]["contract"] is None and rows["tank-10"]["would_get"] is None
+
+
+async def test_desired_state_needs_a_known_device_and_snapshot_and_is_audited(
+        client: httpx.AsyncClient) -> None:
+    sid = await _fleet(client)
+    unknown = await client.put("/api/devices/ghost/desired", json={"snapshot": sid}, headers=ADMIN)
+    missing = await client.put("/api/devices/pump-7/desired", json={"snapshot": "f" * 64},
+                               headers=ADMIN)
+    assert (unknown.status_code, missing.status_code) == (404, 404)
+    ok = await client.put("/api/devices/pump-7/desired", json={"snapshot": sid}, headers=ADMIN)
+    assert ok.status_code == 200
+    weak = await client.put("/api/devices/pump-7/desired", json={"snapshot": sid},
+                            headers=bearer(ApiRole.OPERATOR))
+    assert weak.status_code == 403
+    audit = (await client.get("/api/audit", headers=ADMIN)).json()
+    actions = [e["action"] for e in (audit["entries"] if isinstance(audit, dict) else audit)]
+    for action in ("design_add", "binding_add", "snapshot_create", "desired_set"):
+        assert action in actions, action
