@@ -134,6 +134,9 @@ async def test_plan_shows_offline_and_tripped_devices_ineligible_and_changes_not
         store.contracts.apply_event(tripped, event, clock())
     before = _dump(store)
     plan = await _plan(client, sid)
+    as_operator = await client.post("/api/plans", json={"snapshot": sid},
+                                    headers=bearer(ApiRole.OPERATOR))  # a dry run: operators may
+    assert as_operator.status_code == 200 and as_operator.json() == plan
     assert _dump(store) == before  # the store is unchanged, to the byte
     rows = {r["device"]: r for r in plan["devices"]}
     assert rows["pump-7"]["eligible"] and rows["pump-7"]["action"] == "install"
