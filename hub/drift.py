@@ -203,11 +203,16 @@ class DriftMonitor:
         reported = (self.fleet.reports.hash_of(dev.id, head.contract, head.version)
                     if head is not None else None)
         refusal = self.fleet.reports.refusal(dev.id, want.contract) if want.contract else None
-        newer = [h for h in by_name.get(want.contract or "", ())
-                 if head is not None and h.version > head.version]
+        versions = by_name.get(want.contract or "", ())
+        runs_it = head is not None and head.contract == want.contract
+        newer = [h for h in versions if head is not None and h.version > head.version]
+        # The device's answer on `…/contract/result` (the record's status) counts as much as its
+        # journal's: a version of the desired contract it refused, newer than what it runs.
+        answered = any(h.status is ContractStatus.REFUSED for h in
+                       (newer if runs_it else versions))
         return Observed(state=dev.state, contract=dev.running, head=head,
                         digest=self._digest(head) if head else None, reported_hash=reported,
-                        refused=refusal is not None,
+                        refused=refusal is not None or answered,
                         issued_since=any(self._digest(h) == want.digest for h in newer))
 
     def _digest(self, head: ContractHead) -> str:

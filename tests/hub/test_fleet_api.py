@@ -13,6 +13,7 @@ from hub.states import ContractEvent, DeviceEvent
 from hub.store import HubStore
 from tests.contracts.fleet_docs import tank_binding, tank_design
 from tests.hub.conftest import StepClock, bearer
+from tests.waiting import eventually
 
 ADMIN = bearer(ApiRole.ADMIN)
 DEVICES = {"pump-7": ("north", 20), "skid-2": ("north", 100), "tank-9": ("south", 7)}
@@ -187,3 +188,26 @@ async def test_desired_state_needs_a_known_device_and_snapshot_and_is_audited(
     actions = [e["action"] for e in (audit["entries"] if isinstance(audit, dict) else audit)]
     for action in ("design_add", "binding_add", "snapshot_create", "desired_set"):
         assert action in actions, action
+
+
+async def test_drift_says_refused_when_the_device_refused_its_desired_contract(
+        client: httpx.AsyncClient, store: HubStore, clock: StepClock) -> None:
+    sid = await _fleet(client)
+    store.devices.apply_event("pump-7", DeviceEvent.TELEMETRY, clock())
+    doc = next(r["would_get"]["document"] for r in (await _plan(client, sid, documents=True))[
+        "devices"] if r["device"] == "pump-7")
+    cid = (await _post(client, "/api/contracts", doc))["id"]
+    assert (await client.put("/api/devices/pump-7/desired", json={"snapshot": sid},
+                             headers=ADMIN)).status_code == 200
+
+    async def why() -> str | None:
+        entries = (await client.get("/api/drift", headers=ADMIN)).json()["entries"]
+        return next((e["why"] for e in entries if e["device"] == "pump-7"), None)
+
+    assert await eventually(why, 10, "a drift entry for pump-7") == "not_applied"  # pushed only
+    store.contracts.apply_event(cid, ContractEvent.REFUSE, clock(), "older_version")
+    await eventually(lambda: _is(why, "refused"), 10, "drift: refused")
+
+
+async def _is(check: Any, value: str) -> bool:
+    return bool(await check() == value)
