@@ -22,12 +22,13 @@ from typing import Any
 
 from contracts.errors import FleetInvalid, FleetIssue
 from contracts.fleet_binding import Binding, Selector, Target, parse_binding, parse_selector
-from contracts.fleet_compile import (comparable, compile_contract, config_digest, contract_name,
-                                     renamed)
+from contracts.fleet_compile import (comparable_document, compile_contract, contract_name,
+                                     document_digest, renamed)
 from contracts.fleet_design import Design, parse_design
 from contracts.fleet_snapshot import (Snapshot, assignments, build_snapshot, decode_snapshot,
                                       encode_snapshot, snapshot_id)
 from contracts.schema import Contract
+from contracts.schema_serialize import to_mapping
 from contracts.types import EpochMs
 from hub.audit import AuditAction, AuditEntry, Outcome, log_entry
 from hub.registry import DeviceRegistry
@@ -168,8 +169,9 @@ class Fleet:
         except FleetInvalid as exc:
             return Desired(device=t.id, contract=name, design=ref, binding=binding.name,
                            issues=tuple(exc.issues))
+        doc = to_mapping(c)  # once for both: the digest and the diffable form
         return Desired(device=t.id, contract=name, design=ref, binding=binding.name, compiled=c,
-                       digest=config_digest(c), document=comparable(c))
+                       digest=document_digest(doc), document=comparable_document(doc))
 
     def _compiled(self, sid: str, design: Design, binding: Binding, t: Target) -> Contract:
         """A label binding compiles once per site; each further device gets that contract renamed

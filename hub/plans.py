@@ -53,6 +53,7 @@ class Planner:
         snap = self.fleet.snapshot(sid)
         self.fleet.reports.refresh()
         facts = self._facts()
+        self._load_documents(facts)
         rows = []
         for t in self.fleet.targets(narrow):
             wants = self.fleet.desired(sid, t)
@@ -146,6 +147,16 @@ class Planner:
         found = write_conflicts(new, others)
         return [{"reason": "write_conflict", "detail": f"write point {o.point!r} overlaps "
                  f"{o.other_point!r} of {o.other}"} for o in found]
+
+    def _load_documents(self, facts: _Facts) -> None:
+        """Every record a device runs, read in one query per 500 (not one each) and kept: records
+        never change, so each is read once per hub process."""
+        wanted = [h for h in facts.heads.values() if h.content_hash not in self._documents
+                  and h.status.claims_points]
+        for start in range(0, len(wanted), 500):
+            part = wanted[start:start + 500]
+            for h, doc in zip(part, self.fleet.store.fleet.documents([h.id for h in part])):
+                self._documents[h.content_hash] = comparable_document(doc)
 
     def _document(self, head: ContractHead) -> dict[str, Any]:
         if head.content_hash not in self._documents:

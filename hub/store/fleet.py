@@ -204,6 +204,16 @@ class FleetRepository:
                 for i, c, v, d, st, h in rows}
         return self._contract_epoch, self._contract_heads
 
+    def documents(self, ids: list[str]) -> list[Mapping[str, Any]]:
+        """The documents of the contract records `ids`, in that order. Raises NotFound."""
+        marks = ", ".join("?" * len(ids))
+        found = dict(self._conn.db.conn.execute(
+            f"SELECT id, document FROM contracts WHERE id IN ({marks})", ids).fetchall())
+        missing = [i for i in ids if i not in found]
+        if missing:
+            raise NotFound("contract", missing[0])
+        return [json.loads(found[i]) for i in ids]
+
     def _insert(self, sql: str, args: list[Any], duplicate: str) -> None:
         try:
             with self._conn.tx() as db:
