@@ -38,7 +38,8 @@ from hub.api import create_app
 from hub.auth import ApiRole, AuthConfig, Token, hash_token
 from hub.config import DeviceCredential
 from hub.registry import DeviceRegistry
-from hub.service import HubService, MemoryPublisher
+from hub.publisher import MemoryPublisher
+from hub.service import HubService
 from hub.states import ContractStatus, DeviceEvent
 from hub.store import ContractRecord, HubStore
 from tests.contracts.fleet_docs import tank_binding, tank_design

@@ -25,7 +25,7 @@ from contracts.schema_parse import parse_contract
 from contracts.schema_serialize import to_mapping
 from hub.drift import OFFLINE_STATES
 from hub.fleet import Desired, Fleet
-from hub.service import write_conflicts
+from hub.admission import write_conflicts
 from hub.states import ContractStatus, DeviceState
 from hub.store.fleet import ContractHead, DeviceHead
 
@@ -142,7 +142,7 @@ class Planner:
                    facts: _Facts) -> list[dict[str, Any]]:
         others = [self._contract(h) for h in facts.by_device.get(new.device, ())
                   if h.status.claims_points and h.contract != new.contract]  # a newer version
-        # of the same contract replaces it, never conflicts (hub.service.write_conflicts)
+        # of the same contract replaces it, never conflicts (hub.admission.write_conflicts)
         others += [s.compiled for s in siblings if s.compiled is not None and s.compiled is not new]
         found = write_conflicts(new, others)
         return [{"reason": "write_conflict", "detail": f"write point {o.point!r} overlaps "
