@@ -144,15 +144,7 @@ class DriftMonitor:
 
     def _evaluate(self) -> tuple[list[dict[str, Any]], list[bytes]]:
         store, now = self.fleet.store, self.fleet.clock()
-        self.fleet.reports.refresh()
-        devices = {d.id: d for d in store.fleet.device_heads()}
-        epoch, heads = store.fleet.contract_heads()  # a new epoch: judge every entry again
-        if epoch != self._by_name[0]:
-            by_name: dict[str, list[ContractHead]] = {}
-            for h in heads.values():
-                by_name.setdefault(h.contract, []).append(h)
-            self._by_name = (epoch, by_name)
-        by_name = self._by_name[1]
+        devices, heads, by_name, epoch = self._facts()
         targets = {t.id: t for t in self.fleet.targets()}
         rows, kept = store.fleet.drift_rows(), set()
         changed: list[DriftRow] = []
@@ -166,25 +158,45 @@ class DriftMonitor:
                                                     running=None)
             for want in self.fleet.desired(sid, t):
                 key = (device, want.contract or "")
-                head = heads.get(dev.running) if dev.running else None
-                inputs = (want.contract, want.digest, want.design, want.binding, want.issues, sid,
-                          dev, epoch, self.fleet.reports.hash_of(device, head.contract, head.version)
-                          if head else None, self.fleet.reports.refusal(device, key[1]) is not None)
+                inputs = self._inputs(dev, want, sid, heads, epoch)
                 judged = self._judged.get(inputs)
                 if judged is None:
                     seen = self._observe(dev, want, heads, by_name)
                     judged = (seen, *judge(want, seen))
-                seen, in_sync, why = judged
                 cache[inputs] = judged
-                row = self._since(rows.get(key), device, key[1], in_sync, why, now, changed)
+                row = self._since(rows.get(key), device, key[1], judged[1], judged[2], now, changed)
                 kept.add(key)
-                entry, fragment = self._entry(inputs, row, dev, sid, want, seen)
+                entry, fragment = self._entry(inputs, row, dev, sid, want, judged[0])
                 out.append(entry)
                 fragments.append(fragment)
         self._judged = cache  # only what is current: the cache never grows past the fleet
         store.fleet.save_drift(changed, [k for k in rows if k not in kept])
         self._alarm(out, now)
         return out, fragments
+
+    def _facts(self) -> tuple[dict[str, DeviceHead], Mapping[str, ContractHead],
+                              Mapping[str, list[ContractHead]], int]:
+        """Device heads, contract heads (and by contract name) and the contract epoch: read
+        once per evaluation."""
+        store = self.fleet.store
+        self.fleet.reports.refresh()
+        devices = {d.id: d for d in store.fleet.device_heads()}
+        epoch, heads = store.fleet.contract_heads()  # a new epoch: judge every entry again
+        if epoch != self._by_name[0]:
+            by_name: dict[str, list[ContractHead]] = {}
+            for h in heads.values():
+                by_name.setdefault(h.contract, []).append(h)
+            self._by_name = (epoch, by_name)
+        return devices, heads, self._by_name[1], epoch
+
+    def _inputs(self, dev: DeviceHead, want: Desired, sid: str, heads: Mapping[str, ContractHead],
+                epoch: int) -> tuple[Any, ...]:
+        """Everything one judgment depends on: equal inputs, equal judgment (and entry)."""
+        head = heads.get(dev.running) if dev.running else None
+        reports = self.fleet.reports
+        return (want.contract, want.digest, want.design, want.binding, want.issues, sid, dev,
+                epoch, reports.hash_of(dev.id, head.contract, head.version) if head else None,
+                reports.refusal(dev.id, want.contract or "") is not None)
 
     def _entry(self, inputs: tuple[Any, ...], row: DriftRow, dev: DeviceHead, sid: str,
                want: Desired, seen: Observed) -> tuple[dict[str, Any], bytes]:
