@@ -159,3 +159,13 @@ def test_the_same_design_runs_at_modicon_40021_on_a_pump_station_and_40101_on_a_
         _compile(tank_binding("skid", {"device": "skid-2"}, "30101"), DEVICES[1])
     assert _issues(bad) == [("binding", "skid", "points.pump_speed.address")]
     assert "input" in bad.value.issues[0].reason and "holding" in bad.value.issues[0].reason
+
+
+def test_a_label_bindings_contract_renamed_for_another_device_is_that_devices_compilation() -> None:
+    from contracts.fleet_compile import renamed
+    design = parse_design(tank_design())
+    north = parse_binding(tank_binding("north", {"site": "north", "labels": {"kind": "tank"}}))
+    first = compile_contract(design, north, DEVICES[0], version=1, valid_from_ms=T0)
+    assert renamed(first, "tank-fill", DEVICES[1]) == compile_contract(
+        design, north, DEVICES[1], version=1, valid_from_ms=T0)
+    assert renamed(first, "tank-fill", DEVICES[2]) is None  # another site: compile it in full

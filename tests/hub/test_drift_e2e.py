@@ -90,6 +90,7 @@ async def test_drift_appears_when_the_device_runs_another_contract_and_clears_on
             await publish(dev, "d1", Channel.TELEMETRY, _telemetry("tank-fill.d1", 1))
             drifting = await _drift(http, {"why": "manual_push"})
             assert drifting["observed"]["contract"] == "tank-fill.d1@1"
+            assert drifting["since_ms"] == entry["since_ms"]  # out of sync all along: why changed
             assert drifting["alarm_at_ms"] == drifting["since_ms"]  # threshold 0: due at once
             alarms = hub.store.alarms.find(kind=AlarmKind.DRIFT)
             assert [a.device for a in alarms] == ["d1"] and "manual_push" in alarms[0].detail
@@ -102,7 +103,8 @@ async def test_drift_appears_when_the_device_runs_another_contract_and_clears_on
                                                             "steps.fill.do.pump_speed"]
             record = await _ok(http.post("/api/contracts", json=row["would_get"]["document"]), 201)
             # Pushed is not running: the device still reports version 1, older than the desired.
-            assert (await _drift(http, {"why": "older_version"}))["in_sync"] is False
+            older = await _drift(http, {"why": "older_version"})
+            assert older["in_sync"] is False and older["since_ms"] == entry["since_ms"]
             accepted = make_entry(GENESIS, 1, time.time_ns() // 1_000_000, EntryKind.CONTRACT, {
                 "event": "accepted", "contract": "tank-fill.d1", "version": 2,
                 "hash": record["content_hash"]})
@@ -111,6 +113,7 @@ async def test_drift_appears_when_the_device_runs_another_contract_and_clears_on
             synced = await _drift(http, {"in_sync": True})
         assert synced["observed"]["hash"] == record["content_hash"]
         assert synced["why"] is None and synced["alarm_at_ms"] is None
+        assert synced["since_ms"] > entry["since_ms"]  # in sync since it reported the desired one
         assert hub.store.alarms.find(kind=AlarmKind.DRIFT) == []
         summary = (await _ok(http.get("/api/drift")))["summary"]
         assert summary["in_sync"] == 1 and summary["drifting"] == 0 and summary["alarmed"] == 0
