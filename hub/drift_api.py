@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 from starlette.requests import Request
@@ -26,7 +26,7 @@ from hub.fleet import Fleet
 from hub.fleet_api import MAX_REQUEST_BYTES, FleetRefused, fleet_of, refused
 from hub.loop_thread import LoopThread
 from hub.plans import Planner
-from hub.store import HubStore
+from hub.store import HubStore, NotFound
 
 log = logging.getLogger("fieldpact.hub.drift")
 
@@ -47,8 +47,22 @@ async def set_desired(request: Request) -> Response:
     """Set a device's desired snapshot (admin): {snapshot}."""
     fleet, device = fleet_of(request), request.path_params["device"]
     sid = _snapshot_id(await inbound.json_object(request, MAX_DESIRED_BYTES))
-    fleet.set_desired(device, sid, inbound.actor(request))
+    fleet.target(device)  # an unknown device is the path's: 404
+    with _named_in_body():
+        fleet.set_desired(device, sid, inbound.actor(request))
     return JSONResponse({"device": device, "snapshot": sid})
+
+
+@contextlib.contextmanager
+def _named_in_body() -> Iterator[None]:
+    """A snapshot the body names but the hub does not have: 422 naming the field (the route's
+    own resource, in the path, exists; a 404 would say it does not)."""
+    try:
+        yield
+    except NotFound as exc:
+        if exc.kind != "snapshot":
+            raise
+        raise FleetRefused(str(exc), [Issue(path="snapshot", reason=str(exc))]) from exc
 
 
 async def get_drift(request: Request) -> Response:
@@ -84,7 +98,8 @@ async def create_plan(request: Request) -> Response:
     if not isinstance(documents, bool):
         raise FleetRefused("documents", [Issue(path="documents", reason="must be true or false")])
     planner: Planner = request.app.state.planner
-    return JSONResponse(planner.plan(sid, narrow, documents=documents))
+    with _named_in_body():
+        return JSONResponse(planner.plan(sid, narrow, documents=documents))
 
 
 ROUTES = (

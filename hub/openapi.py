@@ -98,7 +98,7 @@ _ERRORS_BY_ENDPOINT: Mapping[str, tuple[str, ...]] = {
     "create_snapshot": ("404", "422"),      # 404: a design or binding the hub does not have
     "get_snapshot": ("422",),               # stored by a hub whose format this one cannot read
     "diff_snapshots": ("422",),
-    "create_plan": ("404", "422"), "set_desired": ("422",),
+    "create_plan": ("422",), "set_desired": ("422",),  # 422 also: a snapshot the hub lacks
 }
 
 _ERROR_SCHEMA = {

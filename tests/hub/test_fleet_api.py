@@ -178,7 +178,8 @@ async def test_desired_state_needs_a_known_device_and_snapshot_and_is_audited(
     unknown = await client.put("/api/devices/ghost/desired", json={"snapshot": sid}, headers=ADMIN)
     missing = await client.put("/api/devices/pump-7/desired", json={"snapshot": "f" * 64},
                                headers=ADMIN)
-    assert (unknown.status_code, missing.status_code) == (404, 404)
+    assert (unknown.status_code, missing.status_code) == (404, 422)  # the body's snapshot: 422
+    assert missing.json()["issues"][0]["path"] == "snapshot"
     ok = await client.put("/api/devices/pump-7/desired", json={"snapshot": sid}, headers=ADMIN)
     assert ok.status_code == 200
     weak = await client.put("/api/devices/pump-7/desired", json={"snapshot": sid},
