@@ -117,7 +117,8 @@ async def test_plan_is_a_dry_run_that_changes_nothing_and_narrows_to_a_site(
                       token=ADMIN)
     assert [r["device"] for r in south.json()["devices"]] == ["tank-9"]
     assert (store.contracts.find(), store.audit.find(limit=1000)) == before
-    assert (await ctl("plan", "0" * 64, token=ADMIN)).code == Exit.NOT_FOUND
+    unknown = await ctl("plan", "0" * 64, token=ADMIN)  # the body names it: 422 on that field
+    assert unknown.code == Exit.REFUSED and f"  snapshot: no snapshot '{'0' * 64}'" in unknown.err
     bad = await ctl("plan", sid, "--target", "[1]", token=ADMIN)
     assert bad.code == Exit.USAGE and "is not a JSON object" in bad.err
 
