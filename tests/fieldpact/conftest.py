@@ -20,12 +20,15 @@ UVICORN_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access")
 @pytest.fixture(autouse=True)
 def uvicorn_loggers_restored() -> Iterator[None]:
     """A test that serves the hub in this process lets uvicorn configure its loggers (their own
-    handlers, no propagation); put them back, so a later test of the shell's logging (test_demo)
-    sees only what it set up itself."""
-    saved = {n: (lg.handlers[:], lg.propagate, lg.level, lg.disabled)
-             for n in UVICORN_LOGGERS for lg in (logging.getLogger(n),)}
+    handlers, no propagation). Each test here starts with them as Python makes them and leaves
+    them as it found them, so a test of the shell's logging (test_demo) sees only what it set up
+    itself, whichever tests ran before it."""
+    loggers = [logging.getLogger(n) for n in UVICORN_LOGGERS]
+    saved = [(lg.handlers[:], lg.propagate, lg.level, lg.disabled) for lg in loggers]
+    for logger in loggers:
+        logger.handlers[:], logger.propagate, logger.disabled = [], True, False
+        logger.setLevel(logging.NOTSET)
     yield
-    for name, (handlers, propagate, level, disabled) in saved.items():
-        logger = logging.getLogger(name)
+    for logger, (handlers, propagate, level, disabled) in zip(loggers, saved, strict=True):
         logger.handlers[:], logger.propagate, logger.disabled = handlers, propagate, disabled
         logger.setLevel(level)
