@@ -215,30 +215,3 @@ async def test_a_route_the_hub_lacks_is_unsupported_naming_it_and_a_missing_thin
     assert no_method.exit == Exit.UNSUPPORTED
     missing = await asyncio.to_thread(ask, "GET", "/api/devices/{device}", device="nope")
     assert missing.exit == Exit.NOT_FOUND and "404" in str(missing)
-
-
-FLEET_COMMANDS = (
-    (("designs",), "GET", "/api/designs"),
-    (("designs", "tank-fill"), "GET", "/api/designs/{name}"),
-    (("snapshot", "list"), "GET", "/api/snapshots"),
-    (("snapshot", "show", "abc"), "GET", "/api/snapshots/{snapshot}"),
-    (("snapshot", "diff", "abc", "def"), "GET", "/api/snapshots/{a}/diff/{b}"),
-    (("snapshot", "create", "{file}"), "POST", "/api/snapshots"),
-    (("plan", "abc"), "POST", "/api/plans"),
-    (("drift",), "GET", "/api/drift"),
-)
-
-
-@pytest.mark.parametrize(("argv", "method", "route"), FLEET_COMMANDS,
-                         ids=[" ".join(a) for a, _, _ in FLEET_COMMANDS])
-async def test_a_fleet_command_on_a_hub_without_its_route_says_so_with_its_own_status(
-        fleet: int, ctl: Ctl, client: httpx.AsyncClient, tmp_path: Path,
-        argv: tuple[str, ...], method: str, route: str) -> None:
-    doc = (await client.get("/openapi.json", headers=bearer(ApiRole.VIEWER))).json()
-    if method.lower() in doc["paths"].get(route, {}):
-        pytest.skip(f"this hub serves {method} {route}: tests/fieldpact/test_ctl_fleet.py")
-    (tmp_path / "snap.yaml").write_text("designs: []\n")
-    ran = await ctl(*(a.replace("{file}", str(tmp_path / "snap.yaml")) for a in argv),
-                    token=ADMIN)
-    assert ran.code == Exit.UNSUPPORTED
-    assert f"does not serve {method} {route}" in ran.err

@@ -1,7 +1,7 @@
 """`fieldpact ctl` over issue 12's fleet routes on a real hub (uvicorn on 127.0.0.1, a real store):
 designs, snapshot create|list|show|diff, plan (a dry run: the store is unchanged) and drift
-(`--check` exits DRIFT). Skipped on a hub without the routes; test_ctl.py then checks that each
-command says so with Exit.UNSUPPORTED."""
+(`--check` exits DRIFT). Skipped on a hub without the routes (test_ctl.py checks that a route the
+hub lacks is Exit.UNSUPPORTED)."""
 from __future__ import annotations
 
 import json
@@ -24,7 +24,7 @@ FLEET_ROUTES = {"/api/designs", "/api/snapshots", "/api/plans", "/api/drift"}
 if not FLEET_ROUTES <= {r.path for r in ROUTES}:
     pytest.skip("this hub has no fleet routes (issue 12)", allow_module_level=True)
 
-from tests.contracts.fleet_docs import tank_binding, tank_design  # noqa: E402 - lane E's docs
+from tests.contracts.fleet_docs import tank_binding, tank_design  # noqa: E402 - issue 12's docs
 
 DRIFT_STALE_MS = 10_000
 """Hub time past any freshness window of hub/drift.py: GET /api/drift answers from the drift
