@@ -161,6 +161,28 @@ async def test_the_last_reconciled_outage_draws_projected_against_actual_steps(p
     assert await x("actual", "hold") - await x("projected", "hold") > 100
 
 
+@needs_chromium
+async def test_a_hub_without_drift_is_said_so_and_the_rest_of_the_view_works(page: Any) -> None:
+    from playwright.async_api import expect
+    asked: list[str] = []
+
+    async def older_hub(route: Any) -> None:  # a hub of before issue 12: no such route
+        asked.append(route.request.url)
+        await route.fulfill(status=404, content_type="application/json",
+                            body='{"error": "Not Found", "issues": []}')
+    await page.route("**/api/drift", older_hub)
+    await page.reload()  # the token stays in the tab's sessionStorage
+    pump = page.locator("#sites li[data-device='pump-station-7']")
+    await expect(pump.locator(".fleet-snapshot")).to_have_text(
+        "desired: – (this hub has no /api/drift)")
+    await expect(page.locator("#charts figure[data-point='level']")).to_be_visible()
+    await expect(page.locator("#status")).not_to_contain_text("STALE")
+    await expect(page.locator("#timeline li.timeline-item").first).to_be_visible()
+    shown = await page.locator("#status").text_content()
+    await expect(page.locator("#status")).not_to_have_text(shown or "")  # a later refresh ran
+    assert len(asked) == 1  # asked once, then not again until the next sign-in
+
+
 @pytest.mark.skipif(not HAS_DRIFT, reason="this hub has no GET /api/drift (issue 12)")
 @needs_chromium
 async def test_a_device_not_running_its_desired_snapshot_shows_drift_and_degrades_its_site(
