@@ -314,6 +314,8 @@ def _command(k: str, body: dict[str, Any]) -> Command:
         kind = CommandKind(body["kind"])
     except ValueError:
         raise _bad(k, "kind", f"must be one of {', '.join(CommandKind)}", body["kind"]) from None
+    if kind is CommandKind.INTERLOCK:  # only an agent's own contracts trip each other
+        raise _bad(k, "kind", "is the agent's own, never sent by a hub", body["kind"])
     _str(k, "id", body["id"])
     _str(k, "point", body["point"], optional=True)
     if body["value"] is not None and not _is_value(body["value"]):

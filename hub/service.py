@@ -25,10 +25,11 @@ from http import HTTPStatus
 from typing import Any, Protocol
 
 from contracts.codec import content_hash
+from contracts.conflicts import write_conflicts
 from contracts.errors import ContractInvalid, Issue
 from contracts.inputs import Command, CommandKind
 from contracts.loader import check_mapping
-from contracts.schema import Contract, Point
+from contracts.schema import Contract
 from contracts.schema_parse import parse_contract
 from contracts.schema_serialize import to_mapping
 from contracts.types import EpochMs
@@ -113,44 +114,6 @@ class PublishFailed(RequestRefused):
     """The request was accepted but could not be sent to the agent; nothing changed state."""
 
     status = HTTPStatus.SERVICE_UNAVAILABLE
-
-
-@dataclass(frozen=True, kw_only=True)
-class Overlap:
-    """A write point of the new contract that shares registers with another contract's."""
-
-    other: str  # "contract@version"
-    point: str
-    other_point: str
-
-
-def overlaps(a: Point, b: Point) -> bool:
-    """Whether two points share at least one address of the same table on the same unit."""
-    return (a.unit_id == b.unit_id and a.table is b.table
-            and a.address <= b.last_address and b.address <= a.last_address)
-
-
-def _cells(p: Point) -> list[tuple[int, str, int]]:
-    return [(p.unit_id, p.table.value, a) for a in range(p.address, p.last_address + 1)]
-
-
-def write_conflicts(new: Contract, others: Iterable[Contract]) -> list[Overlap]:
-    """Every overlap between `new`'s write points and those of `others` with a different contract
-    id on the same device (a newer version of the same contract replaces, never conflicts).
-    Indexed by register, so linear in the points (each point spans at most 4 registers)."""
-    index: dict[tuple[int, str, int], list[tuple[str, Point]]] = {}
-    for o in others:
-        if o.device == new.device and o.contract != new.contract:
-            for q in o.write_points:
-                for cell in _cells(q):
-                    index.setdefault(cell, []).append((contract_id(o.contract, o.version), q))
-    found: dict[tuple[str, str, str], Overlap] = {}
-    for p in new.write_points:
-        for cell in _cells(p):
-            for other, q in index.get(cell, ()):
-                found.setdefault((other, p.name, q.name),
-                                 Overlap(other=other, point=p.name, other_point=q.name))
-    return list(found.values())
 
 
 def _sign_record(signer: Signer, c: Contract) -> tuple[bytes, dict[str, Any], str]:
