@@ -104,6 +104,10 @@ class EndpointSet:
     def link(self, name: str) -> DeviceLink:
         return self._lanes[name].link
 
+    def busy(self, name: str) -> bool:
+        """Whether endpoint `name` still runs an earlier request."""
+        return self._lanes[name].busy
+
     def late(self, name: str) -> int:
         """How many of endpoint `name`'s requests missed their cycle's deadline."""
         return self._lanes[name].late
