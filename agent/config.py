@@ -8,7 +8,9 @@
     journal_budget_mb = 512
     ack_timeout_s = 5                      # resend from the hub's ack when it stalls this long
     journal_key = "/var/lib/fieldpact/journal.ed25519"  # optional; default: beside the journal
-    [modbus]  host = "192.0.2.10"  port = 502  timeout_s = 0.5
+    [modbus]  host = "192.0.2.10"  port = 502  timeout_s = 0.5   # legacy: the one endpoint `modbus`
+    [endpoints.NAME]  kind = "modbus-tcp" | "modbus-rtu" | "modbus-rtu-over-tcp", ...
+              # named endpoints, each with its own timeout and retry (agent/endpoint_config.py)
     [broker]  url = "mqtt://hub.local:1883"  username = "pump-station-7"  password_file = "/etc/…"
               # no [broker] table: standalone — runs its contract and journals, no autonomy budget
 Errors name the key and the bad value (ConfigError). Relative paths resolve against the file's folder.
@@ -22,6 +24,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from agent.endpoint_config import ConfigError, Endpoint, legacy_endpoint, parse_endpoints
+
+__all__ = ["AgentConfig", "BrokerConfig", "ConfigError", "ModbusConfig", "from_mapping", "load"]
+
 DEFAULT_MODBUS_TIMEOUT_S = 0.5
 """Loopback and LAN Modbus TCP answers within tens of ms; half a second is slow enough for a busy
 gateway and still lets a 1 s stale guard see the failure in time."""
@@ -34,10 +40,6 @@ DEFAULT_BATCH_MAX = 500
 """Entries per journal batch: ~40 kB of CBOR, well under every broker's default message limit."""
 DEFAULT_ACK_TIMEOUT_S = 5.0
 """Resend from the hub's ack when it has not advanced for this long (agent/resend.py)."""
-
-
-class ConfigError(ValueError):
-    """A configuration key missing or malformed; the message names the key and value."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -60,7 +62,10 @@ class AgentConfig:
     site: str
     journal: Path
     trusted_key: Path
-    modbus: ModbusConfig
+    modbus: ModbusConfig | None = None
+    """The legacy `[modbus]` table: one Modbus TCP endpoint named `modbus`."""
+    endpoints: tuple[Endpoint, ...] = ()
+    """The named endpoints (the legacy one first, when both are given)."""
     broker: BrokerConfig | None = None
     contract: Path | None = None
     journal_budget_mb: int = DEFAULT_JOURNAL_BUDGET_MB
@@ -69,6 +74,15 @@ class AgentConfig:
     ack_timeout_s: float = DEFAULT_ACK_TIMEOUT_S
     journal_key: Path | None = None
     """The agent's Ed25519 journal key (made at first start); None: beside the journal."""
+
+    def all_endpoints(self) -> tuple[Endpoint, ...]:
+        """The endpoints the agent talks to; a config built with only `modbus` has that one."""
+        if self.endpoints:
+            return self.endpoints
+        if self.modbus is None:
+            raise ConfigError("endpoints: is required (or the legacy [modbus] table)")
+        mb = self.modbus
+        return (legacy_endpoint({"host": mb.host, "port": mb.port, "timeout_s": mb.timeout_s}),)
 
 
 def _get(m: Mapping[str, Any], key: str, kind: type | tuple[type, ...], where: str,
@@ -124,15 +138,16 @@ def _positive(m: Mapping[str, Any], key: str, default: float) -> float:
 def from_mapping(m: dict[str, Any], base: Path, env: Mapping[str, str] | None = None) -> AgentConfig:
     """Build the config; raises ConfigError naming the key."""
     m = _env_overrides(m, os.environ if env is None else env)
-    mb = _get(m, "modbus", dict, "")
+    endpoints = parse_endpoints(m)
+    mb = _get(m, "modbus", dict, "", None)
     contract = _get(m, "contract", str, "", None)
     return AgentConfig(
         device=_get(m, "device", str, ""), site=_get(m, "site", str, ""),
         journal=_path(base, _get(m, "journal", str, "")),
         trusted_key=_path(base, _get(m, "trusted_key", str, "")),
-        modbus=ModbusConfig(host=_get(mb, "host", str, "modbus."), port=_get(mb, "port", int, "modbus."),
-                            timeout_s=float(_get(mb, "timeout_s", (int, float), "modbus.",
-                                                 DEFAULT_MODBUS_TIMEOUT_S))),
+        modbus=None if mb is None else ModbusConfig(
+            host=endpoints[0].host, port=endpoints[0].port, timeout_s=endpoints[0].timeout_s),
+        endpoints=endpoints,
         broker=_broker(m, base), contract=_path(base, contract) if contract else None,
         journal_budget_mb=_get(m, "journal_budget_mb", int, "", DEFAULT_JOURNAL_BUDGET_MB),
         telemetry_s=float(_get(m, "telemetry_s", (int, float), "", DEFAULT_TELEMETRY_S)),

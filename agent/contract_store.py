@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -26,6 +27,7 @@ from contracts.journal_events import (
 from contracts.codec import canonical_dumps, content_hash, loads
 from contracts.engine import EngineState
 from contracts.errors import ContractRefused
+from contracts.schema import Contract
 from contracts.signing import verify_contract
 from contracts.types import EpochMs
 
@@ -44,8 +46,12 @@ class Restored:
 
 
 class ContractStore:
-    def __init__(self, journal: AsyncJournal, pubkey: Ed25519PublicKey, device: str) -> None:
+    def __init__(self, journal: AsyncJournal, pubkey: Ed25519PublicKey, device: str, *,
+                 check: Callable[[Contract], None] | None = None) -> None:
+        """`check` raises ContractRefused for a contract this agent cannot run (an endpoint it
+        does not have); it is journaled and reported like any refusal."""
         self._journal, self._pubkey, self._device = journal, pubkey, device
+        self._check = check or (lambda _c: None)
         self._versions: dict[str, int] = {}
         self._hashes: dict[str, str] = {}
 
@@ -59,6 +65,7 @@ class ContractStore:
             return None
         c = await asyncio.to_thread(verify_contract, signed, self._pubkey, now_ms=now_ms,
                                     device=self._device, allow_future=True)
+        self._check(c)
         return ActiveContract(contract=c, signed=signed, hash=digest)
 
     async def restore(self, now_ms: EpochMs) -> Restored:
@@ -95,6 +102,7 @@ class ContractStore:
                 verify_contract, signed, self._pubkey, now_ms=now_ms, device=self._device,
                 accepted=dict(self._versions), accepted_hashes=dict(self._hashes),
                 allow_future=True))
+            self._check(c)
         except ContractRefused as exc:
             await self._journal.append(*item(ContractBody(
                 event=ContractChange.REFUSED, refusal=exc.refusal, detail=exc.detail), now_ms))

@@ -22,7 +22,7 @@ from agent.jobs import Jobs
 from agent.journal_signing import JournalSigner, default_key_path, load_or_create_key
 from agent.journal_thread import AsyncJournal
 from agent.link import DeviceLink
-from agent.modbus import ModbusLink
+from agent.endpoints import EndpointSet
 from agent.scan import Connectivity, CycleReport, ScanLoop
 from agent.segment import ActiveContract
 from agent.systemd import Notifier
@@ -46,7 +46,7 @@ class Agent:
     def __init__(self, cfg: AgentConfig, *, link: DeviceLink | None = None,
                  notifier: Notifier | None = None, reconnect: Backoff | None = None) -> None:
         self.cfg, self.reconnect = cfg, reconnect
-        self.link = link or ModbusLink(cfg.modbus.host, cfg.modbus.port, timeout_s=cfg.modbus.timeout_s)
+        self.link = link or EndpointSet.from_config(cfg.all_endpoints())
         self.notifier = notifier or Notifier()
         self.boot_id = uuid.uuid4().hex
         self.journal = AsyncJournal(cfg.journal, budget_bytes=cfg.journal_budget_mb * 1024 * 1024)
@@ -83,7 +83,9 @@ class Agent:
         async with AsyncExitStack() as stack:
             await self._open(stack)
             await self._record_start()
-            store = ContractStore(self.journal, load_public_key(self.cfg.trusted_key), self.cfg.device)
+            check = self.link.check_contract if isinstance(self.link, EndpointSet) else None
+            store = ContractStore(self.journal, load_public_key(self.cfg.trusted_key), self.cfg.device,
+                                  check=check)
             self.store = store
             resume = await self._restore_contracts(store)
             stack.callback(self.notifier.stopping)

@@ -2,7 +2,9 @@
 
 Theory of operation. A *segment* (agent/segment.py) is one contract running from one engine state:
 it opens with a BOOT entry (engine state, t0, period); its cycles run at t0 + k*period (timing.py):
-  1. reads every planned request (a failure marks exactly that request's points BAD);
+  1. reads every planned request (a failure marks exactly that request's points BAD); the
+     endpoints are read at once, and the cycle's I/O is bounded by IO_SHARE of its period
+     (`DeviceLink.pace`): an endpoint that has not answered by then is BAD for this cycle;
   2. applies the input guards (frozen, spike) and the deadband view (agent/input_filters.py);
   3. steps the pure engine with the view, the hub connectivity and the commands received;
   4. journals the cycle's items in one transaction — BEFORE touching the device (journal first);
@@ -45,6 +47,11 @@ log = logging.getLogger("fieldpact.agent.scan")
 KEYFRAME_MS = 60_000
 """A full snapshot of inputs and outputs once a minute bounds how far back a reader (or the hub)
 must look to know every value, at ~1 entry/min of journal cost."""
+
+IO_SHARE = 0.5
+"""A cycle's device I/O must end within this share of its period (agent/endpoints.py): the rest
+is for the engine, the journal commit and the writes, so a dead endpoint never makes a cycle late."""
+
 
 @dataclass
 class Connectivity:
@@ -146,6 +153,7 @@ class ScanLoop:
             started = time.monotonic()
             run_k, skipped = plan_next(anchor, k, started)
             now_ms = anchor.wall(run_k)
+            self.link.pace(anchor.deadline(run_k) + anchor.period_ms / 1000 * IO_SHARE)
             if skipped:
                 try:
                     await self._journal_overrun(anchor, k, run_k, started)
