@@ -5,6 +5,7 @@
     journal = "/var/lib/fieldpact/journal.db"
     trusted_key = "/etc/fieldpact/hub.pub" # Ed25519 public key of the hub (PEM)
     contract = "/etc/fieldpact/initial.cose"   # optional signed contract to load at start
+    contracts = ["/etc/fieldpact/dosing.cose"] # optional: more, run side by side (disjoint writes)
     journal_budget_mb = 512
     ack_timeout_s = 5                      # resend from the hub's ack when it stalls this long
     journal_key = "/var/lib/fieldpact/journal.ed25519"  # optional; default: beside the journal
@@ -68,12 +69,18 @@ class AgentConfig:
     """The named endpoints (the legacy one first, when both are given)."""
     broker: BrokerConfig | None = None
     contract: Path | None = None
+    contracts: tuple[Path, ...] = ()
+    """More signed contracts to load at start; they run side by side with `contract`."""
     journal_budget_mb: int = DEFAULT_JOURNAL_BUDGET_MB
     telemetry_s: float = DEFAULT_TELEMETRY_S
     batch_max: int = DEFAULT_BATCH_MAX
     ack_timeout_s: float = DEFAULT_ACK_TIMEOUT_S
     journal_key: Path | None = None
     """The agent's Ed25519 journal key (made at first start); None: beside the journal."""
+
+    def contract_files(self) -> tuple[Path, ...]:
+        """The local contract files, `contract` first."""
+        return ((self.contract,) if self.contract else ()) + self.contracts
 
     def all_endpoints(self) -> tuple[Endpoint, ...]:
         """The endpoints the agent talks to; a config built with only `modbus` has that one."""
@@ -135,6 +142,12 @@ def _positive(m: Mapping[str, Any], key: str, default: float) -> float:
     return value
 
 
+def _item(v: Any, key: str) -> str:
+    if not isinstance(v, str):
+        raise ConfigError(f"{key}: every entry must be a path string, got {v!r}"[:200])
+    return v
+
+
 def from_mapping(m: dict[str, Any], base: Path, env: Mapping[str, str] | None = None) -> AgentConfig:
     """Build the config; raises ConfigError naming the key."""
     m = _env_overrides(m, os.environ if env is None else env)
@@ -149,6 +162,7 @@ def from_mapping(m: dict[str, Any], base: Path, env: Mapping[str, str] | None = 
             host=endpoints[0].host, port=endpoints[0].port, timeout_s=endpoints[0].timeout_s),
         endpoints=endpoints,
         broker=_broker(m, base), contract=_path(base, contract) if contract else None,
+        contracts=tuple(_path(base, _item(v, "contracts")) for v in _get(m, "contracts", list, "", [])),
         journal_budget_mb=_get(m, "journal_budget_mb", int, "", DEFAULT_JOURNAL_BUDGET_MB),
         telemetry_s=float(_get(m, "telemetry_s", (int, float), "", DEFAULT_TELEMETRY_S)),
         batch_max=_get(m, "batch_max", int, "", DEFAULT_BATCH_MAX),
