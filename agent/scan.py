@@ -89,6 +89,7 @@ class CycleReport:
     result: StepResult
     view: dict[str, Reading]
     healthy: bool
+    contract: str | None = None  # the contract id of the segment that ran the cycle
 
 
 @dataclass
@@ -251,7 +252,7 @@ class ScanLoop:
         # "Healthy" is about the loop keeping its deadlines (set in _account), not about the
         # device: a device fault is handled by safe_state, and restarting the agent cannot fix it.
         return CycleReport(now_ms=now_ms, late_ms=0.0, duration_ms=0.0, result=result,
-                           view=view, healthy=True)
+                           view=view, healthy=True, contract=seg.key)
 
     def _inputs(self, seg: Segment, view: dict[str, Reading]) -> Inputs:
         online, contact = self.conn.inputs_view()

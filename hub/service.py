@@ -58,7 +58,8 @@ class Publisher(Protocol):
 
     async def push_contract(self, site: str, device: str, signed: bytes) -> None: ...
 
-    async def send_command(self, site: str, device: str, command: Command) -> None: ...
+    async def send_command(self, site: str, device: str, command: Command,
+                           contract: str | None = None) -> None: ...
 
 
 @dataclass
@@ -75,7 +76,8 @@ class MemoryPublisher:
             raise ConnectionError("publisher is down")
         self.contracts.append((site, device, signed))
 
-    async def send_command(self, site: str, device: str, command: Command) -> None:
+    async def send_command(self, site: str, device: str, command: Command,
+                           contract: str | None = None) -> None:
         if self.fail:
             raise ConnectionError("publisher is down")
         self.commands.append((site, device, command))
@@ -131,6 +133,7 @@ class HubService:
         self.mqtt_failure: str | None = None
         """Why the hub's MQTT side stopped, once it has (hub/app.py sets it; /health reports it)."""
         self.live: Mapping[str, LiveValues] = {}
+        self.live_contracts: Mapping[str, Mapping[str, LiveValues]] = {}  # device -> contract
         """The sync side's latest telemetry per device (hub/sync sets it; read-only here)."""
         self.remote_errors = RemoteErrorCounts()
         """The sync side's count of devices' out-of-order messages (hub/sync sets it; metrics)."""
@@ -270,7 +273,8 @@ class HubService:
             raise IllegalRequest(str(exc), [Issue(path="status", reason=str(exc))]) from exc
         command = Command(kind=kind, id=f"{kind.value}:{cid}:{self.clock()}")
         try:
-            await self.publisher.send_command(record.site, record.device, command)
+            await self.publisher.send_command(record.site, record.device, command,
+                                              record.contract)
         except Exception as exc:  # any transport failure: audited, state unchanged
             self._audit(actor, action, Outcome.FAILED, reason=str(exc), **audit)
             raise PublishFailed(f"{kind.value} for {cid} not sent: {exc}") from exc
@@ -293,7 +297,8 @@ class HubService:
             raise IllegalRequest(why, [Issue(path="status", reason=why)])
         command = Command(kind=CommandKind.RESUME, id=f"resume:{cid}:{self.clock()}")
         try:
-            await self.publisher.send_command(record.site, record.device, command)
+            await self.publisher.send_command(record.site, record.device, command,
+                                              record.contract)
         except Exception as exc:  # any transport failure: audited, state unchanged
             self._audit(actor, AuditAction.RESUME, Outcome.FAILED, error=str(exc), **audit)
             raise PublishFailed(f"resume for {cid} not sent: {exc}") from exc
