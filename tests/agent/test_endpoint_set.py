@@ -65,7 +65,7 @@ async def test_a_slow_endpoint_is_bad_by_the_deadline_then_busy_and_the_other_is
     assert time.monotonic() - again_started < 0.04
     with pytest.raises(DeviceLinkError) as err:
         await links.write(POINTS[2], 100.0)
-    assert err.value.reason == BUSY and links.late("slow") == 1
+    assert err.value.reason == BUSY and links.late("slow") >= 1
     assert links.link("slow").writes == []  # type: ignore[attr-defined]
     links.pace(None)
     await eventually(lambda: not links.busy("slow"), 5, "the slow device's request over")
