@@ -40,6 +40,7 @@ class Lane:
         self.task: asyncio.Task[Any] | None = None
         self.late = 0  # cycles whose read was still running at their deadline
         self._answers: dict[PointName, tuple[Reading, float]] = {}
+        self.answered = False  # any answer since the lane was made
 
     @property
     def busy(self) -> bool:
@@ -70,7 +71,7 @@ class Lane:
                 result.update(bad_readings(request, now_ms, "disconnected"))
         else:
             result = task.result()
-        at = self._clock()
+        at, self.answered = self._clock(), True
         for name, reading in result.items():
             self._answers[name] = (reading, at)
 

@@ -18,6 +18,10 @@ Theory of operation — each endpoint is its own failure domain:
   read-back decides, as for a single link). An acknowledged write drops its point's held answer.
 - A request started after the deadline (the read-back of a write just acknowledged) still gets
   MIN_WAIT_S: an endpoint that is up answers in well under that.
+- Two exceptions keep a device that is merely slow from tripping a contract for nothing (a BAD
+  guarded input trips it: contracts/guards.py): an endpoint's first read waits for its answer (up
+  to its own timeout), so start-up has values; and with ONE endpoint there is no other to protect,
+  so its reads are bounded by its own timeout only, exactly as a single link (no deadline).
 A point that names no endpoint is on the default one: the only one, or the legacy `[modbus]` one
 (named `modbus`) beside others. A contract naming an endpoint the agent does not have, or naming
 none where there is no default, is refused before it runs (`check_contract`).
@@ -65,6 +69,8 @@ class EndpointSet:
         elif default is None and LEGACY_NAME in links:
             default = LEGACY_NAME
         self.default = default
+        self._single = next(iter(links.values())) if len(links) == 1 else None
+        """With one endpoint, its link as it is: no lanes, no deadline (see the module docstring)."""
         """Where a point naming no endpoint is; None: such points are refused (several, no legacy)."""
         self._deadline: float | None = None
         self._clock = clock
@@ -145,6 +151,8 @@ class EndpointSet:
 
     async def read(self, plan: Sequence[ReadRequest], now_ms: EpochMs) -> dict[PointName, Reading]:
         """Every endpoint's part of `plan` at once; see the module docstring."""
+        if self._single is not None:
+            return await self._single.read(plan, now_ms)
         readings: dict[PointName, Reading] = {}
         asked: list[tuple[Lane, list[ReadRequest]]] = []
         started: set[asyncio.Task[Any]] = set()
@@ -159,6 +167,10 @@ class EndpointSet:
             asked.append((lane, requests))
         if started:
             await asyncio.wait(started, timeout=self._wait_s())
+            first = {t for lane, _ in asked if (t := lane.task) in started and lane.busy
+                     and not lane.answered and t is not None}
+            if first:  # start-up: no earlier answer to hold, wait for the link's own bound
+                await asyncio.wait(first)
         for lane, requests in asked:
             if lane.busy:
                 log.debug("endpoint_late endpoint=%s", lane.name,
@@ -169,6 +181,8 @@ class EndpointSet:
     async def write(self, point: Point, value: Value) -> None:
         """Write on the point's endpoint; raises DeviceLinkError ("busy", "timeout", or the
         link's own reasons). Never retried."""
+        if self._single is not None:
+            return await self._single.write(point, value)
         lane = self._lane_of(point.endpoint)
         if lane is None:
             raise DeviceLinkError("disconnected", f"write {point.name}: no endpoint {point.endpoint!r}",
