@@ -6,6 +6,7 @@ by the one reader (runtime/settings.py), into frozen dataclasses.
     journal = "/var/lib/fieldpact/journal.db"
     trusted_key = "/etc/fieldpact/hub.pub" # Ed25519 public key of the hub (PEM)
     contract = "/etc/fieldpact/initial.cose"   # optional signed contract to load at start
+    contracts = ["/etc/fieldpact/dosing.cose"] # optional: more, run side by side (disjoint writes)
     journal_budget_mb = 512
     ack_timeout_s = 5                      # resend from the hub's ack when it stalls this long
     journal_key = "/var/lib/fieldpact/journal.ed25519"  # optional; default: beside the journal
@@ -77,12 +78,18 @@ class AgentConfig:
     """The `[endpoints.NAME]` tables (the legacy `modbus` one is not among them)."""
     broker: BrokerConfig | None = None
     contract: Path | None = None
+    contracts: tuple[Path, ...] = ()
+    """More signed contracts to load at start; they run side by side with `contract`."""
     journal_budget_mb: int = DEFAULT_JOURNAL_BUDGET_MB
     telemetry_s: float = DEFAULT_TELEMETRY_S
     batch_max: int = DEFAULT_BATCH_MAX
     ack_timeout_s: float = DEFAULT_ACK_TIMEOUT_S
     journal_key: Path | None = None
     """The agent's Ed25519 journal key (made at first start); None: beside the journal."""
+
+    def contract_files(self) -> tuple[Path, ...]:
+        """The local contract files, `contract` first."""
+        return ((self.contract,) if self.contract else ()) + self.contracts
 
     def all_endpoints(self) -> tuple[Endpoint, ...]:
         """The endpoints the agent talks to: the legacy `modbus` one first, if configured, then
@@ -106,11 +113,18 @@ def _agent(t: Table) -> AgentConfig:
         device=t.string("device"), site=t.string("site"), journal=t.path("journal"),
         trusted_key=t.path("trusted_key"), **_links(t),
         broker=_broker(t.optional_table("broker")), contract=t.path("contract", None),
+        contracts=_paths(t, "contracts"),
         journal_budget_mb=t.integer("journal_budget_mb", DEFAULT_JOURNAL_BUDGET_MB, min=1),
         telemetry_s=t.seconds("telemetry_s", DEFAULT_TELEMETRY_S, above=0),
         batch_max=t.integer("batch_max", DEFAULT_BATCH_MAX, min=1),
         ack_timeout_s=t.seconds("ack_timeout_s", DEFAULT_ACK_TIMEOUT_S, above=0),
         journal_key=t.path("journal_key", None))
+
+
+def _paths(t: Table, name: str) -> tuple[Path, ...]:
+    """A list of paths (`contracts = ["a.cose", "b.cose"]`), relative ones beside the file (as
+    Table.path resolves one; runtime/settings_table.py has no getter for a list of paths yet)."""
+    return tuple(t._as_path(v, False) for v in t.strings(name, ()))
 
 
 def _links(t: Table) -> dict[str, Any]:

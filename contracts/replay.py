@@ -12,6 +12,11 @@ Rules:
   missed deadline) says the loop resumed later. Each cycle's replayed writes must equal its OUTPUT
   entries; every difference is a `Mismatch`. A segment whose contract the lookup cannot find, or
   whose BOOT does not decode, is skipped and named.
+- Several contracts per agent: their segments interleave in one journal. A BOOT opens the segment
+  of its contract id (closing that contract's previous one, never another's); an entry tagged
+  `of: X` (contracts/journal_events.py) belongs to X's open segment, an untagged one to the latest
+  BOOT's (every journal from before the tag), so each contract replays exactly on its own
+  (`replay_by_contract`).
 - From changes (`expand`): a change, command or connectivity change recorded at `ts` takes effect
   from the first cycle at or after `ts`.
 - `first_divergence` names the index of the first write that differs (value, point or time), or
@@ -28,7 +33,7 @@ from contracts.inputs import Command, Inputs, Quality, Reading
 from contracts.journal_events import (
     AgentEvent, Body, BodyError, BootBody, CommandBody, ConnectivityBody, ContractBody,
     ContractChange, EventBody, InputBody, KeyframeBody, OutputBody, OverrunBody, RefusalBody,
-    decode_entry,
+    decode_entry, tag_of,
 )
 from contracts.schema import Contract
 from contracts.signing import read_signed
@@ -168,8 +173,9 @@ class ReplayReport:
 
 _NOT_CYCLE = frozenset({EntryKind.CONTRACT, EntryKind.BOOT, EntryKind.GAP, EntryKind.CHECKPOINT})
 _WALL_CLOCK_EVENTS = frozenset({AgentEvent.AGENT_STARTED, AgentEvent.STORED_CONTRACT_REFUSED,
-                                AgentEvent.JOURNAL_RECOVERED,
-                                AgentEvent.OUTPUT_SYNC})  # written before the first cycle
+                                AgentEvent.JOURNAL_RECOVERED, AgentEvent.OUTPUT_SYNC,
+                                AgentEvent.UPLINK_FAILED, AgentEvent.JOURNAL_HOLE})
+"""Written at wall-clock times outside any cycle: before the first cycle, or by the uplink."""
 
 
 def _from_cycle(kind: EntryKind, body: Body) -> bool:
@@ -207,18 +213,33 @@ class _Timeline:
 
 
 def segments(entries: Iterable[Entry]) -> Iterator[Segment]:
-    """Split entries at BOOT entries; entries before the first BOOT are not replayable."""
-    boot: Entry | None = None
-    body: list[Entry] = []
+    """Split entries into scan segments (see the rules above), in the order their BOOTs came;
+    entries before the first BOOT, or tagged for a contract with no open segment, are not
+    replayable."""
+    done: list[tuple[Entry, list[Entry]]] = []
+    open_by: dict[str, tuple[Entry, list[Entry]]] = {}
+    latest: list[Entry] | None = None
     for e in entries:
         if e.kind is EntryKind.BOOT:
-            if boot is not None:
-                yield _segment(boot, body)
-            boot, body = e, []
-        elif boot is not None:
-            body.append(e)
-    if boot is not None:
+            seg: tuple[Entry, list[Entry]] = (e, [])
+            done.append(seg)
+            open_by[_boot_contract(e)] = seg
+            latest = seg[1]
+            continue
+        tag = tag_of(e)
+        if tag is None:
+            if latest is not None:
+                latest.append(e)
+        elif tag in open_by:
+            open_by[tag][1].append(e)
+    for boot, body in done:
         yield _segment(boot, body)
+
+
+def _boot_contract(e: Entry) -> str:
+    """The contract id a BOOT names, read without decoding (a bad BOOT is its own key)."""
+    cid = e.body.get("contract") if isinstance(e.body, Mapping) else None
+    return cid if isinstance(cid, str) else f"(bad boot at seq {e.seq})"
 
 
 def _segment(boot: Entry, entries: Sequence[Entry]) -> Segment:
@@ -285,10 +306,22 @@ def _recorded_writes(bodies: Iterable[Body]) -> dict[str, Value]:
 def replay_entries(entries: Sequence[Entry], lookup: ContractLookup) -> ReplayReport:
     """Replay every segment whose contract `lookup` can find. Raises BodyError for an entry
     inside a segment whose body does not decode."""
+    return _report(segments(entries), lookup)
+
+
+def replay_by_contract(entries: Sequence[Entry], lookup: ContractLookup) -> dict[str, ReplayReport]:
+    """`replay_entries` for each contract id apart: what each contract on the agent did."""
+    by: dict[str, list[Segment]] = {}
+    for seg in segments(entries):
+        by.setdefault(_boot_contract(seg.boot), []).append(seg)
+    return {cid: _report(segs, lookup) for cid, segs in sorted(by.items())}
+
+
+def _report(segs: Iterable[Segment], lookup: ContractLookup) -> ReplayReport:
     n_seg = n_cycles = n_checked = 0
     mismatches: list[Mismatch] = []
     skipped: list[str] = []
-    for seg in segments(entries):
+    for seg in segs:
         contract = lookup(seg.start.hash) if isinstance(seg.start, BootBody) else None
         if contract is None:
             why = seg.start if isinstance(seg.start, BodyError) else "no contract"

@@ -25,10 +25,11 @@ from http import HTTPStatus
 from typing import Any, Protocol
 
 from contracts.codec import content_hash
+from contracts.conflicts import write_conflicts
 from contracts.errors import ContractInvalid, Issue
 from contracts.inputs import Command, CommandKind
 from contracts.loader import check_mapping
-from contracts.schema import Contract, Point
+from contracts.schema import Contract
 from contracts.schema_parse import parse_contract
 from contracts.schema_serialize import to_mapping
 from contracts.types import EpochMs
@@ -57,7 +58,8 @@ class Publisher(Protocol):
 
     async def push_contract(self, site: str, device: str, signed: bytes) -> None: ...
 
-    async def send_command(self, site: str, device: str, command: Command) -> None: ...
+    async def send_command(self, site: str, device: str, command: Command,
+                           contract: str | None = None) -> None: ...
 
 
 @dataclass
@@ -74,7 +76,8 @@ class MemoryPublisher:
             raise ConnectionError("publisher is down")
         self.contracts.append((site, device, signed))
 
-    async def send_command(self, site: str, device: str, command: Command) -> None:
+    async def send_command(self, site: str, device: str, command: Command,
+                           contract: str | None = None) -> None:
         if self.fail:
             raise ConnectionError("publisher is down")
         self.commands.append((site, device, command))
@@ -115,44 +118,6 @@ class PublishFailed(RequestRefused):
     status = HTTPStatus.SERVICE_UNAVAILABLE
 
 
-@dataclass(frozen=True, kw_only=True)
-class Overlap:
-    """A write point of the new contract that shares registers with another contract's."""
-
-    other: str  # "contract@version"
-    point: str
-    other_point: str
-
-
-def overlaps(a: Point, b: Point) -> bool:
-    """Whether two points share at least one address of the same table on the same unit."""
-    return (a.unit_id == b.unit_id and a.table is b.table
-            and a.address <= b.last_address and b.address <= a.last_address)
-
-
-def _cells(p: Point) -> list[tuple[int, str, int]]:
-    return [(p.unit_id, p.table.value, a) for a in range(p.address, p.last_address + 1)]
-
-
-def write_conflicts(new: Contract, others: Iterable[Contract]) -> list[Overlap]:
-    """Every overlap between `new`'s write points and those of `others` with a different contract
-    id on the same device (a newer version of the same contract replaces, never conflicts).
-    Indexed by register, so linear in the points (each point spans at most 4 registers)."""
-    index: dict[tuple[int, str, int], list[tuple[str, Point]]] = {}
-    for o in others:
-        if o.device == new.device and o.contract != new.contract:
-            for q in o.write_points:
-                for cell in _cells(q):
-                    index.setdefault(cell, []).append((contract_id(o.contract, o.version), q))
-    found: dict[tuple[str, str, str], Overlap] = {}
-    for p in new.write_points:
-        for cell in _cells(p):
-            for other, q in index.get(cell, ()):
-                found.setdefault((other, p.name, q.name),
-                                 Overlap(other=other, point=p.name, other_point=q.name))
-    return list(found.values())
-
-
 def _sign_record(signer: Signer, c: Contract) -> tuple[bytes, dict[str, Any], str]:
     return signer(c), to_mapping(c), content_hash(c)
 
@@ -168,6 +133,7 @@ class HubService:
         self.mqtt_failure: str | None = None
         """Why the hub's MQTT side stopped, once it has (hub/app.py sets it; /health reports it)."""
         self.live: Mapping[str, LiveValues] = {}
+        self.live_contracts: Mapping[str, Mapping[str, LiveValues]] = {}  # device -> contract
         """The sync side's latest telemetry per device (hub/sync sets it; read-only here)."""
         self.remote_errors = RemoteErrorCounts()
         """The sync side's count of devices' out-of-order messages (hub/sync sets it; metrics)."""
@@ -307,7 +273,8 @@ class HubService:
             raise IllegalRequest(str(exc), [Issue(path="status", reason=str(exc))]) from exc
         command = Command(kind=kind, id=f"{kind.value}:{cid}:{self.clock()}")
         try:
-            await self.publisher.send_command(record.site, record.device, command)
+            await self.publisher.send_command(record.site, record.device, command,
+                                              record.contract)
         except Exception as exc:  # any transport failure: audited, state unchanged
             self._audit(actor, action, Outcome.FAILED, reason=str(exc), **audit)
             raise PublishFailed(f"{kind.value} for {cid} not sent: {exc}") from exc
@@ -330,7 +297,8 @@ class HubService:
             raise IllegalRequest(why, [Issue(path="status", reason=why)])
         command = Command(kind=CommandKind.RESUME, id=f"resume:{cid}:{self.clock()}")
         try:
-            await self.publisher.send_command(record.site, record.device, command)
+            await self.publisher.send_command(record.site, record.device, command,
+                                              record.contract)
         except Exception as exc:  # any transport failure: audited, state unchanged
             self._audit(actor, AuditAction.RESUME, Outcome.FAILED, error=str(exc), **audit)
             raise PublishFailed(f"resume for {cid} not sent: {exc}") from exc

@@ -29,7 +29,7 @@ from hub.alarms import AlarmKind
 from hub.claims import UNKNOWN_DEVICE, Verdict, contract_claim, quote
 from hub.errors import IllegalTransition, PeerFault, RemoteErrorCounts, RemoteProtocolError
 from hub.ingest import Cursor, DeviceIngest, PendingBudget
-from hub.live import LiveCache
+from hub.live import LiveCache, LiveValues
 from hub.offline import OfflineManager, current_point
 from hub.registry import DeviceRegistry
 from hub.states import ContractEvent, DeviceEvent, DeviceState, refused
@@ -92,7 +92,13 @@ class SyncCore:
         self._healthy_since: dict[str, EpochMs] = {}
         self._journal_cid: dict[str, str | None] = {}
         """device -> contract id of its latest BOOT entry; None when that contract was not issued
-        to the device (its entries then change no contract)."""
+        to the device (its entries then change no contract). Also "device\0contract" -> the
+        contract id of that contract's latest BOOT: an agent running several contracts tags each
+        entry with its contract (`_entry_of`, the entry being handled), so its entries change
+        their own contract."""
+        self._entry_of: str | None = None
+        self.live_contracts: dict[str, dict[str, LiveValues]] = {}
+        """device -> contract id -> its latest telemetry (an agent sends one per contract)."""
         self._contracts = ContractCache(store)  # parsed once: telemetry checks them each second
         self._lock = asyncio.Lock()
         self._inbox: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue(INBOX)
@@ -107,6 +113,7 @@ class SyncCore:
         self.remote_errors = RemoteErrorCounts()
         offline.healthy_since = self._healthy_since.get
         offline.service.live = self.live  # the API shows these, fresher than the flushed copy
+        offline.service.live_contracts = self.live_contracts
         offline.service.remote_errors = self.remote_errors
 
     # -- state machines -------------------------------------------------------------------

@@ -80,8 +80,10 @@ class Presence(SyncCore):
         if plan.check_claim and self._refused(device, parts.channel.value,
                                               self._claim(device, t.contract, t.version)):
             return  # telemetry naming a contract not issued to this device changes nothing
-        before = self.live.get(device)
+        per_contract = self.live_contracts.setdefault(device, {})
+        before = per_contract.get(t.contract or "") if t.contract else self.live.get(device)
         self.live[device] = live = LiveValues.of(t, self.clock())
+        per_contract[t.contract or ""] = live  # each contract's own (an agent runs several)
         self._dirty.add(device)
         self._telemetry_alarms(device, before, live)
         self._track_health(device, t, live)

@@ -136,4 +136,4 @@ async def test_a_contract_naming_an_endpoint_the_agent_does_not_have_is_refused(
     name = doc["points"][0]["name"]
     assert [(r["refusal"], r["detail"]) for r in refused] == [
         ("invalid", f"points.{name}.endpoint: 'plc9' is not an endpoint of this agent (it has line, plc)")]
-    assert agent.scan.segment is None and agent.scan.pending is None
+    assert agent.scan.segment is None and not agent.scan.pending
