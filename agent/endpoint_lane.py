@@ -3,9 +3,11 @@
 Rules (agent/endpoints.py runs one lane per endpoint):
 - At most one request task at a time (a serial line takes one frame at a time; a TCP device gets
   no pile of requests while it is slow). `busy` while it runs.
-- Every answer (GOOD or BAD readings) is kept per point with the monotonic time it arrived,
-  whichever cycle's read asked for it: an answer that arrives after its cycle's deadline is not
-  lost, the next cycle uses it.
+- Every answer (GOOD or BAD readings) is kept per point with the monotonic time its read was
+  *asked* (the device showed that value at or after it), whichever cycle asked: an answer that
+  arrives after its cycle's deadline is not lost, the next cycle uses it. (Not the time it
+  arrived: a read whose first requests were answered just before the device hung, and whose last
+  one timed out, must not make those first answers look fresh.)
 - `readings()` gives each requested point its latest answer, stamped with this cycle's time, as
   long as that answer is at most `hold_s` old (the endpoint's own timeout: a single link that
   waited its timeout would not have known better); else BAD "timeout". So a slow endpoint keeps
@@ -47,8 +49,9 @@ class Lane:
         return self.task is not None and not self.task.done()
 
     def start_read(self, requests: Sequence[ReadRequest], now_ms: EpochMs) -> asyncio.Task[Any]:
+        asked_at = self._clock()
         task = self._start(self.link.read(requests, now_ms), "read")
-        task.add_done_callback(lambda t: self._keep(t, requests, now_ms))
+        task.add_done_callback(lambda t: self._keep(t, requests, now_ms, asked_at))
         return task
 
     def start_write(self, work: Any) -> asyncio.Task[Any]:
@@ -61,7 +64,8 @@ class Lane:
         self.task = task
         return task
 
-    def _keep(self, task: asyncio.Task[Any], requests: Sequence[ReadRequest], now_ms: EpochMs) -> None:
+    def _keep(self, task: asyncio.Task[Any], requests: Sequence[ReadRequest], now_ms: EpochMs,
+              asked_at: float) -> None:
         if task.cancelled():
             return
         if task.exception() is not None:  # a bug in a link must not take the other endpoints down
@@ -71,16 +75,16 @@ class Lane:
                 result.update(bad_readings(request, now_ms, "disconnected"))
         else:
             result = task.result()
-        at, self.answered = self._clock(), True
+        self.answered = True
         for name, reading in result.items():
-            self._answers[name] = (reading, at)
+            self._answers[name] = (reading, asked_at)
 
     def forget(self, name: PointName) -> None:
         """A write of `name` was acknowledged: its held answer no longer shows the device."""
         self._answers.pop(name, None)
 
     def readings(self, requests: Sequence[ReadRequest], now_ms: EpochMs) -> dict[PointName, Reading]:
-        """Each point's latest answer if at most hold_s old, stamped now_ms; else BAD "timeout"."""
+        """Each point's latest answer if asked at most hold_s ago, stamped now_ms; else BAD "timeout"."""
         if self.busy:
             self.late += 1
         oldest = self._clock() - self.hold_s

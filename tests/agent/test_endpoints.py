@@ -38,7 +38,10 @@ P99_BOUND_MS = PERIOD_MS
 of slack. A dead endpoint that delayed the cycle would cost its whole TIMEOUT_S (25 periods)."""
 MAX_BOUND_MS = 5 * PERIOD_MS
 """No cycle at all is late by a fifth of the dead endpoint's timeout."""
-A_POINTS = ("level", "high_level", "pump_speed")
+A_POINTS = ("level", "high_level")
+"""a's read points. Its write points are left out: their read-back just after a write is never a
+held answer (agent/endpoint_lane.py), so on a loaded test machine a late read of `a` itself shows
+them BAD for a cycle — `a`'s own slowness, not `b`'s death."""
 B_POINTS = ("level_b", "high_level_b", "feedback_b")
 
 
