@@ -22,14 +22,17 @@
 
 A contract point names its endpoint (`endpoint: line1`); a point that names none is on the agent's
 only endpoint. The old `[modbus] host/port/timeout_s` table is one `modbus-tcp` endpoint named
-`modbus` (LEGACY_NAME). Errors name the key and the bad value (ConfigError).
+`modbus` (LEGACY_NAME). Read by runtime/settings.py (agent/config.py): errors name the key, the
+file and the variable; a key of another kind (`baud` on a modbus-tcp endpoint) is refused as
+unknown.
 """
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from runtime.settings import Table
 
 DEFAULT_TIMEOUT_S = 0.5
 """Loopback and LAN Modbus TCP answers within tens of ms; half a second is slow enough for a busy
@@ -52,10 +55,6 @@ frames is fixed at 1.750 ms."""
 
 LEGACY_NAME = "modbus"
 """The name the old `[modbus]` table's one endpoint gets."""
-
-
-class ConfigError(ValueError):
-    """A configuration key missing or malformed; the message names the key and value."""
 
 
 class EndpointKind(enum.StrEnum):
@@ -110,83 +109,34 @@ def char_time_s(baud: int) -> float:
     return 11 / baud
 
 
-def _get(m: Mapping[str, Any], key: str, kind: type | tuple[type, ...], where: str,
-         default: Any = ...) -> Any:
-    if key not in m:
-        if default is ...:
-            raise ConfigError(f"{where}{key}: is required")
-        return default
-    value = m[key]
-    if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
-        raise ConfigError(f"{where}{key}: expected {getattr(kind, '__name__', kind)}, got {value!r}")
-    return value
+def read_endpoints(t: Table) -> tuple[Endpoint, ...]:
+    """The `[endpoints.NAME]` tables of agent.toml, by name. Raises ConfigError naming the key."""
+    tables = t.optional_table("endpoints")
+    return () if tables is None else tuple(_endpoint(name, et) for name, et in tables.subtables())
 
 
-def _seconds(m: Mapping[str, Any], key: str, where: str, default: float, *, zero: bool = False) -> float:
-    value = float(_get(m, key, (int, float), where, default))
-    if value < 0 or (value == 0 and not zero):
-        raise ConfigError(f"{where}{key}: must be > 0, got {value!r}")
-    return value
-
-
-_KNOWN = {"kind", "host", "port", "device", "baud", "parity", "stop_bits", "byte_timeout_s",
-          "timeout_s", "retry"}
-
-
-def parse_endpoint(name: str, m: Mapping[str, Any]) -> Endpoint:
-    """One `[endpoints.NAME]` table. Raises ConfigError naming `endpoints.NAME.key`."""
-    where = f"endpoints.{name}."
-    if unknown := sorted(set(m) - _KNOWN):
-        raise ConfigError(f"{where}{unknown[0]}: unknown key (known: {', '.join(sorted(_KNOWN))})")
-    raw_kind = _get(m, "kind", str, where)
-    try:
-        kind = EndpointKind(raw_kind)
-    except ValueError:
-        raise ConfigError(f"{where}kind: expected one of {', '.join(k.value for k in EndpointKind)}, "
-                          f"got {raw_kind!r}") from None
-    retry = _get(m, "retry", dict, where, {})
+def _endpoint(name: str, t: Table) -> Endpoint:
+    kind = t.choice("kind", EndpointKind)
+    retry = t.table("retry")
     common: dict[str, Any] = {
-        "name": name, "kind": kind, "timeout_s": _seconds(m, "timeout_s", where, DEFAULT_TIMEOUT_S),
-        "retry_initial_s": _seconds(retry, "initial_s", where + "retry.", DEFAULT_RETRY_INITIAL_S),
-        "retry_max_s": _seconds(retry, "max_s", where + "retry.", DEFAULT_RETRY_MAX_S)}
+        "name": name, "kind": kind, "timeout_s": t.seconds("timeout_s", DEFAULT_TIMEOUT_S, above=0),
+        "retry_initial_s": retry.seconds("initial_s", DEFAULT_RETRY_INITIAL_S, above=0),
+        "retry_max_s": retry.seconds("max_s", DEFAULT_RETRY_MAX_S, above=0)}
     if kind.serial:
-        return Endpoint(**common, **_serial(m, where))
-    port = _get(m, "port", int, where)
-    if not 0 < port < 65536:
-        raise ConfigError(f"{where}port: must be within 1..65535, got {port!r}")
-    return Endpoint(**common, host=_get(m, "host", str, where), port=port)
+        return Endpoint(**common, device=t.string("device"),
+                        baud=t.integer("baud", DEFAULT_BAUD, min=1),
+                        parity=t.parsed("parity", _parity, DEFAULT_PARITY),
+                        stop_bits=t.integer("stop_bits", 1, min=1, max=2),
+                        byte_timeout_s=t.seconds("byte_timeout_s", 0.0, min=0))
+    return Endpoint(**common, host=t.string("host"), port=t.integer("port", min=1, max=65535))
 
 
-def _serial(m: Mapping[str, Any], where: str) -> dict[str, Any]:
-    parity = _get(m, "parity", str, where, DEFAULT_PARITY).upper()
-    if parity not in ("N", "E", "O"):
-        raise ConfigError(f"{where}parity: expected N, E or O, got {m['parity']!r}")
-    stop_bits = _get(m, "stop_bits", int, where, 1)
-    if stop_bits not in (1, 2):
-        raise ConfigError(f"{where}stop_bits: expected 1 or 2, got {stop_bits!r}")
-    baud = _get(m, "baud", int, where, DEFAULT_BAUD)
-    if baud <= 0:
-        raise ConfigError(f"{where}baud: must be > 0, got {baud!r}")
-    return {"device": _get(m, "device", str, where), "baud": baud, "parity": parity,
-            "stop_bits": stop_bits, "byte_timeout_s": _seconds(m, "byte_timeout_s", where, 0.0, zero=True)}
+def _parity(text: str) -> str:
+    if text.upper() not in ("N", "E", "O"):
+        raise ValueError("must be N, E or O")
+    return text.upper()
 
 
-def parse_endpoints(m: Mapping[str, Any]) -> tuple[Endpoint, ...]:
-    """The `[endpoints.*]` tables, plus the legacy `[modbus]` one as the endpoint `modbus`. At least
-    one is required; a name given twice is refused."""
-    tables = _get(m, "endpoints", dict, "", {})
-    found = [parse_endpoint(name, _get(tables, name, dict, "endpoints.")) for name in sorted(tables)]
-    if "modbus" in m:
-        if LEGACY_NAME in tables:
-            raise ConfigError(f"modbus: the legacy table and endpoints.{LEGACY_NAME} name the same endpoint")
-        found.insert(0, legacy_endpoint(_get(m, "modbus", dict, "")))
-    if not found:
-        raise ConfigError("endpoints: is required (or the legacy [modbus] table)")
-    return tuple(found)
-
-
-def legacy_endpoint(mb: Mapping[str, Any]) -> Endpoint:
-    """`[modbus] host/port/timeout_s` as the one `modbus-tcp` endpoint named `modbus`."""
-    return Endpoint(name=LEGACY_NAME, kind=EndpointKind.TCP, host=_get(mb, "host", str, "modbus."),
-                    port=_get(mb, "port", int, "modbus."),
-                    timeout_s=_seconds(mb, "timeout_s", "modbus.", DEFAULT_TIMEOUT_S))
+def legacy_endpoint(host: str, port: int, timeout_s: float) -> Endpoint:
+    """The old `[modbus] host/port/timeout_s` table as the `modbus-tcp` endpoint named `modbus`."""
+    return Endpoint(name=LEGACY_NAME, kind=EndpointKind.TCP, host=host, port=port, timeout_s=timeout_s)

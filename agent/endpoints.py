@@ -2,20 +2,26 @@
 
 Theory of operation — each endpoint is its own failure domain:
 - Every endpoint has its own link (agent/modbus.py: its connection, timeout, reconnect backoff,
-  probes) and its own I/O task: a cycle's requests for it run as one task, at most one at a time.
+  probes) and its own lane (agent/endpoint_lane.py): one I/O task at a time, and its latest
+  answer per point.
 - `read(plan)` splits the plan by endpoint (requests are already coalesced per (endpoint, unit,
-  table): agent/registers.py), starts every endpoint's task at once, and waits for them together
-  until the cycle's I/O deadline (`pace`). An endpoint that has not answered by then has its
-  points BAD "timeout" for this cycle; its task runs on, and while it runs the endpoint is *busy*:
-  the next cycles mark its points BAD "timeout" at once, without sending anything. So a dead or
-  slow endpoint never delays the others: it costs the cycle at most the wait until the deadline,
-  once, and nothing while it is busy. (Its late answer, if any, is dropped: a reading is of its
-  cycle's time.)
-- `write(point)` goes to the point's endpoint, bounded by the same deadline. A busy endpoint
-  refuses it before sending ("busy": nothing reached the device); one not answered by the deadline
-  raises "timeout" (it may have landed — the read-back decides, as for a single link).
+  table): agent/registers.py), starts a read on every endpoint that is not busy, and waits for
+  those together until the cycle's I/O deadline (`pace`); one still busy from an earlier cycle
+  is not waited for (its answer is used when it comes). Each point then gets its
+  endpoint's latest answer — this cycle's, or a late one from the cycle before — for at most the
+  endpoint's own timeout, then BAD "timeout". An endpoint still busy is not asked again. So a dead
+  or slow endpoint never delays the others: it costs a cycle at most the wait until the deadline,
+  and its points go BAD within its own timeout, as a single link's would.
+- `write(point)` goes to the point's endpoint, bounded by the same deadline: it waits for the
+  endpoint's request in flight, then sends. An endpoint still busy at the deadline refuses it
+  unsent ("busy"); one not answered by the deadline raises "timeout" (it may have landed — the
+  read-back decides, as for a single link). An acknowledged write drops its point's held answer.
 - A request started after the deadline (the read-back of a write just acknowledged) still gets
   MIN_WAIT_S: an endpoint that is up answers in well under that.
+- Two exceptions keep a device that is merely slow from tripping a contract for nothing (a BAD
+  guarded input trips it: contracts/guards.py): an endpoint's first read waits for its answer (up
+  to its own timeout), so start-up has values; and with ONE endpoint there is no other to protect,
+  so its reads are bounded by its own timeout only, exactly as a single link (no deadline).
 A point that names no endpoint is on the default one: the only one, or the legacy `[modbus]` one
 (named `modbus`) beside others. A contract naming an endpoint the agent does not have, or naming
 none where there is no default, is refused before it runs (`check_contract`).
@@ -26,11 +32,12 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from agent.endpoint_config import LEGACY_NAME, Endpoint
 from agent.errors import DeviceLinkError
+from agent.endpoint_lane import Lane
 from agent.link import DeviceLink, bad_readings
 from agent.modbus import ModbusLink
 from agent.registers import ReadRequest
@@ -49,32 +56,6 @@ BUSY = "busy"
 """A write refused before sending: the endpoint's previous request has not finished."""
 
 
-class _Lane:
-    """One endpoint: its link and its I/O task in flight (None when idle)."""
-
-    def __init__(self, name: str, link: DeviceLink) -> None:
-        self.name, self.link = name, link
-        self.task: asyncio.Task[Any] | None = None
-        self.late = 0  # requests not answered by their cycle's deadline
-
-    @property
-    def busy(self) -> bool:
-        return self.task is not None and not self.task.done()
-
-    def start(self, work: Awaitable[Any], what: str) -> asyncio.Task[Any]:
-        task = asyncio.ensure_future(work)
-        task.set_name(f"endpoint-{self.name}-{what}")
-        task.add_done_callback(_retrieve)
-        self.task = task
-        return task
-
-
-def _retrieve(task: asyncio.Task[Any]) -> None:
-    """A task left running past its deadline is awaited by nobody: take its outcome here."""
-    if not task.cancelled():
-        task.exception()
-
-
 class EndpointSet:
     """A DeviceLink over named endpoints; `links` maps each name to its link."""
 
@@ -82,12 +63,14 @@ class EndpointSet:
                  clock: Callable[[], float] = time.monotonic) -> None:
         if not links:
             raise ValueError("an EndpointSet needs at least one endpoint")
-        self._lanes = {name: _Lane(name, link) for name, link in links.items()}
+        self._lanes = {name: Lane(name, link, clock) for name, link in links.items()}
         if default is None and len(links) == 1:
             default = next(iter(links))
         elif default is None and LEGACY_NAME in links:
             default = LEGACY_NAME
         self.default = default
+        self._single = next(iter(links.values())) if len(links) == 1 else None
+        """With one endpoint, its link as it is: no lanes, no deadline (see the module docstring)."""
         """Where a point naming no endpoint is; None: such points are refused (several, no legacy)."""
         self._deadline: float | None = None
         self._clock = clock
@@ -157,7 +140,7 @@ class EndpointSet:
     def pace(self, deadline: float | None) -> None:
         self._deadline = deadline
 
-    def _lane_of(self, endpoint: str | None) -> _Lane | None:
+    def _lane_of(self, endpoint: str | None) -> Lane | None:
         name = self.default if endpoint is None else endpoint
         return None if name is None else self._lanes.get(name)
 
@@ -168,57 +151,54 @@ class EndpointSet:
 
     async def read(self, plan: Sequence[ReadRequest], now_ms: EpochMs) -> dict[PointName, Reading]:
         """Every endpoint's part of `plan` at once; see the module docstring."""
+        if self._single is not None:
+            return await self._single.read(plan, now_ms)
         readings: dict[PointName, Reading] = {}
-        started: dict[asyncio.Task[Any], tuple[_Lane, list[ReadRequest]]] = {}
+        asked: list[tuple[Lane, list[ReadRequest]]] = []
+        started: set[asyncio.Task[Any]] = set()
         for name, requests in _split(plan, self.default).items():
             lane = self._lane_of(name)
-            if lane is None or lane.busy:
-                reason = "timeout" if lane is not None else "disconnected"
+            if lane is None:
                 for request in requests:
-                    readings.update(bad_readings(request, now_ms, reason))
+                    readings.update(bad_readings(request, now_ms, "disconnected"))
                 continue
-            started[lane.start(lane.link.read(requests, now_ms), "read")] = (lane, requests)
+            if not lane.busy:  # a lane still busy from an earlier cycle is not waited for
+                started.add(lane.start_read(requests, now_ms))
+            asked.append((lane, requests))
         if started:
-            done, _ = await asyncio.wait(started, timeout=self._wait_s())
-            for task, (lane, requests) in started.items():
-                readings.update(self._outcome(task, done, lane, requests, now_ms))
+            await asyncio.wait(started, timeout=self._wait_s())
+            first = {t for lane, _ in asked if (t := lane.task) in started and lane.busy
+                     and not lane.answered and t is not None}
+            if first:  # start-up: no earlier answer to hold, wait for the link's own bound
+                await asyncio.wait(first)
+        for lane, requests in asked:
+            if lane.busy:
+                log.debug("endpoint_late endpoint=%s", lane.name,
+                          extra={"event": "endpoint_late", "endpoint": lane.name})
+            readings.update(lane.readings(requests, now_ms))
         return readings
-
-    def _outcome(self, task: asyncio.Task[Any], done: set[asyncio.Task[Any]], lane: _Lane,
-                 requests: list[ReadRequest], now_ms: EpochMs) -> dict[PointName, Reading]:
-        if task in done and task.exception() is None:
-            result: dict[PointName, Reading] = task.result()
-            return result
-        if task in done:  # a bug in a link must not take the other endpoints down
-            log.error("endpoint_read_failed endpoint=%s error=%r", lane.name, task.exception())
-            reason = "disconnected"
-        else:
-            lane.late += 1
-            log.warning("endpoint_late endpoint=%s requests=%d", lane.name, len(requests),
-                        extra={"event": "endpoint_late", "endpoint": lane.name})
-            reason = "timeout"
-        out: dict[PointName, Reading] = {}
-        for request in requests:
-            out.update(bad_readings(request, now_ms, reason))
-        return out
 
     async def write(self, point: Point, value: Value) -> None:
         """Write on the point's endpoint; raises DeviceLinkError ("busy", "timeout", or the
         link's own reasons). Never retried."""
+        if self._single is not None:
+            return await self._single.write(point, value)
         lane = self._lane_of(point.endpoint)
         if lane is None:
             raise DeviceLinkError("disconnected", f"write {point.name}: no endpoint {point.endpoint!r}",
                                   category="config")
+        if lane.busy and lane.task is not None:
+            await asyncio.wait({lane.task}, timeout=self._wait_s())
         if lane.busy:
             raise DeviceLinkError(BUSY, f"write {point.name}={value!r}: endpoint {lane.name} is "
                                         "still busy with an earlier request (not sent)")
-        task = lane.start(lane.link.write(point, value), "write")
+        task = lane.start_write(lane.link.write(point, value))
         done, _ = await asyncio.wait({task}, timeout=self._wait_s())
         if task not in done:
-            lane.late += 1
             raise DeviceLinkError("timeout", f"write {point.name}={value!r}: endpoint {lane.name} "
                                              "did not answer by the cycle's deadline")
         task.result()  # raises the link's DeviceLinkError
+        lane.forget(point.name)
 
 
 def _split(plan: Sequence[ReadRequest], default: str | None) -> dict[str | None, list[ReadRequest]]:

@@ -56,9 +56,11 @@ KEYFRAME_MS = 60_000
 """A full snapshot of inputs and outputs once a minute bounds how far back a reader (or the hub)
 must look to know every value, at ~1 entry/min of journal cost."""
 
-IO_SHARE = 0.5
-"""A cycle's device I/O must end within this share of its period (agent/endpoints.py): the rest
-is for the engine, the journal commit and the writes, so a dead endpoint never makes a cycle late."""
+IO_SHARE = 0.7
+"""A cycle's device I/O must end within this share of its period (agent/endpoints.py), so a dead
+endpoint never makes a cycle late: the rest is for the engine, the journal commit and the writes
+(a few ms at most). Generous on purpose: an endpoint that answers, however slowly, within the
+period must not be cut (its points would go BAD for nothing)."""
 
 
 @dataclass

@@ -27,8 +27,8 @@ from runtime.files import private_dir
 from hub.app import HubRuntime
 from hub.auth import AuthConfig, ApiRole, Token, hash_token
 from hub.acl.passwords import hash_password
-from hub.config import (DEFAULT_POLICIES, BrokerConfig, DeviceCredential, FailureCategory,
-                         HubConfig, Policy, RetryConfig)
+from hub.config import BrokerConfig, DeviceCredential, HubConfig
+from hub.policy import DEFAULT_POLICIES, FailureCategory, Policy, RetryConfig
 from hub.states import DeviceState
 from simulators.netcut import NetCut
 from simulators.server import SimDevice
@@ -108,8 +108,10 @@ class LocalSite:
         self._stack.callback(hub.close)
         self.hub = hub
         app = hub.app()
+        # log_config=None: uvicorn's records propagate to the root logger like every other
+        # library's (the demo sends them to its log file) instead of its own stderr handlers.
         server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning",
-                                               lifespan="on"))
+                                               lifespan="on", log_config=None))
         task = asyncio.create_task(server.serve(), name="hub-api")
         self._stack.push_async_callback(_stop_server, server, task)
         async with asyncio.timeout(20):

@@ -16,13 +16,17 @@
     │   ├── IllegalRequest          409  not allowed in the contract's or device's state (an
     │   │                                IllegalTransition of the operator's, answered, not raised)
     │   └── PublishFailed           503  the command or contract could not be sent
-    └── LoopThreadError             a thread's event loop did not start or stop in time
-                                    (hub.loop_thread; also a RuntimeError)
+    ├── LoopThreadError             a thread's event loop did not start or stop in time
+    │                               (hub.loop_thread; also a RuntimeError)
+    ├── StoreError                  hub.store: the database cannot be used
+    │   ├── NotFound                no record with that id
+    │   └── Duplicate               a record with that id exists already
+    ├── RegistryRefused             hub.registry: an admin request on the device registry refused
+    └── PacketTooLarge              hub.mqtt_framing: an MQTT client declared an oversize packet
 
 Whose fault an illegal transition is depends on who triggered the event, and that is transition
-knowledge: hub/states.py says it (`origin`, `refused`). Errors of the store (hub.store:
-StoreError, NotFound, Duplicate), of configuration (hub.config.ConfigError) and of the registry
-(hub.registry.RegistryRefused) are raised by their own modules.
+knowledge: hub/states says it (`origin`, `refused`). Configuration errors are
+runtime.settings' (shared with the agent), not the hub's.
 """
 from __future__ import annotations
 

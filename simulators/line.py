@@ -70,7 +70,7 @@ class SimLine:
         except (RuntimeError, OSError) as exc:
             raise SimulatorError(f"cannot serve the line on {self.where}: {exc}") from exc
         if self.serial is None:
-            self.port = self._server.transport.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+            self.port = self._server.transport.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
         for device in self.devices:
             device.start_ticks()
         log.info("sim_line_started where=%s units=%s", self.where,

@@ -22,7 +22,7 @@ from contracts.topics import TopicParts
 from hub.alarms import AlarmKind
 from hub.audit import AuditAction, AuditEntry, Outcome, log_entry
 from hub.claims import batch_claim, may_change_contracts, quote
-from hub.config import FailureCategory
+from hub.policy import FailureCategory
 from hub.ingest import DeviceIngest, gap_row
 from hub.states import ContractEvent, DeviceEvent, DeviceState
 from hub.store import NotFound, contract_id

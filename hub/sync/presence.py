@@ -18,7 +18,7 @@ from contracts.topics import TopicParts
 from contracts.wire import Birth, ContractResult, Telemetry
 from hub.alarms import telemetry_changes
 from hub.claims import birth_claim, may_change_contracts
-from hub.config import FailureCategory
+from hub.policy import FailureCategory
 from hub.lineage import inputs_healthy
 from hub.live import LiveValues
 from hub.states import ContractEvent, ContractStatus, DeviceEvent, DeviceState

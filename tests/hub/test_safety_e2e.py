@@ -22,7 +22,7 @@ from fieldpact.loopback import DeviceSpec, LocalSite
 from hub.alarms import AlarmKind
 from hub.app import HubRuntime
 from hub.audit import AuditAction, Outcome
-from hub.config import DEFAULT_POLICIES, FailureCategory, Policy, PolicyAction, RetryConfig
+from hub.policy import DEFAULT_POLICIES, FailureCategory, Policy, PolicyAction, RetryConfig
 from hub.states import ContractStatus
 from tests.agent.conftest import tank_document
 from tests.hub.sync_helpers import contract_status
