@@ -12,11 +12,9 @@ Rules:
   missed deadline) says the loop resumed later. Each cycle's replayed writes must equal its OUTPUT
   entries; every difference is a `Mismatch`. A segment whose contract the lookup cannot find, or
   whose BOOT does not decode, is skipped and named.
-- Several contracts per agent: their segments interleave in one journal. A BOOT opens the segment
-  of its contract id (closing that contract's previous one, never another's); an entry tagged
-  `of: X` (contracts/journal_events.py) belongs to X's open segment, an untagged one to the latest
-  BOOT's (every journal from before the tag), so each contract replays exactly on its own
-  (`replay_by_contract`).
+- Several contracts per agent: their segments interleave in one journal; contracts/journal_segments.py
+  splits it (by BOOT and by each entry's contract tag), so each contract replays exactly on its
+  own (`replay_by_contract`).
 - From changes (`expand`): a change, command or connectivity change recorded at `ts` takes effect
   from the first cycle at or after `ts`.
 - `first_divergence` names the index of the first write that differs (value, point or time), or
@@ -33,8 +31,9 @@ from contracts.inputs import Command, Inputs, Quality, Reading
 from contracts.journal_events import (
     AgentEvent, Body, BodyError, BootBody, CommandBody, ConnectivityBody, ContractBody,
     ContractChange, EventBody, InputBody, KeyframeBody, OutputBody, OverrunBody, RefusalBody,
-    decode_entry, tag_of,
+    decode_entry,
 )
+from contracts.journal_segments import Segment, boot_contract, segments
 from contracts.schema import Contract
 from contracts.signing import read_signed
 from contracts.types import EpochMs, PointName, Value
@@ -186,15 +185,6 @@ def _from_cycle(kind: EntryKind, body: Body) -> bool:
     return not (isinstance(body, (EventBody, RefusalBody)) and body.event in _WALL_CLOCK_EVENTS)
 
 
-@dataclass(frozen=True, kw_only=True)
-class Segment:
-    """One scan segment: its BOOT (decoded, or why not) and the entries after it."""
-
-    boot: Entry
-    start: BootBody | BodyError
-    entries: Sequence[Entry]
-
-
 class _Timeline:
     """A segment's bodies by time, and the last cycle it ran. Raises BodyError for an entry
     whose body does not decode."""
@@ -210,50 +200,6 @@ class _Timeline:
                 # time, which this segment never ran: only what a scan cycle writes counts.
                 end = max(end, e.ts_ms)
         self.end_ms = end
-
-
-def segments(entries: Iterable[Entry]) -> Iterator[Segment]:
-    """Split entries into scan segments (see the rules above), in the order their BOOTs came;
-    entries before the first BOOT, or tagged for a contract with no open segment, are not
-    replayable."""
-    done: list[tuple[Entry, list[Entry]]] = []
-    open_by: dict[str, tuple[Entry, list[Entry]]] = {}
-    latest: list[Entry] | None = None
-    for e in entries:
-        if e.kind is EntryKind.BOOT:
-            seg: tuple[Entry, list[Entry]] = (e, [])
-            done.append(seg)
-            open_by[_boot_contract(e)] = seg
-            latest = seg[1]
-            continue
-        tag = tag_of(e)
-        if tag is None:
-            if latest is not None:
-                latest.append(e)
-        elif tag in open_by:
-            open_by[tag][1].append(e)
-    for boot, body in done:
-        yield _segment(boot, body)
-
-
-def _boot_contract(e: Entry) -> str:
-    """The contract id a BOOT names, read without decoding (a bad BOOT is its own key)."""
-    cid = e.body.get("contract") if isinstance(e.body, Mapping) else None
-    return cid if isinstance(cid, str) else f"(bad boot at seq {e.seq})"
-
-
-def _segment(boot: Entry, entries: Sequence[Entry]) -> Segment:
-    try:
-        start: BootBody | BodyError = _boot(boot)
-    except BodyError as exc:
-        start = exc
-    return Segment(boot=boot, start=start, entries=entries)
-
-
-def _boot(e: Entry) -> BootBody:
-    body = decode_entry(e)
-    assert isinstance(body, BootBody)  # decode gives a BOOT entry's record
-    return body
 
 
 def _cycle_times(seg: _Timeline, start: BootBody) -> Iterator[EpochMs]:
@@ -313,7 +259,7 @@ def replay_by_contract(entries: Sequence[Entry], lookup: ContractLookup) -> dict
     """`replay_entries` for each contract id apart: what each contract on the agent did."""
     by: dict[str, list[Segment]] = {}
     for seg in segments(entries):
-        by.setdefault(_boot_contract(seg.boot), []).append(seg)
+        by.setdefault(boot_contract(seg.boot), []).append(seg)
     return {cid: _report(segs, lookup) for cid, segs in sorted(by.items())}
 
 
