@@ -16,6 +16,7 @@ from contracts.journal_events import CONTRACT_TAG
 from contracts.loader import check_mapping
 from contracts.replay import contracts_in, replay_by_contract
 from contracts.schema import Contract
+from contracts.schema_serialize import format_time
 from simulators.server import SimDevice
 from tests.agent.conftest import now_ms, tank_document
 from tests.agent.helpers import journal_entries, running_agent
@@ -38,10 +39,10 @@ def _pump(name: str = "tank-pump", **extra: Any) -> dict[str, Any]:
                          **extra)
 
 
-def _valve(**extra: Any) -> dict[str, Any]:
+def _valve(name: str = "tank-valve", **extra: Any) -> dict[str, Any]:
     valve = {"name": "valve_open", "unit_id": 1, "table": "coil", "address": 13, "type": "bool",
-             "direction": "write", "owner": "tank-valve"}
-    return tank_document(contract="tank-valve", version=1, points=[HIGH, valve],
+             "direction": "write", "owner": name}
+    return tank_document(contract=name, version=1, points=[HIGH, valve],
                          safe_state={"valve_open": False}, expect={},
                          tolerance={"timing_s": 300, "values": {}},
                          steps=[{"name": "open", "do": {"valve_open": True}, "for_s": 3600}],
@@ -189,6 +190,28 @@ async def test_a_restart_resumes_both_contracts_where_they_were(
         ("tank-pump", False), ("tank-pump", True), ("tank-valve", False), ("tank-valve", True)]
     reports = _exact_replay(cfg.journal)
     assert all(r.segments == 2 for r in reports.values())
+
+
+async def test_an_expired_contract_leaves_the_other_running_and_frees_its_points(
+        tmp_path: Path, keys: tuple[Path, Path], signer: Callable[[Contract], bytes],
+        tank: SimDevice) -> None:
+    cfg = _config(tmp_path, keys, tank.port, signer, _pump(),
+                  _valve(valid_until=format_time(now_ms() + 1500)))
+    async with running_agent(cfg) as agent:
+        await eventually(lambda: _both_running(tank), 5, "pump and valve commanded")
+        await eventually(lambda: agent.scan.segments["tank-valve"].state.mode.value == "expired",
+                         5, "tank-valve expired")
+        await eventually(lambda: not tank.values()["valve_open"], 5, "valve at its safe state")
+        await agent_cycles(agent, "tank-pump", 5)
+        assert agent.scan.segments["tank-pump"].state.mode.value == "running"
+        assert tank.values()["pump_speed"] >= 1000
+        assert agent.store is not None  # the valve's points are free: another contract takes them
+        doc = _valve("tank-valve-2")
+        agent.scan.offer(await agent.store.receive(signer(check_mapping(doc)), now_ms()))
+        await eventually(lambda: sorted(agent.scan.segments) == ["tank-pump", "tank-valve-2"], 5,
+                         "tank-valve retired by tank-valve-2")
+        await eventually(lambda: tank.values()["valve_open"], 5, "tank-valve-2 opens the valve")
+    _exact_replay(cfg.journal)
 
 
 async def agent_cycles(agent: Any, contract: str, n: int) -> None:

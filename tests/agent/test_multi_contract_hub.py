@@ -18,7 +18,7 @@ from hub.app import HubRuntime
 from hub.auth import ApiRole, AuthConfig, Token, hash_token
 from simulators.server import SimDevice
 from tests.agent.helpers import running_agent
-from tests.agent.test_multi_contract import _pump, _valve
+from tests.agent.test_multi_contract import _pump, _valve, agent_cycles
 from tests.hub.serving import serving
 from tests.hub.sync_helpers import PASSWORDS, SITE, contract_status, hub_config
 from tests.waiting import eventually
@@ -100,3 +100,9 @@ async def test_the_hub_pushes_commands_and_shows_each_contract_of_one_agent(
         await eventually(one_tripped, 10, "the hub shows tank-pump tripped, tank-valve running")
         assert sim.values()["valve_open"] and sim.values()["pump_speed"] == 0
         assert (await shown())["tank-pump"][1] == "out_of_range:level"
+        await hub.service.abort(pump.id, "operator-ann", "withdrawn")  # one contract withdrawn
+        await eventually(lambda: agent.scan.segments["tank-pump"].state.mode.value == "aborted",
+                         10, "tank-pump aborted")
+        await agent_cycles(agent, "tank-valve", 5)
+        assert agent.scan.segments["tank-valve"].state.mode.value == "running"
+        assert sim.values()["valve_open"]
