@@ -130,9 +130,11 @@ class Uplink:
         self._rewind(Reason.CONNECT)
         head, _ = await self.journal.head()
         active = self.scan.segment.active.contract if self.scan.segment else None
+        running = tuple((k, s.active.contract.version) for k, s in sorted(self.scan.segments.items()))
         birth = Birth(device=self.cfg.device, site=self.cfg.site, boot_id=self.boot_id,
                       contract=active.contract if active else None,
-                      version=active.version if active else None, last_seq=head)
+                      version=active.version if active else None, last_seq=head,
+                      contracts=running)
         await self.link.publish(self._topic(Channel.STATUS), birth.to_bytes(), retain=True)
 
     async def _on_disconnect(self, reason: str) -> None:

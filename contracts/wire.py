@@ -132,6 +132,10 @@ def _as_pairs(v: Any) -> Any:
 # Messages
 
 
+MAX_BIRTH_CONTRACTS = 64
+"""Contracts a birth may list: an agent runs a handful side by side; the bound keeps a birth small."""
+
+
 @dataclass(frozen=True, kw_only=True)
 class Birth(_Message):
     """Retained on `…/status` at connect: who the agent is and where its journal stands."""
@@ -145,6 +149,9 @@ class Birth(_Message):
     version: int | None
     last_seq: int
     labels: tuple[tuple[str, str], ...] = ()
+    contracts: tuple[tuple[str, int], ...] = ()
+    """Every contract the agent runs, (id, version): an agent runs several side by side;
+    `contract`/`version` name the first. Absent from older agents (then: just that one)."""
 
     def __post_init__(self) -> None:
         k = self.KIND
@@ -157,10 +164,16 @@ class Birth(_Message):
             raise _bad(k, "version", "must be given exactly when contract is", self.version)
         _int(k, "last_seq", self.last_seq)
         _pairs(k, "labels", self.labels, lambda v: isinstance(v, str))
+        _pairs(k, "contracts", self.contracts, lambda v: isinstance(v, int)
+               and not isinstance(v, bool) and 1 <= v <= MAX_VERSION)
+        if len(self.contracts) > MAX_BIRTH_CONTRACTS:
+            raise _bad(k, "contracts", f"must list at most {MAX_BIRTH_CONTRACTS}",
+                       self.contracts[:MAX_BIRTH_CONTRACTS])
 
     @classmethod
     def _from_body(cls, body: dict[str, Any]) -> dict[str, Any]:
-        return {**body, "labels": _as_pairs(body.get("labels", ()))}  # optional: absent = ()
+        return {**body, "labels": _as_pairs(body.get("labels", ())),  # optional: absent = ()
+                "contracts": _as_pairs(body.get("contracts", ()))}
 
 
 @dataclass(frozen=True, kw_only=True)

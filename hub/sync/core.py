@@ -97,6 +97,8 @@ class SyncCore:
         entry with its contract (`_entry_of`, the entry being handled), so its entries change
         their own contract."""
         self._entry_of: str | None = None
+        self._running: dict[str, frozenset[tuple[str | None, int | None]]] = {}
+        """device -> the (contract, version) pairs its latest birth listed as running."""
         self.live_contracts: dict[str, dict[str, LiveValues]] = {}
         """device -> contract id -> its latest telemetry (an agent sends one per contract)."""
         self._contracts = ContractCache(store)  # parsed once: telemetry checks them each second

@@ -82,6 +82,13 @@ async def test_the_hub_pushes_commands_and_shows_each_contract_of_one_agent(
 
         await eventually(both_running, 15, "the device's API view lists both contracts running",
                          detail=lambda: str(last))
+        # Each contract's telemetry arrives in turn: the device's own contract stays one of them
+        # (no flapping record, no re-push of the other one at the next birth).
+        seen = set()
+        for _ in range(5):
+            await agent_cycles(agent, "tank-valve", 4)  # 4 cycles of 50 ms: one telemetry (0.2 s)
+            seen.add(hub.store.devices.get("d1").contract)
+        assert len(seen) == 1 and seen <= {"tank-pump", "tank-valve"}, seen
         await hub.service.hold(pump.id, "operator-ann", "inspect the pump")
         await eventually(lambda: agent.scan.segments["tank-pump"].state.mode.value == "held", 10,
                          "tank-pump held")
