@@ -40,6 +40,7 @@ from agent.link import DeviceLink
 from agent.cycle_items import cycle_items, keyframe_item, overrun_item
 from agent import roster
 from agent.segment import ActiveContract, Resume, Segment, checkpoint_name, encode_checkpoint
+from agent.shared_link import HurryVotes, SharedLink
 from agent.timing import Anchor, make_anchor, plan_next, sleep_until
 from contracts.engine import EngineState, StepResult
 from contracts.engine_state import Mode
@@ -114,6 +115,7 @@ class ScanLoop:
         self._io = asyncio.Lock()  # one cycle at a time on the device link
         self._tg: asyncio.TaskGroup | None = None
         self._running: set[str] = set()  # contract ids whose task runs
+        self._hurry = HurryVotes(link)  # each contract's actuator votes (agent/shared_link.py)
         self._on_cycle = on_cycle
         self._keyframe_ms = keyframe_ms
         self._wake = asyncio.Event()
@@ -170,8 +172,9 @@ class ScanLoop:
         for old in roster.retired_by(active, others):
             log.info("segment_retired contract=%s by=%s", old, key)
             del self.segments[old]
+            self._hurry.withdraw(old)
         anchor = make_anchor(active.contract.scan_period_ms)
-        seg = Segment(active, state, self.link, self.journal, anchor)
+        seg = Segment(active, state, SharedLink(self._hurry, key), self.journal, anchor)
         boot = BootBody(boot_id=uuid.uuid4().hex, t0_ms=anchor.wall_ms,
                         period_ms=anchor.period_ms, contract=key,
                         version=active.contract.version, hash=active.hash, state=seg.state,
