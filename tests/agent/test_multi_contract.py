@@ -14,7 +14,7 @@ from contracts.chain import GENESIS, EntryKind, verify_chain
 from contracts.errors import ContractRefused, Refusal
 from contracts.journal_events import CONTRACT_TAG
 from contracts.loader import check_mapping
-from contracts.replay import contracts_in, replay_by_contract
+from contracts.journal_replay import contracts_in, replay_by_contract
 from contracts.schema import Contract
 from contracts.schema_serialize import format_time
 from simulators.server import SimDevice
