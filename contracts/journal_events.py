@@ -66,7 +66,7 @@ __all__ = [
     "EventKind", "EventName", "GapBody", "HubGapBody", "InputBody", "Item", "KeyframeBody",
     "Occurrence", "OutputBody", "OverrunBody", "RefusalBody", "StepBody", "TripBody",
     "WireReading", "agent_event_body", "decode", "decode_entry", "encode", "engine_event_body",
-    "item", "tag_items", "tag_of",
+    "belongs_to", "item", "tag_items", "tag_of",
 ]
 
 BODY_VERSION = 1
@@ -143,3 +143,14 @@ def tag_of(entry: Entry) -> str | None:
     body = entry.body
     tag = body.get(CONTRACT_TAG) if isinstance(body, Mapping) else None
     return tag if isinstance(tag, str) else None
+
+
+def belongs_to(entry: Entry, contract: str) -> bool:
+    """Whether `entry` can be part of contract id `contract`'s run: tagged for it, a BOOT of it,
+    or untagged (an older agent's entry, or the agent's own). A hub reading one contract's run
+    from a device running several passes by the others' entries."""
+    if entry.kind is EntryKind.BOOT:
+        body = entry.body
+        return not isinstance(body, Mapping) or body.get("contract") == contract
+    tag = tag_of(entry)
+    return tag is None or tag == contract

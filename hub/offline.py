@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from contracts.chain import Entry, EntryKind
-from contracts.journal_events import BodyError, BootBody, InputBody, decode_entry
+from contracts.journal_events import BodyError, BootBody, InputBody, belongs_to, decode_entry
 from contracts.codec import canonical_dumps
 from contracts.engine import EngineState
 from contracts.projection import Projection, ProjectionPoint, confidence, project
@@ -127,7 +127,8 @@ class OfflineManager:
             initial=dict(live.get("values", {})) if live else {}, from_seq=from_seq)
         projection = self._project(record, inputs, device.id)
         self._points[device.id] = [point_json(p) for p in projection.points]
-        self._folds[device.id] = _Fold(from_seq=from_seq, next_seq=from_seq + 1, actual=Actual())
+        self._folds[device.id] = _Fold(from_seq=from_seq, next_seq=from_seq + 1, actual=Actual(),
+                                       contract=record.contract)
         blob = {"source": "projection", "inputs": inputs.to_json(), "computed_ms": now,
                 "confidence": projection.confidence,
                 "transitions": [_event_json(e) for e in projection.transitions][:200]}
@@ -145,20 +146,21 @@ class OfflineManager:
         if entries[0].seq != f.next_seq or entries[-1].seq - entries[0].seq + 1 != len(entries):
             del self._folds[device]  # not contiguous with the fold, or a declared gap inside
             return
-        fold_entries(f.actual, entries)
+        fold_entries(f.actual, [e for e in entries if belongs_to(e, f.contract)])
         f.next_seq = entries[-1].seq + 1
 
     def forget_folds(self) -> None:
         """The store rolled back entries that were folded: read the journal instead."""
         self._folds.clear()
 
-    def _actual(self, device: DeviceRecord, from_seq: int) -> Actual:
+    def _actual(self, device: DeviceRecord, from_seq: int, contract: str) -> Actual:
         """The outage's actual history: the fold if it holds exactly the stored entries after
         `from_seq` (all of them, through the acked seq), else folded from the journal."""
         f = self._folds.pop(device.id, None)
         if f is not None and f.from_seq == from_seq and f.next_seq == device.acked_seq + 1:
             return f.actual
-        return actual_from_entries(self.store.journal.entries(device.id, from_seq + 1))
+        return actual_from_entries([e for e in self.store.journal.entries(device.id, from_seq + 1)
+                                    if belongs_to(e, contract)])
 
     def _project(self, record: ContractRecord, inputs: ProjectionInputs,
                  device: str | None = None) -> Projection:
@@ -194,7 +196,7 @@ class OfflineManager:
         projection = self._project(record, ProjectionInputs(**inputs), device.id)
         self._points.pop(device.id, None)
         self._projections.pop(device.id, None)
-        actual = self._actual(device, inputs["from_seq"])
+        actual = self._actual(device, inputs["from_seq"], record.contract)
         report = reconcile_actual(contract, projection, actual, inputs["start_ms"], now)
         decision = await self._act(contract, record, report) if report.divergent else None
         action = decision.action.value if decision else "none"
@@ -219,7 +221,7 @@ class OfflineManager:
         if not boots:
             return None
         at, boot = boots[-1]
-        run = entries[at + 1:]
+        run = [e for e in entries[at + 1:] if belongs_to(e, record.contract)]
         first = next((b for b in (_input(e) for e in run) if b is not None), None)
         initial = {n: v[0] for n, v in first.values.items()} if first else {}
         inputs = ProjectionInputs(contract_id=record.id, start_ms=boot.t0_ms,
@@ -362,6 +364,7 @@ class _Fold:
     from_seq: int
     next_seq: int
     actual: Actual
+    contract: str  # the projected contract's id: a device may run several (entries are tagged)
 
 
 def _same_step(old: Contract, new: Contract, index: int | None) -> int | None:

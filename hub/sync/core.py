@@ -137,6 +137,8 @@ class SyncCore:
         if after is DeviceState.PROJECTED:
             rec = self.store.devices.get(device)
             live = self.live.get(device)
+            if rec.contract in self.live_contracts.get(device, {}):  # the projected one's own
+                live = self.live_contracts[device][rec.contract]
             blob = self.offline.start_projection(rec, live.seed() if live else None,
                                                  self._cursor(rec).seq)
             if blob is not None:
