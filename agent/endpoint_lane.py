@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 from typing import Any
 
 from agent.link import DeviceLink, bad_readings
@@ -93,7 +92,9 @@ class Lane:
             for p in request.points:
                 answer = self._answers.get(p.name)
                 if answer is not None and answer[1] >= oldest:
-                    out[p.name] = replace(answer[0], ts_ms=now_ms)
+                    r = answer[0]  # this cycle's answer as it is; a held one restamped
+                    out[p.name] = r if r.ts_ms == now_ms else Reading(
+                        value=r.value, quality=r.quality, ts_ms=now_ms, reason=r.reason)
                 else:
                     out[p.name] = Reading(value=None, quality=Quality.BAD, ts_ms=now_ms,
                                           reason="timeout")

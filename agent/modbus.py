@@ -79,6 +79,7 @@ class ModbusLink:
         self._next_attempt = 0.0
         self._closed = False
         self._quiet_until = 0.0  # serial line: the frame gap before the next request
+        self._exceptions: set[tuple[int, Table, int]] = set()  # requests answering an exception now
         self.prober = Prober(self.endpoint, self.timeout_s, clock, closed=lambda: self._closed,
                              connected=lambda: self.connected)
         self.attempts = 0
@@ -228,10 +229,27 @@ class ModbusLink:
         assert client is not None  # read() checked `connected` just before
         result = await self._call(lambda: read_call(client, request), request.unit_id, request.table,
                                   request.start)
+        self._note_exception(request, result if isinstance(result, str) else None)
         if isinstance(result, str):
             return bad_readings(request, now_ms, result)
         values = result.bits if request.table.is_bit else result.registers
         return good_readings(request, values, now_ms)
+
+    def _note_exception(self, request: ReadRequest, reason: str | None) -> None:
+        """Log a device's exception answer in words when it starts (`exception 2 (illegal data
+        address) at holding 63`), once, not every cycle; the BAD reading keeps the code."""
+        key = (request.unit_id, request.table, request.start)
+        code = (reason or "").removeprefix("exception:")
+        if not code.isdigit():
+            self._exceptions.discard(key)
+            return
+        if key not in self._exceptions:
+            self._exceptions.add(key)
+            words = exception_words(int(code), request.table, request.start)
+            log.warning("modbus_exception endpoint=%s unit=%d %s", self.endpoint.name,
+                        request.unit_id, words, extra={"event": "modbus_exception",
+                                                      "endpoint": self.endpoint.name,
+                                                      "unit": request.unit_id, "detail": words})
 
     async def _call(self, make: Callable[[], Awaitable[ModbusPDU]], unit: int, table: Table,
                     start: int) -> ModbusPDU | str:

@@ -46,6 +46,7 @@ CPU_TARGET_PCT = 20.0
 BAUD = 115200
 TIMEOUT_S = 0.3
 UP = "all endpoints up"
+WRITES = ("pump_speed", "valve_open")
 EXAMPLE = Path(__file__).parents[1] / "contracts" / "examples" / "tank-fill.yaml"
 
 
@@ -125,7 +126,9 @@ async def measure(agent: Agent, name: str, seconds: float, sim_pids: list[int],
     sims = sum(proc_cpu_s(p) for p in sim_pids) - sims0
     cycles = stats.cycles - c0
     b_names = [n for n in (views[0] if views else {}) if n.startswith("b")]
-    others = [n for n in (views[0] if views else {}) if not n.startswith("b")]
+    # Read points only: a write point's read-back just after a write is never a held answer
+    # (agent/endpoint_lane.py), so a late read of its own endpoint shows it BAD for a cycle.
+    others = [n for n in (views[0] if views else {}) if not n.startswith("b") and n not in WRITES]
     return Phase(name=name, late_ms=list(stats.lateness_ms)[-cycles:] if cycles else [], cycles=cycles,
                  overruns=stats.overruns - o0, cpu_pct=window.percent,
                  sims_cpu_pct=100 * sims / window.wall_s, wall_s=window.wall_s,
@@ -143,7 +146,7 @@ def report(phase: Phase) -> None:
     figure("agent CPU (one core, all threads)", f"{phase.cpu_pct:.1f} %", f"< {CPU_TARGET_PCT:g} %",
            phase.cpu_pct < CPU_TARGET_PCT)
     figure("simulators' CPU (their own processes)", f"{phase.sims_cpu_pct:.1f} %")
-    figure("plc_a + line1 points GOOD every cycle", str(phase.others_good), "True", phase.others_good)
+    figure("plc_a + line1 read points GOOD every cycle", str(phase.others_good), "True", phase.others_good)
     if phase.name != UP:
         figure("plc_b points BAD every cycle", str(phase.b_points_bad), "True", phase.b_points_bad)
 

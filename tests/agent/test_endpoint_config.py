@@ -116,3 +116,9 @@ def test_points_naming_no_endpoint_are_on_the_only_one_or_the_legacy_one() -> No
         EndpointSet({"plc": MemoryLink(), "line": MemoryLink()}).check_contract(_contract(level="line"))
     assert err.value.detail == ("points.high_level.endpoint: required, this agent has several "
                                 "endpoints (line, plc)")
+
+
+def test_the_contracts_list_is_read_with_relative_paths_beside_the_file(tmp_path: Path) -> None:
+    """(Converted with the endpoints to the one settings reader: agent/config.py `_paths`.)"""
+    cfg = _load(tmp_path, 'contracts = ["a.cose", "/etc/fp/b.cose"]\n' + THREE)
+    assert cfg.contracts == (tmp_path / "a.cose", Path("/etc/fp/b.cose"))
