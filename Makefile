@@ -30,6 +30,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.engine
 	$(BIN)/python -m bench.journal
 	$(BIN)/python -m bench.scan
+	$(BIN)/python -m bench.endpoints
 	$(BIN)/python -m bench.sync
 	$(BIN)/python -m bench.validate
 	$(BIN)/python -m bench.safety

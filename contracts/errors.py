@@ -68,6 +68,7 @@ class Refusal(enum.StrEnum):
     EXPIRED = "expired"
     OLDER_VERSION = "older_version"
     INVALID = "invalid"
+    WRITE_CONFLICT = "write_conflict"  # its write points overlap a contract the agent runs
 
 
 class ContractRefused(ContractError):
