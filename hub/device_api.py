@@ -17,7 +17,7 @@ from hub import inbound, series
 from hub.device_list import DeviceListCache
 from hub.service import HubService
 from hub.states import DeviceState
-from hub.store import DeviceRecord, NotFound, contract_id
+from hub.store import DeviceRecord, HubStore, NotFound, contract_id
 from hub.views import contracts_view, device_view, journal_view, with_live
 
 
@@ -64,6 +64,21 @@ async def device_journal(request: Request) -> Response:
     return JSONResponse([journal_view(r) for r in store.journal.rows(device, from_seq, limit)])
 
 
+def _units(store: HubStore, device: DeviceRecord) -> dict[str, str]:
+    """Each point's unit from the device's contracts that claim its points (a device may run
+    several); the one it reports running last, so its units win."""
+    records = [r for r in store.contracts.find(device=device.id) if r.status.claims_points]
+    if device.contract is not None and device.version is not None:
+        try:
+            records.append(store.contracts.get(contract_id(device.contract, device.version)))
+        except NotFound:
+            pass
+    units: dict[str, str] = {}
+    for record in records:
+        units |= series.units_of(record.document)
+    return units
+
+
 async def device_series(request: Request) -> Response:
     """A device's recent values from its journal, per point with the unit its contract gives:
     good numeric readings as [ts_ms, value] steps, a bad reading as a null gap."""
@@ -71,14 +86,8 @@ async def device_series(request: Request) -> Response:
     device = store.devices.get(request.path_params["device"])
     limit = inbound.int_query(request, "limit", series.DEFAULT_ENTRIES, 1, inbound.MAX_LIMIT)
     rows = store.journal.rows(device.id, max(0, device.last_seq - limit + 1), limit)
-    units: dict[str, str] = {}
-    if device.contract is not None and device.version is not None:
-        try:
-            document = store.contracts.get(contract_id(device.contract, device.version)).document
-        except NotFound:
-            document = {}
-        units = series.units_of(document)
     head = {"device": device.id, "contract": device.contract, "version": device.version}
     decoded: series.DecodedRows = request.app.state.series_rows
-    body = await inbound.service(request).worker.run(series.encoded, head, rows, units, decoded)
+    body = await inbound.service(request).worker.run(series.encoded, head, rows,
+                                                     _units(store, device), decoded)
     return Response(body, media_type="application/json")

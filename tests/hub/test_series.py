@@ -89,6 +89,10 @@ async def test_series_endpoint_serves_the_recent_window_with_units_and_refuses_a
     [level] = body["points"]
     assert level["unit"] == "m"
     assert level["samples"] == [[START_MS + 1000 * s, s / 10] for s in range(7, 11)]
+    # a device that reports no contract yet: the units of the contracts that claim its points
+    store.devices.update("pump-station-7", contract=None, version=None)
+    body = (await client.get("/api/devices/pump-station-7/series?limit=4", headers=VIEW)).json()
+    assert [(p["name"], p["unit"]) for p in body["points"]] == [("level", "m")]
     bad = await client.get("/api/devices/pump-station-7/series?limit=0", headers=VIEW)
     assert bad.status_code == 400
     missing = await client.get("/api/devices/nope/series", headers=VIEW)
