@@ -113,6 +113,13 @@ def device_view(d: Mapping[str, Any]) -> RenderableType:
     values = d.get("values")
     if isinstance(values, Mapping):
         parts.append(_values_table(values))
+    running = d.get("contracts")
+    if isinstance(running, list) and running:  # an agent may run several contracts side by side
+        parts.append(_table("contracts running (the device's telemetry)",
+                            ("contract", "mode", "step", "safe", "trip", "live"),
+                            ((c.get("contract"), c.get("mode"), c.get("step"), c.get("safe"),
+                              c.get("trip"), c.get("live")) for c in running
+                             if isinstance(c, Mapping))))
     alarms = d.get("alarms")
     if isinstance(alarms, list) and alarms:
         parts.append(_table("alarms", ("id", "kind", "count", "acknowledged"),

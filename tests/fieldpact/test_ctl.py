@@ -19,7 +19,9 @@ import pytest
 from fieldpact import cli
 from fieldpact.ctl_client import CtlError, Exit, HubClient
 from hub.auth import ApiRole
+from hub.live import LiveValues
 from hub.publisher import MemoryPublisher
+from hub.service import HubService
 from hub.states import ContractEvent, ContractStatus, DeviceEvent
 from hub.store import HubStore
 from tests.hub.conftest import START_MS, TOKENS, bearer
@@ -101,12 +103,20 @@ async def test_devices_as_a_table_and_as_json_with_state_and_site_filters(
 
 
 async def test_device_shows_values_with_age_and_alarms_and_an_unknown_id_is_not_found(
-        fleet: int, ctl: Ctl) -> None:
+        fleet: int, ctl: Ctl, service: HubService) -> None:
+    service.live_contracts = {"pump-station-7": {  # as the sync side holds each one's telemetry
+        "tank-fill@3": LiveValues(ts_ms=START_MS - 5_000, received_ms=START_MS - 5_000,
+                                  mode="running", step="fill"),
+        "dosing@1": LiveValues(ts_ms=START_MS - 5_000, received_ms=START_MS - 5_000,
+                               mode="safe", safe="confirmed", trip="stale:flow")}}
     shown = await ctl("device", "pump-station-7")
     assert shown.code == Exit.OK, shown.err
     assert "values (live" in shown.out and "step fill, mode running" in shown.out
     assert "level" in shown.out and "3.142" in shown.out and "5 s ago" in shown.out
     assert "guard_trip" in shown.out
+    running = [ln for ln in shown.out.splitlines() if "dosing@1" in ln or "tank-fill@3 " in ln]
+    assert any("safe" in ln and "stale:flow" in ln for ln in running), shown.out
+    assert any("running" in ln and "fill" in ln for ln in running), shown.out
     assert (await ctl("device", "pump-station-7", "--json")).json()["values"]["source"] == "live"
     missing = await ctl("device", "no-such-pump")
     assert missing.code == Exit.NOT_FOUND
