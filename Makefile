@@ -35,6 +35,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.validate
 	$(BIN)/python -m bench.safety
 	$(BIN)/python -m bench.convergence
+	$(BIN)/python -m bench.fleet
 	$(BIN)/python -m bench.hostile
 
 clean:

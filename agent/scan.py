@@ -204,6 +204,7 @@ class ScanLoop:
         anchor: Anchor = seg.anchor
         k, next_keyframe = 0, anchor.wall_ms
         async with self._io:
+            self.link.pace(None)  # not a cycle: the outputs' sync is bounded by the links' timeouts
             await self._sync_outputs(seg, anchor.wall_ms)
         while self.segments.get(seg.key) is seg:
             raise_if_cancelled()

@@ -172,7 +172,8 @@ class HubRuntime:
                 yield
 
         return create_app(self.service, self.cfg.auth, lifespan=lifespan,
-                          silence_timeout_ms=self.cfg.silence_timeout_ms)
+                          silence_timeout_ms=self.cfg.silence_timeout_ms,
+                          drift_alarm_after_ms=self.cfg.drift_alarm_ms)
 
 
 def _signer(key: Ed25519PrivateKey) -> Callable[[Contract], bytes]:
