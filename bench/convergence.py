@@ -39,7 +39,7 @@ import yaml
 
 from agent.config import AgentConfig, BrokerConfig as AgentBroker, ModbusConfig
 from agent.modbus import ModbusLink
-from agent.runtime import Agent
+from agent.process import Agent
 from bench._common import figure, signed_contract, window_around_now
 from transport.backoff import Backoff
 from hub.app import HubRuntime

@@ -30,7 +30,7 @@ from typing import Any
 import yaml
 
 from agent.config import AgentConfig, ModbusConfig
-from agent.runtime import Agent
+from agent.process import Agent
 from bench._common import (
     CpuMeter, figure, percentile, proc_cpu_s, rss_mb, run_sim_cli, signed_contract, simulator_process,
     window_around_now,

@@ -9,9 +9,9 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from agent.config import AgentConfig
-from agent.journal import SELECT_ENTRIES, row_to_entry
+from agent.journal_sqlite import SELECT_ENTRIES, row_to_entry
 from agent.modbus import ModbusLink
-from agent.runtime import Agent
+from agent.process import Agent
 from transport.backoff import Backoff
 from contracts.chain import Entry, EntryKind
 from tests.waiting import eventually

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from agent.config import AgentConfig, ModbusConfig
-from agent.journal import JournalFull
+from agent.errors import JournalFull
 from contracts.replay import contracts_in, replay_entries
 from contracts.chain import EntryKind, verify_chain, GENESIS
 from contracts.inputs import Command, CommandKind

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from agent.config import AgentConfig, ModbusConfig
-from agent.runtime import Agent
+from agent.process import Agent
 from contracts.engine_state import Mode
 from contracts.loader import check_mapping
 from contracts.schema import Contract

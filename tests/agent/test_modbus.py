@@ -10,7 +10,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from agent.link import DeviceLinkError, MemoryLink
+from agent.errors import DeviceLinkError
+from agent.link import MemoryLink
 from agent.modbus import ModbusLink
 from transport.backoff import Backoff, Retrier
 from agent.registers import plan_reads

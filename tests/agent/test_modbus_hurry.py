@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import time
 
-from agent.modbus import DEADLINE_MARGIN_S, ModbusLink
+from agent.modbus import ModbusLink
+from agent.modbus_calls import DEADLINE_MARGIN_S
+from agent.modbus_probe import probe_timeout
 from agent.registers import plan_reads
 from contracts.schema import DataType, Direction, Point, Table
 from transport.backoff import Backoff
@@ -62,13 +64,8 @@ async def test_hurried_link_does_not_block_on_a_hung_device_and_is_back_soon_aft
 
 
 def test_hurried_probes_wait_one_interval_and_every_fourth_the_full_timeout() -> None:
-    link = ModbusLink("127.0.0.1", 1, timeout_s=TIMEOUT_S)
-    assert link._probe_timeout() == TIMEOUT_S  # not hurried: the link's own timeout
-    link.hurry(INTERVAL_S)
-    waits = []
-    for _ in range(8):
-        link.probes += 1
-        waits.append(link._probe_timeout())
+    assert probe_timeout(1, None, TIMEOUT_S) == TIMEOUT_S  # not hurried: the link's own timeout
+    waits = [probe_timeout(n, INTERVAL_S, TIMEOUT_S) for n in range(1, 9)]
     assert waits == [INTERVAL_S, INTERVAL_S, INTERVAL_S, TIMEOUT_S] * 2
-    link.hurry(1.0)  # a scan slower than the timeout never lengthens a probe past it
-    assert link._probe_timeout() == TIMEOUT_S
+    # a scan slower than the timeout never lengthens a probe past it
+    assert probe_timeout(9, 1.0, TIMEOUT_S) == TIMEOUT_S

@@ -55,7 +55,7 @@ async def _fault_then_recover(cfg: AgentConfig, probe: Probe, fault: Callable[[]
         await eventually(lambda: running(probe), 15, "pump running, valve open")
         await fault()
         await eventually(lambda: events(cfg.journal, "guard_trip"), 15, "the guard trip")
-        await eventually(lambda: "safe_unconfirmed=pump_speed,valve_open" in agent._status(), 5,
+        await eventually(lambda: "safe_unconfirmed=pump_speed,valve_open" in agent.status(), 5,
                          "the systemd STATUS line naming the unconfirmed points")
         # Stay down until the agent has been looking for the device for a while (probes cycling).
         await eventually(lambda: getattr(agent.link, "probes", 0) >= 3, 15, "three probes")
@@ -67,7 +67,7 @@ async def _fault_then_recover(cfg: AgentConfig, probe: Probe, fault: Callable[[]
             await next_scans(agent)
             assert await safe(probe)
         confirmed = await eventually(lambda: events(cfg.journal, "safe_confirmed"), 10, "confirmed")
-        assert "safe_unconfirmed" not in agent._status()
+        assert "safe_unconfirmed" not in agent.status()
         agent.scan.commands.append(Command(kind=CommandKind.RESUME, id="operator-1"))
         await eventually(lambda: running(probe), 15, "running again after the resume")
     assert confirmed[0].body["elapsed_ms"] > 0
@@ -109,7 +109,7 @@ async def test_cut_link_is_followed_by_safe_state_on_the_device_when_restored(
 
 async def test_forced_safe_state_while_the_journal_is_down_is_reasserted_until_the_device_shows_it(
         tmp_path: Path, keys: tuple[Path, Path], signer: Callable[[Contract], bytes]) -> None:
-    from agent.journal import JournalFull
+    from agent.errors import JournalFull
     from contracts.chain import EntryKind
     async with SimDevice("tank", tick_ms=20, initial={"level": 1.0}) as tank:
         cfg = _config(tmp_path, keys, tank.port, signer)

@@ -9,7 +9,7 @@ import pytest
 
 from agent.config import AgentConfig, BrokerConfig, ModbusConfig
 from agent.journal import SqliteJournal
-from agent.runtime import Agent
+from agent.process import Agent
 from agent.uplink import Uplink
 from contracts.loader import check_mapping
 from contracts.signing import generate_keypair, load_private_key, sign_contract

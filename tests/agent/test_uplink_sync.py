@@ -18,7 +18,7 @@ import pytest
 
 from agent.config import AgentConfig, BrokerConfig, ModbusConfig
 from agent.journal import SqliteJournal
-from agent.runtime import Agent
+from agent.process import Agent
 from contracts.chain import Entry
 from contracts.signing import generate_keypair
 from contracts.topics import HUB_STATUS, Channel, topic

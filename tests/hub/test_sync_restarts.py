@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from agent.runtime import Agent
+from agent.process import Agent
 from contracts.signing import generate_keypair
 from hub.app import HubRuntime
 from hub.auth import hash_token
