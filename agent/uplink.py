@@ -28,14 +28,14 @@ from agent.journal_signing import JournalSigner
 from agent.journal_thread import AsyncJournal
 from agent.resend import Reason, Resend, SendState
 from agent.scan import Connectivity, CycleReport, ScanLoop
-from contracts.chain import Entry
+from contracts.chain_rows import Row
 from contracts.errors import ContractRefused, EncodingError
 from contracts.journal_events import AgentEvent, agent_event_body, item
 from contracts.signing import peek_identity
 from contracts.topics import HUB_STATUS, Channel, topic
 from contracts.types import Value
-from contracts.wire import (Ack, Birth, CommandMessage, ContractResult, HubBirth, JournalBatch,
-                            Telemetry)
+from contracts.journal_wire import JournalRows
+from contracts.wire import Ack, Birth, CommandMessage, ContractResult, HubBirth, Telemetry
 from transport.backoff import Backoff
 from transport.mqtt import LinkDown, MqttLink, Will
 from transport.cancel import raise_if_cancelled
@@ -245,16 +245,17 @@ class Uplink:
         self._state = resend.on_sent(self._state, entries[-1].seq, s.epoch, time.monotonic())
         return True
 
-    async def _read_from(self, start: int, limit: int) -> list[Entry]:
-        """Up to `limit` entries from `start`; undecodable rows are noted and read past."""
+    async def _read_from(self, start: int, limit: int) -> list[Row]:
+        """Up to `limit` stored rows from `start`; rows that are not entries are noted and read
+        past."""
         while True:
-            entries, bad = await self.journal.read_tolerant(start, limit)
+            entries, bad = await self.journal.read_rows(start, limit)
             self._unreadable.update(bad)
             if entries or not bad:
                 return entries
             start = bad[-1][0] + 1
 
-    async def _encode(self, from_seq: int, entries: list[Entry]) -> bytes:
+    async def _encode(self, from_seq: int, entries: list[Row]) -> bytes:
         try:
             batch = await self._signed(batching.build(self.cfg.device, from_seq, entries))
             payload = batch.to_bytes()
@@ -269,7 +270,7 @@ class Uplink:
         await self._journal_holes(batch.gaps)
         return payload
 
-    async def _signed(self, batch: JournalBatch) -> JournalBatch:
+    async def _signed(self, batch: JournalRows) -> JournalRows:
         """The batch signed by the agent's journal key (agent/journal_signing.py), if it has one."""
         return batch if self.signer is None else await self.signer.sign_async(self.journal, batch)
 

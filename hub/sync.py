@@ -52,7 +52,8 @@ from contracts.inputs import Command
 from contracts.schema import Contract
 from contracts.schema_parse import parse_contract
 from contracts.topics import HUB_PROBE, HUB_STATUS, Channel, TopicParts, hub_filters, parse, topic
-from contracts.wire import (Ack, Birth, CommandMessage, ContractResult, HubBirth, JournalBatch,
+from contracts.journal_wire import decode_journal
+from contracts.wire import (Ack, Birth, CommandMessage, ContractResult, HubBirth,
                             Telemetry)
 from contracts.types import EpochMs
 from transport.mqtt import LinkDown, MqttLink, Probe, Will
@@ -481,7 +482,7 @@ class HubSync:
         return Cursor()
 
     async def _on_journal(self, parts: TopicParts, payload: bytes) -> None:
-        batch = JournalBatch.from_bytes(payload)
+        batch = decode_journal(payload)  # either wire form, as rows
         device = parts.device
         if not self._admitted(parts):
             return
@@ -493,7 +494,7 @@ class HubSync:
         rec = self.store.devices.get(device)
         ing = self._ingest.setdefault(device, DeviceIngest(self._cursor(rec),
                                                            budget=self._pending_budget))
-        result = ing.add([Entry.from_mapping(m) for m in batch.entries], batch.dropped_through,
+        result = ing.add(batch.entries(), batch.dropped_through,
                          batch.gaps, nbytes=len(payload))
         if result.store:
             self.store.journal.insert_entries(device, result.store, result.bodies)

@@ -22,7 +22,8 @@ from agent.process import Agent
 from contracts.chain import Entry
 from contracts.signing import generate_keypair
 from contracts.topics import HUB_STATUS, Channel, topic
-from contracts.wire import Ack, HubBirth, JournalBatch
+from contracts.journal_wire import JournalRows, decode_journal
+from contracts.wire import Ack, HubBirth
 from transport.backoff import Backoff
 from hub.app import HubRuntime
 from simulators.netcut import NetCut
@@ -62,13 +63,13 @@ async def fake_hub(broker: BrokerEndpoint) -> AsyncIterator[aiomqtt.Client]:
         yield client
 
 
-async def next_batch(client: aiomqtt.Client) -> JournalBatch:
+async def next_batch(client: aiomqtt.Client) -> JournalRows:
     async with asyncio.timeout(30):
         message = await anext(aiter(client.messages))
-    return JournalBatch.from_bytes(bytes(message.payload))  # type: ignore[arg-type]
+    return decode_journal(bytes(message.payload))  # type: ignore[arg-type]
 
 
-async def batch_from(client: aiomqtt.Client, from_seq: int, what: str) -> JournalBatch:
+async def batch_from(client: aiomqtt.Client, from_seq: int, what: str) -> JournalRows:
     """Read batches until one starts at `from_seq` (a resend), failing after 30 s."""
     try:
         async with asyncio.timeout(30):
