@@ -49,6 +49,8 @@ from contracts.engine import Engine
 from contracts.loader import check_mapping
 from contracts.schema_serialize import format_time
 from contracts.topics import Channel, topic
+from contracts.chain_rows import row_of
+from contracts.journal_wire import ROWS_VERSION, JournalRows, decode_journal
 from contracts.wire import Ack, Birth, JournalBatch, Telemetry
 from hub.app import HUB_USER, HubRuntime, broker_users
 from hub.auth import AuthConfig, ApiRole, Token, hash_token
@@ -115,10 +117,19 @@ def make_journal(n: int, t0_ms: int, period_ms: int) -> list[Entry]:
     return entries
 
 
+WIRE = [ROWS_VERSION]
+"""The journal batch form the bench sends (--wire): 2, rows, what agents send; 1, entry maps,
+what older agents send and the hub still takes."""
+
+
 def batches(device: str, entries: list[Entry]) -> list[bytes]:
-    return [JournalBatch(device=device, from_seq=entries[k].seq, to_seq=entries[k + len(c) - 1].seq,
-                         prev_hash=entries[k].prev_hash,
-                         entries=tuple(e.to_mapping() for e in c)).to_bytes()
+    if WIRE[0] == 1:
+        return [JournalBatch(device=device, from_seq=c[0].seq, to_seq=c[-1].seq,
+                             prev_hash=c[0].prev_hash,
+                             entries=tuple(e.to_mapping() for e in c)).to_bytes()
+                for k in range(0, len(entries), BATCH) for c in [entries[k:k + BATCH]]]
+    return [JournalRows(device=device, from_seq=c[0].seq, to_seq=c[-1].seq,
+                        prev_hash=c[0].prev_hash, rows=tuple(row_of(e) for e in c)).to_bytes()
             for k in range(0, len(entries), BATCH) for c in [entries[k:k + BATCH]]]
 
 
@@ -231,8 +242,8 @@ async def birth(client: aiomqtt.Client, last_seq: int) -> None:
 # -- 1. ingest ---------------------------------------------------------------------------------
 
 async def bench_ingest(n: int, repeats: int) -> None:
-    print(f"1. journal ingest through the broker: {n:,} entries in batches of {BATCH}, device "
-          f"{DEVICE} over aiomqtt, QoS 1; {repeats} run(s)", flush=True)
+    print(f"1. journal ingest through the broker: {n:,} entries in batches of {BATCH} (wire "
+          f"v{WIRE[0]}), device {DEVICE} over aiomqtt, QoS 1; {repeats} run(s)", flush=True)
     started = time.perf_counter()
     entries = make_journal(n, now_ms() - n * 100, 100)
     msgs = batches(DEVICE, entries)
@@ -295,8 +306,8 @@ def _known(hub: HubRuntime) -> bool:
 
 
 def _ingest_in_process(msgs: list[bytes], n: int) -> None:
-    """Decode → DeviceIngest.add (chain verification, canonical CBOR) → insert, committed every
-    MAX_BATCH_ENTRIES as hub/sync.py does."""
+    """Decode (either wire form, as rows) → DeviceIngest.add (chain verification over the body
+    bytes) → insert, committed every MAX_BATCH_ENTRIES as the hub's sync side does."""
     t = dict.fromkeys(("decode", "ingest", "insert+commit"), 0.0)
     with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp, \
             HubStore.open(Path(tmp) / "hub.db") as store:
@@ -304,13 +315,12 @@ def _ingest_in_process(msgs: list[bytes], n: int) -> None:
         ing, uncommitted = DeviceIngest(Cursor()), 0
         for i, m in enumerate(msgs):
             t0 = time.perf_counter()
-            batch = JournalBatch.from_bytes(m)
-            entries = [Entry.from_mapping(e) for e in batch.entries]
+            rows = decode_journal(m).rows
             t1 = time.perf_counter()
-            result = ing.add(entries)
+            result = ing.add(rows)
             t2 = time.perf_counter()
             store.begin_batch()
-            store.journal.insert_entries(DEVICE, result.store, result.bodies)
+            store.journal.insert_rows(DEVICE, result.store)
             store.devices.update(DEVICE, acked_seq=result.cursor.seq, last_hash=result.cursor.hash)
             uncommitted += len(result.store)
             if uncommitted >= MAX_BATCH_ENTRIES or i == len(msgs) - 1:
@@ -625,6 +635,8 @@ def main() -> None:
     parser.add_argument("--broker", choices=["amqtt", "mosquitto", "amqtt-process"],
                         default="amqtt",
                         help="broker for the fleet run (amqtt = the embedded default)")
+    parser.add_argument("--wire", type=int, choices=[1, 2], default=ROWS_VERSION,
+                        help="journal batch form to send (2: rows, as agents do; 1: older agents)")
     parser.add_argument("--loadgen", metavar="MQTT_URL", help=argparse.SUPPRESS)
     parser.add_argument("--api-poller", metavar="BASE_URL", help=argparse.SUPPRESS)
     parser.add_argument("--amqtt-broker", metavar="PORT", type=int, help=argparse.SUPPRESS)
@@ -632,6 +644,7 @@ def main() -> None:
     parser.add_argument("--msgs-file", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--last-seq", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    WIRE[0] = args.wire
     logging.basicConfig(level=logging.ERROR)  # figures only; the hub's info/warnings are noise here
     if args.loadgen:
         asyncio.run(run_loadgen(args.loadgen, args.devices))

@@ -123,35 +123,40 @@ def _rows_from_wire(items: Any, prev: Any) -> tuple[Row, ...]:
     pass of type tests per row: the hub decodes a few hundred thousand rows a second."""
     if type(items) is not list:
         raise _bad(JournalRows.KIND, "rows", "must be an array of rows", type(items).__name__)
-    out, kinds, new = [], _KINDS, Row._make
-    for i, item in enumerate(items):
-        if type(item) is not list or not 5 <= len(item) <= 6:
-            raise _row_error(i, "must be [seq, ts_ms, kind, body, hash] or with prev_hash", item)
-        seq, ts, kind, body, digest = item[:5]
-        if len(item) == 6:
-            prev = item[5]
-        if not (type(seq) is int and 0 <= seq <= MAX_SEQ and type(ts) is int
-                and 0 <= ts <= MAX_EPOCH_MS and type(body) is bytes and type(digest) is bytes
-                and len(digest) == HASH_SIZE and type(prev) is bytes and len(prev) == HASH_SIZE
-                and kind in kinds):
-            raise _row_error(i, _why_row(seq, ts, kind, body, digest, prev), item)
-        out.append(new((seq, ts, kinds[kind], body, prev, digest)))
+    if type(prev) is not bytes or len(prev) != HASH_SIZE:
+        raise _bad(JournalRows.KIND, "prev_hash", f"must be {HASH_SIZE} bytes", prev)
+    out: list[Row] = []
+    append, kinds, new, size, top = out.append, _KINDS, tuple.__new__, HASH_SIZE, MAX_SEQ
+    for item in items:
+        if type(item) is list and len(item) == 5:
+            seq, ts, kind, body, digest = item
+        elif type(item) is list and len(item) == 6:
+            seq, ts, kind, body, digest, prev = item
+            if type(prev) is not bytes or len(prev) != size:
+                raise _row_error(len(out), f"prev_hash must be {size} bytes", item)
+        else:
+            raise _row_error(len(out), "must be [seq, ts_ms, kind, body, hash] or with prev_hash",
+                             item)
+        k = kinds.get(kind) if type(kind) is str else None
+        if (k is None or type(seq) is not int or type(ts) is not int or type(body) is not bytes
+                or type(digest) is not bytes or len(digest) != size or not 0 <= seq <= top
+                or not 0 <= ts <= MAX_EPOCH_MS):
+            raise _row_error(len(out), _why_row(seq, ts, kind, body, digest), item)
+        append(new(Row, (seq, ts, k, body, prev, digest)))
         prev = digest
     return tuple(out)
 
 
-def _why_row(seq: Any, ts: Any, kind: Any, body: Any, digest: Any, prev: Any) -> str:
+def _why_row(seq: Any, ts: Any, kind: Any, body: Any, digest: Any) -> str:
     if type(seq) is not int or not 0 <= seq <= MAX_SEQ:
         return f"seq must be an integer within 0..{MAX_SEQ}"
     if type(ts) is not int or not 0 <= ts <= MAX_EPOCH_MS:
         return f"ts_ms must be an integer within 0..{MAX_EPOCH_MS}"
-    if not isinstance(kind, str) or kind not in _KINDS:
+    if type(kind) is not str or kind not in _KINDS:
         return "kind must be an entry kind"
     if type(body) is not bytes:
         return "body must be a byte string (the entry body's CBOR)"
-    if type(digest) is not bytes or len(digest) != HASH_SIZE:
-        return f"hash must be {HASH_SIZE} bytes"
-    return f"prev_hash must be {HASH_SIZE} bytes"
+    return f"hash must be {HASH_SIZE} bytes"
 
 
 def _row_error(index: int, why: str, item: Any) -> EncodingError:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from contracts.chain import Entry, EntryKind
+from contracts.chain_rows import Row
 from contracts.journal_events import BodyError, BootBody, InputBody, decode_entry
 from contracts.codec import canonical_dumps
 from contracts.engine import EngineState
@@ -29,7 +30,7 @@ from hub.alarms import AlarmKind
 from hub.config import FailureCategory, Policy, PolicyAction, RetryConfig
 from hub.lineage import after_retry, source_version
 from hub.planner import Decision, decide
-from hub.reconcile import (Actual, Report, actual_from_entries, fold_entries, reconcile,
+from hub.reconcile import (Actual, Report, fold_rows, reconcile,
                            reconcile_actual)
 from hub.service import HubService, RequestRefused
 from hub.states import ContractStatus
@@ -135,7 +136,7 @@ class OfflineManager:
                  device.id, record.id, inputs.start_ms, projection.confidence)
         return blob
 
-    def fold(self, device: str, entries: Sequence[Entry]) -> None:
+    def fold(self, device: str, entries: Sequence[Row]) -> None:
         """Fold a projected device's newly stored entries (seq order) into its outage's actual
         history, so the reconciliation need not read and decode the whole outage back. A batch
         that does not follow the last one folded drops the fold: the journal is read instead."""
@@ -145,7 +146,7 @@ class OfflineManager:
         if entries[0].seq != f.next_seq or entries[-1].seq - entries[0].seq + 1 != len(entries):
             del self._folds[device]  # not contiguous with the fold, or a declared gap inside
             return
-        fold_entries(f.actual, entries)
+        fold_rows(f.actual, entries)
         f.next_seq = entries[-1].seq + 1
 
     def forget_folds(self) -> None:
@@ -158,7 +159,7 @@ class OfflineManager:
         f = self._folds.pop(device.id, None)
         if f is not None and f.from_seq == from_seq and f.next_seq == device.acked_seq + 1:
             return f.actual
-        return actual_from_entries(self.store.journal.entries(device.id, from_seq + 1))
+        return fold_rows(Actual(), self.store.journal.stored(device.id, from_seq + 1))
 
     def _project(self, record: ContractRecord, inputs: ProjectionInputs,
                  device: str | None = None) -> Projection:

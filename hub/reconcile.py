@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from contracts.chain import Entry, EntryKind
+from contracts.chain_rows import Row, entry_of
+from contracts.errors import EncodingError
 from contracts.engine_modes import mode_after
 from contracts.engine_state import EventKind, Mode
 from contracts.guards import TripReason
@@ -76,6 +78,19 @@ def fold_entries(a: Actual, entries: Sequence[Entry]) -> Actual:
     """Fold more entries (seq order, following those already folded) into `a`; returns it. A
     left fold: folding a journal batch by batch gives what folding it at once gives."""
     for e in entries:
+        _fold(a, e)
+    return a
+
+
+def fold_rows(a: Actual, rows: Sequence[Row]) -> Actual:
+    """`fold_entries` over stored rows (hub/store/journal.py `stored`): each body is decoded
+    strictly here, where it is read; one that does not decode is counted as unreadable."""
+    for row in rows:
+        try:
+            e = entry_of(row)
+        except EncodingError:
+            a.unreadable += 1
+            continue
         _fold(a, e)
     return a
 

@@ -47,6 +47,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from contracts.chain import Entry, EntryKind, encode_body
+from contracts.chain_rows import Row, entry_of
 from contracts.errors import EncodingError
 from contracts.inputs import Command
 from contracts.schema import Contract
@@ -494,10 +495,10 @@ class HubSync:
         rec = self.store.devices.get(device)
         ing = self._ingest.setdefault(device, DeviceIngest(self._cursor(rec),
                                                            budget=self._pending_budget))
-        result = ing.add(batch.entries(), batch.dropped_through,
+        result = ing.add(batch.rows, batch.dropped_through,
                          batch.gaps, nbytes=len(payload))
         if result.store:
-            self.store.journal.insert_entries(device, result.store, result.bodies)
+            self.store.journal.insert_rows(device, result.store)
             self._uncommitted += len(result.store)
             self.offline.fold(device, result.store)
         if result.gaps:
@@ -515,7 +516,7 @@ class HubSync:
         if result.broken is not None:
             self._alarm(device, AlarmKind.CHAIN_BREAK, f"seq {result.broken.seq}: {result.broken.reason}")
             self._event(device, DeviceEvent.CHAIN_BROKEN, result.broken.reason)
-        await self._contract_events(device, result.store)
+        await self._contract_events(device, _readable(result.store))
         await self._ack(parts, result.cursor.seq)
         await self._maybe_caught_up(device)
 
@@ -849,3 +850,20 @@ def _with_current(blob: dict[str, Any], points: list[dict[str, Any]], now_ms: Ep
         blob["values"] = {**current["modelled"], **current["outputs"]}
         blob["step"], blob["mode"] = current["step"], current["mode"]
     return blob
+
+
+_READ = frozenset({EntryKind.BOOT, EntryKind.STEP, EntryKind.TRIP, EntryKind.REFUSAL,
+                   EntryKind.EVENT})
+"""The entry kinds whose bodies say anything about a contract or an alarm: only these are decoded
+at ingest (strictly: the bodies are the agent's bytes)."""
+
+
+def _readable(rows: list[Row]) -> list[Entry]:
+    out = []
+    for r in rows:
+        if r.kind in _READ:
+            try:
+                out.append(entry_of(r))
+            except EncodingError as exc:
+                log.warning("journal_body_unreadable seq=%s error=%s", r.seq, quote(str(exc)))
+    return out
