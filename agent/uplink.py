@@ -9,7 +9,9 @@ never postpone a resend. The hub ingests idempotently by seq. An ack is made dur
 journal before anything may be dropped for it. On every (re)connect it publishes a retained birth.
 It also follows the hub's own birth (`fp/v1/_hub/status`): a new boot (the hub restarted) or a new
 birth of the same boot (the hub reconnected and re-subscribed) rewinds to the ack, so what was sent
-while the hub could not hear is sent again.
+while the hub could not hear is sent again. And it notices when it cannot hear the hub: after
+DEAF_AFTER ack timeouts in a row with entries outstanding (agent/resend.py) it forces a new MQTT
+session, whose subscriptions are made afresh (a broker can drop a live client's subscription).
 """
 from __future__ import annotations
 
@@ -68,12 +70,14 @@ class Uplink:
     def __init__(self, cfg: AgentConfig, journal: AsyncJournal, scan: ScanLoop,
                  store: ContractStore, conn: Connectivity, *, clock: Callable[[], int] = wall_ms,
                  window: int = WINDOW, ack_timeout_s: float | None = None,
-                 reconnect: Backoff | None = None, signer: JournalSigner | None = None) -> None:
+                 reconnect: Backoff | None = None, signer: JournalSigner | None = None,
+                 deaf_after: int = resend.DEAF_AFTER) -> None:
         assert cfg.broker is not None
         self.cfg, self.journal, self.scan, self.store, self.conn = cfg, journal, scan, store, conn
         self.signer = signer  # signs each batch over its chain head and gaps (fixed interface 6)
         self._clock, self._window = clock, window
         self._ack_timeout_s = cfg.ack_timeout_s if ack_timeout_s is None else ack_timeout_s
+        self._deaf_after = deaf_after
         self.boot_id = uuid.uuid4().hex
         self._state = SendState()
         self._wake = asyncio.Event()
@@ -218,9 +222,20 @@ class Uplink:
             if r is not None:
                 self._state, r = resend.rewind(self._state, r.reason, time.monotonic())
                 self._log_resend(r)
+                self._reconnect_if_deaf()
             elif not sent_any:
                 await self._wait_wake(resend.wait_s(self._state, time.monotonic(),
                                                     self._ack_timeout_s))
+
+    def _reconnect_if_deaf(self) -> None:
+        """After DEAF_AFTER ack timeouts in a row, hearing nothing from the hub: a new MQTT
+        session (re-subscribed; its connect rewinds to the ack again)."""
+        if not resend.deaf(self._state, self._deaf_after):
+            return
+        log.warning("uplink_deaf timeouts=%d acked=%s sent_from=%s: forcing a reconnect",
+                    self._state.timeouts, self._acked, self._acked + 1)
+        self._state = resend.heard_again(self._state)
+        self.link.reconnect(f"{self._deaf_after} ack timeouts in a row")
 
     async def _wait_wake(self, timeout_s: float) -> None:
         try:
