@@ -68,6 +68,10 @@ class Will:
     retain: bool = True
 
 
+CANCEL_CHECK_S = 1.0
+"""How often a session waiting on its dispatch task checks for a cancellation that a library lost
+(transport/cancel.py): a stop is honoured within a second even then."""
+
 PROBE_MISSES = 3
 """Probe periods without any message before a session counts as deaf: one lost probe (QoS 1 is
 not trusted) is not enough to drop a working link."""
@@ -200,7 +204,10 @@ class MqttLink:
         dispatch = asyncio.create_task(self._dispatch(client, on_message), name="mqtt-dispatch")
         dropped = asyncio.create_task(self._drop.wait(), name="mqtt-drop")
         try:
-            await asyncio.wait((dispatch, dropped), return_when=asyncio.FIRST_COMPLETED)
+            while not (dispatch.done() or dropped.done()):
+                await asyncio.wait((dispatch, dropped), timeout=CANCEL_CHECK_S,
+                                   return_when=asyncio.FIRST_COMPLETED)
+                raise_if_cancelled()  # a cancellation a library swallowed is this task's
         finally:
             for task in (dispatch, dropped):
                 task.cancel()
