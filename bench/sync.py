@@ -58,6 +58,7 @@ from hub.acl.mosquitto import mosquitto_acl
 from hub.acl.passwords import hash_password, mosquitto_password_line
 from hub.acl.policy import BrokerRole, UserSpec
 from hub.broker import EmbeddedBroker
+from hub.broker_process import BrokerProcess
 from hub.config import BrokerConfig, BrokerMode, DeviceCredential, HubConfig
 from hub.ingest import Cursor, DeviceIngest
 from hub.states import DeviceState
@@ -427,17 +428,19 @@ class FleetHub(HubRuntime):
         users = broker_users(self.cfg, password) | {"loadgen": UserSpec(
             password_hash=hash_password(self._loadgen_password), role=BrokerRole.HUB, site=None,
             device=None)}
-        self.broker = await stack.enter_async_context(
-            EmbeddedBroker(b.listen_host, b.listen_port, users=users))
-        return self.broker.url, HUB_USER, password
+        broker = (BrokerProcess(b.listen_host, b.listen_port, users=users) if b.own_process
+                  else EmbeddedBroker(b.listen_host, b.listen_port, users=users))
+        self.broker = await stack.enter_async_context(broker)
+        return broker.url, HUB_USER, password
 
 
 @contextlib.asynccontextmanager
 async def fleet_hub(kind: str, tmp: Path, password: str) -> AsyncIterator[HubRuntime]:
     """The hub for the fleet run (not started): with its embedded amqtt, or in external mode on a
     Mosquitto process with our rendered ACL and passwords."""
-    if kind == "amqtt":
-        hub: HubRuntime = FleetHub(hub_config(tmp, password), password)
+    if kind in ("amqtt", "amqtt-inproc"):
+        hub: HubRuntime = FleetHub(hub_config(tmp, password, own_process=kind == "amqtt"),
+                                   password)
         try:
             yield hub
         finally:
@@ -632,9 +635,10 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="10k entries, 1 h offline, 100 devices")
     parser.add_argument("--only", choices=["ingest", "reconcile", "fleet"])
-    parser.add_argument("--broker", choices=["amqtt", "mosquitto", "amqtt-process"],
+    parser.add_argument("--broker", choices=["amqtt", "amqtt-inproc", "mosquitto", "amqtt-process"],
                         default="amqtt",
-                        help="broker for the fleet run (amqtt = the embedded default)")
+                        help="broker for the fleet run (amqtt = the embedded default, in its own "
+                             "process; amqtt-inproc = on the hub's MQTT thread, as before)")
     parser.add_argument("--wire", type=int, choices=[1, 2], default=ROWS_VERSION,
                         help="journal batch form to send (2: rows, as agents do; 1: older agents)")
     parser.add_argument("--loadgen", metavar="MQTT_URL", help=argparse.SUPPRESS)

@@ -21,6 +21,7 @@ from typing import Any
 
 from contracts.chain import Entry, EntryKind
 from contracts.chain_rows import Row, entry_of
+from contracts.codec import loads_map
 from contracts.errors import EncodingError
 from contracts.engine_modes import mode_after
 from contracts.engine_state import EventKind, Mode
@@ -85,7 +86,17 @@ def fold_entries(a: Actual, entries: Sequence[Entry]) -> Actual:
 def fold_rows(a: Actual, rows: Sequence[Row]) -> Actual:
     """`fold_entries` over stored rows (hub/store/journal.py `stored`): each body is decoded
     strictly here, where it is read; one that does not decode is counted as unreadable."""
+    values = a.values
     for row in rows:
+        if row.kind is EntryKind.INPUT:
+            try:
+                good = _good_inputs(loads_map(row.body))
+            except EncodingError:
+                a.unreadable += 1
+                continue
+            if good is not None:
+                values.update(good)
+                continue
         try:
             e = entry_of(row)
         except EncodingError:
@@ -93,6 +104,22 @@ def fold_rows(a: Actual, rows: Sequence[Row]) -> Actual:
             continue
         _fold(a, e)
     return a
+
+
+def _good_inputs(body: dict[str, Any]) -> dict[str, Any] | None:
+    """name -> value of an INPUT body `{"values": {name: [value, "good", None]}}` whose readings
+    are all good — what `_fold` takes from it, without building the typed record (most of a
+    day's 86,400 entries). None for any other body: the full decode decides."""
+    values = body.get("values") if len(body) == 1 else None
+    if type(values) is not dict:
+        return None
+    out = {}
+    for name, w in values.items():
+        if (type(name) is not str or type(w) is not list or len(w) != 3 or w[1] != "good"
+                or w[0] is None):
+            return None
+        out[name] = w[0]
+    return out
 
 
 def _fold(a: Actual, e: Entry) -> None:
