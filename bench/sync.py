@@ -118,6 +118,10 @@ def make_journal(n: int, t0_ms: int, period_ms: int) -> list[Entry]:
     return entries
 
 
+OWN_PROCESS = [True]
+"""The embedded broker in its own process (the default), or on the hub's MQTT thread
+(--inproc-broker, as before) for the ingest and reconcile runs."""
+
 WIRE = [ROWS_VERSION]
 """The journal batch form the bench sends (--wire): 2, rows, what agents send; 1, entry maps,
 what older agents send and the hub still takes."""
@@ -150,7 +154,8 @@ def hub_config(work: Path, secret: str, **broker: Any) -> HubConfig:
     """Hub config in `work`; `secret` is both d1's MQTT password and the API token."""
     token = Token(name="bench", sha256=hash_token(secret), role=ApiRole.ADMIN)
     return HubConfig(db_path=work / "hub.db", key_path=work / "keys" / "hub.key",
-                     broker=BrokerConfig(**({"listen_port": 0} | broker)),
+                     broker=BrokerConfig(**({"listen_port": 0, "own_process": OWN_PROCESS[0]}
+                                            | broker)),
                      auth=AuthConfig(tokens=(token,)),
                      devices=(DeviceCredential(id=DEVICE, site=SITE,
                                                password_hash=hash_password(secret)),))
@@ -436,13 +441,14 @@ class FleetHub(HubRuntime):
 
 @contextlib.asynccontextmanager
 async def fleet_hub(kind: str, tmp: Path, password: str) -> AsyncIterator[HubRuntime]:
-    """The hub for the fleet run (not started): with its embedded amqtt, or in external mode on a
-    Mosquitto process with our rendered ACL and passwords."""
+    """The hub for the fleet run (not started), its FLEET devices registered (only registered
+    devices exist: hub/registry.py): with its embedded amqtt, or in external mode on a Mosquitto
+    process with our rendered ACL and passwords."""
     if kind in ("amqtt", "amqtt-inproc"):
         hub: HubRuntime = FleetHub(hub_config(tmp, password, own_process=kind == "amqtt"),
                                    password)
         try:
-            yield hub
+            yield _registered(hub)
         finally:
             hub.close()
         return
@@ -451,9 +457,32 @@ async def fleet_hub(kind: str, tmp: Path, password: str) -> AsyncIterator[HubRun
         hub = HubRuntime(hub_config(tmp, password, mode=BrokerMode.EXTERNAL, url=url,
                                     username="hub", password=password))
         try:
-            yield hub
+            yield _registered(hub)
         finally:
             hub.close()
+
+
+def fleet_ids(devices: int) -> list[str]:
+    return [f"dev-{i:04d}" for i in range(devices)]
+
+
+FLEET = [1000]
+"""How many devices the fleet run registers (--devices)."""
+
+
+def _registered(hub: HubRuntime) -> HubRuntime:
+    """The fleet's devices added as an admin would (the API's registrations table), then the
+    registry re-read once."""
+    with hub.store.tx():
+        for d in fleet_ids(FLEET[0]):
+            hub.store.registry.add(d, SITE, {}, now_ms(), "bench")
+            hub.store.devices.ensure(d, SITE, now_ms(), {})
+    hub.registry._reload()  # one read for all of them (register() re-reads after each)
+    return hub
+
+
+def _born(hub: HubRuntime) -> int:
+    return sum(d.state is not DeviceState.UNKNOWN for d in hub.store.devices.find())
 
 
 def _fleet_users(password: str) -> dict[str, UserSpec]:
@@ -520,8 +549,8 @@ async def bench_fleet(devices: int, seconds: float, broker_kind: str = "amqtt") 
             assert hub.mqtt_url is not None
             idle_rss, handled = rss_mb()[1], count_telemetry(hub)
             async with loadgen(hub.mqtt_url, password, devices) as gen:
-                await eventually(lambda: len(hub.store.devices.find()) >= devices, 60,
-                                 f"{devices} births", every_s=0.5)  # devices() is not free
+                await eventually(lambda: _born(hub) >= devices, 60, f"{devices} births",
+                                 every_s=0.5, detail=lambda: f"{_born(hub)} born")
                 n0, t0 = handled[0], time.monotonic()
                 lat = await api_poller(base, password, devices, seconds)
                 sent = (handled[0] - n0) / (time.monotonic() - t0)
@@ -602,7 +631,7 @@ async def run_loadgen(url: str, devices: int) -> None:
     """LOADGEN_CLIENTS hub-role clients share `devices`: each publishes births, then telemetry
     for each of its devices once a second, until killed."""
     host, port = _host_port(url)
-    ids = [f"dev-{i:04d}" for i in range(devices)]
+    ids = fleet_ids(devices)
     async with asyncio.TaskGroup() as tg:
         for k in range(LOADGEN_CLIENTS):
             tg.create_task(_loadgen_client(host, port, ids[k::LOADGEN_CLIENTS], k), name=f"gen-{k}")
@@ -641,6 +670,8 @@ def main() -> None:
                              "process; amqtt-inproc = on the hub's MQTT thread, as before)")
     parser.add_argument("--wire", type=int, choices=[1, 2], default=ROWS_VERSION,
                         help="journal batch form to send (2: rows, as agents do; 1: older agents)")
+    parser.add_argument("--inproc-broker", action="store_true",
+                        help="ingest/reconcile: the embedded broker on the hub's MQTT thread")
     parser.add_argument("--loadgen", metavar="MQTT_URL", help=argparse.SUPPRESS)
     parser.add_argument("--api-poller", metavar="BASE_URL", help=argparse.SUPPRESS)
     parser.add_argument("--amqtt-broker", metavar="PORT", type=int, help=argparse.SUPPRESS)
@@ -648,7 +679,7 @@ def main() -> None:
     parser.add_argument("--msgs-file", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--last-seq", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    WIRE[0] = args.wire
+    WIRE[0], OWN_PROCESS[0], FLEET[0] = args.wire, not args.inproc_broker, args.devices
     logging.basicConfig(level=logging.ERROR)  # figures only; the hub's info/warnings are noise here
     if args.loadgen:
         asyncio.run(run_loadgen(args.loadgen, args.devices))
