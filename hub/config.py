@@ -15,6 +15,8 @@ Example:
     [listen]
     host = "0.0.0.0"
     port = 8600
+    [mqtt]
+    broker_process = true            # the embedded broker in a child process; false: in the hub's
     [[tokens]]
     name = "ops"
     sha256 = "<hex digest of the token; see hub.auth.hash_token>"
