@@ -100,18 +100,6 @@ def _why(exc: BaseException) -> str:
     return str(exc)[:200]
 
 
-def loads_own(data: bytes) -> Any:
-    """Decode CBOR that this process's own side encoded with `canonical_dumps` and stored (the
-    hub's journal bodies, re-encoded after the strict decode of what the agent sent): no checks
-    for duplicates or trailing bytes, which cannot be there, at a third of `loads`' cost.
-    Raises EncodingError for bytes that do not decode."""
-    try:
-        return cbor2.loads(data)
-    except (cbor2.CBORDecodeError, ValueError, TypeError, EOFError, OverflowError,
-            RecursionError, MemoryError) as exc:
-        raise EncodingError(f"malformed CBOR: {str(exc)[:200]}") from exc
-
-
 class _Decoders(threading.local):
     """One strict decoder per thread, re-pointed at each body: building a CBORDecoder (with its
     tag table) costs twice the decoding of a 30-byte journal body, and the hub decodes ~100,000
