@@ -99,9 +99,13 @@ class BrokerProcess:
         proc.stdin.close()  # the lifeline: the child shuts its broker down and exits
         try:
             async with asyncio.timeout(STOP_TIMEOUT_S):
-                await proc.wait()
+                await proc.communicate()  # its stdout to the end too: no pipe is left open
         except TimeoutError:
             await _kill(proc)
+        except asyncio.CancelledError:  # stopped harder: do not leave it to finish on its own
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            raise
         log.info("mqtt_broker_process_stopped port=%d status=%s", self._port, proc.returncode)
 
     def _config(self) -> bytes:
@@ -114,7 +118,7 @@ async def _kill(proc: asyncio.subprocess.Process) -> None:
     if proc.returncode is None:
         with contextlib.suppress(ProcessLookupError):
             proc.kill()
-        await proc.wait()
+    await proc.communicate()  # to the end of its pipes, closing them
 
 
 def _users(doc: Mapping[str, Mapping[str, Any]]) -> dict[str, UserSpec]:
