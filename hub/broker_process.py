@@ -13,6 +13,8 @@ Rules:
 - It dies with the hub: the child exits when its stdin reaches end of file, which the kernel
   delivers however the hub ends (a clean stop closes it; a crash or kill -9 closes it with the
   process). No pid files, no orphan left listening on the hub's port.
+- It logs as the hub does (runtime/logs.py: escaped, one line per event), to the hub's log file
+  when `hub serve --log` names one, else to stderr, at the hub's level.
 - A clean stop closes stdin and waits STOP_TIMEOUT_S for the child to shut its broker down, then
   kills it.
 """
@@ -25,11 +27,13 @@ import logging
 import sys
 from collections.abc import Mapping
 from dataclasses import asdict
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
 from hub.acl.policy import BrokerRole, UserSpec
 from hub.broker import EmbeddedBroker
+from runtime.logs import configure_logging, log_to_file
 
 log = logging.getLogger("fieldpact.hub.broker")
 
@@ -111,7 +115,24 @@ class BrokerProcess:
     def _config(self) -> bytes:
         users = {name: {**asdict(u), "role": u.role.value, "sites": list(u.sites)}
                  for name, u in self._users.items()}
-        return json.dumps({"host": self.host, "port": self._port, "users": users}).encode()
+        return json.dumps({"host": self.host, "port": self._port, "users": users,
+                           "log": _log_target()}).encode()
+
+
+def _log_target() -> dict[str, Any]:
+    """Where and how this process logs (runtime/logs.py), for the child to log the same way: the
+    file of `hub serve --log`, else stderr; the root logger's level."""
+    root = logging.getLogger()
+    files = [h.baseFilename for h in root.handlers if isinstance(h, logging.FileHandler)]
+    return {"level": logging.getLevelName(root.level), "file": files[0] if files else None}
+
+
+def _log_like_parent(target: Mapping[str, Any]) -> None:
+    level = str(target.get("level") or "WARNING")
+    if target.get("file"):
+        log_to_file(Path(target["file"]), level)
+    else:
+        configure_logging(level)
 
 
 async def _kill(proc: asyncio.subprocess.Process) -> None:
@@ -135,6 +156,7 @@ async def _child() -> None:
     stdin = asyncio.StreamReader()
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(stdin), sys.stdin)
     doc = json.loads(await stdin.readline())
+    _log_like_parent(doc.get("log") or {})
     async with EmbeddedBroker(doc["host"], int(doc["port"]), users=_users(doc["users"])) as broker:
         print(f"{READY} {broker.port}", flush=True)
         while await stdin.read(4096):
@@ -142,5 +164,5 @@ async def _child() -> None:
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.WARNING, format="%(name)s %(levelname)s %(message)s")
+    configure_logging("WARNING")  # until the config line says how the hub logs
     asyncio.run(_child())
