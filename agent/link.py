@@ -48,6 +48,11 @@ class DeviceLink(Protocol):
         """While set (safe state not yet confirmed on the device), look for the device again at
         most every `interval_s` without blocking read(); None: the normal reconnect backoff."""
 
+    def pace(self, deadline: float | None) -> None:
+        """The scan cycle's I/O should end by the monotonic time `deadline` (None: no bound but
+        the endpoints' own timeouts). A request not answered by then is BAD "timeout" for this
+        cycle (agent/endpoints.py); a single link bounds itself by its timeout."""
+
     @property
     def connected(self) -> bool:
         """Whether the link is up now."""
@@ -72,6 +77,20 @@ def bad_readings(request: ReadRequest, now_ms: EpochMs, reason: str) -> dict[Poi
 
 def exception_reason(code: int) -> str:
     return f"exception:{code}"
+
+
+EXCEPTION_WORDS = {
+    1: "illegal function", 2: "illegal data address", 3: "illegal data value",
+    4: "server device failure", 5: "acknowledge", 6: "server device busy",
+    8: "memory parity error", 10: "gateway path unavailable",
+    11: "gateway target device failed to respond",
+}
+"""Modbus exception codes in words: Modbus Application Protocol v1.1b3, section 7."""
+
+
+def exception_words(code: int, table: Table, address: int) -> str:
+    """`exception 2 (illegal data address) at holding 63`: what an operator reads."""
+    return f"exception {code} ({EXCEPTION_WORDS.get(code, 'unknown')}) at {table.value} {address}"
 
 
 class MemoryLink:
@@ -102,6 +121,9 @@ class MemoryLink:
 
     def hurry(self, interval_s: float | None) -> None:
         """Nothing to hurry: a memory device reconnects as soon as `online` is True."""
+
+    def pace(self, deadline: float | None) -> None:
+        """Nothing to pace: a memory device answers at once."""
 
     def set(self, unit_id: int, table: Table, address: int, words: Sequence[RawWord]) -> None:
         """Put `words` at `address`.. in a bank, creating the addresses (the device's side)."""

@@ -27,6 +27,7 @@ class TripReason(enum.StrEnum):
     OUT_OF_RANGE = "out_of_range"
     AUTONOMY = "autonomy"
     ENGINE_ERROR = "engine_error"
+    INTERLOCK = "interlock"  # another contract on the agent tripped (`interlock:` in the schema)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -40,6 +40,7 @@ class CommandKind(enum.StrEnum):
     RESUME = "resume"  # leave HELD, or clear a latched guard trip if inputs are healthy
     ABORT = "abort"    # outputs to safe_state, contract ends as aborted
     WRITE = "write"    # manual write of one point; refused unless owned, writable and in limits
+    INTERLOCK = "interlock"  # the agent's own: contract `point` (its id) tripped; trip this one too
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -15,7 +15,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from contracts.chain_rows import Row
+from contracts.chain_rows import Row, entry_of
+from contracts.errors import EncodingError
+from contracts.journal_events import tag_of
 from contracts.limits import quote
 from contracts.schema_parse import parse_contract
 from contracts.topics import TopicParts
@@ -29,8 +31,8 @@ from hub.store import NotFound, contract_id
 from hub.sync.batches import Batches
 from hub.sync.messages import Journal
 from hub.errors import PeerFault, RemoteProtocolError
-from hub.sync.outcomes import (BootNamed, EntryAlarms, Finished, Resumed, ResumeRefused, Tripped,
-                               outcomes)
+from hub.sync.outcomes import (READ, BootNamed, EntryAlarms, Finished, Resumed, ResumeRefused,
+                               Tripped, outcomes)
 
 log = logging.getLogger("fieldpact.hub.sync")
 
@@ -80,7 +82,9 @@ class JournalSync(Batches):
         if not may_change_contracts(state).ok:
             return  # a device in FAULT changes no contract state
         live = state is DeviceState.LIVE
+        tags = _tags(entries)  # several contracts per agent: whose entry
         for o in outcomes(entries):
+            self._entry_of = tags.get(o.seq)
             if isinstance(o, BootNamed):
                 self._boot_contract(device, o)
             elif isinstance(o, EntryAlarms):
@@ -146,11 +150,15 @@ class JournalSync(Batches):
             self._alarm(device, AlarmKind.CLAIM_MISMATCH,
                         f"journal BOOT names {quote(o.contract, bare=True)}@{o.version}, "
                         f"not issued to {device}")
+        self._journal_cid[f"{device}\0{o.contract}"] = self._journal_cid[device]
 
     def _current_cid(self, device: str) -> str | None:
         """The contract the device runs, if the hub issued it to this device: the one its
         journal's latest BOOT entry names (the entries being handled belong to it; only a claim
         that passed is kept there), else what its birth/telemetry reported."""
+        tagged = f"{device}\0{self._entry_of}" if self._entry_of is not None else None
+        if tagged is not None and tagged in self._journal_cid:  # the BOOT of the entry's contract
+            return self._journal_cid[tagged]
         if device in self._journal_cid:
             return self._journal_cid[device]
         rec = self.store.devices.get(device)
@@ -177,3 +185,16 @@ class JournalSync(Batches):
         live = self.live.get(record.device)
         step = steps.index(live.step) if live is not None and live.step in steps else None
         await self.offline.apply_policy(contract, record, category, reason, step)
+
+
+def _tags(rows: list[Row]) -> dict[int, str | None]:
+    """The contract tag of each row an outcome can come from (the READ kinds: only those bodies
+    are decoded at ingest); a body that does not decode is outcomes' Unreadable."""
+    tags: dict[int, str | None] = {}
+    for r in rows:
+        if r.kind in READ:
+            try:
+                tags[r.seq] = tag_of(entry_of(r))
+            except EncodingError:
+                continue
+    return tags

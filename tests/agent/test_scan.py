@@ -18,7 +18,7 @@ from agent.journal_thread import AsyncJournal
 from agent.link import MemoryLink
 from agent.modbus import ModbusLink
 from agent.scan import KEYFRAME_MS, Connectivity, CycleReport, ScanLoop
-from agent.segment import CHECKPOINT_NAME, ActiveContract, decode_checkpoint
+from agent.segment import ActiveContract, checkpoint_name, decode_checkpoint
 from contracts.chain import Entry, EntryKind
 from contracts.engine import EventKind
 from contracts.guards import TripReason
@@ -223,7 +223,7 @@ async def test_a_step_change_is_checkpointed_with_the_contract_hash(tmp_path: Pa
         scan.bank.set(1, I, 0, _level_words(4.5))  # full: `until: level >= 4.0` ends the fill step
 
         async def step_saved() -> tuple[bytes, int, int] | None:
-            saved = await scan.journal.load_checkpoint(CHECKPOINT_NAME)
+            saved = await scan.journal.load_checkpoint(checkpoint_name("tank-fill"))
             hold = saved is not None and decode_checkpoint(saved[0])[1].step_index == 1
             return saved if hold else None
 
