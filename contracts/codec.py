@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import threading
 from collections.abc import Mapping
 from typing import Any
 
@@ -100,24 +99,23 @@ def _why(exc: BaseException) -> str:
     return str(exc)[:200]
 
 
-class _Decoders(threading.local):
-    """One strict decoder per thread, re-pointed at each body: building a CBORDecoder (with its
-    tag table) costs twice the decoding of a 30-byte journal body, and the hub decodes ~100,000
-    of them when it folds a day of journal. A decoder that raised is dropped, never reused."""
+_SPARE_DECODERS: list[cbor2.CBORDecoder] = []
+"""Strict decoders not in use, re-pointed at each body: building a CBORDecoder (with its tag
+table) costs twice the decoding of a 30-byte journal body, and the hub decodes ~100,000 of them
+when it folds a day of journal. A decoder is taken with list.pop and given back with append (each
+atomic: two threads never hold the same one); one that raised is never given back."""
 
-    decoder: cbor2.CBORDecoder | None = None
-
-
-_DECODERS = _Decoders()
+MAX_SPARE_DECODERS = 8
+"""More spare decoders than threads decoding at once is memory for nothing."""
 
 
 def _strict_decoder(stream: io.BytesIO) -> cbor2.CBORDecoder:
-    decoder = _DECODERS.decoder
-    if decoder is None:
+    try:
+        decoder = _SPARE_DECODERS.pop()
+    except IndexError:
         return cbor2.CBORDecoder(stream, allow_duplicate_keys=False, max_depth=MAX_CBOR_DEPTH,
                                  allow_indefinite=False, tag_hook=_tag_hook,
                                  semantic_decoders=_REFUSE_BUILTIN)
-    _DECODERS.decoder = None  # taken: a nested or failed decode never shares it
     decoder.fp = stream
     return decoder
 
@@ -134,7 +132,8 @@ def loads_map(data: bytes) -> dict[str, Any]:
     except (cbor2.CBORDecodeError, ValueError, TypeError, EOFError, OverflowError,
             RecursionError, MemoryError) as exc:
         raise EncodingError(f"malformed CBOR: {_why(exc)}") from exc
-    _DECODERS.decoder = decoder
+    if len(_SPARE_DECODERS) < MAX_SPARE_DECODERS:
+        _SPARE_DECODERS.append(decoder)
     _expect_end(stream, len(data))
     if type(value) is not dict or not all(type(k) is str for k in value):
         raise EncodingError(f"expected a map with text keys, got {type(value).__name__}")

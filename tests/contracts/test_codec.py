@@ -130,3 +130,17 @@ def test_loads_map_is_strict_and_decodes_again_after_a_refusal() -> None:
         with pytest.raises(EncodingError):
             loads_map(bad)
         assert loads_map(good) == {"values": {"level": [1.25, "good", None]}}
+
+
+def test_loads_map_from_several_threads_at_once_gives_each_its_own_body() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from contracts.codec import loads_map
+    bodies = [canonical_dumps({"values": {"level": [i / 7, "good", None]}, "n": i})
+              for i in range(2000)]
+
+    def decode_all(k: int) -> bool:
+        return all(loads_map(b)["n"] == i for i, b in enumerate(bodies) if i % 4 == k)
+
+    with ThreadPoolExecutor(4) as pool:
+        assert all(pool.map(decode_all, range(4)))
