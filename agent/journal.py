@@ -40,10 +40,11 @@ from agent import retention
 from agent.errors import JournalError
 from agent.journal_sqlite import (
     INSERT_ENTRY, SELECT_ENTRIES, SET_META, Item, Synchronous, delete_through, guarded, prepare,
-    row_to_entry, rows_to_free, vacuum,
+    row_as_stored, row_to_entry, rows_to_free, vacuum,
 )
 from agent.journal_verify import verify_stored
 from contracts.chain import GENESIS, ChainBreak, Entry, EntryKind, make_entry
+from contracts.chain_rows import Row, entry_of, row_hash
 from contracts.codec import canonical_dumps
 from contracts.errors import EncodingError
 from contracts.types import EpochMs
@@ -189,6 +190,27 @@ class SqliteJournal:
             except (EncodingError, ValueError, TypeError) as exc:
                 bad.append((int(row[0]), f"row does not decode: {exc}"[:200]))
         return entries, bad
+
+    def read_rows(self, from_seq: int, limit: int) -> tuple[list[Row], list[tuple[int, str]]]:
+        """`read_tolerant` without decoding: up to `limit` rows from `from_seq` with their bodies
+        as stored (what the uplink sends), and (seq, why) for a row that does not decode. Only a
+        row whose stored hash does not match its bytes (rot, or a rewrite) is decoded to tell
+        which it is: undecodable, a hole as with `read_tolerant`; decodable, sent as it is, for
+        the hub to find the break. Raises JournalError on I/O failure."""
+        rows = self._guard("read", lambda: self.db.execute(
+            f"{SELECT_ENTRIES} WHERE seq >= ? ORDER BY seq LIMIT ?", [from_seq, limit]).fetchall())
+        good: list[Row] = []
+        bad: list[tuple[int, str]] = []
+        for row in rows:
+            try:
+                stored = row_as_stored(row)
+                if row_hash(stored) != stored.hash:
+                    entry_of(stored)
+            except (EncodingError, ValueError, TypeError) as exc:
+                bad.append((int(row[0]), f"row does not decode: {exc}"[:200]))
+            else:
+                good.append(stored)
+        return good, bad
 
     def _entry(self, row: Sequence[Any]) -> Entry:
         try:

@@ -25,6 +25,7 @@ import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TypeVar
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -36,10 +37,14 @@ from contracts.codec import canonical_dumps, loads
 from contracts.errors import SigningKeyError
 from contracts.journal_sig import SignedHead, sign_head, verify_head
 from contracts.signing import load_private_key
+from contracts.journal_wire import JournalRows
 from contracts.wire import JournalBatch
 from runtime.files import private_dir
 
 log = logging.getLogger("fieldpact.agent.journal_signing")
+
+AnyBatch = TypeVar("AnyBatch", JournalBatch, JournalRows)
+"""Either wire form of a journal batch: both sign the same head (contracts.journal_wire)."""
 
 KEY_SUFFIX = ".ed25519"
 KEY_MODE = 0o600
@@ -99,13 +104,13 @@ class JournalSigner:
         self.key, self.device = key, device
         self._last: tuple[int, int] | None = None  # (to_seq, head_ts_ms) of the newest seal kept
 
-    async def sign_async(self, journal: AsyncJournal, batch: JournalBatch) -> JournalBatch:
+    async def sign_async(self, journal: AsyncJournal, batch: AnyBatch) -> AnyBatch:
         """`sign` on the journal's own thread (SQLite connections belong to their thread)."""
         return await journal.call(lambda: self.sign(journal.sync, batch))
 
-    def sign(self, journal: SqliteJournal, batch: JournalBatch) -> JournalBatch:
+    def sign(self, journal: SqliteJournal, batch: AnyBatch) -> AnyBatch:
         """The batch with `sig` set, or unchanged (unsigned) if it contradicts a kept seal."""
-        if not batch.entries:
+        if not _heads(batch):
             return batch
         try:
             conflict = _contradicted(journal, batch)
@@ -147,12 +152,19 @@ def _newest(journal: SqliteJournal) -> tuple[int, int] | None:
     return None if row is None else (int(row[0]), int(row[1]))
 
 
-def _ts(batch: JournalBatch) -> int:
-    ts = batch.entries[-1].get("ts_ms")
+def _heads(batch: JournalBatch | JournalRows) -> list[tuple[object, object, object]]:
+    """(seq, hash, ts_ms) of each entry of the batch, in either wire form."""
+    if isinstance(batch, JournalRows):
+        return [(r.seq, r.hash, r.ts_ms) for r in batch.rows]
+    return [(e.get("seq"), e.get("hash"), e.get("ts_ms")) for e in batch.entries]
+
+
+def _ts(batch: JournalBatch | JournalRows) -> int:
+    ts = _heads(batch)[-1][2]
     return ts if isinstance(ts, int) else 0
 
 
-def _contradicted(journal: SqliteJournal, batch: JournalBatch) -> int | None:
+def _contradicted(journal: SqliteJournal, batch: JournalBatch | JournalRows) -> int | None:
     """The first seq in the batch where a kept seal's head hash differs from the entry's."""
     if not _has_seals(journal):
         return None
@@ -161,7 +173,7 @@ def _contradicted(journal: SqliteJournal, batch: JournalBatch) -> int | None:
                               [batch.from_seq, batch.to_seq]).fetchall()
     if not rows:
         return None
-    hashes = {e.get("seq"): e.get("hash") for e in batch.entries}  # gaps: seqs are not indexes
+    hashes = {seq: digest for seq, digest, _ in _heads(batch)}  # gaps: seqs are not indexes
     for seq, head_hash in rows:
         if seq in hashes and hashes[seq] != bytes(head_hash):
             return int(seq)

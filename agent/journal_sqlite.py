@@ -26,7 +26,8 @@ import sqlite_utils
 
 from agent import retention
 from agent.errors import JournalError, JournalFull
-from contracts.chain import GENESIS, Entry, EntryKind
+from contracts.chain import GENESIS, HASH_SIZE, Entry, EntryKind, kind_of
+from contracts.chain_rows import Row, is_map
 from contracts.codec import loads
 from contracts.errors import EncodingError
 from contracts.types import EpochMs
@@ -117,6 +118,20 @@ def row_to_entry(row: Sequence[Any]) -> Entry:
         raise EncodingError(f"body is a {type(decoded).__name__}, not a map")
     return Entry(seq=int(seq), ts_ms=int(ts_ms), kind=EntryKind(kind), body=decoded,
                  prev_hash=bytes(prev_hash), hash=bytes(hash_))
+
+
+def row_as_stored(row: Sequence[Any]) -> Row:
+    """A Row from a SELECT_ENTRIES row, its body left as the stored bytes (what was hashed): the
+    uplink sends it as it is. Raises ValueError for a row whose fields are not a journal entry's
+    (unknown kind, a body that is not a CBOR map, hashes of the wrong size)."""
+    seq, ts_ms, kind, body, prev_hash, hash_ = row
+    body = bytes(body) if isinstance(body, (bytes, memoryview)) else body
+    if not is_map(body):
+        raise ValueError("body is not a CBOR map")
+    prev, digest = bytes(prev_hash), bytes(hash_)
+    if len(prev) != HASH_SIZE or len(digest) != HASH_SIZE:
+        raise ValueError(f"hashes must be {HASH_SIZE} bytes")
+    return Row(int(seq), int(ts_ms), kind_of(kind), body, prev, digest)
 
 
 def delete_through(conn: sqlite3.Connection, last: int) -> int:

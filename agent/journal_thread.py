@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 from agent.journal import SqliteJournal
 from contracts.chain import Entry, EntryKind
+from contracts.chain_rows import Row
 
 T = TypeVar("T")
 
@@ -72,6 +73,9 @@ class AsyncJournal:
 
     async def read_tolerant(self, from_seq: int, limit: int) -> tuple[list[Entry], list[tuple[int, str]]]:
         return await self._call(self.sync.read_tolerant, from_seq, limit)
+
+    async def read_rows(self, from_seq: int, limit: int) -> tuple[list[Row], list[tuple[int, str]]]:
+        return await self._call(self.sync.read_rows, from_seq, limit)
 
     async def head(self) -> tuple[int, bytes]:
         return await self._call(self.sync.head)

@@ -9,6 +9,10 @@ Rules (invariant 5; issue 8):
   it cannot link (one was lost): resend at once (fast retransmit), once per ack value, so QoS 1
   duplicates of one ack do not resend the window twice; the timer covers a lost retransmit.
 - A (re)connect of either side or a hub birth rewinds too (`rewind`).
+- Deafness: the ack timing out DEAF_AFTER times in a row, with entries outstanding each time, says
+  the agent's session hears nothing from the hub (a broker that silently dropped its subscription,
+  a half-dead connection): `deaf` tells the uplink to force a new MQTT session, which subscribes
+  afresh. An ack that advances resets the count.
 - Every rewind bumps `epoch`: a publish that was in flight across a rewind must not move `sent`
   forward again (`on_sent` with a stale epoch is ignored).
 """
@@ -20,6 +24,12 @@ from dataclasses import dataclass, replace
 ACK_TIMEOUT_S = 5.0
 """Long enough for a hub to ingest a full window on a slow SD card, short enough to resend soon
 after a lost message (the broker may drop QoS1 messages under load)."""
+
+
+DEAF_AFTER = 3
+"""Consecutive ack timeouts before the session is presumed deaf: one or two lost acks or batches
+(QoS 1 is not trusted) are resent without dropping a working session; three timeouts (15 s at the
+default ack_timeout_s) are not a lost message any more."""
 
 
 class Reason(enum.StrEnum):
@@ -50,6 +60,8 @@ class SendState:
     since_s: float = 0.0
     fast_for: int = -1
     epoch: int = 0
+    timeouts: int = 0
+    """Ack timeouts in a row since the ack last advanced."""
 
     @property
     def outstanding(self) -> bool:
@@ -67,7 +79,8 @@ def on_sent(s: SendState, to_seq: int, epoch: int, now_s: float) -> SendState:
 def on_ack(s: SendState, seq: int, now_s: float) -> tuple[SendState, Resend | None]:
     """The hub acked `seq` (already checked against the journal's head by the caller)."""
     if seq > s.acked:
-        return replace(s, acked=seq, sent=max(s.sent, seq), since_s=now_s, fast_for=-1), None
+        return replace(s, acked=seq, sent=max(s.sent, seq), since_s=now_s, fast_for=-1,
+                       timeouts=0), None
     if seq == s.acked and s.outstanding and s.fast_for != seq:
         s, resend = rewind(s, Reason.DUPLICATE_ACK, now_s)
         return replace(s, fast_for=seq), resend
@@ -89,6 +102,18 @@ def wait_s(s: SendState, now_s: float, timeout_s: float) -> float:
 
 
 def rewind(s: SendState, reason: Reason, now_s: float) -> tuple[SendState, Resend]:
-    """Forget what was sent beyond the ack; the timer restarts now."""
-    return (replace(s, sent=s.acked, since_s=now_s, epoch=s.epoch + 1),
+    """Forget what was sent beyond the ack; the timer restarts now. An ack timeout counts
+    towards `deaf`."""
+    timeouts = s.timeouts + 1 if reason is Reason.ACK_TIMEOUT else s.timeouts
+    return (replace(s, sent=s.acked, since_s=now_s, epoch=s.epoch + 1, timeouts=timeouts),
             Resend(from_seq=s.acked + 1, reason=reason))
+
+
+def deaf(s: SendState, after: int = DEAF_AFTER) -> bool:
+    """Whether the ack has timed out `after` times in a row: time for a new session."""
+    return s.timeouts >= after
+
+
+def heard_again(s: SendState) -> SendState:
+    """A new session was forced: count ack timeouts afresh."""
+    return replace(s, timeouts=0)

@@ -9,7 +9,9 @@ never postpone a resend. The hub ingests idempotently by seq. An ack is made dur
 journal before anything may be dropped for it. On every (re)connect it publishes a retained birth.
 It also follows the hub's own birth (`fp/v1/_hub/status`): a new boot (the hub restarted) or a new
 birth of the same boot (the hub reconnected and re-subscribed) rewinds to the ack, so what was sent
-while the hub could not hear is sent again.
+while the hub could not hear is sent again. And it notices when it cannot hear the hub: after
+DEAF_AFTER ack timeouts in a row with entries outstanding (agent/resend.py) it forces a new MQTT
+session, whose subscriptions are made afresh (a broker can drop a live client's subscription).
 """
 from __future__ import annotations
 
@@ -28,14 +30,14 @@ from agent.journal_signing import JournalSigner
 from agent.journal_thread import AsyncJournal
 from agent.resend import Reason, Resend, SendState
 from agent.scan import Connectivity, CycleReport, ScanLoop
-from contracts.chain import Entry
+from contracts.chain_rows import Row
 from contracts.errors import ContractRefused, EncodingError
 from contracts.journal_events import AgentEvent, agent_event_body, item
 from contracts.signing import peek_identity
 from contracts.topics import HUB_STATUS, Channel, topic
 from contracts.types import Value
-from contracts.wire import (Ack, Birth, CommandMessage, ContractResult, HubBirth, JournalBatch,
-                            Telemetry)
+from contracts.journal_wire import JournalRows
+from contracts.wire import Ack, Birth, CommandMessage, ContractResult, HubBirth, Telemetry
 from transport.backoff import Backoff
 from transport.mqtt import LinkDown, MqttLink, Will
 from transport.cancel import raise_if_cancelled
@@ -68,12 +70,14 @@ class Uplink:
     def __init__(self, cfg: AgentConfig, journal: AsyncJournal, scan: ScanLoop,
                  store: ContractStore, conn: Connectivity, *, clock: Callable[[], int] = wall_ms,
                  window: int = WINDOW, ack_timeout_s: float | None = None,
-                 reconnect: Backoff | None = None, signer: JournalSigner | None = None) -> None:
+                 reconnect: Backoff | None = None, signer: JournalSigner | None = None,
+                 deaf_after: int = resend.DEAF_AFTER) -> None:
         assert cfg.broker is not None
         self.cfg, self.journal, self.scan, self.store, self.conn = cfg, journal, scan, store, conn
         self.signer = signer  # signs each batch over its chain head and gaps (fixed interface 6)
         self._clock, self._window = clock, window
         self._ack_timeout_s = cfg.ack_timeout_s if ack_timeout_s is None else ack_timeout_s
+        self._deaf_after = deaf_after
         self.boot_id = uuid.uuid4().hex
         self._state = SendState()
         self._wake = asyncio.Event()
@@ -221,9 +225,20 @@ class Uplink:
             if r is not None:
                 self._state, r = resend.rewind(self._state, r.reason, time.monotonic())
                 self._log_resend(r)
+                self._reconnect_if_deaf()
             elif not sent_any:
                 await self._wait_wake(resend.wait_s(self._state, time.monotonic(),
                                                     self._ack_timeout_s))
+
+    def _reconnect_if_deaf(self) -> None:
+        """After DEAF_AFTER ack timeouts in a row, hearing nothing from the hub: a new MQTT
+        session (re-subscribed; its connect rewinds to the ack again)."""
+        if not resend.deaf(self._state, self._deaf_after):
+            return
+        log.warning("uplink_deaf timeouts=%d acked=%s sent_from=%s: forcing a reconnect",
+                    self._state.timeouts, self._acked, self._acked + 1)
+        self._state = resend.heard_again(self._state)
+        self.link.reconnect(f"{self._deaf_after} ack timeouts in a row")
 
     async def _wait_wake(self, timeout_s: float) -> None:
         try:
@@ -248,16 +263,17 @@ class Uplink:
         self._state = resend.on_sent(self._state, entries[-1].seq, s.epoch, time.monotonic())
         return True
 
-    async def _read_from(self, start: int, limit: int) -> list[Entry]:
-        """Up to `limit` entries from `start`; undecodable rows are noted and read past."""
+    async def _read_from(self, start: int, limit: int) -> list[Row]:
+        """Up to `limit` stored rows from `start`; rows that are not entries are noted and read
+        past."""
         while True:
-            entries, bad = await self.journal.read_tolerant(start, limit)
+            entries, bad = await self.journal.read_rows(start, limit)
             self._unreadable.update(bad)
             if entries or not bad:
                 return entries
             start = bad[-1][0] + 1
 
-    async def _encode(self, from_seq: int, entries: list[Entry]) -> bytes:
+    async def _encode(self, from_seq: int, entries: list[Row]) -> bytes:
         try:
             batch = await self._signed(batching.build(self.cfg.device, from_seq, entries))
             payload = batch.to_bytes()
@@ -272,7 +288,7 @@ class Uplink:
         await self._journal_holes(batch.gaps)
         return payload
 
-    async def _signed(self, batch: JournalBatch) -> JournalBatch:
+    async def _signed(self, batch: JournalRows) -> JournalRows:
         """The batch signed by the agent's journal key (agent/journal_signing.py), if it has one."""
         return batch if self.signer is None else await self.signer.sign_async(self.journal, batch)
 

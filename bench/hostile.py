@@ -21,6 +21,7 @@ from agent.journal import SqliteJournal
 from agent.journal_signing import JournalSigner
 from bench._common import figure, rss_mb
 from contracts.chain import EntryKind, Entry, make_entry
+from contracts.journal_wire import decode_journal
 from contracts.wire import JournalBatch
 from hub.claims import batch_claim
 from hub.ingest import MAX_PENDING_BYTES, Cursor, DeviceIngest, PendingBudget
@@ -74,8 +75,7 @@ def out_of_order_flood() -> None:
         entries = _entries(seq, BATCH, prev)
         data = _batch(entries).to_bytes()
         wire, seq, prev = wire + len(data), seq + BATCH, entries[-1].hash
-        decoded = JournalBatch.from_bytes(data)
-        ingest.add([Entry.from_mapping(m) for m in decoded.entries], nbytes=len(data))
+        ingest.add(decode_journal(data).rows, nbytes=len(data))
     figure("out-of-order batches sent", f"{wire / 2**20:.0f} MiB")
     figure("held by the hub (counted wire bytes)", f"{ingest.pending_bytes / 2**20:.1f} MiB",
            f"<= {MAX_PENDING_BYTES / 2**20:.0f} MiB", ingest.pending_bytes <= MAX_PENDING_BYTES)

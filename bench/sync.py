@@ -49,6 +49,8 @@ from contracts.engine import Engine
 from contracts.loader import check_mapping
 from contracts.schema_serialize import format_time
 from contracts.topics import Channel, topic
+from contracts.chain_rows import row_of
+from contracts.journal_wire import ROWS_VERSION, JournalRows, decode_journal
 from contracts.wire import Ack, Birth, JournalBatch, Telemetry
 from hub.app import HUB_USER, HubRuntime, broker_users
 from hub.auth import AuthConfig, ApiRole, Token, hash_token
@@ -56,6 +58,7 @@ from hub.acl.mosquitto import mosquitto_acl
 from hub.acl.passwords import hash_password, mosquitto_password_line
 from hub.acl.policy import BrokerRole, UserSpec
 from hub.broker import EmbeddedBroker
+from hub.broker_process import BrokerProcess
 from hub.config import BrokerConfig, BrokerMode, DeviceCredential, HubConfig
 from hub.ingest import Cursor, DeviceIngest
 from hub.states import DeviceState
@@ -115,10 +118,23 @@ def make_journal(n: int, t0_ms: int, period_ms: int) -> list[Entry]:
     return entries
 
 
+OWN_PROCESS = [True]
+"""The embedded broker in its own process (the default), or on the hub's MQTT thread
+(--inproc-broker, as before) for the ingest and reconcile runs."""
+
+WIRE = [ROWS_VERSION]
+"""The journal batch form the bench sends (--wire): 2, rows, what agents send; 1, entry maps,
+what older agents send and the hub still takes."""
+
+
 def batches(device: str, entries: list[Entry]) -> list[bytes]:
-    return [JournalBatch(device=device, from_seq=entries[k].seq, to_seq=entries[k + len(c) - 1].seq,
-                         prev_hash=entries[k].prev_hash,
-                         entries=tuple(e.to_mapping() for e in c)).to_bytes()
+    if WIRE[0] == 1:
+        return [JournalBatch(device=device, from_seq=c[0].seq, to_seq=c[-1].seq,
+                             prev_hash=c[0].prev_hash,
+                             entries=tuple(e.to_mapping() for e in c)).to_bytes()
+                for k in range(0, len(entries), BATCH) for c in [entries[k:k + BATCH]]]
+    return [JournalRows(device=device, from_seq=c[0].seq, to_seq=c[-1].seq,
+                        prev_hash=c[0].prev_hash, rows=tuple(row_of(e) for e in c)).to_bytes()
             for k in range(0, len(entries), BATCH) for c in [entries[k:k + BATCH]]]
 
 
@@ -138,7 +154,8 @@ def hub_config(work: Path, secret: str, **broker: Any) -> HubConfig:
     """Hub config in `work`; `secret` is both d1's MQTT password and the API token."""
     token = Token(name="bench", sha256=hash_token(secret), role=ApiRole.ADMIN)
     return HubConfig(db_path=work / "hub.db", key_path=work / "keys" / "hub.key",
-                     broker=BrokerConfig(**({"listen_port": 0} | broker)),
+                     broker=BrokerConfig(**({"listen_port": 0, "own_process": OWN_PROCESS[0]}
+                                            | broker)),
                      auth=AuthConfig(tokens=(token,)),
                      devices=(DeviceCredential(id=DEVICE, site=SITE,
                                                password_hash=hash_password(secret)),))
@@ -231,8 +248,8 @@ async def birth(client: aiomqtt.Client, last_seq: int) -> None:
 # -- 1. ingest ---------------------------------------------------------------------------------
 
 async def bench_ingest(n: int, repeats: int) -> None:
-    print(f"1. journal ingest through the broker: {n:,} entries in batches of {BATCH}, device "
-          f"{DEVICE} over aiomqtt, QoS 1; {repeats} run(s)", flush=True)
+    print(f"1. journal ingest through the broker: {n:,} entries in batches of {BATCH} (wire "
+          f"v{WIRE[0]}), device {DEVICE} over aiomqtt, QoS 1; {repeats} run(s)", flush=True)
     started = time.perf_counter()
     entries = make_journal(n, now_ms() - n * 100, 100)
     msgs = batches(DEVICE, entries)
@@ -295,8 +312,8 @@ def _known(hub: HubRuntime) -> bool:
 
 
 def _ingest_in_process(msgs: list[bytes], n: int) -> None:
-    """Decode → DeviceIngest.add (chain verification, canonical CBOR) → insert, committed every
-    MAX_BATCH_ENTRIES as hub/sync.py does."""
+    """Decode (either wire form, as rows) → DeviceIngest.add (chain verification over the body
+    bytes) → insert, committed every MAX_BATCH_ENTRIES as the hub's sync side does."""
     t = dict.fromkeys(("decode", "ingest", "insert+commit"), 0.0)
     with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp, \
             HubStore.open(Path(tmp) / "hub.db") as store:
@@ -304,13 +321,12 @@ def _ingest_in_process(msgs: list[bytes], n: int) -> None:
         ing, uncommitted = DeviceIngest(Cursor()), 0
         for i, m in enumerate(msgs):
             t0 = time.perf_counter()
-            batch = JournalBatch.from_bytes(m)
-            entries = [Entry.from_mapping(e) for e in batch.entries]
+            rows = decode_journal(m).rows
             t1 = time.perf_counter()
-            result = ing.add(entries)
+            result = ing.add(rows)
             t2 = time.perf_counter()
             store.begin_batch()
-            store.journal.insert_entries(DEVICE, result.store, result.bodies)
+            store.journal.insert_rows(DEVICE, result.store)
             store.devices.update(DEVICE, acked_seq=result.cursor.seq, last_hash=result.cursor.hash)
             uncommitted += len(result.store)
             if uncommitted >= MAX_BATCH_ENTRIES or i == len(msgs) - 1:
@@ -417,19 +433,22 @@ class FleetHub(HubRuntime):
         users = broker_users(self.cfg, password) | {"loadgen": UserSpec(
             password_hash=hash_password(self._loadgen_password), role=BrokerRole.HUB, site=None,
             device=None)}
-        self.broker = await stack.enter_async_context(
-            EmbeddedBroker(b.listen_host, b.listen_port, users=users))
-        return self.broker.url, HUB_USER, password
+        broker = (BrokerProcess(b.listen_host, b.listen_port, users=users) if b.own_process
+                  else EmbeddedBroker(b.listen_host, b.listen_port, users=users))
+        self.broker = await stack.enter_async_context(broker)
+        return broker.url, HUB_USER, password
 
 
 @contextlib.asynccontextmanager
 async def fleet_hub(kind: str, tmp: Path, password: str) -> AsyncIterator[HubRuntime]:
-    """The hub for the fleet run (not started): with its embedded amqtt, or in external mode on a
-    Mosquitto process with our rendered ACL and passwords."""
-    if kind == "amqtt":
-        hub: HubRuntime = FleetHub(hub_config(tmp, password), password)
+    """The hub for the fleet run (not started), its FLEET devices registered (only registered
+    devices exist: hub/registry.py): with its embedded amqtt, or in external mode on a Mosquitto
+    process with our rendered ACL and passwords."""
+    if kind in ("amqtt", "amqtt-inproc"):
+        hub: HubRuntime = FleetHub(hub_config(tmp, password, own_process=kind == "amqtt"),
+                                   password)
         try:
-            yield hub
+            yield _registered(hub)
         finally:
             hub.close()
         return
@@ -438,9 +457,32 @@ async def fleet_hub(kind: str, tmp: Path, password: str) -> AsyncIterator[HubRun
         hub = HubRuntime(hub_config(tmp, password, mode=BrokerMode.EXTERNAL, url=url,
                                     username="hub", password=password))
         try:
-            yield hub
+            yield _registered(hub)
         finally:
             hub.close()
+
+
+def fleet_ids(devices: int) -> list[str]:
+    return [f"dev-{i:04d}" for i in range(devices)]
+
+
+FLEET = [1000]
+"""How many devices the fleet run registers (--devices)."""
+
+
+def _registered(hub: HubRuntime) -> HubRuntime:
+    """The fleet's devices added as an admin would (the API's registrations table), then the
+    registry re-read once."""
+    with hub.store.tx():
+        for d in fleet_ids(FLEET[0]):
+            hub.store.registry.add(d, SITE, {}, now_ms(), "bench")
+            hub.store.devices.ensure(d, SITE, now_ms(), {})
+    hub.registry._reload()  # one read for all of them (register() re-reads after each)
+    return hub
+
+
+def _born(hub: HubRuntime) -> int:
+    return sum(d.state is not DeviceState.UNKNOWN for d in hub.store.devices.find())
 
 
 def _fleet_users(password: str) -> dict[str, UserSpec]:
@@ -507,8 +549,8 @@ async def bench_fleet(devices: int, seconds: float, broker_kind: str = "amqtt") 
             assert hub.mqtt_url is not None
             idle_rss, handled = rss_mb()[1], count_telemetry(hub)
             async with loadgen(hub.mqtt_url, password, devices) as gen:
-                await eventually(lambda: len(hub.store.devices.find()) >= devices, 60,
-                                 f"{devices} births", every_s=0.5)  # devices() is not free
+                await eventually(lambda: _born(hub) >= devices, 60, f"{devices} births",
+                                 every_s=0.5, detail=lambda: f"{_born(hub)} born")
                 n0, t0 = handled[0], time.monotonic()
                 lat = await api_poller(base, password, devices, seconds)
                 sent = (handled[0] - n0) / (time.monotonic() - t0)
@@ -589,7 +631,7 @@ async def run_loadgen(url: str, devices: int) -> None:
     """LOADGEN_CLIENTS hub-role clients share `devices`: each publishes births, then telemetry
     for each of its devices once a second, until killed."""
     host, port = _host_port(url)
-    ids = [f"dev-{i:04d}" for i in range(devices)]
+    ids = fleet_ids(devices)
     async with asyncio.TaskGroup() as tg:
         for k in range(LOADGEN_CLIENTS):
             tg.create_task(_loadgen_client(host, port, ids[k::LOADGEN_CLIENTS], k), name=f"gen-{k}")
@@ -622,9 +664,14 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="10k entries, 1 h offline, 100 devices")
     parser.add_argument("--only", choices=["ingest", "reconcile", "fleet"])
-    parser.add_argument("--broker", choices=["amqtt", "mosquitto", "amqtt-process"],
+    parser.add_argument("--broker", choices=["amqtt", "amqtt-inproc", "mosquitto", "amqtt-process"],
                         default="amqtt",
-                        help="broker for the fleet run (amqtt = the embedded default)")
+                        help="broker for the fleet run (amqtt = the embedded default, in its own "
+                             "process; amqtt-inproc = on the hub's MQTT thread, as before)")
+    parser.add_argument("--wire", type=int, choices=[1, 2], default=ROWS_VERSION,
+                        help="journal batch form to send (2: rows, as agents do; 1: older agents)")
+    parser.add_argument("--inproc-broker", action="store_true",
+                        help="ingest/reconcile: the embedded broker on the hub's MQTT thread")
     parser.add_argument("--loadgen", metavar="MQTT_URL", help=argparse.SUPPRESS)
     parser.add_argument("--api-poller", metavar="BASE_URL", help=argparse.SUPPRESS)
     parser.add_argument("--amqtt-broker", metavar="PORT", type=int, help=argparse.SUPPRESS)
@@ -632,6 +679,7 @@ def main() -> None:
     parser.add_argument("--msgs-file", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--last-seq", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    WIRE[0], OWN_PROCESS[0], FLEET[0] = args.wire, not args.inproc_broker, args.devices
     logging.basicConfig(level=logging.ERROR)  # figures only; the hub's info/warnings are noise here
     if args.loadgen:
         asyncio.run(run_loadgen(args.loadgen, args.devices))

@@ -49,7 +49,11 @@ class _Message:
     @classmethod
     def from_bytes(cls, data: bytes) -> Self:
         """Decode and check a message. Raises EncodingError naming the field at fault."""
-        body = decode_message(_sized(cls, data), cls.KIND, cls.VERSION)
+        return cls.from_body(decode_message(_sized(cls, data), cls.KIND, cls.VERSION))
+
+    @classmethod
+    def from_body(cls, body: dict[str, Any]) -> Self:
+        """Check a decoded envelope body (of this KIND and VERSION). Raises EncodingError."""
         names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
         # Fields with defaults were added later within the same wire version: absent = default.
         required = {f.name for f in fields(cls)  # type: ignore[arg-type]
@@ -205,9 +209,7 @@ class JournalBatch(_Message):
         _int(k, "from_seq", self.from_seq, minimum=1)
         _int(k, "to_seq", self.to_seq)
         _int(k, "dropped_through", self.dropped_through)
-        if self.sig is not None and (not isinstance(self.sig, bytes) or len(self.sig) != SIG_BYTES):
-            raise _bad(k, "sig", f"must be {SIG_BYTES} bytes (Ed25519) or absent",
-                       type(self.sig).__name__)
+        check_sig(k, self.sig)
         if not isinstance(self.prev_hash, bytes) or len(self.prev_hash) != HASH_SIZE:
             raise _bad(k, "prev_hash", f"must be {HASH_SIZE} bytes", self.prev_hash)
         if not isinstance(self.entries, tuple) or not all(isinstance(e, Mapping) for e in self.entries):
@@ -243,6 +245,12 @@ class JournalBatch(_Message):
         if "gaps" in body:
             out["gaps"] = _as_pairs(body["gaps"])
         return out
+
+
+def check_sig(k: str, sig: Any) -> None:
+    """A batch signature is absent or exactly SIG_BYTES bytes (Ed25519)."""
+    if sig is not None and (not isinstance(sig, bytes) or len(sig) != SIG_BYTES):
+        raise _bad(k, "sig", f"must be {SIG_BYTES} bytes (Ed25519) or absent", type(sig).__name__)
 
 
 def _check_gaps(k: str, gaps: Any, first: int, last: int) -> int:

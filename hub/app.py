@@ -3,7 +3,8 @@
 Two sides, started and stopped together in Starlette's lifespan:
 - the API side (the caller's thread and loop): `store`, `service` and `publisher`, used by the
   HTTP API. `publisher` hands publishes to the MQTT side's loop with a bounded wait.
-- the MQTT side (hub/loop_thread.py: its own thread and event loop): the embedded broker, the
+- the MQTT side (hub/loop_thread.py: its own thread and event loop): the embedded broker (by
+  default in a child process of its own that dies with the hub: hub/broker_process.py), the
   MqttLink, HubSync and a HubService/OfflineManager of its own over its own store connection (one
   SQLite connection per thread; WAL lets the API read while the sync side writes). Nothing else
   touches those objects. A failure there is logged at once, makes the API's publishes fail with
@@ -32,6 +33,7 @@ from hub.acl.passwords import hash_password
 from hub.acl.policy import HUB_CLIENT_ID, UserSpec
 from hub.api import create_app
 from hub.broker import EmbeddedBroker
+from hub.broker_process import BrokerProcess
 from hub.config import BrokerMode, HubConfig
 from hub.offline import OfflineManager
 from hub.registry import DeviceRegistry
@@ -92,7 +94,7 @@ class HubRuntime:
                                   registry=self.registry)
         self.offline = OfflineManager(self.store, self.service, cfg.policies, clock, cfg.retry)
         self.sync: HubSync | None = None  # the MQTT side's, set in its thread
-        self.broker: EmbeddedBroker | None = None
+        self.broker: EmbeddedBroker | BrokerProcess | None = None
         self.mqtt_url: str | None = None
         self.mqtt_side: LoopThread | None = None
 
@@ -157,10 +159,12 @@ class HubRuntime:
         b = self.cfg.broker
         if self.broker_url or b.mode is BrokerMode.EXTERNAL:
             return self.broker_url or b.url or "", b.username, b.password
-        password = secrets.token_urlsafe(24)  # the hub's own login, never leaves this process
-        self.broker = await stack.enter_async_context(
-            EmbeddedBroker(b.listen_host, b.listen_port, users=broker_users(self.cfg, password)))
-        return self.broker.url, HUB_USER, password
+        password = secrets.token_urlsafe(24)  # the hub's own login: only its hash leaves us
+        users = broker_users(self.cfg, password)
+        broker = (BrokerProcess(b.listen_host, b.listen_port, users=users) if b.own_process
+                  else EmbeddedBroker(b.listen_host, b.listen_port, users=users))
+        self.broker = await stack.enter_async_context(broker)
+        return broker.url, HUB_USER, password
 
     def app(self) -> Starlette:
         """The Starlette app; its lifespan runs the broker and the sync side."""

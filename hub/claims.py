@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from contracts.journal_sig import verify_head
+from contracts.journal_wire import JournalRows
 from contracts.limits import quote
 from contracts.wire import Birth, JournalBatch
 from hub.states import DeviceState
@@ -76,7 +77,7 @@ def birth_claim(site: str, device: str, birth: Birth) -> Verdict:
     return ACCEPT
 
 
-def batch_claim(device: str, batch: JournalBatch, key: Ed25519PublicKey | None, *,
+def batch_claim(device: str, batch: JournalBatch | JournalRows, key: Ed25519PublicKey | None, *,
                 require_signed: bool) -> Verdict:
     """A journal batch on `device`'s topic: its device, its entries' seqs and its signature."""
     if batch.device != device:
@@ -88,11 +89,12 @@ def batch_claim(device: str, batch: JournalBatch, key: Ed25519PublicKey | None, 
     return signature_claim(batch, key, require_signed=require_signed)
 
 
-def _seq_claims(batch: JournalBatch) -> str | None:
+def _seq_claims(batch: JournalBatch | JournalRows) -> str | None:
     """The entries must hold exactly the seqs of the batch's range outside its declared gaps."""
     expected = iter(expected_seqs(batch))
-    for offset, entry in enumerate(batch.entries):
-        seq = entry.get("seq") if isinstance(entry, Mapping) else None
+    seqs = ([r.seq for r in batch.rows] if isinstance(batch, JournalRows) else
+            [e.get("seq") if isinstance(e, Mapping) else None for e in batch.entries])
+    for offset, seq in enumerate(seqs):
         want = next(expected, None)
         if seq != want:
             return (f"entry {offset} claims seq {quote(seq, bare=True)}, the batch range "
@@ -100,7 +102,7 @@ def _seq_claims(batch: JournalBatch) -> str | None:
     return None
 
 
-def expected_seqs(batch: JournalBatch) -> Iterator[int]:
+def expected_seqs(batch: JournalBatch | JournalRows) -> Iterator[int]:
     """The seqs of from_seq..to_seq not inside one of the batch's gaps, ascending."""
     gaps = sorted(getattr(batch, "gaps", ()) or ())
     seq = batch.from_seq
@@ -110,7 +112,7 @@ def expected_seqs(batch: JournalBatch) -> Iterator[int]:
     yield from range(seq, batch.to_seq + 1)
 
 
-def signature_claim(batch: JournalBatch, key: Ed25519PublicKey | None, *,
+def signature_claim(batch: JournalBatch | JournalRows, key: Ed25519PublicKey | None, *,
                     require_signed: bool) -> Verdict:
     """Fixed interface 6: with a key enrolled, the batch must carry a signature that verifies over
     its signed head; with none, an unsigned batch passes unless signed journals are required."""

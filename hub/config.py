@@ -16,6 +16,8 @@ Example:
     [listen]
     host = "0.0.0.0"
     port = 8600
+    [mqtt]
+    broker_process = true            # the embedded broker in a child process; false: in the hub's
     [[tokens]]
     name = "ops"
     sha256 = "<hex digest of the token; see hub.auth.hash_token>"
@@ -89,6 +91,10 @@ class BrokerConfig:
     listen_port: int = DEFAULT_MQTT_PORT
     username: str | None = None      # the hub's own login on an EXTERNAL broker
     password: str | None = None
+    own_process: bool = True
+    """EMBEDDED: run the broker in a child process (hub/broker_process.py) instead of on the
+    hub's MQTT thread: pure-Python amqtt then stops competing with the API and the sync side for
+    the hub's interpreter lock (bench/sync.py, fleet run)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -172,7 +178,8 @@ def _broker(t: Table) -> BrokerConfig:
         listen_host=m.string("listen_host", DEFAULT_HOST),
         listen_port=m.integer("listen_port", DEFAULT_MQTT_PORT, min=PORT_RANGE[0],
                               max=PORT_RANGE[1]),
-        username=m.string("username", None), password=m.string("password", None, secret=True))
+        username=m.string("username", None), password=m.string("password", None, secret=True),
+        own_process=m.boolean("broker_process", True))
 
 
 def _broker_url(text: str) -> str | None:

@@ -6,8 +6,10 @@ Rules (invariant 5):
   entries and in bytes, per device (MAX_PENDING_BYTES) and over all devices together
   (PendingBudget); past a cap the newest (highest-seq) buffered entries are dropped and logged.
   That loses nothing: they were never stored or acked, so the agent resends them from the ack.
-- Every stored entry is chain-verified against the cursor (the last stored seq and hash). A break
-  is an alarm: nothing at or after it is stored, and the ack does not move past it.
+- Every stored entry is chain-verified against the cursor (the last stored seq and hash), over its
+  body bytes as the agent hashed them (contracts.chain_rows: rows, never decoded here; a body that
+  is not a CBOR map is a break). A break is an alarm: nothing at or after it is stored, and the
+  ack does not move past it.
 - The ack is the cursor: the highest contiguous, verified seq.
 - A hole never wedges sync. An agent declares seqs its journal no longer holds — dropped by
   retention (`dropped_through`, older agents) or missing/unreadable rows (`gaps` inside the batch,
@@ -24,7 +26,8 @@ import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from contracts.chain import GENESIS, ChainBreak, Entry, encode_body, verify_chain, verify_run
+from contracts.chain import GENESIS, ChainBreak, encode_body
+from contracts.chain_rows import Row, verify_rows
 from contracts.journal_events import HubGapBody, encode
 from hub.store import JournalRow
 
@@ -88,23 +91,22 @@ class Gap:
 
 @dataclass(kw_only=True)
 class IngestResult:
-    store: list[Entry] = field(default_factory=list)
+    store: list[Row] = field(default_factory=list)
     cursor: Cursor = Cursor()
     duplicates: int = 0
     buffered: int = 0
     broken: ChainBreak | None = None
     gaps: list[Gap] = field(default_factory=list)
-    bodies: list[bytes] = field(default_factory=list)  # encoded bodies of `store`, as hashed
     evicted: int = 0  # buffered entries dropped by the byte caps (resent from the ack)
 
 
 class DeviceIngest:
     """Per-device ingestion state: the cursor and the out-of-order buffer."""
 
-    def __init__(self, cursor: Cursor, pending: Mapping[int, Entry] | None = None, *,
+    def __init__(self, cursor: Cursor, pending: Mapping[int, Row] | None = None, *,
                  budget: PendingBudget | None = None, max_bytes: int | None = None) -> None:
         self.cursor = cursor
-        self.pending: dict[int, Entry] = dict(pending or {})
+        self.pending: dict[int, Row] = dict(pending or {})
         self.gaps: dict[int, tuple[int, str]] = {}  # first seq -> (last seq, reason)
         self.budget = budget or PendingBudget()
         self.max_bytes = MAX_PENDING_BYTES if max_bytes is None else max_bytes
@@ -113,7 +115,7 @@ class DeviceIngest:
         self.budget.join(self)
         self.evictions = self.evicted_total = 0  # for the log (see _enforce_bytes)
 
-    def add(self, entries: Sequence[Entry], dropped_through: int = 0,
+    def add(self, entries: Sequence[Row], dropped_through: int = 0,
             gaps: Sequence[tuple[int, int]] = (), *, nbytes: int | None = None) -> IngestResult:
         """Take a batch (`nbytes` long on the wire, if known); return what to store (in seq
         order), the new cursor and any alarm."""
@@ -140,7 +142,7 @@ class DeviceIngest:
         if first <= last and self.gaps.get(first, (0, ""))[0] < last:
             self.gaps[first] = (last, reason)
 
-    def _buffer(self, entries: Sequence[Entry], result: IngestResult, size: int) -> list[Entry]:
+    def _buffer(self, entries: Sequence[Row], result: IngestResult, size: int) -> list[Row]:
         fresh = []
         for e in entries:
             if e.seq <= self.cursor.seq or e.seq in self.pending:
@@ -199,11 +201,10 @@ class DeviceIngest:
             run.append(e)
             seq = e.seq
             self.pending_bytes -= self._sizes.pop(seq, 0)
-        n, verified, broken = verify_run(run, self.cursor.hash, self.cursor.seq)
+        n, broken = verify_rows(run, self.cursor.hash, self.cursor.seq)
         if broken is not None:
             self._clear()  # see _check
         result.store.extend(run[:n])
-        result.bodies.extend(verified)
         if n:
             self.cursor = Cursor(seq=run[n - 1].seq, hash=run[n - 1].hash)
         return broken
@@ -226,15 +227,15 @@ class DeviceIngest:
         self.cursor = Cursor(seq=last, hash=after.prev_hash)
         return True
 
-    def _skipped(self, candidates: Sequence[Entry]) -> ChainBreak | None:
+    def _skipped(self, candidates: Sequence[Row]) -> ChainBreak | None:
         # An entry that links to the cursor's hash under a later seq says the chain skipped seqs:
         # nothing will ever fill that gap, so it is a break, not an entry to wait for. (A genuine
         # later entry links to its own predecessor, never to the cursor.)
         skipped = next((e for e in candidates if e.prev_hash == self.cursor.hash), None)
         return None if skipped is None else self._check(skipped)
 
-    def _check(self, e: Entry) -> ChainBreak | None:
-        broken = verify_chain([e], self.cursor.hash, self.cursor.seq)
+    def _check(self, e: Row) -> ChainBreak | None:
+        broken = verify_rows([e], self.cursor.hash, self.cursor.seq)[1]
         if broken is not None:
             # Drop the bad entry and everything buffered after it: the agent resends from the
             # ack, and a genuine agent's resend will chain; a forger's will not.

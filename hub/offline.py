@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from contracts.chain import Entry, EntryKind
+from contracts.chain_rows import Row
 from contracts.journal_events import BodyError, BootBody, InputBody, belongs_to, decode_entry
 from contracts.schema import Contract
 from contracts.schema_parse import parse_contract
@@ -28,7 +29,7 @@ from hub.audit import AuditAction, DecisionAudit
 from hub.planner import Decision
 from hub.policy import FailureCategory, Policy, RetryConfig
 from hub.projector import ProjectionInputs, Projector
-from hub.reconcile import (Actual, Report, actual_from_entries, fold_entries, reconcile,
+from hub.reconcile import (Actual, Report, fold_rows, reconcile,
                            reconcile_actual)
 from hub.replanner import Replanner
 from hub.service import HubService
@@ -75,7 +76,7 @@ class OfflineManager:
                                       contract=record.contract)
         return blob
 
-    def fold(self, device: str, entries: Sequence[Entry]) -> None:
+    def fold(self, device: str, entries: Sequence[Row]) -> None:
         """Fold a projected device's newly stored entries (seq order) into its outage's actual
         history, so the reconciliation need not read and decode the whole outage back. A batch
         that does not follow the last one folded drops the fold: the journal is read instead."""
@@ -85,7 +86,7 @@ class OfflineManager:
         if entries[0].seq != f.next_seq or entries[-1].seq - entries[0].seq + 1 != len(entries):
             del self.folds[device]  # not contiguous with the fold, or a declared gap inside
             return
-        fold_entries(f.actual, [e for e in entries if belongs_to(e, f.contract)])
+        fold_rows(f.actual, entries, f.contract)
         f.next_seq = entries[-1].seq + 1
 
     def forget_folds(self) -> None:
@@ -98,8 +99,7 @@ class OfflineManager:
         f = self.folds.pop(device.id, None)
         if f is not None and f.from_seq == from_seq and f.next_seq == device.acked_seq + 1:
             return f.actual
-        return actual_from_entries([e for e in self.store.journal.entries(device.id, from_seq + 1)
-                                    if belongs_to(e, contract)])
+        return fold_rows(Actual(), self.store.journal.stored(device.id, from_seq + 1), contract)
 
     async def reconcile_device(self, device: DeviceRecord,
                                actor: str = "sync") -> ReconciliationRecord | None:

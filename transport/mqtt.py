@@ -18,6 +18,10 @@ link proves its subscriptions end to end: it publishes to the probe topic, which
 to, every `every_s`, and a session that receives nothing at all — not even its own probe — for
 `PROBE_MISSES` periods is ended as deaf and reconnected (so re-subscribed).
 
+A part that sees deafness by its own evidence (the agent: acks that stopped coming while its
+journal is outstanding) calls `reconnect(reason)`: the session ends at once and the usual loop
+connects again, so re-subscribes.
+
 The link is not a queue: `publish` raises LinkDown when the link is down or the broker does not
 confirm in time. Callers decide; the agent's journal is the durable queue (invariant 5).
 """
@@ -63,6 +67,10 @@ class Will:
     qos: int = 1
     retain: bool = True
 
+
+CANCEL_CHECK_S = 1.0
+"""How often a session waiting on its dispatch task checks for a cancellation that a library lost
+(transport/cancel.py): a stop is honoured within a second even then."""
 
 PROBE_MISSES = 3
 """Probe periods without any message before a session counts as deaf: one lost probe (QoS 1 is
@@ -122,6 +130,8 @@ class MqttLink:
         self._client: aiomqtt.Client | None = None
         self.connected = asyncio.Event()
         self.probe: Probe | None = None
+        self._drop = asyncio.Event()
+        self._drop_reason = ""
 
     async def wait_connected(self, timeout: float) -> None:
         """Wait until connected and subscribed. Raises TimeoutError after `timeout` seconds."""
@@ -144,6 +154,12 @@ class MqttLink:
             delay = self._backoff.delay(attempt, self._rng)
             log.info("mqtt_reconnect_in s=%.3f attempt=%d client_id=%s", delay, attempt, self.client_id)
             await asyncio.sleep(delay)
+
+    def reconnect(self, reason: str) -> None:
+        """End the current session (if any) now and connect again, subscribing afresh."""
+        if self.connected.is_set():
+            self._drop_reason = reason
+            self._drop.set()
 
     async def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False,
                       timeout_s: float = 5) -> None:
@@ -170,7 +186,7 @@ class MqttLink:
                 await self._came_up(client)
                 if self.probe is not None:
                     prober = asyncio.create_task(self._send_probes(self.probe), name="mqtt-probe")
-                await self._dispatch(client, on_message)
+                await self._dispatch_until_dropped(client, on_message)
         except (aiomqtt.MqttError, LinkDown) as exc:
             reason = str(exc) or type(exc).__name__
         else:  # pragma: no cover - the message iterator only ends by raising
@@ -181,6 +197,24 @@ class MqttLink:
             self._went_down()
         log.warning("mqtt_disconnected reason=%r client_id=%s was_up=%s", reason, self.client_id, was_up)
         return reason, was_up
+
+    async def _dispatch_until_dropped(self, client: aiomqtt.Client, on_message: OnMessage) -> None:
+        """`_dispatch` until it raises, or until `reconnect` asks for a new session."""
+        self._drop.clear()
+        dispatch = asyncio.create_task(self._dispatch(client, on_message), name="mqtt-dispatch")
+        dropped = asyncio.create_task(self._drop.wait(), name="mqtt-drop")
+        try:
+            while not (dispatch.done() or dropped.done()):
+                await asyncio.wait((dispatch, dropped), timeout=CANCEL_CHECK_S,
+                                   return_when=asyncio.FIRST_COMPLETED)
+                raise_if_cancelled()  # a cancellation a library swallowed is this task's
+        finally:
+            for task in (dispatch, dropped):
+                task.cancel()
+            await asyncio.gather(dispatch, dropped, return_exceptions=True)
+        if dispatch.done() and not dispatch.cancelled() and dispatch.exception() is not None:
+            raise dispatch.exception()  # type: ignore[misc]
+        raise LinkDown(f"reconnect asked: {self._drop_reason}")
 
     async def _dispatch(self, client: aiomqtt.Client, on_message: OnMessage) -> None:
         probe = self.probe

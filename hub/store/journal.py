@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from contracts import codec
-from contracts.chain import Entry, checked_entry, kind_of
+from contracts.chain import Entry, kind_of
+from contracts.chain_rows import Row, entry_of
 from contracts.errors import EncodingError
 from hub.store.errors import StoreError
 from hub.store.records import JournalRow
@@ -35,13 +35,13 @@ class JournalRepository:
                                            r.hash) for r in rows])
             return int(db.conn.total_changes - before)
 
-    def insert_entries(self, device: str, entries: Sequence[Entry], bodies: Sequence[bytes]) -> int:
-        """`insert` for verified entries and their encoded bodies (as hashed), without a
-        JournalRow per entry: the ingest path stores ~100,000 entries a second."""
+    def insert_rows(self, device: str, rows: Sequence[Row]) -> int:
+        """`insert` for verified rows, their bodies as the agent hashed them, without a
+        JournalRow per entry: the ingest path stores a few hundred thousand rows a second."""
         with self._conn.tx() as db:
             before = db.conn.total_changes
-            db.conn.executemany(_INSERT, [(device, e.seq, e.ts_ms, e.kind.value, body, e.prev_hash,
-                                           e.hash) for e, body in zip(entries, bodies, strict=True)])
+            db.conn.executemany(_INSERT, [(device, seq, ts, kind.value, body, prev, digest)
+                                          for seq, ts, kind, body, prev, digest in rows])
             return int(db.conn.total_changes - before)
 
     def rows(self, device: str, from_seq: int = 0, limit: int = 100) -> list[JournalRow]:
@@ -50,18 +50,31 @@ class JournalRepository:
                                    "ORDER BY seq LIMIT ?", [device, from_seq, limit])
         return [JournalRow(**r) for r in rows]
 
-    def entries(self, device: str, from_seq: int = 0) -> list[Entry]:
-        """Every stored entry of `device` from `from_seq`, decoded, in seq order: what the
-        reconciliation folds (86,400 rows for a day at 1 Hz), read without a dict and a
-        JournalRow per row. Raises StoreError for a stored body that does not decode."""
+    def stored(self, device: str, from_seq: int = 0) -> list[Row]:
+        """Every stored row of `device` from `from_seq`, in seq order, bodies undecoded: what the
+        reconciliation folds (86,400 rows for a day at 1 Hz). Bodies are the agent's bytes, only
+        checked to be CBOR maps when stored: decode them strictly (contracts.chain_rows.entry_of).
+        Raises StoreError for a row whose kind is not an entry kind."""
         cur = self._conn.db.conn.execute(
             "SELECT seq, ts_ms, kind, body, prev_hash, hash FROM journal "
             "WHERE device = ? AND seq >= ? ORDER BY seq", [device, from_seq])
-        try:  # the bodies are the canonical bytes insert_entries stored
-            return [checked_entry(seq, ts, kind_of(kind), codec.loads_own(body), prev, digest)
+        try:
+            return [Row(seq, ts, kind_of(kind), body, prev, digest)
                     for seq, ts, kind, body, prev, digest in cur]
-        except (EncodingError, ValueError) as exc:
-            raise StoreError(f"journal of {device!r}: stored entry unreadable: {exc}") from exc
+        except ValueError as exc:
+            raise StoreError(f"journal of {device!r}: stored row unreadable: {exc}") from exc
+
+    def entries(self, device: str, from_seq: int = 0) -> list[Entry]:
+        """Every stored entry of `device` from `from_seq`, decoded (strictly: the bodies are the
+        agent's bytes), in seq order; a row whose body does not decode is left out (the
+        readers count such entries as unreadable through `stored`)."""
+        out = []
+        for row in self.stored(device, from_seq):
+            try:
+                out.append(entry_of(row))
+            except EncodingError:
+                continue
+        return out
 
     def row(self, device: str, seq: int) -> JournalRow | None:
         found = self._conn.one("SELECT * FROM journal WHERE device = ? AND seq = ?", [device, seq])

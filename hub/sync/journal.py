@@ -15,7 +15,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from contracts.chain import Entry
+from contracts.chain_rows import Row, entry_of
+from contracts.errors import EncodingError
 from contracts.journal_events import tag_of
 from contracts.limits import quote
 from contracts.schema_parse import parse_contract
@@ -30,8 +31,8 @@ from hub.store import NotFound, contract_id
 from hub.sync.batches import Batches
 from hub.sync.messages import Journal
 from hub.errors import PeerFault, RemoteProtocolError
-from hub.sync.outcomes import (BootNamed, EntryAlarms, Finished, Resumed, ResumeRefused, Tripped,
-                               outcomes)
+from hub.sync.outcomes import (READ, BootNamed, EntryAlarms, Finished, Resumed, ResumeRefused,
+                               Tripped, outcomes)
 
 log = logging.getLogger("fieldpact.hub.sync")
 
@@ -50,10 +51,10 @@ class JournalSync(Batches):
         rec = self.store.devices.get(device)
         ing = self._ingest.setdefault(device, DeviceIngest(self._cursor(rec),
                                                            budget=self._pending_budget))
-        result = ing.add([Entry.from_mapping(m) for m in batch.entries], batch.dropped_through,
+        result = ing.add(batch.rows, batch.dropped_through,
                          batch.gaps, nbytes=msg.nbytes)
         if result.store:
-            self.store.journal.insert_entries(device, result.store, result.bodies)
+            self.store.journal.insert_rows(device, result.store)
             self._uncommitted += len(result.store)
             self.offline.fold(device, result.store)
             self.entries_ingested += len(result.store)
@@ -75,13 +76,13 @@ class JournalSync(Batches):
         await self._ack(parts.site, device, result.cursor.seq)
         await self._maybe_caught_up(device)
 
-    async def _contract_events(self, device: str, entries: list[Entry]) -> None:
+    async def _contract_events(self, device: str, entries: list[Row]) -> None:
         """Apply the outcomes of a device's newly stored entries, in seq order."""
         state = self.store.devices.get(device).state
         if not may_change_contracts(state).ok:
             return  # a device in FAULT changes no contract state
         live = state is DeviceState.LIVE
-        tags = {e.seq: tag_of(e) for e in entries}  # several contracts per agent: whose entry
+        tags = _tags(entries)  # several contracts per agent: whose entry
         for o in outcomes(entries):
             self._entry_of = tags.get(o.seq)
             if isinstance(o, BootNamed):
@@ -184,3 +185,16 @@ class JournalSync(Batches):
         live = self.live.get(record.device)
         step = steps.index(live.step) if live is not None and live.step in steps else None
         await self.offline.apply_policy(contract, record, category, reason, step)
+
+
+def _tags(rows: list[Row]) -> dict[int, str | None]:
+    """The contract tag of each row an outcome can come from (the READ kinds: only those bodies
+    are decoded at ingest); a body that does not decode is outcomes' Unreadable."""
+    tags: dict[int, str | None] = {}
+    for r in rows:
+        if r.kind in READ:
+            try:
+                tags[r.seq] = tag_of(entry_of(r))
+            except EncodingError:
+                continue
+    return tags

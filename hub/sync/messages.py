@@ -17,7 +17,8 @@ from dataclasses import dataclass
 
 from contracts.errors import EncodingError
 from contracts.topics import Channel, TopicParts, parse
-from contracts.wire import Birth, ContractResult, JournalBatch, Telemetry
+from contracts.journal_wire import JournalRows, decode_journal
+from contracts.wire import Birth, ContractResult, Telemetry
 from hub.errors import PeerFault, RemoteProtocolError
 
 OFFLINE_PAYLOAD = b"offline"
@@ -37,7 +38,7 @@ class Offline:
 class Journal:
     """A journal batch and its size on the wire (the out-of-order buffer is bounded in bytes)."""
 
-    batch: JournalBatch
+    batch: JournalRows  # either wire form, as rows (contracts/journal_wire.py)
     nbytes: int
 
 
@@ -66,7 +67,7 @@ def meaning(channel: Channel, payload: bytes) -> Meaning:
         if channel is Channel.STATUS:
             return Offline() if payload == OFFLINE_PAYLOAD else Birth.from_bytes(payload)
         if channel is Channel.JOURNAL:
-            return Journal(batch=JournalBatch.from_bytes(payload), nbytes=len(payload))
+            return Journal(batch=decode_journal(payload), nbytes=len(payload))
         if channel is Channel.TELEMETRY:
             return Telemetry.from_bytes(payload)
         if channel is Channel.CONTRACT_RESULT:

@@ -14,8 +14,10 @@ only then applies them (hub/sync/journal.py). Per entry, in this order:
   event existed).
 A `command_refused` of a resume that an agent's own `resume_refused` in the same batch reports
 already is an echo and means nothing (it is not counted twice). Bodies are read through
-contracts/journal_events.py's typed records; a body that does not decode is `Unreadable` (the
-peer's fault: logged and counted, and sync carries on — the entry is stored and acked already).
+contracts/journal_events.py's typed records, decoded here from the stored rows (strictly: the
+bodies are the agent's bytes) and only for the kinds in READ; a body that does not decode is
+`Unreadable` (the peer's fault: logged and counted, and sync carries on — the entry is stored and
+acked already).
 """
 from __future__ import annotations
 
@@ -23,11 +25,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from contracts.chain import Entry, EntryKind
+from contracts.chain import EntryKind
+from contracts.chain_rows import Row, entry_of
+from contracts.errors import EncodingError
 from contracts.engine_modes import mode_after
 from contracts.engine_state import Mode
 from contracts.inputs import CommandKind
-from contracts.journal_events import (BodyError, BootBody, EventBody, EventKind, Occurrence,
+from contracts.journal_events import (BootBody, EventBody, EventKind, Occurrence,
                                       RefusalBody, StepBody, TripBody, decode_entry)
 from contracts.limits import quote
 from hub.alarms import AlarmKind, detail_of, journal_alarm
@@ -95,16 +99,16 @@ _FINISHES = {EventKind.COMPLETED: ContractEvent.COMPLETE, EventKind.FAILED: Cont
 _LATCHING = (EventKind.GUARD_TRIP, EventKind.ENGINE_ERROR)
 
 
-def outcomes(entries: Sequence[Entry]) -> list[Outcome]:
-    """What `entries` (seq order) mean, in the order the sync side applies them."""
+def outcomes(entries: Sequence[Row]) -> list[Outcome]:
+    """What newly stored rows (seq order) mean, in the order the sync side applies them."""
     found: list[Outcome] = []
     read: list[tuple[int, object]] = []
     for e in entries:
         if e.kind not in READ:
             continue  # inputs, outputs, keyframes, ...: nothing for a contract's lifecycle
         try:
-            read.append((e.seq, decode_entry(e)))
-        except BodyError as exc:
+            read.append((e.seq, decode_entry(entry_of(e))))
+        except EncodingError as exc:  # BodyError, or a body that is not a CBOR map
             found.append(Unreadable(seq=e.seq, error=str(exc)))
     echoed = echoed_refusals([body for _, body in read if isinstance(body, _OCCURRENCES)])
     for seq, body in read:

@@ -4,11 +4,13 @@ from __future__ import annotations
 from hypothesis import given, strategies as st
 
 from agent import batching
-from contracts.chain import GENESIS, Entry, EntryKind, make_entry
+from contracts.chain import GENESIS, EntryKind, make_entry
+from contracts.chain_rows import Row, row_of
 
 
-def entries(seqs: list[int]) -> list[Entry]:
-    return [make_entry(GENESIS, s, 1_000 + s, EntryKind.EVENT, {"event": "x"}) for s in seqs]
+def entries(seqs: list[int]) -> list[Row]:
+    return [row_of(make_entry(GENESIS, s, 1_000 + s, EntryKind.EVENT, {"event": "x"}))
+            for s in seqs]
 
 
 def test_holes_name_every_missing_range_including_a_leading_one() -> None:
@@ -22,7 +24,7 @@ def test_a_batch_over_any_surviving_rows_tiles_its_range_with_entries_and_gaps(
     seqs = sorted(kept)
     batch = batching.build("d1", 1, entries(seqs))
     assert batch.from_seq == 1 and batch.to_seq == seqs[-1]
-    covered = {e["seq"] for e in batch.entries}
+    covered = {r.seq for r in batch.rows}
     for lo, hi in batch.gaps:
         covered |= set(range(lo, hi + 1))
     assert covered == set(range(1, seqs[-1] + 1))
@@ -31,7 +33,6 @@ def test_a_batch_over_any_surviving_rows_tiles_its_range_with_entries_and_gaps(
 
 def test_an_entry_that_cannot_be_encoded_is_set_aside_with_its_reason() -> None:
     good = entries([1, 2])
-    bad = make_entry(GENESIS, 3, 1_003, EntryKind.EVENT, {"event": "x"})
-    object.__setattr__(bad, "body", {"event": object()})  # no journal row decodes to this
+    bad = entries([3])[0]._replace(body=object())  # type: ignore[arg-type]  # no stored row is
     kept, refused = batching.encodable("d1", [*good, bad])
     assert kept == good and [seq for seq, _ in refused] == [3]

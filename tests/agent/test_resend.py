@@ -85,3 +85,17 @@ def test_outstanding_entries_are_resent_within_the_timeout_whatever_happens(
             s, _ = resend.rewind(s, r.reason, now)
         assert not s.outstanding or now - s.since_s < T or resend.due(s, now, T) is not None
         assert s.sent >= s.acked
+
+
+def test_ack_timeouts_in_a_row_make_the_session_deaf_and_an_advancing_ack_clears_it() -> None:
+    s = sent(SendState(acked=10, sent=10), 60, now=0.0)
+    for k in range(1, resend.DEAF_AFTER + 1):
+        assert not resend.deaf(s)
+        s, _ = resend.rewind(s, Reason.ACK_TIMEOUT, now_s=5.0 * k)
+        s = sent(s, 60, now=5.0 * k)
+    assert resend.deaf(s)
+    assert not resend.deaf(resend.heard_again(s))
+    s, _ = resend.rewind(s, Reason.CONNECT, now_s=30.0)  # other rewinds do not count
+    assert s.timeouts == resend.DEAF_AFTER
+    s, _ = resend.on_ack(s, 20, now_s=31.0)
+    assert not resend.deaf(s) and s.timeouts == 0

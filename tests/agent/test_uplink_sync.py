@@ -22,7 +22,8 @@ from agent.process import Agent
 from contracts.chain import Entry
 from contracts.signing import generate_keypair
 from contracts.topics import HUB_STATUS, Channel, topic
-from contracts.wire import Ack, HubBirth, JournalBatch
+from contracts.journal_wire import JournalRows, decode_journal
+from contracts.wire import Ack, Birth, HubBirth
 from transport.backoff import Backoff
 from hub.app import HubRuntime
 from simulators.netcut import NetCut
@@ -40,7 +41,8 @@ NO_TIMEOUT_S = 120.0
 
 
 @contextlib.asynccontextmanager
-async def agent_on(tmp_path: Path, broker: BrokerEndpoint) -> AsyncIterator[Agent]:
+async def agent_on(tmp_path: Path, broker: BrokerEndpoint,
+                   ack_timeout_s: float = NO_TIMEOUT_S) -> AsyncIterator[Agent]:
     generate_keypair(tmp_path / "keys")
     async with SimDevice("tank", port=0, tick_ms=20, initial={"level": 1.0}) as sim:
         cfg = AgentConfig(device="d1", site=SITE, journal=tmp_path / "agent.db",
@@ -49,7 +51,7 @@ async def agent_on(tmp_path: Path, broker: BrokerEndpoint) -> AsyncIterator[Agen
                           broker=BrokerConfig(url=broker.url, username="d1",
                                               password=PASSWORDS["d1"]),
                           contract=signed_contract(tmp_path), batch_max=10,
-                          ack_timeout_s=NO_TIMEOUT_S)
+                          ack_timeout_s=ack_timeout_s)
         async with running_agent(cfg, reconnect=Backoff(initial_s=0.1, max_s=0.5)) as agent:
             yield agent
 
@@ -62,13 +64,13 @@ async def fake_hub(broker: BrokerEndpoint) -> AsyncIterator[aiomqtt.Client]:
         yield client
 
 
-async def next_batch(client: aiomqtt.Client) -> JournalBatch:
+async def next_batch(client: aiomqtt.Client) -> JournalRows:
     async with asyncio.timeout(30):
         message = await anext(aiter(client.messages))
-    return JournalBatch.from_bytes(bytes(message.payload))  # type: ignore[arg-type]
+    return decode_journal(bytes(message.payload))  # type: ignore[arg-type]
 
 
-async def batch_from(client: aiomqtt.Client, from_seq: int, what: str) -> JournalBatch:
+async def batch_from(client: aiomqtt.Client, from_seq: int, what: str) -> JournalRows:
     """Read batches until one starts at `from_seq` (a resend), failing after 30 s."""
     try:
         async with asyncio.timeout(30):
@@ -115,6 +117,46 @@ async def test_a_hub_birth_rewinds_to_the_ack_and_a_new_boot_does_again(
                               retain=True)
             await batch_from(hub, first.to_seq + 1, f"a resend after hub birth {boot[:1]}")
     assert resends(caplog, "hub_birth") and resends(caplog, "hub_restart")
+
+
+async def births_and_batches(client: aiomqtt.Client, births: list[Birth],
+                             batches: list[JournalRows]) -> None:
+    """Collect the agent's births (one per MQTT session) and journal batches, until cancelled."""
+    async for message in client.messages:
+        payload = bytes(message.payload)  # type: ignore[arg-type]
+        if str(message.topic).endswith("/status") and payload != b"offline":
+            births.append(Birth.from_bytes(payload))
+        elif str(message.topic).endswith("/journal"):
+            batches.append(decode_journal(payload))
+
+
+async def test_acks_that_stop_while_the_hub_stays_connected_force_a_new_session(
+        tmp_path: Path, amqtt_broker: BrokerEndpoint, caplog: pytest.LogCaptureFixture) -> None:
+    """Deafness (issue 8): the hub keeps its connection but no ack comes any more. After
+    DEAF_AFTER ack timeouts in a row the agent ends its MQTT session and opens a new one (a new
+    birth, subscriptions made afresh); acks reaching the new session are heard."""
+    caplog.set_level(logging.WARNING, logger="fieldpact.agent.uplink")
+    births: list[Birth] = []
+    batches: list[JournalRows] = []
+    async with fake_hub(amqtt_broker) as hub, agent_on(tmp_path, amqtt_broker,
+                                                       ack_timeout_s=0.3) as agent:
+        await hub.subscribe(topic(SITE, "d1", Channel.STATUS), qos=1)
+        reader = asyncio.create_task(births_and_batches(hub, births, batches))
+        try:
+            await eventually(lambda: births and batches, 30, "the agent's birth and a batch")
+            assert agent.uplink is not None
+            boot = agent.uplink.boot_id  # births of this agent (a retained one may be older)
+            await eventually(lambda: len([b for b in births if b.boot_id == boot]) >= 2, 30,
+                             "a new session after the acks stopped", detail=lambda: f"{births}")
+            sent = await eventually(lambda: batches[-1].to_seq, 10, "a batch")
+            await ack(hub, sent)
+            await eventually(lambda: agent.uplink is not None and agent.uplink._acked >= sent,
+                             10, "the ack heard on the new session")
+        finally:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reader
+    assert [r for r in caplog.records if "uplink_deaf" in r.getMessage()]
 
 
 HOLES = {

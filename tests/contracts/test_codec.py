@@ -122,10 +122,25 @@ def test_message_that_is_not_an_envelope_is_refused(obj: object) -> None:
         decode_message(canonical_dumps(obj), "ack", 1)
 
 
-def test_loads_own_reads_what_canonical_dumps_wrote_like_loads() -> None:
-    from contracts.codec import loads_own
-    for value in ({"values": {"level": [1.25, "good", None]}}, {"writes": {"p": 7}}, [1, -2, b"x"]):
-        data = canonical_dumps(value)
-        assert loads_own(data) == loads(data) == value
-    with pytest.raises(EncodingError):
-        loads_own(b"\xff\x00")
+def test_loads_map_is_strict_and_decodes_again_after_a_refusal() -> None:
+    from contracts.codec import loads_map
+    good = canonical_dumps({"values": {"level": [1.25, "good", None]}})
+    for bad in (good + b"\x00", canonical_dumps([1]), canonical_dumps({1: 2}), b"\xa1\x61a\xd8\x1c\x01",
+                b"\xbf\xff", b"\xa1"):
+        with pytest.raises(EncodingError):
+            loads_map(bad)
+        assert loads_map(good) == {"values": {"level": [1.25, "good", None]}}
+
+
+def test_loads_map_from_several_threads_at_once_gives_each_its_own_body() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from contracts.codec import loads_map
+    bodies = [canonical_dumps({"values": {"level": [i / 7, "good", None]}, "n": i})
+              for i in range(2000)]
+
+    def decode_all(k: int) -> bool:
+        return all(loads_map(b)["n"] == i for i, b in enumerate(bodies) if i % 4 == k)
+
+    with ThreadPoolExecutor(4) as pool:
+        assert all(pool.map(decode_all, range(4)))

@@ -125,3 +125,10 @@ def test_the_readme_example_is_a_valid_hub_toml(tmp_path: Path) -> None:
     cfg = load_config(write(tmp_path, text), {})
     assert cfg.devices[0].id == "pump-station-7" and cfg.integrations[0].name == "scada"
     assert cfg.policies[FailureCategory.RUNTIME] == Policy(action=PolicyAction.RETRY, max_retries=2)
+
+
+def test_the_embedded_broker_runs_in_its_own_process_unless_mqtt_broker_process_is_false() -> None:
+    assert parse_config(MINIMAL).broker.own_process
+    assert not parse_config({**MINIMAL, "mqtt": {"broker_process": False}}).broker.own_process
+    assert not parse_config(MINIMAL, {"FIELDPACT_HUB_MQTT__BROKER_PROCESS": "false"}
+                            ).broker.own_process

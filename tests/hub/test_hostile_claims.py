@@ -28,6 +28,7 @@ from contracts.engine_state import EngineState, Mode
 from contracts.journal_events import BootBody, encode
 from contracts.journal_sig import public_key_text
 from contracts.topics import Channel
+from contracts.chain_rows import row_of
 from contracts.wire import ContractResult, JournalBatch, Telemetry
 from hub import ingest
 from hub.app import HubRuntime
@@ -397,7 +398,7 @@ async def test_out_of_order_batches_are_capped_in_bytes_and_nothing_committed_is
 
 def test_the_total_out_of_order_budget_is_shared_between_devices() -> None:
     budget = ingest.PendingBudget(total=30_000)
-    entries = chain(400)
+    entries = [row_of(e) for e in chain(400)]
     a = ingest.DeviceIngest(ingest.Cursor(), budget=budget, max_bytes=1_000_000)
     b = ingest.DeviceIngest(ingest.Cursor(), budget=budget, max_bytes=1_000_000)
     a.add(entries[100:200], nbytes=10_000)  # 100 entries x (100 + 96) bytes

@@ -1,29 +1,28 @@
 """DeviceIngest: idempotent by seq, reordering buffered, the chain verified, gaps re-anchored."""
 from __future__ import annotations
 
-from dataclasses import replace
-
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import hub.ingest
-from contracts.chain import GENESIS, Entry, EntryKind, make_entry
+from contracts.chain import GENESIS, EntryKind, encode_body, make_entry
+from contracts.chain_rows import Row, entry_of, row_of
 from hub.ingest import Cursor, DeviceIngest, Gap
 
 T0 = 1_764_000_000_000
 N = 40
 
 
-def chain(n: int = N) -> list[Entry]:
+def chain(n: int = N) -> list[Row]:
     """A valid journal 1..n, shaped like the agent's (inputs and outputs every cycle)."""
-    out: list[Entry] = []
+    out: list[Row] = []
     prev = GENESIS
     for seq in range(1, n + 1):
         kind = EntryKind.INPUT if seq % 2 else EntryKind.OUTPUT
         body = ({"values": {"level": [seq / 10, "good", None]}} if kind is EntryKind.INPUT
                 else {"writes": {"pump_speed": seq}})
-        e = make_entry(prev, seq, T0 + seq * 100, kind, body)
+        e = row_of(make_entry(prev, seq, T0 + seq * 100, kind, body))
         out.append(e)
         prev = e.hash
     return out
@@ -32,7 +31,7 @@ def chain(n: int = N) -> list[Entry]:
 CHAIN = chain()
 
 
-def seqs(entries: list[Entry]) -> list[int]:
+def seqs(entries: list[Row]) -> list[int]:
     return [e.seq for e in entries]
 
 
@@ -40,9 +39,9 @@ def spans(result: hub.ingest.IngestResult) -> list[tuple[int, int]]:
     return [(g.from_seq, g.to_seq) for g in result.gaps]
 
 
-def run(batches: list[list[Entry]], cursor: Cursor = Cursor()) -> tuple[DeviceIngest, list[Entry]]:
+def run(batches: list[list[Row]], cursor: Cursor = Cursor()) -> tuple[DeviceIngest, list[Row]]:
     ing = DeviceIngest(cursor)
-    stored: list[Entry] = []
+    stored: list[Row] = []
     for b in batches:
         stored += ing.add(b).store
     return ing, stored
@@ -100,7 +99,7 @@ def test_a_buffered_entry_sent_again_counts_as_a_duplicate() -> None:
 
 
 @st.composite
-def deliveries(draw: st.DrawFn) -> tuple[int, list[list[Entry]]]:
+def deliveries(draw: st.DrawFn) -> tuple[int, list[list[Row]]]:
     """A chain 1..n cut into batches, delivered shuffled, with resends and overlapping slices."""
     n = draw(st.integers(min_value=1, max_value=N))
     cuts = sorted(draw(st.sets(st.integers(min_value=1, max_value=n - 1), max_size=8))) if n > 1 else []
@@ -114,7 +113,7 @@ def deliveries(draw: st.DrawFn) -> tuple[int, list[list[Entry]]]:
 @settings(max_examples=300, deadline=None)
 @given(deliveries())
 def test_any_shuffle_with_duplicates_of_a_valid_chain_stores_each_entry_once_in_order(
-        case: tuple[int, list[list[Entry]]]) -> None:
+        case: tuple[int, list[list[Row]]]) -> None:
     n, batches = case
     ing, stored = run(batches)
     assert stored == CHAIN[:n]
@@ -124,7 +123,7 @@ def test_any_shuffle_with_duplicates_of_a_valid_chain_stores_each_entry_once_in_
 
 # -- chain breaks -----------------------------------------------------------------------------
 
-def assert_broken_at(seq: int, reason: str, batches: list[list[Entry]],
+def assert_broken_at(seq: int, reason: str, batches: list[list[Row]],
                      acked: int | None = None) -> DeviceIngest:
     ing = DeviceIngest(Cursor())
     results = [ing.add(b) for b in batches]
@@ -137,45 +136,45 @@ def assert_broken_at(seq: int, reason: str, batches: list[list[Entry]],
 
 
 def test_a_body_changed_without_rehashing_breaks_at_that_seq() -> None:
-    tampered = replace(CHAIN[9], body={"writes": {"pump_speed": 9999}})
+    tampered = CHAIN[9]._replace(body=encode_body({"writes": {"pump_speed": 9999}}))
     assert_broken_at(10, "hash mismatch", [CHAIN[:9] + [tampered] + CHAIN[10:20]])
 
 
 def test_a_body_changed_and_rehashed_breaks_the_link_of_the_next_seq() -> None:
     # A rehashed entry verifies on its own (the chain is unsigned); its successor no longer links.
     old = CHAIN[9]
-    forged = make_entry(old.prev_hash, old.seq, old.ts_ms, old.kind, {"writes": {"pump_speed": 9999}})
+    forged = row_of(make_entry(old.prev_hash, old.seq, old.ts_ms, old.kind, {"writes": {"pump_speed": 9999}}))
     ing = assert_broken_at(11, "prev_hash does not link", [CHAIN[:9] + [forged] + CHAIN[10:20]])
     assert ing.cursor.hash == forged.hash
 
 
 def test_a_forged_entry_with_a_valid_self_hash_but_a_wrong_prev_link_breaks_at_its_seq() -> None:
     old = CHAIN[9]
-    forged = make_entry(b"\x01" * 32, old.seq, old.ts_ms, old.kind, dict(old.body))
+    forged = row_of(make_entry(b"\x01" * 32, old.seq, old.ts_ms, old.kind, dict(entry_of(old).body)))
     assert_broken_at(10, "prev_hash does not link", [CHAIN[:9], [forged] + CHAIN[10:20]])
 
 
 def test_a_forged_entry_buffered_ahead_of_the_cursor_breaks_when_its_turn_comes() -> None:
     old = CHAIN[9]
-    forged = make_entry(b"\x01" * 32, old.seq, old.ts_ms, old.kind, dict(old.body))
+    forged = row_of(make_entry(b"\x01" * 32, old.seq, old.ts_ms, old.kind, dict(entry_of(old).body)))
     assert_broken_at(10, "prev_hash does not link", [[forged] + CHAIN[10:20], CHAIN[:9]])
 
 
 @pytest.mark.parametrize("together", [True, False])
 def test_a_chain_that_skips_a_seq_is_a_break_not_a_wait(together: bool) -> None:
     # The agent's chain goes 1..5, then 7 linked straight to 5: seq 6 will never come.
-    renumbered = make_entry(CHAIN[4].hash, 7, T0 + 700, EntryKind.OUTPUT, {"writes": {"pump_speed": 7}})
+    renumbered = row_of(make_entry(CHAIN[4].hash, 7, T0 + 700, EntryKind.OUTPUT, {"writes": {"pump_speed": 7}}))
     batches = [CHAIN[:5] + [renumbered]] if together else [CHAIN[:5], [renumbered]]
     assert_broken_at(7, "seq gap: expected 6, got 7", batches, acked=5)
 
 
 def test_a_skipped_seq_buffered_early_is_a_break_once_the_cursor_reaches_its_link() -> None:
-    renumbered = make_entry(CHAIN[4].hash, 7, T0 + 700, EntryKind.OUTPUT, {"writes": {"pump_speed": 7}})
+    renumbered = row_of(make_entry(CHAIN[4].hash, 7, T0 + 700, EntryKind.OUTPUT, {"writes": {"pump_speed": 7}}))
     assert_broken_at(7, "seq gap: expected 6, got 7", [CHAIN[:3], [renumbered], CHAIN[3:5]], acked=5)
 
 
 def test_after_a_break_a_genuine_resend_from_the_ack_is_stored() -> None:
-    tampered = replace(CHAIN[9], body={"writes": {"pump_speed": 9999}})
+    tampered = CHAIN[9]._replace(body=encode_body({"writes": {"pump_speed": 9999}}))
     ing = DeviceIngest(Cursor())
     ing.add(CHAIN[:9] + [tampered] + CHAIN[10:20])
     resend = ing.add(CHAIN[9:20])
@@ -225,7 +224,7 @@ def test_a_declared_hole_is_crossed_reported_with_its_links_and_the_rest_is_veri
 
 
 def test_a_tampered_entry_after_a_hole_still_breaks_the_chain() -> None:
-    forged = replace(CHAIN[12], body={"writes": {"pump_speed": 9999}})
+    forged = CHAIN[12]._replace(body=encode_body({"writes": {"pump_speed": 9999}}))
     result = DeviceIngest(Cursor()).add(CHAIN[:10] + [CHAIN[11], forged], gaps=[(11, 11)])
     assert spans(result) == [(11, 11)] and result.broken is not None and result.broken.seq == 13
     assert result.cursor.seq == 12
@@ -258,3 +257,16 @@ def test_the_pending_buffer_is_bounded_and_dropping_it_is_healed_by_a_resend(
     assert over.buffered == 0 and ing.pending == {} and over.store == []
     resend = ing.add(CHAIN[:7])
     assert seqs(resend.store) == list(range(1, 8))
+
+
+def test_a_body_that_is_not_a_cbor_map_is_a_break_even_with_its_hash_right() -> None:
+    from contracts.chain import hash_encoded
+    from contracts.codec import canonical_dumps
+
+    body = canonical_dumps(["not", "a", "map"])
+    bad = Row(11, T0 + 1_100, EntryKind.OUTPUT, body, CHAIN[9].hash,
+              hash_encoded(CHAIN[9].hash, 11, T0 + 1_100, EntryKind.OUTPUT, body))
+    result = DeviceIngest(Cursor()).add([*CHAIN[:10], bad])
+    assert seqs(result.store) == list(range(1, 11))
+    assert result.broken is not None and (result.broken.seq, result.broken.reason) == (
+        11, "body is not a CBOR map")

@@ -217,8 +217,10 @@ async def test_a_failed_mqtt_side_makes_health_and_operator_publishes_say_why_an
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from hub.sync import HubSync
 
+    started = threading.Event()  # set once the hub is up: the bug strikes a running side
+
     async def broken_ticker(self: HubSync) -> None:  # a bug on the sync side (no real fault does it)
-        await asyncio.sleep(0.2)
+        await asyncio.to_thread(started.wait, 30)
         raise RuntimeError("ticker bug")
 
     monkeypatch.setattr(HubSync, "_ticker", broken_ticker)
@@ -226,6 +228,7 @@ async def test_a_failed_mqtt_side_makes_health_and_operator_publishes_say_why_an
     try:
         with pytest.raises(ExceptionGroup) as raised:  # the sync side's TaskGroup, re-raised
             async with hub.running():
+                started.set()
                 side = hub.mqtt_side
                 assert side is not None
                 await eventually(lambda: not side.running, 15, "the MQTT side ending")

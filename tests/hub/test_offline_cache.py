@@ -116,7 +116,8 @@ async def test_a_batch_that_does_not_follow_drops_the_fold(tmp_path: Path) -> No
     try:
         await _gone_offline(hub, tank_document(version=3))  # its projection folds from seq 1
         folding = "d1" in hub.offline.folds
-        entries = chain(20)
+        from contracts.chain_rows import row_of
+        entries = [row_of(e) for e in chain(20)]
         hub.offline.fold("d1", entries[:10])
         kept = hub.offline.folds["d1"].next_seq
         hub.offline.fold("d1", entries[12:])  # 11 and 12 missing

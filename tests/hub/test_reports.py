@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from contracts.chain import GENESIS, Entry, EntryKind, make_entry
-from contracts.codec import canonical_dumps
+from contracts.chain_rows import row_of
 from hub.reports import ReportedContracts
 from hub.store import HubStore
 
@@ -15,7 +15,7 @@ def _append(store: HubStore, device: str, bodies: list[tuple[EntryKind, dict[str
     for seq, (kind, body) in enumerate(bodies, start=start):
         entries.append(make_entry(prev, seq, T0 + seq, kind, body))
         prev = entries[-1].hash
-    store.journal.insert_entries(device, entries, [canonical_dumps(dict(e.body)) for e in entries])
+    store.journal.insert_rows(device, [row_of(e) for e in entries])
     return prev
 
 

@@ -166,11 +166,23 @@ def test_update_devices_sets_each_devices_fields_in_one_go_and_skips_unknown(tmp
     assert (a.last_seen_ms, a.projection, b.acked_seq, b.last_seen_ms) == (5, {"source": "live"}, 9, None)
 
 
-def test_journal_entries_read_back_exactly_what_insert_entries_stored(tmp_path: Path) -> None:
-    from contracts.chain import encode_body
+def test_journal_rows_read_back_exactly_what_insert_rows_stored(tmp_path: Path) -> None:
+    from contracts.chain_rows import row_of
     from tests.hub.sync_helpers import chain
     entries = chain(50)
+    rows = [row_of(e) for e in entries]
     with HubStore.open(tmp_path / "hub.db") as store:
-        store.journal.insert_entries("d1", entries, [encode_body(e.body) for e in entries])
-        back = store.journal.entries("d1", 11)
-    assert back == entries[10:]
+        store.journal.insert_rows("d1", rows)
+        back, stored = store.journal.entries("d1", 11), store.journal.stored("d1", 11)
+    assert back == entries[10:] and stored == rows[10:]
+
+
+def test_a_stored_body_that_does_not_decode_is_left_to_its_reader(tmp_path: Path) -> None:
+    from contracts.chain_rows import row_of
+    from tests.hub.sync_helpers import chain
+    rows = [row_of(e) for e in chain(5)]
+    rows[2] = rows[2]._replace(body=b"\xa1\x61a\xd8\x1c\x01")  # a map holding tag 28
+    with HubStore.open(tmp_path / "hub.db") as store:
+        store.journal.insert_rows("d1", rows)
+        assert [e.seq for e in store.journal.entries("d1")] == [1, 2, 4, 5]
+        assert len(store.journal.stored("d1")) == 5

@@ -6,6 +6,7 @@ import pytest
 
 from contracts.chain import GENESIS
 from contracts.topics import Channel, topic
+from contracts.journal_wire import rows_batch
 from contracts.wire import Ack, Birth, ContractResult, JournalBatch, Telemetry
 from hub.errors import PeerFault, RemoteProtocolError
 from hub.sync.messages import Journal, Offline, decode, meaning, route
@@ -31,7 +32,9 @@ def test_each_channel_decodes_to_its_wire_type() -> None:
     assert meaning(Channel.TELEMETRY, tel.to_bytes()) == tel
     assert meaning(Channel.CONTRACT_RESULT, result.to_bytes()) == result
     payload = batch.to_bytes()
-    assert meaning(Channel.JOURNAL, payload) == Journal(batch=batch, nbytes=len(payload))
+    assert meaning(Channel.JOURNAL, payload) == Journal(batch=rows_batch(batch), nbytes=len(payload))
+    rows = rows_batch(batch).to_bytes()  # the form agents send now; the older one above
+    assert meaning(Channel.JOURNAL, rows) == Journal(batch=rows_batch(batch), nbytes=len(rows))
 
 
 def test_an_unreadable_payload_is_a_remote_protocol_error_naming_the_device() -> None:

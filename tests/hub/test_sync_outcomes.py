@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from contracts.chain import GENESIS, Entry, EntryKind, make_entry
+from contracts.chain import GENESIS, EntryKind, make_entry
+from contracts.chain_rows import Row, row_of
 from contracts.engine_state import EngineState, Mode
 from contracts.journal_events import BootBody, encode
 from hub.alarms import AlarmKind
@@ -12,10 +13,10 @@ from hub.sync.outcomes import (BootNamed, EntryAlarms, Finished, Resumed, Resume
                                Unreadable, outcomes)
 
 
-def _entries(*bodies: tuple[EntryKind, dict[str, Any]]) -> list[Entry]:
+def _entries(*bodies: tuple[EntryKind, dict[str, Any]]) -> list[Row]:
     out, prev = [], GENESIS
     for seq, (kind, body) in enumerate(bodies, start=1):
-        out.append(make_entry(prev, seq, 1_000 + seq, kind, body))
+        out.append(row_of(make_entry(prev, seq, 1_000 + seq, kind, body)))
         prev = out[-1].hash
     return out
 
