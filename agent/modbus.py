@@ -137,14 +137,16 @@ class ModbusLink:
 
     async def write(self, point: Point, value: Value) -> None:
         """Write with FC5 (coil), FC6 (one register) or FC16 (several). Never retried. Raises
-        DeviceLinkError ("disconnected", "timeout", "exception:<code>", "not_writable", "encode")."""
+        DeviceLinkError ("disconnected", "timeout", "exception <code> (<words>) at <where>",
+        "not_writable", "encode")."""
         raw = encode_for_write(point, value)
         client = self._client
         if client is None or not client.connected:
             raise DeviceLinkError("disconnected", f"write {point.name}={value!r}: link is down")
         where = f"write {point.name}={value!r} at unit {point.unit_id} {point.table.value}:{point.address}"
+        count = 1 if isinstance(raw, bool) else len(raw)
         reason = await self._call(lambda: _write_call(client, point, raw), point.unit_id, point.table,
-                                  point.address)
+                                  point.address, count)
         if isinstance(reason, str):
             raise DeviceLinkError(reason, where)
 
@@ -289,14 +291,14 @@ class ModbusLink:
         client = self._client
         assert client is not None  # read() checked `connected` just before
         result = await self._call(lambda: _read_call(client, request), request.unit_id, request.table,
-                                  request.start)
+                                  request.start, request.count)
         if isinstance(result, str):
             return bad_readings(request, now_ms, result)
         values = result.bits if request.table.is_bit else result.registers
         return good_readings(request, values, now_ms)
 
     async def _call(self, make: Callable[[], Awaitable[ModbusPDU]], unit: int, table: Table,
-                    start: int) -> ModbusPDU | str:
+                    start: int, count: int) -> ModbusPDU | str:
         """Run one request under our deadline. Returns the response PDU, or the BAD reason."""
         try:
             async with asyncio.timeout(self.timeout_s + DEADLINE_MARGIN_S):
@@ -305,7 +307,7 @@ class ModbusLink:
             return self._failed(exc, unit, table, start)
         self.backoff.reset()  # only an answer proves the device is back, not an accepted socket
         if response.isError():
-            return exception_reason(response.exception_code)
+            return exception_reason(response.exception_code, table, start, count, unit)
         return response
 
     def _failed(self, exc: Exception, unit: int, table: Table, start: int) -> str:

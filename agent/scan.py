@@ -31,7 +31,7 @@ from typing import Any
 from agent.actuation import Actuator
 from agent.journal import JournalError
 from agent.journal_thread import AsyncJournal
-from agent.link import DeviceLink
+from agent.link import DeviceLink, is_exception
 from agent.cycle_items import cycle_items, fault_item, keyframe_item, overrun_item
 from agent.registers import plan_reads
 from agent.signal import InputView, SignalGuards
@@ -249,7 +249,7 @@ class ScanLoop:
     def _adapter_faults(self, seg: Segment, raw: dict[str, Reading], now_ms: EpochMs) -> list[Any]:
         """Journal a read fault when a point starts failing, and when it recovers."""
         failing = {n for n, r in raw.items() if r.reason in ("timeout", "disconnected")
-                   or (r.reason or "").startswith("exception")}
+                   or is_exception(r.reason)}
         items = [fault_item(now_ms, "read", raw[n].reason or "bad", n)
                  for n in sorted(failing - seg.failing)]
         items += [fault_item(now_ms, "read_recovered", "ok", n) for n in sorted(seg.failing - failing)]

@@ -21,7 +21,7 @@ class Quality(enum.StrEnum):
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Reading:
     """One point's value as last read. `ts_ms` is when it was read (the scan cycle's time);
-    `reason` says why quality is BAD (e.g. "timeout", "exception:4", "frozen", "spike")."""
+    `reason` says why quality is BAD (e.g. "timeout", "exception 4 (server device failure) at holding 20", "frozen", "spike")."""
 
     value: Value | None
     quality: Quality

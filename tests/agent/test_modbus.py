@@ -163,7 +163,8 @@ async def test_an_exception_response_keeps_the_connection() -> None:
         readings = await link.read(plan_reads([pt("nope", Table.INPUT, 50), LEVEL]), now_ms=1)
         assert link.connected and link.connects == 1
         await link.close()
-    assert readings["nope"].reason == "exception:2" and readings["level"].good
+    assert readings["nope"].reason == "exception 2 (illegal data address) at input 50"
+    assert readings["level"].good
 
 
 async def test_while_disconnected_reads_return_at_once_and_connects_follow_the_backoff() -> None:
