@@ -19,8 +19,9 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from agent.errors import DeviceLinkError
 from agent.journal_thread import AsyncJournal
-from agent.link import DeviceLink, DeviceLinkError
+from agent.link import DeviceLink
 from agent.readback import Divergence, ReadbackMonitor, shows
 from agent.cycle_items import fault_item
 from agent.registers import ReadRequest

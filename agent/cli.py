@@ -32,7 +32,7 @@ def _run(args: argparse.Namespace) -> int:
     except (agent_config.ConfigError, OSError) as exc:
         print(f"config error: {exc}", file=sys.stderr)
         return 2
-    from agent.runtime import run_forever
+    from agent.process import run_forever
     return run_forever(cfg)
 
 

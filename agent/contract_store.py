@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from agent.journal_thread import AsyncJournal
-from agent.scan import CHECKPOINT_NAME, ActiveContract, decode_checkpoint
+from agent.segment import CHECKPOINT_NAME, ActiveContract, decode_checkpoint
 from contracts.journal_events import (
     AgentEvent, ContractBody, ContractChange, agent_event_body, item,
 )

@@ -9,6 +9,7 @@ Rules:
 - Nothing unacked is deleted, except when the file is over twice its budget: then the oldest unacked
   entries go too, and a GAP entry {dropped_from, dropped_to, reason} is appended in the same
   transaction, so the loss itself is journaled and the chain from the low-water mark still verifies.
+  Which entries may go is decided by the pure policy in agent/retention.py; this module executes it.
 - Durability. WAL with `synchronous=FULL` by default: a commit is fsynced before `append` returns,
   so an entry we act on or ack survives power loss (DESIGN pitfall: WAL+NORMAL survives a process
   crash but may lose the last commits on power loss). Cost, measured on this machine (virtio disk,
@@ -16,15 +17,16 @@ Rules:
   NORMAL 10,000-19,000 cycles/s, FULL 350-4,200 cycles/s (one WAL fsync per commit, so it swings
   with disk contention). A 100 ms scan needs 10 cycles/s: FULL leaves >30x headroom. NORMAL is
   offered for benchmarks and hosts with backed power; the scan loop uses FULL.
-- Size. `auto_vacuum=INCREMENTAL`: retention frees pages with `PRAGMA incremental_vacuum`, never a
-  full VACUUM (which would rewrite the file and block the scan loop). `size_bytes()` is the logical
-  database size (page_count x page_size); the WAL beside it is capped by `journal_size_limit`.
+- Size. `auto_vacuum=INCREMENTAL` (agent/journal_sqlite.py): retention frees pages with
+  `PRAGMA incremental_vacuum`, never a full VACUUM. `size_bytes()` is the logical database size
+  (page_count x page_size); the WAL beside it is capped by `journal_size_limit`.
 
+Parts: tables, pragmas and row codec in journal_sqlite.py; verification in journal_verify.py; the
+retention policy in retention.py. This class owns the connection, the head and the ack mark.
 Not thread-safe: one owner calls it (the scan loop, or `asyncio.to_thread` one call at a time).
 """
 from __future__ import annotations
 
-import enum
 import logging
 import sqlite3
 from collections.abc import Callable, Collection, Mapping, Sequence
@@ -34,64 +36,21 @@ from typing import Any, TypeVar
 
 import sqlite_utils
 
-from contracts.chain import GENESIS, ChainBreak, Entry, EntryKind, make_entry, verify_chain
-from contracts.codec import canonical_dumps, loads
+from agent import retention
+from agent.errors import JournalError
+from agent.journal_sqlite import (
+    INSERT_ENTRY, SELECT_ENTRIES, SET_META, Item, Synchronous, delete_through, guarded, prepare,
+    row_to_entry, rows_to_free, vacuum,
+)
+from agent.journal_verify import verify_stored
+from contracts.chain import GENESIS, ChainBreak, Entry, EntryKind, make_entry
+from contracts.codec import canonical_dumps
 from contracts.errors import EncodingError
-from contracts.journal_events import GapBody, encode
 from contracts.types import EpochMs
 from runtime.files import private_sqlite
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-
-SCHEMA_VERSION = 1
-"""Version of the tables below; a file written by a newer build is refused on open."""
-
-HARD_LIMIT_FACTOR = 2
-"""Unacked entries are dropped only above budget x this: twice the budget leaves the uplink a long
-outage's worth of room before we lose data the hub has not seen."""
-
-VERIFY_PAGE = 1_000
-"""Rows per page when verifying: bounded memory whatever the journal's length."""
-
-ROW_OVERHEAD_BYTES = 96
-"""Estimated bytes per row beyond its body: two 32-byte hashes, seq, ts_ms, kind, record header
-and b-tree cell pointer. Used only to estimate how many rows retention must drop."""
-
-MAX_RETENTION_ROUNDS = 16
-"""Retention deletes, vacuums and re-measures; estimates converge in a few rounds."""
-
-WAL_SIZE_LIMIT_BYTES = 4 * 1024 * 1024
-"""Truncate the WAL back to this after a checkpoint (SQLite's default autocheckpoint is ~4 MiB)."""
-
-Item = tuple[EntryKind, Mapping[str, Any], EpochMs]
-"""What the caller appends: kind, body, time."""
-
-
-class JournalError(Exception):
-    """The journal cannot do what was asked (I/O error, corrupt or too-new file, not open).
-    Lives here until the agent has its own errors module:
-
-        JournalError
-        └── JournalFull   the disk (or SQLite's page limit) is full; nothing was stored
-    """
-
-
-class JournalFull(JournalError):
-    """SQLITE_FULL: the append was rolled back. Retention (`enforce_budget`) may make room."""
-
-
-class Synchronous(enum.StrEnum):
-    """SQLite `PRAGMA synchronous` levels we allow (https://sqlite.org/pragma.html#pragma_synchronous)."""
-
-    FULL = "FULL"
-    NORMAL = "NORMAL"
-
-
-_INSERT = "INSERT INTO entries (seq, ts_ms, kind, body, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?)"
-_SELECT = "SELECT seq, ts_ms, kind, body, prev_hash, hash FROM entries"
-_SET_META = ("INSERT INTO meta (key, value) VALUES (?, ?) "
-             "ON CONFLICT(key) DO UPDATE SET value = excluded.value")
 
 
 class SqliteJournal:
@@ -123,9 +82,10 @@ class SqliteJournal:
             conn = sqlite3.connect(self.path, check_same_thread=False, timeout=5.0)
         except (sqlite3.Error, OSError) as exc:
             raise JournalError(f"journal {self.path}: cannot open: {exc}") from exc
-        self._db = sqlite_utils.Database(conn, execute_plugins=False)
+        self._db = db = sqlite_utils.Database(conn, execute_plugins=False)
         try:
-            self._guard(f"open {self.path}", self._prepare)
+            self._head, self._acked = self._guard(
+                f"open {self.path}", lambda: prepare(db, self.path, self.synchronous))
         except BaseException:
             self.close()
             raise
@@ -146,48 +106,6 @@ class SqliteJournal:
                  tb: TracebackType | None) -> None:
         self.close()
 
-    def _prepare(self) -> None:
-        db = self.db
-        with db.ensure_autocommit_on():
-            # auto_vacuum must be chosen before the first table exists; a no-op afterwards.
-            db.execute("PRAGMA auto_vacuum = INCREMENTAL")
-            db.execute(f"PRAGMA synchronous = {self.synchronous.value}")
-            db.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT_BYTES}")
-        db.enable_wal()
-        with db.atomic():
-            self._create_tables(db)
-        self._check_version(db)
-        self._head = self._read_head(db)
-        self._acked = self._meta(db, "acked_seq")
-
-    @staticmethod
-    def _create_tables(db: sqlite_utils.Database) -> None:
-        hashes = {"ts_ms", "kind", "body", "prev_hash", "hash"}
-        db.table("entries").create({"seq": int, "ts_ms": int, "kind": str, "body": bytes,
-                              "prev_hash": bytes, "hash": bytes},
-                             pk="seq", not_null=hashes, if_not_exists=True)
-        db.table("meta").create({"key": str, "value": int}, pk="key", if_not_exists=True)
-        db.table("checkpoints").create({"name": str, "seq": int, "ts_ms": int, "data": bytes},
-                                 pk="name", not_null={"seq", "ts_ms", "data"}, if_not_exists=True)
-        db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)",
-                   [SCHEMA_VERSION])
-
-    def _check_version(self, db: sqlite_utils.Database) -> None:
-        found = self._meta(db, "schema_version")
-        if found > SCHEMA_VERSION:
-            raise JournalError(f"journal {self.path}: meta.schema_version is {found}, newer than "
-                               f"this build reads ({SCHEMA_VERSION}); upgrade fieldpact")
-
-    @staticmethod
-    def _meta(db: sqlite_utils.Database, key: str) -> int:
-        row = db.execute("SELECT value FROM meta WHERE key = ?", [key]).fetchone()
-        return int(row[0]) if row is not None and row[0] is not None else 0
-
-    @staticmethod
-    def _read_head(db: sqlite_utils.Database) -> tuple[int, bytes]:
-        row = db.execute("SELECT seq, hash FROM entries ORDER BY seq DESC LIMIT 1").fetchone()
-        return (0, GENESIS) if row is None else (int(row[0]), bytes(row[1]))
-
     @property
     def db(self) -> sqlite_utils.Database:
         if self._db is None:
@@ -195,13 +113,7 @@ class SqliteJournal:
         return self._db
 
     def _guard(self, what: str, fn: Callable[[], T]) -> T:
-        """Run `fn`, turning sqlite3 errors into JournalError (JournalFull for SQLITE_FULL)."""
-        try:
-            return fn()
-        except sqlite3.Error as exc:
-            full = getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
-            error = JournalFull if full else JournalError
-            raise error(f"journal {self.path}: {what} failed: {exc}") from exc
+        return guarded(self.path, what, fn)
 
     def _transaction(self, what: str, fn: Callable[[sqlite3.Connection], T]) -> T:
         def run() -> T:
@@ -233,7 +145,7 @@ class SqliteJournal:
             prev = entry.hash
         if rows:
             self._transaction(f"append seq {rows[0][0]}..{seq}",
-                              lambda conn: conn.executemany(_INSERT, rows))
+                              lambda conn: conn.executemany(INSERT_ENTRY, rows))
             self._head = (seq, prev)
         return entries
 
@@ -254,7 +166,7 @@ class SqliteJournal:
         """Up to `limit` entries with seq >= from_seq, ascending, optionally only of `kinds`.
 
         Raises JournalError on I/O failure or a row that does not decode."""
-        sql = f"{_SELECT} WHERE seq >= ?"
+        sql = f"{SELECT_ENTRIES} WHERE seq >= ?"
         args: list[Any] = [from_seq]
         if kinds is not None:
             sql += f" AND kind IN ({', '.join('?' * len(kinds))})"
@@ -268,19 +180,19 @@ class SqliteJournal:
         failing the whole read: the uplink declares it as a gap rather than stalling on it.
         Raises JournalError on I/O failure."""
         rows = self._guard("read", lambda: self.db.execute(
-            f"{_SELECT} WHERE seq >= ? ORDER BY seq LIMIT ?", [from_seq, limit]).fetchall())
+            f"{SELECT_ENTRIES} WHERE seq >= ? ORDER BY seq LIMIT ?", [from_seq, limit]).fetchall())
         entries: list[Entry] = []
         bad: list[tuple[int, str]] = []
         for row in rows:
             try:
-                entries.append(_row_to_entry(row))
+                entries.append(row_to_entry(row))
             except (EncodingError, ValueError, TypeError) as exc:
                 bad.append((int(row[0]), f"row does not decode: {exc}"[:200]))
         return entries, bad
 
     def _entry(self, row: Sequence[Any]) -> Entry:
         try:
-            return _row_to_entry(row)
+            return row_to_entry(row)
         except (EncodingError, ValueError, TypeError) as exc:
             raise JournalError(f"journal {self.path}: row seq {row[0]} does not decode: {exc}") from exc
 
@@ -290,6 +202,13 @@ class SqliteJournal:
             pages = self.db.execute("PRAGMA page_count").fetchone()[0]
             return int(pages) * int(self.db.execute("PRAGMA page_size").fetchone()[0])
         return self._guard("size_bytes", measure)
+
+    def verify(self, from_seq: int | None = None) -> ChainBreak | None:
+        """Check the stored chain from `from_seq` (default: the low-water mark) to head, a page at a
+        time (agent/journal_verify.py). Returns the first break, or None. Raises JournalError on
+        I/O failure."""
+        start = max(from_seq or 1, self.low_water())
+        return verify_stored(self.db, self.path, start, self._head[0])
 
     # ---------------------------------------------------------------- acks and checkpoints
 
@@ -302,7 +221,7 @@ class SqliteJournal:
             log.warning("journal_ack_beyond_head", extra={"ack": seq, "head_seq": target})
         if target <= self._acked:
             return
-        self._transaction("ack", lambda conn: conn.execute(_SET_META, ("acked_seq", target)))
+        self._transaction("ack", lambda conn: conn.execute(SET_META, ("acked_seq", target)))
         self._acked = target
 
     def acked_seq(self) -> int:
@@ -322,133 +241,60 @@ class SqliteJournal:
             "SELECT data, seq, ts_ms FROM checkpoints WHERE name = ?", [name]).fetchone())
         return None if row is None else (bytes(row[0]), int(row[1]), int(row[2]))
 
-    # ---------------------------------------------------------------- verification
-
-    def verify(self, from_seq: int | None = None) -> ChainBreak | None:
-        """Check the stored chain from `from_seq` (default: the low-water mark) to head, a page at a
-        time. The first stored entry is anchored on its predecessor's hash when that is still
-        stored, on GENESIS at seq 1, and otherwise on its own prev_hash (older rows are gone).
-        Returns the first break, or None. Raises JournalError on I/O failure."""
-        start = max(from_seq or 1, self.low_water())
-        prev_seq, prev_hash = start - 1, self._anchor(start)
-        while prev_seq < self._head[0]:
-            rows = self._guard("verify", lambda: self.db.execute(
-                f"{_SELECT} WHERE seq > ? ORDER BY seq LIMIT ?", [prev_seq, VERIFY_PAGE]).fetchall())
-            if not rows:
-                return ChainBreak(prev_seq + 1, f"missing: journal ends before head {self._head[0]}")
-            broken = _verify_rows(rows, prev_hash, prev_seq)
-            if broken is not None:
-                return broken
-            prev_seq, prev_hash = int(rows[-1][0]), bytes(rows[-1][5])
-        return None
-
-    def _anchor(self, start: int) -> bytes:
-        if start <= 1:
-            return GENESIS
-        row = self._guard("verify", lambda: self.db.execute(
-            "SELECT hash FROM entries WHERE seq = ?", [start - 1]).fetchone())
-        if row is None:
-            row = self._guard("verify", lambda: self.db.execute(
-                "SELECT prev_hash FROM entries WHERE seq = ?", [start]).fetchone())
-        return GENESIS if row is None else bytes(row[0])
-
     # ---------------------------------------------------------------- retention
 
     def enforce_budget(self) -> int:
-        """Bring the file under `budget_bytes`: drop the oldest acked entries first; only above
-        HARD_LIMIT_FACTOR x budget drop unacked ones too, journaling a GAP entry in the same
+        """Bring the file under `budget_bytes` as agent/retention.py decides: the oldest acked
+        entries first; above its hard limit unacked ones too, journaling a GAP entry in the same
         transaction. The head entry is always kept. Returns how many entries were dropped.
         Raises JournalError on I/O failure."""
-        if self.budget_bytes is None:
+        budget = self.budget_bytes
+        if budget is None:
             return 0
-        dropped = self._drop_acked(self.budget_bytes)
-        if self.size_bytes() > self.budget_bytes * HARD_LIMIT_FACTOR:
-            dropped += self._force_drop(self.budget_bytes)
+        dropped = self._drop_acked(budget)
+        forced = retention.forced_drop(size_bytes=self.size_bytes(), budget_bytes=budget,
+                                       head_seq=self._head[0])
+        if forced is not None:
+            dropped += self._force_drop(forced, budget)
         return dropped
 
-    def _drop_acked(self, target: int) -> int:
+    def _drop_acked(self, budget: int) -> int:
         dropped = 0
-        for _ in range(MAX_RETENTION_ROUNDS):
-            excess = self.size_bytes() - target
-            last = self._rows_to_free(excess, min(self._acked, self._head[0] - 1))
-            if excess <= 0 or last is None:
+        for _ in range(retention.MAX_RETENTION_ROUNDS):
+            drop = retention.acked_drop(size_bytes=self.size_bytes(), budget_bytes=budget,
+                                        acked_seq=self._acked, head_seq=self._head[0])
+            last = None if drop is None else rows_to_free(self.db, self.path, drop)
+            if last is None:
                 break
-            dropped += self._transaction("drop acked", lambda conn: _delete_through(conn, last))
-            self._vacuum()
+            dropped += self._transaction("drop acked", lambda conn: delete_through(conn, last))
+            vacuum(self.db, self.path)
         if dropped:
             log.info("journal_retention", extra={"dropped": dropped, "low_water": self.low_water()})
         return dropped
 
-    def _force_drop(self, target: int) -> int:
+    def _force_drop(self, drop: retention.Drop, budget: int) -> int:
         low, head_seq = self.low_water(), self._head[0]
-        last = self._rows_to_free(self.size_bytes() - target, head_seq - 1)
+        last = rows_to_free(self.db, self.path, drop)
         if last is None:
             return 0
-        dropped = self._drop_with_gap(low, last)
-        self._vacuum()
+        dropped = self._drop_with_gap(retention.gap_body(low, last, budget))
+        vacuum(self.db, self.path)
         log.warning("journal_forced_drop", extra={"dropped_from": low, "dropped_to": last,
                                                   "acked_seq": self._acked, "head_seq": head_seq})
         return dropped
 
-    def _drop_with_gap(self, low: int, last: int) -> int:
+    def _drop_with_gap(self, gap_body: dict[str, Any]) -> int:
         seq, prev = self._head
-        hard_limit = (self.budget_bytes or 0) * HARD_LIMIT_FACTOR
-        gap_body = encode(GapBody(dropped_from=low, dropped_to=last,
-                                  reason=f"journal over hard limit {hard_limit} bytes"))
         # The journal has no clock (time is an argument everywhere): the gap is dated at the head.
         ts_ms = self._guard("gap", lambda: self.db.execute(
             "SELECT ts_ms FROM entries WHERE seq = ?", [seq]).fetchone()[0])
         gap = make_entry(prev, seq + 1, int(ts_ms), EntryKind.GAP, gap_body)
 
         def run(conn: sqlite3.Connection) -> int:
-            count = _delete_through(conn, last)
-            conn.execute(_INSERT, (gap.seq, gap.ts_ms, gap.kind.value, canonical_dumps(gap_body),
-                                   gap.prev_hash, gap.hash))
+            count = delete_through(conn, gap_body["dropped_to"])
+            conn.execute(INSERT_ENTRY, (gap.seq, gap.ts_ms, gap.kind.value,
+                                        canonical_dumps(gap_body), gap.prev_hash, gap.hash))
             return count
         dropped = self._transaction("forced drop", run)
         self._head = (gap.seq, gap.hash)
         return dropped
-
-    def _rows_to_free(self, excess: int, max_seq: int) -> int | None:
-        """Last seq to delete (from the low-water mark, up to max_seq) to free ~excess bytes."""
-        if excess <= 0 or max_seq < 1:
-            return None
-        row = self._guard("retention", lambda: self.db.execute(
-            "SELECT seq FROM (SELECT seq, SUM(length(body) + ?) OVER (ORDER BY seq) AS freed "
-            "FROM entries WHERE seq <= ?) WHERE freed >= ? LIMIT 1",
-            [ROW_OVERHEAD_BYTES, max_seq, excess]).fetchone())
-        if row is not None:
-            return int(row[0])
-        exists = self._guard("retention", lambda: self.db.execute(
-            "SELECT 1 FROM entries WHERE seq <= ? LIMIT 1", [max_seq]).fetchone())
-        return max_seq if exists else None
-
-    def _vacuum(self) -> None:
-        # executescript steps the pragma to completion; a plain execute() steps it once, and each
-        # step frees a single page (so freed space would never reach the file).
-        self._guard("incremental_vacuum",
-                    lambda: self.db.conn.executescript("PRAGMA incremental_vacuum;"))
-
-
-def _delete_through(conn: sqlite3.Connection, last: int) -> int:
-    return conn.execute("DELETE FROM entries WHERE seq <= ?", (last,)).rowcount
-
-
-def _row_to_entry(row: Sequence[Any]) -> Entry:
-    seq, ts_ms, kind, body, prev_hash, hash_ = row
-    decoded = loads(bytes(body))
-    if not isinstance(decoded, Mapping):
-        raise EncodingError(f"body is a {type(decoded).__name__}, not a map")
-    return Entry(seq=int(seq), ts_ms=int(ts_ms), kind=EntryKind(kind), body=decoded,
-                 prev_hash=bytes(prev_hash), hash=bytes(hash_))
-
-
-def _verify_rows(rows: Sequence[Sequence[Any]], prev_hash: bytes, prev_seq: int) -> ChainBreak | None:
-    entries = []
-    for row in rows:
-        try:
-            entries.append(_row_to_entry(row))
-        except (EncodingError, ValueError, TypeError) as exc:
-            broken = verify_chain(entries, prev_hash, prev_seq)
-            return broken or ChainBreak(int(row[0]), f"row does not decode: {exc}")
-    return verify_chain(entries, prev_hash, prev_seq)

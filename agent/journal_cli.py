@@ -17,7 +17,8 @@ from rich.table import Table
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from agent.journal import JournalError, SqliteJournal
+from agent.errors import JournalError
+from agent.journal import SqliteJournal
 from agent.journal_signing import SealReport, verify_seals
 from contracts.errors import SigningKeyError
 from contracts.journal_sig import KEY_PREFIX, parse_public_key

@@ -16,7 +16,8 @@ from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 from typing import Protocol, runtime_checkable
 
-from agent.registers import RawValue, ReadRequest, RegisterError, encode, slice_values
+from agent.errors import DeviceLinkError, RegisterError
+from agent.registers import RawValue, ReadRequest, encode, slice_values
 from contracts.inputs import Quality, Reading
 from contracts.schema import Point, Table
 from contracts.types import EpochMs, PointName, Value
@@ -37,17 +38,6 @@ EXCEPTION_PREFIX = "exception "
 
 RawWord = int | bool
 """One cell of a register bank: a 16-bit register, or one bit of a coil/discrete table."""
-
-
-class DeviceLinkError(Exception):
-    """A device write that failed, or a device link that could not connect. `reason` is the same
-    vocabulary as a BAD reading's reason, plus "not_writable" and "encode" (a value that does not
-    fit the point's type, wrapping the RegisterError); `category` is the failure category the hub's
-    policy uses."""
-
-    def __init__(self, reason: str, detail: str, *, category: str = "adapters") -> None:
-        self.reason, self.detail, self.category = reason, detail, category
-        super().__init__(f"{reason}: {detail}")
 
 
 @runtime_checkable

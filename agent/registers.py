@@ -18,6 +18,7 @@ import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from agent.errors import RegisterError
 from contracts.schema import DataType, Order, Point, Table
 from contracts.types import PointName, Value
 
@@ -38,17 +39,6 @@ _FLOATS = frozenset({DataType.FLOAT32, DataType.FLOAT64})
 
 RawValue = list[int] | bool
 """What goes on the wire for one point: its registers, or one bit for coils and discrete inputs."""
-
-
-class RegisterError(ValueError):
-    """A value that cannot be converted for `point` (out of raw range, wrong kind, bad words).
-    `category` is the failure category the hub's policy uses: a contract/map mismatch is config."""
-
-    category = "config"
-
-    def __init__(self, point: Point, value: object, reason: str) -> None:
-        self.point, self.value, self.reason = point, value, reason
-        super().__init__(f"points.{point.name}: {reason} (value {value!r}, type {point.type.value})")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -1,10 +1,9 @@
 """The scan loop: read → guards → engine → journal → write, on fixed deadlines.
 
-Theory of operation. A *segment* is one contract running from one engine state: it opens with a
-BOOT entry (engine state, t0, period) and its cycles run at t0 + k*period (agent/timing.py). Each
-cycle:
+Theory of operation. A *segment* (agent/segment.py) is one contract running from one engine state:
+it opens with a BOOT entry (engine state, t0, period); its cycles run at t0 + k*period (timing.py):
   1. reads every planned request (a failure marks exactly that request's points BAD);
-  2. applies the signal guards (frozen, spike) and the deadband view (agent/signal.py);
+  2. applies the input guards (frozen, spike) and the deadband view (agent/input_filters.py);
   3. steps the pure engine with the view, the hub connectivity and the commands received;
   4. journals the cycle's items in one transaction — BEFORE touching the device (journal first);
   5. writes the engine's writes (never retried blindly: a failed write is journaled and the next
@@ -12,10 +11,9 @@ cycle:
      the read-back confirms it, every output re-asserted after a link loss (journaled as events in
      step 4, with the second-writer judgement of this cycle's read-backs);
   6. checkpoints the engine state when it changed, so a restart resumes at the right step.
-The engine sees the read-back of its own write points among its inputs (journaled like every
-input), so a rate-limited ramp starts from what the device shows (contracts/engine.py).
-A new contract (from the uplink or the CLI) waits in `pending` until its valid_from, then a new
-segment starts. Safety never waits for the network: nothing here awaits the uplink.
+The engine is fed the read-back of its own write points (journaled like every input), so a ramp
+starts from what the device shows. A new contract (uplink or CLI) waits in `pending` until its
+valid_from, then a new segment starts. Safety never waits for the network: nothing awaits the uplink.
 """
 from __future__ import annotations
 
@@ -28,22 +26,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from agent.actuation import Actuator
-from agent.journal import JournalError
+from agent.errors import JournalError
 from agent.journal_thread import AsyncJournal
-from agent.link import DeviceLink, is_exception
-from agent.cycle_items import cycle_items, fault_item, keyframe_item, overrun_item
-from agent.registers import plan_reads
-from agent.signal import InputView, SignalGuards
+from agent.link import DeviceLink
+from agent.cycle_items import cycle_items, keyframe_item, overrun_item
+from agent.segment import CHECKPOINT_NAME, ActiveContract, Segment, encode_checkpoint
 from agent.timing import Anchor, make_anchor, plan_next, sleep_until
-from contracts.codec import canonical_dumps, loads
-from contracts.engine import Engine, EngineState, EventKind, StepResult
+from contracts.engine import EngineState, StepResult
 from contracts.inputs import Command, Inputs, Reading
 from contracts.journal_events import (
     AgentEvent, BootBody, ContractBody, ContractChange, agent_event_body, item,
 )
-from contracts.schema import Contract
-from contracts.types import EpochMs, Value
+from contracts.types import EpochMs
 from transport.cancel import raise_if_cancelled
 
 log = logging.getLogger("fieldpact.agent.scan")
@@ -51,16 +45,6 @@ log = logging.getLogger("fieldpact.agent.scan")
 KEYFRAME_MS = 60_000
 """A full snapshot of inputs and outputs once a minute bounds how far back a reader (or the hub)
 must look to know every value, at ~1 entry/min of journal cost."""
-
-CHECKPOINT_NAME = "engine"
-
-
-@dataclass(frozen=True, kw_only=True)
-class ActiveContract:
-    contract: Contract
-    signed: bytes
-    hash: str
-
 
 @dataclass
 class Connectivity:
@@ -97,31 +81,6 @@ class ScanStats:
     overruns: int = 0
     skipped: int = 0
     lateness_ms: deque[float] = field(default_factory=lambda: deque(maxlen=100_000))
-
-
-class Segment:
-    """One contract's engine and the per-contract helpers around it."""
-
-    def __init__(self, active: ActiveContract, state: EngineState | None, link: DeviceLink) -> None:
-        self.active = active
-        c = active.contract
-        self.engine = Engine(c)
-        self.state = state if state is not None else self.engine.initial_state()
-        self.plan = plan_reads(c.points)
-        self.guards = SignalGuards(c.points)
-        self.actuator = Actuator(c, link)
-        self.write_plan = plan_reads(self.actuator.points.values())
-        # The engine is fed its owned write points' read-back too (ramps start from the device).
-        self.view = InputView([*c.read_points, *self.actuator.points.values()])
-        self.last_good: dict[str, tuple[Value, EpochMs]] = {}  # device truth, for telemetry
-        self.trip_cause: str | None = None  # "stale:level", from the latest guard trip
-        self.failing: set[str] = set()
-        self.forced_safe: dict[str, Any] | None = None  # set while the journal cannot commit
-        self.checkpointed: EngineState | None = None  # the state last saved as a checkpoint
-
-    def step_name(self) -> str | None:
-        steps, i = self.active.contract.steps, self.state.step_index
-        return steps[i].name if 0 <= i < len(steps) else None
 
 
 class ScanLoop:
@@ -216,13 +175,13 @@ class ScanLoop:
     async def cycle(self, seg: Segment, now_ms: EpochMs, *, keyframe: bool = False) -> CycleReport:
         """One scan cycle at engine time `now_ms`. Public so tests can drive cycles directly."""
         raw = await self.link.read(seg.plan, now_ms)
-        items = self._adapter_faults(seg, raw, now_ms)
+        items = seg.read_faults(raw, now_ms)
         guarded = seg.guards.apply(raw)
-        _remember_good(seg, guarded, now_ms)
+        seg.remember_good(guarded, now_ms)
         view, changes = seg.view.update(guarded, now_ms, keyframe=keyframe)
         inputs = self._inputs(view)
         result = seg.engine.step(seg.state, inputs, now_ms)
-        _note_trip(seg, result)
+        seg.note_trip(result)
         items += cycle_items(now_ms, changes, inputs, result,
                              connectivity_changed=self._take_conn_change())
         if keyframe:
@@ -245,16 +204,6 @@ class ScanLoop:
     def _take_conn_change(self) -> bool:
         changed, self.conn.changed = self.conn.changed, False
         return changed
-
-    def _adapter_faults(self, seg: Segment, raw: dict[str, Reading], now_ms: EpochMs) -> list[Any]:
-        """Journal a read fault when a point starts failing, and when it recovers."""
-        failing = {n for n, r in raw.items() if r.reason in ("timeout", "disconnected")
-                   or is_exception(r.reason)}
-        items = [fault_item(now_ms, "read", raw[n].reason or "bad", n)
-                 for n in sorted(failing - seg.failing)]
-        items += [fault_item(now_ms, "read_recovered", "ok", n) for n in sorted(seg.failing - failing)]
-        seg.failing = failing
-        return items
 
     async def _commit_and_write(self, seg: Segment, items: list[Any], result: StepResult,
                                 extra: list[str], now_ms: EpochMs) -> list[str]:
@@ -284,9 +233,9 @@ class ScanLoop:
         state = replace(state, last_ms=None)
         if state == seg.checkpointed:
             return
-        data = canonical_dumps({"hash": seg.active.hash, "state": state.to_mapping()})
         seq, _ = await self.journal.head()
-        await self.journal.save_checkpoint(CHECKPOINT_NAME, data, seq, now_ms)
+        await self.journal.save_checkpoint(CHECKPOINT_NAME, encode_checkpoint(seg.active.hash, state),
+                                           seq, now_ms)
         seg.checkpointed = state
 
     async def _sync_outputs(self, seg: Segment, now_ms: EpochMs) -> None:
@@ -349,25 +298,3 @@ class ScanLoop:
                 event=ContractChange.ACTIVATED, contract=p.contract.contract,
                 version=p.contract.version, hash=p.hash), next_ms)])
             await self._start_segment(p, None, resumed=False)
-
-
-def _remember_good(seg: Segment, readings: dict[str, Reading], now_ms: EpochMs) -> None:
-    for name, r in readings.items():
-        if r.good:
-            seg.last_good[name] = (r.value, now_ms)  # type: ignore[assignment]
-
-
-def _note_trip(seg: Segment, result: StepResult) -> None:
-    for e in result.events:
-        if e.kind is EventKind.GUARD_TRIP:
-            seg.trip_cause = f"{e.get('reason')}:{e.get('point')}"
-        elif e.kind is EventKind.RESUME_REFUSED:
-            log.warning("resume_refused command=%s cause=%s", e.get("command"), e.get("cause"))
-    if result.state.trip is None:
-        seg.trip_cause = None
-
-
-def decode_checkpoint(data: bytes) -> tuple[str, EngineState]:
-    """(contract hash, engine state) from a checkpoint blob."""
-    m = loads(data)
-    return m["hash"], EngineState.from_mapping(m["state"])

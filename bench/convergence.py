@@ -26,7 +26,6 @@ import json
 import logging
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -40,7 +39,7 @@ import yaml
 
 from agent.config import AgentConfig, BrokerConfig as AgentBroker, ModbusConfig
 from agent.modbus import ModbusLink
-from agent.runtime import Agent
+from agent.process import Agent
 from bench._common import figure, signed_contract, window_around_now
 from transport.backoff import Backoff
 from hub.app import HubRuntime
@@ -49,8 +48,10 @@ from hub.acl.mosquitto import mosquitto_acl
 from hub.acl.passwords import hash_password, mosquitto_password_line
 from hub.acl.policy import BrokerRole, UserSpec
 from hub.config import BrokerConfig, BrokerMode, DeviceCredential, HubConfig
+from hub.store import NotFound
 from simulators.netcut import NetCut
 from simulators.server import SimDevice
+from tests.waiting import WaitTimeout, eventually, free_port, listening
 
 EXAMPLE = Path(__file__).parents[1] / "contracts" / "examples" / "tank-fill.yaml"
 TARGET_S = 10.0
@@ -64,7 +65,7 @@ class BrokerProcess:
     """A broker in its own process on a fixed port, killable with SIGKILL and restartable."""
 
     def __init__(self, kind: str, tmp: Path) -> None:
-        self.kind, self.tmp, self.port = kind, tmp, _free_port()
+        self.kind, self.tmp, self.port = kind, tmp, free_port()
         self.proc: subprocess.Popen[bytes] | None = None
         users = {"hub": UserSpec(password_hash="-", role=BrokerRole.HUB),
                  DEVICE: UserSpec(password_hash="-", role=BrokerRole.DEVICE, site=SITE, device=DEVICE)}
@@ -78,7 +79,7 @@ class BrokerProcess:
     async def start(self) -> None:
         self.proc = subprocess.Popen(self.argv, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL, cwd=Path(__file__).parents[1])
-        await _until(lambda: _listening(self.port), 20, f"{self.kind} listening")
+        await eventually(lambda: listening(self.port), 20, f"{self.kind} listening")
 
     def kill9(self) -> None:
         if self.proc is not None:
@@ -123,7 +124,7 @@ class Site:
         assert self.hub is not None
         try:
             return self.hub.store.devices.get(DEVICE).acked_seq
-        except Exception:  # noqa: BLE001 - not registered yet
+        except NotFound:  # not registered yet
             return 0
 
     def gapless(self, through: int) -> bool:
@@ -154,7 +155,7 @@ async def site(kind: str) -> AsyncIterator[Site]:
                 s.agent = _agent(s, sim.port, public)
                 task = asyncio.create_task(s.agent.run(), name="bench-agent")
                 stack.push_async_callback(_cancel, task)
-                await _until(lambda: s.acked() > 20, 60, "the agent synced")
+                await eventually(lambda: s.acked() > 20, 60, "the agent synced")
                 yield s
         finally:
             s.broker.kill9()
@@ -199,8 +200,8 @@ async def measure(kind: str, fault: Callable[[Site, float], Awaitable[None]],
         await fault(s, outage_s)
         healed, head = time.monotonic(), await s.head()
         try:
-            await _until(lambda: s.acked() >= head, CONVERGE_LIMIT_S, "gapless")
-        except TimeoutError:
+            await eventually(lambda: s.acked() >= head, CONVERGE_LIMIT_S, "gapless")
+        except WaitTimeout:
             return None
         elapsed = time.monotonic() - healed
         return elapsed if s.gapless(head) else None
@@ -232,30 +233,10 @@ def report(label: str, runs: list[float | None]) -> None:
 # -- plumbing ------------------------------------------------------------------------------
 
 
-async def _until(check: Callable[[], bool], timeout_s: float, what: str) -> None:
-    try:
-        async with asyncio.timeout(timeout_s):
-            while not check():
-                await asyncio.sleep(0.05)
-    except TimeoutError:
-        raise TimeoutError(f"timed out after {timeout_s:g} s waiting for {what}") from None
-
-
 async def _cancel(task: asyncio.Task[None]) -> None:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _listening(port: int) -> bool:
-    with socket.socket() as sock:
-        return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
 def _mosquitto() -> str:

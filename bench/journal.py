@@ -11,7 +11,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from agent.journal import SqliteJournal, Synchronous
+from agent.journal import SqliteJournal
+from agent.journal_sqlite import Synchronous
 from contracts.chain import EntryKind
 
 ITEMS = [(EntryKind.INPUT, {"values": {"level": [3.25, "good", None]}}, 1),

@@ -22,36 +22,34 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
 import random
 import statistics
 import tempfile
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import yaml
-from pymodbus.client import AsyncModbusTcpClient
-from pymodbus.exceptions import ModbusException
 
 from agent.config import AgentConfig, ModbusConfig
-from agent.journal import _SELECT, _row_to_entry
-from agent.modbus import ModbusLink
-from agent.runtime import Agent
 from bench._common import figure, now_ms, signed_contract, window_around_now
-from contracts.chain import Entry
 from simulators.faults import Fault
 from simulators.netcut import NetCut
 from simulators.process import SimProcess
 from simulators.server import SimDevice
+from tests.agent.helpers import events, running_agent
+from tests.agent.tank_outputs import Probe, in_process, over_modbus, running, safe
+from tests.waiting import eventually
 
 EXAMPLE = Path(__file__).parents[1] / "contracts" / "examples" / "tank-fill.yaml"
 SCAN_MS = 100
 TIMEOUT_S = 0.5
 WAIT_S = 20.0
 """Bound on every wait of a run (start, fill, trip, recovery) on a loaded machine."""
+POLL_S = 0.01
+"""The figures are timed by these waits: poll finer than the tests' default (50 ms)."""
 
 PROBES_BEFORE = 5
 """The device stays down until the agent has sent this many probes (>= 0.5 s after the trip), so
@@ -60,8 +58,6 @@ the recovery falls at a random phase of the probing, as in the field."""
 PHASE = random.Random(7)
 """Seeded: where in the probe cycle the device comes back (a probe just sent is the worst case
 for a hang that swallows requests: it must time out first)."""
-
-Read = Callable[[], Awaitable[tuple[float, bool] | None]]
 
 
 def _doc() -> dict[str, Any]:
@@ -74,105 +70,47 @@ def _doc() -> dict[str, Any]:
     return doc
 
 
-def _entries(path: Path, name: str) -> list[Entry]:
-    import sqlite3
-    with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5) as conn:
-        rows = conn.execute(f"{_SELECT} ORDER BY seq").fetchall()
-    return [e for e in map(_row_to_entry, rows) if e.body.get("event") == name]
-
-
-async def _until(check: Callable[[], Awaitable[Any]], what: str, every_s: float = 0.01) -> Any:
-    async with asyncio.timeout(WAIT_S):
-        while not (result := await check()):
-            await asyncio.sleep(every_s)  # polling interval of a bounded wait
-        return result
-
-
-@contextlib.asynccontextmanager
-async def _agent(port: int, tmp: Path) -> AsyncIterator[Agent]:
+def _config(port: int, tmp: Path) -> AgentConfig:
     public = signed_contract(_doc(), tmp / "keys", tmp / "contract.cose")
-    cfg = AgentConfig(device="d1", site="s1", journal=tmp / "journal.db", trusted_key=public,
-                      modbus=ModbusConfig(host="127.0.0.1", port=port, timeout_s=TIMEOUT_S),
-                      contract=tmp / "contract.cose")
-    agent = Agent(cfg, link=ModbusLink("127.0.0.1", port, timeout_s=TIMEOUT_S))
-    task = asyncio.create_task(agent.run())
-    try:
-        async with asyncio.timeout(WAIT_S):
-            await agent.started.wait()
-        yield agent
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-
-def _from_sim(sim: SimDevice) -> Read:
-    async def read() -> tuple[float, bool]:
-        v = sim.values()
-        return float(v["pump_speed"]), bool(v["valve_open"])
-    return read
-
-
-def _over_modbus(port: int) -> Read:
-    async def read() -> tuple[float, bool] | None:
-        client = AsyncModbusTcpClient("127.0.0.1", port=port, timeout=0.5, retries=0)
-        try:
-            if not await client.connect():
-                return None
-            pump = await client.read_holding_registers(20, count=1, device_id=1)
-            valve = await client.read_coils(13, count=1, device_id=1)
-            ok = not (pump.isError() or valve.isError())
-            return (pump.registers[0] * 0.1, bool(valve.bits[0])) if ok else None
-        except ModbusException:
-            return None
-        finally:
-            client.close()
-    return read
-
-
-async def _running(read: Read) -> bool:
-    s = await read()
-    return s is not None and s[0] > 0 and s[1]
-
-
-async def _safe(read: Read) -> bool:
-    return await read() == (0.0, False)
+    return AgentConfig(device="d1", site="s1", journal=tmp / "journal.db", trusted_key=public,
+                       modbus=ModbusConfig(host="127.0.0.1", port=port, timeout_s=TIMEOUT_S),
+                       contract=tmp / "contract.cose")
 
 
 async def trip_answering(tmp: Path) -> tuple[float, float]:
     """(trip -> safe write on the device, trip -> safe_confirmed), ms."""
     async with SimDevice("tank", tick_ms=20, initial={"level": 1.0}) as sim, \
-            _agent(sim.port, tmp) as agent:
+            running_agent(_config(sim.port, tmp)) as agent:
         journal = agent.cfg.journal
-        await _until(lambda: _running(_from_sim(sim)), "fill")
+        await eventually(lambda: running(in_process(sim)), WAIT_S, "fill", every_s=POLL_S)
         sim.faults.enable(Fault.FROZEN)
-        confirmed = await _until(lambda: _async(_entries(journal, "safe_confirmed")), "confirmed")
-        trip = _entries(journal, "guard_trip")[0].ts_ms
+        confirmed = await eventually(lambda: events(journal, "safe_confirmed"), WAIT_S,
+                                     "confirmed", every_s=POLL_S)
+        trip = events(journal, "guard_trip")[0].ts_ms
         written = next(w.ts for w in sim.write_log if w.address == 20 and w.values == (0,)
                        and w.ts * 1000 >= trip - SCAN_MS)
         return written * 1000 - trip, float(confirmed[0].body["elapsed_ms"])
 
 
-async def _async(value: Any) -> Any:
-    return value
-
-
-async def after_hang(tmp: Path, port: int, read: Read, fault: Callable[[], Awaitable[None]],
+async def after_hang(tmp: Path, port: int, read: Probe, fault: Callable[[], Awaitable[None]],
                      recover: Callable[[], None]) -> tuple[float, float]:
     """(answering again -> safe in the registers, -> safe_confirmed), ms."""
-    async with _agent(port, tmp) as agent:
+    async with running_agent(_config(port, tmp)) as agent:
         journal = agent.cfg.journal
-        await _until(lambda: _running(read), "fill")
+        await eventually(lambda: running(read), WAIT_S, "fill", every_s=POLL_S)
         await fault()
-        await _until(lambda: _async(_entries(journal, "safe_unconfirmed")), "unconfirmed")
+        await eventually(lambda: events(journal, "safe_unconfirmed"), WAIT_S, "unconfirmed",
+                         every_s=POLL_S)
         # Down for a while after the trip: the agent's probes are cycling when it comes back.
-        await _until(lambda: _async(getattr(agent.link, "probes", 0) >= PROBES_BEFORE), "probes")
+        await eventually(lambda: getattr(agent.link, "probes", 0) >= PROBES_BEFORE, WAIT_S,
+                         "probes", every_s=POLL_S)
         await asyncio.sleep(PHASE.uniform(0, TIMEOUT_S))  # the fault's end at a random phase
         recovered_wall, recovered = now_ms(), time.monotonic()
         recover()
-        await _until(lambda: _safe(read), "safe on the device", every_s=0.005)
+        await eventually(lambda: safe(read), WAIT_S, "safe on the device", every_s=0.005)
         on_device = (time.monotonic() - recovered) * 1000
-        confirmed = await _until(lambda: _async(_entries(journal, "safe_confirmed")), "confirmed")
+        confirmed = await eventually(lambda: events(journal, "safe_confirmed"), WAIT_S,
+                                     "confirmed", every_s=POLL_S)
         return on_device, float(confirmed[-1].ts_ms - recovered_wall)
 
 
@@ -180,7 +118,7 @@ async def hang_run(tmp: Path) -> tuple[float, float]:
     async with SimDevice("tank", tick_ms=20, initial={"level": 1.0}) as sim:
         async def hang() -> None:
             sim.faults.enable(Fault.HANG)
-        return await after_hang(tmp, sim.port, _from_sim(sim), hang,
+        return await after_hang(tmp, sim.port, in_process(sim), hang,
                                 lambda: sim.faults.disable(Fault.HANG))
 
 
@@ -188,13 +126,13 @@ async def sigstop_run(tmp: Path) -> tuple[float, float]:
     with SimProcess("tank", tick_ms=50, initial={"level": 1.0}) as sim:
         async def stop() -> None:
             sim.pause()
-        return await after_hang(tmp, sim.port, _over_modbus(sim.port), stop, sim.resume)
+        return await after_hang(tmp, sim.port, over_modbus(sim.port), stop, sim.resume)
 
 
 async def netcut_run(tmp: Path) -> tuple[float, float]:
     async with SimDevice("tank", tick_ms=20, initial={"level": 1.0}) as sim, \
             NetCut("127.0.0.1", sim.port) as cut:
-        return await after_hang(tmp, cut.port, _from_sim(sim), cut.cut, cut.restore)
+        return await after_hang(tmp, cut.port, in_process(sim), cut.cut, cut.restore)
 
 
 def _summary(label: str, values: list[float], target_ms: float | None) -> None:

@@ -20,7 +20,6 @@ Run: .venv/bin/python -m bench.sync [--entries 100000] [--devices 1000] [--quick
 from __future__ import annotations
 
 import argparse
-import socket
 import shutil
 import asyncio
 import contextlib
@@ -41,7 +40,6 @@ from typing import Any
 
 import aiomqtt
 import httpx
-import uvicorn
 import yaml
 
 from agent.config import DEFAULT_ACK_TIMEOUT_S as ACK_TIMEOUT_S
@@ -61,8 +59,10 @@ from hub.broker import EmbeddedBroker
 from hub.config import BrokerConfig, BrokerMode, DeviceCredential, HubConfig
 from hub.ingest import Cursor, DeviceIngest
 from hub.states import DeviceState
-from hub.store import HubStore
+from hub.store import HubStore, NotFound
 from hub.sync import MAX_BATCH_ENTRIES
+from tests.hub.serving import serving
+from tests.waiting import eventually, free_port, listening
 
 INGEST_TARGET_PER_S = 100_000.0
 """A site of 100 agents resending a day's backlog each must catch up in minutes, not hours."""
@@ -83,6 +83,8 @@ SITE, DEVICE = "s1", "d1"
 DAY_MS = 24 * 3600 * 1000
 LOADGEN_CLIENTS = 4
 EXAMPLE = Path(__file__).parents[1] / "contracts" / "examples" / "tank-fill.yaml"
+POLL_S = 0.005
+"""Some figures are timed by these waits: poll finer than the tests' default (50 ms)."""
 
 
 def now_ms() -> int:
@@ -156,17 +158,6 @@ async def device_client(hub: HubRuntime, password: str) -> AsyncIterator[aiomqtt
         yield client
 
 
-async def wait_until(check: Callable[[], bool], timeout_s: float, what: str,
-                     detail: Callable[[], str] = str, every_s: float = 0.005) -> None:
-    """Poll `check` every `every_s`; TimeoutError naming `what` (and `detail()`) after `timeout_s`."""
-    try:
-        async with asyncio.timeout(timeout_s):
-            while not check():
-                await asyncio.sleep(every_s)
-    except TimeoutError:
-        raise TimeoutError(f"timed out after {timeout_s:g} s waiting for {what} {detail()}") from None
-
-
 @contextlib.asynccontextmanager
 async def journal_sender(hub: HubRuntime, password: str, msgs: list[bytes], last_seq: int,
                          tmp: Path) -> AsyncIterator[Callable[[float], Awaitable[int]]]:
@@ -191,7 +182,7 @@ async def journal_sender(hub: HubRuntime, password: str, msgs: list[bytes], last
             assert proc.stdin is not None and proc.stdout is not None
             proc.stdin.write(b"go\n")
             await proc.stdin.drain()
-            await wait_until(lambda: hub.store.devices.get(DEVICE).acked_seq >= last_seq, timeout_s,
+            await eventually(lambda: hub.store.devices.get(DEVICE).acked_seq >= last_seq, timeout_s,
                              "the journal acked", detail=lambda: _where(hub), every_s=0.002)
             async with asyncio.timeout(30):
                 return int(json.loads(await proc.stdout.readline()))
@@ -283,7 +274,7 @@ async def _ingest_once(msgs: list[bytes], n: int) -> float:
         try:
             async with hub.running(), device_client(hub, password) as client:
                 await birth(client, 0)
-                await wait_until(lambda: _known(hub), 10, "the birth")
+                await eventually(lambda: _known(hub), 10, "the birth", every_s=POLL_S)
                 async with journal_sender(hub, password, msgs, n, Path(tmp)) as go:
                     start = time.perf_counter()
                     resends = await go(120)
@@ -298,7 +289,7 @@ async def _ingest_once(msgs: list[bytes], n: int) -> float:
 def _known(hub: HubRuntime) -> bool:
     try:
         hub.store.devices.get(DEVICE)
-    except Exception:
+    except NotFound:
         return False
     return True
 
@@ -374,8 +365,9 @@ async def _reconcile_once(n: int) -> tuple[float, float, str]:
                     await birth(client, n)
                     await go(120)
                     acked = time.perf_counter() - start
-                await wait_until(lambda: bool(hub.store.reconciliations.find(device=DEVICE)), 120,
-                                 "the reconciliation record", detail=lambda: _where(hub))
+                await eventually(lambda: bool(hub.store.reconciliations.find(device=DEVICE)), 120,
+                                 "the reconciliation record", detail=lambda: _where(hub),
+                                 every_s=POLL_S)
                 elapsed = time.perf_counter() - start
                 rec = hub.store.reconciliations.find(device=DEVICE)[0]
         finally:
@@ -391,21 +383,23 @@ def _where(hub: HubRuntime) -> str:
 async def _go_offline(client: aiomqtt.Client, hub: HubRuntime, clock: Clock) -> None:
     """Birth, telemetry with the engine's initial state, then the last will: projected."""
     await birth(client, 0)
-    await wait_until(lambda: _known(hub), 10, "the birth")
+    await eventually(lambda: _known(hub), 10, "the birth", every_s=POLL_S)
     state = Engine(check_mapping(tank_doc(clock()))).initial_state().to_mapping()
     tel = Telemetry(ts_ms=clock(), values=(("level", 1.0), ("pump_speed", 0)), mode="running",
                     step="fill", seq=0, contract="tank-fill", version=3, state=state)
     await client.publish(topic(SITE, DEVICE, Channel.TELEMETRY), tel.to_bytes(), qos=1)
-    await wait_until(lambda: hub.store.devices.get(DEVICE).state is DeviceState.LIVE, 10, "live")
+    await eventually(lambda: hub.store.devices.get(DEVICE).state is DeviceState.LIVE, 10, "live",
+                     every_s=POLL_S)
     await client.publish(topic(SITE, DEVICE, Channel.STATUS), b"offline", qos=1, retain=True)
-    await wait_until(lambda: hub.store.devices.get(DEVICE).state is DeviceState.PROJECTED, 30,
-                     "projected")
+    await eventually(lambda: hub.store.devices.get(DEVICE).state is DeviceState.PROJECTED, 30,
+                     "projected", every_s=POLL_S)
     # A real 24 h outage spans many live-value flushes (FLUSH_S); wait for one, so the telemetry
     # sent before the will is not still pending. Pending, it overwrites the projection when the
     # device returns (hub/sync.py flush_live skips PROJECTED, not RECONCILING: reported bug).
     sync = hub.sync
     assert sync is not None
-    await wait_until(lambda: DEVICE not in sync._dirty, 10, "a live-value flush")
+    await eventually(lambda: DEVICE not in sync._dirty, 10, "a live-value flush",
+                     every_s=POLL_S)
 
 
 # -- 3. fleet ----------------------------------------------------------------------------------
@@ -459,12 +453,20 @@ async def amqtt_process(password: str) -> AsyncIterator[str]:
     """The embedded amqtt broker in a process of its own (its own interpreter lock), to measure
     what taking it out of the hub's process would give."""
     port = free_port()
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bench.sync", "--amqtt-broker", str(port),
-        env={**os.environ, "BENCH_MQTT_PASSWORD": password})
-    try:
-        await wait_until(lambda: _listening(port), 30, "amqtt listening")
+    async with _listening_process([sys.executable, "-m", "bench.sync", "--amqtt-broker", str(port)],
+                                  port, 30, env={**os.environ, "BENCH_MQTT_PASSWORD": password}):
         yield f"mqtt://127.0.0.1:{port}"
+
+
+@contextlib.asynccontextmanager
+async def _listening_process(argv: list[str], port: int, timeout_s: float,
+                             **kw: Any) -> AsyncIterator[None]:
+    """`argv` as a child process, once it listens on 127.0.0.1:`port`; terminated after."""
+    proc = await asyncio.create_subprocess_exec(*argv, **kw)
+    try:
+        await eventually(lambda: listening(port), timeout_s, f"{argv[0]} listening on {port}",
+                         every_s=POLL_S)
+        yield
     finally:
         proc.terminate()
         await proc.wait()
@@ -478,8 +480,7 @@ async def run_amqtt(port: int) -> None:
 
 @contextlib.asynccontextmanager
 async def mosquitto(tmp: Path, password: str) -> AsyncIterator[str]:
-    users = {name: UserSpec(password_hash=hash_password(password), role=BrokerRole.HUB, site=None,
-                            device=None) for name in ("hub", "loadgen")}
+    users = _fleet_users(password)
     binary = shutil.which("mosquitto") or shutil.which("mosquitto", path="/usr/sbin:/sbin")
     if binary is None:
         raise SystemExit("--broker mosquitto: no mosquitto binary (apt-get install mosquitto)")
@@ -491,26 +492,10 @@ async def mosquitto(tmp: Path, password: str) -> AsyncIterator[str]:
                                 "persistence false\nuser root\nmax_queued_messages 100000\n")
     for f in ("passwd", "acl"):
         os.chmod(tmp / f, 0o600)
-    proc = await asyncio.create_subprocess_exec(binary, "-c", str(tmp / "m.conf"),
-                                                stdout=asyncio.subprocess.DEVNULL,
-                                                stderr=asyncio.subprocess.DEVNULL)
-    try:
-        await wait_until(lambda: _listening(port), 10, "mosquitto listening")
+    async with _listening_process([binary, "-c", str(tmp / "m.conf")], port, 10,
+                                  stdout=asyncio.subprocess.DEVNULL,
+                                  stderr=asyncio.subprocess.DEVNULL):
         yield f"mqtt://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        await proc.wait()
-
-
-def _listening(port: int) -> bool:
-    with socket.socket() as s:
-        return s.connect_ex(("127.0.0.1", port)) == 0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def bench_fleet(devices: int, seconds: float, broker_kind: str = "amqtt") -> None:
@@ -518,11 +503,11 @@ async def bench_fleet(devices: int, seconds: float, broker_kind: str = "amqtt") 
           f"generator process, broker {broker_kind}; API timed for {seconds:g} s", flush=True)
     password = secrets.token_urlsafe(12)
     with tempfile.TemporaryDirectory(prefix="bench-fleet-") as tmp:
-        async with fleet_hub(broker_kind, Path(tmp), password) as hub, serve(hub) as base:
+        async with fleet_hub(broker_kind, Path(tmp), password) as hub, serving(hub.app()) as base:
             assert hub.mqtt_url is not None
             idle_rss, handled = rss_mb()[1], count_telemetry(hub)
             async with loadgen(hub.mqtt_url, password, devices) as gen:
-                await wait_until(lambda: len(hub.store.devices.find()) >= devices, 60,
+                await eventually(lambda: len(hub.store.devices.find()) >= devices, 60,
                                  f"{devices} births", every_s=0.5)  # devices() is not free
                 n0, t0 = handled[0], time.monotonic()
                 lat = await api_poller(base, password, devices, seconds)
@@ -539,25 +524,6 @@ async def bench_fleet(devices: int, seconds: float, broker_kind: str = "amqtt") 
     peak, current = rss_mb()
     figure("hub process VmRSS idle -> under load", f"{idle_rss:.1f} -> {current:.1f} MB "
            f"(peak {peak:.1f} MB)")
-
-
-@contextlib.asynccontextmanager
-async def serve(hub: HubRuntime) -> AsyncIterator[str]:
-    server = uvicorn.Server(uvicorn.Config(hub.app(), host="127.0.0.1", port=0, log_level="warning",
-                                           lifespan="on"))
-    task = asyncio.create_task(server.serve(), name="hub-api")
-    try:
-        async with asyncio.timeout(30):
-            while not server.started:
-                if task.done():
-                    task.result()
-                await asyncio.sleep(0.02)
-        yield f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        with contextlib.suppress(asyncio.CancelledError):
-            async with asyncio.timeout(10):
-                await task
 
 
 @contextlib.asynccontextmanager

@@ -20,7 +20,7 @@ import uvicorn
 from agent.journal_signing import default_key_path, load_or_create_key
 from agent.config import AgentConfig, BrokerConfig as AgentBroker, ModbusConfig
 from agent.modbus import ModbusLink
-from agent.runtime import Agent
+from agent.process import Agent
 from contracts.journal_sig import public_key_text
 from transport.backoff import Backoff
 from runtime.files import private_dir

@@ -1,4 +1,4 @@
-"""Shared test fixtures: free ports and real MQTT brokers (embedded amqtt, and Mosquitto if present).
+"""Shared test fixtures: real MQTT brokers (embedded amqtt, and Mosquitto if present).
 
 Both broker fixtures yield a `BrokerEndpoint` with the same test fleet (`FLEET`): a hub, two devices
 of site `s1` and a read-only integration. Log in with `endpoint.login("d1")` (username/password
@@ -9,9 +9,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import shutil
-import socket
 import subprocess
-import time
 from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -23,19 +21,10 @@ from hub.acl import mosquitto as mosquitto_export
 from hub.acl.passwords import hash_password, mosquitto_hash
 from hub.acl.policy import BrokerRole, UserSpec
 from hub.broker import EmbeddedBroker
+from tests.waiting import free_port, process_listening, stop_process
 
 SITE = "s1"
 BROKER_START_TIMEOUT_S = 10.0
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """An ephemeral TCP port that was free a moment ago (bind to 0, read, close).
-
-    Only for servers that cannot bind port 0 themselves (mosquitto); prefer port 0 otherwise.
-    """
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -177,23 +166,7 @@ def start_mosquitto(binary: str, config: Path, port: int, log_path: Path) -> Ite
         proc = subprocess.Popen([binary, "-c", str(config)], stdout=subprocess.DEVNULL,
                                 stderr=log_file)
     try:
-        _wait_listening("127.0.0.1", port, proc, log_path)
+        process_listening(proc, port, log_path, BROKER_START_TIMEOUT_S)
         yield
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
-
-
-def _wait_listening(host: str, port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + BROKER_START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"mosquitto exited {proc.returncode}: {log.read_text()}")
-        with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=1):
-            return
-        time.sleep(0.02)  # polling interval of a bounded wait, not a settle delay
-    raise TimeoutError(f"mosquitto not listening on {host}:{port} after {BROKER_START_TIMEOUT_S}s")
+        stop_process(proc)

@@ -1,57 +1,39 @@
-"""Helpers for agent tests: read a live journal read-only, poll with a deadline."""
+"""What agent tests share: read a live journal read-only, run an in-process agent, wait for its
+scans."""
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import sqlite3
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import TypeVar
 
 from agent.config import AgentConfig
-from agent.journal import _SELECT, _row_to_entry
+from agent.journal_sqlite import SELECT_ENTRIES, row_to_entry
 from agent.modbus import ModbusLink
-from agent.runtime import Agent
+from agent.process import Agent
 from transport.backoff import Backoff
 from contracts.chain import Entry, EntryKind
-
-T = TypeVar("T")
+from tests.waiting import eventually
 
 
 def journal_entries(path: Path, kinds: set[EntryKind] | None = None) -> list[Entry]:
     """Every entry of a journal another connection is writing (WAL allows a concurrent reader)."""
     with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5) as conn:
-        rows = conn.execute(f"{_SELECT} ORDER BY seq").fetchall()
-    entries = [_row_to_entry(r) for r in rows]
+        rows = conn.execute(f"{SELECT_ENTRIES} ORDER BY seq").fetchall()
+    entries = [row_to_entry(r) for r in rows]
     return [e for e in entries if kinds is None or e.kind in kinds]
-
-
-async def eventually(check: Callable[[], T | None], timeout_s: float, what: str,
-                     every_s: float = 0.05) -> T:
-    """Poll `check` until it returns something truthy; fail naming `what` after `timeout_s`."""
-    try:
-        async with asyncio.timeout(timeout_s):
-            while not (result := check()):
-                await asyncio.sleep(every_s)
-            return result
-    except TimeoutError:
-        raise AssertionError(f"timed out after {timeout_s} s waiting for {what}") from None
-
-
-async def eventually_async(check: Callable[[], Awaitable[T | None]], timeout_s: float,
-                           what: str, every_s: float = 0.05) -> T:
-    try:
-        async with asyncio.timeout(timeout_s):
-            while not (result := await check()):
-                await asyncio.sleep(every_s)
-            return result
-    except TimeoutError:
-        raise AssertionError(f"timed out after {timeout_s} s waiting for {what}") from None
 
 
 def events(path: Path, name: str) -> list[Entry]:
     """Entries whose body names `event` = name."""
     return [e for e in journal_entries(path) if e.body.get("event") == name]
+
+
+async def next_scans(agent: Agent, n: int = 1, timeout_s: float = 5.0) -> None:
+    """Wait until `agent` has run `n` more scan cycles; WaitTimeout after `timeout_s`."""
+    seen = agent.scan.stats.cycles
+    await eventually(lambda: agent.scan.stats.cycles >= seen + n, timeout_s, f"{n} more scans")
 
 
 @contextlib.asynccontextmanager

@@ -10,17 +10,18 @@ from pathlib import Path
 
 import pytest
 
-from contracts.chain import GENESIS, EntryKind, verify_chain
+from contracts.chain import GENESIS, Entry, EntryKind, verify_chain
 from contracts.loader import check_mapping
 from contracts.schema import Contract
 from simulators.server import SimDevice
 from tests.agent.conftest import tank_document
-from tests.agent.helpers import eventually, events, journal_entries
+from tests.agent.helpers import events, journal_entries
+from tests.waiting import eventually
 
 FIELDPACT = [sys.executable, "-m", "fieldpact.cli"]
 
 
-def _write_config(tmp_path: Path, keys: tuple[Path, Path], port: int, contract: Path) -> Path:
+def write_config(tmp_path: Path, keys: tuple[Path, Path], port: int, contract: Path) -> Path:
     cfg = tmp_path / "agent.toml"
     cfg.write_text(f'''device = "d1"
 site = "s1"
@@ -56,12 +57,14 @@ async def test_kill_9_mid_run_then_restart_keeps_chain_and_resumes_the_step(
     contract.write_bytes(signer(check_mapping(tank_document())))
     journal, log = tmp_path / "journal.db", tmp_path / "agent.log"
     async with SimDevice("tank", port=0, tick_ms=20, initial={"level": 1.0}) as tank:
-        cfg = _write_config(tmp_path, keys, tank.port, contract)
+        cfg = write_config(tmp_path, keys, tank.port, contract)
         proc = await _start(cfg, log)
         try:
             await eventually(lambda: journal.exists() and tank.values()["pump_speed"] >= 600, 20,
                              f"agent running the fill step (log: {log})")
-            await asyncio.sleep(0.3)  # let it journal a few more cycles mid-ramp
+            ramp = len(journal_entries(journal, {EntryKind.OUTPUT}))
+            await eventually(lambda: len(journal_entries(journal, {EntryKind.OUTPUT})) >= ramp + 3,
+                             10, "three more ramp writes journaled")  # killed mid-ramp, mid-chain
             await _stop(proc, signal.SIGKILL)
             before = journal_entries(journal)
             first_boot = [e for e in before if e.kind is EntryKind.BOOT]
@@ -69,7 +72,8 @@ async def test_kill_9_mid_run_then_restart_keeps_chain_and_resumes_the_step(
             resumed = await eventually(
                 lambda: [e for e in journal_entries(journal, {EntryKind.BOOT})
                          if e.body.get("resumed")], 20, "a resumed scan segment")
-            await asyncio.sleep(0.3)
+            await eventually(lambda: _after(journal_entries(journal), resumed[0].seq) >= 3, 10,
+                             "the resumed agent journaling its cycles")
         finally:
             await _stop(proc, signal.SIGTERM)
     after = journal_entries(journal)
@@ -83,5 +87,9 @@ async def test_kill_9_mid_run_then_restart_keeps_chain_and_resumes_the_step(
     assert [e.body["step"] for e in events(journal, "step_entered")] == ["fill"]
 
 
-def _first_step_entry(entries: list) -> int:
+def _after(entries: list[Entry], seq: int) -> int:
+    return sum(1 for e in entries if e.seq > seq)
+
+
+def _first_step_entry(entries: list[Entry]) -> int:
     return next(e.ts_ms for e in entries if e.body.get("event") == "step_entered")

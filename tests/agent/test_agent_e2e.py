@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from agent.config import AgentConfig, ModbusConfig
-from agent.journal import JournalFull
+from agent.errors import JournalFull
 from contracts.replay import contracts_in, replay_entries
 from contracts.chain import EntryKind, verify_chain, GENESIS
 from contracts.inputs import Command, CommandKind
@@ -19,10 +19,11 @@ from contracts.schema import Contract
 from simulators.faults import Fault
 from simulators.server import SimDevice
 from tests.agent.conftest import now_ms, tank_document
-from tests.agent.helpers import eventually, events, journal_entries, running_agent
+from tests.agent.helpers import events, journal_entries, running_agent
+from tests.waiting import eventually
 
 
-def _config(tmp_path: Path, keys: tuple[Path, Path], port: int, contract: Path) -> AgentConfig:
+def agent_config(tmp_path: Path, keys: tuple[Path, Path], port: int, contract: Path) -> AgentConfig:
     return AgentConfig(device="d1", site="s1", journal=tmp_path / "journal.db",
                        trusted_key=keys[1], modbus=ModbusConfig(host="127.0.0.1", port=port,
                                                                 timeout_s=0.3),
@@ -44,7 +45,7 @@ def _write_signed(tmp_path: Path, signer: Callable[[Contract], bytes], **overrid
 async def test_fill_step_actuates_and_level_reaching_target_moves_to_hold(
         tmp_path: Path, keys: tuple[Path, Path], signer: Callable[[Contract], bytes],
         tank: SimDevice) -> None:
-    cfg = _config(tmp_path, keys, tank.port, _write_signed(tmp_path, signer))
+    cfg = agent_config(tmp_path, keys, tank.port, _write_signed(tmp_path, signer))
     async with running_agent(cfg):
         await eventually(lambda: tank.values()["valve_open"] and tank.values()["pump_speed"] > 0,
                          5, "valve open and pump running in step fill")
@@ -58,7 +59,7 @@ async def test_fill_step_actuates_and_level_reaching_target_moves_to_hold(
 async def test_frozen_level_trips_to_safe_state_in_the_same_cycle(
         tmp_path: Path, keys: tuple[Path, Path], signer: Callable[[Contract], bytes],
         tank: SimDevice) -> None:
-    cfg = _config(tmp_path, keys, tank.port, _write_signed(tmp_path, signer))
+    cfg = agent_config(tmp_path, keys, tank.port, _write_signed(tmp_path, signer))
     async with running_agent(cfg):
         await eventually(lambda: tank.values()["pump_speed"] > 0, 5, "pump running")
         tank.faults.enable(Fault.FROZEN)
@@ -79,7 +80,7 @@ async def test_hub_write_command_to_a_point_not_owned_is_refused_and_journaled(
                           "type": "bool", "direction": "write", "owner": "tank-mixing"})
     path = tmp_path / "contract.cose"
     path.write_bytes(signer(check_mapping(doc)))
-    cfg = _config(tmp_path, keys, tank.port, path)
+    cfg = agent_config(tmp_path, keys, tank.port, path)
     async with running_agent(cfg) as agent:
         await eventually(lambda: agent.scan.segment is not None, 5, "contract running")
         agent.scan.commands.append(Command(kind=CommandKind.WRITE, id="op-1", point="mixer", value=True))
@@ -92,7 +93,7 @@ async def test_hub_write_command_to_a_point_not_owned_is_refused_and_journaled(
 async def test_journal_chain_is_intact_and_replay_reproduces_every_output(
         tmp_path: Path, keys: tuple[Path, Path], signer: Callable[[Contract], bytes],
         tank: SimDevice) -> None:
-    cfg = _config(tmp_path, keys, tank.port, _write_signed(tmp_path, signer))
+    cfg = agent_config(tmp_path, keys, tank.port, _write_signed(tmp_path, signer))
     async with running_agent(cfg):
         await eventually(lambda: tank.values()["pump_speed"] >= 1200, 5, "ramp finished")
         tank.set("level", 4.5)
@@ -107,7 +108,7 @@ async def test_journal_chain_is_intact_and_replay_reproduces_every_output(
 async def test_replay_stays_exact_across_a_contract_switch_mid_ramp(
         tmp_path: Path, keys: tuple[Path, Path], signer: Callable[[Contract], bytes],
         tank: SimDevice) -> None:
-    cfg = _config(tmp_path, keys, tank.port, _write_signed(tmp_path, signer))
+    cfg = agent_config(tmp_path, keys, tank.port, _write_signed(tmp_path, signer))
     async with running_agent(cfg) as agent:
         await eventually(lambda: 0 < tank.values()["pump_speed"] < 1200, 5, "mid-ramp")
         assert agent.store is not None
@@ -126,7 +127,7 @@ async def test_replay_stays_exact_across_a_contract_switch_mid_ramp(
 async def test_disk_full_forces_safe_state_then_recovers_with_a_consistent_journal(
         tmp_path: Path, keys: tuple[Path, Path], signer: Callable[[Contract], bytes],
         tank: SimDevice) -> None:
-    cfg = _config(tmp_path, keys, tank.port, _write_signed(tmp_path, signer))
+    cfg = agent_config(tmp_path, keys, tank.port, _write_signed(tmp_path, signer))
     async with running_agent(cfg) as agent:
         await eventually(lambda: tank.values()["pump_speed"] >= 1200, 5, "pump running")
         journal = agent.journal

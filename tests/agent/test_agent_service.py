@@ -12,14 +12,16 @@ from pathlib import Path
 import pytest
 
 from agent.config import AgentConfig, ModbusConfig
+from agent.process import Agent
+from contracts.engine_state import Mode
 from contracts.loader import check_mapping
 from contracts.schema import Contract
 from contracts.schema_serialize import format_time
 from simulators.server import SimDevice
 from tests.agent.conftest import now_ms, tank_document
-from tests.agent.helpers import eventually, events
-from tests.agent.test_agent_crash import _write_config
-from tests.agent.helpers import running_agent
+from tests.agent.helpers import events, running_agent
+from tests.agent.test_agent_crash import write_config
+from tests.waiting import eventually
 
 
 def _recv_all(sock: socket.socket) -> list[str]:
@@ -41,7 +43,7 @@ async def test_agent_under_systemd_sends_ready_watchdog_and_stopping(
         sock.bind(str(notify_path))
         sock.setblocking(False)
         async with SimDevice("tank", port=0, tick_ms=20, initial={"level": 1.0}) as sim:
-            cfg = _write_config(tmp_path, keys, sim.port, contract)
+            cfg = write_config(tmp_path, keys, sim.port, contract)
             env = {**os.environ, "NOTIFY_SOCKET": str(notify_path), "WATCHDOG_USEC": "400000"}
             proc = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "fieldpact.cli", "agent", "run", "--config", str(cfg),
@@ -74,8 +76,9 @@ async def test_contract_waits_for_valid_from_then_activates_on_time(
         cfg = AgentConfig(device="d1", site="s1", journal=tmp_path / "j.db", trusted_key=keys[1],
                           modbus=ModbusConfig(host="127.0.0.1", port=tank.port, timeout_s=0.3),
                           contract=path)
-        async with running_agent(cfg):
-            await asyncio.sleep(0.5)
+        async with running_agent(cfg) as agent:
+            await eventually(lambda: _pending_for(agent, cycles=5), 5,
+                             "five scans with the contract loaded and pending")
             early = tank.values()
             await eventually(lambda: tank.values()["valve_open"], 5, "valve opened after valid_from")
             marks = await eventually(lambda: events(cfg.journal, "activation_due"), 3, "the mark")
@@ -83,3 +86,11 @@ async def test_contract_waits_for_valid_from_then_activates_on_time(
     entered = events(cfg.journal, "step_entered")[0]
     assert entered.ts_ms >= start and entered.ts_ms - start <= 200  # within two scan periods
     assert abs(marks[0].ts_ms - start) < 1000
+
+
+def _pending_for(agent: Agent, *, cycles: int) -> bool:
+    """The agent has run `cycles` scans with its contract loaded but not yet valid: whatever it
+    would have written early, it has had the time to."""
+    seg = agent.scan.segment
+    return (seg is not None and seg.state.mode is Mode.PENDING
+            and agent.scan.stats.cycles >= cycles)

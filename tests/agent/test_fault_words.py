@@ -13,7 +13,8 @@ from contracts.loader import check_mapping
 from contracts.schema import Contract, Table
 from simulators.server import SimDevice
 from tests.agent.conftest import tank_document
-from tests.agent.helpers import eventually, journal_entries, running_agent
+from tests.agent.helpers import journal_entries, running_agent
+from tests.waiting import eventually
 
 
 @pytest.mark.parametrize(("args", "words"), [

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from agent.journal import (
-    SCHEMA_VERSION, JournalError, JournalFull, SqliteJournal,
-)
+from agent.errors import JournalError, JournalFull
+from agent.journal import SqliteJournal
+from agent.journal_sqlite import SCHEMA_VERSION
 from agent.journal_cli import main as cli_main
 from contracts.chain import GENESIS, ChainBreak, EntryKind, verify_chain
 from contracts.errors import EncodingError

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from agent.link import DeviceLink, DeviceLinkError, MemoryLink
+from agent.errors import DeviceLinkError
+from agent.link import DeviceLink, MemoryLink
 from agent.modbus import ModbusLink
 from agent.registers import plan_reads
 from contracts.inputs import Quality

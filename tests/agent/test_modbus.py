@@ -5,18 +5,19 @@ import asyncio
 import contextlib
 import logging
 import random
-import socket
 import time
 from collections.abc import AsyncIterator
 
 import pytest
 
-from agent.link import DeviceLinkError, MemoryLink
+from agent.errors import DeviceLinkError
+from agent.link import MemoryLink
 from agent.modbus import ModbusLink
 from transport.backoff import Backoff, Retrier
 from agent.registers import plan_reads
 from contracts.schema import DataType, Direction, Point, Table
 from tests.agent.modbus_server import BankContext, bank_server
+from tests.waiting import eventually, free_port
 
 MBAP_HEADER = 6
 """Transaction id (2), protocol id (2), length (2); the length counts the unit id and the PDU
@@ -106,12 +107,6 @@ async def served(bank: MemoryLink) -> AsyncIterator[tuple[BankContext, int]]:
         yield context, port
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def events(caplog: pytest.LogCaptureFixture) -> list[str]:
     """Event names logged by the link (the fixture is set to INFO by the tests that use it)."""
     return [getattr(r, "event", "") for r in caplog.records if r.name == "fieldpact.agent.modbus"]
@@ -195,10 +190,10 @@ async def test_the_link_reconnects_when_the_device_comes_back() -> None:
         await gw.stop()  # cable pulled
         lost = await link.read(plan_reads([LEVEL]), now_ms=1)
         await gw.start(gw.port)
-        try:
-            async with asyncio.timeout(5):
-                while not (await link.read(plan_reads([LEVEL]), now_ms=2))["level"].good:
-                    await asyncio.sleep(0.01)  # one scan period; the backoff decides the attempts
+        async def reads_again() -> bool:
+            return (await link.read(plan_reads([LEVEL]), now_ms=2))["level"].good
+        try:  # a read every 10 ms stands for the scan; the backoff decides the attempts
+            await eventually(reads_again, 5, "a good read after the device came back", every_s=0.01)
         finally:
             await link.close()
             await gw.stop()

@@ -4,15 +4,17 @@ the link is back within one timeout plus one interval of the device answering ag
 the reconnect backoff had grown to."""
 from __future__ import annotations
 
-import asyncio
 import time
 
-from agent.modbus import DEADLINE_MARGIN_S, ModbusLink
+from agent.modbus import ModbusLink
+from agent.modbus_calls import DEADLINE_MARGIN_S
+from agent.modbus_probe import probe_timeout
 from agent.registers import plan_reads
 from contracts.schema import DataType, Direction, Point, Table
 from transport.backoff import Backoff
 from simulators.faults import Fault
 from simulators.server import SimDevice
+from tests.waiting import eventually
 
 LEVEL = Point(name="level", unit_id=1, table=Table.INPUT, address=0, type=DataType.FLOAT32,
               direction=Direction.READ)
@@ -38,16 +40,22 @@ async def test_hurried_link_does_not_block_on_a_hung_device_and_is_back_soon_aft
             link.hurry(INTERVAL_S)
             took, good = await _read_timed(link)
             assert not good and took < 2 * (TIMEOUT_S + DEADLINE_MARGIN_S)  # one timeout, no more
-            for _ in range(10):  # hung: reads return at once while probes go on in the background
+            reads = 0
+
+            async def fast_while_probing() -> bool:  # hung: reads return at once, probes go on
+                nonlocal reads
                 took, good = await _read_timed(link)
                 assert not good and took < TIMEOUT_S / 2
-                await asyncio.sleep(INTERVAL_S)
-            assert link.probes >= 2
+                reads += 1
+                return reads >= 10 and link.probes >= 2
+            await eventually(fast_while_probing, 10, "ten fast reads and two probes",
+                             every_s=INTERVAL_S)
             answered = time.monotonic()
             sim.faults.disable(Fault.HANG)
-            async with asyncio.timeout(10):
-                while not (await _read_timed(link))[1]:
-                    await asyncio.sleep(0.01)
+
+            async def answers() -> bool:
+                return (await _read_timed(link))[1]
+            await eventually(answers, 10, "a good read after the hang", every_s=0.01)
             back = time.monotonic() - answered
             assert back <= TIMEOUT_S + INTERVAL_S + 0.2, back  # + scheduling on a loaded machine
             link.hurry(None)
@@ -56,13 +64,8 @@ async def test_hurried_link_does_not_block_on_a_hung_device_and_is_back_soon_aft
 
 
 def test_hurried_probes_wait_one_interval_and_every_fourth_the_full_timeout() -> None:
-    link = ModbusLink("127.0.0.1", 1, timeout_s=TIMEOUT_S)
-    assert link._probe_timeout() == TIMEOUT_S  # not hurried: the link's own timeout
-    link.hurry(INTERVAL_S)
-    waits = []
-    for _ in range(8):
-        link.probes += 1
-        waits.append(link._probe_timeout())
+    assert probe_timeout(1, None, TIMEOUT_S) == TIMEOUT_S  # not hurried: the link's own timeout
+    waits = [probe_timeout(n, INTERVAL_S, TIMEOUT_S) for n in range(1, 9)]
     assert waits == [INTERVAL_S, INTERVAL_S, INTERVAL_S, TIMEOUT_S] * 2
-    link.hurry(1.0)  # a scan slower than the timeout never lengthens a probe past it
-    assert link._probe_timeout() == TIMEOUT_S
+    # a scan slower than the timeout never lengthens a probe past it
+    assert probe_timeout(9, 1.0, TIMEOUT_S) == TIMEOUT_S

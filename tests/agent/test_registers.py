@@ -5,9 +5,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from agent.errors import RegisterError
 from agent.registers import (
-    MAX_READ_BITS, MAX_READ_REGISTERS, ReadRequest, RegisterError, decode, encode, plan_reads,
-    slice_values,
+    MAX_READ_BITS, MAX_READ_REGISTERS, ReadRequest, decode, encode, plan_reads, slice_values,
 )
 from contracts.schema import DataType, Direction, Order, Point, Table
 

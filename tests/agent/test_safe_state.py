@@ -15,12 +15,13 @@ import pytest
 
 from agent.journal_thread import AsyncJournal
 from agent.link import MemoryLink
-from contracts.replay import replay_entries
-from agent.scan import ActiveContract, Connectivity, ScanLoop
+from agent.scan import Connectivity, ScanLoop
+from agent.segment import ActiveContract
 from contracts.chain import Entry
 from contracts.engine import Mode
 from contracts.inputs import Command, CommandKind
 from contracts.loader import check_mapping
+from contracts.replay import replay_entries
 from contracts.schema import Contract, Table
 from tests.agent.conftest import now_ms, tank_document
 from tests.agent.helpers import journal_entries

@@ -7,14 +7,11 @@ against that bound), and stay there until an operator resumes.
 """
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
-from pymodbus.client import AsyncModbusTcpClient
-from pymodbus.exceptions import ModbusException
 
 from agent.config import AgentConfig, ModbusConfig
 from contracts.replay import contracts_in, replay_entries
@@ -26,7 +23,9 @@ from simulators.netcut import NetCut
 from simulators.process import SimProcess
 from simulators.server import SimDevice
 from tests.agent.conftest import tank_document
-from tests.agent.helpers import eventually, eventually_async, events, journal_entries, running_agent
+from tests.agent.helpers import events, journal_entries, next_scans, running_agent
+from tests.agent.tank_outputs import Probe, in_process, over_modbus, running, safe
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.slow
 
@@ -38,8 +37,6 @@ POLL_S = 0.02
 ALLOWANCE_S = 0.1
 """Our own polling granularity and event-loop scheduling on a loaded machine, on top of the bound."""
 
-Probe = Callable[[], Awaitable[tuple[float, bool] | None]]
-
 
 def _config(tmp_path: Path, keys: tuple[Path, Path], port: int,
             signer: Callable[[Contract], bytes]) -> AgentConfig:
@@ -50,64 +47,29 @@ def _config(tmp_path: Path, keys: tuple[Path, Path], port: int,
                        contract=path)
 
 
-def _in_process(sim: SimDevice) -> Probe:
-    async def read() -> tuple[float, bool]:
-        v = sim.values()  # the simulator's own datastore
-        return float(v["pump_speed"]), bool(v["valve_open"])
-    return read
-
-
-def _over_modbus(port: int) -> Probe:
-    """The device's registers through the test's own pymodbus client (a separate master)."""
-    async def read() -> tuple[float, bool] | None:
-        client = AsyncModbusTcpClient("127.0.0.1", port=port, timeout=0.5, retries=0)
-        try:
-            if not await client.connect():
-                return None
-            pump = await client.read_holding_registers(20, count=1, device_id=1)
-            valve = await client.read_coils(13, count=1, device_id=1)
-            if pump.isError() or valve.isError():
-                return None
-            return pump.registers[0] * 0.1, bool(valve.bits[0])
-        except ModbusException:
-            return None
-        finally:
-            client.close()
-    return read
-
-
-async def _running(probe: Probe) -> bool:
-    state = await probe()
-    return state is not None and state[0] > 0 and state[1]
-
-
-async def _safe(probe: Probe) -> bool:
-    return await probe() == (0.0, False)
-
-
 async def _fault_then_recover(cfg: AgentConfig, probe: Probe, fault: Callable[[], Awaitable[None]],
                               recover: Callable[[], None]) -> float:
     """Run the agent into a fill, fault the device until the agent tripped, recover, and return
     the seconds from recovery to safe_state in the device's registers."""
     async with running_agent(cfg) as agent:
-        await eventually_async(lambda: _running(probe), 15, "pump running, valve open")
+        await eventually(lambda: running(probe), 15, "pump running, valve open")
         await fault()
         await eventually(lambda: events(cfg.journal, "guard_trip"), 15, "the guard trip")
-        await eventually(lambda: "safe_unconfirmed=pump_speed,valve_open" in agent._status(), 5,
+        await eventually(lambda: "safe_unconfirmed=pump_speed,valve_open" in agent.status(), 5,
                          "the systemd STATUS line naming the unconfirmed points")
         # Stay down until the agent has been looking for the device for a while (probes cycling).
         await eventually(lambda: getattr(agent.link, "probes", 0) >= 3, 15, "three probes")
         recovered = time.monotonic()
         recover()
-        await eventually_async(lambda: _safe(probe), 15, "safe_state on the device", every_s=POLL_S)
+        await eventually(lambda: safe(probe), 15, "safe_state on the device", every_s=POLL_S)
         measured = time.monotonic() - recovered
-        for _ in range(5):  # it stays there: sample a few more scans
-            await asyncio.sleep(PERIOD_S)
-            assert await _safe(probe)
+        for _ in range(5):  # it stays there: sample it after each of the next five scans
+            await next_scans(agent)
+            assert await safe(probe)
         confirmed = await eventually(lambda: events(cfg.journal, "safe_confirmed"), 10, "confirmed")
-        assert "safe_unconfirmed" not in agent._status()
+        assert "safe_unconfirmed" not in agent.status()
         agent.scan.commands.append(Command(kind=CommandKind.RESUME, id="operator-1"))
-        await eventually_async(lambda: _running(probe), 15, "running again after the resume")
+        await eventually(lambda: running(probe), 15, "running again after the resume")
     assert confirmed[0].body["elapsed_ms"] > 0
     assert events(cfg.journal, "second_writer") == []  # our failed safe writes were no other master
     assert events(cfg.journal, "output_reassert")
@@ -124,7 +86,7 @@ async def test_hung_device_is_put_in_safe_state_as_soon_as_it_answers_again(
     async with SimDevice("tank", tick_ms=20, initial={"level": 1.0}) as tank:
         async def hang() -> None:
             tank.faults.enable(Fault.HANG)
-        await _fault_then_recover(_config(tmp_path, keys, tank.port, signer), _in_process(tank),
+        await _fault_then_recover(_config(tmp_path, keys, tank.port, signer), in_process(tank),
                                   hang, lambda: tank.faults.disable(Fault.HANG))
 
 
@@ -133,7 +95,7 @@ async def test_sigstopped_simulator_process_is_put_in_safe_state_after_sigcont(
     with SimProcess("tank", tick_ms=50, initial={"level": 1.0}) as sim:
         async def stop() -> None:
             sim.pause()
-        await _fault_then_recover(_config(tmp_path, keys, sim.port, signer), _over_modbus(sim.port),
+        await _fault_then_recover(_config(tmp_path, keys, sim.port, signer), over_modbus(sim.port),
                                   stop, sim.resume)
 
 
@@ -141,13 +103,13 @@ async def test_cut_link_is_followed_by_safe_state_on_the_device_when_restored(
         tmp_path: Path, keys: tuple[Path, Path], signer: Callable[[Contract], bytes]) -> None:
     async with SimDevice("tank", tick_ms=20, initial={"level": 1.0}) as tank, \
             NetCut("127.0.0.1", tank.port) as cut:
-        await _fault_then_recover(_config(tmp_path, keys, cut.port, signer), _in_process(tank),
+        await _fault_then_recover(_config(tmp_path, keys, cut.port, signer), in_process(tank),
                                   cut.cut, cut.restore)
 
 
 async def test_forced_safe_state_while_the_journal_is_down_is_reasserted_until_the_device_shows_it(
         tmp_path: Path, keys: tuple[Path, Path], signer: Callable[[Contract], bytes]) -> None:
-    from agent.journal import JournalFull
+    from agent.errors import JournalFull
     from contracts.chain import EntryKind
     async with SimDevice("tank", tick_ms=20, initial={"level": 1.0}) as tank:
         cfg = _config(tmp_path, keys, tank.port, signer)

@@ -3,7 +3,6 @@ the agent journals `second_writer`, and its ramp goes on from what the device sh
 own last command."""
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,7 +16,8 @@ from contracts.loader import check_mapping
 from contracts.schema import Contract
 from simulators.server import SimDevice
 from tests.agent.conftest import tank_document
-from tests.agent.helpers import eventually, events, journal_entries, running_agent
+from tests.agent.helpers import events, journal_entries, next_scans, running_agent
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.slow
 
@@ -38,17 +38,22 @@ async def test_the_ramp_continues_from_the_read_back_after_another_master_moved_
         cfg = AgentConfig(device="d1", site="s1", journal=tmp_path / "j.db", trusted_key=keys[1],
                           modbus=ModbusConfig(host="127.0.0.1", port=sim.port, timeout_s=0.3),
                           contract=path)
-        async with running_agent(cfg):
+        async with running_agent(cfg) as agent:
             await eventually(lambda: sim.values()["pump_speed"] >= 300, 15, "the ramp past 300 rpm")
             hmi = AsyncModbusTcpClient("127.0.0.1", port=sim.port, timeout=1, retries=0)
             await hmi.connect()
+
+            async def foreign_write_seen() -> bool:
+                # A write that lands between the agent's read and its write is overwritten
+                # unseen; write again, after the scans that follow it, until the agent saw one.
+                if events(cfg.journal, "second_writer"):
+                    return True
+                await hmi.write_register(20, int(FOREIGN_RPM * 10), device_id=1)
+                await next_scans(agent, 3)
+                return False
             try:
-                async with asyncio.timeout(15):
-                    # A write that lands between the agent's read and its write is overwritten
-                    # unseen; write again until the agent has seen one.
-                    while not events(cfg.journal, "second_writer"):
-                        await hmi.write_register(20, int(FOREIGN_RPM * 10), device_id=1)
-                        await asyncio.sleep(PERIOD_MS / 1000 * 3)  # let the next scan see it
+                await eventually(foreign_write_seen, 15, "the agent seeing the second writer",
+                                 every_s=0)
             finally:
                 hmi.close()
     seen = events(cfg.journal, "second_writer")[0]

@@ -23,8 +23,9 @@ from transport.backoff import Backoff
 from simulators.faults import Fault
 from simulators.server import SimDevice
 from tests.agent.conftest import tank_document
-from tests.agent.helpers import eventually, running_agent
+from tests.agent.helpers import running_agent
 from tests.conftest import BrokerEndpoint
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.slow
 

@@ -9,7 +9,7 @@ import pytest
 
 from agent.config import AgentConfig, BrokerConfig, ModbusConfig
 from agent.journal import SqliteJournal
-from agent.runtime import Agent
+from agent.process import Agent
 from agent.uplink import Uplink
 from contracts.loader import check_mapping
 from contracts.signing import generate_keypair, load_private_key, sign_contract
@@ -18,9 +18,9 @@ from hub.app import HubRuntime
 from simulators.faults import Fault
 from simulators.server import SimDevice
 from tests.agent.conftest import now_ms, tank_document
-from tests.agent.helpers import eventually, journal_entries, running_agent
-from tests.conftest import free_port
-from tests.hub.sync_helpers import PASSWORDS, SITE, acked, hub_config
+from tests.agent.helpers import journal_entries, running_agent
+from tests.hub.sync_helpers import PASSWORDS, SITE, acked, contract_status, hub_config
+from tests.waiting import eventually, free_port
 
 pytestmark = pytest.mark.slow
 
@@ -53,7 +53,7 @@ async def hub_and_agent(tmp_path: Path) -> AsyncIterator[tuple[HubRuntime, Agent
             hub.close()
 
 
-def _signed_contract(tmp_path: Path, **overrides: object) -> Path:
+def signed_contract(tmp_path: Path, **overrides: object) -> Path:
     key = load_private_key(tmp_path / "keys" / "hub.key")
     path = tmp_path / f"contract-{len(list(tmp_path.glob('contract-*')))}.cose"
     path.write_bytes(sign_contract(check_mapping(tank_document(**overrides)), key))
@@ -66,7 +66,7 @@ async def test_agent_journals_with_broker_down_then_every_entry_arrives_exactly_
     port = free_port()
     async with SimDevice("tank", port=0, tick_ms=20, initial={"level": 1.0}) as sim:
         async with agent_running(tmp_path, sim, f"mqtt://127.0.0.1:{port}",
-                                 _signed_contract(tmp_path)) as agent:
+                                 signed_contract(tmp_path)) as agent:
             await eventually(lambda: len(journal_entries(tmp_path / "agent.db")) >= 60, 15,
                              "the agent journaling while no broker exists")
             assert not agent.conn.online
@@ -100,7 +100,7 @@ async def test_contract_pushed_over_mqtt_is_run_and_bad_ones_are_refused_with_re
         await eventually(lambda: agent.scan.segment is not None, 10, "contract running")
         tampered = bytearray(rec.signed)
         tampered[-5] ^= 0xFF
-        older = _signed_contract(tmp_path, version=2).read_bytes()
+        older = signed_contract(tmp_path, version=2).read_bytes()
         for data in (bytes(tampered), older):
             await hub.publisher.push_contract(SITE, "d1", data)
         refusals = await eventually(lambda: _refusals(tmp_path, 2), 10, "two refusals")
@@ -145,7 +145,7 @@ async def test_offline_autonomy_budget_counts_from_the_last_contact_across_a_res
     generate_keypair(tmp_path / "keys")
     with SqliteJournal(tmp_path / "agent.db") as j:
         j.save_checkpoint("hub:last_contact", str(now_ms() - 120_000).encode(), 0, now_ms())
-    contract = _signed_contract(tmp_path, offline={"autonomy_s": 60, "then": "safe_state"})
+    contract = signed_contract(tmp_path, offline={"autonomy_s": 60, "then": "safe_state"})
     async with SimDevice("tank", port=0, tick_ms=20, initial={"level": 1.0}) as sim:
         async with agent_running(tmp_path, sim, f"mqtt://127.0.0.1:{free_port()}", contract):
             trips = await eventually(lambda: [e for e in journal_entries(tmp_path / "agent.db")
@@ -172,10 +172,8 @@ async def test_contract_failing_on_a_live_device_goes_to_the_planner_and_is_reis
 
 
 def _status(hub: HubRuntime, cid: str) -> str | None:
-    try:
-        return hub.store.contracts.get(cid).status.value
-    except Exception:
-        return None
+    status = contract_status(hub.store, cid)
+    return None if status is None else status.value
 
 
 async def test_device_fault_while_connected_keeps_agent_and_telemetry_running(tmp_path: Path) -> None:

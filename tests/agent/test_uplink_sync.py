@@ -18,7 +18,7 @@ import pytest
 
 from agent.config import AgentConfig, BrokerConfig, ModbusConfig
 from agent.journal import SqliteJournal
-from agent.runtime import Agent
+from agent.process import Agent
 from contracts.chain import Entry
 from contracts.signing import generate_keypair
 from contracts.topics import HUB_STATUS, Channel, topic
@@ -27,10 +27,11 @@ from transport.backoff import Backoff
 from hub.app import HubRuntime
 from simulators.netcut import NetCut
 from simulators.server import SimDevice
-from tests.agent.helpers import eventually, journal_entries, running_agent
-from tests.agent.test_uplink import _signed_contract, agent_running
+from tests.agent.helpers import journal_entries, running_agent
+from tests.agent.test_uplink import agent_running, signed_contract
 from tests.conftest import BrokerEndpoint
 from tests.hub.sync_helpers import PASSWORDS, SITE, acked, hub_config
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.slow
 
@@ -47,7 +48,7 @@ async def agent_on(tmp_path: Path, broker: BrokerEndpoint) -> AsyncIterator[Agen
                           modbus=ModbusConfig(host="127.0.0.1", port=sim.port, timeout_s=0.3),
                           broker=BrokerConfig(url=broker.url, username="d1",
                                               password=PASSWORDS["d1"]),
-                          contract=_signed_contract(tmp_path), batch_max=10,
+                          contract=signed_contract(tmp_path), batch_max=10,
                           ack_timeout_s=NO_TIMEOUT_S)
         async with running_agent(cfg, reconnect=Backoff(initial_s=0.1, max_s=0.5)) as agent:
             yield agent
@@ -136,7 +137,7 @@ async def test_a_hole_in_the_agent_journal_syncs_past_as_an_explicit_alarmed_gap
             async with NetCut("127.0.0.1", hub.broker.port) as route:
                 await route.cut()  # the agent journals with no way to the hub
                 async with agent_running(tmp_path, sim, route.url,
-                                         _signed_contract(tmp_path)) as agent:
+                                         signed_contract(tmp_path)) as agent:
                     await eventually(lambda: len(journal_entries(journal)) >= 60, 30,
                                      "the agent journaling while cut off")
                     with contextlib.closing(sqlite3.connect(journal, timeout=10)) as db, db:

@@ -8,19 +8,16 @@ FLEET on 127.0.0.1.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
-import shutil
 import signal
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import FLEET, BrokerEndpoint, fleet_specs, free_port, write_mosquitto_config
+from tests.conftest import FLEET, BrokerEndpoint, fleet_specs, mosquitto_binary, write_mosquitto_config
+from tests.waiting import free_port, process_listening, stop_process
 
 REPO = Path(__file__).resolve().parents[2]
 START_TIMEOUT_S = 20.0
@@ -34,11 +31,7 @@ class BrokerProcess:
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = workdir / f"{kind}.log"
         if kind == "mosquitto":
-            binary = shutil.which("mosquitto") or shutil.which(
-                "mosquitto", path="/usr/sbin:/usr/local/sbin")
-            if binary is None:
-                pytest.skip("mosquitto binary not found")
-            self._argv = [binary, "-c", str(write_mosquitto_config(workdir, self.port))]
+            self._argv = [mosquitto_binary(), "-c", str(write_mosquitto_config(workdir, self.port))]
         else:
             self._argv = [sys.executable, "-m", "tests.hub.broker_process", str(self.port)]
 
@@ -54,14 +47,7 @@ class BrokerProcess:
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(self._argv, cwd=REPO, stdout=subprocess.DEVNULL,
                                          stderr=log, env={**os.environ, "PYTHONPATH": str(REPO)})
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.kind} exited {self.proc.returncode}: {self.log.read_text()}")
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), 1):
-                return
-            time.sleep(0.05)  # polling interval of a bounded wait
-        raise TimeoutError(f"{self.kind} not listening on {self.port} after {START_TIMEOUT_S} s")
+        process_listening(self.proc, self.port, self.log, START_TIMEOUT_S)
 
     def kill9(self) -> None:
         assert self.proc is not None
@@ -70,13 +56,8 @@ class BrokerProcess:
         self.proc = None
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=5)
+        if self.proc is not None:
+            stop_process(self.proc)
         self.proc = None
 
     def __enter__(self) -> BrokerProcess:

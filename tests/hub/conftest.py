@@ -2,7 +2,6 @@
 and the app served by uvicorn on an ephemeral 127.0.0.1 port, spoken to over real HTTP."""
 from __future__ import annotations
 
-import asyncio
 import functools
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -11,7 +10,6 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from contracts.loader import check_mapping, load_document
@@ -23,6 +21,7 @@ from hub.config import DeviceCredential
 from hub.registry import DeviceRegistry
 from hub.service import HubService, MemoryPublisher
 from hub.store import HubStore
+from tests.hub.serving import serving
 
 EXAMPLES = Path(__file__).parents[2] / "contracts" / "examples"
 START_MS = 1_795_500_000_000  # 2026-11-23, before the examples' validity windows
@@ -99,19 +98,6 @@ def auth_config() -> AuthConfig:
 @pytest.fixture
 async def client(service: HubService, auth_config: AuthConfig) -> AsyncIterator[httpx.AsyncClient]:
     """httpx client on the app served by a real uvicorn on 127.0.0.1:<ephemeral>."""
-    config = uvicorn.Config(create_app(service, auth_config), host="127.0.0.1", port=0,
-                            log_level="warning", lifespan="on")
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve(), name="uvicorn")
-    try:
-        async with asyncio.timeout(SERVER_START_TIMEOUT_S):
-            while not server.started:
-                if task.done():
-                    task.result()  # surfaces the startup error
-                await asyncio.sleep(0.01)  # polling a condition under a deadline
-        port = server.servers[0].sockets[0].getsockname()[1]
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
-            yield http
-    finally:
-        server.should_exit = True
-        await task
+    async with serving(create_app(service, auth_config), timeout_s=SERVER_START_TIMEOUT_S,
+                       name="uvicorn") as url, httpx.AsyncClient(base_url=url) as http:
+        yield http

@@ -1,4 +1,5 @@
-"""A whole hub (embedded broker, MQTT sync, API under uvicorn) in its own process.
+"""A whole hub (embedded broker, MQTT sync, API under uvicorn) in its own process: ours
+(`live_hub`), or the real CLI's (`cli_hub`).
 
 For tests that observe the hub from outside: a hub stalled in C code (a giant repr holds the GIL)
 cannot stall the test that measures it, and the test can always stop it. Run as
@@ -17,11 +18,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import uvicorn
+import httpx
 
 from hub.app import HubRuntime
 from hub.auth import AuthConfig, ApiRole, Token, hash_token
+from tests.hub.serving import serving
 from tests.hub.sync_helpers import hub_config
+from tests.waiting import eventually_blocking, free_port, stop_process
 
 START_TIMEOUT_S = 30.0
 TOKEN = "live-hub-admin"
@@ -42,23 +45,10 @@ async def _serve(workdir: Path) -> None:
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     try:
-        server = uvicorn.Server(uvicorn.Config(runtime.app(), host="127.0.0.1", port=0,
-                                               log_level="warning", lifespan="on"))
-        server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
-        task = asyncio.create_task(server.serve(), name="live-hub-api")
-        async with asyncio.timeout(START_TIMEOUT_S):
-            while not server.started:
-                if task.done():
-                    task.result()
-                await asyncio.sleep(0.02)  # polling a condition under a deadline
-        assert runtime.broker is not None
-        port = server.servers[0].sockets[0].getsockname()[1]
-        print(json.dumps({"api_url": f"http://127.0.0.1:{port}",
-                          "mqtt_port": runtime.broker.port}), flush=True)
-        await stop.wait()
-        server.should_exit = True
-        async with asyncio.timeout(10):
-            await task
+        async with serving(runtime.app(), timeout_s=START_TIMEOUT_S, name="live-hub-api") as url:
+            assert runtime.broker is not None
+            print(json.dumps({"api_url": url, "mqtt_port": runtime.broker.port}), flush=True)
+            await stop.wait()
     finally:
         runtime.close()
 
@@ -74,14 +64,60 @@ def live_hub(workdir: Path) -> Iterator[LiveHub]:
         yield LiveHub(api_url=ready["api_url"], mqtt_port=ready["mqtt_port"],
                       headers={"Authorization": f"Bearer {TOKEN}"})
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()  # e.g. a hub stalled by the input under test
-            proc.wait(timeout=5)
+        stop_process(proc, 15)  # killed if it does not stop: e.g. stalled by the input under test
         if proc.stdout is not None:
             proc.stdout.close()
+
+
+@dataclass(frozen=True, kw_only=True)
+class CliHub:
+    api_url: str
+    mqtt_port: int
+
+
+CLI_VIEWER_TOKEN = "ops-token"
+
+
+@contextlib.contextmanager
+def cli_hub(tmp_path: Path, *, log_level: str = "warning",
+            log: Path | None = None) -> Iterator[CliHub]:
+    """The real `fieldpact hub serve` as a process, with a minimal hub.toml in tmp_path (db, key,
+    API and MQTT ports, one viewer token CLI_VIEWER_TOKEN) and its stderr in `log`. Yields once
+    /health answers 200; raises if it exits first. SIGTERM on exit."""
+    port, mqtt = free_port(), free_port()
+    cfg = tmp_path / "hub.toml"
+    cfg.write_text(f'''db = "{tmp_path / 'hub.db'}"
+key = "{tmp_path / 'keys' / 'hub.key'}"
+[listen]
+host = "127.0.0.1"
+port = {port}
+[mqtt]
+listen_port = {mqtt}
+[[tokens]]
+name = "ops"
+sha256 = "{hash_token(CLI_VIEWER_TOKEN)}"
+role = "viewer"
+''')
+    with (log or Path(os.devnull)).open("ab") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "fieldpact.cli", "hub", "serve", "--config",
+                                 str(cfg), "--log-level", log_level], stdout=subprocess.DEVNULL,
+                                stderr=err, env={**os.environ})
+    url = f"http://127.0.0.1:{port}"
+    try:
+        eventually_blocking(lambda: _healthy(proc, url), START_TIMEOUT_S, f"{url}/health")
+        yield CliHub(api_url=url, mqtt_port=mqtt)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=15)
+
+
+def _healthy(proc: subprocess.Popen[bytes], url: str) -> bool:
+    if proc.poll() is not None:
+        raise RuntimeError(f"hub serve exited {proc.returncode} before /health answered")
+    try:
+        return httpx.get(f"{url}/health").status_code == 200
+    except httpx.TransportError:
+        return False
 
 
 def _first_line(proc: subprocess.Popen[bytes]) -> str:

@@ -1,8 +1,10 @@
-"""Helpers for the hub's MQTT-side tests: configs, a device-side client, chained journals."""
+"""What the hub's MQTT-side tests share: configs, a running hub, a device-side client, chained
+(and forged) journals, polls of the store."""
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import time
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
@@ -13,9 +15,13 @@ import aiomqtt
 from contracts.chain import GENESIS, Entry, EntryKind, make_entry
 from contracts.topics import Channel, topic
 from contracts.wire import Ack, Birth, JournalBatch
+from hub.app import HubRuntime
 from hub.auth import AuthConfig
 from hub.acl.passwords import hash_password
 from hub.config import BrokerConfig, BrokerMode, DeviceCredential, HubConfig
+from hub.states import ContractStatus
+from hub.store import HubStore, NotFound
+from tests.waiting import eventually
 
 SITE = "s1"
 PASSWORDS = {"d1": "d1-secret", "d2": "d2-secret"}
@@ -84,8 +90,55 @@ async def publish(client: aiomqtt.Client, device: str, channel: Channel, payload
 def acked(hub: Any, device: str) -> int:
     """The hub's acked seq for `device`; 0 until the hub has registered it (its birth may still
     be in flight when the agent already counts itself online)."""
-    from hub.store import NotFound
     try:
         return int(hub.store.devices.get(device).acked_seq)
     except NotFound:
         return 0
+
+
+@contextlib.asynccontextmanager
+async def running_hub(tmp_path: Path, **config: Any) -> AsyncIterator[HubRuntime]:
+    """A HubRuntime on `hub_config(tmp_path, **config)` with its embedded broker, running for the
+    block; closed after it."""
+    hub = HubRuntime(hub_config(tmp_path, **config))
+    try:
+        async with hub.running():
+            assert hub.broker is not None
+            yield hub
+    finally:
+        hub.close()
+
+
+@contextlib.asynccontextmanager
+async def born_device(hub: HubRuntime, device: str, last_seq: int) -> AsyncIterator[aiomqtt.Client]:
+    """`device`'s MQTT client on the hub's broker, once its retained birth (`last_seq`) has
+    registered it with the hub."""
+    assert hub.broker is not None
+    async with device_client("127.0.0.1", hub.broker.port, device) as client:
+        await publish(client, device, Channel.STATUS, birth(device, last_seq), retain=True)
+        await eventually(lambda: _registered(hub, device), 5, f"{device} registered on its birth")
+        yield client
+
+
+def _registered(hub: HubRuntime, device: str) -> bool:
+    try:
+        hub.store.devices.get(device)
+    except NotFound:
+        return False
+    return True
+
+
+def tampered(entries: Sequence[Entry], index: int) -> list[Entry]:
+    """`entries` with entry `index`'s body changed and its hashes kept: the chain breaks there."""
+    out = list(entries)
+    out[index] = dataclasses.replace(out[index], body={"values": {"level": [9.9, "good", None]}})
+    return out
+
+
+def contract_status(store: HubStore, cid: str) -> ContractStatus | None:
+    """Contract `cid`'s status; None until the hub has stored it. Only NotFound means "not yet":
+    any other store error fails the test that polls this, instead of running it into a timeout."""
+    try:
+        return store.contracts.get(cid).status
+    except NotFound:
+        return None

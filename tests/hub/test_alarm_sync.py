@@ -4,7 +4,6 @@ and a device reset out of FAULT after a broken chain."""
 from __future__ import annotations
 
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +12,9 @@ from contracts.topics import Channel
 from hub.alarms import AlarmKind
 from hub.app import HubRuntime
 from hub.states import DeviceState
-from tests.agent.helpers import eventually
-from tests.hub.sync_helpers import batch, birth, chain, device_client, hub_config, publish, wait_ack
+from tests.hub.sync_helpers import (batch, birth, born_device, chain, hub_config, publish,
+                                    running_hub, tampered, wait_ack)
+from tests.waiting import eventually
 
 
 def _journal(bodies: list[tuple[EntryKind, dict[str, Any]]]) -> list[Entry]:
@@ -47,24 +47,17 @@ async def test_journal_events_raise_alarms_once_and_their_counterparts_clear_the
         (ev, {"event": "second_writer_cleared", "point": "pump_speed"}),
     ])
     raised, cleared = journal[:5], journal[5:]
-    hub = HubRuntime(hub_config(tmp_path))
-    try:
-        async with hub.running():
-            assert hub.broker is not None
-            async with device_client("127.0.0.1", hub.broker.port, "d1") as dev:
-                await publish(dev, "d1", Channel.STATUS, birth("d1", 5), retain=True)
-                await eventually(lambda: hub.store.devices.find(), 5, "device registered")
-                await publish(dev, "d1", Channel.JOURNAL, batch("d1", raised))
-                await wait_ack(dev, 5)
-                during = _kinds(hub)
-                refusal = hub.store.alarms.find(kind=AlarmKind.RESUME_REFUSED)[0]
-                refusals = [e for e in hub.store.audit.find(device="d1") if e.action.value == "resume"]
-                unconfirmed = hub.store.alarms.find(kind=AlarmKind.SAFE_UNCONFIRMED)[0]
-                await publish(dev, "d1", Channel.JOURNAL, batch("d1", cleared))
-                await wait_ack(dev, 7)
-                after = _kinds(hub)
-    finally:
-        hub.close()
+    async with running_hub(tmp_path) as hub:
+        async with born_device(hub, "d1", 5) as dev:
+            await publish(dev, "d1", Channel.JOURNAL, batch("d1", raised))
+            await wait_ack(dev, 5)
+            during = _kinds(hub)
+            refusal = hub.store.alarms.find(kind=AlarmKind.RESUME_REFUSED)[0]
+            refusals = [e for e in hub.store.audit.find(device="d1") if e.action.value == "resume"]
+            unconfirmed = hub.store.alarms.find(kind=AlarmKind.SAFE_UNCONFIRMED)[0]
+            await publish(dev, "d1", Channel.JOURNAL, batch("d1", cleared))
+            await wait_ack(dev, 7)
+            after = _kinds(hub)
     assert during == ["resume_refused", "safe_unconfirmed", "second_writer"]
     assert unconfirmed.count == 2 and "valve_open" in unconfirmed.detail
     # The engine's command_refused and the agent's resume_refused are one refusal.
@@ -74,28 +67,20 @@ async def test_journal_events_raise_alarms_once_and_their_counterparts_clear_the
 
 async def test_a_device_reset_after_a_broken_chain_leaves_fault_and_clears_the_alarm(
         tmp_path: Path) -> None:
-    hub = HubRuntime(hub_config(tmp_path))
     entries = chain(20)
-    forged = list(entries)
-    forged[10] = replace(forged[10], body={"values": {"level": [9.9, "good", None]}})
-    try:
-        async with hub.running():
-            assert hub.broker is not None
-            async with device_client("127.0.0.1", hub.broker.port, "d1") as dev:
-                await publish(dev, "d1", Channel.STATUS, birth("d1", 20), retain=True)
-                await eventually(lambda: hub.store.devices.find(), 5, "device registered")
-                await publish(dev, "d1", Channel.JOURNAL, batch("d1", forged))
-                await eventually(lambda: hub.store.devices.get("d1").state is DeviceState.FAULT, 5,
-                                 "fault")
-                hub.service.reset_device("d1", "admin", "journal restored from backup")
-                reset_state = hub.store.devices.get("d1").state
-                alarms = _kinds(hub)
-                await publish(dev, "d1", Channel.STATUS, birth("d1", 10), retain=True)
-                await eventually(lambda: hub.store.devices.get("d1").state is not DeviceState.UNKNOWN,
-                                 5, "the device's next birth")
-            states = [t.to_state for t in hub.store.devices.transitions("d1")]
-    finally:
-        hub.close()
+    forged = tampered(entries, 10)
+    async with running_hub(tmp_path) as hub:
+        async with born_device(hub, "d1", 20) as dev:
+            await publish(dev, "d1", Channel.JOURNAL, batch("d1", forged))
+            await eventually(lambda: hub.store.devices.get("d1").state is DeviceState.FAULT, 5,
+                             "fault")
+            hub.service.reset_device("d1", "admin", "journal restored from backup")
+            reset_state = hub.store.devices.get("d1").state
+            alarms = _kinds(hub)
+            await publish(dev, "d1", Channel.STATUS, birth("d1", 10), retain=True)
+            await eventually(lambda: hub.store.devices.get("d1").state is not DeviceState.UNKNOWN,
+                             5, "the device's next birth")
+        states = [t.to_state for t in hub.store.devices.transitions("d1")]
     assert reset_state is DeviceState.UNKNOWN and alarms == []
     at = states.index("fault")
     assert states[at + 1] == "unknown" and "fault" not in states[at + 1:]

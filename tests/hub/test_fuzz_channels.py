@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from contracts.topics import Channel, topic
 from contracts.wire import Ack
 from tests.hub.live_hub import LiveHub, live_hub
 from tests.hub.sync_helpers import SITE, batch, birth, chain, device_client, publish
+from tests.waiting import eventually
 
 EXAMPLES = 12
 HEALTH_TIMEOUT_S = 1.0
@@ -106,11 +106,10 @@ async def _register(hub: LiveHub) -> None:
     for device in ("d1", "d2"):
         async with device_client("127.0.0.1", hub.mqtt_port, device) as client:
             await publish(client, device, Channel.STATUS, birth(device, 0), retain=True)
-    deadline = time.monotonic() + 10
     async with httpx.AsyncClient(base_url=hub.api_url, headers=hub.headers) as http:
-        while len((await http.get("/api/devices")).json()) < 2:
-            assert time.monotonic() < deadline, "devices not registered"
-            await asyncio.sleep(0.05)
+        async def registered() -> bool:
+            return len((await http.get("/api/devices")).json()) >= 2
+        await eventually(registered, 10, "d1 and d2 registered")
 
 
 async def _health_answers(api_url: str, until: asyncio.Future[Any]) -> None:

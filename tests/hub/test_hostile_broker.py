@@ -29,9 +29,10 @@ from hub.config import IntegrationCredential
 from tests.conftest import FLEET, BrokerEndpoint, FleetUser, fleet_specs
 from tests.hub.mqtt_raw import (closed_by_peer, connect, publish_qos2, raw_session, subscribe,
                                 varint)
-from tests.hub.sync_helpers import (batch, birth, chain, device_client, hub_config,
-                                    publish, wait_ack)
+from tests.hub.sync_helpers import (batch, birth, chain, device_client, hub_config, publish,
+                                    running_hub, wait_ack)
 from tests.hub.test_broker import assert_only_marker_arrives, client, next_message
+from tests.waiting import eventually
 
 WAIT_S = 10.0
 FAST = Backoff(initial_s=0.05, max_s=0.2)
@@ -87,19 +88,15 @@ async def test_a_connect_with_an_agents_client_id_never_makes_the_agent_deaf(
 @pytest.mark.parametrize(("username", "password"), ATTACKS)
 async def test_a_connect_with_the_hubs_client_id_never_makes_the_real_hub_deaf(
         tmp_path: Path, username: str | None, password: str | None) -> None:
-    hub = HubRuntime(hub_config(tmp_path))
     entries = chain(20)
-    try:
-        async with hub.running():
-            assert hub.broker is not None
-            endpoint = BrokerEndpoint(host="127.0.0.1", port=hub.broker.port, users=FLEET)
-            async with device_client("127.0.0.1", hub.broker.port, "d1") as dev:
-                assert not await attempt(endpoint, "fieldpact-hub", username, password)
-                await publish(dev, "d1", Channel.STATUS, birth("d1", 20), retain=True)
-                await publish(dev, "d1", Channel.JOURNAL, batch("d1", entries))
-                acked = await wait_ack(dev, 20)  # the hub heard the journal and answered
-    finally:
-        hub.close()
+    async with running_hub(tmp_path) as hub:
+        assert hub.broker is not None
+        endpoint = BrokerEndpoint(host="127.0.0.1", port=hub.broker.port, users=FLEET)
+        async with device_client("127.0.0.1", hub.broker.port, "d1") as dev:
+            assert not await attempt(endpoint, "fieldpact-hub", username, password)
+            await publish(dev, "d1", Channel.STATUS, birth("d1", 20), retain=True)
+            await publish(dev, "d1", Channel.JOURNAL, batch("d1", entries))
+            acked = await wait_ack(dev, 20)  # the hub heard the journal and answered
     assert acked == 20
 
 
@@ -323,9 +320,8 @@ async def test_deliveries_to_a_subscriber_that_stopped_reading_are_capped(
         await hub.subscribe("fp/v1/s1/d1/status", qos=1)
         for _ in range(800):  # 13 MB: more than the kernel buffers on both sides hold
             await hub.publish("fp/v1/s1/d1/cmd", b"x" * 16384, qos=0)
-        async with asyncio.timeout(30):
-            while "mqtt_delivery_dropped" not in caplog.text:
-                await asyncio.sleep(0.05)  # polling a condition under a deadline
+        await eventually(lambda: "mqtt_delivery_dropped" in caplog.text, 30,
+                         "the dropped delivery logged")
         await hub.publish("fp/v1/s1/d1/status", b"still-served", qos=1)
         assert (await next_message(hub)).payload == b"still-served"
 

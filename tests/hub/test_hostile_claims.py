@@ -6,7 +6,6 @@ batches, or floods. Each test reproduces a finding and fails on the code before 
 """
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import gc
 import sqlite3
@@ -18,7 +17,6 @@ from typing import Any
 import aiomqtt
 import httpx
 import pytest
-import uvicorn
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from agent import journal_cli
@@ -36,9 +34,11 @@ from hub.config import DeviceCredential, HubConfig
 from hub.states import ContractStatus, DeviceState
 from hub.store import ContractRecord
 from tests.agent.conftest import tank_document
-from tests.agent.helpers import eventually
 from tests.conftest import BrokerEndpoint
-from tests.hub.sync_helpers import SITE, batch, birth, chain, device_client, hub_config, publish, wait_ack
+from tests.hub.serving import serving
+from tests.hub.sync_helpers import (SITE, batch, birth, chain, device_client, hub_config,
+                                    publish, running_hub, tampered, wait_ack)
+from tests.waiting import eventually
 
 ADMIN = "admin-secret"
 
@@ -107,28 +107,24 @@ async def test_a_result_naming_another_devices_contract_changes_nothing_and_alar
 
 async def test_telemetry_and_a_failed_step_naming_another_devices_contract_do_not_fail_it(
         tmp_path: Path) -> None:
-    hub = HubRuntime(hub_config(tmp_path))
-    try:
-        async with hub.running():
-            assert hub.broker is not None and hub.sync is not None
-            victim = await _submitted(hub, "d2", "fill-d2")
-            entries = chain(1)
-            failed = make_entry(entries[-1].hash, 2, entries[-1].ts_ms + 100, EntryKind.STEP,
-                                {"event": "failed", "step": "fill", "reason": "forged"})
-            async with device_client("127.0.0.1", hub.broker.port, "d1") as dev:
-                await publish(dev, "d1", Channel.STATUS, birth("d1", 0), retain=True)
-                t = Telemetry(ts_ms=entries[0].ts_ms, values=(("level", 1.0),), mode="running",
-                              step="fill", seq=1, contract="fill-d2", version=3)
-                await publish(dev, "d1", Channel.TELEMETRY, t.to_bytes())
-                await publish(dev, "d1", Channel.JOURNAL, batch("d1", [*entries, failed]))
-                await wait_ack(dev, 2)  # acked after the batch (and the telemetry before it) ran
-                status = hub.store.contracts.get(victim.id).status
-                claimed = hub.store.devices.get("d1").contract
-                assert status is ContractStatus.PUSHED  # neither started nor failed by d1
-                await eventually(lambda: _alarmed(hub, "claim_mismatch", "fill-d2@3"), 10,
-                                 "a claim_mismatch alarm for the telemetry")
-    finally:
-        hub.close()
+    async with running_hub(tmp_path) as hub:
+        assert hub.broker is not None and hub.sync is not None
+        victim = await _submitted(hub, "d2", "fill-d2")
+        entries = chain(1)
+        failed = make_entry(entries[-1].hash, 2, entries[-1].ts_ms + 100, EntryKind.STEP,
+                            {"event": "failed", "step": "fill", "reason": "forged"})
+        async with device_client("127.0.0.1", hub.broker.port, "d1") as dev:
+            await publish(dev, "d1", Channel.STATUS, birth("d1", 0), retain=True)
+            t = Telemetry(ts_ms=entries[0].ts_ms, values=(("level", 1.0),), mode="running",
+                          step="fill", seq=1, contract="fill-d2", version=3)
+            await publish(dev, "d1", Channel.TELEMETRY, t.to_bytes())
+            await publish(dev, "d1", Channel.JOURNAL, batch("d1", [*entries, failed]))
+            await wait_ack(dev, 2)  # acked after the batch (and the telemetry before it) ran
+            status = hub.store.contracts.get(victim.id).status
+            claimed = hub.store.devices.get("d1").contract
+            assert status is ContractStatus.PUSHED  # neither started nor failed by d1
+            await eventually(lambda: _alarmed(hub, "claim_mismatch", "fill-d2@3"), 10,
+                             "a claim_mismatch alarm for the telemetry")
     assert status is ContractStatus.PUSHED  # neither started nor failed by d1's claims
     assert claimed is None
 
@@ -138,50 +134,41 @@ async def test_a_journal_boot_naming_another_devices_contract_lets_no_later_entr
     """The hub takes the running contract from the journal's BOOT entries (so a trip or failure
     lands on the contract the device really ran): a BOOT naming a contract the hub never issued
     to that device must not make the entries after it act on that contract."""
-    hub = HubRuntime(hub_config(tmp_path))
-    try:
-        async with hub.running():
-            assert hub.broker is not None and hub.sync is not None
-            victim = await _submitted(hub, "d2", "fill-d2")
-            entries = chain(1)
-            boot = make_entry(entries[-1].hash, 2, entries[-1].ts_ms + 100, EntryKind.BOOT,
-                              {"boot_id": "c" * 32, "contract": "fill-d2", "version": 3})
-            failed = make_entry(boot.hash, 3, boot.ts_ms + 100, EntryKind.STEP,
-                                {"event": "failed", "step": "fill", "reason": "forged"})
-            async with device_client("127.0.0.1", hub.broker.port, "d1") as dev:
-                await publish(dev, "d1", Channel.STATUS, birth("d1", 0), retain=True)
-                await publish(dev, "d1", Channel.JOURNAL, batch("d1", [*entries, boot, failed]))
-                await wait_ack(dev, 3)
-                status = hub.store.contracts.get(victim.id).status
-                assert status is ContractStatus.PUSHED, "d1's journal failed d2's contract"
-                await eventually(lambda: _alarmed(hub, "claim_mismatch", "journal BOOT"), 10,
-                                 "a claim_mismatch alarm for the BOOT entry")
-    finally:
-        hub.close()
+    async with running_hub(tmp_path) as hub:
+        assert hub.broker is not None and hub.sync is not None
+        victim = await _submitted(hub, "d2", "fill-d2")
+        entries = chain(1)
+        boot = make_entry(entries[-1].hash, 2, entries[-1].ts_ms + 100, EntryKind.BOOT,
+                          {"boot_id": "c" * 32, "contract": "fill-d2", "version": 3})
+        failed = make_entry(boot.hash, 3, boot.ts_ms + 100, EntryKind.STEP,
+                            {"event": "failed", "step": "fill", "reason": "forged"})
+        async with device_client("127.0.0.1", hub.broker.port, "d1") as dev:
+            await publish(dev, "d1", Channel.STATUS, birth("d1", 0), retain=True)
+            await publish(dev, "d1", Channel.JOURNAL, batch("d1", [*entries, boot, failed]))
+            await wait_ack(dev, 3)
+            status = hub.store.contracts.get(victim.id).status
+            assert status is ContractStatus.PUSHED, "d1's journal failed d2's contract"
+            await eventually(lambda: _alarmed(hub, "claim_mismatch", "journal BOOT"), 10,
+                             "a claim_mismatch alarm for the BOOT entry")
 
 
 async def test_a_device_in_fault_changes_no_contract_state(tmp_path: Path) -> None:
-    hub = HubRuntime(hub_config(tmp_path))
     entries = chain(20)
-    broken = list(entries)
-    broken[10] = replace(broken[10], body={"values": {"level": [9.9, "good", None]}})
-    try:
-        async with hub.running():
-            assert hub.broker is not None
-            own = await _submitted(hub, "d1", "fill-d1")
-            async with device_client("127.0.0.1", hub.broker.port, "d1") as dev:
-                await publish(dev, "d1", Channel.STATUS, birth("d1", 20), retain=True)
-                await publish(dev, "d1", Channel.JOURNAL, batch("d1", broken))
-                await wait_ack(dev, 10)
-                assert hub.store.devices.get("d1").state is DeviceState.FAULT
-                refuse = ContractResult(contract="fill-d1", version=3, accepted=False,
-                                        refusal="invalid", detail="while in fault")
-                await publish(dev, "d1", Channel.CONTRACT_RESULT, refuse.to_bytes())
-                await publish(dev, "d1", Channel.JOURNAL, batch("d1", entries[:10]))
-                await wait_ack(dev, 10)  # the duplicate is acked after the result was handled
-            status = hub.store.contracts.get(own.id).status
-    finally:
-        hub.close()
+    broken = tampered(entries, 10)
+    async with running_hub(tmp_path) as hub:
+        assert hub.broker is not None
+        own = await _submitted(hub, "d1", "fill-d1")
+        async with device_client("127.0.0.1", hub.broker.port, "d1") as dev:
+            await publish(dev, "d1", Channel.STATUS, birth("d1", 20), retain=True)
+            await publish(dev, "d1", Channel.JOURNAL, batch("d1", broken))
+            await wait_ack(dev, 10)
+            assert hub.store.devices.get("d1").state is DeviceState.FAULT
+            refuse = ContractResult(contract="fill-d1", version=3, accepted=False,
+                                    refusal="invalid", detail="while in fault")
+            await publish(dev, "d1", Channel.CONTRACT_RESULT, refuse.to_bytes())
+            await publish(dev, "d1", Channel.JOURNAL, batch("d1", entries[:10]))
+            await wait_ack(dev, 10)  # the duplicate is acked after the result was handled
+        status = hub.store.contracts.get(own.id).status
     assert status is ContractStatus.PUSHED
 
 
@@ -383,27 +370,23 @@ async def test_a_rewritten_agent_journal_is_never_re_signed_and_the_hub_refuses_
 async def test_out_of_order_batches_are_capped_in_bytes_and_nothing_committed_is_lost(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(ingest, "MAX_PENDING_BYTES", 64 * 1024)
-    hub = HubRuntime(hub_config(tmp_path))
     entries = chain(2000)
-    try:
-        async with hub.running():
-            assert hub.broker is not None and hub.sync is not None
-            async with device_client("127.0.0.1", hub.broker.port, "d1") as dev:
-                await publish(dev, "d1", Channel.STATUS, birth("d1", 2000), retain=True)
-                await publish(dev, "d1", Channel.JOURNAL, batch("d1", entries[:100]))
-                await wait_ack(dev, 100)
-                for lo in range(200, 2000, 100):  # 101..200 lost: everything else out of order
-                    await publish(dev, "d1", Channel.JOURNAL, batch("d1", entries[lo:lo + 100]))
-                await _barrier(hub, dev, 1)
-                held = hub.sync._ingest["d1"].pending_bytes
-                await publish(dev, "d1", Channel.JOURNAL, batch("d1", entries[100:200]))
-                partial = await wait_ack(dev, 201)
-                for lo in range(partial, 2000, 100):  # the agent resends from the ack
-                    await publish(dev, "d1", Channel.JOURNAL, batch("d1", entries[lo:lo + 100]))
-                acked = await wait_ack(dev, 2000, timeout_s=30)
-            rows = hub.store.journal.rows("d1", 0, 5000)
-    finally:
-        hub.close()
+    async with running_hub(tmp_path) as hub:
+        assert hub.broker is not None and hub.sync is not None
+        async with device_client("127.0.0.1", hub.broker.port, "d1") as dev:
+            await publish(dev, "d1", Channel.STATUS, birth("d1", 2000), retain=True)
+            await publish(dev, "d1", Channel.JOURNAL, batch("d1", entries[:100]))
+            await wait_ack(dev, 100)
+            for lo in range(200, 2000, 100):  # 101..200 lost: everything else out of order
+                await publish(dev, "d1", Channel.JOURNAL, batch("d1", entries[lo:lo + 100]))
+            await _barrier(hub, dev, 1)
+            held = hub.sync._ingest["d1"].pending_bytes
+            await publish(dev, "d1", Channel.JOURNAL, batch("d1", entries[100:200]))
+            partial = await wait_ack(dev, 201)
+            for lo in range(partial, 2000, 100):  # the agent resends from the ack
+                await publish(dev, "d1", Channel.JOURNAL, batch("d1", entries[lo:lo + 100]))
+            acked = await wait_ack(dev, 2000, timeout_s=30)
+        rows = hub.store.journal.rows("d1", 0, 5000)
     assert 0 < held <= 64 * 1024
     assert 200 < partial < 2000  # the kept (oldest) out-of-order entries drained at once
     assert acked == 2000 and [r.seq for r in rows] == list(range(1, 2001))
@@ -458,20 +441,9 @@ def _with_admin(cfg: HubConfig) -> HubConfig:
 @contextlib.asynccontextmanager
 async def _served(hub: HubRuntime) -> AsyncIterator[httpx.AsyncClient]:
     """The hub's app (its lifespan runs the broker and the sync side) on a real uvicorn."""
-    server = uvicorn.Server(uvicorn.Config(hub.app(), host="127.0.0.1", port=0,
-                                           log_level="warning", lifespan="on"))
-    task = asyncio.create_task(server.serve(), name="hub-api")
-    try:
-        await eventually(lambda: server.started or task.done(), 20, "hub API started")
-        if task.done():
-            task.result()
-        port = server.servers[0].sockets[0].getsockname()[1]
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10,
-                                     headers={"Authorization": f"Bearer {ADMIN}"}) as http:
-            yield http
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, 20)
+    async with serving(hub.app(), timeout_s=20) as url, httpx.AsyncClient(
+            base_url=url, timeout=10, headers={"Authorization": f"Bearer {ADMIN}"}) as http:
+        yield http
 
 
 async def test_unsigned_journals_from_a_device_with_no_key_are_accepted_but_never_silently(

@@ -17,11 +17,11 @@ import yaml
 
 from contracts.codec import encode_message
 from contracts.topics import Channel
-from hub.app import HubRuntime
 from hub.auth import ApiRole
-from tests.agent.helpers import eventually
 from tests.hub.conftest import bearer
-from tests.hub.sync_helpers import batch, birth, chain, device_client, hub_config, publish, wait_ack
+from tests.hub.sync_helpers import (batch, birth, born_device, chain, device_client, publish,
+                                    running_hub, wait_ack)
+from tests.waiting import eventually
 
 # The documented limits (contracts/limits.py), written out so this file also runs on the old code.
 MAX_DOCUMENT_BYTES, MAX_POINTS, MAX_SEQ = 1 << 20, 2048, 2**53 - 1
@@ -181,57 +181,42 @@ async def _healthy_device_syncs(port: int, n: int) -> int:
 
 async def test_shared_value_birth_is_refused_and_another_device_keeps_syncing(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    hub = HubRuntime(hub_config(tmp_path))
     caplog.set_level(logging.WARNING, logger="fieldpact.hub.sync")
-    try:
-        async with hub.running():
-            assert hub.broker is not None
-            async with device_client("127.0.0.1", hub.broker.port, "d1") as d1:
-                t0 = time.monotonic()
-                await publish(d1, "d1", Channel.STATUS, _raw_birth(_shared_value_bomb(9)))
-                assert await _healthy_device_syncs(hub.broker.port, 5) == 5
-                elapsed = time.monotonic() - t0
-    finally:
-        hub.close()
+    async with running_hub(tmp_path) as hub:
+        assert hub.broker is not None
+        async with device_client("127.0.0.1", hub.broker.port, "d1") as d1:
+            t0 = time.monotonic()
+            await publish(d1, "d1", Channel.STATUS, _raw_birth(_shared_value_bomb(9)))
+            assert await _healthy_device_syncs(hub.broker.port, 5) == 5
+            elapsed = time.monotonic() - t0
     bad = [r.getMessage() for r in caplog.records if "hub_bad_message" in r.getMessage()]
     assert bad and "is not used by the wire format" in bad[0] and len(bad[0]) < 500
     assert elapsed < 20
 
 
 async def test_birth_without_labels_registers_the_device(tmp_path: Path) -> None:
-    hub = HubRuntime(hub_config(tmp_path))
-    try:
-        async with hub.running():
-            assert hub.broker is not None
-            async with device_client("127.0.0.1", hub.broker.port, "d1") as d1:
-                await publish(d1, "d1", Channel.STATUS, _raw_birth(None))
-                device = await eventually(lambda: hub.store.devices.find(), 10, "d1 registered")
-            alarms = hub.store.alarms.find()
-    finally:
-        hub.close()
+    async with running_hub(tmp_path) as hub:
+        assert hub.broker is not None
+        async with device_client("127.0.0.1", hub.broker.port, "d1") as d1:
+            await publish(d1, "d1", Channel.STATUS, _raw_birth(None))
+            device = await eventually(lambda: hub.store.devices.find(), 10, "d1 registered")
+        alarms = hub.store.alarms.find()
     assert [d.id for d in device] == ["d1"] and alarms == []
 
 
 async def test_journal_seq_beyond_range_is_refused_and_the_device_keeps_syncing(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    hub = HubRuntime(hub_config(tmp_path))
     caplog.set_level(logging.WARNING, logger="fieldpact.hub.sync")
     good = chain(5)
     huge = dict(good[0].to_mapping(), seq=2**63)
     hostile = encode_message("journal", 1, {
         "device": "d1", "from_seq": 2**63, "to_seq": 2**63, "prev_hash": bytes(32),
         "entries": [huge], "dropped_through": 0})
-    try:
-        async with hub.running():
-            assert hub.broker is not None
-            async with device_client("127.0.0.1", hub.broker.port, "d1") as d1:
-                await publish(d1, "d1", Channel.STATUS, birth("d1", 5), retain=True)
-                await eventually(lambda: hub.store.devices.find(), 10, "d1 registered")
-                await publish(d1, "d1", Channel.JOURNAL, hostile)
-                await publish(d1, "d1", Channel.JOURNAL, batch("d1", good))
-                acked = await wait_ack(d1, 5, timeout_s=20)
-    finally:
-        hub.close()
+    async with running_hub(tmp_path) as hub:
+        async with born_device(hub, "d1", 5) as d1:
+            await publish(d1, "d1", Channel.JOURNAL, hostile)
+            await publish(d1, "d1", Channel.JOURNAL, batch("d1", good))
+            acked = await wait_ack(d1, 5, timeout_s=20)
     assert acked == 5
     bad = [r.getMessage() for r in caplog.records if "hub_bad_message" in r.getMessage()]
     assert bad and f"within 1..{MAX_SEQ}" in bad[0]

@@ -8,6 +8,7 @@ from collections.abc import Callable
 import pytest
 
 from hub.loop_thread import LoopThread, LoopThreadError
+from tests.waiting import eventually
 
 
 async def test_stop_ends_a_loop_that_swallows_the_first_cancellation() -> None:
@@ -56,9 +57,7 @@ async def test_a_failure_after_start_is_kept_and_raised_by_stop() -> None:
 
     side = LoopThread("t-fail-later")
     await side.start(main, 10)
-    async with asyncio.timeout(10):
-        while side.running:
-            await asyncio.sleep(0.01)
+    await eventually(lambda: not side.running, 10, "the side loop ended by its failure")
     assert isinstance(side.error, RuntimeError)
     with pytest.raises(RuntimeError, match="store gone"):
         await side.stop(10)

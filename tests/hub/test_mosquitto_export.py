@@ -21,8 +21,9 @@ from fieldpact.cli import main
 from hub.acl.mosquitto import ACL_NAME, CONF_NAME, PASSWD_NAME
 from hub.acl.passwords import check_password, hash_password, mosquitto_hash
 from hub.acl.policy import BrokerRole
-from tests.conftest import BrokerEndpoint, FleetUser, free_port, mosquitto_binary, start_mosquitto
+from tests.conftest import BrokerEndpoint, FleetUser, mosquitto_binary, start_mosquitto
 from tests.hub.test_broker import assert_only_marker_arrives, client, next_message
+from tests.waiting import free_port
 
 pytestmark = pytest.mark.mosquitto
 USERS = {u.name: u for u in (

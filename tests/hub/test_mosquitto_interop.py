@@ -11,7 +11,7 @@ from transport.backoff import Backoff
 from transport.mqtt import MqttLink
 from tests.conftest import FLEET, BrokerEndpoint
 from tests.hub.test_broker import client, next_message
-from tests.test_mqtt_link import dying_device
+from tests.transport.test_mqtt import dying_device
 
 pytestmark = pytest.mark.mosquitto
 WAIT_S = 5.0

@@ -10,10 +10,11 @@ from hub.app import HubRuntime
 from hub.states import ContractStatus, DeviceState
 from simulators.server import SimDevice
 from tests.agent.conftest import tank_document
-from tests.agent.helpers import eventually, journal_entries
+from tests.agent.helpers import journal_entries
 from tests.agent.test_uplink import agent_running
 from tests.conftest import BrokerEndpoint
 from tests.hub.sync_helpers import acked, hub_config
+from tests.waiting import eventually
 
 pytestmark = [pytest.mark.mosquitto, pytest.mark.slow]
 

@@ -14,16 +14,17 @@ from typing import Any
 import aiomqtt
 import httpx
 import pytest
-import uvicorn
 
 from contracts.chain import GENESIS, Entry, EntryKind, make_entry
 from contracts.topics import Channel
 from contracts.wire import Ack, Telemetry
 from transport.mqtt import LinkDown
 from hub.app import HubRuntime
-from tests.agent.helpers import eventually
 from tests.conftest import BrokerEndpoint
-from tests.hub.sync_helpers import SITE, batch, birth, chain, device_client, hub_config, publish
+from tests.hub.serving import serving
+from tests.hub.sync_helpers import (SITE, batch, birth, born_device, chain, device_client,
+                                    hub_config, publish, running_hub)
+from tests.waiting import eventually
 
 HANDLER_STALL_S = 5.0
 """How long the stuck handler blocks the MQTT side's loop: far longer than a /health answer."""
@@ -32,20 +33,8 @@ HANDLER_STALL_S = 5.0
 @contextlib.asynccontextmanager
 async def served(hub: HubRuntime) -> AsyncIterator[httpx.AsyncClient]:
     """The hub's app (its lifespan starts the MQTT side) on uvicorn, 127.0.0.1, ephemeral port."""
-    server = uvicorn.Server(uvicorn.Config(hub.app(), host="127.0.0.1", port=0,
-                                           log_level="warning", lifespan="on"))
-    task = asyncio.create_task(server.serve(), name="hub-api")
-    try:
-        await eventually(lambda: server.started or task.done(), 30, "the API started")
-        if task.done():
-            task.result()
-        port = server.servers[0].sockets[0].getsockname()[1]
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=20) as http:
-            yield http
-    finally:
-        server.should_exit = True
-        async with asyncio.timeout(30):
-            await task
+    async with serving(hub.app()) as url, httpx.AsyncClient(base_url=url, timeout=20) as http:
+        yield http
 
 
 def _on_mqtt_side(hub: HubRuntime, fn: Callable[[], Any]) -> Awaitable[Any]:
@@ -141,13 +130,9 @@ def _stored_through(hub: HubRuntime, seq: int) -> int:
 
 
 async def test_an_ack_reaches_the_device_only_after_its_entries_are_committed(tmp_path: Path) -> None:
-    hub = HubRuntime(hub_config(tmp_path))
-    try:
-        async with hub.running():
-            assert hub.broker is not None
-            await _acks_follow_commits(tmp_path, hub, "127.0.0.1", hub.broker.port)
-    finally:
-        hub.close()
+    async with running_hub(tmp_path) as hub:
+        assert hub.broker is not None
+        await _acks_follow_commits(tmp_path, hub, "127.0.0.1", hub.broker.port)
 
 
 @pytest.mark.mosquitto
@@ -167,27 +152,21 @@ async def test_a_store_write_error_is_surfaced_acks_nothing_and_loses_nothing(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.ERROR, logger="fieldpact.hub.sync")
     entries = _bulky_chain(400)
-    hub = HubRuntime(hub_config(tmp_path))
-    try:
-        async with hub.running():
-            assert hub.broker is not None and hub.sync is not None
-            sync = hub.sync
-            async with device_client("127.0.0.1", hub.broker.port, "d1") as dev:
-                await publish(dev, "d1", Channel.STATUS, birth("d1", 400), retain=True)
-                await eventually(lambda: hub.store.devices.find(), 10, "the device registered")
-                pages = (await _on_mqtt_side(hub, lambda: _pragma(hub, "page_count")))[0]
-                await _on_mqtt_side(hub, lambda: _pragma(hub, f"max_page_count = {pages}"))
-                await publish(dev, "d1", Channel.JOURNAL, batch("d1", entries[:200]))  # no room
-                await eventually(lambda: sync.write_errors >= 1, 15, "the write error counted")
-                await _on_mqtt_side(hub, lambda: _pragma(hub, f"max_page_count = {pages * 1000}"))
-                # The rest, then the lost half again (as the agent resends from its last ack).
-                await publish(dev, "d1", Channel.JOURNAL, batch("d1", entries[200:]))
-                await publish(dev, "d1", Channel.JOURNAL, batch("d1", entries[:200]))
-                acks = await _acks_until(dev, 400)
-            rows = hub.store.journal.rows("d1", 0, 1000)
-            alarms = [a.kind for a in hub.store.alarms.find()]
-    finally:
-        hub.close()
+    async with running_hub(tmp_path) as hub:
+        assert hub.sync is not None
+        sync = hub.sync
+        async with born_device(hub, "d1", 400) as dev:
+            pages = (await _on_mqtt_side(hub, lambda: _pragma(hub, "page_count")))[0]
+            await _on_mqtt_side(hub, lambda: _pragma(hub, f"max_page_count = {pages}"))
+            await publish(dev, "d1", Channel.JOURNAL, batch("d1", entries[:200]))  # no room
+            await eventually(lambda: sync.write_errors >= 1, 15, "the write error counted")
+            await _on_mqtt_side(hub, lambda: _pragma(hub, f"max_page_count = {pages * 1000}"))
+            # The rest, then the lost half again (as the agent resends from its last ack).
+            await publish(dev, "d1", Channel.JOURNAL, batch("d1", entries[200:]))
+            await publish(dev, "d1", Channel.JOURNAL, batch("d1", entries[:200]))
+            acks = await _acks_until(dev, 400)
+        rows = hub.store.journal.rows("d1", 0, 1000)
+        alarms = [a.kind for a in hub.store.alarms.find()]
     assert [r.seq for r in rows] == list(range(1, 401))  # nothing acked was lost
     assert acks == [400]  # the failed batch was never acked, nor anything past the hole
     assert "hub_error" in alarms

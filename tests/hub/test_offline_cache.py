@@ -18,7 +18,7 @@ from contracts.schema_serialize import to_mapping
 from hub.states import ContractStatus
 from hub.store import ContractRecord, contract_id
 from tests.agent.conftest import tank_document
-from tests.hub.test_sync_handlers import _telemetry
+from tests.hub.test_sync_handlers import telemetry
 
 
 def _store_contract(hub: HubRuntime, doc: dict) -> ContractRecord:  # type: ignore[type-arg]
@@ -29,17 +29,25 @@ def _store_contract(hub: HubRuntime, doc: dict) -> ContractRecord:  # type: igno
         signed=b"signed", content_hash="h", created_ms=now, updated_ms=now))
 
 
+async def _gone_offline(hub: HubRuntime, doc: dict[str, Any]) -> tuple[ContractRecord, HubSync, int]:
+    """Device d1, running `doc`, born, live for one telemetry message, then offline: projected
+    (driven straight through HubSync.on_message, no broker)."""
+    record = _store_contract(hub, doc)
+    sync = HubSync(hub.store, hub.offline, MqttLink("mqtt://127.0.0.1:9", client_id="x"),
+                   silence_timeout_ms=30_000)
+    now = time.time_ns() // 1_000_000
+    status = topic(SITE, "d1", Channel.STATUS)
+    await sync.on_message(status, birth("d1", 0))
+    await sync.on_message(topic(SITE, "d1", Channel.TELEMETRY), telemetry(doc, now))
+    await sync.on_message(status, b"offline")
+    return record, sync, now
+
+
 async def test_reconcile_reuses_the_offline_projection_only_for_identical_inputs(tmp_path: Path) -> None:
     hub = HubRuntime(hub_config(tmp_path))
     try:
         doc = tank_document(version=3)
-        record = _store_contract(hub, doc)
-        sync = HubSync(hub.store, hub.offline, MqttLink("mqtt://127.0.0.1:9", client_id="x"),
-                       silence_timeout_ms=30_000)
-        now = time.time_ns() // 1_000_000
-        await sync.on_message(topic(SITE, "d1", Channel.STATUS), birth("d1", 0))
-        await sync.on_message(topic(SITE, "d1", Channel.TELEMETRY), _telemetry(doc, now))
-        await sync.on_message(topic(SITE, "d1", Channel.STATUS), b"offline")
+        record, sync, now = await _gone_offline(hub, doc)
         device = hub.store.devices.get("d1")
         stored = ProjectionInputs(**device.projection["inputs"])  # through CBOR and SQLite
         made_offline = hub.offline._projections["d1"][1]
@@ -63,14 +71,8 @@ async def test_the_outage_folded_as_it_arrives_gives_the_report_the_journal_give
     hub = HubRuntime(hub_config(tmp_path))
     try:
         doc = tank_document(version=3)
-        record = _store_contract(hub, doc)
-        sync = HubSync(hub.store, hub.offline, MqttLink("mqtt://127.0.0.1:9", client_id="x"),
-                       silence_timeout_ms=30_000)
-        now = time.time_ns() // 1_000_000
+        record, sync, now = await _gone_offline(hub, doc)
         st, jt = topic(SITE, "d1", Channel.STATUS), topic(SITE, "d1", Channel.JOURNAL)
-        await sync.on_message(st, birth("d1", 0))
-        await sync.on_message(topic(SITE, "d1", Channel.TELEMETRY), _telemetry(doc, now))
-        await sync.on_message(st, b"offline")
         inputs = ProjectionInputs(**hub.store.devices.get("d1").projection["inputs"])
         folding = "d1" in hub.offline._folds
         entries = _outage(300, now)
@@ -107,14 +109,13 @@ def _outage(n: int, start_ms: int) -> list:  # type: ignore[type-arg]
     return out
 
 
-def test_a_batch_that_does_not_follow_drops_the_fold(tmp_path: Path) -> None:
-    from hub.offline import _Fold
-    from hub.reconcile import Actual
+async def test_a_batch_that_does_not_follow_drops_the_fold(tmp_path: Path) -> None:
     from tests.hub.sync_helpers import chain
 
     hub = HubRuntime(hub_config(tmp_path))
     try:
-        hub.offline._folds["d1"] = _Fold(from_seq=0, next_seq=1, actual=Actual())
+        await _gone_offline(hub, tank_document(version=3))  # its projection folds from seq 1
+        folding = "d1" in hub.offline._folds
         entries = chain(20)
         hub.offline.fold("d1", entries[:10])
         kept = hub.offline._folds["d1"].next_seq
@@ -122,4 +123,4 @@ def test_a_batch_that_does_not_follow_drops_the_fold(tmp_path: Path) -> None:
         dropped = "d1" not in hub.offline._folds
     finally:
         hub.close()
-    assert kept == 11 and dropped
+    assert folding and kept == 11 and dropped

@@ -10,6 +10,8 @@ device's own registers), never from the agent or the hub.
 """
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +20,12 @@ import pytest
 
 from fieldpact.loopback import DeviceSpec, LocalSite
 from hub.alarms import AlarmKind
+from hub.app import HubRuntime
 from hub.audit import AuditAction, Outcome
 from hub.config import DEFAULT_POLICIES, FailureCategory, Policy, PolicyAction, RetryConfig
 from hub.states import ContractStatus
 from tests.agent.conftest import tank_document
+from tests.hub.sync_helpers import contract_status
 
 pytestmark = pytest.mark.slow
 
@@ -40,10 +44,7 @@ def _doc(version: int = 3) -> dict[str, Any]:
 
 def _status(site: LocalSite, cid: str) -> ContractStatus | None:
     assert site.hub is not None
-    try:
-        return site.hub.store.contracts.get(cid).status
-    except Exception:
-        return None
+    return contract_status(site.hub.store, cid)
 
 
 def _pump(site: LocalSite) -> tuple[Any, Any]:
@@ -73,6 +74,16 @@ async def _start(site: LocalSite) -> None:
     await site.wait_for("pump running", lambda: _pump(site)[0] > 0, 30)
 
 
+@contextlib.asynccontextmanager
+async def _started_site(tmp_path: Path, **site: Any) -> AsyncIterator[tuple[LocalSite, HubRuntime]]:
+    """A loopback site (the tank, its agent, the hub) with tank-fill@3 active and the pump running."""
+    spec = DeviceSpec(id=DEVICE, model="tank", initial={"level": 1.0})
+    async with LocalSite(tmp_path, [spec], silence_timeout_s=30, **site) as running:
+        assert running.hub is not None
+        await _start(running)
+        yield running, running.hub
+
+
 async def _trip(site: LocalSite, cid: str) -> None:
     site.devices[DEVICE].sim.set("level", 5.0)
     await site.wait_for(f"{cid} tripped", lambda: _status(site, cid) is ContractStatus.TRIPPED, 30)
@@ -95,11 +106,7 @@ async def _telemetry_for(site: LocalSite, seconds: float) -> None:
 
 async def test_repeated_trips_with_the_default_policies_issue_no_new_version_and_stay_safe(
         tmp_path: Path) -> None:
-    spec = DeviceSpec(id=DEVICE, model="tank", initial={"level": 1.0})
-    async with LocalSite(tmp_path, [spec], silence_timeout_s=30) as site:
-        hub = site.hub
-        assert hub is not None
-        await _start(site)
+    async with _started_site(tmp_path) as (site, hub):
         for _ in range(2):
             await _trip(site, V3)
             await _heal(site)
@@ -126,12 +133,7 @@ async def test_an_explicit_retry_policy_reissues_at_most_max_retries_spaced_by_t
     policies = {**DEFAULT_POLICIES,
                 FailureCategory.TRIP: Policy(action=PolicyAction.RETRY, max_retries=2)}
     retry = RetryConfig(backoff_ms=2000, backoff_max_ms=60_000, settle_ms=1000)
-    spec = DeviceSpec(id=DEVICE, model="tank", initial={"level": 1.0})
-    async with LocalSite(tmp_path, [spec], silence_timeout_s=30, policies=policies,
-                         retry=retry) as site:
-        hub = site.hub
-        assert hub is not None
-        await _start(site)
+    async with _started_site(tmp_path, policies=policies, retry=retry) as (site, hub):
         for version in (3, 4, 5):
             cid = f"tank-fill@{version}"
             await site.wait_for(f"{cid} running", lambda: _pump(site)[0] > 0, 30)
@@ -160,11 +162,7 @@ async def test_an_explicit_retry_policy_reissues_at_most_max_retries_spaced_by_t
 
 async def test_resume_is_refused_while_the_level_is_out_of_range_and_accepted_after(
         tmp_path: Path) -> None:
-    spec = DeviceSpec(id=DEVICE, model="tank", initial={"level": 1.0})
-    async with LocalSite(tmp_path, [spec], silence_timeout_s=30) as site:
-        hub = site.hub
-        assert hub is not None
-        await _start(site)
+    async with _started_site(tmp_path) as (site, hub):
         await _trip(site, V3)
         headers = {"Authorization": f"Bearer {site.token}"}
         async with httpx.AsyncClient(base_url=site.api_url, headers=headers) as http:
@@ -214,11 +212,7 @@ async def test_a_device_that_goes_away_and_comes_back_is_not_restarted_by_the_hu
     re-issued and the pump restarted by itself 3.7 s later."""
     from simulators.faults import Fault
     from tests.agent.helpers import events
-    spec = DeviceSpec(id=DEVICE, model="tank", initial={"level": 1.0})
-    async with LocalSite(tmp_path, [spec], silence_timeout_s=30) as site:
-        hub = site.hub
-        assert hub is not None
-        await _start(site)
+    async with _started_site(tmp_path) as (site, hub):
         dev = site.devices[DEVICE]
         dev.sim.faults.enable(Fault.DROP)
         await site.wait_for("tripped", lambda: _status(site, V3) is ContractStatus.TRIPPED, 30)

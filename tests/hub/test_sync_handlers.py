@@ -18,7 +18,7 @@ from tests.agent.conftest import tank_document
 from tests.hub.sync_helpers import SITE, birth, hub_config
 
 
-def _telemetry(contract_doc: dict, ts_ms: int) -> bytes:
+def telemetry(contract_doc: dict, ts_ms: int) -> bytes:
     c = check_mapping(contract_doc)
     state = Engine(c).initial_state()
     return Telemetry(ts_ms=ts_ms, values=(("level", 1.5),), mode="running", step="fill", seq=1,
@@ -40,11 +40,11 @@ async def test_live_values_flushed_while_catching_up_do_not_erase_the_projection
         st = topic(SITE, "d1", Channel.STATUS)
         tm = topic(SITE, "d1", Channel.TELEMETRY)
         await sync.on_message(st, birth("d1", 0))
-        await sync.on_message(tm, _telemetry(doc, now))
+        await sync.on_message(tm, telemetry(doc, now))
         await sync.on_message(st, b"offline")
         assert hub.store.devices.get("d1").state is DeviceState.PROJECTED
         await sync.on_message(st, birth("d1", 500))  # back, with 500 entries to catch up
-        await sync.on_message(tm, _telemetry(doc, now + 1000))
+        await sync.on_message(tm, telemetry(doc, now + 1000))
         sync.flush_live()
         device = hub.store.devices.get("d1")
     finally:

@@ -21,17 +21,16 @@ from pathlib import Path
 import httpx
 import pytest
 
-from agent.runtime import Agent
+from agent.process import Agent
 from contracts.signing import generate_keypair
 from hub.app import HubRuntime
 from hub.auth import hash_token
 from hub.acl.passwords import hash_password
 from simulators.server import SimDevice
-from tests.agent.helpers import eventually, eventually_async
-from tests.agent.test_uplink import _signed_contract, agent_running
-from tests.conftest import free_port
+from tests.agent.test_uplink import agent_running, signed_contract
 from tests.hub.broker_process import KINDS, REPO, BrokerProcess
 from tests.hub.sync_helpers import PASSWORDS, SITE, acked, hub_config
+from tests.waiting import eventually, free_port
 
 pytestmark = pytest.mark.slow
 
@@ -55,7 +54,7 @@ async def grows_by(agent: Agent, n: int, what: str) -> int:
     async def grown() -> int | None:
         h = await head(agent)
         return h if h >= start + n else None
-    return await eventually_async(grown, 30, what)
+    return await eventually(grown, 30, what)
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -68,7 +67,7 @@ async def test_broker_killed_and_restarted_without_persistence_mid_sync_converge
             async with SimDevice("tank", port=0, tick_ms=20, initial={"level": 1.0}) as sim, \
                     hub.running():
                 async with agent_running(tmp_path, sim, broker.url,
-                                         _signed_contract(tmp_path)) as agent:
+                                         signed_contract(tmp_path)) as agent:
                     await eventually(lambda: acked(hub, "d1") > 20, 30, "sync under way")
                     broker.kill9()
                     await eventually(lambda: not agent.conn.online, 15, "agent saw the broker die")
@@ -155,9 +154,9 @@ async def test_hub_killed_and_restarted_with_the_broker_up_converges_and_is_not_
         async with SimDevice("tank", port=0, tick_ms=20, initial={"level": 1.0}) as sim, \
                 httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=5) as http:
             with hub_process(config, log) as first:
-                await eventually_async(lambda: _serving(http), CONVERGE_S, "the first hub serving")
+                await eventually(lambda: _serving(http), CONVERGE_S, "the first hub serving")
                 async with agent_running(tmp_path, sim, broker.url,
-                                         _signed_contract(tmp_path)) as agent:
+                                         signed_contract(tmp_path)) as agent:
                     await _until(http, lambda r: r[0] == "live" and r[1] > 20,
                                  "device live and synced on the first hub")
                     first.kill()  # SIGKILL: no last words but the broker's last will
@@ -198,7 +197,7 @@ async def _until(http: httpx.AsyncClient, check: Callable[[tuple[str, int]], boo
         if row is not None:
             samples.append(row)
         return row is not None and check(row)
-    await eventually_async(poll, CONVERGE_S, what, every_s=0.05)
+    await eventually(poll, CONVERGE_S, what, every_s=0.05)
     return samples
 
 

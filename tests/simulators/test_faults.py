@@ -13,7 +13,8 @@ from simulators.faults import (
     CONTROL_BASE, Fault, FaultSettings, FaultSwitch, from_registers, perturb, to_registers,
 )
 from simulators.server import SimDevice
-from tests.simulators.test_server import connect, eventually, f32
+from tests.simulators.modbus_client import DEADLINE_S, connect, f32
+from tests.waiting import eventually
 
 # -- pure ----------------------------------------------------------------------------------------
 
@@ -89,13 +90,6 @@ async def tank() -> AsyncIterator[SimDevice]:
         yield device
 
 
-@pytest.fixture
-async def client(tank: SimDevice) -> AsyncIterator[AsyncModbusTcpClient]:
-    c = await connect(tank.port)
-    yield c
-    c.close()
-
-
 async def level(client: AsyncModbusTcpClient) -> float:
     return f32((await client.read_input_registers(0, count=2)).registers)
 
@@ -107,7 +101,7 @@ async def test_frozen_device_keeps_answering_the_same_value_while_the_process_mo
 
     async def moved() -> bool:
         return tank.values()["level"] < frozen - 0.02
-    await eventually(moved)
+    await eventually(moved, DEADLINE_S, "the level moving again")
     assert await level(client) == frozen
     tank.faults.disable(Fault.FROZEN)
     assert await level(client) == pytest.approx(tank.values()["level"], abs=0.01)
@@ -121,7 +115,7 @@ async def test_noise_makes_readings_stray_from_the_true_value(tank: SimDevice,
 
     async def strays() -> bool:
         return abs(await level(client) - tank.values()["level"]) > 0.05
-    await eventually(strays)
+    await eventually(strays, DEADLINE_S, "the wire value straying from the truth")
 
 
 async def test_spike_makes_a_reading_jump_by_half_the_span(tank: SimDevice,
@@ -168,7 +162,7 @@ async def test_drop_set_over_modbus_with_a_duration_clears_itself(
 
     async def cleared() -> bool:
         return tank.faults.active == Fault(0)
-    await eventually(cleared)
+    await eventually(cleared, DEADLINE_S, "the faults cleared")
     after = await connect(tank.port)
     assert not (await after.read_input_registers(0, count=2)).isError()
     after.close()

@@ -14,7 +14,8 @@ from simulators.cli import main as sim_main
 from simulators.faults import CONTROL_BASE, Control, Fault
 from simulators.process import SimProcess
 from simulators.server import SimDevice
-from tests.simulators.test_server import connect, eventually, f32
+from tests.simulators.modbus_client import DEADLINE_S, connect, f32
+from tests.waiting import eventually
 
 
 @pytest.fixture
@@ -58,7 +59,7 @@ async def test_hang_set_over_modbus_with_a_duration_clears_itself(tank: SimDevic
 
     async def cleared() -> bool:
         return tank.faults.active == Fault(0)
-    await eventually(cleared)
+    await eventually(cleared, DEADLINE_S, "the faults cleared")
     after = await connect(tank.port)
     assert await _answers(after)
     after.close()
@@ -71,7 +72,7 @@ async def test_cli_enables_hang_for_a_duration(tank: SimDevice) -> None:
 
     async def cleared() -> bool:
         return tank.faults.active == Fault(0)
-    await eventually(cleared)
+    await eventually(cleared, DEADLINE_S, "the faults cleared")
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="SIGSTOP/SIGCONT semantics")

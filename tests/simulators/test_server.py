@@ -4,10 +4,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import signal
-import socket
 import struct
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -17,45 +16,16 @@ from contracts.schema import Table
 from simulators import cli
 from simulators.fleet import SimFleet
 from simulators.server import SimDevice, SimulatorError
+from tests.simulators.modbus_client import DEADLINE_S, connect, f32
+from tests.waiting import eventually, listening
 
-DEADLINE_S = 5.0
 ROOT = Path(__file__).parents[2]
-
-
-def f32(words: list[int]) -> float:
-    return struct.unpack(">f", struct.pack(">HH", *words))[0]
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = DEADLINE_S) -> None:
-    """Poll `check` until it holds; fail the test at the deadline."""
-    async with asyncio.timeout(timeout):
-        while not await check():
-            await asyncio.sleep(0.01)  # poll interval, not a settle delay
-
-
-async def connect(port: int, timeout: float = 1.0) -> AsyncModbusTcpClient:
-    client = AsyncModbusTcpClient("127.0.0.1", port=port, timeout=timeout, retries=0,
-                                  reconnect_delay=0)
-    assert await client.connect()
-    return client
-
-
-def listening(port: int) -> bool:
-    with socket.socket() as s:
-        return s.connect_ex(("127.0.0.1", port)) == 0
 
 
 @pytest.fixture
 async def tank() -> AsyncIterator[SimDevice]:
     async with SimDevice("tank", tick_ms=10, initial={"level": 1.0}) as device:
         yield device
-
-
-@pytest.fixture
-async def client(tank: SimDevice) -> AsyncIterator[AsyncModbusTcpClient]:
-    c = await connect(tank.port)
-    yield c
-    c.close()
 
 
 async def test_address_n_in_the_map_is_address_n_on_the_wire(tank: SimDevice,
@@ -85,7 +55,7 @@ async def test_tank_level_rises_with_valve_open_and_pump_running(tank: SimDevice
 
     async def risen() -> bool:
         return f32((await client.read_input_registers(0, count=2)).registers) > start + 0.01
-    await eventually(risen)
+    await eventually(risen, DEADLINE_S, "the level rising")
 
 
 async def test_tank_level_drains_with_the_valve_closed() -> None:
@@ -95,7 +65,7 @@ async def test_tank_level_drains_with_the_valve_closed() -> None:
 
         async def drained() -> bool:
             return f32((await client.read_input_registers(0, count=2)).registers) < 2.99
-        await eventually(drained)
+        await eventually(drained, DEADLINE_S, "the level draining")
         client.close()
 
 
@@ -107,7 +77,7 @@ async def test_pump_skid_map_matches_its_contract_on_the_wire() -> None:
 
         async def running() -> bool:
             return bool((await client.read_discrete_inputs(0, count=1)).bits[0])
-        await eventually(running)
+        await eventually(running, DEADLINE_S, "the skid running")
         skid.faults.enable(cli.Fault.FROZEN)  # hold the values still while we compare
         truth = skid.values()
         words = (await client.read_input_registers(0, count=4)).registers

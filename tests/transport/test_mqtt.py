@@ -21,7 +21,7 @@ from tests.conftest import FLEET, BrokerEndpoint, fleet_specs
 
 WAIT_S = 5.0
 FAST = Backoff(initial_s=0.05, max_s=0.2, jitter=0.3)
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 # --- pure ---------------------------------------------------------------------------------------

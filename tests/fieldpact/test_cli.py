@@ -1,12 +1,7 @@
 """The command line end to end: journal show/verify/replay on a real agent journal, `hub serve`."""
 from __future__ import annotations
 
-import asyncio
-import os
-import signal
 import sqlite3
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,13 +11,12 @@ import pytest
 from contracts.loader import check_mapping
 from contracts.schema import Contract
 from fieldpact.cli import build_parser, main
-from hub.auth import hash_token
 from simulators.server import SimDevice
 from tests.agent.conftest import tank_document
-from tests.agent.helpers import eventually
 from tests.agent.helpers import running_agent
-from tests.agent.test_agent_e2e import _config
-from tests.conftest import free_port
+from tests.agent.test_agent_e2e import agent_config
+from tests.hub.live_hub import CLI_VIEWER_TOKEN, cli_hub
+from tests.waiting import eventually
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -33,7 +27,7 @@ async def recorded_journal(tmp_path: Path, keys: tuple[Path, Path],
     contract = tmp_path / "c.cose"
     contract.write_bytes(signer(check_mapping(tank_document())))
     async with SimDevice("tank", port=0, tick_ms=20, initial={"level": 1.0}) as tank:
-        cfg = _config(tmp_path, keys, tank.port, contract)
+        cfg = agent_config(tmp_path, keys, tank.port, contract)
         async with running_agent(cfg):
             await eventually(lambda: tank.values()["pump_speed"] >= 1200, 8, "ramp done")
     return cfg.journal
@@ -55,44 +49,12 @@ def test_journal_verify_and_replay_pass_on_a_real_journal_and_fail_when_tampered
 
 @pytest.mark.slow
 def test_hub_serve_answers_health_and_requires_a_token(tmp_path: Path) -> None:
-    port, mqtt = free_port(), free_port()
-    cfg = tmp_path / "hub.toml"
-    cfg.write_text(f'''db = "{tmp_path / 'hub.db'}"
-key = "{tmp_path / 'keys' / 'hub.key'}"
-[listen]
-host = "127.0.0.1"
-port = {port}
-[mqtt]
-listen_port = {mqtt}
-[[tokens]]
-name = "ops"
-sha256 = "{hash_token('ops-token')}"
-role = "viewer"
-''')
-    proc = subprocess.Popen([sys.executable, "-m", "fieldpact.cli", "hub", "serve", "--config",
-                             str(cfg), "--log-level", "warning"], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, env={**os.environ})
-    try:
-        url = f"http://127.0.0.1:{port}"
-        asyncio.run(_wait_http(url + "/health"))
-        assert httpx.get(url + "/api/devices").status_code == 401
-        ok = httpx.get(url + "/api/devices", headers={"Authorization": "Bearer ops-token"})
+    with cli_hub(tmp_path) as hub:
+        assert httpx.get(hub.api_url + "/api/devices").status_code == 401
+        ok = httpx.get(hub.api_url + "/api/devices",
+                       headers={"Authorization": f"Bearer {CLI_VIEWER_TOKEN}"})
         assert ok.status_code == 200 and ok.json() is not None
         assert (tmp_path / "keys" / "hub.pub").exists()  # key generated on first start
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=15)
-
-
-async def _wait_http(url: str) -> None:
-    async with asyncio.timeout(20):
-        while True:
-            try:
-                if httpx.get(url).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            await asyncio.sleep(0.1)
 
 
 def test_every_cli_command_is_documented_in_the_readme() -> None:

@@ -1,7 +1,7 @@
 """Signal guards (frozen, spike) and the deadband view fed to the engine."""
 from __future__ import annotations
 
-from agent.signal import InputView, SignalGuards
+from agent.input_filters import InputView, InputGuards
 from contracts.inputs import Quality, Reading
 from contracts.schema import DataType, Direction, Point, Table
 
@@ -18,20 +18,20 @@ def _good(value: float, ts: int) -> Reading:
 
 
 def test_exactly_repeated_value_is_marked_frozen_after_frozen_after_ms() -> None:
-    guards = SignalGuards([_point(frozen_after_ms=1000)])
+    guards = InputGuards([_point(frozen_after_ms=1000)])
     seen = [guards.apply({"level": _good(2.5, t)})["level"] for t in range(0, 1300, 100)]
     assert all(r.quality is Quality.GOOD for r in seen[:10])
     assert seen[10].quality is Quality.BAD and seen[10].reason == "frozen"
 
 
 def test_a_value_that_jitters_is_never_frozen() -> None:
-    guards = SignalGuards([_point(frozen_after_ms=1000)])
+    guards = InputGuards([_point(frozen_after_ms=1000)])
     out = [guards.apply({"level": _good(2.5 + (t % 200) * 1e-6, t)})["level"] for t in range(0, 5000, 100)]
     assert all(r.quality is Quality.GOOD for r in out)
 
 
 def test_change_faster_than_max_rate_is_a_spike() -> None:
-    guards = SignalGuards([_point(max_rate_per_s=0.5)])
+    guards = InputGuards([_point(max_rate_per_s=0.5)])
     guards.apply({"level": _good(1.0, 0)})
     ok = guards.apply({"level": _good(1.04, 100)})["level"]
     spike = guards.apply({"level": _good(3.0, 200)})["level"]

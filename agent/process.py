@@ -1,9 +1,10 @@
 """The agent process: one AsyncExitStack for resources, one TaskGroup for the work.
 
-Tasks: `scan` (the loop; never waits on the network), `uplink` (MQTT, only if a broker is
-configured), and an apscheduler AsyncIOScheduler for heartbeats, journal retention and the
-activation/expiry marks. Jobs only journal and report; the engine acts on time itself, so when a
-job fires never changes what the engine does (the fired job is a journaled fact, not an input).
+`Agent.run` in order: open the resources (journal, device link), journal the start and restore the
+hub-contact budget, restore the contracts (the one to resume, the one pending, the local file),
+then run the tasks: `scan` (the loop; never waits on the network), `jobs` (the scheduler of
+agent/jobs.py: heartbeat, retention, contract marks) and `uplink` (MQTT, only if a broker is
+configured; restarted after a failure, never taking the scan loop with it).
 """
 from __future__ import annotations
 
@@ -12,31 +13,33 @@ import logging
 import signal
 import uuid
 from contextlib import AsyncExitStack
-from datetime import UTC, datetime
 from pathlib import Path
-
-from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from agent.config import AgentConfig
 from agent.contract_store import ContractStore
+from agent.errors import DeviceLinkError
+from agent.jobs import Jobs
 from agent.journal_signing import JournalSigner, default_key_path, load_or_create_key
 from agent.journal_thread import AsyncJournal
-from agent.link import DeviceLink, DeviceLinkError
+from agent.link import DeviceLink
 from agent.modbus import ModbusLink
-from agent.scan import ActiveContract, Connectivity, CycleReport, ScanLoop
+from agent.scan import Connectivity, CycleReport, ScanLoop
+from agent.segment import ActiveContract
 from agent.systemd import Notifier
 from agent.uplink import LAST_CONTACT, Uplink, wall_ms
-from transport.backoff import Backoff, Retrier
-from contracts.journal_events import AgentEvent, ContractBody, ContractChange, agent_event_body, item
+from contracts.engine import EngineState
 from contracts.errors import ContractRefused, SigningKeyError
+from contracts.journal_events import AgentEvent, agent_event_body, item
 from contracts.signing import load_public_key
+from transport.backoff import Backoff, Retrier
 
 log = logging.getLogger("fieldpact.agent")
 
-HEARTBEAT_S = 30
 UPLINK_RESTART = Backoff(initial_s=1.0, max_s=60.0, jitter=0.3)
 """A crashed uplink restarts after 1 s, backing off to a minute if it keeps failing."""
-RETENTION_S = 60
+
+Resume = tuple[ActiveContract, EngineState]
+"""The contract a restart continues, with the engine state it was checkpointed in."""
 
 
 class Agent:
@@ -50,19 +53,20 @@ class Agent:
         self.conn = Connectivity(standalone=cfg.broker is None, online=False,
                                  last_contact_ms=wall_ms())
         self.scan = ScanLoop(self.journal, self.link, self.conn, on_cycle=self._on_cycle)
+        self.jobs = Jobs(self.journal, self.notifier, self.status, wall_ms)
         self.store: ContractStore | None = None
         self.uplink: Uplink | None = None
         self.started = asyncio.Event()
-        self.scheduler: AsyncIOScheduler | None = None
 
     def _on_cycle(self, report: CycleReport) -> None:
         if report.healthy:
-            self.notifier.ready(self._status())
+            self.notifier.ready(self.status())
             self.notifier.healthy_cycle()
         if self.uplink is not None:
             self.uplink.on_cycle(report)
 
-    def _status(self) -> str:
+    def status(self) -> str:
+        """One line for systemd and the heartbeat log: contract, mode, step, hub reachability."""
         seg = self.scan.segment
         if seg is None:
             return "no contract"
@@ -75,40 +79,55 @@ class Agent:
                 f"online={self.conn.online}{unconfirmed}")
 
     async def run(self) -> None:
+        """Run until cancelled; resources are released in reverse order on the way out."""
         async with AsyncExitStack() as stack:
-            await stack.enter_async_context(self.journal)
-            try:
-                await self.link.connect()
-            except DeviceLinkError as exc:  # the device may be down at boot: run anyway, reads go BAD
-                log.warning("modbus_unreachable_at_start reason=%s", exc)
-            stack.push_async_callback(self.link.close)
-            self.store = ContractStore(self.journal, load_public_key(self.cfg.trusted_key),
-                                       self.cfg.device)
-            await self.journal.append(*item(agent_event_body(
-                AgentEvent.AGENT_STARTED, boot_id=self.boot_id, device=self.cfg.device,
-                standalone=self.cfg.broker is None), wall_ms()))
-            saved = await self.journal.load_checkpoint(LAST_CONTACT)
-            if saved is not None and self.cfg.broker is not None:
-                self.conn.last_contact_ms = int(saved[0])  # the budget survives restarts
-            self.scheduler = scheduler = self._scheduler()
-            scheduler.start()
-            stack.callback(scheduler.shutdown, wait=False)
-            self.scan.on_offer = self._schedule_contract
-            restored = await self.store.restore(wall_ms())
-            if restored.resume is not None:
-                self._schedule_contract(restored.resume[0])
-            if restored.pending is not None:
-                self.scan.offer(restored.pending)
-            running = restored.resume[0].hash if restored.resume else None
-            await self._load_local_contract(running)
+            await self._open(stack)
+            await self._record_start()
+            store = ContractStore(self.journal, load_public_key(self.cfg.trusted_key), self.cfg.device)
+            self.store = store
+            resume = await self._restore_contracts(store)
             stack.callback(self.notifier.stopping)
-            self.started.set()
             async with asyncio.TaskGroup() as tg:
-                tg.create_task(self.scan.run(restored.resume), name="scan")
+                tg.create_task(self.jobs.run(), name="jobs")
+                tg.create_task(self.scan.run(resume), name="scan")
                 if self.cfg.broker is not None:
-                    self.uplink = Uplink(self.cfg, self.journal, self.scan, self.store, self.conn,
+                    self.uplink = Uplink(self.cfg, self.journal, self.scan, store, self.conn,
                                          reconnect=self.reconnect, signer=self._signer())
                     tg.create_task(self._supervised_uplink(self.uplink), name="uplink")
+                self.started.set()
+
+    async def _open(self, stack: AsyncExitStack) -> None:
+        """The journal, then the device link. A device down at boot does not stop the agent: it
+        runs anyway and its reads go BAD, which the contract's guards handle."""
+        await stack.enter_async_context(self.journal)
+        try:
+            await self.link.connect()
+        except DeviceLinkError as exc:
+            log.warning("modbus_unreachable_at_start reason=%s", exc)
+        stack.push_async_callback(self.link.close)
+
+    async def _record_start(self) -> None:
+        """Journal the start; restore the time of the last hub contact (the autonomy budget
+        survives restarts)."""
+        await self.journal.append(*item(agent_event_body(
+            AgentEvent.AGENT_STARTED, boot_id=self.boot_id, device=self.cfg.device,
+            standalone=self.cfg.broker is None), wall_ms()))
+        saved = await self.journal.load_checkpoint(LAST_CONTACT)
+        if saved is not None and self.cfg.broker is not None:
+            self.conn.last_contact_ms = int(saved[0])
+
+    async def _restore_contracts(self, store: ContractStore) -> Resume | None:
+        """Every offered contract gets its marks scheduled; the stored ones come back (the one to
+        resume is returned for the scan loop, a pending one is offered), then the local file."""
+        self.scan.on_offer = self.jobs.schedule_contract
+        restored = await store.restore(wall_ms())
+        if restored.resume is not None:
+            self.jobs.schedule_contract(restored.resume[0])
+        if restored.pending is not None:
+            self.scan.offer(restored.pending)
+        running = restored.resume[0].hash if restored.resume else None
+        await self._load_local_contract(store, running)
+        return restored.resume
 
     def _signer(self) -> JournalSigner | None:
         """The journal key, made at first start (fixed interface 6). A key that cannot be read or
@@ -136,14 +155,14 @@ class Agent:
                     wall_ms()))
                 await asyncio.sleep(pause.next_delay())
 
-    async def _load_local_contract(self, running: str | None) -> None:
+    async def _load_local_contract(self, store: ContractStore, running: str | None) -> None:
         """The contract file from the config, offered unless it is the one being resumed (a
         restart must continue the step it was in, not start the contract over)."""
         path: Path | None = self.cfg.contract
-        if path is None or self.store is None:
+        if path is None:
             return
         try:
-            active = await self.store.receive(path.read_bytes(), wall_ms())
+            active = await store.receive(path.read_bytes(), wall_ms())
         except ContractRefused as exc:
             log.warning("local_contract_refused path=%s refusal=%s", path, exc.refusal.value)
             return
@@ -152,41 +171,6 @@ class Agent:
 
     def offer(self, active: ActiveContract) -> None:
         self.scan.offer(active)
-
-    def _scheduler(self) -> AsyncIOScheduler:
-        s = AsyncIOScheduler(timezone=UTC)
-        s.add_job(self._heartbeat, "interval", seconds=HEARTBEAT_S, id="heartbeat")
-        s.add_job(self._retention, "interval", seconds=RETENTION_S, id="retention")
-        return s
-
-    def _schedule_contract(self, active: ActiveContract) -> None:
-        """Date jobs at the contract's valid_from and valid_until. They journal that the moment
-        came; the engine switches on its own clock, so a late or missed job changes nothing."""
-        c, now = active.contract, wall_ms()
-        if self.scheduler is None:
-            return
-        for event, at in ((ContractChange.ACTIVATION_DUE, c.valid_from),
-                          (ContractChange.EXPIRY_DUE, c.valid_until)):
-            if at > now:
-                self.scheduler.add_job(self._mark, "date", id=f"{event}:{active.hash[:16]}",
-                                       run_date=datetime.fromtimestamp(at / 1000, UTC),
-                                       args=[event, active], replace_existing=True,
-                                       misfire_grace_time=None)
-
-    async def _mark(self, event: ContractChange, active: ActiveContract) -> None:
-        c = active.contract
-        await self.journal.append(*item(ContractBody(
-            event=event, contract=c.contract, version=c.version, hash=active.hash), wall_ms()))
-        log.info("contract_mark event=%s contract=%s version=%s", event, c.contract, c.version)
-
-    async def _heartbeat(self) -> None:
-        self.notifier.status(self._status())
-        log.info("heartbeat %s", self._status())
-
-    async def _retention(self) -> None:
-        dropped = await self.journal.enforce_budget()
-        if dropped:
-            log.warning("journal_retention dropped=%s", dropped)
 
 
 def run_forever(cfg: AgentConfig) -> int:

@@ -5,11 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
-import os
 import shlex
-import signal
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,9 +13,8 @@ import aiomqtt
 import pytest
 
 from runtime.logs import configure_logging, escape_text, quote
-from hub.auth import hash_token
-from tests.agent.test_cli_commands import _wait_http
-from tests.conftest import free_port
+from tests.hub.live_hub import cli_hub
+from tests.waiting import eventually_blocking
 
 HOSTILE = [
     "d1\n2026-12-01 00:00:00,000 ERROR hub.sync forged_event device=d2",
@@ -88,32 +83,12 @@ def test_safe_values_stay_bare_and_unsafe_ones_are_quoted_with_escapes() -> None
 
 @pytest.mark.slow
 def test_hub_serve_logs_a_hostile_mqtt_username_on_one_line(tmp_path: Path) -> None:
-    port, mqtt = free_port(), free_port()
-    cfg = tmp_path / "hub.toml"
-    cfg.write_text(f'''db = "{tmp_path / 'hub.db'}"
-key = "{tmp_path / 'keys' / 'hub.key'}"
-[listen]
-host = "127.0.0.1"
-port = {port}
-[mqtt]
-listen_port = {mqtt}
-[[tokens]]
-name = "ops"
-sha256 = "{hash_token('ops-token')}"
-role = "viewer"
-''')
     log_path = tmp_path / "hub.log"
-    with log_path.open("wb") as log_file:
-        proc = subprocess.Popen([sys.executable, "-m", "fieldpact.cli", "hub", "serve", "--config",
-                                 str(cfg), "--log-level", "info"], stdout=subprocess.DEVNULL,
-                                stderr=log_file, env={**os.environ})
-    try:
-        asyncio.run(_wait_http(f"http://127.0.0.1:{port}/health"))
-        asyncio.run(_hostile_connect(mqtt, "x\n2026-12-01 00:00:00,000 ERROR fieldpact.hub forged"))
-        asyncio.run(_wait_for_text(log_path, "mqtt_auth_refused"))
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=15)
+    with cli_hub(tmp_path, log_level="info", log=log_path) as hub:
+        asyncio.run(_hostile_connect(hub.mqtt_port,
+                                     "x\n2026-12-01 00:00:00,000 ERROR fieldpact.hub forged"))
+        eventually_blocking(lambda: "mqtt_auth_refused" in log_path.read_text(), 20,
+                            "the refusal in the hub's log")
     lines = log_path.read_text().splitlines()
     refused = [line for line in lines if "mqtt_auth_refused" in line]
     assert refused and all('user="x\\n2026' in line for line in refused), refused
@@ -124,9 +99,3 @@ async def _hostile_connect(port: int, username: str) -> None:
     with pytest.raises(aiomqtt.MqttError):
         async with aiomqtt.Client("127.0.0.1", port, username=username, password="x", timeout=10):
             pass
-
-
-async def _wait_for_text(path: Path, text: str) -> None:
-    async with asyncio.timeout(20):
-        while text not in path.read_text():
-            await asyncio.sleep(0.1)  # polling a condition under a deadline

@@ -17,7 +17,7 @@ from runtime.files import private_dir
 from hub.app import load_or_create_key
 from hub.store import HubStore
 
-UNITS = Path(__file__).parents[1] / "systemd"
+UNITS = Path(__file__).parents[2] / "systemd"
 
 
 def mode(path: Path) -> int:

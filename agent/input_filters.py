@@ -1,4 +1,4 @@
-"""Signal guards and the journaled view of inputs — pure, applied before the engine sees a reading.
+"""Input filters, pure, applied before the engine sees a reading: guards and the journaled view.
 
 Rules:
 - Frozen: a device that keeps answering but whose value stops changing is a classic silent fault (a
@@ -29,7 +29,7 @@ class _Track:
     last_ms: EpochMs
 
 
-class SignalGuards:
+class InputGuards:
     """Frozen and spike detection per read point. Holds only the last raw value and time per point."""
 
     def __init__(self, points: Sequence[Point]) -> None:

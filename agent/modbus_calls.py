@@ -1,0 +1,65 @@
+"""The pymodbus side of ModbusLink: making a client, one request per table, and "did it answer".
+
+pymodbus's own retry and reconnect are off in every client made here (retries=0,
+reconnect_delay=0): the link owns that policy (agent/modbus.py), and a client whose request timed
+out is closed, never reused (DESIGN pitfall: a late reply would answer a later request).
+"""
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable
+
+from pymodbus.client import AsyncModbusTcpClient
+from pymodbus.pdu import ModbusPDU
+
+from agent.registers import ReadRequest
+from contracts.schema import Point, Table
+
+DEADLINE_MARGIN_S = 0.1
+"""Our own deadline sits this far beyond pymodbus's, so pymodbus's timeout normally fires first and
+ours only catches a hang inside the library."""
+
+PROBE_POLL_S = 0.01
+"""How often a probe checks that its connection is still open: pymodbus keeps waiting for a reply
+on a connection the peer closed until its timeout, and a cut link closes at once."""
+
+
+def new_client(host: str, port: int, timeout_s: float, name: str) -> AsyncModbusTcpClient:
+    """A pymodbus client with its own retries and reconnects off (we own that policy)."""
+    return AsyncModbusTcpClient(host, port=port, timeout=timeout_s, retries=0, reconnect_delay=0,
+                                name=name)
+
+
+async def answered(client: AsyncModbusTcpClient, request: ReadRequest) -> bool:
+    """Whether the device answers `request` (any answer, even an exception) before the client's
+    timeout; False as soon as the connection is closed under it."""
+    call = asyncio.ensure_future(read_call(client, request))
+    try:
+        while not call.done():
+            if not client.connected:
+                return False
+            await asyncio.wait({call}, timeout=PROBE_POLL_S)
+        call.result()
+        return True
+    finally:
+        if not call.done():
+            call.cancel()
+            await asyncio.gather(call, return_exceptions=True)
+
+
+def read_call(client: AsyncModbusTcpClient, request: ReadRequest) -> Awaitable[ModbusPDU]:
+    """FC1-FC4 by table: one read of `request.count` addresses from `request.start`."""
+    read = {
+        Table.COIL: client.read_coils, Table.DISCRETE: client.read_discrete_inputs,
+        Table.HOLDING: client.read_holding_registers, Table.INPUT: client.read_input_registers,
+    }[request.table]
+    return read(request.start, count=request.count, device_id=request.unit_id)
+
+
+def write_call(client: AsyncModbusTcpClient, point: Point, raw: list[int] | bool) -> Awaitable[ModbusPDU]:
+    """FC5 for a coil, FC6 for one register, FC16 for several."""
+    if isinstance(raw, bool):
+        return client.write_coil(point.address, raw, device_id=point.unit_id)
+    if len(raw) == 1:
+        return client.write_register(point.address, raw[0], device_id=point.unit_id)
+    return client.write_registers(point.address, raw, device_id=point.unit_id)
