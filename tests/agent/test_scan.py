@@ -155,12 +155,12 @@ async def test_a_failing_request_marks_only_its_points_bad_and_trips_safe_in_tha
     trip = trips[0]
     assert trip.body["point"] == "high_level" and trip.body["reason"] == TripReason.BAD_QUALITY.value
     seen = [e for e in scan.entries(EntryKind.INPUT) if e.ts_ms == trip.ts_ms][0].body["values"]
-    assert seen["high_level"] == [None, "bad", "exception:2"]
+    assert seen["high_level"] == [None, "bad", "exception 2 (illegal data address) at discrete 0"]
     assert "level" not in seen or seen["level"][1] == "good"  # the other requests stay GOOD
     fault_at = [e.ts_ms for e in scan.entries(EntryKind.ADAPTER_FAULT)]
     assert fault_at[0] == trip.ts_ms  # fault, input and trip: one cycle
     # Journaled on the edges only: once when it started failing, once when it recovered.
-    assert scan.faults() == [("read", "exception:2", "high_level"),
+    assert scan.faults() == [("read", "exception 2 (illegal data address) at discrete 0", "high_level"),
                              ("read_recovered", "ok", "high_level")]
 
 
