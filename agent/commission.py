@@ -21,7 +21,8 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from agent.registers import RegisterError, decode
+from agent.errors import RegisterError
+from agent.registers import decode
 from contracts.commission_report import (
     CommissionReport, EndpointLatency, Motion, PointCheck, RangeCheck, Verdict,
 )

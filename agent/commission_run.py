@@ -16,7 +16,8 @@ from collections.abc import Callable
 
 from agent.commission import Sample, analyse
 from agent.config import AgentConfig
-from agent.link import DeviceLink, DeviceLinkError
+from agent.errors import DeviceLinkError
+from agent.link import DeviceLink
 from agent.modbus import ModbusLink
 from agent.registers import ReadRequest, plan_reads
 from contracts.commission_report import MAX_SECONDS, CommissionReport

@@ -7,6 +7,7 @@
     contract = "/etc/fieldpact/initial.cose"   # optional signed contract to load at start
     journal_budget_mb = 512
     ack_timeout_s = 5                      # resend from the hub's ack when it stalls this long
+    model_divergence_after_s = 5           # beyond `tolerance` this long while `expect` applies: alarm
     journal_key = "/var/lib/fieldpact/journal.ed25519"  # optional; default: beside the journal
     [modbus]  host = "192.0.2.10"  port = 502  timeout_s = 0.5
     [broker]  url = "mqtt://hub.local:1883"  username = "pump-station-7"  password_file = "/etc/…"
@@ -21,6 +22,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from contracts.model_divergence import DEFAULT_AFTER_S
 
 DEFAULT_MODBUS_TIMEOUT_S = 0.5
 """Loopback and LAN Modbus TCP answers within tens of ms; half a second is slow enough for a busy
@@ -67,6 +70,8 @@ class AgentConfig:
     telemetry_s: float = DEFAULT_TELEMETRY_S
     batch_max: int = DEFAULT_BATCH_MAX
     ack_timeout_s: float = DEFAULT_ACK_TIMEOUT_S
+    model_divergence_after_s: float = DEFAULT_AFTER_S
+    """contracts/model_divergence.py: how long a modelled input may stay beyond its tolerance."""
     journal_key: Path | None = None
     """The agent's Ed25519 journal key (made at first start); None: beside the journal."""
 
@@ -138,6 +143,7 @@ def from_mapping(m: dict[str, Any], base: Path, env: Mapping[str, str] | None = 
         telemetry_s=float(_get(m, "telemetry_s", (int, float), "", DEFAULT_TELEMETRY_S)),
         batch_max=_get(m, "batch_max", int, "", DEFAULT_BATCH_MAX),
         ack_timeout_s=_positive(m, "ack_timeout_s", DEFAULT_ACK_TIMEOUT_S),
+        model_divergence_after_s=_positive(m, "model_divergence_after_s", DEFAULT_AFTER_S),
         journal_key=_path(base, key) if (key := _get(m, "journal_key", str, "", None)) else None,
     )
 

@@ -33,6 +33,7 @@ from agent.cycle_items import cycle_items, keyframe_item, overrun_item
 from agent.segment import CHECKPOINT_NAME, ActiveContract, Segment, encode_checkpoint
 from agent.timing import Anchor, make_anchor, plan_next, sleep_until
 from contracts.engine import EngineState, StepResult
+from contracts.model_divergence import DEFAULT_AFTER_S
 from contracts.inputs import Command, Inputs, Reading
 from contracts.journal_events import (
     AgentEvent, BootBody, ContractBody, ContractChange, agent_event_body, item,
@@ -86,8 +87,10 @@ class ScanStats:
 class ScanLoop:
     def __init__(self, journal: AsyncJournal, link: DeviceLink, conn: Connectivity, *,
                  on_cycle: Callable[[CycleReport], None] | None = None,
-                 keyframe_ms: int = KEYFRAME_MS) -> None:
+                 keyframe_ms: int = KEYFRAME_MS,
+                 model_after_s: float = DEFAULT_AFTER_S) -> None:
         self.journal, self.link, self.conn = journal, link, conn
+        self.model_after_s = model_after_s  # contracts/model_divergence.py
         self.commands: deque[Command] = deque()
         self.pending: ActiveContract | None = None
         self.segment: Segment | None = None
@@ -125,7 +128,7 @@ class ScanLoop:
 
     async def _start_segment(self, active: ActiveContract, state: EngineState | None,
                              *, resumed: bool) -> None:
-        seg = Segment(active, state, self.link)
+        seg = Segment(active, state, self.link, model_after_s=self.model_after_s)
         anchor = make_anchor(active.contract.scan_period_ms)
         boot = BootBody(boot_id=uuid.uuid4().hex, t0_ms=anchor.wall_ms,
                         period_ms=anchor.period_ms, contract=active.contract.contract,
@@ -182,6 +185,7 @@ class ScanLoop:
         inputs = self._inputs(view)
         result = seg.engine.step(seg.state, inputs, now_ms)
         seg.note_trip(result)
+        items += seg.model_check(result.state, guarded, now_ms)
         items += cycle_items(now_ms, changes, inputs, result,
                              connectivity_changed=self._take_conn_change())
         if keyframe:

@@ -10,7 +10,7 @@ Rules of this module:
 - A report crosses the network (the agent answers the hub on `…/commission/report`), so
   `from_mapping` checks every field's type and bounds every count and text (invariant 10), with a
   ReportError naming the field; `to_mapping(from_mapping(m)) == m` for every report we write.
-- Request and reply are codec envelopes with a version (STYLE 3), checked on decode.
+- The hub's request and the agent's reply (the MQTT payloads) are in contracts/commission_wire.py.
 """
 from __future__ import annotations
 
@@ -19,21 +19,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Self
 
-from contracts.codec import decode_message, encode_message
 from contracts.errors import EncodingError
 from contracts.limits import MAX_EPOCH_MS, MAX_POINTS, MAX_VERSION, quote
 from contracts.types import Value
 
 REPORT_VERSION = 1
-MAX_REPORT_BYTES = 1 << 20
-"""MAX_POINTS points at ~300 B each fit in well under a megabyte."""
 MAX_TEXT = 300
 """Longest hint, error or name a report carries (a device's words are quoted, bounded)."""
 MAX_HINTS = 8
 MAX_ENDPOINTS = 64
 MAX_SECONDS = 60.0
 """A commissioning poll is a few seconds; a minute is the most a request may ask for."""
-MAX_REQUEST_ID = 64
 
 
 class ReportError(EncodingError):
@@ -117,7 +113,7 @@ class CommissionReport:
     @classmethod
     def from_mapping(cls, m: Any) -> Self:
         """Check and build. Raises ReportError naming the first bad field."""
-        r = _Reader(m, "report")
+        r = ReportReader(m, "report")
         if r.get("v", int) != REPORT_VERSION:
             raise r.bad("v", f"must be {REPORT_VERSION}")
         points = r.items("points", MAX_POINTS)
@@ -125,8 +121,8 @@ class CommissionReport:
         report = cls(contract=r.text("contract"), version=r.integer("version", 1, MAX_VERSION),
                      device=r.text("device"), started_ms=r.integer("started_ms", 0, MAX_EPOCH_MS),
                      seconds=r.number("seconds"),
-                     points=tuple(_point_of(_Reader(p, f"points[{i}]")) for i, p in enumerate(points)),
-                     endpoints=tuple(_endpoint_of(_Reader(e, f"endpoints[{i}]"))
+                     points=tuple(_point_of(ReportReader(p, f"points[{i}]")) for i, p in enumerate(points)),
+                     endpoints=tuple(_endpoint_of(ReportReader(e, f"endpoints[{i}]"))
                                      for i, e in enumerate(endpoints)))
         if r.get("ok", bool) != report.ok:
             raise r.bad("ok", "disagrees with the points' verdicts")
@@ -145,7 +141,7 @@ _POINT_KEYS = frozenset({"name", "endpoint", "where", "type", "direction", "unit
                          "good", "range", "motion", "readback", "verdict", "hints", "error"})
 
 
-def _point_of(r: _Reader) -> PointCheck:
+def _point_of(r: ReportReader) -> PointCheck:
     value = r.m.get("value")
     if value is not None and not isinstance(value, (bool, int, float)):
         raise r.bad("value", "must be a number, a bool or null")
@@ -165,7 +161,7 @@ def _point_of(r: _Reader) -> PointCheck:
     return check
 
 
-def _endpoint_of(r: _Reader) -> EndpointLatency:
+def _endpoint_of(r: ReportReader) -> EndpointLatency:
     e = EndpointLatency(endpoint=r.text("endpoint"), reads=r.integer("reads", 0, 1 << 31),
                         failed=r.integer("failed", 0, 1 << 31),
                         median_ms=r.opt_number("median_ms"), p99_ms=r.opt_number("p99_ms"))
@@ -173,13 +169,13 @@ def _endpoint_of(r: _Reader) -> EndpointLatency:
     return e
 
 
-def _bounded_text(r: _Reader, name: str, v: Any) -> str:
+def _bounded_text(r: ReportReader, name: str, v: Any) -> str:
     if not isinstance(v, str) or len(v) > MAX_TEXT:
         raise r.bad(name, f"must be text of at most {MAX_TEXT} characters")
     return v
 
 
-class _Reader:
+class ReportReader:
     """Typed, bounded field access to one mapping; errors name `where.field`."""
 
     def __init__(self, m: Any, where: str) -> None:
@@ -233,71 +229,3 @@ class _Reader:
         extra = sorted(str(k) for k in self.m if k not in known)
         if extra:
             raise ReportError(f"{self.where}.{extra[0][:40]}: is not a field of this record")
-
-
-# --------------------------------------------------------------------------------------------
-# The hub's request and the agent's reply (MQTT `…/commission` and `…/commission/report`)
-
-@dataclass(frozen=True, kw_only=True)
-class CommissionRequest:
-    """Hub to agent: poll every point for `seconds` (read-only) and answer with request `id`."""
-
-    KIND = "commission_request"
-    id: str
-    seconds: float
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.id, str) or not 0 < len(self.id) <= MAX_REQUEST_ID:
-            raise ReportError(f"commission_request.id: must be 1..{MAX_REQUEST_ID} characters, "
-                              f"got {quote(self.id)}")
-        ok = isinstance(self.seconds, (int, float)) and not isinstance(self.seconds, bool)
-        if not ok or not 0 < self.seconds <= MAX_SECONDS:
-            raise ReportError(f"commission_request.seconds: must be within 0..{MAX_SECONDS} s, "
-                              f"got {quote(self.seconds)}")
-
-    def to_bytes(self) -> bytes:
-        return encode_message(self.KIND, REPORT_VERSION, {"id": self.id, "seconds": self.seconds})
-
-    @classmethod
-    def from_bytes(cls, data: bytes) -> Self:
-        """Raises EncodingError (ReportError for a bad field)."""
-        body = decode_message(_bounded(data, 1024), cls.KIND, REPORT_VERSION)
-        r = _Reader(body, cls.KIND)
-        r.done({"id", "seconds"})
-        return cls(id=r.get("id", str), seconds=r.number("seconds"))
-
-
-@dataclass(frozen=True, kw_only=True)
-class CommissionReply:
-    """Agent to hub: the report for request `id`, or why there is none (`refused`)."""
-
-    KIND = "commission_reply"
-    id: str
-    report: CommissionReport | None = None
-    refused: str | None = None
-
-    def to_bytes(self) -> bytes:
-        report = self.report.to_mapping() if self.report is not None else None
-        return encode_message(self.KIND, REPORT_VERSION,
-                              {"id": self.id, "report": report, "refused": self.refused})
-
-    @classmethod
-    def from_bytes(cls, data: bytes) -> Self:
-        """Raises EncodingError (ReportError for a bad field)."""
-        body = decode_message(_bounded(data, MAX_REPORT_BYTES), cls.KIND, REPORT_VERSION)
-        r = _Reader(body, cls.KIND)
-        r.done({"id", "report", "refused"})
-        rid = r.get("id", str)
-        if not 0 < len(rid) <= MAX_REQUEST_ID:
-            raise r.bad("id", f"must be 1..{MAX_REQUEST_ID} characters")
-        report = None if body.get("report") is None else CommissionReport.from_mapping(body["report"])
-        refused = None if body.get("refused") is None else r.text("refused")
-        if (report is None) == (refused is None):
-            raise r.bad("report", "a reply carries a report or a refusal, exactly one")
-        return cls(id=rid, report=report, refused=refused)
-
-
-def _bounded(data: bytes, most: int) -> bytes:
-    if len(data) > most:
-        raise ReportError(f"commissioning message: {len(data)} bytes is larger than {most}")
-    return data

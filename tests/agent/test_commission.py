@@ -11,9 +11,8 @@ from hypothesis import strategies as st
 from agent.commission import Sample, analyse, check_point, orders
 from agent.commission_run import poll, word_request
 from agent.link import MemoryLink
-from contracts.commission_report import (
-    CommissionReply, CommissionReport, CommissionRequest, Motion, RangeCheck, ReportError, Verdict,
-)
+from contracts.commission_report import CommissionReport, Motion, RangeCheck, ReportError, Verdict
+from contracts.commission_wire import CommissionReply, CommissionRequest
 from contracts.loader import check_mapping
 from contracts.schema import DataType, Direction, Order, Point, Table
 from tests.agent.conftest import tank_document
