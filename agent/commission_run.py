@@ -63,9 +63,11 @@ async def read_sample(link: DeviceLink, p: Point, request: ReadRequest, now_ms: 
 async def poll(contract: Contract, link: DeviceLink, *, seconds: float = DEFAULT_SECONDS,
                interval_s: float = DEFAULT_INTERVAL_S,
                clock: Callable[[], float] = time.monotonic,
-               wall_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000) -> list[Sample]:
-    """Every point, every `interval_s`, for `seconds` (see the module docstring). Raises
-    ValueError for seconds outside 0..MAX_SECONDS or an interval below MIN_INTERVAL_S."""
+               wall_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
+               keep_going: Callable[[], bool] = lambda: True) -> list[Sample]:
+    """Every point, every `interval_s`, for `seconds` (see the module docstring); stops early,
+    before a round, when `keep_going()` is False. Raises ValueError for seconds outside
+    0..MAX_SECONDS or an interval below MIN_INTERVAL_S."""
     if not 0 < seconds <= MAX_SECONDS or interval_s < MIN_INTERVAL_S:
         raise ValueError(f"seconds must be within 0..{MAX_SECONDS} (got {seconds}) and interval_s "
                          f">= {MIN_INTERVAL_S} (got {interval_s})")
@@ -76,6 +78,8 @@ async def poll(contract: Contract, link: DeviceLink, *, seconds: float = DEFAULT
     k = 0
     while k == 0 or start + k * interval_s < deadline:
         await asyncio.sleep(max(0.0, start + k * interval_s - clock()))
+        if not keep_going():
+            return samples
         for p, request in requests:
             if k > 0 and clock() >= deadline:
                 return samples

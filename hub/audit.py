@@ -35,6 +35,7 @@ class AuditAction(enum.StrEnum):
     DEVICE_REGISTER = "device_register"  # an admin registered a device (hub/registry.py)
     DEVICE_REMOVE = "device_remove"
     KEY_ENROLL = "key_enroll"            # an admin enrolled a device's journal public key
+    COMMISSION = "commission"            # an operator asked an agent for a commissioning report
 
 
 class Outcome(enum.StrEnum):

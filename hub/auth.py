@@ -7,8 +7,8 @@ Rules:
 - Roles are ordered viewer < operator < admin. `required_role(method, path)` is a pure table
   lookup; `None` means public: /health, and GET/HEAD of the operator page (`/`, `/static/*`),
   which holds no data and asks for a token itself (its API calls are checked like any other).
-  Reads need viewer; changing a contract (submit, hold, abort, resume, reconcile) and
-  acknowledging an alarm need operator; anything under /api/admin (keys, config) and a device
+  Reads need viewer; changing a contract (submit, hold, abort, resume, reconcile),
+  acknowledging an alarm and asking an agent for a commissioning report need operator; anything under /api/admin (keys, config) and a device
   reset (`POST /api/devices/{id}/reset`) need admin. Unknown write routes default to admin, so a route added without a rule
   fails closed.
 - Missing or unknown token: 401 with `WWW-Authenticate: Bearer` (RFC 6750 section 3). Known token
@@ -88,6 +88,7 @@ PAGE_PREFIX = "/static/"
 GET/HEAD, and everything under PAGE_PREFIX is routed to StaticFiles, which serves nothing else."""
 _OPERATOR_ACTIONS = ("/reconcile", "/hold", "/abort", "/resume")
 _ALARM_ACK = ("/api/alarms/", "/ack")
+_COMMISSION = ("/api/devices/", "/commissioning")
 
 
 def required_role(method: str, path: str) -> ApiRole | None:
@@ -104,6 +105,9 @@ def required_role(method: str, path: str) -> ApiRole | None:
         if path.rstrip("/") == "/api/contracts" or path.endswith(_OPERATOR_ACTIONS):
             return ApiRole.OPERATOR
     if method == "POST" and path.startswith(_ALARM_ACK[0]) and path.endswith(_ALARM_ACK[1]):
+        return ApiRole.OPERATOR
+    if method == "POST" and path.startswith(_COMMISSION[0]) and path.endswith(_COMMISSION[1]) \
+            and path.count("/") == 4:
         return ApiRole.OPERATOR
     return ApiRole.ADMIN
 

@@ -32,6 +32,8 @@ their reason. Example:
     max_retries = 5
     [policies.trip]                  # a latched safety trip; default hold (operator resumes)
     action = "hold"
+    [policies.model]                 # model_divergence (live): default hold; abort = safe_state
+    action = "hold"
 """
 from __future__ import annotations
 
@@ -72,6 +74,8 @@ class FailureCategory(enum.StrEnum):
     CONFIG = "config"      # the contract itself is wrong for the device (refused, bad points)
     TRIP = "trip"          # a safety latch: guard trip (stale, frozen, range, bad quality, adapter
                            # fault, second writer), autonomy or engine error put outputs in safe_state
+    MODEL = "model"        # live: the process does not follow the contract's `expect` model while
+                           # a write is commanded (a mistyped register, a stuck valve: model_divergence)
 
 
 class PolicyAction(enum.StrEnum):
@@ -100,6 +104,9 @@ DEFAULT_POLICIES: Mapping[FailureCategory, Policy] = MappingProxyType({
     # Automation never undoes a safety latch (DESIGN invariant 9): a re-issued contract would clear
     # it, so after a trip the contract stays latched until an operator resumes it.
     FailureCategory.TRIP: Policy(action=PolicyAction.HOLD, max_retries=0),
+    # Connected is not correct: the agent may be writing a register that is not the one the
+    # contract means. Stop advancing steps and let an operator look (`abort` puts outputs safe).
+    FailureCategory.MODEL: Policy(action=PolicyAction.HOLD, max_retries=0),
 })
 
 DEFAULT_BACKOFF_S = 30.0

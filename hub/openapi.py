@@ -23,6 +23,7 @@ from starlette.routing import Route
 
 from contracts.loader import load_contract
 from contracts.schema_serialize import to_mapping
+from contracts.commission_report import MAX_SECONDS
 from hub.alarms import AlarmKind
 from hub.auth import required_role
 from hub.states import ContractStatus, DeviceState
@@ -60,6 +61,7 @@ _SUCCESS: Mapping[str, tuple[str, str]] = {
     "reconcile_contract": ("202", "request recorded"),
     "resume_contract": ("202", "RESUME sent; the agent decides (see the journal and alarms)"),
     "register_device": ("201", "registered"),
+    "request_commissioning": ("202", "request published; GET shows the agent's answer"),
 }
 
 _ALSO: Mapping[str, tuple[tuple[str, str], ...]] = {
@@ -88,6 +90,7 @@ _ERRORS_BY_ENDPOINT: Mapping[str, tuple[str, ...]] = {
     "ack_alarm": ("400",),                     # an alarm id that is not an integer
     "register_device": ("409", "422"), "remove_device": ("409",),
     "enroll_journal_key": ("409", "422"),
+    "request_commissioning": ("503",),
 }
 
 _ERROR_SCHEMA = {
@@ -107,7 +110,7 @@ _REASON_BODY = {"required": False, "content": {"application/json": {"schema": {
     "type": "object", "properties": {"reason": {"type": "string"}}}}}}
 _BODY_ENDPOINTS = frozenset({"submit_contract", "hold_contract", "abort_contract",
                             "resume_contract", "reset_device", "register_device",
-                            "enroll_journal_key"})
+                            "enroll_journal_key", "request_commissioning"})
 _EXAMPLE = Path(__file__).parents[1] / "contracts" / "examples" / "tank-fill.yaml"
 
 
@@ -141,6 +144,10 @@ def _bodies() -> Mapping[str, Mapping[str, Any]]:
         "enroll_journal_key": {"required": True, "content": {"application/json": {"schema": {
             "type": "object", "required": ["journal_key"],
             "properties": {"journal_key": _JOURNAL_KEY}}}}},
+        "request_commissioning": {"required": False, "content": {"application/json": {"schema": {
+            "type": "object", "additionalProperties": False, "properties": {"seconds": {
+                "type": "number", "exclusiveMinimum": 0, "maximum": MAX_SECONDS,
+                "description": "how long the agent polls (default 3)"}}}}}},
     }
 
 

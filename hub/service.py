@@ -51,11 +51,14 @@ Clock = Callable[[], EpochMs]
 
 
 class Publisher(Protocol):
-    """Where the hub sends things to agents (MQTT `…/contract` and `…/cmd` in production)."""
+    """Where the hub sends things to agents (MQTT `…/contract`, `…/cmd` and `…/commission` in
+    production)."""
 
     async def push_contract(self, site: str, device: str, signed: bytes) -> None: ...
 
     async def send_command(self, site: str, device: str, command: Command) -> None: ...
+
+    async def request_commissioning(self, site: str, device: str, payload: bytes) -> None: ...
 
 
 @dataclass
@@ -65,6 +68,7 @@ class MemoryPublisher:
 
     contracts: list[tuple[str, str, bytes]] = field(default_factory=list)
     commands: list[tuple[str, str, Command]] = field(default_factory=list)
+    commissioning: list[tuple[str, str, bytes]] = field(default_factory=list)
     fail: bool = False
 
     async def push_contract(self, site: str, device: str, signed: bytes) -> None:
@@ -76,6 +80,11 @@ class MemoryPublisher:
         if self.fail:
             raise ConnectionError("publisher is down")
         self.commands.append((site, device, command))
+
+    async def request_commissioning(self, site: str, device: str, payload: bytes) -> None:
+        if self.fail:
+            raise ConnectionError("publisher is down")
+        self.commissioning.append((site, device, payload))
 
 
 class RequestRefused(Exception):

@@ -49,6 +49,7 @@ from typing import Any
 from contracts.chain import Entry, EntryKind, encode_body
 from contracts.errors import EncodingError
 from contracts.inputs import Command
+from contracts.journal_events import AgentEvent
 from contracts.schema import Contract
 from contracts.schema_parse import parse_contract
 from contracts.topics import HUB_PROBE, HUB_STATUS, Channel, TopicParts, hub_filters, parse, topic
@@ -57,6 +58,7 @@ from contracts.wire import (Ack, Birth, CommandMessage, ContractResult, HubBirth
 from contracts.types import EpochMs
 from transport.mqtt import LinkDown, MqttLink, Probe, Will
 from hub.alarms import AlarmKind, detail_of, journal_alarm, telemetry_changes
+from hub.commissioning import take_reply
 from hub.audit import AuditAction, AuditEntry, Outcome, log_entry
 from hub.claims import (
     UNKNOWN_DEVICE, Verdict, batch_claim, birth_claim, contract_claim, may_change_contracts, quote,
@@ -141,6 +143,9 @@ class MqttPublisher:
     async def send_command(self, site: str, device: str, command: Command) -> None:
         await self._publish(topic(site, device, Channel.CMD),
                             CommandMessage(command=command).to_bytes())
+
+    async def request_commissioning(self, site: str, device: str, payload: bytes) -> None:
+        await self._publish(topic(site, device, Channel.COMMISSION), payload)
 
     async def _publish(self, name: str, payload: bytes) -> None:
         link, loop = self._target
@@ -322,7 +327,8 @@ class HubSync:
             return
         handler = {Channel.STATUS: self._on_status, Channel.JOURNAL: self._on_journal,
                    Channel.TELEMETRY: self._on_telemetry,
-                   Channel.CONTRACT_RESULT: self._on_result}.get(parts.channel)
+                   Channel.CONTRACT_RESULT: self._on_result,
+                   Channel.COMMISSION_REPORT: self._on_commission_report}.get(parts.channel)
         if handler is None:
             return
         if self.store.in_batch:
@@ -574,6 +580,8 @@ class HubSync:
                                      f"contract failed: {e.body.get('reason') or e.body.get('step')}")
             elif latches(e):
                 await self._on_trip(device, e, plan=state is DeviceState.LIVE)
+            elif event == AgentEvent.MODEL_DIVERGENCE and state is DeviceState.LIVE:
+                await self._on_model_divergence(device, e)
             elif event == "resumed":
                 self._on_resumed(device, e)
             elif resume_refusal(e):
@@ -596,6 +604,14 @@ class HubSync:
         self._contract_event(cid, ContractEvent.TRIP, f"trip: {cause}")
         if plan:
             await self._plan(cid, FailureCategory.TRIP, f"guard trip: {cause}")
+
+    async def _on_model_divergence(self, device: str, e: Entry) -> None:
+        """The process does not follow the contract's model: the `model` policy decides
+        (default hold); the alarm was raised from the same entry (hub/alarms.py)."""
+        cid = self._current_cid(device)
+        if cid is not None:
+            await self._plan(cid, FailureCategory.MODEL,
+                             f"model_divergence: {detail_of(AgentEvent.MODEL_DIVERGENCE, e.body)}")
 
     def _on_resumed(self, device: str, e: Entry) -> None:
         cid = self._current_cid(device)
@@ -747,6 +763,10 @@ class HubSync:
             record = self.store.contracts.get(cid)
             await self.offline.apply_policy(parse_contract(record.document), record,
                                             FailureCategory.CONFIG, f"refused: {r.refusal}", None)
+
+    async def _on_commission_report(self, parts: TopicParts, payload: bytes) -> None:
+        if self._admitted(parts):
+            take_reply(self.store, parts.device, payload, self.clock())
 
     # -- background -----------------------------------------------------------------------
     async def _ticker(self) -> None:
