@@ -25,22 +25,25 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     pubkey.set_defaults(func=_pubkey)
 
 
+def _load(args: argparse.Namespace) -> agent_config.AgentConfig | None:
+    """The config, or None after printing its error (the file, key and variable it names)."""
+    try:
+        return agent_config.load(args.config)
+    except agent_config.ConfigError as exc:
+        print(f"config error: {exc}", file=sys.stderr)
+        return None
+
+
 def _run(args: argparse.Namespace) -> int:
     configure_logging(args.log_level)
-    try:
-        cfg = agent_config.load(args.config)
-    except (agent_config.ConfigError, OSError) as exc:
-        print(f"config error: {exc}", file=sys.stderr)
+    if (cfg := _load(args)) is None:
         return 2
     from agent.process import run_forever
     return run_forever(cfg)
 
 
 def _key_path(args: argparse.Namespace) -> Path | None:
-    try:
-        cfg = agent_config.load(args.config)
-    except (agent_config.ConfigError, OSError) as exc:
-        print(f"config error: {exc}", file=sys.stderr)
+    if (cfg := _load(args)) is None:
         return None
     from agent.journal_signing import default_key_path
     return cfg.journal_key or default_key_path(cfg.journal)

@@ -28,8 +28,8 @@ from runtime.files import private_dir
 from hub.app import HubRuntime
 from hub.auth import AuthConfig, ApiRole, Token, hash_token
 from hub.acl.passwords import hash_password
-from hub.config import (DEFAULT_POLICIES, BrokerConfig, DeviceCredential, FailureCategory,
-                         HubConfig, Policy, RetryConfig)
+from hub.config import BrokerConfig, DeviceCredential, HubConfig
+from hub.policy import DEFAULT_POLICIES, FailureCategory, Policy, RetryConfig
 from hub.states import DeviceState
 from simulators.netcut import NetCut
 from simulators.server import SimDevice

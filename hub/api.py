@@ -148,7 +148,7 @@ def create_app(service: HubService, auth_config: AuthConfig, *,
                silence_timeout_ms: int = DEFAULT_SILENCE_MS) -> Starlette:
     """The hub's ASGI app: its own metrics registry; auth on every route but /health and the
     operator page (`/`, `/static/*`)."""
-    hub_metrics = HubMetrics(service.store)
+    hub_metrics = HubMetrics(service.store, lambda: service.remote_errors)
     app = Starlette(
         routes=[*ROUTES, *page_routes()],
         middleware=[Middleware(LatencyMiddleware, metrics=hub_metrics),

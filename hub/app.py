@@ -134,6 +134,7 @@ class HubRuntime:
                 sync = HubSync(store, offline, link, silence_timeout_ms=self.cfg.silence_timeout_ms,
                                clock=self.clock, registry=self.registry)
                 self.service.live = sync.live  # the API reads it (dict reads, never writes)
+                self.service.remote_errors = sync.remote_errors  # the API's metrics read it
                 publisher.before_publish = sync.commit_now
                 self.sync, self.mqtt_url = sync, url
                 try:

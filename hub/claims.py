@@ -13,7 +13,7 @@ changes anything:
 - a device in FAULT (its chain broke) changes no contract state, whatever it says.
 A refused message changes nothing; the handler logs it (bounded) and raises the verdict's alarm.
 Each check is a function of the message and the hub's records: tested alone (tests/hub/
-test_claims.py), called by one line in hub/sync.py.
+test_claims.py), called by one line in hub/sync/ (presence.py, journal.py).
 """
 from __future__ import annotations
 

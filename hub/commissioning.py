@@ -5,7 +5,7 @@ Rules:
   contracts.commission_report.MAX_SECONDS) records a request with a fresh id and publishes it on
   the device's `…/commission` topic: 202 with the request; 503 if it could not be published (the
   row then shows `unsent`). Audited either way.
-- The agent answers on `…/commission/report` (hub/sync.py hands the payload here). The answer
+- The agent answers on `…/commission/report` (hub/sync/ decodes it and hands the reply here). The answer
   must name an open request of that same device (the topic's identity, invariant 10); the first
   answer counts, any other is ignored and logged. A report naming another device is refused.
 - The wait is bounded: a request not answered within its `seconds` + ANSWER_MARGIN_S shows as
@@ -60,11 +60,10 @@ async def request_report(svc: HubService, device_id: str, seconds: float, actor:
     return rec
 
 
-def take_reply(store: HubStore, device: str, payload: bytes, now_ms: EpochMs) -> bool:
-    """Store an agent's answer from `…/commission/report` of `device`; False if it answers no open
-    request of that device or its report names another device. Raises EncodingError (ReportError)
-    for a payload that is not a reply."""
-    reply = CommissionReply.from_bytes(payload)
+def take_reply(store: HubStore, device: str, reply: CommissionReply, now_ms: EpochMs) -> bool:
+    """Store an agent's answer from `…/commission/report` of `device` (decoded and bounded by
+    hub/sync/messages.py); False if it answers no open request of that device or its report names
+    another device."""
     report = reply.report
     if report is not None and report.device != device:
         log.warning("commission_report_refused device=%s names=%s", device, quote(report.device))

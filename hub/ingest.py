@@ -24,7 +24,9 @@ import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from contracts.chain import GENESIS, ChainBreak, Entry, verify_chain, verify_run
+from contracts.chain import GENESIS, ChainBreak, Entry, encode_body, verify_chain, verify_run
+from contracts.journal_events import HubGapBody, encode
+from hub.store import JournalRow
 
 MAX_PENDING_GAPS = 10_000
 """Declared gaps held per device ahead of the cursor; a batch declares at most one per entry."""
@@ -252,3 +254,12 @@ def _is_power_of_ten(n: int) -> bool:
     while n >= 10 and n % 10 == 0:
         n //= 10
     return n == 1
+
+
+def gap_row(device: str, g: Gap) -> JournalRow:
+    """A gap kept in the hub's journal at its first seq, so a reader sees the hole rather than a
+    silent jump. Its hashes link the rows around it (`before` → `after`); it is the hub's record,
+    not an agent entry, and says so."""
+    body = HubGapBody(missing_from=g.from_seq, missing_to=g.to_seq, reason=g.reason)
+    return JournalRow(device=device, seq=g.from_seq, ts_ms=g.ts_ms, kind=body.KIND.value,
+                      body=encode_body(encode(body)), prev_hash=g.before, hash=g.after)

@@ -23,7 +23,7 @@ from dataclasses import dataclass, replace
 
 from contracts.schema import Contract
 from contracts.types import EpochMs, Value
-from hub.config import RetryConfig
+from hub.policy import RetryConfig
 
 
 @dataclass(frozen=True, kw_only=True)

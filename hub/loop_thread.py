@@ -11,7 +11,7 @@ Rules:
   `main` fails first, or does not get ready within the timeout, `start` raises (and stops it).
 - The objects `main` creates belong to that loop and thread (its own SQLite connection among
   them); other threads reach them only through `asyncio.run_coroutine_threadsafe` with a bounded
-  wait (hub/sync.py MqttPublisher).
+  wait (hub/sync/outbound.py MqttPublisher).
 - A failure after start is logged at once and kept in `error`; `stop()` re-raises it.
 - `stop()` cancels `main` and waits a bounded time. Python 3.11's `wait_for` can swallow a
   cancellation (transport/cancel.py), so the cancel is repeated until the thread ends. The thread is
@@ -25,6 +25,8 @@ import logging
 import threading
 from collections.abc import Awaitable, Callable
 
+from hub.errors import HubError
+
 log = logging.getLogger("fieldpact.hub.loop_thread")
 
 Main = Callable[[Callable[[], None]], Awaitable[None]]
@@ -35,7 +37,7 @@ embedded broker closing 1,000 sessions takes seconds on a loaded host), which a 
 cancellation would interrupt, short enough that a swallowed one is not waited out for long."""
 
 
-class LoopThreadError(RuntimeError):
+class LoopThreadError(HubError, RuntimeError):
     """The thread's loop did not start or stop in time."""
 
 

@@ -8,7 +8,7 @@ path: device ids in paths would make the label set unbounded).
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
@@ -17,6 +17,7 @@ from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hub.alarms import AlarmKind
+from hub.errors import RemoteErrorCounts
 from hub.states import ContractStatus, DeviceState
 from hub.store import HubStore
 
@@ -62,12 +63,33 @@ class StoreCollector(Collector):
         return alarms
 
 
-class HubMetrics:
-    """One app's registry: the store collector plus the API latency histogram."""
+class RemoteErrorCollector(Collector):
+    """Devices' messages the sync side could not apply (out of order, unreadable, unknown
+    record: hub/errors.py RemoteProtocolError), by fault; read through `counts()` at each scrape
+    because the MQTT side hands its counter over once it runs."""
 
-    def __init__(self, store: HubStore) -> None:
+    def __init__(self, counts: Callable[[], RemoteErrorCounts]) -> None:
+        self.counts = counts
+
+    def collect(self) -> Iterator[Metric]:
+        family = CounterMetricFamily("fieldpact_hub_remote_protocol_errors",
+                                     "Device messages out of order or unreadable, by fault",
+                                     labels=["fault"])
+        for fault, n in self.counts().snapshot().items():
+            family.add_metric([fault], n)
+        yield family
+
+
+class HubMetrics:
+    """One app's registry: the store collector plus the API latency histogram, and the sync
+    side's remote protocol errors when `remote_errors` is given."""
+
+    def __init__(self, store: HubStore,
+                 remote_errors: Callable[[], RemoteErrorCounts] | None = None) -> None:
         self.registry = CollectorRegistry()
         self.registry.register(StoreCollector(store))
+        if remote_errors is not None:
+            self.registry.register(RemoteErrorCollector(remote_errors))
         self.api_latency = Histogram(
             "fieldpact_hub_api_request_seconds", "HTTP API request latency",
             labelnames=["method", "endpoint", "status"], buckets=LATENCY_BUCKETS_S,

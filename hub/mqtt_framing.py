@@ -2,8 +2,10 @@
 so that an oversize packet is refused from its header, before anything buffers its body."""
 from __future__ import annotations
 
+from hub.errors import HubError
 
-class PacketTooLarge(Exception):
+
+class PacketTooLarge(HubError):
     """A client declared an MQTT packet larger than the broker accepts."""
 
 

@@ -26,7 +26,7 @@ from contracts.schema_parse import parse_contract
 from contracts.types import EpochMs, Value
 from hub.audit import AuditAction, AuditEntry, Outcome
 from hub.alarms import AlarmKind
-from hub.config import FailureCategory, Policy, PolicyAction, RetryConfig
+from hub.policy import FailureCategory, Policy, PolicyAction, RetryConfig
 from hub.lineage import after_retry, source_version
 from hub.planner import Decision, decide
 from hub.reconcile import (Actual, Report, actual_from_entries, fold_entries, reconcile,

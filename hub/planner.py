@@ -24,7 +24,7 @@ from typing import Any
 from contracts.schema import Contract
 from contracts.schema_serialize import format_time, to_mapping
 from contracts.types import EpochMs
-from hub.config import FailureCategory, Policy, PolicyAction, RetryConfig
+from hub.policy import FailureCategory, Policy, PolicyAction, RetryConfig
 from hub.lineage import Budget, wait_reason
 
 

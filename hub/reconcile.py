@@ -31,7 +31,7 @@ from contracts.journal_events import (
 from contracts.projection import Projection
 from contracts.schema import Contract
 from contracts.types import EpochMs, Value
-from hub.config import FailureCategory as Category
+from hub.policy import FailureCategory as Category
 
 
 _TRIP_CATEGORY = {

@@ -15,6 +15,8 @@ Rules:
 """
 from __future__ import annotations
 
+from hub.errors import HubError
+
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 
@@ -31,7 +33,7 @@ MAX_UNKNOWN_TRACKED = 1024
 (one compromised broker login could otherwise invent names without end)."""
 
 
-class RegistryRefused(Exception):
+class RegistryRefused(HubError):
     """An admin request the registry will not carry out; `field` names what is wrong."""
 
     def __init__(self, field_name: str, reason: str, *, conflict: bool = False) -> None:

@@ -35,6 +35,8 @@ from contracts.types import EpochMs
 from hub.audit import AuditAction, AuditEntry, Outcome, log_entry
 from hub.alarms import DEVICE_RESET_CLEARS
 from hub.claims import UNKNOWN_DEVICE
+from hub.errors import HubError, RemoteErrorCounts
+from hub.live import LiveValues
 from hub.registry import DeviceRegistry
 from hub.states import ContractEvent, ContractStatus, DeviceEvent, IllegalTransition, transition
 from hub.store import (Alarm, ContractRecord, DeviceRecord, Duplicate, HubStore, ReconcileRequest,
@@ -87,7 +89,7 @@ class MemoryPublisher:
         self.commissioning.append((site, device, payload))
 
 
-class RequestRefused(Exception):
+class RequestRefused(HubError):
     """An operator request the hub will not carry out. `status` is the HTTP status to answer with;
     `issues` say where and why (path + reason)."""
 
@@ -174,8 +176,10 @@ class HubService:
         self._admission = asyncio.Lock()
         self.mqtt_failure: str | None = None
         """Why the hub's MQTT side stopped, once it has (hub/app.py sets it; /health reports it)."""
-        self.live: Mapping[str, Mapping[str, Any]] = {}
-        """The sync side's latest telemetry per device (hub/sync.py sets it; read-only here)."""
+        self.live: Mapping[str, LiveValues] = {}
+        """The sync side's latest telemetry per device (hub/sync sets it; read-only here)."""
+        self.remote_errors = RemoteErrorCounts()
+        """The sync side's count of devices' out-of-order messages (hub/sync sets it; metrics)."""
         self.registry = registry or DeviceRegistry(store)
 
     def _audit(self, actor: str, action: AuditAction, outcome: Outcome, *,

@@ -21,6 +21,7 @@ from contracts import codec
 from contracts.engine_state import Mode
 from contracts.errors import EncodingError
 from hub.config import DEFAULT_SILENCE_TIMEOUT_S
+from hub.live import LiveValues, is_projection
 from hub.states import ContractStatus, DeviceState
 from hub.store import ContractRecord, DeviceRecord, JournalRow, ReconciliationRecord
 
@@ -38,20 +39,13 @@ def plain(v: Any) -> Any:
     return v
 
 
-LIVE_FIELDS = ("ts_ms", "received_ms", "values", "commanded", "read_ms", "mode", "step", "safe",
-               "trip")
-"""What the API shows of a live device: the device's truth (read-back), the engine's commands
-beside it, when each value was read, and the engine's mode and trip."""
-
-
-def with_live(d: DeviceRecord, live: Mapping[str, Mapping[str, Any]]) -> DeviceRecord:
+def with_live(d: DeviceRecord, live: Mapping[str, LiveValues]) -> DeviceRecord:
     """`d` with the sync side's in-memory live values, which are fresher than the stored ones
     (flushed every couple of seconds). A projection (outage not yet reconciled) is kept."""
     entry = live.get(d.id)
-    stored = d.projection if isinstance(d.projection, Mapping) else None
-    if entry is None or (stored is not None and stored.get("source") == "projection"):
+    if entry is None or is_projection(d.projection):
         return d
-    return replace(d, projection={"source": "live", **{k: entry.get(k) for k in LIVE_FIELDS}})
+    return replace(d, projection=entry.shown())
 
 
 def _age(now: int, ts: Any) -> int | None:

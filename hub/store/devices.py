@@ -106,7 +106,7 @@ class DeviceRepository(MachineRepository[DeviceEvent]):
     def _decoded(self, names: list[str], row: tuple[Any, ...]) -> DeviceRecord:
         """The record for a raw row, decoded once per distinct row content (one cached row per
         device id, the first column). Records are frozen, and readers copy `projection` before
-        changing it (hub/sync.py)."""
+        changing it (hub/sync/)."""
         cached = self._records.get(row[0])
         if cached is not None and cached[0] == row:
             return cached[1]

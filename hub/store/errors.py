@@ -6,10 +6,12 @@
 """
 from __future__ import annotations
 
+from hub.errors import HubError
+
 from contracts.limits import quote
 
 
-class StoreError(Exception):
+class StoreError(HubError):
     """The database cannot be used: unreadable, or written by a newer schema."""
 
 

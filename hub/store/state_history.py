@@ -2,10 +2,9 @@
 status moves in the database.
 
 Rules:
-- Every change goes through `hub.states.transition()` and is written together with its history
-  row in ONE transaction. Self-loops write nothing.
-- A retried event (the same event that produced the current state, now illegal from it) is a
-  no-op, so callers may retry after a crash (`is_retry`).
+- Every change goes through `hub.states.next_state()` and is written together with its history
+  row in ONE transaction. Self-loops and retried events write nothing: the rules are
+  hub/states.py's; the store gives it the last persisted transition when it asks.
 """
 from __future__ import annotations
 
@@ -15,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from contracts.types import EpochMs
-from hub.states import ContractStatus, DeviceState, IllegalTransition, transition
+from hub.states import ContractStatus, DeviceState, next_state
 from hub.store.errors import NotFound
 from hub.store.records import Changed, TransitionRecord
 from hub.store.transactions import Connection
@@ -44,12 +43,6 @@ CONTRACTS = Machine(kind="contract", table="contracts", state_column="status",
                     parse=ContractStatus)
 
 
-def is_retry(current: enum.StrEnum, event: enum.StrEnum, last: dict[str, Any] | None) -> bool:
-    """Whether `event`, illegal from `current`, is a retry of the last applied one (`last`: its
-    history row's "to" and "event"), which already took effect."""
-    return last is not None and last["event"] == event.value and last["to"] == current.value
-
-
 class StateHistory:
     """The current state and the history of one machine's subjects."""
 
@@ -63,16 +56,11 @@ class StateHistory:
         Raises NotFound, or IllegalTransition unless this is a retry of the last applied event."""
         with self._conn.tx():
             current = self.current(key)
-            try:
-                target = transition(current, event)
-            except IllegalTransition:
-                if is_retry(current, event, self._last(key)):
-                    return Changed(before=current, after=current, written=False)
-                raise
-            if target is not current:
-                self._set(key, target, ts_ms, reason)
-                self.record(key, current, target, event.value, ts_ms, reason)
-        return Changed(before=current, after=target, written=target is not current)
+            step = next_state(current, event, lambda: self._last(key))
+            if step.written:
+                self._set(key, step.after, ts_ms, reason)
+                self.record(key, current, step.after, event.value, ts_ms, reason)
+        return Changed(before=current, after=step.after, written=step.written)
 
     def current(self, key: str) -> Any:
         """The subject's state. Raises NotFound."""
@@ -101,10 +89,12 @@ class StateHistory:
                                  event=r["event"], ts_ms=r["ts_ms"], reason=r["reason"])
                 for r in rows]
 
-    def _last(self, key: str) -> dict[str, Any] | None:
+    def _last(self, key: str) -> tuple[str, str] | None:
+        """The (event, to) of the subject's last history row."""
         m = self._machine
-        return self._conn.one(f'SELECT "to", event FROM {m.history} WHERE {m.subject_column} = ? '
-                              "ORDER BY id DESC LIMIT 1", [key])
+        row = self._conn.one(f'SELECT "to", event FROM {m.history} WHERE {m.subject_column} = ? '
+                             "ORDER BY id DESC LIMIT 1", [key])
+        return (row["event"], row["to"]) if row else None
 
     def _set(self, key: str, target: enum.StrEnum, ts_ms: EpochMs, reason: str | None) -> None:
         m = self._machine

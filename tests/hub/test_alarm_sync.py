@@ -4,6 +4,7 @@ and a device reset out of FAULT after a broken chain."""
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ from contracts.chain import GENESIS, Entry, EntryKind, make_entry
 from contracts.topics import Channel
 from hub.alarms import AlarmKind
 from hub.app import HubRuntime
+from hub.live import LiveValues
 from hub.states import DeviceState
 from tests.hub.sync_helpers import (batch, birth, born_device, chain, hub_config, publish,
                                     running_hub, tampered, wait_ack)
@@ -96,14 +98,15 @@ def test_telemetry_safe_and_trip_fields_raise_once_and_clear_when_the_device_run
         sync = HubSync(hub.store, hub.offline, MqttLink("mqtt://127.0.0.1:9", client_id="x"),
                        silence_timeout_ms=30_000)
         hub.store.devices.ensure("d1", "s1", 0)
-        tripped = {"safe": "unconfirmed", "trip": "stale:level", "mode": "safe"}
+        tripped = LiveValues(ts_ms=1, received_ms=1, safe="unconfirmed", trip="stale:level",
+                             mode="safe")
         for before in (None, tripped, tripped):  # three messages, one trip
             sync._telemetry_alarms("d1", before, tripped)
         both = {a.kind: a.count for a in hub.store.alarms.find(device="d1")}
-        sync._telemetry_alarms("d1", tripped, {**tripped, "safe": "confirmed"})
+        sync._telemetry_alarms("d1", tripped, replace(tripped, safe="confirmed"))
         confirmed = _kinds(hub)
-        sync._telemetry_alarms("d1", {**tripped, "safe": "confirmed"},
-                               {"safe": None, "trip": None, "mode": "running"})
+        sync._telemetry_alarms("d1", replace(tripped, safe="confirmed"),
+                               replace(tripped, safe=None, trip=None, mode="running"))
         running = _kinds(hub)
     finally:
         hub.close()

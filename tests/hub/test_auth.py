@@ -6,10 +6,8 @@ from pathlib import Path
 import pytest
 
 from hub.auth import ApiRole, Token, authenticate, bearer_token, hash_token, required_role
-from hub.config import (
-    DEFAULT_POLICIES, BrokerMode, ConfigError, FailureCategory, PolicyAction, load_config,
-    parse_config,
-)
+from hub.config import BrokerMode, ConfigError, load_config, parse_config
+from hub.policy import DEFAULT_POLICIES, FailureCategory, PolicyAction
 
 TOKENS = (Token(name="eve", sha256=hash_token("v"), role=ApiRole.VIEWER),
           Token(name="olga", sha256=hash_token("o"), role=ApiRole.OPERATOR),

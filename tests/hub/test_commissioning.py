@@ -9,7 +9,8 @@ from contracts.commission_wire import CommissionReply
 from contracts.errors import EncodingError
 from contracts.loader import check_mapping
 from hub.acl.policy import Action, BrokerRole, UserSpec, allowed
-from hub.commissioning import ANSWER_MARGIN_S, state, take_reply
+from hub.commissioning import ANSWER_MARGIN_S, state
+from hub.commissioning import take_reply as take
 from hub.store import HubStore
 from hub.store.commissioning import KEEP_PER_DEVICE, CommissioningRecord
 from tests.agent.conftest import tank_document
@@ -22,6 +23,10 @@ T = START_MS
 def _report(device: str = "d1") -> CommissionReport:
     from agent.commission import analyse
     return analyse(check_mapping(tank_document(device=device)), [], started_ms=T, seconds=3)
+
+
+def take_reply(store: HubStore, device: str, payload: bytes, now_ms: int) -> bool:
+    return take(store, device, CommissionReply.from_bytes(payload), now_ms)
 
 
 def _request(store: HubStore, rid: str = "r1", device: str = "d1", at: int = T) -> None:
@@ -66,9 +71,9 @@ def test_only_the_newest_requests_of_a_device_are_kept(store: HubStore) -> None:
 
 
 @pytest.mark.parametrize("payload", [b"", b"\xa0", CommissionReply(id="r", refused="x").to_bytes()[:-3]])
-def test_a_payload_that_is_not_a_reply_is_refused(store: HubStore, payload: bytes) -> None:
+def test_a_payload_that_is_not_a_reply_is_refused(payload: bytes) -> None:
     with pytest.raises(EncodingError):
-        take_reply(store, "d1", payload, T)
+        CommissionReply.from_bytes(payload)
 
 
 def test_a_reply_carries_a_report_or_a_refusal_exactly_one() -> None:

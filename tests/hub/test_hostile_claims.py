@@ -24,6 +24,8 @@ from agent.journal import SqliteJournal
 from agent.journal_signing import JournalSigner
 from contracts.chain import Entry, EntryKind, make_entry
 from contracts.codec import canonical_dumps
+from contracts.engine_state import EngineState, Mode
+from contracts.journal_events import BootBody, encode
 from contracts.journal_sig import public_key_text
 from contracts.topics import Channel
 from contracts.wire import ContractResult, JournalBatch, Telemetry
@@ -138,8 +140,9 @@ async def test_a_journal_boot_naming_another_devices_contract_lets_no_later_entr
         assert hub.broker is not None and hub.sync is not None
         victim = await _submitted(hub, "d2", "fill-d2")
         entries = chain(1)
-        boot = make_entry(entries[-1].hash, 2, entries[-1].ts_ms + 100, EntryKind.BOOT,
-                          {"boot_id": "c" * 32, "contract": "fill-d2", "version": 3})
+        boot = make_entry(entries[-1].hash, 2, entries[-1].ts_ms + 100, EntryKind.BOOT, encode(
+            BootBody(boot_id="c" * 32, t0_ms=entries[-1].ts_ms, period_ms=100, contract="fill-d2",
+                     version=3, hash="h", state=EngineState(mode=Mode.RUNNING), resumed=False)))
         failed = make_entry(boot.hash, 3, boot.ts_ms + 100, EntryKind.STEP,
                             {"event": "failed", "step": "fill", "reason": "forged"})
         async with device_client("127.0.0.1", hub.broker.port, "d1") as dev:

@@ -10,10 +10,10 @@ from hypothesis import strategies as st
 
 from contracts.loader import load_contract
 from contracts.schema import Contract
-from hub.config import (DEFAULT_POLICIES, ConfigError, FailureCategory, Policy, PolicyAction,
-                        RetryConfig, parse_config)
+from hub.config import ConfigError, parse_config
 from hub.lineage import Budget, after_retry, backoff_ms, inputs_healthy, source_version
 from hub.planner import decide
+from hub.policy import DEFAULT_POLICIES, FailureCategory, Policy, PolicyAction, RetryConfig
 
 EXAMPLES = Path(__file__).parents[2] / "contracts" / "examples"
 CFG = RetryConfig(backoff_ms=30_000, backoff_max_ms=3_600_000, settle_ms=30_000)

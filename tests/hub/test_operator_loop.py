@@ -16,7 +16,7 @@ from hub.alarms import AlarmKind
 from hub.api import ROUTES
 from hub.audit import AuditAction
 from hub.auth import ApiRole
-from hub.config import DEFAULT_POLICIES, FailureCategory, RetryConfig
+from hub.policy import DEFAULT_POLICIES, FailureCategory, RetryConfig
 from hub.offline import OfflineManager
 from hub.openapi import document
 from hub.service import HubService, MemoryPublisher

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from contracts.loader import check_mapping, load_contract
 from contracts.schema import Contract
 from contracts.schema_serialize import to_mapping
-from hub.config import DEFAULT_POLICIES, FailureCategory, Policy, PolicyAction
+from hub.policy import DEFAULT_POLICIES, FailureCategory, Policy, PolicyAction
 from hub.lineage import Budget
 from hub.planner import Decision, decide, replan_document
 

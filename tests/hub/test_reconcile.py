@@ -14,7 +14,7 @@ from contracts.projection import Projection, project
 from contracts.loader import load_contract
 from contracts.schema import Contract
 from contracts.types import EpochMs
-from hub.config import FailureCategory
+from hub.policy import FailureCategory
 from hub.reconcile import Report, reconcile
 
 EXAMPLES = Path(__file__).parents[2] / "contracts" / "examples"

@@ -22,7 +22,7 @@ from fieldpact.loopback import DeviceSpec, LocalSite
 from hub.alarms import AlarmKind
 from hub.app import HubRuntime
 from hub.audit import AuditAction, Outcome
-from hub.config import DEFAULT_POLICIES, FailureCategory, Policy, PolicyAction, RetryConfig
+from hub.policy import DEFAULT_POLICIES, FailureCategory, Policy, PolicyAction, RetryConfig
 from hub.states import ContractStatus
 from tests.agent.conftest import tank_document
 from tests.hub.sync_helpers import contract_status
@@ -59,7 +59,8 @@ def _safe(site: LocalSite) -> bool:
 
 def _live_level(site: LocalSite) -> float | None:
     assert site.hub is not None and site.hub.sync is not None
-    value = site.hub.sync.live.get(DEVICE, {}).get("values", {}).get("level")
+    live = site.hub.sync.live.get(DEVICE)
+    value = live.values.get("level") if live is not None else None
     return float(value) if isinstance(value, (int, float)) else None
 
 
@@ -99,9 +100,9 @@ async def _telemetry_for(site: LocalSite, seconds: float) -> None:
     hub received, not a sleep)."""
     assert site.hub is not None and site.hub.sync is not None
     sync = site.hub.sync
-    start = sync.live[DEVICE]["ts_ms"]
+    start = sync.live[DEVICE].ts_ms
     await site.wait_for(f"{seconds} s of telemetry",
-                        lambda: sync.live[DEVICE]["ts_ms"] - start >= seconds * 1000, 30 + seconds)
+                        lambda: sync.live[DEVICE].ts_ms - start >= seconds * 1000, 30 + seconds)
 
 
 async def test_repeated_trips_with_the_default_policies_issue_no_new_version_and_stay_safe(
@@ -178,7 +179,7 @@ async def test_resume_is_refused_while_the_level_is_out_of_range_and_accepted_af
             alarm = (await http.get("/api/alarms", params={"kind": "resume_refused"})).json()
             assert hub.sync is not None
             live = hub.sync.live
-            await site.wait_for("safe mode in telemetry", lambda: live[DEVICE]["mode"] == "safe", 30)
+            await site.wait_for("safe mode in telemetry", lambda: live[DEVICE].mode == "safe", 30)
             view = (await http.get(f"/api/contracts/{V3}")).json()
             await _heal(site)
             accepted_req = await http.post(f"/api/contracts/{V3}/resume",
@@ -219,7 +220,7 @@ async def test_a_device_that_goes_away_and_comes_back_is_not_restarted_by_the_hu
         dev.sim.faults.disable(Fault.DROP)
         await site.wait_for("the device answering again", lambda: _near(_live_level(site), 1.0)
                             and hub.sync is not None
-                            and hub.sync.live[DEVICE]["ts_ms"] > _trip_ms(hub), 30)
+                            and hub.sync.live[DEVICE].ts_ms > _trip_ms(hub), 30)
         await _telemetry_for(site, 4.0)
         highest = hub.store.contracts.highest_version("tank-fill")
         mode = _engine_mode(site)

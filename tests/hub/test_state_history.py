@@ -12,7 +12,6 @@ import pytest
 
 from hub.states import ContractEvent, ContractStatus, DeviceEvent, DeviceState, IllegalTransition
 from hub.store import ContractRecord, HubStore, NotFound
-from hub.store.state_history import is_retry
 
 T0 = 1_795_500_000_000
 
@@ -116,11 +115,3 @@ def test_a_self_loop_writes_no_row_and_keeps_the_time(store: HubStore, case: Cas
 def test_an_unknown_subject_is_not_found(store: HubStore, case: Case) -> None:
     with pytest.raises(NotFound):
         case.repo(store).apply_event("nope", case.path[0][0], T0)
-
-
-def test_a_retry_is_only_the_event_that_produced_the_current_state() -> None:
-    last = {"to": "fault", "event": "chain_broken"}
-    assert is_retry(DeviceState.FAULT, DeviceEvent.CHAIN_BROKEN, last)
-    assert not is_retry(DeviceState.FAULT, DeviceEvent.WILL, last)
-    assert not is_retry(DeviceState.LIVE, DeviceEvent.CHAIN_BROKEN, last)
-    assert not is_retry(DeviceState.FAULT, DeviceEvent.CHAIN_BROKEN, None)

@@ -1,29 +1,12 @@
-"""The hub's three state machines, as tables (DESIGN invariant 7, STYLE 2).
-
-Theory of operation:
-- Each machine is one mapping `(state, event) -> state`. Anything not in a table is illegal and
-  `transition()` raises `IllegalTransition`; there are no hidden `if`s elsewhere.
-- Self-loops (e.g. TELEMETRY while LIVE) are listed explicitly: they are legal, change nothing, and
-  the store records no history row for them, so a flood of telemetry costs no writes.
-- After a failure a machine sits in an explicit FAULT (device, deployment) or terminal status
-  (contract): FAILED, REFUSED, ... A FAULTed device leaves only by an operator RESET.
-- The tables are pure data; persistence (one transaction per change, with its history row) is the
-  store's job, so a restarted hub resumes from the last persisted state.
+"""The hub's three state machines as data: states, events, and one `(state, event) -> state`
+table each (DESIGN invariant 7, STYLE 2). The rules over them are hub/states/rules.py's; the
+theory of operation is hub/states/__init__.py's.
 """
 from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Any, TypeVar
-
-
-class IllegalTransition(Exception):
-    """An event that the machine's table does not allow in the current state."""
-
-    def __init__(self, machine: str, state: enum.StrEnum, event: enum.StrEnum) -> None:
-        self.machine, self.state, self.event = machine, state, event
-        super().__init__(f"{machine}: event {event.value!r} is illegal in state {state.value!r}")
 
 
 class DeviceState(enum.StrEnum):
@@ -85,6 +68,14 @@ DEVICE_TRANSITIONS: Mapping[tuple[DeviceState, DeviceEvent], DeviceState] = Mapp
                                          _E.CHAIN_BROKEN)},
     (_D.FAULT, _E.RESET): _D.UNKNOWN,
 })
+
+WATCHED_FOR_SILENCE = frozenset({_D.LIVE, _D.RECONCILING, _D.RECONCILED})
+"""States in which a device is expected to speak: silence past the timeout takes SILENCE. The
+others are offline already (PROJECTED, UNKNOWN) or not trusted (FAULT)."""
+
+SHOWN_OFFLINE = frozenset({_D.PROJECTED, _D.UNKNOWN})
+"""States in which the hub holds no live picture of the device: a birth seen there is news even
+when identical to the last one (after a last will the broker's retained status is `offline`)."""
 
 
 class ContractStatus(enum.StrEnum):
@@ -211,37 +202,3 @@ DEPLOYMENT_TRANSITIONS: Mapping[tuple[DeploymentState, DeploymentEvent], Deploym
     })
 )
 
-S = TypeVar("S", DeviceState, ContractStatus, DeploymentState)
-
-MACHINES: Mapping[str, Mapping[tuple[Any, Any], Any]] = MappingProxyType({
-    "device": DEVICE_TRANSITIONS,
-    "contract": CONTRACT_TRANSITIONS,
-    "deployment": DEPLOYMENT_TRANSITIONS,
-})
-"""Every machine by name; the name is what IllegalTransition and rendered docs call it."""
-
-_MACHINE_OF: Mapping[type[enum.StrEnum], str] = MappingProxyType({
-    DeviceState: "device", ContractStatus: "contract", DeploymentState: "deployment",
-})
-
-
-def transition(state: S, event: enum.StrEnum) -> S:
-    """The state after `event` in `state`, from the table of `state`'s machine.
-
-    Raises IllegalTransition if that table has no `(state, event)` row."""
-    machine = _MACHINE_OF[type(state)]
-    try:
-        return MACHINES[machine][(state, event)]  # type: ignore[no-any-return]
-    except KeyError:
-        raise IllegalTransition(machine, state, event) from None
-
-
-def render_table(machine: str) -> str:
-    """The named machine as aligned text, one `state  event  ->  state` row per transition, in
-    table order (deterministic: the tables are insertion-ordered literals). Raises KeyError for an
-    unknown machine name."""
-    rows = [(s.value, e.value, t.value) for (s, e), t in MACHINES[machine].items()]
-    w0 = max(len(r[0]) for r in rows)
-    w1 = max(len(r[1]) for r in rows)
-    lines = [f"  {s:<{w0}}  {e:<{w1}}  ->  {t}" for s, e, t in rows]
-    return f"{machine}\n" + "\n".join(lines) + "\n"
