@@ -82,7 +82,7 @@ def quote(value: Any) -> str:
 def detail_of(event: str, body: Mapping[str, Any]) -> str:
     """A short, bounded description of a journal event for an alarm's detail."""
     fields = ("reason", "cause", "point", "points", "value", "command", "attempts", "step",
-              "expected", "actual", "tolerance", "commanded")
+              "expected", "actual", "tolerance", "commanded", "detail")
     parts = [f"{k}={quote(body[k])}" for k in fields if body.get(k) is not None]
     return " ".join([quote(event), *parts])
 
