@@ -10,9 +10,13 @@ process shows that nothing happens. Rules, per `expect` entry whose point has a 
 - When it starts to apply, the actual value is the anchor: the model then predicts
   `anchor + rate_per_s * elapsed`, clamped into the point's range (a full tank stays full). The
   window is the time since the anchor; it restarts whenever the model stops applying.
-- Diverged: |actual - predicted| > the point's tolerance continuously for `after_s` (the
-  configurable time: longer than a pump's spin-up and a scan's noise, far shorter than a step's
-  timeout). Then one MODEL_DIVERGENCE event, with the prediction, the reading, the error, the
+- Diverged: the reading falls short of the model — it moved less than modelled, or the other way
+  (`predicted - actual` for a rising model, `actual - predicted` for a falling one, |actual -
+  predicted| for a model that holds still) — by more than the point's tolerance, continuously for
+  `after_s` (the configurable time: longer than a pump's spin-up and a scan's noise, far shorter
+  than a step's timeout). A process that moves *faster* than modelled is not judged here: the
+  range guard and the step's `until` answer overshoot; this check is for a command the process
+  does not answer (the shipped tank example models 0.002 m/s where the simulator fills 0.016). Then one MODEL_DIVERGENCE event, with the prediction, the reading, the error, the
   tolerance and the commanded outputs the `when` names. It is raised once per window; when the
   reading comes back within tolerance while the model applies, one MODEL_DIVERGENCE_CLEARED. A
   window that ends while diverged clears nothing: the hub's alarm stays until the process follows
@@ -99,8 +103,7 @@ class ModelWatch:
         window = self.windows.get(name) or _Window(now_ms, actual)
         predicted = _clamp(window.anchor + w.expectation.rate_per_s * (now_ms - window.since_ms)
                            / 1000, w.low, w.high)
-        error = actual - predicted
-        beyond = abs(error) > w.tolerance
+        beyond = _shortfall(w.expectation.rate_per_s, actual, predicted) > w.tolerance
         finding = None
         if not beyond:
             if window.raised:
@@ -150,6 +153,15 @@ def _holds(w: _Watched, state: EngineState, readings: Mapping[PointName, Reading
         return w.when.evaluate(env) is True
     except (EngineError, ContractError):
         return False
+
+
+def _shortfall(rate: float, actual: float, predicted: float) -> float:
+    """How far `actual` lags the model in the model's direction (negative: ahead of it)."""
+    if rate > 0:
+        return predicted - actual
+    if rate < 0:
+        return actual - predicted
+    return abs(actual - predicted)
 
 
 def _number(r: Reading | None) -> float | None:

@@ -54,6 +54,16 @@ def test_a_process_following_the_model_never_diverges() -> None:
     assert run(watch, FILLING, rising) == []
 
 
+def test_a_process_faster_than_the_model_is_not_a_divergence_but_one_going_the_other_way_is() -> None:
+    fast = [(ms, 1.0 + 0.05 * ms / 1000) for ms in range(0, 60_000, 100)]
+    assert run(ModelWatch(CONTRACT, after_s=1.0), FILLING, fast) == []
+    draining = check_mapping(tank_document(
+        expect={"level": {"rate_per_s": -0.01, "when": "pump_speed > 0"}},
+        tolerance={"timing_s": 300, "values": {"level": 0.1}}))
+    rising = [(ms, 3.0 + 0.01 * ms / 1000) for ms in range(0, 10_000, 100)]  # error 0.02 m/s
+    assert run(ModelWatch(draining, after_s=1.0), FILLING, rising) == [(6_100, "model_divergence")]
+
+
 def test_the_prediction_is_clamped_into_the_range_so_a_full_tank_does_not_diverge() -> None:
     watch = ModelWatch(CONTRACT, after_s=1.0)
     capped = [(ms, min(5.9 + 0.01 * ms / 1000, 6.0)) for ms in range(0, 60_000, 100)]
