@@ -34,6 +34,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.validate
 	$(BIN)/python -m bench.safety
 	$(BIN)/python -m bench.convergence
+	$(BIN)/python -m bench.commission
 	$(BIN)/python -m bench.hostile
 
 clean:
