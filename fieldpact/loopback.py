@@ -110,8 +110,10 @@ class LocalSite:
         self._stack.callback(hub.close)
         self.hub = hub
         app = hub.app()
+        # log_config=None: uvicorn's records propagate to the root logger like every other
+        # library's (the demo sends them to its log file) instead of its own stderr handlers.
         server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning",
-                                               lifespan="on"))
+                                               lifespan="on", log_config=None))
         task = asyncio.create_task(server.serve(), name="hub-api")
         self._stack.push_async_callback(_stop_server, server, task)
         async with asyncio.timeout(20):

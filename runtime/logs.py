@@ -1,4 +1,5 @@
-"""Structured, escaped log lines, installed by every CLI entry point (`configure_logging`).
+"""Structured, escaped log lines, installed by every CLI entry point (`configure_logging`, or
+`log_to_file` for a command whose terminal shows its own story, like `fieldpact demo`).
 
 A line is `<time> <LEVEL> <logger> <event> key=value ...` and one line is one event:
 - Values that come from a record's args or `extra=` are quoted ("...") when they contain a space,
@@ -13,9 +14,13 @@ A line is `<time> <LEVEL> <logger> <event> key=value ...` and one line is one ev
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import Mapping
+from pathlib import Path
 from typing import TextIO
+
+from runtime.files import FILE_MODE
 
 _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
 _NEEDS_QUOTES = frozenset(' "=\\')
@@ -97,10 +102,19 @@ class EscapingFormatter(logging.Formatter):
 def configure_logging(level: str | int = "INFO", stream: TextIO | None = None) -> logging.Handler:
     """Send the root logger's records through EscapingFormatter to `stream` (stderr), replacing
     any handlers already there. Returns the handler."""
-    handler = logging.StreamHandler(stream or sys.stderr)
+    return _install(logging.StreamHandler(stream or sys.stderr), level)
+
+
+def log_to_file(path: Path, level: str | int = "INFO") -> logging.Handler:
+    """Send the root logger's records (ours and every library's that propagates) through
+    EscapingFormatter to `path` alone, appended, the file created 0600; nothing reaches the
+    terminal. Returns the handler (close it when done). Raises OSError if `path` cannot be opened."""
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, FILE_MODE))
+    return _install(logging.FileHandler(path, encoding="utf-8"), level)
+
+
+def _install(handler: logging.Handler, level: str | int) -> logging.Handler:
     handler.setFormatter(EscapingFormatter())
     logging.basicConfig(level=level.upper() if isinstance(level, str) else level,
                         handlers=[handler], force=True)
     return handler
-
-

@@ -15,6 +15,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 BUILD_TIMEOUT_S = 60
+PACKAGES = ("contracts", "transport", "runtime", "agent", "hub", "simulators", "fieldpact")
 SHIPPED = (
     "contracts/examples/tank-fill.yaml", "contracts/examples/pump-skid.yaml",
     "hub/static/index.html", "hub/static/app.js", "hub/static/app.css",
@@ -44,4 +45,7 @@ def test_wheel_ships_every_package_and_data_folder_without_a_setuptools_warning(
     assert "Package would be ignored" not in output
     names = set(zipfile.ZipFile(wheel).namelist())
     assert [f for f in SHIPPED if f not in names] == []
+    sources = {p.relative_to(ROOT).as_posix() for pkg in PACKAGES for p in (ROOT / pkg).rglob("*.py")
+               if "__pycache__" not in p.parts}
+    assert sorted(sources - names) == []  # every module of every subpackage (hub/store/ ...) ships
     assert [n for n in names if n.startswith(NOT_SHIPPED)] == []
