@@ -101,8 +101,8 @@ def check_point(p: Point, samples: Sequence[Sample]) -> PointCheck:
     fail |= range_check is RangeCheck.OUT
     if range_check is RangeCheck.OUT:
         assert p.range is not None
-        hints.append(f"read {_fmt(_worst(p, values))} {p.unit}".rstrip()
-                     + f", outside its range [{_fmt(p.range[0])}, {_fmt(p.range[1])}]")
+        hints.append(f"read {_with_unit(p, _worst(p, values))}, outside its range "
+                     f"[{_fmt(p.range[0])}, {_fmt(p.range[1])}]")
     if values and not fail and _implausible(p, values[-1]):
         fail = True
         hints.append(f"{_fmt(values[-1])} is an implausible magnitude for a {p.type.value}")
@@ -216,7 +216,7 @@ def _orders_hint(p: Point, words: Words | None) -> list[str]:
         name, value = better[0]
         word, byte = next((w, b) for n, w, b in ORDERS if n == name)
         what = _order_change(p, word, byte)
-        hints.insert(0, f"probably {what}: as {name} it reads {_fmt(value)} {p.unit}".rstrip())
+        hints.insert(0, f"probably {what}: as {name} it reads {_with_unit(p, value)}")
     return hints
 
 
@@ -249,8 +249,8 @@ def _warnings(p: Point, good: Sequence[Sample], values: Sequence[Value], motion:
     if p.writes and p.limits is not None and values:
         v = float(values[-1])
         if not p.limits[0] <= v <= p.limits[1]:
-            hints.append(f"reads back {_fmt(v)} {p.unit}, outside its limits "
-                         f"[{_fmt(p.limits[0])}, {_fmt(p.limits[1])}]".replace("  ", " "))
+            hints.append(f"reads back {_with_unit(p, v)}, outside its limits "
+                         f"[{_fmt(p.limits[0])}, {_fmt(p.limits[1])}]")
     return len(hints) > before
 
 
@@ -261,6 +261,10 @@ def _pinned(p: Point, good: Sequence[Sample]) -> str | None:
     if len(set(words)) == 1 and words[0] in _PINNED:
         return _PINNED[words[0]]
     return None
+
+
+def _with_unit(p: Point, v: Value) -> str:
+    return f"{_fmt(v)} {p.unit}".rstrip()
 
 
 def _fmt(v: Value | float) -> str:

@@ -172,3 +172,9 @@ async def test_the_poll_reads_raw_words_only_and_writes_nothing() -> None:
     report = analyse(contract, samples, started_ms=0, seconds=0.05)
     assert report.ok, report.failing()
     assert [r.start for r in (word_request(p) for p in contract.points)] == [0, 0, 20, 13]
+
+
+def test_a_point_without_a_unit_reads_without_a_stray_space() -> None:
+    p = pt("speed", Table.HOLDING, 20, DataType.UINT16, direction=Direction.WRITE,
+           limits=(0.0, 1500.0))
+    assert check_point(p, reads(p, (2000,))).hints == ("reads back 2000, outside its limits [0, 1500]",)
