@@ -22,6 +22,7 @@ from agent.journal import SqliteJournal
 from agent.journal_signing import SealReport, verify_seals
 from contracts.errors import SigningKeyError
 from contracts.journal_sig import KEY_PREFIX, parse_public_key
+from contracts.limits import clip
 from contracts.signing import load_public_key
 from contracts.chain import Entry, EntryKind
 
@@ -156,7 +157,7 @@ def _time(ts_ms: int) -> str:
 def summarize(body: Mapping[str, Any]) -> str:
     """`key=value` pairs in key order, nested maps inline, cut at SUMMARY_CHARS."""
     text = " ".join(f"{k}={_short(v)}" for k, v in sorted(body.items()))
-    return text if len(text) <= SUMMARY_CHARS else text[: SUMMARY_CHARS - 1] + "…"
+    return clip(text, SUMMARY_CHARS)
 
 
 def _short(value: Any) -> str:
@@ -180,7 +181,7 @@ def register_replay(commands: Any) -> None:
 
 def replay_command(args: argparse.Namespace) -> int:
     """Replay every scan segment in the journal whose contract it holds."""
-    from contracts.replay import contracts_in, replay_entries
+    from contracts.journal_replay import contracts_in, replay_entries
     entries = _with_journal(args.db, lambda j: j.read(1, 10_000_000))
     if entries is None:
         return EXIT_UNREADABLE

@@ -6,17 +6,17 @@ Every document, request body and MQTT payload comes from someone we do not trust
   anything walks it; the constants below carry their reasons and the README lists them.
 - Integers that are stored or counted (version, seq, durations) have documented ranges, so no
   2^63 or 10^4000 ever reaches SQLite, a float() or a bignum tag.
-- An error quotes at most QUOTE_CHARS characters of a value (`quote`), built with a bounded repr
-  that never walks more than a few items: repr() of a shared-reference graph (YAML aliases, CBOR
+- An error, alarm detail or log line quotes at most QUOTE_CHARS characters of a value (`quote`,
+  the one quoting rule of contracts, agent and hub), built with a bounded repr that never walks
+  more than a few items: repr() of a shared-reference graph (YAML aliases, CBOR
   tags 28/29) is exponential, and a 1.7 KB body once produced a 52 MB error message.
 """
 from __future__ import annotations
 
 import reprlib
-from typing import Any
 
 QUOTE_CHARS = 80
-"""Longest piece of an input value an error message may carry (plus an ellipsis)."""
+"""Longest piece of an input value an error message may carry (its ellipsis included)."""
 
 MAX_DOCUMENT_BYTES = 1 << 20
 """A contract document (YAML/JSON file or request body). Contracts are a few kilobytes; the largest
@@ -71,15 +71,25 @@ _REPR.maxlevel, _REPR.maxstring, _REPR.maxother, _REPR.maxlong = 2, QUOTE_CHARS,
 _REPR.maxlist = _REPR.maxtuple = _REPR.maxdict = _REPR.maxset = _REPR.maxfrozenset = 4
 
 
-def quote(value: Any) -> str:
-    """A repr of `value` of at most QUOTE_CHARS characters (then '...'), whatever its size or
-    shape: walks at most a few items two levels deep, never the whole value."""
-    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 128:
-        return f"<integer of {value.bit_length()} bits>"  # int repr is quadratic in its digits
-    text = _REPR.repr(value)
-    return text if len(text) <= QUOTE_CHARS else text[:QUOTE_CHARS] + "..."
+def quote(value: object, limit: int = QUOTE_CHARS, *, bare: bool = False) -> str:
+    """A rendering of `value` for an error, an alarm detail or a log line, at most `limit`
+    characters (the last one '…' when cut), whatever its size or shape: a bounded repr that walks
+    at most a few items two levels deep, never the whole value.
+
+    `bare`: a string is shown as its own text instead of its repr (a device's or peer's words in
+    a detail: `names contract x@1`, not `'x@1'`), and the whole rendering is escaped to one
+    printable ASCII line, so a quoted claim can never forge a second log line or field."""
+    if bare and isinstance(value, str):
+        text = value[: limit * 2]
+    elif isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 128:
+        text = f"<integer of {value.bit_length()} bits>"  # int repr is quadratic in its digits
+    else:
+        text = _REPR.repr(value)
+    if bare:
+        text = text.encode("unicode_escape").decode("ascii")
+    return clip(text, limit)
 
 
-def clip(text: str) -> str:
-    """`text` (an identifier or key taken from input, used in a path) cut to QUOTE_CHARS."""
-    return text if len(text) <= QUOTE_CHARS else text[:QUOTE_CHARS] + "..."
+def clip(text: str, limit: int = QUOTE_CHARS) -> str:
+    """`text` (an identifier or key taken from input, used in a path) cut to `limit` characters."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"

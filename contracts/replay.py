@@ -1,4 +1,4 @@
-"""Replay: feed journaled inputs back through the engine and prove what it wrote — pure.
+"""Replay: feed recorded inputs back through the engine and prove what it wrote — pure.
 
 Rules:
 - The engine is pure (invariant 1): fed exactly what the agent fed it, it reproduces the agent's
@@ -7,39 +7,26 @@ Rules:
   and feeds its engine that journaled view. Between changes a GOOD reading keeps its value and
   is timed at the cycle; a BAD reading is held as recorded. Commands are fed in the cycle that
   consumed them, connectivity as last recorded.
-- From a journal (`replay_entries`): a scan segment starts at a BOOT entry (engine state, t0,
-  period). Cycles run at t0 + k*period, except where an OVERRUN entry (stamped at the first
-  missed deadline) says the loop resumed later. Each cycle's replayed writes must equal its OUTPUT
-  entries; every difference is a `Mismatch`. A segment whose contract the lookup cannot find, or
-  whose BOOT does not decode, is skipped and named.
 - From changes (`expand`): a change, command or connectivity change recorded at `ts` takes effect
   from the first cycle at or after `ts`.
+- From a journal: contracts/journal_replay.py cuts the entries into scan segments and checks each
+  cycle's replayed writes against its recorded ones.
 - `first_divergence` names the index of the first write that differs (value, point or time), or
   the length of the shorter list when one is a prefix of the other.
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 
-from contracts.chain import Entry, EntryKind
 from contracts.engine import Engine, EngineState, Event, Write
 from contracts.inputs import Command, Inputs, Quality, Reading
-from contracts.journal_events import (
-    AgentEvent, Body, BodyError, BootBody, CommandBody, ConnectivityBody, ContractBody,
-    ContractChange, EventBody, InputBody, KeyframeBody, OutputBody, OverrunBody, RefusalBody,
-    decode_entry,
-)
+from contracts.journal_events import Body, CommandBody, ConnectivityBody, InputBody, KeyframeBody
 from contracts.schema import Contract
-from contracts.signing import read_signed
-from contracts.types import EpochMs, PointName, Value
+from contracts.types import EpochMs, PointName
 
 Link = tuple[EpochMs, bool, EpochMs | None]
 """(ts, online, last_contact_ms): a connectivity change as the agent saw it."""
-
-ContractLookup = Callable[[str], Contract | None]
-"""Finds a contract by content hash (from the journal's CONTRACT entries or the contract store)."""
-
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Cycle:
@@ -142,174 +129,3 @@ def _cycles(changes: Sequence[tuple[EpochMs, Mapping[PointName, Reading]]], star
             due.append(commands[mi][1])
             mi += 1
         yield Cycle(now_ms=now, inputs=view.inputs(now, tuple(due)))
-
-
-# -- from a journal ----------------------------------------------------------------------------
-
-@dataclass(frozen=True, kw_only=True)
-class Mismatch:
-    ts_ms: EpochMs
-    recorded: dict[str, Value]
-    replayed: dict[str, Value]
-
-
-@dataclass(frozen=True, kw_only=True)
-class ReplayReport:
-    segments: int
-    cycles: int
-    writes_checked: int
-    mismatches: tuple[Mismatch, ...]
-    skipped_segments: tuple[str, ...]
-
-    @property
-    def ok(self) -> bool:
-        return not self.mismatches
-
-
-_NOT_CYCLE = frozenset({EntryKind.CONTRACT, EntryKind.BOOT, EntryKind.GAP, EntryKind.CHECKPOINT})
-_WALL_CLOCK_EVENTS = frozenset({AgentEvent.AGENT_STARTED, AgentEvent.STORED_CONTRACT_REFUSED,
-                                AgentEvent.JOURNAL_RECOVERED,
-                                AgentEvent.OUTPUT_SYNC})  # written before the first cycle
-
-
-def _from_cycle(kind: EntryKind, body: Body) -> bool:
-    """Whether a scan cycle wrote this entry (at a cycle time). Contract changes, boots, gaps and
-    the agent's own start/restore entries carry wall-clock times outside any cycle."""
-    if kind in _NOT_CYCLE:
-        return False
-    return not (isinstance(body, (EventBody, RefusalBody)) and body.event in _WALL_CLOCK_EVENTS)
-
-
-@dataclass(frozen=True, kw_only=True)
-class Segment:
-    """One scan segment: its BOOT (decoded, or why not) and the entries after it."""
-
-    boot: Entry
-    start: BootBody | BodyError
-    entries: Sequence[Entry]
-
-
-class _Timeline:
-    """A segment's bodies by time, and the last cycle it ran. Raises BodyError for an entry
-    whose body does not decode."""
-
-    def __init__(self, entries: Sequence[Entry], boot_ms: EpochMs) -> None:
-        self.by_ts: dict[EpochMs, list[Body]] = {}
-        end = boot_ms - 1  # a segment whose first cycle never committed replays nothing
-        for e in entries:
-            body = decode_entry(e)
-            self.by_ts.setdefault(e.ts_ms, []).append(body)
-            if _from_cycle(e.kind, body):
-                # A CONTRACT "activated" entry is stamped with the NEW segment's first cycle
-                # time, which this segment never ran: only what a scan cycle writes counts.
-                end = max(end, e.ts_ms)
-        self.end_ms = end
-
-
-def segments(entries: Iterable[Entry]) -> Iterator[Segment]:
-    """Split entries at BOOT entries; entries before the first BOOT are not replayable."""
-    boot: Entry | None = None
-    body: list[Entry] = []
-    for e in entries:
-        if e.kind is EntryKind.BOOT:
-            if boot is not None:
-                yield _segment(boot, body)
-            boot, body = e, []
-        elif boot is not None:
-            body.append(e)
-    if boot is not None:
-        yield _segment(boot, body)
-
-
-def _segment(boot: Entry, entries: Sequence[Entry]) -> Segment:
-    try:
-        start: BootBody | BodyError = _boot(boot)
-    except BodyError as exc:
-        start = exc
-    return Segment(boot=boot, start=start, entries=entries)
-
-
-def _boot(e: Entry) -> BootBody:
-    body = decode_entry(e)
-    assert isinstance(body, BootBody)  # decode gives a BOOT entry's record
-    return body
-
-
-def _cycle_times(seg: _Timeline, start: BootBody) -> Iterator[EpochMs]:
-    """Scheduled cycle times; at an OVERRUN entry, jump to where the loop resumed."""
-    t, period = start.t0_ms, start.period_ms
-    while t <= seg.end_ms:
-        jump = next((b.resume_ms for b in seg.by_ts.get(t, ()) if isinstance(b, OverrunBody)), None)
-        if jump is not None and jump > t:
-            t = jump
-            continue
-        yield t
-        t += period
-
-
-def _segment_cycles(seg: _Timeline, start: BootBody, times: list[EpochMs]) -> Iterator[Cycle]:
-    view = HeldView()
-    for now in _cycle_times(seg, start):
-        times.append(now)
-        found = (view.apply(b, now) for b in seg.by_ts.get(now, ()))
-        yield Cycle(now_ms=now, inputs=view.inputs(now, tuple(c for c in found if c is not None)))
-
-
-def replay_segment(seg: Segment, contract: Contract) -> tuple[int, int, list[Mismatch]]:
-    """(cycles, writes checked, mismatches) for one segment with a decoded BOOT. Raises
-    BodyError for an entry of the segment whose body does not decode."""
-    assert isinstance(seg.start, BootBody), "replay_entries skips a segment whose BOOT is bad"
-    line = _Timeline(seg.entries, seg.boot.ts_ms)
-    times: list[EpochMs] = []
-    result = replay(contract, _segment_cycles(line, seg.start, times), seg.start.state)
-    replayed: dict[EpochMs, dict[str, Value]] = {}
-    for ts, w in result.writes:
-        replayed.setdefault(ts, {})[w.point] = w.value
-    checked, mismatches = 0, []
-    for now in times:
-        recorded = _recorded_writes(line.by_ts.get(now, ()))
-        checked += len(recorded)
-        if recorded != replayed.get(now, {}):
-            mismatches.append(Mismatch(ts_ms=now, recorded=recorded, replayed=replayed.get(now, {})))
-    return len(times), checked, mismatches
-
-
-def _recorded_writes(bodies: Iterable[Body]) -> dict[str, Value]:
-    out: dict[str, Value] = {}
-    for b in bodies:
-        if isinstance(b, OutputBody):
-            out.update(b.writes)
-    return out
-
-
-def replay_entries(entries: Sequence[Entry], lookup: ContractLookup) -> ReplayReport:
-    """Replay every segment whose contract `lookup` can find. Raises BodyError for an entry
-    inside a segment whose body does not decode."""
-    n_seg = n_cycles = n_checked = 0
-    mismatches: list[Mismatch] = []
-    skipped: list[str] = []
-    for seg in segments(entries):
-        contract = lookup(seg.start.hash) if isinstance(seg.start, BootBody) else None
-        if contract is None:
-            why = seg.start if isinstance(seg.start, BodyError) else "no contract"
-            skipped.append(f"seq {seg.boot.seq}: {why}")
-            continue
-        cycles, checked, bad = replay_segment(seg, contract)
-        n_seg, n_cycles, n_checked = n_seg + 1, n_cycles + cycles, n_checked + checked
-        mismatches.extend(bad)
-    return ReplayReport(segments=n_seg, cycles=n_cycles, writes_checked=n_checked,
-                        mismatches=tuple(mismatches), skipped_segments=tuple(skipped))
-
-
-def contracts_in(entries: Iterable[Entry]) -> dict[str, Contract]:
-    """Contracts carried by the journal's CONTRACT "accepted" entries, by content hash. The journal
-    is hash-chained local evidence, so the signature is not re-checked here."""
-    out: dict[str, Contract] = {}
-    for e in entries:
-        if e.kind is not EntryKind.CONTRACT:
-            continue
-        body = decode_entry(e)
-        if isinstance(body, ContractBody) and body.event is ContractChange.ACCEPTED \
-                and body.signed is not None and body.hash is not None:
-            out[body.hash] = read_signed(body.signed)
-    return out

@@ -41,6 +41,13 @@ class Reader:
         """Issues found so far (kept or not): a part whose parse raised it is unreadable."""
         return len(self.issues) + self.extra
 
+    def whole(self, read: Callable[[Reader, Any, str], T | None], m: Any, path: str) -> T | None:
+        """`read(self, m, path)`, or None if it found any issue (the issues say which): a part
+        with an unreadable field is unreadable as a whole."""
+        before = self.count()
+        part = read(self, m, path)
+        return part if self.count() == before else None
+
     def get(self, m: Mapping[str, Any], key: str, path: str, conv: Callable[[Any, str], T],
             default: Any = MISSING) -> T:
         where = f"{path}.{key}" if path else key
@@ -54,6 +61,14 @@ class Reader:
         except Bad as bad:
             self.fail(where, str(bad))
             return None  # type: ignore[return-value]
+
+    def table(self, m: Any, path: str, allowed: frozenset[str]) -> Mapping[str, Any] | None:
+        """`m` if it is a mapping (each key outside `allowed` reported), else None (reported)."""
+        if not isinstance(m, Mapping):
+            self.fail(path, "must be a mapping")
+            return None
+        self.unknown_keys(m, allowed, path)
+        return m
 
     def unknown_keys(self, m: Mapping[str, Any], allowed: frozenset[str], path: str) -> None:
         for key in m:

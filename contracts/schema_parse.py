@@ -54,18 +54,10 @@ def _pairs(r: fields.Reader, v: Any, path: str, conv: Callable[[Any, str], T]) -
 _STEP_KEYS = frozenset({"name", "do", "until", "for_s", "timeout_s", "on_timeout"})
 
 
-def _parse_step(r: fields.Reader, m: Any, path: str) -> Step | None:
-    """The step, or None if any of its fields is unreadable (the issues say which)."""
-    before = r.count()
-    step = _read_step(r, m, path)
-    return step if r.count() == before else None
-
-
-def _read_step(r: fields.Reader, m: Any, path: str) -> Step | None:
-    if not isinstance(m, Mapping):
-        r.fail(path, "must be a mapping")
+def _read_step(r: fields.Reader, raw: Any, path: str) -> Step | None:
+    m = r.table(raw, path, _STEP_KEYS)
+    if m is None:
         return None
-    r.unknown_keys(m, _STEP_KEYS, path)
     name = r.get(m, "name", path, fields.name)
     do = _pairs(r, m.get("do") or {}, f"{path}.do", fields.value)
     step = Step(
@@ -77,11 +69,10 @@ def _read_step(r: fields.Reader, m: Any, path: str) -> Step | None:
     return step if name else None
 
 
-def _parse_offline(r: fields.Reader, m: Any, path: str) -> Offline:
-    if not isinstance(m, Mapping):
-        r.fail(path, "must be a mapping")
+def _parse_offline(r: fields.Reader, raw: Any, path: str) -> Offline:
+    m = r.table(raw, path, frozenset({"autonomy_s", "then"}))
+    if m is None:
         return Offline(autonomy_s=0)
-    r.unknown_keys(m, frozenset({"autonomy_s", "then"}), path)
     return Offline(
         autonomy_s=r.get(m, "autonomy_s", path, fields.bounded_int(0, MAX_AUTONOMY_S)) or 0,
         then=r.get(m, "then", path, fields.choice(OfflineAction), OfflineAction.SAFE_STATE),
@@ -106,11 +97,10 @@ def _parse_expect(r: fields.Reader, m: Any, path: str) -> tuple[Expectation, ...
     return tuple(out)
 
 
-def _parse_tolerance(r: fields.Reader, m: Any, path: str) -> Tolerance:
-    if not isinstance(m, Mapping):
-        r.fail(path, "must be a mapping")
+def _parse_tolerance(r: fields.Reader, raw: Any, path: str) -> Tolerance:
+    m = r.table(raw, path, frozenset({"timing_s", "values"}))
+    if m is None:
         return DEFAULT_TOLERANCE
-    r.unknown_keys(m, frozenset({"timing_s", "values"}), path)
     timing = r.get(m, "timing_s", path, fields.non_negative, DEFAULT_TOLERANCE.timing_s)
     values = _pairs(r, m.get("values") or {}, f"{path}.values", fields.non_negative)
     return Tolerance(timing_s=timing if timing is not None else 0.0, values=values)
@@ -239,7 +229,7 @@ def _parse_points(r: fields.Reader, m: Mapping[str, Any],
 
 def _parse_steps(r: fields.Reader, m: Mapping[str, Any],
                  broken: set[str]) -> tuple[tuple[Step, ...], tuple[int, ...]]:
-    parsed = [(i, _parse_step(r, raw, f"steps[{i}]"))
+    parsed = [(i, r.whole(_read_step, raw, f"steps[{i}]"))  # None: a field is unreadable
               for i, raw in enumerate(_bounded_list(r, m, "steps", MAX_STEPS, broken))]
     if any(s is None for _, s in parsed):
         broken.add("steps")  # reachability cannot be judged with a step missing

@@ -53,16 +53,13 @@ def address(v: Any, p: str) -> int | modicon.Reference:
 
 def parse_point(r: fields.Reader, m: Any, path: str) -> Point | None:
     """The point, or None if any of its fields is unreadable (the issues say which)."""
-    before = r.count()
-    point = _read_point(r, m, path)
-    return point if r.count() == before else None
+    return r.whole(_read_point, m, path)
 
 
-def _read_point(r: fields.Reader, m: Any, path: str) -> Point | None:
-    if not isinstance(m, Mapping):
-        r.fail(path, "must be a mapping")
+def _read_point(r: fields.Reader, raw: Any, path: str) -> Point | None:
+    m = r.table(raw, path, POINT_KEYS)
+    if m is None:
         return None
-    r.unknown_keys(m, POINT_KEYS, path)
     g = r.get
     modicon_form = isinstance(m.get("address"), str) and m.get("table") is None
     table = None if modicon_form else g(m, "table", path, fields.choice(Table))

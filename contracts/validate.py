@@ -20,7 +20,8 @@ from collections.abc import Generator, Iterator
 from itertools import chain
 
 from contracts.errors import ExprEvalError, ExprSyntaxError, Issue
-from contracts.expr import STEP_TIME, Expr, Kind, infer_kind, names_in_order, parse
+from contracts.expr import STEP_TIME, Expr, infer_kind, names_in_order, parse
+from contracts.expr_tree import Kind
 from contracts.limits import clip, quote
 from contracts.schema import Contract, DataType, OnTimeout, Point, Step
 from contracts.schema_parse import Layout

@@ -30,7 +30,7 @@ from rich.table import Table
 
 from agent.journal import SqliteJournal
 from agent.journal_signing import verify_seals
-from contracts.replay import contracts_in, replay_entries
+from contracts.journal_replay import contracts_in, replay_entries
 from contracts.schema_serialize import format_time
 from runtime.files import private_dir
 from runtime.logs import log_to_file

@@ -21,6 +21,7 @@ from typing import Any
 from contracts.engine_state import Mode
 from contracts.inputs import CommandKind
 from contracts.journal_events import AgentEvent, EventKind
+from contracts.limits import quote
 
 
 class AlarmKind(enum.StrEnum):
@@ -70,21 +71,12 @@ JOURNAL_CLEARS: Mapping[str, tuple[AlarmKind, ...]] = MappingProxyType({
 DEVICE_RESET_CLEARS = (_K.CHAIN_BREAK, _K.JOURNAL_GAP)
 """An admin's reset out of FAULT is the answer to these."""
 
-MAX_QUOTE = 80
-"""A device's own words are quoted at most this long (the brief's bound for untrusted input)."""
-
-
-def quote(value: Any) -> str:
-    text = str(value)
-    return text if len(text) <= MAX_QUOTE else text[:MAX_QUOTE - 1] + "…"
-
-
 def detail_of(event: str, body: Mapping[str, Any]) -> str:
     """A short, bounded description of a journal event for an alarm's detail."""
     fields = ("reason", "cause", "point", "points", "value", "command", "attempts", "step",
               "expected", "actual", "tolerance", "commanded", "detail")
-    parts = [f"{k}={quote(body[k])}" for k in fields if body.get(k) is not None]
-    return " ".join([quote(event), *parts])
+    parts = [f"{k}={quote(body[k], bare=True)}" for k in fields if body.get(k) is not None]
+    return " ".join([quote(event, bare=True), *parts])
 
 
 def journal_alarm(body: Mapping[str, Any]) -> tuple[AlarmKind | None, tuple[AlarmKind, ...]]:
@@ -110,7 +102,7 @@ def telemetry_changes(before: Mapping[str, Any] | None, safe: str | None, trip: 
     raise_: list[tuple[AlarmKind, str]] = []
     clear: list[AlarmKind] = []
     if trip is not None and trip != old_trip:
-        raise_.append((_K.GUARD_TRIP, f"trip {quote(trip)} (telemetry)"))
+        raise_.append((_K.GUARD_TRIP, f"trip {quote(trip, bare=True)} (telemetry)"))
     if safe == "unconfirmed" and old_safe != "unconfirmed":
         raise_.append((_K.SAFE_UNCONFIRMED, "safe_state not yet confirmed by read-back"))
     if safe == "confirmed" and old_safe == "unconfirmed":

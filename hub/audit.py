@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import enum
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
@@ -70,3 +70,17 @@ def log_entry(entry: AuditEntry) -> None:
         extra={"event": "audit", "action": entry.action.value, "outcome": entry.outcome.value,
                "actor": entry.actor, "device": entry.device, "contract": entry.contract},
     )
+
+
+class DecisionAudit:
+    """Audits the hub's own decisions (reconciliations, replans: outcome OK) into `sink`
+    (`store.audit.add`), stamped by `clock`. Unlike an operator's request, it is not mirrored to
+    the log line by line: the deciding module logs its own event."""
+
+    def __init__(self, sink: Callable[[AuditEntry], object], clock: Callable[[], EpochMs]) -> None:
+        self.sink, self.clock = sink, clock
+
+    def __call__(self, actor: str, what: AuditAction, device: str, contract: str, reason: str,
+                 **detail: Any) -> None:
+        self.sink(AuditEntry(ts_ms=self.clock(), actor=actor, action=what, outcome=Outcome.OK,
+                             device=device, contract=contract, reason=reason, detail=detail))

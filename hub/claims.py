@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from contracts.journal_sig import verify_head
+from contracts.limits import quote
 from contracts.wire import Birth, JournalBatch
 from hub.states import DeviceState
 from hub.store import ContractRecord
@@ -31,17 +32,6 @@ CLAIM_MISMATCH = "claim_mismatch"
 FORGED_BATCH = "forged_batch"
 UNKNOWN_DEVICE = "unknown_device"
 """Alarm kinds (fixed interface 3); hub/alarms.py's AlarmKind has the same strings."""
-
-QUOTE_CHARS = 80
-"""A claimed value is quoted in a detail or log line up to this many characters (issue 9)."""
-
-
-def quote(value: object, limit: int = QUOTE_CHARS) -> str:
-    """A bounded, one-line, printable rendering of a claimed value for details and logs."""
-    text = value if isinstance(value, str) else repr(value)[: limit * 2]
-    text = text[: limit * 2].encode("unicode_escape").decode("ascii")
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
 
 @dataclass(frozen=True, kw_only=True)
 class Verdict:
@@ -63,10 +53,11 @@ def contract_claim(device: str, cid: str, record: ContractRecord | None) -> Verd
     """A message on `device`'s topic names contract `cid`; `record` is the hub's record of it
     (None: the hub has none). Accept only a contract the hub issued to this device."""
     if record is None:
-        return _refuse(CLAIM_MISMATCH, f"names contract {quote(cid)}, which the hub never issued")
+        return _refuse(CLAIM_MISMATCH,
+                       f"names contract {quote(cid, bare=True)}, which the hub never issued")
     if record.device != device:
-        return _refuse(CLAIM_MISMATCH, f"names contract {quote(cid)}, which the hub issued to "
-                                       f"another device")
+        return _refuse(CLAIM_MISMATCH, f"names contract {quote(cid, bare=True)}, which the hub "
+                                       "issued to another device")
     return ACCEPT
 
 
@@ -80,7 +71,8 @@ def may_change_contracts(state: DeviceState) -> Verdict:
 def birth_claim(site: str, device: str, birth: Birth) -> Verdict:
     """A birth must name the topic's own site and device."""
     if (birth.site, birth.device) != (site, device):
-        return _refuse(CLAIM_MISMATCH, f"birth claims {quote(birth.site)}/{quote(birth.device)}")
+        return _refuse(CLAIM_MISMATCH, f"birth claims {quote(birth.site, bare=True)}/"
+                                       f"{quote(birth.device, bare=True)}")
     return ACCEPT
 
 
@@ -88,7 +80,8 @@ def batch_claim(device: str, batch: JournalBatch, key: Ed25519PublicKey | None, 
                 require_signed: bool) -> Verdict:
     """A journal batch on `device`'s topic: its device, its entries' seqs and its signature."""
     if batch.device != device:
-        return _refuse(CLAIM_MISMATCH, f"journal batch claims device {quote(batch.device)}")
+        return _refuse(CLAIM_MISMATCH,
+                       f"journal batch claims device {quote(batch.device, bare=True)}")
     seqs = _seq_claims(batch)
     if seqs is not None:
         return _refuse(CLAIM_MISMATCH, seqs)
@@ -102,7 +95,7 @@ def _seq_claims(batch: JournalBatch) -> str | None:
         seq = entry.get("seq") if isinstance(entry, Mapping) else None
         want = next(expected, None)
         if seq != want:
-            return (f"entry {offset} claims seq {quote(seq)}, the batch range "
+            return (f"entry {offset} claims seq {quote(seq, bare=True)}, the batch range "
                     f"{batch.from_seq}..{batch.to_seq} says {want}")
     return None
 

@@ -7,8 +7,10 @@ path: device ids in paths would make the label set unbounded).
 """
 from __future__ import annotations
 
+import enum
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
@@ -34,18 +36,10 @@ class StoreCollector(Collector):
         self.store = store
 
     def collect(self) -> Iterator[Metric]:
-        devices = GaugeMetricFamily("fieldpact_hub_devices", "Devices by hub state",
-                                    labels=["state"])
-        counts = self.store.devices.count_by_state()
-        for state in DeviceState:
-            devices.add_metric([state.value], counts.get(state, 0))
-        yield devices
-        contracts = GaugeMetricFamily("fieldpact_hub_contracts", "Contract versions by status",
-                                      labels=["status"])
-        by_status = self.store.contracts.count_by_status()
-        for status in ContractStatus:
-            contracts.add_metric([status.value], by_status.get(status, 0))
-        yield contracts
+        yield _by_enum("fieldpact_hub_devices", "Devices by hub state", "state",
+                       DeviceState, self.store.devices.count_by_state())
+        yield _by_enum("fieldpact_hub_contracts", "Contract versions by status", "status",
+                       ContractStatus, self.store.contracts.count_by_status())
         yield self._alarms()
         yield CounterMetricFamily("fieldpact_hub_journal_entries_ingested",
                                   "Journal entries stored (deduplicated by device and seq)",
@@ -61,6 +55,15 @@ class StoreCollector(Collector):
             for acked, state in ((False, "unacknowledged"), (True, "acknowledged")):
                 alarms.add_metric([kind, state], counts.get((kind, acked), 0))
         return alarms
+
+
+def _by_enum(name: str, documentation: str, label: str, members: Iterable[enum.Enum],
+             counts: Mapping[Any, int]) -> Metric:
+    """A gauge with one sample per member of an enum (0 where `counts` has none)."""
+    family = GaugeMetricFamily(name, documentation, labels=[label])
+    for member in members:
+        family.add_metric([member.value], counts.get(member, 0))
+    return family
 
 
 class RemoteErrorCollector(Collector):

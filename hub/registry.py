@@ -23,8 +23,9 @@ from dataclasses import dataclass, field, replace
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from contracts.journal_sig import parse_public_key
+from contracts.limits import quote
 from contracts.types import EpochMs
-from hub.claims import CLAIM_MISMATCH, UNKNOWN_DEVICE, Verdict, quote
+from hub.claims import CLAIM_MISMATCH, UNKNOWN_DEVICE, Verdict
 from hub.config import DeviceCredential
 from hub.store import Duplicate, HubStore, NotFound
 
@@ -101,11 +102,11 @@ class DeviceRegistry:
         rec = self.get(device)
         if rec is None:
             return Verdict(ok=False, alarm=UNKNOWN_DEVICE,
-                           detail=f"device {quote(device)} is not registered")
+                           detail=f"device {quote(device, bare=True)} is not registered")
         if rec.site != site:
             return Verdict(ok=False, alarm=CLAIM_MISMATCH,
-                           detail=f"device {quote(device)} is registered for site {quote(rec.site)}, "
-                                  f"not {quote(site)}")
+                           detail=f"device {quote(device, bare=True)} is registered for site "
+                                  f"{quote(rec.site, bare=True)}, not {quote(site, bare=True)}")
         return Verdict(ok=True)
 
     def first_sight(self, device: str) -> bool:
@@ -120,12 +121,13 @@ class DeviceRegistry:
                  ts_ms: EpochMs, actor: str) -> RegisteredDevice:
         """Raises RegistryRefused (conflict for an id already registered)."""
         if device in self._config:
-            raise RegistryRefused("id", f"{quote(device)} is configured in hub.toml", conflict=True)
+            raise RegistryRefused("id", f"{quote(device, bare=True)} is configured in hub.toml",
+                                  conflict=True)
         _check_key(journal_key)
         try:
             self.store.registry.add(device, site, labels, ts_ms, actor)
         except Duplicate:
-            raise RegistryRefused("id", f"{quote(device)} is registered already",
+            raise RegistryRefused("id", f"{quote(device, bare=True)} is registered already",
                                   conflict=True) from None
         if journal_key is not None:
             self.store.registry.set_key(device, journal_key, ts_ms, actor)
@@ -141,14 +143,15 @@ class DeviceRegistry:
         contracts and audit stay. Raises NotFound, or RegistryRefused for a hub.toml device or
         one with contracts still in force."""
         if device in self._config:
-            raise RegistryRefused("id", f"{quote(device)} is configured in hub.toml; remove it "
-                                        "there", conflict=True)
+            raise RegistryRefused("id", f"{quote(device, bare=True)} is configured in hub.toml; "
+                                        "remove it there", conflict=True)
         if device not in self._api:
             raise NotFound("device", device)
         claiming = [r.id for r in self.store.contracts.find(device=device) if r.status.claims_points]
         if claiming:
-            raise RegistryRefused("id", f"{quote(device)} still has contracts in force "
-                                        f"({quote(', '.join(claiming))}); abort them first",
+            raise RegistryRefused("id", f"{quote(device, bare=True)} still has contracts in force "
+                                        f"({quote(', '.join(claiming), bare=True)}); "
+                                        "abort them first",
                                   conflict=True)
         self.store.registry.remove(device)  # its journal and history stay on record
         self._reload()

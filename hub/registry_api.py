@@ -16,10 +16,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from contracts.errors import Issue
+from contracts.limits import quote
 from contracts.topics import check_id
 from hub.audit import AuditAction, AuditEntry, Outcome, log_entry
 from hub import inbound
-from hub.claims import quote
 from hub.registry import DeviceRegistry, RegisteredDevice, RegistryRefused
 from hub.service import HubService, RequestRefused
 
@@ -98,7 +98,7 @@ def _do(svc: HubService, request: Request, action: AuditAction, device: str, fn:
 def _audit(svc: HubService, actor: str, action: AuditAction, outcome: Outcome, device: str,
            reason: str | None) -> None:
     entry = AuditEntry(ts_ms=svc.clock(), actor=actor, action=action, outcome=outcome,
-                       device=quote(device, MAX_ID_CHARS), reason=reason)
+                       device=quote(device, MAX_ID_CHARS, bare=True), reason=reason)
     svc.store.audit.add(entry)
     log_entry(entry)
 
@@ -130,7 +130,7 @@ def _id(body: Mapping[str, Any], name: str) -> str:
     try:
         return check_id(name, value)
     except ValueError as exc:
-        raise _bad(name, quote(str(exc))) from None
+        raise _bad(name, quote(str(exc), bare=True)) from None
 
 
 def _labels(body: Mapping[str, Any]) -> dict[str, str]:

@@ -1,9 +1,9 @@
 """What the hub does when an operator asks: submit, hold, abort, request a reconciliation.
 
 Rules:
-- I/O is injected: the store, a signer `(Contract) -> bytes`, a Publisher (MQTT in production,
-  MemoryPublisher in tests), and a clock `() -> int` in epoch ms. Conflict detection is a pure
-  function of contracts.
+- I/O is injected: the store, a signer `(Contract) -> bytes`, a Publisher (hub/publisher.py: MQTT
+  in production, MemoryPublisher in tests), and a clock `() -> int` in epoch ms. What is admitted
+  is decided by pure rules (hub/admission.py); this module applies them, audits and raises.
 - A submission is refused, before anything is stored, when it is invalid (every issue, 422), when
   its version is not newer than the highest known for that contract id (rollback protection,
   invariant 6; 409), or when its write points overlap those of another contract id that still
@@ -20,27 +20,27 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
 from http import HTTPStatus
-from typing import Any, Protocol
+from typing import Any
 
 from contracts.codec import content_hash
 from contracts.errors import ContractInvalid, Issue
 from contracts.inputs import Command, CommandKind
 from contracts.loader import check_mapping
-from contracts.schema import Contract, Point
+from contracts.schema import Contract
 from contracts.schema_parse import parse_contract
 from contracts.schema_serialize import to_mapping
 from contracts.types import EpochMs
+from hub.admission import absorbs, conflict_issues, stale_version, write_conflicts
 from hub.audit import AuditAction, AuditEntry, Outcome, log_entry
 from hub.alarms import DEVICE_RESET_CLEARS
 from hub.claims import UNKNOWN_DEVICE
 from hub.errors import HubError, RemoteErrorCounts
 from hub.live import LiveValues
+from hub.publisher import Publisher
 from hub.registry import DeviceRegistry
 from hub.states import ContractEvent, ContractStatus, DeviceEvent, IllegalTransition, transition
-from hub.store import (Alarm, ContractRecord, DeviceRecord, Duplicate, HubStore, ReconcileRequest,
-                       contract_id)
+from hub.store import Alarm, ContractRecord, DeviceRecord, Duplicate, HubStore, contract_id
 from hub.worker import CpuWorker
 
 log = logging.getLogger("fieldpact.hub.service")
@@ -50,43 +50,6 @@ RESUMABLE = frozenset({ContractStatus.TRIPPED, ContractStatus.HELD})
 
 Signer = Callable[[Contract], bytes]
 Clock = Callable[[], EpochMs]
-
-
-class Publisher(Protocol):
-    """Where the hub sends things to agents (MQTT `…/contract`, `…/cmd` and `…/commission` in
-    production)."""
-
-    async def push_contract(self, site: str, device: str, signed: bytes) -> None: ...
-
-    async def send_command(self, site: str, device: str, command: Command) -> None: ...
-
-    async def request_commissioning(self, site: str, device: str, payload: bytes) -> None: ...
-
-
-@dataclass
-class MemoryPublisher:
-    """A real in-memory Publisher: records what was sent, in order. `fail` makes the next calls
-    raise ConnectionError, to exercise the publish-failed path."""
-
-    contracts: list[tuple[str, str, bytes]] = field(default_factory=list)
-    commands: list[tuple[str, str, Command]] = field(default_factory=list)
-    commissioning: list[tuple[str, str, bytes]] = field(default_factory=list)
-    fail: bool = False
-
-    async def push_contract(self, site: str, device: str, signed: bytes) -> None:
-        if self.fail:
-            raise ConnectionError("publisher is down")
-        self.contracts.append((site, device, signed))
-
-    async def send_command(self, site: str, device: str, command: Command) -> None:
-        if self.fail:
-            raise ConnectionError("publisher is down")
-        self.commands.append((site, device, command))
-
-    async def request_commissioning(self, site: str, device: str, payload: bytes) -> None:
-        if self.fail:
-            raise ConnectionError("publisher is down")
-        self.commissioning.append((site, device, payload))
 
 
 class RequestRefused(HubError):
@@ -122,48 +85,6 @@ class PublishFailed(RequestRefused):
     """The request was accepted but could not be sent to the agent; nothing changed state."""
 
     status = HTTPStatus.SERVICE_UNAVAILABLE
-
-
-@dataclass(frozen=True, kw_only=True)
-class Overlap:
-    """A write point of the new contract that shares registers with another contract's."""
-
-    other: str  # "contract@version"
-    point: str
-    other_point: str
-
-
-def overlaps(a: Point, b: Point) -> bool:
-    """Whether two points share at least one address of the same table on the same unit."""
-    return (a.unit_id == b.unit_id and a.table is b.table
-            and a.address <= b.last_address and b.address <= a.last_address)
-
-
-def _cells(p: Point) -> list[tuple[int, str, int]]:
-    return [(p.unit_id, p.table.value, a) for a in range(p.address, p.last_address + 1)]
-
-
-def write_conflicts(new: Contract, others: Iterable[Contract]) -> list[Overlap]:
-    """Every overlap between `new`'s write points and those of `others` with a different contract
-    id on the same device (a newer version of the same contract replaces, never conflicts).
-    Indexed by register, so linear in the points (each point spans at most 4 registers)."""
-    index: dict[tuple[int, str, int], list[tuple[str, Point]]] = {}
-    for o in others:
-        if o.device == new.device and o.contract != new.contract:
-            for q in o.write_points:
-                for cell in _cells(q):
-                    index.setdefault(cell, []).append((contract_id(o.contract, o.version), q))
-    found: dict[tuple[str, str, str], Overlap] = {}
-    for p in new.write_points:
-        for cell in _cells(p):
-            for other, q in index.get(cell, ()):
-                found.setdefault((other, p.name, q.name),
-                                 Overlap(other=other, point=p.name, other_point=q.name))
-    return list(found.values())
-
-
-def _sign_record(signer: Signer, c: Contract) -> tuple[bytes, dict[str, Any], str]:
-    return signer(c), to_mapping(c), content_hash(c)
 
 
 class HubService:
@@ -242,9 +163,8 @@ class HubService:
                     reason=reason, issues=issues)
 
     def _check_version(self, c: Contract, actor: str) -> None:
-        highest = self.store.contracts.highest_version(c.contract)
-        if highest is not None and c.version <= highest:
-            why = f"version {c.version} is not newer than {highest}, the highest known"
+        why = stale_version(c, self.store.contracts.highest_version(c.contract))
+        if why is not None:
             self._refuse_submit(actor, to_mapping(c), "stale_version", [f"version: {why}"],
                                 contract_id(c.contract, c.version))
             raise StaleVersion(f"contract {c.contract}: {why}",
@@ -257,17 +177,15 @@ class HubService:
         if not found:
             return
         cid = contract_id(c.contract, c.version)
-        where = {p.name: i for i, p in reversed(list(enumerate(c.points)))}
-        issues = [Issue(path=f"points[{where[o.point]}]",
-                        reason=f"write point {o.point!r} overlaps {o.other_point!r} of {o.other}")
-                  for o in found]
+        issues = conflict_issues(c, found)
         self._refuse_submit(actor, to_mapping(c), "write_conflict", [str(i) for i in issues], cid)
         others = sorted({o.other for o in found})
         raise WriteConflict(f"contract {cid} conflicts with {', '.join(others)} on device "
                             f"{c.device}", issues)
 
     async def _store_signed(self, c: Contract, actor: str, lineage: str | None) -> ContractRecord:
-        signed, document, digest = await self.worker.run(_sign_record, self.signer, c)
+        signed, document, digest = await self.worker.run(
+            lambda: (self.signer(c), to_mapping(c), content_hash(c)))
         cid, now = contract_id(c.contract, c.version), self.clock()
         record = ContractRecord(
             id=cid, contract=c.contract, version=c.version, device=c.device, site=c.site,
@@ -315,11 +233,7 @@ class HubService:
             self._audit(actor, action, Outcome.REFUSED, reason=str(exc), **audit)
             raise IllegalRequest(str(exc), [Issue(path="status", reason=str(exc))]) from exc
         command = Command(kind=kind, id=f"{kind.value}:{cid}:{self.clock()}")
-        try:
-            await self.publisher.send_command(record.site, record.device, command)
-        except Exception as exc:  # any transport failure: audited, state unchanged
-            self._audit(actor, action, Outcome.FAILED, reason=str(exc), **audit)
-            raise PublishFailed(f"{kind.value} for {cid} not sent: {exc}") from exc
+        await self._send(record, command, actor, action, "reason", audit)
         self.store.contracts.apply_event(cid, event, self.clock(), reason or f"by {actor}")
         self._audit(actor, action, Outcome.OK, reason=reason, command=command.id, **audit)
         return self.store.contracts.get(cid)
@@ -338,13 +252,19 @@ class HubService:
                         **audit)
             raise IllegalRequest(why, [Issue(path="status", reason=why)])
         command = Command(kind=CommandKind.RESUME, id=f"resume:{cid}:{self.clock()}")
+        await self._send(record, command, actor, AuditAction.RESUME, "error", audit)
+        self._audit(actor, AuditAction.RESUME, Outcome.OK, command=command.id, **audit)
+        return command
+
+    async def _send(self, record: ContractRecord, command: Command, actor: str,
+                    action: AuditAction, error_key: str, audit: Mapping[str, Any]) -> None:
+        """Send `command` to the record's device. A transport failure is audited (the error under
+        `error_key`) and raised as PublishFailed; nothing changed state."""
         try:
             await self.publisher.send_command(record.site, record.device, command)
         except Exception as exc:  # any transport failure: audited, state unchanged
-            self._audit(actor, AuditAction.RESUME, Outcome.FAILED, error=str(exc), **audit)
-            raise PublishFailed(f"resume for {cid} not sent: {exc}") from exc
-        self._audit(actor, AuditAction.RESUME, Outcome.OK, command=command.id, **audit)
-        return command
+            self._audit(actor, action, Outcome.FAILED, **{**audit, error_key: str(exc)})
+            raise PublishFailed(f"{command.kind.value} for {record.id} not sent: {exc}") from exc
 
     def reset_device(self, device: str, actor: str, reason: str) -> DeviceRecord:
         """An admin's RESET of a device in FAULT (back to UNKNOWN: it is trusted again from its
@@ -371,7 +291,7 @@ class HubService:
     def request_reconcile(self, cid: str, actor: str) -> tuple[int, bool]:
         """Record that an operator asked for a reconciliation of `cid`; the sync side picks it up
         from `store.reconciliations.open_requests()`. Returns (request id, whether it is new): a request
-        still open, or one made less than RECONCILE_REPEAT_MS ago, absorbs a repeat, which then
+        still open, or one made less than 10 s ago, absorbs a repeat (hub/admission.py), which then
         writes nothing (no row, no audit, no alarm), so a flood of requests stays bounded.
         Raises NotFound."""
         record = self.store.contracts.get(cid)
@@ -383,14 +303,4 @@ class HubService:
         self._audit(actor, AuditAction.RECONCILE_REQUEST, Outcome.OK, device=record.device,
                     contract=cid, request=request)
         return request, True
-
-
-RECONCILE_REPEAT_MS = 10_000
-"""A reconciliation reads the device's whole run from the journal; asking again within 10 s of the
-last request cannot tell the operator anything new, so the repeat is absorbed into it."""
-
-
-def absorbs(latest: ReconcileRequest, now_ms: EpochMs) -> bool:
-    """Whether the latest request for a contract absorbs a new one made at `now_ms`."""
-    return latest.done_ms is None or now_ms - latest.ts_ms < RECONCILE_REPEAT_MS
 

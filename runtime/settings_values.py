@@ -8,14 +8,17 @@ TypeError or ValueError with the reason only; the reader adds the key, the file 
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, TypeVar
+
+from contracts.limits import quote
 
 SHOWN_CHARS = 80
 """Errors quote at most this much of a value: enough to recognise it, never a whole file."""
 
 _TRUE, _FALSE = ("true", "1"), ("false", "0")  # Starlette's config.py accepts the same
+N = TypeVar("N", int, float)
 
 
 class Missing(enum.Enum):
@@ -33,7 +36,7 @@ class ConfigError(ValueError):
     def __init__(self, key: str, value: Any, reason: str, *, file: Path | None = None,
                  env: str | None = None, from_env: bool = False) -> None:
         self.key, self.value, self.reason, self.file, self.env = key, value, reason, file, env
-        head = f"config {key}" if value is MISSING else f"config {key}={shown(value)}"
+        head = f"config {key}" if value is MISSING else f"config {key}={quote(value, SHOWN_CHARS)}"
         super().__init__(f"{head}: {reason}{_where(key, file, env, from_env)}")
 
 
@@ -45,12 +48,6 @@ def _where(key: str, file: Path | None, env: str | None, from_env: bool) -> str:
     return f" [{', '.join(parts)}]" if parts else ""
 
 
-def shown(value: Any) -> str:
-    """repr(value), cut to SHOWN_CHARS (a bad value may be large)."""
-    text = repr(value)
-    return text if len(text) <= SHOWN_CHARS else text[:SHOWN_CHARS] + "…"
-
-
 def as_str(value: Any, text: bool) -> str:
     if not isinstance(value, str) or not value:
         raise TypeError("must be a non-empty string")
@@ -58,26 +55,25 @@ def as_str(value: Any, text: bool) -> str:
 
 
 def as_int(value: Any, text: bool) -> int:
-    if text:
-        try:
-            return int(value.strip())
-        except ValueError:
-            raise ValueError("must be an integer") from None
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError("must be an integer")
-    return value
+    return _number(value, text, int, (int,), "an integer")
 
 
 def as_float(value: Any, text: bool) -> float:
     """A number: an integer or a float (`0.5`); booleans are not numbers."""
+    return _number(value, text, float, (int, float), "a number")
+
+
+def _number(value: Any, text: bool, kind: Callable[[Any], N], types: tuple[type, ...],
+            what: str) -> N:
+    """`value` as `kind`: parsed from text, else one of `types` (never a bool)."""
     if text:
         try:
-            return float(value.strip())
+            return kind(value.strip())
         except ValueError:
-            raise ValueError("must be a number") from None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError("must be a number")
-    return float(value)
+            raise ValueError(f"must be {what}") from None
+    if isinstance(value, bool) or not isinstance(value, types):
+        raise TypeError(f"must be {what}")
+    return kind(value)
 
 
 def as_bool(value: Any, text: bool) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
+from contracts.limits import clip
 from contracts.types import EpochMs
 from hub.store.errors import NotFound
 from hub.store.records import Alarm
@@ -24,7 +25,7 @@ class AlarmRepository:
         """Raise an alarm, or raise again the one active for (device, kind): then its count, last
         time and detail are updated instead of a row inserted. `detail` is cut to
         MAX_ALARM_DETAIL characters. Returns the alarm's id."""
-        detail = _bounded(detail)
+        detail = clip(detail, MAX_ALARM_DETAIL)
         try:
             return self._raise(device, kind, detail, ts_ms)
         except sqlite3.IntegrityError:  # another connection raised it first (unique while active)
@@ -91,7 +92,3 @@ class AlarmRepository:
         rows = self._conn.db.query("SELECT kind, acked_ms IS NOT NULL AS acked, count(*) AS n "
                                    "FROM alarms WHERE cleared_ms IS NULL GROUP BY kind, acked")
         return {(r["kind"], bool(r["acked"])): int(r["n"]) for r in rows}
-
-
-def _bounded(detail: str) -> str:
-    return detail if len(detail) <= MAX_ALARM_DETAIL else detail[:MAX_ALARM_DETAIL - 1] + "…"

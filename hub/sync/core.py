@@ -22,15 +22,17 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+from contracts.limits import quote
 from contracts.schema import Contract
 from contracts.schema_parse import parse_contract
 from contracts.types import EpochMs
 from hub.alarms import AlarmKind
-from hub.claims import UNKNOWN_DEVICE, Verdict, contract_claim, quote
+from hub.claims import UNKNOWN_DEVICE, Verdict, contract_claim
 from hub.errors import IllegalTransition, PeerFault, RemoteErrorCounts, RemoteProtocolError
 from hub.ingest import Cursor, DeviceIngest, PendingBudget
 from hub.live import LiveCache
-from hub.offline import OfflineManager, current_point
+from hub.offline import OfflineManager
+from hub.projector import current_point
 from hub.registry import DeviceRegistry
 from hub.states import ContractEvent, DeviceEvent, DeviceState, refused
 from hub.store import ContractRecord, DeviceRecord, HubStore, NotFound, contract_id
@@ -161,7 +163,7 @@ class SyncCore:
     def _peer_fault(self, exc: RemoteProtocolError) -> None:
         """A device's message the hub cannot apply: logged and counted, never raised further."""
         self.remote_errors.count(exc)
-        log.warning("hub_bad_message device=%s fault=%s error=%s", quote(exc.device),
+        log.warning("hub_bad_message device=%s fault=%s error=%s", quote(exc.device, bare=True),
                     exc.fault.value, exc.detail)
 
     # -- what the hub knows of a device ---------------------------------------------------
@@ -188,7 +190,7 @@ class SyncCore:
 
     def _alarm(self, device: str, kind: str, detail: str) -> None:
         self.store.alarms.raise_(device, kind, detail, self.clock())
-        log.error("alarm device=%s kind=%s detail=%s", device, kind, quote(detail))
+        log.error("alarm device=%s kind=%s detail=%s", device, kind, quote(detail, bare=True))
 
     # -- claims (hub/claims.py decides; these only look up what the hub knows) -------------
     def _refused(self, device: str, channel: str, verdict: Verdict) -> bool:
@@ -198,8 +200,8 @@ class SyncCore:
             return False
         if not self._refusals.due((device, verdict.alarm, verdict.detail), self.clock()):
             return True
-        log.warning("claim_refused device=%s channel=%s alarm=%s detail=%s", quote(device),
-                    channel, verdict.alarm, quote(verdict.detail, 300))
+        log.warning("claim_refused device=%s channel=%s alarm=%s detail=%s", quote(device, bare=True),
+                    channel, verdict.alarm, quote(verdict.detail, 300, bare=True))
         if verdict.alarm is not None and (verdict.alarm != UNKNOWN_DEVICE
                                           or self.registry.first_sight(device)):
             self._alarm(device, verdict.alarm, verdict.detail)

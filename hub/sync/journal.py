@@ -16,11 +16,12 @@ import logging
 from typing import Any
 
 from contracts.chain import Entry
+from contracts.limits import quote
 from contracts.schema_parse import parse_contract
 from contracts.topics import TopicParts
 from hub.alarms import AlarmKind
 from hub.audit import AuditAction, AuditEntry, Outcome, log_entry
-from hub.claims import batch_claim, may_change_contracts, quote
+from hub.claims import batch_claim, may_change_contracts
 from hub.policy import FailureCategory
 from hub.ingest import DeviceIngest, gap_row
 from hub.states import ContractEvent, DeviceEvent, DeviceState
@@ -153,7 +154,8 @@ class JournalSync(Batches):
         else:
             self._journal_cid[device] = None
             self._alarm(device, AlarmKind.CLAIM_MISMATCH,
-                        f"journal BOOT names {quote(o.contract)}@{o.version}, not issued to {device}")
+                        f"journal BOOT names {quote(o.contract, bare=True)}@{o.version}, "
+                        f"not issued to {device}")
 
     def _current_cid(self, device: str) -> str | None:
         """The contract the device runs, if the hub issued it to this device: the one its

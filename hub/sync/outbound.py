@@ -67,7 +67,7 @@ confirmation wait (5 s) plus time for a busy loop to pick the call up."""
 
 
 class MqttPublisher:
-    """hub.service.Publisher over the hub's MqttLink, usable from any event loop: on the link's
+    """hub.publisher.Publisher over the hub's MqttLink, usable from any event loop: on the link's
     own loop it publishes directly; from another loop (the API's thread) it hands the publish to
     the link's loop and waits at most CROSS_THREAD_TIMEOUT_S. Raises LinkDown when the MQTT side
     is not running, does not answer in time, or the broker does not confirm. `before_publish`

@@ -30,7 +30,8 @@ from contracts.engine_state import Mode
 from contracts.inputs import CommandKind
 from contracts.journal_events import (AgentEvent, BodyError, BootBody, EventBody, EventKind,
                                       Occurrence, RefusalBody, StepBody, TripBody, decode_entry)
-from hub.alarms import AlarmKind, detail_of, journal_alarm, quote
+from contracts.limits import quote
+from hub.alarms import AlarmKind, detail_of, journal_alarm
 from hub.states import ContractEvent
 
 
@@ -147,7 +148,7 @@ def _lifecycle(seq: int, o: Occurrence) -> Outcome | None:
     if o.event == EventKind.RESUMED:
         return Resumed(seq=seq, reason=o.get("reason"), command=o.get("command"))
     if resume_refusal(o):
-        return ResumeRefused(seq=seq, cause=quote(o.get("cause") or o.get("reason")),
+        return ResumeRefused(seq=seq, cause=quote(o.get("cause") or o.get("reason"), bare=True),
                              command=o.get("command"))
     if o.event == AgentEvent.MODEL_DIVERGENCE:
         return Diverged(seq=seq, detail=detail_of(str(o.event), o.to_body()))
@@ -166,7 +167,7 @@ def latches(o: Occurrence) -> bool:
 def trip_cause(o: Occurrence) -> str:
     reason = o.get("reason") or str(o.event)
     point = o.get("point")
-    return quote(f"{reason}:{point}" if point else reason)
+    return quote(f"{reason}:{point}" if point else reason, bare=True)
 
 
 def _refuses_resume(o: Occurrence) -> bool:

@@ -11,7 +11,7 @@ import pytest
 
 from agent.config import AgentConfig, ModbusConfig
 from agent.errors import JournalFull
-from contracts.replay import contracts_in, replay_entries
+from contracts.journal_replay import contracts_in, replay_entries
 from contracts.chain import EntryKind, verify_chain, GENESIS
 from contracts.inputs import Command, CommandKind
 from contracts.loader import check_mapping

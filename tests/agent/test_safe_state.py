@@ -21,7 +21,7 @@ from contracts.chain import Entry
 from contracts.engine import Mode
 from contracts.inputs import Command, CommandKind
 from contracts.loader import check_mapping
-from contracts.replay import replay_entries
+from contracts.journal_replay import replay_entries
 from contracts.schema import Contract, Table
 from tests.agent.conftest import now_ms, tank_document
 from tests.agent.helpers import journal_entries

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from agent.config import AgentConfig, ModbusConfig
-from contracts.replay import contracts_in, replay_entries
+from contracts.journal_replay import contracts_in, replay_entries
 from contracts.inputs import Command, CommandKind
 from contracts.loader import check_mapping
 from contracts.schema import Contract

@@ -10,7 +10,7 @@ import pytest
 from pymodbus.client import AsyncModbusTcpClient
 
 from agent.config import AgentConfig, ModbusConfig
-from contracts.replay import contracts_in, replay_entries
+from contracts.journal_replay import contracts_in, replay_entries
 from contracts.chain import EntryKind
 from contracts.loader import check_mapping
 from contracts.schema import Contract

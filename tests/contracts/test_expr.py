@@ -8,7 +8,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from contracts.errors import EngineError, ExprEvalError, ExprSyntaxError
-from contracts.expr import MAX_DEPTH, Binary, Const, Expr, Name, Node, Unary, parse
+from contracts.expr import Expr, parse
+from contracts.expr_parse import MAX_DEPTH
+from contracts.expr_tree import Binary, Const, Name, Node, Unary
 
 ENV = {"level": 3.5, "high_level": False, "n": 2, "zero": 0, "on": True, "step_time": 12.0}
 

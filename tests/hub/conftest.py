@@ -19,7 +19,8 @@ from hub.api import create_app
 from hub.auth import AuthConfig, ApiRole, Token, hash_token
 from hub.config import DeviceCredential
 from hub.registry import DeviceRegistry
-from hub.service import HubService, MemoryPublisher
+from hub.publisher import MemoryPublisher
+from hub.service import HubService
 from hub.store import HubStore
 from tests.hub.serving import serving
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 import pytest
 
 from hub.alarms import AlarmKind as K
-from hub.alarms import MAX_QUOTE, detail_of, journal_alarm, telemetry_changes
+from contracts.limits import QUOTE_CHARS
+from hub.alarms import detail_of, journal_alarm, telemetry_changes
 
 
 @pytest.mark.parametrize(("body", "raised", "cleared"), [
@@ -31,7 +32,7 @@ def test_an_accepted_resume_clears_the_trip_its_refusals_and_escalations() -> No
 
 def test_an_alarm_detail_quotes_device_input_only_in_bounded_pieces() -> None:
     detail = detail_of("guard_trip", {"reason": "x" * 10_000, "point": "level", "value": 6e35})
-    assert len(detail) < 3 * MAX_QUOTE and "point=level" in detail and "value=6e+35" in detail
+    assert len(detail) < 3 * QUOTE_CHARS and "point=level" in detail and "value=6e+35" in detail
 
 
 def test_telemetry_raises_a_trip_once_when_it_appears_and_clears_it_when_running_again() -> None:

@@ -15,7 +15,7 @@ from contracts.inputs import CommandKind
 from contracts.signing import verify_contract
 from hub.api import ROUTES
 from hub.auth import ApiRole
-from hub.service import MemoryPublisher
+from hub.publisher import MemoryPublisher
 from hub.store import HubStore, JournalRow
 
 from .conftest import START_MS, bearer

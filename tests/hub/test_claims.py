@@ -6,10 +6,11 @@ from dataclasses import replace
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from contracts.journal_sig import sign_head
+from contracts.limits import quote
 from contracts.wire import Birth, JournalBatch
 from hub.claims import (
     CLAIM_MISMATCH, FORGED_BATCH, batch_claim, birth_claim, contract_claim, expected_seqs,
-    may_change_contracts, quote,
+    may_change_contracts,
 )
 from hub.states import ContractStatus, DeviceState
 from hub.store import ContractRecord
@@ -76,7 +77,7 @@ def test_without_a_key_unsigned_batches_pass_unless_signed_journals_are_required
 
 
 def test_quoted_claims_are_bounded_and_on_one_line() -> None:
-    text = quote("x\nforged=1 " + "y" * 500)
+    text = quote("x\nforged=1 " + "y" * 500, bare=True)
     assert len(text) <= 80 and "\n" not in text and text.startswith("x\\nforged")
 
 

@@ -9,7 +9,7 @@ from typing import Any
 from contracts.topics import Channel, topic
 from transport.mqtt import MqttLink
 from hub.app import HubRuntime
-from hub.offline import ProjectionInputs
+from hub.projector import ProjectionInputs
 from hub.states import DeviceState
 from hub.sync import HubSync
 from tests.hub.sync_helpers import SITE, birth, hub_config
@@ -50,11 +50,11 @@ async def test_reconcile_reuses_the_offline_projection_only_for_identical_inputs
         record, sync, now = await _gone_offline(hub, doc)
         device = hub.store.devices.get("d1")
         stored = ProjectionInputs(**device.projection["inputs"])  # through CBOR and SQLite
-        made_offline = hub.offline._projections["d1"][1]
-        reused = hub.offline._project(record, stored, "d1")
-        fresh = hub.offline._run_projection(record, stored)
+        made_offline = hub.offline.projector.cache["d1"][1]
+        reused = hub.offline.projector.project(record, stored, "d1")
+        fresh = hub.offline.projector.run(record, stored)
         other = ProjectionInputs(**{**stored.to_json(), "start_ms": stored.start_ms + 1})
-        not_reused = hub.offline._project(record, other, "d1")
+        not_reused = hub.offline.projector.project(record, other, "d1")
     finally:
         hub.close()
     assert device.state is DeviceState.PROJECTED
@@ -74,14 +74,14 @@ async def test_the_outage_folded_as_it_arrives_gives_the_report_the_journal_give
         record, sync, now = await _gone_offline(hub, doc)
         st, jt = topic(SITE, "d1", Channel.STATUS), topic(SITE, "d1", Channel.JOURNAL)
         inputs = ProjectionInputs(**hub.store.devices.get("d1").projection["inputs"])
-        folding = "d1" in hub.offline._folds
+        folding = "d1" in hub.offline.folds
         entries = _outage(300, now)
         await sync.on_message(st, birth("d1", 300))
         for part in (entries[:120], entries[120:]):
             await sync.on_message(jt, batch("d1", part))
-        folded_away = "d1" not in hub.offline._folds
+        folded_away = "d1" not in hub.offline.folds
         rec = hub.store.reconciliations.find(device="d1")[0]
-        expected = reconcile(check_mapping(doc), hub.offline._run_projection(record, inputs),
+        expected = reconcile(check_mapping(doc), hub.offline.projector.run(record, inputs),
                              hub.store.journal.entries("d1", inputs.from_seq + 1),
                              inputs.start_ms, rec.ts_ms).to_json()
     finally:
@@ -115,12 +115,12 @@ async def test_a_batch_that_does_not_follow_drops_the_fold(tmp_path: Path) -> No
     hub = HubRuntime(hub_config(tmp_path))
     try:
         await _gone_offline(hub, tank_document(version=3))  # its projection folds from seq 1
-        folding = "d1" in hub.offline._folds
+        folding = "d1" in hub.offline.folds
         entries = chain(20)
         hub.offline.fold("d1", entries[:10])
-        kept = hub.offline._folds["d1"].next_seq
+        kept = hub.offline.folds["d1"].next_seq
         hub.offline.fold("d1", entries[12:])  # 11 and 12 missing
-        dropped = "d1" not in hub.offline._folds
+        dropped = "d1" not in hub.offline.folds
     finally:
         hub.close()
     assert folding and kept == 11 and dropped

@@ -19,7 +19,8 @@ from hub.auth import ApiRole
 from hub.policy import DEFAULT_POLICIES, FailureCategory, RetryConfig
 from hub.offline import OfflineManager
 from hub.openapi import document
-from hub.service import HubService, MemoryPublisher
+from hub.publisher import MemoryPublisher
+from hub.service import HubService
 from hub.states import ContractEvent, ContractStatus, DeviceEvent, DeviceState
 from hub.store import HubStore
 

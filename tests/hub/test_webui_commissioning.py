@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from contracts.commission_wire import CommissionRequest
-from hub.service import MemoryPublisher
+from hub.publisher import MemoryPublisher
 from hub.store import HubStore
 from hub.store.commissioning import CommissioningRecord
 
