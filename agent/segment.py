@@ -27,6 +27,9 @@ from contracts.types import EpochMs, Value
 
 log = logging.getLogger("fieldpact.agent.scan")
 
+MAX_TRIP_DETAIL = 120
+"""The reading's reason quoted in telemetry's trip text: a worded exception with its address fits."""
+
 CHECKPOINT_NAME = "engine"
 """The journal checkpoint holding the running contract's hash and engine state."""
 
@@ -97,10 +100,14 @@ class Segment:
         return items
 
     def note_trip(self, result: StepResult) -> None:
-        """Track the cause of the latest guard trip ("stale:level") until the trip clears."""
+        """Track the cause of the latest guard trip ("stale:level"; a bad reading's own reason in
+        words beside it: "bad_quality:level (exception 2 (illegal data address) at input 0..1)")
+        until the trip clears."""
         for e in result.events:
             if e.kind is EventKind.GUARD_TRIP:
-                self.trip_cause = f"{e.get('reason')}:{e.get('point')}"
+                detail = e.get("detail")
+                words = f" ({str(detail)[:MAX_TRIP_DETAIL]})" if detail else ""
+                self.trip_cause = f"{e.get('reason')}:{e.get('point')}{words}"
             elif e.kind is EventKind.RESUME_REFUSED:
                 log.warning("resume_refused command=%s cause=%s", e.get("command"), e.get("cause"))
         if result.state.trip is None:

@@ -49,11 +49,15 @@ async def test_the_journal_names_an_illegal_address_in_words(
         cfg = AgentConfig(device="d1", site="s1", journal=tmp_path / "journal.db",
                           trusted_key=keys[1], contract=path,
                           modbus=ModbusConfig(host="127.0.0.1", port=sim.port, timeout_s=0.3))
-        async with running_agent(cfg):
+        async with running_agent(cfg) as agent:
             faults = await eventually(
                 lambda: journal_entries(cfg.journal, {EntryKind.ADAPTER_FAULT}), 5, "a read fault")
             trips = await eventually(
                 lambda: journal_entries(cfg.journal, {EntryKind.TRIP}), 5, "a guard trip")
+            seg = agent.scan.segment
+            telemetry_trip = seg.trip_cause if seg is not None else None  # what telemetry sends
     words = "exception 2 (illegal data address) at input 100..101"
     assert faults[0].body["reason"] == words and faults[0].body["point"] == "level"
     assert trips[0].body["detail"] == words
+    assert telemetry_trip == f"bad_quality:level ({words})"
+
