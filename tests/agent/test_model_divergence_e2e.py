@@ -10,7 +10,7 @@ from pathlib import Path
 
 from agent.config import AgentConfig, ModbusConfig
 from contracts.loader import check_mapping
-from contracts.replay import contracts_in, replay_entries
+from contracts.journal_replay import contracts_in, replay_entries
 from contracts.schema import Contract
 from simulators.server import SimDevice
 from tests.agent.conftest import tank_document
