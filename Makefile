@@ -30,10 +30,12 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.engine
 	$(BIN)/python -m bench.journal
 	$(BIN)/python -m bench.scan
+	$(BIN)/python -m bench.endpoints
 	$(BIN)/python -m bench.sync
 	$(BIN)/python -m bench.validate
 	$(BIN)/python -m bench.safety
 	$(BIN)/python -m bench.convergence
+	$(BIN)/python -m bench.fleet
 	$(BIN)/python -m bench.commission
 	$(BIN)/python -m bench.hostile
 

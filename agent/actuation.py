@@ -17,10 +17,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from agent.errors import DeviceLinkError
-from agent.journal_thread import AsyncJournal
 from agent.link import DeviceLink
 from agent.readback import Divergence, ReadbackMonitor, shows
 from agent.cycle_items import fault_item
@@ -34,6 +33,12 @@ from contracts.schema import Contract, Point
 from contracts.types import EpochMs, PointName, Value
 
 log = logging.getLogger("fieldpact.agent.actuation")
+
+
+class Appender(Protocol):
+    """Where a segment journals (agent/segment.py's SegmentJournal tags with its contract)."""
+
+    async def append_many(self, items: Sequence[Item]) -> Any: ...
 
 
 LINK_LOST = frozenset({"timeout", "disconnected"})
@@ -93,7 +98,7 @@ class Actuator:
         """Whether safe state is still unconfirmed after this cycle's writes."""
         return bool(self.keeper.active and self.keeper.unconfirmed)
 
-    async def hold_forced(self, journal: AsyncJournal, plan: Sequence[ReadRequest],
+    async def hold_forced(self, journal: Appender, plan: Sequence[ReadRequest],
                           write_plan: Sequence[ReadRequest], forced: dict[str, Any],
                           now_ms: EpochMs) -> None:
         """One period of safe state forced while the journal is down: read back, re-write what
@@ -125,7 +130,7 @@ class Actuator:
     def _hurry(self) -> None:
         self.link.hurry(self.period_s if self.keeper.unconfirmed else None)
 
-    async def write(self, journal: AsyncJournal, engine: Sequence[PointName], extra: Sequence[PointName],
+    async def write(self, journal: Appender, engine: Sequence[PointName], extra: Sequence[PointName],
                     values: Mapping[PointName, Value], now_ms: EpochMs) -> list[PointName]:
         """Write the engine's points, then the extra ones; journal failures of the engine's writes
         (a failed re-assertion is counted by the safe keeper instead). Returns the points acked."""

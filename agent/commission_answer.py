@@ -1,7 +1,7 @@
 """The agent's answer to the hub's commissioning request (`…/commission` in, `…/commission/report` out).
 
 Rules:
-- What is commissioned: the contract about to act (the pending one), else the running one; with
+- What is commissioned: the contract about to act (a pending one), else a running one; with
   neither, the request is refused ("no contract").
 - When: read-only polling shares the device with the scan loop, so it runs only while no step
   drives the outputs — no segment, or its mode is not LIVE (RUNNING, HELD, OFFLINE_HOLD): pending,
@@ -37,19 +37,22 @@ Send = Callable[[bytes], Awaitable[None]]
 
 
 def target(scan: ScanLoop) -> Contract | None:
-    """The contract a commissioning request checks: the pending one, else the running one."""
-    if scan.pending is not None:
-        return scan.pending.contract
+    """The contract a commissioning request checks: a pending one (the first by id), else a
+    running one (ScanLoop.segment: the first by id)."""
+    if scan.pending:
+        return scan.pending[min(scan.pending)].contract
     return scan.segment.active.contract if scan.segment is not None else None
 
 
 def refusal(scan: ScanLoop) -> str | None:
-    """Why a poll may not run now (see the module rules), or None."""
-    seg = scan.segment
-    if seg is not None and seg.state.mode in LIVE:
-        c = seg.active.contract
-        return (f"{c.contract}@{c.version} is {seg.state.mode.value} in step {seg.step_name()}: "
-                "commissioning reads only while no step drives the outputs")
+    """Why a poll may not run now (see the module rules), or None. With several contracts on the
+    agent, any one of them in a live step refuses it."""
+    for key in sorted(scan.segments):
+        seg = scan.segments[key]
+        if seg.state.mode in LIVE:
+            c = seg.active.contract
+            return (f"{c.contract}@{c.version} is {seg.state.mode.value} in step "
+                    f"{seg.step_name()}: commissioning reads only while no step drives the outputs")
     return None if target(scan) is not None else "no contract to commission"
 
 

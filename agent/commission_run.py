@@ -17,8 +17,8 @@ from collections.abc import Callable
 from agent.commission import Sample, analyse
 from agent.config import AgentConfig
 from agent.errors import DeviceLinkError
-from agent.link import DeviceLink
-from agent.modbus import ModbusLink
+from agent.link import DeviceLink, exception_words
+from agent.endpoints import EndpointSet
 from agent.registers import ReadRequest, plan_reads
 from contracts.commission_report import MAX_SECONDS, CommissionReport
 from contracts.schema import Contract, DataType, Direction, Point
@@ -53,11 +53,19 @@ async def read_sample(link: DeviceLink, p: Point, request: ReadRequest, now_ms: 
     bad = next((r for r in words if not r.good), None)
     if bad is not None:
         answered = bad.reason not in ("timeout", "disconnected")
-        return Sample(point=p.name, ts_ms=now_ms, words=None, error=bad.reason or "bad",
+        return Sample(point=p.name, ts_ms=now_ms, words=None, error=_in_words(bad.reason, p),
                       latency_ms=elapsed_ms if answered else None)
     raw: tuple[int, ...] | bool = (bool(words[0].value) if p.table.is_bit
                                    else tuple(int(r.value) for r in words))  # type: ignore[arg-type]
     return Sample(point=p.name, ts_ms=now_ms, words=raw, latency_ms=elapsed_ms)
+
+
+def _in_words(reason: str | None, p: Point) -> str:
+    """A device exception ("exception:2") in words with its address (agent/link.py)."""
+    code = (reason or "").removeprefix("exception:")
+    if reason and code != reason and code.isdigit():
+        return exception_words(int(code), p.table, p.address)
+    return reason or "bad"
 
 
 async def poll(contract: Contract, link: DeviceLink, *, seconds: float = DEFAULT_SECONDS,
@@ -100,8 +108,9 @@ async def commission(contract: Contract, link: DeviceLink, *, seconds: float = D
 async def commission_config(cfg: AgentConfig, contract: Contract, *,
                             seconds: float = DEFAULT_SECONDS,
                             interval_s: float = DEFAULT_INTERVAL_S) -> CommissionReport:
-    """`fieldpact commission`: a link of its own to the configured device, opened and closed."""
-    link = ModbusLink(cfg.modbus.host, cfg.modbus.port, timeout_s=cfg.modbus.timeout_s)
+    """`fieldpact commission`: links of its own to the configured endpoints, opened and closed.
+    Raises ConfigError when the configuration names no endpoint."""
+    link = EndpointSet.from_config(cfg.all_endpoints())
     try:
         await link.connect()
     except DeviceLinkError:

@@ -6,10 +6,14 @@ by the one reader (runtime/settings.py), into frozen dataclasses.
     journal = "/var/lib/fieldpact/journal.db"
     trusted_key = "/etc/fieldpact/hub.pub" # Ed25519 public key of the hub (PEM)
     contract = "/etc/fieldpact/initial.cose"   # optional signed contract to load at start
+    contracts = ["/etc/fieldpact/dosing.cose"] # optional: more, run side by side (disjoint writes)
     journal_budget_mb = 512
     ack_timeout_s = 5                      # resend from the hub's ack when it stalls this long
+    model_divergence_after_s = 5           # beyond `tolerance` this long while `expect` applies: alarm
     journal_key = "/var/lib/fieldpact/journal.ed25519"  # optional; default: beside the journal
-    [modbus]  host = "192.0.2.10"  port = 502  timeout_s = 0.5
+    [modbus]  host = "192.0.2.10"  port = 502  timeout_s = 0.5   # legacy: the one endpoint `modbus`
+    [endpoints.NAME]  kind = "modbus-tcp" | "modbus-rtu" | "modbus-rtu-over-tcp", ...
+              # named endpoints, each with its own timeout and retry (agent/endpoint_config.py)
     [broker]  url = "mqtt://hub.local:1883"  username = "pump-station-7"  password_file = "/etc/…"
               # no [broker] table: standalone — runs its contract and journals, no autonomy budget
 Variables: FIELDPACT_AGENT_<KEY>, `__` between table and key: FIELDPACT_AGENT_TELEMETRY_S=0.5,
@@ -26,7 +30,9 @@ from pathlib import Path
 from typing import Any
 
 from contracts.model_divergence import DEFAULT_AFTER_S
+from agent.endpoint_config import LEGACY_NAME, Endpoint, legacy_endpoint, read_endpoints
 from runtime import settings
+from runtime.settings import MISSING
 from runtime.settings import ConfigError as ConfigError
 from runtime.settings import Table
 from transport.mqtt import parse_url
@@ -68,9 +74,14 @@ class AgentConfig:
     site: str
     journal: Path
     trusted_key: Path
-    modbus: ModbusConfig
+    modbus: ModbusConfig | None = None
+    """The legacy `[modbus]` table: one Modbus TCP endpoint named `modbus`."""
+    endpoints: tuple[Endpoint, ...] = ()
+    """The `[endpoints.NAME]` tables (the legacy `modbus` one is not among them)."""
     broker: BrokerConfig | None = None
     contract: Path | None = None
+    contracts: tuple[Path, ...] = ()
+    """More signed contracts to load at start; they run side by side with `contract`."""
     journal_budget_mb: int = DEFAULT_JOURNAL_BUDGET_MB
     telemetry_s: float = DEFAULT_TELEMETRY_S
     batch_max: int = DEFAULT_BATCH_MAX
@@ -79,6 +90,19 @@ class AgentConfig:
     """contracts/model_divergence.py: how long a modelled input may stay beyond its tolerance."""
     journal_key: Path | None = None
     """The agent's Ed25519 journal key (made at first start); None: beside the journal."""
+
+    def contract_files(self) -> tuple[Path, ...]:
+        """The local contract files, `contract` first."""
+        return ((self.contract,) if self.contract else ()) + self.contracts
+
+    def all_endpoints(self) -> tuple[Endpoint, ...]:
+        """The endpoints the agent talks to: the legacy `modbus` one first, if configured, then
+        the named ones. Raises ConfigError when there is none."""
+        mb = self.modbus
+        legacy = () if mb is None else (legacy_endpoint(mb.host, mb.port, mb.timeout_s),)
+        if not legacy and not self.endpoints:
+            raise ConfigError("modbus", MISSING, "is required (or [endpoints.NAME] tables)")
+        return legacy + self.endpoints
 
 
 def load(path: str | Path, env: Mapping[str, str] | None = None) -> AgentConfig:
@@ -91,14 +115,34 @@ def load(path: str | Path, env: Mapping[str, str] | None = None) -> AgentConfig:
 def _agent(t: Table) -> AgentConfig:
     return AgentConfig(
         device=t.string("device"), site=t.string("site"), journal=t.path("journal"),
-        trusted_key=t.path("trusted_key"), modbus=_modbus(t.table("modbus", required=True)),
+        trusted_key=t.path("trusted_key"), **_links(t),
         broker=_broker(t.optional_table("broker")), contract=t.path("contract", None),
+        contracts=_paths(t, "contracts"),
         journal_budget_mb=t.integer("journal_budget_mb", DEFAULT_JOURNAL_BUDGET_MB, min=1),
         telemetry_s=t.seconds("telemetry_s", DEFAULT_TELEMETRY_S, above=0),
         batch_max=t.integer("batch_max", DEFAULT_BATCH_MAX, min=1),
         ack_timeout_s=t.seconds("ack_timeout_s", DEFAULT_ACK_TIMEOUT_S, above=0),
         model_divergence_after_s=t.seconds("model_divergence_after_s", DEFAULT_AFTER_S, above=0),
         journal_key=t.path("journal_key", None))
+
+
+def _paths(t: Table, name: str) -> tuple[Path, ...]:
+    """A list of paths (`contracts = ["a.cose", "b.cose"]`), relative ones beside the file (as
+    Table.path resolves one; runtime/settings_table.py has no getter for a list of paths yet)."""
+    return tuple(t._as_path(v, False) for v in t.strings(name, ()))
+
+
+def _links(t: Table) -> dict[str, Any]:
+    """`modbus` (the legacy table) and `endpoints`: at least one of them."""
+    endpoints = read_endpoints(t)
+    table = t.optional_table("modbus")
+    modbus = None if table is None else _modbus(table)
+    if modbus is None and not endpoints:
+        t.table("modbus", required=True)  # raises: the legacy table, or endpoints, is required
+    if modbus is not None and any(e.name == LEGACY_NAME for e in endpoints):
+        raise t.error("endpoints", LEGACY_NAME,
+                      f"names the endpoint the [modbus] table is ({LEGACY_NAME})")
+    return {"modbus": modbus, "endpoints": endpoints}
 
 
 def _modbus(t: Table) -> ModbusConfig:

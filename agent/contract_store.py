@@ -14,40 +14,59 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from agent.journal_thread import AsyncJournal
-from agent.segment import CHECKPOINT_NAME, ActiveContract, decode_checkpoint
+from agent.segment import (
+    CHECKPOINT_NAME, RUNNING_NAME, ActiveContract, Resume, checkpoint_name, decode_checkpoint,
+)
 from contracts.journal_events import (
     AgentEvent, ContractBody, ContractChange, agent_event_body, item,
 )
 from contracts.codec import canonical_dumps, content_hash, loads
 from contracts.engine import EngineState
 from contracts.errors import ContractRefused
+from contracts.schema import Contract
 from contracts.signing import verify_contract
 from contracts.types import EpochMs
 
 log = logging.getLogger("fieldpact.agent.contracts")
 
 _VERSIONS = "contract:versions"
-_LATEST = "contract:latest"
+_LATEST = "contract:latest"  # the latest accepted contract, as a one-contract agent kept it
+_LATEST_BY_ID = "contract:latest_by_id"  # {contract id: hash of its latest accepted version}
 
 
 @dataclass(frozen=True, kw_only=True)
 class Restored:
-    """What a restart finds: the contract to resume (with its engine state) and one waiting."""
+    """What a restart finds: the contracts to resume (with their engine states), by contract id,
+    and the ones accepted but not started yet."""
 
-    resume: tuple[ActiveContract, EngineState] | None
-    pending: ActiveContract | None
+    resumes: tuple[Resume, ...] = ()
+    pendings: tuple[ActiveContract, ...] = ()
+
+    @property
+    def resume(self) -> Resume | None:
+        return self.resumes[0] if self.resumes else None
+
+    @property
+    def pending(self) -> ActiveContract | None:
+        return self.pendings[0] if self.pendings else None
 
 
 class ContractStore:
-    def __init__(self, journal: AsyncJournal, pubkey: Ed25519PublicKey, device: str) -> None:
+    def __init__(self, journal: AsyncJournal, pubkey: Ed25519PublicKey, device: str, *,
+                 check: Callable[[Contract], None] | None = None) -> None:
+        """`check` raises ContractRefused for a contract this agent cannot run (an endpoint it
+        does not have); it is journaled and reported like any refusal."""
         self._journal, self._pubkey, self._device = journal, pubkey, device
+        self._check = check or (lambda _c: None)
         self._versions: dict[str, int] = {}
         self._hashes: dict[str, str] = {}
+        self._latest: dict[str, str] = {}  # contract id -> hash of the latest one accepted
 
     async def _load_blob(self, name: str) -> bytes | None:
         found = await self._journal.load_checkpoint(name)
@@ -59,24 +78,50 @@ class ContractStore:
             return None
         c = await asyncio.to_thread(verify_contract, signed, self._pubkey, now_ms=now_ms,
                                     device=self._device, allow_future=True)
+        self._check(c)
         return ActiveContract(contract=c, signed=signed, hash=digest)
 
     async def restore(self, now_ms: EpochMs) -> Restored:
-        """Re-verify what was stored (a tampered store is refused like a tampered message)."""
+        """Re-verify what was stored (a tampered store is refused like a tampered message): every
+        contract that had a segment comes back with its engine state, then the latest accepted
+        version of each contract id that is not the one resumed. An agent's store from before
+        several contracts per agent (one `engine` checkpoint, one latest) reads the same way."""
         blob = await self._load_blob(_VERSIONS)
         known = loads(blob) if blob else {"versions": {}, "hashes": {}}
         self._versions, self._hashes = dict(known["versions"]), dict(known["hashes"])
-        resume = None
-        ckpt = await self._load_blob(CHECKPOINT_NAME)
-        if ckpt is not None:
+        resumes = []
+        for name in await self._engine_checkpoints():
+            ckpt = await self._load_blob(name)
+            if ckpt is None:
+                continue
             digest, state = decode_checkpoint(ckpt)
             active = await self._safe_load(digest, now_ms)
-            resume = (active, state) if active else None
+            if active is not None:
+                resumes.append((active, state))
+        resumed = {a.hash for a, _ in resumes}
+        pendings = []
+        for digest in await self._latest_hashes():
+            if digest not in resumed:
+                found = await self._safe_load(digest, now_ms)
+                if found is not None:
+                    pendings.append(found)
+        for a in [*pendings, *(a for a, _ in resumes)]:
+            self._latest.setdefault(a.contract.contract, a.hash)  # a store from before by-id
+        return Restored(resumes=tuple(resumes), pendings=tuple(pendings))
+
+    async def _engine_checkpoints(self) -> list[str]:
+        running = await self._load_blob(RUNNING_NAME)
+        if running is None:
+            return [CHECKPOINT_NAME]
+        return [checkpoint_name(cid) for cid in loads(running)]
+
+    async def _latest_hashes(self) -> list[str]:
+        by_id = await self._load_blob(_LATEST_BY_ID)
+        if by_id is not None:
+            self._latest = dict(loads(by_id))
+            return [digest for _, digest in sorted(self._latest.items())]
         latest = await self._load_blob(_LATEST)
-        pending = None
-        if latest is not None and (resume is None or latest.decode() != resume[0].hash):
-            pending = await self._safe_load(latest.decode(), now_ms)
-        return Restored(resume=resume, pending=pending)
+        return [latest.decode()] if latest is not None else []
 
     async def _safe_load(self, digest: str, now_ms: EpochMs) -> ActiveContract | None:
         try:
@@ -95,6 +140,7 @@ class ContractStore:
                 verify_contract, signed, self._pubkey, now_ms=now_ms, device=self._device,
                 accepted=dict(self._versions), accepted_hashes=dict(self._hashes),
                 allow_future=True))
+            self._check(c)
         except ContractRefused as exc:
             await self._journal.append(*item(ContractBody(
                 event=ContractChange.REFUSED, refusal=exc.refusal, detail=exc.detail), now_ms))
@@ -107,7 +153,8 @@ class ContractStore:
         await self._journal.save_checkpoint(f"contract:{digest}", signed, seq, now_ms)
         known = {"versions": self._versions, "hashes": self._hashes}
         await self._journal.save_checkpoint(_VERSIONS, canonical_dumps(known), seq, now_ms)
-        await self._journal.save_checkpoint(_LATEST, digest.encode(), seq, now_ms)
+        self._latest[c.contract] = digest
+        await self._journal.save_checkpoint(_LATEST_BY_ID, canonical_dumps(self._latest), seq, now_ms)
         await self._journal.append(*item(ContractBody(
             event=ContractChange.ACCEPTED, contract=c.contract, version=c.version, hash=digest,
             signed=signed), now_ms))

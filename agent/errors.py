@@ -4,8 +4,8 @@ agent's own failures from a library's or the contract language's.
     AgentError                 base of every error the agent raises about its own work
     ├── DeviceLinkError        a device write that failed, or a device link that could not
     │                          connect; `reason` is a BAD reading's vocabulary plus
-    │                          "not_writable" and "encode"; `category` is the hub policy's
-    │                          failure category
+    │                          "not_writable", "encode" and "busy" (not sent: the endpoint
+    │                          was still busy); `category` is the hub policy's failure category
     ├── RegisterError          a value that cannot be converted to or from a point's registers
     │                          (also a ValueError: it is a bad value; category "config")
     └── JournalError           the journal cannot do what was asked (I/O error, corrupt or
@@ -32,8 +32,9 @@ class AgentError(Exception):
 
 class DeviceLinkError(AgentError):
     """A device write that failed, or a device link that could not connect. `reason` is the same
-    vocabulary as a BAD reading's reason, plus "not_writable" and "encode" (a value that does not
-    fit the point's type, wrapping the RegisterError); `category` is the failure category the
+    vocabulary as a BAD reading's reason, plus "not_writable", "encode" (a value that does not
+    fit the point's type, wrapping the RegisterError) and "busy" (not sent: the endpoint was still
+    busy at the cycle's deadline, agent/endpoints.py); `category` is the failure category the
     hub's policy uses."""
 
     def __init__(self, reason: str, detail: str, *, category: str = "adapters") -> None:

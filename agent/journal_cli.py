@@ -180,16 +180,25 @@ def register_replay(commands: Any) -> None:
 
 
 def replay_command(args: argparse.Namespace) -> int:
-    """Replay every scan segment in the journal whose contract it holds."""
-    from contracts.journal_replay import contracts_in, replay_entries
+    """Replay every scan segment in the journal whose contract it holds, each contract on its
+    own (an agent runs several side by side: one line per contract, then the total)."""
+    from contracts.journal_replay import contracts_in, replay_by_contract
     entries = _with_journal(args.db, lambda j: j.read(1, 10_000_000))
     if entries is None:
         return EXIT_UNREADABLE
-    report = replay_entries(entries, contracts_in(entries).get)
-    for skipped in report.skipped_segments:
-        print(f"skipped segment at {skipped}")
-    for m in report.mismatches[:10]:
-        print(f"MISMATCH at ts {m.ts_ms}: recorded {m.recorded} replayed {m.replayed}")
-    print(f"replayed {report.segments} segment(s), {report.cycles} cycles, "
-          f"{report.writes_checked} writes checked, {len(report.mismatches)} mismatches")
-    return 0 if report.ok else 1
+    reports = replay_by_contract(entries, contracts_in(entries).get)
+    total = {"segments": 0, "cycles": 0, "writes": 0, "mismatches": 0}
+    for cid, report in reports.items():
+        for skipped in report.skipped_segments:
+            print(f"{cid}: skipped segment at {skipped}")
+        for m in report.mismatches[:10]:
+            print(f"{cid}: MISMATCH at ts {m.ts_ms}: recorded {m.recorded} replayed {m.replayed}")
+        if len(reports) > 1:
+            print(f"{cid}: {report.segments} segment(s), {report.cycles} cycles, "
+                  f"{report.writes_checked} writes checked, {len(report.mismatches)} mismatches")
+        for key, n in (("segments", report.segments), ("cycles", report.cycles),
+                       ("writes", report.writes_checked), ("mismatches", len(report.mismatches))):
+            total[key] += n
+    print(f"replayed {total['segments']} segment(s), {total['cycles']} cycles, "
+          f"{total['writes']} writes checked, {total['mismatches']} mismatches")
+    return 0 if not total["mismatches"] else 1

@@ -3,8 +3,7 @@
 Rules every DeviceLink keeps (tests/agent/test_link_contract.py runs the same suite over MemoryLink
 and the real ModbusLink):
 - `read(plan, now_ms)` never raises for I/O: each request that fails marks exactly its own points
-  BAD with a reason ("timeout", "disconnected", "decode", or a device exception in words as well as
-  its code: "exception 2 (illegal data address) at holding 63"); the rest stay GOOD.
+  BAD with a reason ("timeout", "exception:<code>", "disconnected", "decode"); the rest stay GOOD.
   Every Reading carries `ts_ms = now_ms`, the scan cycle's time (the link never reads the clock for it).
 - `write(point, value)` raises DeviceLinkError on any failure and is never retried: a write that
   timed out may have happened, so the caller journals it and trusts the next cycle's read-back.
@@ -13,7 +12,6 @@ and the real ModbusLink):
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from types import MappingProxyType
 from typing import Protocol, runtime_checkable
 
 from agent.errors import DeviceLinkError, RegisterError
@@ -24,17 +22,6 @@ from contracts.types import EpochMs, PointName, Value
 
 ILLEGAL_DATA_ADDRESS = 2
 """Modbus exception code 02 (spec section 7): the address is not an allowable one for the device."""
-
-EXCEPTION_NAMES: Mapping[int, str] = MappingProxyType({
-    1: "illegal function", 2: "illegal data address", 3: "illegal data value",
-    4: "server device failure", 5: "acknowledge", 6: "server device busy",
-    8: "memory parity error", 10: "gateway path unavailable",
-    11: "gateway target device failed to respond",
-})
-"""Modbus exception codes in words (Modbus Application Protocol v1.1b3, section 7)."""
-
-EXCEPTION_PREFIX = "exception "
-"""Every exception reason starts so (`is_exception`), whatever the code and the address."""
 
 RawWord = int | bool
 """One cell of a register bank: a 16-bit register, or one bit of a coil/discrete table."""
@@ -61,6 +48,11 @@ class DeviceLink(Protocol):
         """While set (safe state not yet confirmed on the device), look for the device again at
         most every `interval_s` without blocking read(); None: the normal reconnect backoff."""
 
+    def pace(self, deadline: float | None) -> None:
+        """The scan cycle's I/O should end by the monotonic time `deadline` (None: no bound but
+        the endpoints' own timeouts). A request not answered by then is BAD "timeout" for this
+        cycle (agent/endpoints.py); a single link bounds itself by its timeout."""
+
     @property
     def connected(self) -> bool:
         """Whether the link is up now."""
@@ -83,19 +75,22 @@ def bad_readings(request: ReadRequest, now_ms: EpochMs, reason: str) -> dict[Poi
             for p in request.points}
 
 
-def exception_reason(code: int, table: Table, start: int, count: int = 1, unit_id: int = 1) -> str:
-    """A device's exception in words as well as its code, naming where it was asked:
-    "exception 2 (illegal data address) at holding 63" (a unit other than 1 is named too:
-    "... at unit 3 holding 60..63")."""
-    name = EXCEPTION_NAMES.get(code, "unknown exception code")
-    where = f"{start}" if count <= 1 else f"{start}..{start + count - 1}"
-    unit = f"unit {unit_id} " if unit_id != 1 else ""
-    return f"{EXCEPTION_PREFIX}{code} ({name}) at {unit}{table.value} {where}"
+def exception_reason(code: int) -> str:
+    return f"exception:{code}"
 
 
-def is_exception(reason: str | None) -> bool:
-    """Whether a BAD reading's (or a DeviceLinkError's) reason is a device exception."""
-    return (reason or "").startswith(EXCEPTION_PREFIX)
+EXCEPTION_WORDS = {
+    1: "illegal function", 2: "illegal data address", 3: "illegal data value",
+    4: "server device failure", 5: "acknowledge", 6: "server device busy",
+    8: "memory parity error", 10: "gateway path unavailable",
+    11: "gateway target device failed to respond",
+}
+"""Modbus exception codes in words: Modbus Application Protocol v1.1b3, section 7."""
+
+
+def exception_words(code: int, table: Table, address: int) -> str:
+    """`exception 2 (illegal data address) at holding 63`: what an operator reads."""
+    return f"exception {code} ({EXCEPTION_WORDS.get(code, 'unknown')}) at {table.value} {address}"
 
 
 class MemoryLink:
@@ -127,6 +122,9 @@ class MemoryLink:
     def hurry(self, interval_s: float | None) -> None:
         """Nothing to hurry: a memory device reconnects as soon as `online` is True."""
 
+    def pace(self, deadline: float | None) -> None:
+        """Nothing to pace: a memory device answers at once."""
+
     def set(self, unit_id: int, table: Table, address: int, words: Sequence[RawWord]) -> None:
         """Put `words` at `address`.. in a bank, creating the addresses (the device's side)."""
         bank = self.banks.setdefault((unit_id, table), {})
@@ -151,8 +149,7 @@ class MemoryLink:
             return bad_readings(request, now_ms, "disconnected")
         words = self.get(request.unit_id, request.table, request.start, request.count)
         if words is None:
-            return bad_readings(request, now_ms, exception_reason(
-                ILLEGAL_DATA_ADDRESS, request.table, request.start, request.count, request.unit_id))
+            return bad_readings(request, now_ms, exception_reason(ILLEGAL_DATA_ADDRESS))
         if request.table.is_bit:
             return good_readings(request, [bool(w) for w in words], now_ms)
         return good_readings(request, [int(w) for w in words], now_ms)
@@ -163,9 +160,8 @@ class MemoryLink:
             raise DeviceLinkError("disconnected", f"write {point.name}={value!r}: link is down")
         words: list[RawWord] = [raw] if isinstance(raw, bool) else list(raw)
         if self.get(point.unit_id, point.table, point.address, len(words)) is None:
-            raise DeviceLinkError(exception_reason(ILLEGAL_DATA_ADDRESS, point.table, point.address,
-                                                   len(words), point.unit_id),
-                                  f"write {point.name}={value!r}")
+            raise DeviceLinkError(exception_reason(ILLEGAL_DATA_ADDRESS),
+                            f"write {point.name}={value!r} at {point.table.value}:{point.address}")
         self.set(point.unit_id, point.table, point.address, words)
         self.writes.append((point.name, value))
 

@@ -1,4 +1,5 @@
-"""ModbusLink: the DeviceLink over Modbus TCP, on pymodbus's AsyncModbusTcpClient.
+"""ModbusLink: the DeviceLink to one endpoint — Modbus TCP, Modbus RTU on a serial device, or RTU
+frames over TCP (agent/endpoint_config.py) — on pymodbus's async clients.
 
 Theory of operation:
 - We own the retry and reconnect policy, so pymodbus's are off (retries=0, reconnect_delay=0).
@@ -20,6 +21,10 @@ is done by background probes (agent/modbus_probe.py) and read() never waits for 
 read leaves the rest of the plan BAD at once, so a hung device costs the scan one timeout, not one
 per cycle; once it answers again, the link is back within one timeout plus one interval.
 The pymodbus requests themselves are in agent/modbus_calls.py.
+
+A serial line (modbus-rtu) is one connection whatever its unit ids: requests go one at a time, with
+the endpoint's frame gap (3.5 characters, or byte_timeout_s) of silence before each, and "a new
+connection" after a timeout means reopening the port (so a late reply is flushed with the old one).
 """
 from __future__ import annotations
 
@@ -29,12 +34,15 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
 
-from pymodbus.client import AsyncModbusTcpClient
+from pymodbus.client import ModbusBaseClient
 from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
 from pymodbus.pdu import ModbusPDU
 
+from agent.endpoint_config import Endpoint, EndpointKind
 from agent.errors import DeviceLinkError
-from agent.link import bad_readings, encode_for_write, exception_reason, good_readings
+from agent.link import (
+    bad_readings, encode_for_write, exception_reason, exception_words, good_readings,
+)
 from agent.modbus_calls import DEADLINE_MARGIN_S, new_client, read_call, write_call
 from agent.modbus_probe import Prober
 from agent.registers import ReadRequest
@@ -55,25 +63,43 @@ off to 5 s, so a dead device costs one connect attempt per 5 s, not one per scan
 
 
 class ModbusLink:
-    """A DeviceLink to one Modbus TCP endpoint (any unit ids behind it)."""
+    """A DeviceLink to one endpoint (any unit ids behind it). `ModbusLink(host, port)` is a Modbus
+    TCP one; `ModbusLink.for_endpoint(ep)` any kind, with the endpoint's timeout and retry."""
 
-    def __init__(self, host: str, port: int, *, timeout_s: float = DEFAULT_TIMEOUT_S,
+    def __init__(self, host: str = "", port: int = 0, *, timeout_s: float = DEFAULT_TIMEOUT_S,
                  backoff: Backoff | None = None, rng: random.Random | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self.host, self.port, self.timeout_s = host, port, timeout_s
+                 clock: Callable[[], float] = time.monotonic, endpoint: Endpoint | None = None) -> None:
+        self.endpoint = endpoint or Endpoint(name="modbus", kind=EndpointKind.TCP, host=host,
+                                             port=port, timeout_s=timeout_s)
+        self.host = self.endpoint.device if self.endpoint.kind.serial else self.endpoint.host
+        self.port, self.timeout_s = self.endpoint.port, self.endpoint.timeout_s
         self.backoff = Retrier(backoff or DEFAULT_BACKOFF, rng)
         self._clock = clock
-        self._client: AsyncModbusTcpClient | None = None
+        self._client: ModbusBaseClient | None = None
         self._next_attempt = 0.0
         self._closed = False
-        self.prober = Prober(host, port, timeout_s, clock, closed=lambda: self._closed,
+        self._quiet_until = 0.0  # serial line: the frame gap before the next request
+        self._exceptions: set[tuple[int, Table, int]] = set()  # requests answering an exception now
+        self.prober = Prober(self.endpoint, self.timeout_s, clock, closed=lambda: self._closed,
                              connected=lambda: self.connected)
         self.attempts = 0
         self.connects = 0
 
+    @classmethod
+    def for_endpoint(cls, endpoint: Endpoint, *, rng: random.Random | None = None,
+                     clock: Callable[[], float] = time.monotonic) -> ModbusLink:
+        """A link with `endpoint`'s own reply timeout and reconnect backoff."""
+        backoff = Backoff(initial_s=endpoint.retry_initial_s, max_s=endpoint.retry_max_s,
+                          jitter=DEFAULT_BACKOFF.jitter)
+        return cls(endpoint=endpoint, backoff=backoff, rng=rng, clock=clock)
+
     @property
     def connected(self) -> bool:
         return self._client is not None and self._client.connected
+
+    def pace(self, deadline: float | None) -> None:
+        """Nothing to pace: one endpoint's requests are bounded by its own timeout (the set of
+        endpoints in agent/endpoints.py bounds a cycle's I/O by the cycle's deadline)."""
 
     async def connect(self) -> None:
         """One connect attempt bounded by timeout_s. Raises DeviceLinkError("disconnected") on failure
@@ -82,7 +108,7 @@ class ModbusLink:
         if self.connected:
             return
         if not await self._attempt_connect():
-            raise DeviceLinkError("disconnected", f"cannot connect to {self.host}:{self.port}")
+            raise DeviceLinkError("disconnected", f"cannot connect to {self.endpoint.label}")
 
     async def close(self) -> None:
         """Close and stay closed: read() will not reconnect until connect() is called again."""
@@ -122,18 +148,19 @@ class ModbusLink:
 
     async def write(self, point: Point, value: Value) -> None:
         """Write with FC5 (coil), FC6 (one register) or FC16 (several). Never retried. Raises
-        DeviceLinkError ("disconnected", "timeout", "exception <code> (<words>) at <where>",
-        "not_writable", "encode")."""
+        DeviceLinkError ("disconnected", "timeout", "exception:<code>", "not_writable", "encode")."""
         raw = encode_for_write(point, value)
         client = self._client
         if client is None or not client.connected:
             raise DeviceLinkError("disconnected", f"write {point.name}={value!r}: link is down")
         where = f"write {point.name}={value!r} at unit {point.unit_id} {point.table.value}:{point.address}"
-        count = 1 if isinstance(raw, bool) else len(raw)
-        reason = await self._call(lambda: write_call(client, point, raw), point.unit_id, point.table,
-                                  point.address, count)
-        if isinstance(reason, str):
-            raise DeviceLinkError(reason, where)
+        result = await self._call(lambda: write_call(client, point, raw), point.unit_id, point.table,
+                                  point.address)
+        if isinstance(result, str):
+            code = result.removeprefix("exception:")
+            if code.isdigit():
+                where += ": " + exception_words(int(code), point.table, point.address)
+            raise DeviceLinkError(result, where)
 
     # ------------------------------------------------------------------------------ internals
 
@@ -157,13 +184,13 @@ class ModbusLink:
         self._client, self.connects = client, self.connects + 1
         self.backoff.reset()
         log.info("modbus_connected host=%s port=%d by=probe", self.host, self.port,
-                 extra={"event": "modbus_connected", "host": self.host, "port": self.port})
+                 extra={"event": "modbus_connected", "endpoint": self.endpoint.name, "host": self.host, "port": self.port})
         return True
 
     async def _attempt_connect(self) -> bool:
         self._drop()
         self.attempts += 1
-        client = new_client(self.host, self.port, self.timeout_s, f"fieldpact-{self.host}:{self.port}")
+        client = new_client(self.endpoint, self.timeout_s, f"fieldpact-{self.endpoint.label}")
         try:
             async with asyncio.timeout(self.timeout_s + DEADLINE_MARGIN_S):
                 ok = await client.connect()
@@ -175,21 +202,21 @@ class ModbusLink:
             return False
         self._client, self.connects = client, self.connects + 1
         log.info("modbus_connected host=%s port=%d", self.host, self.port,
-                 extra={"event": "modbus_connected", "host": self.host, "port": self.port})
+                 extra={"event": "modbus_connected", "endpoint": self.endpoint.name, "host": self.host, "port": self.port})
         return True
 
     def _schedule_retry(self) -> None:
         delay = self.backoff.next_delay()
         self._next_attempt = self._clock() + delay
         log.info("modbus_connect_failed host=%s port=%d retry_in_s=%.3f", self.host, self.port, delay,
-                 extra={"event": "modbus_connect_failed", "host": self.host, "port": self.port})
+                 extra={"event": "modbus_connect_failed", "endpoint": self.endpoint.name, "host": self.host, "port": self.port})
 
     def _drop(self, reason: str = "closed") -> None:
         client, self._client = self._client, None
         if client is not None:
             client.close()
             log.info("modbus_disconnected host=%s port=%d reason=%s", self.host, self.port, reason,
-                     extra={"event": "modbus_disconnected", "host": self.host, "port": self.port,
+                     extra={"event": "modbus_disconnected", "endpoint": self.endpoint.name, "host": self.host, "port": self.port,
                             "reason": reason})
 
     def _lose(self, reason: str) -> None:
@@ -201,24 +228,50 @@ class ModbusLink:
         client = self._client
         assert client is not None  # read() checked `connected` just before
         result = await self._call(lambda: read_call(client, request), request.unit_id, request.table,
-                                  request.start, request.count)
+                                  request.start)
+        self._note_exception(request, result if isinstance(result, str) else None)
         if isinstance(result, str):
             return bad_readings(request, now_ms, result)
         values = result.bits if request.table.is_bit else result.registers
         return good_readings(request, values, now_ms)
 
+    def _note_exception(self, request: ReadRequest, reason: str | None) -> None:
+        """Log a device's exception answer in words when it starts (`exception 2 (illegal data
+        address) at holding 63`), once, not every cycle; the BAD reading keeps the code."""
+        key = (request.unit_id, request.table, request.start)
+        code = (reason or "").removeprefix("exception:")
+        if not code.isdigit():
+            self._exceptions.discard(key)
+            return
+        if key not in self._exceptions:
+            self._exceptions.add(key)
+            words = exception_words(int(code), request.table, request.start)
+            log.warning("modbus_exception endpoint=%s unit=%d %s", self.endpoint.name,
+                        request.unit_id, words, extra={"event": "modbus_exception",
+                                                      "endpoint": self.endpoint.name,
+                                                      "unit": request.unit_id, "detail": words})
+
     async def _call(self, make: Callable[[], Awaitable[ModbusPDU]], unit: int, table: Table,
-                    start: int, count: int) -> ModbusPDU | str:
+                    start: int) -> ModbusPDU | str:
         """Run one request under our deadline. Returns the response PDU, or the BAD reason."""
+        await self._keep_frame_gap()
         try:
             async with asyncio.timeout(self.timeout_s + DEADLINE_MARGIN_S):
                 response = await make()
         except (TimeoutError, ModbusIOException, ConnectionException, OSError) as exc:
             return self._failed(exc, unit, table, start)
+        finally:
+            self._quiet_until = self._clock() + self.endpoint.frame_gap_s
         self.backoff.reset()  # only an answer proves the device is back, not an accepted socket
         if response.isError():
-            return exception_reason(response.exception_code, table, start, count, unit)
+            return exception_reason(response.exception_code)
         return response
+
+    async def _keep_frame_gap(self) -> None:
+        """On a serial line, the silence the spec asks between frames (0 on TCP: no wait)."""
+        wait = self._quiet_until - self._clock()
+        if wait > 0:
+            await asyncio.sleep(wait)
 
     def _failed(self, exc: Exception, unit: int, table: Table, start: int) -> str:
         lost = not self.connected or isinstance(exc, ConnectionException)

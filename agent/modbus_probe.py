@@ -21,9 +21,10 @@ import asyncio
 import contextlib
 from collections.abc import Callable
 
-from pymodbus.client import AsyncModbusTcpClient
+from pymodbus.client import ModbusBaseClient
 from pymodbus.exceptions import ModbusException
 
+from agent.endpoint_config import Endpoint
 from agent.modbus_calls import DEADLINE_MARGIN_S, answered, new_client
 from agent.registers import ReadRequest
 
@@ -46,18 +47,18 @@ class Prober:
     wanted only while it is open and down); `interval_s` is set by the link's hurry(), None when
     not hurried."""
 
-    def __init__(self, host: str, port: int, timeout_s: float, clock: Callable[[], float], *,
+    def __init__(self, endpoint: Endpoint, timeout_s: float, clock: Callable[[], float], *,
                  closed: Callable[[], bool], connected: Callable[[], bool]) -> None:
-        self.host, self.port, self.timeout_s = host, port, timeout_s
+        self.endpoint, self.timeout_s = endpoint, timeout_s
         self._clock, self._closed, self._connected = clock, closed, connected
         self.interval_s: float | None = None
         self.request: ReadRequest | None = None  # the first request of the link's last plan
         self.probes = 0
-        self._task: asyncio.Task[AsyncModbusTcpClient | None] | None = None
+        self._task: asyncio.Task[ModbusBaseClient | None] | None = None
         self._due = 0.0
         self._timer: asyncio.TimerHandle | None = None
 
-    def take(self) -> AsyncModbusTcpClient | None:
+    def take(self) -> ModbusBaseClient | None:
         """A finished probe's client if the device answered it (the caller adopts it), else None."""
         task = self._task
         if task is None or not task.done():
@@ -99,10 +100,10 @@ class Prober:
         self._due = self._clock() + self.interval_s
         self.probes += 1
         probe = self._once(self.request, probe_timeout(self.probes, self.interval_s, self.timeout_s))
-        self._task = asyncio.create_task(probe, name=f"modbus-probe-{self.host}:{self.port}")
+        self._task = asyncio.create_task(probe, name=f"modbus-probe-{self.endpoint.label}")
         self._task.add_done_callback(self._done)
 
-    def _done(self, task: asyncio.Task[AsyncModbusTcpClient | None]) -> None:
+    def _done(self, task: asyncio.Task[ModbusBaseClient | None]) -> None:
         """A failed probe is followed by the next one as soon as the interval allows (not at the
         next read()), so a device that answers again is found within one timeout + one interval."""
         failed = task.cancelled() or task.exception() is not None or task.result() is None
@@ -112,8 +113,8 @@ class Prober:
                 delay = max(0.0, self._due - self._clock())
                 self._timer = asyncio.get_running_loop().call_later(delay, self._start)
 
-    async def _once(self, request: ReadRequest, timeout_s: float) -> AsyncModbusTcpClient | None:
-        client = new_client(self.host, self.port, timeout_s, f"fieldpact-probe-{self.host}:{self.port}")
+    async def _once(self, request: ReadRequest, timeout_s: float) -> ModbusBaseClient | None:
+        client = new_client(self.endpoint, timeout_s, f"fieldpact-probe-{self.endpoint.label}")
         try:
             async with asyncio.timeout(2 * (timeout_s + DEADLINE_MARGIN_S)):
                 if await client.connect() and await answered(client, request):

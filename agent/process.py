@@ -1,7 +1,8 @@
 """The agent process: one AsyncExitStack for resources, one TaskGroup for the work.
 
 `Agent.run` in order: open the resources (journal, device link), journal the start and restore the
-hub-contact budget, restore the contracts (the one to resume, the one pending, the local file),
+hub-contact budget, restore the contracts (every one to resume, those pending, the local files:
+an agent runs several contracts side by side, agent/roster.py),
 then run the tasks: `scan` (the loop; never waits on the network), `jobs` (the scheduler of
 agent/jobs.py: heartbeat, retention, contract marks) and `uplink` (MQTT, only if a broker is
 configured; restarted after a failure, never taking the scan loop with it).
@@ -22,14 +23,15 @@ from agent.jobs import Jobs
 from agent.journal_signing import JournalSigner, default_key_path, load_or_create_key
 from agent.journal_thread import AsyncJournal
 from agent.link import DeviceLink
-from agent.modbus import ModbusLink
+from agent.endpoints import EndpointSet
 from agent.scan import Connectivity, CycleReport, ScanLoop
-from agent.segment import ActiveContract
+from agent import roster
+from agent.segment import ActiveContract, Resume
 from agent.systemd import Notifier
 from agent.uplink import LAST_CONTACT, Uplink, wall_ms
-from contracts.engine import EngineState
 from contracts.errors import ContractRefused, SigningKeyError
 from contracts.journal_events import AgentEvent, agent_event_body, item
+from contracts.schema import Contract
 from contracts.signing import load_public_key
 from transport.backoff import Backoff, Retrier
 
@@ -38,15 +40,13 @@ log = logging.getLogger("fieldpact.agent")
 UPLINK_RESTART = Backoff(initial_s=1.0, max_s=60.0, jitter=0.3)
 """A crashed uplink restarts after 1 s, backing off to a minute if it keeps failing."""
 
-Resume = tuple[ActiveContract, EngineState]
-"""The contract a restart continues, with the engine state it was checkpointed in."""
 
 
 class Agent:
     def __init__(self, cfg: AgentConfig, *, link: DeviceLink | None = None,
                  notifier: Notifier | None = None, reconnect: Backoff | None = None) -> None:
         self.cfg, self.reconnect = cfg, reconnect
-        self.link = link or ModbusLink(cfg.modbus.host, cfg.modbus.port, timeout_s=cfg.modbus.timeout_s)
+        self.link = link or EndpointSet.from_config(cfg.all_endpoints())
         self.notifier = notifier or Notifier()
         self.boot_id = uuid.uuid4().hex
         self.journal = AsyncJournal(cfg.journal, budget_bytes=cfg.journal_budget_mb * 1024 * 1024)
@@ -67,24 +67,35 @@ class Agent:
             self.uplink.on_cycle(report)
 
     def status(self) -> str:
-        """One line for systemd and the heartbeat log: contract, mode, step, hub reachability."""
-        seg = self.scan.segment
-        if seg is None:
+        """One line for systemd and the heartbeat log: each contract's mode and step (";"
+        between contracts), hub reachability."""
+        if not self.scan.segments:
             return "no contract"
-        c = seg.active.contract
-        safe = seg.actuator.safe_view()
-        unconfirmed = ""
-        if safe is not None and safe.unconfirmed:  # the device does not show safe_state yet
-            unconfirmed = f" safe_unconfirmed={','.join(safe.unconfirmed)}"
-        return (f"{c.contract}@{c.version} mode={seg.state.mode.value} step={seg.step_name()} "
-                f"online={self.conn.online}{unconfirmed}")
+        parts = []
+        for _, seg in sorted(self.scan.segments.items()):
+            c = seg.active.contract
+            safe = seg.actuator.safe_view()
+            unconfirmed = ""
+            if safe is not None and safe.unconfirmed:  # the device does not show safe_state yet
+                unconfirmed = f" safe_unconfirmed={','.join(safe.unconfirmed)}"
+            parts.append(f"{c.contract}@{c.version} mode={seg.state.mode.value} "
+                         f"step={seg.step_name()}{unconfirmed}")
+        return f"{'; '.join(parts)} online={self.conn.online}"
+
+    def _check(self, contract: Contract) -> None:
+        """What the store refuses beyond the signature: an endpoint this agent does not have,
+        write points overlapping a running contract's (ContractRefused, journaled, answered)."""
+        if isinstance(self.link, EndpointSet):
+            self.link.check_contract(contract)
+        roster.check(contract, self.scan.segments)
 
     async def run(self) -> None:
         """Run until cancelled; resources are released in reverse order on the way out."""
         async with AsyncExitStack() as stack:
             await self._open(stack)
             await self._record_start()
-            store = ContractStore(self.journal, load_public_key(self.cfg.trusted_key), self.cfg.device)
+            store = ContractStore(self.journal, load_public_key(self.cfg.trusted_key), self.cfg.device,
+                                  check=self._check)
             self.store = store
             resume = await self._restore_contracts(store)
             stack.callback(self.notifier.stopping)
@@ -117,18 +128,20 @@ class Agent:
         if saved is not None and self.cfg.broker is not None:
             self.conn.last_contact_ms = int(saved[0])
 
-    async def _restore_contracts(self, store: ContractStore) -> Resume | None:
-        """Every offered contract gets its marks scheduled; the stored ones come back (the one to
-        resume is returned for the scan loop, a pending one is offered), then the local file."""
+    async def _restore_contracts(self, store: ContractStore) -> list[Resume]:
+        """Every offered contract gets its marks scheduled; the stored ones come back (the ones
+        to resume are returned for the scan loop, the pending ones offered), then the local
+        files."""
         self.scan.on_offer = self.jobs.schedule_contract
         restored = await store.restore(wall_ms())
-        if restored.resume is not None:
-            self.jobs.schedule_contract(restored.resume[0])
-        if restored.pending is not None:
-            self.scan.offer(restored.pending)
-        running = restored.resume[0].hash if restored.resume else None
-        await self._load_local_contract(store, running)
-        return restored.resume
+        for active, _ in restored.resumes:
+            self.jobs.schedule_contract(active)
+        for pending in restored.pendings:
+            self.scan.offer(pending)
+        running = {a.hash for a, _ in restored.resumes}
+        for path in self.cfg.contract_files():
+            await self._load_local_contract(store, path, running)
+        return list(restored.resumes)
 
     def _signer(self) -> JournalSigner | None:
         """The journal key, made at first start (fixed interface 6). A key that cannot be read or
@@ -156,18 +169,16 @@ class Agent:
                     wall_ms()))
                 await asyncio.sleep(pause.next_delay())
 
-    async def _load_local_contract(self, store: ContractStore, running: str | None) -> None:
-        """The contract file from the config, offered unless it is the one being resumed (a
-        restart must continue the step it was in, not start the contract over)."""
-        path: Path | None = self.cfg.contract
-        if path is None:
-            return
+    async def _load_local_contract(self, store: ContractStore, path: Path,
+                                   running: set[str]) -> None:
+        """A contract file from the config, offered unless it is one being resumed (a restart
+        must continue the step it was in, not start the contract over)."""
         try:
             active = await store.receive(path.read_bytes(), wall_ms())
         except ContractRefused as exc:
             log.warning("local_contract_refused path=%s refusal=%s", path, exc.refusal.value)
             return
-        if active.hash != running:
+        if active.hash not in running:
             self.scan.offer(active)
 
     def offer(self, active: ActiveContract) -> None:

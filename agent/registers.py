@@ -7,8 +7,9 @@ Rules of this module:
 - Multi-word values are packed big-endian ("ABCD"), then `byte_order: little` swaps the two bytes
   inside each word ("BADC") and `word_order: little` reverses the words ("CDAB"; both: "DCBA").
   Modbus itself only defines 16-bit big-endian registers (spec 4.2); the rest is vendor convention.
-- `plan_reads` coalesces points into as few requests as the map allows, per (unit_id, table), in a
-  deterministic order (unit, table, address, name), never past the spec's per-request maxima.
+- `plan_reads` coalesces points into as few requests as the map allows, per (endpoint, unit_id,
+  table), in a deterministic order (endpoint, unit, table, address, name), never past the spec's
+  per-request maxima. A request never spans two endpoints: each goes to its own connection.
   Write points are planned too: reading them back is how a second master is caught (DESIGN pitfall).
 """
 from __future__ import annotations
@@ -43,13 +44,15 @@ RawValue = list[int] | bool
 
 @dataclass(frozen=True, kw_only=True)
 class ReadRequest:
-    """One read: `count` addresses from `start` in one table of one unit, covering `points`."""
+    """One read: `count` addresses from `start` in one table of one unit on one endpoint (None: the
+    agent's only endpoint), covering `points`."""
 
     unit_id: int
     table: Table
     start: int
     count: int
     points: tuple[Point, ...]
+    endpoint: str | None = None
 
     @property
     def end(self) -> int:
@@ -148,8 +151,8 @@ def plan_reads(points: Iterable[Point], max_gap: int = 0) -> tuple[ReadRequest, 
     return tuple(requests)
 
 
-def _plan_key(p: Point) -> tuple[int, int, int, str]:
-    return (p.unit_id, TABLE_ORDER.index(p.table), p.address, p.name)
+def _plan_key(p: Point) -> tuple[str, int, int, int, str]:
+    return (p.endpoint or "", p.unit_id, TABLE_ORDER.index(p.table), p.address, p.name)
 
 
 def _limit(table: Table) -> int:
@@ -158,7 +161,7 @@ def _limit(table: Table) -> int:
 
 def _fits(group: list[Point], point: Point, max_gap: int) -> bool:
     first = group[0]
-    if (point.unit_id, point.table) != (first.unit_id, first.table):
+    if (point.endpoint, point.unit_id, point.table) != (first.endpoint, first.unit_id, first.table):
         return False
     end = max(p.last_address for p in group)
     new_end = max(end, point.last_address)
@@ -169,7 +172,7 @@ def _request(group: list[Point]) -> ReadRequest:
     start = group[0].address
     end = max(p.last_address for p in group)
     return ReadRequest(unit_id=group[0].unit_id, table=group[0].table, start=start,
-                       count=end - start + 1, points=tuple(group))
+                       count=end - start + 1, points=tuple(group), endpoint=group[0].endpoint)
 
 
 def slice_values(request: ReadRequest, response: Sequence[int] | Sequence[bool]) -> dict[PointName, Value]:

@@ -2,7 +2,9 @@
 
 Theory of operation. A *segment* (agent/segment.py) is one contract running from one engine state:
 it opens with a BOOT entry (engine state, t0, period); its cycles run at t0 + k*period (timing.py):
-  1. reads every planned request (a failure marks exactly that request's points BAD);
+  1. reads every planned request (a failure marks exactly that request's points BAD); the
+     endpoints are read at once, and the cycle's I/O is bounded by IO_SHARE of its period
+     (`DeviceLink.pace`): an endpoint that has not answered by then is BAD for this cycle;
   2. applies the input guards (frozen, spike) and the deadband view (agent/input_filters.py);
   3. steps the pure engine with the view, the hub connectivity and the commands received;
   4. journals the cycle's items in one transaction — BEFORE touching the device (journal first);
@@ -14,6 +16,12 @@ it opens with a BOOT entry (engine state, t0, period); its cycles run at t0 + k*
 The engine is fed the read-back of its own write points (journaled like every input), so a ramp
 starts from what the device shows. A new contract (uplink or CLI) waits in `pending` until its
 valid_from, then a new segment starts. Safety never waits for the network: nothing awaits the uplink.
+
+Several contracts per agent (agent/roster.py holds the rules): one segment per contract id, each
+with its own task, anchor, engine, safe state and journal tag; their cycles take turns on the
+device link (`_io`, one cycle at a time: an endpoint serves one request at a time). A contract whose
+write points overlap a running one's is refused, naming both. A trip of a contract trips the ones
+its `interlock:` names, as an INTERLOCK command journaled in their own segment (replay stays exact).
 """
 from __future__ import annotations
 
@@ -22,7 +30,7 @@ import logging
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -30,10 +38,13 @@ from agent.errors import JournalError
 from agent.journal_thread import AsyncJournal
 from agent.link import DeviceLink
 from agent.cycle_items import cycle_items, keyframe_item, overrun_item
-from agent.segment import CHECKPOINT_NAME, ActiveContract, Segment, encode_checkpoint
+from agent import roster
+from agent.segment import ActiveContract, Resume, Segment, checkpoint_name, encode_checkpoint
+from agent.shared_link import HurryVotes, SharedLink
 from agent.timing import Anchor, make_anchor, plan_next, sleep_until
 from contracts.engine import EngineState, StepResult
 from contracts.model_divergence import DEFAULT_AFTER_S
+from contracts.engine_state import Mode
 from contracts.inputs import Command, Inputs, Reading
 from contracts.journal_events import (
     AgentEvent, BootBody, ContractBody, ContractChange, agent_event_body, item,
@@ -47,6 +58,13 @@ KEYFRAME_MS = 60_000
 """A full snapshot of inputs and outputs once a minute bounds how far back a reader (or the hub)
 must look to know every value, at ~1 entry/min of journal cost."""
 
+IO_SHARE = 0.7
+"""A cycle's device I/O must end within this share of its period (agent/endpoints.py), so a dead
+endpoint never makes a cycle late: the rest is for the engine, the journal commit and the writes
+(a few ms at most). Generous on purpose: an endpoint that answers, however slowly, within the
+period must not be cut (its points would go BAD for nothing)."""
+
+
 @dataclass
 class Connectivity:
     """Hub reachability as the engine sees it. Changed only on flips, so it journals rarely."""
@@ -54,11 +72,12 @@ class Connectivity:
     standalone: bool
     online: bool = False
     last_contact_ms: EpochMs | None = None
-    changed: bool = True
+    flips: int = 0  # each segment journals the flips it has not seen (Segment.conn_seen)
 
     def set_online(self, online: bool, contact_ms: EpochMs) -> None:
         if online != self.online:
-            self.online, self.last_contact_ms, self.changed = online, contact_ms, True
+            self.online, self.last_contact_ms = online, contact_ms
+            self.flips += 1
 
     def inputs_view(self) -> tuple[bool, EpochMs | None]:
         if self.standalone:
@@ -74,6 +93,7 @@ class CycleReport:
     result: StepResult
     view: dict[str, Reading]
     healthy: bool
+    contract: str | None = None  # the contract id of the segment that ran the cycle
 
 
 @dataclass
@@ -91,89 +111,133 @@ class ScanLoop:
                  model_after_s: float = DEFAULT_AFTER_S) -> None:
         self.journal, self.link, self.conn = journal, link, conn
         self.model_after_s = model_after_s  # contracts/model_divergence.py
-        self.commands: deque[Command] = deque()
-        self.pending: ActiveContract | None = None
-        self.segment: Segment | None = None
+        self.commands: deque[Command] = deque()  # not routed yet (agent/roster.py: route)
+        self.pending: dict[str, ActiveContract] = {}  # by contract id
+        self.segments: dict[str, Segment] = {}  # by contract id
         self.stats = ScanStats()
+        self._io = asyncio.Lock()  # one cycle at a time on the device link
+        self._tg: asyncio.TaskGroup | None = None
+        self._running: set[str] = set()  # contract ids whose task runs
+        self._hurry = HurryVotes(link)  # each contract's actuator votes (agent/shared_link.py)
         self._on_cycle = on_cycle
         self._keyframe_ms = keyframe_ms
         self._wake = asyncio.Event()
         self.on_offer: Callable[[ActiveContract], None] | None = None
 
+    @property
+    def segment(self) -> Segment | None:
+        """The first running segment by contract id (the only one on a one-contract agent)."""
+        return self.segments[min(self.segments)] if self.segments else None
+
     def offer(self, active: ActiveContract) -> None:
-        """Queue a verified contract; it starts at its valid_from (or at once if already valid)."""
-        self.pending = active
+        """Queue a verified contract. A new contract id starts at once (its engine waits for its
+        valid_from); a new version of a running one takes over at its valid_from."""
+        self.pending[active.contract.contract] = active
         self._wake.set()
         if self.on_offer is not None:
             self.on_offer(active)
 
-    async def run(self, resume: tuple[ActiveContract, EngineState] | None = None) -> None:
-        """Run forever (until cancelled), switching segments as contracts arrive."""
-        if resume is not None:
-            await self._start_segment(resume[0], resume[1], resumed=True)
-        while True:
-            raise_if_cancelled()
-            if self.segment is None:
-                await self._wait_for_contract()
-                continue
-            await self._run_segment(self.segment)
+    def command(self, cmd: Command, contract: str | None = None) -> None:
+        """Hand a hub command to the contract it names (see agent/roster.py: route)."""
+        for seg in roster.route(self.segments, cmd, contract):
+            seg.commands.append(cmd)
 
-    async def _wait_for_contract(self) -> None:
-        self._wake.clear()
-        if self.pending is None:
-            await self._wake.wait()
-        if self.pending is not None:
-            active, self.pending = self.pending, None
-            await self._start_segment(active, None, resumed=False)
+    async def run(self, resume: Resume | Sequence[Resume] | None = None) -> None:
+        """Run forever (until cancelled): one task per contract, started as contracts arrive."""
+        resumes = [resume] if isinstance(resume, tuple) else list(resume or ())
+        async with asyncio.TaskGroup() as tg:
+            self._tg = tg
+            for active, state in resumes:
+                await self._start_segment(active, state, resumed=True)
+            while True:
+                raise_if_cancelled()
+                self._wake.clear()
+                await self._start_new()
+                await self._wake.wait()
+
+    async def _start_new(self) -> None:
+        """Start each pending contract whose id runs no segment (a new version of a running
+        contract waits in that segment's loop for its valid_from: `_maybe_switch`)."""
+        for key in sorted(self.pending):
+            if key not in self.segments:
+                await self._start_segment(self.pending.pop(key), None, resumed=False)
 
     async def _start_segment(self, active: ActiveContract, state: EngineState | None,
-                             *, resumed: bool) -> None:
-        seg = Segment(active, state, self.link, model_after_s=self.model_after_s)
+                             *, resumed: bool) -> bool:
+        """Start `active`'s segment (refused, journaled, if its write points overlap a running
+        contract's; an ended contract holding them is retired). Returns whether it started."""
+        key = active.contract.contract
+        others = {k: s for k, s in self.segments.items() if k != key}
+        refusal = roster.conflict(active, others, int(time.time() * 1000))
+        if refusal is not None:
+            await self.journal.append_many([refusal])
+            return False
+        for old in roster.retired_by(active, others):
+            log.info("segment_retired contract=%s by=%s", old, key)
+            del self.segments[old]
+            self._hurry.withdraw(old)
         anchor = make_anchor(active.contract.scan_period_ms)
+        seg = Segment(active, state, SharedLink(self._hurry, key), self.journal, anchor,
+                      model_after_s=self.model_after_s)
         boot = BootBody(boot_id=uuid.uuid4().hex, t0_ms=anchor.wall_ms,
-                        period_ms=anchor.period_ms, contract=active.contract.contract,
+                        period_ms=anchor.period_ms, contract=key,
                         version=active.contract.version, hash=active.hash, state=seg.state,
                         resumed=resumed)
         await self.journal.append_many([item(boot, anchor.wall_ms)])
-        self.segment, self._anchor, self.conn.changed = seg, anchor, True
+        self.segments[key], self._anchor = seg, anchor
+        await roster.save_running(self.journal, self.segments, anchor.wall_ms)
+        if key not in self._running and self._tg is not None:
+            self._running.add(key)
+            self._tg.create_task(self._contract_task(key), name=f"scan:{key}")
         log.info("segment_started contract=%s version=%s resumed=%s t0_ms=%s",
-                 active.contract.contract, active.contract.version, resumed, anchor.wall_ms)
+                 key, active.contract.version, resumed, anchor.wall_ms)
+        return True
+
+    async def _contract_task(self, key: str) -> None:
+        """Run contract `key`'s segments, one after the other, until none is left for it."""
+        try:
+            while (seg := self.segments.get(key)) is not None:
+                await self._run_segment(seg)
+        finally:
+            self._running.discard(key)
 
     async def _run_segment(self, seg: Segment) -> None:
-        anchor: Anchor = self._anchor
+        anchor: Anchor = seg.anchor
         k, next_keyframe = 0, anchor.wall_ms
-        await self._sync_outputs(seg, anchor.wall_ms)
-        while self.segment is seg:
+        async with self._io:
+            self.link.pace(None)  # not a cycle: the outputs' sync is bounded by the links' timeouts
+            await self._sync_outputs(seg, anchor.wall_ms)
+        while self.segments.get(seg.key) is seg:
             raise_if_cancelled()
             await sleep_until(anchor.deadline(k))
             started = time.monotonic()
             run_k, skipped = plan_next(anchor, k, started)
             now_ms = anchor.wall(run_k)
-            if skipped:
+            due_k, k = k, run_k + 1
+            async with self._io:  # the other contracts' cycles wait for this one's I/O
+                self.link.pace(anchor.deadline(run_k) + anchor.period_ms / 1000 * IO_SHARE)
+                if skipped:
+                    try:
+                        await self._journal_overrun(seg, anchor, due_k, run_k, started)
+                    except JournalError as exc:  # a full disk must not stop the loop keeping safe
+                        await self._journal_down(seg, exc, now_ms)
+                if seg.forced_safe is not None:
+                    await self._hold_forced_safe(seg, now_ms)
+                    if await self._try_recover(seg, now_ms):
+                        return  # a new segment took over; the contract's task continues with it
+                    continue
+                keyframe = now_ms >= next_keyframe
+                if keyframe:
+                    next_keyframe = now_ms + self._keyframe_ms
                 try:
-                    await self._journal_overrun(anchor, k, run_k, started)
-                except JournalError as exc:  # a full disk must not stop the loop keeping safe
+                    report = await self.cycle(seg, now_ms, keyframe=keyframe)
+                except JournalError as exc:
                     await self._journal_down(seg, exc, now_ms)
-            if seg.forced_safe is not None:
-                await self._hold_forced_safe(seg, now_ms)
-                if await self._try_recover(seg, now_ms):
-                    return  # a new segment took over; run() continues with it
-                k = run_k + 1
-                continue
-            keyframe = now_ms >= next_keyframe
-            if keyframe:
-                next_keyframe = now_ms + self._keyframe_ms
-            try:
-                report = await self.cycle(seg, now_ms, keyframe=keyframe)
-            except JournalError as exc:
-                await self._journal_down(seg, exc, now_ms)
-                k = run_k + 1
-                continue
+                    continue
             report.late_ms = (started - anchor.deadline(run_k)) * 1000.0
             report.duration_ms = (time.monotonic() - started) * 1000.0
             self._account(report, anchor.period_ms)
-            k = run_k + 1
-            await self._maybe_switch(now_ms + anchor.period_ms)
+            await self._maybe_switch(seg, now_ms + anchor.period_ms)
 
     async def cycle(self, seg: Segment, now_ms: EpochMs, *, keyframe: bool = False) -> CycleReport:
         """One scan cycle at engine time `now_ms`. Public so tests can drive cycles directly."""
@@ -182,12 +246,14 @@ class ScanLoop:
         guarded = seg.guards.apply(raw)
         seg.remember_good(guarded, now_ms)
         view, changes = seg.view.update(guarded, now_ms, keyframe=keyframe)
-        inputs = self._inputs(view)
+        inputs = self._inputs(seg, view)
         result = seg.engine.step(seg.state, inputs, now_ms)
         seg.note_trip(result)
         items += seg.model_check(result.state, guarded, now_ms)
+        if result.state.mode is Mode.SAFE and seg.state.mode is not Mode.SAFE:
+            self._trip_interlocked(seg, now_ms)
         items += cycle_items(now_ms, changes, inputs, result,
-                             connectivity_changed=self._take_conn_change())
+                             connectivity_changed=self._take_conn_change(seg))
         if keyframe:
             items.append(keyframe_item(now_ms, view, result, seg.step_name()))
         extra_items, extra = seg.actuator.plan(result, raw, now_ms)
@@ -197,25 +263,33 @@ class ScanLoop:
         # "Healthy" is about the loop keeping its deadlines (set in _account), not about the
         # device: a device fault is handled by safe_state, and restarting the agent cannot fix it.
         return CycleReport(now_ms=now_ms, late_ms=0.0, duration_ms=0.0, result=result,
-                           view=view, healthy=True)
+                           view=view, healthy=True, contract=seg.key)
 
-    def _inputs(self, view: dict[str, Reading]) -> Inputs:
+    def _inputs(self, seg: Segment, view: dict[str, Reading]) -> Inputs:
         online, contact = self.conn.inputs_view()
-        commands = tuple(self.commands)
-        self.commands.clear()
+        while self.commands:
+            self.command(self.commands.popleft())
+        commands = tuple(seg.commands)
+        seg.commands.clear()
         return Inputs(readings=view, online=online, last_contact_ms=contact, commands=commands)
 
-    def _take_conn_change(self) -> bool:
-        changed, self.conn.changed = self.conn.changed, False
+    def _take_conn_change(self, seg: Segment) -> bool:
+        changed, seg.conn_seen = seg.conn_seen != self.conn.flips, self.conn.flips
         return changed
+
+    def _trip_interlocked(self, seg: Segment, now_ms: EpochMs) -> None:
+        """`seg` tripped: the live contracts its `interlock:` names trip at their next cycle."""
+        for other in roster.interlocked(seg, self.segments):
+            other.commands.append(roster.interlock_command(seg.key, now_ms))
+            log.warning("interlock_trip contract=%s by=%s", other.key, seg.key)
 
     async def _commit_and_write(self, seg: Segment, items: list[Any], result: StepResult,
                                 extra: list[str], now_ms: EpochMs) -> list[str]:
         if items:
-            await self.journal.append_many(items)
+            await seg.journal.append_many(items)
         seg.state = result.state
         engine = [w.point for w in result.writes]
-        return await seg.actuator.write(self.journal, engine, extra, dict(result.state.outputs),
+        return await seg.actuator.write(seg.journal, engine, extra, dict(result.state.outputs),
                                         now_ms)
 
     async def _verify_safe(self, seg: Segment, acked: list[str], targets: dict[str, Any],
@@ -228,7 +302,7 @@ class ScanLoop:
         raw = await self.link.read(seg.write_plan, now_ms)
         items = act.verify(raw, now_ms, targets)
         if items:
-            await self.journal.append_many(items)
+            await seg.journal.append_many(items)
 
     async def _checkpoint(self, seg: Segment, state: EngineState, now_ms: EpochMs) -> None:
         """Persist the engine state when it changed. `last_ms` is left out: it moves every cycle,
@@ -238,17 +312,17 @@ class ScanLoop:
         if state == seg.checkpointed:
             return
         seq, _ = await self.journal.head()
-        await self.journal.save_checkpoint(CHECKPOINT_NAME, encode_checkpoint(seg.active.hash, state),
-                                           seq, now_ms)
+        await self.journal.save_checkpoint(checkpoint_name(seg.key),
+                                           encode_checkpoint(seg.active.hash, state), seq, now_ms)
         seg.checkpointed = state
 
     async def _sync_outputs(self, seg: Segment, now_ms: EpochMs) -> None:
         """At a segment's start the device holds whatever it held: assert the engine's outputs
         once (journaled as an event, not as engine writes, so replay stays exact)."""
         outputs = dict(seg.state.outputs)
-        await self.journal.append_many([item(agent_event_body(AgentEvent.OUTPUT_SYNC, writes=outputs),
-                                             now_ms)])
-        await seg.actuator.write(self.journal, list(outputs), [], outputs, now_ms)
+        await seg.journal.append_many([item(agent_event_body(AgentEvent.OUTPUT_SYNC, writes=outputs),
+                                            now_ms)])
+        await seg.actuator.write(seg.journal, list(outputs), [], outputs, now_ms)
 
     async def _journal_down(self, seg: Segment, exc: JournalError, now_ms: EpochMs) -> None:
         """The journal cannot commit (disk full, I/O error). Journal-first forbids acting on what
@@ -264,13 +338,13 @@ class ScanLoop:
     async def _hold_forced_safe(self, seg: Segment, now_ms: EpochMs) -> None:
         """One period of forced safe state: read back, re-write what is not confirmed."""
         assert seg.forced_safe is not None
-        await seg.actuator.hold_forced(self.journal, seg.plan, seg.write_plan, seg.forced_safe, now_ms)
+        await seg.actuator.hold_forced(seg.journal, seg.plan, seg.write_plan, seg.forced_safe, now_ms)
 
     async def _try_recover(self, seg: Segment, now_ms: EpochMs) -> bool:
         """Probe the journal; once it commits again, record the outage and start a new segment
         from the engine's (frozen) state, so replay treats the outage as a gap between segments."""
         try:
-            await self.journal.append_many([item(agent_event_body(
+            await seg.journal.append_many([item(agent_event_body(
                 AgentEvent.JOURNAL_RECOVERED, **(seg.forced_safe or {})), now_ms)])
             await self._start_segment(seg.active, seg.state, resumed=True)
         except JournalError:
@@ -278,9 +352,10 @@ class ScanLoop:
         log.warning("journal_recovered down_since_ms=%s", (seg.forced_safe or {}).get("since_ms"))
         return True
 
-    async def _journal_overrun(self, anchor: Anchor, k: int, run_k: int, now_mono: float) -> None:
+    async def _journal_overrun(self, seg: Segment, anchor: Anchor, k: int, run_k: int,
+                               now_mono: float) -> None:
         late_ms = int((now_mono - anchor.deadline(k)) * 1000)
-        await self.journal.append_many([overrun_item(anchor.wall(k), late_ms, run_k - k,
+        await seg.journal.append_many([overrun_item(anchor.wall(k), late_ms, run_k - k,
                                                      anchor.wall(run_k))])
         self.stats.overruns += 1
         self.stats.skipped += run_k - k
@@ -294,10 +369,11 @@ class ScanLoop:
         if self._on_cycle is not None:
             self._on_cycle(report)
 
-    async def _maybe_switch(self, next_ms: EpochMs) -> None:
-        p = self.pending
+    async def _maybe_switch(self, seg: Segment, next_ms: EpochMs) -> None:
+        """A new version of `seg`'s contract takes over at its valid_from."""
+        p = self.pending.get(seg.key)
         if p is not None and next_ms >= p.contract.valid_from:
-            self.pending = None
+            del self.pending[seg.key]
             await self.journal.append_many([item(ContractBody(
                 event=ContractChange.ACTIVATED, contract=p.contract.contract,
                 version=p.contract.version, hash=p.hash), next_ms)])

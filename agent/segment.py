@@ -2,36 +2,63 @@
 engine (read plans, input filters, actuator, deadband view) and what the scan loop remembers
 between cycles (last good values, the cause of a trip, failing points, forced safe state).
 
-A segment opens with a BOOT entry in the journal and ends when another contract takes over or the
-journal comes back after an outage (agent/scan.py). Its engine state is checkpointed when it changes
-(`encode_checkpoint`), so a restart resumes the step it was in (agent/contract_store.py).
+A segment opens with a BOOT entry in the journal and ends when another version of its contract
+takes over, the journal comes back after an outage, or a contract that needs its write points
+retires it after it ended (agent/scan.py). Several contracts run side by side, one segment each,
+keyed by contract id (`key`): every entry a segment journals carries that id (`SegmentJournal`),
+so each contract's segment replays on its own. Its engine state is checkpointed when it changes
+(`encode_checkpoint`, under `checkpoint_name(key)`), so a restart resumes the step it was in
+(agent/contract_store.py).
 """
 from __future__ import annotations
 
 import logging
+from collections import deque
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from agent.actuation import Actuator
+from agent.journal_thread import AsyncJournal
 from agent.input_filters import InputGuards, InputView
-from agent.link import DeviceLink, is_exception
+from agent.link import DeviceLink
 from agent.cycle_items import Item, fault_item
 from agent.registers import plan_reads
+from agent.timing import Anchor
 from contracts.codec import canonical_dumps, loads
 from contracts.engine import Engine, EngineState, EventKind, StepResult
-from contracts.inputs import Reading
-from contracts.journal_events import AgentEvent, agent_event_body, item
+from contracts.chain import Entry, EntryKind
+from contracts.inputs import Command, Reading
+from contracts.journal_events import AgentEvent, agent_event_body, item, tag_items
 from contracts.model_divergence import DEFAULT_AFTER_S, ModelWatch
 from contracts.schema import Contract
 from contracts.types import EpochMs, Value
 
 log = logging.getLogger("fieldpact.agent.scan")
 
-MAX_TRIP_DETAIL = 120
-"""The reading's reason quoted in telemetry's trip text: a worded exception with its address fits."""
-
 CHECKPOINT_NAME = "engine"
-"""The journal checkpoint holding the running contract's hash and engine state."""
+"""The journal checkpoint holding the running contract's hash and engine state, as an agent that
+ran one contract at a time kept it (read at restore, never written)."""
+
+RUNNING_NAME = "engine:running"
+"""The journal checkpoint listing the contract ids with a segment (the ones a restart resumes)."""
+
+
+def checkpoint_name(key: str) -> str:
+    """The checkpoint holding contract `key`'s hash and engine state."""
+    return f"{CHECKPOINT_NAME}:{key}"
+
+
+class SegmentJournal:
+    """The journal as one segment writes it: every item tagged with the segment's contract."""
+
+    def __init__(self, journal: AsyncJournal, key: str) -> None:
+        self._journal, self.key = journal, key
+
+    async def append_many(self, items: Sequence[tuple[EntryKind, Mapping[str, Any], int]]
+                          ) -> list[Entry]:
+        return await self._journal.append_many(tag_items([(k, dict(b), ts) for k, b, ts in items],
+                                                         self.key))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -43,13 +70,22 @@ class ActiveContract:
     hash: str
 
 
+Resume = tuple[ActiveContract, EngineState]
+"""A contract a restart continues, with the engine state it was checkpointed in."""
+
+
 class Segment:
     """One contract's engine and the per-contract helpers around it."""
 
-    def __init__(self, active: ActiveContract, state: EngineState | None, link: DeviceLink, *,
+    def __init__(self, active: ActiveContract, state: EngineState | None, link: DeviceLink,
+                 journal: AsyncJournal, anchor: Anchor, *,
                  model_after_s: float = DEFAULT_AFTER_S) -> None:
-        self.active = active
+        self.active, self.anchor = active, anchor
         c = active.contract
+        self.key = c.contract
+        self.journal = SegmentJournal(journal, self.key)
+        self.commands: deque[Command] = deque()  # routed to this contract (agent/scan.py)
+        self.conn_seen = -1  # the Connectivity flip last journaled (-1: journal it at once)
         self.engine = Engine(c)
         self.state = state if state is not None else self.engine.initial_state()
         self.plan = plan_reads(c.points)
@@ -79,7 +115,7 @@ class Segment:
         """Journal items for the points whose reads started failing this cycle, and for those
         that recovered (a fault is journaled on its edges, not every cycle)."""
         failing = {n for n, r in raw.items() if r.reason in ("timeout", "disconnected")
-                   or is_exception(r.reason)}
+                   or (r.reason or "").startswith("exception")}
         items = [fault_item(now_ms, "read", raw[n].reason or "bad", n)
                  for n in sorted(failing - self.failing)]
         items += [fault_item(now_ms, "read_recovered", "ok", n) for n in sorted(self.failing - failing)]
@@ -93,21 +129,18 @@ class Segment:
         items = []
         for f in self.model.observe(state, readings, now_ms):
             event = AgentEvent.MODEL_DIVERGENCE if f.diverged else AgentEvent.MODEL_DIVERGENCE_CLEARED
-            log.warning("%s point=%s expected=%s actual=%s tolerance=%s step=%s", event.value,
-                        f.point, f.fields["expected"], f.fields["actual"], f.fields["tolerance"],
-                        self.step_name(), extra={"event": event.value, "point": f.point})
+            log.warning("%s contract=%s point=%s expected=%s actual=%s tolerance=%s step=%s",
+                        event.value, self.key, f.point, f.fields["expected"], f.fields["actual"],
+                        f.fields["tolerance"], self.step_name(),
+                        extra={"event": event.value, "point": f.point})
             items.append(item(agent_event_body(event, step=self.step_name(), **f.fields), now_ms))
         return items
 
     def note_trip(self, result: StepResult) -> None:
-        """Track the cause of the latest guard trip ("stale:level"; a bad reading's own reason in
-        words beside it: "bad_quality:level (exception 2 (illegal data address) at input 0..1)")
-        until the trip clears."""
+        """Track the cause of the latest guard trip ("stale:level") until the trip clears."""
         for e in result.events:
             if e.kind is EventKind.GUARD_TRIP:
-                detail = e.get("detail")
-                words = f" ({str(detail)[:MAX_TRIP_DETAIL]})" if detail else ""
-                self.trip_cause = f"{e.get('reason')}:{e.get('point')}{words}"
+                self.trip_cause = f"{e.get('reason')}:{e.get('point')}"
             elif e.kind is EventKind.RESUME_REFUSED:
                 log.warning("resume_refused command=%s cause=%s", e.get("command"), e.get("cause"))
         if result.state.trip is None:

@@ -78,7 +78,7 @@ class Uplink:
         self.boot_id = uuid.uuid4().hex
         self._state = SendState()
         self._wake = asyncio.Event()
-        self._latest: CycleReport | None = None
+        self._latest: dict[str | None, CycleReport] = {}  # by contract id: one telemetry each
         self._published_points: dict[str, object] = {}
         self._seen_contracts: set[bytes] = set()
         self._saved_contact = 0
@@ -102,7 +102,7 @@ class Uplink:
 
     def on_cycle(self, report: CycleReport) -> None:
         """Called by the scan loop after each cycle (never awaits: safety does not wait for us)."""
-        self._latest = report
+        self._latest[report.contract] = report
         self._wake.set()
 
     @property
@@ -135,9 +135,11 @@ class Uplink:
         self._rewind(Reason.CONNECT)
         head, _ = await self.journal.head()
         active = self.scan.segment.active.contract if self.scan.segment else None
+        running = tuple((k, s.active.contract.version) for k, s in sorted(self.scan.segments.items()))
         birth = Birth(device=self.cfg.device, site=self.cfg.site, boot_id=self.boot_id,
                       contract=active.contract if active else None,
-                      version=active.version if active else None, last_seq=head)
+                      version=active.version if active else None, last_seq=head,
+                      contracts=running)
         await self.link.publish(self._topic(Channel.STATUS), birth.to_bytes(), retain=True)
 
     async def _on_disconnect(self, reason: str) -> None:
@@ -162,7 +164,8 @@ class Uplink:
             elif topic_name == self._topic(Channel.CONTRACT):
                 await self._on_contract(payload)
             elif topic_name == self._topic(Channel.CMD):
-                self.scan.commands.append(CommandMessage.from_bytes(payload).command)
+                msg = CommandMessage.from_bytes(payload)
+                self.scan.command(msg.command, msg.contract)
             elif topic_name == self._topic(Channel.COMMISSION):
                 self.commissioning.on_request(payload)  # answered from a task of its own
             elif topic_name == HUB_STATUS:
@@ -301,19 +304,23 @@ class Uplink:
         while True:
             raise_if_cancelled()
             await asyncio.sleep(self.cfg.telemetry_s)
-            report = self._latest
-            if report is None or not self.link.connected.is_set():
+            if not self.link.connected.is_set():
                 continue
-            try:
-                await self._publish_telemetry(report)
-            except LinkDown:
-                continue
+            running = self.scan.segments
+            for key, report in sorted(self._latest.items(), key=lambda kv: str(kv[0])):
+                if key not in running:
+                    del self._latest[key]  # a retired contract reports no more
+                    continue
+                try:
+                    await self._publish_telemetry(report)
+                except LinkDown:
+                    break
 
     async def _publish_telemetry(self, report: CycleReport) -> None:
         """Telemetry and the retained `points/{name}` documents carry the device's truth: the
         last good read of every point (inputs and the read-back of write points) with its time,
         never the engine's belief; the engine's outputs go beside it as `commanded`."""
-        seg = self.scan.segment
+        seg = self.scan.segments.get(report.contract) if report.contract else self.scan.segment
         state = report.result.state
         truth: dict[str, tuple[Value, int]] = dict(seg.last_good) if seg else {}
         commanded = dict(state.outputs)

@@ -265,7 +265,9 @@ class Engine:
         """A command moves the mode only where the mode table holds its move; a WRITE moves
         none and needs a live mode."""
         kind, mode = cmd.kind, run.mode
-        if mode in TERMINAL:
+        if kind is CommandKind.INTERLOCK:
+            self._interlock(run, cmd)
+        elif mode in TERMINAL:
             self._refuse(run, cmd, "terminal")
         elif kind is CommandKind.WRITE:
             if mode in LIVE:
@@ -283,6 +285,14 @@ class Engine:
             self._resume_safe(run, cmd, trip, exhausted)
         else:
             self._unpause(run, Trigger.RESUME, command=cmd.id, reason="held")
+
+    def _interlock(self, run: _Run, cmd: Command) -> None:
+        """Another contract on the agent tripped and this one is interlocked with it: trip too
+        (latched like a guard trip; an operator's RESUME clears it once this contract's own
+        inputs are healthy). Outside a live mode there is nothing to trip."""
+        if run.mode in LIVE:
+            self._trip(run, Trip(point=str(cmd.point), reason=TripReason.INTERLOCK,
+                                 detail=f"interlocked contract {cmd.point} tripped"))
 
     def _resume_safe(self, run: _Run, cmd: Command, trip: Trip | None, exhausted: bool) -> None:
         if trip is not None or exhausted:

@@ -7,7 +7,9 @@
     ├── EncodingError          bytes that are not a well-formed contract payload
     ├── ContractRefused        a signed contract the receiver must not run; carries a Refusal
     ├── SigningKeyError        a key file that is missing, malformed, not Ed25519, or already there
-    └── DocumentError          a contract file that cannot be read or decoded; names file and line
+    ├── DocumentError          a contract file that cannot be read or decoded; names file and line
+    └── FleetInvalid           a design, binding or snapshot that does not compile; every FleetIssue
+                               names the design, the binding, the device and the field
     EngineError                a fault inside the engine (a bug or an impossible state); the agent
                                treats it as a trip into safe_state (invariant 3)
     └── ExprEvalError          an expression that cannot be evaluated (unknown name, division by
@@ -66,6 +68,7 @@ class Refusal(enum.StrEnum):
     EXPIRED = "expired"
     OLDER_VERSION = "older_version"
     INVALID = "invalid"
+    WRITE_CONFLICT = "write_conflict"  # its write points overlap a contract the agent runs
 
 
 class ContractRefused(ContractError):
@@ -92,3 +95,31 @@ class ExprEvalError(EngineError):
 class DocumentError(ContractError):
     """A contract file that cannot be read or decoded (bad YAML/JSON, duplicate key, unknown file
     type). The message names the file and, where known, the line and column."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class FleetIssue:
+    """One thing wrong in fleet configuration: which design (`tank-fill@3`), binding and device,
+    which field (`points.pump_speed.address`) of which of them (`origin`: "design" or "binding"),
+    and why. None where it does not apply."""
+
+    design: str | None
+    binding: str | None
+    device: str | None
+    field: str
+    reason: str
+    origin: str | None = None
+
+    def __str__(self) -> str:
+        where = ", ".join(f"{k} {v}" for k, v in (("design", self.design), ("binding", self.binding),
+                                                   ("device", self.device)) if v is not None)
+        field = f"{self.origin} field {self.field}" if self.origin else self.field
+        return f"{where}: {field}: {self.reason}" if where else f"{field}: {self.reason}"
+
+
+class FleetInvalid(ContractError):
+    """A design, binding or snapshot that cannot be used; `issues` lists every problem found."""
+
+    def __init__(self, issues: list[FleetIssue]) -> None:
+        self.issues = list(issues)
+        super().__init__("; ".join(str(i) for i in self.issues[:20]))

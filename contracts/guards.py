@@ -2,7 +2,7 @@
 
 Rules, applied every cycle to the contract's read points in contract order; the first failure wins:
 - a reading that is missing, or whose quality is BAD (or value None), trips `bad_quality` and
-  carries the reading's own reason ("timeout", "exception 4 (server device failure) at holding 20", "frozen", ...);
+  carries the reading's own reason ("timeout", "exception:4", "frozen", ...);
 - `now - ts_ms > stale_after_ms` trips `stale` (a reading exactly `stale_after_ms` old still passes);
 - a value outside the point's `range` (inclusive) trips `out_of_range`.
 Write points are not guarded here: their read-back is the agent's concern (second-writer alarm).
@@ -27,6 +27,7 @@ class TripReason(enum.StrEnum):
     OUT_OF_RANGE = "out_of_range"
     AUTONOMY = "autonomy"
     ENGINE_ERROR = "engine_error"
+    INTERLOCK = "interlock"  # another contract on the agent tripped (`interlock:` in the schema)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

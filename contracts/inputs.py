@@ -21,7 +21,7 @@ class Quality(enum.StrEnum):
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Reading:
     """One point's value as last read. `ts_ms` is when it was read (the scan cycle's time);
-    `reason` says why quality is BAD (e.g. "timeout", "exception 4 (server device failure) at holding 20", "frozen", "spike")."""
+    `reason` says why quality is BAD (e.g. "timeout", "exception:4", "frozen", "spike")."""
 
     value: Value | None
     quality: Quality
@@ -40,6 +40,7 @@ class CommandKind(enum.StrEnum):
     RESUME = "resume"  # leave HELD, or clear a latched guard trip if inputs are healthy
     ABORT = "abort"    # outputs to safe_state, contract ends as aborted
     WRITE = "write"    # manual write of one point; refused unless owned, writable and in limits
+    INTERLOCK = "interlock"  # the agent's own: contract `point` (its id) tripped; trip this one too
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -14,7 +14,7 @@ from contracts.chain import EntryKind
 from contracts.engine_state import EngineState, Mode
 from contracts.errors import EncodingError, Refusal
 from contracts.inputs import Command, CommandKind, Reading, reading_from_wire
-from contracts.journal_fields import BodyError, FieldReader
+from contracts.journal_fields import CONTRACT_TAG, BodyError, FieldReader
 from contracts.journal_occurrences import ContractChange, freeze
 from contracts.types import EpochMs, PointName, Value
 
@@ -61,6 +61,7 @@ class InputBody:
 
     KIND: ClassVar[EntryKind] = EntryKind.INPUT
     values: Mapping[PointName, WireReading]
+    contract: str | None = None  # the tag (CONTRACT_TAG): whose segment wrote it
 
     def __post_init__(self) -> None:
         freeze(self, "values")
@@ -70,11 +71,11 @@ class InputBody:
         return {name: reading_from_wire(w, ts_ms) for name, w in self.values.items()}
 
     def to_body(self) -> dict[str, Any]:
-        return {"values": {n: list(w) for n, w in self.values.items()}}
+        return _tagged({"values": {n: list(w) for n, w in self.values.items()}}, self.contract)
 
     @classmethod
     def from_body(cls, r: FieldReader) -> InputBody:
-        return cls(values=r.readings("values"))
+        return cls(contract=r.tag(), values=r.readings("values"))
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -86,6 +87,7 @@ class KeyframeBody:
     outputs: Mapping[PointName, Value]
     mode: Mode
     step: str | None
+    contract: str | None = None  # the tag (CONTRACT_TAG): whose segment wrote it
 
     def __post_init__(self) -> None:
         freeze(self, "values", "outputs")
@@ -94,16 +96,17 @@ class KeyframeBody:
         return InputBody(values=self.values).readings(ts_ms)
 
     def to_body(self) -> dict[str, Any]:
-        return {"values": {n: list(w) for n, w in self.values.items()},
-                "outputs": dict(self.outputs), "mode": self.mode.value, "step": self.step}
+        return _tagged({"values": {n: list(w) for n, w in self.values.items()},
+                        "outputs": dict(self.outputs), "mode": self.mode.value, "step": self.step},
+                       self.contract)
 
     @classmethod
     def from_body(cls, r: FieldReader) -> KeyframeBody:
         mode = r.text("mode")
         if mode not in Mode.__members__.values():
             raise r.fail("mode", "is not an engine mode")
-        return cls(values=r.readings("values"), outputs=r.values("outputs"), mode=Mode(mode),
-                   step=r.opt_text("step"))
+        return cls(contract=r.tag(), values=r.readings("values"), outputs=r.values("outputs"),
+                   mode=Mode(mode), step=r.opt_text("step"))
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -112,16 +115,17 @@ class OutputBody:
 
     KIND: ClassVar[EntryKind] = EntryKind.OUTPUT
     writes: Mapping[PointName, Value]
+    contract: str | None = None  # the tag (CONTRACT_TAG): whose segment wrote it
 
     def __post_init__(self) -> None:
         freeze(self, "writes")
 
     def to_body(self) -> dict[str, Any]:
-        return {"writes": dict(self.writes)}
+        return _tagged({"writes": dict(self.writes)}, self.contract)
 
     @classmethod
     def from_body(cls, r: FieldReader) -> OutputBody:
-        return cls(writes=r.values("writes"))
+        return cls(contract=r.tag(), writes=r.values("writes"))
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -160,18 +164,21 @@ class CommandBody:
 
     KIND: ClassVar[EntryKind] = EntryKind.COMMAND
     command: Command
+    contract: str | None = None  # the tag (CONTRACT_TAG): whose segment wrote it
 
     def to_body(self) -> dict[str, Any]:
         c = self.command
-        return {"kind": c.kind.value, "id": c.id, "point": c.point, "value": c.value}
+        return _tagged({"kind": c.kind.value, "id": c.id, "point": c.point, "value": c.value},
+                       self.contract)
 
     @classmethod
     def from_body(cls, r: FieldReader) -> CommandBody:
         value = r._get("value", required=False)
         if value is not None and not isinstance(value, (bool, int, float)):
             raise r.fail("value", "must be a point value or null")
-        return cls(command=Command(kind=r.member("kind", CommandKind), id=r.text("id"),
-                                   point=r.opt_text("point", present=False), value=value))
+        return cls(contract=r.tag(), command=Command(
+            kind=r.member("kind", CommandKind), id=r.text("id"),
+            point=r.opt_text("point", present=False), value=value))
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -181,13 +188,16 @@ class ConnectivityBody:
     KIND: ClassVar[EntryKind] = EntryKind.CONNECTIVITY
     online: bool
     last_contact_ms: EpochMs | None
+    contract: str | None = None  # the tag (CONTRACT_TAG): whose segment wrote it
 
     def to_body(self) -> dict[str, Any]:
-        return {"online": self.online, "last_contact_ms": self.last_contact_ms}
+        return _tagged({"online": self.online, "last_contact_ms": self.last_contact_ms},
+                       self.contract)
 
     @classmethod
     def from_body(cls, r: FieldReader) -> ConnectivityBody:
-        return cls(online=r.flag("online"), last_contact_ms=r.opt_integer("last_contact_ms"))
+        return cls(contract=r.tag(), online=r.flag("online"),
+                   last_contact_ms=r.opt_integer("last_contact_ms"))
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -199,16 +209,18 @@ class AdapterFaultBody:
     what: str
     reason: str
     point: PointName | None = None
+    contract: str | None = None  # the tag (CONTRACT_TAG): whose segment wrote it
 
     def to_body(self) -> dict[str, Any]:
-        return {"category": self.CATEGORY, "what": self.what, "reason": self.reason,
-                "point": self.point}
+        return _tagged({"category": self.CATEGORY, "what": self.what, "reason": self.reason,
+                        "point": self.point}, self.contract)
 
     @classmethod
     def from_body(cls, r: FieldReader) -> AdapterFaultBody:
         if r.text("category") != cls.CATEGORY:
             raise r.fail("category", f"must be {cls.CATEGORY!r}")
-        return cls(what=r.text("what"), reason=r.text("reason"), point=r.opt_text("point"))
+        return cls(contract=r.tag(), what=r.text("what"), reason=r.text("reason"),
+                   point=r.opt_text("point"))
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -219,13 +231,15 @@ class OverrunBody:
     late_ms: int
     skipped: int
     resume_ms: EpochMs
+    contract: str | None = None  # the tag (CONTRACT_TAG): whose segment wrote it
 
     def to_body(self) -> dict[str, Any]:
-        return {"late_ms": self.late_ms, "skipped": self.skipped, "resume_ms": self.resume_ms}
+        return _tagged({"late_ms": self.late_ms, "skipped": self.skipped,
+                        "resume_ms": self.resume_ms}, self.contract)
 
     @classmethod
     def from_body(cls, r: FieldReader) -> OverrunBody:
-        return cls(late_ms=r.integer("late_ms"), skipped=r.integer("skipped"),
+        return cls(contract=r.tag(), late_ms=r.integer("late_ms"), skipped=r.integer("skipped"),
                    resume_ms=r.integer("resume_ms"))
 
 
@@ -269,3 +283,7 @@ class HubGapBody:
                    reason=r.text("reason"))
 
 
+def _tagged(body: dict[str, Any], contract: str | None) -> dict[str, Any]:
+    if contract is not None:
+        body[CONTRACT_TAG] = contract
+    return body

@@ -23,6 +23,13 @@ so journals written before this module still verify and read the same.
                    HubGapBody          {missing_from, missing_to, reason, recorded_by: "hub"}
     CHECKPOINT     (none: checkpoints are a journal table, never an entry; decode refuses the kind)
 
+Several contracts per agent: every body a contract's scan segment writes (all kinds but BOOT,
+CONTRACT and GAP, which name their contract or none) carries the tag `"of": contract id`
+(`CONTRACT_TAG`, the record's `contract` field; `tag_items` adds it). An entry without the tag
+belongs to the latest BOOT — every journal written before several contracts per agent reads as it
+always did — or, for the agent's own events (agent_started, uplink_failed, ...), to no segment.
+The tag is an optional key a body of this version may carry; its absence means what it meant.
+
 The records live in contracts/journal_bodies.py (fixed shapes) and contracts/journal_occurrences.py
 (event names and occurrences); import them from here.
 
@@ -46,7 +53,7 @@ from contracts.journal_bodies import (
     AdapterFaultBody, BootBody, CommandBody, ConnectivityBody, ContractBody, GapBody, HubGapBody,
     InputBody, KeyframeBody, OutputBody, OverrunBody, WireReading,
 )
-from contracts.journal_fields import BodyError, FieldReader
+from contracts.journal_fields import CONTRACT_TAG, BodyError, FieldReader
 from contracts.journal_occurrences import (
     ENGINE_EVENT_KIND, OCCURRENCE, AgentEvent, ContractChange, EventBody, EventName, Occurrence,
     RefusalBody, StepBody, TripBody, agent_event_body, engine_event_body,
@@ -54,12 +61,12 @@ from contracts.journal_occurrences import (
 from contracts.types import EpochMs
 
 __all__ = [
-    "BODY_VERSION", "ENGINE_EVENT_KIND", "AdapterFaultBody", "AgentEvent", "Body", "BodyError",
+    "BODY_VERSION", "CONTRACT_TAG", "ENGINE_EVENT_KIND", "AdapterFaultBody", "AgentEvent", "Body", "BodyError",
     "BootBody", "CommandBody", "ConnectivityBody", "ContractBody", "ContractChange", "EventBody",
     "EventKind", "EventName", "GapBody", "HubGapBody", "InputBody", "Item", "KeyframeBody",
     "Occurrence", "OutputBody", "OverrunBody", "RefusalBody", "StepBody", "TripBody",
     "WireReading", "agent_event_body", "decode", "decode_entry", "encode", "engine_event_body",
-    "item",
+    "belongs_to", "item", "tag_items", "tag_of",
 ]
 
 BODY_VERSION = 1
@@ -115,3 +122,35 @@ def decode_entry(entry: Entry) -> Body:
 def item(body: Body, ts_ms: EpochMs) -> Item:
     """The journal item for `body` at `ts_ms`."""
     return (body.KIND, encode(body), ts_ms)
+
+
+UNTAGGED = frozenset({EntryKind.BOOT, EntryKind.CONTRACT, EntryKind.GAP, EntryKind.CHECKPOINT})
+"""Kinds that never carry the tag: a BOOT and a CONTRACT entry name their contract in their own
+fields, a GAP belongs to the whole journal."""
+
+
+def tag_items(items: list[Item], contract: str) -> list[Item]:
+    """`items` with every body of a taggable kind tagged as written by `contract`'s segment
+    (in place: the bodies are fresh maps of this cycle)."""
+    for kind, body, _ in items:
+        if kind not in UNTAGGED:
+            body[CONTRACT_TAG] = contract
+    return items
+
+
+def tag_of(entry: Entry) -> str | None:
+    """The contract tag of an entry, without decoding the rest of its body (None if untagged)."""
+    body = entry.body
+    tag = body.get(CONTRACT_TAG) if isinstance(body, Mapping) else None
+    return tag if isinstance(tag, str) else None
+
+
+def belongs_to(entry: Entry, contract: str) -> bool:
+    """Whether `entry` can be part of contract id `contract`'s run: tagged for it, a BOOT of it,
+    or untagged (an older agent's entry, or the agent's own). A hub reading one contract's run
+    from a device running several passes by the others' entries."""
+    if entry.kind is EntryKind.BOOT:
+        body = entry.body
+        return not isinstance(body, Mapping) or body.get("contract") == contract
+    tag = tag_of(entry)
+    return tag is None or tag == contract

@@ -22,6 +22,11 @@ _POINT_VALUE = frozenset({bool, int, float})
 VERSION_KEY = "v"
 """The body key that carries a version other than 1 (see the version rule in journal_events)."""
 
+CONTRACT_TAG = "of"
+"""The body key naming the contract whose scan segment wrote the entry (an agent running several
+contracts interleaves their segments in one journal). Absent: the entry belongs to the latest BOOT
+(every journal written before several contracts per agent), or to the agent itself."""
+
 E = Any
 """An enum member of the class asked for (mypy cannot type "a member of this StrEnum class")."""
 
@@ -122,6 +127,10 @@ class FieldReader:
             if type(w) is not list or len(w) != 3 or type(w[1]) is not str:
                 raise BodyError(self.kind, f"{key}.{name}", w, "must be [value, quality, reason]")
         return m
+
+    def tag(self) -> str | None:
+        """The entry's contract tag (CONTRACT_TAG), or None when the body has none."""
+        return self.opt_text(CONTRACT_TAG, present=False)
 
     def rest(self) -> dict[str, Any]:
         """Every key not read yet (an occurrence's fields); they count as read."""

@@ -14,7 +14,7 @@ from typing import Any, ClassVar, Self, TypeAlias
 
 from contracts.chain import EntryKind
 from contracts.engine_state import Event, EventKind
-from contracts.journal_fields import BodyError, FieldReader
+from contracts.journal_fields import CONTRACT_TAG, BodyError, FieldReader
 
 __all__ = ["ENGINE_EVENT_KIND", "AgentEvent", "ContractChange", "EventBody", "EventName",
            "Occurrence", "RefusalBody", "StepBody", "TripBody", "agent_event_body",
@@ -82,23 +82,29 @@ class _Occurrence:
     KIND: ClassVar[EntryKind]
     event: EventName
     fields: Mapping[str, Any] = field(default_factory=dict)
+    contract: str | None = None  # the tag (CONTRACT_TAG): whose segment wrote it
 
     def __post_init__(self) -> None:
         freeze(self, "fields")
         if "event" in self.fields:
             raise ValueError(f"{self.KIND} body: 'event' is the name, not one of the fields")
+        if CONTRACT_TAG in self.fields:
+            raise ValueError(f"{self.KIND} body: {CONTRACT_TAG!r} is the contract tag, not a field")
 
     def get(self, name: str) -> Any:
         """The field called `name`, or None."""
         return self.fields.get(name)
 
     def to_body(self) -> dict[str, Any]:
-        return {"event": str(self.event), **self.fields}
+        body = {"event": str(self.event), **self.fields}
+        if self.contract is not None:
+            body[CONTRACT_TAG] = self.contract
+        return body
 
     @classmethod
     def from_body(cls, r: FieldReader) -> Self:
-        name = r.text("event")
-        return cls(event=_NAMES.get(name, name), fields=r.rest())
+        name, tag = r.text("event"), r.tag()
+        return cls(event=_NAMES.get(name, name), fields=r.rest(), contract=tag)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

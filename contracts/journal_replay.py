@@ -8,6 +8,9 @@ Rules:
 - Each cycle's replayed writes must equal its OUTPUT entries; every difference is a `Mismatch`.
 - A segment whose contract the lookup cannot find, or whose BOOT does not decode, is skipped and
   named. The journal carries its own contracts (`contracts_in`).
+- Several contracts per agent: their segments interleave in one journal; contracts/journal_segments.py
+  splits it (by BOOT and by each entry's contract tag), so each contract replays exactly on its
+  own (`replay_by_contract`).
 """
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ from contracts.journal_events import (
     AgentEvent, Body, BodyError, BootBody, ContractBody, ContractChange, EventBody, OutputBody,
     OverrunBody, RefusalBody, decode_entry,
 )
+from contracts.journal_segments import Segment, boot_contract, segments
 from contracts.replay import Cycle, HeldView, replay
 from contracts.schema import Contract
 from contracts.signing import read_signed
@@ -50,8 +54,9 @@ class ReplayReport:
 
 _NOT_CYCLE = frozenset({EntryKind.CONTRACT, EntryKind.BOOT, EntryKind.GAP, EntryKind.CHECKPOINT})
 _WALL_CLOCK_EVENTS = frozenset({AgentEvent.AGENT_STARTED, AgentEvent.STORED_CONTRACT_REFUSED,
-                                AgentEvent.JOURNAL_RECOVERED,
-                                AgentEvent.OUTPUT_SYNC})  # written before the first cycle
+                                AgentEvent.JOURNAL_RECOVERED, AgentEvent.OUTPUT_SYNC,
+                                AgentEvent.UPLINK_FAILED, AgentEvent.JOURNAL_HOLE})
+"""Written at wall-clock times outside any cycle: before the first cycle, or by the uplink."""
 
 
 def _from_cycle(kind: EntryKind, body: Body) -> bool:
@@ -60,15 +65,6 @@ def _from_cycle(kind: EntryKind, body: Body) -> bool:
     if kind in _NOT_CYCLE:
         return False
     return not (isinstance(body, (EventBody, RefusalBody)) and body.event in _WALL_CLOCK_EVENTS)
-
-
-@dataclass(frozen=True, kw_only=True)
-class Segment:
-    """One scan segment: its BOOT (decoded, or why not) and the entries after it."""
-
-    boot: Entry
-    start: BootBody | BodyError
-    entries: Sequence[Entry]
 
 
 class _Timeline:
@@ -86,35 +82,6 @@ class _Timeline:
                 # time, which this segment never ran: only what a scan cycle writes counts.
                 end = max(end, e.ts_ms)
         self.end_ms = end
-
-
-def segments(entries: Iterable[Entry]) -> Iterator[Segment]:
-    """Split entries at BOOT entries; entries before the first BOOT are not replayable."""
-    boot: Entry | None = None
-    body: list[Entry] = []
-    for e in entries:
-        if e.kind is EntryKind.BOOT:
-            if boot is not None:
-                yield _segment(boot, body)
-            boot, body = e, []
-        elif boot is not None:
-            body.append(e)
-    if boot is not None:
-        yield _segment(boot, body)
-
-
-def _segment(boot: Entry, entries: Sequence[Entry]) -> Segment:
-    try:
-        start: BootBody | BodyError = _boot(boot)
-    except BodyError as exc:
-        start = exc
-    return Segment(boot=boot, start=start, entries=entries)
-
-
-def _boot(e: Entry) -> BootBody:
-    body = decode_entry(e)
-    assert isinstance(body, BootBody)  # decode gives a BOOT entry's record
-    return body
 
 
 def _cycle_times(seg: _Timeline, start: BootBody) -> Iterator[EpochMs]:
@@ -167,10 +134,22 @@ def _recorded_writes(bodies: Iterable[Body]) -> dict[str, Value]:
 def replay_entries(entries: Sequence[Entry], lookup: ContractLookup) -> ReplayReport:
     """Replay every segment whose contract `lookup` can find. Raises BodyError for an entry
     inside a segment whose body does not decode."""
+    return _report(segments(entries), lookup)
+
+
+def replay_by_contract(entries: Sequence[Entry], lookup: ContractLookup) -> dict[str, ReplayReport]:
+    """`replay_entries` for each contract id apart: what each contract on the agent did."""
+    by: dict[str, list[Segment]] = {}
+    for seg in segments(entries):
+        by.setdefault(boot_contract(seg.boot), []).append(seg)
+    return {cid: _report(segs, lookup) for cid, segs in sorted(by.items())}
+
+
+def _report(segs: Iterable[Segment], lookup: ContractLookup) -> ReplayReport:
     n_seg = n_cycles = n_checked = 0
     mismatches: list[Mismatch] = []
     skipped: list[str] = []
-    for seg in segments(entries):
+    for seg in segs:
         contract = lookup(seg.start.hash) if isinstance(seg.start, BootBody) else None
         if contract is None:
             why = seg.start if isinstance(seg.start, BodyError) else "no contract"

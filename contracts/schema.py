@@ -201,6 +201,8 @@ class Contract:
     expect: tuple[Expectation, ...] = ()
     tolerance: Tolerance = DEFAULT_TOLERANCE
     labels: tuple[tuple[str, str], ...] = ()
+    interlock: tuple[str, ...] = ()
+    """Other contract ids on the same agent that trip with this one (agent/interlocks.py)."""
     _by_name: dict[str, Point] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:

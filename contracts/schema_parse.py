@@ -106,14 +106,45 @@ def _parse_tolerance(r: fields.Reader, raw: Any, path: str) -> Tolerance:
     return Tolerance(timing_s=timing if timing is not None else 0.0, values=values)
 
 
+def _parse_interlock(r: fields.Reader, m: Any, own: str | None) -> tuple[str, ...]:
+    """`interlock: [contract id, ...]`: bounded, each a contract id, none twice, never itself."""
+    if m is None:
+        return ()
+    if not isinstance(m, list):
+        r.fail("interlock", "must be a list of contract ids")
+        return ()
+    if len(m) > MAX_INTERLOCK:
+        r.fail("interlock", f"has {len(m)} entries; at most {MAX_INTERLOCK} are allowed")
+        return ()
+    out: list[str] = []
+    for i, raw in enumerate(m):
+        where = f"interlock[{i}]"
+        try:
+            cid = fields.ident(raw, where)
+        except fields.Bad as bad:
+            r.fail(where, str(bad))
+            continue
+        if cid == own:
+            r.fail(where, f"{quote(cid)} is this contract itself")
+        elif cid in out:
+            r.fail(where, f"{quote(cid)} is named twice")
+        else:
+            out.append(cid)
+    return tuple(out)
+
+
 def _parse_labels(r: fields.Reader, m: Any, path: str) -> tuple[tuple[str, str], ...]:
     return _pairs(r, m, path, fields.text) if m is not None else ()
 
 
 _TOP_KEYS = frozenset({
     "schema", "contract", "version", "device", "site", "valid_from", "valid_until", "scan_period_ms",
-    "points", "safe_state", "steps", "offline", "expect", "tolerance", "labels",
+    "points", "safe_state", "steps", "offline", "expect", "tolerance", "labels", "interlock",
 })
+
+MAX_INTERLOCK = 16
+"""Contracts one contract may interlock with: an agent runs a handful of contracts side by side,
+and a bound keeps a hostile document from naming thousands."""
 
 
 def _scan_period(v: Any, p: str) -> int:
@@ -193,6 +224,7 @@ def parse_partial(m: Any) -> Parsed:
         tolerance=_parse_tolerance(r, m["tolerance"], "tolerance") if "tolerance" in m
         else DEFAULT_TOLERANCE,
         labels=_parse_labels(r, m.get("labels"), "labels"),
+        interlock=_parse_interlock(r, m.get("interlock"), scalars["contract"]),
     )
     layout = Layout(point_index=p_index, step_index=s_index, broken=frozenset(broken),
                     dropped_points=dropped)

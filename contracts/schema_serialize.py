@@ -67,8 +67,9 @@ def _step_to_mapping(s: Step) -> dict[str, Any]:
 
 
 def to_mapping(c: Contract) -> dict[str, Any]:
-    """The full, explicit document for `c`; `parse_contract(to_mapping(c)) == c`."""
-    return {
+    """The full, explicit document for `c`; `parse_contract(to_mapping(c)) == c`. `interlock`
+    appears only when set, so a contract without one keeps the content hash it always had."""
+    doc: dict[str, Any] = {
         "schema": SCHEMA_VERSION, "contract": c.contract, "version": c.version, "device": c.device,
         "site": c.site, "valid_from": format_time(c.valid_from),
         "valid_until": format_time(c.valid_until), "scan_period_ms": c.scan_period_ms,
@@ -79,3 +80,6 @@ def to_mapping(c: Contract) -> dict[str, Any]:
         "tolerance": {"timing_s": c.tolerance.timing_s, "values": dict(c.tolerance.values)},
         "labels": dict(c.labels),
     }
+    if c.interlock:
+        doc["interlock"] = list(c.interlock)
+    return doc

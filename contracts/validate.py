@@ -67,7 +67,7 @@ class _Ctx:
             self.first_step.setdefault(s.name, i)
         self.kinds = {p.name: Kind.BOOL if p.type is DataType.BOOL else Kind.NUMBER
                       for p in c.points} | {STEP_TIME: Kind.NUMBER}
-        self.occupant: dict[tuple[int, str, int], int] = {}  # (unit, table, address) -> 1st point
+        self.occupant: dict[tuple[str, int, str, int], int] = {}  # (endpoint, unit, table, address) -> 1st point
 
     def broken(self, *fields: str) -> bool:
         return any(f in self.layout.broken for f in fields)
@@ -123,9 +123,10 @@ def _duplicate_point(v: _Ctx, i: int, p: Point, at: str) -> Issues:
 
 
 def _overlap(v: _Ctx, i: int, p: Point, at: str) -> Issues:
-    """The first earlier point sharing an address with `p` (document order). Points are checked in
-    order and each registers its addresses (at most 4), so the whole check is linear."""
-    cells = [(p.unit_id, p.table.value, a) for a in range(p.address, p.last_address + 1)]
+    """The first earlier point sharing an address with `p` on the same endpoint (document order).
+    Points are checked in order and each registers its addresses (at most 4), so the whole check is
+    linear. Two endpoints are two devices: the same address on each is no overlap."""
+    cells = [(p.endpoint or "", p.unit_id, p.table.value, a) for a in range(p.address, p.last_address + 1)]
     earlier = [v.occupant[cell] for cell in cells if cell in v.occupant]
     for cell in cells:
         v.occupant.setdefault(cell, i)

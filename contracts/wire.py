@@ -132,6 +132,10 @@ def _as_pairs(v: Any) -> Any:
 # Messages
 
 
+MAX_BIRTH_CONTRACTS = 64
+"""Contracts a birth may list: an agent runs a handful side by side; the bound keeps a birth small."""
+
+
 @dataclass(frozen=True, kw_only=True)
 class Birth(_Message):
     """Retained on `…/status` at connect: who the agent is and where its journal stands."""
@@ -145,6 +149,9 @@ class Birth(_Message):
     version: int | None
     last_seq: int
     labels: tuple[tuple[str, str], ...] = ()
+    contracts: tuple[tuple[str, int], ...] = ()
+    """Every contract the agent runs, (id, version): an agent runs several side by side;
+    `contract`/`version` name the first. Absent from older agents (then: just that one)."""
 
     def __post_init__(self) -> None:
         k = self.KIND
@@ -157,10 +164,16 @@ class Birth(_Message):
             raise _bad(k, "version", "must be given exactly when contract is", self.version)
         _int(k, "last_seq", self.last_seq)
         _pairs(k, "labels", self.labels, lambda v: isinstance(v, str))
+        _pairs(k, "contracts", self.contracts, lambda v: isinstance(v, int)
+               and not isinstance(v, bool) and 1 <= v <= MAX_VERSION)
+        if len(self.contracts) > MAX_BIRTH_CONTRACTS:
+            raise _bad(k, "contracts", f"must list at most {MAX_BIRTH_CONTRACTS}",
+                       self.contracts[:MAX_BIRTH_CONTRACTS])
 
     @classmethod
     def _from_body(cls, body: dict[str, Any]) -> dict[str, Any]:
-        return {**body, "labels": _as_pairs(body.get("labels", ()))}  # optional: absent = ()
+        return {**body, "labels": _as_pairs(body.get("labels", ())),  # optional: absent = ()
+                "contracts": _as_pairs(body.get("contracts", ()))}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -292,21 +305,29 @@ class CommandMessage(_Message):
     KIND: ClassVar[str] = "command"
     MAX_BYTES: ClassVar[int] = 4 * 1024  # one command
     command: Command
+    contract: str | None = None
+    """The contract id the command is for (an agent runs several); absent from older hubs: then
+    the agent gives it to every contract it runs (a WRITE to the one owning the point)."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.command, Command):
             raise _bad(self.KIND, "command", "must be a Command", self.command)
+        _str(self.KIND, "contract", self.contract, optional=True)
 
     def _body(self) -> dict[str, Any]:
         c = self.command
-        return {"kind": c.kind.value, "id": c.id, "point": c.point, "value": c.value}
+        body = {"kind": c.kind.value, "id": c.id, "point": c.point, "value": c.value}
+        if self.contract is not None:
+            body["contract"] = self.contract
+        return body
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Self:
         """Decode and check a command. Raises EncodingError naming the field at fault."""
         body = decode_message(_sized(cls, data), cls.KIND, cls.VERSION)
-        _check_names(cls.KIND, body, {"kind", "id", "point", "value"})
-        return cls(command=_command(cls.KIND, body))
+        _check_names(cls.KIND, body, {"kind", "id", "point", "value", "contract"},
+                     required={"kind", "id", "point", "value"})
+        return cls(command=_command(cls.KIND, body), contract=body.get("contract"))
 
 
 def _command(k: str, body: dict[str, Any]) -> Command:
@@ -314,6 +335,8 @@ def _command(k: str, body: dict[str, Any]) -> Command:
         kind = CommandKind(body["kind"])
     except ValueError:
         raise _bad(k, "kind", f"must be one of {', '.join(CommandKind)}", body["kind"]) from None
+    if kind is CommandKind.INTERLOCK:  # only an agent's own contracts trip each other
+        raise _bad(k, "kind", "is the agent's own, never sent by a hub", body["kind"])
     _str(k, "id", body["id"])
     _str(k, "point", body["point"], optional=True)
     if body["value"] is not None and not _is_value(body["value"]):

@@ -40,6 +40,7 @@ class AlarmKind(enum.StrEnum):
     UNKNOWN_DEVICE = "unknown_device"
     UNSIGNED_JOURNAL = "unsigned_journal"  # accepted: no key enrolled, signatures not required
     HUB_ERROR = "hub_error"
+    DRIFT = "drift"                      # a device has not run its desired contract for too long
 
 
 _K = AlarmKind

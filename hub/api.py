@@ -16,6 +16,8 @@ Rules:
 """
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from starlette.applications import Starlette
@@ -28,16 +30,19 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import Lifespan
 
 from contracts.errors import Issue
-from hub import inbound, openapi, registry_api
+from hub import drift_api, fleet_api, inbound, openapi, registry_api
 from hub.auth import AuthConfig, AuthMiddleware
 from hub.commissioning import get_commissioning, request_commissioning
 from hub.contract_api import (abort_contract, get_contract, hold_contract, list_contracts,
                               reconcile_contract, submit_contract)
 from hub.device_api import device_journal, get_device, list_devices
 from hub.device_list import DeviceListCache
+from hub.drift import DEFAULT_ALARM_AFTER_MS, DriftMonitor
+from hub.fleet import Fleet
 from hub.history_api import list_audit, list_reconciliations
 from hub.metrics import CONTENT_TYPE, HubMetrics, LatencyMiddleware
 from hub.operator_api import ack_alarm, list_alarms, reset_device, resume_contract
+from hub.plans import Planner
 from hub.service import HubService, RequestRefused
 from hub.store import NotFound
 from hub.views import DEFAULT_SILENCE_MS
@@ -117,6 +122,8 @@ ROUTES = (
     Route("/api/alarms/{alarm}/ack", ack_alarm, methods=["POST"]),
     Route("/api/reconciliations", list_reconciliations, methods=["GET"]),
     Route("/api/audit", list_audit, methods=["GET"]),
+    *fleet_api.ROUTES,
+    *drift_api.ROUTES,
     Route("/metrics", metrics, methods=["GET"]),
     Route("/openapi.json", openapi_json, methods=["GET"]),
 )
@@ -143,11 +150,25 @@ def page_routes() -> list[BaseRoute]:
             Mount("/static", StaticFiles(directory=STATIC_DIR), name="static")]
 
 
+def _with_drift_monitor(lifespan: Lifespan[Starlette] | None) -> Lifespan[Starlette]:
+    """The integrator's lifespan (if any), and the drift monitor running inside it."""
+    @contextlib.asynccontextmanager
+    async def both(app: Starlette) -> AsyncIterator[None]:
+        async with contextlib.AsyncExitStack() as stack:
+            if lifespan is not None:
+                await stack.enter_async_context(lifespan(app))
+            await stack.enter_async_context(drift_api.monitoring(app))
+            yield
+
+    return both
+
+
 def create_app(service: HubService, auth_config: AuthConfig, *,
                lifespan: Lifespan[Starlette] | None = None,
-               silence_timeout_ms: int = DEFAULT_SILENCE_MS) -> Starlette:
+               silence_timeout_ms: int = DEFAULT_SILENCE_MS,
+               drift_alarm_after_ms: int = DEFAULT_ALARM_AFTER_MS) -> Starlette:
     """The hub's ASGI app: its own metrics registry; auth on every route but /health and the
-    operator page (`/`, `/static/*`)."""
+    operator page (`/`, `/static/*`); the fleet configuration and its drift monitor."""
     hub_metrics = HubMetrics(service.store, lambda: service.remote_errors)
     app = Starlette(
         routes=[*ROUTES, *page_routes()],
@@ -155,8 +176,11 @@ def create_app(service: HubService, auth_config: AuthConfig, *,
                     Middleware(AuthMiddleware, config=auth_config)],
         exception_handlers={RequestRefused: _refused, NotFound: _not_found,
                             HTTPException: _http_error},
-        lifespan=lifespan)
+        lifespan=_with_drift_monitor(lifespan))
     app.state.service = service
+    app.state.fleet = fleet = Fleet(service.store, service.registry, service.clock)
+    app.state.drift = DriftMonitor(fleet, drift_alarm_after_ms)
+    app.state.planner = Planner(fleet)
     app.state.silence_ms = silence_timeout_ms
     app.state.metrics = hub_metrics
     app.state.device_list = DeviceListCache()

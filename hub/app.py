@@ -134,6 +134,7 @@ class HubRuntime:
                 sync = HubSync(store, offline, link, silence_timeout_ms=self.cfg.silence_timeout_ms,
                                clock=self.clock, registry=self.registry)
                 self.service.live = sync.live  # the API reads it (dict reads, never writes)
+                self.service.live_contracts = sync.live_contracts  # each contract's, as well
                 self.service.remote_errors = sync.remote_errors  # the API's metrics read it
                 publisher.before_publish = sync.commit_now
                 self.sync, self.mqtt_url = sync, url
@@ -171,7 +172,8 @@ class HubRuntime:
                 yield
 
         return create_app(self.service, self.cfg.auth, lifespan=lifespan,
-                          silence_timeout_ms=self.cfg.silence_timeout_ms)
+                          silence_timeout_ms=self.cfg.silence_timeout_ms,
+                          drift_alarm_after_ms=self.cfg.drift_alarm_ms)
 
 
 def _signer(key: Ed25519PrivateKey) -> Callable[[Contract], bytes]:

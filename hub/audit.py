@@ -35,6 +35,10 @@ class AuditAction(enum.StrEnum):
     DEVICE_REGISTER = "device_register"  # an admin registered a device (hub/registry.py)
     DEVICE_REMOVE = "device_remove"
     KEY_ENROLL = "key_enroll"            # an admin enrolled a device's journal public key
+    DESIGN_ADD = "design_add"            # fleet configuration (hub/fleet.py): a design version,
+    BINDING_ADD = "binding_add"          # a binding revision,
+    SNAPSHOT_CREATE = "snapshot_create"  # a snapshot made (detail: what from),
+    DESIRED_SET = "desired_set"          # a device's desired snapshot set
     COMMISSION = "commission"            # an operator asked an agent for a commissioning report
 
 

@@ -88,6 +88,7 @@ PAGE_PREFIX = "/static/"
 GET/HEAD, and everything under PAGE_PREFIX is routed to StaticFiles, which serves nothing else."""
 _OPERATOR_ACTIONS = ("/reconcile", "/hold", "/abort", "/resume")
 _ALARM_ACK = ("/api/alarms/", "/ack")
+_PLANS = "/api/plans"
 _COMMISSION = ("/api/devices/", "/commissioning")
 
 
@@ -106,6 +107,8 @@ def required_role(method: str, path: str) -> ApiRole | None:
             return ApiRole.OPERATOR
     if method == "POST" and path.startswith(_ALARM_ACK[0]) and path.endswith(_ALARM_ACK[1]):
         return ApiRole.OPERATOR
+    if method == "POST" and path == _PLANS:
+        return ApiRole.OPERATOR  # a dry run: it changes nothing (hub/plans.py)
     if method == "POST" and path.startswith(_COMMISSION[0]) and path.endswith(_COMMISSION[1]) \
             and path.count("/") == 4:
         return ApiRole.OPERATOR

@@ -12,6 +12,7 @@ Example:
     key = "/etc/fieldpact/hub.ed25519"
     broker = "embedded"              # or "mqtt://broker.example:1883"
     silence_timeout_s = 30
+    drift_alarm_s = 900              # a device out of its desired snapshot this long: `drift` alarm
     [listen]
     host = "0.0.0.0"
     port = 8600
@@ -65,6 +66,9 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8600
 DEFAULT_SILENCE_TIMEOUT_S = 30.0
 """Three missed 10 s status heartbeats before a device counts as silent and gets projected."""
+DEFAULT_DRIFT_ALARM_S = 900.0
+"""A device may take a few minutes to reconnect and accept a new contract; a quarter of an hour out
+of its desired snapshot is worth an operator's look (hub/drift.py raises a `drift` alarm)."""
 ENV_PREFIX = "FIELDPACT_HUB_"
 PORT_RANGE = (0, 65535)
 """0 asks for an ephemeral port (tests use it)."""
@@ -122,6 +126,7 @@ class HubConfig:
     devices: tuple[DeviceCredential, ...] = ()
     integrations: tuple[IntegrationCredential, ...] = ()
     silence_timeout_ms: int = int(DEFAULT_SILENCE_TIMEOUT_S * 1000)
+    drift_alarm_ms: int = int(DEFAULT_DRIFT_ALARM_S * 1000)
     policies: Mapping[FailureCategory, Policy] = field(default_factory=lambda: DEFAULT_POLICIES)
     retry: RetryConfig = field(default_factory=RetryConfig)
     require_signed_journals: bool = False
@@ -150,6 +155,7 @@ def _hub(t: Table) -> HubConfig:
         broker=_broker(t), auth=AuthConfig(tokens=tuple(_token(x) for x in t.tables("tokens"))),
         devices=devices, integrations=_integrations(t.table("integrations"), devices),
         silence_timeout_ms=_ms(t.seconds("silence_timeout_s", DEFAULT_SILENCE_TIMEOUT_S, above=0)),
+        drift_alarm_ms=_ms(t.seconds("drift_alarm_s", DEFAULT_DRIFT_ALARM_S, above=0)),
         policies=_policies(policies), retry=_retry(policies),
         require_signed_journals=t.boolean("require_signed_journals", False))
 

@@ -17,7 +17,7 @@ from hub.device_list import DeviceListCache
 from hub.service import HubService
 from hub.states import DeviceState
 from hub.store import DeviceRecord
-from hub.views import device_view, journal_view, with_live
+from hub.views import contracts_view, device_view, journal_view, with_live
 
 
 def _device_alarms(svc: HubService, device: str | None = None) -> dict[str, list[dict[str, Any]]]:
@@ -46,9 +46,12 @@ async def get_device(request: Request) -> Response:
     projection (age, confidence), drift, active alarms."""
     svc = inbound.service(request)
     device = live_device(svc, request.path_params["device"])
-    return JSONResponse(device_view(device, svc.clock(), detail=True,
-                                    silence_ms=request.app.state.silence_ms,
-                                    alarms=_device_alarms(svc, device.id).get(device.id, [])))
+    silence_ms = request.app.state.silence_ms
+    view = device_view(device, svc.clock(), detail=True, silence_ms=silence_ms,
+                       alarms=_device_alarms(svc, device.id).get(device.id, []))
+    view["contracts"] = contracts_view(svc.live_contracts.get(device.id, {}), svc.clock(),
+                                       silence_ms)
+    return JSONResponse(view)
 
 
 async def device_journal(request: Request) -> Response:

@@ -15,7 +15,11 @@
     │   ├── StaleVersion            409  not newer than the version the hub holds
     │   ├── IllegalRequest          409  not allowed in the contract's or device's state (an
     │   │                                IllegalTransition of the operator's, answered, not raised)
-    │   └── PublishFailed           503  the command or contract could not be sent
+    │   ├── PublishFailed           503  the command or contract could not be sent
+    │   ├── FleetRefused            422  a design, binding, snapshot or plan request that does not
+    │   │                                check, every issue naming design, binding, device and
+    │   │                                field (hub.fleet_api)
+    │   └── FleetConflict           409  a design version that is stored already (never replaced)
     ├── LoopThreadError             a thread's event loop did not start or stop in time
     │                               (hub.loop_thread; also a RuntimeError)
     ├── StoreError                  hub.store: the database cannot be used

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from contracts.chain import Entry, EntryKind
-from contracts.journal_events import BodyError, BootBody, InputBody, decode_entry
+from contracts.journal_events import BodyError, BootBody, InputBody, belongs_to, decode_entry
 from contracts.schema import Contract
 from contracts.schema_parse import parse_contract
 from contracts.types import EpochMs
@@ -71,7 +71,8 @@ class OfflineManager:
         if record is None:
             return None
         blob = self.projector.start(device.id, record, live, from_seq)
-        self.folds[device.id] = _Fold(from_seq=from_seq, next_seq=from_seq + 1, actual=Actual())
+        self.folds[device.id] = _Fold(from_seq=from_seq, next_seq=from_seq + 1, actual=Actual(),
+                                      contract=record.contract)
         return blob
 
     def fold(self, device: str, entries: Sequence[Entry]) -> None:
@@ -84,20 +85,21 @@ class OfflineManager:
         if entries[0].seq != f.next_seq or entries[-1].seq - entries[0].seq + 1 != len(entries):
             del self.folds[device]  # not contiguous with the fold, or a declared gap inside
             return
-        fold_entries(f.actual, entries)
+        fold_entries(f.actual, [e for e in entries if belongs_to(e, f.contract)])
         f.next_seq = entries[-1].seq + 1
 
     def forget_folds(self) -> None:
         """The store rolled back entries that were folded: read the journal instead."""
         self.folds.clear()
 
-    def _actual(self, device: DeviceRecord, from_seq: int) -> Actual:
+    def _actual(self, device: DeviceRecord, from_seq: int, contract: str) -> Actual:
         """The outage's actual history: the fold if it holds exactly the stored entries after
         `from_seq` (all of them, through the acked seq), else folded from the journal."""
         f = self.folds.pop(device.id, None)
         if f is not None and f.from_seq == from_seq and f.next_seq == device.acked_seq + 1:
             return f.actual
-        return actual_from_entries(self.store.journal.entries(device.id, from_seq + 1))
+        return actual_from_entries([e for e in self.store.journal.entries(device.id, from_seq + 1)
+                                    if belongs_to(e, contract)])
 
     async def reconcile_device(self, device: DeviceRecord,
                                actor: str = "sync") -> ReconciliationRecord | None:
@@ -112,7 +114,7 @@ class OfflineManager:
         contract = parse_contract(record.document)
         projection = self.projector.project(record, ProjectionInputs(**inputs), device.id)
         self.projector.forget(device.id)
-        actual = self._actual(device, inputs["from_seq"])
+        actual = self._actual(device, inputs["from_seq"], record.contract)
         report = reconcile_actual(contract, projection, actual, inputs["start_ms"], now)
         rec = await self._record(contract, record, report, now, actor, {})
         log.info("reconciled device=%s contract=%s divergent=%s action=%s reasons=%s",
@@ -129,7 +131,7 @@ class OfflineManager:
         if not boots:
             return None
         at, boot = boots[-1]
-        run = entries[at + 1:]
+        run = [e for e in entries[at + 1:] if belongs_to(e, record.contract)]
         first = next((b for b in (_input(e) for e in run) if b is not None), None)
         initial = {n: v[0] for n, v in first.values.items()} if first else {}
         inputs = ProjectionInputs(contract_id=record.id, start_ms=boot.t0_ms,
@@ -172,6 +174,7 @@ class _Fold:
     from_seq: int
     next_seq: int
     actual: Actual
+    contract: str  # the projected contract's id: a device may run several (entries are tagged)
 
 
 def _decision_json(d: Decision | None) -> dict[str, Any] | None:

@@ -49,6 +49,8 @@ _QUERY: Mapping[str, tuple[tuple[str, Mapping[str, Any], str], ...]] = {
     "list_audit": (("device", _TEXT, "only this device"), ("contract", _TEXT,
                    "only this contract id (name@version)"),
                    ("limit", _LIMIT, "page size, 1..1000 (default 100)")),
+    "list_bindings": (("all", _BOOL, "true: every revision; default: the latest of each"),),
+    "list_snapshots": (("limit", _LIMIT, "page size, 1..1000 (default 100)"),),
     "list_alarms": (("device", _TEXT, "only this device"),
                     ("kind", {"type": "string", "enum": [k.value for k in AlarmKind]},
                      "only this alarm kind"),
@@ -61,6 +63,9 @@ _SUCCESS: Mapping[str, tuple[str, str]] = {
     "reconcile_contract": ("202", "request recorded"),
     "resume_contract": ("202", "RESUME sent; the agent decides (see the journal and alarms)"),
     "register_device": ("201", "registered"),
+    "create_design": ("201", "design version stored"),
+    "create_binding": ("201", "binding revision stored"),
+    "create_snapshot": ("201", "snapshot made"),
     "request_commissioning": ("202", "request published; GET shows the agent's answer"),
 }
 
@@ -68,11 +73,12 @@ _ALSO: Mapping[str, tuple[tuple[str, str], ...]] = {
     # endpoint -> further success statuses
     "reconcile_contract": (("200", "absorbed into the open (or just made) request for this "
                                    "contract, whose id is returned"),),
+    "create_snapshot": (("200", "the same content was snapshotted before: that snapshot"),),
 }
 
 _ERRORS: Mapping[str, str] = {
     "400": "unreadable body or query parameter", "401": "missing or invalid bearer token",
-    "403": "role too weak", "404": "no such device or contract",
+    "403": "role too weak", "404": "no such device, contract, design, binding or snapshot",
     "413": "body larger than the route's limit",
     "409": "write conflict, stale version or illegal state",
     "415": "unsupported content type",
@@ -90,6 +96,11 @@ _ERRORS_BY_ENDPOINT: Mapping[str, tuple[str, ...]] = {
     "ack_alarm": ("400",),                     # an alarm id that is not an integer
     "register_device": ("409", "422"), "remove_device": ("409",),
     "enroll_journal_key": ("409", "422"),
+    "create_design": ("409", "422"), "create_binding": ("422",),
+    "create_snapshot": ("404", "422"),      # 404: a design or binding the hub does not have
+    "get_snapshot": ("422",),               # stored by a hub whose format this one cannot read
+    "diff_snapshots": ("422",),
+    "create_plan": ("422",), "set_desired": ("422",),  # 422 also: a snapshot the hub lacks
     "request_commissioning": ("503",),
 }
 
@@ -110,7 +121,9 @@ _REASON_BODY = {"required": False, "content": {"application/json": {"schema": {
     "type": "object", "properties": {"reason": {"type": "string"}}}}}}
 _BODY_ENDPOINTS = frozenset({"submit_contract", "hold_contract", "abort_contract",
                             "resume_contract", "reset_device", "register_device",
-                            "enroll_journal_key", "request_commissioning"})
+                            "enroll_journal_key", "create_design", "create_binding",
+                            "create_snapshot", "create_plan", "set_desired",
+                            "request_commissioning"})
 _EXAMPLE = Path(__file__).parents[1] / "contracts" / "examples" / "tank-fill.yaml"
 
 
@@ -144,10 +157,47 @@ def _bodies() -> Mapping[str, Mapping[str, Any]]:
         "enroll_journal_key": {"required": True, "content": {"application/json": {"schema": {
             "type": "object", "required": ["journal_key"],
             "properties": {"journal_key": _JOURNAL_KEY}}}}},
+        **_fleet_bodies(),
         "request_commissioning": {"required": False, "content": {"application/json": {"schema": {
             "type": "object", "additionalProperties": False, "properties": {"seconds": {
                 "type": "number", "exclusiveMinimum": 0, "maximum": MAX_SECONDS,
                 "description": "how long the agent polls (default 3)"}}}}}},
+    }
+
+
+_SELECTOR = {"type": "object", "additionalProperties": False, "properties": {
+    "devices": {"type": "array", "items": {"type": "string"}},
+    "sites": {"type": "array", "items": {"type": "string"}},
+    "labels": {"type": "object", "additionalProperties": {"type": "string"}}},
+    "description": "devices by id, site and labels (every given part must hold)"}
+
+
+def _json_body(schema: Mapping[str, Any], required: bool = True) -> dict[str, Any]:
+    return {"required": required, "content": {"application/json": {"schema": dict(schema)}}}
+
+
+def _fleet_bodies() -> dict[str, Any]:
+    """Request bodies of the fleet configuration routes (hub/fleet_api.py, hub/drift_api.py;
+    the documents' rules are in contracts/fleet_design.py and fleet_binding.py)."""
+    snapshot_prop = {"snapshot": {"type": "string", "minLength": 1, "maxLength": 128,
+                                  "description": "a snapshot id"}}
+    snapshot_ref = {"type": "object", "required": ["snapshot"], "properties": snapshot_prop}
+    return {
+        "create_design": _json_body({"type": "object", "required": ["design", "version", "points",
+                                                                     "steps"],
+                                     "description": "a contract template with `parameters`"}),
+        "create_binding": _json_body({"type": "object", "required": ["binding", "design", "match",
+                                                                      "points"]}),
+        "create_snapshot": _json_body({"type": "object", "properties": {
+            "designs": {"type": ["object", "null"], "additionalProperties": {
+                "type": ["integer", "null"]}, "description": "name -> version (null: the latest)"},
+            "bindings": {"type": ["array", "null"], "items": {"type": "string"},
+                         "description": "binding names (null or absent: every binding of them)"},
+            "target": _SELECTOR}}, required=False),  # no body: every binding, every device
+        "create_plan": _json_body({**snapshot_ref, "properties": {
+            **snapshot_prop, "target": _SELECTOR,
+            "documents": {"type": "boolean", "description": "each would-get contract in full"}}}),
+        "set_desired": _json_body(snapshot_ref),
     }
 
 

@@ -19,7 +19,9 @@ class Publisher(Protocol):
 
     async def push_contract(self, site: str, device: str, signed: bytes) -> None: ...
 
-    async def send_command(self, site: str, device: str, command: Command) -> None: ...
+    async def send_command(self, site: str, device: str, command: Command,
+                           contract: str | None = None) -> None:
+        """`command` for the contract with id `contract` (an agent runs several)."""
 
     async def request_commissioning(self, site: str, device: str, payload: bytes) -> None: ...
 
@@ -38,7 +40,8 @@ class MemoryPublisher:
         self._check()
         self.contracts.append((site, device, signed))
 
-    async def send_command(self, site: str, device: str, command: Command) -> None:
+    async def send_command(self, site: str, device: str, command: Command,
+                           contract: str | None = None) -> None:
         self._check()
         self.commands.append((site, device, command))
 

@@ -39,6 +39,7 @@ _TRIP_CATEGORY = {
     TripReason.OUT_OF_RANGE: Category.ADAPTERS,
     "frozen": Category.ADAPTERS, "spike": Category.ADAPTERS,  # the agent's reading guards' reasons
     TripReason.AUTONOMY: Category.NETWORK, TripReason.ENGINE_ERROR: Category.RUNTIME,
+    TripReason.INTERLOCK: Category.RUNTIME,  # another contract's trip, decided on the agent
 }
 
 

@@ -66,9 +66,12 @@ class DeviceRegistry:
         self._unknown: set[str] = set()
         self._api: dict[str, RegisteredDevice] = {}
         self._enrolled: dict[str, str] = {}
+        self.generation = 0
+        """Counts changes made through this object: readers may cache what they derive from it."""
         self._reload()
 
     def _reload(self) -> None:
+        self.generation += 1
         self._api = {i: RegisteredDevice(id=i, site=s, labels=labels, source="api")
                      for i, s, labels in self.store.registry.devices()}
         self._enrolled = self.store.registry.keys()

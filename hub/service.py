@@ -98,6 +98,7 @@ class HubService:
         self.mqtt_failure: str | None = None
         """Why the hub's MQTT side stopped, once it has (hub/app.py sets it; /health reports it)."""
         self.live: Mapping[str, LiveValues] = {}
+        self.live_contracts: Mapping[str, Mapping[str, LiveValues]] = {}  # device -> contract
         """The sync side's latest telemetry per device (hub/sync sets it; read-only here)."""
         self.remote_errors = RemoteErrorCounts()
         """The sync side's count of devices' out-of-order messages (hub/sync sets it; metrics)."""
@@ -261,7 +262,8 @@ class HubService:
         """Send `command` to the record's device. A transport failure is audited (the error under
         `error_key`) and raised as PublishFailed; nothing changed state."""
         try:
-            await self.publisher.send_command(record.site, record.device, command)
+            await self.publisher.send_command(record.site, record.device, command,
+                                              record.contract)
         except Exception as exc:  # any transport failure: audited, state unchanged
             self._audit(actor, action, Outcome.FAILED, **{**audit, error_key: str(exc)})
             raise PublishFailed(f"{command.kind.value} for {record.id} not sent: {exc}") from exc

@@ -126,6 +126,19 @@ def device_view(d: DeviceRecord, now: int, *, detail: bool = False,
     return view
 
 
+def contracts_view(live: Mapping[str, LiveValues], now: int,
+                   silence_ms: int) -> list[dict[str, Any]]:
+    """Each contract the device runs, from its own telemetry (an agent runs several side by
+    side): id, mode, step, safe state, trip, and its points (read-back beside commanded)."""
+    out = []
+    for cid, lv in sorted(live.items()):
+        fresh = now - lv.received_ms <= silence_ms
+        out.append({"contract": cid or None, "mode": lv.mode, "step": lv.step, "safe": lv.safe,
+                    "trip": lv.trip, "ts_ms": lv.ts_ms, "live": fresh,
+                    "values": point_views(lv.shown(), now, silence_ms, fresh)})
+    return out
+
+
 def contract_view(c: ContractRecord, *, detail: bool = False,
                   engine: dict[str, Any] | None = None) -> dict[str, Any]:
     view: dict[str, Any] = {

@@ -2,6 +2,8 @@
 
     fieldpact sim device --model tank --port 5020 [--host 127.0.0.1] [--unit 1] [--tick-ms 100]
                          [--fault frozen ...] [--initial level=1.0 ...]
+    fieldpact sim line (--serial PATH | --port N) --device tank:1 [--device tank:2 ...]
+                       [--baud 19200] [--parity E] [--stop-bits 1] [--tick-ms 100]
     fieldpact sim fault --port 5020 [--enable frozen ...] [--disable noise ...] [--clear]
                         [--latency-ms N] [--noise-milli N] [--exception-code N] [--drop-for-ms N]
                         [--hang-for-ms N]
@@ -10,7 +12,9 @@
 across processes. A DROP enabled remotely without --drop-for-ms (or a HANG without --hang-for-ms)
 can only be cleared from the simulator's own process: the device refuses or ignores every request
 meanwhile. `sim device --port 0` binds an ephemeral port and prints it on its `listening` line, so
-tests can run the simulator as its own process (and SIGSTOP/SIGCONT it).
+tests can run the simulator as its own process (and SIGSTOP/SIGCONT it). `sim line` serves several
+devices, one per unit id, on one Modbus RTU line: on a serial device (`--serial`, e.g. one end of a
+pty pair) or as RTU frames over TCP (`--port`: a serial gateway); its `listening` line says where.
 """
 from __future__ import annotations
 
@@ -27,6 +31,7 @@ from simulators.faults import (
     from_registers,
 )
 from simulators.models import ModelKind
+from simulators.line import DEFAULT_BAUD, SimLine
 from simulators.server import DEFAULT_TICK_MS, SimDevice, SimulatorError
 
 __all__ = ["Fault", "flip_faults", "register", "serve_device"]
@@ -42,6 +47,7 @@ def register(subparsers: Any) -> None:
     commands = sim.add_subparsers(dest="sim_command", required=True)
     _add_device(commands.add_parser("device", help="serve a simulated device until SIGINT/SIGTERM"))
     _add_fault(commands.add_parser("fault", help="flip faults in a running simulator"))
+    _add_line(commands.add_parser("line", help="serve devices on one Modbus RTU line until SIGINT/SIGTERM"))
 
 
 def _add_connection(parser: argparse.ArgumentParser, port_default: int | None) -> None:
@@ -70,6 +76,49 @@ def _add_fault(p: argparse.ArgumentParser) -> None:
     for name in ("latency-ms", "noise-milli", "exception-code", "drop-for-ms", "hang-for-ms"):
         p.add_argument(f"--{name}", type=int)
     p.set_defaults(func=lambda args: asyncio.run(flip_faults(args)))
+
+
+def _add_line(p: argparse.ArgumentParser) -> None:
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--serial", help="serial device to serve the line on (RTU)")
+    where.add_argument("--port", type=int, help="TCP port for RTU frames over TCP (0: ephemeral)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--device", type=_unit_device, action="append", required=True,
+                   metavar="MODEL:UNIT", help="a device on the line, e.g. tank:2")
+    p.add_argument("--baud", type=int, default=DEFAULT_BAUD)
+    p.add_argument("--parity", choices=["N", "E", "O"], default="E")
+    p.add_argument("--stop-bits", type=int, choices=[1, 2], default=1)
+    p.add_argument("--tick-ms", type=int, default=DEFAULT_TICK_MS)
+    p.set_defaults(func=lambda args: asyncio.run(serve_line(args)))
+
+
+def _unit_device(text: str) -> tuple[str, int]:
+    model, sep, unit = text.partition(":")
+    if not sep or not unit.isdigit() or model not in {k.value for k in ModelKind}:
+        raise argparse.ArgumentTypeError(f"{text!r} is not MODEL:UNIT (models: "
+                                         f"{', '.join(k.value for k in ModelKind)})")
+    return model, int(unit)
+
+
+async def serve_line(args: argparse.Namespace) -> int:
+    """Serve the line until SIGINT/SIGTERM; 0, or 1 if it cannot start."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    devices = [SimDevice(model, unit_id=unit, tick_ms=args.tick_ms) for model, unit in args.device]
+    try:
+        async with SimLine(devices, serial=args.serial, host=args.host, port=args.port or 0,
+                           baud=args.baud, parity=args.parity, stop_bits=args.stop_bits) as line:
+            print(f"listening where={line.where} port={line.port}", flush=True)
+            await stop.wait()
+    except (SimulatorError, ValueError) as exc:
+        print(f"error: {exc}", flush=True)
+        return 1
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+    return 0
 
 
 def _assignment(text: str) -> tuple[str, bool | float]:

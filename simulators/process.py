@@ -108,3 +108,22 @@ class SimProcess:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.stop()
+
+
+class LineProcess(SimProcess):
+    """`fieldpact sim line` as a child: devices (model, unit id) on one RTU line, on the serial
+    device `serial` or (None) as RTU frames over TCP on an ephemeral port (`.port`)."""
+
+    def __init__(self, devices: list[tuple[str, int]], *, serial: str | None = None,
+                 baud: int = 19200, parity: str = "E", tick_ms: int = 100,
+                 start_timeout_s: float = START_TIMEOUT_S) -> None:
+        super().__init__(devices[0][0], tick_ms=tick_ms, start_timeout_s=start_timeout_s)
+        self.devices, self.serial, self.baud, self.parity = devices, serial, baud, parity
+
+    def argv(self) -> list[str]:
+        where = ["--serial", self.serial] if self.serial is not None else ["--port", "0"]
+        args = [sys.executable, "-m", "simulators.cli", "sim", "line", *where, "--baud", str(self.baud),
+                "--parity", self.parity, "--tick-ms", str(self.tick_ms)]
+        for model, unit in self.devices:
+            args += ["--device", f"{model}:{unit}"]
+        return args

@@ -151,10 +151,15 @@ class SimDevice:
         except RuntimeError as exc:
             raise SimulatorError(f"cannot listen on {self.host}:{self._requested_port}: {exc}") from exc
         self.port = self._server.transport.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
-        tick = asyncio.create_task(self._run_ticks(), name=f"sim-tick-{self.model.name}-{self.port}")
-        self._tasks.add(tick)
+        self.start_ticks()
         log.info("sim_started model=%s host=%s port=%d unit=%d", self.model.name, self.host,
                  self.port, self.unit_id)
+
+    def start_ticks(self) -> None:
+        """Run the process model (what start() does besides serving; simulators/line.py serves
+        several devices on one line and starts each one's model with this)."""
+        tick = asyncio.create_task(self._run_ticks(), name=f"sim-tick-{self.model.name}-{self.unit_id}")
+        self._tasks.add(tick)
 
     async def stop(self) -> None:
         """Stop serving, hang up every client and cancel background work. Idempotent."""
@@ -171,6 +176,10 @@ class SimDevice:
             await self._server.shutdown()  # type: ignore[no-untyped-call]
             self._server = None
             log.info("sim_stopped model=%s port=%d", self.model.name, self.port)
+
+    def pymodbus_device(self) -> PmSimDevice:
+        """This device (its unit id, its register spans, our request hook) for a pymodbus server."""
+        return self._pymodbus_device()
 
     def _pymodbus_device(self) -> PmSimDevice:
         def bits() -> list[SimData]:

@@ -13,6 +13,7 @@ from hub.store.commissioning import CommissioningRepository
 from hub.store.contracts import ContractRepository
 from hub.store.devices import DeviceRepository
 from hub.store.errors import StoreError
+from hub.store.fleet import FleetRepository
 from hub.store.journal import JournalRepository
 from hub.store.lineages import LineageRepository
 from hub.store.reconciliations import ReconciliationRepository
@@ -27,7 +28,7 @@ class HubStore(Connection):
     One per thread (see hub/store/transactions.py). Each aggregate has its repository, all
     writing through this connection, so a batch spans them: `store.devices`, `store.contracts`,
     `store.journal`, `store.reconciliations`, `store.registry`, `store.audit`, `store.alarms`,
-    `store.lineages`, `store.commissioning`."""
+    `store.lineages`, `store.fleet`, `store.commissioning`."""
 
     def __init__(self, db: Database) -> None:
         super().__init__(db)
@@ -39,6 +40,7 @@ class HubStore(Connection):
         self.audit = AuditRepository(self)
         self.alarms = AlarmRepository(self)
         self.lineages = LineageRepository(self)
+        self.fleet = FleetRepository(self)
         self.commissioning = CommissioningRepository(self)
 
     @classmethod

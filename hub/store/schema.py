@@ -102,6 +102,35 @@ def _m0003(db: Database) -> None:
     _run(db, _SCHEMA_REGISTRY)
 
 
+_SCHEMA_FLEET = (
+    "CREATE TABLE designs (name TEXT NOT NULL, version INTEGER NOT NULL, document TEXT NOT NULL,"
+    " created_ms INTEGER NOT NULL, actor TEXT NOT NULL, PRIMARY KEY (name, version))",
+    "CREATE TABLE bindings (name TEXT NOT NULL, revision INTEGER NOT NULL, design TEXT NOT NULL,"
+    " document TEXT NOT NULL, created_ms INTEGER NOT NULL, actor TEXT NOT NULL,"
+    " PRIMARY KEY (name, revision))",
+    "CREATE TABLE snapshots (id TEXT PRIMARY KEY, body BLOB NOT NULL, created_ms INTEGER NOT NULL,"
+    " actor TEXT NOT NULL, source TEXT NOT NULL)",
+    *(f"CREATE TRIGGER {table}_immutable_{op.lower()} BEFORE {op} ON {table} BEGIN"
+      f" SELECT RAISE(ABORT, '{table} are immutable'); END"
+      for table in ("designs", "bindings", "snapshots") for op in ("UPDATE", "DELETE")),
+    "CREATE TABLE desired (device TEXT PRIMARY KEY, snapshot TEXT NOT NULL REFERENCES snapshots(id),"
+    " set_ms INTEGER NOT NULL, actor TEXT NOT NULL)",
+    "CREATE TABLE drift (device TEXT NOT NULL, contract TEXT NOT NULL, in_sync INTEGER NOT NULL,"
+    " why TEXT, since_ms INTEGER NOT NULL, PRIMARY KEY (device, contract))",
+    "CREATE INDEX journal_reports ON journal (device, seq) WHERE kind IN ('boot', 'contract')",
+)
+
+
+@MIGRATIONS(name="0004_fleet_config")
+def _m0004(db: Database) -> None:
+    """Fleet configuration (issue 12): designs, binding revisions and snapshots, which triggers keep
+    immutable; each device's desired snapshot and since when it drifts; and an index of the journal
+    entries in which devices report the contract they run (BOOT, CONTRACT: hub/reports.py)."""
+    for statement in _SCHEMA_FLEET:  # one by one: a trigger's body holds a ';'
+        db.execute(statement)
+
+
+
 _SCHEMA_COMMISSIONING = """
 CREATE TABLE commissioning (id TEXT PRIMARY KEY, device TEXT NOT NULL, requested_ms INTEGER NOT NULL,
   seconds REAL NOT NULL, actor TEXT NOT NULL, received_ms INTEGER, ok INTEGER, report TEXT,
@@ -110,15 +139,15 @@ CREATE INDEX commissioning_device ON commissioning (device, requested_ms);
 """
 
 
-@MIGRATIONS(name="0004_commissioning")
-def _m0004(db: Database) -> None:
+@MIGRATIONS(name="0005_commissioning")
+def _m0005(db: Database) -> None:
     """Commissioning requests the hub sent an agent, and the report (or refusal) it answered
     (hub/commissioning.py)."""
     _run(db, _SCHEMA_COMMISSIONING)
 
 
 MIGRATION_NAMES = ("0001_initial", "0002_lineage_alarms", "0003_device_registry",
-                   "0004_commissioning")
+                   "0004_fleet_config", "0005_commissioning")
 SCHEMA_VERSION = len(MIGRATION_NAMES)
 """Number of migrations this build knows; a database with others is refused on open."""
 

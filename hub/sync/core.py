@@ -30,7 +30,7 @@ from hub.alarms import AlarmKind
 from hub.claims import UNKNOWN_DEVICE, Verdict, contract_claim
 from hub.errors import IllegalTransition, PeerFault, RemoteErrorCounts, RemoteProtocolError
 from hub.ingest import Cursor, DeviceIngest, PendingBudget
-from hub.live import LiveCache
+from hub.live import LiveCache, LiveValues
 from hub.offline import OfflineManager
 from hub.projector import current_point
 from hub.registry import DeviceRegistry
@@ -94,7 +94,15 @@ class SyncCore:
         self._healthy_since: dict[str, EpochMs] = {}
         self._journal_cid: dict[str, str | None] = {}
         """device -> contract id of its latest BOOT entry; None when that contract was not issued
-        to the device (its entries then change no contract)."""
+        to the device (its entries then change no contract). Also "device\0contract" -> the
+        contract id of that contract's latest BOOT: an agent running several contracts tags each
+        entry with its contract (`_entry_of`, the entry being handled), so its entries change
+        their own contract."""
+        self._entry_of: str | None = None
+        self._running: dict[str, frozenset[tuple[str | None, int | None]]] = {}
+        """device -> the (contract, version) pairs its latest birth listed as running."""
+        self.live_contracts: dict[str, dict[str, LiveValues]] = {}
+        """device -> contract id -> its latest telemetry (an agent sends one per contract)."""
         self._contracts = ContractCache(store)  # parsed once: telemetry checks them each second
         self._lock = asyncio.Lock()
         self._inbox: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue(INBOX)
@@ -109,6 +117,7 @@ class SyncCore:
         self.remote_errors = RemoteErrorCounts()
         offline.healthy_since = self._healthy_since.get
         offline.service.live = self.live  # the API shows these, fresher than the flushed copy
+        offline.service.live_contracts = self.live_contracts
         offline.service.remote_errors = self.remote_errors
 
     # -- state machines -------------------------------------------------------------------
@@ -132,6 +141,8 @@ class SyncCore:
         if after is DeviceState.PROJECTED:
             rec = self.store.devices.get(device)
             live = self.live.get(device)
+            if rec.contract in self.live_contracts.get(device, {}):  # the projected one's own
+                live = self.live_contracts[device][rec.contract]
             blob = self.offline.start_projection(rec, live.seed() if live else None,
                                                  self._cursor(rec).seq)
             if blob is not None:

@@ -45,11 +45,15 @@ class TelemetryPlan:
 
 
 def telemetry_plan(t: Telemetry, rec: DeviceRecord, started: Container[str], *,
-                   fault: bool) -> TelemetryPlan:
+                   fault: bool, running: Container[tuple[str | None, int | None]] = ()
+                   ) -> TelemetryPlan:
     """What one telemetry message changes. `started`: contract ids already started by telemetry;
-    `fault`: the device may change no contract (hub/claims.may_change_contracts)."""
+    `fault`: the device may change no contract (hub/claims.may_change_contracts); `running`: the
+    (contract, version) pairs the device's birth listed (an agent runs several, one telemetry
+    each): telemetry of one of them does not replace the device's own contract."""
     cid = reported_cid(t.contract, t.version)
-    other = (t.contract, t.version) != (rec.contract, rec.version)
+    other = (t.contract, t.version) != (rec.contract, rec.version) \
+        and (t.contract, t.version) not in running
     start = cid if cid is not None and t.mode == Mode.RUNNING and not fault else None
     return TelemetryPlan(
         check_claim=other or cid not in started,

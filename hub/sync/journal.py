@@ -16,6 +16,7 @@ import logging
 from typing import Any
 
 from contracts.chain import Entry
+from contracts.journal_events import tag_of
 from contracts.limits import quote
 from contracts.schema_parse import parse_contract
 from contracts.topics import TopicParts
@@ -80,7 +81,9 @@ class JournalSync(Batches):
         if not may_change_contracts(state).ok:
             return  # a device in FAULT changes no contract state
         live = state is DeviceState.LIVE
+        tags = {e.seq: tag_of(e) for e in entries}  # several contracts per agent: whose entry
         for o in outcomes(entries):
+            self._entry_of = tags.get(o.seq)
             if isinstance(o, BootNamed):
                 self._boot_contract(device, o)
             elif isinstance(o, EntryAlarms):
@@ -156,11 +159,15 @@ class JournalSync(Batches):
             self._alarm(device, AlarmKind.CLAIM_MISMATCH,
                         f"journal BOOT names {quote(o.contract, bare=True)}@{o.version}, "
                         f"not issued to {device}")
+        self._journal_cid[f"{device}\0{o.contract}"] = self._journal_cid[device]
 
     def _current_cid(self, device: str) -> str | None:
         """The contract the device runs, if the hub issued it to this device: the one its
         journal's latest BOOT entry names (the entries being handled belong to it; only a claim
         that passed is kept there), else what its birth/telemetry reported."""
+        tagged = f"{device}\0{self._entry_of}" if self._entry_of is not None else None
+        if tagged is not None and tagged in self._journal_cid:  # the BOOT of the entry's contract
+            return self._journal_cid[tagged]
         if device in self._journal_cid:
             return self._journal_cid[device]
         rec = self.store.devices.get(device)

@@ -96,9 +96,11 @@ class MqttPublisher:
     async def request_commissioning(self, site: str, device: str, payload: bytes) -> None:
         await self._publish(topic(site, device, Channel.COMMISSION), payload)
 
-    async def send_command(self, site: str, device: str, command: Command) -> None:
+    async def send_command(self, site: str, device: str, command: Command,
+                           contract: str | None = None) -> None:
+        """`command` for `contract` (its id) on the device (an agent runs several contracts)."""
         await self._publish(topic(site, device, Channel.CMD),
-                            CommandMessage(command=command).to_bytes())
+                            CommandMessage(command=command, contract=contract).to_bytes())
 
     async def _publish(self, name: str, payload: bytes) -> None:
         link, loop = self._target

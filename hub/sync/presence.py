@@ -56,14 +56,17 @@ class Presence(SyncCore):
                                  contract=msg.contract if trusted else None,
                                  version=msg.version if trusted else None,
                                  last_seq=msg.last_seq, last_seen_ms=self.clock(), labels=labels)
+        self._running[device] = frozenset(
+            (c, v) for c, v in msg.contracts if self._claim(device, c, v).ok) if trusted else frozenset()
         self._event(device, DeviceEvent.BIRTH, f"boot {msg.boot_id[:8]}")
         self._heard(device, msg.last_seq)
         await self._repush_if_needed(self.store.devices.get(device))
         await self._maybe_caught_up(device)
 
     async def _repush_if_needed(self, device: DeviceRecord) -> None:
+        running = self._running.get(device.id, frozenset()) | {(device.contract, device.version)}
         for r in self.store.contracts.find(device=device.id):
-            if r.status in EXPECTED and (device.contract, device.version) != (r.contract, r.version):
+            if r.status in EXPECTED and (r.contract, r.version) not in running:
                 try:
                     await self.offline.service.publisher.push_contract(r.site, r.device, r.signed)
                     log.info("contract_repushed contract=%s device=%s", r.id, r.device)
@@ -76,12 +79,18 @@ class Presence(SyncCore):
         if not self._admitted(parts.site, device, parts.channel.value):
             return  # a device appears on its birth, never on telemetry alone
         rec = self.store.devices.get(device)
-        plan = telemetry_plan(t, rec, self._started, fault=not may_change_contracts(rec.state).ok)
+        running = self._running.get(device, frozenset())
+        plan = telemetry_plan(t, rec, self._started, fault=not may_change_contracts(rec.state).ok,
+                              running=running)
         if plan.check_claim and self._refused(device, parts.channel.value,
                                               self._claim(device, t.contract, t.version)):
             return  # telemetry naming a contract not issued to this device changes nothing
-        before = self.live.get(device)
+        if t.contract is not None:  # one telemetry per contract: this one runs beside the others
+            self._running[device] = running | {(t.contract, t.version)}
+        per_contract = self.live_contracts.setdefault(device, {})
+        before = per_contract.get(t.contract or "") if t.contract else self.live.get(device)
         self.live[device] = live = LiveValues.of(t, self.clock())
+        per_contract[t.contract or ""] = live  # each contract's own (an agent runs several)
         self._dirty.add(device)
         self._telemetry_alarms(device, before, live)
         self._track_health(device, t, live)

@@ -27,7 +27,8 @@ def _scan(mode: Mode | None = None, pending: bool = False) -> Any:
         segment = SimpleNamespace(active=SimpleNamespace(contract=CONTRACT),
                                   state=replace(Engine(CONTRACT).initial_state(), mode=mode), step_name=lambda: "fill")
     return SimpleNamespace(link=link, segment=segment,
-                           pending=SimpleNamespace(contract=CONTRACT) if pending else None)
+                           segments={"tank-fill": segment} if segment is not None else {},
+                           pending={"tank-fill": SimpleNamespace(contract=CONTRACT)} if pending else {})
 
 
 async def _ask(scan: Any, seconds: float = 0.05) -> tuple[CommissionResponder, list[CommissionReply]]:
@@ -76,8 +77,8 @@ async def test_a_request_during_a_live_step_or_a_running_poll_is_refused() -> No
 async def test_a_step_that_starts_during_the_poll_stops_it() -> None:
     scan = _scan(pending=True)
     responder, sent = await _ask(scan, seconds=2.0)
-    scan.pending = None
-    scan.segment = _scan(Mode.RUNNING).segment
+    running = _scan(Mode.RUNNING)
+    scan.pending, scan.segment, scan.segments = {}, running.segment, running.segments
     stopped = await eventually(lambda: sent, 5, "the stopped reply")
     assert (stopped[0].refused or "").startswith("stopped: tank-fill@3 is running in step fill")
     await responder.close()

@@ -88,7 +88,7 @@ async def test_written_values_read_back_through_every_write_function(rig: Rig) -
 async def test_a_missing_address_fails_only_its_own_request_with_exception_2(rig: Rig) -> None:
     readings = await rig.link.read(plan_reads((*POINTS, MISSING)), now_ms=1)
     assert readings["missing"].quality is Quality.BAD
-    assert readings["missing"].reason == "exception 2 (illegal data address) at holding 500"
+    assert readings["missing"].reason == "exception:2"
     assert all(readings[p.name].good for p in POINTS)
 
 
@@ -101,8 +101,7 @@ async def test_a_second_master_change_shows_in_the_next_read(rig: Rig) -> None:
 async def test_write_to_a_missing_address_raises_with_the_exception_code(rig: Rig) -> None:
     with pytest.raises(DeviceLinkError) as err:
         await rig.link.write(pt("ghost", Table.HOLDING, 900, direction=Direction.WRITE), 1)
-    assert err.value.reason == "exception 2 (illegal data address) at holding 900"
-    assert err.value.category == "adapters"
+    assert err.value.reason == "exception:2" and err.value.category == "adapters"
 
 
 async def test_write_to_a_read_only_table_is_refused_before_any_io(rig: Rig) -> None:

@@ -158,8 +158,25 @@ async def test_an_exception_response_keeps_the_connection() -> None:
         readings = await link.read(plan_reads([pt("nope", Table.INPUT, 50), LEVEL]), now_ms=1)
         assert link.connected and link.connects == 1
         await link.close()
-    assert readings["nope"].reason == "exception 2 (illegal data address) at input 50"
-    assert readings["level"].good
+    assert readings["nope"].reason == "exception:2" and readings["level"].good
+
+
+async def test_device_exceptions_are_told_in_words_once_and_on_writes(
+        caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="fieldpact.agent.modbus")
+    async with served(device()) as (_, port):
+        link = ModbusLink("127.0.0.1", port)
+        await link.connect()
+        for now in (1, 2, 3):  # three cycles, one log line: the exception's start
+            await link.read(plan_reads([pt("nope", Table.HOLDING, 63 + 1000)]), now_ms=now)
+        with pytest.raises(DeviceLinkError) as err:
+            await link.write(pt("pump", Table.HOLDING, 1063, direction=Direction.WRITE), 5)
+        await link.close()
+    said = [r.getMessage() for r in caplog.records if getattr(r, "event", "") == "modbus_exception"]
+    assert said == ["modbus_exception endpoint=modbus unit=1 "
+                    "exception 2 (illegal data address) at holding 1063"]
+    assert err.value.reason == "exception:2"
+    assert "exception 2 (illegal data address) at holding 1063" in str(err.value)
 
 
 async def test_while_disconnected_reads_return_at_once_and_connects_follow_the_backoff() -> None:

@@ -138,6 +138,16 @@ def test_contiguous_points_coalesce_into_one_request_and_gaps_split() -> None:
     assert [(r.start, r.count) for r in plan_reads([c, b, a], max_gap=2)] == [(0, 6)]
 
 
+def test_reads_are_coalesced_per_endpoint_unit_and_table_never_across_endpoints() -> None:
+    points = [point("a0", address=0, endpoint="plc"), point("a1", address=1, endpoint="plc"),
+              point("b0", address=0, endpoint="line"), point("b1", address=1, endpoint="line"),
+              point("c1", address=1, endpoint="line", unit_id=2), point("d0", address=2)]
+    plan = plan_reads(points)
+    assert [(r.endpoint, r.unit_id, r.start, r.count, [p.name for p in r.points]) for r in plan] == [
+        (None, 1, 2, 1, ["d0"]), ("line", 1, 0, 2, ["b0", "b1"]), ("line", 2, 1, 1, ["c1"]),
+        ("plc", 1, 0, 2, ["a0", "a1"])]
+
+
 def test_plan_splits_by_unit_and_table_in_function_code_order() -> None:
     pts = [point("h", table=Table.HOLDING), point("i", table=Table.INPUT),
            point("c", table=Table.COIL, type=DataType.BOOL), point("u2", unit_id=2)]

@@ -18,7 +18,7 @@ from agent.journal_thread import AsyncJournal
 from agent.link import MemoryLink
 from agent.modbus import ModbusLink
 from agent.scan import KEYFRAME_MS, Connectivity, CycleReport, ScanLoop
-from agent.segment import CHECKPOINT_NAME, ActiveContract, decode_checkpoint
+from agent.segment import ActiveContract, checkpoint_name, decode_checkpoint
 from contracts.chain import Entry, EntryKind
 from contracts.engine import EventKind
 from contracts.guards import TripReason
@@ -155,12 +155,12 @@ async def test_a_failing_request_marks_only_its_points_bad_and_trips_safe_in_tha
     trip = trips[0]
     assert trip.body["point"] == "high_level" and trip.body["reason"] == TripReason.BAD_QUALITY.value
     seen = [e for e in scan.entries(EntryKind.INPUT) if e.ts_ms == trip.ts_ms][0].body["values"]
-    assert seen["high_level"] == [None, "bad", "exception 2 (illegal data address) at discrete 0"]
+    assert seen["high_level"] == [None, "bad", "exception:2"]
     assert "level" not in seen or seen["level"][1] == "good"  # the other requests stay GOOD
     fault_at = [e.ts_ms for e in scan.entries(EntryKind.ADAPTER_FAULT)]
     assert fault_at[0] == trip.ts_ms  # fault, input and trip: one cycle
     # Journaled on the edges only: once when it started failing, once when it recovered.
-    assert scan.faults() == [("read", "exception 2 (illegal data address) at discrete 0", "high_level"),
+    assert scan.faults() == [("read", "exception:2", "high_level"),
                              ("read_recovered", "ok", "high_level")]
 
 
@@ -223,7 +223,7 @@ async def test_a_step_change_is_checkpointed_with_the_contract_hash(tmp_path: Pa
         scan.bank.set(1, I, 0, _level_words(4.5))  # full: `until: level >= 4.0` ends the fill step
 
         async def step_saved() -> tuple[bytes, int, int] | None:
-            saved = await scan.journal.load_checkpoint(CHECKPOINT_NAME)
+            saved = await scan.journal.load_checkpoint(checkpoint_name("tank-fill"))
             hold = saved is not None and decode_checkpoint(saved[0])[1].step_index == 1
             return saved if hold else None
 

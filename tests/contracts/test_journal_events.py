@@ -150,3 +150,28 @@ def test_records_are_frozen_views() -> None:
     with pytest.raises(ValueError, match="'event' is the name"):
         EventBody(event=AgentEvent.JOURNAL_HOLE, fields={"event": "x"})
     assert AdapterFaultBody(what="read", reason="timeout").point is None
+
+
+# -- several contracts per agent: the contract tag ----------------------------------------------
+
+def test_a_tagged_body_reads_back_its_contract_and_encodes_to_the_same_map() -> None:
+    from contracts.journal_events import CONTRACT_TAG, tag_items
+
+    items = tag_items([item(OutputBody(writes={"pump": 1}), 10),
+                       item(StepBody(event=EventKind.STEP_ENTERED, fields={"step": "fill"}), 10),
+                       item(ContractBody(event=ContractChange.ACTIVATED, contract="a", version=1,
+                                         hash="h"), 10)], "tank-pump")
+    bodies = [body for _, body, _ in items]
+    assert [b.get(CONTRACT_TAG) for b in bodies] == ["tank-pump", "tank-pump", None]
+    for kind, body, _ in items:
+        record = decode(kind, body)
+        assert encode(record) == body
+    assert decode(EntryKind.OUTPUT, bodies[0]).contract == "tank-pump"  # type: ignore[union-attr]
+    assert decode(EntryKind.OUTPUT, {"writes": {"pump": 1}}).contract is None  # type: ignore[union-attr]
+
+
+def test_the_tag_is_never_an_event_field_and_must_be_a_string() -> None:
+    with pytest.raises(ValueError, match="contract tag"):
+        EventBody(event=AgentEvent.JOURNAL_HOLE, fields={"of": "x"})
+    with pytest.raises(BodyError, match="of=3 must be a string"):
+        decode(EntryKind.OUTPUT, {"writes": {}, "of": 3})

@@ -152,3 +152,18 @@ def test_journal_gaps_that_do_not_tile_the_batch_are_refused(gaps: object, why: 
 def test_a_batch_without_gaps_encodes_as_before_gaps_existed() -> None:
     plain = JournalBatch(device="d", from_seq=5, to_seq=5, prev_hash=b"\x00" * 32, entries=(ENTRY,))
     assert "gaps" not in decode_message(plain.to_bytes(), "journal", 1)
+
+
+def test_a_birth_lists_every_contract_the_agent_runs_and_an_older_one_lists_none() -> None:
+    from contracts.codec import encode_message
+
+    both = Birth(device="d1", site="s1", boot_id="b", contract="tank-pump", version=1, last_seq=9,
+                 contracts=(("tank-pump", 1), ("tank-valve", 2)))
+    assert Birth.from_bytes(both.to_bytes()) == both
+    older = encode_message("birth", Birth.VERSION, {
+        "device": "d1", "site": "s1", "boot_id": "b", "contract": "tank-pump", "version": 1,
+        "last_seq": 9})
+    assert Birth.from_bytes(older).contracts == ()
+    with pytest.raises(EncodingError, match="contracts"):
+        Birth(device="d1", site="s1", boot_id="b", contract=None, version=None, last_seq=0,
+              contracts=(("tank-pump", 0),))
