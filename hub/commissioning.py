@@ -11,7 +11,8 @@ Rules:
 - The wait is bounded: a request not answered within its `seconds` + ANSWER_MARGIN_S shows as
   `timed_out` (computed when shown, nothing to sweep); the hub never waits on the agent.
 - `GET /api/devices/{id}/commissioning` (viewer): the newest request and, if that one is not
-  answered, the newest answer as well, so a pending request does not hide the last report.
+  answered, the newest answer as well, so a pending request does not hide the last report;
+  `state: none` for a device never asked (404 only for an unknown device).
 """
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ from hub import inbound
 from hub.audit import AuditAction, AuditEntry, Outcome, log_entry
 from hub.inbound import BadBody
 from hub.service import HubService, PublishFailed
-from hub.store import HubStore, NotFound
+from hub.store import HubStore
 from hub.store.commissioning import CommissioningRecord
 
 log = logging.getLogger("fieldpact.hub.commissioning")
@@ -127,9 +128,11 @@ async def get_commissioning(request: Request) -> Response:
     svc = inbound.service(request)
     device = svc.store.devices.get(request.path_params["device"]).id
     latest = svc.store.commissioning.latest(device)
-    if latest is None:
-        raise NotFound("commissioning report of device", device)
     now = svc.clock()
+    if latest is None:  # a device never asked: nothing yet, which is not an error
+        return JSONResponse({"id": None, "device": device, "requested_ms": None, "seconds": None,
+                             "actor": None, "state": "none", "received_ms": None, "ok": None,
+                             "refused": None, "report": None, "last_answer": None})
     body = view(latest, now)
     answered = svc.store.commissioning.latest_answered(device)
     body["last_answer"] = view(answered, now) if answered is not None and answered.id != latest.id \

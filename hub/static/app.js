@@ -165,7 +165,7 @@ async function loadBoard() {
 }
 
 async function commissioningOf(device) {
-  // 404: the device was never commissioned from the hub; nothing to show.
+  // 404: the device went away between the two requests; nothing to show.
   try {
     return await api(`/api/devices/${encodeURIComponent(device)}/commissioning`);
   } catch (err) {
@@ -268,6 +268,7 @@ function reconciliationRow(r) {
 // One row per point of a device's newest commissioning answer, after a row for its newest request
 // when that one is not (yet) the answer shown: pending, refused, timed out or unsent.
 function commissioningRows(c) {
+  if (c.state === "none") return [];
   const answer = c.report ? c : c.last_answer;
   const rows = [];
   if (!c.report) {

@@ -43,7 +43,9 @@ async def test_the_hub_asks_for_a_report_and_shows_it(tmp_path: Any) -> None:
         async with httpx.AsyncClient(headers=headers, timeout=10) as client:
             await site.wait_for("device live", lambda: site.device_state(DEVICE) is not None, 30)
             url = f"{site.api_url}/api/devices/{DEVICE}/commissioning"
-            assert (await client.get(url)).status_code == 404
+            never = await client.get(url)
+            assert never.status_code == 200 and never.json()["state"] == "none"
+            assert (await client.get(url.replace(DEVICE, "nope"))).status_code == 404
             first = await client.post(url, json={"seconds": 1})
             assert first.status_code == 202, first.text
             refused = await _commissioning(site, client, "refused")
