@@ -41,7 +41,7 @@ from agent.cycle_items import cycle_items, keyframe_item, overrun_item
 from agent import roster
 from agent.segment import ActiveContract, Resume, Segment, checkpoint_name, encode_checkpoint
 from agent.shared_link import HurryVotes, SharedLink
-from agent.timing import Anchor, make_anchor, plan_next, sleep_until
+from agent.timing import Anchor, free_phase, make_anchor, plan_next, sleep_until
 from contracts.engine import EngineState, StepResult
 from contracts.model_divergence import DEFAULT_AFTER_S
 from contracts.engine_state import Mode
@@ -102,6 +102,7 @@ class ScanStats:
     overruns: int = 0
     skipped: int = 0
     lateness_ms: deque[float] = field(default_factory=lambda: deque(maxlen=100_000))
+    by_contract: dict[str, deque[float]] = field(default_factory=dict)  # lateness per contract
 
 
 class ScanLoop:
@@ -176,7 +177,9 @@ class ScanLoop:
             log.info("segment_retired contract=%s by=%s", old, key)
             del self.segments[old]
             self._hurry.withdraw(old)
-        anchor = make_anchor(active.contract.scan_period_ms)
+        period = active.contract.scan_period_ms
+        anchor = make_anchor(period, phase_ms=free_phase(
+            period, [s.anchor.wall_ms for k, s in self.segments.items() if k != key]))
         seg = Segment(active, state, SharedLink(self._hurry, key), self.journal, anchor,
                       model_after_s=self.model_after_s)
         boot = BootBody(boot_id=uuid.uuid4().hex, t0_ms=anchor.wall_ms,
@@ -364,6 +367,9 @@ class ScanLoop:
     def _account(self, report: CycleReport, period_ms: int) -> None:
         self.stats.cycles += 1
         self.stats.lateness_ms.append(report.late_ms)
+        if report.contract is not None:
+            self.stats.by_contract.setdefault(report.contract, deque(maxlen=100_000)).append(
+                report.late_ms)
         if report.duration_ms > period_ms:
             report.healthy = False
         if self._on_cycle is not None:

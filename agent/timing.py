@@ -43,13 +43,29 @@ class Anchor:
         return int((mono_s - self.mono_s) * 1000.0 // self.period_ms)
 
 
-def make_anchor(period_ms: int, *, wall_ms: int | None = None, mono_s: float | None = None) -> Anchor:
-    """An anchor whose cycle 0 is the next period boundary of the wall clock (so cycle times are
-    round numbers, and two agents with the same period tick on the same instants)."""
+def make_anchor(period_ms: int, *, wall_ms: int | None = None, mono_s: float | None = None,
+                phase_ms: int = 0) -> Anchor:
+    """An anchor whose cycle 0 is the next period boundary of the wall clock, plus `phase_ms`
+    (so cycle times are round numbers, and two agents with the same period tick on the same
+    instants; several contracts on one agent tick at different phases: `free_phase`)."""
     wall_now = wall_ms if wall_ms is not None else time.time_ns() // 1_000_000
     mono_now = mono_s if mono_s is not None else time.monotonic()
-    first = -(-wall_now // period_ms) * period_ms
+    first = -(-(wall_now - phase_ms) // period_ms) * period_ms + phase_ms
     return Anchor(mono_s=mono_now + (first - wall_now) / 1000.0, wall_ms=first, period_ms=period_ms)
+
+
+def free_phase(period_ms: int, taken: list[int]) -> int:
+    """The phase (0..period_ms-1) farthest from the wall-clock times `taken` (other contracts'
+    cycle times, modulo this period): the middle of the widest gap between them, 0 when none.
+    Contracts sharing one device link take turns on it, so ticking apart keeps one from waiting
+    out another's cycle at every deadline."""
+    phases = sorted({t % period_ms for t in taken})
+    if not phases:
+        return 0
+    gaps = [((phases[(i + 1) % len(phases)] - p) % period_ms or period_ms, p)
+            for i, p in enumerate(phases)]
+    width, start = max(gaps)
+    return (start + width // 2) % period_ms
 
 
 def plan_next(anchor: Anchor, k: int, now_mono: float) -> tuple[int, int]:

@@ -109,3 +109,29 @@ async def test_verifying_a_max_size_contract_never_stalls_the_scan_loop(
     # A 50 ms scan tolerates a late wake-up of a few ms; 250 ms leaves room for a loaded machine
     # while catching any verification on the loop (it took seconds before the fix).
     assert gaps and max(gaps) < 0.25, f"the loop stalled {max(gaps):.2f} s"
+
+
+async def test_a_store_written_by_a_one_contract_agent_restores_its_contract_and_step(
+        tmp_path: Path, keys: tuple[Path, Path], signer: Callable[[Contract], bytes]) -> None:
+    """An agent from before several contracts per agent kept one `engine` checkpoint and one
+    `contract:latest`; this build resumes that contract at its step and keeps its pending one."""
+    from agent.segment import CHECKPOINT_NAME, encode_checkpoint
+    from contracts.engine import Engine
+
+    running, newer = check_mapping(tank_document(version=3)), check_mapping(tank_document(version=4))
+    db = tmp_path / "j.db"
+    async with AsyncJournal(db) as journal:
+        state = Engine(running).initial_state()
+        hashes = {}
+        for c in (running, newer):
+            signed = signer(c)
+            store = ContractStore(journal, load_public_key(keys[1]), "d1")
+            hashes[c.version] = (await store.receive(signed, now_ms())).hash
+        await journal.call(lambda: journal.sync.db.execute(  # this build's: not in an old store
+            "DELETE FROM checkpoints WHERE name = 'contract:latest_by_id'"))
+        await journal.save_checkpoint("contract:latest", hashes[4].encode(), 0, now_ms())
+        await journal.save_checkpoint(CHECKPOINT_NAME, encode_checkpoint(hashes[3], state), 0,
+                                      now_ms())
+        restored = await ContractStore(journal, load_public_key(keys[1]), "d1").restore(now_ms())
+    assert [(a.contract.version, s) for a, s in restored.resumes] == [(3, state)]
+    assert [a.contract.version for a in restored.pendings] == [4]

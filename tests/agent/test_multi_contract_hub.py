@@ -13,7 +13,8 @@ import pytest
 
 from agent.config import AgentConfig, BrokerConfig, ModbusConfig
 from agent.process import Agent
-from contracts.signing import generate_keypair
+from contracts.loader import check_mapping
+from contracts.signing import generate_keypair, load_private_key, sign_contract
 from hub.app import HubRuntime
 from hub.auth import ApiRole, AuthConfig, Token, hash_token
 from simulators.server import SimDevice
@@ -30,9 +31,17 @@ VIEWER = "multi-contract-viewer-token"
 
 
 @contextlib.asynccontextmanager
-async def hub_agent_http(tmp_path: Path) -> AsyncIterator[tuple[HubRuntime, Agent, SimDevice,
-                                                                 httpx.AsyncClient]]:
+async def hub_agent_http(tmp_path: Path, *local: dict[str, Any]
+                         ) -> AsyncIterator[tuple[HubRuntime, Agent, SimDevice, httpx.AsyncClient]]:
+    """A hub (embedded broker, served API) and a connected agent on a tank simulator, running
+    the `local` contract documents from files (signed with the hub's key) besides what the hub
+    pushes."""
     generate_keypair(tmp_path / "keys")
+    key = load_private_key(tmp_path / "keys" / "hub.key")
+    files = []
+    for doc in local:
+        files.append(tmp_path / f"{doc['contract']}.cose")
+        files[-1].write_bytes(sign_contract(check_mapping(doc), key))
     async with SimDevice("tank", port=0, tick_ms=20, initial={"level": 1.0}) as sim:
         auth = AuthConfig(tokens=(Token(name="viewer", sha256=hash_token(VIEWER),
                                         role=ApiRole.VIEWER),))
@@ -44,6 +53,7 @@ async def hub_agent_http(tmp_path: Path) -> AsyncIterator[tuple[HubRuntime, Agen
                 cfg = AgentConfig(
                     device="d1", site=SITE, journal=tmp_path / "agent.db",
                     trusted_key=tmp_path / "keys" / "hub.pub", telemetry_s=0.2,
+                    contracts=tuple(files),
                     modbus=ModbusConfig(host="127.0.0.1", port=sim.port, timeout_s=0.3),
                     broker=BrokerConfig(url=hub.broker.url, username="d1",
                                         password=PASSWORDS["d1"]))
@@ -113,3 +123,20 @@ async def test_the_hub_pushes_commands_and_shows_each_contract_of_one_agent(
         await agent_cycles(agent, "tank-valve", 5)
         assert agent.scan.segments["tank-valve"].state.mode.value == "running"
         assert sim.values()["valve_open"]
+
+
+async def test_a_pushed_contract_overlapping_one_the_agent_runs_is_refused_naming_the_conflict(
+        tmp_path: Path) -> None:
+    """The hub does not know the agent's local contract, so it accepts a pushed one on the same
+    pump register: the agent refuses it (single writer on the agent as on the hub), and the hub
+    records the refusal with the agent's reason."""
+    async with hub_agent_http(tmp_path, _pump("tank-pump-local")) as (hub, agent, sim, _):
+        await eventually(lambda: "tank-pump-local" in agent.scan.segments, 10, "local contract")
+        rec = await hub.service.submit_contract(_pump(), "test")
+        refused = await eventually(
+            lambda: hub.store.contracts.get(rec.id).status.value == "refused"
+            and hub.store.contracts.get(rec.id), 15, "the hub records the agent's refusal")
+        assert sorted(agent.scan.segments) == ["tank-pump-local"]
+        assert sim.values()["pump_speed"] >= 1000  # the running contract kept the pump
+    assert "write_conflict" in (refused.reason or "")
+    assert "tank-pump@1 write points overlap tank-pump-local@1" in (refused.reason or "")

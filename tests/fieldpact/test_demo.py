@@ -22,12 +22,22 @@ DEMO_TIMEOUT_S = 240
 
 @pytest.fixture
 def restore_root_logger() -> Iterator[None]:
+    """The root logger as it was, and the library loggers as a fresh process has them: an earlier
+    test in this process may have run uvicorn with its own logging config, which stops
+    `uvicorn.error` propagating to the root (the demo's uvicorn runs with log_config=None)."""
     root = logging.getLogger()
     saved = (root.handlers[:], root.level)
+    names = {*LIBRARY_LOGGERS, *(n.split(".")[0] for n in LIBRARY_LOGGERS)}
+    loggers = [logging.getLogger(n) for n in names]
+    states = [(lg.handlers[:], lg.level, lg.propagate, lg.disabled) for lg in loggers]
+    for lg in loggers:
+        lg.handlers[:], lg.level, lg.propagate, lg.disabled = [], logging.NOTSET, True, False
     try:
         yield
     finally:
         root.handlers[:], root.level = saved[0], saved[1]
+        for lg, (handlers, level, propagate, disabled) in zip(loggers, states):
+            lg.handlers[:], lg.level, lg.propagate, lg.disabled = handlers, level, propagate, disabled
 
 
 def test_log_to_file_takes_every_library_record_off_the_terminal(
