@@ -9,6 +9,7 @@ by the one reader (runtime/settings.py), into frozen dataclasses.
     contracts = ["/etc/fieldpact/dosing.cose"] # optional: more, run side by side (disjoint writes)
     journal_budget_mb = 512
     ack_timeout_s = 5                      # resend from the hub's ack when it stalls this long
+    model_divergence_after_s = 5           # beyond `tolerance` this long while `expect` applies: alarm
     journal_key = "/var/lib/fieldpact/journal.ed25519"  # optional; default: beside the journal
     [modbus]  host = "192.0.2.10"  port = 502  timeout_s = 0.5   # legacy: the one endpoint `modbus`
     [endpoints.NAME]  kind = "modbus-tcp" | "modbus-rtu" | "modbus-rtu-over-tcp", ...
@@ -28,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from contracts.model_divergence import DEFAULT_AFTER_S
 from agent.endpoint_config import LEGACY_NAME, Endpoint, legacy_endpoint, read_endpoints
 from runtime import settings
 from runtime.settings import MISSING
@@ -84,6 +86,8 @@ class AgentConfig:
     telemetry_s: float = DEFAULT_TELEMETRY_S
     batch_max: int = DEFAULT_BATCH_MAX
     ack_timeout_s: float = DEFAULT_ACK_TIMEOUT_S
+    model_divergence_after_s: float = DEFAULT_AFTER_S
+    """contracts/model_divergence.py: how long a modelled input may stay beyond its tolerance."""
     journal_key: Path | None = None
     """The agent's Ed25519 journal key (made at first start); None: beside the journal."""
 
@@ -118,6 +122,7 @@ def _agent(t: Table) -> AgentConfig:
         telemetry_s=t.seconds("telemetry_s", DEFAULT_TELEMETRY_S, above=0),
         batch_max=t.integer("batch_max", DEFAULT_BATCH_MAX, min=1),
         ack_timeout_s=t.seconds("ack_timeout_s", DEFAULT_ACK_TIMEOUT_S, above=0),
+        model_divergence_after_s=t.seconds("model_divergence_after_s", DEFAULT_AFTER_S, above=0),
         journal_key=t.path("journal_key", None))
 
 

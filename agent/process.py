@@ -52,7 +52,8 @@ class Agent:
         self.journal = AsyncJournal(cfg.journal, budget_bytes=cfg.journal_budget_mb * 1024 * 1024)
         self.conn = Connectivity(standalone=cfg.broker is None, online=False,
                                  last_contact_ms=wall_ms())
-        self.scan = ScanLoop(self.journal, self.link, self.conn, on_cycle=self._on_cycle)
+        self.scan = ScanLoop(self.journal, self.link, self.conn, on_cycle=self._on_cycle,
+                             model_after_s=cfg.model_divergence_after_s)
         self.jobs = Jobs(self.journal, self.notifier, self.status, wall_ms)
         self.store: ContractStore | None = None
         self.uplink: Uplink | None = None

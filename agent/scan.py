@@ -43,6 +43,7 @@ from agent.segment import ActiveContract, Resume, Segment, checkpoint_name, enco
 from agent.shared_link import HurryVotes, SharedLink
 from agent.timing import Anchor, free_phase, make_anchor, plan_next, sleep_until
 from contracts.engine import EngineState, StepResult
+from contracts.model_divergence import DEFAULT_AFTER_S
 from contracts.engine_state import Mode
 from contracts.inputs import Command, Inputs, Reading
 from contracts.journal_events import (
@@ -107,8 +108,10 @@ class ScanStats:
 class ScanLoop:
     def __init__(self, journal: AsyncJournal, link: DeviceLink, conn: Connectivity, *,
                  on_cycle: Callable[[CycleReport], None] | None = None,
-                 keyframe_ms: int = KEYFRAME_MS) -> None:
+                 keyframe_ms: int = KEYFRAME_MS,
+                 model_after_s: float = DEFAULT_AFTER_S) -> None:
         self.journal, self.link, self.conn = journal, link, conn
+        self.model_after_s = model_after_s  # contracts/model_divergence.py
         self.commands: deque[Command] = deque()  # not routed yet (agent/roster.py: route)
         self.pending: dict[str, ActiveContract] = {}  # by contract id
         self.segments: dict[str, Segment] = {}  # by contract id
@@ -177,7 +180,8 @@ class ScanLoop:
         period = active.contract.scan_period_ms
         anchor = make_anchor(period, phase_ms=free_phase(
             period, [s.anchor.wall_ms for k, s in self.segments.items() if k != key]))
-        seg = Segment(active, state, SharedLink(self._hurry, key), self.journal, anchor)
+        seg = Segment(active, state, SharedLink(self._hurry, key), self.journal, anchor,
+                      model_after_s=self.model_after_s)
         boot = BootBody(boot_id=uuid.uuid4().hex, t0_ms=anchor.wall_ms,
                         period_ms=anchor.period_ms, contract=key,
                         version=active.contract.version, hash=active.hash, state=seg.state,
@@ -248,6 +252,7 @@ class ScanLoop:
         inputs = self._inputs(seg, view)
         result = seg.engine.step(seg.state, inputs, now_ms)
         seg.note_trip(result)
+        items += seg.model_check(result.state, guarded, now_ms)
         if result.state.mode is Mode.SAFE and seg.state.mode is not Mode.SAFE:
             self._trip_interlocked(seg, now_ms)
         items += cycle_items(now_ms, changes, inputs, result,

@@ -29,7 +29,8 @@ from contracts.codec import canonical_dumps, loads
 from contracts.engine import Engine, EngineState, EventKind, StepResult
 from contracts.chain import Entry, EntryKind
 from contracts.inputs import Command, Reading
-from contracts.journal_events import tag_items
+from contracts.journal_events import AgentEvent, agent_event_body, item, tag_items
+from contracts.model_divergence import DEFAULT_AFTER_S, ModelWatch
 from contracts.schema import Contract
 from contracts.types import EpochMs, Value
 
@@ -77,7 +78,8 @@ class Segment:
     """One contract's engine and the per-contract helpers around it."""
 
     def __init__(self, active: ActiveContract, state: EngineState | None, link: DeviceLink,
-                 journal: AsyncJournal, anchor: Anchor) -> None:
+                 journal: AsyncJournal, anchor: Anchor, *,
+                 model_after_s: float = DEFAULT_AFTER_S) -> None:
         self.active, self.anchor = active, anchor
         c = active.contract
         self.key = c.contract
@@ -97,6 +99,7 @@ class Segment:
         self.failing: set[str] = set()
         self.forced_safe: dict[str, Any] | None = None  # set while the journal cannot commit
         self.checkpointed: EngineState | None = None  # the state last saved as a checkpoint
+        self.model = ModelWatch(c, model_after_s)  # is the process following `expect`?
 
     def step_name(self) -> str | None:
         steps, i = self.active.contract.steps, self.state.step_index
@@ -117,6 +120,20 @@ class Segment:
                  for n in sorted(failing - self.failing)]
         items += [fault_item(now_ms, "read_recovered", "ok", n) for n in sorted(self.failing - failing)]
         self.failing = failing
+        return items
+
+    def model_check(self, state: EngineState, readings: dict[str, Reading],
+                    now_ms: EpochMs) -> list[Item]:
+        """Journal items for a process that stopped (or started again) following the contract's
+        `expect` model (contracts/model_divergence.py). The engine never sees them."""
+        items = []
+        for f in self.model.observe(state, readings, now_ms):
+            event = AgentEvent.MODEL_DIVERGENCE if f.diverged else AgentEvent.MODEL_DIVERGENCE_CLEARED
+            log.warning("%s contract=%s point=%s expected=%s actual=%s tolerance=%s step=%s",
+                        event.value, self.key, f.point, f.fields["expected"], f.fields["actual"],
+                        f.fields["tolerance"], self.step_name(),
+                        extra={"event": event.value, "point": f.point})
+            items.append(item(agent_event_body(event, step=self.step_name(), **f.fields), now_ms))
         return items
 
     def note_trip(self, result: StepResult) -> None:

@@ -23,6 +23,7 @@ import time
 import uuid
 from collections.abc import Callable
 
+from agent.commission_answer import CommissionResponder
 from agent.config import AgentConfig
 from agent.contract_store import ContractStore
 from agent import batching, resend
@@ -94,10 +95,11 @@ class Uplink:
             password=cfg.broker.password,
             will=Will(topic=t(Channel.STATUS), payload=b"offline", qos=1, retain=True),
             subscriptions=[(t(Channel.ACK), 1), (t(Channel.CONTRACT), 1), (t(Channel.CMD), 1),
-                           (HUB_STATUS, 1)],
+                           (t(Channel.COMMISSION), 1), (HUB_STATUS, 1)],
             on_connect=self._on_connect, on_disconnect=self._on_disconnect,
             backoff=reconnect or Backoff(initial_s=0.2, max_s=5.0, jitter=0.3),
             keepalive_s=KEEPALIVE_S)
+        self.commissioning = CommissionResponder(scan, self._send_commission_report)
 
     def _topic(self, channel: Channel, point: str | None = None) -> str:
         return topic(self.cfg.site, self.cfg.device, channel, point)
@@ -123,10 +125,13 @@ class Uplink:
     async def run(self) -> None:
         acked = await self.journal.acked_seq()
         self._state = SendState(acked=acked, sent=acked, since_s=time.monotonic())
-        async with asyncio.TaskGroup() as tg:
-            tg.create_task(self.link.run(self._on_message), name="mqtt-link")
-            tg.create_task(self._sender(), name="journal-sender")
-            tg.create_task(self._telemetry(), name="telemetry")
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self.link.run(self._on_message), name="mqtt-link")
+                tg.create_task(self._sender(), name="journal-sender")
+                tg.create_task(self._telemetry(), name="telemetry")
+        finally:
+            await self.commissioning.close()
 
     # -- connection ------------------------------------------------------------------------
     async def _on_connect(self) -> None:
@@ -165,10 +170,15 @@ class Uplink:
             elif topic_name == self._topic(Channel.CMD):
                 msg = CommandMessage.from_bytes(payload)
                 self.scan.command(msg.command, msg.contract)
+            elif topic_name == self._topic(Channel.COMMISSION):
+                self.commissioning.on_request(payload)  # answered from a task of its own
             elif topic_name == HUB_STATUS:
                 self._on_hub_status(payload)
         except EncodingError as exc:
             log.warning("uplink_bad_message topic=%s error=%s", topic_name, exc)
+
+    async def _send_commission_report(self, payload: bytes) -> None:
+        await self.link.publish(self._topic(Channel.COMMISSION_REPORT), payload, qos=1)
 
     async def _on_ack(self, ack: Ack) -> None:
         head, _ = await self.journal.head()

@@ -35,6 +35,8 @@ class AgentEvent(enum.StrEnum):
     SECOND_WRITER = "second_writer"
     SECOND_WRITER_CLEARED = "second_writer_cleared"
     UPLINK_FAILED = "uplink_failed"
+    MODEL_DIVERGENCE = "model_divergence"  # the process does not follow `expect` (contracts/model_divergence.py)
+    MODEL_DIVERGENCE_CLEARED = "model_divergence_cleared"
 
 
 class ContractChange(enum.StrEnum):

@@ -2,7 +2,8 @@
 
 Rules:
 - Every topic is `fp/v1/{site}/{device}/{channel}`; `points` carries one more level, the point name:
-  `fp/v1/{site}/{device}/points/{name}`. `contract/result` is a two-level channel.
+  `fp/v1/{site}/{device}/points/{name}`. `contract/result` and `commission/report` are two-level
+  channels.
 - Site, device and point names are single topic levels: never empty, and never containing `/`
   (level separator), `+` or `#` (wildcards, MQTT 3.1.1 section 4.7.1), or NUL (forbidden in any
   UTF-8 MQTT string, section 1.5.3).
@@ -42,6 +43,8 @@ class Channel(enum.StrEnum):
     CMD = "cmd"
     TELEMETRY = "telemetry"
     POINTS = "points"
+    COMMISSION = "commission"                # hub -> agent: a commissioning request
+    COMMISSION_REPORT = "commission/report"  # agent -> hub: its answer (contracts/commission_wire.py)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -148,5 +151,6 @@ def device_filter(site: str, device: str) -> str:
 
 def hub_filters() -> tuple[str, ...]:
     """Filters the hub subscribes to: what every device sends up."""
-    upstream = (Channel.STATUS, Channel.JOURNAL, Channel.CONTRACT_RESULT, Channel.TELEMETRY)
+    upstream = (Channel.STATUS, Channel.JOURNAL, Channel.CONTRACT_RESULT, Channel.TELEMETRY,
+                Channel.COMMISSION_REPORT)
     return tuple(f"{PREFIX}/+/+/{channel.value}" for channel in upstream)

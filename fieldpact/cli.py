@@ -16,12 +16,13 @@ import agent.cli
 import agent.journal_cli
 import hub.cli
 import simulators.cli
-from fieldpact import contract_cli, ctl, demo, points
+from fieldpact import commission, contract_cli, ctl, demo, points
 from runtime.files import PRIVATE_UMASK
 
 REGISTRARS: tuple[Callable[[Any], None], ...] = (
-    contract_cli.register, points.register, agent.cli.register, agent.journal_cli.register,
-    simulators.cli.register, hub.cli.register, ctl.register, demo.register,
+    contract_cli.register, points.register, commission.register, agent.cli.register,
+    agent.journal_cli.register, simulators.cli.register, hub.cli.register, ctl.register,
+    demo.register,
 )
 """Each command module's `register(subparsers)`, in help order."""
 

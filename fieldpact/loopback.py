@@ -22,6 +22,7 @@ from agent.config import AgentConfig, BrokerConfig as AgentBroker, ModbusConfig
 from agent.modbus import ModbusLink
 from agent.process import Agent
 from contracts.journal_sig import public_key_text
+from contracts.model_divergence import DEFAULT_AFTER_S
 from transport.backoff import Backoff
 from runtime.files import private_dir
 from hub.app import HubRuntime
@@ -40,6 +41,7 @@ class DeviceSpec:
     model: str  # simulator model: tank | pump_skid
     initial: Mapping[str, Any] = field(default_factory=dict)
     time_scale: float = 1.0
+    model_divergence_after_s: float = DEFAULT_AFTER_S  # the agent's (contracts/model_divergence.py)
 
 
 @dataclass
@@ -133,7 +135,8 @@ class LocalSite:
                           trusted_key=self.hub.cfg.key_path.with_suffix(".pub"),
                           modbus=ModbusConfig(host="127.0.0.1", port=sim.port, timeout_s=0.3),
                           broker=AgentBroker(url=cut.url, username=spec.id,
-                                             password=self._passwords[spec.id]))
+                                             password=self._passwords[spec.id]),
+                          model_divergence_after_s=spec.model_divergence_after_s)
         agent = Agent(cfg, link=ModbusLink("127.0.0.1", sim.port, timeout_s=0.3),
                       reconnect=Backoff(initial_s=0.2, max_s=2.0, jitter=0.3))
         task = asyncio.create_task(agent.run(), name=f"agent-{spec.id}")

@@ -28,6 +28,7 @@ class AlarmKind(enum.StrEnum):
     GUARD_TRIP = "guard_trip"            # the device latched safe_state (any trip)
     SAFE_UNCONFIRMED = "safe_unconfirmed"  # safe_state written but not yet confirmed by read-back
     SECOND_WRITER = "second_writer"      # another Modbus master changed one of our points
+    MODEL_DIVERGENCE = "model_divergence"  # the process does not follow the contract's `expect`
     RESUME_REFUSED = "resume_refused"    # the agent refused an operator's resume: cause persists
     ESCALATED = "escalated"              # the planner left a decision to an operator
     REPLAN_REFUSED = "replan_refused"    # the planner's re-issue was refused by the hub itself
@@ -44,6 +45,7 @@ class AlarmKind(enum.StrEnum):
 
 _K = AlarmKind
 _TRIP_CLEARED_BY = (_K.GUARD_TRIP, _K.RESUME_REFUSED, _K.ESCALATED)
+_STARTED_CLEARS = (*_TRIP_CLEARED_BY, _K.MODEL_DIVERGENCE)
 
 JOURNAL_RAISES: Mapping[str, AlarmKind] = MappingProxyType({
     EventKind.GUARD_TRIP: _K.GUARD_TRIP,
@@ -52,6 +54,7 @@ JOURNAL_RAISES: Mapping[str, AlarmKind] = MappingProxyType({
     AgentEvent.SAFE_UNCONFIRMED: _K.SAFE_UNCONFIRMED,
     AgentEvent.SECOND_WRITER: _K.SECOND_WRITER,
     EventKind.RESUME_REFUSED: _K.RESUME_REFUSED,
+    AgentEvent.MODEL_DIVERGENCE: _K.MODEL_DIVERGENCE,
 })
 """Journal events (body `event`) that raise an alarm. `command_refused` of a resume raises
 RESUME_REFUSED too (see `journal_alarm`): the engine journals that until the agent's own
@@ -60,8 +63,9 @@ RESUME_REFUSED too (see `journal_alarm`): the engine journals that until the age
 JOURNAL_CLEARS: Mapping[str, tuple[AlarmKind, ...]] = MappingProxyType({
     AgentEvent.SAFE_CONFIRMED: (_K.SAFE_UNCONFIRMED,),
     AgentEvent.SECOND_WRITER_CLEARED: (_K.SECOND_WRITER,),
+    AgentEvent.MODEL_DIVERGENCE_CLEARED: (_K.MODEL_DIVERGENCE,),  # the process follows it again
     EventKind.RESUMED: (*_TRIP_CLEARED_BY, _K.SAFE_UNCONFIRMED),  # an accepted resume ends the latch
-    EventKind.STARTED: _TRIP_CLEARED_BY,     # a new contract (operator or explicit policy) runs
+    EventKind.STARTED: _STARTED_CLEARS,      # a new contract (operator or explicit policy) runs
     EventKind.ABORTED: (_K.RESUME_REFUSED,),  # still safe, but nobody waits for a resume any more
 })
 
@@ -70,7 +74,8 @@ DEVICE_RESET_CLEARS = (_K.CHAIN_BREAK, _K.JOURNAL_GAP)
 
 def detail_of(event: str, body: Mapping[str, Any]) -> str:
     """A short, bounded description of a journal event for an alarm's detail."""
-    fields = ("reason", "cause", "point", "points", "value", "command", "attempts")
+    fields = ("reason", "cause", "point", "points", "value", "command", "attempts", "step",
+              "expected", "actual", "tolerance", "commanded", "detail")
     parts = [f"{k}={quote(body[k], bare=True)}" for k in fields if body.get(k) is not None]
     return " ".join([quote(event, bare=True), *parts])
 

@@ -7,7 +7,8 @@ Rules:
 - What a route reads off a request (caller, bounded bodies, query parameters) is hub/inbound.py;
   what it shows of a record is hub/views.py. The endpoints live by subject: hub/device_api.py,
   hub/contract_api.py, hub/operator_api.py (resume, reset, alarms), hub/registry_api.py,
-  hub/history_api.py (reconciliations, audit); the few about the hub itself are here.
+  hub/history_api.py (reconciliations, audit), hub/commissioning.py; the few about the hub
+  itself are here.
 - `create_app(service, auth_config, lifespan=...)` builds one app with its own metrics registry;
   the integrator adds the MQTT side in the lifespan.
 - The operator page (`/`, `/static/*`, files in hub/static) is served beside the API but is not
@@ -31,6 +32,7 @@ from starlette.types import Lifespan
 from contracts.errors import Issue
 from hub import drift_api, fleet_api, inbound, openapi, registry_api
 from hub.auth import AuthConfig, AuthMiddleware
+from hub.commissioning import get_commissioning, request_commissioning
 from hub.contract_api import (abort_contract, get_contract, hold_contract, list_contracts,
                               reconcile_contract, submit_contract)
 from hub.device_api import device_journal, device_series, get_device, list_devices
@@ -107,6 +109,8 @@ ROUTES = (
     Route("/api/devices/{device}", get_device, methods=["GET"]),
     Route("/api/devices/{device}/journal", device_journal, methods=["GET"]),
     Route("/api/devices/{device}/series", device_series, methods=["GET"]),
+    Route("/api/devices/{device}/commissioning", request_commissioning, methods=["POST"]),
+    Route("/api/devices/{device}/commissioning", get_commissioning, methods=["GET"]),
     *registry_api.ROUTES,
     Route("/api/contracts", submit_contract, methods=["POST"]),
     Route("/api/contracts", list_contracts, methods=["GET"]),

@@ -40,6 +40,8 @@ Example:
     max_retries = 5
     [policies.trip]                  # a latched safety trip; default hold (operator resumes)
     action = "hold"
+    [policies.model]                 # model_divergence (live): default hold; abort = safe_state
+    action = "hold"
 """
 from __future__ import annotations
 

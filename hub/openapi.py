@@ -23,6 +23,7 @@ from starlette.routing import Route
 
 from contracts.loader import load_contract
 from contracts.schema_serialize import to_mapping
+from contracts.commission_report import MAX_SECONDS
 from hub.alarms import AlarmKind
 from hub.auth import required_role
 from hub.states import ContractStatus, DeviceState
@@ -67,6 +68,7 @@ _SUCCESS: Mapping[str, tuple[str, str]] = {
     "create_design": ("201", "design version stored"),
     "create_binding": ("201", "binding revision stored"),
     "create_snapshot": ("201", "snapshot made"),
+    "request_commissioning": ("202", "request published; GET shows the agent's answer"),
 }
 
 _ALSO: Mapping[str, tuple[tuple[str, str], ...]] = {
@@ -101,6 +103,7 @@ _ERRORS_BY_ENDPOINT: Mapping[str, tuple[str, ...]] = {
     "get_snapshot": ("422",),               # stored by a hub whose format this one cannot read
     "diff_snapshots": ("422",),
     "create_plan": ("422",), "set_desired": ("422",),  # 422 also: a snapshot the hub lacks
+    "request_commissioning": ("503",),
 }
 
 _ERROR_SCHEMA = {
@@ -121,7 +124,8 @@ _REASON_BODY = {"required": False, "content": {"application/json": {"schema": {
 _BODY_ENDPOINTS = frozenset({"submit_contract", "hold_contract", "abort_contract",
                             "resume_contract", "reset_device", "register_device",
                             "enroll_journal_key", "create_design", "create_binding",
-                            "create_snapshot", "create_plan", "set_desired"})
+                            "create_snapshot", "create_plan", "set_desired",
+                            "request_commissioning"})
 _EXAMPLE = Path(__file__).parents[1] / "contracts" / "examples" / "tank-fill.yaml"
 
 
@@ -156,6 +160,10 @@ def _bodies() -> Mapping[str, Mapping[str, Any]]:
             "type": "object", "required": ["journal_key"],
             "properties": {"journal_key": _JOURNAL_KEY}}}}},
         **_fleet_bodies(),
+        "request_commissioning": {"required": False, "content": {"application/json": {"schema": {
+            "type": "object", "additionalProperties": False, "properties": {"seconds": {
+                "type": "number", "exclusiveMinimum": 0, "maximum": MAX_SECONDS,
+                "description": "how long the agent polls (default 3)"}}}}}},
     }
 
 

@@ -19,6 +19,8 @@ class FailureCategory(enum.StrEnum):
     CONFIG = "config"      # the contract itself is wrong for the device (refused, bad points)
     TRIP = "trip"          # a safety latch: guard trip (stale, frozen, range, bad quality, adapter
                            # fault, second writer), autonomy or engine error put outputs in safe_state
+    MODEL = "model"        # live: the process does not follow the contract's `expect` model while
+                           # a write is commanded (a mistyped register, a stuck valve: model_divergence)
 
 
 class PolicyAction(enum.StrEnum):
@@ -51,6 +53,9 @@ DEFAULT_POLICIES: Mapping[FailureCategory, Policy] = MappingProxyType({
     # Automation never undoes a safety latch (DESIGN invariant 9): a re-issued contract would clear
     # it, so after a trip the contract stays latched until an operator resumes it.
     FailureCategory.TRIP: Policy(action=PolicyAction.HOLD, max_retries=0),
+    # Connected is not correct: the agent may be writing a register that is not the one the
+    # contract means. Stop advancing steps and let an operator look (`abort` puts outputs safe).
+    FailureCategory.MODEL: Policy(action=PolicyAction.HOLD, max_retries=0),
 })
 
 DEFAULT_BACKOFF_S = 30.0

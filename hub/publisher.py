@@ -1,6 +1,7 @@
 """Where the hub sends things to agents: the Publisher interface and its in-memory implementation.
 
-Production publishes over MQTT (`…/contract`, `…/cmd`: hub/sync/outbound.py's MqttPublisher); tests
+Production publishes over MQTT (`…/contract`, `…/cmd`, `…/commission`: hub/sync/outbound.py's
+MqttPublisher); tests
 use MemoryPublisher, a real implementation that records what was sent. The hub service changes a
 record's state only after its publish succeeded, so a Publisher signals failure by raising.
 """
@@ -13,13 +14,16 @@ from contracts.inputs import Command
 
 
 class Publisher(Protocol):
-    """Where the hub sends things to agents (MQTT `…/contract` and `…/cmd` in production)."""
+    """Where the hub sends things to agents (MQTT `…/contract`, `…/cmd` and `…/commission` in
+    production)."""
 
     async def push_contract(self, site: str, device: str, signed: bytes) -> None: ...
 
     async def send_command(self, site: str, device: str, command: Command,
                            contract: str | None = None) -> None:
         """`command` for the contract with id `contract` (an agent runs several)."""
+
+    async def request_commissioning(self, site: str, device: str, payload: bytes) -> None: ...
 
 
 @dataclass
@@ -29,6 +33,7 @@ class MemoryPublisher:
 
     contracts: list[tuple[str, str, bytes]] = field(default_factory=list)
     commands: list[tuple[str, str, Command]] = field(default_factory=list)
+    commissioning: list[tuple[str, str, bytes]] = field(default_factory=list)
     fail: bool = False
 
     async def push_contract(self, site: str, device: str, signed: bytes) -> None:
@@ -39,6 +44,10 @@ class MemoryPublisher:
                            contract: str | None = None) -> None:
         self._check()
         self.commands.append((site, device, command))
+
+    async def request_commissioning(self, site: str, device: str, payload: bytes) -> None:
+        self._check()
+        self.commissioning.append((site, device, payload))
 
     def _check(self) -> None:
         if self.fail:

@@ -3,7 +3,8 @@
 Rules (the embedded broker and the Mosquitto export enforce the same ones):
 - Every client authenticates with a username and password; anonymous and unknown users are refused.
 - A DEVICE publishes only its own upstream channels, fp/v1/{site}/{device}/{status, journal,
-  contract/result, telemetry, points/#}, and reads only its own downstream ones, {ack, contract, cmd}.
+  contract/result, telemetry, commission/report, points/#}, and reads only its own downstream
+  ones, {ack, contract, cmd, commission}.
   A device cannot forge another device's journal, nor read another device's contracts.
 - The HUB may publish and read anything under fp/v1/#.
 - An INTEGRATION (SCADA, historian) only reads fp/v1/{site}/+/points/# and fp/v1/{site}/+/status of
@@ -83,8 +84,9 @@ class UserSpec:
             raise ValueError(f"sites: only an integration names sites, not a {self.role.value}")
 
 
-_DEVICE_UP = (Channel.STATUS, Channel.JOURNAL, Channel.CONTRACT_RESULT, Channel.TELEMETRY)
-_DEVICE_DOWN = (Channel.ACK, Channel.CONTRACT, Channel.CMD)
+_DEVICE_UP = (Channel.STATUS, Channel.JOURNAL, Channel.CONTRACT_RESULT, Channel.TELEMETRY,
+              Channel.COMMISSION_REPORT)
+_DEVICE_DOWN = (Channel.ACK, Channel.CONTRACT, Channel.CMD, Channel.COMMISSION)
 
 
 def publish_filters(user: UserSpec) -> tuple[str, ...]:

@@ -1,5 +1,5 @@
 // fieldpact operator page: polls the hub's JSON API and renders the fleet view (fleet.js, with
-// charts drawn by chart.js) and four tables.
+// charts drawn by chart.js) and its tables.
 //
 // Rules:
 // - No build step, no dependencies, nothing from the network but this hub (the machines are
@@ -159,9 +159,21 @@ async function loadBoard() {
   ]);
   const details = await Promise.all(
     devices.map((d) => api(`/api/devices/${encodeURIComponent(d.id)}`)));
+  const commissioning = await Promise.all(devices.map((d) => commissioningOf(d.id)));
   const contracts = open.flat().sort((a, b) => a.id.localeCompare(b.id));
   const fleet = await loadFleet(api, details);
-  return { devices: details, alarms, recs, audit, contracts, fleet };
+  return { devices: details, alarms, recs, audit, contracts, fleet,
+    commissioning: commissioning.filter(Boolean) };
+}
+
+async function commissioningOf(device) {
+  // 404: the device went away between the two requests; nothing to show.
+  try {
+    return await api(`/api/devices/${encodeURIComponent(device)}/commissioning`);
+  } catch (err) {
+    if (err.status === 404) return null;
+    throw err;
+  }
 }
 
 // ---- rendering ----------------------------------------------------------------------------
@@ -193,6 +205,7 @@ function deviceRow(d, statusOf) {
   if (d.state === "fault") {
     actions.append(button("Reset", "action-reset", () => resetDevice(d)));
   }
+  actions.append(button("Commission", "action-commission", () => commission(d)));
   const tr = row([el("strong", d.id), d.site, badge(d.state, d.state), contract,
     formatAge(d.last_seen_age_ms), [v.step, v.mode].filter(Boolean).join(" / ") || "–",
     valuesCell(v), projectionCell(d.values), alarmsCell(d.alarms),
@@ -254,6 +267,31 @@ function reconciliationRow(r) {
     r.action]);
 }
 
+// One row per point of a device's newest commissioning answer, after a row for its newest request
+// when that one is not (yet) the answer shown: pending, refused, timed out or unsent.
+function commissioningRows(c) {
+  if (c.state === "none") return [];
+  const answer = c.report ? c : c.last_answer;
+  const rows = [];
+  if (!c.report) {
+    const why = c.refused || (c.state === "pending" ? "waiting for the agent" : "no answer in time");
+    const tr = row([el("strong", c.device), formatTime(c.requested_ms), badge(c.state, c.state),
+      why, "", "", "", "", "", ""]);
+    tr.setAttribute("data-commissioning", c.device);
+    rows.push(tr);
+  }
+  if (!answer || !answer.report) return rows;
+  for (const p of answer.report.points) {
+    const value = p.value === null ? (p.error || "–") : `${formatValue(p.value)} ${p.unit}`.trim();
+    const readback = p.readback === null ? "–" : (p.readback ? "yes" : "no");
+    const tr = row([el("strong", c.device), formatTime(answer.received_ms), badge(p.verdict, p.verdict),
+      p.name, `${p.where} ${p.type}`, value, p.range, p.motion, readback, p.hints.join(" · ") || "–"]);
+    tr.setAttribute("data-point", `${c.device}/${p.name}`);
+    rows.push(tr);
+  }
+  return rows;
+}
+
 function auditRow(e) {
   return row([formatTime(e.ts_ms), e.actor, e.action, e.contract, badge(e.outcome, e.outcome),
     e.reason]);
@@ -267,6 +305,8 @@ function render(board) {
   fillTable("contracts", board.contracts.map(contractRow), "no open contracts");
   fillTable("reconciliations", board.recs.map(reconciliationRow), "no reconciliations yet");
   fillTable("audit", board.audit.map(auditRow), "no audit entries yet");
+  fillTable("commissioning", board.commissioning.flatMap(commissioningRows),
+    "no commissioning reports yet: Commission a device");
   const count = board.devices.length;
   setStatus(`${count} device${count === 1 ? "" : "s"} · updated ${formatTime(Date.now())}`);
 }
@@ -325,6 +365,13 @@ async function resetDevice(device) {
   const reason = askReason(`${what} out of FAULT (admin).\nReason:`);
   if (!reason) return;
   await post(`/api/devices/${encodeURIComponent(device.id)}/reset`, { reason }, what);
+}
+
+async function commission(device) {
+  // Read-only on the device: the agent polls every point for a few seconds and answers, unless a
+  // step is driving the outputs (then it refuses, and the row says why).
+  await post(`/api/devices/${encodeURIComponent(device.id)}/commissioning`, { seconds: 3 },
+    `Commission ${device.id}`);
 }
 
 async function ack(alarm) {

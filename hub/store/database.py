@@ -9,6 +9,7 @@ from sqlite_utils import Database
 from runtime.files import private_sqlite
 from hub.store.alarms import AlarmRepository
 from hub.store.audit import AuditRepository
+from hub.store.commissioning import CommissioningRepository
 from hub.store.contracts import ContractRepository
 from hub.store.devices import DeviceRepository
 from hub.store.errors import StoreError
@@ -27,7 +28,7 @@ class HubStore(Connection):
     One per thread (see hub/store/transactions.py). Each aggregate has its repository, all
     writing through this connection, so a batch spans them: `store.devices`, `store.contracts`,
     `store.journal`, `store.reconciliations`, `store.registry`, `store.audit`, `store.alarms`,
-    `store.lineages`, `store.fleet`."""
+    `store.lineages`, `store.fleet`, `store.commissioning`."""
 
     def __init__(self, db: Database) -> None:
         super().__init__(db)
@@ -40,6 +41,7 @@ class HubStore(Connection):
         self.alarms = AlarmRepository(self)
         self.lineages = LineageRepository(self)
         self.fleet = FleetRepository(self)
+        self.commissioning = CommissioningRepository(self)
 
     @classmethod
     def open(cls, path: Path | str) -> HubStore:

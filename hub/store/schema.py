@@ -130,8 +130,24 @@ def _m0004(db: Database) -> None:
         db.execute(statement)
 
 
+
+_SCHEMA_COMMISSIONING = """
+CREATE TABLE commissioning (id TEXT PRIMARY KEY, device TEXT NOT NULL, requested_ms INTEGER NOT NULL,
+  seconds REAL NOT NULL, actor TEXT NOT NULL, received_ms INTEGER, ok INTEGER, report TEXT,
+  refused TEXT);
+CREATE INDEX commissioning_device ON commissioning (device, requested_ms);
+"""
+
+
+@MIGRATIONS(name="0005_commissioning")
+def _m0005(db: Database) -> None:
+    """Commissioning requests the hub sent an agent, and the report (or refusal) it answered
+    (hub/commissioning.py)."""
+    _run(db, _SCHEMA_COMMISSIONING)
+
+
 MIGRATION_NAMES = ("0001_initial", "0002_lineage_alarms", "0003_device_registry",
-                   "0004_fleet_config")
+                   "0004_fleet_config", "0005_commissioning")
 SCHEMA_VERSION = len(MIGRATION_NAMES)
 """Number of migrations this build knows; a database with others is refused on open."""
 

@@ -27,7 +27,9 @@ from contracts.errors import EncodingError
 from contracts.types import EpochMs
 from contracts.topics import HUB_PROBE, HUB_STATUS, TopicParts, hub_filters
 from contracts.wire import Birth, ContractResult, Telemetry
+from contracts.commission_wire import CommissionReply
 from hub.alarms import AlarmKind
+from hub.commissioning import take_reply
 from hub.errors import PeerFault, RemoteProtocolError
 from hub.offline import OfflineManager
 from hub.registry import DeviceRegistry
@@ -127,3 +129,6 @@ class HubSync(Presence, JournalSync, Background):
             await self._on_telemetry(parts, m)
         elif isinstance(m, ContractResult):
             await self._on_result(parts, m)
+        elif isinstance(m, CommissionReply) and self._admitted(parts.site, parts.device,
+                                                               parts.channel.value):
+            take_reply(self.store, parts.device, m, self.clock())

@@ -31,8 +31,8 @@ from hub.store import NotFound, contract_id
 from hub.sync.batches import Batches
 from hub.sync.messages import Journal
 from hub.errors import PeerFault, RemoteProtocolError
-from hub.sync.outcomes import (READ, BootNamed, EntryAlarms, Finished, Resumed, ResumeRefused,
-                               Tripped, outcomes)
+from hub.sync.outcomes import (READ, BootNamed, Diverged, EntryAlarms, Finished, Resumed,
+                               ResumeRefused, Tripped, outcomes)
 
 log = logging.getLogger("fieldpact.hub.sync")
 
@@ -99,6 +99,9 @@ class JournalSync(Batches):
                 self._on_resumed(device, o)
             elif isinstance(o, ResumeRefused):
                 self._on_resume_refused(device, o)
+            elif isinstance(o, Diverged):
+                if live:
+                    await self._on_model_divergence(device, o)
             else:
                 self._peer_fault(RemoteProtocolError(PeerFault.UNREADABLE, device,
                                                      f"journal seq {o.seq}: {o.error}"))
@@ -118,6 +121,13 @@ class JournalSync(Batches):
         self._contract_event(device, cid, ContractEvent.TRIP, f"trip: {o.cause}")
         if plan:
             await self._plan(cid, FailureCategory.TRIP, f"guard trip: {o.cause}")
+
+    async def _on_model_divergence(self, device: str, o: Diverged) -> None:
+        """The process does not follow the contract's model: the `model` policy decides (default
+        hold); the alarm was raised from the same entry (hub/alarms.py)."""
+        cid = self._current_cid(device)
+        if cid is not None:
+            await self._plan(cid, FailureCategory.MODEL, f"model_divergence: {o.detail}")
 
     def _on_resumed(self, device: str, o: Resumed) -> None:
         cid = self._current_cid(device)

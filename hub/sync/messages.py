@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from contracts.commission_wire import CommissionReply
 from contracts.errors import EncodingError
 from contracts.topics import Channel, TopicParts, parse
 from contracts.journal_wire import JournalRows, decode_journal
@@ -25,7 +26,8 @@ OFFLINE_PAYLOAD = b"offline"
 """The status payload of a last will (the agent's and the hub's own): not CBOR, by design, so a
 site integration can read it."""
 
-HANDLED = (Channel.STATUS, Channel.JOURNAL, Channel.TELEMETRY, Channel.CONTRACT_RESULT)
+HANDLED = (Channel.STATUS, Channel.JOURNAL, Channel.TELEMETRY, Channel.CONTRACT_RESULT,
+           Channel.COMMISSION_REPORT)
 """The channels devices publish on that the hub subscribes to (contracts.topics.hub_filters)."""
 
 
@@ -42,7 +44,7 @@ class Journal:
     nbytes: int
 
 
-Meaning = Birth | Offline | Journal | Telemetry | ContractResult
+Meaning = Birth | Offline | Journal | Telemetry | ContractResult | CommissionReply
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -72,6 +74,8 @@ def meaning(channel: Channel, payload: bytes) -> Meaning:
             return Telemetry.from_bytes(payload)
         if channel is Channel.CONTRACT_RESULT:
             return ContractResult.from_bytes(payload)
+        if channel is Channel.COMMISSION_REPORT:
+            return CommissionReply.from_bytes(payload)
     except (EncodingError, ValueError) as exc:
         raise RemoteProtocolError(PeerFault.UNREADABLE, None, f"{channel.value}: {exc}") from exc
     raise ValueError(f"channel {channel.value!r} is not one the hub handles")

@@ -93,6 +93,9 @@ class MqttPublisher:
     async def push_contract(self, site: str, device: str, signed: bytes) -> None:
         await self._publish(topic(site, device, Channel.CONTRACT), signed)
 
+    async def request_commissioning(self, site: str, device: str, payload: bytes) -> None:
+        await self._publish(topic(site, device, Channel.COMMISSION), payload)
+
     async def send_command(self, site: str, device: str, command: Command,
                            contract: str | None = None) -> None:
         """`command` for `contract` (its id) on the device (an agent runs several contracts)."""

@@ -11,7 +11,8 @@ only then applies them (hub/sync/journal.py). Per entry, in this order:
   ran out with `then: safe_state`; the trip policy applies, default hold: DESIGN invariant 9),
   `Resumed` (the agent resumed the contract), `ResumeRefused` (it refused a resume because the
   cause persists: `resume_refused`, or the engine's `command_refused` of a resume before that
-  event existed).
+  event existed), `Diverged` (the agent's `model_divergence`: the process does not follow the
+  contract's `expect` model while a write is commanded; the `model` policy applies, default hold).
 A `command_refused` of a resume that an agent's own `resume_refused` in the same batch reports
 already is an echo and means nothing (it is not counted twice). Bodies are read through
 contracts/journal_events.py's typed records, decoded here from the stored rows (strictly: the
@@ -31,8 +32,8 @@ from contracts.errors import EncodingError
 from contracts.engine_modes import mode_after
 from contracts.engine_state import Mode
 from contracts.inputs import CommandKind
-from contracts.journal_events import (BootBody, EventBody, EventKind, Occurrence,
-                                      RefusalBody, StepBody, TripBody, decode_entry)
+from contracts.journal_events import (AgentEvent, BodyError, BootBody, EventBody, EventKind,
+                                      Occurrence, RefusalBody, StepBody, TripBody, decode_entry)
 from contracts.limits import quote
 from hub.alarms import AlarmKind, detail_of, journal_alarm
 from hub.states import ContractEvent
@@ -88,7 +89,14 @@ class ResumeRefused:
     command: Any
 
 
-Outcome = BootNamed | EntryAlarms | Finished | Tripped | Resumed | ResumeRefused | Unreadable
+@dataclass(frozen=True, kw_only=True)
+class Diverged:
+    seq: int
+    detail: str
+
+
+Outcome = (BootNamed | EntryAlarms | Finished | Tripped | Resumed | ResumeRefused | Diverged
+           | Unreadable)
 
 READ = frozenset({EntryKind.BOOT, EntryKind.STEP, EntryKind.TRIP, EntryKind.REFUSAL,
                   EntryKind.EVENT})
@@ -146,6 +154,8 @@ def _lifecycle(seq: int, o: Occurrence) -> Outcome | None:
     if resume_refusal(o):
         return ResumeRefused(seq=seq, cause=quote(o.get("cause") or o.get("reason"), bare=True),
                              command=o.get("command"))
+    if o.event == AgentEvent.MODEL_DIVERGENCE:
+        return Diverged(seq=seq, detail=detail_of(str(o.event), o.to_body()))
     return None
 
 

@@ -51,3 +51,16 @@ def test_telemetry_raises_a_trip_once_when_it_appears_and_clears_it_when_running
 def test_telemetry_from_an_older_agent_without_safe_or_trip_changes_no_alarm() -> None:
     assert telemetry_changes(None, None, None, "running") == telemetry_changes(
         {"safe": None, "trip": None}, None, None, "safe")
+
+
+def test_a_trip_alarm_names_the_adapter_fault_in_words() -> None:
+    words = "exception 2 (illegal data address) at holding 63"
+    body = {"event": "guard_trip", "point": "level", "reason": "bad_quality", "detail": words}
+    assert journal_alarm(body)[0] == "guard_trip"
+    assert detail_of("guard_trip", body) == f"guard_trip reason=bad_quality point=level detail={words}"
+
+
+def test_model_divergence_raises_its_alarm_and_the_cleared_event_or_a_new_contract_clears_it() -> None:
+    assert journal_alarm({"event": "model_divergence", "point": "level"}) == ("model_divergence", ())
+    assert "model_divergence" in journal_alarm({"event": "model_divergence_cleared"})[1]
+    assert "model_divergence" in journal_alarm({"event": "started"})[1]
