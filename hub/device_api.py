@@ -52,6 +52,8 @@ async def get_device(request: Request) -> Response:
                        alarms=_device_alarms(svc, device.id).get(device.id, []))
     view["contracts"] = contracts_view(svc.live_contracts.get(device.id, {}), svc.clock(),
                                        silence_ms)
+    registered = svc.registry.get(device.id)
+    view["endpoints"] = [e.to_mapping() for e in registered.endpoints] if registered else []
     return JSONResponse(view)
 
 
