@@ -125,3 +125,12 @@ def test_the_readme_example_is_a_valid_hub_toml(tmp_path: Path) -> None:
     cfg = load_config(write(tmp_path, text), {})
     assert cfg.devices[0].id == "pump-station-7" and cfg.integrations[0].name == "scada"
     assert cfg.policies[FailureCategory.RUNTIME] == Policy(action=PolicyAction.RETRY, max_retries=2)
+
+
+def test_a_devices_endpoints_are_read_and_a_bad_one_is_named() -> None:
+    device = {"id": "d", "site": "s", "password_hash": "h",
+              "endpoints": [{"name": "plc", "kind": "modbus-tcp"}]}
+    cfg = parse_config({**MINIMAL, "devices": [device]})
+    assert [(e.name, e.kind) for e in cfg.devices[0].endpoints] == [("plc", "modbus-tcp")]
+    err = refused({**MINIMAL, "devices": [{**device, "endpoints": [{"name": "plc", "kind": "can"}]}]})
+    assert err.key == "devices[0].endpoints" and "endpoints[0].kind" in str(err)
