@@ -38,7 +38,9 @@ async def list_devices(request: Request) -> Response:
     """Every device the hub knows, by id."""
     state = inbound.enum_query(request, "state", DeviceState)
     cache: DeviceListCache = request.app.state.device_list
-    return Response(cache.body(inbound.service(request).store, state),
+    svc = inbound.service(request)
+    return Response(cache.body(svc.store, state, svc.registry.endpoints_by_device(),
+                               svc.registry.generation),
                     media_type="application/json")
 
 

@@ -72,6 +72,7 @@ class DeviceRegistry:
         self._api: dict[str, RegisteredDevice] = {}
         self._enrolled: dict[str, str] = {}
         self._endpoints: dict[str, tuple[DeviceEndpoint, ...]] = {}
+        self._by_device: tuple[int, dict[str, tuple[DeviceEndpoint, ...]]] = (-1, {})
         self.generation = 0
         """Counts changes made through this object: readers may cache what they derive from it."""
         self._reload()
@@ -94,6 +95,13 @@ class DeviceRegistry:
     def all(self) -> list[RegisteredDevice]:
         ids = sorted({*self._config, *self._api})
         return [d for d in (self.get(i) for i in ids) if d is not None]
+
+    def endpoints_by_device(self) -> Mapping[str, tuple[DeviceEndpoint, ...]]:
+        """device -> its listed endpoints (only devices that list some), kept per generation."""
+        if self._by_device[0] != self.generation:
+            self._by_device = (self.generation, {d.id: d.endpoints for d in self.all()
+                                                 if d.endpoints})
+        return self._by_device[1]
 
     def labels(self, device: str, claimed: Iterable[tuple[str, str]] = ()) -> dict[str, str]:
         """The device's labels: what it says about itself, overridden by what an admin set."""

@@ -33,9 +33,12 @@ async def _register(client: httpx.AsyncClient, body: dict[str, Any]) -> httpx.Re
 
 async def test_a_device_is_registered_with_its_endpoints_and_shows_them(
         client: httpx.AsyncClient, store: HubStore) -> None:
+    assert (await client.get("/api/devices", headers=ADMIN)).status_code == 200  # cached before
     r = await _register(client, {"id": "skid-2", "site": "north", "endpoints": [PLC, LINE]})
     assert r.status_code == 201, r.text
     assert r.json()["endpoints"] == [PLC, LINE]
+    listed = (await client.get("/api/devices", headers=ADMIN)).json()
+    assert {d["id"]: d["endpoints"] for d in listed}["skid-2"] == [PLC, LINE]
     shown = (await client.get("/api/devices/skid-2", headers=ADMIN)).json()
     assert shown["endpoints"] == [PLC, LINE]
     assert store.registry.endpoints()  # stored, not only cached
@@ -70,6 +73,8 @@ async def test_endpoints_are_replaced_by_an_admin_and_audited(client: httpx.Asyn
     assert (await client.put("/api/devices/ghost/endpoints", json={"endpoints": []},
                              headers=ADMIN)).status_code == 404
     assert (await client.get("/api/devices/skid-2", headers=ADMIN)).json()["endpoints"] == [PLC]
+    listed = (await client.get("/api/devices", headers=ADMIN)).json()
+    assert [d["endpoints"] for d in listed if d["id"] == "skid-2"] == [[PLC]]  # not the cached []
     audit = (await client.get("/api/audit", headers=ADMIN)).json()
     entries = audit["entries"] if isinstance(audit, dict) else audit
     # audited like the other registry writes: what the registry decides (a body refused on
