@@ -118,3 +118,11 @@ async def test_plan_shows_a_point_on_an_endpoint_the_device_lacks_and_changes_no
     missing = rows["skid-2"]["ineligible"]
     assert {(m["reason"], m["endpoint"]) for m in missing} == {("endpoint_missing", "plc")}
     assert sorted(m["point"] for m in missing) == ["level", "pump_speed", "valve_open"]
+
+
+def test_removing_an_api_device_removes_its_endpoints_too(store: HubStore) -> None:
+    reg = DeviceRegistry(store)
+    reg.register("d9", "s1", {}, None, 1, "admin", (DeviceEndpoint(name="plc", kind="modbus-tcp"),))
+    assert reg.endpoints_by_device() == {"d9": (DeviceEndpoint(name="plc", kind="modbus-tcp"),)}
+    reg.remove("d9")
+    assert store.registry.endpoints() == {} and reg.endpoints_by_device() == {}
