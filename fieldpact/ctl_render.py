@@ -91,6 +91,14 @@ def _alarm_kinds(alarms: Any) -> str:
                      for a in alarms if isinstance(a, Mapping))
 
 
+def _endpoints(endpoints: Any) -> str:
+    """`plc (modbus-tcp), line (modbus-rtu)`; `-` when none are registered (unknown)."""
+    if not isinstance(endpoints, list) or not endpoints:
+        return "-"
+    return ", ".join(f"{e.get('name')} ({e.get('kind')})" for e in endpoints
+                     if isinstance(e, Mapping))
+
+
 def devices_table(devices: Sequence[Mapping[str, Any]]) -> Table:
     return _table(f"devices ({len(devices)})",
                   ("device", "site", "state", "since", "contract", "last seen", "seq", "alarms"),
@@ -108,7 +116,8 @@ def device_view(d: Mapping[str, Any]) -> RenderableType:
         ("contract", _contract(d.get("contract"), d.get("version"))),
         ("last seen", age(d.get("last_seen_age_ms"))),
         ("journal", f"acked {d.get('acked_seq')} of {d.get('last_seq')}"),
-        ("boot", d.get("boot_id")), ("drift", d.get("drift"))))
+        ("boot", d.get("boot_id")), ("drift", d.get("drift")),
+        ("endpoints", _endpoints(d.get("endpoints")))))
     parts: list[RenderableType] = [facts]
     values = d.get("values")
     if isinstance(values, Mapping):

@@ -35,6 +35,7 @@ class AuditAction(enum.StrEnum):
     DEVICE_REGISTER = "device_register"  # an admin registered a device (hub/registry.py)
     DEVICE_REMOVE = "device_remove"
     KEY_ENROLL = "key_enroll"            # an admin enrolled a device's journal public key
+    ENDPOINTS_SET = "endpoints_set"  # an admin set a device's endpoints (hub/device_endpoints.py)
     DESIGN_ADD = "design_add"            # fleet configuration (hub/fleet.py): a design version,
     BINDING_ADD = "binding_add"          # a binding revision,
     SNAPSHOT_CREATE = "snapshot_create"  # a snapshot made (detail: what from),

@@ -28,6 +28,7 @@ Example:
     password_hash = "<broker password hash>"
     journal_key = "ed25519:<base64>"  # optional: `fieldpact agent pubkey`; then batches must be signed
     labels = {area = "tanks"}         # optional
+    endpoints = [{name = "plc", kind = "modbus-tcp"}]  # optional: the agent's; pins them
     [integrations.scada]             # a read-only login: points/ and status of these sites
     password_hash = "<broker password hash>"
     sites = ["north-field"]
@@ -56,6 +57,7 @@ from contracts.journal_sig import parse_public_key
 from contracts.topics import check_id
 from hub.acl.policy import HUB_LOGIN, check_login_name
 from hub.auth import ApiRole, AuthConfig, Token
+from hub.device_endpoints import DeviceEndpoint, parse_endpoints
 from hub.policy import (DEFAULT_MAX_RETRIES, DEFAULT_POLICIES, FailureCategory, Policy, PolicyAction,
                         RetryConfig)
 from runtime import settings
@@ -109,6 +111,7 @@ class DeviceCredential:
     password_hash: str
     labels: Mapping[str, str] = field(default_factory=dict)
     journal_key: str | None = None
+    endpoints: tuple[DeviceEndpoint, ...] = ()  # hub/device_endpoints.py; () = not listed
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -216,7 +219,8 @@ def _devices(t: Table) -> tuple[DeviceCredential, ...]:
 def _device(t: Table) -> DeviceCredential:
     return DeviceCredential(id=t.string("id"), site=t.string("site"),
                             password_hash=t.string("password_hash"), labels=t.labels("labels", {}),
-                            journal_key=t.parsed("journal_key", _journal_key, None))
+                            journal_key=t.parsed("journal_key", _journal_key, None),
+                            endpoints=t.shaped("endpoints", parse_endpoints, ()))
 
 
 def _journal_key(text: str) -> str:

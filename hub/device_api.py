@@ -38,7 +38,9 @@ async def list_devices(request: Request) -> Response:
     """Every device the hub knows, by id."""
     state = inbound.enum_query(request, "state", DeviceState)
     cache: DeviceListCache = request.app.state.device_list
-    return Response(cache.body(inbound.service(request).store, state),
+    svc = inbound.service(request)
+    return Response(cache.body(svc.store, state, svc.registry.endpoints_by_device(),
+                               svc.registry.generation),
                     media_type="application/json")
 
 
@@ -52,6 +54,8 @@ async def get_device(request: Request) -> Response:
                        alarms=_device_alarms(svc, device.id).get(device.id, []))
     view["contracts"] = contracts_view(svc.live_contracts.get(device.id, {}), svc.clock(),
                                        silence_ms)
+    registered = svc.registry.get(device.id)
+    view["endpoints"] = [e.to_mapping() for e in registered.endpoints] if registered else []
     return JSONResponse(view)
 
 

@@ -22,10 +22,12 @@ from typing import Any
 from starlette.routing import Route
 
 from contracts.loader import load_contract
+from contracts.schema import ID_RE
 from contracts.schema_serialize import to_mapping
 from contracts.commission_report import MAX_SECONDS
 from hub.alarms import AlarmKind
 from hub.auth import required_role
+from hub.device_endpoints import ENDPOINT_KINDS, MAX_ENDPOINTS
 from hub.states import ContractStatus, DeviceState
 
 TITLE = "fieldpact hub"
@@ -97,7 +99,7 @@ _ERRORS_BY_ENDPOINT: Mapping[str, tuple[str, ...]] = {
     "reset_device": ("409", "422"),
     "ack_alarm": ("400",),                     # an alarm id that is not an integer
     "register_device": ("409", "422"), "remove_device": ("409",),
-    "enroll_journal_key": ("409", "422"),
+    "enroll_journal_key": ("409", "422"), "set_endpoints": ("409", "422"),
     "create_design": ("409", "422"), "create_binding": ("422",),
     "create_snapshot": ("404", "422"),      # 404: a design or binding the hub does not have
     "get_snapshot": ("422",),               # stored by a hub whose format this one cannot read
@@ -123,7 +125,7 @@ _REASON_BODY = {"required": False, "content": {"application/json": {"schema": {
     "type": "object", "properties": {"reason": {"type": "string"}}}}}}
 _BODY_ENDPOINTS = frozenset({"submit_contract", "hold_contract", "abort_contract",
                             "resume_contract", "reset_device", "register_device",
-                            "enroll_journal_key", "create_design", "create_binding",
+                            "enroll_journal_key", "set_endpoints", "create_design", "create_binding",
                             "create_snapshot", "create_plan", "set_desired",
                             "request_commissioning"})
 _EXAMPLE = Path(__file__).parents[1] / "contracts" / "examples" / "tank-fill.yaml"
@@ -140,6 +142,11 @@ _TOPIC_LEVEL = {"type": "string", "minLength": 1, "maxLength": 128, "pattern": "
                 "description": "one MQTT topic level (contracts/topics.py)"}
 _JOURNAL_KEY = {"type": "string", "pattern": "^ed25519:[A-Za-z0-9+/]{43}=$",
                 "description": "the agent's journal public key, `fieldpact agent pubkey`"}
+_ENDPOINTS = {"type": "array", "maxItems": MAX_ENDPOINTS, "items": {
+    "type": "object", "required": ["name", "kind"], "additionalProperties": False, "properties": {
+        "name": {"type": "string", "pattern": ID_RE.pattern},
+        "kind": {"type": "string", "enum": list(ENDPOINT_KINDS)}}},
+    "description": "the agent's endpoints (names unique; [] = unknown): hub/device_endpoints.py"}
 
 
 def _bodies() -> Mapping[str, Mapping[str, Any]]:
@@ -155,10 +162,13 @@ def _bodies() -> Mapping[str, Mapping[str, Any]]:
                 "labels": {"type": "object", "maxProperties": 32,
                            "propertyNames": {"maxLength": 128},
                            "additionalProperties": {"type": "string", "maxLength": 128}},
-                "journal_key": {**_JOURNAL_KEY, "type": ["string", "null"]}}}}}},
+                "journal_key": {**_JOURNAL_KEY, "type": ["string", "null"]},
+                "endpoints": _ENDPOINTS}}}}},
         "enroll_journal_key": {"required": True, "content": {"application/json": {"schema": {
             "type": "object", "required": ["journal_key"],
             "properties": {"journal_key": _JOURNAL_KEY}}}}},
+        "set_endpoints": _json_body({"type": "object", "required": ["endpoints"],
+                                     "properties": {"endpoints": _ENDPOINTS}}),
         **_fleet_bodies(),
         "request_commissioning": {"required": False, "content": {"application/json": {"schema": {
             "type": "object", "additionalProperties": False, "properties": {"seconds": {

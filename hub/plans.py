@@ -9,7 +9,9 @@ Rules:
   (contracts.fleet_compile.field_diff); and whether it is eligible now. Ineligible reasons, all
   listed: `offline` (projected or never heard), `fault`, `tripped` (a contract of it is latched in
   safe state), `write_conflict` (its write points overlap another contract in force on the device,
-  or another contract of the same plan), `binding_missing`, `invalid` (every issue named).
+  or another contract of the same plan), `binding_missing`, `invalid` (every issue named),
+  `endpoint_missing` (a point names an endpoint the device's registered ones do not include; a
+  device with none registered is unknown, not ineligible: hub/device_endpoints.py).
 """
 from __future__ import annotations
 
@@ -26,6 +28,7 @@ from contracts.schema_serialize import to_mapping
 from hub.drift import OFFLINE_STATES
 from hub.fleet import Desired, Fleet
 from hub.admission import write_conflicts
+from hub.device_endpoints import missing
 from hub.states import ContractStatus, DeviceState
 from hub.store.fleet import ContractHead, DeviceHead
 
@@ -136,7 +139,14 @@ class Planner:
                         "issues": [_issue(i) for i in want.issues]})
         else:
             out += self._conflicts(want.compiled, siblings, facts)
+            out += self._missing_endpoints(want.compiled)
         return out
+
+    def _missing_endpoints(self, new: Contract) -> list[dict[str, Any]]:
+        rec = self.fleet.registry.get(new.device)
+        return [{"reason": "endpoint_missing", "point": point, "endpoint": endpoint,
+                 "detail": f"point {point!r} is on endpoint {endpoint!r}, which the device does "
+                           "not have"} for point, endpoint in missing(new, rec.endpoints if rec else ())]
 
     def _conflicts(self, new: Contract, siblings: list[Desired],
                    facts: _Facts) -> list[dict[str, Any]]:

@@ -12,6 +12,8 @@ Rules:
 - A device's journal key is pinned in hub.toml or enrolled by an admin (`PUT
   /api/devices/{id}/journal-key`), never learnt from the device itself. With a key known, every
   journal batch must carry a signature that verifies under it (hub/claims.py).
+- A device's endpoints (hub/device_endpoints.py) are listed in hub.toml (pinned) or set by an admin
+  (`POST /api/devices`, `PUT /api/devices/{id}/endpoints`), the same way as its key.
 """
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ from contracts.limits import quote
 from contracts.types import EpochMs
 from hub.claims import CLAIM_MISMATCH, UNKNOWN_DEVICE, Verdict
 from hub.config import DeviceCredential
+from hub.device_endpoints import DeviceEndpoint, from_json, to_json
 from hub.store import Duplicate, HubStore, NotFound
 
 MAX_UNKNOWN_TRACKED = 1024
@@ -50,6 +53,8 @@ class RegisteredDevice:
     journal_key: str | None = None  # `ed25519:<base64>`
     source: str = "config"          # "config" (hub.toml) or "api"
     key_pinned: bool = False        # the key is in hub.toml: the API may not change it
+    endpoints: tuple[DeviceEndpoint, ...] = ()
+    endpoints_pinned: bool = False  # listed in hub.toml: the API may not change them
 
 
 class DeviceRegistry:
@@ -66,6 +71,8 @@ class DeviceRegistry:
         self._unknown: set[str] = set()
         self._api: dict[str, RegisteredDevice] = {}
         self._enrolled: dict[str, str] = {}
+        self._endpoints: dict[str, tuple[DeviceEndpoint, ...]] = {}
+        self._by_device: tuple[int, dict[str, tuple[DeviceEndpoint, ...]]] = (-1, {})
         self.generation = 0
         """Counts changes made through this object: readers may cache what they derive from it."""
         self._reload()
@@ -75,16 +82,26 @@ class DeviceRegistry:
         self._api = {i: RegisteredDevice(id=i, site=s, labels=labels, source="api")
                      for i, s, labels in self.store.registry.devices()}
         self._enrolled = self.store.registry.keys()
+        self._endpoints = {d: from_json(t) for d, t in self.store.registry.endpoints().items()}
 
     def get(self, device: str) -> RegisteredDevice | None:
         found = self._config.get(device) or self._api.get(device)
         if found is not None and not found.key_pinned:
             found = replace(found, journal_key=self._enrolled.get(device))
+        if found is not None and not found.endpoints_pinned:
+            found = replace(found, endpoints=self._endpoints.get(device, ()))
         return found
 
     def all(self) -> list[RegisteredDevice]:
         ids = sorted({*self._config, *self._api})
         return [d for d in (self.get(i) for i in ids) if d is not None]
+
+    def endpoints_by_device(self) -> Mapping[str, tuple[DeviceEndpoint, ...]]:
+        """device -> its listed endpoints (only devices that list some), kept per generation."""
+        if self._by_device[0] != self.generation:
+            self._by_device = (self.generation, {d.id: d.endpoints for d in self.all()
+                                                 if d.endpoints})
+        return self._by_device[1]
 
     def labels(self, device: str, claimed: Iterable[tuple[str, str]] = ()) -> dict[str, str]:
         """The device's labels: what it says about itself, overridden by what an admin set."""
@@ -121,7 +138,8 @@ class DeviceRegistry:
 
     # -- admin changes --------------------------------------------------------------------
     def register(self, device: str, site: str, labels: Mapping[str, str], journal_key: str | None,
-                 ts_ms: EpochMs, actor: str) -> RegisteredDevice:
+                 ts_ms: EpochMs, actor: str,
+                 endpoints: tuple[DeviceEndpoint, ...] = ()) -> RegisteredDevice:
         """Raises RegistryRefused (conflict for an id already registered)."""
         if device in self._config:
             raise RegistryRefused("id", f"{quote(device, bare=True)} is configured in hub.toml",
@@ -134,6 +152,8 @@ class DeviceRegistry:
                                   conflict=True) from None
         if journal_key is not None:
             self.store.registry.set_key(device, journal_key, ts_ms, actor)
+        if endpoints:
+            self.store.registry.set_endpoints(device, to_json(endpoints), ts_ms, actor)
         self.store.devices.ensure(device, site, ts_ms, labels)  # listed (unknown) until it speaks
         self._reload()
         self._unknown.discard(device)
@@ -171,6 +191,22 @@ class DeviceRegistry:
         self.store.registry.set_key(device, journal_key, ts_ms, actor)
         self._reload()
 
+    def set_endpoints(self, device: str, endpoints: tuple[DeviceEndpoint, ...], ts_ms: EpochMs,
+                      actor: str) -> RegisteredDevice:
+        """Replace a device's endpoints (an empty list: unknown again). Raises NotFound, or
+        RegistryRefused for endpoints listed in hub.toml."""
+        rec = self.get(device)
+        if rec is None:
+            raise NotFound("device", device)
+        if rec.endpoints_pinned:
+            raise RegistryRefused("endpoints", "listed in hub.toml; change them there",
+                                  conflict=True)
+        self.store.registry.set_endpoints(device, to_json(endpoints), ts_ms, actor)
+        self._reload()
+        updated = self.get(device)
+        assert updated is not None
+        return updated
+
 
 def _check_key(journal_key: str | None) -> None:
     if journal_key is None:
@@ -183,4 +219,5 @@ def _check_key(journal_key: str | None) -> None:
 
 def _from_config(d: DeviceCredential) -> RegisteredDevice:
     return RegisteredDevice(id=d.id, site=d.site, labels=dict(d.labels), journal_key=d.journal_key,
-                            source="config", key_pinned=d.journal_key is not None)
+                            source="config", key_pinned=d.journal_key is not None,
+                            endpoints=d.endpoints, endpoints_pinned=bool(d.endpoints))

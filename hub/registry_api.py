@@ -1,6 +1,7 @@
-"""Admin routes of the device registry (hub/registry.py): register, remove, enroll a journal key.
+"""Admin routes of the device registry (hub/registry.py): register, remove, enroll a journal key,
+set the endpoints (hub/device_endpoints.py).
 
-All three are admin-only (hub.auth: a write outside /api/contracts needs admin) and audited with
+All four are admin-only (hub.auth: a write outside /api/contracts needs admin) and audited with
 their actor and outcome. Bodies are small JSON objects read with a cap while streaming; every
 refusal names the field.
 """
@@ -20,6 +21,7 @@ from contracts.limits import quote
 from contracts.topics import check_id
 from hub.audit import AuditAction, AuditEntry, Outcome, log_entry
 from hub import inbound
+from hub.device_endpoints import DeviceEndpoint, EndpointsInvalid, parse_endpoints
 from hub.registry import DeviceRegistry, RegisteredDevice, RegistryRefused
 from hub.service import HubService, RequestRefused
 
@@ -39,17 +41,18 @@ class InvalidDevice(RequestRefused):
 
 def device_view(d: RegisteredDevice) -> dict[str, Any]:
     return {"id": d.id, "site": d.site, "labels": dict(d.labels), "source": d.source,
-            "journal_key": d.journal_key}
+            "journal_key": d.journal_key, "endpoints": [e.to_mapping() for e in d.endpoints]}
 
 
 async def register_device(request: Request) -> Response:
-    """Register a device (admin): {id, site, labels?, journal_key?}."""
+    """Register a device (admin): {id, site, labels?, journal_key?, endpoints?}."""
     svc, body = inbound.service(request), await _json_body(request)
     device, site = _id(body, "id"), _id(body, "site")
     labels, key = _labels(body), _optional_str(body, "journal_key")
+    endpoints = _endpoints(body.get("endpoints", []))
     rec = _do(svc, request, AuditAction.DEVICE_REGISTER, device,
               lambda: svc.registry.register(device, site, labels, key, svc.clock(),
-                                            inbound.actor(request)))
+                                            inbound.actor(request), endpoints))
     return JSONResponse(device_view(rec), status_code=201,
                         headers={"Location": f"/api/devices/{url_quote(device, safe='')}"})
 
@@ -75,10 +78,24 @@ async def enroll_journal_key(request: Request) -> Response:
     return JSONResponse(device_view(rec))
 
 
+async def set_endpoints(request: Request) -> Response:
+    """Replace a device's endpoints (admin): {endpoints: [{name, kind}]}; [] makes them unknown."""
+    svc, device = inbound.service(request), request.path_params["device"]
+    body = await _json_body(request)
+    if "endpoints" not in body:
+        raise InvalidDevice("endpoints is required", [Issue(path="endpoints", reason="missing")])
+    endpoints = _endpoints(body["endpoints"])
+    rec = _do(svc, request, AuditAction.ENDPOINTS_SET, device,
+              lambda: svc.registry.set_endpoints(device, endpoints, svc.clock(),
+                                                 inbound.actor(request)))
+    return JSONResponse(device_view(rec))
+
+
 ROUTES = (
     Route("/api/devices", register_device, methods=["POST"]),
     Route("/api/devices/{device}", remove_device, methods=["DELETE"]),
     Route("/api/devices/{device}/journal-key", enroll_journal_key, methods=["PUT"]),
+    Route("/api/devices/{device}/endpoints", set_endpoints, methods=["PUT"]),
 )
 
 
@@ -140,6 +157,13 @@ def _labels(body: Mapping[str, Any]) -> dict[str, str]:
     if not ok:
         raise _bad("labels", f"must be an object of at most {MAX_LABELS} short string labels")
     return dict(value)
+
+
+def _endpoints(value: Any) -> tuple[DeviceEndpoint, ...]:
+    try:
+        return parse_endpoints(value)
+    except EndpointsInvalid as exc:
+        raise _bad(exc.field, exc.reason) from None
 
 
 def _optional_str(body: Mapping[str, Any], name: str) -> str | None:

@@ -142,6 +142,11 @@ class Table:
         """A string through `parse`, whose ValueError becomes the reason."""
         return self._get(name, default, lambda v, text: parse(as_str(v, text)))
 
+    def shaped(self, name: str, parse: Callable[[Any], T], default: D | Missing = MISSING) -> T | D:
+        """A value of any TOML shape (an array of inline tables ...) through `parse`, whose
+        ValueError becomes the reason."""
+        return self._get(name, default, lambda v, text: parse(v))
+
     def strings(self, name: str, default: D | Missing = MISSING) -> tuple[str, ...] | D:
         """A non-empty array of strings (comma-separated in the environment)."""
         return self._get(name, default, as_strings)

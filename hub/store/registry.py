@@ -37,6 +37,7 @@ class RegistryRepository:
         with self._conn.tx() as db:
             cur = db.execute("DELETE FROM registered_devices WHERE id = ?", [device])
             db.execute("DELETE FROM device_keys WHERE device = ?", [device])
+            db.execute("DELETE FROM device_endpoints WHERE device = ?", [device])
             db.execute("DELETE FROM devices WHERE id = ?", [device])
         return bool(cur.rowcount)
 
@@ -49,3 +50,13 @@ class RegistryRepository:
         """device -> enrolled journal key text."""
         return {r["device"]: r["journal_key"]
                 for r in self._conn.db.query("SELECT device, journal_key FROM device_keys")}
+
+    def set_endpoints(self, device: str, endpoints_json: str, ts_ms: EpochMs, actor: str) -> None:
+        self._conn.db.execute("INSERT OR REPLACE INTO device_endpoints (device, endpoints, "
+                              "set_ms, actor) VALUES (?, ?, ?, ?)",
+                              [device, endpoints_json, ts_ms, actor])
+
+    def endpoints(self) -> dict[str, str]:
+        """device -> its endpoints as JSON text (hub/device_endpoints.py)."""
+        return {r["device"]: r["endpoints"]
+                for r in self._conn.db.query("SELECT device, endpoints FROM device_endpoints")}

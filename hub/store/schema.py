@@ -130,7 +130,6 @@ def _m0004(db: Database) -> None:
         db.execute(statement)
 
 
-
 _SCHEMA_COMMISSIONING = """
 CREATE TABLE commissioning (id TEXT PRIMARY KEY, device TEXT NOT NULL, requested_ms INTEGER NOT NULL,
   seconds REAL NOT NULL, actor TEXT NOT NULL, received_ms INTEGER, ok INTEGER, report TEXT,
@@ -146,8 +145,21 @@ def _m0005(db: Database) -> None:
     _run(db, _SCHEMA_COMMISSIONING)
 
 
+_SCHEMA_ENDPOINTS = """
+CREATE TABLE device_endpoints (device TEXT PRIMARY KEY, endpoints TEXT NOT NULL,
+  set_ms INTEGER NOT NULL, actor TEXT NOT NULL);
+"""
+
+
+@MIGRATIONS(name="0006_device_endpoints")
+def _m0006(db: Database) -> None:
+    """The endpoints an admin listed for a device (hub/device_endpoints.py), like its enrolled
+    journal key: per device, for hub.toml devices too unless hub.toml lists them."""
+    _run(db, _SCHEMA_ENDPOINTS)
+
+
 MIGRATION_NAMES = ("0001_initial", "0002_lineage_alarms", "0003_device_registry",
-                   "0004_fleet_config", "0005_commissioning")
+                   "0004_fleet_config", "0005_commissioning", "0006_device_endpoints")
 SCHEMA_VERSION = len(MIGRATION_NAMES)
 """Number of migrations this build knows; a database with others is refused on open."""
 

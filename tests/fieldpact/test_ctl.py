@@ -225,3 +225,18 @@ async def test_a_route_the_hub_lacks_is_unsupported_naming_it_and_a_missing_thin
     assert no_method.exit == Exit.UNSUPPORTED
     missing = await asyncio.to_thread(ask, "GET", "/api/devices/{device}", device="nope")
     assert missing.exit == Exit.NOT_FOUND and "404" in str(missing)
+
+
+async def test_device_shows_the_endpoints_registered_for_it(
+        fleet: int, ctl: Ctl, client: httpx.AsyncClient) -> None:
+    assert "endpoints" in (await ctl("device", "pump-station-7")).out  # none yet: shown as -
+    r = await client.put("/api/devices/pump-station-7/endpoints", headers=bearer(ApiRole.ADMIN),
+                         json={"endpoints": [{"name": "plc", "kind": "modbus-tcp"},
+                                             {"name": "line", "kind": "modbus-rtu"}]})
+    assert r.status_code == 200, r.text
+    shown = await ctl("device", "pump-station-7")
+    assert shown.code == Exit.OK, shown.err
+    line = next(ln for ln in shown.out.splitlines() if "endpoints" in ln)
+    assert "plc (modbus-tcp)" in line and "line (modbus-rtu)" in line, shown.out
+    as_json = (await ctl("device", "pump-station-7", "--json")).json()
+    assert [e["name"] for e in as_json["endpoints"]] == ["plc", "line"]

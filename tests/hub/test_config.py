@@ -132,3 +132,12 @@ def test_the_embedded_broker_runs_in_its_own_process_unless_mqtt_broker_process_
     assert not parse_config({**MINIMAL, "mqtt": {"broker_process": False}}).broker.own_process
     assert not parse_config(MINIMAL, {"FIELDPACT_HUB_MQTT__BROKER_PROCESS": "false"}
                             ).broker.own_process
+
+
+def test_a_devices_endpoints_are_read_and_a_bad_one_is_named() -> None:
+    device = {"id": "d", "site": "s", "password_hash": "h",
+              "endpoints": [{"name": "plc", "kind": "modbus-tcp"}]}
+    cfg = parse_config({**MINIMAL, "devices": [device]})
+    assert [(e.name, e.kind) for e in cfg.devices[0].endpoints] == [("plc", "modbus-tcp")]
+    err = refused({**MINIMAL, "devices": [{**device, "endpoints": [{"name": "plc", "kind": "can"}]}]})
+    assert err.key == "devices[0].endpoints" and "endpoints[0].kind" in str(err)

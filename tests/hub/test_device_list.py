@@ -12,7 +12,8 @@ from hub.store import HubStore
 
 
 def _expected(store: HubStore, state: DeviceState | None = None) -> bytes:
-    return bytes(JSONResponse([device_view(d, 0) for d in store.devices.find(state)]).body)
+    return bytes(JSONResponse([{**device_view(d, 0), "endpoints": []}
+                               for d in store.devices.find(state)]).body)
 
 
 def test_cached_list_equals_the_views_and_follows_every_change(store: HubStore) -> None:
@@ -45,3 +46,13 @@ def test_the_cached_body_follows_commits_of_this_and_of_another_connection(tmp_p
         assert b'"acked_seq":4' in cache.body(api)
         api.devices.ensure("b-2", "north", 2)  # this connection's own write
         assert cache.body(api) == _expected(api)
+
+
+def test_the_list_shows_each_devices_endpoints_and_follows_their_change(store: HubStore) -> None:
+    from hub.device_endpoints import DeviceEndpoint
+    store.devices.ensure("a-1", "north", 1)
+    cache = DeviceListCache()
+    plc = (DeviceEndpoint(name="plc", kind="modbus-tcp"),)
+    assert b'"endpoints":[]' in cache.body(store, None, {}, 1)
+    assert b'"endpoints":[{"name":"plc","kind":"modbus-tcp"}]' in \
+        cache.body(store, None, {"a-1": plc}, 2)
