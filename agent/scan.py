@@ -218,6 +218,10 @@ class ScanLoop:
             now_ms = anchor.wall(run_k)
             due_k, k = k, run_k + 1
             async with self._io:  # the other contracts' cycles wait for this one's I/O
+                if self.segments.get(seg.key) is not seg:
+                    # Retired (or replaced) while this cycle waited for the link: a retired
+                    # contract must not re-assert its safe state over the points' new owner.
+                    return
                 self.link.pace(anchor.deadline(run_k) + anchor.period_ms / 1000 * IO_SHARE)
                 if skipped:
                     try:
