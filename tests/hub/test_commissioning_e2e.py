@@ -101,8 +101,11 @@ async def test_a_mistyped_pump_register_raises_a_model_divergence_alarm_and_the_
             device=DEVICE, kind=AlarmKind.MODEL_DIVERGENCE), 30)
         await site.wait_for("the model policy holds", lambda: contract_status(
             site.hub.store, "tank-fill@3") is ContractStatus.HELD, 30)
-        replans = [e for e in site.hub.store.audit.find(contract="tank-fill@3")
-                   if e.action is AuditAction.REPLAN]
+        # The policy's decision is audited after the hold it caused is applied: wait for it
+        # (read straight after HELD, it was not there yet once under load).
+        replans = await site.wait_for("the policy's replan decision audited", lambda: [
+            e for e in site.hub.store.audit.find(contract="tank-fill@3")
+            if e.action is AuditAction.REPLAN], 30)
     assert alarm[0].active and "point=level" in alarm[0].detail and "step=fill" in alarm[0].detail
     assert replans and replans[0].detail["category"] == "model"
     assert replans[0].detail["action"] == "hold"
