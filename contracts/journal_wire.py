@@ -32,8 +32,8 @@ from contracts.codec import decode_versioned
 from contracts.errors import EncodingError
 from contracts.journal_sig import SignedHead, normal_gaps
 from contracts.limits import MAX_EPOCH_MS, MAX_SEQ
-from contracts.wire import (JournalBatch, _as_pairs, _bad, _check_gaps, _int, _Message, _sized,
-                            _str, check_sig)
+from contracts.wire import (JournalBatch, _as_pairs, _bad, _Message, _sized, check_batch_count,
+                            check_batch_head)
 
 ROWS_VERSION = 2
 """The envelope version of the row form (version 1 is JournalBatch)."""
@@ -61,19 +61,11 @@ class JournalRows(_Message):
 
     def __post_init__(self) -> None:
         k = self.KIND
-        _str(k, "device", self.device)
-        _int(k, "from_seq", self.from_seq, minimum=1)
-        _int(k, "to_seq", self.to_seq)
-        _int(k, "dropped_through", self.dropped_through)
-        check_sig(k, self.sig)
-        if not isinstance(self.prev_hash, bytes) or len(self.prev_hash) != HASH_SIZE:
-            raise _bad(k, "prev_hash", f"must be {HASH_SIZE} bytes", self.prev_hash)
+        check_batch_head(k, self.device, self.from_seq, self.to_seq, self.dropped_through,
+                         self.sig, self.prev_hash)
         if not isinstance(self.rows, tuple) or not all(type(r) is Row for r in self.rows):
             raise _bad(k, "rows", "must be a sequence of Rows", type(self.rows).__name__)
-        missing = _check_gaps(k, self.gaps, self.from_seq, self.to_seq)
-        if (self.rows or self.gaps) and self.to_seq - self.from_seq + 1 != len(self.rows) + missing:
-            raise _bad(k, "to_seq", f"must be from_seq {self.from_seq} + {len(self.rows)} rows + "
-                                    f"{missing} seqs in gaps - 1", self.to_seq)
+        check_batch_count(k, self.from_seq, self.to_seq, self.gaps, len(self.rows), "rows")
 
     def _body(self) -> dict[str, Any]:
         body: dict[str, Any] = {"device": self.device, "from_seq": self.from_seq,

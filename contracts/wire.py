@@ -205,19 +205,11 @@ class JournalBatch(_Message):
 
     def __post_init__(self) -> None:
         k = self.KIND
-        _str(k, "device", self.device)
-        _int(k, "from_seq", self.from_seq, minimum=1)
-        _int(k, "to_seq", self.to_seq)
-        _int(k, "dropped_through", self.dropped_through)
-        check_sig(k, self.sig)
-        if not isinstance(self.prev_hash, bytes) or len(self.prev_hash) != HASH_SIZE:
-            raise _bad(k, "prev_hash", f"must be {HASH_SIZE} bytes", self.prev_hash)
+        check_batch_head(k, self.device, self.from_seq, self.to_seq, self.dropped_through,
+                         self.sig, self.prev_hash)
         if not isinstance(self.entries, tuple) or not all(isinstance(e, Mapping) for e in self.entries):
             raise _bad(k, "entries", "must be a sequence of entry mappings", self.entries)
-        missing = _check_gaps(k, self.gaps, self.from_seq, self.to_seq)
-        if (self.entries or self.gaps) and self.to_seq - self.from_seq + 1 != len(self.entries) + missing:
-            raise _bad(k, "to_seq", f"must be from_seq {self.from_seq} + {len(self.entries)} "
-                                    f"entries + {missing} seqs in gaps - 1", self.to_seq)
+        check_batch_count(k, self.from_seq, self.to_seq, self.gaps, len(self.entries), "entries")
 
     def _body(self) -> dict[str, Any]:
         body = {**super()._body(), "entries": [dict(e) for e in self.entries],
@@ -251,6 +243,27 @@ def check_sig(k: str, sig: Any) -> None:
     """A batch signature is absent or exactly SIG_BYTES bytes (Ed25519)."""
     if sig is not None and (not isinstance(sig, bytes) or len(sig) != SIG_BYTES):
         raise _bad(k, "sig", f"must be {SIG_BYTES} bytes (Ed25519) or absent", type(sig).__name__)
+
+
+def check_batch_head(k: str, device: Any, from_seq: Any, to_seq: Any, dropped_through: Any,
+                     sig: Any, prev_hash: Any) -> None:
+    """The fields every journal batch form shares (JournalBatch here, the rows form in
+    contracts/journal_wire.py): device, seq range, dropped_through, signature, prev_hash."""
+    _str(k, "device", device)
+    _int(k, "from_seq", from_seq, minimum=1)
+    _int(k, "to_seq", to_seq)
+    _int(k, "dropped_through", dropped_through)
+    check_sig(k, sig)
+    if not isinstance(prev_hash, bytes) or len(prev_hash) != HASH_SIZE:
+        raise _bad(k, "prev_hash", f"must be {HASH_SIZE} bytes", prev_hash)
+
+
+def check_batch_count(k: str, from_seq: int, to_seq: int, gaps: Any, count: int, noun: str) -> None:
+    """Every seq of from_seq..to_seq is one of the batch's `count` entries or in one gap."""
+    missing = _check_gaps(k, gaps, from_seq, to_seq)
+    if (count or gaps) and to_seq - from_seq + 1 != count + missing:
+        raise _bad(k, "to_seq", f"must be from_seq {from_seq} + {count} {noun} + {missing} seqs "
+                                f"in gaps - 1", to_seq)
 
 
 def _check_gaps(k: str, gaps: Any, first: int, last: int) -> int:
