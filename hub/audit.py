@@ -41,6 +41,9 @@ class AuditAction(enum.StrEnum):
     SNAPSHOT_CREATE = "snapshot_create"  # a snapshot made (detail: what from),
     DESIRED_SET = "desired_set"          # a device's desired snapshot set
     COMMISSION = "commission"            # an operator asked an agent for a commissioning report
+    DEPLOY = "deploy"                    # a deployment made, paused, resumed, approved, retried
+    DEPLOY_STEP = "deploy_step"          # a deployment step done or failed (hub/rollout_engine.py)
+    DEPLOY_ROLLBACK = "deploy_rollback"  # a deployment rolled back: who or what, why, evidence
 
 
 class Outcome(enum.StrEnum):
