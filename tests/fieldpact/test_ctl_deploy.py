@@ -3,7 +3,7 @@
 views in tests/hub/deployment_views.py, and records what it was asked. It proves the client's
 side — the request a command sends, what its tables show (waves, gate evidence, the rollback's
 reason), --json, and each exit status --wait promises; test_ctl_deploy_e2e.py runs the commands
-against the real engine."""
+against the real deployment API."""
 from __future__ import annotations
 
 import argparse

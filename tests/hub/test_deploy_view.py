@@ -5,7 +5,7 @@ refused one's 409), and a hub without deployments said so.
 
 The deployment answers come from the browser's route table, shaped exactly as fixed interface I4
 gives them (tests/hub/deployment_views.py), so the page is proved against the interface whatever
-engine serves it; test_deploy_view_e2e.py shows deployments the real engine made."""
+engine serves it; the last test shows a deployment the real API planned, and acts on it."""
 from __future__ import annotations
 
 import json
@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
+from hub.api import ROUTES
 from hub.auth import ApiRole
 
 from . import deployment_views as views
@@ -202,3 +203,70 @@ async def test_a_hub_without_deployments_is_said_so(page: Any) -> None:
     shown = await page.locator("#status").text_content()
     await expect(page.locator("#status")).not_to_have_text(shown or "")  # a later refresh ran
     assert len(asked) == asked_before
+
+
+# ---- against the real deployment API ------------------------------------------------------------
+
+@pytest.fixture
+async def real_page(service: Any, auth_config: Any) -> AsyncIterator[tuple[Any, httpx.AsyncClient]]:
+    """The page on a hub with the real deployment API (engine off: the states are the requests'),
+    five registered tank devices and a snapshot over them; and an admin client of that hub."""
+    from playwright.async_api import async_playwright
+
+    from hub.api import create_app
+    from tests.contracts.fleet_docs import tank_binding, tank_design
+
+    from .conftest import SERVER_START_TIMEOUT_S, bearer
+    from .serving import serving
+    app = create_app(service, auth_config, rollouts=False)
+    async with serving(app, timeout_s=SERVER_START_TIMEOUT_S, name="uvicorn") as url, \
+            httpx.AsyncClient(base_url=url, headers=bearer(ApiRole.ADMIN)) as http:
+        for d in ("d1", "d2", "d3"):
+            r = await http.post("/api/devices", json={"id": d, "site": "s1"})
+            assert r.status_code == 201, r.text
+        for path, body in (("/api/designs", tank_design()),
+                           ("/api/bindings", tank_binding("all", {"site": "s1"}))):
+            assert (await http.post(path, json=body)).status_code == 201
+        async with async_playwright() as pw:
+            browser = await pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+            try:
+                tab = await browser.new_page(viewport={"width": 1600, "height": 1400})
+                tab.set_default_timeout(UI_TIMEOUT_MS)
+                await tab.goto(url + "/")
+                await tab.fill("#token", TOKENS[ApiRole.OPERATOR])
+                await tab.click("#login button[type=submit]")
+                yield tab, http
+            finally:
+                await browser.close()
+
+
+@pytest.mark.skipif(not any(r.path == "/api/deployments" for r in ROUTES),
+                    reason="this hub has no deployments (issue 13)")
+@needs_chromium
+async def test_a_deployment_the_hub_planned_is_shown_and_paused_from_the_page(
+        real_page: tuple[Any, httpx.AsyncClient]) -> None:
+    from playwright.async_api import expect
+    page, http = real_page
+    await expect(page.locator("#deployments")).to_have_text("no deployments yet")
+    snap = (await http.post("/api/snapshots", json={"target": {"sites": ["s1"]}})).json()
+    r = await http.post("/api/deployments", json={
+        "snapshot": snap["id"], "strategy": {"canary": {"devices": ["d2"]}, "waves": {"size": 2}},
+        "health": {"window_s": 5}})
+    assert r.status_code == 201, r.text
+    detail = page.locator("#deployment article[data-deployment='dep-000001']")
+    await expect(detail).to_have_attribute("data-state", "planned")
+    await expect(detail.locator(".deploy-head")).to_contain_text(
+        f"dep-000001 · snapshot {snap['id'][:12]} · PLANNED")
+    canary = detail.locator(".deploy-wave[data-wave='0']")
+    await expect(canary.locator(".deploy-wave-title")).to_contain_text("canary · 1 device")
+    await expect(canary.locator(".deploy-counts")).to_have_text(
+        "0/1 healthy · 0 failed · 0 unreachable · 0 skipped")
+    await expect(detail.locator(".deploy-wave[data-wave='1']")).to_contain_text("wave 1 · 2 devices")
+    await expect(detail.locator("tr[data-device='d2']")).to_contain_text("QUEUED")
+    page.on("dialog", lambda d: d.accept())
+    await detail.locator(".action-deploy-pause").click()
+    await expect(page.locator("#message")).to_have_text("Pause deployment dep-000001: paused")
+    await expect(detail).to_have_attribute("data-state", "paused")
+    await detail.locator(".action-deploy-approve").click()  # paused by an operator, not a gate
+    await expect(page.locator("#message")).to_contain_text(
+        "Approve deployment dep-000001 refused (409): deployment dep-000001 is paused")
