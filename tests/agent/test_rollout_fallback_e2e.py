@@ -29,7 +29,9 @@ from contracts.chain import Entry, EntryKind
 from contracts.codec import content_hash
 from contracts.loader import check_mapping
 from contracts.schema import Contract
+from contracts.inputs import Command, CommandKind
 from contracts.topics import Channel, topic
+from contracts.wire import CommandMessage
 from simulators.server import SimDevice
 from tests.agent.conftest import tank_document
 from tests.agent.helpers import events, journal_entries
@@ -175,7 +177,9 @@ async def test_a_trip_within_the_window_falls_back_to_the_known_good_by_itself_h
         await eventually(lambda: len(_after(journal_entries(journal), resumed[0].seq)) >= 3, 10,
                          "the restarted agent journaling")
         assert sim.values()["pump_speed"] == KNOWN_GOOD_PUMP
-    entries = journal_entries(journal)
+        after_restart = journal_entries(journal)
+        refused, resumed_step = await hub_returns(amqtt_broker, journal, signer(new))
+    entries = after_restart
     trip = next(e for e in entries if e.kind is EntryKind.TRIP and e.body["event"] == "guard_trip"
                 and e.seq > _boots(journal, new_hash)[0].seq)
     event = found[0]
@@ -195,6 +199,31 @@ async def test_a_trip_within_the_window_falls_back_to_the_known_good_by_itself_h
     assert resumed[0].body["state"]["mode"] == "safe"
     assert all(e.body["hash"] == good_hash for e in _after(entries, boot.seq - 1)
                if e.kind is EntryKind.BOOT)
+    # The hub back: the tripped version sent again is refused; an operator's resume runs the
+    # known-good contract from its first step.
+    assert refused.body["refusal"] == "fell_back" and "tank-fill@3" in refused.body["detail"]
+    assert resumed_step.body["step"] == "fill"
+
+
+async def hub_returns(broker: BrokerEndpoint, journal: Path, tripped: bytes) -> tuple[Entry, Entry]:
+    """The hub again: it re-sends the tripped version, then an operator resumes the contract.
+    Returns the agent's refusal and the step the known-good contract enters."""
+    start = len(journal_entries(journal))
+    async with aiomqtt.Client(broker.host, broker.port, identifier="fieldpact-hub/fake-hub",
+                              **broker.login("hub")) as hub:  # type: ignore[arg-type]
+        async def refused() -> list[Entry]:
+            await hub.publish(topic("s1", "d1", Channel.CONTRACT), tripped, qos=1)
+            return [e for e in _after(journal_entries(journal, {EntryKind.CONTRACT}), start)
+                    if e.body["event"] == "refused"]
+        refusal = await eventually(refused, 20, "the tripped version refused", every_s=0.5)
+        resume = CommandMessage(command=Command(kind=CommandKind.RESUME, id="op-resume-1"),
+                                contract="tank-fill").to_bytes()
+
+        async def entered() -> list[Entry]:
+            await hub.publish(topic("s1", "d1", Channel.CMD), resume, qos=1)
+            return [e for e in _after(events(journal, "step_entered"), start)]
+        step = await eventually(entered, 20, "the known-good contract resumed", every_s=0.5)
+    return refusal[0], step[0]
 
 
 async def test_a_trip_after_the_window_does_not_fall_back_even_across_a_restart(
