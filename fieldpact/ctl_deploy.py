@@ -222,7 +222,9 @@ def verdict(view: Mapping[str, Any], limit_s: float) -> CtlError | None:
         return CtlError(code, f"deployment {ident} {state}: "
                               f"{render.rollback_text(view.get('rollback')) or 'no rollback recorded'}")
     if code is Exit.PAUSED:
-        return CtlError(code, f"deployment {ident} paused at {render.step_text(view.get('step'))}: "
-                              f"`ctl deploy approve {ident}` or `ctl deploy resume {ident}`")
+        step: Mapping[str, Any] = view.get("step") or {}
+        gate = str(step.get("name", "")).endswith(":approval") and step.get("status") == "running"
+        return CtlError(code, f"deployment {ident} paused at {render.step_text(step)}: "
+                              f"`ctl deploy {'approve' if gate else 'resume'} {ident}`")
     return CtlError(code, f"deployment {ident} still {state} after {limit_s:g} s, at "
                           f"{render.step_text(view.get('step'))}")

@@ -143,10 +143,20 @@ function deviceRows(view) {
   });
 }
 
+function awaitsApproval(view) {
+  // Paused at a gate of a manual-approval deployment (approve), not by an operator (resume).
+  const step = view.step || {};
+  return view.state === "paused" && step.status === "running"
+    && String(step.name || "").endsWith(":approval");
+}
+
 function deployActions(view) {
   const box = el("span", null, "actions deploy-actions");
   for (const [verb, states] of Object.entries(DEPLOY_ACTIONS)) {
     if (!states.includes(view.state)) continue;
+    if ((verb === "approve" && !awaitsApproval(view)) || (verb === "resume" && awaitsApproval(view))) {
+      continue;
+    }
     const label = verb[0].toUpperCase() + verb.slice(1);
     box.append(button(label, `action-deploy-${verb}`, () => deployAct(view, verb)));
   }
@@ -173,7 +183,24 @@ function deploymentDetail(view) {
   table.append(el("thead"), el("tbody"));
   table.tHead.append(header);
   table.tBodies[0].append(...deviceRows(view));
-  box.append(waves, table);
+  box.append(waves, table, stepsList(view.steps || []));
+  return box;
+}
+
+function stepsList(steps) {
+  // The persisted steps, oldest first: what the engine did, when, as whom, how often tried.
+  const box = el("details", null, "deploy-steps");
+  box.append(el("summary", `${steps.length} step${steps.length === 1 ? "" : "s"}`));
+  const list = el("ol", null, "deploy-step-list");
+  list.append(...steps.map((s) => {
+    const li = el("li", [`${s.name}: ${s.status}`, s.attempts > 1 && `attempt ${s.attempts}`,
+      `by ${s.actor}`, `${formatTime(s.started_ms)} → ${formatTime(s.finished_ms)}`]
+      .filter(Boolean).join(" · "), "deploy-step");
+    li.setAttribute("data-step", s.name);
+    li.setAttribute("data-status", s.status);
+    return li;
+  }));
+  box.append(list);
   return box;
 }
 

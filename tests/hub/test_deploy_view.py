@@ -115,6 +115,12 @@ async def test_a_rolled_back_deployment_shows_its_waves_the_failed_gate_evidence
     await expect(row).to_contain_text("tank-fill@2")
     await expect(row).to_contain_text("gate telemetry")
     await expect(detail.locator(".action-deploy-retry")).to_have_count(0)  # nothing left to do
+    await detail.locator(".deploy-steps summary").click()
+    await expect(detail.locator(".deploy-steps summary")).to_have_text("4 steps")
+    await expect(detail.locator("li.deploy-step[data-step='canary:gate']")).to_have_attribute(
+        "data-status", "failed")
+    await expect(detail.locator("li.deploy-step").first).to_have_text(
+        "canary:push: done · by deployment:dep-000001 · 2026-11-24 06:00:00Z → 2026-11-24 06:00:00Z")
     await page.screenshot(path=SHOT, full_page=True)
 
 
@@ -143,6 +149,7 @@ async def test_a_paused_deployment_is_shown_first_and_approve_posts_and_a_refusa
     # the oldest, but the one still under way: shown without being picked
     await expect(detail).to_have_attribute("data-state", "paused")
     await expect(detail.locator(".deploy-head")).to_contain_text("step canary:approval (running)")
+    await expect(detail.locator(".action-deploy-resume")).to_have_count(0)  # approve, not resume
     page.on("dialog", lambda d: d.accept())
     await detail.locator(".action-deploy-approve").click()
     await expect(page.locator("#message")).to_have_text("Approve deployment dep-000003: wave")
@@ -267,6 +274,7 @@ async def test_a_deployment_the_hub_planned_is_shown_and_paused_from_the_page(
     await detail.locator(".action-deploy-pause").click()
     await expect(page.locator("#message")).to_have_text("Pause deployment dep-000001: paused")
     await expect(detail).to_have_attribute("data-state", "paused")
-    await detail.locator(".action-deploy-approve").click()  # paused by an operator, not a gate
-    await expect(page.locator("#message")).to_contain_text(
-        "Approve deployment dep-000001 refused (409): deployment dep-000001 is paused")
+    # paused by an operator, not at a gate: resume, not approve
+    await expect(detail.locator(".action-deploy-approve")).to_have_count(0)
+    await detail.locator(".action-deploy-resume").click()
+    await expect(page.locator("#message")).to_have_text("Resume deployment dep-000001: planned")
