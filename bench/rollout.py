@@ -1,6 +1,6 @@
 """Benchmark of a staged rollout over 1,000 simulated devices (issue 13). Prints, never asserts.
 
-Run: .venv/bin/python -m bench.rollout
+Run: .venv/bin/python -m bench.rollout [--quick]   (--quick: 100 devices, waves of 30)
 
 The fleet: 1,000 registered devices across 50 sites, all live, each running version 1 of the tank
 design (its known-good contract). The hub: its API under uvicorn on 127.0.0.1 with the rollout
@@ -8,8 +8,10 @@ engine on (hub/rollout_engine.py, on the API's loop and store connection), a rea
 in-memory publisher. The devices: a simulator in this process answers every push as the hub's
 sync side stores an agent's answer (the MQTT path is bench/sync.py's figure): the contract
 accepted and started, and the device's journal — a CONTRACT entry accepting the pushed content
-hash and a BOOT entry whose period grid the health gate counts cycles on — a short, fixed delay
-after the push (ANSWER_MS), so every device proves healthy.
+hash, a BOOT entry whose period grid the health gate counts cycles on, then an INPUT entry on that
+grid once a second (a level reading, as a tank at 1 Hz journals) — a short, fixed delay after the
+push (ANSWER_MS), so every device proves healthy. Those 1,000 journal entries a second are
+stored on the hub's loop like the rest (the sync side's ingest, in one batch a second).
 
 The deployment: a canary of 10, then waves of WAVE_SIZE, each behind a gate of HEALTH (window
 and cycles; every device must prove itself from its journal), approval auto, no pause.
@@ -25,9 +27,11 @@ Figures:
 """
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import functools
+import os
 import tempfile
 import time
 from collections import defaultdict
@@ -41,7 +45,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from bench._common import figure, now_ms, percentile
 from contracts.codec import canonical_dumps
 from contracts.engine_state import EngineState, Mode
-from contracts.journal_bodies import BootBody, ContractBody
+from contracts.journal_bodies import BootBody, ContractBody, InputBody
 from contracts.journal_events import encode
 from contracts.journal_occurrences import ContractChange
 from contracts.signing import sign_contract
@@ -58,12 +62,15 @@ from tests.hub.serving import serving
 
 DEVICES, SITES = 1000, 50
 CANARY, WAVE_SIZE = 10, 250
+QUICK = {"DEVICES": 100, "SITES": 10, "CANARY": 4, "WAVE_SIZE": 32}
 HEALTH = {"window_s": 3, "min_cycles": 10}
 ANSWER_MS = 200
 """From a push to the device's answer in the store: a round trip and an accept on a LAN."""
 POLL_S = 0.05
 """The device simulator looks for new pushes this often."""
 API_P99_TARGET_MS = 50.0
+PROGRESS_S = 10.0
+"""A progress line this often while the deployment runs."""
 DEPLOY_TIMEOUT_S = 600.0
 TOKEN = "bench-admin"
 HEADERS = {"Authorization": f"Bearer {TOKEN}"}
@@ -80,14 +87,19 @@ class Devices:
     def __init__(self, store: HubStore, publisher: MemoryPublisher) -> None:
         self.store, self.publisher = store, publisher
         self.seq: dict[str, int] = defaultdict(int)
+        self.boots: dict[str, tuple[str, int]] = {}  # device -> (contract, t0_ms) it runs
         self.answered = 0
         self._seen = 0
         self._due: list[tuple[float, str]] = []
+        self._journaled = time.monotonic()
 
     async def run(self) -> None:
         while True:
             await asyncio.sleep(POLL_S)
             now = time.monotonic()
+            if now >= self._journaled + 1:
+                self._journaled = now
+                self._readings()
             if len(self.publisher.contracts) > self._seen:
                 self._seen = len(self.publisher.contracts)
                 pushed = self.store.contracts.find(status=ContractStatus.PUSHED)
@@ -110,8 +122,24 @@ class Devices:
             self.store.devices.update(rec.device, contract=rec.contract, version=rec.version,
                                       last_seen_ms=t)
             rows += self._journal(rec.device, rec.contract, rec.version, rec.content_hash, t)
+            self.boots[rec.device] = (rec.contract, t)
             self.answered += 1
         self.store.journal.insert(rows)
+
+    def _readings(self) -> None:
+        """Each running device's reading of this second, stamped on its scan grid."""
+        t = now_ms()
+        rows = []
+        for device, (contract, t0) in self.boots.items():
+            body = InputBody(values={"level": (2.0, "good", None)}, contract=contract)
+            rows.append(self._row(device, t0 + (t - t0) // 100 * 100, body))
+        self.store.journal.insert(rows)
+
+    def _row(self, device: str, ts_ms: int, body: Any) -> JournalRow:
+        self.seq[device] += 1
+        return JournalRow(device=device, seq=self.seq[device], ts_ms=ts_ms, kind=body.KIND.value,
+                          body=canonical_dumps(encode(body)), prev_hash=b"\x00" * 32,
+                          hash=self.seq[device].to_bytes(32, "big"))
 
     def _journal(self, device: str, contract: str, version: int, digest: str,
                  t: int) -> list[JournalRow]:
@@ -120,13 +148,7 @@ class Devices:
                   BootBody(boot_id=f"{device:0>32}"[-32:], t0_ms=t, period_ms=100,
                            contract=contract, version=version, hash=digest,
                            state=EngineState(mode=Mode.RUNNING), resumed=False))
-        out = []
-        for body in bodies:
-            self.seq[device] += 1
-            out.append(JournalRow(device=device, seq=self.seq[device], ts_ms=t,
-                                  kind=body.KIND.value, body=canonical_dumps(encode(body)),
-                                  prev_hash=b"\x00" * 32, hash=self.seq[device].to_bytes(32, "big")))
-        return out
+        return [self._row(device, t, body) for body in bodies]
 
 
 def _app(store: HubStore, devices: list[DeviceCredential],
@@ -188,7 +210,7 @@ def _timed_engine(engine: Any) -> dict[str, list[float]]:
 async def _poll_api(http: httpx.AsyncClient, dep: str, stop: asyncio.Event,
                     lat: dict[str, list[float]]) -> dict[str, Any]:
     last: dict[str, Any] = {}
-    i = 0
+    i, shown = 0, time.monotonic()
     while not stop.is_set():
         for name, path in (("GET /api/deployments/{id}", f"/api/deployments/{dep}"),
                            ("GET /api/devices/{id}", f"/api/devices/dev-{i % DEVICES:04d}")):
@@ -200,7 +222,18 @@ async def _poll_api(http: httpx.AsyncClient, dep: str, stop: asyncio.Event,
         i += 1
         if last.get("state") in ("complete", "rolled_back", "failed"):
             stop.set()
+        elif time.monotonic() >= shown + PROGRESS_S:
+            shown = time.monotonic()
+            print(f"  … {last.get('state')} at {(last.get('step') or {}).get('name')}: "
+                  f"{_counts(last)}", flush=True)
     return last
+
+
+def _counts(view: dict[str, Any]) -> str:
+    states: dict[str, int] = defaultdict(int)
+    for d in view.get("devices", []):
+        states[d["state"]] += 1
+    return ", ".join(f"{n} {s}" for s, n in sorted(states.items()))
 
 
 async def main() -> None:
@@ -241,7 +274,7 @@ def _report(view: dict[str, Any], spent: dict[str, list[float]], lat: dict[str, 
     waves = view.get("waves", [])
     print(f"rollout: {DEVICES} devices, {SITES} sites; canary {CANARY}, waves of {WAVE_SIZE} "
           f"({len(waves)} waves in all); health {HEALTH}; devices answer {ANSWER_MS} ms after "
-          f"a push")
+          f"a push; {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
     figure("deployment", f"{view.get('state')} in {took:.1f} s")
     sizes = {("canary" if w["kind"] == "canary" else f"wave:{w['index']}"): len(w["devices"])
              for w in waves}
@@ -258,5 +291,13 @@ def _report(view: dict[str, Any], spent: dict[str, list[float]], lat: dict[str, 
                p99 < API_P99_TARGET_MS)
 
 
+def _args() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--quick", action="store_true", help="100 devices: a smoke check")
+    if p.parse_args().quick:
+        globals().update(QUICK)
+
+
 if __name__ == "__main__":
+    _args()
     asyncio.run(main())
