@@ -24,8 +24,8 @@ try:  # lane F's (branch p3-health), once merged
     from contracts.rollout_health import Evidence, Health, HealthSpec, Verdict, parse_health
     from hub.health import HealthJudge
 except ImportError:  # pragma: no cover - until p3-health is merged
-    from hub.rollout_proof import (Evidence, Health, HealthJudge, HealthSpec,  # type: ignore[assignment]
-                                   Verdict, parse_health)
+    from hub.rollout_proof import (Evidence, Health, HealthJudge, HealthSpec, Verdict,
+                                   parse_health)
 
 __all__ = ["Evidence", "GateResult", "Health", "HealthJudge", "HealthSpec", "Verdict", "decide",
            "evidence_view", "parse_health"]
