@@ -57,7 +57,7 @@ class RolloutEngine:
                  live: Mapping[str, Any], clock: Callable[[], EpochMs]) -> None:
         self.store, self.service, self.clock = store, service, clock
         self.devices = DeviceSteps(store, Issuer(service, fleet, clock),
-                                   HealthJudge(store, live), clock)
+                                   HealthJudge(store, live), live, clock)
         self.flow = Flow(self)
         self._wake = asyncio.Event()
 

@@ -217,12 +217,18 @@ class Flow:
 
     # -- devices coming back --------------------------------------------------------------------
     async def converge(self, dep: DeploymentRecord) -> None:
+        spec = None
         for ex in self._rows(dep):
+            past = ex.wave < dep.wave or dep.state in (_D.COMPLETE, _D.VERIFYING)
             back = dep.state is _D.ROLLED_BACK and ex.state in _TOUCHED
-            ahead = dep.state is not _D.ROLLED_BACK and ex.state is _X.UNREACHABLE and \
-                (ex.wave < dep.wave or dep.state in (_D.COMPLETE, _D.VERIFYING))
+            ahead = dep.state is not _D.ROLLED_BACK and ex.state is _X.UNREACHABLE and past
             if (back or ahead) and self.e.devices.online(ex.device):
                 await self._converge_one(dep, ex, back)
+            elif dep.state is not _D.ROLLED_BACK and past and ex.state in _JUDGED:
+                spec = spec or parse_health(dep.health)  # pushed on its return: judged later
+                changed = self.e.devices.judge(dep, ex, spec, None)
+                if changed is not None:
+                    self.e.store.deployments.write(dep.id, self.e.clock(), devices=[changed])
 
     async def _converge_one(self, dep: DeploymentRecord, ex: ExecutionRecord, back: bool) -> None:
         """One `converge:<device>` step: its own row, beside the deployment's current step."""

@@ -2,7 +2,8 @@
 time, each change committed with the step's record (hub/store/deployments.py `write`).
 
 Rules:
-- A device is pushed only while it is online (not projected, unknown or in FAULT); an offline
+- A device is pushed only while it is online (heard since this hub started, and not projected,
+  unknown or in FAULT); an offline
   one stays queued until it comes back or the wave's reach deadline passes (then `unreachable`,
   counted apart).
 - A device is judged on its own journal only (hub/rollout_gate.py: the HealthJudge, I3); its
@@ -20,6 +21,7 @@ from typing import Any
 
 from contracts.types import EpochMs
 from hub.drift import OFFLINE_STATES
+from hub.live import LiveValues
 from hub.rollout_gate import FALLBACK_GATE, Health, HealthJudge, HealthSpec, evidence_view
 from hub.rollout_push import Issuer
 from hub.service import IllegalRequest
@@ -39,15 +41,23 @@ def moved(ex: ExecutionRecord, event: ExecutionEvent, now: EpochMs, **fields: An
 
 class DeviceSteps:
     def __init__(self, store: HubStore, issuer: Issuer, judge: HealthJudge,
-                 clock: Callable[[], EpochMs]) -> None:
+                 live: Mapping[str, LiveValues], clock: Callable[[], EpochMs]) -> None:
+        self.live = live
         self.store, self.issuer, self.health, self.clock = store, issuer, judge, clock
+        self.since_ms = clock()
 
     def online(self, device: str) -> bool:
+        """Heard from since this hub started, and not offline since: after a restart what the
+        store says of a device is stale until it speaks again (a push to a device that was
+        online before a crash and has not reconnected would be lost)."""
         try:
-            state = self.store.devices.get(device).state
+            rec = self.store.devices.get(device)
         except NotFound:
             return False
-        return state not in OFFLINE_STATES and state is not DeviceState.FAULT
+        live = self.live.get(device)
+        seen = max(rec.last_seen_ms or 0, live.received_ms if live is not None else 0)
+        return rec.state not in OFFLINE_STATES and rec.state is not DeviceState.FAULT and \
+            seen >= self.since_ms
 
     async def push(self, dep: DeploymentRecord, ex: ExecutionRecord, step: StepRecord,
                    commit: Commit, *, again: bool = False) -> ExecutionRecord:
