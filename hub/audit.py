@@ -41,6 +41,7 @@ class AuditAction(enum.StrEnum):
     SNAPSHOT_CREATE = "snapshot_create"  # a snapshot made (detail: what from),
     DESIRED_SET = "desired_set"          # a device's desired snapshot set
     COMMISSION = "commission"            # an operator asked an agent for a commissioning report
+    FALLBACK = "fallback"                # an agent fell back to its known-good contract (I2)
 
 
 class Outcome(enum.StrEnum):
