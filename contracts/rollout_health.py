@@ -38,12 +38,13 @@ from contracts.journal_events import (AdapterFaultBody, AgentEvent, BootBody, Co
                                       ContractChange, EventKind, GapBody, HubGapBody, InputBody,
                                       KeyframeBody, RefusalBody, StepBody, TripBody)
 from contracts.rollout_cycles import Run
-from contracts.rollout_spec import (MAX_WINDOW_S, Evidence, Gate, Health, HealthSpec, JournalRecord,
-                                    TelemetryView, Verdict, parse_health)
+from contracts.rollout_spec import (DEFAULT_WINDOW_S, MAX_WINDOW_S, Evidence, Gate, Health,
+                                    HealthSpec, JournalRecord, TelemetryView, Verdict, parse_health)
 from contracts.types import EpochMs
 
-__all__ = ["MAX_WINDOW_S", "ROLLOUT_FALLBACK", "Evidence", "Gate", "Health", "HealthProof",
-           "HealthSpec", "JournalRecord", "TelemetryView", "Verdict", "judge", "parse_health"]
+__all__ = ["DEFAULT_WINDOW_S", "MAX_WINDOW_S", "ROLLOUT_FALLBACK", "Evidence", "Gate", "Health",
+           "HealthProof", "HealthSpec", "JournalRecord", "TelemetryView", "Verdict", "judge",
+           "parse_health"]
 
 ROLLOUT_FALLBACK = "rollout_fallback"
 """The agent's event (interface I2): it fell back to its known-good contract by itself."""
