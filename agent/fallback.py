@@ -233,9 +233,11 @@ class Fallback:
         resumes: list[Resume] = []
         for active, state in restored.resumes:
             resumes.append(await self._restore_one(active, state))
-        fell = {h for h, w in self.windows.items() if w.status is not Status.OPEN
-                and w.status is not Status.CLOSED}
-        pendings = tuple(p for p in restored.pendings if p.hash not in fell)
+        # Neither a contract fallen back from, nor the known-good now resumed in its place (the
+        # store names it the latest of its id), may start again as a pending contract.
+        skip = {h for h, w in self.windows.items() if w.status in (Status.FALLING, Status.FELL_BACK)}
+        skip |= {a.hash for a, _ in resumes}
+        pendings = tuple(p for p in restored.pendings if p.hash not in skip)
         for active, _ in resumes:
             w = self.windows.get(active.hash)
             if w is not None and w.status is Status.OPEN:
