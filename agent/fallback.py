@@ -110,8 +110,9 @@ class Fallback:
         """A safe state still unconfirmed a scan after it was demanded is a cause too; the
         keeper journals it only when its set of points changes, so it is judged per cycle."""
         key = report.contract
-        digest = self._open.get(key) if key is not None else None
-        seg = self.scan.segments.get(key) if key is not None else None
+        if key is None:
+            return
+        digest, seg = self._open.get(key), self.scan.segments.get(key)
         if digest is None or seg is None or seg.active.hash != digest:
             return
         keeper = seg.actuator.keeper
@@ -268,7 +269,8 @@ class Fallback:
         entries = await self.journal.read(max(1, head - TAIL_ENTRIES + 1), TAIL_ENTRIES)
         by_id = {w.contract: h for h, w in self.windows.items() if w.status is Status.OPEN}
         for e in entries:
-            digest = by_id.get(e.body.get(CONTRACT_TAG))
+            tag = e.body.get(CONTRACT_TAG)
+            digest = by_id.get(tag) if isinstance(tag, str) else None
             if digest is not None and self.windows[digest].status is Status.OPEN:
                 self._update(digest, rules.judge(self.windows[digest], e.kind, e.body, e.seq,
                                                  e.ts_ms))
