@@ -126,6 +126,10 @@ class Fallback:
         digest = e.body.get("hash")
         if not isinstance(digest, str) or self.store is None:
             return
+        cid = e.body.get("contract")
+        before = self._open.get(cid) if isinstance(cid, str) else None
+        if before is not None and before != digest:  # another version took over: not on trial
+            self._update(before, replace(self.windows[before], status=Status.CLOSED))
         active = self.store.known.get(digest)
         if active is None:
             return
@@ -230,7 +234,7 @@ class Fallback:
         found = await self.journal.load_checkpoint(WINDOWS)
         self.windows = {h: Window.from_mapping(m) for h, m in loads(found[0]).items()} \
             if found else {}
-        await self._causes_in_tail()
+        await self._causes_in_tail({a.hash for a, _ in restored.resumes})
         resumes: list[Resume] = []
         for active, state in restored.resumes:
             resumes.append(await self._restore_one(active, state))
@@ -261,13 +265,15 @@ class Fallback:
                     rules.label(known_good.contract))
         return (known_good, rules.fallback_state(known_good.contract))
 
-    async def _causes_in_tail(self) -> None:
-        """A cause journaled just before a crash, its window not saved as FALLING yet."""
-        if not any(w.status is Status.OPEN for w in self.windows.values()):
+    async def _causes_in_tail(self, resumed: set[str]) -> None:
+        """A cause journaled just before a crash by a contract being resumed, its window not
+        saved as FALLING yet."""
+        by_id = {w.contract: h for h, w in self.windows.items()
+                 if w.status is Status.OPEN and h in resumed}
+        if not by_id:
             return
         head, _ = await self.journal.head()
         entries = await self.journal.read(max(1, head - TAIL_ENTRIES + 1), TAIL_ENTRIES)
-        by_id = {w.contract: h for h, w in self.windows.items() if w.status is Status.OPEN}
         for e in entries:
             tag = e.body.get(CONTRACT_TAG)
             digest = by_id.get(tag) if isinstance(tag, str) else None
