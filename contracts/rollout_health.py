@@ -46,7 +46,7 @@ __all__ = ["DEFAULT_WINDOW_S", "MAX_WINDOW_S", "ROLLOUT_FALLBACK", "Evidence", "
            "HealthProof", "HealthSpec", "JournalRecord", "TelemetryView", "Verdict", "judge",
            "parse_health"]
 
-ROLLOUT_FALLBACK = "rollout_fallback"
+ROLLOUT_FALLBACK = AgentEvent.ROLLOUT_FALLBACK
 """The agent's event (interface I2): it fell back to its known-good contract by itself."""
 
 BAD_EVENTS: Mapping[str, Gate] = MappingProxyType({
