@@ -42,7 +42,8 @@ class AlarmKind(enum.StrEnum):
     UNSIGNED_JOURNAL = "unsigned_journal"  # accepted: no key enrolled, signatures not required
     HUB_ERROR = "hub_error"
     DRIFT = "drift"                      # a device has not run its desired contract for too long
-    ROLLOUT_FALLBACK = "rollout_fallback"  # the agent fell back to its known-good contract (held)
+    ROLLOUT_FALLBACK = "rollout_fallback"  # the agent fell back to its known-good contract (held),
+                                           # or journaled why it could not (rollout_fallback_failed)
 
 
 _K = AlarmKind
@@ -58,6 +59,7 @@ JOURNAL_RAISES: Mapping[str, AlarmKind] = MappingProxyType({
     EventKind.RESUME_REFUSED: _K.RESUME_REFUSED,
     AgentEvent.MODEL_DIVERGENCE: _K.MODEL_DIVERGENCE,
     ROLLOUT_FALLBACK: _K.ROLLOUT_FALLBACK,
+    AgentEvent.ROLLOUT_FALLBACK_FAILED: _K.ROLLOUT_FALLBACK,  # could not: the trip holds instead
 })
 """Journal events (body `event`) that raise an alarm. `command_refused` of a resume raises
 RESUME_REFUSED too (see `journal_alarm`): the engine journals that until the agent's own
