@@ -8,11 +8,16 @@ import contextlib
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import aiomqtt
 
-from contracts.chain import GENESIS, Entry, EntryKind, make_entry
+from contracts.chain import GENESIS, Entry, make_entry
 from contracts.codec import content_hash
+from contracts.engine_state import EngineState, Mode
+from contracts.journal_events import (AgentEvent, BootBody, ContractBody, ContractChange,
+                                      EventBody, InputBody, encode)
+from contracts.schema import Contract
 from contracts.signing import read_signed
 from contracts.topics import Channel, topic
 from contracts.wire import Birth, Telemetry
@@ -26,12 +31,31 @@ class FakeAgent:
     entries: list[Entry] = field(default_factory=list)
     pushes: list[str] = field(default_factory=list)  # "contract@version", one per message
     running: str | None = None
+    falls_back: bool = False  # journal `rollout_fallback` right after booting a pushed contract
 
-    def _append(self, kind: EntryKind, body: dict[str, object]) -> Entry:
+    def _append(self, body: Any) -> Entry:
         prev = self.entries[-1].hash if self.entries else GENESIS
-        e = make_entry(prev, len(self.entries) + 1, time.time_ns() // 1_000_000, kind, body)
+        e = make_entry(prev, len(self.entries) + 1, time.time_ns() // 1_000_000, body.KIND,
+                       encode(body))
         self.entries.append(e)
         return e
+
+    def _accept(self, c: Contract) -> list[Entry]:
+        """What an agent journals taking a contract on: accepted, its BOOT, the output sync."""
+        digest = content_hash(c)
+        out = [self._append(ContractBody(event=ContractChange.ACCEPTED, contract=c.contract,
+                                         version=c.version, hash=digest)),
+               self._append(BootBody(boot_id="b" * 32, t0_ms=time.time_ns() // 1_000_000,
+                                     period_ms=c.scan_period_ms, contract=c.contract,
+                                     version=c.version, hash=digest,
+                                     state=EngineState(mode=Mode.PENDING), resumed=False)),
+               self._append(EventBody(event=AgentEvent.OUTPUT_SYNC, fields={"writes": {}},
+                                      contract=c.contract))]
+        if self.falls_back and c.rollout is not None:
+            out.append(self._append(EventBody(event="rollout_fallback", contract=c.contract, fields={
+                "deployment": c.rollout.deployment, "known_good": c.rollout.known_good or "",
+                "fallback": "-", "cause": "guard_trip", "cause_seq": out[-1].seq})))
+        return out
 
     async def run(self, port: int, connected: asyncio.Event) -> None:
         """Online on the broker at `port` until cancelled: birth, the whole journal, then each
@@ -53,9 +77,16 @@ class FakeAgent:
                 await self._contracts(client)
 
     async def _telemetry(self, client: aiomqtt.Client) -> None:
-        """Telemetry every 0.2 s, as an agent's: what tells the hub it is online."""
+        """Telemetry every 0.2 s, as an agent's (what tells the hub it is online), and a reading
+        journaled each second while a contract runs (what proves its health window over)."""
+        tick = 0
         while True:
             name, _, version = (self.running or "").partition("@")
+            tick += 1
+            if name and tick % 5 == 0:
+                e = self._append(InputBody(values={"level": [1.0, "good", None]}, contract=name))
+                await client.publish(topic(SITE, self.device, Channel.JOURNAL),
+                                     batch(self.device, [e]), qos=1)
             await client.publish(topic(SITE, self.device, Channel.TELEMETRY), Telemetry(
                 ts_ms=time.time_ns() // 1_000_000, values=(), mode="running", step=None,
                 seq=len(self.entries), contract=name or None,
@@ -64,14 +95,13 @@ class FakeAgent:
 
     async def _contracts(self, client: aiomqtt.Client) -> None:
         async for message in client.messages:
-            c = read_signed(bytes(message.payload))  # type: ignore[arg-type]
+            c = read_signed(bytes(message.payload))  # type: ignore[arg-type,unused-ignore]
             cid = f"{c.contract}@{c.version}"
             self.pushes.append(cid)
-            e = self._append(EntryKind.CONTRACT, {"event": "accepted", "contract": c.contract,
-                                                   "version": c.version, "hash": content_hash(c)})
+            entries = self._accept(c)
             self.running = cid
             await client.publish(topic(SITE, self.device, Channel.JOURNAL),
-                                 batch(self.device, [e]), qos=1)
+                                 batch(self.device, entries), qos=1)
 
 
 @contextlib.asynccontextmanager
