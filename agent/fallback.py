@@ -110,8 +110,9 @@ class Fallback:
         """A safe state still unconfirmed a scan after it was demanded is a cause too; the
         keeper journals it only when its set of points changes, so it is judged per cycle."""
         key = report.contract
-        digest = self._open.get(key) if key is not None else None
-        seg = self.scan.segments.get(key) if key is not None else None
+        if key is None:
+            return
+        digest, seg = self._open.get(key), self.scan.segments.get(key)
         if digest is None or seg is None or seg.active.hash != digest:
             return
         keeper = seg.actuator.keeper
@@ -125,6 +126,10 @@ class Fallback:
         digest = e.body.get("hash")
         if not isinstance(digest, str) or self.store is None:
             return
+        cid = e.body.get("contract")
+        before = self._open.get(cid) if isinstance(cid, str) else None
+        if before is not None and before != digest:  # another version took over: not on trial
+            self._update(before, replace(self.windows[before], status=Status.CLOSED))
         active = self.store.known.get(digest)
         if active is None:
             return
@@ -229,13 +234,15 @@ class Fallback:
         found = await self.journal.load_checkpoint(WINDOWS)
         self.windows = {h: Window.from_mapping(m) for h, m in loads(found[0]).items()} \
             if found else {}
-        await self._causes_in_tail()
+        await self._causes_in_tail({a.hash for a, _ in restored.resumes})
         resumes: list[Resume] = []
         for active, state in restored.resumes:
             resumes.append(await self._restore_one(active, state))
-        fell = {h for h, w in self.windows.items() if w.status is not Status.OPEN
-                and w.status is not Status.CLOSED}
-        pendings = tuple(p for p in restored.pendings if p.hash not in fell)
+        # Neither a contract fallen back from, nor the known-good now resumed in its place (the
+        # store names it the latest of its id), may start again as a pending contract.
+        skip = {h for h, w in self.windows.items() if w.status in (Status.FALLING, Status.FELL_BACK)}
+        skip |= {a.hash for a, _ in resumes}
+        pendings = tuple(p for p in restored.pendings if p.hash not in skip)
         for active, _ in resumes:
             w = self.windows.get(active.hash)
             if w is not None and w.status is Status.OPEN:
@@ -258,15 +265,18 @@ class Fallback:
                     rules.label(known_good.contract))
         return (known_good, rules.fallback_state(known_good.contract))
 
-    async def _causes_in_tail(self) -> None:
-        """A cause journaled just before a crash, its window not saved as FALLING yet."""
-        if not any(w.status is Status.OPEN for w in self.windows.values()):
+    async def _causes_in_tail(self, resumed: set[str]) -> None:
+        """A cause journaled just before a crash by a contract being resumed, its window not
+        saved as FALLING yet."""
+        by_id = {w.contract: h for h, w in self.windows.items()
+                 if w.status is Status.OPEN and h in resumed}
+        if not by_id:
             return
         head, _ = await self.journal.head()
         entries = await self.journal.read(max(1, head - TAIL_ENTRIES + 1), TAIL_ENTRIES)
-        by_id = {w.contract: h for h, w in self.windows.items() if w.status is Status.OPEN}
         for e in entries:
-            digest = by_id.get(e.body.get(CONTRACT_TAG))
+            tag = e.body.get(CONTRACT_TAG)
+            digest = by_id.get(tag) if isinstance(tag, str) else None
             if digest is not None and self.windows[digest].status is Status.OPEN:
                 self._update(digest, rules.judge(self.windows[digest], e.kind, e.body, e.seq,
                                                  e.ts_ms))

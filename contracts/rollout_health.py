@@ -5,7 +5,8 @@ A device counts as healthy for a pushed contract only on evidence in its own sig
 - `accepted`   a CONTRACT `accepted` entry with the pushed content hash (a CONTRACT `refused` or a
                `stored_contract_refused` REFUSAL with that hash fails the gate `refused`);
 - `cycles`     at least `min_cycles` scan cycles of that contract run inside the window (the rule
-               for counting them is contracts/rollout_proof.py's);
+               for counting them is contracts/rollout_cycles.py's); another version of the contract
+               booting inside the window fails it too (evidence `replaced`);
 - `step`       the named step entered inside the window;
 - no `guard_trip`, `safe_unconfirmed`, `second_writer`, `adapter_fault`, `model_divergence` or
                `rollout_fallback` of that contract inside the window (the first one in seq order
@@ -19,44 +20,36 @@ clock (as the agent's fallback rule measures it), and is proven passed only by a
 stamped at or after its end — the journal is gapless and ingested in seq order, so nothing before
 that entry is still to come — and, on the hub's clock, not before the push plus the window.
 PENDING until then (its gate names what is awaited); FAILED at the first failing gate, with its
-evidence (journal seqs, times and values); HEALTHY with the evidence that proved it.
+evidence (journal seqs, times and values); HEALTHY with the evidence that proved it. A GAP entry
+(entries dropped before the hub had them) before the proof keeps it PENDING: what the dropped
+entries said cannot be proven, so such a device never counts as healthy for this push.
 
-Scan cycles are counted from the journal by the rule in contracts/rollout_cycles.py.
+Scan cycles are counted from the journal by the rule in contracts/rollout_cycles.py; the gates'
+checks (which occurrence fails which gate, the telemetry condition, the commissioning report) are
+contracts/rollout_gates.py's; the spec and verdict types contracts/rollout_spec.py's.
 """
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from types import MappingProxyType
+from collections.abc import Iterable
 from typing import Any
 
 from contracts.commission_report import CommissionReport
-from contracts.engine_modes import mode_after
-from contracts.engine_state import Mode
-from contracts.errors import ExprEvalError
-from contracts.expr import names_in_order, parse
-from contracts.journal_events import (AdapterFaultBody, AgentEvent, BootBody, ContractBody,
-                                      ContractChange, EventKind, GapBody, HubGapBody, InputBody,
-                                      KeyframeBody, RefusalBody, StepBody, TripBody)
+from contracts.expr import names_in_order
+from contracts.journal_events import (AgentEvent, BootBody, ContractBody, ContractChange, GapBody,
+                                      HubGapBody, InputBody, KeyframeBody, RefusalBody)
 from contracts.rollout_cycles import Run
-from contracts.rollout_spec import (MAX_WINDOW_S, Evidence, Gate, Health, HealthSpec, JournalRecord,
-                                    TelemetryView, Verdict, parse_health)
+from contracts.rollout_gates import (bad_gate, commissioning_verdict, condition, detail, entered,
+                                     failed, gap_range, parsed)
+from contracts.rollout_spec import (DEFAULT_WINDOW_S, MAX_WINDOW_S, Evidence, Gate, Health,
+                                    HealthSpec, JournalRecord, TelemetryView, Verdict, parse_health)
 from contracts.types import EpochMs
 
-__all__ = ["MAX_WINDOW_S", "ROLLOUT_FALLBACK", "Evidence", "Gate", "Health", "HealthProof",
-           "HealthSpec", "JournalRecord", "TelemetryView", "Verdict", "judge", "parse_health"]
+__all__ = ["DEFAULT_WINDOW_S", "MAX_WINDOW_S", "ROLLOUT_FALLBACK", "Evidence", "Gate", "Health",
+           "HealthProof", "HealthSpec", "JournalRecord", "TelemetryView", "Verdict", "judge",
+           "parse_health"]
 
-ROLLOUT_FALLBACK = "rollout_fallback"
+ROLLOUT_FALLBACK = AgentEvent.ROLLOUT_FALLBACK
 """The agent's event (interface I2): it fell back to its known-good contract by itself."""
-
-BAD_EVENTS: Mapping[str, Gate] = MappingProxyType({
-    EventKind.GUARD_TRIP: Gate.GUARD_TRIP,
-    EventKind.ENGINE_ERROR: Gate.GUARD_TRIP,
-    AgentEvent.SAFE_UNCONFIRMED: Gate.SAFE_UNCONFIRMED,
-    AgentEvent.SECOND_WRITER: Gate.SECOND_WRITER,
-    AgentEvent.MODEL_DIVERGENCE: Gate.MODEL_DIVERGENCE,
-})
-"""Occurrences that fail a gate inside the window (an autonomy budget run out into safe_state is
-a trip as well: `_bad`). ADAPTER_FAULT entries fail `adapter_fault` unless they are a recovery."""
 
 class HealthProof:
     """What one device's journal has proven so far about one pushed contract: fed its records
@@ -98,7 +91,7 @@ class HealthProof:
             self._boot(seq, ts, body)
             return
         if isinstance(body, GapBody | HubGapBody) and self.proof is None:
-            self.gap = Evidence(what="journal_gap", seq=seq, ts_ms=ts, value=list(_gap(body)))
+            self.gap = Evidence(what="journal_gap", seq=seq, ts_ms=ts, value=list(gap_range(body)))
         tag = getattr(body, "contract", None)
         owner = tag if tag is not None else self.latest_boot
         if owner == self.contract and getattr(body, "event", None) == ROLLOUT_FALLBACK:
@@ -145,12 +138,12 @@ class HealthProof:
             return  # after the window: only its cycles count (above)
         if isinstance(body, InputBody | KeyframeBody):
             self._values(seq, ts, body)
-        if self.step is None and self.spec.step is not None and _entered(body, self.spec.step):
+        if self.step is None and self.spec.step is not None and entered(body, self.spec.step):
             self.step = Evidence(what="step", seq=seq, ts_ms=ts, value=self.spec.step)
-        gate = _bad(body)
+        gate = bad_gate(body)
         if gate is not None:
             ev = Evidence(what=str(getattr(body, "event", None) or "adapter_fault"), seq=seq,
-                          ts_ms=ts, value=_detail(body))
+                          ts_ms=ts, value=detail(body))
             self.causes.setdefault(seq, ev)
             if self.bad is None:
                 self.bad = (gate, ev)
@@ -187,35 +180,35 @@ class HealthProof:
         """The verdict now (see the module's rules); `commissioning` is read only when
         `needs_commissioning`."""
         if self.refused is not None:
-            return _failed(Gate.REFUSED, self.refused)
+            return failed(Gate.REFUSED, self.refused)
         if self.accepted is None:
             return Verdict(health=Health.PENDING, gate=Gate.ACCEPTED, evidence=())
         if not self.runs:
             return Verdict(health=Health.PENDING, gate=Gate.CYCLES, evidence=(self.accepted,))
         if self.fallback is not None:
             fell, cause = self.fallback
-            return _failed(Gate.ROLLOUT_FALLBACK, fell,
+            return failed(Gate.ROLLOUT_FALLBACK, fell,
                            *([self.causes[cause]] if cause in self.causes else []))
         if self.bad is not None:
-            return _failed(*self.bad)
+            return failed(*self.bad)
         cycles = Evidence(what="cycles", seq=None, ts_ms=None, value=self.cycles())
         if self.ended is not None:
-            return _failed(Gate.CYCLES, self.ended, cycles)
+            return failed(Gate.CYCLES, self.ended, cycles)
         base = (self.accepted, self.runs[0].boot, cycles)
         if self.proof is None or now_ms < pushed_ms + self.spec.window_ms or self.gap is not None:
             return Verdict(health=Health.PENDING, gate=self._awaited(cycles.value),
                            evidence=(*base, self._window_evidence()))
         if cycles.value < self.spec.min_cycles:
-            return _failed(Gate.CYCLES, cycles, self.proof)
+            return failed(Gate.CYCLES, cycles, self.proof)
         if self.spec.step is not None and self.step is None:
-            return _failed(Gate.STEP, Evidence(what="step", value=self.spec.step), self.proof)
+            return failed(Gate.STEP, Evidence(what="step", value=self.spec.step), self.proof)
         shown = self._telemetry(telemetry)
         if shown is not None and shown.health is Health.FAILED:
             return shown
         found = (*base, *([self.step] if self.step else []), self.proof,
                  *(shown.evidence if shown else ()))
         if needs_commissioning:
-            return _commissioning(commissioning, found)
+            return commissioning_verdict(commissioning, found)
         return Verdict(health=Health.HEALTHY, gate=None, evidence=found)
 
     def _awaited(self, cycles: int) -> Gate | None:
@@ -235,72 +228,17 @@ class HealthProof:
         values if newer (a regression since); None when the spec has no telemetry condition."""
         if self.spec.telemetry is None:
             return None
-        expr = parse(self.spec.telemetry)
+        expr = parsed(self.spec.telemetry)
         names = names_in_order(expr)
         journaled = tuple(self.view.get(n, Evidence(what=n)) for n in names)
-        verdict = _condition(expr, self.good, journaled)
+        verdict = condition(expr, self.good, journaled)
         assert self.proof is not None
         if verdict.health is Health.FAILED or live is None or live.ts_ms <= (self.proof.ts_ms or 0):
             return verdict
         values = {**self.good, **{k: v for k, v in live.values.items()
                                   if isinstance(v, bool | int | float)}}
         shown = tuple(Evidence(what=n, ts_ms=live.ts_ms, value=values.get(n)) for n in names)
-        return _condition(expr, values, shown)
-
-
-def _condition(expr: Any, env: Mapping[str, Any], evidence: tuple[Evidence, ...]) -> Verdict:
-    try:
-        held = expr.evaluate(env) is True
-    except ExprEvalError as exc:
-        return _failed(Gate.TELEMETRY, *evidence, Evidence(what="telemetry", value=str(exc)[:200]))
-    if not held:
-        return _failed(Gate.TELEMETRY, *evidence, Evidence(what="telemetry", value=expr.text))
-    return Verdict(health=Health.HEALTHY, gate=None, evidence=evidence)
-
-
-def _commissioning(report: CommissionReport | None, found: tuple[Evidence, ...]) -> Verdict:
-    if report is None:
-        return Verdict(health=Health.PENDING, gate=Gate.COMMISSIONING, evidence=found)
-    if not report.ok:
-        return _failed(Gate.COMMISSIONING, *(
-            Evidence(what=f"commissioning:{p.name}", ts_ms=report.started_ms,
-                     value=p.error or "; ".join(p.hints) or p.verdict.value)
-            for p in report.failing()))
-    return Verdict(health=Health.HEALTHY, gate=None, evidence=(
-        *found, Evidence(what="commissioning", ts_ms=report.started_ms, value="ok")))
-
-
-def _failed(gate: Gate, *evidence: Evidence) -> Verdict:
-    return Verdict(health=Health.FAILED, gate=gate, evidence=tuple(evidence))
-
-
-def _entered(body: Any, step: str) -> bool:
-    if isinstance(body, StepBody):
-        return body.event == EventKind.STEP_ENTERED and body.get("step") == step
-    return isinstance(body, KeyframeBody) and body.step == step
-
-
-def _bad(body: Any) -> Gate | None:
-    if isinstance(body, AdapterFaultBody):
-        return None if body.what.endswith("_recovered") else Gate.ADAPTER_FAULT
-    if isinstance(body, TripBody) and body.event == EventKind.AUTONOMY_EXHAUSTED:
-        return Gate.GUARD_TRIP if mode_after(body.event, body.get("then")) is Mode.SAFE else None
-    if isinstance(body, TripBody | StepBody | RefusalBody) or hasattr(body, "event"):
-        return BAD_EVENTS.get(str(body.event))
-    return None
-
-
-def _detail(body: Any) -> Any:
-    if isinstance(body, AdapterFaultBody):
-        return {"what": body.what, "reason": body.reason, "point": body.point}
-    fields = getattr(body, "fields", {})
-    return {k: v for k, v in fields.items() if isinstance(v, str | int | float | bool | None)}
-
-
-def _gap(body: GapBody | HubGapBody) -> tuple[int, int]:
-    if isinstance(body, GapBody):
-        return body.dropped_from, body.dropped_to
-    return body.missing_from, body.missing_to
+        return condition(expr, values, shown)
 
 
 def judge(records: Iterable[JournalRecord], *, contract: str, content_hash: str, spec: HealthSpec,

@@ -16,11 +16,14 @@ from contracts.expr import parse
 from contracts.limits import quote
 from contracts.types import EpochMs
 
-__all__ = ["MAX_WINDOW_S", "Evidence", "Gate", "Health", "HealthSpec", "JournalRecord",
+__all__ = ["DEFAULT_WINDOW_S", "MAX_WINDOW_S", "Evidence", "Gate", "Health", "HealthSpec", "JournalRecord",
            "TelemetryView", "Verdict", "parse_health"]
 
 MAX_WINDOW_S = 86_400
 """A day: the same bound as a contract's `rollout.health_window_s` (interface I1)."""
+DEFAULT_WINDOW_S = 300
+"""Five minutes when a deployment names no window: I1's example, and long enough for a keyframe
+(once a minute) to prove the end of it on a process at rest."""
 MAX_CYCLES = 100_000_000
 """More cycles than a day holds at the fastest scan period (1 ms): a bound, not a policy."""
 MAX_STEP = 64
@@ -113,7 +116,7 @@ def parse_health(doc: Mapping[str, Any]) -> HealthSpec:
         raise ContractInvalid([Issue(path="health", reason=f"must be a mapping, got {quote(doc)}")])
     issues = [Issue(path=f"health.{str(k)[:40]}", reason="is not a field of health (known: "
                     + ", ".join(_FIELDS) + ")") for k in doc if k not in _FIELDS]
-    window = _number(doc.get("window_s"), issues)
+    window = _number(doc.get("window_s", DEFAULT_WINDOW_S), issues)
     cycles = _cycles(doc.get("min_cycles", 0), issues)
     step = _text(doc.get("step"), "health.step", MAX_STEP, issues)
     telemetry = _text(doc.get("telemetry"), "health.telemetry", MAX_TELEMETRY, issues)

@@ -44,6 +44,7 @@ class AuditAction(enum.StrEnum):
     DEPLOY = "deploy"                    # a deployment made, paused, resumed, approved, retried
     DEPLOY_STEP = "deploy_step"          # a deployment step done or failed (hub/rollout_engine.py)
     DEPLOY_ROLLBACK = "deploy_rollback"  # a deployment rolled back: who or what, why, evidence
+    FALLBACK = "fallback"                # an agent fell back to its known-good contract (I2)
 
 
 class Outcome(enum.StrEnum):

@@ -166,7 +166,7 @@ class Deployments:
         raise DeploymentConflict(why, [Issue(path="state", reason=why)])
 
     def _awaiting_approval(self, dep: str) -> StepRecord | None:
-        step = self.store.deployments.last_step(dep)
+        step = self.store.deployments.current_step(dep)
         return step if step and step.name.endswith(APPROVAL) and step.status == "running" else None
 
     def pause(self, dep: str, actor: str) -> DeploymentRecord:
@@ -213,7 +213,7 @@ class Deployments:
         """Run the failed step again (attempts + 1); its pushes that happened are not repeated
         (hub/rollout_push.py). Raises DeploymentConflict when no step failed."""
         rec = self.store.deployments.get(dep)
-        step = self.store.deployments.last_step(dep)
+        step = self.store.deployments.current_step(dep)
         if step is None or step.status != "failed":
             self._refuse(rec, actor, "retry", f"deployment {dep} is {rec.state.value}: no "
                                               "failed step to retry")
@@ -230,7 +230,7 @@ class Deployments:
     def rollback(self, dep: str, actor: str, reason: str) -> DeploymentRecord:
         rec = self.store.deployments.get(dep)
         self._check(rec, _E.ROLLBACK, actor, "rollback")
-        why = {"initiated_by": f"operator:{actor}", "gate": None, "devices": [], "evidence": [],
+        why: dict[str, Any] = {"initiated_by": f"operator:{actor}", "gate": None, "devices": [], "evidence": [],
                "ts_ms": self.clock(), "reason": reason}
         after = self.store.deployments.write(dep, self.clock(), event=_E.ROLLBACK,
                                              reason=f"rollback by {actor}: {reason}"[:500],

@@ -1,8 +1,8 @@
 """A wave's gate, from each device's health verdict (interface I3) — the rules, pure.
 
 Rules:
-- A device's verdict comes from the HealthJudge (lane F's hub/health.py; until it is merged, the
-  interim hub/rollout_proof.py with the same shapes): evidence from its own journal only.
+- A device's verdict comes from the HealthJudge (hub/health.py, interface I3): evidence from its
+  own journal only.
 - The canary gate fails at the first failed canary; a wave's gate fails once the deployment's
   failures cross the abort threshold (contracts/rollout_strategy.py `aborts`, counted over every
   device executed so far); any device that journaled `rollout_fallback` (interface I2: it fell
@@ -20,12 +20,8 @@ from contracts.rollout_strategy import Abort, aborts
 from hub.states import ExecutionState
 from hub.store.deployments import ExecutionRecord
 
-try:  # lane F's (branch p3-health), once merged
-    from contracts.rollout_health import Evidence, Health, HealthSpec, Verdict, parse_health
-    from hub.health import HealthJudge
-except ImportError:  # pragma: no cover - until p3-health is merged
-    from hub.rollout_proof import (Evidence, Health, HealthJudge, HealthSpec,  # type: ignore[assignment]
-                                   Verdict, parse_health)
+from contracts.rollout_health import Evidence, Health, HealthSpec, Verdict, parse_health
+from hub.health import HealthJudge
 
 __all__ = ["Evidence", "GateResult", "Health", "HealthJudge", "HealthSpec", "Verdict", "decide",
            "evidence_view", "parse_health"]

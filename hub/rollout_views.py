@@ -2,6 +2,7 @@
 gates, devices with their evidence, the typed rollback reason, and (in full) every step."""
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from hub.rollout_gate import counts
@@ -21,20 +22,22 @@ def _device(d: ExecutionRecord) -> dict[str, Any]:
             "restored": d.restore, "reason": d.reason, "evidence": list(d.evidence)}
 
 
-def _gate(wave: dict[str, Any], devices: list[ExecutionRecord],
+def _gate(wave: Mapping[str, Any], devices: list[ExecutionRecord],
           steps: list[StepRecord]) -> dict[str, Any]:
     name = "canary:gate" if wave["kind"] == "canary" else f"wave:{wave['index']}:gate"
     step = next((s for s in reversed(steps) if s.name == name), None)
     status = str(step.result.get("gate", "pending")) if step is not None else "pending"
     failed = [{"device": d.device, "gate": d.reason, "evidence": list(d.evidence)}
               for d in devices if d.state.value == "failed"]
-    return {"status": status, "counts": counts(devices), "failed": failed}
+    decided = step.result.get("counts") if step is not None else None  # as the gate saw them
+    return {"status": status, "counts": dict(decided) if decided else counts(devices),
+            "failed": failed}
 
 
 def deployment_view(store: HubStore, rec: DeploymentRecord, *, full: bool = True) -> dict[str, Any]:
     steps = store.deployments.steps(rec.id)
     devices = store.deployments.devices(rec.id)
-    current = steps[-1] if steps else None
+    current = store.deployments.current_step(rec.id)
     by_wave: dict[int, list[ExecutionRecord]] = {}
     for d in devices:
         by_wave.setdefault(d.wave, []).append(d)

@@ -70,7 +70,7 @@ ORIGIN: Mapping[enum.StrEnum, Origin] = MappingProxyType({
     **{e: Origin.HUB for e in (_E.SILENCE, _E.JOURNAL_CAUGHT_UP, _E.RECONCILE_DONE, _E.RESET,
                                _E.HUB_RESTART, _E.JOURNAL_STALLED)},
     **{e: Origin.PEER for e in (_CE.ACCEPT, _CE.REFUSE, _CE.START, _CE.TRIP, _CE.RESUME,
-                                _CE.COMPLETE, _CE.FAIL)},
+                                _CE.COMPLETE, _CE.FAIL, _CE.REINSTATE)},
     **{e: Origin.HUB for e in (_CE.PUSH, _CE.HOLD, _CE.ABORT, _CE.SUPERSEDE, _CE.EXPIRE)},
 })
 """Who triggers each event of every machine: decides whose fault an illegal one is (`refused`)."""

@@ -98,6 +98,7 @@ class ContractStatus(enum.StrEnum):
 
     @property
     def terminal(self) -> bool:
+        """Nothing the hub decides moves it on (only a device's REINSTATE of a superseded one)."""
         return self in _TERMINAL
 
     @property
@@ -124,6 +125,7 @@ class ContractEvent(enum.StrEnum):
     ABORT = "abort"
     SUPERSEDE = "supersede"
     EXPIRE = "expire"
+    REINSTATE = "reinstate"  # the device fell back to this known-good contract by itself (I2)
 
 
 _CE = ContractEvent
@@ -162,6 +164,11 @@ CONTRACT_TRANSITIONS: Mapping[tuple[ContractStatus, ContractEvent], ContractStat
     (_C.TRIPPED, _CE.RESUME): _C.ACTIVE,
     (_C.TRIPPED, _CE.FAIL): _C.FAILED,
     **{(_C.TRIPPED, e): s for e, s in _ENDINGS.items()},
+    # The one way out of a terminal status, and it is the device's: a contract a deployment
+    # replaced, which the agent ran again by itself when the new one tripped inside its health
+    # window (rollout_fallback, interface I2). It starts held: only an operator's resume runs it.
+    (_C.SUPERSEDED, _CE.REINSTATE): _C.HELD,
+    (_C.HELD, _CE.REINSTATE): _C.HELD,
 })
 
 

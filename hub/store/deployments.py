@@ -123,10 +123,24 @@ class DeploymentRepository:
                                    "ORDER BY idx", [dep_id])
         return [_step(r) for r in rows]
 
-    def last_step(self, dep_id: str) -> StepRecord | None:
-        row = self._conn.one("SELECT * FROM deployment_steps WHERE deployment = ? "
-                             "ORDER BY idx DESC LIMIT 1", [dep_id])
+    def current_step(self, dep_id: str) -> StepRecord | None:
+        """The deployment's step in its own order: the last one that is not a device's
+        `converge:` step (those run beside it, for devices coming back)."""
+        row = self._conn.one("SELECT * FROM deployment_steps WHERE deployment = ? AND name NOT "
+                             "LIKE 'converge:%' ORDER BY idx DESC LIMIT 1", [dep_id])
         return _step(row) if row else None
+
+    def step(self, dep_id: str, index: int) -> StepRecord:
+        row = self._conn.one("SELECT * FROM deployment_steps WHERE deployment = ? AND idx = ?",
+                             [dep_id, index])
+        if row is None:
+            raise NotFound("deployment step", f"{dep_id}#{index}")
+        return _step(row)
+
+    def next_index(self, dep_id: str) -> int:
+        row = self._conn.one("SELECT max(idx) AS i FROM deployment_steps WHERE deployment = ?",
+                             [dep_id])
+        return int(row["i"]) + 1 if row and row["i"] is not None else 0
 
     def devices(self, dep_id: str) -> list[ExecutionRecord]:
         rows = self._conn.db.query("SELECT * FROM deployment_devices WHERE deployment = ? "

@@ -288,6 +288,7 @@ def test_parse_health_names_every_bad_field() -> None:
                      "health.telemetry", "health.commissioning"]
     assert "column" in str(err.value.issues[4])
     with pytest.raises(ContractInvalid, match="health.window_s"):
-        parse_health({})
+        parse_health({"window_s": None})
+    assert parse_health({}) == HealthSpec(window_ms=300_000)  # five minutes when none is named
     with pytest.raises(ContractInvalid, match="health: must be a mapping"):
         parse_health([])  # type: ignore[arg-type]

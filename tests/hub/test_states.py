@@ -45,10 +45,13 @@ def test_illegal_transition_message_names_machine_state_and_event() -> None:
         transition(ContractStatus.COMPLETED, ContractEvent.START)
 
 
-def test_terminal_contract_statuses_have_no_way_out() -> None:
+def test_terminal_contract_statuses_have_no_way_out_but_the_devices_own_fallback() -> None:
     for status in ContractStatus:
-        outgoing = [e for (s, e) in CONTRACT_TRANSITIONS if s is status]
+        outgoing = [e for (s, e) in CONTRACT_TRANSITIONS if s is status
+                    and e is not ContractEvent.REINSTATE]
         assert (outgoing == []) == status.terminal, status
+    reinstated = {s for (s, e) in CONTRACT_TRANSITIONS if e is ContractEvent.REINSTATE}
+    assert reinstated & {s for s in ContractStatus if s.terminal} == {ContractStatus.SUPERSEDED}
 
 
 def test_every_non_terminal_state_is_reachable_from_the_initial_one() -> None:
