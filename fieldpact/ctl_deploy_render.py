@@ -70,6 +70,16 @@ def progress_text(wave: Mapping[str, Any]) -> str:
     return ", ".join([head, *(f"{counts.get(k, 0)} {k}" for k in COUNTS[1:])])
 
 
+def rollback_evidence(evidence: Any) -> str:
+    """A rollback's evidence: per device (`d1 (telemetry): level = 5.6 at seq 12`) when the hub
+    groups it so (hub/rollout_flow.py), else the evidence items themselves."""
+    groups = [e for e in _list(evidence) if "device" in e]
+    if not groups:
+        return evidence_text(evidence)
+    return " | ".join(f"{g.get('device')} ({g.get('gate')}): {evidence_text(g.get('evidence'))}"
+                      for g in groups)
+
+
 def rollback_text(rollback: Any) -> str | None:
     """One sentence: who or what rolled back, on which gate, for which devices, with what proof."""
     r = _map(rollback)
@@ -78,7 +88,7 @@ def rollback_text(rollback: Any) -> str | None:
     devices = ", ".join(str(d) for d in r.get("devices") or []) or "-"
     gate = f"gate {r.get('gate')}" if r.get("gate") else "no gate"
     return (f"rolled back at {when(r.get('ts_ms'))}: initiated by {r.get('initiated_by')}, {gate}, "
-            f"devices {devices}; evidence: {evidence_text(r.get('evidence'))}"
+            f"devices {devices}; evidence: {rollback_evidence(r.get('evidence'))}"
             + (f"; reason: {r.get('reason')}" if r.get("reason") else ""))
 
 

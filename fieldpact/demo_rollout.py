@@ -123,8 +123,12 @@ async def _baseline(d: Demo, sid: str) -> dict[str, str]:
         ids[row["device"]] = f"{body['contract']}@{body['version']}"
     for device, cid in ids.items():
         await d.wait(f"{cid} active on {device}", functools.partial(_is_active, d, cid), 30)
+    for device in ids:  # the baseline filled each tank and holds it: the process at rest
+        sim = d.site.devices[device].sim
+        await d.wait(f"{device} holding at {BASELINE_M:g} m",
+                     functools.partial(_holding, sim, BASELINE_M), 60)
     d.check("rollout tanks run the known-good baseline", set(ids) == {CANARY, *WAVE},
-            ", ".join(f"{k}: {v}" for k, v in sorted(ids.items())))
+            ", ".join(f"{k}: {v}, level {_level(d, k):.2f} m" for k, v in sorted(ids.items())))
     return ids
 
 
@@ -141,14 +145,16 @@ async def _bad_rollout(d: Demo, sid: str, known_good: dict[str, str]) -> None:
             bool(rb.get("gate")) and rb.get("devices") == [CANARY] and bool(rb.get("evidence")),
             _evidence(rb.get("evidence")))
     await _never_expanded(d, view, known_good)
-    restored = known_good[CANARY]
-    await d.wait(f"{CANARY} back on its known-good configuration",
-                 lambda: _running(d, CANARY) not in (None, _issued(view, CANARY)), 30)
+    row = next(x for x in view["devices"] if x["device"] == CANARY)
+    restored = row.get("restored")  # the known-good configuration, re-issued as a new version
+    await d.wait(f"{CANARY} running {restored}, its known-good configuration",
+                 lambda: restored is not None and _running(d, CANARY) == restored, 30)
     sim = d.site.devices[CANARY].sim
     await d.wait(f"{CANARY}'s pump stopped (read from the simulator)",
                  lambda: not sim.values()["valve_open"] and sim.values()["pump_speed"] == 0, 30)
-    d.check(f"{CANARY} back on known-good {restored}: fill stopped", True,
-            f"runs {_running(d, CANARY)}, level {_level(d, CANARY):.2f} m, valve closed")
+    d.check(f"{CANARY} back on known-good {known_good[CANARY]}: fill stopped", True,
+            f"runs {restored} (the known-good configuration), level {_level(d, CANARY):.2f} m, "
+            "valve closed, pump 0 rpm")
 
 
 async def _never_expanded(d: Demo, view: dict[str, Any], known_good: dict[str, str]) -> None:
@@ -196,13 +202,15 @@ def _reason(rb: dict[str, Any]) -> str:
 
 
 def _evidence(evidence: Any) -> str:
-    return "; ".join(f"{e.get('what')}" + (f" = {e['value']}" if e.get("value") is not None else "")
-                     + (f" at journal seq {e['seq']}" if e.get("seq") is not None else "")
-                     for e in evidence or []) or "none"
+    """The hub's rollback evidence, per failed device (hub/rollout_flow.py)."""
+    return " | ".join(f"{g.get('device')}: gate {g.get('gate')}, " + "; ".join(
+        f"{e.get('what')}" + (f" = {_value(e['value'])}" if e.get("value") is not None else "")
+        + (f" at journal seq {e['seq']}" if e.get("seq") is not None else "")
+        for e in g.get("evidence") or []) for g in evidence or []) or "none"
 
 
-def _issued(view: dict[str, Any], device: str) -> str | None:
-    return next((x["contract"] for x in view["devices"] if x["device"] == device), None)
+def _value(v: Any) -> str:
+    return f"{v:.2f}" if isinstance(v, float) else str(v)
 
 
 def _is_active(d: Demo, cid: str) -> bool:
@@ -218,6 +226,12 @@ def _running(d: Demo, device: str) -> str | None:
     assert d.site.hub is not None
     rec = d.site.hub.store.devices.get(device)
     return f"{rec.contract}@{rec.version}" if rec.contract else None
+
+
+def _holding(sim: Any, level_m: float) -> bool:
+    """Filled to about `level_m` and stopped (in `hold` the tank drains slowly: 0.04 m/s here)."""
+    v = sim.values()
+    return bool(v["level"] >= level_m - 0.5 and not v["valve_open"] and v["pump_speed"] == 0)
 
 
 def _level(d: Demo, device: str) -> float:

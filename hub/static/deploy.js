@@ -90,7 +90,17 @@ function rollbackBox(r) {
     `initiated by ${r.initiated_by}`, r.gate ? `gate ${r.gate}` : "no gate",
     `devices ${devices}`, formatTime(r.ts_ms)].join(" · "), "deploy-rollback-why"));
   if (r.reason) box.append(el("p", `reason: ${r.reason}`, "deploy-rollback-reason"));
-  box.append(evidenceList(r.evidence));
+  // The hub groups the evidence per failed device ({device, gate, evidence}); items without a
+  // device are evidence themselves.
+  const groups = (r.evidence || []).filter((e) => e && e.device !== undefined);
+  const loose = (r.evidence || []).filter((e) => e && e.device === undefined);
+  for (const g of groups) {
+    const item = el("div", null, "deploy-rollback-device");
+    item.setAttribute("data-device", g.device);
+    item.append(el("strong", `${g.device}: gate ${g.gate}`), evidenceList(g.evidence));
+    box.append(item);
+  }
+  if (loose.length) box.append(evidenceList(loose));
   return box;
 }
 

@@ -128,7 +128,9 @@ async def test_status_shows_waves_the_failed_gate_with_its_evidence_and_the_roll
     assert "2 skipped" in wave and "pending" in wave
     gate = next(ln for ln in out.splitlines() if "telemetry" in ln and "seq 41" in ln)
     assert "pump-station-7" in gate and "level = 5.62 at seq 41" in gate
-    assert "initiated by gate, gate telemetry, devices pump-station-7" in " ".join(out.split())
+    said = " ".join(out.split())
+    assert "initiated by gate, gate telemetry, devices pump-station-7; evidence: pump-station-7 " \
+           "(telemetry): level = 5.62 at seq 41" in said
     assert "tank-fill@2" in out  # the known-good contract each device goes back to
 
 

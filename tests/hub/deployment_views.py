@@ -15,8 +15,8 @@ STRATEGY = {"canary": {"devices": ["pump-station-7"]}, "waves": {"size": 10},
 HEALTH = {"window_s": 30, "min_cycles": 10, "step": None,
           "telemetry": "level >= 1 and level <= 5", "commissioning": False}
 EVIDENCE = [{"what": "level", "seq": 41, "ts_ms": T0 + 12_000, "value": 5.62},
-            {"what": "telemetry: level >= 1 and level <= 5", "seq": None, "ts_ms": None,
-             "value": False}]
+            {"what": "telemetry", "seq": None, "ts_ms": None,
+             "value": "level >= 1 and level <= 5"}]
 
 
 def _device(device: str, wave: int, state: str, contract: str, **more: Any) -> dict[str, Any]:
@@ -55,7 +55,9 @@ def rolled_back() -> dict[str, Any]:
             _device("booster-skid-2", 1, "skipped", "tank-fill@3"),
             _device("well-9", 1, "skipped", "tank-fill@3")],
         "rollback": {"initiated_by": "gate", "gate": "telemetry", "devices": ["pump-station-7"],
-                     "evidence": EVIDENCE, "ts_ms": T0 + 15_000},
+                     "evidence": [{"device": "pump-station-7", "gate": "telemetry",
+                                   "evidence": EVIDENCE}],  # per failed device, as the engine
+                     "ts_ms": T0 + 15_000, "snapshot": SNAPSHOT_BAD},
         "steps": [_step(0, "canary:push"), _step(1, "canary:gate", "failed"),
                   _step(2, "rollback:push"), _step(3, "rollback")]})
 

@@ -97,8 +97,11 @@ async def test_a_rolled_back_deployment_shows_its_waves_the_failed_gate_evidence
     why = detail.locator(".deploy-rollback")
     await expect(why.locator(".deploy-rollback-why")).to_have_text(
         "initiated by gate · gate telemetry · devices pump-station-7 · 2026-11-24 06:00:15Z")
-    await expect(why.locator("li.deploy-evidence").first).to_have_text(
-        "level = 5.62 · journal seq 41 · 2026-11-24 06:00:12Z")
+    device = why.locator(".deploy-rollback-device[data-device='pump-station-7']")
+    await expect(device.locator("strong")).to_have_text("pump-station-7: gate telemetry")
+    await expect(device.locator("li.deploy-evidence")).to_have_text([
+        "level = 5.62 · journal seq 41 · 2026-11-24 06:00:12Z",
+        "telemetry = level >= 1 and level <= 5"])
     canary = detail.locator(".deploy-wave[data-wave='0']")
     await expect(canary).to_have_attribute("data-gate", "failed")
     await expect(canary.locator(".deploy-counts")).to_have_text(
