@@ -231,6 +231,8 @@ def _where_to_look(d: Demo, workdir: Path, log_path: Path) -> None:
     console.print(f"\n[bold]Where to look[/]\n  API      {d.site.api_url}/api/devices  "
                   f"(Authorization: Bearer {d.site.token})\n"
                   f"  OpenAPI  {d.site.api_url}/openapi.json   metrics {d.site.api_url}/metrics\n"
+                  f"  rollouts FIELDPACT_TOKEN=… fieldpact ctl --hub {d.site.api_url} deploy list "
+                  f"(then: deploy status ID); the operator page {d.site.api_url}/\n"
                   f"  hub db   {workdir / 'hub.db'}\n"
                   f"  journals fieldpact journal show --db {workdir}/agents/<device>/journal.db "
                   "(also: verify, replay)\n"
