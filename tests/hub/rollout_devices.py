@@ -32,6 +32,7 @@ class FakeAgent:
     pushes: list[str] = field(default_factory=list)  # "contract@version", one per message
     running: str | None = None
     falls_back: bool = False  # journal `rollout_fallback` right after booting a pushed contract
+    commands: list[bytes] = field(default_factory=list)  # every hub command received
 
     def _append(self, body: Any) -> Entry:
         prev = self.entries[-1].hash if self.entries else GENESIS
@@ -63,6 +64,7 @@ class FakeAgent:
         async with aiomqtt.Client("127.0.0.1", port, identifier=f"fp-agent-{self.device}/test",
                                   username=self.device, password=self.password) as client:
             await client.subscribe(topic(SITE, self.device, Channel.CONTRACT), qos=1)
+            await client.subscribe(topic(SITE, self.device, Channel.CMD), qos=1)
             name, _, version = (self.running or "").partition("@")
             await client.publish(topic(SITE, self.device, Channel.STATUS), Birth(
                 device=self.device, site=SITE, boot_id="b" * 32, contract=name or None,
@@ -95,6 +97,9 @@ class FakeAgent:
 
     async def _contracts(self, client: aiomqtt.Client) -> None:
         async for message in client.messages:
+            if str(message.topic).endswith(f"/{Channel.CMD.value}"):
+                self.commands.append(bytes(message.payload))  # type: ignore[arg-type,unused-ignore]
+                continue
             c = read_signed(bytes(message.payload))  # type: ignore[arg-type,unused-ignore]
             cid = f"{c.contract}@{c.version}"
             self.pushes.append(cid)

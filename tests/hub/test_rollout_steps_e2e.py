@@ -183,13 +183,21 @@ async def test_an_offline_device_is_unreachable_apart_then_converges_when_it_ret
 async def test_a_device_that_fell_back_by_itself_fails_the_gate_and_is_left_on_its_known_good(
         tmp_path: Path) -> None:
     agents = _agents(["r1", "r2"])
-    agents[0].falls_back = True  # the canary journals rollout_fallback (interface I2)
+    body = {"health": HEALTH, "target": {"devices": ["r1", "r2"]},
+            "strategy": {"canary": {"devices": ["r1"]}, "waves": {"size": 1}}}
     with hub_process(tmp_path) as hub:
         async with _client(hub) as http, online(agents, hub.mqtt_port):
-            sid = await _snapshot(http)
-            dep = (await _ok(http.post("/api/deployments", json={
-                "snapshot": sid, "health": HEALTH, "target": {"devices": ["r1", "r2"]},
-                "strategy": {"canary": {"devices": ["r1"]}, "waves": {"size": 1}}}), 201))["id"]
+            first = await _snapshot(http)
+            dep = (await _ok(http.post("/api/deployments", json={"snapshot": first, **body}),
+                             201))["id"]
+            await _until(http, dep, lambda v: v["state"] == "complete", "the first complete")
+            agents[0].falls_back = True  # the canary journals rollout_fallback (interface I2)
+            await _ok(http.post("/api/bindings", json=tank_binding("site", {"site": SITE},
+                                                                    max_rpm=1000)), 201)
+            second = (await _ok(http.post("/api/snapshots", json={"target": {"sites": [SITE]}}),
+                                201))["id"]
+            dep = (await _ok(http.post("/api/deployments", json={"snapshot": second, **body}),
+                             201))["id"]
             done = await _until(http, dep, lambda v: v["state"] in ("rolled_back", "complete"),
                                 "rolled back")
     assert done["state"] == "rolled_back"
@@ -198,8 +206,10 @@ async def test_a_device_that_fell_back_by_itself_fails_the_gate_and_is_left_on_i
         "device", "rollout_fallback", ["r1"])
     assert rollback["evidence"][0]["evidence"][0]["seq"] is not None  # the journal's own entry
     rows = {d["device"]: d for d in done["devices"]}
+    assert rows["r1"]["known_good"]["contract"] == "tank-fill.r1@1"
     assert (rows["r1"]["state"], rows["r1"]["restored"]) == ("rolled_back", None)
     assert rows["r2"]["state"] == "skipped"
     # The hub pushes nothing over a device's own fallback (its known-good runs, held, until an
-    # operator resumes it), and nothing reached the device outside the canary.
-    assert agents[0].pushes == ["tank-fill.r1@1"] and agents[1].pushes == []
+    # operator resumes it), and nothing of the second snapshot reached the device outside the canary.
+    assert agents[0].pushes == ["tank-fill.r1@1", "tank-fill.r1@2"]
+    assert agents[1].pushes == ["tank-fill.r2@1"]
