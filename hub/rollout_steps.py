@@ -87,8 +87,11 @@ class DeviceSteps:
         if verdict.health is Health.FAILED and ex.state is not _X.FAILED:
             return moved(ex, _XE.FAIL, now, reason=verdict.gate,
                          evidence=evidence_view(verdict.evidence))
-        accepted = any(e.what == "accepted" for e in verdict.evidence)
-        if verdict.health is Health.PENDING and accepted and ex.state is _X.PUSHED:
+        seen = {e.what for e in verdict.evidence}
+        if verdict.health is Health.PENDING and "boot" in seen and \
+                ex.state in (_X.PUSHED, _X.ACCEPTED):
+            return moved(ex, _XE.RUN, now, evidence=evidence_view(verdict.evidence))
+        if verdict.health is Health.PENDING and "accepted" in seen and ex.state is _X.PUSHED:
             return moved(ex, _XE.ACCEPT, now, evidence=evidence_view(verdict.evidence))
         late = deadline_ms is not None and now >= deadline_ms
         if verdict.health is Health.PENDING and late and not self.online(ex.device) and \

@@ -213,3 +213,30 @@ async def test_a_device_that_fell_back_by_itself_fails_the_gate_and_is_left_on_i
     # operator resumes it), and nothing of the second snapshot reached the device outside the canary.
     assert agents[0].pushes == ["tank-fill.r1@1", "tank-fill.r1@2"]
     assert agents[1].pushes == ["tank-fill.r2@1"]
+
+
+async def test_an_operator_pause_holds_the_deployment_in_its_step_and_resume_goes_on_with_it(
+        tmp_path: Path) -> None:
+    agents = _agents(["r1", "r2"])
+    with hub_process(tmp_path) as hub:
+        async with _client(hub) as http, online(agents, hub.mqtt_port):
+            sid = await _snapshot(http)
+            dep = (await _ok(http.post("/api/deployments", json={
+                "snapshot": sid, "health": {"window_s": 4}, "target": {"devices": ["r1", "r2"]},
+                "strategy": {"canary": {"devices": ["r1"]}, "waves": {"size": 1}}}), 201))["id"]
+            await _until(http, dep, lambda v: v["step"] and v["step"]["name"] == "canary:gate",
+                         "the canary's gate")
+            paused = await _ok(http.post(f"/api/deployments/{dep}/pause"))
+            assert (paused["state"], paused["resume_to"]) == ("paused", "canary")
+            gate = paused["step"]
+            waited_from = time.monotonic()
+            still = await _until(http, dep, lambda v: time.monotonic() - waited_from > 6,
+                                 "6 s paused, past the canary's window")
+            assert still["state"] == "paused" and still["step"] == gate  # nothing moved
+            assert agents[1].pushes == []
+            await _ok(http.post(f"/api/deployments/{dep}/approve"), 409)  # no gate waits for one
+            resumed = await _ok(http.post(f"/api/deployments/{dep}/resume"))
+            assert resumed["state"] == "canary" and resumed["step"]["index"] == gate["index"]
+            done = await _until(http, dep, lambda v: v["state"] == "complete", "complete")
+    assert agents[1].pushes == ["tank-fill.r2@1"]
+    assert [s["name"] for s in done["steps"]].count("canary:gate") == 1
