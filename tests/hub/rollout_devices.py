@@ -14,9 +14,9 @@ import aiomqtt
 
 from contracts.chain import GENESIS, Entry, make_entry
 from contracts.codec import content_hash
-from contracts.engine_state import EngineState, Mode
+from contracts.engine_state import EngineState, EventKind, Mode
 from contracts.journal_events import (AgentEvent, BootBody, ContractBody, ContractChange,
-                                      EventBody, InputBody, encode)
+                                      EventBody, InputBody, TripBody, encode)
 from contracts.schema import Contract
 from contracts.signing import read_signed
 from contracts.topics import Channel, topic
@@ -33,6 +33,7 @@ class FakeAgent:
     running: str | None = None
     falls_back: bool = False  # journal `rollout_fallback` right after booting a pushed contract
     commands: list[bytes] = field(default_factory=list)  # every hub command received
+    trips: bool = False  # journal a guard trip (latched in safe state) after booting one
 
     def _append(self, body: Any) -> Entry:
         prev = self.entries[-1].hash if self.entries else GENESIS
@@ -52,6 +53,9 @@ class FakeAgent:
                                      state=EngineState(mode=Mode.PENDING), resumed=False)),
                self._append(EventBody(event=AgentEvent.OUTPUT_SYNC, fields={"writes": {}},
                                       contract=c.contract))]
+        if self.trips and c.rollout is not None:
+            out.append(self._append(TripBody(event=EventKind.GUARD_TRIP, contract=c.contract,
+                                             fields={"reason": "out_of_range", "point": "level"})))
         if self.falls_back and c.rollout is not None:
             out.append(self._append(EventBody(event="rollout_fallback", contract=c.contract, fields={
                 "deployment": c.rollout.deployment, "known_good": c.rollout.known_good or "",

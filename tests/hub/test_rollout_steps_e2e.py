@@ -180,9 +180,10 @@ async def test_an_offline_device_is_unreachable_apart_then_converges_when_it_ret
     assert back["state"] == "complete"
 
 
-async def test_a_device_that_fell_back_by_itself_fails_the_gate_and_is_left_on_its_known_good(
-        tmp_path: Path) -> None:
-    agents = _agents(["r1", "r2"])
+async def _second_deployment(tmp_path: Path, agents: list[FakeAgent],
+                             canary_does: str) -> dict[str, Any]:
+    """A first deployment completes over r1 (canary) and r2; then the canary misbehaves as told
+    (`falls_back` or `trips`) under a second one; the second's view once it ended."""
     body = {"health": HEALTH, "target": {"devices": ["r1", "r2"]},
             "strategy": {"canary": {"devices": ["r1"]}, "waves": {"size": 1}}}
     with hub_process(tmp_path) as hub:
@@ -191,15 +192,21 @@ async def test_a_device_that_fell_back_by_itself_fails_the_gate_and_is_left_on_i
             dep = (await _ok(http.post("/api/deployments", json={"snapshot": first, **body}),
                              201))["id"]
             await _until(http, dep, lambda v: v["state"] == "complete", "the first complete")
-            agents[0].falls_back = True  # the canary journals rollout_fallback (interface I2)
+            setattr(agents[0], canary_does, True)
             await _ok(http.post("/api/bindings", json=tank_binding("site", {"site": SITE},
                                                                     max_rpm=1000)), 201)
             second = (await _ok(http.post("/api/snapshots", json={"target": {"sites": [SITE]}}),
                                 201))["id"]
             dep = (await _ok(http.post("/api/deployments", json={"snapshot": second, **body}),
                              201))["id"]
-            done = await _until(http, dep, lambda v: v["state"] in ("rolled_back", "complete"),
-                                "rolled back")
+            return await _until(http, dep, lambda v: v["state"] in ("rolled_back", "complete"),
+                                "the second ended")
+
+
+async def test_a_device_that_fell_back_by_itself_fails_the_gate_and_is_left_on_its_known_good(
+        tmp_path: Path) -> None:
+    agents = _agents(["r1", "r2"])
+    done = await _second_deployment(tmp_path, agents, "falls_back")  # rollout_fallback (I2)
     assert done["state"] == "rolled_back"
     rollback = done["rollback"]
     assert (rollback["initiated_by"], rollback["gate"], rollback["devices"]) == (
@@ -240,3 +247,19 @@ async def test_an_operator_pause_holds_the_deployment_in_its_step_and_resume_goe
             done = await _until(http, dep, lambda v: v["state"] == "complete", "complete")
     assert agents[1].pushes == ["tank-fill.r2@1"]
     assert [s["name"] for s in done["steps"]].count("canary:gate") == 1
+
+
+async def test_a_canary_latched_by_a_trip_is_left_in_safe_state_not_replaced_by_automation(
+        tmp_path: Path) -> None:
+    agents = _agents(["r1", "r2"])
+    done = await _second_deployment(tmp_path, agents, "trips")
+    assert done["state"] == "rolled_back"
+    assert (done["rollback"]["gate"], done["rollback"]["devices"]) == ("guard_trip", ["r1"])
+    r1 = next(d for d in done["devices"] if d["device"] == "r1")
+    assert r1["state"] == "failed" and r1["reason"].startswith("latched")
+    assert r1["restored"] is None
+    rollback = next(s for s in done["steps"] if s["name"] == "rollback")
+    assert rollback["result"]["left_latched"] == ["r1"]
+    # Invariant 9: no known-good pushed over the trip, no command: only an operator resumes it.
+    assert agents[0].pushes == ["tank-fill.r1@1", "tank-fill.r1@2"] and agents[0].commands == []
+    assert agents[1].pushes == ["tank-fill.r2@1"]
