@@ -108,3 +108,18 @@ async def test_a_bad_request_is_422_naming_the_field(http: httpx.AsyncClient, bo
     refused = await _ok(http.post("/api/deployments", json={"snapshot": sid, **body},
                                   headers=OPERATOR), 422)
     assert refused["issues"][0]["path"] == path, refused
+
+
+async def test_a_device_is_in_one_deployment_at_a_time(http: httpx.AsyncClient) -> None:
+    sid = await _snapshot(http)
+    await _ok(http.post("/api/deployments", json={"snapshot": sid, "target": {"devices": ["d1", "d2"]}},
+                        headers=OPERATOR), 201)
+    refused = await _ok(http.post("/api/deployments", json={
+        "snapshot": sid, "target": {"devices": ["d2", "d3"]}}, headers=OPERATOR), 409)
+    assert "d2" in refused["error"] and "dep-000001" in refused["error"]
+    await _ok(http.post("/api/deployments", json={"snapshot": sid, "target": {"devices": ["d3"]}},
+                        headers=OPERATOR), 201)  # other devices: fine
+    await _ok(http.post("/api/deployments/dep-000001/rollback", json={"reason": "stop"},
+                        headers=OPERATOR))
+    await _ok(http.post("/api/deployments", json={"snapshot": sid, "target": {"devices": ["d2"]}},
+                        headers=OPERATOR), 201)  # a rolled-back one holds nothing
