@@ -94,7 +94,8 @@ class Deployments:
         self._check_overlap(rec, devices, actor)
         rec = self.store.deployments.create(rec, devices)
         self._audit(actor, Outcome.OK, rec.id, "create", snapshot=rec.snapshot,
-                    devices=len(devices), waves=len(rec.waves))
+                    target=dict(rec.target), devices=sorted(d.device for d in devices)[:1000],
+                    waves=len(rec.waves), strategy=dict(rec.strategy))
         self.wake()
         return rec
 
