@@ -108,7 +108,7 @@ _ERRORS_BY_ENDPOINT: Mapping[str, tuple[str, ...]] = {
     "diff_snapshots": ("422",),
     "create_plan": ("422",), "set_desired": ("422",),  # 422 also: a snapshot the hub lacks
     "request_commissioning": ("503",),
-    "create_deployment": ("422",),           # 422 also: a snapshot the hub lacks
+    "create_deployment": ("409", "422"),     # 409: its devices are in another deployment
     **{f"{verb}_deployment": ("409",) for verb in ("pause", "resume", "approve", "retry")},
     "rollback_deployment": ("409", "422"),   # 422: no reason
 }

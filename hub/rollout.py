@@ -6,6 +6,8 @@ Rules:
 - A deployment is planned when made: its waves (contracts/rollout_strategy.py, pure), and per
   device the contract the snapshot gives it and its known-good one (the contract of that name it
   runs now, as the plan reads it: hub/plans.py), all stored in one transaction, nothing pushed.
+- A device is in one deployment at a time: one still going (or paused, or failed) refuses a new
+  one over its devices (409 naming it); complete and rolled-back ones never block.
 - Every request is checked against the deployment table (hub/states/rollout.py): an illegal one is
   409 naming the state; each is audited, refusals included.
 - Approval is a step: a gate passed under `approval: manual` leaves an `approval` step running
@@ -33,6 +35,7 @@ from hub.store.deployments import DeploymentRecord, ExecutionRecord, StepRecord
 
 _D, _E = DeploymentState, DeploymentEvent
 APPROVAL = "approval"
+_HOLDING = [s for s in DeploymentState if not s.terminal]
 
 
 class DeploymentInvalid(RequestRefused):
@@ -80,18 +83,35 @@ class Deployments:
 
     # -- create ---------------------------------------------------------------------------------
     def create(self, body: Mapping[str, Any], actor: str) -> DeploymentRecord:
-        """Plan and store a deployment. Raises DeploymentInvalid (422, naming the field)."""
+        """Plan and store a deployment. Raises DeploymentInvalid (422, naming the field), or
+        DeploymentConflict (409) when one of its devices is in a deployment still going."""
         try:
             rec, devices = self._plan(body, actor)
         except ContractInvalid as exc:
             self._audit(actor, Outcome.REFUSED, None, "create", "invalid",
                         issues=[str(i) for i in exc.issues[:50]])
             raise _invalid(exc) from exc
+        self._check_overlap(rec, devices, actor)
         rec = self.store.deployments.create(rec, devices)
         self._audit(actor, Outcome.OK, rec.id, "create", snapshot=rec.snapshot,
-                    devices=len(devices), waves=len(rec.waves))
+                    target=dict(rec.target), devices=sorted(d.device for d in devices)[:1000],
+                    waves=len(rec.waves), strategy=dict(rec.strategy))
         self.wake()
         return rec
+
+    def _check_overlap(self, rec: DeploymentRecord, devices: list[ExecutionRecord],
+                       actor: str) -> None:
+        """One deployment at a time per device: two would push over each other. Only the
+        deployments still going (or paused, or failed mid-rollback) hold their devices; a
+        complete or rolled-back one never blocks a later one."""
+        mine = {d.device for d in devices}
+        for other in self.store.deployments.find(states=_HOLDING):
+            shared = sorted(mine & {d for w in other.waves for d in w["devices"]})
+            if shared:
+                why = (f"devices {', '.join(shared[:10])} are in deployment {other.id} "
+                       f"({other.state.value}); finish or roll it back first")
+                self._audit(actor, Outcome.REFUSED, None, "create", why, other=other.id)
+                raise DeploymentConflict(why, [Issue(path="target", reason=why)])
 
     def _plan(self, body: Mapping[str, Any],
               actor: str) -> tuple[DeploymentRecord, list[ExecutionRecord]]:

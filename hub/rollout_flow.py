@@ -10,8 +10,9 @@
   device is judged; the gate's rules are hub/rollout_gate.py's. Failed: the typed rollback reason
   (which gate, which devices, their evidence) is stored with the transition.
 - verify: every healthy device judged once more (a fallback that arrived late fails it).
-- rollback: every touched, online device restored (hub/rollout_steps.py); offline ones are
-  restored when they come back (converge).
+- rollback: every touched, online device restored (hub/rollout_steps.py), but one latched in
+  its safe state, which is left there for an operator; offline ones are restored when they come
+  back (converge).
 - converge: a device that was unreachable and is online again gets what the deployment says now:
   the snapshot while it goes on or once complete, its known-good contract once rolled back.
 """
@@ -23,7 +24,7 @@ from contracts.rollout_strategy import Abort, Wave, push_offsets_ms
 from hub.audit import AuditAction, Outcome
 from hub.service import RequestRefused
 from hub.rollout_gate import decide, parse_health
-from hub.rollout_steps import moved
+from hub.rollout_steps import LATCHED, moved
 from hub.states import DeploymentEvent, DeploymentState, ExecutionEvent, ExecutionState
 from hub.store.deployments import DeploymentRecord, ExecutionRecord, StepRecord
 
@@ -199,8 +200,15 @@ class Flow:
     async def _rollback(self, dep: DeploymentRecord, step: StepRecord) -> None:
         commit = self._commit(step)
         waiting = []
+        latched = []
         for ex in self._rows(dep):
             if ex.state in (_X.ROLLED_BACK, _X.SKIPPED):
+                continue
+            if self.e.devices.latched(ex):
+                if not (ex.reason or "").startswith(LATCHED):
+                    done = await self.e.devices.restore(dep, ex, commit)
+                    commit([done], {"latched": {ex.device: ex.issued}})
+                latched.append(ex.device)
                 continue
             if ex.state in _TOUCHED and ex.issued is not None and \
                     not self.e.devices.online(ex.device):
@@ -209,7 +217,8 @@ class Flow:
             done = await self.e.devices.restore(dep, ex, commit)
             commit([done], {"restored": {ex.device: done.restore or done.reason or "-"}})
         step = self._current(dep, step)
-        self.e.finish(dep, step, {"waiting": waiting}, event=_E.ROLLBACK_DONE)
+        self.e.finish(dep, step, {"waiting": waiting, "left_latched": latched},
+                      event=_E.ROLLBACK_DONE)
 
     def _current(self, dep: DeploymentRecord, step: StepRecord) -> StepRecord:
         """The step as stored now (its result grew with each device committed)."""
@@ -220,7 +229,8 @@ class Flow:
         spec = None
         for ex in self._rows(dep):
             past = ex.wave < dep.wave or dep.state in (_D.COMPLETE, _D.VERIFYING)
-            back = dep.state is _D.ROLLED_BACK and ex.state in _TOUCHED
+            back = dep.state is _D.ROLLED_BACK and ex.state in _TOUCHED and \
+                not (ex.reason or "").startswith(LATCHED)
             ahead = dep.state is not _D.ROLLED_BACK and ex.state is _X.UNREACHABLE and past
             if (back or ahead) and self.e.devices.online(ex.device):
                 await self._converge_one(dep, ex, back)

@@ -10,6 +10,8 @@ Rules:
   first failing gate and the evidence (journal seqs and values) are kept on its row.
 - Restoring a device: one that fell back by itself (`rollout_fallback`, I2) is left alone — it
   runs its known-good contract, held, and only an operator's resume runs it (invariant 9); one
+  whose contract tripped (latched in safe state) is left there too, `failed` with the reason
+  `latched: ...`, since a new contract would run the process again without that resume; one
   with a known-good contract gets it again at the next version; one the deployment installed
   (nothing before) has that contract aborted (outputs to safe state).
 """
@@ -25,11 +27,15 @@ from hub.live import LiveValues
 from hub.rollout_gate import FALLBACK_GATE, Health, HealthJudge, HealthSpec, evidence_view
 from hub.rollout_push import Issuer
 from hub.service import IllegalRequest
-from hub.states import DeviceState, ExecutionEvent, ExecutionState, transition
+from hub.states import ContractStatus, DeviceState, ExecutionEvent, ExecutionState, transition
 from hub.store import HubStore, NotFound
 from hub.store.deployments import DeploymentRecord, ExecutionRecord, StepRecord
 
 _X, _XE = ExecutionState, ExecutionEvent
+LATCHED = "latched"
+"""The reason prefix of a device left in its safe state by a rollback: its contract tripped, and
+replacing it with the known-good one would run the process again without an operator's resume
+(invariant 9). It stays `failed`; an operator resumes or re-issues by hand."""
 Commit = Callable[[list[ExecutionRecord], Mapping[str, Any]], None]
 """Writes the changed devices with the step's result, in one transaction."""
 
@@ -87,8 +93,11 @@ class DeviceSteps:
         if verdict.health is Health.FAILED and ex.state is not _X.FAILED:
             return moved(ex, _XE.FAIL, now, reason=verdict.gate,
                          evidence=evidence_view(verdict.evidence))
-        accepted = any(e.what == "accepted" for e in verdict.evidence)
-        if verdict.health is Health.PENDING and accepted and ex.state is _X.PUSHED:
+        seen = {e.what for e in verdict.evidence}
+        if verdict.health is Health.PENDING and "boot" in seen and \
+                ex.state in (_X.PUSHED, _X.ACCEPTED):
+            return moved(ex, _XE.RUN, now, evidence=evidence_view(verdict.evidence))
+        if verdict.health is Health.PENDING and "accepted" in seen and ex.state is _X.PUSHED:
             return moved(ex, _XE.ACCEPT, now, evidence=evidence_view(verdict.evidence))
         late = deadline_ms is not None and now >= deadline_ms
         if verdict.health is Health.PENDING and late and not self.online(ex.device) and \
@@ -116,12 +125,24 @@ class DeviceSteps:
         if ex.known_good is None:
             await self._abort(ex.issued, actor)
             return moved(ex, _XE.ROLL_BACK, now)
+        if self.latched(ex):
+            return replace(ex, updated_ms=now, reason=f"{LATCHED}: {ex.reason or 'tripped'}")
         if ex.restore is None:
             ex = replace(ex, restore=self.issuer.reserve(ex.contract), updated_ms=now)
             commit([ex], {"reserved": {ex.device: ex.restore}})
         assert ex.restore is not None
         await self.issuer.issue(ex.restore, lambda v: self.issuer.restore_document(ex, v), actor)
         return moved(ex, _XE.ROLL_BACK, self.clock())
+
+    def latched(self, ex: ExecutionRecord) -> bool:
+        """Whether the contract it was pushed is latched in safe state (TRIPPED at the hub)."""
+        if ex.reason is not None and ex.reason.startswith(LATCHED):
+            return True
+        try:
+            return ex.issued is not None and \
+                self.store.contracts.get(ex.issued).status is ContractStatus.TRIPPED
+        except NotFound:
+            return False
 
     async def _abort(self, cid: str, actor: str) -> None:
         try:

@@ -1,5 +1,6 @@
 """What the API shows of a deployment (interface I4): its state, current step, waves with their
-gates, devices with their evidence, the typed rollback reason, and (in full) every step."""
+gates, devices with their evidence, the typed rollback reason, and (in full) every step and the
+timeline of its state changes."""
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -56,4 +57,7 @@ def deployment_view(store: HubStore, rec: DeploymentRecord, *, full: bool = True
     }
     if full:
         out["steps"] = [step_view(s) for s in steps]
+        out["timeline"] = [{"from": t["from"], "to": t["to"], "event": t["event"],
+                            "ts_ms": t["ts_ms"], "reason": t["reason"]}
+                           for t in store.deployments.transitions(rec.id)]
     return out

@@ -14,9 +14,9 @@ import aiomqtt
 
 from contracts.chain import GENESIS, Entry, make_entry
 from contracts.codec import content_hash
-from contracts.engine_state import EngineState, Mode
+from contracts.engine_state import EngineState, EventKind, Mode
 from contracts.journal_events import (AgentEvent, BootBody, ContractBody, ContractChange,
-                                      EventBody, InputBody, encode)
+                                      EventBody, InputBody, TripBody, encode)
 from contracts.schema import Contract
 from contracts.signing import read_signed
 from contracts.topics import Channel, topic
@@ -32,6 +32,8 @@ class FakeAgent:
     pushes: list[str] = field(default_factory=list)  # "contract@version", one per message
     running: str | None = None
     falls_back: bool = False  # journal `rollout_fallback` right after booting a pushed contract
+    commands: list[bytes] = field(default_factory=list)  # every hub command received
+    trips: bool = False  # journal a guard trip (latched in safe state) after booting one
 
     def _append(self, body: Any) -> Entry:
         prev = self.entries[-1].hash if self.entries else GENESIS
@@ -51,6 +53,9 @@ class FakeAgent:
                                      state=EngineState(mode=Mode.PENDING), resumed=False)),
                self._append(EventBody(event=AgentEvent.OUTPUT_SYNC, fields={"writes": {}},
                                       contract=c.contract))]
+        if self.trips and c.rollout is not None:
+            out.append(self._append(TripBody(event=EventKind.GUARD_TRIP, contract=c.contract,
+                                             fields={"reason": "out_of_range", "point": "level"})))
         if self.falls_back and c.rollout is not None:
             out.append(self._append(EventBody(event="rollout_fallback", contract=c.contract, fields={
                 "deployment": c.rollout.deployment, "known_good": c.rollout.known_good or "",
@@ -63,6 +68,7 @@ class FakeAgent:
         async with aiomqtt.Client("127.0.0.1", port, identifier=f"fp-agent-{self.device}/test",
                                   username=self.device, password=self.password) as client:
             await client.subscribe(topic(SITE, self.device, Channel.CONTRACT), qos=1)
+            await client.subscribe(topic(SITE, self.device, Channel.CMD), qos=1)
             name, _, version = (self.running or "").partition("@")
             await client.publish(topic(SITE, self.device, Channel.STATUS), Birth(
                 device=self.device, site=SITE, boot_id="b" * 32, contract=name or None,
@@ -95,6 +101,9 @@ class FakeAgent:
 
     async def _contracts(self, client: aiomqtt.Client) -> None:
         async for message in client.messages:
+            if str(message.topic).endswith(f"/{Channel.CMD.value}"):
+                self.commands.append(bytes(message.payload))  # type: ignore[arg-type,unused-ignore]
+                continue
             c = read_signed(bytes(message.payload))  # type: ignore[arg-type,unused-ignore]
             cid = f"{c.contract}@{c.version}"
             self.pushes.append(cid)

@@ -59,6 +59,8 @@ async def test_a_deployment_is_planned_in_waves_canary_first_and_nothing_is_push
     assert {d["device"]: d["state"] for d in view["devices"]} == {d: "queued" for d in DEVICES}
     assert all(d["known_good"] is None for d in view["devices"])  # nothing ran before
     assert view["steps"] == [] and view["rollback"] is None
+    assert [(t["from"], t["to"], t["event"]) for t in view["timeline"]] == [
+        (None, "planned", "create")]
     assert service.store.contracts.find() == []  # planned: nothing issued
     listed = await _ok(http.get("/api/deployments", headers=VIEWER))
     assert [d["id"] for d in listed["deployments"]] == ["dep-000001"]
@@ -85,6 +87,8 @@ async def test_each_request_is_allowed_only_in_its_states_and_a_refusal_names_th
     assert done["state"] == "rolled_back"  # nothing pushed yet: nothing to undo
     assert done["rollback"]["initiated_by"] == "operator:operator-user"
     assert done["rollback"]["reason"] == "wrong snapshot"
+    assert [t["event"] for t in done["timeline"]] == ["create", "pause", "resume_planned",
+                                                      "rollback"]
     assert "rolled_back" in (await _ok(http.post(f"{url}/pause", headers=OPERATOR), 409))["error"]
     await _ok(http.post("/api/deployments/dep-000404/pause", headers=OPERATOR), 404)
     assert (await http.post(f"{url}/pause", headers=VIEWER)).status_code == 403
@@ -108,3 +112,18 @@ async def test_a_bad_request_is_422_naming_the_field(http: httpx.AsyncClient, bo
     refused = await _ok(http.post("/api/deployments", json={"snapshot": sid, **body},
                                   headers=OPERATOR), 422)
     assert refused["issues"][0]["path"] == path, refused
+
+
+async def test_a_device_is_in_one_deployment_at_a_time(http: httpx.AsyncClient) -> None:
+    sid = await _snapshot(http)
+    await _ok(http.post("/api/deployments", json={"snapshot": sid, "target": {"devices": ["d1", "d2"]}},
+                        headers=OPERATOR), 201)
+    refused = await _ok(http.post("/api/deployments", json={
+        "snapshot": sid, "target": {"devices": ["d2", "d3"]}}, headers=OPERATOR), 409)
+    assert "d2" in refused["error"] and "dep-000001" in refused["error"]
+    await _ok(http.post("/api/deployments", json={"snapshot": sid, "target": {"devices": ["d3"]}},
+                        headers=OPERATOR), 201)  # other devices: fine
+    await _ok(http.post("/api/deployments/dep-000001/rollback", json={"reason": "stop"},
+                        headers=OPERATOR))
+    await _ok(http.post("/api/deployments", json={"snapshot": sid, "target": {"devices": ["d2"]}},
+                        headers=OPERATOR), 201)  # a rolled-back one holds nothing

@@ -180,26 +180,86 @@ async def test_an_offline_device_is_unreachable_apart_then_converges_when_it_ret
     assert back["state"] == "complete"
 
 
+async def _second_deployment(tmp_path: Path, agents: list[FakeAgent],
+                             canary_does: str) -> dict[str, Any]:
+    """A first deployment completes over r1 (canary) and r2; then the canary misbehaves as told
+    (`falls_back` or `trips`) under a second one; the second's view once it ended."""
+    body = {"health": HEALTH, "target": {"devices": ["r1", "r2"]},
+            "strategy": {"canary": {"devices": ["r1"]}, "waves": {"size": 1}}}
+    with hub_process(tmp_path) as hub:
+        async with _client(hub) as http, online(agents, hub.mqtt_port):
+            first = await _snapshot(http)
+            dep = (await _ok(http.post("/api/deployments", json={"snapshot": first, **body}),
+                             201))["id"]
+            await _until(http, dep, lambda v: v["state"] == "complete", "the first complete")
+            setattr(agents[0], canary_does, True)
+            await _ok(http.post("/api/bindings", json=tank_binding("site", {"site": SITE},
+                                                                    max_rpm=1000)), 201)
+            second = (await _ok(http.post("/api/snapshots", json={"target": {"sites": [SITE]}}),
+                                201))["id"]
+            dep = (await _ok(http.post("/api/deployments", json={"snapshot": second, **body}),
+                             201))["id"]
+            return await _until(http, dep, lambda v: v["state"] in ("rolled_back", "complete"),
+                                "the second ended")
+
+
 async def test_a_device_that_fell_back_by_itself_fails_the_gate_and_is_left_on_its_known_good(
         tmp_path: Path) -> None:
     agents = _agents(["r1", "r2"])
-    agents[0].falls_back = True  # the canary journals rollout_fallback (interface I2)
-    with hub_process(tmp_path) as hub:
-        async with _client(hub) as http, online(agents, hub.mqtt_port):
-            sid = await _snapshot(http)
-            dep = (await _ok(http.post("/api/deployments", json={
-                "snapshot": sid, "health": HEALTH, "target": {"devices": ["r1", "r2"]},
-                "strategy": {"canary": {"devices": ["r1"]}, "waves": {"size": 1}}}), 201))["id"]
-            done = await _until(http, dep, lambda v: v["state"] in ("rolled_back", "complete"),
-                                "rolled back")
+    done = await _second_deployment(tmp_path, agents, "falls_back")  # rollout_fallback (I2)
     assert done["state"] == "rolled_back"
     rollback = done["rollback"]
     assert (rollback["initiated_by"], rollback["gate"], rollback["devices"]) == (
         "device", "rollout_fallback", ["r1"])
     assert rollback["evidence"][0]["evidence"][0]["seq"] is not None  # the journal's own entry
     rows = {d["device"]: d for d in done["devices"]}
+    assert rows["r1"]["known_good"]["contract"] == "tank-fill.r1@1"
     assert (rows["r1"]["state"], rows["r1"]["restored"]) == ("rolled_back", None)
     assert rows["r2"]["state"] == "skipped"
     # The hub pushes nothing over a device's own fallback (its known-good runs, held, until an
-    # operator resumes it), and nothing reached the device outside the canary.
-    assert agents[0].pushes == ["tank-fill.r1@1"] and agents[1].pushes == []
+    # operator resumes it), and nothing of the second snapshot reached the device outside the canary.
+    assert agents[0].pushes == ["tank-fill.r1@1", "tank-fill.r1@2"]
+    assert agents[1].pushes == ["tank-fill.r2@1"]
+
+
+async def test_an_operator_pause_holds_the_deployment_in_its_step_and_resume_goes_on_with_it(
+        tmp_path: Path) -> None:
+    agents = _agents(["r1", "r2"])
+    with hub_process(tmp_path) as hub:
+        async with _client(hub) as http, online(agents, hub.mqtt_port):
+            sid = await _snapshot(http)
+            dep = (await _ok(http.post("/api/deployments", json={
+                "snapshot": sid, "health": {"window_s": 4}, "target": {"devices": ["r1", "r2"]},
+                "strategy": {"canary": {"devices": ["r1"]}, "waves": {"size": 1}}}), 201))["id"]
+            await _until(http, dep, lambda v: v["step"] and v["step"]["name"] == "canary:gate",
+                         "the canary's gate")
+            paused = await _ok(http.post(f"/api/deployments/{dep}/pause"))
+            assert (paused["state"], paused["resume_to"]) == ("paused", "canary")
+            gate = paused["step"]
+            waited_from = time.monotonic()
+            still = await _until(http, dep, lambda v: time.monotonic() - waited_from > 6,
+                                 "6 s paused, past the canary's window")
+            assert still["state"] == "paused" and still["step"] == gate  # nothing moved
+            assert agents[1].pushes == []
+            await _ok(http.post(f"/api/deployments/{dep}/approve"), 409)  # no gate waits for one
+            resumed = await _ok(http.post(f"/api/deployments/{dep}/resume"))
+            assert resumed["state"] == "canary" and resumed["step"]["index"] == gate["index"]
+            done = await _until(http, dep, lambda v: v["state"] == "complete", "complete")
+    assert agents[1].pushes == ["tank-fill.r2@1"]
+    assert [s["name"] for s in done["steps"]].count("canary:gate") == 1
+
+
+async def test_a_canary_latched_by_a_trip_is_left_in_safe_state_not_replaced_by_automation(
+        tmp_path: Path) -> None:
+    agents = _agents(["r1", "r2"])
+    done = await _second_deployment(tmp_path, agents, "trips")
+    assert done["state"] == "rolled_back"
+    assert (done["rollback"]["gate"], done["rollback"]["devices"]) == ("guard_trip", ["r1"])
+    r1 = next(d for d in done["devices"] if d["device"] == "r1")
+    assert r1["state"] == "failed" and r1["reason"].startswith("latched")
+    assert r1["restored"] is None
+    rollback = next(s for s in done["steps"] if s["name"] == "rollback")
+    assert rollback["result"]["left_latched"] == ["r1"]
+    # Invariant 9: no known-good pushed over the trip, no command: only an operator resumes it.
+    assert agents[0].pushes == ["tank-fill.r1@1", "tank-fill.r1@2"] and agents[0].commands == []
+    assert agents[1].pushes == ["tank-fill.r2@1"]
