@@ -5,7 +5,8 @@ Rules:
 - An operator reads a deployment top-down: where it is (state, wave, step), how far each wave got
   (healthy / failed / unreachable / skipped of its devices, and its gate), why a gate failed (the
   device, the gate, the journal evidence: seq, time, value), why it rolled back (who or what
-  initiated it, which gate, which devices, the evidence), then each device.
+  initiated it, which gate, which devices, the evidence), then each device and the timeline of
+  its state changes.
 - The view is read defensively: a field the hub leaves out is shown as `-`, never a crash, so an
   older or newer engine's answer still prints.
 """
@@ -123,6 +124,11 @@ def deployment_view(view: Mapping[str, Any], *, steps: bool = False) -> Renderab
     if why:
         parts.append(Text(why, style="bold red"))
     parts.append(_devices(view))
+    timeline = _list(view.get("timeline"))
+    if timeline:
+        parts.append(_table("timeline", ("time", "from", "to", "event", "reason"),
+                            ((when(t.get("ts_ms")), t.get("from"), t.get("to"), t.get("event"),
+                              t.get("reason")) for t in timeline)))
     if steps:
         parts.append(_table("steps", ("index", "name", "status", "attempts", "actor", "started",
                                       "finished", "result"),

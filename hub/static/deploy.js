@@ -193,8 +193,20 @@ function deploymentDetail(view) {
   table.append(el("thead"), el("tbody"));
   table.tHead.append(header);
   table.tBodies[0].append(...deviceRows(view));
-  box.append(waves, table, stepsList(view.steps || []));
+  box.append(waves, table, timelineList(view.timeline || []), stepsList(view.steps || []));
   return box;
+}
+
+function timelineList(timeline) {
+  // The deployment's state changes, oldest first, with the event and its reason.
+  const list = el("ol", null, "deploy-timeline");
+  list.append(...timeline.map((t) => {
+    const li = el("li", `${formatTime(t.ts_ms)} · ${t.from || "–"} → ${t.to} (${t.event})`
+      + (t.reason ? ` — ${t.reason}` : ""), "deploy-transition");
+    li.setAttribute("data-to", t.to);
+    return li;
+  }));
+  return list;
 }
 
 function stepsList(steps) {

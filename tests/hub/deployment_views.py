@@ -59,7 +59,15 @@ def rolled_back() -> dict[str, Any]:
                                    "evidence": EVIDENCE}],  # per failed device, as the engine
                      "ts_ms": T0 + 15_000, "snapshot": SNAPSHOT_BAD},
         "steps": [_step(0, "canary:push"), _step(1, "canary:gate", "failed"),
-                  _step(2, "rollback:push"), _step(3, "rollback")]})
+                  _step(2, "rollback:push"), _step(3, "rollback")],
+        "timeline": [
+            {"from": None, "to": "planned", "event": "create", "ts_ms": T0, "reason": None},
+            {"from": "planned", "to": "canary", "event": "start", "ts_ms": T0 + 1000,
+             "reason": "canary:push"},
+            {"from": "canary", "to": "rolling_back", "event": "gate_failed", "ts_ms": T0 + 15_000,
+             "reason": "gate telemetry failed on pump-station-7"},
+            {"from": "rolling_back", "to": "rolled_back", "event": "rolled_back",
+             "ts_ms": T0 + 20_000, "reason": "rollback"}]})
 
 
 def complete() -> dict[str, Any]:

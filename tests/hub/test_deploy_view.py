@@ -118,6 +118,9 @@ async def test_a_rolled_back_deployment_shows_its_waves_the_failed_gate_evidence
     await expect(row).to_contain_text("tank-fill@2")
     await expect(row).to_contain_text("gate telemetry")
     await expect(detail.locator(".action-deploy-retry")).to_have_count(0)  # nothing left to do
+    await expect(detail.locator("li.deploy-transition[data-to='rolling_back']")).to_have_text(
+        "2026-11-24 06:00:15Z · canary → rolling_back (gate_failed) — gate telemetry failed on "
+        "pump-station-7")
     await detail.locator(".deploy-steps summary").click()
     await expect(detail.locator(".deploy-steps summary")).to_have_text("4 steps")
     await expect(detail.locator("li.deploy-step[data-step='canary:gate']")).to_have_attribute(
