@@ -161,5 +161,13 @@ def _devices(view: Mapping[str, Any]) -> RenderableType:
     return _table("devices", ("device", "wave", "state", "contract", "known good", "reason",
                               "evidence"),
                   ((d.get("device"), d.get("wave"), d.get("state"), d.get("contract"),
-                    _map(d.get("known_good")).get("contract"), d.get("reason"),
+                    _known_good(d), d.get("reason"),
                     evidence_text(d.get("evidence"))) for d in _list(view.get("devices"))))
+
+
+def _known_good(d: Mapping[str, Any]) -> str | None:
+    """The device's known-good contract, and the version a rollback re-issued it as."""
+    good = _map(d.get("known_good")).get("contract")
+    if good and d.get("restored"):
+        return f"{good} (restored as {d.get('restored')})"
+    return str(good) if good else None

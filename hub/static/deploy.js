@@ -145,7 +145,9 @@ function waveBox(wave) {
 
 function deviceRows(view) {
   return (view.devices || []).map((d) => {
-    const good = d.known_good ? d.known_good.contract : null;
+    // The known-good contract, and the version a rollback re-issued it as.
+    const good = d.known_good ? d.known_good.contract + (d.restored ? ` (restored as ${d.restored})`
+      : "") : null;
     const tr = row([el("strong", d.device), String(d.wave), badge(d.state, d.state), d.contract,
       good, d.reason]);
     tr.setAttribute("data-device", d.device);
@@ -199,14 +201,17 @@ function deploymentDetail(view) {
 
 function timelineList(timeline) {
   // The deployment's state changes, oldest first, with the event and its reason.
+  const box = el("div", null, "deploy-timeline-box");
+  box.append(el("h4", "State changes", "deploy-timeline-title"));
   const list = el("ol", null, "deploy-timeline");
+  box.append(list);
   list.append(...timeline.map((t) => {
     const li = el("li", `${formatTime(t.ts_ms)} · ${t.from || "–"} → ${t.to} (${t.event})`
       + (t.reason ? ` — ${t.reason}` : ""), "deploy-transition");
     li.setAttribute("data-to", t.to);
     return li;
   }));
-  return list;
+  return box;
 }
 
 function stepsList(steps) {

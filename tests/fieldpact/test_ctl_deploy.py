@@ -131,7 +131,8 @@ async def test_status_shows_waves_the_failed_gate_with_its_evidence_and_the_roll
     said = " ".join(out.split())
     assert "initiated by gate, gate telemetry, devices pump-station-7; evidence: pump-station-7 " \
            "(telemetry): level = 5.62 at seq 41" in said
-    assert "tank-fill@2" in out  # the known-good contract each device goes back to
+    # the known-good contract each device goes back to, and the version that re-issued it
+    assert "tank-fill@2 (restored as tank-fill@4)" in " ".join(out.split())
     change = next(ln for ln in out.splitlines() if "rolling_back" in ln and "gate_failed" in ln)
     assert "2026-11-24T06:00:15Z" in change and "canary" in change
 

@@ -50,8 +50,8 @@ def rolled_back() -> dict[str, Any]:
                 "counts": {"healthy": 0, "failed": 0, "unreachable": 0, "skipped": 2},
                 "failed": []}}],
         "devices": [
-            _device("pump-station-7", 0, "rolled_back", "tank-fill@3", reason="gate telemetry",
-                    evidence=EVIDENCE),
+            _device("pump-station-7", 0, "rolled_back", "tank-fill@3", reason="telemetry",
+                    evidence=EVIDENCE, restored="tank-fill@4"),
             _device("booster-skid-2", 1, "skipped", "tank-fill@3"),
             _device("well-9", 1, "skipped", "tank-fill@3")],
         "rollback": {"initiated_by": "gate", "gate": "telemetry", "devices": ["pump-station-7"],

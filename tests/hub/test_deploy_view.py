@@ -115,8 +115,8 @@ async def test_a_rolled_back_deployment_shows_its_waves_the_failed_gate_evidence
     await expect(wave.locator(".deploy-counts")).to_contain_text("2 skipped")
     row = detail.locator("tr[data-device='pump-station-7']")
     await expect(row).to_contain_text("ROLLED_BACK")
-    await expect(row).to_contain_text("tank-fill@2")
-    await expect(row).to_contain_text("gate telemetry")
+    await expect(row).to_contain_text("tank-fill@2 (restored as tank-fill@4)")
+    await expect(row).to_contain_text("telemetry")
     await expect(detail.locator(".action-deploy-retry")).to_have_count(0)  # nothing left to do
     await expect(detail.locator("li.deploy-transition[data-to='rolling_back']")).to_have_text(
         "2026-11-24 06:00:15Z · canary → rolling_back (gate_failed) — gate telemetry failed on "
