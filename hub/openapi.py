@@ -120,6 +120,7 @@ _REQUIRED_REASON = {"required": True, "content": {"application/json": {"schema":
                               "description": "why (audited); not only white space"}}}}}}
 _PATH: Mapping[str, Mapping[str, Any]] = {
     "alarm": {"type": "string", "pattern": "^[0-9]{1,18}$"},  # hub/operator_api.py ack_alarm
+    "reconciliation": {"type": "string", "pattern": "^[0-9]{1,18}$"},  # hub/history_api.py
 }
 _REASON_BODY = {"required": False, "content": {"application/json": {"schema": {
     "type": "object", "properties": {"reason": {"type": "string"}}}}}}

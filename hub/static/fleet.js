@@ -25,6 +25,7 @@ function resetFleet() {
   optional.drift = true;
   optional.snapshots = true;
   chartDevice = null;
+  outageRead = { id: null, rec: null };
 }
 
 // An optional route: null (and never asked again) when the hub answers 404 or 405.
@@ -46,7 +47,20 @@ function rowsOf(body, key) {
   return body && Array.isArray(body[key]) ? body[key] : [];
 }
 
-async function loadFleet(api, devices) {
+// The outage chart's reconciliation, read in full (with its trajectories) once: a report never
+// changes, so it is kept by id across refreshes.
+let outageRead = { id: null, rec: null };
+
+async function outageOf(api, recs) {
+  const rec = outageToShow(recs);
+  if (!rec || !(rec.trajectory_points > 0)) return rec;
+  if (outageRead.id !== rec.id) {
+    outageRead = { id: rec.id, rec: await api(`/api/reconciliations/${encodeURIComponent(rec.id)}`) };
+  }
+  return outageRead.rec;
+}
+
+async function loadFleet(api, devices, recs) {
   const [drift, snapshots, cleared] = await Promise.all([
     optionalApi(api, "drift", "/api/drift"),
     optionalApi(api, "snapshots", "/api/snapshots"),
@@ -56,10 +70,12 @@ async function loadFleet(api, devices) {
     const first = devices.find((d) => d.contract) || devices[0];
     chartDevice = first ? first.id : null;
   }
-  const series = chartDevice
-    ? await api(`/api/devices/${encodeURIComponent(chartDevice)}/series`) : null;
+  const [series, outage] = await Promise.all([
+    chartDevice ? api(`/api/devices/${encodeURIComponent(chartDevice)}/series`) : null,
+    outageOf(api, recs)]);
   return { drift: drift === null ? null : rowsOf(drift, "entries"),
-    snapshots: snapshots === null ? null : rowsOf(snapshots, "snapshots"), cleared, series };
+    snapshots: snapshots === null ? null : rowsOf(snapshots, "snapshots"), cleared, series,
+    outage };
 }
 
 // ---- sites ------------------------------------------------------------------------------
@@ -196,5 +212,5 @@ function renderFleet(board) {
   const lastTs = (fleet.series && fleet.series.points || []).flatMap((p) => p.samples.map((s) => s[0]));
   const endMs = Math.max(device && device.last_seen_ms || 0, ...lastTs);
   renderCharts(document.getElementById("charts"), fleet.series, endMs);
-  renderOutage(document.getElementById("outage"), board.recs);
+  renderOutage(document.getElementById("outage"), fleet.outage);
 }
