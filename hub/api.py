@@ -44,6 +44,7 @@ from hub.metrics import CONTENT_TYPE, HubMetrics, LatencyMiddleware
 from hub.operator_api import ack_alarm, list_alarms, reset_device, resume_contract
 from hub.plans import Planner
 from hub.series import DecodedRows
+from hub.series_window import SeriesWindows
 from hub.service import HubService, RequestRefused
 from hub.store import NotFound
 from hub.views import DEFAULT_SILENCE_MS
@@ -187,6 +188,6 @@ def create_app(service: HubService, auth_config: AuthConfig, *,
     app.state.silence_ms = silence_timeout_ms
     app.state.metrics = hub_metrics
     app.state.device_list = DeviceListCache()
-    app.state.series_rows = DecodedRows()
+    app.state.series_windows = SeriesWindows(DecodedRows())
     app.state.openapi = openapi.document(ROUTES)
     return app
