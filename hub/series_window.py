@@ -45,11 +45,11 @@ under a millisecond, less than handing the work to a thread and back (each hando
 the interpreter's 5 ms switch interval while the other thread runs). More go to the worker, so a
 window read afresh (tens of milliseconds) never holds up the loop."""
 
-GZIP_LEVEL = 1
-"""zlib's fastest: a 500 x 32 window's 342 KiB of JSON become ~70 KiB in ~1.5 ms (level 6: ~43
-KiB in ~3-4 ms), made once per change of the window and sent to every poll until the next. The
-bytes on the wire, not the hub's work, were most of a request's wall time on a busy host
-(bench/series.py)."""
+GZIP_LEVEL = 6
+"""zlib's default: a 500 x 32 window's 342 KiB of JSON become ~43 KiB in ~3-4 ms (level 1: ~70
+KiB in ~1.5 ms), made once per change of the window and sent to every poll until the next. The
+bytes on the wire, not the hub's work, are most of a request's wall time on a busy host: the
+smaller answer gave the lower p99 in bench/series.py, idle and loaded."""
 
 _COUNT = "SELECT count(*) FROM journal WHERE device = ? AND seq >= ? AND seq <= ?"
 
