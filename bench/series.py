@@ -15,6 +15,8 @@ only what moved). The page's default window (500 entries) is measured:
   so the measured window moves every 1 / rate-hz; `--pages` operators' pages (another process)
   each ask every 2 s for the device list and the series of a device of their own (a full window
   of 32 points, growing too).
+- page poll: what the fleet view asks once it holds the window: `?after_seq=` the last answer's
+  `to_seq`, so only the rows since (none, or one, at these rates) come back.
 - floor: GET /health on the same connection, for what any request costs on this host now; and
   the hub process's CPU time per request (from /proc: 10 ms ticks, so a mean over the run), which
   the other sessions sharing the host's cores disturb far less than wall time.
@@ -161,10 +163,24 @@ def _latencies(http: httpx.Client, path: str, n: int) -> list[float]:
     return out
 
 
-def _report(label: str, lat: list[float]) -> None:
+def _page_latencies(http: httpx.Client, path: str, n: int) -> list[float]:
+    """The page's polls: each asks for what came after the last answer's `to_seq`."""
+    to_seq = http.get(path).json()["to_seq"]
+    out = []
+    for i in range(n + 20):
+        t0 = time.perf_counter()
+        r = http.get(path, params={"after_seq": to_seq})
+        r.raise_for_status()
+        to_seq = r.json()["to_seq"]
+        if i >= 20:
+            out.append((time.perf_counter() - t0) * 1000)
+    return out
+
+
+def _report(label: str, lat: list[float], what: str = "series") -> None:
     p99 = percentile(lat, 0.99)
-    figure(f"series p50, {label}", f"{percentile(lat, 0.5):.1f} ms")
-    figure(f"series p99, {label}", f"{p99:.1f} ms", f"< {P99_TARGET_MS:g} ms",
+    figure(f"{what} p50, {label}", f"{percentile(lat, 0.5):.1f} ms")
+    figure(f"{what} p99, {label}", f"{p99:.1f} ms", f"< {P99_TARGET_MS:g} ms",
            p99 < P99_TARGET_MS)
 
 
@@ -196,6 +212,7 @@ def main() -> None:
             series_cpu = (proc_cpu_s(pid) - cpu) / (args.requests + 20)
             figure("hub CPU per request, idle: series / health",
                    f"{series_cpu * 1000:.1f} / {health_cpu * 1000:.1f} ms")
+            _report("idle", _page_latencies(http, path, args.requests), "page poll (after_seq)")
             ctx = multiprocessing.get_context("spawn")
             stop_polls, stop_writes = ctx.Event(), ctx.Event()
             pollers = ctx.Process(target=_poll, args=(url, args.pages, others, stop_polls,
@@ -206,6 +223,7 @@ def main() -> None:
             writer.start()
             try:
                 lat = _latencies(http, path, args.requests)
+                polls = _page_latencies(http, path, args.requests)
                 floor = _latencies(http, "/health", args.requests)
             finally:
                 stop_writes.set()
@@ -214,6 +232,7 @@ def main() -> None:
                 pollers.join(timeout=10)
             label = f"loaded ({args.rate_hz:g} Hz, fleet at 1 Hz, {args.pages} pages)"
             _report(label, lat)
+            _report(label, polls, "page poll (after_seq)")
             figure(f"floor: GET /health p50 / p99, {label}",
                    f"{percentile(floor, 0.5):.1f} / {percentile(floor, 0.99):.1f} ms")
 

@@ -4,7 +4,8 @@ is; this gives the same bytes as `series.encoded` over the same rows, tested).
 
 Rules:
 - A window is (device, limit): the rows `store.journal.rows(device, from_seq, limit)` gives for
-  `from_seq = last_seq - limit + 1`. Each row's readings are kept per point as occurrences
+  `from_seq = last_seq - limit + 1`; the answer names its span (`from_seq`, `from_ms`, `to_seq`),
+  so a page can ask next time for what came after `to_seq` only (`after_seq`, hub/device_api.py). Each row's readings are kept per point as occurrences
   (seq, value, `changed` from the point's previous occurrence, the sample's JSON), so sliding the
   window drops occurrences at the front and appends the new rows' at the back. A series shows a
   point's first occurrence in the window and then those that changed: exactly what folding the
@@ -22,6 +23,7 @@ Rules:
 from __future__ import annotations
 
 import bisect
+import functools
 import gzip
 import json
 import threading
@@ -31,7 +33,7 @@ from dataclasses import dataclass
 from itertools import islice
 from typing import Any
 
-from hub.series import NOT_DRAWN, SERIES_KINDS, Reader, readings, sample_of
+from hub.series import NOT_DRAWN, SERIES_KINDS, Reader, encoded, readings, sample_of
 from hub.store import HubStore, JournalRow
 
 MAX_WINDOWS = 32
@@ -101,7 +103,7 @@ class Window:
     def __init__(self, from_seq: int) -> None:
         self.lock = threading.Lock()
         self.from_seq = from_seq
-        self.rows: deque[tuple[int, int]] = deque()  # (seq, 1 entry | 2 skipped | 0 other kind)
+        self.rows: deque[tuple[int, int, int]] = deque()  # (seq, 1 entry | 2 skipped | 0, ts)
         self.points: dict[str, _Point] = {}
         self._body: tuple[Any, bytes] = (None, b"")  # the last encoding and what it was of
 
@@ -119,11 +121,11 @@ class Window:
             self.rows.popleft()
         for p in self.points.values():
             p.drop_before(from_seq)
-        self.from_seq = from_seq
+        self.from_seq = max(self.from_seq, from_seq)  # a raced request's older view: no going back
         for row in rows:
             if row.seq <= self.last_seq:
                 continue  # read by a request that raced this one
-            self.rows.append((row.seq, self._fold(row, read)))
+            self.rows.append((row.seq, self._fold(row, read), row.ts_ms))
         self.points = {n: p for n, p in self.points.items() if p.occurrences}
 
     def _fold(self, row: JournalRow, read: Reader) -> int:
@@ -141,6 +143,12 @@ class Window:
                 point.add(row.seq, row.ts_ms, value)
         return 1
 
+    def span(self, head: Mapping[str, Any]) -> dict[str, Any]:
+        """`head` with the window's span: `from_seq` (its first seq: last_seq - limit + 1),
+        `from_ms` (its first row's time, None when empty) and `to_seq` (its last row's seq)."""
+        return {**head, "from_seq": self.from_seq,
+                "from_ms": self.rows[0][2] if self.rows else None, "to_seq": self.last_seq}
+
     def encode(self, head: Mapping[str, Any], units: Mapping[str, str]) -> bytes:
         """The endpoint's body, as `series.encoded` gives it for the window's rows (the last one
         again while neither the rows, the head nor the units changed)."""
@@ -154,9 +162,9 @@ class Window:
         points = [b'{"name":%s,"unit":%s,"samples":[%s]}' % (
             json.dumps(n).encode(), json.dumps(units.get(n)).encode(), p.samples())
             for n, p in sorted(self.points.items()) if p.drawn]
-        entries = sum(1 for _, k in self.rows if k == 1)
-        skipped = sum(1 for _, k in self.rows if k == 2)
-        start = json.dumps(dict(head), separators=(",", ":")).encode()
+        entries = sum(1 for _, k, _ in self.rows if k == 1)
+        skipped = sum(1 for _, k, _ in self.rows if k == 2)
+        start = json.dumps(self.span(head), separators=(",", ":")).encode()
         tail = b'"points":[%s],"entries":%d,"skipped":%d}' % (b",".join(points), entries, skipped)
         return (start[:-1] + b"," + tail) if len(start) > 2 else b"{" + tail
 
@@ -210,6 +218,21 @@ class SeriesWindows:
                 window.slide(from_seq, rows, self.read)
                 return window.encode(head, units)
         return work, len(rows) > INLINE_ROWS
+
+    def after(self, store: HubStore, device: str, last_seq: int, limit: int, after_seq: int,
+              head: Mapping[str, Any], units: Mapping[str, str]
+              ) -> tuple[Callable[[], bytes], bool]:
+        """What the window holds after `after_seq` only (all of it when `after_seq` is before
+        its start): those rows folded, with the window's span and `after_seq`. A page holding
+        the window up to `after_seq` appends the samples (a repeat of its last value is none)
+        and drops what is now before `from_ms`. As `request`: the work, and whether it is heavy."""
+        from_seq = max(0, last_seq - limit + 1)
+        first = store.journal.rows(device, from_seq, 1)
+        rows = store.journal.rows(device, max(from_seq, after_seq + 1), limit)
+        span = {**head, "from_seq": from_seq, "from_ms": first[0].ts_ms if first else None,
+                "to_seq": rows[-1].seq if rows else max(after_seq, from_seq - 1),
+                "after_seq": after_seq}
+        return functools.partial(encoded, span, rows, units, self.read), len(rows) > INLINE_ROWS
 
     def _window(self, device: str, limit: int) -> Window:
         with self._lock:

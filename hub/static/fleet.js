@@ -26,6 +26,7 @@ function resetFleet() {
   optional.snapshots = true;
   chartDevice = null;
   outageRead = { id: null, rec: null };
+  seriesKept = null;
 }
 
 // An optional route: null (and never asked again) when the hub answers 404 or 405.
@@ -60,6 +61,49 @@ async function outageOf(api, recs) {
   return outageRead.rec;
 }
 
+// The charted device's series: the whole window once, then on each refresh only what came after
+// the last answer's `to_seq` (GET …/series?after_seq=), merged here: a repeat of a point's last
+// value is no new sample, and what fell out of the window (before `from_ms`) goes, its last value
+// held at the window's start.
+let seriesKept = null; // { device, body }
+
+async function seriesOf(api, device) {
+  const path = `/api/devices/${encodeURIComponent(device)}/series`;
+  const kept = seriesKept && seriesKept.device === device
+    && Number.isInteger(seriesKept.body.to_seq) ? seriesKept.body : null; // an older hub: whole
+  let body = kept === null ? await api(path) : await api(`${path}?after_seq=${kept.to_seq}`);
+  if (kept !== null && body.after_seq + 1 >= body.from_seq) body = mergeSeries(kept, body);
+  seriesKept = { device, body };
+  return body;
+}
+
+function mergeSeries(kept, more) {
+  const points = new Map(kept.points.map((p) => [p.name, { ...p, samples: p.samples.slice() }]));
+  for (const p of more.points) {
+    const into = points.get(p.name) || { name: p.name, unit: p.unit, samples: [] };
+    into.unit = p.unit;
+    for (const s of p.samples) {
+      const last = into.samples[into.samples.length - 1];
+      if (!last || last[1] !== s[1]) into.samples.push(s);
+    }
+    points.set(p.name, into);
+  }
+  const from = more.from_ms;
+  const trimmed = [...points.values()].map((p) => ({ ...p, samples: inWindow(p.samples, from) }))
+    .filter((p) => p.samples.some((s) => s[1] !== null))
+    .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  return { ...more, points: trimmed };
+}
+
+function inWindow(samples, fromMs) {
+  if (typeof fromMs !== "number") return samples;
+  const i = samples.findIndex((s) => s[0] >= fromMs);
+  const kept = i < 0 ? [] : samples.slice(i);
+  const held = i < 0 ? samples[samples.length - 1] : samples[i - 1];
+  if (held && (kept.length === 0 || kept[0][0] > fromMs)) kept.unshift([fromMs, held[1]]);
+  return kept;
+}
+
 async function loadFleet(api, devices, recs) {
   const [drift, snapshots, cleared] = await Promise.all([
     optionalApi(api, "drift", "/api/drift"),
@@ -71,8 +115,7 @@ async function loadFleet(api, devices, recs) {
     chartDevice = first ? first.id : null;
   }
   const [series, outage] = await Promise.all([
-    chartDevice ? api(`/api/devices/${encodeURIComponent(chartDevice)}/series`) : null,
-    outageOf(api, recs)]);
+    chartDevice ? seriesOf(api, chartDevice) : null, outageOf(api, recs)]);
   return { drift: drift === null ? null : rowsOf(drift, "entries"),
     snapshots: snapshots === null ? null : rowsOf(snapshots, "snapshots"), cleared, series,
     outage };

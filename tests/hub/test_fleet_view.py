@@ -278,3 +278,27 @@ async def test_a_reconciled_outage_draws_the_projected_values_against_the_actual
     shown = await page.locator("#status").text_content()
     await expect(page.locator("#status")).not_to_have_text(shown or "")  # a later refresh ran
     assert [u.rsplit("/", 1)[-1] for u in fetched] == [str(rec_id)]  # read once: it never changes
+
+
+@needs_chromium
+async def test_the_chart_asks_only_for_what_is_new_and_merges_it_as_the_journal_grows(
+        page: Any, store: HubStore) -> None:
+    from playwright.async_api import expect
+    asked: list[str] = []
+    page.on("request", lambda r: asked.append(r.url) if "/series" in r.url else None)
+    level = page.locator("#charts figure[data-point='level']")
+    await expect(level.locator(".chart-last")).to_have_text("3 m")
+    await expect(page.locator("#status")).not_to_have_text(  # a refresh after the first load
+        await page.locator("#status").text_content() or "")
+    store.journal.insert([_inputs(7, START_MS - 5_000, 3.5, 1200),
+                          _inputs(8, START_MS - 4_000, 4.25, 900)])
+    store.devices.update("pump-station-7", last_seq=8)
+    await expect(level.locator(".chart-last")).to_have_text("4.25 m", timeout=DRIFT_UI_TIMEOUT_MS)
+    speed = page.locator("#charts figure[data-point='pump_speed']")
+    await expect(speed.locator(".chart-last")).to_have_text("900 rpm")
+    path = await level.locator("path.chart-line").get_attribute("d") or ""
+    assert path.count("M") == 2, path  # the gap from before is still there, the new steps joined
+    merged = _vertices(path)
+    assert len(merged) == 2 * 7, merged  # 1, 1.5, 2 | 2.5, 3, 3.5, 4.25: a level and a riser each
+    assert any("after_seq=6" in u for u in asked), asked  # the answer after the first: increments
+    assert not any("after_seq" not in u for u in asked[1:]), asked

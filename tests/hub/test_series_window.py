@@ -42,9 +42,15 @@ def _row(rng: random.Random, seq: int) -> JournalRow:
                       prev_hash=b"\x00", hash=seq.to_bytes(8, "big"))
 
 
+def _span(head: dict[str, Any], rows: list[JournalRow], from_seq: int) -> dict[str, Any]:
+    return {**head, "from_seq": from_seq, "from_ms": rows[0].ts_ms if rows else None,
+            "to_seq": rows[-1].seq if rows else from_seq - 1}
+
+
 def _fresh(store: HubStore, last_seq: int, limit: int) -> bytes:
-    rows = store.journal.rows(DEVICE, max(0, last_seq - limit + 1), limit)
-    return encoded(HEAD, rows, UNITS)
+    from_seq = max(0, last_seq - limit + 1)
+    rows = store.journal.rows(DEVICE, from_seq, limit)
+    return encoded(_span(HEAD, rows, from_seq), rows, UNITS)
 
 
 def test_a_sliding_window_encodes_what_a_fresh_fold_of_its_rows_does(tmp_path: Path) -> None:
@@ -106,8 +112,8 @@ async def test_the_endpoint_answers_from_the_window_as_the_journal_grows(
                              headers=bearer(ApiRole.VIEWER))
         assert r.status_code == 200
         rows = store.journal.rows(DEVICE, last - 19, 20)
-        assert r.content == encoded({"device": DEVICE, "contract": None, "version": None},
-                                    rows, {})
+        assert r.content == encoded(_span({"device": DEVICE, "contract": None, "version": None},
+                                          rows, last - 19), rows, {})
 
 
 async def test_a_client_that_accepts_gzip_gets_the_same_body_gzipped(
@@ -125,6 +131,26 @@ async def test_a_client_that_accepts_gzip_gets_the_same_body_gzipped(
                                                       "Accept-Encoding": "gzip"}) as r:
             raw = b"".join([part async for part in r.aiter_raw()])
         assert r.headers["content-encoding"] == "gzip"
+        rows = store.journal.rows(DEVICE, 0, 500)
         assert gzip.decompress(raw) == plain.content == encoded(
-            {"device": DEVICE, "contract": None, "version": None},
-            store.journal.rows(DEVICE, 0, 500), {})
+            _span({"device": DEVICE, "contract": None, "version": None}, rows, 0), rows, {})
+
+
+async def test_after_seq_answers_only_the_rows_after_it_with_the_windows_span(
+        client: httpx.AsyncClient, store: HubStore) -> None:
+    rng = random.Random(10)
+    store.devices.ensure(DEVICE, "north-field", START_MS)
+    store.journal.insert([_row(rng, s) for s in range(1, 51)])
+    store.devices.update(DEVICE, last_seq=50)
+    url, view = f"/api/devices/{DEVICE}/series", bearer(ApiRole.VIEWER)
+    full = (await client.get(url, params={"limit": 20}, headers=view)).json()
+    assert (full["from_seq"], full["to_seq"]) == (31, 50)
+    head = {"device": DEVICE, "contract": None, "version": None}
+    for after, want_from in ((50, 51), (45, 46), (3, 31)):  # before the window: all of it
+        r = await client.get(url, params={"limit": 20, "after_seq": after}, headers=view)
+        rows = store.journal.rows(DEVICE, want_from, 20)
+        span = {**head, "from_seq": 31, "from_ms": full["from_ms"],
+                "to_seq": rows[-1].seq if rows else after, "after_seq": after}
+        assert r.content == encoded(span, rows, {}), after
+    bad = await client.get(url, params={"after_seq": "x"}, headers=view)
+    assert bad.status_code == 400 and "after_seq" in bad.text
