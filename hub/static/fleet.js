@@ -64,16 +64,19 @@ async function outageOf(api, recs) {
 // The charted device's series: the whole window once, then on each refresh only what came after
 // the last answer's `to_seq` (GET …/series?after_seq=), merged here: a repeat of a point's last
 // value is no new sample, and what fell out of the window (before `from_ms`) goes, its last value
-// held at the window's start.
-let seriesKept = null; // { device, body }
+// held at the window's start. Every WHOLE_EVERY refreshes the whole window is read again: rows
+// the hub stored late inside it (a resent range) are in that one.
+const WHOLE_EVERY = 30; // a minute of 2 s refreshes
+let seriesKept = null; // { device, body, polls }
 
 async function seriesOf(api, device) {
   const path = `/api/devices/${encodeURIComponent(device)}/series`;
-  const kept = seriesKept && seriesKept.device === device
-    && Number.isInteger(seriesKept.body.to_seq) ? seriesKept.body : null; // an older hub: whole
+  const held = seriesKept && seriesKept.device === device && seriesKept.polls < WHOLE_EVERY
+    && Number.isInteger(seriesKept.body.to_seq) ? seriesKept : null; // an older hub: whole
+  const kept = held ? held.body : null;
   let body = kept === null ? await api(path) : await api(`${path}?after_seq=${kept.to_seq}`);
   if (kept !== null && body.after_seq + 1 >= body.from_seq) body = mergeSeries(kept, body);
-  seriesKept = { device, body };
+  seriesKept = { device, body, polls: held ? held.polls + 1 : 0 };
   return body;
 }
 
