@@ -22,6 +22,7 @@ from contracts.engine_state import Mode
 from contracts.inputs import CommandKind
 from contracts.journal_events import AgentEvent, EventKind
 from contracts.limits import quote
+from contracts.rollout_health import ROLLOUT_FALLBACK
 
 
 class AlarmKind(enum.StrEnum):
@@ -41,6 +42,8 @@ class AlarmKind(enum.StrEnum):
     UNSIGNED_JOURNAL = "unsigned_journal"  # accepted: no key enrolled, signatures not required
     HUB_ERROR = "hub_error"
     DRIFT = "drift"                      # a device has not run its desired contract for too long
+    ROLLOUT_FALLBACK = "rollout_fallback"  # the agent fell back to its known-good contract (held),
+                                           # or journaled why it could not (rollout_fallback_failed)
 
 
 _K = AlarmKind
@@ -55,6 +58,8 @@ JOURNAL_RAISES: Mapping[str, AlarmKind] = MappingProxyType({
     AgentEvent.SECOND_WRITER: _K.SECOND_WRITER,
     EventKind.RESUME_REFUSED: _K.RESUME_REFUSED,
     AgentEvent.MODEL_DIVERGENCE: _K.MODEL_DIVERGENCE,
+    ROLLOUT_FALLBACK: _K.ROLLOUT_FALLBACK,
+    AgentEvent.ROLLOUT_FALLBACK_FAILED: _K.ROLLOUT_FALLBACK,  # could not: the trip holds instead
 })
 """Journal events (body `event`) that raise an alarm. `command_refused` of a resume raises
 RESUME_REFUSED too (see `journal_alarm`): the engine journals that until the agent's own
@@ -64,7 +69,8 @@ JOURNAL_CLEARS: Mapping[str, tuple[AlarmKind, ...]] = MappingProxyType({
     AgentEvent.SAFE_CONFIRMED: (_K.SAFE_UNCONFIRMED,),
     AgentEvent.SECOND_WRITER_CLEARED: (_K.SECOND_WRITER,),
     AgentEvent.MODEL_DIVERGENCE_CLEARED: (_K.MODEL_DIVERGENCE,),  # the process follows it again
-    EventKind.RESUMED: (*_TRIP_CLEARED_BY, _K.SAFE_UNCONFIRMED),  # an accepted resume ends the latch
+    # An accepted resume ends the latch; after a fallback it is the operator's answer as well.
+    EventKind.RESUMED: (*_TRIP_CLEARED_BY, _K.SAFE_UNCONFIRMED, _K.ROLLOUT_FALLBACK),
     EventKind.STARTED: _STARTED_CLEARS,      # a new contract (operator or explicit policy) runs
     EventKind.ABORTED: (_K.RESUME_REFUSED,),  # still safe, but nobody waits for a resume any more
 })
@@ -75,7 +81,7 @@ DEVICE_RESET_CLEARS = (_K.CHAIN_BREAK, _K.JOURNAL_GAP)
 def detail_of(event: str, body: Mapping[str, Any]) -> str:
     """A short, bounded description of a journal event for an alarm's detail."""
     fields = ("reason", "cause", "point", "points", "value", "command", "attempts", "step",
-              "expected", "actual", "tolerance", "commanded", "detail")
+              "expected", "actual", "tolerance", "commanded", "detail", "fallback", "cause_seq")
     parts = [f"{k}={quote(body[k], bare=True)}" for k in fields if body.get(k) is not None]
     return " ".join([quote(event, bare=True), *parts])
 

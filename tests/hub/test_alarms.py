@@ -19,6 +19,9 @@ from hub.alarms import detail_of, journal_alarm, telemetry_changes
     ({"event": "command_refused", "kind": "resume", "reason": "stale"}, K.RESUME_REFUSED, ()),
     ({"event": "command_refused", "kind": "hold", "reason": "mode"}, None, ()),
     ({"event": "step_entered", "step": "fill"}, None, ()),
+    ({"event": "rollout_fallback", "fallback": "tank-fill@2", "cause": "guard_trip",
+      "cause_seq": 41}, K.ROLLOUT_FALLBACK, ()),
+    ({"event": "rollout_fallback_failed", "reason": "not stored"}, K.ROLLOUT_FALLBACK, ()),
 ])
 def test_journal_events_raise_and_clear_alarms(body: dict[str, object], raised: K | None,
                                                cleared: tuple[K, ...]) -> None:
@@ -27,7 +30,8 @@ def test_journal_events_raise_and_clear_alarms(body: dict[str, object], raised: 
 
 def test_an_accepted_resume_clears_the_trip_its_refusals_and_escalations() -> None:
     _, cleared = journal_alarm({"event": "resumed", "reason": "safe", "command": "resume:x"})
-    assert {K.GUARD_TRIP, K.RESUME_REFUSED, K.ESCALATED, K.SAFE_UNCONFIRMED} <= set(cleared)
+    assert {K.GUARD_TRIP, K.RESUME_REFUSED, K.ESCALATED, K.SAFE_UNCONFIRMED,
+            K.ROLLOUT_FALLBACK} <= set(cleared)
 
 
 def test_an_alarm_detail_quotes_device_input_only_in_bounded_pieces() -> None:
