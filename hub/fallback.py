@@ -9,7 +9,8 @@ cause_seq}, tagged with the tripped contract. When the hub ingests that entry (h
   points), with the cause and its seq in the reason;
 - the known-good contract is REINSTATEd (superseded → held: hub/states/tables.py), but only if the
   hub issued that id to this device with the very hash the agent names — anything else is a claim
-  the hub cannot check (claim_mismatch alarm; nothing reinstated);
+  the hub cannot check (claim_mismatch alarm; nothing reinstated) — and no version newer than the
+  tripped one is in force already (a hub-side rollback pushed one: that replaces the known-good);
 - the `rollout_fallback` alarm is raised from the entry itself (hub/alarms.py; an accepted resume
   clears it), and the agent's act is audited as `fallback` (actor `agent:<device>`) with the fields.
 An operator's resume runs the known-good again; automation never does (invariant 9). A deployment
@@ -51,7 +52,17 @@ def plan_fallback(device: str, tag: str | None, fields: Mapping[str, Any],
               f"the device runs {quote(fallback, bare=True)} again, held")
     known, problem = _known_good(mine, fallback, fields.get("known_good"))
     tripped = _tripped(mine, tag, fields, exclude=known)
+    if known is not None and _replaced(mine, tag, tripped):
+        known = None  # the hub issued a newer version already: it replaces the known-good there
     return FallbackPlan(tripped=tripped, known_good=known, problem=problem, reason=reason)
+
+
+def _replaced(mine: list[ContractRecord], tag: str | None, tripped: str | None) -> bool:
+    """Whether a version newer than the tripped one is issued and still in force (a hub-side
+    rollback, say): reinstating the known-good there would show a contract nothing runs for long."""
+    top = next((r.version for r in mine if r.id == tripped), None)
+    return top is not None and any(r.contract == tag and r.version > top and r.status.claims_points
+                                   for r in mine)
 
 
 def _known_good(mine: list[ContractRecord], fallback: Any, digest: Any) -> tuple[str | None, str | None]:

@@ -143,7 +143,7 @@ class JournalSync(Batches):
         elif plan.problem is not None:
             self._alarm(device, AlarmKind.CLAIM_MISMATCH, plan.problem)
         entry = AuditEntry(ts_ms=self.clock(), actor=f"agent:{device}", action=AuditAction.FALLBACK,
-                           outcome=Outcome.OK if plan.known_good else Outcome.REFUSED,
+                           outcome=Outcome.REFUSED if plan.problem else Outcome.OK,
                            device=device, contract=plan.tripped, reason=plan.reason,
                            detail=plan.detail(o.fields, o.seq))
         self.store.audit.add(entry)

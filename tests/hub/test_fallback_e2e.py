@@ -3,7 +3,8 @@ lane G's fallback, real tank simulator (fieldpact.loopback): tank-fill@2 runs; @
 `rollout` naming @2 as its known-good, trips inside its health window; the agent runs @2 again,
 latched. At the hub: @3 failed, @2 held (reinstated from superseded), the `rollout_fallback`
 alarm, the agent's act audited, @3's health gate failed on it with the trip's seq; an operator's
-resume then runs @2 and clears the alarm.
+resume then runs @2 and clears the alarm. The same when the trip and the fallback happen while
+the hub is cut off: applied when the journal arrives, and nothing re-issues @3 over it.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import pytest
 
 from contracts.rollout_health import Gate, Health, HealthSpec
 from fieldpact.loopback import DeviceSpec, LocalSite
+from hub.states import DeviceState
 from hub.alarms import AlarmKind
 from hub.audit import AuditAction
 from hub.health import HealthJudge
@@ -26,6 +28,22 @@ pytestmark = pytest.mark.slow
 
 DEVICE = "tank-a"
 V2, V3 = "tank-fill@2", "tank-fill@3"
+
+
+async def _running_v3(site: LocalSite) -> tuple[Any, Any, int]:
+    """tank-fill@2 active, then @3 (its rollout naming @2) active: (v2, v3, @3's push time)."""
+    hub = site.hub
+    assert hub is not None
+    v2 = await hub.service.submit_contract(_doc(2), "test")
+    await eventually(lambda: contract_status(hub.store, V2) is ContractStatus.ACTIVE, 30,
+                     "the known-good contract running")
+    pushed_ms = hub.clock()
+    v3 = await hub.service.submit_contract(_doc(3, rollout={
+        "deployment": "dep-000001", "health_window_s": 60, "known_good": v2.content_hash}),
+        "deployment:dep-000001")
+    await eventually(lambda: contract_status(hub.store, V3) is ContractStatus.ACTIVE, 30,
+                     "the new version running")
+    return v2, v3, pushed_ms
 
 
 def _doc(version: int, **extra: Any) -> dict[str, Any]:
@@ -43,15 +61,7 @@ async def test_a_device_that_fell_back_shows_failed_held_alarmed_audited_and_gat
     async with LocalSite(tmp_path, [spec], silence_timeout_s=30) as site:
         hub = site.hub
         assert hub is not None and hub.sync is not None
-        v2 = await hub.service.submit_contract(_doc(2), "test")
-        await eventually(lambda: contract_status(hub.store, V2) is ContractStatus.ACTIVE, 30,
-                         "the known-good contract running")
-        pushed_ms = hub.clock()
-        v3 = await hub.service.submit_contract(_doc(3, rollout={
-            "deployment": "dep-000001", "health_window_s": 60, "known_good": v2.content_hash}),
-            "deployment:dep-000001")
-        await eventually(lambda: contract_status(hub.store, V3) is ContractStatus.ACTIVE, 30,
-                         "the new version running")
+        v2, v3, pushed_ms = await _running_v3(site)
         site.devices[DEVICE].sim.set("level", 5.0)  # out of @3's range, within @2's
         await eventually(lambda: contract_status(hub.store, V2) is ContractStatus.HELD, 30,
                          "the known-good reinstated, held")
@@ -81,3 +91,36 @@ async def test_a_device_that_fell_back_shows_failed_held_alarmed_audited_and_gat
     assert verdict.health is Health.FAILED and verdict.gate == Gate.ROLLOUT_FALLBACK
     assert verdict.evidence[0].value["fallback"] == V2 and verdict.evidence[1].seq == trips[0]
     assert cleared == []
+
+
+async def test_a_fallback_while_the_hub_is_cut_off_is_applied_when_the_journal_arrives(
+        tmp_path: Path) -> None:
+    spec = DeviceSpec(id=DEVICE, model="tank", initial={"level": 1.0})
+    async with LocalSite(tmp_path, [spec], silence_timeout_s=3) as site:
+        hub = site.hub
+        assert hub is not None and hub.sync is not None
+        v2, v3, pushed_ms = await _running_v3(site)
+        dev = site.devices[DEVICE]
+        await dev.cut.cut()
+        await eventually(lambda: site.device_state(DEVICE) is DeviceState.PROJECTED, 20,
+                         "the device projected")
+        dev.sim.set("level", 5.0)
+        await eventually(lambda: dev.agent.scan.segment is not None
+                         and dev.agent.scan.segment.active.hash == v2.content_hash, 20,
+                         "the agent on its known-good contract, hub gone")
+        during = (contract_status(hub.store, V2), contract_status(hub.store, V3))
+        dev.cut.restore()
+        await eventually(lambda: contract_status(hub.store, V2) is ContractStatus.HELD, 30,
+                         "the known-good reinstated, held, once the journal arrived")
+        await eventually(lambda: site.device_state(DEVICE) is DeviceState.LIVE, 30, "live again")
+        verdict = HealthJudge(hub.store, hub.sync.live).judge(
+            DEVICE, V3, v3.content_hash, pushed_ms, HealthSpec(window_ms=60_000), hub.clock(),
+            canary=False)
+        highest = hub.store.contracts.highest_version("tank-fill")
+        running = dev.agent.scan.segment.active.hash if dev.agent.scan.segment else None
+        status = (contract_status(hub.store, V2), contract_status(hub.store, V3))
+    assert during == (ContractStatus.SUPERSEDED, ContractStatus.ACTIVE)
+    assert status == (ContractStatus.HELD, ContractStatus.FAILED)
+    assert verdict.health is Health.FAILED and verdict.gate == Gate.ROLLOUT_FALLBACK
+    assert highest == 3, "nothing may re-issue the tripped contract over the device's fallback"
+    assert running == v2.content_hash

@@ -148,8 +148,18 @@ async def test_a_frozen_level_fails_the_telemetry_condition_with_the_journaled_v
         tmp_path: Path) -> None:
     spec = HealthSpec(window_ms=5_000, telemetry="level >= 1.01")
     async with _site(tmp_path) as site:
-        site.devices[DEVICE].sim.faults.enable(Fault.FROZEN)  # reads answer, values stand still
+        sim = site.devices[DEVICE].sim
+        sim.faults.enable(Fault.FROZEN)  # reads answer, values stand still
         pushed = await _push(site)
+        boot = await eventually(lambda: next((e for e in pushed.verdict(spec).evidence
+                                              if e.what == "boot"), None), 30, "the BOOT at the hub")
+        assert site.hub is not None and boot.ts_ms is not None
+        # A frozen level journals nothing new, so only the next keyframe (a minute on) would prove
+        # the window's end: thaw the device once the window is over; its next INPUT is the proof.
+        end = boot.ts_ms + spec.window_ms
+        await eventually(lambda: site.hub is not None and site.hub.clock() > end + 200, 30,
+                         "the window over")
+        sim.faults.disable(Fault.FROZEN)
         verdict = await pushed.settled(spec)
         assert site.hub is not None
         entries = {e.seq: e for e in site.hub.store.journal.entries(DEVICE)}
