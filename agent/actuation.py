@@ -20,6 +20,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from agent.errors import DeviceLinkError
+from agent.faults import write_fault
 from agent.link import DeviceLink
 from agent.readback import Divergence, ReadbackMonitor, shows
 from agent.cycle_items import fault_item
@@ -141,7 +142,8 @@ class Actuator:
             except DeviceLinkError as exc:
                 self.readback.failed(name, exc.reason)
                 if name in engine:
-                    await journal.append_many([fault_item(now_ms, "write", str(exc), name)])
+                    await journal.append_many([fault_item(now_ms, "write", name,
+                                                          write_fault(exc, self.points[name]))])
                 continue
             self.readback.acknowledged(name, values[name])
             acked.append(name)

@@ -5,7 +5,9 @@ agent's own failures from a library's or the contract language's.
     ├── DeviceLinkError        a device write that failed, or a device link that could not
     │                          connect; `reason` is a BAD reading's vocabulary plus
     │                          "not_writable", "encode" and "busy" (not sent: the endpoint
-    │                          was still busy); `category` is the hub policy's failure category
+    │                          was still busy); `category` is the hub policy's failure category;
+    │                          `code` the device's exception code ("exception:2" → 2), which
+    │                          agent/faults.py reports in words
     ├── RegisterError          a value that cannot be converted to or from a point's registers
     │                          (also a ValueError: it is a bad value; category "config")
     └── JournalError           the journal cannot do what was asked (I/O error, corrupt or
@@ -26,6 +28,19 @@ if TYPE_CHECKING:
     from contracts.schema import Point
 
 
+EXCEPTION_PREFIX = "exception:"
+"""How a BAD reading's reason, or a DeviceLinkError's, carries the device's Modbus exception code
+(agent/link.py `exception_reason`); agent/faults.py says it in words."""
+
+
+def exception_code(reason: str | None) -> int | None:
+    """The Modbus exception code in a reason ("exception:2" → 2), None for any other reason."""
+    if reason is None or not reason.startswith(EXCEPTION_PREFIX):
+        return None
+    digits = reason[len(EXCEPTION_PREFIX):]
+    return int(digits) if digits.isdigit() and len(digits) <= 3 else None
+
+
 class AgentError(Exception):
     """Base of every error the agent raises about its own work."""
 
@@ -40,6 +55,11 @@ class DeviceLinkError(AgentError):
     def __init__(self, reason: str, detail: str, *, category: str = "adapters") -> None:
         self.reason, self.detail, self.category = reason, detail, category
         super().__init__(f"{reason}: {detail}")
+
+    @property
+    def code(self) -> int | None:
+        """The device's Modbus exception code when it answered with one ("exception:2" → 2)."""
+        return exception_code(self.reason)
 
 
 class RegisterError(AgentError, ValueError):

@@ -54,11 +54,14 @@ def _age(now: int, ts: Any) -> int | None:
 
 def point_views(blob: Mapping[str, Any], now: int, silence_ms: int,
                 live: bool) -> list[dict[str, Any]]:
-    """One row per value: read-back, commanded (when it differs), age, whether it is live."""
+    """One row per value: read-back, commanded (when it differs), age, whether it is live, and
+    the point's read fault in words while it fails (a failing point with no good read yet has
+    a row with no value)."""
     values, commanded = blob.get("values", {}), blob.get("commanded") or {}
     read_ms, ts = blob.get("read_ms") or {}, blob.get("ts_ms")
+    faults = blob.get("faults") or {}
     rows = []
-    for name in sorted(set(values) | set(commanded)):
+    for name in sorted(set(values) | set(commanded) | set(faults)):
         read = read_ms.get(name, ts)
         age = _age(now, read)
         row: dict[str, Any] = {"name": name, "value": plain(values.get(name)), "read_ms": read,
@@ -66,6 +69,8 @@ def point_views(blob: Mapping[str, Any], now: int, silence_ms: int,
                                "live": live and age is not None and age <= silence_ms}
         if name in commanded and commanded[name] != values.get(name):
             row["commanded"] = plain(commanded[name])
+        if name in faults:
+            row["fault"] = str(faults[name])
         rows.append(row)
     return rows
 
