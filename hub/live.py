@@ -46,6 +46,7 @@ class LiveValues:
     step: str | None = None
     state: Any = None
     seq: int = 0
+    version: int | None = None  # of the contract this telemetry is for (an agent runs several)
 
     @classmethod
     def of(cls, t: Telemetry, received_ms: EpochMs) -> LiveValues:
@@ -55,7 +56,7 @@ class LiveValues:
                    read_ms=dict(getattr(t, "read_ms", ())), safe=getattr(t, "safe", None),
                    trip=getattr(t, "trip", None), faults=dict(getattr(t, "faults", ())),
                    mode=t.mode, step=t.step, state=t.state,
-                   seq=t.seq)
+                   seq=t.seq, version=t.version)
 
     def shown(self) -> dict[str, Any]:
         """The stored/shown form: `source` live and SHOWN_FIELDS (what the API and a flush use)."""
@@ -63,7 +64,8 @@ class LiveValues:
 
     def seed(self) -> dict[str, Any]:
         """What a projection starts from when the device goes offline (hub/offline.py)."""
-        return {"ts_ms": self.ts_ms, "state": self.state, "values": dict(self.values)}
+        return {"ts_ms": self.ts_ms, "state": self.state, "values": dict(self.values),
+                "version": self.version}
 
 
 LiveCache = dict[str, LiveValues]

@@ -131,16 +131,39 @@ def device_view(d: DeviceRecord, now: int, *, detail: bool = False,
     return view
 
 
-def contracts_view(live: Mapping[str, LiveValues], now: int,
-                   silence_ms: int) -> list[dict[str, Any]]:
+def contracts_view(live: Mapping[str, LiveValues], now: int, silence_ms: int,
+                   projected: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
     """Each contract the device runs, from its own telemetry (an agent runs several side by
-    side): id, mode, step, safe state, trip, and its points (read-back beside commanded)."""
+    side): id, version, mode, step, safe state, trip, and its points (read-back beside commanded,
+    a failing read's fault in words). While the device is offline (`projected`: its stored
+    projection), each contract's projection instead: its step, mode, values and confidence."""
+    if projected is not None:
+        return _projected_contracts(projected, now)
     out = []
     for cid, lv in sorted(live.items()):
         fresh = now - lv.received_ms <= silence_ms
-        out.append({"contract": cid or None, "mode": lv.mode, "step": lv.step, "safe": lv.safe,
+        out.append({"contract": cid or None, "version": lv.version, "source": "live",
+                    "mode": lv.mode, "step": lv.step, "safe": lv.safe,
                     "trip": lv.trip, "ts_ms": lv.ts_ms, "live": fresh,
                     "values": point_views(lv.shown(), now, silence_ms, fresh)})
+    return out
+
+
+def _projected_contracts(blob: Mapping[str, Any], now: int) -> list[dict[str, Any]]:
+    each = blob.get("contracts")
+    if not isinstance(each, Mapping):  # a projection stored before per-contract projection
+        cid = str(blob.get("inputs", {}).get("contract_id", ""))
+        each = {cid.rpartition("@")[0] or cid: blob}
+    out = []
+    for name, sub in sorted(each.items()):
+        cid = str(sub.get("inputs", {}).get("contract_id", ""))
+        version = cid.rpartition("@")[2]
+        out.append({"contract": name, "version": int(version) if version.isdigit() else None,
+                    "source": "projection", "mode": sub.get("mode"), "step": sub.get("step"),
+                    "safe": None, "trip": None, "ts_ms": sub.get("ts_ms"), "live": False,
+                    "confidence": sub.get("confidence"),
+                    "values": point_views({"values": sub.get("values") or {},
+                                           "ts_ms": sub.get("ts_ms")}, now, 0, False)})
     return out
 
 
