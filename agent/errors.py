@@ -24,21 +24,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from contracts.modbus_exceptions import exception_code
+
 if TYPE_CHECKING:
     from contracts.schema import Point
-
-
-EXCEPTION_PREFIX = "exception:"
-"""How a BAD reading's reason, or a DeviceLinkError's, carries the device's Modbus exception code
-(agent/link.py `exception_reason`); agent/faults.py says it in words."""
-
-
-def exception_code(reason: str | None) -> int | None:
-    """The Modbus exception code in a reason ("exception:2" → 2), None for any other reason."""
-    if reason is None or not reason.startswith(EXCEPTION_PREFIX):
-        return None
-    digits = reason[len(EXCEPTION_PREFIX):]
-    return int(digits) if digits.isdigit() and len(digits) <= 3 else None
 
 
 class AgentError(Exception):
@@ -58,7 +47,8 @@ class DeviceLinkError(AgentError):
 
     @property
     def code(self) -> int | None:
-        """The device's Modbus exception code when it answered with one ("exception:2" → 2)."""
+        """The device's Modbus exception code when it answered with one ("exception:2" → 2;
+        contracts/modbus_exceptions.py)."""
         return exception_code(self.reason)
 
 

@@ -4,7 +4,7 @@ point whose read or write failed, for an operator to act on.
 Rules:
 - A device that answers with a Modbus exception is named with its code, the code's meaning and the
   point's address: `exception 2 (illegal data address) at holding 63` (Modbus Application Protocol
-  v1.1b3, section 7; agent/link.py `exception_words`). The numeric code is kept beside the words
+  v1.1b3, section 7; contracts/modbus_exceptions.py). The numeric code is kept beside the words
   (the record's `code` field), so a policy or a health gate never parses a sentence.
 - The BAD reading itself keeps its short reason ("exception:2", "timeout", ...): guards, trip
   causes and the journaled inputs compare it, and the engine sees it. Only what is *reported*
@@ -16,8 +16,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from agent.errors import DeviceLinkError, exception_code
+from agent.errors import DeviceLinkError
 from agent.link import exception_words
+from contracts.modbus_exceptions import exception_code
 from contracts.schema import Point
 from contracts.wire import MAX_FAULT_WORDS
 

@@ -22,6 +22,7 @@ from contracts.engine_state import Mode
 from contracts.inputs import CommandKind
 from contracts.journal_events import AgentEvent, EventKind
 from contracts.limits import quote
+from contracts.modbus_exceptions import reason_in_words
 
 
 class AlarmKind(enum.StrEnum):
@@ -73,11 +74,16 @@ DEVICE_RESET_CLEARS = (_K.CHAIN_BREAK, _K.JOURNAL_GAP)
 """An admin's reset out of FAULT is the answer to these."""
 
 def detail_of(event: str, body: Mapping[str, Any]) -> str:
-    """A short, bounded description of a journal event for an alarm's detail."""
+    """A short, bounded description of a journal event for an alarm's detail; a device's
+    exception answer in words (`detail=exception 2 (illegal data address)`, not `exception:2`)."""
     fields = ("reason", "cause", "point", "points", "value", "command", "attempts", "step",
               "expected", "actual", "tolerance", "commanded", "detail")
-    parts = [f"{k}={quote(body[k], bare=True)}" for k in fields if body.get(k) is not None]
+    parts = [f"{k}={quote(_worded(body[k]), bare=True)}" for k in fields if body.get(k) is not None]
     return " ".join([quote(event, bare=True), *parts])
+
+
+def _worded(value: Any) -> Any:
+    return reason_in_words(value) if isinstance(value, str) else value
 
 
 def journal_alarm(body: Mapping[str, Any]) -> tuple[AlarmKind | None, tuple[AlarmKind, ...]]:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from agent.errors import DeviceLinkError, exception_code
+from agent.errors import DeviceLinkError
 from agent.faults import MAX_WORDS, FaultWords, in_words, write_fault
+from contracts.modbus_exceptions import exception_code
 from contracts.schema import DataType, Direction, Point, Table
 
 
