@@ -116,7 +116,11 @@ class OfflineManager:
         blobs: dict[str, dict[str, Any]] = {}
         folds: dict[str, _Fold] = {}
         for record in records:
-            seed = seeds.get(record.contract) or (live if record is records[0] else None)
+            seed = seeds.get(record.contract)
+            if seed is not None and seed.get("version") not in (None, record.version):
+                seed = None  # telemetry of another version: not this contract's engine state
+            if seed is None and record is records[0]:
+                seed = live
             blobs[record.contract] = self.projector.start(device.id, record, seed, from_seq)
             folds[record.contract] = _Fold(from_seq=from_seq, next_seq=from_seq + 1,
                                            actual=Actual(), contract=record.contract)
