@@ -78,12 +78,14 @@ def detail_of(event: str, body: Mapping[str, Any]) -> str:
     exception answer in words (`detail=exception 2 (illegal data address)`, not `exception:2`)."""
     fields = ("reason", "cause", "point", "points", "value", "command", "attempts", "step",
               "expected", "actual", "tolerance", "commanded", "detail")
-    parts = [f"{k}={quote(_worded(body[k]), bare=True)}" for k in fields if body.get(k) is not None]
-    return " ".join([quote(event, bare=True), *parts])
+    parts = [f"{k}={quote(body[k], bare=True)}" for k in fields if body.get(k) is not None]
+    return " ".join([quote(event, bare=True), *map(_worded, parts)])
 
 
-def _worded(value: Any) -> Any:
-    return reason_in_words(value) if isinstance(value, str) else value
+def _worded(part: str) -> str:
+    """`detail=exception:2` → `detail=exception 2 (illegal data address)`; other parts as they are."""
+    key, _, value = part.partition("=")
+    return f"{key}={reason_in_words(value)}"
 
 
 def journal_alarm(body: Mapping[str, Any]) -> tuple[AlarmKind | None, tuple[AlarmKind, ...]]:
