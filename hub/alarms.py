@@ -18,11 +18,11 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
+from contracts import modbus_exceptions
 from contracts.engine_state import Mode
 from contracts.inputs import CommandKind
 from contracts.journal_events import AgentEvent, EventKind
 from contracts.limits import quote
-from contracts.modbus_exceptions import reason_in_words
 
 
 class AlarmKind(enum.StrEnum):
@@ -85,7 +85,7 @@ def detail_of(event: str, body: Mapping[str, Any]) -> str:
 def _worded(part: str) -> str:
     """`detail=exception:2` → `detail=exception 2 (illegal data address)`; other parts as they are."""
     key, _, value = part.partition("=")
-    return f"{key}={reason_in_words(value)}"
+    return f"{key}={modbus_exceptions.reason_in_words(value)}"
 
 
 def journal_alarm(body: Mapping[str, Any]) -> tuple[AlarmKind | None, tuple[AlarmKind, ...]]:
