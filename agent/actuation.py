@@ -59,6 +59,7 @@ class Actuator:
         self.safe_targets = dict(zip((o.name for o in outs), safe_plan(contract, outs).targets))
         self.period_s = contract.scan_period_ms / 1000
         self.link_lost = False
+        self.write_faults: dict[PointName, str] = {}  # the last write failed: why, in words
 
     def safe_view(self) -> SafeView | None:
         return self.keeper.view()
@@ -141,10 +142,12 @@ class Actuator:
                 await self.link.write(self.points[name], values[name])
             except DeviceLinkError as exc:
                 self.readback.failed(name, exc.reason)
+                fault = write_fault(exc, self.points[name])
+                self.write_faults[name] = fault.reason
                 if name in engine:
-                    await journal.append_many([fault_item(now_ms, "write", name,
-                                                          write_fault(exc, self.points[name]))])
+                    await journal.append_many([fault_item(now_ms, "write", name, fault)])
                 continue
+            self.write_faults.pop(name, None)
             self.readback.acknowledged(name, values[name])
             acked.append(name)
         return acked

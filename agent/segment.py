@@ -23,7 +23,7 @@ from agent.journal_thread import AsyncJournal
 from agent.input_filters import InputGuards, InputView
 from agent.link import DeviceLink
 from agent.cycle_items import Item, fault_item
-from agent.faults import FaultWords, in_words
+from agent.faults import MAX_WORDS, FaultWords, in_words
 from agent.registers import plan_reads
 from agent.timing import Anchor
 from contracts.codec import canonical_dumps, loads
@@ -128,6 +128,12 @@ class Segment:
                   for n in sorted(self.failing - failing)]
         self.failing = failing
         return items
+
+    def fault_words(self) -> dict[str, str]:
+        """Each point failing now, in words, for telemetry: a failing read's fault, else the
+        fault of its last write (`write: exception 3 (illegal data value) at holding 20`)."""
+        writes = {n: f"write: {w}"[:MAX_WORDS] for n, w in self.actuator.write_faults.items()}
+        return {**writes, **self.faults}
 
     def model_check(self, state: EngineState, readings: dict[str, Reading],
                     now_ms: EpochMs) -> list[Item]:

@@ -2,12 +2,20 @@
 the point's address; other reasons as they are; the code kept beside the words."""
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
+from agent.actuation import Actuator
 from agent.errors import DeviceLinkError
 from agent.faults import MAX_WORDS, FaultWords, in_words, write_fault
-from contracts.modbus_exceptions import exception_code
+from agent.link import MemoryLink
+from contracts.chain import EntryKind
+from contracts.loader import check_mapping
+from contracts.modbus_exceptions import exception_code, exception_reason
 from contracts.schema import DataType, Direction, Point, Table
+from contracts.types import Value
+from tests.agent.conftest import tank_document
 
 
 def _point(table: Table, address: int) -> Point:
@@ -48,3 +56,39 @@ def test_a_failed_write_is_the_devices_exception_in_words_or_the_error_as_it_is(
     late = DeviceLinkError("timeout", "write p=1 at unit 1 holding:70")
     assert late.code is None
     assert write_fault(late, point) == FaultWords(reason="timeout: write p=1 at unit 1 holding:70")
+
+
+class _Refusing(MemoryLink):
+    """A device that refuses writes with exception 3 while `refuse` is set (reads answer)."""
+
+    refuse = True
+
+    async def write(self, point: Point, value: Value) -> None:
+        if self.refuse:
+            raise DeviceLinkError(exception_reason(3), f"write {point.name}={value!r}")
+        await super().write(point, value)
+
+
+class _Items:
+    def __init__(self) -> None:
+        self.items: list[Any] = []
+
+    async def append_many(self, items: Any) -> list[Any]:
+        self.items.extend(items)
+        return []
+
+
+async def test_a_refused_write_is_kept_in_words_for_telemetry_until_a_write_lands() -> None:
+    contract = check_mapping(tank_document())
+    link = _Refusing({(1, Table.HOLDING): {20: 0}})
+    await link.connect()
+    actuator, journal = Actuator(contract, link), _Items()
+    await actuator.write(journal, ["pump_speed"], [], {"pump_speed": 1000}, 5)
+    words = "exception 3 (illegal data value) at holding 20"
+    assert actuator.write_faults == {"pump_speed": words}
+    assert [(kind, body["reason"], body["code"]) for kind, body, _ in journal.items] == [
+        (EntryKind.ADAPTER_FAULT, words, 3)]
+    link.refuse = False
+    assert await actuator.write(journal, ["pump_speed"], [], {"pump_speed": 1000}, 6) == [
+        "pump_speed"]
+    assert actuator.write_faults == {}
