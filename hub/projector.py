@@ -117,10 +117,9 @@ class Projector:
         """The projection samples for a projected device; recomputed from the stored inputs after
         a hub restart (the engine is pure, so the result is the same)."""
         inputs = ProjectionInputs(**blob["inputs"])
-        record = self.store.contracts.get(inputs.contract_id)
-        key = (device, record.contract)
+        key = (device, inputs.contract_id.rpartition("@")[0])  # contract_id is name@version
         if key not in self.samples:
-            projection = self.project(record, inputs, device)
+            projection = self.project(self.store.contracts.get(inputs.contract_id), inputs, device)
             self.samples[key] = [point_json(p) for p in projection.points]
         return self.samples[key]
 
