@@ -80,6 +80,11 @@ async def test_a_device_exception_is_journaled_sent_and_shown_in_words_with_its_
         # shared endpoint's reconnects — seen on a loaded machine, reported in lane C's notes)
         assert not any(row.get("fault", "").startswith("exception")
                        for row in each["tank-valve"].values())
+        # the trip alarm (from telemetry or the journal, whichever came first) says it in words
+        trip = await eventually(lambda: hub.store.alarms.find(device="d1", kind="guard_trip",
+                                                              active_only=False), 15,
+                                "the guard trip alarm")
+        assert "exception 2 (illegal data address)" in trip[0].detail, trip[0].detail
     writes = [f for f in _faults(journal) if f.what == "write"]
     assert writes and {(f.reason, f.code, f.point) for f in writes} == {
         (WRITE_WORDS, 2, "pump_speed")}
