@@ -15,7 +15,6 @@ from starlette.responses import JSONResponse, Response
 
 from hub import inbound, series
 from hub.device_list import DeviceListCache
-from hub.live import is_projection
 from hub.service import HubService
 from hub.states import DeviceState
 from hub.store import DeviceRecord, HubStore, NotFound, contract_id
@@ -53,10 +52,8 @@ async def get_device(request: Request) -> Response:
     silence_ms = request.app.state.silence_ms
     view = device_view(device, svc.clock(), detail=True, silence_ms=silence_ms,
                        alarms=_device_alarms(svc, device.id).get(device.id, []))
-    projected = device.projection if (device.state is DeviceState.PROJECTED
-                                      and is_projection(device.projection)) else None
     view["contracts"] = contracts_view(svc.live_contracts.get(device.id, {}), svc.clock(),
-                                       silence_ms, projected)
+                                       silence_ms, device)
     registered = svc.registry.get(device.id)
     view["endpoints"] = [e.to_mapping() for e in registered.endpoints] if registered else []
     return JSONResponse(view)

@@ -132,13 +132,14 @@ def device_view(d: DeviceRecord, now: int, *, detail: bool = False,
 
 
 def contracts_view(live: Mapping[str, LiveValues], now: int, silence_ms: int,
-                   projected: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+                   device: DeviceRecord | None = None) -> list[dict[str, Any]]:
     """Each contract the device runs, from its own telemetry (an agent runs several side by
     side): id, version, mode, step, safe state, trip, and its points (read-back beside commanded,
-    a failing read's fault in words). While the device is offline (`projected`: its stored
-    projection), each contract's projection instead: its step, mode, values and confidence."""
-    if projected is not None:
-        return _projected_contracts(projected, now)
+    a failing read's fault in words). While the `device` is projected (offline), each contract's
+    projection instead: its step, mode, values and confidence."""
+    if device is not None and device.state is DeviceState.PROJECTED and is_projection(
+            device.projection):
+        return _projected_contracts(device.projection, now)
     out = []
     for cid, lv in sorted(live.items()):
         fresh = now - lv.received_ms <= silence_ms

@@ -6,6 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from hub.live import LiveValues
+from hub.states import DeviceState
+from hub.store import DeviceRecord
 from hub.views import contracts_view
 
 NOW, SILENCE = 10_000, 5_000
@@ -16,6 +18,11 @@ def _projection(cid: str, step: str, values: dict[str, Any]) -> dict[str, Any]:
     return {"source": "projection", "inputs": {"contract_id": cid, "start_ms": 4_000},
             "ts_ms": 4_000, "step": step, "mode": "running", "values": values,
             "confidence": 0.75}
+
+
+def _projected(blob: dict[str, Any]) -> DeviceRecord:
+    return DeviceRecord(id="d1", site="s1", state=DeviceState.PROJECTED, state_since_ms=4_000,
+                        projection=blob)
 
 
 def test_each_contract_shows_its_version_and_a_failing_points_fault_in_words() -> None:
@@ -37,7 +44,7 @@ def test_a_projected_device_shows_each_contracts_projection_not_its_old_telemetr
     blob = {**_projection("tank-pump@3", "run", {"pump_speed": 1000}),
             "contracts": {"tank-pump": _projection("tank-pump@3", "run", {"pump_speed": 1000}),
                           "tank-valve": _projection("tank-valve@1", "open", {"valve_open": True})}}
-    shown = contracts_view(stale, NOW, SILENCE, blob)
+    shown = contracts_view(stale, NOW, SILENCE, _projected(blob))
     assert [(c["contract"], c["version"], c["source"], c["step"], c["confidence"], c["live"])
             for c in shown] == [("tank-pump", 3, "projection", "run", 0.75, False),
                                 ("tank-valve", 1, "projection", "open", 0.75, False)]
@@ -45,5 +52,6 @@ def test_a_projected_device_shows_each_contracts_projection_not_its_old_telemetr
 
 
 def test_a_projection_stored_before_projection_per_contract_shows_its_one_contract() -> None:
-    shown = contracts_view({}, NOW, SILENCE, _projection("tank-fill@3", "fill", {"level": 2.0}))
+    shown = contracts_view({}, NOW, SILENCE,
+                           _projected(_projection("tank-fill@3", "fill", {"level": 2.0})))
     assert [(c["contract"], c["version"], c["step"]) for c in shown] == [("tank-fill", 3, "fill")]
