@@ -34,6 +34,7 @@ from contracts.journal_events import AgentEvent, agent_event_body, item, tag_ite
 from contracts.model_divergence import DEFAULT_AFTER_S, ModelWatch
 from contracts.schema import Contract
 from contracts.types import EpochMs, Value
+from contracts.wire import MAX_TELEMETRY_FAULTS
 
 log = logging.getLogger("fieldpact.agent.scan")
 
@@ -134,6 +135,10 @@ class Segment:
         fault of its last write (`write: exception 3 (illegal data value) at holding 20`)."""
         writes = {n: f"write: {w}"[:MAX_WORDS] for n, w in self.actuator.write_faults.items()}
         return {**writes, **self.faults}
+
+    def telemetry_faults(self) -> tuple[tuple[str, str], ...]:
+        """`fault_words` as telemetry carries them: by point name, at most MAX_TELEMETRY_FAULTS."""
+        return tuple(sorted(self.fault_words().items()))[:MAX_TELEMETRY_FAULTS]
 
     def model_check(self, state: EngineState, readings: dict[str, Reading],
                     now_ms: EpochMs) -> list[Item]:

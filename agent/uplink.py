@@ -350,7 +350,7 @@ class Uplink:
                         commanded=tuple(sorted(commanded.items())),
                         read_ms=tuple(sorted((n, ts) for n, (_, ts) in truth.items())),
                         safe=safe.state if safe else None, trip=trip if state.trip else None,
-                        faults=tuple(sorted(seg.fault_words().items())) if seg else ())
+                        faults=seg.telemetry_faults() if seg else ())
         await self.link.publish(self._topic(Channel.TELEMETRY), msg.to_bytes(), qos=0)
         for name, (value, read_ms) in sorted(truth.items()):
             doc: dict[str, object] = {"value": value, "ts_ms": read_ms, "device": self.cfg.device}

@@ -372,6 +372,10 @@ SAFE_STATES = ("unconfirmed", "confirmed")
 MAX_FAULT_WORDS = 200
 """A point's fault in words is bounded (agent/faults.py writes at most this many characters)."""
 
+MAX_TELEMETRY_FAULTS = 256
+"""Failing points one telemetry message names (the first by name; the journal has every one):
+256 x (name + words) stays well inside MAX_BYTES beside 2,048 values and the engine state."""
+
 
 @dataclass(frozen=True, kw_only=True)
 class Telemetry(_Message):
@@ -422,6 +426,9 @@ class Telemetry(_Message):
         _str(k, "trip", self.trip, optional=True)
         _pairs(k, "faults", self.faults,
                lambda v: isinstance(v, str) and 0 < len(v) <= MAX_FAULT_WORDS)
+        if len(self.faults) > MAX_TELEMETRY_FAULTS:
+            raise _bad(k, "faults", f"must name at most {MAX_TELEMETRY_FAULTS} points",
+                       len(self.faults))
 
     @classmethod
     def _from_body(cls, body: dict[str, Any]) -> dict[str, Any]:
