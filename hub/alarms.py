@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
+from contracts import modbus_exceptions
 from contracts.engine_state import Mode
 from contracts.inputs import CommandKind
 from contracts.journal_events import AgentEvent, EventKind
@@ -79,11 +80,26 @@ DEVICE_RESET_CLEARS = (_K.CHAIN_BREAK, _K.JOURNAL_GAP)
 """An admin's reset out of FAULT is the answer to these."""
 
 def detail_of(event: str, body: Mapping[str, Any]) -> str:
-    """A short, bounded description of a journal event for an alarm's detail."""
+    """A short, bounded description of a journal event for an alarm's detail; a device's
+    exception answer in words (`detail=exception 2 (illegal data address)`, not `exception:2`)."""
     fields = ("reason", "cause", "point", "points", "value", "command", "attempts", "step",
               "expected", "actual", "tolerance", "commanded", "detail", "fallback", "cause_seq")
     parts = [f"{k}={quote(body[k], bare=True)}" for k in fields if body.get(k) is not None]
-    return " ".join([quote(event, bare=True), *parts])
+    return " ".join([quote(event, bare=True), *map(_worded, parts)])
+
+
+def _worded(part: str) -> str:
+    """`detail=exception:2` → `detail=exception 2 (illegal data address)`; other parts as they are."""
+    key, _, value = part.partition("=")
+    return f"{key}={modbus_exceptions.reason_in_words(value)}"
+
+
+def _fault_of(trip: str, faults: Mapping[str, str]) -> str:
+    """`: flow exception 2 (illegal data address) at input 70` for a trip cause `reason:flow`
+    whose point's read is failing; else nothing."""
+    point = trip.rpartition(":")[2]
+    fault = faults.get(point) if point else None
+    return f": {quote(point, bare=True)} {quote(fault, bare=True)}" if fault else ""
 
 
 def journal_alarm(body: Mapping[str, Any]) -> tuple[AlarmKind | None, tuple[AlarmKind, ...]]:
@@ -101,15 +117,17 @@ class TelemetryAlarms:
 
 
 def telemetry_changes(before: Mapping[str, Any] | None, safe: str | None, trip: str | None,
-                      mode: str) -> TelemetryAlarms:
+                      mode: str, faults: Mapping[str, str] | None = None) -> TelemetryAlarms:
     """Alarms to raise and clear when telemetry's `safe`/`trip` fields change (only on change:
-    telemetry arrives every second, and an alarm's count should count occurrences)."""
+    telemetry arrives every second, and an alarm's count should count occurrences). A trip on a
+    point whose read is failing names the fault in words (`faults`, telemetry's)."""
     old_safe = before.get("safe") if before else None
     old_trip = before.get("trip") if before else None
     raise_: list[tuple[AlarmKind, str]] = []
     clear: list[AlarmKind] = []
     if trip is not None and trip != old_trip:
-        raise_.append((_K.GUARD_TRIP, f"trip {quote(trip, bare=True)} (telemetry)"))
+        raise_.append((_K.GUARD_TRIP, f"trip {quote(trip, bare=True)} (telemetry)"
+                       + _fault_of(trip, faults or {})))
     if safe == "unconfirmed" and old_safe != "unconfirmed":
         raise_.append((_K.SAFE_UNCONFIRMED, "safe_state not yet confirmed by read-back"))
     if safe == "confirmed" and old_safe == "unconfirmed":

@@ -79,7 +79,7 @@ class RolloutEngine:
         """One pass: every active deployment's running step, then devices coming back."""
         for dep in self.store.deployments.find(states=[s for s in _D if s.active]):
             await self.advance(dep.id)
-        for dep in self.store.deployments.find(states=_CONVERGING):
+        for dep in self.store.deployments.converging(_CONVERGING):
             await self.flow.converge(dep)
 
     async def advance(self, dep_id: str) -> None:

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from contracts.engine_state import EngineState, EventKind, Mode
 from contracts.errors import ContractInvalid
 from contracts.journal_events import (AdapterFaultBody, AgentEvent, BootBody, ContractBody,
-                                      ContractChange, EventBody, InputBody, KeyframeBody,
+                                      ContractChange, EventBody, GapBody, InputBody, KeyframeBody,
                                       OverrunBody, StepBody, TripBody)
 from contracts.rollout_health import (Evidence, Gate, Health, HealthSpec, TelemetryView, judge,
                                       parse_health)
@@ -238,6 +238,17 @@ def test_an_agent_restart_inside_the_window_counts_the_cycles_of_both_segments()
     v = verdict(j, HealthSpec(window_ms=10_000, min_cycles=79))
     assert v.health is Health.HEALTHY
     assert Evidence(what="cycles", value=30 + 50) in v.evidence
+
+
+def test_entries_dropped_inside_the_window_keep_the_verdict_pending_with_the_gap() -> None:
+    j = Journal()
+    j.start()
+    j.run(range(0, 50))
+    gap = j.add(T0 + 50 * PERIOD, GapBody(dropped_from=60, dropped_to=70, reason="retention"))
+    j.run(range(51, 101))
+    v = verdict(j)
+    assert v.health is Health.PENDING
+    assert v.evidence[-1] == Evidence(what="journal_gap", seq=gap, ts_ms=T0 + 5_000, value=[60, 70])
 
 
 def test_a_refusal_of_the_pushed_hash_fails_refused() -> None:

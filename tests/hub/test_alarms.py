@@ -64,6 +64,21 @@ def test_a_trip_alarm_names_the_adapter_fault_in_words() -> None:
     assert detail_of("guard_trip", body) == f"guard_trip reason=bad_quality point=level detail={words}"
 
 
+def test_a_trip_alarm_says_a_device_exception_in_words_not_its_code() -> None:
+    body = {"event": "guard_trip", "point": "flow", "reason": "bad_quality", "detail": "exception:2"}
+    assert detail_of("guard_trip", body) == (
+        "guard_trip reason=bad_quality point=flow detail=exception 2 (illegal data address)")
+    assert detail_of("guard_trip", {**body, "detail": "timeout"}).endswith("detail=timeout")
+
+
+def test_a_telemetry_trip_alarm_names_its_points_fault_in_words() -> None:
+    words = "exception 2 (illegal data address) at input 70"
+    changes = telemetry_changes(None, None, "bad_quality:flow", "safe", {"flow": words})
+    assert changes.raise_ == ((K.GUARD_TRIP, f"trip bad_quality:flow (telemetry): flow {words}"),)
+    assert telemetry_changes(None, None, "stale:level", "safe", {"flow": words}).raise_ == (
+        (K.GUARD_TRIP, "trip stale:level (telemetry)"),)
+
+
 def test_model_divergence_raises_its_alarm_and_the_cleared_event_or_a_new_contract_clears_it() -> None:
     assert journal_alarm({"event": "model_divergence", "point": "level"}) == ("model_divergence", ())
     assert "model_divergence" in journal_alarm({"event": "model_divergence_cleared"})[1]

@@ -263,3 +263,28 @@ async def test_a_canary_latched_by_a_trip_is_left_in_safe_state_not_replaced_by_
     # Invariant 9: no known-good pushed over the trip, no command: only an operator resumes it.
     assert agents[0].pushes == ["tank-fill.r1@1", "tank-fill.r1@2"] and agents[0].commands == []
     assert agents[1].pushes == ["tank-fill.r2@1"]
+
+
+async def test_an_operator_rollback_mid_gate_interrupts_the_gate_and_undoes_what_it_pushed(
+        tmp_path: Path) -> None:
+    agents = _agents(["r1", "r2"])
+    with hub_process(tmp_path) as hub:
+        async with _client(hub) as http, online(agents, hub.mqtt_port):
+            sid = await _snapshot(http)
+            dep = (await _ok(http.post("/api/deployments", json={
+                "snapshot": sid, "health": {"window_s": 300}, "target": {"devices": ["r1", "r2"]},
+                "strategy": {"canary": {"devices": ["r1"]}, "waves": {"size": 1}}}), 201))["id"]
+            await _until(http, dep, lambda v: v["step"] and v["step"]["name"] == "canary:gate",
+                         "the canary's gate")
+            await _ok(http.post(f"/api/deployments/{dep}/rollback", json={"reason": "wrong day"}))
+            done = await _until(http, dep, lambda v: v["state"] == "rolled_back", "rolled back")
+            await eventually(lambda: agents[0].commands, 10, "r1 told to abort")
+    assert done["rollback"]["initiated_by"] == "operator:admin"
+    assert done["rollback"]["reason"] == "wrong day"
+    steps = {s["name"]: s for s in done["steps"]}
+    assert steps["canary:gate"]["status"] == "done"
+    assert steps["canary:gate"]["result"]["interrupted"] == "rolling_back"
+    assert {d["device"]: d["state"] for d in done["devices"]} == {"r1": "rolled_back",
+                                                                  "r2": "skipped"}
+    # r1 had nothing before: its deployed contract is aborted (outputs to safe state).
+    assert agents[0].pushes == ["tank-fill.r1@1"] and agents[1].pushes == []
