@@ -16,9 +16,13 @@ only when each held.
 """
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import functools
+import io
 from typing import TYPE_CHECKING, Any
 
+from fieldpact.ctl_client import Exit
 from fieldpact.loopback import DeviceSpec
 from hub.states import ContractStatus
 from hub.store import NotFound
@@ -144,6 +148,8 @@ async def _bad_rollout(d: Demo, sid: str, known_good: dict[str, str]) -> None:
     d.check("the rollback names its gate, its devices and its journal evidence",
             bool(rb.get("gate")) and rb.get("devices") == [CANARY] and bool(rb.get("evidence")),
             _evidence(rb.get("evidence")))
+    await _ctl_says(d, dep["id"], Exit.ROLLED_BACK, f"gate {view['rollback'].get('gate')}"
+                    if view.get("rollback") else "rolled back")
     await _never_expanded(d, view, known_good)
     row = next(x for x in view["devices"] if x["device"] == CANARY)
     restored = row.get("restored")  # the known-good configuration, re-issued as a new version
@@ -177,10 +183,30 @@ async def _good_rollout(d: Demo, sid: str) -> None:
     d.check("the good snapshot completed over the canary and one wave",
             view["state"] == "complete" and len(view.get("waves", [])) == 2 and healthy,
             f"state {view['state']}; " + "; ".join(waves))
+    await _ctl_says(d, dep["id"], Exit.OK, "")
     running = {x: _running(d, x) for x in (CANARY, *WAVE)}
     d.check("every rollout tank runs the contract the deployment issued it",
             all(running[x["device"]] == x["contract"] for x in view["devices"]),
             ", ".join(f"{k}: {v}" for k, v in sorted(running.items())))
+
+
+async def _ctl_says(d: Demo, dep: str, code: Exit, words: str) -> None:
+    """`fieldpact ctl deploy status DEP --wait` as a script runs it: its exit status and message
+    (its tables, printed to a buffer, are the API's view again)."""
+    from fieldpact import cli  # cli imports this module (through demo): imported when used
+    token = d.site.workdir / "ctl.token"
+    token.write_text(d.site.viewer_token + "\n")
+    argv = ["ctl", "--hub", d.site.api_url, "--token-file", str(token), "deploy", "status", dep,
+            "--wait", "10"]
+    out, err = io.StringIO(), io.StringIO()
+
+    def run() -> int:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            return cli.main(argv)
+    got = await asyncio.to_thread(run)
+    said = " ".join(err.getvalue().split())
+    d.check(f"`ctl deploy status {dep} --wait` exits {int(code)} ({code.name})",
+            got == code and words in said, f"exit {got}" + (f": {said[:200]}" if said else ""))
 
 
 async def _until_ended(d: Demo, dep: str) -> dict[str, Any]:
