@@ -14,6 +14,7 @@ Rules:
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -118,8 +119,16 @@ def held(last: Reading, current: Reading, now_ms: EpochMs) -> Reading:
     """The last journaled reading carried forward: a GOOD one is fresh at `now_ms`; a BAD one keeps
     its original time (so stale guards still measure from the last good read)."""
     if last.quality is Quality.GOOD and current.quality is Quality.GOOD:
+        if current.ts_ms == now_ms and _same(last.value, current.value):
+            return current  # the very reading that would be built (no allocation per point per cycle)
         return Reading(value=last.value, quality=last.quality, ts_ms=now_ms, reason=last.reason)
     return last
+
+
+def _same(a: Value | None, b: Value | None) -> bool:
+    """Identical values: equal, of one type, and for a float zero of one sign (0.0 == -0.0)."""
+    return (a == b and type(a) is type(b)
+            and (not isinstance(a, float) or a != 0.0 or math.copysign(1.0, a) == math.copysign(1.0, b)))  # type: ignore[arg-type]
 
 
 def _changed(point: Point, last: Reading, new: Reading) -> bool:
