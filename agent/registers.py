@@ -221,7 +221,7 @@ def decoder(point: Point) -> Decode:
             raise RegisterError(point, list(regs), "registers must be within 0..65535") from exc
         if boolean:
             return data != b"\0\0"
-        (value,) = raw(data)
+        value: int | float = raw(data)[0]
         if floating and not math.isfinite(value):
             raise RegisterError(point, list(regs), "decodes to a non-finite float")
         return value if plain else value * scale + offset

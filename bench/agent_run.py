@@ -8,8 +8,10 @@ its deadline), per contract where there are several.
 """
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
+import os
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +24,10 @@ from bench._common import CpuMeter, figure, percentile
 from contracts.loader import check_mapping
 from contracts.signing import generate_keypair, load_private_key, sign_contract
 from tests.waiting import eventually
+
+SHIPPED_NICE = -5
+"""The agent's niceness as shipped (systemd/fieldpact-agent.service `Nice=-5`): the benchmarks run
+the agent at it by default (`--nice`), so a loaded host treats it as a field controller would."""
 
 READY_TIMEOUT_S = 30.0
 """Start-up (imports, connects, the first cycles) on a loaded 2-core host takes a few seconds."""
@@ -47,9 +53,14 @@ def agent_config(docs: Sequence[dict[str, Any]], work: Path, *, port: int | None
 
 @contextlib.asynccontextmanager
 async def running_agent(cfg: AgentConfig, ready: Callable[[Agent], bool],
-                        what: str = "the agent past its warm-up") -> AsyncIterator[Agent]:
-    """The agent running until the block ends, yielded once `ready(agent)` holds. Raises what
+                        what: str = "the agent past its warm-up", *,
+                        nice: int | None = SHIPPED_NICE) -> AsyncIterator[Agent]:
+    """The agent running until the block ends, yielded once `ready(agent)` holds, at niceness
+    `nice` (None: as this process runs; the simulators started before keep theirs). Raises what
     stopped the agent, or TimeoutError naming `what`."""
+    before = os.getpriority(os.PRIO_PROCESS, 0)
+    if nice is not None:
+        print(f"  (agent at {run_at_nice(nice)}; simulators at nice {before})", flush=True)
     agent = Agent(cfg)
     task = asyncio.create_task(agent.run(), name="bench-agent")
 
@@ -64,6 +75,7 @@ async def running_agent(cfg: AgentConfig, ready: Callable[[Agent], bool],
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+        os.setpriority(os.PRIO_PROCESS, 0, before)  # what starts next (a simulator) runs as before
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -122,3 +134,19 @@ def cpu_figures(w: Window, cpu_target_pct: float) -> None:
     figure("agent CPU (one core, all threads)", f"{w.cpu_pct:.1f} %", f"< {cpu_target_pct:g} %",
            w.cpu_pct < cpu_target_pct)
     figure("agent CPU per cycle run", f"{w.cpu_us_per_cycle:.0f} us")
+
+
+def nice_option(parser: argparse.ArgumentParser) -> None:
+    """`--nice N`: the agent's niceness in a benchmark (default SHIPPED_NICE)."""
+    parser.add_argument("--nice", type=int, default=SHIPPED_NICE,
+                        help=f"the agent's niceness (default {SHIPPED_NICE}, as systemd runs it)")
+
+
+def run_at_nice(nice: int) -> str:
+    """Set the calling thread's niceness (threads it starts later inherit it); says what it runs
+    at, and why when it could not be set (lowering it needs CAP_SYS_NICE)."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, 0, nice)
+    except PermissionError:
+        return f"nice {os.getpriority(os.PRIO_PROCESS, 0)} (could not set {nice}: no CAP_SYS_NICE)"
+    return f"nice {nice}" + (" as shipped (systemd Nice=-5)" if nice == SHIPPED_NICE else "")

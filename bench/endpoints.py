@@ -35,8 +35,8 @@ from agent.endpoint_config import Endpoint, EndpointKind
 from agent.process import Agent
 from bench._common import figure, proc_cpu_s, window_around_now
 from bench.agent_run import (
-    MODBUS_TIMEOUT_S, Window, agent_config, cpu_figures, measure as measure_window, running_agent,
-    timing_figures,
+    MODBUS_TIMEOUT_S, Window, agent_config, cpu_figures, measure as measure_window, nice_option,
+    running_agent, timing_figures,
 )
 from contracts.inputs import Reading
 from simulators.process import LineProcess, SimProcess
@@ -94,14 +94,15 @@ View = Mapping[str, Reading]
 
 
 @contextlib.asynccontextmanager
-async def running(work: Path, a: SimProcess, b: SimProcess, line_dev: str) -> AsyncIterator[Agent]:
-    tcp = {"kind": EndpointKind.TCP, "host": "127.0.0.1", "timeout_s": MODBUS_TIMEOUT_S}
+async def running(work: Path, a: SimProcess, b: SimProcess, line_dev: str,
+                  nice: int) -> AsyncIterator[Agent]:
+    tcp: dict[str, Any] = {"kind": EndpointKind.TCP, "host": "127.0.0.1", "timeout_s": MODBUS_TIMEOUT_S}
     endpoints = (Endpoint(name="plc_a", port=a.port, **tcp), Endpoint(name="plc_b", port=b.port, **tcp),
                  Endpoint(name="line1", kind=EndpointKind.RTU, device=line_dev, baud=BAUD, parity="N",
                           timeout_s=MODBUS_TIMEOUT_S))
     cfg = agent_config([contract()], work, endpoints=endpoints)
     async with running_agent(cfg, lambda agent: agent.scan.stats.cycles >= 200,
-                             "two seconds of cycles") as agent:
+                             "two seconds of cycles", nice=nice) as agent:
         yield agent
 
 
@@ -130,7 +131,7 @@ def report(phase: Phase) -> None:
         figure("plc_b points BAD every cycle", str(phase.b_points_bad), "True", phase.b_points_bad)
 
 
-async def bench(seconds: float) -> None:
+async def bench(seconds: float, nice: int) -> None:
     socat = shutil.which("socat") is not None
     print(f"scan loop at 100 Hz, 64 points on 3 endpoints (2 modbus-tcp, 1 modbus-rtu over a pty "
           f"pair by {'socat' if socat else 'a relay thread in the agent process'}, {BAUD} baud, "
@@ -140,7 +141,7 @@ async def bench(seconds: float) -> None:
             SimProcess("tank", tick_ms=100, initial={"level": 1.0}) as a, \
             SimProcess("tank", tick_ms=100, initial={"level": 1.0}) as b, \
             LineProcess([("tank", 1), ("tank", 2)], serial=line_side, baud=BAUD, parity="N") as line:
-        async with running(Path(tmp), a, b, agent_side) as agent:
+        async with running(Path(tmp), a, b, agent_side, nice) as agent:
             agent.scan._on_cycle = _recorder(agent, views)
             pids = [p.proc.pid for p in (a, b, line) if p.proc is not None]
             report(await measure(agent, UP, seconds, pids, views))
@@ -168,11 +169,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=20.0, help="measured window per phase")
     parser.add_argument("--quick", action="store_true", help="5 s windows")
+    nice_option(parser)
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)
     logging.getLogger("pymodbus").setLevel(logging.CRITICAL)  # the dead endpoint's timeouts are the point
     started = time.monotonic()
-    asyncio.run(bench(5.0 if args.quick else args.seconds))
+    asyncio.run(bench(5.0 if args.quick else args.seconds, args.nice))
     load = Path("/proc/loadavg").read_text().split()[:3]
     print(f"done in {time.monotonic() - started:.0f} s (load average {' '.join(load)}; the "
           "figures are only meaningful on an otherwise idle machine)")

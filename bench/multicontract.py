@@ -22,7 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from bench._common import figure, rss_mb, simulator_process
-from bench.agent_run import agent_config, cpu_figures, measure, running_agent, timing_figures
+from bench.agent_run import (
+    agent_config, cpu_figures, measure, nice_option, running_agent, timing_figures,
+)
 from bench.scan import example, warm, wide_points
 
 P99_TARGET_MS = 1.0
@@ -54,7 +56,7 @@ def _ready(agent: Any, n: int) -> bool:
     return warm(agent, PERIOD_MS) and len(late) == n and all(len(v) >= 100 for v in late.values())
 
 
-async def bench(seconds: float) -> None:
+async def bench(seconds: float, nice: int) -> None:
     print(f"two contracts on one agent and one link, 16 read + 1 write points each, "
           f"scan_period_ms={PERIOD_MS} each (100 Hz each), {seconds:g} s after warm-up; simulator "
           f"in its own process", flush=True)
@@ -63,7 +65,7 @@ async def bench(seconds: float) -> None:
         async with simulator_process("tank", tick_ms=100, initial=["level=1.0"]) as (port, _):
             async with running_agent(agent_config(docs, Path(tmp), port=port),
                                      lambda a: _ready(a, len(docs)),
-                                     "both contracts past their warm-up") as agent:
+                                     "both contracts past their warm-up", nice=nice) as agent:
                 w = await measure(agent, seconds)
                 modes = {k: f"{s.state.mode.value}/{s.step_name()}"
                          for k, s in sorted(agent.scan.segments.items())}
@@ -82,9 +84,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=20.0, help="measured window")
     parser.add_argument("--quick", action="store_true", help="a 3 s window (smoke check)")
+    nice_option(parser)
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)
-    asyncio.run(bench(3.0 if args.quick else args.seconds))
+    asyncio.run(bench(3.0 if args.quick else args.seconds, args.nice))
 
 
 if __name__ == "__main__":

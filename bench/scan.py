@@ -33,7 +33,8 @@ from bench._common import (
     figure, proc_cpu_s, rss_mb, run_sim_cli, simulator_process, window_around_now,
 )
 from bench.agent_run import (
-    Window, agent_config, cpu_figures, measure as measure_window, running_agent, timing_figures,
+    Window, agent_config, cpu_figures, measure as measure_window, nice_option, running_agent,
+    timing_figures,
 )
 
 P99_TARGET_MS = 1.0
@@ -119,7 +120,7 @@ def bytes_per_entry(path: Path, after_seq: int) -> float:
         s.commit()
         (pages,) = s.execute("PRAGMA page_count").fetchone()
         (page,) = s.execute("PRAGMA page_size").fetchone()
-    return (pages - empty) * page / (copies * len(rows))
+    return float((pages - empty) * page / (copies * len(rows)))
 
 
 def warm(agent: Agent, period_ms: int) -> bool:
@@ -155,14 +156,14 @@ async def measure(agent: Agent, seconds: float, sim_pid: int) -> Run:
                mode=f"{seg.state.mode.value}/{seg.step_name()}" if seg else "no segment")
 
 
-async def bench_100hz(seconds: float) -> None:
+async def bench_100hz(seconds: float, nice: int) -> None:
     print(f"scan loop, 32 read + 2 write points, scan_period_ms=10 (100 Hz), {seconds:g} s "
           f"after warm-up (>= {WARMUP_S:g} s and the pump ramp done); simulator in its own process", flush=True)
     with tempfile.TemporaryDirectory(prefix="bench-scan-") as tmp:
         async with simulator_process("tank", tick_ms=100, initial=["level=1.0"]) as (port, pid):
             doc = wide_contract()
             async with running_agent(agent_config([doc], Path(tmp), port=port),
-                                     lambda a: warm(a, doc["scan_period_ms"])) as agent:
+                                     lambda a: warm(a, doc["scan_period_ms"]), nice=nice) as agent:
                 run = await measure(agent, seconds, pid)
     w = run.window
     timing_figures(w, P99_TARGET_MS)
@@ -179,7 +180,7 @@ async def bench_100hz(seconds: float) -> None:
     figure("engine at the end", run.mode)
 
 
-async def bench_journal_10hz(seconds: float, noise_milli: int) -> None:
+async def bench_journal_10hz(seconds: float, noise_milli: int, nice: int) -> None:
     print(f"journal at 10 Hz: tank-fill example (100 ms, its deadbands), step fill, level noise "
           f"sigma {noise_milli} mm, {seconds:g} s", flush=True)
     with tempfile.TemporaryDirectory(prefix="bench-journal-") as tmp:
@@ -189,7 +190,7 @@ async def bench_journal_10hz(seconds: float, noise_milli: int) -> None:
                               "--noise-milli", str(noise_milli))
             doc = example()
             async with running_agent(agent_config([doc], Path(tmp), port=port),
-                                     lambda a: warm(a, doc["scan_period_ms"])) as agent:
+                                     lambda a: warm(a, doc["scan_period_ms"]), nice=nice) as agent:
                 run = await measure(agent, seconds, pid)
     wall_s = run.window.wall_s
     rate = run.journal.entries / wall_s
@@ -208,13 +209,14 @@ def main() -> None:
     parser.add_argument("--journal-seconds", type=float, default=30.0, help="10 Hz measured window")
     parser.add_argument("--noise-milli", type=int, default=3, help="level noise sigma, mm")
     parser.add_argument("--quick", action="store_true", help="5 s windows")
+    nice_option(parser)
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)  # overruns are counted and printed, not logged
     if args.quick:
         args.seconds = args.journal_seconds = 5.0
     started = time.monotonic()
-    asyncio.run(bench_100hz(args.seconds))
-    asyncio.run(bench_journal_10hz(args.journal_seconds, args.noise_milli))
+    asyncio.run(bench_100hz(args.seconds, args.nice))
+    asyncio.run(bench_journal_10hz(args.journal_seconds, args.noise_milli, args.nice))
     print(f"done in {time.monotonic() - started:.0f} s")
 
 
