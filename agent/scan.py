@@ -41,7 +41,7 @@ from agent.journal_thread import AsyncJournal
 from agent.link import DeviceLink
 from agent.cycle_items import cycle_items, keyframe_item, overrun_item
 from agent.cycle_reads import CycleReads, shared_phase
-from agent import gc_pauses, roster
+from agent import pauses, roster
 from agent.segment import ActiveContract, Resume, Segment, checkpoint_name, encode_checkpoint
 from agent.shared_link import HurryVotes, SharedLink
 from agent.timing import Anchor, free_phase, make_anchor, plan_next, sleep_until
@@ -150,7 +150,7 @@ class ScanLoop:
     async def run(self, resume: Resume | Sequence[Resume] | None = None) -> None:
         """Run forever (until cancelled): one task per contract, started as contracts arrive."""
         resumes = [resume] if isinstance(resume, tuple) else list(resume or ())
-        gc_pauses.settle()  # before the first deadline: start-up's objects never walked again
+        pauses.settle()  # before the first deadline: GC and GIL pauses bounded (agent/pauses.py)
         async with asyncio.TaskGroup() as tg:
             self._tg = tg
             for active, state in resumes:
