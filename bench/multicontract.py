@@ -72,8 +72,10 @@ async def bench(seconds: float, nice: int) -> None:
     for name, late in sorted(w.by_contract.items()):
         timing_figures(w, P99_TARGET_MS, late_ms=late, label=f"{name}: ")
     figure("overruns / cycles skipped", f"{w.overruns} / {w.skipped}")
+    # Half of the cycles when every instant runs both; an instant whose other cycle was skipped
+    # (an overrun) reads alone, so a loaded host shows a little less.
     figure("cycles on the other contract's read", f"{w.shared} of {w.cycles}",
-           f"{w.cycles // 2} (one read per instant)", w.shared >= w.cycles // 2 - 2)
+           "~ half (one read per instant)", w.shared >= 0.45 * w.cycles)
     cpu_figures(w, CPU_TARGET_PCT)
     peak, _ = rss_mb()
     figure("agent RSS peak (getrusage)", f"{peak:.1f} MB")
