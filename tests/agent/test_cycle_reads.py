@@ -81,10 +81,12 @@ async def test_two_contracts_reading_adjacent_registers_cost_one_request_per_tab
         reads, ran = _reads(server), reports[start:]
         segments = dict(loop.segments)
     # holding 0 + 1 (the two `level`s) in one FC3, coils 0 + 1 (the two read-backs) in one FC1.
-    assert set(reads) == {(1, 3, 0, 2), (1, 1, 0, 2)}, set(reads)
-    instants = {r.now_ms for r in ran}
-    assert len(reads) <= 2 * (len(instants) + 1), (len(reads), len(instants))
-    assert loop.reads.shared >= len(ran) // 2 - 1
+    merged = {(1, 3, 0, 2), (1, 1, 0, 2)}
+    alone = _instants_run_by_one(ran)  # a loaded host may skip one contract's cycle (an overrun)
+    solo = [r for r in reads if r not in merged]
+    assert len(solo) <= 2 * (alone + 1), (solo, alone)  # only there: two requests each
+    assert {r for r in reads if r in merged} == merged
+    assert loop.reads.shared >= len(ran) // 2 - alone - 1
     # Each contract its own registers, both named `level`; no read-back taken for a second writer.
     assert segments["left"].last_good["level"][0] == 111
     assert segments["right"].last_good["level"][0] == 222
@@ -98,10 +100,20 @@ async def test_a_contract_at_a_multiple_of_the_period_shares_every_one_of_its_in
         start = len(reports)
         await eventually(lambda: len(reports) >= start + 15, 10, "ten cycles of the fast one")
         ran = reports[start:]
+        fast_t0 = loop.segments["left"].anchor.wall_ms
     slow = [r.now_ms for r in ran if r.contract == "right"]
-    fast = {r.now_ms for r in ran if r.contract == "left"}
-    assert slow and all(t in fast for t in slow[:-1])  # the last may not have its partner yet
-    assert (1, 3, 1, 1) not in _reads(server)  # `right` never read alone
+    assert slow and all((t - fast_t0) % PERIOD_MS == 0 for t in slow)  # on the fast one's instants
+    right_alone = len(set(slow) - {r.now_ms for r in ran if r.contract == "left"})
+    # `right` reads its holding register alone only where `left` did not run (skipped, or the
+    # window's edge), never where both ran.
+    assert _reads(server).count((1, 3, 1, 1)) <= right_alone + 1
+
+
+def _instants_run_by_one(ran: Sequence[CycleReport]) -> int:
+    by: dict[int, int] = {}
+    for r in ran:
+        by[r.now_ms] = by.get(r.now_ms, 0) + 1
+    return sum(1 for n in by.values() if n == 1)
 
 
 def test_a_new_contract_takes_the_phase_of_one_whose_period_divides_or_multiplies_its_own() -> None:
