@@ -97,13 +97,14 @@ async def test_with_one_endpoint_reads_are_bounded_by_its_own_timeout_not_the_de
 async def test_an_acknowledged_write_forgets_every_held_answer_of_its_addresses() -> None:
     """The same register read under another contract's name (agent/cycle_reads.py) must not keep
     showing the value from before the write: held, it would look like a second writer."""
-    links = await _set(0.01)
+    slow = SlowLink(0.01)
+    slow.timeout_s = 5.0  # answers held long enough for a loaded host
+    links = EndpointSet({"fast": SlowLink(0.01), "slow": slow})
+    await links.connect()
     seen = replace(pump_speed("right/pump_speed", "slow"), direction=Direction.READ, owner=None)
     plan = plan_reads([*POINTS, seen])
     assert all(r.good for r in (await links.read(plan, 0)).values())  # answers held
     await links.write(POINTS[2], 100.0)
-    slow = links.link("slow")
-    assert isinstance(slow, SlowLink)
     slow.delay_s = 0.5  # the next read is late: only held answers could fill it
     links.pace(time.monotonic() + 0.03)
     late = await links.read(plan, 10)
