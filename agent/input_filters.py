@@ -127,8 +127,11 @@ def held(last: Reading, current: Reading, now_ms: EpochMs) -> Reading:
 
 def _same(a: Value | None, b: Value | None) -> bool:
     """Identical values: equal, of one type, and for a float zero of one sign (0.0 == -0.0)."""
-    return (a == b and type(a) is type(b)
-            and (not isinstance(a, float) or a != 0.0 or math.copysign(1.0, a) == math.copysign(1.0, b)))  # type: ignore[arg-type]
+    if a != b or type(a) is not type(b):
+        return False
+    if not isinstance(a, float) or not isinstance(b, float) or a != 0.0:
+        return True
+    return math.copysign(1.0, a) == math.copysign(1.0, b)
 
 
 def _changed(point: Point, last: Reading, new: Reading) -> bool:
