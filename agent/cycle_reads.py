@@ -16,6 +16,10 @@ Rules (agent/scan.py asks this for every cycle's inputs):
 - Only cycle reads are shared. The read-back confirming a safe state at once (`_verify_safe`) and
   the forced safe hold read the device themselves, after their writes.
 - Readings carry ts_ms = T, the engine time of every cycle that uses them (agent/link.py).
+- A shared read is bounded by the first cycle's I/O deadline (`DeviceLink.pace`) like any read:
+  a dead endpoint of one contract costs the others no more than its own cycle did, since their
+  cycles waited for that one's turn on the link before (agent/scan.py `_io`); each endpoint
+  stays its own failure domain (agent/endpoints.py), whichever contract's points it serves.
 A contract due alone (one contract per agent, or at its own instants) reads its own plan as is.
 """
 from __future__ import annotations
