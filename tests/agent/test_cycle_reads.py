@@ -31,12 +31,16 @@ PERIOD_MS = 20
 HASH = "cd" * 32
 
 
-def _contract(name: str, address: int, period_ms: int = PERIOD_MS) -> Contract:
+def _contract(name: str, address: int, period_ms: int = PERIOD_MS,
+              endpoint: str | None = None) -> Contract:
     """Reads `level` at holding `address`, owns the coil at `address` (open it and hold)."""
-    points = [{"name": "level", "unit_id": 1, "table": "holding", "address": address,
-               "type": "uint16", "direction": "read", "stale_after_ms": 5000},
-              {"name": "valve", "unit_id": 1, "table": "coil", "address": address, "type": "bool",
-               "direction": "write", "owner": name}]
+    points: list[dict[str, Any]] = [
+        {"name": "level", "unit_id": 1, "table": "holding", "address": address, "type": "uint16",
+         "direction": "read", "stale_after_ms": 5000},
+        {"name": "valve", "unit_id": 1, "table": "coil", "address": address, "type": "bool",
+         "direction": "write", "owner": name}]
+    if endpoint is not None:
+        points = [{**p, "endpoint": endpoint} for p in points]
     return check_mapping(tank_document(
         contract=name, version=1, scan_period_ms=period_ms, points=points,
         safe_state={"valve": False}, expect={}, tolerance={"timing_s": 300, "values": {}},
@@ -159,3 +163,30 @@ async def test_a_part_kept_for_a_contract_that_ran_a_cycle_since_is_not_used(tmp
         report = await loop.cycle(right, t + 2 * PERIOD_MS)  # left has not run t+2p: shares it
         view.update(report.view)
     assert view["level"].value == 333
+
+
+async def test_in_a_shared_read_a_dead_endpoint_marks_only_its_own_contracts_points_bad(
+        tmp_path: Path) -> None:
+    """Each endpoint stays its own failure domain whichever contracts it serves: `left` is on a
+    dead device, `right` on a live one, both due at the same instant, read as one."""
+    from agent.endpoints import EndpointSet
+
+    dead, live = MemoryLink(_bank().banks), MemoryLink(_bank().banks)
+    links = EndpointSet({"a": dead, "b": live})
+    await links.connect()
+    dead.online = False
+    docs = {"left": _contract("left", 0, endpoint="a"), "right": _contract("right", 1, endpoint="b")}
+    async with AsyncJournal(tmp_path / "j.db") as journal:
+        loop = ScanLoop(journal, links, Connectivity(standalone=True))
+        for name in ("left", "right"):
+            assert await loop._start_segment(ActiveContract(contract=docs[name], signed=b"",
+                                                            hash=HASH), None, resumed=False)
+        left, right = loop.segments["left"], loop.segments["right"]
+        t = max(left.anchor.wall_ms, right.anchor.wall_ms) + 3 * PERIOD_MS
+        links.pace(None)
+        first = await loop.cycle(left, t)
+        second = await loop.cycle(right, t)
+    assert loop.reads.shared == 1
+    assert first.view["level"].reason == "disconnected"
+    assert second.view["level"].good and second.view["level"].value == 222
+    await links.close()
