@@ -39,11 +39,12 @@ from hub.device_api import device_journal, device_series, get_device, list_devic
 from hub.device_list import DeviceListCache
 from hub.drift import DEFAULT_ALARM_AFTER_MS, DriftMonitor
 from hub.fleet import Fleet
-from hub.history_api import list_audit, list_reconciliations
+from hub.history_api import get_reconciliation, list_audit, list_reconciliations
 from hub.metrics import CONTENT_TYPE, HubMetrics, LatencyMiddleware
 from hub.operator_api import ack_alarm, list_alarms, reset_device, resume_contract
 from hub.plans import Planner
 from hub.series import DecodedRows
+from hub.series_window import SeriesWindows
 from hub.service import HubService, RequestRefused
 from hub.store import NotFound
 from hub.views import DEFAULT_SILENCE_MS
@@ -123,6 +124,7 @@ ROUTES = (
     Route("/api/alarms", list_alarms, methods=["GET"]),
     Route("/api/alarms/{alarm}/ack", ack_alarm, methods=["POST"]),
     Route("/api/reconciliations", list_reconciliations, methods=["GET"]),
+    Route("/api/reconciliations/{reconciliation}", get_reconciliation, methods=["GET"]),
     Route("/api/audit", list_audit, methods=["GET"]),
     *fleet_api.ROUTES,
     *drift_api.ROUTES,
@@ -186,6 +188,6 @@ def create_app(service: HubService, auth_config: AuthConfig, *,
     app.state.silence_ms = silence_timeout_ms
     app.state.metrics = hub_metrics
     app.state.device_list = DeviceListCache()
-    app.state.series_rows = DecodedRows()
+    app.state.series_windows = SeriesWindows(DecodedRows())
     app.state.openapi = openapi.document(ROUTES)
     return app

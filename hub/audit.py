@@ -40,6 +40,7 @@ class AuditAction(enum.StrEnum):
     BINDING_ADD = "binding_add"          # a binding revision,
     SNAPSHOT_CREATE = "snapshot_create"  # a snapshot made (detail: what from),
     DESIRED_SET = "desired_set"          # a device's desired snapshot set
+    DESIRED_CLEAR = "desired_clear"      # a device's desired snapshot cleared (hub/fleet.py)
     COMMISSION = "commission"            # an operator asked an agent for a commissioning report
 
 

@@ -44,7 +44,10 @@ _QUERY: Mapping[str, tuple[tuple[str, Mapping[str, Any], str], ...]] = {
                         "first seq to return (default 0)"),
                        ("limit", _LIMIT, "page size, 1..1000 (default 100)")),
     "device_series": (("limit", _LIMIT, "journal entries scanned back from the newest, 1..1000 "
-                                        "(default 500)"),),
+                                        "(default 500)"),
+                      ("after_seq", {"type": "integer", "minimum": -1, "maximum": 2**63 - 1},
+                       "only what the window holds after this seq (the `to_seq` of an earlier "
+                       "answer); -1 or absent: the whole window")),
     "list_contracts": (("device", _TEXT, "only this device's contracts"),
                        ("status", {"type": "string", "enum": [s.value for s in ContractStatus]},
                         "only contracts in this status")),
@@ -120,6 +123,7 @@ _REQUIRED_REASON = {"required": True, "content": {"application/json": {"schema":
                               "description": "why (audited); not only white space"}}}}}}
 _PATH: Mapping[str, Mapping[str, Any]] = {
     "alarm": {"type": "string", "pattern": "^[0-9]{1,18}$"},  # hub/operator_api.py ack_alarm
+    "reconciliation": {"type": "string", "pattern": "^[0-9]{1,18}$"},  # hub/history_api.py
 }
 _REASON_BODY = {"required": False, "content": {"application/json": {"schema": {
     "type": "object", "properties": {"reason": {"type": "string"}}}}}}

@@ -9,7 +9,8 @@ projection, and the difference is measured on five axes, each compared with the 
   values   modelled inputs at the end (tolerance.values per point);
   faults   guard trips, adapter faults and refusals (the projection has none);
   outcome  the contract's mode (running, completed, failed, safe, ...).
-A divergent report carries a failure category for the planner's policy (runtime, adapters,
+The report also keeps the outage's value trajectories, projected and actual, sampled for the
+fleet view's chart (hub/trajectory.py; the fold samples as it goes). A divergent report carries a failure category for the planner's policy (runtime, adapters,
 network, config, trip). A device that ended the outage latched in safe_state is `trip`, whatever
 tripped it: its default policy is hold, because a re-issue would clear the latch.
 """
@@ -35,6 +36,7 @@ from contracts.projection import Projection
 from contracts.schema import Contract
 from contracts.types import EpochMs, Value
 from hub.policy import FailureCategory as Category
+from hub.trajectory import Trail, trajectory
 
 
 _TRIP_CATEGORY = {
@@ -62,6 +64,7 @@ class Actual:
     faults: list[dict[str, Any]] = field(default_factory=list)
     trip: str | None = None
     unreadable: int = 0  # entries whose body does not decode (device input): passed by
+    trail: Trail = field(default_factory=Trail)  # values sampled for the chart (hub/trajectory.py)
 
 
 _TRIP_EVENTS: dict[EventKind, TripReason | None] = {
@@ -79,8 +82,11 @@ def actual_from_entries(entries: Sequence[Entry]) -> Actual:
 def fold_entries(a: Actual, entries: Sequence[Entry]) -> Actual:
     """Fold more entries (seq order, following those already folded) into `a`; returns it. A
     left fold: folding a journal batch by batch gives what folding it at once gives."""
+    trail = a.trail
     for e in entries:
         _fold(a, e)
+        if e.ts_ms >= trail.next_ms:
+            trail.take(e.ts_ms, a.values)
     return a
 
 
@@ -89,7 +95,7 @@ def fold_rows(a: Actual, rows: Sequence[Row], contract: str | None = None) -> Ac
     part of `contract`'s run when one is named (journal_events.belongs_to: several contracts per
     agent). Each body is decoded strictly here, where it is read; one that does not decode is
     counted as unreadable."""
-    values = a.values
+    values, trail = a.values, a.trail
     for row in rows:
         try:
             body = loads_map(row.body)
@@ -104,6 +110,8 @@ def fold_rows(a: Actual, rows: Sequence[Row], contract: str | None = None) -> Ac
             values.update(good)
         else:
             _fold(a, e)
+        if row.ts_ms >= trail.next_ms:
+            trail.take(row.ts_ms, values)
     return a
 
 
@@ -199,12 +207,14 @@ class Report:
     reasons: tuple[str, ...]
     category: Category | None
     actual_step_index: int | None
+    trajectory: tuple[dict[str, Any], ...] = ()  # projected and actual values (hub/trajectory.py)
 
     def to_json(self) -> dict[str, Any]:
         d = {k: getattr(self, k) for k in self.__dataclass_fields__}
         d["category"] = self.category.value if self.category else None
         d["timing"], d["outputs"] = list(self.timing), list(self.outputs)
         d["values"], d["faults"], d["reasons"] = list(self.values), list(self.faults), list(self.reasons)
+        d["trajectory"] = list(self.trajectory)
         return d
 
 
@@ -273,7 +283,9 @@ def reconcile_actual(contract: Contract, projection: Projection, actual: Actual,
         outputs=tuple(outputs), values=tuple(values), faults=tuple(actual.faults),
         divergent=bool(reasons), reasons=tuple(reasons),
         category=_category(actual, a_mode) if reasons else None,
-        actual_step_index=_index(contract, a_step))
+        actual_step_index=_index(contract, a_step),
+        trajectory=tuple(trajectory(contract, projection, actual.trail, actual.values,
+                                    from_ms, to_ms)))
 
 
 def _reasons(contract: Contract, p_step: str | None, a_step: str | None, p_mode: str | None,

@@ -161,7 +161,7 @@ async function loadBoard() {
     devices.map((d) => api(`/api/devices/${encodeURIComponent(d.id)}`)));
   const commissioning = await Promise.all(devices.map((d) => commissioningOf(d.id)));
   const contracts = open.flat().sort((a, b) => a.id.localeCompare(b.id));
-  const fleet = await loadFleet(api, details);
+  const fleet = await loadFleet(api, details, recs);
   return { devices: details, alarms, recs, audit, contracts, fleet,
     commissioning: commissioning.filter(Boolean) };
 }
