@@ -64,10 +64,11 @@ class ReadRequest:
         return self.start + self.count - 1
 
     @functools.cached_property
-    def codecs(self) -> tuple[tuple[Point, int, Decode], ...]:
-        """(point, offset in the response, decoder) for each point, made once per request: a
-        request is planned once and read every cycle (slice_values)."""
-        return tuple((p, p.address - self.start, decoder(p)) for p in self.points)
+    def codecs(self) -> tuple[tuple[Point, int, int, Decode], ...]:
+        """(point, offset in the response, words it needs from there, decoder) for each point,
+        made once per request: a request is planned once and read every cycle (slice_values)."""
+        return tuple((p, p.address - self.start, p.address - self.start + p.registers, decoder(p))
+                     for p in self.points)
 
 
 # ---------------------------------------------------------------------------------------- codec
@@ -191,8 +192,8 @@ def slice_values(request: ReadRequest, response: Sequence[int] | Sequence[bool])
     `decode` does."""
     values: dict[PointName, Value] = {}
     have = len(response)
-    for point, offset, decode_at in request.codecs:
-        if have < offset + point.registers:
+    for point, offset, needs, decode_at in request.codecs:
+        if have < needs:
             raise RegisterError(point, list(response), f"response has {have} of {request.count} items")
         values[point.name] = decode_at(response, offset)
     return values
