@@ -54,7 +54,7 @@ async def get_device(request: Request) -> Response:
     view = device_view(device, svc.clock(), detail=True, silence_ms=silence_ms,
                        alarms=_device_alarms(svc, device.id).get(device.id, []))
     view["contracts"] = contracts_view(svc.live_contracts.get(device.id, {}), svc.clock(),
-                                       silence_ms)
+                                       silence_ms, device)
     registered = svc.registry.get(device.id)
     view["endpoints"] = [e.to_mapping() for e in registered.endpoints] if registered else []
     return JSONResponse(view)

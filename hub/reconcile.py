@@ -30,7 +30,8 @@ from contracts.guards import TripReason
 from contracts.inputs import reading_from_wire
 from contracts.journal_events import (
     AdapterFaultBody, BodyError, EventBody, InputBody, KeyframeBody, Occurrence, OutputBody,
-    CONTRACT_TAG, RefusalBody, StepBody, TripBody, WireReading, belongs_to, decode_entry,
+    CONTRACT_TAG, TAGGED_VERSION, VERSION_KEY, RefusalBody, StepBody, TripBody, WireReading,
+    belongs_to, decode_entry,
 )
 from contracts.projection import Projection
 from contracts.schema import Contract
@@ -120,8 +121,9 @@ def _good_inputs(body: dict[str, Any]) -> dict[str, Any] | None:
     its contract tag) whose readings are all good — what `_fold` takes from it, without building
     the typed record (most of a day's 86,400 entries). None for any other body: the full decode
     decides."""
-    tagged = CONTRACT_TAG in body
-    if len(body) != 1 + tagged or (tagged and type(body[CONTRACT_TAG]) is not str):
+    tagged = CONTRACT_TAG in body  # a tagged body is of version 2 (contracts/journal_events.py)
+    if len(body) != 1 + 2 * tagged or (tagged and (type(body[CONTRACT_TAG]) is not str
+                                                   or body.get(VERSION_KEY) != TAGGED_VERSION)):
         return None
     values = body.get("values")
     if type(values) is not dict:
