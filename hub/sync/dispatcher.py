@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
+import time
 from collections.abc import Callable
 
 from contracts.errors import EncodingError
@@ -35,7 +36,7 @@ from hub.offline import OfflineManager
 from hub.registry import DeviceRegistry
 from hub.store import Duplicate, HubStore, NotFound, StoreError
 from hub.sync.background import Background
-from hub.sync.batches import MAX_BATCH, MAX_BATCH_ENTRIES
+from hub.sync.batches import COMMIT_LINGER_S, MAX_BATCH, MAX_BATCH_ENTRIES
 from hub.sync.core import wall_ms
 from hub.sync.journal import JournalSync
 from hub.sync.messages import OFFLINE_PAYLOAD, Journal, Meaning, Offline, meaning, route
@@ -78,18 +79,38 @@ class HubSync(Presence, JournalSync, Background):
         await self._inbox.put((topic_name, payload))
 
     async def _worker(self) -> None:
-        """Every message waiting (up to MAX_BATCH) in one store batch, then commit and ack."""
+        """Every message waiting (up to MAX_BATCH) in one store batch; commit and ack at the end
+        of a round that holds acks, else once COMMIT_LINGER_S has passed since the batch's first
+        round or when the inbox stays empty that long (see COMMIT_LINGER_S)."""
+        opened = 0.0
         while True:
             raise_if_cancelled()
-            batch = [await self._inbox.get()]
+            first = await self._next(opened)
+            if first is None:  # lingered with nothing more: commit what the batch holds
+                await self.commit()
+                continue
+            batch = [first]
             while len(batch) < MAX_BATCH and not self._inbox.empty():
                 batch.append(self._inbox.get_nowait())
+            if not self.store.in_batch:
+                opened = time.monotonic()
             for topic_name, payload in batch:
                 self._begin()
                 await self.on_message(topic_name, payload)
                 if self._uncommitted >= MAX_BATCH_ENTRIES:
                     await self.commit()
-            await self.commit()
+            if self._acks.held or time.monotonic() - opened >= COMMIT_LINGER_S:
+                await self.commit()
+
+    async def _next(self, opened: float) -> tuple[str, bytes] | None:
+        """The next message; None when a batch is open and the linger ran out waiting for it."""
+        if not self.store.in_batch:
+            return await self._inbox.get()
+        try:
+            async with asyncio.timeout(max(0.0, opened + COMMIT_LINGER_S - time.monotonic())):
+                return await self._inbox.get()
+        except TimeoutError:
+            return None
 
     async def on_message(self, topic_name: str, payload: bytes) -> None:
         """Handle one message; never raises but for cancellation (see the module's rules)."""

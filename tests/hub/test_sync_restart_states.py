@@ -99,7 +99,7 @@ async def test_a_live_device_whose_journal_stalls_is_no_longer_shown_live(hub: H
     for _ in range(4):  # telemetry flows and reports journal the hub never gets
         clock.now += 10_000
         await sync.on_message(TM, telemetry(25, clock.now))
-        sync._check_stalls()
+        sync._check_presence()
     assert state(hub) is DeviceState.RECONCILING
     await sync.on_message(JN, batch("d1", chain(25, start_ms=T0)[20:]))
     assert state(hub) is DeviceState.LIVE
