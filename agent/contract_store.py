@@ -8,6 +8,12 @@ reason; an accepted contract's entry carries the signed bytes, so the journal al
 Verification (decode, validate, check the signature) runs in a worker thread, never on the event
 loop that runs the scan: a large contract once stalled the scan for 19 s (`scan_overrun`) on
 receipt and again at the next start. The scan keeps its period while a contract is verified.
+
+Rollout fallback (agent/fallback.py): the store hands out a stored contract by hash
+(`known_good`, re-verified, not subject to the older-version refusal: it is a contract this device
+accepted before), and `fell_back` records that the agent fell back from a contract: that one is no
+longer the latest of its id (a restart does not offer it again) and a re-delivery of it is refused
+(`fell_back`), so only a new version can replace the known-good contract.
 """
 from __future__ import annotations
 
@@ -28,7 +34,7 @@ from contracts.journal_events import (
 )
 from contracts.codec import canonical_dumps, content_hash, loads
 from contracts.engine import EngineState
-from contracts.errors import ContractRefused
+from contracts.errors import ContractRefused, Refusal
 from contracts.schema import Contract
 from contracts.signing import verify_contract
 from contracts.types import EpochMs
@@ -38,6 +44,7 @@ log = logging.getLogger("fieldpact.agent.contracts")
 _VERSIONS = "contract:versions"
 _LATEST = "contract:latest"  # the latest accepted contract, as a one-contract agent kept it
 _LATEST_BY_ID = "contract:latest_by_id"  # {contract id: hash of its latest accepted version}
+_FELL_BACK = "contract:fell_back"  # [hash, ...] of the contracts the agent fell back from
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -67,6 +74,8 @@ class ContractStore:
         self._versions: dict[str, int] = {}
         self._hashes: dict[str, str] = {}
         self._latest: dict[str, str] = {}  # contract id -> hash of the latest one accepted
+        self._fell_back: set[str] = set()  # hashes the agent fell back from: refused if re-sent
+        self.known: dict[str, ActiveContract] = {}  # by hash: every contract verified since start
 
     async def _load_blob(self, name: str) -> bytes | None:
         found = await self._journal.load_checkpoint(name)
@@ -79,7 +88,9 @@ class ContractStore:
         c = await asyncio.to_thread(verify_contract, signed, self._pubkey, now_ms=now_ms,
                                     device=self._device, allow_future=True)
         self._check(c)
-        return ActiveContract(contract=c, signed=signed, hash=digest)
+        active = ActiveContract(contract=c, signed=signed, hash=digest)
+        self.known[digest] = active
+        return active
 
     async def restore(self, now_ms: EpochMs) -> Restored:
         """Re-verify what was stored (a tampered store is refused like a tampered message): every
@@ -89,6 +100,8 @@ class ContractStore:
         blob = await self._load_blob(_VERSIONS)
         known = loads(blob) if blob else {"versions": {}, "hashes": {}}
         self._versions, self._hashes = dict(known["versions"]), dict(known["hashes"])
+        fell_back = await self._load_blob(_FELL_BACK)
+        self._fell_back = set(loads(fell_back)) if fell_back else set()
         resumes = []
         for name in await self._engine_checkpoints():
             ckpt = await self._load_blob(name)
@@ -141,12 +154,16 @@ class ContractStore:
                 accepted=dict(self._versions), accepted_hashes=dict(self._hashes),
                 allow_future=True))
             self._check(c)
+            digest = await asyncio.to_thread(content_hash, c)
+            if digest in self._fell_back:
+                raise ContractRefused(Refusal.FELL_BACK, f"{c.contract}@{c.version} (hash "
+                                      f"{digest[:12]}) tripped within its health window and this "
+                                      "device fell back from it; send a new version")
         except ContractRefused as exc:
             await self._journal.append(*item(ContractBody(
                 event=ContractChange.REFUSED, refusal=exc.refusal, detail=exc.detail), now_ms))
             log.warning("contract_refused refusal=%s detail=%s", exc.refusal.value, exc.detail)
             raise
-        digest = await asyncio.to_thread(content_hash, c)
         if c.version >= self._versions.get(c.contract, 0):
             self._versions[c.contract], self._hashes[c.contract] = c.version, digest
         seq, _ = await self._journal.head()
@@ -159,4 +176,24 @@ class ContractStore:
             event=ContractChange.ACCEPTED, contract=c.contract, version=c.version, hash=digest,
             signed=signed), now_ms))
         log.info("contract_accepted contract=%s version=%s hash=%s", c.contract, c.version, digest[:12])
-        return ActiveContract(contract=c, signed=signed, hash=digest)
+        active = ActiveContract(contract=c, signed=signed, hash=digest)
+        self.known[digest] = active
+        return active
+
+    async def known_good(self, digest: str, now_ms: EpochMs) -> ActiveContract | None:
+        """The stored contract with hash `digest`, re-verified (signature, device, validity; no
+        version check), or None when it is not stored or no longer passes (journaled)."""
+        return await self._safe_load(digest, now_ms)
+
+    async def fell_back(self, tripped: ActiveContract, known_good: ActiveContract,
+                        now_ms: EpochMs) -> None:
+        """Record a fallback from `tripped` to `known_good` (idempotent): the known-good becomes
+        the latest of its contract id, the tripped one is refused if it comes again."""
+        self._fell_back.add(tripped.hash)
+        if tripped.contract.contract != known_good.contract.contract:
+            self._latest.pop(tripped.contract.contract, None)
+        self._latest[known_good.contract.contract] = known_good.hash
+        seq, _ = await self._journal.head()
+        await self._journal.save_checkpoint(_FELL_BACK, canonical_dumps(sorted(self._fell_back)),
+                                            seq, now_ms)
+        await self._journal.save_checkpoint(_LATEST_BY_ID, canonical_dumps(self._latest), seq, now_ms)

@@ -4,8 +4,10 @@
 hub-contact budget, restore the contracts (every one to resume, those pending, the local files:
 an agent runs several contracts side by side, agent/roster.py),
 then run the tasks: `scan` (the loop; never waits on the network), `jobs` (the scheduler of
-agent/jobs.py: heartbeat, retention, contract marks) and `uplink` (MQTT, only if a broker is
-configured; restarted after a failure, never taking the scan loop with it).
+agent/jobs.py: heartbeat, retention, contract marks), `fallback` (agent/fallback.py: a contract
+that trips within its rollout health window is replaced by its known-good one, hub or not) and
+`uplink` (MQTT, only if a broker is configured; restarted after a failure, never taking the scan
+loop with it).
 """
 from __future__ import annotations
 
@@ -19,9 +21,9 @@ from pathlib import Path
 from agent.config import AgentConfig
 from agent.contract_store import ContractStore
 from agent.errors import DeviceLinkError
+from agent.fallback import Fallback, WatchedJournal
 from agent.jobs import Jobs
 from agent.journal_signing import JournalSigner, default_key_path, load_or_create_key
-from agent.journal_thread import AsyncJournal
 from agent.link import DeviceLink
 from agent.endpoints import EndpointSet
 from agent.scan import Connectivity, CycleReport, ScanLoop
@@ -49,17 +51,19 @@ class Agent:
         self.link = link or EndpointSet.from_config(cfg.all_endpoints())
         self.notifier = notifier or Notifier()
         self.boot_id = uuid.uuid4().hex
-        self.journal = AsyncJournal(cfg.journal, budget_bytes=cfg.journal_budget_mb * 1024 * 1024)
+        self.journal = WatchedJournal(cfg.journal, budget_bytes=cfg.journal_budget_mb * 1024 * 1024)
         self.conn = Connectivity(standalone=cfg.broker is None, online=False,
                                  last_contact_ms=wall_ms())
         self.scan = ScanLoop(self.journal, self.link, self.conn, on_cycle=self._on_cycle,
                              model_after_s=cfg.model_divergence_after_s)
         self.jobs = Jobs(self.journal, self.notifier, self.status, wall_ms)
+        self.fallback = Fallback(self.journal, self.scan, wall_ms)
         self.store: ContractStore | None = None
         self.uplink: Uplink | None = None
         self.started = asyncio.Event()
 
     def _on_cycle(self, report: CycleReport) -> None:
+        self.fallback.on_cycle(report)
         if report.healthy:
             self.notifier.ready(self.status())
             self.notifier.healthy_cycle()
@@ -101,6 +105,7 @@ class Agent:
             stack.callback(self.notifier.stopping)
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self.jobs.run(), name="jobs")
+                tg.create_task(self.fallback.run(), name="fallback")
                 tg.create_task(self.scan.run(resume), name="scan")
                 if self.cfg.broker is not None:
                     self.uplink = Uplink(self.cfg, self.journal, self.scan, store, self.conn,
@@ -133,7 +138,7 @@ class Agent:
         to resume are returned for the scan loop, the pending ones offered), then the local
         files."""
         self.scan.on_offer = self.jobs.schedule_contract
-        restored = await store.restore(wall_ms())
+        restored = await self.fallback.restore(store, await store.restore(wall_ms()))
         for active, _ in restored.resumes:
             self.jobs.schedule_contract(active)
         for pending in restored.pendings:

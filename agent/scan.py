@@ -138,6 +138,13 @@ class ScanLoop:
         if self.on_offer is not None:
             self.on_offer(active)
 
+    async def replace(self, active: ActiveContract, state: EngineState) -> bool:
+        """Start `active` now from `state`, in place of its contract id's running segment (the
+        agent's rollout fallback, agent/fallback.py). Between two cycles, never inside one: it
+        waits for the device link. Returns whether it started (see `_start_segment`)."""
+        async with self._io:
+            return await self._start_segment(active, state, resumed=False)
+
     def command(self, cmd: Command, contract: str | None = None) -> None:
         """Hand a hub command to the contract it names (see agent/roster.py: route)."""
         for seg in roster.route(self.segments, cmd, contract):

@@ -69,6 +69,7 @@ class Refusal(enum.StrEnum):
     OLDER_VERSION = "older_version"
     INVALID = "invalid"
     WRITE_CONFLICT = "write_conflict"  # its write points overlap a contract the agent runs
+    FELL_BACK = "fell_back"  # the agent fell back from this very contract (agent/fallback_rules.py)
 
 
 class ContractRefused(ContractError):

@@ -30,8 +30,10 @@ from contracts.schema import ID_RE, Contract
 from contracts.schema_serialize import format_time, to_mapping
 from contracts.types import EpochMs
 
-VERSIONLESS = ("version", "valid_from", "valid_until")
-"""What a re-issue changes without changing the configuration (config_digest, field_diff)."""
+VERSIONLESS = ("version", "valid_from", "valid_until", "rollout")
+"""What a re-issue changes without changing the configuration (config_digest, field_diff): a
+deployment's `rollout` metadata (its id, health window, known-good hash) is about the push, not
+about what the contract does."""
 
 _TEMPLATE_KEYS = ("scan_period_ms", "safe_state", "steps", "offline", "expect", "tolerance",
                   "labels")

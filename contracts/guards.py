@@ -28,6 +28,7 @@ class TripReason(enum.StrEnum):
     AUTONOMY = "autonomy"
     ENGINE_ERROR = "engine_error"
     INTERLOCK = "interlock"  # another contract on the agent tripped (`interlock:` in the schema)
+    ROLLOUT_FALLBACK = "rollout_fallback"  # installed by the agent's fallback (agent/fallback_rules.py)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -37,6 +37,8 @@ class AgentEvent(enum.StrEnum):
     UPLINK_FAILED = "uplink_failed"
     MODEL_DIVERGENCE = "model_divergence"  # the process does not follow `expect` (contracts/model_divergence.py)
     MODEL_DIVERGENCE_CLEARED = "model_divergence_cleared"
+    ROLLOUT_FALLBACK = "rollout_fallback"  # I2: fell back to the known-good contract (agent/fallback_rules.py)
+    ROLLOUT_FALLBACK_FAILED = "rollout_fallback_failed"  # the known-good could not be installed
 
 
 class ContractChange(enum.StrEnum):

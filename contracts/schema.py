@@ -186,6 +186,18 @@ DEFAULT_TOLERANCE = Tolerance()
 
 
 @dataclass(frozen=True, kw_only=True)
+class Rollout:
+    """What a deployment says about the contract it pushed (`contracts.schema_rollout` reads it):
+    the deployment's id, the health window measured from the contract's first boot on the device,
+    and the content hash of the contract it replaces there, which the agent falls back to by itself
+    when this one trips within the window (agent/fallback.py)."""
+
+    deployment: str
+    health_window_ms: int
+    known_good: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
 class Contract:
     contract: str
     version: int
@@ -203,6 +215,8 @@ class Contract:
     labels: tuple[tuple[str, str], ...] = ()
     interlock: tuple[str, ...] = ()
     """Other contract ids on the same agent that trip with this one (agent/interlocks.py)."""
+    rollout: Rollout | None = None
+    """Set on a contract a deployment pushed; signed with the rest (schema_serialize)."""
     _by_name: dict[str, Point] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:

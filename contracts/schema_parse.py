@@ -26,6 +26,7 @@ from contracts.schema import (
 )
 from contracts.schema_fields import cap_issues
 from contracts.schema_points import parse_point
+from contracts.schema_rollout import parse_rollout
 from contracts.types import PointName, Value
 
 __all__ = ["Layout", "Parsed", "parse_contract", "parse_partial"]
@@ -140,6 +141,7 @@ def _parse_labels(r: fields.Reader, m: Any, path: str) -> tuple[tuple[str, str],
 _TOP_KEYS = frozenset({
     "schema", "contract", "version", "device", "site", "valid_from", "valid_until", "scan_period_ms",
     "points", "safe_state", "steps", "offline", "expect", "tolerance", "labels", "interlock",
+    "rollout",
 })
 
 MAX_INTERLOCK = 16
@@ -225,6 +227,7 @@ def parse_partial(m: Any) -> Parsed:
         else DEFAULT_TOLERANCE,
         labels=_parse_labels(r, m.get("labels"), "labels"),
         interlock=_parse_interlock(r, m.get("interlock"), scalars["contract"]),
+        rollout=parse_rollout(r, m.get("rollout")),
     )
     layout = Layout(point_index=p_index, step_index=s_index, broken=frozenset(broken),
                     dropped_points=dropped)

@@ -4,6 +4,7 @@ Rules of this module:
 - `to_mapping(contract)` is what gets canonically encoded and signed, so it emits every field
   explicitly (defaults included): two contracts that are equal encode to equal bytes, and
   `parse_contract(to_mapping(c)) == c`.
+- `interlock` and `rollout` appear only when set, for the same reason as `endpoint` below.
 - One exception, for the same reason: a point's `endpoint` is emitted only when set, so a contract
   that names no endpoint encodes (and hashes, and verifies) exactly as it did before the field existed.
 - `point_to_brief(point)` is the human form for documents people edit (`fieldpact points import`):
@@ -16,6 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from contracts.schema import SCHEMA_VERSION, Contract, DataType, Order, Point, Step
+from contracts.schema_rollout import rollout_to_mapping
 from contracts.types import EpochMs
 
 _POINT_DEFAULTS: dict[str, Any] = {
@@ -68,7 +70,8 @@ def _step_to_mapping(s: Step) -> dict[str, Any]:
 
 def to_mapping(c: Contract) -> dict[str, Any]:
     """The full, explicit document for `c`; `parse_contract(to_mapping(c)) == c`. `interlock`
-    appears only when set, so a contract without one keeps the content hash it always had."""
+    and `rollout` appear only when set, so a contract without them keeps the content hash it
+    always had."""
     doc: dict[str, Any] = {
         "schema": SCHEMA_VERSION, "contract": c.contract, "version": c.version, "device": c.device,
         "site": c.site, "valid_from": format_time(c.valid_from),
@@ -82,4 +85,6 @@ def to_mapping(c: Contract) -> dict[str, Any]:
     }
     if c.interlock:
         doc["interlock"] = list(c.interlock)
+    if c.rollout is not None:
+        doc["rollout"] = rollout_to_mapping(c.rollout)
     return doc

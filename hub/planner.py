@@ -54,6 +54,9 @@ def replan_document(contract: Contract, *, from_step: int, version: int, now_ms:
     labels = dict(doc.get("labels") or {})
     labels["replanned_from"] = f"{contract.contract}@{contract.version}"
     doc["labels"] = labels
+    # A deployment's `rollout` is about its push (its health window, the known-good to fall back
+    # to): a re-issue is the planner's decision, not the deployment's, and is not on probation.
+    doc.pop("rollout", None)
     if device is not None:
         doc["device"] = device
     return doc

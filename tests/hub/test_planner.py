@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from contracts.loader import check_mapping, load_contract
-from contracts.schema import Contract
+from contracts.schema import Contract, Rollout
 from contracts.schema_serialize import to_mapping
 from hub.policy import DEFAULT_POLICIES, FailureCategory, Policy, PolicyAction
 from hub.lineage import Budget
@@ -136,6 +137,14 @@ def test_a_replan_is_a_valid_contract_whose_steps_are_the_tail_of_the_original(
 def test_a_replan_from_a_step_outside_the_contract_is_refused(step: int) -> None:
     with pytest.raises(ValueError, match=r"from_step: .* is not a step of tank-fill \(0\.\.1\)"):
         replan_document(contract(), from_step=step, version=4, now_ms=NOW)
+
+
+def test_a_replan_does_not_carry_the_deployments_rollout() -> None:
+    pushed = replace(contract(), rollout=Rollout(deployment="dep-000001", health_window_ms=30_000,
+                                                 known_good="ab" * 32))
+    assert "rollout" in to_mapping(pushed)
+    doc = replan_document(pushed, from_step=1, version=4, now_ms=NOW)
+    assert "rollout" not in doc and check_mapping(doc).rollout is None
 
 
 def test_a_replan_leaves_the_original_document_untouched() -> None:
