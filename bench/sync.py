@@ -32,6 +32,7 @@ import secrets
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -255,9 +256,11 @@ async def bench_ingest(n: int, repeats: int) -> None:
     msgs = batches(DEVICE, entries)
     figure("pre-built (make_entry + encode, not timed)", f"{time.perf_counter() - started:.1f} s, "
            f"{sum(map(len, msgs)) / n:.0f} B/entry on the wire")
-    rates, floors = [], []
+    rates, floors, cpus = [], [], []
     for _ in range(repeats):  # interleaved, so both see the same load
-        rates.append(await _ingest_once(msgs, n))
+        rate, cpu_s = await _ingest_once(msgs, n)
+        rates.append(rate)
+        cpus.append(cpu_s / n * 1e6)
         floors.append(sqlite_floor(entries))
     med, floor = sorted(rates)[len(rates) // 2], sorted(floors)[len(floors) // 2]
     figure("SQLite batched insert floor, median", f"{floor:,.0f} rows/s "
@@ -267,6 +270,9 @@ async def bench_ingest(n: int, repeats: int) -> None:
            f">= {INGEST_TARGET_PER_S:,.0f}/s", med >= INGEST_TARGET_PER_S)
     figure("  as a share of the floor", f"{100 * med / floor:.1f} %",
            f">= {100 * INGEST_FLOOR_SHARE:.0f} %", med >= INGEST_FLOOR_SHARE * floor)
+    figure("  hub MQTT thread CPU, median", f"{sorted(cpus)[len(cpus) // 2]:.1f} us/entry "
+           f"(runs: {', '.join(f'{c:.1f}' for c in cpus)}; a loaded host stretches the wall "
+           "time, much less this)")
     _ingest_in_process(msgs, n)
 
 
@@ -284,7 +290,8 @@ def sqlite_floor(entries: list[Entry]) -> float:
         return len(rows) / (time.perf_counter() - start)
 
 
-async def _ingest_once(msgs: list[bytes], n: int) -> float:
+async def _ingest_once(msgs: list[bytes], n: int) -> tuple[float, float]:
+    """(entries/s, CPU seconds the hub's MQTT thread spent meanwhile)."""
     password = secrets.token_urlsafe(12)
     with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
         hub = HubRuntime(hub_config(Path(tmp), password))
@@ -293,14 +300,22 @@ async def _ingest_once(msgs: list[bytes], n: int) -> float:
                 await birth(client, 0)
                 await eventually(lambda: _known(hub), 10, "the birth", every_s=POLL_S)
                 async with journal_sender(hub, password, msgs, n, Path(tmp)) as go:
-                    start = time.perf_counter()
+                    start, cpu = time.perf_counter(), thread_cpu_s("hub-mqtt")
                     resends = await go(120)
-                    elapsed = time.perf_counter() - start
+                    elapsed, cpu = time.perf_counter() - start, thread_cpu_s("hub-mqtt") - cpu
         finally:
             hub.close()
     if resends:
         figure("  batches resent after a stalled ack", str(resends))
-    return n / elapsed
+    return n / elapsed, cpu
+
+
+def thread_cpu_s(name: str) -> float:
+    """CPU seconds (user + system) of this process's thread `name` so far (/proc, Linux)."""
+    thread = next(t for t in threading.enumerate() if t.name == name)
+    stat = Path(f"/proc/self/task/{thread.native_id}/stat").read_text()
+    utime, stime = stat.rsplit(")", 1)[1].split()[11:13]
+    return (int(utime) + int(stime)) / os.sysconf("SC_CLK_TCK")
 
 
 def _known(hub: HubRuntime) -> bool:
@@ -360,10 +375,13 @@ async def bench_reconcile(n: int, repeats: int) -> None:
            f"(runs: {', '.join(f'{s:.2f}' for s in secs)})",
            f"< {RECONCILE_TARGET_S:g} s", med < RECONCILE_TARGET_S)
     figure("  of which journal caught up (acked)", f"{runs[0][1]:.2f} s")
+    cpus = sorted(r[3] for r in runs)
+    figure("  hub MQTT thread CPU meanwhile, median", f"{cpus[len(cpus) // 2]:.2f} s "
+           f"(runs: {', '.join(f'{c:.2f}' for c in cpus)})")
     figure("  reconciliation verdict", runs[0][2])
 
 
-async def _reconcile_once(n: int) -> tuple[float, float, str]:
+async def _reconcile_once(n: int) -> tuple[float, float, str, float]:
     password, clock = secrets.token_urlsafe(12), Clock()
     t0 = now_ms() - n * 1000
     entries = make_journal(n, t0, 1000)
@@ -377,18 +395,18 @@ async def _reconcile_once(n: int) -> tuple[float, float, str]:
                 await _go_offline(client, hub, clock)
                 clock.offset_ms = 0
                 async with journal_sender(hub, password, msgs, n, Path(tmp)) as go:
-                    start = time.perf_counter()
+                    start, cpu = time.perf_counter(), thread_cpu_s("hub-mqtt")
                     await birth(client, n)
                     await go(120)
                     acked = time.perf_counter() - start
                 await eventually(lambda: bool(hub.store.reconciliations.find(device=DEVICE)), 120,
                                  "the reconciliation record", detail=lambda: _where(hub),
                                  every_s=POLL_S)
-                elapsed = time.perf_counter() - start
+                elapsed, cpu = time.perf_counter() - start, thread_cpu_s("hub-mqtt") - cpu
                 rec = hub.store.reconciliations.find(device=DEVICE)[0]
         finally:
             hub.close()
-    return elapsed, acked, f"divergent={rec.divergent} action={rec.action}"
+    return elapsed, acked, f"divergent={rec.divergent} action={rec.action}", cpu
 
 
 def _where(hub: HubRuntime) -> str:

@@ -41,10 +41,12 @@ acks still flow steadily (an agent resends when its ack stalls; bench/sync.py af
 
 COMMIT_LINGER_S = 0.05
 """How long a batch that holds no ack (telemetry, births, state changes: the hub's own facts,
-nothing promised to an agent) stays open for the rounds after it. A commit is an fsync
+nothing promised to an agent) waits for more messages before it commits. A commit is an fsync
 (synchronous=FULL): committing every round, 1,000 devices at 1 Hz cost hundreds of fsyncs a
 second, and on a busy disk the MQTT side spent most of its time in them and fell behind
-(bench/sync.py). A round that holds an ack commits at its end: acks are never delayed by it."""
+(bench/sync.py). Waiting for each next message instead (rounds of one) cost the broker's share
+of a loaded host: the hub read its socket once per message. A round that holds an ack commits at
+its end: acks are never delayed by it."""
 
 ALARMED_ON_FAILURE = 10
 """Devices alarmed (hub_error) when a batch fails; the log line counts all of them."""

@@ -79,17 +79,13 @@ class HubSync(Presence, JournalSync, Background):
         await self._inbox.put((topic_name, payload))
 
     async def _worker(self) -> None:
-        """Every message waiting (up to MAX_BATCH) in one store batch; commit and ack at the end
-        of a round that holds acks, else once COMMIT_LINGER_S has passed since the batch's first
-        round or when the inbox stays empty that long (see COMMIT_LINGER_S)."""
+        """Every message waiting (up to MAX_BATCH) in one store batch. A round that holds acks
+        commits at its end; one that does not lets the next messages gather until
+        COMMIT_LINGER_S after the batch opened, then commits (see COMMIT_LINGER_S)."""
         opened = 0.0
         while True:
             raise_if_cancelled()
-            first = await self._next(opened)
-            if first is None:  # lingered with nothing more: commit what the batch holds
-                await self.commit()
-                continue
-            batch = [first]
+            batch = [await self._inbox.get()]
             while len(batch) < MAX_BATCH and not self._inbox.empty():
                 batch.append(self._inbox.get_nowait())
             if not self.store.in_batch:
@@ -99,18 +95,13 @@ class HubSync(Presence, JournalSync, Background):
                 await self.on_message(topic_name, payload)
                 if self._uncommitted >= MAX_BATCH_ENTRIES:
                     await self.commit()
-            if self._acks.held or time.monotonic() - opened >= COMMIT_LINGER_S:
-                await self.commit()
-
-    async def _next(self, opened: float) -> tuple[str, bytes] | None:
-        """The next message; None when a batch is open and the linger ran out waiting for it."""
-        if not self.store.in_batch:
-            return await self._inbox.get()
-        try:
-            async with asyncio.timeout(max(0.0, opened + COMMIT_LINGER_S - time.monotonic())):
-                return await self._inbox.get()
-        except TimeoutError:
-            return None
+            if not self._acks.held:
+                left = opened + COMMIT_LINGER_S - time.monotonic()
+                if left > 0 and self._inbox.empty():
+                    await asyncio.sleep(left)  # the next messages gather: one round, one commit
+                if not self._inbox.empty() and time.monotonic() - opened < COMMIT_LINGER_S:
+                    continue  # more waiting, the linger not over: they join this batch
+            await self.commit()  # never back to an empty inbox with the batch open
 
     async def on_message(self, topic_name: str, payload: bytes) -> None:
         """Handle one message; never raises but for cancellation (see the module's rules)."""
