@@ -152,7 +152,8 @@ def loads_maps(bodies: Sequence[bytes]) -> list[dict[str, Any] | None]:
     if not all(type(b) is bytes for b in bodies):
         return [_map_or_none(b) for b in bodies]
     stream = io.BytesIO(b"".join(bodies))
-    decoder, out, end = _strict_decoder(stream), [], 0
+    decoder, end = _strict_decoder(stream), 0
+    out: list[dict[str, Any] | None] = []
     for body in bodies:
         end += len(body)
         try:
