@@ -30,10 +30,10 @@ the link reconnects; agents resend from the ack the hub re-publishes on every co
     dispatcher.py   HubSync: run, worker, on_message                          no
 """
 from hub.sync.background import FLUSH_S, TICK_S
-from hub.sync.batches import COMMIT_LINGER_S, MAX_BATCH, MAX_BATCH_ENTRIES
+from hub.sync.batches import MAX_BATCH, MAX_BATCH_ENTRIES
 from hub.sync.core import wall_ms
 from hub.sync.dispatcher import PROBE_S, HubSync
 from hub.sync.outbound import CROSS_THREAD_TIMEOUT_S, MqttPublisher
 
-__all__ = ["COMMIT_LINGER_S", "CROSS_THREAD_TIMEOUT_S", "FLUSH_S", "MAX_BATCH", "MAX_BATCH_ENTRIES", "PROBE_S",
+__all__ = ["CROSS_THREAD_TIMEOUT_S", "FLUSH_S", "MAX_BATCH", "MAX_BATCH_ENTRIES", "PROBE_S",
            "TICK_S", "HubSync", "MqttPublisher", "wall_ms"]

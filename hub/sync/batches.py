@@ -2,8 +2,7 @@
 
 Batches (keeping up with 1,000 devices at 1 Hz): the link only queues messages (bounded inbox,
 so a slow store pushes back on the broker's TCP stream); a worker takes every message waiting, up
-to MAX_BATCH, handles them in one store batch and commits once: at the end of the round if it
-holds acks, else within COMMIT_LINGER_S, so rounds of telemetry share one commit. Acks are held until that commit
+to MAX_BATCH, handles them in one store batch and commits once. Acks are held until that commit
 and then published together; anything else that leaves the hub (a contract push, a command)
 commits the batch first (`commit_now`, the publisher's hook). A store error fails the whole batch:
 it is rolled back, nothing in it is acked, the in-memory cursors are reloaded from the store (the
@@ -38,15 +37,6 @@ MAX_BATCH = 64
 MAX_BATCH_ENTRIES = 5_000
 """Journal entries per commit at most: ~10 agent batches, tens of ms of work, so under a backlog
 acks still flow steadily (an agent resends when its ack stalls; bench/sync.py after 2 s)."""
-
-COMMIT_LINGER_S = 0.05
-"""How long a batch that holds no ack (telemetry, births, state changes: the hub's own facts,
-nothing promised to an agent) waits for more messages before it commits. A commit is an fsync
-(synchronous=FULL): committing every round, 1,000 devices at 1 Hz cost hundreds of fsyncs a
-second, and on a busy disk the MQTT side spent most of its time in them and fell behind
-(bench/sync.py). Waiting for each next message instead (rounds of one) cost the broker's share
-of a loaded host: the hub read its socket once per message. A round that holds an ack commits at
-its end: acks are never delayed by it."""
 
 ALARMED_ON_FAILURE = 10
 """Devices alarmed (hub_error) when a batch fails; the log line counts all of them."""

@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
-import time
 from collections.abc import Callable
 
 from contracts.errors import EncodingError
@@ -36,7 +35,7 @@ from hub.offline import OfflineManager
 from hub.registry import DeviceRegistry
 from hub.store import Duplicate, HubStore, NotFound, StoreError
 from hub.sync.background import Background
-from hub.sync.batches import COMMIT_LINGER_S, MAX_BATCH, MAX_BATCH_ENTRIES
+from hub.sync.batches import MAX_BATCH, MAX_BATCH_ENTRIES
 from hub.sync.core import wall_ms
 from hub.sync.journal import JournalSync
 from hub.sync.messages import OFFLINE_PAYLOAD, Journal, Meaning, Offline, meaning, route
@@ -79,29 +78,18 @@ class HubSync(Presence, JournalSync, Background):
         await self._inbox.put((topic_name, payload))
 
     async def _worker(self) -> None:
-        """Every message waiting (up to MAX_BATCH) in one store batch. A round that holds acks
-        commits at its end; one that does not lets the next messages gather until
-        COMMIT_LINGER_S after the batch opened, then commits (see COMMIT_LINGER_S)."""
-        opened = 0.0
+        """Every message waiting (up to MAX_BATCH) in one store batch, then commit and ack."""
         while True:
             raise_if_cancelled()
             batch = [await self._inbox.get()]
             while len(batch) < MAX_BATCH and not self._inbox.empty():
                 batch.append(self._inbox.get_nowait())
-            if not self.store.in_batch:
-                opened = time.monotonic()
             for topic_name, payload in batch:
                 self._begin()
                 await self.on_message(topic_name, payload)
                 if self._uncommitted >= MAX_BATCH_ENTRIES:
                     await self.commit()
-            if not self._acks.held:
-                left = opened + COMMIT_LINGER_S - time.monotonic()
-                if left > 0 and self._inbox.empty():
-                    await asyncio.sleep(left)  # the next messages gather: one round, one commit
-                if not self._inbox.empty() and time.monotonic() - opened < COMMIT_LINGER_S:
-                    continue  # more waiting, the linger not over: they join this batch
-            await self.commit()  # never back to an empty inbox with the batch open
+            await self.commit()
 
     async def on_message(self, topic_name: str, payload: bytes) -> None:
         """Handle one message; never raises but for cancellation (see the module's rules)."""

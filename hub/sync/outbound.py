@@ -33,11 +33,6 @@ class HeldAcks:
     def hold(self, site: str, device: str, seq: int) -> None:
         self._held[(site, device)] = seq
 
-    @property
-    def held(self) -> bool:
-        """Whether the open batch holds an ack (an agent waits for its commit)."""
-        return bool(self._held)
-
     def devices(self) -> set[str]:
         """Devices with an ack held in the open batch."""
         return {device for _, device in self._held}
