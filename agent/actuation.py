@@ -20,6 +20,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from agent.errors import DeviceLinkError
+from agent.faults import write_fault
 from agent.link import DeviceLink
 from agent.readback import Divergence, ReadbackMonitor, shows
 from agent.cycle_items import fault_item
@@ -58,6 +59,7 @@ class Actuator:
         self.safe_targets = dict(zip((o.name for o in outs), safe_plan(contract, outs).targets))
         self.period_s = contract.scan_period_ms / 1000
         self.link_lost = False
+        self.write_faults: dict[PointName, str] = {}  # the last write failed: why, in words
 
     def safe_view(self) -> SafeView | None:
         return self.keeper.view()
@@ -140,9 +142,12 @@ class Actuator:
                 await self.link.write(self.points[name], values[name])
             except DeviceLinkError as exc:
                 self.readback.failed(name, exc.reason)
+                fault = write_fault(exc, self.points[name])
+                self.write_faults[name] = fault.reason
                 if name in engine:
-                    await journal.append_many([fault_item(now_ms, "write", str(exc), name)])
+                    await journal.append_many([fault_item(now_ms, "write", name, fault)])
                 continue
+            self.write_faults.pop(name, None)
             self.readback.acknowledged(name, values[name])
             acked.append(name)
         return acked

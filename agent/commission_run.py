@@ -17,7 +17,8 @@ from collections.abc import Callable
 from agent.commission import Sample, analyse
 from agent.config import AgentConfig
 from agent.errors import DeviceLinkError
-from agent.link import DeviceLink, exception_words
+from agent.faults import in_words
+from agent.link import DeviceLink
 from agent.endpoints import EndpointSet
 from agent.registers import ReadRequest, plan_reads
 from contracts.commission_report import MAX_SECONDS, CommissionReport
@@ -61,11 +62,8 @@ async def read_sample(link: DeviceLink, p: Point, request: ReadRequest, now_ms: 
 
 
 def _in_words(reason: str | None, p: Point) -> str:
-    """A device exception ("exception:2") in words with its address (agent/link.py)."""
-    code = (reason or "").removeprefix("exception:")
-    if reason and code != reason and code.isdigit():
-        return exception_words(int(code), p.table, p.address)
-    return reason or "bad"
+    """A device exception ("exception:2") in words with its address (agent/faults.py)."""
+    return in_words(reason, p).reason
 
 
 async def poll(contract: Contract, link: DeviceLink, *, seconds: float = DEFAULT_SECONDS,

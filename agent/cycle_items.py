@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from agent.faults import FaultWords
 from contracts.engine import StepResult
 from contracts.inputs import Inputs, Reading, reading_to_wire
 from contracts.journal_events import (
@@ -52,5 +53,7 @@ def overrun_item(now_ms: EpochMs, late_ms: int, skipped: int, resume_ms: EpochMs
     return item(OverrunBody(late_ms=late_ms, skipped=skipped, resume_ms=resume_ms), now_ms)
 
 
-def fault_item(now_ms: EpochMs, what: str, reason: str, point: str | None = None) -> Item:
-    return item(AdapterFaultBody(what=what, reason=reason, point=point), now_ms)
+def fault_item(now_ms: EpochMs, what: str, point: str | None, fault: FaultWords) -> Item:
+    """An adapter fault of `point` (None: of no one point) in words, with its exception code."""
+    return item(AdapterFaultBody(what=what, reason=fault.reason, code=fault.code, point=point),
+                now_ms)

@@ -12,8 +12,9 @@ Rules (agent/endpoints.py runs one lane per endpoint):
   long as that answer is at most `hold_s` old (the endpoint's own timeout: a single link that
   waited its timeout would not have known better); else BAD "timeout". So a slow endpoint keeps
   its values by a cycle or two without flapping, and a dead one goes BAD within its timeout.
-- An acknowledged write forgets the held answer of its point: what the device showed before the
-  write must never be taken as its read-back (it would look like a second writer).
+- An acknowledged write forgets the held answers of every point on the addresses it wrote (its
+  own, and the same registers read under another contract's name: agent/cycle_reads.py): what the
+  device showed before the write must never be taken as its read-back (a second writer).
 """
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from typing import Any
 from agent.link import DeviceLink, bad_readings
 from agent.registers import ReadRequest
 from contracts.inputs import Quality, Reading
+from contracts.schema import Point
 from contracts.types import EpochMs, PointName
 
 log = logging.getLogger("fieldpact.agent.endpoints")
@@ -40,7 +42,7 @@ class Lane:
         self.hold_s = float(getattr(link, "timeout_s", DEFAULT_HOLD_S))
         self.task: asyncio.Task[Any] | None = None
         self.late = 0  # cycles whose read was still running at their deadline
-        self._answers: dict[PointName, tuple[Reading, float]] = {}
+        self._answers: dict[PointName, tuple[Reading, float, Point]] = {}
         self.answered = False  # any answer since the lane was made
 
     @property
@@ -75,12 +77,17 @@ class Lane:
         else:
             result = task.result()
         self.answered = True
-        for name, reading in result.items():
-            self._answers[name] = (reading, asked_at)
+        for request in requests:
+            for p in request.points:
+                reading = result.get(p.name)
+                if reading is not None:
+                    self._answers[p.name] = (reading, asked_at, p)
 
-    def forget(self, name: PointName) -> None:
-        """A write of `name` was acknowledged: its held answer no longer shows the device."""
-        self._answers.pop(name, None)
+    def forget(self, point: Point) -> None:
+        """A write of `point` was acknowledged: no held answer of its addresses shows the device."""
+        stale = [name for name, (_, _, p) in self._answers.items() if _overlaps(p, point)]
+        for name in stale:
+            del self._answers[name]
 
     def readings(self, requests: Sequence[ReadRequest], now_ms: EpochMs) -> dict[PointName, Reading]:
         """Each point's latest answer if asked at most hold_s ago, stamped now_ms; else BAD "timeout"."""
@@ -99,6 +106,11 @@ class Lane:
                     out[p.name] = Reading(value=None, quality=Quality.BAD, ts_ms=now_ms,
                                           reason="timeout")
         return out
+
+
+def _overlaps(a: Point, b: Point) -> bool:
+    return ((a.unit_id, a.table) == (b.unit_id, b.table) and a.address <= b.last_address
+            and b.address <= a.last_address)
 
 
 def _retrieve(task: asyncio.Task[Any]) -> None:

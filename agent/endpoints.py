@@ -15,7 +15,8 @@ Theory of operation — each endpoint is its own failure domain:
 - `write(point)` goes to the point's endpoint, bounded by the same deadline: it waits for the
   endpoint's request in flight, then sends. An endpoint still busy at the deadline refuses it
   unsent ("busy"); one not answered by the deadline raises "timeout" (it may have landed — the
-  read-back decides, as for a single link). An acknowledged write drops its point's held answer.
+  read-back decides, as for a single link). An acknowledged write drops the held answers of its
+  addresses.
 - A request started after the deadline (the read-back of a write just acknowledged) still gets
   MIN_WAIT_S: an endpoint that is up answers in well under that.
 - Two exceptions keep a device that is merely slow from tripping a contract for nothing (a BAD
@@ -198,7 +199,7 @@ class EndpointSet:
             raise DeviceLinkError("timeout", f"write {point.name}={value!r}: endpoint {lane.name} "
                                              "did not answer by the cycle's deadline")
         task.result()  # raises the link's DeviceLinkError
-        lane.forget(point.name)
+        lane.forget(point)
 
 
 def _split(plan: Sequence[ReadRequest], default: str | None) -> dict[str | None, list[ReadRequest]]:

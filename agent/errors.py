@@ -5,7 +5,9 @@ agent's own failures from a library's or the contract language's.
     ├── DeviceLinkError        a device write that failed, or a device link that could not
     │                          connect; `reason` is a BAD reading's vocabulary plus
     │                          "not_writable", "encode" and "busy" (not sent: the endpoint
-    │                          was still busy); `category` is the hub policy's failure category
+    │                          was still busy); `category` is the hub policy's failure category;
+    │                          `code` the device's exception code ("exception:2" → 2), which
+    │                          agent/faults.py reports in words
     ├── RegisterError          a value that cannot be converted to or from a point's registers
     │                          (also a ValueError: it is a bad value; category "config")
     └── JournalError           the journal cannot do what was asked (I/O error, corrupt or
@@ -21,6 +23,8 @@ a device's own answer (a Modbus exception code) is a BAD reading's reason, never
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
+
+from contracts.modbus_exceptions import exception_code
 
 if TYPE_CHECKING:
     from contracts.schema import Point
@@ -40,6 +44,12 @@ class DeviceLinkError(AgentError):
     def __init__(self, reason: str, detail: str, *, category: str = "adapters") -> None:
         self.reason, self.detail, self.category = reason, detail, category
         super().__init__(f"{reason}: {detail}")
+
+    @property
+    def code(self) -> int | None:
+        """The device's Modbus exception code when it answered with one ("exception:2" → 2;
+        contracts/modbus_exceptions.py)."""
+        return exception_code(self.reason)
 
 
 class RegisterError(AgentError, ValueError):

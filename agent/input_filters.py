@@ -14,8 +14,9 @@ Rules:
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from contracts.inputs import Quality, Reading
 from contracts.schema import Point
@@ -33,7 +34,9 @@ class InputGuards:
     """Frozen and spike detection per read point. Holds only the last raw value and time per point."""
 
     def __init__(self, points: Sequence[Point]) -> None:
-        self._points = tuple(p for p in points if not p.writes)
+        # Only points with a guard are tracked: the others pass through as read.
+        self._points = tuple(p for p in points if not p.writes and (
+            p.frozen_after_ms is not None or p.max_rate_per_s is not None))
         self._tracks: dict[PointName, _Track] = {}
 
     def apply(self, readings: Mapping[PointName, Reading]) -> dict[PointName, Reading]:
@@ -51,16 +54,21 @@ class InputGuards:
         if track is None:
             return reading
         if _is_spike(point, track, reading):
-            return replace(reading, quality=Quality.BAD, reason="spike")
+            return _bad(reading, "spike")
         if _is_frozen(point, self._tracks[point.name], reading.ts_ms):
-            return replace(reading, quality=Quality.BAD, reason="frozen")
+            return _bad(reading, "frozen")
         return reading
+
+
+def _bad(reading: Reading, reason: str) -> Reading:
+    # Built directly, not by dataclasses.replace: this runs per point per cycle (bench/endpoints.py).
+    return Reading(value=reading.value, quality=Quality.BAD, ts_ms=reading.ts_ms, reason=reason)
 
 
 def _advance(track: _Track | None, reading: Reading) -> _Track:
     if track is None or track.value != reading.value:
         return _Track(value=reading.value, since_ms=reading.ts_ms, last_ms=reading.ts_ms)
-    return replace(track, last_ms=reading.ts_ms)
+    return _Track(value=track.value, since_ms=track.since_ms, last_ms=reading.ts_ms)
 
 
 def _is_spike(point: Point, track: _Track, reading: Reading) -> bool:
@@ -111,8 +119,19 @@ def held(last: Reading, current: Reading, now_ms: EpochMs) -> Reading:
     """The last journaled reading carried forward: a GOOD one is fresh at `now_ms`; a BAD one keeps
     its original time (so stale guards still measure from the last good read)."""
     if last.quality is Quality.GOOD and current.quality is Quality.GOOD:
-        return replace(last, ts_ms=now_ms)
+        if current.ts_ms == now_ms and _same(last.value, current.value):
+            return current  # the very reading that would be built (no allocation per point per cycle)
+        return Reading(value=last.value, quality=last.quality, ts_ms=now_ms, reason=last.reason)
     return last
+
+
+def _same(a: Value | None, b: Value | None) -> bool:
+    """Identical values: equal, of one type, and for a float zero of one sign (0.0 == -0.0)."""
+    if a != b or type(a) is not type(b):
+        return False
+    if not isinstance(a, float) or not isinstance(b, float) or a != 0.0:
+        return True
+    return math.copysign(1.0, a) == math.copysign(1.0, b)
 
 
 def _changed(point: Point, last: Reading, new: Reading) -> bool:

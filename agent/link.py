@@ -16,6 +16,8 @@ from typing import Protocol, runtime_checkable
 
 from agent.errors import DeviceLinkError, RegisterError
 from agent.registers import RawValue, ReadRequest, encode, slice_values
+from contracts import modbus_exceptions
+from contracts.modbus_exceptions import exception_reason as exception_reason  # its home: re-exported
 from contracts.inputs import Quality, Reading
 from contracts.schema import Point, Table
 from contracts.types import EpochMs, PointName, Value
@@ -75,22 +77,9 @@ def bad_readings(request: ReadRequest, now_ms: EpochMs, reason: str) -> dict[Poi
             for p in request.points}
 
 
-def exception_reason(code: int) -> str:
-    return f"exception:{code}"
-
-
-EXCEPTION_WORDS = {
-    1: "illegal function", 2: "illegal data address", 3: "illegal data value",
-    4: "server device failure", 5: "acknowledge", 6: "server device busy",
-    8: "memory parity error", 10: "gateway path unavailable",
-    11: "gateway target device failed to respond",
-}
-"""Modbus exception codes in words: Modbus Application Protocol v1.1b3, section 7."""
-
-
 def exception_words(code: int, table: Table, address: int) -> str:
     """`exception 2 (illegal data address) at holding 63`: what an operator reads."""
-    return f"exception {code} ({EXCEPTION_WORDS.get(code, 'unknown')}) at {table.value} {address}"
+    return modbus_exceptions.exception_words(code, f"{table.value} {address}")
 
 
 class MemoryLink:

@@ -79,6 +79,7 @@ class ModbusLink:
         self._next_attempt = 0.0
         self._closed = False
         self._quiet_until = 0.0  # serial line: the frame gap before the next request
+        self._frame_gap_s = self.endpoint.frame_gap_s  # 0 on TCP; computed once, used per request
         self._exceptions: set[tuple[int, Table, int]] = set()  # requests answering an exception now
         self.prober = Prober(self.endpoint, self.timeout_s, clock, closed=lambda: self._closed,
                              connected=lambda: self.connected)
@@ -238,6 +239,8 @@ class ModbusLink:
     def _note_exception(self, request: ReadRequest, reason: str | None) -> None:
         """Log a device's exception answer in words when it starts (`exception 2 (illegal data
         address) at holding 63`), once, not every cycle; the BAD reading keeps the code."""
+        if reason is None and not self._exceptions:
+            return  # the usual case, every request of every cycle: nothing to note
         key = (request.unit_id, request.table, request.start)
         code = (reason or "").removeprefix("exception:")
         if not code.isdigit():
@@ -261,7 +264,8 @@ class ModbusLink:
         except (TimeoutError, ModbusIOException, ConnectionException, OSError) as exc:
             return self._failed(exc, unit, table, start)
         finally:
-            self._quiet_until = self._clock() + self.endpoint.frame_gap_s
+            if self._frame_gap_s:
+                self._quiet_until = self._clock() + self._frame_gap_s
         self.backoff.reset()  # only an answer proves the device is back, not an accepted socket
         if response.isError():
             return exception_reason(response.exception_code)
@@ -269,6 +273,8 @@ class ModbusLink:
 
     async def _keep_frame_gap(self) -> None:
         """On a serial line, the silence the spec asks between frames (0 on TCP: no wait)."""
+        if not self._frame_gap_s:
+            return
         wait = self._quiet_until - self._clock()
         if wait > 0:
             await asyncio.sleep(wait)

@@ -19,7 +19,9 @@ valid_from, then a new segment starts. Safety never waits for the network: nothi
 
 Several contracts per agent (agent/roster.py holds the rules): one segment per contract id, each
 with its own task, anchor, engine, safe state and journal tag; their cycles take turns on the
-device link (`_io`, one cycle at a time: an endpoint serves one request at a time). A contract whose
+device link (`_io`, one cycle at a time: an endpoint serves one request at a time). Contracts whose
+periods divide one another tick on the same instants and share one read per instant, coalesced per
+(endpoint, unit, table) across them (agent/cycle_reads.py). A contract whose
 write points overlap a running one's is refused, naming both. A trip of a contract trips the ones
 its `interlock:` names, as an INTERLOCK command journaled in their own segment (replay stays exact).
 """
@@ -38,7 +40,8 @@ from agent.errors import JournalError
 from agent.journal_thread import AsyncJournal
 from agent.link import DeviceLink
 from agent.cycle_items import cycle_items, keyframe_item, overrun_item
-from agent import roster
+from agent.cycle_reads import CycleReads, shared_phase
+from agent import pauses, roster
 from agent.segment import ActiveContract, Resume, Segment, checkpoint_name, encode_checkpoint
 from agent.shared_link import HurryVotes, SharedLink
 from agent.timing import Anchor, free_phase, make_anchor, plan_next, sleep_until
@@ -120,6 +123,7 @@ class ScanLoop:
         self._tg: asyncio.TaskGroup | None = None
         self._running: set[str] = set()  # contract ids whose task runs
         self._hurry = HurryVotes(link)  # each contract's actuator votes (agent/shared_link.py)
+        self.reads = CycleReads(link)  # contracts due together share their reads
         self._on_cycle = on_cycle
         self._keyframe_ms = keyframe_ms
         self._wake = asyncio.Event()
@@ -153,6 +157,7 @@ class ScanLoop:
     async def run(self, resume: Resume | Sequence[Resume] | None = None) -> None:
         """Run forever (until cancelled): one task per contract, started as contracts arrive."""
         resumes = [resume] if isinstance(resume, tuple) else list(resume or ())
+        pauses.settle()  # before the first deadline: GC and GIL pauses bounded (agent/pauses.py)
         async with asyncio.TaskGroup() as tg:
             self._tg = tg
             for active, state in resumes:
@@ -185,8 +190,10 @@ class ScanLoop:
             del self.segments[old]
             self._hurry.withdraw(old)
         period = active.contract.scan_period_ms
-        anchor = make_anchor(period, phase_ms=free_phase(
-            period, [s.anchor.wall_ms for k, s in self.segments.items() if k != key]))
+        running = [s.anchor for k, s in self.segments.items() if k != key]
+        phase = shared_phase(period, [(a.period_ms, a.wall_ms) for a in running])
+        anchor = make_anchor(period, phase_ms=free_phase(period, [a.wall_ms for a in running])
+                             if phase is None else phase)
         seg = Segment(active, state, SharedLink(self._hurry, key), self.journal, anchor,
                       model_after_s=self.model_after_s)
         boot = BootBody(boot_id=uuid.uuid4().hex, t0_ms=anchor.wall_ms,
@@ -216,6 +223,7 @@ class ScanLoop:
         k, next_keyframe = 0, anchor.wall_ms
         async with self._io:
             self.link.pace(None)  # not a cycle: the outputs' sync is bounded by the links' timeouts
+            self.reads.wrote(seg)
             await self._sync_outputs(seg, anchor.wall_ms)
         while self.segments.get(seg.key) is seg:
             raise_if_cancelled()
@@ -236,6 +244,7 @@ class ScanLoop:
                     except JournalError as exc:  # a full disk must not stop the loop keeping safe
                         await self._journal_down(seg, exc, now_ms)
                 if seg.forced_safe is not None:
+                    self.reads.wrote(seg)
                     await self._hold_forced_safe(seg, now_ms)
                     if await self._try_recover(seg, now_ms):
                         return  # a new segment took over; the contract's task continues with it
@@ -255,7 +264,7 @@ class ScanLoop:
 
     async def cycle(self, seg: Segment, now_ms: EpochMs, *, keyframe: bool = False) -> CycleReport:
         """One scan cycle at engine time `now_ms`. Public so tests can drive cycles directly."""
-        raw = await self.link.read(seg.plan, now_ms)
+        raw = await self.reads.read(seg, now_ms, self.segments.values())
         items = seg.read_faults(raw, now_ms)
         guarded = seg.guards.apply(raw)
         seg.remember_good(guarded, now_ms)

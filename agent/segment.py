@@ -23,6 +23,7 @@ from agent.journal_thread import AsyncJournal
 from agent.input_filters import InputGuards, InputView
 from agent.link import DeviceLink
 from agent.cycle_items import Item, fault_item
+from agent.faults import MAX_WORDS, FaultWords, in_words
 from agent.registers import plan_reads
 from agent.timing import Anchor
 from contracts.codec import canonical_dumps, loads
@@ -33,6 +34,7 @@ from contracts.journal_events import AgentEvent, agent_event_body, item, tag_ite
 from contracts.model_divergence import DEFAULT_AFTER_S, ModelWatch
 from contracts.schema import Contract
 from contracts.types import EpochMs, Value
+from contracts.wire import MAX_TELEMETRY_FAULTS
 
 log = logging.getLogger("fieldpact.agent.scan")
 
@@ -97,6 +99,8 @@ class Segment:
         self.last_good: dict[str, tuple[Value, EpochMs]] = {}  # device truth, for telemetry
         self.trip_cause: str | None = None  # "stale:level", from the latest guard trip
         self.failing: set[str] = set()
+        self.faults: dict[str, str] = {}  # failing point -> its fault in words, for telemetry
+        self._points = {p.name: p for p in c.points}
         self.forced_safe: dict[str, Any] | None = None  # set while the journal cannot commit
         self.checkpointed: EngineState | None = None  # the state last saved as a checkpoint
         self.model = ModelWatch(c, model_after_s)  # is the process following `expect`?
@@ -116,11 +120,25 @@ class Segment:
         that recovered (a fault is journaled on its edges, not every cycle)."""
         failing = {n for n, r in raw.items() if r.reason in ("timeout", "disconnected")
                    or (r.reason or "").startswith("exception")}
-        items = [fault_item(now_ms, "read", raw[n].reason or "bad", n)
+        if failing or self.faults:
+            self.faults = {n: in_words(raw[n].reason, self._points.get(n)).reason
+                           for n in sorted(failing)}
+        items = [fault_item(now_ms, "read", n, in_words(raw[n].reason, self._points.get(n)))
                  for n in sorted(failing - self.failing)]
-        items += [fault_item(now_ms, "read_recovered", "ok", n) for n in sorted(self.failing - failing)]
+        items += [fault_item(now_ms, "read_recovered", n, FaultWords(reason="ok"))
+                  for n in sorted(self.failing - failing)]
         self.failing = failing
         return items
+
+    def fault_words(self) -> dict[str, str]:
+        """Each point failing now, in words, for telemetry: a failing read's fault, else the
+        fault of its last write (`write: exception 3 (illegal data value) at holding 20`)."""
+        writes = {n: f"write: {w}"[:MAX_WORDS] for n, w in self.actuator.write_faults.items()}
+        return {**writes, **self.faults}
+
+    def telemetry_faults(self) -> tuple[tuple[str, str], ...]:
+        """`fault_words` as telemetry carries them: by point name, at most MAX_TELEMETRY_FAULTS."""
+        return tuple(sorted(self.fault_words().items()))[:MAX_TELEMETRY_FAULTS]
 
     def model_check(self, state: EngineState, readings: dict[str, Reading],
                     now_ms: EpochMs) -> list[Item]:

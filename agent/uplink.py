@@ -349,7 +349,8 @@ class Uplink:
                         version=c.version if c else None, state=state.to_mapping(),
                         commanded=tuple(sorted(commanded.items())),
                         read_ms=tuple(sorted((n, ts) for n, (_, ts) in truth.items())),
-                        safe=safe.state if safe else None, trip=trip if state.trip else None)
+                        safe=safe.state if safe else None, trip=trip if state.trip else None,
+                        faults=seg.telemetry_faults() if seg else ())
         await self.link.publish(self._topic(Channel.TELEMETRY), msg.to_bytes(), qos=0)
         for name, (value, read_ms) in sorted(truth.items()):
             doc: dict[str, object] = {"value": value, "ts_ms": read_ms, "device": self.cfg.device}

@@ -22,20 +22,20 @@ import logging
 import sqlite3
 import tempfile
 import time
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from agent.config import AgentConfig, ModbusConfig
 from agent.process import Agent
 from bench._common import (
-    CpuMeter, figure, percentile, proc_cpu_s, rss_mb, run_sim_cli, signed_contract, simulator_process,
-    window_around_now,
+    figure, proc_cpu_s, rss_mb, run_sim_cli, simulator_process, window_around_now,
 )
-from tests.waiting import eventually
+from bench.agent_run import (
+    Window, agent_config, cpu_figures, measure as measure_window, nice_option, running_agent,
+    timing_figures,
+)
 
 P99_TARGET_MS = 1.0
 """Sub-millisecond period error is what agent/timing.py's spin buys (SPIN_S)."""
@@ -120,100 +120,67 @@ def bytes_per_entry(path: Path, after_seq: int) -> float:
         s.commit()
         (pages,) = s.execute("PRAGMA page_count").fetchone()
         (page,) = s.execute("PRAGMA page_size").fetchone()
-    return (pages - empty) * page / (copies * len(rows))
+    return float((pages - empty) * page / (copies * len(rows)))
 
 
-@contextlib.asynccontextmanager
-async def running_agent(doc: dict[str, Any], work: Path, port: int) -> AsyncIterator[Agent]:
-    public = signed_contract(doc, work / "keys", work / "contract.cose")
-    cfg = AgentConfig(device=doc["device"], site=doc["site"], journal=work / "journal.db",
-                      trusted_key=public, contract=work / "contract.cose",
-                      modbus=ModbusConfig(host="127.0.0.1", port=port, timeout_s=0.3))
-    agent = Agent(cfg)
-    task = asyncio.create_task(agent.run(), name="bench-agent")
-    def ready() -> bool:
-        if task.done():
-            task.result()  # what stopped the agent
-        return agent.started.is_set() and _warm(agent, doc["scan_period_ms"])
-    try:
-        await eventually(ready, 20, "the agent past its warm-up")
-        yield agent
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-
-def _warm(agent: Agent, period_ms: int) -> bool:
+def warm(agent: Agent, period_ms: int) -> bool:
     """Past WARMUP_S and the pump's start-up ramp (300 rpm/s to 1200: 4 s of writes), so the
-    window measures the steady `fill` step."""
-    seg = agent.scan.segment
+    window measures the steady `fill` step (of `tank-pump` where there are several contracts:
+    bench/multicontract.py)."""
+    seg = agent.scan.segments.get("tank-pump", agent.scan.segment)
     return (agent.scan.stats.cycles * period_ms >= WARMUP_S * 1000 and seg is not None
             and dict(seg.state.outputs).get("pump_speed") == STEADY_RPM)
 
 
 @dataclass(frozen=True, kw_only=True)
 class Run:
-    late_ms: list[float]
-    cycles: int
-    overruns: int
-    skipped: int
-    cpu_pct: float
+    window: Window
     sim_cpu_pct: float
-    wall_s: float
     journal: JournalSize
     bytes_per_entry: float  # of the window's entry mix, see bytes_per_entry()
     mode: str
 
 
 async def measure(agent: Agent, seconds: float, sim_pid: int) -> Run:
-    """Run the agent `seconds` more and measure the window."""
-    stats, cpu = agent.scan.stats, CpuMeter()
-    c0, o0, s0, j0 = stats.cycles, stats.overruns, stats.skipped, journal_size(agent.cfg.journal)
+    """Run the agent `seconds` more and measure the window, the journal's growth included."""
+    j0 = journal_size(agent.cfg.journal)
     head0, _ = await agent.journal.head()
     sim0 = proc_cpu_s(sim_pid)
-    cpu.start()
-    await asyncio.sleep(seconds)  # the measured window itself, not a wait for something
-    window = cpu.stop()
+    window = await measure_window(agent, seconds)
     sim_cpu = proc_cpu_s(sim_pid) - sim0
-    cycles, j1 = stats.cycles - c0, journal_size(agent.cfg.journal)
+    j1 = journal_size(agent.cfg.journal)
     seg = agent.scan.segment
-    return Run(late_ms=list(stats.lateness_ms)[-cycles:] if cycles else [], cycles=cycles,
-               overruns=stats.overruns - o0, skipped=stats.skipped - s0, cpu_pct=window.percent,
-               sim_cpu_pct=100 * sim_cpu / window.wall_s, wall_s=window.wall_s,
+    return Run(window=window, sim_cpu_pct=100 * sim_cpu / window.wall_s,
                journal=JournalSize(entries=j1.entries - j0.entries, bytes=j1.bytes - j0.bytes),
                bytes_per_entry=bytes_per_entry(agent.cfg.journal, head0),
                mode=f"{seg.state.mode.value}/{seg.step_name()}" if seg else "no segment")
 
 
-async def bench_100hz(seconds: float) -> None:
+async def bench_100hz(seconds: float, nice: int) -> None:
     print(f"scan loop, 32 read + 2 write points, scan_period_ms=10 (100 Hz), {seconds:g} s "
           f"after warm-up (>= {WARMUP_S:g} s and the pump ramp done); simulator in its own process", flush=True)
     with tempfile.TemporaryDirectory(prefix="bench-scan-") as tmp:
         async with simulator_process("tank", tick_ms=100, initial=["level=1.0"]) as (port, pid):
-            async with running_agent(wide_contract(), Path(tmp), port) as agent:
+            doc = wide_contract()
+            async with running_agent(agent_config([doc], Path(tmp), port=port),
+                                     lambda a: warm(a, doc["scan_period_ms"]), nice=nice) as agent:
                 run = await measure(agent, seconds, pid)
-    expected = round(run.wall_s * 100)
-    p50, p99, worst = (percentile(run.late_ms, q) for q in (0.5, 0.99, 1.0))
-    figure("period error p50 / p99 / max", f"{p50:.3f} / {p99:.3f} / {worst:.3f} ms",
-           f"p99 < {P99_TARGET_MS:g} ms", p99 < P99_TARGET_MS)
-    figure("cycles run / deadlines in window", f"{run.cycles} / {expected}")
-    figure("overruns / cycles skipped", f"{run.overruns} / {run.skipped}")
-    figure("agent CPU (one core, all threads)", f"{run.cpu_pct:.1f} %",
-           f"< {CPU_TARGET_PCT:g} %", run.cpu_pct < CPU_TARGET_PCT)
+    w = run.window
+    timing_figures(w, P99_TARGET_MS)
+    cpu_figures(w, CPU_TARGET_PCT)
     figure("simulator CPU (separate process)", f"{run.sim_cpu_pct:.1f} %")
     peak, current = rss_mb()
     figure("agent RSS peak (getrusage) / VmRSS", f"{peak:.1f} / {current:.1f} MB",
            f"< {RSS_TARGET_MB:g} MB", peak < RSS_TARGET_MB)
-    per_h = run.journal.entries / run.wall_s * 3600 * run.bytes_per_entry
+    per_h = run.journal.entries / w.wall_s * 3600 * run.bytes_per_entry
     figure("journal growth", f"{run.journal.entries} entries, {run.journal.bytes} B of pages in "
-           f"{run.wall_s:.1f} s")
+           f"{w.wall_s:.1f} s")
     figure("journal per hour (entries/s x B/entry)", f"{per_h / 1e6:.2f} MB/h "
            f"({run.bytes_per_entry:.0f} B/entry)")
     figure("engine at the end", run.mode)
 
 
-async def bench_journal_10hz(seconds: float, noise_milli: int) -> None:
+async def bench_journal_10hz(seconds: float, noise_milli: int, nice: int) -> None:
     print(f"journal at 10 Hz: tank-fill example (100 ms, its deadbands), step fill, level noise "
           f"sigma {noise_milli} mm, {seconds:g} s", flush=True)
     with tempfile.TemporaryDirectory(prefix="bench-journal-") as tmp:
@@ -221,12 +188,15 @@ async def bench_journal_10hz(seconds: float, noise_milli: int) -> None:
             if noise_milli:
                 await run_sim_cli("sim", "fault", "--port", str(port), "--enable", "noise",
                               "--noise-milli", str(noise_milli))
-            async with running_agent(example(), Path(tmp), port) as agent:
+            doc = example()
+            async with running_agent(agent_config([doc], Path(tmp), port=port),
+                                     lambda a: warm(a, doc["scan_period_ms"]), nice=nice) as agent:
                 run = await measure(agent, seconds, pid)
-    rate = run.journal.entries / run.wall_s
+    wall_s = run.window.wall_s
+    rate = run.journal.entries / wall_s
     per_day = rate * 86_400 * run.bytes_per_entry / 1e6
     figure("journal growth", f"{run.journal.entries} entries ({rate:.2f}/s), "
-           f"{run.journal.bytes} B of pages in {run.wall_s:.1f} s")
+           f"{run.journal.bytes} B of pages in {wall_s:.1f} s")
     figure("bytes per entry on disk (window's mix)", f"{run.bytes_per_entry:.0f} B")
     figure("journal per day (entries/s x B/entry x 86400)", f"{per_day:.1f} MB/day",
            f"< {JOURNAL_TARGET_MB_DAY:g} MB/day", per_day < JOURNAL_TARGET_MB_DAY)
@@ -239,13 +209,14 @@ def main() -> None:
     parser.add_argument("--journal-seconds", type=float, default=30.0, help="10 Hz measured window")
     parser.add_argument("--noise-milli", type=int, default=3, help="level noise sigma, mm")
     parser.add_argument("--quick", action="store_true", help="5 s windows")
+    nice_option(parser)
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)  # overruns are counted and printed, not logged
     if args.quick:
         args.seconds = args.journal_seconds = 5.0
     started = time.monotonic()
-    asyncio.run(bench_100hz(args.seconds))
-    asyncio.run(bench_journal_10hz(args.journal_seconds, args.noise_milli))
+    asyncio.run(bench_100hz(args.seconds, args.nice))
+    asyncio.run(bench_journal_10hz(args.journal_seconds, args.noise_milli, args.nice))
     print(f"done in {time.monotonic() - started:.0f} s")
 
 

@@ -14,7 +14,7 @@ from contracts.chain import EntryKind
 from contracts.engine_state import EngineState, Mode
 from contracts.errors import EncodingError, Refusal
 from contracts.inputs import Command, CommandKind, Reading, reading_from_wire
-from contracts.journal_fields import CONTRACT_TAG, BodyError, FieldReader
+from contracts.journal_fields import TAGGED_VERSION, BodyError, FieldReader, versioned
 from contracts.journal_occurrences import ContractChange, freeze
 from contracts.types import EpochMs, PointName, Value
 
@@ -202,25 +202,34 @@ class ConnectivityBody:
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class AdapterFaultBody:
-    """A device read or write failed (the `adapters` failure category)."""
+    """A device read or write failed (the `adapters` failure category). `reason` says it in
+    words an operator reads (`exception 2 (illegal data address) at holding 63`; "timeout",
+    "disconnected"; "ok" when a read recovered); `code` is the device's Modbus exception code
+    when it answered with one (a version 2 field: a version 1 body has none, its reason was
+    "exception:2")."""
 
     KIND: ClassVar[EntryKind] = EntryKind.ADAPTER_FAULT
     CATEGORY: ClassVar[str] = "adapters"
     what: str
     reason: str
     point: PointName | None = None
+    code: int | None = None
     contract: str | None = None  # the tag (CONTRACT_TAG): whose segment wrote it
 
     def to_body(self) -> dict[str, Any]:
-        return _tagged({"category": self.CATEGORY, "what": self.what, "reason": self.reason,
-                        "point": self.point}, self.contract)
+        body: dict[str, Any] = {"category": self.CATEGORY, "what": self.what,
+                                "reason": self.reason, "point": self.point}
+        if self.code is not None:
+            body["code"] = self.code
+        return versioned(body, self.contract, later=self.code is not None)
 
     @classmethod
     def from_body(cls, r: FieldReader) -> AdapterFaultBody:
         if r.text("category") != cls.CATEGORY:
             raise r.fail("category", f"must be {cls.CATEGORY!r}")
+        code = r.opt_integer("code", present=False) if r.since(TAGGED_VERSION) else None
         return cls(contract=r.tag(), what=r.text("what"), reason=r.text("reason"),
-                   point=r.opt_text("point"))
+                   point=r.opt_text("point"), code=code)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -284,6 +293,4 @@ class HubGapBody:
 
 
 def _tagged(body: dict[str, Any], contract: str | None) -> dict[str, Any]:
-    if contract is not None:
-        body[CONTRACT_TAG] = contract
-    return body
+    return versioned(body, contract)

@@ -17,7 +17,7 @@ so journals written before this module still verify and read the same.
     CONTRACT       ContractBody        {event, contract?, version?, hash?, signed?, refusal?, detail?}
     COMMAND        CommandBody         {kind, id, point, value}   a hub command the engine consumed
     CONNECTIVITY   ConnectivityBody    {online, last_contact_ms}
-    ADAPTER_FAULT  AdapterFaultBody    {category: "adapters", what, reason, point}
+    ADAPTER_FAULT  AdapterFaultBody    {category: "adapters", what, reason, point, code?}  reason in words
     OVERRUN        OverrunBody         {late_ms, skipped, resume_ms}
     GAP            GapBody             {dropped_from, dropped_to, reason}   the agent's forced drop
                    HubGapBody          {missing_from, missing_to, reason, recorded_by: "hub"}
@@ -28,17 +28,32 @@ CONTRACT and GAP, which name their contract or none) carries the tag `"of": cont
 (`CONTRACT_TAG`, the record's `contract` field; `tag_items` adds it). An entry without the tag
 belongs to the latest BOOT — every journal written before several contracts per agent reads as it
 always did — or, for the agent's own events (agent_started, uplink_failed, ...), to no segment.
-The tag is an optional key a body of this version may carry; its absence means what it meant.
 
 The records live in contracts/journal_bodies.py (fixed shapes) and contracts/journal_occurrences.py
 (event names and occurrences); import them from here.
 
-Version rule: every body is of `BODY_VERSION`. Version 1 bodies carry no `"v"` key (every journal
-written before the rule is version 1, and its bytes are hashed as they are); a later version adds
-`"v": n` to every body it writes. `decode` refuses a `"v"` it does not know, a missing or
-mistyped field and a key the record does not have, with a `BodyError` naming the kind, the field
-and a bounded quote of the value. Any change to a record's fields or their meaning bumps the
-version. Event names are an open set within a version: a name this build does not know (a newer
+Version rule. A body's version is its `"v"` key, 1 when it has none. Any change to a record's
+fields or their meaning bumps the version; a writer writes each body in the lowest version that
+has its fields, so a body of an older shape keeps its older bytes; readers read every version in
+`READ_VERSIONS`.
+
+    version  adds                                                     written by
+    1        every record as tabled above, no `"v"` key               every build (untagged bodies)
+    2        `"of"` (the contract tag) on any taggable kind;          a body that names its
+             `code` (the Modbus exception code) on ADAPTER_FAULT,     contract or holds a code
+             whose `reason` is then in words
+
+So `BODY_VERSION` (2) is the newest version written, not the version of every body: an untagged
+body (the agent's own events, BOOT, CONTRACT, GAP, a single-contract journal's entries) is still
+version 1 and hashes as before. The journals written between several contracts per agent and this
+rule carry the tag in version 1 bodies (no `"v"`); readers take the tag in version 1 too, so those
+journals still verify and read the same — their stored bytes are what the chain hashes, never a
+re-encoding (which would stamp `"v": 2`). Version 1's `code` does not exist: a version 1 body with
+one is refused. `encode(decode(kind, body)) == body` for every body this build writes.
+
+`decode` refuses a `"v"` it does not know, a missing or mistyped field and a key the record (in
+that version) does not have, with a `BodyError` naming the kind, the field and a bounded quote of
+the value. Event names are an open set within a version: a name this build does not know (a newer
 agent's) is kept as its string, and readers pass by the names they do not act on.
 """
 from __future__ import annotations
@@ -53,7 +68,9 @@ from contracts.journal_bodies import (
     AdapterFaultBody, BootBody, CommandBody, ConnectivityBody, ContractBody, GapBody, HubGapBody,
     InputBody, KeyframeBody, OutputBody, OverrunBody, WireReading,
 )
-from contracts.journal_fields import CONTRACT_TAG, BodyError, FieldReader
+from contracts.journal_fields import (
+    CONTRACT_TAG, READ_VERSIONS, TAGGED_VERSION, VERSION_KEY, BodyError, FieldReader, versioned,
+)
 from contracts.journal_occurrences import (
     ENGINE_EVENT_KIND, OCCURRENCE, AgentEvent, ContractChange, EventBody, EventName, Occurrence,
     RefusalBody, StepBody, TripBody, agent_event_body, engine_event_body,
@@ -61,7 +78,8 @@ from contracts.journal_occurrences import (
 from contracts.types import EpochMs
 
 __all__ = [
-    "BODY_VERSION", "CONTRACT_TAG", "ENGINE_EVENT_KIND", "AdapterFaultBody", "AgentEvent", "Body", "BodyError",
+    "BODY_VERSION", "CONTRACT_TAG", "ENGINE_EVENT_KIND", "READ_VERSIONS", "TAGGED_VERSION",
+    "VERSION_KEY", "AdapterFaultBody", "AgentEvent", "Body", "BodyError",
     "BootBody", "CommandBody", "ConnectivityBody", "ContractBody", "ContractChange", "EventBody",
     "EventKind", "EventName", "GapBody", "HubGapBody", "InputBody", "Item", "KeyframeBody",
     "Occurrence", "OutputBody", "OverrunBody", "RefusalBody", "StepBody", "TripBody",
@@ -69,8 +87,9 @@ __all__ = [
     "belongs_to", "item", "tag_items", "tag_of",
 ]
 
-BODY_VERSION = 1
-"""The version of every body this build writes and reads (see the version rule above)."""
+BODY_VERSION = TAGGED_VERSION
+"""The newest body version this build writes (tagged bodies and adapter faults with a code); an
+untagged body is still written as version 1 (see the version rule above)."""
 
 Body: TypeAlias = (
     "BootBody | InputBody | KeyframeBody | OutputBody | StepBody | TripBody | RefusalBody"
@@ -108,7 +127,7 @@ def decode(kind: EntryKind | str, body: Any) -> Body:
     decoder = _DECODERS.get(known)
     if decoder is None:
         raise BodyError(known, "(kind)", known.value, "has no body: it is never journaled")
-    reader = FieldReader(known, body, BODY_VERSION)
+    reader = FieldReader(known, body, READ_VERSIONS)
     record = decoder(reader)
     reader.done()
     return record
@@ -130,11 +149,11 @@ fields, a GAP belongs to the whole journal."""
 
 
 def tag_items(items: list[Item], contract: str) -> list[Item]:
-    """`items` with every body of a taggable kind tagged as written by `contract`'s segment
-    (in place: the bodies are fresh maps of this cycle)."""
+    """`items` with every body of a taggable kind tagged as written by `contract`'s segment, so
+    of version 2 (in place: the bodies are fresh maps of this cycle)."""
     for kind, body, _ in items:
         if kind not in UNTAGGED:
-            body[CONTRACT_TAG] = contract
+            versioned(body, contract)
     return items
 
 

@@ -22,6 +22,13 @@ _POINT_VALUE = frozenset({bool, int, float})
 VERSION_KEY = "v"
 """The body key that carries a version other than 1 (see the version rule in journal_events)."""
 
+TAGGED_VERSION = 2
+"""The version of a body that carries the contract tag (or an adapter fault's `code`): the first
+version whose records have those fields (the version rule in contracts/journal_events.py)."""
+
+READ_VERSIONS = frozenset({1, TAGGED_VERSION})
+"""The body versions this build reads."""
+
 CONTRACT_TAG = "of"
 """The body key naming the contract whose scan segment wrote the entry (an agent running several
 contracts interleaves their segments in one journal). Absent: the entry belongs to the latest BOOT
@@ -29,6 +36,17 @@ contracts interleaves their segments in one journal). Absent: the entry belongs 
 
 E = Any
 """An enum member of the class asked for (mypy cannot type "a member of this StrEnum class")."""
+
+
+def versioned(body: dict[str, Any], contract: str | None, *, later: bool = False) -> dict[str, Any]:
+    """`body` in the lowest version that has its fields: tagged with `contract` and stamped
+    version 2 when it names a contract or holds a later field (`later`), else left as version
+    1 (no `v` key: its bytes are what they were before the rule). In place; returns `body`."""
+    if contract is not None:
+        body[CONTRACT_TAG] = contract
+    if contract is not None or later:
+        body[VERSION_KEY] = TAGGED_VERSION
+    return body
 
 
 class BodyError(EncodingError):
@@ -42,13 +60,16 @@ class BodyError(EncodingError):
 class FieldReader:
     """The fields of one body of `kind`; raises BodyError for the first one that is wrong."""
 
-    def __init__(self, kind: EntryKind, body: Any, version: int) -> None:
+    def __init__(self, kind: EntryKind, body: Any, versions: frozenset[int] = READ_VERSIONS) -> None:
         if type(body) is not dict and not isinstance(body, Mapping):
             raise BodyError(kind, "(body)", body, "must be a map")
         self.kind, self.body, self._read = kind, body, {VERSION_KEY}
         v = body.get(VERSION_KEY, 1)
-        if v != version:
-            raise BodyError(kind, VERSION_KEY, v, f"is not a version this build reads ({version})")
+        if type(v) is not int or v not in versions:
+            known = ", ".join(map(str, sorted(versions)))
+            raise BodyError(kind, VERSION_KEY, v, f"is not a version this build reads ({known})")
+        self.version: int = v
+        """The body's version: 1 when it has no `v` key."""
 
     def _get(self, key: str, required: bool = True) -> Any:
         self._read.add(key)
@@ -129,8 +150,15 @@ class FieldReader:
         return m
 
     def tag(self) -> str | None:
-        """The entry's contract tag (CONTRACT_TAG), or None when the body has none."""
+        """The entry's contract tag (CONTRACT_TAG), or None when the body has none. Read in
+        version 1 too: the journals written between several contracts per agent and the version
+        rule for the tag carry it without a `v` key."""
         return self.opt_text(CONTRACT_TAG, present=False)
+
+    def since(self, version: int) -> bool:
+        """Whether the body is of `version` or later: a field added in `version` is read only
+        then, so in an older body it stays unread and `done` refuses it as not a field."""
+        return self.version >= version
 
     def rest(self) -> dict[str, Any]:
         """Every key not read yet (an occurrence's fields); they count as read."""

@@ -14,7 +14,8 @@ from typing import Any, ClassVar, Self, TypeAlias
 
 from contracts.chain import EntryKind
 from contracts.engine_state import Event, EventKind
-from contracts.journal_fields import CONTRACT_TAG, BodyError, FieldReader
+from contracts.journal_fields import (CONTRACT_TAG, VERSION_KEY, BodyError, FieldReader,
+                                     versioned)
 
 __all__ = ["ENGINE_EVENT_KIND", "AgentEvent", "ContractChange", "EventBody", "EventName",
            "Occurrence", "RefusalBody", "StepBody", "TripBody", "agent_event_body",
@@ -90,18 +91,16 @@ class _Occurrence:
         freeze(self, "fields")
         if "event" in self.fields:
             raise ValueError(f"{self.KIND} body: 'event' is the name, not one of the fields")
-        if CONTRACT_TAG in self.fields:
-            raise ValueError(f"{self.KIND} body: {CONTRACT_TAG!r} is the contract tag, not a field")
+        if CONTRACT_TAG in self.fields or VERSION_KEY in self.fields:
+            raise ValueError(f"{self.KIND} body: {CONTRACT_TAG!r} is the contract tag and "
+                             f"{VERSION_KEY!r} the body version, not fields")
 
     def get(self, name: str) -> Any:
         """The field called `name`, or None."""
         return self.fields.get(name)
 
     def to_body(self) -> dict[str, Any]:
-        body = {"event": str(self.event), **self.fields}
-        if self.contract is not None:
-            body[CONTRACT_TAG] = self.contract
-        return body
+        return versioned({"event": str(self.event), **self.fields}, self.contract)
 
     @classmethod
     def from_body(cls, r: FieldReader) -> Self:

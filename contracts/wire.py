@@ -369,6 +369,14 @@ SAFE_STATES = ("unconfirmed", "confirmed")
 """Telemetry `safe`: whether the device's read-back shows the safe state yet (agent/safe_state.py)."""
 
 
+MAX_FAULT_WORDS = 200
+"""A point's fault in words is bounded (agent/faults.py writes at most this many characters)."""
+
+MAX_TELEMETRY_FAULTS = 256
+"""Failing points one telemetry message names (the first by name; the journal has every one):
+256 x (name + words) stays well inside MAX_BYTES beside 2,048 values and the engine state."""
+
+
 @dataclass(frozen=True, kw_only=True)
 class Telemetry(_Message):
     """Agent to hub on `…/telemetry`: the device's truth, the engine's mode and step, the journal
@@ -377,8 +385,10 @@ class Telemetry(_Message):
     `values` is what the device shows: good read inputs and the read-back of write points, never
     the engine's belief; `commanded` is the engine's outputs; `read_ms` the epoch ms each value was
     last read good (its age). `safe` is None unless the engine holds its safe state, then whether
-    the device confirms it; `trip` is the latched trip cause (e.g. "stale:level"). The fields after
-    `state` were added with defaults, so older payloads still decode."""
+    the device confirms it; `trip` is the latched trip cause (e.g. "stale:level"); `faults` names
+    each point whose read is failing now, in words (`exception 2 (illegal data address) at holding
+    63`, "timeout"). The fields after `state` were added with defaults, so older payloads still
+    decode."""
 
     KIND: ClassVar[str] = "telemetry"
     MAX_BYTES: ClassVar[int] = 512 * 1024
@@ -395,6 +405,7 @@ class Telemetry(_Message):
     read_ms: tuple[tuple[str, int], ...] = ()
     safe: str | None = None
     trip: str | None = None
+    faults: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         k = self.KIND
@@ -413,11 +424,16 @@ class Telemetry(_Message):
         if self.safe is not None and self.safe not in SAFE_STATES:
             raise _bad(k, "safe", f"must be one of {', '.join(SAFE_STATES)} or null", self.safe)
         _str(k, "trip", self.trip, optional=True)
+        _pairs(k, "faults", self.faults,
+               lambda v: isinstance(v, str) and 0 < len(v) <= MAX_FAULT_WORDS)
+        if len(self.faults) > MAX_TELEMETRY_FAULTS:
+            raise _bad(k, "faults", f"must name at most {MAX_TELEMETRY_FAULTS} points",
+                       len(self.faults))
 
     @classmethod
     def _from_body(cls, body: dict[str, Any]) -> dict[str, Any]:
         out = {**body, "values": _as_pairs(body.get("values"))}
-        for name in ("commanded", "read_ms"):
+        for name in ("commanded", "read_ms", "faults"):
             if name in body:
                 out[name] = _as_pairs(body[name])
         return out

@@ -109,6 +109,12 @@ class HubClient:
     def post(self, template: str, body: Any = None, **path_params: str) -> Any:
         return self.request("POST", template, path_params, json=body)
 
+    def put(self, template: str, body: Any = None, **path_params: str) -> Any:
+        return self.request("PUT", template, path_params, json=body)
+
+    def delete(self, template: str, **path_params: str) -> Any:
+        return self.request("DELETE", template, path_params)
+
     def request(self, method: str, template: str, path_params: Mapping[str, str],
                 **kwargs: Any) -> Any:
         response = self._send(method, path(template, **path_params), **kwargs)

@@ -29,7 +29,8 @@ answer itself is a failure for a script (`drift --check`), the error reported af
 Command: TypeAlias = "Callable[[HubClient, argparse.Namespace], Output]"
 Add: TypeAlias = "Callable[[str, str, Command], argparse.ArgumentParser]"
 
-GROUPS = {"snapshot": "fleet snapshots: create, list, show, diff"}
+GROUPS = {"snapshot": "fleet snapshots: create, list, show, diff",
+          "desired": "a device's desired snapshot: set, clear"}
 # argparse checks these (hub/states.py, hub/alarms.py), so a typo is a usage error naming the
 # choices rather than the hub's 400.
 DEVICE_STATES = tuple(s.value for s in DeviceState)
@@ -90,6 +91,12 @@ def _add_fleet_commands(add: Add) -> None:
                         'e.g. \'{"sites": ["north-field"]}\'')
     p.add_argument("--documents", action="store_true",
                    help="include each would-get contract in full (with --json)")
+    p = add("desired set", "set the snapshot a device should run (admin; audited)", desired_set)
+    p.add_argument("id", metavar="ID")
+    p.add_argument("snapshot", metavar="SNAPSHOT")
+    p = add("desired clear", "clear a device's desired snapshot: its drift rows go (admin; "
+                             "audited)", desired_clear)
+    p.add_argument("id", metavar="ID")
     p = add("drift", "per device: desired snapshot vs what it reports it runs", drift)
     p.add_argument("--site", help="only devices of this site")
     p.add_argument("--check", action="store_true",
@@ -185,6 +192,19 @@ def plan(client: HubClient, args: argparse.Namespace) -> Output:
         f"plan for {args.snapshot} (dry run: nothing changed)", _listed(body, "devices"),
         ("device", "site", "state", "contract", "action", "eligible", "ineligible", "current",
          "would_get", "changes")))
+
+
+def desired_set(client: HubClient, args: argparse.Namespace) -> Output:
+    body = client.put("/api/devices/{device}/desired", {"snapshot": args.snapshot},
+                      device=args.id)
+    return body, f"{args.id}: desired snapshot {body.get('snapshot')}"
+
+
+def desired_clear(client: HubClient, args: argparse.Namespace) -> Output:
+    body = client.delete("/api/devices/{device}/desired", device=args.id)
+    cleared = body.get("cleared")
+    return body, (f"{args.id}: desired snapshot {cleared} cleared" if cleared
+                  else f"{args.id}: no desired snapshot was set (nothing changed)")
 
 
 def drift(client: HubClient, args: argparse.Namespace) -> Output:

@@ -18,10 +18,12 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
+from contracts import modbus_exceptions
 from contracts.engine_state import Mode
 from contracts.inputs import CommandKind
 from contracts.journal_events import AgentEvent, EventKind
 from contracts.limits import quote
+from contracts.rollout_health import ROLLOUT_FALLBACK
 
 
 class AlarmKind(enum.StrEnum):
@@ -41,6 +43,8 @@ class AlarmKind(enum.StrEnum):
     UNSIGNED_JOURNAL = "unsigned_journal"  # accepted: no key enrolled, signatures not required
     HUB_ERROR = "hub_error"
     DRIFT = "drift"                      # a device has not run its desired contract for too long
+    ROLLOUT_FALLBACK = "rollout_fallback"  # the agent fell back to its known-good contract (held),
+                                           # or journaled why it could not (rollout_fallback_failed)
 
 
 _K = AlarmKind
@@ -55,6 +59,8 @@ JOURNAL_RAISES: Mapping[str, AlarmKind] = MappingProxyType({
     AgentEvent.SECOND_WRITER: _K.SECOND_WRITER,
     EventKind.RESUME_REFUSED: _K.RESUME_REFUSED,
     AgentEvent.MODEL_DIVERGENCE: _K.MODEL_DIVERGENCE,
+    ROLLOUT_FALLBACK: _K.ROLLOUT_FALLBACK,
+    AgentEvent.ROLLOUT_FALLBACK_FAILED: _K.ROLLOUT_FALLBACK,  # could not: the trip holds instead
 })
 """Journal events (body `event`) that raise an alarm. `command_refused` of a resume raises
 RESUME_REFUSED too (see `journal_alarm`): the engine journals that until the agent's own
@@ -64,7 +70,8 @@ JOURNAL_CLEARS: Mapping[str, tuple[AlarmKind, ...]] = MappingProxyType({
     AgentEvent.SAFE_CONFIRMED: (_K.SAFE_UNCONFIRMED,),
     AgentEvent.SECOND_WRITER_CLEARED: (_K.SECOND_WRITER,),
     AgentEvent.MODEL_DIVERGENCE_CLEARED: (_K.MODEL_DIVERGENCE,),  # the process follows it again
-    EventKind.RESUMED: (*_TRIP_CLEARED_BY, _K.SAFE_UNCONFIRMED),  # an accepted resume ends the latch
+    # An accepted resume ends the latch; after a fallback it is the operator's answer as well.
+    EventKind.RESUMED: (*_TRIP_CLEARED_BY, _K.SAFE_UNCONFIRMED, _K.ROLLOUT_FALLBACK),
     EventKind.STARTED: _STARTED_CLEARS,      # a new contract (operator or explicit policy) runs
     EventKind.ABORTED: (_K.RESUME_REFUSED,),  # still safe, but nobody waits for a resume any more
 })
@@ -73,11 +80,26 @@ DEVICE_RESET_CLEARS = (_K.CHAIN_BREAK, _K.JOURNAL_GAP)
 """An admin's reset out of FAULT is the answer to these."""
 
 def detail_of(event: str, body: Mapping[str, Any]) -> str:
-    """A short, bounded description of a journal event for an alarm's detail."""
+    """A short, bounded description of a journal event for an alarm's detail; a device's
+    exception answer in words (`detail=exception 2 (illegal data address)`, not `exception:2`)."""
     fields = ("reason", "cause", "point", "points", "value", "command", "attempts", "step",
-              "expected", "actual", "tolerance", "commanded", "detail")
+              "expected", "actual", "tolerance", "commanded", "detail", "fallback", "cause_seq")
     parts = [f"{k}={quote(body[k], bare=True)}" for k in fields if body.get(k) is not None]
-    return " ".join([quote(event, bare=True), *parts])
+    return " ".join([quote(event, bare=True), *map(_worded, parts)])
+
+
+def _worded(part: str) -> str:
+    """`detail=exception:2` → `detail=exception 2 (illegal data address)`; other parts as they are."""
+    key, _, value = part.partition("=")
+    return f"{key}={modbus_exceptions.reason_in_words(value)}"
+
+
+def _fault_of(trip: str, faults: Mapping[str, str]) -> str:
+    """`: flow exception 2 (illegal data address) at input 70` for a trip cause `reason:flow`
+    whose point's read is failing; else nothing."""
+    point = trip.rpartition(":")[2]
+    fault = faults.get(point) if point else None
+    return f": {quote(point, bare=True)} {quote(fault, bare=True)}" if fault else ""
 
 
 def journal_alarm(body: Mapping[str, Any]) -> tuple[AlarmKind | None, tuple[AlarmKind, ...]]:
@@ -95,15 +117,17 @@ class TelemetryAlarms:
 
 
 def telemetry_changes(before: Mapping[str, Any] | None, safe: str | None, trip: str | None,
-                      mode: str) -> TelemetryAlarms:
+                      mode: str, faults: Mapping[str, str] | None = None) -> TelemetryAlarms:
     """Alarms to raise and clear when telemetry's `safe`/`trip` fields change (only on change:
-    telemetry arrives every second, and an alarm's count should count occurrences)."""
+    telemetry arrives every second, and an alarm's count should count occurrences). A trip on a
+    point whose read is failing names the fault in words (`faults`, telemetry's)."""
     old_safe = before.get("safe") if before else None
     old_trip = before.get("trip") if before else None
     raise_: list[tuple[AlarmKind, str]] = []
     clear: list[AlarmKind] = []
     if trip is not None and trip != old_trip:
-        raise_.append((_K.GUARD_TRIP, f"trip {quote(trip, bare=True)} (telemetry)"))
+        raise_.append((_K.GUARD_TRIP, f"trip {quote(trip, bare=True)} (telemetry)"
+                       + _fault_of(trip, faults or {})))
     if safe == "unconfirmed" and old_safe != "unconfirmed":
         raise_.append((_K.SAFE_UNCONFIRMED, "safe_state not yet confirmed by read-back"))
     if safe == "confirmed" and old_safe == "unconfirmed":

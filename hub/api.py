@@ -7,7 +7,8 @@ Rules:
 - What a route reads off a request (caller, bounded bodies, query parameters) is hub/inbound.py;
   what it shows of a record is hub/views.py. The endpoints live by subject: hub/device_api.py,
   hub/contract_api.py, hub/operator_api.py (resume, reset, alarms), hub/registry_api.py,
-  hub/history_api.py (reconciliations, audit), hub/commissioning.py; the few about the hub
+  hub/history_api.py (reconciliations, audit), hub/commissioning.py, hub/deploy_api.py
+  (deployments); the few about the hub
   itself are here.
 - `create_app(service, auth_config, lifespan=...)` builds one app with its own metrics registry;
   the integrator adds the MQTT side in the lifespan.
@@ -30,7 +31,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import Lifespan
 
 from contracts.errors import Issue
-from hub import drift_api, fleet_api, inbound, openapi, registry_api
+from hub import deploy_api, drift_api, fleet_api, inbound, openapi, registry_api
 from hub.auth import AuthConfig, AuthMiddleware
 from hub.commissioning import get_commissioning, request_commissioning
 from hub.contract_api import (abort_contract, get_contract, hold_contract, list_contracts,
@@ -39,11 +40,14 @@ from hub.device_api import device_journal, device_series, get_device, list_devic
 from hub.device_list import DeviceListCache
 from hub.drift import DEFAULT_ALARM_AFTER_MS, DriftMonitor
 from hub.fleet import Fleet
-from hub.history_api import list_audit, list_reconciliations
+from hub.history_api import get_reconciliation, list_audit, list_reconciliations
 from hub.metrics import CONTENT_TYPE, HubMetrics, LatencyMiddleware
 from hub.operator_api import ack_alarm, list_alarms, reset_device, resume_contract
 from hub.plans import Planner
+from hub.rollout import Deployments
+from hub import rollout_engine
 from hub.series import DecodedRows
+from hub.series_window import SeriesWindows
 from hub.service import HubService, RequestRefused
 from hub.store import NotFound
 from hub.views import DEFAULT_SILENCE_MS
@@ -123,9 +127,11 @@ ROUTES = (
     Route("/api/alarms", list_alarms, methods=["GET"]),
     Route("/api/alarms/{alarm}/ack", ack_alarm, methods=["POST"]),
     Route("/api/reconciliations", list_reconciliations, methods=["GET"]),
+    Route("/api/reconciliations/{reconciliation}", get_reconciliation, methods=["GET"]),
     Route("/api/audit", list_audit, methods=["GET"]),
     *fleet_api.ROUTES,
     *drift_api.ROUTES,
+    *deploy_api.ROUTES,
     Route("/metrics", metrics, methods=["GET"]),
     Route("/openapi.json", openapi_json, methods=["GET"]),
 )
@@ -152,14 +158,18 @@ def page_routes() -> list[BaseRoute]:
             Mount("/static", StaticFiles(directory=STATIC_DIR), name="static")]
 
 
-def _with_drift_monitor(lifespan: Lifespan[Starlette] | None) -> Lifespan[Starlette]:
-    """The integrator's lifespan (if any), and the drift monitor running inside it."""
+def _with_drift_monitor(lifespan: Lifespan[Starlette] | None,
+                        rollouts: bool) -> Lifespan[Starlette]:
+    """The integrator's lifespan (if any), and the drift monitor and the rollout engine running
+    inside it."""
     @contextlib.asynccontextmanager
     async def both(app: Starlette) -> AsyncIterator[None]:
         async with contextlib.AsyncExitStack() as stack:
             if lifespan is not None:
                 await stack.enter_async_context(lifespan(app))
             await stack.enter_async_context(drift_api.monitoring(app))
+            if rollouts:
+                await stack.enter_async_context(rollout_engine.running(app))
             yield
 
     return both
@@ -168,9 +178,11 @@ def _with_drift_monitor(lifespan: Lifespan[Starlette] | None) -> Lifespan[Starle
 def create_app(service: HubService, auth_config: AuthConfig, *,
                lifespan: Lifespan[Starlette] | None = None,
                silence_timeout_ms: int = DEFAULT_SILENCE_MS,
-               drift_alarm_after_ms: int = DEFAULT_ALARM_AFTER_MS) -> Starlette:
+               drift_alarm_after_ms: int = DEFAULT_ALARM_AFTER_MS,
+               rollouts: bool = True) -> Starlette:
     """The hub's ASGI app: its own metrics registry; auth on every route but /health and the
-    operator page (`/`, `/static/*`); the fleet configuration and its drift monitor."""
+    operator page (`/`, `/static/*`); the fleet configuration and its drift monitor; the rollout
+    engine (`rollouts`: off only for tests of the deployment requests alone)."""
     hub_metrics = HubMetrics(service.store, lambda: service.remote_errors)
     app = Starlette(
         routes=[*ROUTES, *page_routes()],
@@ -178,14 +190,15 @@ def create_app(service: HubService, auth_config: AuthConfig, *,
                     Middleware(AuthMiddleware, config=auth_config)],
         exception_handlers={RequestRefused: _refused, NotFound: _not_found,
                             HTTPException: _http_error},
-        lifespan=_with_drift_monitor(lifespan))
+        lifespan=_with_drift_monitor(lifespan, rollouts))
     app.state.service = service
     app.state.fleet = fleet = Fleet(service.store, service.registry, service.clock)
     app.state.drift = DriftMonitor(fleet, drift_alarm_after_ms)
-    app.state.planner = Planner(fleet)
+    app.state.planner = planner = Planner(fleet)
+    app.state.deployments = Deployments(service.store, fleet, planner, service.clock)
     app.state.silence_ms = silence_timeout_ms
     app.state.metrics = hub_metrics
     app.state.device_list = DeviceListCache()
-    app.state.series_rows = DecodedRows()
+    app.state.series_windows = SeriesWindows(DecodedRows())
     app.state.openapi = openapi.document(ROUTES)
     return app

@@ -40,7 +40,12 @@ class AuditAction(enum.StrEnum):
     BINDING_ADD = "binding_add"          # a binding revision,
     SNAPSHOT_CREATE = "snapshot_create"  # a snapshot made (detail: what from),
     DESIRED_SET = "desired_set"          # a device's desired snapshot set
+    DESIRED_CLEAR = "desired_clear"      # a device's desired snapshot cleared (hub/fleet.py)
     COMMISSION = "commission"            # an operator asked an agent for a commissioning report
+    DEPLOY = "deploy"                    # a deployment made, paused, resumed, approved, retried
+    DEPLOY_STEP = "deploy_step"          # a deployment step done or failed (hub/rollout_engine.py)
+    DEPLOY_ROLLBACK = "deploy_rollback"  # a deployment rolled back: who or what, why, evidence
+    FALLBACK = "fallback"                # an agent fell back to its known-good contract (I2)
 
 
 class Outcome(enum.StrEnum):

@@ -8,7 +8,7 @@ Rules:
   lookup; `None` means public: /health, and GET/HEAD of the operator page (`/`, `/static/*`),
   which holds no data and asks for a token itself (its API calls are checked like any other).
   Reads need viewer; changing a contract (submit, hold, abort, resume, reconcile),
-  acknowledging an alarm and asking an agent for a commissioning report need operator; anything under /api/admin (keys, config) and a device
+  acknowledging an alarm and asking an agent for a commissioning report and every deployment request need operator; anything under /api/admin (keys, config) and a device
   reset (`POST /api/devices/{id}/reset`) need admin. Unknown write routes default to admin, so a route added without a rule
   fails closed.
 - Missing or unknown token: 401 with `WWW-Authenticate: Bearer` (RFC 6750 section 3). Known token
@@ -90,6 +90,7 @@ _OPERATOR_ACTIONS = ("/reconcile", "/hold", "/abort", "/resume")
 _ALARM_ACK = ("/api/alarms/", "/ack")
 _PLANS = "/api/plans"
 _COMMISSION = ("/api/devices/", "/commissioning")
+_DEPLOYMENTS = "/api/deployments"
 
 
 def required_role(method: str, path: str) -> ApiRole | None:
@@ -109,6 +110,8 @@ def required_role(method: str, path: str) -> ApiRole | None:
         return ApiRole.OPERATOR
     if method == "POST" and path == _PLANS:
         return ApiRole.OPERATOR  # a dry run: it changes nothing (hub/plans.py)
+    if method == "POST" and (path == _DEPLOYMENTS or path.startswith(_DEPLOYMENTS + "/")):
+        return ApiRole.OPERATOR  # make, pause, resume, approve, retry, roll back (interface I4)
     if method == "POST" and path.startswith(_COMMISSION[0]) and path.endswith(_COMMISSION[1]) \
             and path.count("/") == 4:
         return ApiRole.OPERATOR

@@ -15,6 +15,7 @@ from starlette.responses import JSONResponse, Response
 
 from hub import inbound, series
 from hub.device_list import DeviceListCache
+from hub.series_window import SeriesWindows
 from hub.service import HubService
 from hub.states import DeviceState
 from hub.store import DeviceRecord, HubStore, NotFound, contract_id
@@ -53,7 +54,7 @@ async def get_device(request: Request) -> Response:
     view = device_view(device, svc.clock(), detail=True, silence_ms=silence_ms,
                        alarms=_device_alarms(svc, device.id).get(device.id, []))
     view["contracts"] = contracts_view(svc.live_contracts.get(device.id, {}), svc.clock(),
-                                       silence_ms)
+                                       silence_ms, device)
     registered = svc.registry.get(device.id)
     view["endpoints"] = [e.to_mapping() for e in registered.endpoints] if registered else []
     return JSONResponse(view)
@@ -85,13 +86,26 @@ def _units(store: HubStore, device: DeviceRecord) -> dict[str, str]:
 
 async def device_series(request: Request) -> Response:
     """A device's recent values from its journal, per point with the unit its contract gives:
-    good numeric readings as [ts_ms, value] steps, a bad reading as a null gap."""
+    good numeric readings as [ts_ms, value] steps, a bad reading as a null gap (gzipped for a
+    client that accepts it: the answer is JSON of thousands of samples). With `after_seq`, only
+    what the window holds after it: a page polls for what is new (hub/series_window.py)."""
     store = inbound.service(request).store
     device = store.devices.get(request.path_params["device"])
     limit = inbound.int_query(request, "limit", series.DEFAULT_ENTRIES, 1, inbound.MAX_LIMIT)
-    rows = store.journal.rows(device.id, max(0, device.last_seq - limit + 1), limit)
     head = {"device": device.id, "contract": device.contract, "version": device.version}
-    decoded: series.DecodedRows = request.app.state.series_rows
-    body = await inbound.service(request).worker.run(series.encoded, head, rows,
-                                                     _units(store, device), decoded)
-    return Response(body, media_type="application/json")
+    after = inbound.int_query(request, "after_seq", -1, -1, 2**63 - 1)
+    windows: SeriesWindows = request.app.state.series_windows  # only the new rows are read
+    units = _units(store, device)
+    work, heavy = (windows.after(store, device.id, device.last_seq, limit, after, head, units)
+                   if after >= 0 else
+                   windows.request(store, device.id, device.last_seq, limit, head, units))
+    worker = inbound.service(request).worker
+    body = await worker.run(work) if heavy else work()
+    if after >= 0 or "gzip" not in request.headers.get("accept-encoding", ""):
+        return Response(body, media_type="application/json", headers=_VARY)
+    packed = windows.gzipped(body) or await worker.run(windows.gzip, body)
+    return Response(packed, media_type="application/json",
+                    headers={**_VARY, "Content-Encoding": "gzip"})
+
+
+_VARY = {"Vary": "Accept-Encoding"}

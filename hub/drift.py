@@ -4,6 +4,9 @@ Rules:
 - Observed is what the device says: the contract and version of its birth and telemetry (the
   device row), the content hash of its journal's BOOT / CONTRACT entries, its refusals (hub/
   reports.py). Never "what the hub pushed": a contract pushed but not reported is not running.
+- One entry per (device, contract) of the desired snapshot, each judged against what the device
+  reports of that contract: the device row names one contract, so a device running several has
+  the others' versions from its journal (`_head`; the last version of each it reported).
 - A desired contract is in sync when the device reports running that contract id in a version
   whose configuration (contracts.fleet_compile.config_digest: the contract without version and
   validity) is the desired one, and the hash it journaled, if any, is the hub's record of it.
@@ -34,6 +37,7 @@ from hub.alarms import AlarmKind
 from hub.config import DEFAULT_DRIFT_ALARM_S
 from hub.fleet import Desired, Fleet
 from hub.states import ContractStatus, DeviceState
+from hub.store import contract_id
 from hub.store.fleet import ContractHead, DeviceHead, DriftRow
 
 DEFAULT_ALARM_AFTER_MS = int(DEFAULT_DRIFT_ALARM_S * 1000)
@@ -189,13 +193,27 @@ class DriftMonitor:
             self._by_name = (epoch, by_name)
         return devices, heads, self._by_name[1], epoch
 
+    def _head(self, dev: DeviceHead, want: Desired,
+              heads: Mapping[str, ContractHead]) -> ContractHead | None:
+        """The hub's record of what `dev` reports running of `want`'s contract: the version its
+        birth / telemetry names when that is this contract; else the version of it its journal
+        reported last (an agent runs several contracts, the device row names one); else, when
+        it reports nothing of this contract, the one its device row names."""
+        head = heads.get(dev.running) if dev.running else None
+        if want.contract is None or (head is not None and head.contract == want.contract):
+            return head
+        told = self.fleet.reports.running(dev.id, want.contract)
+        found = heads.get(contract_id(told.contract, told.version)) if told else None
+        return found if found is not None and found.device == dev.id else head
+
     def _inputs(self, dev: DeviceHead, want: Desired, sid: str, heads: Mapping[str, ContractHead],
                 epoch: int) -> tuple[Any, ...]:
         """Everything one judgment depends on: equal inputs, equal judgment (and entry)."""
-        head = heads.get(dev.running) if dev.running else None
+        head = self._head(dev, want, heads)
         reports = self.fleet.reports
         return (want.contract, want.digest, want.design, want.binding, want.issues, sid, dev,
-                epoch, reports.hash_of(dev.id, head.contract, head.version) if head else None,
+                epoch, head.id if head else None,
+                reports.hash_of(dev.id, head.contract, head.version) if head else None,
                 reports.refusal(dev.id, want.contract or "") is not None)
 
     def _entry(self, inputs: tuple[Any, ...], row: DriftRow, dev: DeviceHead, sid: str,
@@ -211,7 +229,7 @@ class DriftMonitor:
 
     def _observe(self, dev: DeviceHead, want: Desired, heads: Mapping[str, ContractHead],
                  by_name: Mapping[str, list[ContractHead]]) -> Observed:
-        head = heads.get(dev.running) if dev.running else None
+        head = self._head(dev, want, heads)
         reported = (self.fleet.reports.hash_of(dev.id, head.contract, head.version)
                     if head is not None else None)
         refusal = self.fleet.reports.refusal(dev.id, want.contract) if want.contract else None
@@ -222,7 +240,7 @@ class DriftMonitor:
         # journal's: a version of the desired contract it refused, newer than what it runs.
         answered = any(h.status is ContractStatus.REFUSED for h in
                        (newer if runs_it else versions))
-        return Observed(state=dev.state, contract=dev.running, head=head,
+        return Observed(state=dev.state, contract=head.id if head else dev.running, head=head,
                         digest=self._digest(head) if head else None, reported_hash=reported,
                         refused=refusal is not None or answered,
                         issued_since=any(self._digest(h) == want.digest for h in newer))

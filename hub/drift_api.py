@@ -1,4 +1,4 @@
-"""Desired state, drift and plans: `PUT /api/devices/{id}/desired`, `GET /api/drift`,
+"""Desired state, drift and plans: `PUT|DELETE /api/devices/{id}/desired`, `GET /api/drift`,
 `POST /api/plans` (a dry run: it changes nothing, hub/plans.py).
 
 The drift monitor runs on its own every DRIFT_EVERY_S while the app runs (`monitoring`, in its own
@@ -53,6 +53,15 @@ async def set_desired(request: Request) -> Response:
     return JSONResponse({"device": device, "snapshot": sid})
 
 
+async def clear_desired(request: Request) -> Response:
+    """Clear a device's desired snapshot (admin): nothing is desired of it any more; its drift
+    rows and drift alarm go, audited with the snapshot that was desired (`cleared`, null when
+    none was: then nothing changes)."""
+    fleet, device = fleet_of(request), request.path_params["device"]
+    cleared = fleet.clear_desired(device, inbound.actor(request))
+    return JSONResponse({"device": device, "snapshot": None, "cleared": cleared})
+
+
 @contextlib.contextmanager
 def _named_in_body() -> Iterator[None]:
     """A snapshot the body names but the hub does not have: 422 naming the field (the route's
@@ -104,6 +113,7 @@ async def create_plan(request: Request) -> Response:
 
 ROUTES = (
     Route("/api/devices/{device}/desired", set_desired, methods=["PUT"]),
+    Route("/api/devices/{device}/desired", clear_desired, methods=["DELETE"]),
     Route("/api/drift", get_drift, methods=["GET"]),
     Route("/api/plans", create_plan, methods=["POST"]),
 )

@@ -30,6 +30,7 @@ from contracts.fleet_snapshot import (Snapshot, assignments, build_snapshot, dec
 from contracts.schema import Contract
 from contracts.schema_serialize import to_mapping
 from contracts.types import EpochMs
+from hub.alarms import AlarmKind
 from hub.audit import AuditAction, AuditEntry, Outcome, log_entry
 from hub.registry import DeviceRegistry
 from hub.reports import ReportedContracts
@@ -198,3 +199,17 @@ class Fleet:
         self.store.fleet.snapshot(sid)
         self.store.fleet.set_desired(device, sid, self.clock(), actor)
         self._audit(actor, AuditAction.DESIRED_SET, {"snapshot": sid}, device=device)
+
+    def clear_desired(self, device: str, actor: str) -> str | None:
+        """Nothing is desired of `device` any more: its desired snapshot, drift rows and drift
+        alarm go (audited, with the snapshot that was desired). Returns that snapshot id, or None
+        when none was set (nothing changes, nothing is audited). Raises NotFound for an unknown
+        device."""
+        self.target(device)
+        with self.store.tx():
+            cleared = self.store.fleet.clear_desired(device)
+            if cleared is not None:
+                self.store.alarms.clear_kind(device, AlarmKind.DRIFT, self.clock())
+                self._audit(actor, AuditAction.DESIRED_CLEAR, {"snapshot": cleared},
+                            device=device)
+        return cleared

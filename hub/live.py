@@ -3,7 +3,7 @@
 Rules:
 - One `LiveValues` per device, replaced whole by each telemetry message (frozen: the API's thread
   reads the cache while the MQTT side replaces entries, never a half-written one).
-- Interface 1's optional telemetry fields (`commanded`, `read_ms`, `safe`, `trip`) are read with
+- Interface 1's optional telemetry fields (`commanded`, `read_ms`, `safe`, `trip`, `faults`) are read with
   defaults, so an older agent's telemetry still works.
 - The cache holds live values only. What the store keeps per device (`DeviceRecord.projection`)
   is either the last flushed live values or an outage's projection; its `"source"` key says
@@ -23,9 +23,10 @@ PROJECTION = "projection"
 """The stored blob's `source`: flushed live values, or an outage's projection (hub/offline.py)."""
 
 SHOWN_FIELDS = ("ts_ms", "received_ms", "values", "commanded", "read_ms", "mode", "step", "safe",
-                "trip")
+                "trip", "faults")
 """What the API shows of a live device: the device's truth (read-back), the engine's commands
-beside it, when each value was read, and the engine's mode and trip."""
+beside it, when each value was read, the engine's mode and trip, and the points whose reads are
+failing, in words."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -40,10 +41,12 @@ class LiveValues:
     read_ms: Mapping[str, EpochMs] = field(default_factory=dict)
     safe: str | None = None
     trip: str | None = None
+    faults: Mapping[str, str] = field(default_factory=dict)
     mode: str
     step: str | None = None
     state: Any = None
     seq: int = 0
+    version: int | None = None  # of the contract this telemetry is for (an agent runs several)
 
     @classmethod
     def of(cls, t: Telemetry, received_ms: EpochMs) -> LiveValues:
@@ -51,8 +54,9 @@ class LiveValues:
         return cls(ts_ms=t.ts_ms, received_ms=received_ms, values=dict(t.values),
                    commanded=dict(getattr(t, "commanded", ())),
                    read_ms=dict(getattr(t, "read_ms", ())), safe=getattr(t, "safe", None),
-                   trip=getattr(t, "trip", None), mode=t.mode, step=t.step, state=t.state,
-                   seq=t.seq)
+                   trip=getattr(t, "trip", None), faults=dict(getattr(t, "faults", ())),
+                   mode=t.mode, step=t.step, state=t.state,
+                   seq=t.seq, version=t.version)
 
     def shown(self) -> dict[str, Any]:
         """The stored/shown form: `source` live and SHOWN_FIELDS (what the API and a flush use)."""
@@ -60,7 +64,8 @@ class LiveValues:
 
     def seed(self) -> dict[str, Any]:
         """What a projection starts from when the device goes offline (hub/offline.py)."""
-        return {"ts_ms": self.ts_ms, "state": self.state, "values": dict(self.values)}
+        return {"ts_ms": self.ts_ms, "state": self.state, "values": dict(self.values),
+                "version": self.version}
 
 
 LiveCache = dict[str, LiveValues]

@@ -1,11 +1,13 @@
 """Offline devices: projection while they are gone, reconciliation and replanning when they return.
 
-Projection (hub/projector.py): when a device goes `projected`, the hub runs the contract's engine
-forward from the last engine state the device reported; the inputs are stored with the device so
-the same projection can be recomputed exactly (the engine is pure).
+Projection (hub/projector.py): when a device goes `projected`, the hub runs each contract's engine
+forward from the last engine state the device reported for it (an agent runs several contracts,
+each with its own telemetry); the inputs are stored with the device so the same projection can be
+recomputed exactly (the engine is pure).
 
 Reconciliation (here): once the journal has caught up, the actual entries since the device went
-offline replace the projection; hub/reconcile.py measures the divergence. The outage's actual
+offline replace the projection of each contract (its own entries: they are tagged); hub/reconcile.py
+measures the divergence, one reconciliation per contract. The outage's actual
 history is folded as its journal arrives, so the reconciliation need not read it back; any doubt
 (a batch out of line, a store rollback) drops the fold and the journal is read instead.
 
@@ -33,9 +35,15 @@ from hub.reconcile import (Actual, Report, fold_rows, reconcile,
                            reconcile_actual)
 from hub.replanner import Replanner
 from hub.service import HubService
-from hub.store import ContractRecord, DeviceRecord, HubStore, ReconciliationRecord
+from hub.states import ContractStatus
+from hub.store import (ContractRecord, DeviceRecord, HubStore, NotFound, ReconciliationRecord,
+                       contract_id)
 
 log = logging.getLogger("fieldpact.hub.offline")
+
+CONTRACTS = "contracts"
+"""The stored projection's key for each projected contract's own blob, by contract name (an agent
+runs several side by side, each projected from its own engine state; hub/projector.py)."""
 
 
 class OfflineManager:
@@ -46,8 +54,8 @@ class OfflineManager:
         self.projector = Projector(store, clock)
         self.replanner = Replanner(store, service, policies, clock, retry, self.audit,
                                    lambda device: self.healthy_since(device))
-        self.folds: dict[str, _Fold] = {}
-        """Each projected device's outage, folded as its journal arrives."""
+        self.folds: dict[str, dict[str, _Fold]] = {}
+        """Each projected device's outage, per contract (name), folded as its journal arrives."""
         self.healthy_since: Callable[[str], EpochMs | None] = lambda device: None
         """Since when the device's telemetry has shown every input healthy (set by HubSync)."""
         # What HubSync and the API ask of a projected device, and of a failed contract:
@@ -64,56 +72,127 @@ class OfflineManager:
         claiming = [r for r in self.store.contracts.find(device=device.id) if r.status.claims_points]
         return max(claiming, key=lambda r: r.version, default=None)
 
-    def start_projection(self, device: DeviceRecord, live: Mapping[str, Any] | None,
-                         from_seq: int) -> dict[str, Any] | None:
-        """Project `device` from its last live values; the blob to store, or None when it runs
-        no contract. Its outage is folded from `from_seq` on."""
-        record = self.running_contract(device)
-        if record is None:
+    def running_contracts(self, device: DeviceRecord,
+                          seeds: Mapping[str, Mapping[str, Any]]) -> list[ContractRecord]:
+        """Every contract `device` runs, the one its record names first (`running_contract`);
+        then each other one its telemetry reported (`seeds`: contract name -> LiveValues.seed,
+        its version included) while it still claims its points, and each other one active on it."""
+        primary = self.running_contract(device)
+        out = [primary] if primary is not None else []
+        names = {r.contract for r in out}
+        for name, seed in sorted(seeds.items()):
+            record = self._reported(device, name, seed.get("version"))
+            if record is not None and name not in names:
+                out.append(record)
+                names.add(name)
+        active = [r for r in self.store.contracts.find(device=device.id)
+                  if r.status is ContractStatus.ACTIVE and r.contract not in names]
+        for record in sorted(active, key=lambda r: (r.contract, -r.version)):
+            if record.contract not in names:
+                out.append(record)
+                names.add(record.contract)
+        return out
+
+    def _reported(self, device: DeviceRecord, name: str, version: Any) -> ContractRecord | None:
+        if not isinstance(version, int):
             return None
-        blob = self.projector.start(device.id, record, live, from_seq)
-        self.folds[device.id] = _Fold(from_seq=from_seq, next_seq=from_seq + 1, actual=Actual(),
-                                      contract=record.contract)
+        try:
+            record = self.store.contracts.get(contract_id(name, version))
+        except NotFound:
+            return None
+        return record if record.device == device.id and record.status.claims_points else None
+
+    def start_projection(self, device: DeviceRecord, live: Mapping[str, Any] | None,
+                         from_seq: int, seeds: Mapping[str, Mapping[str, Any]] | None = None,
+                         ) -> dict[str, Any] | None:
+        """Project `device`, each contract it runs from its own last live values (`seeds`, by
+        contract name; `live` for the device's own contract when it has none); the blob to store
+        (the device's own contract's, with `contracts`: each one's), or None when it runs no
+        contract. Each contract's outage is folded from `from_seq` on."""
+        seeds = seeds or {}
+        records = self.running_contracts(device, seeds)
+        if not records:
+            return None
+        blobs: dict[str, dict[str, Any]] = {}
+        folds: dict[str, _Fold] = {}
+        for record in records:
+            seed = seeds.get(record.contract)
+            if seed is not None and seed.get("version") not in (None, record.version):
+                seed = None  # telemetry of another version: not this contract's engine state
+            if seed is None and record is records[0]:
+                seed = live
+            blobs[record.contract] = self.projector.start(device.id, record, seed, from_seq)
+            folds[record.contract] = _Fold(from_seq=from_seq, next_seq=from_seq + 1,
+                                           actual=Actual(), contract=record.contract)
+        self.folds[device.id] = folds
+        return {**blobs[records[0].contract], CONTRACTS: blobs}
+
+    def current(self, device: str, blob: dict[str, Any], now_ms: EpochMs) -> dict[str, Any]:
+        """The stored projection as it stands at `now_ms`: the sample in force and the confidence
+        then, for the device's own contract and each of `contracts` (`blob` in place; each
+        contract's blob copied, as a stored record's may be shared)."""
+        self.projector.current(device, blob, now_ms)
+        if isinstance(blob.get(CONTRACTS), Mapping):
+            blob[CONTRACTS] = {name: self.projector.current(device, dict(sub), now_ms)
+                               for name, sub in blob[CONTRACTS].items()}
         return blob
 
     def fold(self, device: str, entries: Sequence[Row]) -> None:
-        """Fold a projected device's newly stored entries (seq order) into its outage's actual
-        history, so the reconciliation need not read and decode the whole outage back. A batch
-        that does not follow the last one folded drops the fold: the journal is read instead."""
-        f = self.folds.get(device)
-        if f is None or not entries:
+        """Fold a projected device's newly stored entries (seq order) into each of its
+        contracts' outage history, so the reconciliation need not read and decode the whole
+        outage back. A batch that does not follow the last one folded drops the folds: the
+        journal is read instead."""
+        folds = self.folds.get(device)
+        if not folds or not entries:
             return
-        if entries[0].seq != f.next_seq or entries[-1].seq - entries[0].seq + 1 != len(entries):
+        first = next(iter(folds.values()))
+        if entries[0].seq != first.next_seq or entries[-1].seq - entries[0].seq + 1 != len(entries):
             del self.folds[device]  # not contiguous with the fold, or a declared gap inside
             return
-        fold_rows(f.actual, entries, f.contract)
-        f.next_seq = entries[-1].seq + 1
+        for f in folds.values():
+            fold_rows(f.actual, entries, f.contract)
+            f.next_seq = entries[-1].seq + 1
 
     def forget_folds(self) -> None:
         """The store rolled back entries that were folded: read the journal instead."""
         self.folds.clear()
 
     def _actual(self, device: DeviceRecord, from_seq: int, contract: str) -> Actual:
-        """The outage's actual history: the fold if it holds exactly the stored entries after
+        """`contract`'s outage history: the fold if it holds exactly the stored entries after
         `from_seq` (all of them, through the acked seq), else folded from the journal."""
-        f = self.folds.pop(device.id, None)
+        folds = self.folds.get(device.id, {})
+        f = folds.pop(contract, None)
+        if not folds:
+            self.folds.pop(device.id, None)
         if f is not None and f.from_seq == from_seq and f.next_seq == device.acked_seq + 1:
             return f.actual
         return fold_rows(Actual(), self.store.journal.stored(device.id, from_seq + 1), contract)
 
     async def reconcile_device(self, device: DeviceRecord,
                                actor: str = "sync") -> ReconciliationRecord | None:
-        """Measure divergence for a device whose journal has caught up, record it, and act.
-        None when there was no projection to compare with."""
+        """Measure divergence for a device whose journal has caught up, for each contract it was
+        projected running; record each, and act. The device's own contract's record, or None when
+        there was no projection to compare with."""
         blob = device.projection if isinstance(device.projection, Mapping) else None
-        now = self.clock()
         if blob is None or blob.get("source") != "projection":
             return None  # the device was not offline (first birth, reboot): nothing to compare
+        own = await self._reconcile_one(device, blob, actor)
+        for sub in (blob.get(CONTRACTS) or {}).values():
+            if sub["inputs"]["contract_id"] != blob["inputs"]["contract_id"]:
+                await self._reconcile_one(device, sub, actor)
+        self.folds.pop(device.id, None)
+        self.projector.forget(device.id)
+        return own
+
+    async def _reconcile_one(self, device: DeviceRecord, blob: Mapping[str, Any],
+                             actor: str) -> ReconciliationRecord:
+        """One contract's outage (its projection `blob`) against its actual journaled run."""
+        now = self.clock()
         inputs = blob["inputs"]
         record = self.store.contracts.get(inputs["contract_id"])
         contract = parse_contract(record.document)
         projection = self.projector.project(record, ProjectionInputs(**inputs), device.id)
-        self.projector.forget(device.id)
+        self.projector.forget(device.id, record.contract)
         actual = self._actual(device, inputs["from_seq"], record.contract)
         report = reconcile_actual(contract, projection, actual, inputs["start_ms"], now)
         rec = await self._record(contract, record, report, now, actor, {})

@@ -44,7 +44,10 @@ _QUERY: Mapping[str, tuple[tuple[str, Mapping[str, Any], str], ...]] = {
                         "first seq to return (default 0)"),
                        ("limit", _LIMIT, "page size, 1..1000 (default 100)")),
     "device_series": (("limit", _LIMIT, "journal entries scanned back from the newest, 1..1000 "
-                                        "(default 500)"),),
+                                        "(default 500)"),
+                      ("after_seq", {"type": "integer", "minimum": -1, "maximum": 2**63 - 1},
+                       "only what the window holds after this seq (the `to_seq` of an earlier "
+                       "answer); -1 or absent: the whole window")),
     "list_contracts": (("device", _TEXT, "only this device's contracts"),
                        ("status", {"type": "string", "enum": [s.value for s in ContractStatus]},
                         "only contracts in this status")),
@@ -55,6 +58,7 @@ _QUERY: Mapping[str, tuple[tuple[str, Mapping[str, Any], str], ...]] = {
                    ("limit", _LIMIT, "page size, 1..1000 (default 100)")),
     "list_bindings": (("all", _BOOL, "true: every revision; default: the latest of each"),),
     "list_snapshots": (("limit", _LIMIT, "page size, 1..1000 (default 100)"),),
+    "list_deployments": (("limit", _LIMIT, "page size, 1..1000 (default 100)"),),
     "list_alarms": (("device", _TEXT, "only this device"),
                     ("kind", {"type": "string", "enum": [k.value for k in AlarmKind]},
                      "only this alarm kind"),
@@ -71,6 +75,7 @@ _SUCCESS: Mapping[str, tuple[str, str]] = {
     "create_binding": ("201", "binding revision stored"),
     "create_snapshot": ("201", "snapshot made"),
     "request_commissioning": ("202", "request published; GET shows the agent's answer"),
+    "create_deployment": ("201", "planned and stored; the engine starts it"),
 }
 
 _ALSO: Mapping[str, tuple[tuple[str, str], ...]] = {
@@ -106,6 +111,9 @@ _ERRORS_BY_ENDPOINT: Mapping[str, tuple[str, ...]] = {
     "diff_snapshots": ("422",),
     "create_plan": ("422",), "set_desired": ("422",),  # 422 also: a snapshot the hub lacks
     "request_commissioning": ("503",),
+    "create_deployment": ("409", "422"),     # 409: its devices are in another deployment
+    **{f"{verb}_deployment": ("409",) for verb in ("pause", "resume", "approve", "retry")},
+    "rollback_deployment": ("409", "422"),   # 422: no reason
 }
 
 _ERROR_SCHEMA = {
@@ -120,6 +128,7 @@ _REQUIRED_REASON = {"required": True, "content": {"application/json": {"schema":
                               "description": "why (audited); not only white space"}}}}}}
 _PATH: Mapping[str, Mapping[str, Any]] = {
     "alarm": {"type": "string", "pattern": "^[0-9]{1,18}$"},  # hub/operator_api.py ack_alarm
+    "reconciliation": {"type": "string", "pattern": "^[0-9]{1,18}$"},  # hub/history_api.py
 }
 _REASON_BODY = {"required": False, "content": {"application/json": {"schema": {
     "type": "object", "properties": {"reason": {"type": "string"}}}}}}
@@ -127,7 +136,7 @@ _BODY_ENDPOINTS = frozenset({"submit_contract", "hold_contract", "abort_contract
                             "resume_contract", "reset_device", "register_device",
                             "enroll_journal_key", "set_endpoints", "create_design", "create_binding",
                             "create_snapshot", "create_plan", "set_desired",
-                            "request_commissioning"})
+                            "request_commissioning", "create_deployment", "rollback_deployment"})
 _EXAMPLE = Path(__file__).parents[1] / "contracts" / "examples" / "tank-fill.yaml"
 
 
@@ -170,6 +179,7 @@ def _bodies() -> Mapping[str, Mapping[str, Any]]:
         "set_endpoints": _json_body({"type": "object", "required": ["endpoints"],
                                      "properties": {"endpoints": _ENDPOINTS}}),
         **_fleet_bodies(),
+        **_deployment_bodies(),
         "request_commissioning": {"required": False, "content": {"application/json": {"schema": {
             "type": "object", "additionalProperties": False, "properties": {"seconds": {
                 "type": "number", "exclusiveMinimum": 0, "maximum": MAX_SECONDS,
@@ -210,6 +220,34 @@ def _fleet_bodies() -> dict[str, Any]:
             **snapshot_prop, "target": _SELECTOR,
             "documents": {"type": "boolean", "description": "each would-get contract in full"}}}),
         "set_desired": _json_body(snapshot_ref),
+    }
+
+
+def _deployment_bodies() -> dict[str, Any]:
+    """Request bodies of hub/deploy_api.py (interface I4; the rules: contracts/rollout_strategy.py
+    and the health spec's parser)."""
+    one_of = {"type": "object", "maxProperties": 2}
+    strategy = {"type": "object", "additionalProperties": False, "properties": {
+        "canary": {**one_of, "description": "{devices: [id]} | {count: n} | {percent: p}"},
+        "waves": {**one_of, "description": "{size: n} | {rate_per_min: r, growth: g}"},
+        "approval": {"type": "string", "enum": ["auto", "manual"]},
+        "pause_s": {"type": "number", "minimum": 0, "maximum": 86400},
+        "reach_deadline_s": {"type": "number", "exclusiveMinimum": 0, "maximum": 86400},
+        "abort": {"type": "object", "additionalProperties": False, "properties": {
+            "failure_pct": {"type": "number", "exclusiveMinimum": 0, "maximum": 100},
+            "min_executed": {"type": "integer", "minimum": 1}}}}}
+    return {
+        "create_deployment": _json_body({"type": "object", "required": ["snapshot"],
+                                         "additionalProperties": False, "properties": {
+            "snapshot": {"type": "string", "minLength": 1, "maxLength": 128},
+            "target": {"type": "object", "additionalProperties": False, "properties": {
+                "site": {"type": "string"}, "devices": {"type": "array", "items": {
+                    "type": "string"}},
+                "labels": {"type": "object", "additionalProperties": {"type": "string"}}}},
+            "strategy": strategy,
+            "health": {"type": "object", "description": "window_s, min_cycles, step, telemetry, "
+                                                        "commissioning (interface I3)"}}}),
+        "rollback_deployment": _REQUIRED_REASON,
     }
 
 

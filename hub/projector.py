@@ -9,6 +9,11 @@ Rules:
   back — we never trust a stale blob for a decision.
 - A device's projection is remembered by its exact inputs: reconciling a day-long outage reuses it
   instead of running the engine over the day again; other inputs run it again.
+- Per contract: an agent runs several contracts side by side, each from its own engine state, so
+  each is projected on its own (keyed by device and contract name). The device's stored blob is
+  the projection of the contract the device record names (what the device view and the
+  reconciliation read, as before), and `contracts` maps each projected contract's name to its own
+  blob of the same shape (that one included).
 """
 from __future__ import annotations
 
@@ -35,6 +40,9 @@ SAMPLE_MS = 10_000
 
 MAX_TRANSITIONS = 200
 """Transitions kept in the stored blob: what an operator's timeline shows of an outage."""
+
+Key = tuple[str, str]
+"""(device id, contract name): one projection per contract a device runs."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -76,10 +84,11 @@ class Projector:
 
     def __init__(self, store: HubStore, clock: Callable[[], EpochMs]) -> None:
         self.store, self.clock = store, clock
-        self.samples: dict[str, list[dict[str, Any]]] = {}
-        """Each projected device's samples (point_json), as the API shows them."""
-        self.cache: dict[str, tuple[bytes, Projection]] = {}
-        """Each projected device's projection, keyed by its exact inputs (and contract hash)."""
+        self.samples: dict[Key, list[dict[str, Any]]] = {}
+        """Each projected (device, contract)'s samples (point_json), as the API shows them."""
+        self.cache: dict[Key, tuple[bytes, Projection]] = {}
+        """Each projected (device, contract)'s projection, keyed by its exact inputs (and the
+        contract's hash)."""
 
     def start(self, device: str, record: ContractRecord, live: Mapping[str, Any] | None,
               from_seq: int) -> dict[str, Any]:
@@ -91,7 +100,7 @@ class Projector:
             state=live.get("state") if live else None,
             initial=dict(live.get("values", {})) if live else {}, from_seq=from_seq)
         projection = self.project(record, inputs, device)
-        self.samples[device] = [point_json(p) for p in projection.points]
+        self.samples[(device, record.contract)] = [point_json(p) for p in projection.points]
         log.info("projection_started device=%s contract=%s from_ms=%s confidence=%.2f",
                  device, record.id, inputs.start_ms, projection.confidence)
         return {"source": "projection", "inputs": inputs.to_json(), "computed_ms": now,
@@ -107,22 +116,25 @@ class Projector:
     def points(self, device: str, blob: Mapping[str, Any]) -> list[dict[str, Any]]:
         """The projection samples for a projected device; recomputed from the stored inputs after
         a hub restart (the engine is pure, so the result is the same)."""
-        if device not in self.samples:
-            inputs = ProjectionInputs(**blob["inputs"])
+        inputs = ProjectionInputs(**blob["inputs"])
+        key = (device, inputs.contract_id.rpartition("@")[0])  # contract_id is name@version
+        if key not in self.samples:
             projection = self.project(self.store.contracts.get(inputs.contract_id), inputs, device)
-            self.samples[device] = [point_json(p) for p in projection.points]
-        return self.samples[device]
+            self.samples[key] = [point_json(p) for p in projection.points]
+        return self.samples[key]
 
     def project(self, record: ContractRecord, inputs: ProjectionInputs,
                 device: str | None = None) -> Projection:
-        """The engine run forward on `inputs`; for a `device`, remembered by its exact inputs."""
+        """The engine run forward on `inputs`; for a `device`, remembered by its exact inputs
+        (one projection per contract of the device)."""
         key = record.content_hash.encode() + canonical_dumps(inputs.to_json())
-        cached = self.cache.get(device) if device is not None else None
+        slot = (device, record.contract) if device is not None else None
+        cached = self.cache.get(slot) if slot is not None else None
         if cached is not None and cached[0] == key:
             return cached[1]
         projection = self.run(record, inputs)
-        if device is not None:
-            self.cache[device] = (key, projection)
+        if slot is not None:
+            self.cache[slot] = (key, projection)
         return projection
 
     def run(self, record: ContractRecord, inputs: ProjectionInputs) -> Projection:
@@ -133,7 +145,21 @@ class Projector:
         return project(contract, state, inputs.start_ms, max(end, inputs.start_ms + 1),
                        initial=inputs.initial, every_ms=SAMPLE_MS)
 
-    def forget(self, device: str) -> None:
-        """The device is back: its outage's projection is no longer shown or reused."""
-        self.samples.pop(device, None)
-        self.cache.pop(device, None)
+    def forget(self, device: str, contract: str | None = None) -> None:
+        """The device is back: its outage's projection of `contract` (None: of every contract)
+        is no longer shown or reused."""
+        for table in (self.samples, self.cache):
+            for key in [k for k in table if k[0] == device and contract in (None, k[1])]:
+                del table[key]
+
+    def current(self, device: str, blob: dict[str, Any], now_ms: EpochMs) -> dict[str, Any]:
+        """`blob` (one contract's stored projection) with the sample in force at `now_ms`
+        surfaced as ts_ms/values/step/mode, and its confidence then (in place)."""
+        sample = current_point(self.points(device, blob), now_ms)
+        blob["current"] = sample
+        blob["ts_ms"] = blob.get("inputs", {}).get("start_ms", now_ms)
+        if sample is not None:
+            blob["values"] = {**sample["modelled"], **sample["outputs"]}
+            blob["step"], blob["mode"] = sample["step"], sample["mode"]
+        blob["confidence"] = self.confidence_at(blob, now_ms)
+        return blob

@@ -9,7 +9,8 @@ projection, and the difference is measured on five axes, each compared with the 
   values   modelled inputs at the end (tolerance.values per point);
   faults   guard trips, adapter faults and refusals (the projection has none);
   outcome  the contract's mode (running, completed, failed, safe, ...).
-A divergent report carries a failure category for the planner's policy (runtime, adapters,
+The report also keeps the outage's value trajectories, projected and actual, sampled for the
+fleet view's chart (hub/trajectory.py; the fold samples as it goes). A divergent report carries a failure category for the planner's policy (runtime, adapters,
 network, config, trip). A device that ended the outage latched in safe_state is `trip`, whatever
 tripped it: its default policy is hold, because a re-issue would clear the latch.
 """
@@ -28,12 +29,14 @@ from contracts.guards import TripReason
 from contracts.inputs import reading_from_wire
 from contracts.journal_events import (
     AdapterFaultBody, BodyError, EventBody, InputBody, KeyframeBody, Occurrence, OutputBody,
-    CONTRACT_TAG, RefusalBody, StepBody, TripBody, WireReading, belongs_to, decode_entry,
+    CONTRACT_TAG, TAGGED_VERSION, VERSION_KEY, RefusalBody, StepBody, TripBody, WireReading,
+    belongs_to, decode_entry,
 )
 from contracts.projection import Projection
 from contracts.schema import Contract
 from contracts.types import EpochMs, Value
 from hub.policy import FailureCategory as Category
+from hub.trajectory import Trail, trajectory
 
 
 _TRIP_CATEGORY = {
@@ -61,6 +64,7 @@ class Actual:
     faults: list[dict[str, Any]] = field(default_factory=list)
     trip: str | None = None
     unreadable: int = 0  # entries whose body does not decode (device input): passed by
+    trail: Trail = field(default_factory=Trail)  # values sampled for the chart (hub/trajectory.py)
 
 
 _TRIP_EVENTS: dict[EventKind, TripReason | None] = {
@@ -78,8 +82,11 @@ def actual_from_entries(entries: Sequence[Entry]) -> Actual:
 def fold_entries(a: Actual, entries: Sequence[Entry]) -> Actual:
     """Fold more entries (seq order, following those already folded) into `a`; returns it. A
     left fold: folding a journal batch by batch gives what folding it at once gives."""
+    trail = a.trail
     for e in entries:
         _fold(a, e)
+        if e.ts_ms >= trail.next_ms:
+            trail.take(e.ts_ms, a.values)
     return a
 
 
@@ -89,21 +96,24 @@ def fold_rows(a: Actual, rows: Sequence[Row], contract: str | None = None) -> Ac
     agent). The bodies are decoded strictly here, where they are read (all of a batch through one
     decoder, contracts.codec.loads_maps); one that does not decode is counted as unreadable. An
     all-good INPUT row, most of a day's, is folded from its body without an Entry."""
-    values, input_kind, tag_key = a.values, EntryKind.INPUT, CONTRACT_TAG
+    values, trail, input_kind, tag_key = a.values, a.trail, EntryKind.INPUT, CONTRACT_TAG
     for row, body in zip(rows, loads_maps([r.body for r in rows]), strict=True):
         if body is None:
             a.unreadable += 1
             continue
-        if row.kind is input_kind:
-            good = _good_inputs(body)
-            if good is not None:  # its tag, if any, is a str (belongs_to of an INPUT row)
-                tag = body.get(tag_key)
-                if contract is None or tag is None or tag == contract:
-                    values.update(good)
+        good = _good_inputs(body) if row.kind is input_kind else None
+        if good is not None:  # its tag, if any, is a str (belongs_to of an INPUT row)
+            tag = body.get(tag_key)
+            if contract is not None and tag is not None and tag != contract:
                 continue
-        e = checked_entry(row.seq, row.ts_ms, row.kind, body, row.prev_hash, row.hash)
-        if contract is None or belongs_to(e, contract):
+            values.update(good)
+        else:
+            e = checked_entry(row.seq, row.ts_ms, row.kind, body, row.prev_hash, row.hash)
+            if contract is not None and not belongs_to(e, contract):
+                continue
             _fold(a, e)
+        if row.ts_ms >= trail.next_ms:
+            trail.take(row.ts_ms, values)
     return a
 
 
@@ -112,8 +122,9 @@ def _good_inputs(body: dict[str, Any]) -> dict[str, Any] | None:
     its contract tag) whose readings are all good — what `_fold` takes from it, without building
     the typed record (most of a day's 86,400 entries). None for any other body: the full decode
     decides."""
-    tagged = CONTRACT_TAG in body
-    if len(body) != 1 + tagged or (tagged and type(body[CONTRACT_TAG]) is not str):
+    tagged = CONTRACT_TAG in body  # a tagged body is of version 2 (contracts/journal_events.py)
+    if len(body) != 1 + 2 * tagged or (tagged and (type(body[CONTRACT_TAG]) is not str
+                                                   or body.get(VERSION_KEY) != TAGGED_VERSION)):
         return None
     values = body.get("values")
     if type(values) is not dict:
@@ -199,12 +210,14 @@ class Report:
     reasons: tuple[str, ...]
     category: Category | None
     actual_step_index: int | None
+    trajectory: tuple[dict[str, Any], ...] = ()  # projected and actual values (hub/trajectory.py)
 
     def to_json(self) -> dict[str, Any]:
         d = {k: getattr(self, k) for k in self.__dataclass_fields__}
         d["category"] = self.category.value if self.category else None
         d["timing"], d["outputs"] = list(self.timing), list(self.outputs)
         d["values"], d["faults"], d["reasons"] = list(self.values), list(self.faults), list(self.reasons)
+        d["trajectory"] = list(self.trajectory)
         return d
 
 
@@ -273,7 +286,9 @@ def reconcile_actual(contract: Contract, projection: Projection, actual: Actual,
         outputs=tuple(outputs), values=tuple(values), faults=tuple(actual.faults),
         divergent=bool(reasons), reasons=tuple(reasons),
         category=_category(actual, a_mode) if reasons else None,
-        actual_step_index=_index(contract, a_step))
+        actual_step_index=_index(contract, a_step),
+        trajectory=tuple(trajectory(contract, projection, actual.trail, actual.values,
+                                    from_ms, to_ms)))
 
 
 def _reasons(contract: Contract, p_step: str | None, a_step: str | None, p_mode: str | None,

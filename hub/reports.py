@@ -8,6 +8,9 @@ Rules:
 - `ReportedContracts.refresh()` reads only entries stored since its last call, through the partial
   index `journal_reports` (BOOT and CONTRACT rows only: a handful per device, however long the
   journal), so a drift evaluation costs one small query, not a journal scan.
+- An agent runs several contracts side by side, each with its own BOOT: the version of each
+  contract (by name) it reported last is kept apart (`running`), so drift judges each desired
+  contract against what the device says of that contract, not of the one its device row names.
 - A body that does not decode is skipped (the sync side alarms bad input where it ingests it).
 """
 from __future__ import annotations
@@ -57,6 +60,9 @@ class ReportedContracts:
         self.store = store
         self._after = 0
         self.hashes: dict[tuple[str, str, int], Reported] = {}
+        self.latest: dict[tuple[str, str], Reported] = {}
+        """(device, contract name) -> the version it reported last (a fallback to an older
+        known-good version is later in the journal, so it is the one)."""
         self.refusals: dict[tuple[str, str], Refused] = {}
 
     def refresh(self) -> None:
@@ -71,6 +77,10 @@ class ReportedContracts:
     def hash_of(self, device: str, contract: str, version: int) -> str | None:
         found = self.hashes.get((device, contract, version))
         return found.hash if found else None
+
+    def running(self, device: str, contract: str) -> Reported | None:
+        """The version of `contract` (a name) the device last said it runs or accepted."""
+        return self.latest.get((device, contract))
 
     def refusal(self, device: str, contract: str) -> Refused | None:
         return self.refusals.get((device, contract))
@@ -93,8 +103,8 @@ class ReportedContracts:
                 self.refusals.pop((device, record.contract), None)
 
     def _ran(self, device: str, contract: str, version: int, digest: str, ts_ms: EpochMs) -> None:
-        self.hashes[(device, contract, version)] = Reported(contract=contract, version=version,
-                                                            hash=digest, ts_ms=ts_ms)
+        self.hashes[(device, contract, version)] = self.latest[(device, contract)] = Reported(
+            contract=contract, version=version, hash=digest, ts_ms=ts_ms)
 
 
 def _as_map(value: object) -> Mapping[str, object]:

@@ -117,16 +117,26 @@ def fold(rows: Iterable[JournalRow], units: Mapping[str, str],
     return {"points": points, "entries": entries, "skipped": skipped}
 
 
-def _add(series: list[list[Any]], ts_ms: int, wire: Any) -> None:
-    """Append [ts, value] for a good numeric reading, [ts, None] for a bad or non-finite one (a
-    gap); a repeat of the last value is left out (a keyframe restates every point)."""
-    value = None
+NOT_DRAWN = object()
+"""`sample_of` a reading that is not a number (a string point): nothing to draw."""
+
+
+def sample_of(wire: Any) -> Any:
+    """The sample of a reading: its number when good and finite, None (a gap) when bad or not
+    finite, NOT_DRAWN for a string."""
     if len(wire) == 3 and wire[1] == GOOD:  # decode() checked it is a [value, quality, reason]
         raw = wire[0]
         if type(raw) is str or type(raw) is bytes:
-            return  # not a number (a string point): nothing to draw
-        value = _number(raw)
-    if series and series[-1][1] == value:
+            return NOT_DRAWN
+        return _number(raw)
+    return None
+
+
+def _add(series: list[list[Any]], ts_ms: int, wire: Any) -> None:
+    """Append [ts, value] for a good numeric reading, [ts, None] for a bad or non-finite one (a
+    gap); a repeat of the last value is left out (a keyframe restates every point)."""
+    value = sample_of(wire)
+    if value is NOT_DRAWN or series and series[-1][1] == value:
         return
     series.append([ts_ms, value])
 

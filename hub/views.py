@@ -54,11 +54,14 @@ def _age(now: int, ts: Any) -> int | None:
 
 def point_views(blob: Mapping[str, Any], now: int, silence_ms: int,
                 live: bool) -> list[dict[str, Any]]:
-    """One row per value: read-back, commanded (when it differs), age, whether it is live."""
+    """One row per value: read-back, commanded (when it differs), age, whether it is live, and
+    the point's read fault in words while it fails (a failing point with no good read yet has
+    a row with no value)."""
     values, commanded = blob.get("values", {}), blob.get("commanded") or {}
     read_ms, ts = blob.get("read_ms") or {}, blob.get("ts_ms")
+    faults = blob.get("faults") or {}
     rows = []
-    for name in sorted(set(values) | set(commanded)):
+    for name in sorted(set(values) | set(commanded) | set(faults)):
         read = read_ms.get(name, ts)
         age = _age(now, read)
         row: dict[str, Any] = {"name": name, "value": plain(values.get(name)), "read_ms": read,
@@ -66,6 +69,8 @@ def point_views(blob: Mapping[str, Any], now: int, silence_ms: int,
                                "live": live and age is not None and age <= silence_ms}
         if name in commanded and commanded[name] != values.get(name):
             row["commanded"] = plain(commanded[name])
+        if name in faults:
+            row["fault"] = str(faults[name])
         rows.append(row)
     return rows
 
@@ -126,16 +131,40 @@ def device_view(d: DeviceRecord, now: int, *, detail: bool = False,
     return view
 
 
-def contracts_view(live: Mapping[str, LiveValues], now: int,
-                   silence_ms: int) -> list[dict[str, Any]]:
+def contracts_view(live: Mapping[str, LiveValues], now: int, silence_ms: int,
+                   device: DeviceRecord | None = None) -> list[dict[str, Any]]:
     """Each contract the device runs, from its own telemetry (an agent runs several side by
-    side): id, mode, step, safe state, trip, and its points (read-back beside commanded)."""
+    side): id, version, mode, step, safe state, trip, and its points (read-back beside commanded,
+    a failing read's fault in words). While the `device` is projected (offline), each contract's
+    projection instead: its step, mode, values and confidence."""
+    if device is not None and device.state is DeviceState.PROJECTED and is_projection(
+            device.projection):
+        return _projected_contracts(device.projection, now)
     out = []
     for cid, lv in sorted(live.items()):
         fresh = now - lv.received_ms <= silence_ms
-        out.append({"contract": cid or None, "mode": lv.mode, "step": lv.step, "safe": lv.safe,
+        out.append({"contract": cid or None, "version": lv.version, "source": "live",
+                    "mode": lv.mode, "step": lv.step, "safe": lv.safe,
                     "trip": lv.trip, "ts_ms": lv.ts_ms, "live": fresh,
                     "values": point_views(lv.shown(), now, silence_ms, fresh)})
+    return out
+
+
+def _projected_contracts(blob: Mapping[str, Any], now: int) -> list[dict[str, Any]]:
+    each = blob.get("contracts")
+    if not isinstance(each, Mapping):  # a projection stored before per-contract projection
+        cid = str(blob.get("inputs", {}).get("contract_id", ""))
+        each = {cid.rpartition("@")[0] or cid: blob}
+    out = []
+    for name, sub in sorted(each.items()):
+        cid = str(sub.get("inputs", {}).get("contract_id", ""))
+        version = cid.rpartition("@")[2]
+        out.append({"contract": name, "version": int(version) if version.isdigit() else None,
+                    "source": "projection", "mode": sub.get("mode"), "step": sub.get("step"),
+                    "safe": None, "trip": None, "ts_ms": sub.get("ts_ms"), "live": False,
+                    "confidence": sub.get("confidence"),
+                    "values": point_views({"values": sub.get("values") or {},
+                                           "ts_ms": sub.get("ts_ms")}, now, 0, False)})
     return out
 
 

@@ -1,4 +1,4 @@
-"""The hub's three state machines, as tables (DESIGN invariant 7, STYLE 2): everything about a
+"""The hub's state machines, as tables (DESIGN invariant 7, STYLE 2): everything about a
 transition lives in this package — the tables (tables.py) and the rules over them (rules.py).
 
 Theory of operation:
@@ -6,7 +6,7 @@ Theory of operation:
   `transition()` raises `IllegalTransition`; there are no hidden `if`s elsewhere.
 - Self-loops (e.g. TELEMETRY while LIVE) are listed explicitly: they are legal, change nothing, and
   the store records no history row for them, so a flood of telemetry costs no writes.
-- After a failure a machine sits in an explicit FAULT (device, deployment) or terminal status
+- After a failure a machine sits in an explicit FAULT (device), FAILED (deployment) or terminal status
   (contract): FAILED, REFUSED, ... A FAULTed device leaves only by an operator RESET.
 - The tables are pure data; persistence (one transaction per change, with its history row) is the
   store's job, so a restarted hub resumes from the last persisted state.
@@ -23,13 +23,16 @@ Theory of operation:
 from hub.errors import IllegalTransition
 from hub.states.rules import (MACHINES, ORIGIN, Origin, Step, is_self_loop, next_state, refused,
                               render_table, transition)
+from hub.states.rollout import RESUME_EVENTS
 from hub.states.tables import (CONTRACT_TRANSITIONS, DEPLOYMENT_TRANSITIONS, DEVICE_TRANSITIONS,
-                               SHOWN_OFFLINE, WATCHED_FOR_SILENCE, ContractEvent, ContractStatus,
-                               DeploymentEvent, DeploymentState, DeviceEvent, DeviceState)
+                               EXECUTION_TRANSITIONS, SHOWN_OFFLINE, WATCHED_FOR_SILENCE,
+                               ContractEvent, ContractStatus, DeploymentEvent, DeploymentState,
+                               DeviceEvent, DeviceState, ExecutionEvent, ExecutionState)
 
 __all__ = [
-    "CONTRACT_TRANSITIONS", "DEPLOYMENT_TRANSITIONS", "DEVICE_TRANSITIONS", "MACHINES", "ORIGIN",
-    "SHOWN_OFFLINE", "WATCHED_FOR_SILENCE", "ContractEvent", "ContractStatus", "DeploymentEvent",
-    "DeploymentState", "DeviceEvent", "DeviceState", "IllegalTransition", "Origin", "Step",
+    "CONTRACT_TRANSITIONS", "DEPLOYMENT_TRANSITIONS", "DEVICE_TRANSITIONS", "EXECUTION_TRANSITIONS",
+    "MACHINES", "ORIGIN", "RESUME_EVENTS", "SHOWN_OFFLINE", "WATCHED_FOR_SILENCE", "ContractEvent", "ContractStatus", "DeploymentEvent",
+    "DeploymentState", "DeviceEvent", "DeviceState", "ExecutionEvent", "ExecutionState",
+    "IllegalTransition", "Origin", "Step",
     "is_self_loop", "next_state", "refused", "render_table", "transition",
 ]

@@ -11,22 +11,25 @@ from typing import Any, Generic, TypeVar
 
 from hub.errors import IllegalTransition, PeerFault, RemoteProtocolError
 from hub.states.tables import (CONTRACT_TRANSITIONS, DEPLOYMENT_TRANSITIONS, DEVICE_TRANSITIONS,
-                               ContractEvent, ContractStatus, DeploymentEvent, DeploymentState,
-                               DeviceEvent, DeviceState)
+                               EXECUTION_TRANSITIONS, ContractEvent, ContractStatus,
+                               DeploymentEvent, DeploymentState, DeviceEvent, DeviceState,
+                               ExecutionEvent, ExecutionState)
 
 _E, _CE = DeviceEvent, ContractEvent
 
-S = TypeVar("S", DeviceState, ContractStatus, DeploymentState)
+S = TypeVar("S", DeviceState, ContractStatus, DeploymentState, ExecutionState)
 
 MACHINES: Mapping[str, Mapping[tuple[Any, Any], Any]] = MappingProxyType({
     "device": DEVICE_TRANSITIONS,
     "contract": CONTRACT_TRANSITIONS,
     "deployment": DEPLOYMENT_TRANSITIONS,
+    "execution": EXECUTION_TRANSITIONS,
 })
 """Every machine by name; the name is what IllegalTransition and rendered docs call it."""
 
 _MACHINE_OF: Mapping[type[enum.StrEnum], str] = MappingProxyType({
     DeviceState: "device", ContractStatus: "contract", DeploymentState: "deployment",
+    ExecutionState: "execution",
 })
 
 
@@ -58,13 +61,17 @@ class Origin(enum.StrEnum):
 
 
 ORIGIN: Mapping[enum.StrEnum, Origin] = MappingProxyType({
+    # The rollout's events first: StrEnum members hash by their value, and "start", "accept" and
+    # "fail" are also contract events, whose (peer) origin must win. Every rollout event is the
+    # hub's own (its reading of a device's journal included); `refused` is never asked about one.
+    **{e: Origin.HUB for e in DeploymentEvent},
+    **{e: Origin.HUB for e in ExecutionEvent},
     **{e: Origin.PEER for e in (_E.BIRTH, _E.TELEMETRY, _E.WILL, _E.CHAIN_BROKEN)},
     **{e: Origin.HUB for e in (_E.SILENCE, _E.JOURNAL_CAUGHT_UP, _E.RECONCILE_DONE, _E.RESET,
                                _E.HUB_RESTART, _E.JOURNAL_STALLED)},
     **{e: Origin.PEER for e in (_CE.ACCEPT, _CE.REFUSE, _CE.START, _CE.TRIP, _CE.RESUME,
-                                _CE.COMPLETE, _CE.FAIL)},
+                                _CE.COMPLETE, _CE.FAIL, _CE.REINSTATE)},
     **{e: Origin.HUB for e in (_CE.PUSH, _CE.HOLD, _CE.ABORT, _CE.SUPERSEDE, _CE.EXPIRE)},
-    **{e: Origin.HUB for e in DeploymentEvent},
 })
 """Who triggers each event of every machine: decides whose fault an illegal one is (`refused`)."""
 

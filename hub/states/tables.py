@@ -1,5 +1,6 @@
-"""The hub's three state machines as data: states, events, and one `(state, event) -> state`
-table each (DESIGN invariant 7, STYLE 2). The rules over them are hub/states/rules.py's; the
+"""The hub's state machines as data: states, events, and one `(state, event) -> state`
+table each (DESIGN invariant 7, STYLE 2); the rollout's two (deployment, per-device execution)
+are in hub/states/rollout.py and re-exported here. The rules over them are hub/states/rules.py's; the
 theory of operation is hub/states/__init__.py's.
 """
 from __future__ import annotations
@@ -7,6 +8,9 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 from types import MappingProxyType
+
+from hub.states.rollout import (DEPLOYMENT_TRANSITIONS, EXECUTION_TRANSITIONS, DeploymentEvent,
+                                DeploymentState, ExecutionEvent, ExecutionState)
 
 
 class DeviceState(enum.StrEnum):
@@ -94,6 +98,7 @@ class ContractStatus(enum.StrEnum):
 
     @property
     def terminal(self) -> bool:
+        """Nothing the hub decides moves it on (only a device's REINSTATE of a superseded one)."""
         return self in _TERMINAL
 
     @property
@@ -120,6 +125,7 @@ class ContractEvent(enum.StrEnum):
     ABORT = "abort"
     SUPERSEDE = "supersede"
     EXPIRE = "expire"
+    REINSTATE = "reinstate"  # the device fell back to this known-good contract by itself (I2)
 
 
 _CE = ContractEvent
@@ -158,47 +164,16 @@ CONTRACT_TRANSITIONS: Mapping[tuple[ContractStatus, ContractEvent], ContractStat
     (_C.TRIPPED, _CE.RESUME): _C.ACTIVE,
     (_C.TRIPPED, _CE.FAIL): _C.FAILED,
     **{(_C.TRIPPED, e): s for e, s in _ENDINGS.items()},
+    # The one way out of a terminal status, and it is the device's: a contract a deployment
+    # replaced, which the agent ran again by itself when the new one tripped inside its health
+    # window (rollout_fallback, interface I2). It starts held: only an operator's resume runs it.
+    (_C.SUPERSEDED, _CE.REINSTATE): _C.HELD,
+    (_C.HELD, _CE.REINSTATE): _C.HELD,
 })
 
 
-class DeploymentState(enum.StrEnum):
-    PLANNED = "planned"
-    DEPLOYING = "deploying"        # pushing one wave (canary first)
-    VERIFYING = "verifying"        # health gate on the wave just deployed
-    COMPLETE = "complete"
-    ROLLING_BACK = "rolling_back"  # re-pushing the snapshot to every device touched
-    ROLLED_BACK = "rolled_back"
-    FAULT = "fault"                # rollback itself failed: an operator must look
-
-
-class DeploymentEvent(enum.StrEnum):
-    START = "start"
-    WAVE_PUSHED = "wave_pushed"
-    GATE_PASSED = "gate_passed"          # more waves to go
-    LAST_GATE_PASSED = "last_gate_passed"
-    GATE_FAILED = "gate_failed"
-    CANCEL = "cancel"
-    ROLLBACK_DONE = "rollback_done"
-    ERROR = "error"
-
-
-_P, _PE = DeploymentState, DeploymentEvent
-
-DEPLOYMENT_TRANSITIONS: Mapping[tuple[DeploymentState, DeploymentEvent], DeploymentState] = (
-    MappingProxyType({
-        (_P.PLANNED, _PE.START): _P.DEPLOYING,
-        (_P.PLANNED, _PE.CANCEL): _P.ROLLED_BACK,  # nothing pushed yet: nothing to undo
-        (_P.DEPLOYING, _PE.WAVE_PUSHED): _P.VERIFYING,
-        (_P.DEPLOYING, _PE.GATE_FAILED): _P.ROLLING_BACK,
-        (_P.DEPLOYING, _PE.CANCEL): _P.ROLLING_BACK,
-        (_P.DEPLOYING, _PE.ERROR): _P.ROLLING_BACK,
-        (_P.VERIFYING, _PE.GATE_PASSED): _P.DEPLOYING,
-        (_P.VERIFYING, _PE.LAST_GATE_PASSED): _P.COMPLETE,
-        (_P.VERIFYING, _PE.GATE_FAILED): _P.ROLLING_BACK,
-        (_P.VERIFYING, _PE.CANCEL): _P.ROLLING_BACK,
-        (_P.VERIFYING, _PE.ERROR): _P.ROLLING_BACK,
-        (_P.ROLLING_BACK, _PE.ROLLBACK_DONE): _P.ROLLED_BACK,
-        (_P.ROLLING_BACK, _PE.ERROR): _P.FAULT,
-    })
-)
-
+__all__ = [
+    "CONTRACT_TRANSITIONS", "DEPLOYMENT_TRANSITIONS", "DEVICE_TRANSITIONS", "EXECUTION_TRANSITIONS",
+    "SHOWN_OFFLINE", "WATCHED_FOR_SILENCE", "ContractEvent", "ContractStatus", "DeploymentEvent",
+    "DeploymentState", "DeviceEvent", "DeviceState", "ExecutionEvent", "ExecutionState",
+]

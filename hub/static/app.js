@@ -1,5 +1,5 @@
 // fieldpact operator page: polls the hub's JSON API and renders the fleet view (fleet.js, with
-// charts drawn by chart.js) and its tables.
+// charts drawn by chart.js) and its tables (each device's contracts: device_contracts.js).
 //
 // Rules:
 // - No build step, no dependencies, nothing from the network but this hub (the machines are
@@ -161,7 +161,7 @@ async function loadBoard() {
     devices.map((d) => api(`/api/devices/${encodeURIComponent(d.id)}`)));
   const commissioning = await Promise.all(devices.map((d) => commissioningOf(d.id)));
   const contracts = open.flat().sort((a, b) => a.id.localeCompare(b.id));
-  const fleet = await loadFleet(api, details);
+  const fleet = await loadFleet(api, details, recs);
   return { devices: details, alarms, recs, audit, contracts, fleet,
     commissioning: commissioning.filter(Boolean) };
 }
@@ -301,7 +301,8 @@ function render(board) {
   renderAlarms(board.alarms);
   renderFleet(board);
   const statusOf = Object.fromEntries(board.contracts.map((c) => [c.id, c.status]));
-  fillTable("devices", board.devices.map((d) => deviceRow(d, statusOf)), "no devices yet");
+  fillTable("devices", board.devices.flatMap((d) => [deviceRow(d, statusOf),
+    contractsRow(d, statusOf)].filter(Boolean)), "no devices yet");
   fillTable("contracts", board.contracts.map(contractRow), "no open contracts");
   fillTable("reconciliations", board.recs.map(reconciliationRow), "no reconciliations yet");
   fillTable("audit", board.audit.map(auditRow), "no audit entries yet");

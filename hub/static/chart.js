@@ -7,6 +7,7 @@
 //   next one, so the line is drawn in steps; a null sample is a gap (the device could not read
 //   the point), never joined across. The last value is held to the chart's right edge.
 // - One chart per point, each with its own axis and its unit in the title and on the last value.
+// - A reconciled outage: the projected steps and values against the actual ones (below).
 "use strict";
 
 const SVG_NS = "http://www.w3.org/2000/svg";
@@ -131,13 +132,19 @@ function renderCharts(container, series, endMs) {
   container.replaceChildren(...figures);
 }
 
-// ---- a reconciled outage: the projected steps against the actual ones ----------------------
+// ---- a reconciled outage: projected against actual -----------------------------------------
 //
 // From the reconciliation report alone (hub/reconcile.py): `timing` has, for each step both
-// entered, when the projection said and when the device's journal says. Two lanes over the
-// outage [from_ms, to_ms]: each step a segment from its entry to the next step's entry.
+// entered, when the projection said and when the device's journal says: two lanes of step
+// segments over the outage [from_ms, to_ms]. `trajectory` (hub/trajectory.py; only in the one
+// report read by id: GET /api/reconciliations/{id}) has, per charted read point with its unit,
+// the projected samples, drawn as a dashed line (the model is linear between them), and the
+// actual ones from the journal, drawn in steps (a reading holds until the next): one chart each,
+// on one time axis and one value axis, so the gap between the two is the divergence.
 
 const OUTAGE = { width: 960, height: 110, left: 90, right: 20, lane: 26, top: 14 };
+const TRAJECTORY = { width: 960, height: 190, left: 58, right: 130, top: 12, bottom: 26 };
+const MAX_TRAJECTORIES = 4; // the modelled points come first in the report
 
 function stepSegments(marks, endMs) {
   const sorted = marks.filter((m) => typeof m.ts === "number").sort((a, b) => a.ts - b.ts);
@@ -160,10 +167,14 @@ function outageLane(svg, label, segments, row, x) {
   }
 }
 
+function outageSpan(report) {
+  const from = report.from_ms;
+  return [from, Math.max(report.to_ms, from + 1000)];
+}
+
 function outageChart(report) {
   const { width, left, right } = OUTAGE;
-  const from = report.from_ms;
-  const to = Math.max(report.to_ms, from + 1000);
+  const [from, to] = outageSpan(report);
   const x = (ts) => left + ((Math.min(Math.max(ts, from), to) - from) / (to - from))
     * (width - left - right);
   const timing = report.timing || [];
@@ -179,14 +190,74 @@ function outageChart(report) {
   return svg;
 }
 
-// The latest reconciliation with step timing, drawn into `container` (or why there is none).
-function renderOutage(container, recs) {
-  const rec = recs.find((r) => r.report && (r.report.timing || []).length > 0
-    && typeof r.report.from_ms === "number" && typeof r.report.to_ms === "number");
+// The path's `d`: straight lines through the samples (the projection between its samples).
+function linePath(samples, x, y) {
+  return samples.map(([ts, v], i) => `${i ? "L" : "M"}${x(ts).toFixed(1)},${y(v).toFixed(1)}`)
+    .join(" ");
+}
+
+// One point's projected and actual values over the outage, as an <svg> (data-point names it).
+function trajectoryChart(t, from, to) {
+  const { width, height, left, right, top, bottom } = TRAJECTORY;
+  const projected = (t.projected || []).filter((s) => typeof s[1] === "number");
+  const actual = (t.actual || []).filter((s) => typeof s[1] === "number");
+  const [lo, hi] = valueRange([...projected, ...actual]);
+  const ticks = niceTicks(lo, hi, Y_TICKS);
+  const yMin = Math.min(lo, ticks[0]);
+  const yMax = Math.max(hi, ticks[ticks.length - 1]);
+  const x = (ts) => left + ((Math.min(Math.max(ts, from), to) - from) / (to - from))
+    * (width - left - right);
+  const y = (v) => top + (1 - (v - yMin) / (yMax - yMin)) * (height - top - bottom);
+  const unit = t.unit ? ` ${t.unit}` : "";
+  const svg = svgEl("svg", { class: "trajectory-chart", viewBox: `0 0 ${width} ${height}`,
+    role: "img", "data-point": t.point });
+  svg.append(svgEl("title", {}, `${t.point}${t.unit ? ` (${t.unit})` : ""}: projected against actual`));
+  for (const v of ticks) {
+    svg.append(svgEl("line", { class: "chart-grid", x1: left, x2: width - right, y1: y(v), y2: y(v) }),
+      svgEl("text", { class: "chart-tick", x: left - 6, y: y(v) + 4, "text-anchor": "end" },
+        `${tickLabel(v)}${unit}`));
+  }
+  svg.append(
+    svgEl("text", { class: "chart-tick", x: left, y: height - 6 }, clockLabel(from)),
+    svgEl("text", { class: "chart-tick", x: width - right, y: height - 6, "text-anchor": "end" },
+      `${clockLabel(to)} UTC`),
+    svgEl("path", { class: "chart-projected", d: linePath(projected, x, y) }),
+    svgEl("path", { class: "chart-actual", d: stepPath(actual, x, y, to) }));
+  const ends = [["projected", projected], ["actual", actual]];
+  for (const [i, [label, samples]] of ends.entries()) {
+    const last = lastValue(samples);
+    if (typeof last !== "number") continue;
+    svg.append(svgEl("text", { class: `chart-last trajectory-${label}`, x: width - right + 6,
+      y: top + 14 + i * 16 }, `${label} ${tickLabel(last)}${unit}`));
+  }
+  return svg;
+}
+
+function trajectoryFigure(t, from, to) {
+  const figure = document.createElement("figure");
+  figure.className = "chart-figure trajectory-figure";
+  figure.setAttribute("data-point", t.point);
+  const caption = document.createElement("figcaption");
+  caption.textContent = `${t.point} (${t.unit || "no unit"}): projected`
+    + `${t.modelled ? "" : " (held: no model)"} against actual`;
+  figure.append(caption, trajectoryChart(t, from, to));
+  return figure;
+}
+
+// The reconciliation the outage chart shows: the newest with an outage span and step timing or
+// trajectories (GET /api/reconciliations lists `trajectory_points`, not the samples).
+function outageToShow(recs) {
+  return (recs || []).find((r) => r.report && typeof r.report.from_ms === "number"
+    && typeof r.report.to_ms === "number"
+    && ((r.report.timing || []).length > 0 || r.trajectory_points > 0)) || null;
+}
+
+// `rec` (read in full when it has trajectories) drawn into `container`, or why there is none.
+function renderOutage(container, rec) {
   if (!rec) {
     const empty = document.createElement("p");
     empty.className = "empty";
-    empty.textContent = "no reconciled outage with step timing yet";
+    empty.textContent = "no reconciled outage with step timing or trajectories yet";
     container.replaceChildren(empty);
     return;
   }
@@ -195,5 +266,16 @@ function renderOutage(container, recs) {
   const reasons = (rec.report.reasons || []).join("; ") || "within tolerance";
   caption.textContent = `${rec.device} · ${rec.contract}@${rec.version} · outage `
     + `${clockLabel(rec.report.from_ms)}–${clockLabel(rec.report.to_ms)} UTC · ${reasons}`;
-  container.replaceChildren(caption, outageChart(rec.report));
+  const parts = [caption];
+  if ((rec.report.timing || []).length > 0) parts.push(outageChart(rec.report));
+  const [from, to] = outageSpan(rec.report);
+  const drawn = (rec.report.trajectory || []).filter((t) =>
+    (t.projected || []).length > 0 || (t.actual || []).length > 0).slice(0, MAX_TRAJECTORIES);
+  if (drawn.length > 0) {
+    const box = document.createElement("div");
+    box.className = "charts trajectories";
+    box.append(...drawn.map((t) => trajectoryFigure(t, from, to)));
+    parts.push(box);
+  }
+  container.replaceChildren(...parts);
 }

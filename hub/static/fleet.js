@@ -25,6 +25,8 @@ function resetFleet() {
   optional.drift = true;
   optional.snapshots = true;
   chartDevice = null;
+  outageRead = { id: null, rec: null };
+  seriesKept = null;
 }
 
 // An optional route: null (and never asked again) when the hub answers 404 or 405.
@@ -46,7 +48,66 @@ function rowsOf(body, key) {
   return body && Array.isArray(body[key]) ? body[key] : [];
 }
 
-async function loadFleet(api, devices) {
+// The outage chart's reconciliation, read in full (with its trajectories) once: a report never
+// changes, so it is kept by id across refreshes.
+let outageRead = { id: null, rec: null };
+
+async function outageOf(api, recs) {
+  const rec = outageToShow(recs);
+  if (!rec || !(rec.trajectory_points > 0)) return rec;
+  if (outageRead.id !== rec.id) {
+    outageRead = { id: rec.id, rec: await api(`/api/reconciliations/${encodeURIComponent(rec.id)}`) };
+  }
+  return outageRead.rec;
+}
+
+// The charted device's series: the whole window once, then on each refresh only what came after
+// the last answer's `to_seq` (GET …/series?after_seq=), merged here: a repeat of a point's last
+// value is no new sample, and what fell out of the window (before `from_ms`) goes, its last value
+// held at the window's start. Every WHOLE_EVERY refreshes the whole window is read again: rows
+// the hub stored late inside it (a resent range) are in that one.
+const WHOLE_EVERY = 30; // a minute of 2 s refreshes
+let seriesKept = null; // { device, body, polls }
+
+async function seriesOf(api, device) {
+  const path = `/api/devices/${encodeURIComponent(device)}/series`;
+  const held = seriesKept && seriesKept.device === device && seriesKept.polls < WHOLE_EVERY
+    && Number.isInteger(seriesKept.body.to_seq) ? seriesKept : null; // an older hub: whole
+  const kept = held ? held.body : null;
+  let body = kept === null ? await api(path) : await api(`${path}?after_seq=${kept.to_seq}`);
+  if (kept !== null && body.after_seq + 1 >= body.from_seq) body = mergeSeries(kept, body);
+  seriesKept = { device, body, polls: held ? held.polls + 1 : 0 };
+  return body;
+}
+
+function mergeSeries(kept, more) {
+  const points = new Map(kept.points.map((p) => [p.name, { ...p, samples: p.samples.slice() }]));
+  for (const p of more.points) {
+    const into = points.get(p.name) || { name: p.name, unit: p.unit, samples: [] };
+    into.unit = p.unit;
+    for (const s of p.samples) {
+      const last = into.samples[into.samples.length - 1];
+      if (!last || last[1] !== s[1]) into.samples.push(s);
+    }
+    points.set(p.name, into);
+  }
+  const from = more.from_ms;
+  const trimmed = [...points.values()].map((p) => ({ ...p, samples: inWindow(p.samples, from) }))
+    .filter((p) => p.samples.some((s) => s[1] !== null))
+    .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  return { ...more, points: trimmed };
+}
+
+function inWindow(samples, fromMs) {
+  if (typeof fromMs !== "number") return samples;
+  const i = samples.findIndex((s) => s[0] >= fromMs);
+  const kept = i < 0 ? [] : samples.slice(i);
+  const held = i < 0 ? samples[samples.length - 1] : samples[i - 1];
+  if (held && (kept.length === 0 || kept[0][0] > fromMs)) kept.unshift([fromMs, held[1]]);
+  return kept;
+}
+
+async function loadFleet(api, devices, recs) {
   const [drift, snapshots, cleared] = await Promise.all([
     optionalApi(api, "drift", "/api/drift"),
     optionalApi(api, "snapshots", "/api/snapshots"),
@@ -56,10 +117,11 @@ async function loadFleet(api, devices) {
     const first = devices.find((d) => d.contract) || devices[0];
     chartDevice = first ? first.id : null;
   }
-  const series = chartDevice
-    ? await api(`/api/devices/${encodeURIComponent(chartDevice)}/series`) : null;
+  const [series, outage] = await Promise.all([
+    chartDevice ? seriesOf(api, chartDevice) : null, outageOf(api, recs)]);
   return { drift: drift === null ? null : rowsOf(drift, "entries"),
-    snapshots: snapshots === null ? null : rowsOf(snapshots, "snapshots"), cleared, series };
+    snapshots: snapshots === null ? null : rowsOf(snapshots, "snapshots"), cleared, series,
+    outage };
 }
 
 // ---- sites ------------------------------------------------------------------------------
@@ -196,5 +258,5 @@ function renderFleet(board) {
   const lastTs = (fleet.series && fleet.series.points || []).flatMap((p) => p.samples.map((s) => s[0]));
   const endMs = Math.max(device && device.last_seen_ms || 0, ...lastTs);
   renderCharts(document.getElementById("charts"), fleet.series, endMs);
-  renderOutage(document.getElementById("outage"), board.recs);
+  renderOutage(document.getElementById("outage"), fleet.outage);
 }

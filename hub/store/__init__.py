@@ -11,7 +11,7 @@
     journal.py          store.journal          alarms.py      store.alarms
     reconciliations.py  store.reconciliations  registry.py    store.registry
     audit.py            store.audit            lineages.py    store.lineages
-    commissioning.py    store.commissioning
+    commissioning.py    store.commissioning  deployments.py store.deployments (issue 13)
 
 Calls are synchronous and short (local SQLite, indexed); the async API calls them directly.
 The names below are what the rest of the hub imports.

@@ -11,6 +11,7 @@ from hub.store.alarms import AlarmRepository
 from hub.store.audit import AuditRepository
 from hub.store.commissioning import CommissioningRepository
 from hub.store.contracts import ContractRepository
+from hub.store.deployments import DeploymentRepository
 from hub.store.devices import DeviceRepository
 from hub.store.errors import StoreError
 from hub.store.fleet import FleetRepository
@@ -28,7 +29,7 @@ class HubStore(Connection):
     One per thread (see hub/store/transactions.py). Each aggregate has its repository, all
     writing through this connection, so a batch spans them: `store.devices`, `store.contracts`,
     `store.journal`, `store.reconciliations`, `store.registry`, `store.audit`, `store.alarms`,
-    `store.lineages`, `store.fleet`, `store.commissioning`."""
+    `store.lineages`, `store.fleet`, `store.commissioning`, `store.deployments`."""
 
     def __init__(self, db: Database) -> None:
         super().__init__(db)
@@ -42,6 +43,7 @@ class HubStore(Connection):
         self.lineages = LineageRepository(self)
         self.fleet = FleetRepository(self)
         self.commissioning = CommissioningRepository(self)
+        self.deployments = DeploymentRepository(self)
 
     @classmethod
     def open(cls, path: Path | str) -> HubStore:

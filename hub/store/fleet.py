@@ -155,6 +155,15 @@ class FleetRepository:
         self._conn.db.execute("INSERT OR REPLACE INTO desired (device, snapshot, set_ms, actor) "
                               "VALUES (?, ?, ?, ?)", [device, snapshot_id, ts_ms, actor])
 
+    def clear_desired(self, device: str) -> str | None:
+        """Forget `device`'s desired snapshot and its drift rows (one transaction); the snapshot
+        id that was desired, or None when none was."""
+        with self._conn.tx() as db:
+            row = self._conn.one("SELECT snapshot FROM desired WHERE device = ?", [device])
+            db.execute("DELETE FROM desired WHERE device = ?", [device])
+            db.execute("DELETE FROM drift WHERE device = ?", [device])
+        return str(row["snapshot"]) if row else None
+
     def desired(self) -> dict[str, str]:
         """device -> desired snapshot id."""
         return dict(self._conn.db.conn.execute("SELECT device, snapshot FROM desired").fetchall())
@@ -174,10 +183,13 @@ class FleetRepository:
         if not changed and not gone:
             return
         with self._conn.tx() as db:
+            # Only for a device still desired: an evaluation that read `desired` before a
+            # DELETE /api/devices/{id}/desired committed does not bring its rows back.
             db.conn.executemany("INSERT OR REPLACE INTO drift (device, contract, in_sync, why, "
-                                "since_ms) VALUES (?, ?, ?, ?, ?)",
-                                [(r.device, r.contract, int(r.in_sync), r.why, r.since_ms)
-                                 for r in changed])
+                                "since_ms) SELECT ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM "
+                                "desired WHERE device = ?)",
+                                [(r.device, r.contract, int(r.in_sync), r.why, r.since_ms,
+                                  r.device) for r in changed])
             db.conn.executemany("DELETE FROM drift WHERE device = ? AND contract = ?", gone)
 
     def device_heads(self) -> list[DeviceHead]:

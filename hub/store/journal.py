@@ -78,6 +78,17 @@ class JournalRepository:
         except ValueError as exc:
             raise StoreError(f"journal of {device!r}: stored row unreadable: {exc}") from exc
 
+    def reports(self, device: str, from_seq: int = 0) -> list[Row]:
+        """`stored`, of the BOOT and CONTRACT rows only (the partial index `journal_reports`:
+        a handful per device however long its journal), e.g. to find where a contract was
+        accepted (hub/health.py)."""
+        cur = self._conn.db.conn.execute(
+            "SELECT seq, ts_ms, kind, body, prev_hash, hash FROM journal INDEXED BY journal_reports "
+            "WHERE device = ? AND seq >= ? AND kind IN ('boot', 'contract') ORDER BY seq",
+            [device, from_seq])
+        return [Row(seq, ts, kind_of(kind), body, prev, digest)
+                for seq, ts, kind, body, prev, digest in cur]
+
     def entries(self, device: str, from_seq: int = 0) -> list[Entry]:
         """Every stored entry of `device` from `from_seq`, decoded (strictly: the bodies are the
         agent's bytes), in seq order; a row whose body does not decode is left out (the

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 
 from contracts.types import EpochMs
+from hub.store.errors import NotFound
 from hub.store.records import ReconcileRequest, ReconciliationRecord
 from hub.store.transactions import Connection
 
@@ -29,6 +30,14 @@ class ReconciliationRepository:
             f"SELECT * FROM reconciliations {where} ORDER BY id DESC LIMIT ?", [*params, limit])
         return [ReconciliationRecord(**{**r, "report": json.loads(r["report"]),
                                         "divergent": bool(r["divergent"])}) for r in rows]
+
+    def get(self, rec_id: int) -> ReconciliationRecord:
+        """Raises NotFound."""
+        row = self._conn.one("SELECT * FROM reconciliations WHERE id = ?", [rec_id])
+        if row is None:
+            raise NotFound("reconciliation", str(rec_id))
+        return ReconciliationRecord(**{**row, "report": json.loads(row["report"]),
+                                       "divergent": bool(row["divergent"])})
 
     def add_request(self, cid: str, device: str, actor: str, ts_ms: EpochMs) -> int:
         cur = self._conn.db.execute("INSERT INTO reconcile_requests (contract, device, actor, "

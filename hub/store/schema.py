@@ -158,8 +158,40 @@ def _m0006(db: Database) -> None:
     _run(db, _SCHEMA_ENDPOINTS)
 
 
+_SCHEMA_DEPLOYMENTS = """
+CREATE TABLE deployments (id TEXT PRIMARY KEY, number INTEGER NOT NULL UNIQUE,
+  snapshot TEXT NOT NULL REFERENCES snapshots(id), target TEXT NOT NULL, strategy TEXT NOT NULL,
+  health TEXT NOT NULL, state TEXT NOT NULL, wave INTEGER NOT NULL DEFAULT 0, resume_to TEXT,
+  waves TEXT NOT NULL, rollback TEXT, actor TEXT NOT NULL, created_ms INTEGER NOT NULL,
+  updated_ms INTEGER NOT NULL);
+CREATE INDEX deployments_state ON deployments (state);
+CREATE TABLE deployment_transitions (id INTEGER PRIMARY KEY, deployment TEXT NOT NULL,
+  "from" TEXT, "to" TEXT NOT NULL, event TEXT NOT NULL, ts_ms INTEGER NOT NULL, reason TEXT);
+CREATE INDEX deployment_transitions_deployment ON deployment_transitions (deployment, id);
+CREATE TABLE deployment_steps (deployment TEXT NOT NULL, idx INTEGER NOT NULL, name TEXT NOT NULL,
+  status TEXT NOT NULL, input TEXT NOT NULL, result TEXT NOT NULL, started_ms INTEGER NOT NULL,
+  finished_ms INTEGER, actor TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 1,
+  PRIMARY KEY (deployment, idx));
+CREATE TABLE deployment_devices (deployment TEXT NOT NULL, device TEXT NOT NULL,
+  wave INTEGER NOT NULL, state TEXT NOT NULL, contract TEXT NOT NULL, issued TEXT,
+  content_hash TEXT, pushed_ms INTEGER, known_good TEXT, restore TEXT, reason TEXT,
+  evidence TEXT NOT NULL DEFAULT '[]', updated_ms INTEGER NOT NULL,
+  PRIMARY KEY (deployment, device));
+CREATE INDEX deployment_devices_device ON deployment_devices (device);
+"""
+
+
+@MIGRATIONS(name="0008_deployments")
+def _m0008(db: Database) -> None:
+    """Deployments (issue 13, hub/rollout.py): the deployment with its state history, its steps
+    (input, result, timestamps, actor: written in the transaction of their effect) and each
+    device's execution (the contract issued to it, its known-good one, the gate's evidence)."""
+    _run(db, _SCHEMA_DEPLOYMENTS)
+
+
 MIGRATION_NAMES = ("0001_initial", "0002_lineage_alarms", "0003_device_registry",
-                   "0004_fleet_config", "0005_commissioning", "0006_device_endpoints")
+                   "0004_fleet_config", "0005_commissioning", "0006_device_endpoints",
+                   "0008_deployments")
 SCHEMA_VERSION = len(MIGRATION_NAMES)
 """Number of migrations this build knows; a database with others is refused on open."""
 

@@ -32,7 +32,6 @@ from hub.errors import IllegalTransition, PeerFault, RemoteErrorCounts, RemotePr
 from hub.ingest import Cursor, DeviceIngest, PendingBudget
 from hub.live import LiveCache, LiveValues
 from hub.offline import OfflineManager
-from hub.projector import current_point
 from hub.registry import DeviceRegistry
 from hub.states import ContractEvent, DeviceEvent, DeviceState, refused
 from hub.store import ContractRecord, DeviceRecord, HubStore, NotFound, contract_id
@@ -143,8 +142,10 @@ class SyncCore:
             live = self.live.get(device)
             if rec.contract in self.live_contracts.get(device, {}):  # the projected one's own
                 live = self.live_contracts[device][rec.contract]
+            seeds = {name: lv.seed() for name, lv in self.live_contracts.get(device, {}).items()
+                     if name}  # each contract from its own telemetry
             blob = self.offline.start_projection(rec, live.seed() if live else None,
-                                                 self._cursor(rec).seq)
+                                                 self._cursor(rec).seq, seeds)
             if blob is not None:
                 store_projection(self.store, self.offline, device, blob, self.clock())
 
@@ -239,21 +240,8 @@ class SyncCore:
                         "agent's key (fieldpact agent pubkey) or set require_signed_journals")
 
 
-def with_current(blob: dict[str, Any], points: list[dict[str, Any]],
-                 now_ms: EpochMs) -> dict[str, Any]:
-    """The stored projection with the sample in force now surfaced as ts_ms/values for the API."""
-    current = current_point(points, now_ms)
-    blob["current"] = current
-    blob["ts_ms"] = blob.get("inputs", {}).get("start_ms", now_ms)
-    if current is not None:
-        blob["values"] = {**current["modelled"], **current["outputs"]}
-        blob["step"], blob["mode"] = current["step"], current["mode"]
-    return blob
-
-
 def store_projection(store: HubStore, offline: OfflineManager, device: str,
                      blob: dict[str, Any], now: EpochMs) -> None:
-    """Write `device`'s projection as it stands at `now`, with its confidence then."""
-    blob = with_current(blob, offline.points(device, blob), now)
-    blob["confidence"] = offline.confidence_at(blob, now)
-    store.devices.update(device, projection=blob)
+    """Write `device`'s projection as it stands at `now` (the sample in force surfaced as
+    ts_ms/values for the API, each contract's too), with its confidence then."""
+    store.devices.update(device, projection=offline.current(device, blob, now))

@@ -5,7 +5,8 @@
              A broken chain is an alarm and moves the device to FAULT; nothing after it is stored.
              A declared gap is stored as a gap row and alarmed; sync carries on after it.
 The new entries' outcomes (hub/sync/outcomes.py: the contract a BOOT names, alarms, completed /
-failed / tripped / resumed / resume refused) are applied in seq order. Alarms and contract
+failed / tripped / resumed / resume refused / fell back to the known-good contract: hub/fallback.py)
+are applied in seq order. Alarms and contract
 transitions are facts whatever the device state; the planner is asked only for a live device
 (after an outage the reconciliation judges the same entries instead, so they are not handled
 twice). A failed contract is `runtime`; a trip is `trip`, whose default policy holds the latch.
@@ -31,7 +32,8 @@ from hub.store import NotFound, contract_id
 from hub.sync.batches import Batches
 from hub.sync.messages import Journal
 from hub.errors import PeerFault, RemoteProtocolError
-from hub.sync.outcomes import (READ, BootNamed, Diverged, EntryAlarms, Finished, Resumed,
+from hub.fallback import plan_fallback
+from hub.sync.outcomes import (READ, BootNamed, Diverged, EntryAlarms, FellBack, Finished, Resumed,
                                ResumeRefused, Tripped, outcomes)
 
 log = logging.getLogger("fieldpact.hub.sync")
@@ -102,6 +104,8 @@ class JournalSync(Batches):
             elif isinstance(o, Diverged):
                 if live:
                     await self._on_model_divergence(device, o)
+            elif isinstance(o, FellBack):
+                self._on_fallback(device, o)
             else:
                 self._peer_fault(RemoteProtocolError(PeerFault.UNREADABLE, device,
                                                      f"journal seq {o.seq}: {o.error}"))
@@ -128,6 +132,22 @@ class JournalSync(Batches):
         cid = self._current_cid(device)
         if cid is not None:
             await self._plan(cid, FailureCategory.MODEL, f"model_divergence: {o.detail}")
+
+    def _on_fallback(self, device: str, o: FellBack) -> None:
+        """The agent fell back to its known-good contract by itself (hub/fallback.py decides)."""
+        plan = plan_fallback(device, o.contract, o.fields, self.store.contracts.find(device=device))
+        if plan.tripped is not None:
+            self._contract_event(device, plan.tripped, ContractEvent.FAIL, plan.reason)
+        if plan.known_good is not None:
+            self._contract_event(device, plan.known_good, ContractEvent.REINSTATE, plan.reason)
+        elif plan.problem is not None:
+            self._alarm(device, AlarmKind.CLAIM_MISMATCH, plan.problem)
+        entry = AuditEntry(ts_ms=self.clock(), actor=f"agent:{device}", action=AuditAction.FALLBACK,
+                           outcome=Outcome.REFUSED if plan.problem else Outcome.OK,
+                           device=device, contract=plan.tripped, reason=plan.reason,
+                           detail=plan.detail(o.fields, o.seq))
+        self.store.audit.add(entry)
+        log_entry(entry)
 
     def _on_resumed(self, device: str, o: Resumed) -> None:
         cid = self._current_cid(device)

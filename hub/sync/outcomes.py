@@ -12,7 +12,9 @@ only then applies them (hub/sync/journal.py). Per entry, in this order:
   `Resumed` (the agent resumed the contract), `ResumeRefused` (it refused a resume because the
   cause persists: `resume_refused`, or the engine's `command_refused` of a resume before that
   event existed), `Diverged` (the agent's `model_divergence`: the process does not follow the
-  contract's `expect` model while a write is commanded; the `model` policy applies, default hold).
+  contract's `expect` model while a write is commanded; the `model` policy applies, default hold),
+  `FellBack` (the agent's `rollout_fallback`, interface I2: the contract tripped inside its health
+  window and the agent runs its known-good contract again, held: hub/fallback.py).
 A `command_refused` of a resume that an agent's own `resume_refused` in the same batch reports
 already is an echo and means nothing (it is not counted twice). Bodies are read through
 contracts/journal_events.py's typed records, decoded here from the stored rows (strictly: the
@@ -22,7 +24,7 @@ acked already).
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +37,7 @@ from contracts.inputs import CommandKind
 from contracts.journal_events import (AgentEvent, BodyError, BootBody, EventBody, EventKind,
                                       Occurrence, RefusalBody, StepBody, TripBody, decode_entry)
 from contracts.limits import quote
+from contracts.rollout_health import ROLLOUT_FALLBACK
 from hub.alarms import AlarmKind, detail_of, journal_alarm
 from hub.states import ContractEvent
 
@@ -95,8 +98,15 @@ class Diverged:
     detail: str
 
 
+@dataclass(frozen=True, kw_only=True)
+class FellBack:
+    seq: int
+    contract: str | None  # the tag: the tripped contract's template id
+    fields: Mapping[str, Any]  # deployment, known_good, fallback, cause, cause_seq
+
+
 Outcome = (BootNamed | EntryAlarms | Finished | Tripped | Resumed | ResumeRefused | Diverged
-           | Unreadable)
+           | FellBack | Unreadable)
 
 READ = frozenset({EntryKind.BOOT, EntryKind.STEP, EntryKind.TRIP, EntryKind.REFUSAL,
                   EntryKind.EVENT})
@@ -156,6 +166,8 @@ def _lifecycle(seq: int, o: Occurrence) -> Outcome | None:
                              command=o.get("command"))
     if o.event == AgentEvent.MODEL_DIVERGENCE:
         return Diverged(seq=seq, detail=detail_of(str(o.event), o.to_body()))
+    if isinstance(o, EventBody) and o.event == ROLLOUT_FALLBACK:
+        return FellBack(seq=seq, contract=o.contract, fields=o.fields)
     return None
 
 

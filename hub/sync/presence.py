@@ -112,7 +112,7 @@ class Presence(SyncCore):
     def _telemetry_alarms(self, device: str, before: LiveValues | None, live: LiveValues) -> None:
         changes = telemetry_changes(
             {"safe": before.safe, "trip": before.trip} if before else None,
-            live.safe, live.trip, live.mode)
+            live.safe, live.trip, live.mode, live.faults)
         for kind, detail in changes.raise_:
             # The journal reports the same fact: telemetry only fills in if it is not known yet,
             # so an alarm's count counts occurrences, not messages.

@@ -6,6 +6,7 @@ from contracts.chain import GENESIS, EntryKind, entry_hash
 from contracts.engine_state import EngineState, Event, EventKind, Mode, StepResult, Write
 from contracts.inputs import Command, CommandKind, Inputs, Quality, Reading
 
+from agent.faults import FaultWords
 from agent.cycle_items import cycle_items, fault_item, keyframe_item, overrun_item
 
 NOW = 1_795_500_000_000
@@ -56,9 +57,13 @@ def test_keyframe_overrun_and_fault_bodies_are_the_maps_they_always_were() -> No
                     "mode": "safe", "step": "fill"} and type(body["mode"]) is str
     assert overrun_item(NOW, 250, 2, NOW + 300) == (
         EntryKind.OVERRUN, {"late_ms": 250, "skipped": 2, "resume_ms": NOW + 300}, NOW)
-    assert fault_item(NOW, "read", "timeout") == (
+    assert fault_item(NOW, "read", None, FaultWords(reason="timeout")) == (
         EntryKind.ADAPTER_FAULT, {"category": "adapters", "what": "read", "reason": "timeout",
                                   "point": None}, NOW)
+    words = "exception 2 (illegal data address) at holding 63"
+    assert fault_item(NOW, "write", "pump", FaultWords(reason=words, code=2)) == (
+        EntryKind.ADAPTER_FAULT, {"category": "adapters", "what": "write", "reason": words,
+                                  "point": "pump", "code": 2, "v": 2}, NOW)
 
 
 def test_the_hash_of_a_cycle_body_is_pinned() -> None:

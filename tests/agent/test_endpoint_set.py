@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 
 import pytest
 
@@ -14,7 +15,7 @@ from agent.errors import DeviceLinkError
 from agent.link import MemoryLink
 from agent.registers import ReadRequest, plan_reads
 from contracts.inputs import Reading
-from contracts.schema import Table
+from contracts.schema import Direction, Table
 from contracts.types import EpochMs, PointName
 from tests.agent.endpoint_points import level, pump_speed
 from tests.waiting import eventually
@@ -91,3 +92,22 @@ async def test_with_one_endpoint_reads_are_bounded_by_its_own_timeout_not_the_de
     links.pace(time.monotonic() + 0.01)
     readings = await links.read(plan_reads([level("l", None)]), 0)
     assert readings["l"].good
+
+
+async def test_an_acknowledged_write_forgets_every_held_answer_of_its_addresses() -> None:
+    """The same register read under another contract's name (agent/cycle_reads.py) must not keep
+    showing the value from before the write: held, it would look like a second writer."""
+    slow = SlowLink(0.01)
+    slow.timeout_s = 5.0  # answers held long enough for a loaded host
+    links = EndpointSet({"fast": SlowLink(0.01), "slow": slow})
+    await links.connect()
+    seen = replace(pump_speed("right/pump_speed", "slow"), direction=Direction.READ, owner=None)
+    plan = plan_reads([*POINTS, seen])
+    assert all(r.good for r in (await links.read(plan, 0)).values())  # answers held
+    await links.write(POINTS[2], 100.0)
+    slow.delay_s = 0.5  # the next read is late: only held answers could fill it
+    links.pace(time.monotonic() + 0.03)
+    late = await links.read(plan, 10)
+    assert late["slow_level"].good  # another address: its answer still held
+    assert late["slow_pump"].reason == late["right/pump_speed"].reason == "timeout"
+    await links.close()

@@ -57,3 +57,18 @@ def test_quality_change_is_always_journaled_and_keyframe_journals_everything() -
     assert changes["level"].reason == "timeout"
     _, changes = view.update({"level": bad}, 200, keyframe=True)
     assert "level" in changes
+
+
+def test_the_view_feeds_the_journaled_value_itself_even_where_the_reading_compares_equal() -> None:
+    """Replay feeds the engine what the journal holds (invariant 1): a held view keeps the
+    journaled value exactly, its sign of zero and its type included, not the equal new reading."""
+    view = InputView([_point(deadband=0.5), _point(name="count", type=DataType.UINT16, deadband=5)])
+    view.update({"level": _good(0.0, 0), "count": Reading(value=7, quality=Quality.GOOD, ts_ms=0)}, 0)
+    fed, changes = view.update({"level": _good(-0.0, 100),
+                                "count": Reading(value=7.0, quality=Quality.GOOD, ts_ms=100)}, 100)
+    assert changes == {}
+    assert str(fed["level"].value) == "0.0" and fed["level"].ts_ms == 100
+    assert type(fed["count"].value) is int and fed["count"].value == 7
+    fed, _ = view.update({"level": _good(0.2, 200), "count": Reading(value=7, quality=Quality.GOOD,
+                                                                     ts_ms=200)}, 200)
+    assert fed["level"].value == 0.0 and fed["level"].ts_ms == fed["count"].ts_ms == 200

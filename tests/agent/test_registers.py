@@ -7,7 +7,8 @@ from hypothesis import strategies as st
 
 from agent.errors import RegisterError
 from agent.registers import (
-    MAX_READ_BITS, MAX_READ_REGISTERS, ReadRequest, decode, encode, plan_reads, slice_values,
+    MAX_READ_BITS, MAX_READ_REGISTERS, ReadRequest, decode, decoder, encode, plan_reads,
+    slice_values,
 )
 from contracts.schema import DataType, Direction, Order, Point, Table
 
@@ -201,3 +202,27 @@ def test_slice_values_raises_on_a_short_response() -> None:
     (req,) = plan_reads([point("a", type=DataType.UINT32)])
     with pytest.raises(RegisterError):
         slice_values(req, [1])
+
+
+def _outcome(fn: object, *args: object) -> object:
+    try:
+        return ("value", fn(*args))  # type: ignore[operator]
+    except RegisterError as exc:
+        return ("error", str(exc))
+
+
+@given(t=st.sampled_from(list(DataType)), wo=orders, bo=orders, table=st.sampled_from(list(Table)),
+       scale=st.sampled_from([1.0, 0.1, -2.5]), offset=st.sampled_from([0.0, 40.0]), data=st.data())
+def test_a_points_precompiled_decoder_gives_what_decode_gives_values_and_errors(
+        t: DataType, wo: Order, bo: Order, table: Table, scale: float, offset: float,
+        data: st.DataObject) -> None:
+    """slice_values decodes through `decoder` (made once per request, agent/registers.py): the
+    same value, or the same RegisterError, as `decode` for any words, even out-of-range ones."""
+    p = point(type=t, word_order=wo, byte_order=bo, table=table, scale=scale, offset=offset)
+    n = p.registers
+    lead = data.draw(st.integers(0, 3))
+    word = st.booleans() if table.is_bit else st.integers(-2, 0x10001)
+    response = data.draw(st.lists(word, min_size=lead + n, max_size=lead + n))
+    words = response[lead:lead + n]
+    expected = _outcome(decode, p, bool(words[0]) if table.is_bit else list(map(int, words)))
+    assert _outcome(decoder(p), response, lead) == expected

@@ -81,6 +81,9 @@ class Scan:
         return [(e.body["what"], e.body["reason"], e.body["point"])
                 for e in self.entries(EntryKind.ADAPTER_FAULT)]
 
+    def fault_codes(self) -> list[int | None]:
+        return [e.body.get("code") for e in self.entries(EntryKind.ADAPTER_FAULT)]
+
 
 @asynccontextmanager
 async def scanning(tmp_path: Path, *, keyframe_ms: int = KEYFRAME_MS) -> AsyncIterator[Scan]:
@@ -160,8 +163,11 @@ async def test_a_failing_request_marks_only_its_points_bad_and_trips_safe_in_tha
     fault_at = [e.ts_ms for e in scan.entries(EntryKind.ADAPTER_FAULT)]
     assert fault_at[0] == trip.ts_ms  # fault, input and trip: one cycle
     # Journaled on the edges only: once when it started failing, once when it recovered.
-    assert scan.faults() == [("read", "exception:2", "high_level"),
-                             ("read_recovered", "ok", "high_level")]
+    # In words, with the device's exception code kept as a field (the BAD reading keeps its code).
+    assert scan.faults() == [
+        ("read", "exception 2 (illegal data address) at discrete 0", "high_level"),
+        ("read_recovered", "ok", "high_level")]
+    assert scan.fault_codes() == [2, None]
 
 
 async def test_a_slow_cycle_skips_to_the_latest_deadline_and_journals_the_overrun(

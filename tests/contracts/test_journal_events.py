@@ -46,6 +46,14 @@ AGENT_BODIES: list[tuple[EntryKind, dict[str, Any]]] = [
     (EntryKind.CONNECTIVITY, {"online": False, "last_contact_ms": 900}),
     (EntryKind.ADAPTER_FAULT, {"category": "adapters", "what": "read", "reason": "timeout",
                                "point": "level"}),
+    (EntryKind.ADAPTER_FAULT, {"category": "adapters", "what": "read", "point": "level", "code": 2,
+                               "reason": "exception 2 (illegal data address) at holding 63",
+                               "v": 2}),
+    (EntryKind.OUTPUT, {"writes": {"pump": 1200}, "of": "tank-pump", "v": 2}),
+    (EntryKind.STEP, {"event": "step_entered", "step": "fill", "index": 0, "of": "tank-pump",
+                      "v": 2}),
+    (EntryKind.ADAPTER_FAULT, {"category": "adapters", "what": "read", "reason": "timeout",
+                               "point": "level", "of": "tank-pump", "v": 2}),
     (EntryKind.OVERRUN, {"late_ms": 250, "skipped": 2, "resume_ms": 1_300}),
     (EntryKind.GAP, {"dropped_from": 1, "dropped_to": 9, "reason": "over hard limit"}),
     (EntryKind.GAP, {"missing_from": 4, "missing_to": 6, "reason": "r", "recorded_by": "hub"}),
@@ -115,7 +123,10 @@ def test_item_and_decode_entry_round_trip_through_a_chain_entry() -> None:
     (EntryKind.OUTPUT, {}, "output body: writes=None is missing"),
     (EntryKind.OUTPUT, {"writes": {"pump": "fast"}}, "output body: writes.pump='fast' must be a point value"),
     (EntryKind.OUTPUT, {"writes": {}, "extra": 1}, "output body: extra=1 is not a field of this kind"),
-    (EntryKind.OUTPUT, {"writes": {}, "v": 2}, "output body: v=2 is not a version this build reads (1)"),
+    (EntryKind.OUTPUT, {"writes": {}, "v": 3}, "output body: v=3 is not a version this build reads (1, 2)"),
+    (EntryKind.OUTPUT, {"writes": {}, "v": "2"}, "output body: v='2' is not a version this build reads"),
+    (EntryKind.ADAPTER_FAULT, {"category": "adapters", "what": "read", "reason": "r", "point": None,
+                               "code": 2}, "adapter_fault body: code=2 is not a field of this kind"),
     (EntryKind.INPUT, {"values": {"level": [1.0, "good"]}}, "input body: values.level=[1.0, 'good'] must be"),
     (EntryKind.KEYFRAME, {"values": {}, "outputs": {}, "mode": "sleepy", "step": None},
      "keyframe body: mode='sleepy' is not an engine mode"),
@@ -175,3 +186,46 @@ def test_the_tag_is_never_an_event_field_and_must_be_a_string() -> None:
         EventBody(event=AgentEvent.JOURNAL_HOLE, fields={"of": "x"})
     with pytest.raises(BodyError, match="of=3 must be a string"):
         decode(EntryKind.OUTPUT, {"writes": {}, "of": 3})
+
+
+# -- the version rule for the tag (version 2) ---------------------------------------------------
+
+def test_a_tagged_body_is_written_as_version_2_and_an_untagged_one_keeps_version_1s_bytes() -> None:
+    from contracts.journal_events import BODY_VERSION, READ_VERSIONS, tag_items
+
+    assert BODY_VERSION == 2 and READ_VERSIONS == {1, 2}
+    tagged = tag_items([item(OutputBody(writes={"pump": 1}), 10),
+                        item(ContractBody(event=ContractChange.ACTIVATED, contract="a", version=1,
+                                          hash="h"), 10)], "tank-pump")
+    assert [b.get("v") for _, b, _ in tagged] == [2, None]  # a CONTRACT body is never tagged
+    assert encode(OutputBody(writes={"pump": 1}, contract="tank-pump")) == tagged[0][1]
+    assert encode(OutputBody(writes={"pump": 1})) == {"writes": {"pump": 1}}  # no "v": version 1
+    assert "v" not in encode(agent_event_body(AgentEvent.AGENT_STARTED, boot_id="b"))
+    fault = AdapterFaultBody(what="read", reason="exception 2 (illegal data address) at input 9",
+                             point="level", code=2)
+    assert encode(fault)["v"] == 2 and decode(EntryKind.ADAPTER_FAULT, encode(fault)) == fault
+    with pytest.raises(ValueError, match="body version"):
+        EventBody(event=AgentEvent.JOURNAL_HOLE, fields={"v": 2})
+
+
+def test_a_journal_written_before_the_rule_with_tags_in_version_1_still_verifies_and_reads() -> None:
+    """Between several contracts per agent and the version rule for the tag, the agent wrote the
+    tag without a "v" key: those journals verify (their stored bytes are hashed) and read the
+    same, tag included."""
+    from contracts.chain import verify_chain
+
+    old = [(EntryKind.OUTPUT, {"writes": {"pump": 1}, "of": "tank-pump"}),
+           (EntryKind.STEP, {"event": "step_entered", "step": "fill", "index": 0, "of": "tank-pump"}),
+           (EntryKind.ADAPTER_FAULT, {"category": "adapters", "what": "read",
+                                      "reason": "exception:2", "point": "level", "of": "tank-valve"}),
+           (EntryKind.INPUT, {"values": {"level": [1.0, "good", None]}})]
+    entries, prev = [], GENESIS
+    for seq, (kind, body) in enumerate(old, 1):
+        entries.append(make_entry(prev, seq, 100 * seq, kind, body))
+        prev = entries[-1].hash
+    assert entries[0].hash == make_entry(GENESIS, 1, 100, *old[0]).hash
+    assert verify_chain(entries, GENESIS, 0) is None
+    records = [decode_entry(e) for e in entries]
+    assert [getattr(r, "contract") for r in records] == ["tank-pump", "tank-pump", "tank-valve", None]
+    fault = records[2]
+    assert isinstance(fault, AdapterFaultBody) and fault.code is None and fault.reason == "exception:2"

@@ -146,3 +146,40 @@ async def test_drift_lists_desired_vs_observed_and_check_exits_drift_naming_each
     assert f"  pump-7 {entry['contract']}: {entry['why']}" in checked.err
     south = await ctl("drift", "--check", "--site", "south", "--json")
     assert south.code == Exit.OK and south.json()["entries"] == []
+
+
+async def test_desired_set_then_clear_drops_its_drift_rows_and_alarm_audited_and_needs_admin(
+        bound: None, ctl: Ctl, store: HubStore, tmp_path: Path, clock: StepClock) -> None:
+    from hub.alarms import AlarmKind
+    sid = await _snapshot(ctl, tmp_path)
+    assert (await ctl("desired", "set", "pump-7", sid, token=OPERATOR)).code == Exit.AUTH
+    made = await ctl("desired", "set", "pump-7", sid, token=ADMIN)
+    assert made.code == Exit.OK and f"pump-7: desired snapshot {sid}" in made.out, made.err
+    clock.now += DRIFT_STALE_MS
+
+    async def drifting() -> bool:
+        return bool((await ctl("drift", "--json")).json()["entries"])
+    await eventually(drifting, DRIFT_WAIT_S, "pump-7 drifting")
+    clock.now += 16 * 60_000  # past the drift alarm's 15 min (hub.toml default)
+
+    async def alarmed() -> bool:
+        return bool(store.alarms.find(device="pump-7", kind=AlarmKind.DRIFT))
+    await eventually(alarmed, DRIFT_WAIT_S, "pump-7's drift alarm raised")
+    assert store.fleet.drift_rows() and store.fleet.desired() == {"pump-7": sid}
+
+    assert (await ctl("desired", "clear", "pump-7", token=OPERATOR)).code == Exit.AUTH
+    cleared = await ctl("desired", "clear", "pump-7", "--json", token=ADMIN)
+    assert cleared.code == Exit.OK, cleared.err
+    assert cleared.json() == {"device": "pump-7", "snapshot": None, "cleared": sid}
+    assert store.fleet.desired() == {} and store.fleet.drift_rows() == {}
+    assert store.alarms.find(device="pump-7", kind=AlarmKind.DRIFT) == []
+    [audit] = [e for e in store.audit.find(device="pump-7") if e.action == "desired_clear"]
+    assert (audit.actor, dict(audit.detail)) == ("admin-user", {"snapshot": sid})
+    clock.now += DRIFT_STALE_MS
+
+    async def gone() -> bool:
+        return (await ctl("drift", "--json")).json()["entries"] == []
+    await eventually(gone, DRIFT_WAIT_S, "no drift entry once nothing is desired")
+    again = await ctl("desired", "clear", "pump-7", token=ADMIN)
+    assert again.code == Exit.OK and "no desired snapshot was set" in again.out
+    assert (await ctl("desired", "clear", "nope", token=ADMIN)).code == Exit.NOT_FOUND

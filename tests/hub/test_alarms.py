@@ -19,6 +19,9 @@ from hub.alarms import detail_of, journal_alarm, telemetry_changes
     ({"event": "command_refused", "kind": "resume", "reason": "stale"}, K.RESUME_REFUSED, ()),
     ({"event": "command_refused", "kind": "hold", "reason": "mode"}, None, ()),
     ({"event": "step_entered", "step": "fill"}, None, ()),
+    ({"event": "rollout_fallback", "fallback": "tank-fill@2", "cause": "guard_trip",
+      "cause_seq": 41}, K.ROLLOUT_FALLBACK, ()),
+    ({"event": "rollout_fallback_failed", "reason": "not stored"}, K.ROLLOUT_FALLBACK, ()),
 ])
 def test_journal_events_raise_and_clear_alarms(body: dict[str, object], raised: K | None,
                                                cleared: tuple[K, ...]) -> None:
@@ -27,7 +30,8 @@ def test_journal_events_raise_and_clear_alarms(body: dict[str, object], raised: 
 
 def test_an_accepted_resume_clears_the_trip_its_refusals_and_escalations() -> None:
     _, cleared = journal_alarm({"event": "resumed", "reason": "safe", "command": "resume:x"})
-    assert {K.GUARD_TRIP, K.RESUME_REFUSED, K.ESCALATED, K.SAFE_UNCONFIRMED} <= set(cleared)
+    assert {K.GUARD_TRIP, K.RESUME_REFUSED, K.ESCALATED, K.SAFE_UNCONFIRMED,
+            K.ROLLOUT_FALLBACK} <= set(cleared)
 
 
 def test_an_alarm_detail_quotes_device_input_only_in_bounded_pieces() -> None:
@@ -58,6 +62,21 @@ def test_a_trip_alarm_names_the_adapter_fault_in_words() -> None:
     body = {"event": "guard_trip", "point": "level", "reason": "bad_quality", "detail": words}
     assert journal_alarm(body)[0] == "guard_trip"
     assert detail_of("guard_trip", body) == f"guard_trip reason=bad_quality point=level detail={words}"
+
+
+def test_a_trip_alarm_says_a_device_exception_in_words_not_its_code() -> None:
+    body = {"event": "guard_trip", "point": "flow", "reason": "bad_quality", "detail": "exception:2"}
+    assert detail_of("guard_trip", body) == (
+        "guard_trip reason=bad_quality point=flow detail=exception 2 (illegal data address)")
+    assert detail_of("guard_trip", {**body, "detail": "timeout"}).endswith("detail=timeout")
+
+
+def test_a_telemetry_trip_alarm_names_its_points_fault_in_words() -> None:
+    words = "exception 2 (illegal data address) at input 70"
+    changes = telemetry_changes(None, None, "bad_quality:flow", "safe", {"flow": words})
+    assert changes.raise_ == ((K.GUARD_TRIP, f"trip bad_quality:flow (telemetry): flow {words}"),)
+    assert telemetry_changes(None, None, "stale:level", "safe", {"flow": words}).raise_ == (
+        (K.GUARD_TRIP, "trip stale:level (telemetry)"),)
 
 
 def test_model_divergence_raises_its_alarm_and_the_cleared_event_or_a_new_contract_clears_it() -> None:

@@ -117,3 +117,58 @@ async def test_drift_appears_when_the_device_runs_another_contract_and_clears_on
         assert hub.store.alarms.find(kind=AlarmKind.DRIFT) == []
         summary = (await _ok(http.get("/api/drift")))["summary"]
         assert summary["in_sync"] == 1 and summary["drifting"] == 0 and summary["alarmed"] == 0
+
+
+def _accepted(seq: int, prev: bytes, contract: str, version: int, digest: str) -> Any:
+    return make_entry(prev, seq, time.time_ns() // 1_000_000, EntryKind.CONTRACT, {
+        "event": "accepted", "contract": contract, "version": version, "hash": digest})
+
+
+async def test_a_device_running_two_desired_contracts_has_a_row_for_each_judged_on_its_own(
+        tmp_path: Path) -> None:
+    async with _hub(tmp_path) as (hub, http):
+        await _ok(http.post("/api/designs", json=tank_design()), 201)
+        await _ok(http.post("/api/designs", json=tank_design(design="tank-drain")), 201)
+        await _ok(http.post("/api/bindings", json=tank_binding("b-fill", {"device": "d1"})), 201)
+        await _ok(http.post("/api/bindings", json=tank_binding(
+            "b-drain", {"device": "d1"}, unit_id=2, design="tank-drain")), 201)  # no overlap
+        sid = (await _ok(http.post("/api/snapshots", json={"target": {"devices": ["d1"]}}),
+                         201))["id"]
+        await _ok(http.put("/api/devices/d1/desired", json={"snapshot": sid}))
+        plan = await _ok(http.post("/api/plans", json={"snapshot": sid, "documents": True}))
+        records = {}
+        for row in plan["devices"]:
+            doc = row["would_get"]["document"]
+            records[doc["contract"]] = await _ok(http.post("/api/contracts", json=doc), 201)
+        assert sorted(records) == ["tank-drain.d1", "tank-fill.d1"]
+        fill, drain = records["tank-fill.d1"], records["tank-drain.d1"]
+        async with device_client("127.0.0.1", hub.broker.port, "d1") as dev:
+            birth = Birth(device="d1", site=SITE, boot_id="b" * 32, contract="tank-fill.d1",
+                          version=1, last_seq=0,
+                          contracts=(("tank-fill.d1", 1), ("tank-drain.d1", 1)))
+            await publish(dev, "d1", Channel.STATUS, birth.to_bytes(), retain=True)
+            first = _accepted(1, GENESIS, "tank-fill.d1", 1, fill["content_hash"])
+            second = _accepted(2, first.hash, "tank-drain.d1", 1, drain["content_hash"])
+            await publish(dev, "d1", Channel.JOURNAL, batch("d1", [first, second]))
+            await publish(dev, "d1", Channel.TELEMETRY, _telemetry("tank-fill.d1", 1))
+            both = await _drift(http, {"contract": "tank-drain.d1", "in_sync": True})
+            assert both["observed"] == {**both["observed"], "contract": "tank-drain.d1@1",
+                                        "hash": drain["content_hash"]}
+            await _drift(http, {"contract": "tank-fill.d1", "in_sync": True})
+
+            # tank-drain replaced by hand with another configuration, accepted by the device:
+            # its row drifts (manual_push), tank-fill's stays in sync.
+            hand = (await _ok(http.post("/api/plans", json={"snapshot": sid, "documents": True})))
+            doc = next(r["would_get"]["document"] for r in hand["devices"]
+                       if r["contract"] == "tank-drain.d1")
+            doc = {**doc, "version": 2, "tolerance": {"timing_s": 60, "values": {"level": 0.25}}}
+            other = await _ok(http.post("/api/contracts", json=doc), 201)
+            third = _accepted(3, second.hash, "tank-drain.d1", other["version"],
+                              other["content_hash"])
+            await publish(dev, "d1", Channel.JOURNAL, batch("d1", [third]))
+            drifting = await _drift(http, {"contract": "tank-drain.d1", "why": "manual_push"})
+            assert drifting["observed"]["contract"] == f"tank-drain.d1@{other['version']}"
+        entries = (await _ok(http.get("/api/drift")))["entries"]
+        assert {(e["contract"], e["in_sync"]) for e in entries} == {
+            ("tank-fill.d1", True), ("tank-drain.d1", False)}
+        assert [a.device for a in hub.store.alarms.find(kind=AlarmKind.DRIFT)] == ["d1"]

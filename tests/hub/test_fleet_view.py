@@ -211,3 +211,94 @@ async def test_a_device_not_running_its_desired_snapshot_shows_drift_and_degrade
         f"desired {sid[:12]} (tank-fill.mixer-4) · observed nothing reported · DRIFT: ")
     timeline = page.locator("#timeline li[data-kind='snapshot']")
     await expect(timeline.first).to_contain_text(f"snapshot {sid} by admin-user")
+
+
+def _reconciled_outage(doc: dict[str, Any]) -> dict[str, Any]:
+    """A real reconciliation report (hub/reconcile.py over a real projection of tank-fill@3):
+    five minutes offline, the projection filling at 0.002 m/s from 1 m, the journal's level
+    rising at half that."""
+    from contracts.chain import GENESIS, EntryKind, make_entry
+    from contracts.loader import check_mapping
+    from contracts.projection import project
+    from hub.projector import SAMPLE_MS
+    from hub.reconcile import reconcile
+
+    contract = check_mapping(doc)
+    t0, span = contract.valid_from, 300_000
+    projection = project(contract, None, t0, t0 + span + 60_000, initial={"level": 1.0},
+                         every_ms=SAMPLE_MS)
+    entries, prev = [], GENESIS
+    for seq in range(1, span // 1000 + 1):
+        e = make_entry(prev, seq, t0 + seq * 1000, EntryKind.INPUT,
+                       {"values": {"level": [1.0 + seq * 0.001, "good", None]}})
+        entries.append(e)
+        prev = e.hash
+    return reconcile(contract, projection, entries, t0, t0 + span).to_json()
+
+
+def _vertices(d: str) -> list[tuple[float, float]]:
+    return [(float(x), float(y)) for x, y in
+            (p[1:].split(",") for p in d.split() if p[0] in "ML")]
+
+
+@needs_chromium
+async def test_a_reconciled_outage_draws_the_projected_values_against_the_actual_with_units(
+        page: Any, store: HubStore, tank_fill: dict[str, Any]) -> None:
+    from playwright.async_api import expect
+    fetched: list[str] = []
+    page.on("request", lambda r: fetched.append(r.url) if "/api/reconciliations/" in r.url else None)
+    report = _reconciled_outage(tank_fill)
+    rec_id = store.reconciliations.add(ReconciliationRecord(
+        device="pump-station-7", contract="tank-fill", version=3, ts_ms=START_MS + 5_000,
+        divergent=report["divergent"], report=report, action="none"))
+    outage = page.locator("#outage")
+    level = outage.locator("figure.trajectory-figure[data-point='level']")
+    await expect(level.locator("figcaption")).to_have_text(  # the page refreshes every 2 s
+        "level (m): projected against actual", timeout=DRIFT_UI_TIMEOUT_MS)
+    await expect(outage.locator(".outage-caption")).to_contain_text(
+        "pump-station-7 · tank-fill@3 · outage ")
+    [want] = [t for t in report["trajectory"] if t["point"] == "level"]
+    drawn = _vertices(await level.locator("path.chart-projected").get_attribute("d") or "")
+    assert len(drawn) == len(want["projected"]) >= 30, (len(drawn), len(want["projected"]))
+    # the path follows the projected samples: x affine in time, y affine in value (up is more)
+    (t0, v0), (tn, vn) = want["projected"][0], want["projected"][-1]
+    (x0, y0), (xn, yn) = drawn[0], drawn[-1]
+    assert vn > v0 and yn < y0
+    for (ts, v), (x, y) in zip(want["projected"], drawn):
+        assert abs((x - x0) / (xn - x0) - (ts - t0) / (tn - t0)) < 0.01, (ts, x)
+        assert abs((y - y0) / (yn - y0) - (v - v0) / (vn - v0)) < 0.01, (v, y)
+    actual = _vertices(await level.locator("path.chart-actual").get_attribute("d") or "")
+    assert len(actual) >= 2 * len(want["actual"]) - 1  # steps: a level and a riser per sample
+    assert actual[-1][1] > yn  # the device ended lower than projected: drawn below
+    await expect(level.locator(".trajectory-projected")).to_have_text(
+        f"projected {want['projected'][-1][1]:.4g} m")
+    await expect(level.locator(".trajectory-actual")).to_have_text("actual 1.3 m")
+    assert any(t.endswith(" m") for t in await level.locator(".chart-tick").all_text_contents())
+    await page.screenshot(path="/tmp/fleet-outage.png", full_page=True)
+    shown = await page.locator("#status").text_content()
+    await expect(page.locator("#status")).not_to_have_text(shown or "")  # a later refresh ran
+    assert [u.rsplit("/", 1)[-1] for u in fetched] == [str(rec_id)]  # read once: it never changes
+
+
+@needs_chromium
+async def test_the_chart_asks_only_for_what_is_new_and_merges_it_as_the_journal_grows(
+        page: Any, store: HubStore) -> None:
+    from playwright.async_api import expect
+    asked: list[str] = []
+    page.on("request", lambda r: asked.append(r.url) if "/series" in r.url else None)
+    level = page.locator("#charts figure[data-point='level']")
+    await expect(level.locator(".chart-last")).to_have_text("3 m")
+    await expect(page.locator("#status")).not_to_have_text(  # a refresh after the first load
+        await page.locator("#status").text_content() or "")
+    store.journal.insert([_inputs(7, START_MS - 5_000, 3.5, 1200),
+                          _inputs(8, START_MS - 4_000, 4.25, 900)])
+    store.devices.update("pump-station-7", last_seq=8)
+    await expect(level.locator(".chart-last")).to_have_text("4.25 m", timeout=DRIFT_UI_TIMEOUT_MS)
+    speed = page.locator("#charts figure[data-point='pump_speed']")
+    await expect(speed.locator(".chart-last")).to_have_text("900 rpm")
+    path = await level.locator("path.chart-line").get_attribute("d") or ""
+    assert path.count("M") == 2, path  # the gap from before is still there, the new steps joined
+    merged = _vertices(path)
+    assert len(merged) == 2 * 7, merged  # 1, 1.5, 2 | 2.5, 3, 3.5, 4.25: a level and a riser each
+    assert any("after_seq=6" in u for u in asked), asked  # the answer after the first: increments
+    assert not any("after_seq" not in u for u in asked[1:]), asked

@@ -25,7 +25,7 @@ def test_the_shown_form_is_the_stored_live_blob_and_never_a_projection() -> None
     assert shown["source"] == "live" and set(shown) == {"source", *SHOWN_FIELDS}
     assert not is_projection(shown) and is_projection({"source": "projection"})
     assert not is_projection(None)
-    assert live.seed() == {"ts_ms": 5, "state": None, "values": {"level": 1.0}}
+    assert live.seed() == {"ts_ms": 5, "state": None, "values": {"level": 1.0}, "version": None}
 
 
 def test_last_heard_is_the_newer_of_telemetry_and_the_stored_time() -> None:

@@ -50,7 +50,7 @@ async def test_reconcile_reuses_the_offline_projection_only_for_identical_inputs
         record, sync, now = await _gone_offline(hub, doc)
         device = hub.store.devices.get("d1")
         stored = ProjectionInputs(**device.projection["inputs"])  # through CBOR and SQLite
-        made_offline = hub.offline.projector.cache["d1"][1]
+        made_offline = hub.offline.projector.cache[("d1", "tank-fill")][1]
         reused = hub.offline.projector.project(record, stored, "d1")
         fresh = hub.offline.projector.run(record, stored)
         other = ProjectionInputs(**{**stored.to_json(), "start_ms": stored.start_ms + 1})
@@ -119,7 +119,7 @@ async def test_a_batch_that_does_not_follow_drops_the_fold(tmp_path: Path) -> No
         from contracts.chain_rows import row_of
         entries = [row_of(e) for e in chain(20)]
         hub.offline.fold("d1", entries[:10])
-        kept = hub.offline.folds["d1"].next_seq
+        kept = hub.offline.folds["d1"]["tank-fill"].next_seq
         hub.offline.fold("d1", entries[12:])  # 11 and 12 missing
         dropped = "d1" not in hub.offline.folds
     finally:

@@ -7,11 +7,12 @@ import pytest
 from hub.errors import IllegalTransition, LocalProtocolError, PeerFault, RemoteProtocolError
 from hub.states import (DEVICE_TRANSITIONS, ORIGIN, SHOWN_OFFLINE, WATCHED_FOR_SILENCE,
                         ContractEvent, ContractStatus, DeploymentEvent, DeviceEvent, DeviceState,
+                        ExecutionEvent,
                         Origin, is_self_loop, next_state, refused, transition)
 
 
 def test_every_event_of_every_machine_has_an_origin() -> None:
-    for events in (DeviceEvent, ContractEvent, DeploymentEvent):
+    for events in (DeviceEvent, ContractEvent, DeploymentEvent, ExecutionEvent):
         assert all(e in ORIGIN for e in events)
 
 

@@ -7,8 +7,9 @@ import itertools
 import pytest
 
 from hub.states import (
-    CONTRACT_TRANSITIONS, DEPLOYMENT_TRANSITIONS, DEVICE_TRANSITIONS, MACHINES, ContractEvent,
-    ContractStatus, DeploymentEvent, DeploymentState, DeviceEvent, DeviceState, IllegalTransition,
+    CONTRACT_TRANSITIONS, DEPLOYMENT_TRANSITIONS, DEVICE_TRANSITIONS, EXECUTION_TRANSITIONS, MACHINES,
+    ContractEvent, ContractStatus, DeploymentEvent, DeploymentState, DeviceEvent, DeviceState,
+    ExecutionEvent, ExecutionState, IllegalTransition,
     render_table, transition,
 )
 
@@ -16,6 +17,7 @@ _STATES_EVENTS = {
     "device": (DeviceState, DeviceEvent),
     "contract": (ContractStatus, ContractEvent),
     "deployment": (DeploymentState, DeploymentEvent),
+    "execution": (ExecutionState, ExecutionEvent),
 }
 _LEGAL = [(m, s, e, t) for m, table in MACHINES.items() for (s, e), t in table.items()]
 _ILLEGAL = [
@@ -43,16 +45,20 @@ def test_illegal_transition_message_names_machine_state_and_event() -> None:
         transition(ContractStatus.COMPLETED, ContractEvent.START)
 
 
-def test_terminal_contract_statuses_have_no_way_out() -> None:
+def test_terminal_contract_statuses_have_no_way_out_but_the_devices_own_fallback() -> None:
     for status in ContractStatus:
-        outgoing = [e for (s, e) in CONTRACT_TRANSITIONS if s is status]
+        outgoing = [e for (s, e) in CONTRACT_TRANSITIONS if s is status
+                    and e is not ContractEvent.REINSTATE]
         assert (outgoing == []) == status.terminal, status
+    reinstated = {s for (s, e) in CONTRACT_TRANSITIONS if e is ContractEvent.REINSTATE}
+    assert reinstated & {s for s in ContractStatus if s.terminal} == {ContractStatus.SUPERSEDED}
 
 
 def test_every_non_terminal_state_is_reachable_from_the_initial_one() -> None:
     for table, start in ((DEVICE_TRANSITIONS, DeviceState.UNKNOWN),
                          (CONTRACT_TRANSITIONS, ContractStatus.SUBMITTED),
-                         (DEPLOYMENT_TRANSITIONS, DeploymentState.PLANNED)):
+                         (DEPLOYMENT_TRANSITIONS, DeploymentState.PLANNED),
+                         (EXECUTION_TRANSITIONS, ExecutionState.QUEUED)):
         seen, frontier = {start}, [start]
         while frontier:
             here = frontier.pop()
@@ -88,3 +94,16 @@ def test_render_table_lists_every_row_once(machine: str) -> None:
     assert len(lines) == 1 + len(MACHINES[machine])
     for (s, e), t in MACHINES[machine].items():
         assert sum(1 for ln in lines[1:] if ln.split() == [s.value, e.value, "->", t.value]) == 1
+
+
+def test_a_deployment_ends_only_complete_or_rolled_back_and_leaves_failed_only_by_retry() -> None:
+    ends = {s for s in DeploymentState if not any(k[0] is s for k in DEPLOYMENT_TRANSITIONS)}
+    assert ends == {DeploymentState.ROLLED_BACK}  # complete can still be rolled back on demand
+    exits = {e for (s, e) in DEPLOYMENT_TRANSITIONS if s is DeploymentState.FAILED}
+    assert exits == {DeploymentEvent.RETRY}
+
+
+def test_a_paused_deployment_goes_on_where_its_resume_event_names() -> None:
+    from hub.states import RESUME_EVENTS
+    for state, event in RESUME_EVENTS.items():
+        assert transition(DeploymentState.PAUSED, event) is state

@@ -1,0 +1,106 @@
+"""Deployment routes (interface I4): make, list, show, and the operator's requests.
+
+Writes need operator or admin (hub/auth.py), reads any token; bodies are JSON capped while
+streaming. 201 with the view on create; 409 naming the state for an illegal request; 404 for an
+unknown deployment; 422 naming the field for a bad body (hub/rollout.py decides each).
+"""
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from contracts.errors import Issue
+from hub import inbound
+from hub.rollout import DeploymentInvalid, Deployments
+from hub.rollout_views import deployment_view
+
+MAX_REQUEST_BYTES = 64 * 1024
+"""A deployment request names a snapshot, a selector, canary devices and a health spec."""
+MAX_REASON = 500
+
+
+def deployments_of(request: Request) -> Deployments:
+    found: Deployments = request.app.state.deployments
+    return found
+
+
+def _view(request: Request, dep_id: str, status: int = 200) -> Response:
+    deps = deployments_of(request)
+    rec = deps.store.deployments.get(dep_id)
+    return JSONResponse(deployment_view(deps.store, rec), status_code=status,
+                        headers={"Location": f"/api/deployments/{rec.id}"} if status == 201 else None)
+
+
+async def create_deployment(request: Request) -> Response:
+    """Plan and start a deployment of a snapshot (operator)."""
+    body = await inbound.json_object(request, MAX_REQUEST_BYTES)
+    rec = deployments_of(request).create(body, inbound.actor(request))
+    return _view(request, rec.id, 201)
+
+
+async def list_deployments(request: Request) -> Response:
+    """Deployments, newest first (without their steps)."""
+    deps = deployments_of(request)
+    limit = inbound.int_query(request, "limit", inbound.DEFAULT_LIMIT, 1, inbound.MAX_LIMIT)
+    return JSONResponse({"deployments": [deployment_view(deps.store, r, full=False)
+                                         for r in deps.store.deployments.find(limit=limit)]})
+
+
+async def get_deployment(request: Request) -> Response:
+    """One deployment: waves, gates with their evidence, devices, rollback reason, steps."""
+    return _view(request, request.path_params["deployment"])
+
+
+async def pause_deployment(request: Request) -> Response:
+    """Pause a deployment where it is (operator)."""
+    dep = request.path_params["deployment"]
+    deployments_of(request).pause(dep, inbound.actor(request))
+    return _view(request, dep)
+
+
+async def resume_deployment(request: Request) -> Response:
+    """Resume a paused deployment where it was paused (operator)."""
+    dep = request.path_params["deployment"]
+    deployments_of(request).resume(dep, inbound.actor(request))
+    return _view(request, dep)
+
+
+async def approve_deployment(request: Request) -> Response:
+    """Approve the gate a manual deployment waits on: the next wave goes (operator)."""
+    dep = request.path_params["deployment"]
+    deployments_of(request).approve(dep, inbound.actor(request))
+    return _view(request, dep)
+
+
+async def retry_deployment(request: Request) -> Response:
+    """Retry the failed step; what it did already is not done again (operator)."""
+    dep = request.path_params["deployment"]
+    deployments_of(request).retry(dep, inbound.actor(request))
+    return _view(request, dep)
+
+
+async def rollback_deployment(request: Request) -> Response:
+    """Roll a deployment back to each device's known-good contract (operator; reason audited)."""
+    dep = request.path_params["deployment"]
+    deps = deployments_of(request)
+    deps.store.deployments.get(dep)  # 404 before the body is judged
+    body = await inbound.json_object(request, MAX_REASON * 4)
+    reason = body.get("reason")
+    if not isinstance(reason, str) or not reason.strip() or len(reason) > MAX_REASON:
+        raise DeploymentInvalid("reason", [Issue(path="reason", reason="a reason is required "
+                                                 f"(1..{MAX_REASON} characters)")])
+    deps.rollback(dep, inbound.actor(request), reason.strip())
+    return _view(request, dep)
+
+
+ROUTES = (
+    Route("/api/deployments", create_deployment, methods=["POST"]),
+    Route("/api/deployments", list_deployments, methods=["GET"]),
+    Route("/api/deployments/{deployment}", get_deployment, methods=["GET"]),
+    Route("/api/deployments/{deployment}/pause", pause_deployment, methods=["POST"]),
+    Route("/api/deployments/{deployment}/resume", resume_deployment, methods=["POST"]),
+    Route("/api/deployments/{deployment}/approve", approve_deployment, methods=["POST"]),
+    Route("/api/deployments/{deployment}/retry", retry_deployment, methods=["POST"]),
+    Route("/api/deployments/{deployment}/rollback", rollback_deployment, methods=["POST"]),
+)

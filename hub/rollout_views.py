@@ -1,0 +1,63 @@
+"""What the API shows of a deployment (interface I4): its state, current step, waves with their
+gates, devices with their evidence, the typed rollback reason, and (in full) every step and the
+timeline of its state changes."""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from hub.rollout_gate import counts
+from hub.store import HubStore
+from hub.store.deployments import DeploymentRecord, ExecutionRecord, StepRecord
+
+
+def step_view(s: StepRecord) -> dict[str, Any]:
+    return {"index": s.index, "name": s.name, "status": s.status, "input": dict(s.input),
+            "result": dict(s.result), "started_ms": s.started_ms, "finished_ms": s.finished_ms,
+            "actor": s.actor, "attempts": s.attempts}
+
+
+def _device(d: ExecutionRecord) -> dict[str, Any]:
+    return {"device": d.device, "wave": d.wave, "state": d.state.value,
+            "contract": d.issued, "known_good": dict(d.known_good) if d.known_good else None,
+            "restored": d.restore, "reason": d.reason, "evidence": list(d.evidence)}
+
+
+def _gate(wave: Mapping[str, Any], devices: list[ExecutionRecord],
+          steps: list[StepRecord]) -> dict[str, Any]:
+    name = "canary:gate" if wave["kind"] == "canary" else f"wave:{wave['index']}:gate"
+    step = next((s for s in reversed(steps) if s.name == name), None)
+    status = str(step.result.get("gate", "pending")) if step is not None else "pending"
+    failed = [{"device": d.device, "gate": d.reason, "evidence": list(d.evidence)}
+              for d in devices if d.state.value == "failed"]
+    decided = step.result.get("counts") if step is not None else None  # as the gate saw them
+    return {"status": status, "counts": dict(decided) if decided else counts(devices),
+            "failed": failed}
+
+
+def deployment_view(store: HubStore, rec: DeploymentRecord, *, full: bool = True) -> dict[str, Any]:
+    steps = store.deployments.steps(rec.id)
+    devices = store.deployments.devices(rec.id)
+    current = store.deployments.current_step(rec.id)
+    by_wave: dict[int, list[ExecutionRecord]] = {}
+    for d in devices:
+        by_wave.setdefault(d.wave, []).append(d)
+    out: dict[str, Any] = {
+        "id": rec.id, "snapshot": rec.snapshot, "state": rec.state.value, "wave": rec.wave,
+        "actor": rec.actor, "created_ms": rec.created_ms, "updated_ms": rec.updated_ms,
+        "target": dict(rec.target), "strategy": dict(rec.strategy), "health": dict(rec.health),
+        "resume_to": rec.resume_to.value if rec.resume_to else None,
+        "step": None if current is None else {"index": current.index, "name": current.name,
+                                              "status": current.status,
+                                              "attempts": current.attempts},
+        "waves": [{"index": w["index"], "kind": w["kind"], "devices": list(w["devices"]),
+                   "gate": _gate(w, by_wave.get(w["index"], []), steps)} for w in rec.waves],
+        "devices": [_device(d) for d in devices],
+        "rollback": dict(rec.rollback) if rec.rollback is not None else None,
+    }
+    if full:
+        out["steps"] = [step_view(s) for s in steps]
+        out["timeline"] = [{"from": t["from"], "to": t["to"], "event": t["event"],
+                            "ts_ms": t["ts_ms"], "reason": t["reason"]}
+                           for t in store.deployments.transitions(rec.id)]
+    return out

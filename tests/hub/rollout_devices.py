@@ -1,0 +1,131 @@
+"""Devices for the rollout tests that restart the hub: each speaks MQTT as an agent does (a
+retained birth, its hash-chained journal, the contracts it is pushed), keeps its journal across
+hub restarts, and counts every contract it was sent — so a test can tell a re-push."""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiomqtt
+
+from contracts.chain import GENESIS, Entry, make_entry
+from contracts.codec import content_hash
+from contracts.engine_state import EngineState, EventKind, Mode
+from contracts.journal_events import (AgentEvent, BootBody, ContractBody, ContractChange,
+                                      EventBody, InputBody, TripBody, encode)
+from contracts.schema import Contract
+from contracts.signing import read_signed
+from contracts.topics import Channel, topic
+from contracts.wire import Birth, Telemetry
+from tests.hub.sync_helpers import SITE, batch
+
+
+@dataclass
+class FakeAgent:
+    device: str
+    password: str
+    entries: list[Entry] = field(default_factory=list)
+    pushes: list[str] = field(default_factory=list)  # "contract@version", one per message
+    running: str | None = None
+    falls_back: bool = False  # journal `rollout_fallback` right after booting a pushed contract
+    commands: list[bytes] = field(default_factory=list)  # every hub command received
+    trips: bool = False  # journal a guard trip (latched in safe state) after booting one
+
+    def _append(self, body: Any) -> Entry:
+        prev = self.entries[-1].hash if self.entries else GENESIS
+        e = make_entry(prev, len(self.entries) + 1, time.time_ns() // 1_000_000, body.KIND,
+                       encode(body))
+        self.entries.append(e)
+        return e
+
+    def _accept(self, c: Contract) -> list[Entry]:
+        """What an agent journals taking a contract on: accepted, its BOOT, the output sync."""
+        digest = content_hash(c)
+        out = [self._append(ContractBody(event=ContractChange.ACCEPTED, contract=c.contract,
+                                         version=c.version, hash=digest)),
+               self._append(BootBody(boot_id="b" * 32, t0_ms=time.time_ns() // 1_000_000,
+                                     period_ms=c.scan_period_ms, contract=c.contract,
+                                     version=c.version, hash=digest,
+                                     state=EngineState(mode=Mode.PENDING), resumed=False)),
+               self._append(EventBody(event=AgentEvent.OUTPUT_SYNC, fields={"writes": {}},
+                                      contract=c.contract))]
+        if self.trips and c.rollout is not None:
+            out.append(self._append(TripBody(event=EventKind.GUARD_TRIP, contract=c.contract,
+                                             fields={"reason": "out_of_range", "point": "level"})))
+        if self.falls_back and c.rollout is not None:
+            out.append(self._append(EventBody(event="rollout_fallback", contract=c.contract, fields={
+                "deployment": c.rollout.deployment, "known_good": c.rollout.known_good or "",
+                "fallback": "-", "cause": "guard_trip", "cause_seq": out[-1].seq})))
+        return out
+
+    async def run(self, port: int, connected: asyncio.Event) -> None:
+        """Online on the broker at `port` until cancelled: birth, the whole journal, then each
+        contract accepted (journaled with its content hash)."""
+        async with aiomqtt.Client("127.0.0.1", port, identifier=f"fp-agent-{self.device}/test",
+                                  username=self.device, password=self.password) as client:
+            await client.subscribe(topic(SITE, self.device, Channel.CONTRACT), qos=1)
+            await client.subscribe(topic(SITE, self.device, Channel.CMD), qos=1)
+            name, _, version = (self.running or "").partition("@")
+            await client.publish(topic(SITE, self.device, Channel.STATUS), Birth(
+                device=self.device, site=SITE, boot_id="b" * 32, contract=name or None,
+                version=int(version) if version else None,
+                last_seq=len(self.entries)).to_bytes(), qos=1, retain=True)
+            if self.entries:
+                await client.publish(topic(SITE, self.device, Channel.JOURNAL),
+                                     batch(self.device, self.entries), qos=1)
+            connected.set()
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self._telemetry(client))
+                await self._contracts(client)
+
+    async def _telemetry(self, client: aiomqtt.Client) -> None:
+        """Telemetry every 0.2 s, as an agent's (what tells the hub it is online), and a reading
+        journaled each second while a contract runs (what proves its health window over)."""
+        tick = 0
+        while True:
+            name, _, version = (self.running or "").partition("@")
+            tick += 1
+            if name and tick % 5 == 0:
+                e = self._append(InputBody(values={"level": [1.0, "good", None]}, contract=name))
+                await client.publish(topic(SITE, self.device, Channel.JOURNAL),
+                                     batch(self.device, [e]), qos=1)
+            await client.publish(topic(SITE, self.device, Channel.TELEMETRY), Telemetry(
+                ts_ms=time.time_ns() // 1_000_000, values=(), mode="running", step=None,
+                seq=len(self.entries), contract=name or None,
+                version=int(version) if version else None).to_bytes(), qos=0)
+            await asyncio.sleep(0.2)
+
+    async def _contracts(self, client: aiomqtt.Client) -> None:
+        async for message in client.messages:
+            if str(message.topic).endswith(f"/{Channel.CMD.value}"):
+                self.commands.append(bytes(message.payload))  # type: ignore[arg-type,unused-ignore]
+                continue
+            c = read_signed(bytes(message.payload))  # type: ignore[arg-type,unused-ignore]
+            cid = f"{c.contract}@{c.version}"
+            self.pushes.append(cid)
+            entries = self._accept(c)
+            self.running = cid
+            await client.publish(topic(SITE, self.device, Channel.JOURNAL),
+                                 batch(self.device, entries), qos=1)
+
+
+@contextlib.asynccontextmanager
+async def online(agents: list[FakeAgent], port: int) -> AsyncIterator[None]:
+    """`agents` connected to the broker at `port` for the block."""
+    events = [asyncio.Event() for _ in agents]
+    tasks = [asyncio.create_task(a.run(port, ev), name=f"fake-{a.device}")
+             for a, ev in zip(agents, events)]
+    try:
+        async with asyncio.timeout(20):
+            await asyncio.gather(*(ev.wait() for ev in events))
+        yield
+    finally:
+        for t in tasks:
+            t.cancel()
+        for t in tasks:
+            with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
+                await t
