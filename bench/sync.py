@@ -32,6 +32,7 @@ import secrets
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -255,9 +256,11 @@ async def bench_ingest(n: int, repeats: int) -> None:
     msgs = batches(DEVICE, entries)
     figure("pre-built (make_entry + encode, not timed)", f"{time.perf_counter() - started:.1f} s, "
            f"{sum(map(len, msgs)) / n:.0f} B/entry on the wire")
-    rates, floors = [], []
+    rates, floors, cpus = [], [], []
     for _ in range(repeats):  # interleaved, so both see the same load
-        rates.append(await _ingest_once(msgs, n))
+        rate, cpu_s = await _ingest_once(msgs, n)
+        rates.append(rate)
+        cpus.append(cpu_s / n * 1e6)
         floors.append(sqlite_floor(entries))
     med, floor = sorted(rates)[len(rates) // 2], sorted(floors)[len(floors) // 2]
     figure("SQLite batched insert floor, median", f"{floor:,.0f} rows/s "
@@ -267,6 +270,9 @@ async def bench_ingest(n: int, repeats: int) -> None:
            f">= {INGEST_TARGET_PER_S:,.0f}/s", med >= INGEST_TARGET_PER_S)
     figure("  as a share of the floor", f"{100 * med / floor:.1f} %",
            f">= {100 * INGEST_FLOOR_SHARE:.0f} %", med >= INGEST_FLOOR_SHARE * floor)
+    figure("  hub MQTT thread CPU, median", f"{sorted(cpus)[len(cpus) // 2]:.1f} us/entry "
+           f"(runs: {', '.join(f'{c:.1f}' for c in cpus)}; a loaded host stretches the wall "
+           "time, much less this)")
     _ingest_in_process(msgs, n)
 
 
@@ -284,7 +290,8 @@ def sqlite_floor(entries: list[Entry]) -> float:
         return len(rows) / (time.perf_counter() - start)
 
 
-async def _ingest_once(msgs: list[bytes], n: int) -> float:
+async def _ingest_once(msgs: list[bytes], n: int) -> tuple[float, float]:
+    """(entries/s, CPU seconds the hub's MQTT thread spent meanwhile)."""
     password = secrets.token_urlsafe(12)
     with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
         hub = HubRuntime(hub_config(Path(tmp), password))
@@ -293,14 +300,22 @@ async def _ingest_once(msgs: list[bytes], n: int) -> float:
                 await birth(client, 0)
                 await eventually(lambda: _known(hub), 10, "the birth", every_s=POLL_S)
                 async with journal_sender(hub, password, msgs, n, Path(tmp)) as go:
-                    start = time.perf_counter()
+                    start, cpu = time.perf_counter(), thread_cpu_s("hub-mqtt")
                     resends = await go(120)
-                    elapsed = time.perf_counter() - start
+                    elapsed, cpu = time.perf_counter() - start, thread_cpu_s("hub-mqtt") - cpu
         finally:
             hub.close()
     if resends:
         figure("  batches resent after a stalled ack", str(resends))
-    return n / elapsed
+    return n / elapsed, cpu
+
+
+def thread_cpu_s(name: str) -> float:
+    """CPU seconds (user + system) of this process's thread `name` so far (/proc, Linux)."""
+    thread = next(t for t in threading.enumerate() if t.name == name)
+    stat = Path(f"/proc/self/task/{thread.native_id}/stat").read_text()
+    utime, stime = stat.rsplit(")", 1)[1].split()[11:13]
+    return (int(utime) + int(stime)) / os.sysconf("SC_CLK_TCK")
 
 
 def _known(hub: HubRuntime) -> bool:
@@ -360,10 +375,13 @@ async def bench_reconcile(n: int, repeats: int) -> None:
            f"(runs: {', '.join(f'{s:.2f}' for s in secs)})",
            f"< {RECONCILE_TARGET_S:g} s", med < RECONCILE_TARGET_S)
     figure("  of which journal caught up (acked)", f"{runs[0][1]:.2f} s")
+    cpus = sorted(r[3] for r in runs)
+    figure("  hub MQTT thread CPU meanwhile, median", f"{cpus[len(cpus) // 2]:.2f} s "
+           f"(runs: {', '.join(f'{c:.2f}' for c in cpus)})")
     figure("  reconciliation verdict", runs[0][2])
 
 
-async def _reconcile_once(n: int) -> tuple[float, float, str]:
+async def _reconcile_once(n: int) -> tuple[float, float, str, float]:
     password, clock = secrets.token_urlsafe(12), Clock()
     t0 = now_ms() - n * 1000
     entries = make_journal(n, t0, 1000)
@@ -377,18 +395,18 @@ async def _reconcile_once(n: int) -> tuple[float, float, str]:
                 await _go_offline(client, hub, clock)
                 clock.offset_ms = 0
                 async with journal_sender(hub, password, msgs, n, Path(tmp)) as go:
-                    start = time.perf_counter()
+                    start, cpu = time.perf_counter(), thread_cpu_s("hub-mqtt")
                     await birth(client, n)
                     await go(120)
                     acked = time.perf_counter() - start
                 await eventually(lambda: bool(hub.store.reconciliations.find(device=DEVICE)), 120,
                                  "the reconciliation record", detail=lambda: _where(hub),
                                  every_s=POLL_S)
-                elapsed = time.perf_counter() - start
+                elapsed, cpu = time.perf_counter() - start, thread_cpu_s("hub-mqtt") - cpu
                 rec = hub.store.reconciliations.find(device=DEVICE)[0]
         finally:
             hub.close()
-    return elapsed, acked, f"divergent={rec.divergent} action={rec.action}"
+    return elapsed, acked, f"divergent={rec.divergent} action={rec.action}", cpu
 
 
 def _where(hub: HubRuntime) -> str:
@@ -551,9 +569,10 @@ async def bench_fleet(devices: int, seconds: float, broker_kind: str = "amqtt") 
             async with loadgen(hub.mqtt_url, password, devices) as gen:
                 await eventually(lambda: _born(hub) >= devices, 60, f"{devices} births",
                                  every_s=0.5, detail=lambda: f"{_born(hub)} born")
-                n0, t0 = handled[0], time.monotonic()
+                n0, s0, t0 = handled[0], sum(SENT.values()), time.monotonic()
                 lat = await api_poller(base, password, devices, seconds)
-                sent = (handled[0] - n0) / (time.monotonic() - t0)
+                elapsed = time.monotonic() - t0
+                sent, published = (handled[0] - n0) / elapsed, (sum(SENT.values()) - s0) / elapsed
                 gen_alive = gen.returncode is None
     targets = {"/api/devices/{id}": API_ONE_P99_TARGET_MS, "/api/devices": API_P99_TARGET_MS}
     for name, xs in lat.items():
@@ -561,7 +580,7 @@ async def bench_fleet(devices: int, seconds: float, broker_kind: str = "amqtt") 
         figure(f"GET {name} p50 / p99 ({len(xs)} requests)", f"{p50:.1f} / {p99:.1f} ms",
                f"p99 < {targets[name]:g} ms", p99 < targets[name])
     figure("telemetry handled while timing the API", f"{sent:.0f} msgs/s of {devices:,} sent "
-           f"(load generator {'running' if gen_alive else 'EXITED'})",
+           f"(load generator {'running' if gen_alive else 'EXITED'}, published {published:.0f}/s)",
            f">= {TELEMETRY_SHARE:.0%} of sent", sent >= TELEMETRY_SHARE * devices)
     peak, current = rss_mb()
     figure("hub process VmRSS idle -> under load", f"{idle_rss:.1f} -> {current:.1f} MB "
@@ -572,13 +591,28 @@ async def bench_fleet(devices: int, seconds: float, broker_kind: str = "amqtt") 
 async def loadgen(url: str, password: str, devices: int) -> AsyncIterator[asyncio.subprocess.Process]:
     env = {**os.environ, "BENCH_MQTT_PASSWORD": password}
     proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "bench.sync", "--loadgen", url,
-                                                "--devices", str(devices), env=env)
+                                                "--devices", str(devices), env=env,
+                                                stdout=asyncio.subprocess.PIPE)
+    reader = asyncio.create_task(_read_sent(proc, SENT))
     try:
         yield proc
     finally:
+        reader.cancel()
         if proc.returncode is None:
             proc.terminate()
             await proc.wait()
+
+
+SENT: dict[int, int] = {}
+"""Telemetry messages each load generator client has published so far (its stdout lines)."""
+
+
+async def _read_sent(proc: asyncio.subprocess.Process, sent: dict[int, int]) -> None:
+    assert proc.stdout is not None
+    sent.clear()
+    while line := await proc.stdout.readline():
+        k, n = json.loads(line)
+        sent[k] = n
 
 
 async def api_poller(base: str, token: str, devices: int, seconds: float) -> dict[str, list[float]]:
@@ -645,12 +679,17 @@ async def _loadgen_client(host: str, port: int, ids: list[str], k: int) -> None:
             b = Birth(device=d, site=SITE, boot_id=secrets.token_hex(8), contract=None, version=None,
                       last_seq=0)
             await client.publish(topic(SITE, d, Channel.STATUS), b.to_bytes(), qos=1, retain=True)
-        tick = time.monotonic()
+        tick, sent = time.monotonic(), 0
         while True:
-            for d in ids:
-                t = Telemetry(ts_ms=now_ms(), values=(("level", 2.0), ("pump_speed", 1200)),
-                              mode="running", step="fill", seq=0)
-                await client.publish(topic(SITE, d, Channel.TELEMETRY), t.to_bytes(), qos=0)
+            # Each device publishes on its own (a fleet is 1,000 independent clients): one
+            # publish after the other, each waiting for its socket write, a loaded host sent
+            # only a few hundred a second and the figure measured the load generator.
+            ts = now_ms()
+            await asyncio.gather(*(client.publish(topic(SITE, d, Channel.TELEMETRY), Telemetry(
+                ts_ms=ts, values=(("level", 2.0), ("pump_speed", 1200)), mode="running",
+                step="fill", seq=0).to_bytes(), qos=0) for d in ids))
+            sent += len(ids)
+            print(json.dumps([k, sent]), flush=True)
             tick += 1.0
             await asyncio.sleep(max(0.0, tick - time.monotonic()))
 

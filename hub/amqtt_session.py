@@ -29,7 +29,6 @@ import re
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
-from amqtt.adapters import StreamWriterAdapter
 from amqtt.broker import Broker
 from amqtt.contexts import Action as AmqttAction
 from amqtt.errors import AMQTTError, MQTTError, NoDataError
@@ -38,7 +37,7 @@ from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler
 from amqtt.session import Session
 
 from hub.acl.policy import MAX_PACKET_BYTES, BrokerRole, UserSpec, client_id_allowed
-from hub.amqtt_connection import CappedReader, ConnectionHandler
+from hub.amqtt_connection import CappedReader, CoalescingWriter, ConnectionHandler
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +103,7 @@ class FieldpactBroker(Broker):  # type: ignore[misc]
         self._live[task] = writer
         try:
             await self._client_connected(listener_name, CappedReader(reader, MAX_PACKET_BYTES),
-                                         StreamWriterAdapter(writer))
+                                         CoalescingWriter(writer))
         finally:
             self._live.pop(task, None)
             # amqtt 0.12 returns from some disconnect paths (a client's clean DISCONNECT among them)

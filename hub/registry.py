@@ -117,9 +117,14 @@ class DeviceRegistry:
             self._keys[rec.journal_key] = parse_public_key(rec.journal_key)
         return self._keys[rec.journal_key]
 
+    def registered(self, device: str) -> bool:
+        """Whether `device` is registered (`get` without building its record: the sync side
+        asks for every message it handles)."""
+        return device in self._config or device in self._api
+
     def admits(self, site: str, device: str) -> Verdict:
         """Whether `device` of `site` (a topic's identity, or a contract's) is registered."""
-        rec = self.get(device)
+        rec = self._config.get(device) or self._api.get(device)  # the site is all it needs
         if rec is None:
             return Verdict(ok=False, alarm=UNKNOWN_DEVICE,
                            detail=f"device {quote(device, bare=True)} is not registered")

@@ -21,6 +21,9 @@ _FIELDS = frozenset({"last_seen_ms", "boot_id", "contract", "version", "last_seq
 """What `update` may set: everything but the id and the state (which moves by `apply_event`)."""
 
 
+_STATES = {s.value: s for s in DeviceState}
+
+
 class DeviceRepository(MachineRepository[DeviceEvent]):
     """`store.devices`: one row per device, its state changed only through `apply_event`."""
 
@@ -62,6 +65,14 @@ class DeviceRepository(MachineRepository[DeviceEvent]):
         cols = ", ".join(LIST_COLUMNS)
         return self._conn.db.conn.execute(f"SELECT {cols} FROM devices {where} ORDER BY id",
                                           params).fetchall()
+
+    def presence_rows(self) -> list[tuple[str, DeviceState, EpochMs | None, int, bytes | None]]:
+        """(id, state, last_seen_ms, acked_seq, last_hash) of every device, by id: what the sync
+        side's once-a-second silence and stall checks read (hub/sync/background.py), without
+        the projection blobs that decoding every record would cost."""
+        rows = self._conn.db.conn.execute(
+            "SELECT id, state, last_seen_ms, acked_seq, last_hash FROM devices ORDER BY id")
+        return [(i, _STATES[st], seen, acked, last) for i, st, seen, acked, last in rows]
 
     def update(self, device: str, **fields: Any) -> DeviceRecord:
         """Set any of the non-state device fields (see _FIELDS). The state changes only through

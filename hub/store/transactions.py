@@ -18,6 +18,13 @@ from sqlite_utils import Database
 
 from hub.store.errors import StoreError
 
+_SAVEPOINT, _ROLLBACK_TO, _RELEASE = ("SAVEPOINT fp_tx", "ROLLBACK TO SAVEPOINT fp_tx",
+                                      "RELEASE SAVEPOINT fp_tx")
+"""One name for every nested savepoint: RELEASE and ROLLBACK TO act on the innermost of that name,
+so they nest. sqlite-utils' `atomic()` names each savepoint at random, and each new name is a new
+statement in sqlite3's cache (128 statements): a batch's savepoints evicted every statement the
+hub prepares, among them the journal's 128-row INSERT, and each was prepared again."""
+
 
 class Connection:
     """The database connection every repository of one HubStore writes through."""
@@ -31,9 +38,17 @@ class Connection:
         the write lock at BEGIN: the API and the sync side each have a connection (one per
         thread), and a deferred transaction that reads first fails at once (SQLITE_BUSY, no
         waiting) if the other connection wrote after its read began."""
-        if self.db.conn.in_transaction:
-            with self.db.atomic() as db:  # a savepoint
-                yield db
+        conn = self.db.conn
+        if conn.in_transaction:  # a savepoint, under one fixed name (see _SAVEPOINT)
+            conn.execute(_SAVEPOINT)
+            try:
+                yield self.db
+            except BaseException:
+                if conn.in_transaction:  # a failed COMMIT inside may have ended it already
+                    conn.execute(_ROLLBACK_TO)
+                    conn.execute(_RELEASE)
+                raise
+            conn.execute(_RELEASE)
             return
         self.db.conn.execute("BEGIN IMMEDIATE")
         try:

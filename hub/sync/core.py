@@ -180,7 +180,7 @@ class SyncCore:
 
     # -- what the hub knows of a device ---------------------------------------------------
     def _known(self, device: str) -> bool:
-        if self.registry.get(device) is None:
+        if not self.registry.registered(device):
             return False
         try:
             self.store.devices.get(device)

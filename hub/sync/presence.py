@@ -101,7 +101,9 @@ class Presence(SyncCore):
             self._started.add(plan.start)
         if plan.event is not None:
             self._event(device, plan.event)
-        if self.store.devices.get(device).state is DeviceState.RECONCILING:
+        # Only an event moves the device's state (a contract's start or record does not).
+        state = rec.state if plan.event is None else self.store.devices.get(device).state
+        if state is DeviceState.RECONCILING:
             if device not in self._snapshotted:  # once per stay: a moving target is never met
                 self._snapshotted.add(device)
                 self._heard(device, t.seq)

@@ -6,7 +6,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from contracts.codec import (
@@ -144,3 +144,25 @@ def test_loads_map_from_several_threads_at_once_gives_each_its_own_body() -> Non
 
     with ThreadPoolExecutor(4) as pool:
         assert all(pool.map(decode_all, range(4)))
+
+
+_GOOD_BODY = canonical_dumps({"values": {"level": [1.25, "good", None]}})
+_BODIES = [_GOOD_BODY, canonical_dumps({"n": 1}), canonical_dumps({}), _GOOD_BODY + b"\x00",
+           canonical_dumps([1]), canonical_dumps({1: 2}), b"\xa1\x61a\xd8\x1c\x01", b"\xbf\xff",
+           b"\xa1", b"\xa1\x61a", b"\xa2\x61a\x01", b"", b"\xa1\x61a\x5a\xff\xff\xff\xff", b"\x01"]
+"""Good maps and each way a body can be refused, among them bodies that end early (so a decoder
+reading on would take the next body's bytes as theirs) and one claiming 4 GiB of bytes."""
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(st.sampled_from(_BODIES), st.binary(max_size=12)), max_size=12))
+def test_loads_maps_decodes_each_body_as_loads_map_does_on_its_own(bodies: list[bytes]) -> None:
+    from contracts.codec import loads_map, loads_maps
+
+    def alone(b: bytes) -> object:
+        try:
+            return loads_map(b)
+        except EncodingError:
+            return None
+
+    assert loads_maps(bodies) == [alone(b) for b in bodies]

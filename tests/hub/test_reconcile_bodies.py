@@ -73,3 +73,21 @@ def test_folding_stored_rows_gives_what_folding_decoded_entries_gives(
     got = fold_rows(Actual(), [row_of(e) for e in entries])
     assert (got.values, got.outputs, got.unreadable) == (
         expected.values, expected.outputs, expected.unreadable)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from([EntryKind.INPUT, EntryKind.OUTPUT]), _input_bodies,
+                          st.sampled_from([None, "a@1", "b@1", 7])), min_size=1, max_size=8))
+def test_folding_one_contracts_rows_takes_only_what_belongs_to_it(
+        items: list[tuple[EntryKind, dict[str, object], object]]) -> None:
+    """Several contracts per agent: the fold of `a@1` takes its own rows and untagged ones, the
+    same with the all-good INPUT shortcut as through the typed fold."""
+    from contracts.journal_events import CONTRACT_TAG, belongs_to
+    entries = _chain([(k, b if tag is None else {**b, CONTRACT_TAG: tag})  # type: ignore[misc]
+                      for k, b, tag in items])
+    try:
+        expected = actual_from_entries([e for e in entries if belongs_to(e, "a@1")])
+    except ValueError:
+        return  # an unknown quality: refused either way (the test above)
+    got = fold_rows(Actual(), [row_of(e) for e in entries], "a@1")
+    assert (got.values, got.outputs) == (expected.values, expected.outputs)

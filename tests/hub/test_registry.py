@@ -30,6 +30,7 @@ def test_config_and_api_devices_are_registered_and_nothing_else(store: HubStore)
     assert reg.admits("s1", "d1").ok and reg.admits("s2", "d9").ok
     assert reg.admits("s1", "ghost").alarm == "unknown_device"
     assert reg.admits("s2", "d1").alarm == "claim_mismatch"  # registered for another site
+    assert [reg.registered(d) for d in ("d1", "d2", "d9", "ghost")] == [True, True, True, False]
     assert [d.id for d in DeviceRegistry(store, CONFIG).all()] == ["d1", "d2", "d9"]  # persisted
 
 
@@ -60,7 +61,7 @@ def test_removing_an_api_device_removes_its_key_too(store: HubStore) -> None:
     reg = DeviceRegistry(store, CONFIG)
     reg.register("d9", "s1", {}, _key(), T0, "admin")
     reg.remove("d9")
-    assert reg.get("d9") is None and store.registry.keys() == {}
+    assert reg.get("d9") is None and store.registry.keys() == {} and not reg.registered("d9")
     with pytest.raises(NotFound):
         reg.remove("d9")
 

@@ -186,3 +186,41 @@ def test_a_stored_body_that_does_not_decode_is_left_to_its_reader(tmp_path: Path
         store.journal.insert_rows("d1", rows)
         assert [e.seq for e in store.journal.entries("d1")] == [1, 2, 4, 5]
         assert len(store.journal.stored("d1")) == 5
+
+
+def test_insert_rows_across_statement_boundaries_counts_only_new_rows(tmp_path: Path) -> None:
+    """The ingest path binds ROWS_PER_STATEMENT rows per INSERT and the rest one by one: every row
+    lands once, in either part, and rows already stored are not counted again."""
+    from contracts.chain_rows import row_of
+    from hub.store.journal import ROWS_PER_STATEMENT
+    from tests.hub.sync_helpers import chain
+    n = 2 * ROWS_PER_STATEMENT + 37
+    rows = [row_of(e) for e in chain(n)]
+    with HubStore.open(tmp_path / "hub.db") as store:
+        assert store.journal.insert_rows("d1", rows[:ROWS_PER_STATEMENT + 5]) == ROWS_PER_STATEMENT + 5
+        assert store.journal.insert_rows("d1", rows) == n - ROWS_PER_STATEMENT - 5
+        assert store.journal.insert_rows("d1", rows) == 0
+        assert store.journal.stored("d1") == rows and store.journal.count() == n
+
+
+def test_a_failed_write_inside_a_batch_undoes_only_itself(tmp_path: Path) -> None:
+    """Writes inside a batch are savepoints (one name, nested): a failing one is rolled back to its
+    own start, the batch's other writes, outer and inner, commit."""
+    with HubStore.open(tmp_path / "hub.db") as store:
+        store.begin_batch()
+        store.journal.insert([_row(1)])
+        with pytest.raises(RuntimeError), store.tx():
+            store.journal.insert([_row(2)])
+            with store.tx():
+                store.journal.insert([_row(3)])
+            with pytest.raises(RuntimeError), store.tx():
+                store.journal.insert([_row(4)])
+                raise RuntimeError("inner")
+            store.journal.insert([_row(5)])
+            assert [r.seq for r in store.journal.rows("d1")] == [1, 2, 3, 5]
+            raise RuntimeError("outer")
+        store.journal.insert([_row(6)])
+        store.commit_batch()
+        assert not store.in_batch
+    with HubStore.open(tmp_path / "hub.db") as store:
+        assert [r.seq for r in store.journal.rows("d1")] == [1, 6]

@@ -99,7 +99,7 @@ async def test_a_live_device_whose_journal_stalls_is_no_longer_shown_live(hub: H
     for _ in range(4):  # telemetry flows and reports journal the hub never gets
         clock.now += 10_000
         await sync.on_message(TM, telemetry(25, clock.now))
-        sync._check_stalls()
+        sync._check_presence()
     assert state(hub) is DeviceState.RECONCILING
     await sync.on_message(JN, batch("d1", chain(25, start_ms=T0)[20:]))
     assert state(hub) is DeviceState.LIVE
@@ -131,3 +131,17 @@ async def test_an_idle_device_back_after_its_last_will_with_the_same_birth_is_ta
     assert state(hub) is DeviceState.PROJECTED
     await sync.on_message(ST, birth("d1", 20))  # same boot, nothing journaled meanwhile
     assert state(hub) is DeviceState.LIVE
+
+
+async def test_a_live_device_silent_past_the_timeout_is_projected_by_the_presence_check(
+        hub: HubRuntime) -> None:
+    clock = Clock()
+    sync = new_sync(hub, clock)
+    await live_with(hub, sync, 20)
+    await sync.on_message(TM, telemetry(20, clock.now))
+    clock.now += SILENCE_MS // 2
+    sync._check_presence()
+    assert state(hub) is DeviceState.LIVE  # heard within the timeout
+    clock.now += SILENCE_MS
+    sync._check_presence()
+    assert state(hub) is DeviceState.PROJECTED
