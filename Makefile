@@ -36,6 +36,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.safety
 	$(BIN)/python -m bench.convergence
 	$(BIN)/python -m bench.fleet
+	$(BIN)/python -m bench.rollout
 	$(BIN)/python -m bench.commission
 	$(BIN)/python -m bench.hostile
 	$(BIN)/python -m bench.fleet_view

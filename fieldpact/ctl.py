@@ -4,7 +4,8 @@ The hub is `--hub URL` or FIELDPACT_HUB; the token is `--token-file FILE` or FIE
 common options go before or after the command (`ctl --json devices`, `ctl devices --json`). Each
 command is one or two API calls (fieldpact/ctl_client.py, which also gives the exit statuses) and
 one table (fieldpact/ctl_render.py). The fleet-configuration commands (designs, snapshot, plan,
-drift) speak to the routes of issue 12; a hub without them answers Exit.UNSUPPORTED (7), named.
+drift) speak to the routes of issue 12, `deploy …` (fieldpact/ctl_deploy.py) to issue 13's
+deployments; a hub without them answers Exit.UNSUPPORTED (7), named.
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from typing import Any
 
 from rich.console import Console
 
-from fieldpact import ctl_commands
+from fieldpact import ctl_commands, ctl_deploy
 from fieldpact.ctl_client import DEFAULT_TIMEOUT_S, MEANING, CtlError, Exit, HubClient
 from fieldpact.ctl_commands import Command
 
@@ -56,6 +57,7 @@ def register(subparsers: Any) -> None:
     sub = ctl.add_subparsers(title="ctl commands", metavar="COMMAND", required=True)
 
     groups: dict[str, Any] = {}
+    group_help = {**ctl_commands.GROUPS, "deploy": ctl_deploy.GROUP_HELP}
 
     def add(name: str, help: str, command: Command) -> argparse.ArgumentParser:
         """`name` is one word, or `group word` (`snapshot create`): the group is made once."""
@@ -63,7 +65,7 @@ def register(subparsers: Any) -> None:
         if " " in name:
             group, name = name.split(" ", 1)
             if group not in groups:
-                gp = sub.add_parser(group, help=ctl_commands.GROUPS[group])
+                gp = sub.add_parser(group, help=group_help[group])
                 groups[group] = gp.add_subparsers(title=f"{group} commands", metavar="COMMAND",
                                                   required=True)
             where = groups[group]
@@ -74,6 +76,7 @@ def register(subparsers: Any) -> None:
         return p
 
     ctl_commands.add_commands(add)
+    ctl_deploy.add_commands(add)
 
 
 # ---- running one command ------------------------------------------------------------------------

@@ -8,12 +8,15 @@ Rules:
       Exit.REFUSED      1  the hub refused the request as invalid (400, 413, 415, 422)
       Exit.USAGE        2  the command line (argparse's own status), or no hub URL
       Exit.AUTH         3  no token, a token the hub refuses (401) or a role too weak (403)
-      Exit.NOT_FOUND    4  no such device, contract, alarm, design or snapshot (404)
+      Exit.NOT_FOUND    4  no such device, contract, alarm, design, snapshot or deployment (404)
       Exit.CONFLICT     5  write conflict, stale version or illegal state (409)
       Exit.UNREACHABLE  6  no answer: connection refused, DNS, timeout
       Exit.UNSUPPORTED  7  this hub has no such route (an older hub): the command cannot work here
       Exit.HUB_ERROR    8  the hub failed (5xx, 503 not published) or answered something not JSON
       Exit.DRIFT        9  `ctl drift --check`: some device does not run its desired snapshot
+      Exit.ROLLED_BACK 10  `ctl deploy … --wait`: the deployment rolled back or failed
+      Exit.PAUSED      11  `ctl deploy … --wait`: the deployment is paused, waiting for an operator
+      Exit.IN_PROGRESS 12  `ctl deploy … --wait S`: still under way when S seconds had passed
 
 - A 404 or 405 is told apart from "no such thing" by the hub's own OpenAPI document: a route the
   document does not list is UNSUPPORTED, naming the method and path template.
@@ -47,17 +50,25 @@ class Exit(enum.IntEnum):
     UNSUPPORTED = 7
     HUB_ERROR = 8
     DRIFT = 9
+    ROLLED_BACK = 10
+    PAUSED = 11
+    IN_PROGRESS = 12
 
 
 MEANING: Mapping[Exit, str] = {
     Exit.OK: "done", Exit.REFUSED: "the hub refused the request as invalid (400, 413, 415, 422)",
     Exit.USAGE: "bad command line, or no hub URL", Exit.AUTH: "no token, token refused (401) or "
-    "role too weak (403)", Exit.NOT_FOUND: "no such device, contract, alarm, design or snapshot",
+    "role too weak (403)",
+    Exit.NOT_FOUND: "no such device, contract, alarm, design, snapshot or deployment",
     Exit.CONFLICT: "write conflict, stale version or illegal state (409)",
     Exit.UNREACHABLE: "the hub did not answer (refused, DNS, timeout)",
     Exit.UNSUPPORTED: "this hub has no such route (an older hub)",
     Exit.HUB_ERROR: "the hub failed (5xx) or answered something not JSON",
     Exit.DRIFT: "`drift --check`: some device does not run its desired snapshot",
+    Exit.ROLLED_BACK: "`deploy … --wait`: the deployment rolled back or failed (its reason shown)",
+    Exit.PAUSED: "`deploy … --wait`: the deployment is paused until an operator approves or "
+                 "resumes it",
+    Exit.IN_PROGRESS: "`deploy … --wait S`: the deployment was still under way after S seconds",
 }
 """One line per exit status, for --help and the README (tests/fieldpact/test_ctl_docs.py)."""
 

@@ -1,9 +1,10 @@
 """`fieldpact demo`: the main job on embedded defaults, end to end, on loopback.
 
-Starts the embedded broker and the hub, three simulated devices and three agents; pushes contracts
+Starts the embedded broker and the hub, six simulated devices and six agents; pushes contracts
 through the HTTP API; cuts one agent off the broker and shows it projected; reconnects it; shows
-the reconciliation and the replan it triggered; prints a timeline and where to look. Exits 0 only
-when every check held.
+the reconciliation and the replan it triggered; then a staged rollout (fieldpact/demo_rollout.py):
+a bad setpoint stopped at its canary by a health gate and rolled back, a good one completed over
+canary and wave; prints a timeline and where to look. Exits 0 only when every check held.
 
 The terminal shows only the demo's own story: every log record — ours, and the libraries' (pymodbus
 frame dumps and errors from the links the demo cuts on purpose, uvicorn, amqtt, paho) — and every
@@ -17,7 +18,7 @@ import functools
 import logging
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -34,6 +35,7 @@ from contracts.journal_replay import contracts_in, replay_entries
 from contracts.schema_serialize import format_time
 from runtime.files import private_dir
 from runtime.logs import log_to_file
+from fieldpact.demo_rollout import ROLLOUT_DEVICES, rollout_story
 from fieldpact.loopback import DeviceSpec, LocalSite
 from hub.states import ContractStatus, DeviceState
 
@@ -50,6 +52,9 @@ DEVICES = (
 CONTRACTS = {CUT_DEVICE: ("tank-fill.yaml", "tank-fill"),
              "pump-station-8": ("tank-fill.yaml", "tank-fill-ps8"),  # (contract, version) is fleet-unique
              "booster-skid-2": ("pump-skid.yaml", "booster-run")}
+
+WAIT_POLL_S = 0.25
+"""Between two API reads while waiting: a deployment step takes seconds."""
 
 console = Console(highlight=False)
 
@@ -75,6 +80,17 @@ class Demo:
             return await self.site.wait_for(name, cond, timeout_s)
         except TimeoutError as exc:
             self.check(name, False, str(exc))
+            raise _Failed(name) from None
+
+    async def wait_async(self, name: str, cond: Callable[[], Awaitable[bool]],
+                         timeout_s: float) -> None:
+        """As `wait`, for a condition that must itself await (an API read)."""
+        try:
+            async with asyncio.timeout(timeout_s):
+                while not await cond():
+                    await asyncio.sleep(WAIT_POLL_S)
+        except TimeoutError:
+            self.check(name, False, f"timed out after {timeout_s:g} s")
             raise _Failed(name) from None
 
     async def api(self, method: str, path: str, **kw: Any) -> Any:
@@ -215,6 +231,8 @@ def _where_to_look(d: Demo, workdir: Path, log_path: Path) -> None:
     console.print(f"\n[bold]Where to look[/]\n  API      {d.site.api_url}/api/devices  "
                   f"(Authorization: Bearer {d.site.token})\n"
                   f"  OpenAPI  {d.site.api_url}/openapi.json   metrics {d.site.api_url}/metrics\n"
+                  f"  rollouts FIELDPACT_TOKEN=… fieldpact ctl --hub {d.site.api_url} deploy list "
+                  f"(then: deploy status ID); the operator page {d.site.api_url}/\n"
                   f"  hub db   {workdir / 'hub.db'}\n"
                   f"  journals fieldpact journal show --db {workdir}/agents/<device>/journal.db "
                   "(also: verify, replay)\n"
@@ -223,14 +241,17 @@ def _where_to_look(d: Demo, workdir: Path, log_path: Path) -> None:
 
 async def run_demo(workdir: Path, linger_s: float, log_path: Path) -> int:
     """Run the demo in `workdir` (which `log_path` may be in); return 0 when every check held."""
-    console.print("[bold]fieldpact demo[/]: hub + embedded broker + 3 simulated devices + 3 agents")
-    async with LocalSite(workdir, DEVICES, silence_timeout_s=15) as site:
+    n = len(DEVICES) + len(ROLLOUT_DEVICES)
+    console.print(f"[bold]fieldpact demo[/]: hub + embedded broker + {n} simulated devices + "
+                  f"{n} agents")
+    async with LocalSite(workdir, (*DEVICES, *ROLLOUT_DEVICES), silence_timeout_s=15) as site:
         async with httpx.AsyncClient(base_url=site.api_url, timeout=10,
                                      headers={"Authorization": f"Bearer {site.token}"}) as http:
             d = Demo(site=site, http=http)
             d.say(f"hub API on {site.api_url}, broker on 127.0.0.1:{site.hub.broker.port}")  # type: ignore[union-attr]
             try:
-                for step in (_push_contracts, _offline_episode, _reconcile_episode, _journals):
+                for step in (_push_contracts, _offline_episode, _reconcile_episode,
+                             rollout_story, _journals):
                     await step(d)
             except _Failed as exc:
                 d.check("demo step", False, str(exc))

@@ -51,6 +51,12 @@ def test_the_ctl_tree_has_every_command_of_issue_12() -> None:
             "drift"} <= names
 
 
+def test_the_ctl_tree_has_every_deploy_command_of_issue_13() -> None:
+    names = {words for words, _ in ctl_commands()}
+    assert {f"deploy {verb}" for verb in ("start", "list", "status", "pause", "resume", "approve",
+                                          "rollback", "retry")} <= names
+
+
 @pytest.mark.parametrize(("words", "help_line"), ctl_commands(), ids=lambda v: str(v))
 def test_every_ctl_command_has_help_and_a_readme_row(words: str, help_line: str | None,
                                                      capsys: pytest.CaptureFixture[str]) -> None:
