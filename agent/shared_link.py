@@ -1,8 +1,9 @@
 """One contract's view of the device link the agent's contracts share.
 
 Everything passes through to the one link but `hurry`: each contract's actuator asks the link to
-look for the device every scan period while its safe state is unconfirmed (agent/actuation.py),
-and says None once it is confirmed. With several contracts, one saying None must not cancel
+look for the device every scan period while its safe state is unconfirmed because the device does
+not answer its read-backs (agent/actuation.py), and says None once it is confirmed or the device
+answers (an exception answer is no link failure: hurrying would not confirm it). With several contracts, one saying None must not cancel
 another's request, so `hurry` is a vote: the link hurries while any contract asks, at the
 shortest interval asked. A retired contract's vote is withdrawn (`withdraw`).
 """
