@@ -9,7 +9,9 @@ contract's read points stay GOOD throughout and it never trips.
 
 The bug this pins: an exception answer kept the link hurried (as for a dead device), and a hurried
 link leaves the rest of a read BAD "disconnected" after one slow reply until a probe reconnects, so
-the other contract's guarded input went BAD and it tripped."""
+the other contract's guarded input went BAD and it tripped. And a second one: a bad register
+adjacent to the other contract's good one was read in one coalesced request across the contracts,
+answered exception 2 as a whole, and tripped the other contract at once."""
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -120,4 +122,44 @@ async def test_a_contract_whose_safe_state_cannot_be_confirmed_leaves_the_others
     unconfirmed = [e.body for e in events(cfg.journal, "safe_unconfirmed")
                    if e.body.get(CONTRACT_TAG) == "tank-pump"]
     assert unconfirmed and unconfirmed[0]["points"] == ["pump_speed"]
+    _exact_replay(cfg.journal)
+
+
+async def test_a_bad_register_beside_another_contracts_good_one_leaves_its_reads_good(
+        tmp_path: Path, keys: tuple[Path, Path], signer: Callable[[Contract], bytes]) -> None:
+    """The two contracts' registers are adjacent (holding 63, the simulator's last, and 64, the
+    first it refuses), so their shared read coalesces them into one request (agent/cycle_reads.py),
+    which the device answers with exception 2 as a whole."""
+    pump = _bad_pump()
+    pump["points"][1]["address"] = 64
+    valve = _valve()
+    valve["points"].append({"name": "spare", "unit_id": 1, "table": "holding", "address": 63,
+                            "type": "uint16", "direction": "read", "stale_after_ms": 1000})
+    async with SimDevice("tank", port=0, tick_ms=20, initial={"level": 1.0}) as tank:
+        cfg = _config(tmp_path, keys, tank.port, signer, pump, valve)
+        async with running_agent(cfg) as agent:
+            spare: list[str | None] = []
+            chained = agent.scan._on_cycle
+
+            def watch(report: CycleReport) -> None:
+                if chained is not None:
+                    chained(report)
+                if report.contract == "tank-valve":
+                    spare.append(report.view["spare"].reason)
+
+            agent.scan._on_cycle = watch
+            await eventually(lambda: "tank-pump@1 mode=completed" in agent.status()
+                             and "safe_unconfirmed=pump_speed" in agent.status(), 10,
+                             "tank-pump ended, its safe state unconfirmed")
+            keeper = agent.scan.segments["tank-pump"].actuator.keeper
+            start = keeper.attempts
+            await eventually(lambda: keeper.attempts >= start + SAFE_RETRIES // 4, 20,
+                             "tank-pump's safe-state retries")
+            assert agent.scan.segments["tank-valve"].state.mode.value == "running"
+            assert agent.scan.reads.shared > 0  # the two still read at one instant, apart
+            faults = agent.scan.segments["tank-pump"].fault_words()
+        assert len(spare) > SAFE_RETRIES // 4 and set(spare) == {None}, set(spare)
+    assert [e for e in journal_entries(cfg.journal, {EntryKind.TRIP})
+            if e.body.get(CONTRACT_TAG) == "tank-valve"] == []
+    assert "exception 2 (illegal data address) at holding 64" in faults["pump_speed"]
     _exact_replay(cfg.journal)
