@@ -121,6 +121,8 @@ class CycleReads:
                                   ) -> dict[PointName, Reading]:
         """`raw` with each request of several contracts that answered an exception read again,
         every contract's part by itself; the group reads apart from then on (module docstring)."""
+        if not any(r.reason is not None and r.reason.startswith("exception") for r in raw.values()):
+            return raw  # the usual case, every shared cycle: nothing to split
         parts: dict[str, list[Point]] = {}
         for request in plan:
             owners = {_owner(p) for p in request.points}
