@@ -31,6 +31,7 @@ from agent.readback import Divergence, ReadbackMonitor, shows
 from agent.cycle_items import fault_item
 from agent.registers import ReadRequest
 from agent.safe_state import SAFE_MODES, SafeKeeper, SafeView
+from agent.shared_link import SharedLink
 from contracts.engine import StepResult
 from contracts.inputs import Reading
 from contracts.journal_events import AgentEvent, EventBody, Item, agent_event_body, decode, item
@@ -137,9 +138,13 @@ class Actuator:
     def _hurry(self, raw: Mapping[PointName, Reading]) -> None:
         """Hurry the link while a point of the unconfirmed safe state is unconfirmed because the
         device did not answer its read-back (or it was not read); None otherwise."""
-        unanswered = any((r := raw.get(n)) is None or r.reason in LINK_LOST
-                         for n in self.keeper.unconfirmed)
-        self.link.hurry(self.period_s if unanswered else None)
+        unanswered = [n for n in self.keeper.unconfirmed
+                      if (r := raw.get(n)) is None or r.reason in LINK_LOST]
+        interval = self.period_s if unanswered else None
+        if isinstance(self.link, SharedLink):  # only the endpoints that do not answer hurry
+            self.link.hurry(interval, frozenset(self.points[n].endpoint for n in unanswered))
+        else:
+            self.link.hurry(interval)
 
     async def write(self, journal: Appender, engine: Sequence[PointName], extra: Sequence[PointName],
                     values: Mapping[PointName, Value], now_ms: EpochMs) -> list[PointName]:
