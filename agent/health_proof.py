@@ -21,11 +21,14 @@ Rules:
 """
 from __future__ import annotations
 
+import logging
 from typing import Any, Protocol
 
 from contracts.codec import canonical_dumps, loads
 from contracts.schema import Contract
 from contracts.types import EpochMs
+
+log = logging.getLogger("fieldpact.agent.health_proof")
 
 CHECKPOINT = "rollout:proof"
 
@@ -48,8 +51,12 @@ class HealthWindows:
 
     async def load(self) -> None:
         found = await self._journal.load_checkpoint(CHECKPOINT)
-        if found is not None:
-            self.windows = {h: dict(w) for h, w in loads(found[0]).items()}
+        if found is None:
+            return
+        try:
+            self.windows = {str(h): dict(w) for h, w in loads(found[0]).items()}
+        except Exception:  # noqa: BLE001 - an unreadable checkpoint must not stop the scan loop
+            log.exception("health_proof_checkpoint_unreadable")  # only earlier windows' proofs lost
 
     async def booted(self, contract: Contract, digest: str, boot_ms: EpochMs) -> None:
         """A BOOT of `contract` (content hash `digest`) was journaled at `boot_ms`: its first
