@@ -17,7 +17,9 @@ from tests.hub.rollout_hub import FLEET, HubProcess, hub_process
 from tests.hub.sync_helpers import SITE
 from tests.waiting import eventually
 
-pytestmark = pytest.mark.slow
+# The bounded waits of one test (hub starts, four 45 s conditions) add up past the suite's
+# 120 s default: a slow condition must fail by its own message, naming what it saw.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 HEALTH = {"window_s": 1}
 
@@ -46,10 +48,19 @@ async def _view(http: httpx.AsyncClient, dep: str) -> dict[str, Any]:
 
 async def _until(http: httpx.AsyncClient, dep: str, check: Any, what: str,
                  timeout_s: float = 45) -> dict[str, Any]:
+    last: dict[str, Any] = {}
+
     async def ready() -> dict[str, Any] | None:
         view = await _view(http, dep)
+        last.update(view)
         return view if check(view) else None
-    found: dict[str, Any] = await eventually(ready, timeout_s, what)
+
+    def seen() -> str:  # what the deployment was doing at the deadline, for a failure's message
+        if not last:
+            return "(no view read)"
+        return (f"state={last.get('state')} step={last.get('step')} devices="
+                f"{[(d['device'], d['state'], d.get('reason')) for d in last.get('devices', ())]}")
+    found: dict[str, Any] = await eventually(ready, timeout_s, what, detail=seen)
     return found
 
 
