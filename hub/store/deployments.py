@@ -8,6 +8,9 @@ Rules:
   (input, result, timestamps, actor, attempts) and the device executions it changed commit in ONE
   transaction, so after a crash the store shows either all of a step's effect or none of it.
 - Ids are `dep-000001`, numbered in creation order.
+- `changes(id)` counts the writes to a deployment through this repository (the only writer of
+  its rows: the API's and the engine's, on one connection), so a view can be kept until it
+  changes (hub/rollout_views.py `ViewCache`).
 """
 from __future__ import annotations
 
@@ -79,6 +82,14 @@ class DeploymentRepository:
 
     def __init__(self, conn: Connection) -> None:
         self._conn = conn
+        self._changes: dict[str, int] = {}
+
+    def changes(self, dep_id: str) -> int:
+        """How many writes to `dep_id` this repository made (a view's cache key)."""
+        return self._changes.get(dep_id, 0)
+
+    def _changed(self, dep_id: str) -> None:
+        self._changes[dep_id] = self._changes.get(dep_id, 0) + 1
 
     def create(self, rec: DeploymentRecord, devices: Iterable[ExecutionRecord]) -> DeploymentRecord:
         """Store a new deployment (its id and number allocated here) with its devices, queued."""
@@ -93,6 +104,7 @@ class DeploymentRepository:
                         rec.updated_ms])
             self._history(rec.id, None, rec.state, "create", rec.created_ms, f"by {rec.actor}")
             self._put_devices([replace(d, deployment=rec.id) for d in devices])
+        self._changed(rec.id)
         return rec
 
     def get(self, dep_id: str) -> DeploymentRecord:
@@ -172,6 +184,7 @@ class DeploymentRepository:
               devices: Iterable[ExecutionRecord] = (), **fields: Any) -> DeploymentRecord:
         """In one transaction: apply `event` (raises IllegalTransition), set `fields` (wave,
         resume_to, rollback), upsert `step` and `devices`. Returns the deployment after."""
+        self._changed(dep_id)  # before: a write that fails halfway only costs a view rebuilt
         with self._conn.tx() as db:
             current = self.get(dep_id)
             state = current.state
