@@ -84,5 +84,6 @@ class ViewCache:
             return kept[1]
         body = json.dumps(deployment_view(self.store, rec, full=full), ensure_ascii=False,
                           allow_nan=False, separators=(",", ":")).encode("utf-8")
-        self._kept[(rec.id, full)] = (mark, body)
+        if not self.store.db.conn.in_transaction:  # what a transaction read may roll back
+            self._kept[(rec.id, full)] = (mark, body)
         return body
