@@ -3,9 +3,14 @@
 The scan loop asks this, once per cycle, what to journal and write beyond the engine's own writes:
 - second writers: read-backs judged against what the device *applied* (agent/readback.py);
 - safe state: while it is demanded, every point whose read-back does not show it yet is written
-  again, every cycle, until all are confirmed (agent/safe_state.py); meanwhile the link is told to
-  look for the device every scan period (`DeviceLink.hurry`), so a device that answers again is
-  found within one Modbus timeout plus a scan period, not after the reconnect backoff;
+  again, every cycle, until all are confirmed (agent/safe_state.py); meanwhile, while the device
+  does not answer those points' read-backs (`LINK_LOST`), the link is told to look for the device
+  every scan period (`DeviceLink.hurry`), so a device that answers again is found within one
+  Modbus timeout plus a scan period, not after the reconnect backoff. A device that *answers* —
+  with an exception (an illegal address), or with a value that is not the safe one — is no link
+  failure: hurrying would not confirm anything, and a hurried link leaves the rest of a read BAD
+  after one slow reply, which would take the other contracts' reads on that link down with it
+  (their guarded inputs trip: one contract's bad register must not do that);
 - after a link loss (a read that timed out or found the link down), the first cycle whose
   read-backs are good again writes every owned output the engine demands now, journaled as EVENT
   `output_reassert` {points}; the next cycle's read-back verifies it (a difference from an
@@ -26,6 +31,7 @@ from agent.readback import Divergence, ReadbackMonitor, shows
 from agent.cycle_items import fault_item
 from agent.registers import ReadRequest
 from agent.safe_state import SAFE_MODES, SafeKeeper, SafeView
+from agent.shared_link import SharedLink
 from contracts.engine import StepResult
 from contracts.inputs import Reading
 from contracts.journal_events import AgentEvent, EventBody, Item, agent_event_body, decode, item
@@ -84,14 +90,14 @@ class Actuator:
             items.append(item(agent_event_body(AgentEvent.OUTPUT_REASSERT, points=demand), now_ms))
             extra += [n for n in self.points if n not in extra]
             log.warning("output_reassert points=%s", ",".join(sorted(demand)))
-        self._hurry()
+        self._hurry(raw)
         return items, extra
 
     def verify(self, raw: Mapping[PointName, Reading], now_ms: EpochMs,
                targets: Mapping[PointName, Value]) -> list[Item]:
         """Journal items from re-reading the points just re-asserted (see SafeKeeper.verify)."""
         items = self.keeper.verify(targets, raw, now_ms)
-        self._hurry()
+        self._hurry(raw)
         _log_safe(items)
         return items
 
@@ -111,11 +117,11 @@ class Actuator:
         for name in await self.write(journal, [], missing, self.safe_targets, now_ms):
             forced["writes"][name] = self.safe_targets[name]
         if missing:
-            found += self.keeper.verify(self.safe_targets, await self.link.read(write_plan, now_ms),
-                                        now_ms)
+            raw = await self.link.read(write_plan, now_ms)
+            found += self.keeper.verify(self.safe_targets, raw, now_ms)
         for _, body, _ in found:
             log.error("forced_safe %s", " ".join(f"{k}={v}" for k, v in body.items()))
-        self._hurry()
+        self._hurry(raw)
         if not self.keeper.unconfirmed and "confirmed_ms" not in forced:
             forced["confirmed_ms"] = now_ms - forced["since_ms"]
 
@@ -129,8 +135,16 @@ class Actuator:
             return True
         return False
 
-    def _hurry(self) -> None:
-        self.link.hurry(self.period_s if self.keeper.unconfirmed else None)
+    def _hurry(self, raw: Mapping[PointName, Reading]) -> None:
+        """Hurry the link while a point of the unconfirmed safe state is unconfirmed because the
+        device did not answer its read-back (or it was not read); None otherwise."""
+        unanswered = [n for n in self.keeper.unconfirmed
+                      if (r := raw.get(n)) is None or r.reason in LINK_LOST]
+        interval = self.period_s if unanswered else None
+        if isinstance(self.link, SharedLink):  # only the endpoints that do not answer hurry
+            self.link.hurry(interval, frozenset(self.points[n].endpoint for n in unanswered))
+        else:
+            self.link.hurry(interval)
 
     async def write(self, journal: Appender, engine: Sequence[PointName], extra: Sequence[PointName],
                     values: Mapping[PointName, Value], now_ms: EpochMs) -> list[PointName]:

@@ -13,6 +13,10 @@ Rules (agent/scan.py asks this for every cycle's inputs):
   segment it was read for, only for that T, and only if that segment ran no cycle since it was
   read: a cycle in between may have written, and a read-back taken before its write would look
   like a second writer (agent/readback.py). Otherwise it is dropped and the cycle reads itself.
+- A shared request that the device answers with an exception (an address one of the contracts
+  maps wrongly: exception 2 beside a good register) is read again at once, each contract's part of
+  it by itself, and that group of contracts reads apart from then on (no request mixes them): one
+  contract's bad register must never make another's points BAD (each would trip on it).
 - Only cycle reads are shared. The read-back confirming a safe state at once (`_verify_safe`) and
   the forced safe hold read the device themselves, after their writes.
 - Readings carry ts_ms = T, the engine time of every cycle that uses them (agent/link.py).
@@ -81,6 +85,7 @@ class CycleReads:
         self._kept: weakref.WeakKeyDictionary[Segment, _Kept] = weakref.WeakKeyDictionary()
         self._tags: weakref.WeakKeyDictionary[Segment, _Tagged] = weakref.WeakKeyDictionary()
         self._plans: dict[tuple[Segment, ...], tuple[ReadRequest, ...]] = {}
+        self._apart: set[tuple[Segment, ...]] = set()  # groups a shared exception split up
 
     def wrote(self, seg: Segment) -> None:
         """`seg` may write to the device outside a read cycle (its outputs' sync at start, a
@@ -100,7 +105,8 @@ class CycleReads:
         group = [seg, *(s for s in segments if s is not seg and self._waits(s, now_ms))]
         if len(group) == 1:
             return await self.link.read(seg.plan, now_ms)
-        raw = await self.link.read(self._plan(group), now_ms)
+        plan = self._plan(group)
+        raw = await self._apart_on_exception(group, plan, await self.link.read(plan, now_ms), now_ms)
         for other in group[1:]:
             self._kept[other] = _Kept(now_ms, self._runs.get(other, 0), self._untag(other, raw))
         return self._untag(seg, raw)
@@ -110,13 +116,41 @@ class CycleReads:
         return (seg.forced_safe is None and is_due(seg, now_ms)
                 and self._last.get(seg, -1) < now_ms)
 
+    async def _apart_on_exception(self, group: Sequence[Segment], plan: Sequence[ReadRequest],
+                                  raw: dict[PointName, Reading], now_ms: EpochMs
+                                  ) -> dict[PointName, Reading]:
+        """`raw` with each request of several contracts that answered an exception read again,
+        every contract's part by itself; the group reads apart from then on (module docstring)."""
+        if not any(r.reason is not None and r.reason.startswith("exception") for r in raw.values()):
+            return raw  # the usual case, every shared cycle: nothing to split
+        parts: dict[str, list[Point]] = {}
+        for request in plan:
+            owners = {_owner(p) for p in request.points}
+            if len(owners) > 1 and any((r := raw.get(p.name)) is not None
+                                       and (r.reason or "").startswith("exception")
+                                       for p in request.points):
+                for p in request.points:
+                    parts.setdefault(_owner(p), []).append(p)
+        if not parts:
+            return raw
+        key = tuple(group)
+        self._apart.add(key)
+        self._plans.pop(key, None)
+        again = tuple(q for points in parts.values() for q in plan_reads(points))
+        return {**raw, **await self.link.read(again, now_ms)}
+
     def _plan(self, group: Sequence[Segment]) -> tuple[ReadRequest, ...]:
         key = tuple(group)
         plan = self._plans.get(key)
         if plan is None:
             if len(self._plans) > 64:  # segments come and go; a plan is cheap to make again
                 self._plans.clear()
-            plan = self._plans[key] = plan_reads(p for s in group for p in self._tag(s).points)
+                self._apart.clear()
+            if key in self._apart:
+                plan = tuple(q for s in group for q in plan_reads(self._tag(s).points))
+            else:
+                plan = plan_reads(p for s in group for p in self._tag(s).points)
+            self._plans[key] = plan
         return plan
 
     def _tag(self, seg: Segment) -> _Tagged:
@@ -131,3 +165,8 @@ class CycleReads:
 
     def _untag(self, seg: Segment, raw: Mapping[PointName, Reading]) -> dict[PointName, Reading]:
         return {own: raw[tagged] for tagged, own in self._tag(seg).names.items() if tagged in raw}
+
+
+def _owner(point: Point) -> str:
+    """The contract id a tagged point (`contract/point`) was read for."""
+    return point.name.partition(SEPARATOR)[0]

@@ -138,6 +138,11 @@ class EndpointSet:
         for lane in self._lanes.values():
             lane.link.hurry(interval_s)
 
+    def hurry_each(self, intervals: Mapping[str, float]) -> None:
+        """Hurry each endpoint named at its interval, and none of the others (agent/shared_link.py)."""
+        for name, lane in self._lanes.items():
+            lane.link.hurry(intervals.get(name))
+
     def pace(self, deadline: float | None) -> None:
         self._deadline = deadline
 

@@ -41,6 +41,7 @@ from agent.journal_thread import AsyncJournal
 from agent.link import DeviceLink
 from agent.cycle_items import cycle_items, keyframe_item, overrun_item
 from agent.cycle_reads import CycleReads, shared_phase
+from agent.health_proof import HealthWindows
 from agent import pauses, roster
 from agent.segment import ActiveContract, Resume, Segment, checkpoint_name, encode_checkpoint
 from agent.shared_link import HurryVotes, SharedLink
@@ -124,6 +125,7 @@ class ScanLoop:
         self._running: set[str] = set()  # contract ids whose task runs
         self._hurry = HurryVotes(link)  # each contract's actuator votes (agent/shared_link.py)
         self.reads = CycleReads(link)  # contracts due together share their reads
+        self.proof = HealthWindows(journal)  # rollout contracts: a keyframe at the window's end
         self._on_cycle = on_cycle
         self._keyframe_ms = keyframe_ms
         self._wake = asyncio.Event()
@@ -158,6 +160,7 @@ class ScanLoop:
         """Run forever (until cancelled): one task per contract, started as contracts arrive."""
         resumes = [resume] if isinstance(resume, tuple) else list(resume or ())
         pauses.settle()  # before the first deadline: GC and GIL pauses bounded (agent/pauses.py)
+        await self.proof.load()
         async with asyncio.TaskGroup() as tg:
             self._tg = tg
             for active, state in resumes:
@@ -201,6 +204,7 @@ class ScanLoop:
                         version=active.contract.version, hash=active.hash, state=seg.state,
                         resumed=resumed)
         await self.journal.append_many([item(boot, anchor.wall_ms)])
+        await self.proof.booted(active.contract, active.hash, anchor.wall_ms)
         self.segments[key], self._anchor = seg, anchor
         await roster.save_running(self.journal, self.segments, anchor.wall_ms)
         if key not in self._running and self._tg is not None:
@@ -249,11 +253,14 @@ class ScanLoop:
                     if await self._try_recover(seg, now_ms):
                         return  # a new segment took over; the contract's task continues with it
                     continue
-                keyframe = now_ms >= next_keyframe
+                proof = self.proof.due(seg.active.hash, now_ms)  # agent/health_proof.py
+                keyframe = proof or now_ms >= next_keyframe
                 if keyframe:
                     next_keyframe = now_ms + self._keyframe_ms
                 try:
                     report = await self.cycle(seg, now_ms, keyframe=keyframe)
+                    if proof:
+                        await self.proof.proven(seg.active.hash, now_ms)
                 except JournalError as exc:
                     await self._journal_down(seg, exc, now_ms)
                     continue

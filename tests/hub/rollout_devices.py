@@ -146,4 +146,7 @@ async def online(agents: list[FakeAgent], port: int) -> AsyncIterator[None]:
             t.cancel()
         for t in tasks:
             with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
-                await t
+                try:
+                    await t
+                except* aiomqtt.MqttError:  # its TaskGroup's publish lost the broker: a test
+                    pass                    # that kills the hub (-9) kills its broker too
