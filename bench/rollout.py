@@ -1,6 +1,7 @@
 """Benchmark of a staged rollout over 1,000 simulated devices (issue 13). Prints, never asserts.
 
-Run: .venv/bin/python -m bench.rollout [--quick]   (--quick: 100 devices, waves of 30)
+Run: .venv/bin/python -m bench.rollout [--quick] [--sim-thread]   (--quick: 100 devices, waves
+of 32; --sim-thread: the device simulator on its own thread and store connection)
 
 The fleet: 1,000 registered devices across 50 sites, all live, each running version 1 of the tank
 design (its known-good contract). The hub: its API under uvicorn on 127.0.0.1 with the rollout
@@ -22,6 +23,9 @@ Figures:
   record; timed slice by slice between its awaits, so other tasks' time is not counted), summed
   per step name and per device of the step; its longest slice (the longest the API waited on
   it); and the step's duration, most of it waiting for the devices and the window.
+- the device simulator's own time on the loop (timed as the engine's), and its longest slice:
+  here it shares the API's loop and store connection, where the sync side it stands in for runs
+  on its own thread, so its slices are in the API's latency below but not a hub's.
 - API latency while it runs: GET /api/deployments/{id} (the whole view: 1,000 devices and every
   step) and GET /api/devices/{id}, back to back from one client for the whole deployment; p50
   and p99 of each (target p99 < 50 ms).
@@ -34,6 +38,7 @@ import contextlib
 import functools
 import os
 import tempfile
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Generator
@@ -70,6 +75,8 @@ ANSWER_MS = 200
 POLL_S = 0.05
 """The device simulator looks for new pushes this often."""
 API_P99_TARGET_MS = 50.0
+SIM_THREAD = False
+"""--sim-thread: the simulator on its own thread (see `_in_thread`)."""
 PROGRESS_S = 10.0
 """A progress line this often while the deployment runs."""
 DEPLOY_TIMEOUT_S = 900.0
@@ -284,7 +291,11 @@ async def main() -> None:
         sim = Devices(store, publisher)
         async with serving(app) as url, \
                 httpx.AsyncClient(base_url=url, headers=HEADERS, timeout=60) as http:
-            responder = asyncio.create_task(sim.run(), name="devices")
+            sim_spent, sim_stop = Spent(), threading.Event()
+            thread = _in_thread(sim, Path(tmp) / "hub.db", sim_stop, sim_spent) if SIM_THREAD \
+                else None
+            responder = asyncio.create_task(_timed_devices(sim, sim_spent) if thread is None
+                                            else _idle(sim_stop), name="devices")
             try:
                 v1, v2 = await _configure(http, store, devices)
                 await _baseline(http, v1)
@@ -303,14 +314,44 @@ async def main() -> None:
                     view = await _poll_api(http, r.json()["id"], stop, lat)
                 took = time.perf_counter() - t0
             finally:
+                sim_stop.set()
                 responder.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await responder
-    _report(view, spent, lat, took)
+                if thread is not None:
+                    thread.join(10)
+    _report(view, spent, lat, took, sim_spent)
+
+
+async def _timed_devices(sim: Devices, spent: Spent) -> None:
+    """The device simulator, its slices timed as the engine's are: it runs on the API's loop and
+    store connection here, where the sync side it stands in for has its own thread."""
+    await _Timed(sim.run(), spent, "devices")
+
+
+async def _idle(stop: threading.Event) -> None:
+    while not stop.is_set():
+        await asyncio.sleep(0.1)
+
+
+def _in_thread(sim: Devices, path: Path, stop: threading.Event, spent: Spent) -> threading.Thread:
+    """`--sim-thread`: the simulator on its own thread, loop and store connection, as the sync
+    side runs in a hub (hub/app.py), instead of on the API's loop."""
+    async def run() -> None:
+        with HubStore.open(path) as store:
+            sim.store = store
+            task = asyncio.create_task(_timed_devices(sim, spent))
+            await _idle(stop)
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    thread = threading.Thread(target=asyncio.run, args=(run(),), name="devices", daemon=True)
+    thread.start()
+    return thread
 
 
 def _report(view: dict[str, Any], spent: Spent, lat: dict[str, list[float]],
-            took: float) -> None:
+            took: float, sim: Spent) -> None:
     waves = view.get("waves", [])
     print(f"rollout: {DEVICES} devices, {SITES} sites; canary {CANARY}, waves of {WAVE_SIZE} "
           f"({len(waves)} waves in all); health {HEALTH}; devices answer {ANSWER_MS} ms after "
@@ -326,6 +367,9 @@ def _report(view: dict[str, Any], spent: Spent, lat: dict[str, list[float]],
         figure(f"hub overhead, step {name}",
                f"{total * 1000:.0f} ms in {spent.passes[name]} passes{per_device}; longest "
                f"slice {spent.longest[name] * 1000:.0f} ms; step took {took_ms.get(name, 0) / 1000:.1f} s")
+    where = "its own thread" if SIM_THREAD else "the API's loop"
+    figure(f"device simulator on {where}", f"{sim.total['devices'] * 1000:.0f} ms in all; "
+           f"longest slice {sim.longest['devices'] * 1000:.0f} ms")
     for name, values in lat.items():
         p99 = percentile(values, 0.99)
         figure(f"{name} p50 ({len(values)})", f"{percentile(values, 0.5):.1f} ms")
@@ -336,8 +380,13 @@ def _report(view: dict[str, Any], spent: Spent, lat: dict[str, list[float]],
 def _args() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="100 devices: a smoke check")
-    if p.parse_args().quick:
+    p.add_argument("--sim-thread", action="store_true",
+                   help="the device simulator on its own thread and store connection, as the "
+                        "sync side runs in a hub (default: on the API's loop)")
+    args = p.parse_args()
+    if args.quick:
         globals().update(QUICK)
+    globals()["SIM_THREAD"] = args.sim_thread
 
 
 if __name__ == "__main__":

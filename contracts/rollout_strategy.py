@@ -11,6 +11,10 @@ Rules:
 - The abort threshold: once at least `min_executed` devices have been executed (healthy or
   failed: unreachable and skipped ones are counted apart, never as executed), a failure
   percentage at or above `failure_pct` stops the expansion.
+- A gate's verify deadline: `verify_margin_s` after the wave's reach deadline plus the health
+  window; a device whose health is still unproven then (a GAP in its journal inside the window,
+  or no entry at or after the window's end) fails the gate as `unproven`, so a deployment never
+  waits on a verdict for good.
 - Errors are ContractInvalid, each Issue naming the field (`strategy.waves.size`) and the value.
 """
 from __future__ import annotations
@@ -25,6 +29,9 @@ from contracts.errors import ContractInvalid, Issue
 DEFAULT_WAVE_SIZE = 10
 DEFAULT_REACH_DEADLINE_S = 60.0
 """A minute: an agent reconnects within seconds (backoff capped at tens of seconds)."""
+DEFAULT_VERIFY_MARGIN_S = 120.0
+"""Past the window and the reach deadline: two of an agent's keyframe periods (once a minute), so
+a process at rest has journaled an entry after its window's end and the uplink has brought it."""
 MAX_DEVICES = 100_000
 MAX_WAVES = 10_000
 """A bound on what a request can make the planner build (invariant 10)."""
@@ -57,6 +64,7 @@ class Strategy:
     approval: str = "auto"  # "auto" | "manual": pause after each gate until approved
     pause_s: float = 0.0
     reach_deadline_s: float = DEFAULT_REACH_DEADLINE_S
+    verify_margin_s: float = DEFAULT_VERIFY_MARGIN_S
     abort: Abort = Abort()
 
     def to_mapping(self) -> dict[str, Any]:
@@ -68,6 +76,7 @@ class Strategy:
                                   "growth": self.waves.growth})
         return {"canary": canary, "waves": waves, "approval": self.approval,
                 "pause_s": self.pause_s, "reach_deadline_s": self.reach_deadline_s,
+                "verify_margin_s": self.verify_margin_s,
                 "abort": {"failure_pct": self.abort.failure_pct,
                           "min_executed": self.abort.min_executed}}
 
@@ -154,7 +163,8 @@ def _waves(m: Any, issues: _Issues) -> Waves:
     return Waves(size=DEFAULT_WAVE_SIZE)
 
 
-_KEYS = frozenset({"canary", "waves", "approval", "pause_s", "reach_deadline_s", "abort"})
+_KEYS = frozenset({"canary", "waves", "approval", "pause_s", "reach_deadline_s",
+                   "verify_margin_s", "abort"})
 
 
 def parse_strategy(doc: Any) -> Strategy:
@@ -182,6 +192,8 @@ def parse_strategy(doc: Any) -> Strategy:
         pause_s=issues.number(doc, "pause_s", "pause_s", 0, 86_400, 0.0),
         reach_deadline_s=issues.number(doc, "reach_deadline_s", "reach_deadline_s", 0, 86_400,
                                        DEFAULT_REACH_DEADLINE_S, open_low=True),
+        verify_margin_s=issues.number(doc, "verify_margin_s", "verify_margin_s", 0, 86_400,
+                                      DEFAULT_VERIFY_MARGIN_S),
         abort=Abort(failure_pct=issues.number(abort_doc, "failure_pct", "abort.failure_pct", 0,
                                               100, 10.0, open_low=True),
                     min_executed=issues.number(abort_doc, "min_executed", "abort.min_executed",

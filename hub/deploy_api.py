@@ -7,13 +7,12 @@ unknown deployment; 422 naming the field for a bad body (hub/rollout.py decides 
 from __future__ import annotations
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 from contracts.errors import Issue
 from hub import inbound
 from hub.rollout import DeploymentInvalid, Deployments
-from hub.rollout_views import deployment_view
 
 MAX_REQUEST_BYTES = 64 * 1024
 """A deployment request names a snapshot, a selector, canary devices and a health spec."""
@@ -28,8 +27,8 @@ def deployments_of(request: Request) -> Deployments:
 def _view(request: Request, dep_id: str, status: int = 200) -> Response:
     deps = deployments_of(request)
     rec = deps.store.deployments.get(dep_id)
-    return JSONResponse(deployment_view(deps.store, rec), status_code=status,
-                        headers={"Location": f"/api/deployments/{rec.id}"} if status == 201 else None)
+    return Response(deps.views.body(rec), status_code=status, media_type="application/json",
+                    headers={"Location": f"/api/deployments/{rec.id}"} if status == 201 else None)
 
 
 async def create_deployment(request: Request) -> Response:
@@ -43,8 +42,9 @@ async def list_deployments(request: Request) -> Response:
     """Deployments, newest first (without their steps)."""
     deps = deployments_of(request)
     limit = inbound.int_query(request, "limit", inbound.DEFAULT_LIMIT, 1, inbound.MAX_LIMIT)
-    return JSONResponse({"deployments": [deployment_view(deps.store, r, full=False)
-                                         for r in deps.store.deployments.find(limit=limit)]})
+    rows = b",".join(deps.views.body(r, full=False)
+                     for r in deps.store.deployments.find(limit=limit))
+    return Response(b'{"deployments":[' + rows + b"]}", media_type="application/json")
 
 
 async def get_deployment(request: Request) -> Response:

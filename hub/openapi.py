@@ -233,6 +233,9 @@ def _deployment_bodies() -> dict[str, Any]:
         "approval": {"type": "string", "enum": ["auto", "manual"]},
         "pause_s": {"type": "number", "minimum": 0, "maximum": 86400},
         "reach_deadline_s": {"type": "number", "exclusiveMinimum": 0, "maximum": 86400},
+        "verify_margin_s": {"type": "number", "minimum": 0, "maximum": 86400,
+                            "description": "after the reach deadline and the health window, a "
+                                           "device still unproven fails its gate `unproven`"},
         "abort": {"type": "object", "additionalProperties": False, "properties": {
             "failure_pct": {"type": "number", "exclusiveMinimum": 0, "maximum": 100},
             "min_executed": {"type": "integer", "minimum": 1}}}}}

@@ -27,6 +27,7 @@ from hub.audit import AuditAction, AuditEntry, Outcome, log_entry
 from hub.fleet import Fleet
 from hub.plans import Planner
 from hub.rollout_gate import parse_health
+from hub.rollout_views import ViewCache
 from hub.service import RequestRefused
 from hub.states import (RESUME_EVENTS, DeploymentEvent, DeploymentState, ExecutionState,
                         IllegalTransition, transition)
@@ -72,6 +73,7 @@ class Deployments:
                  clock: Callable[[], EpochMs], wake: Callable[[], None] = lambda: None) -> None:
         self.store, self.fleet, self.planner, self.clock = store, fleet, planner, clock
         self.wake = wake  # tells the engine there is work (hub/rollout_engine.py)
+        self.views = ViewCache(store)  # what the API shows, kept until a deployment changes
 
     def _audit(self, actor: str, outcome: Outcome, dep: str | None, what: str,
                reason: str | None = None, **detail: Any) -> None:

@@ -5,17 +5,24 @@ Theory of operation:
   `wave:1:gate`, ..., `verify`, or `rollback`; `<wave>:approval` waits for a person, and
   `converge:<device>` records what a device that was unreachable got on its return. Each step row
   holds its input, result, timestamps, actor and attempts.
-- One transaction per change (hub/store/deployments.py `write`): a device pushed (or judged, or
-  restored) and the step's result; a step finished, the deployment's transition and the next
-  step's row. So an active deployment always has exactly one `running` step, and a hub that
-  restarts (even killed -9) finds it in the store and goes on with it: the devices it already
-  pushed are rows in `pushed` and are not pushed again (hub/rollout_push.py's write-ahead).
+- One transaction per batch of devices (hub/store/deployments.py `write`, through `Progress`):
+  the devices pushed (or judged, or restored) since the last batch and the step's result with
+  them; a step finished, the deployment's transition and the next step's row. A version
+  reserved for a push is written ahead at once, before anything is published
+  (hub/rollout_push.py); a push's outcome may wait in the batch, since after a crash the
+  contract store says it happened and the push is not repeated (hub/rollout_progress.py). So an
+  active deployment always has exactly one `running` step, and a hub that restarts (even
+  killed -9) finds it in the store and goes on with it: the devices it already pushed are
+  rows in `pushed` (or reserved, and PUSHED in the contract store) and are not pushed again
+  (hub/rollout_push.py's write-ahead).
 - A step that fails (a publish refused, the hub's MQTT side down) is marked `failed` and the
   deployment stays where it is until a retry (or a rollback); a rollback step that fails moves
   the deployment to `failed`.
 - Nothing waits inside a step: each pass does what is due now (a paced push, a gate's verdicts,
   a deadline) and returns; the loop runs a pass when woken (an operator's request) or every
   TICK_S. Time is the injected clock's.
+- The engine shares the API's loop and store connection, so a pass over a wave yields to the
+  loop once it has worked a slice (hub/rollout_progress.py `Slices`): the API waits at most one.
 """
 from __future__ import annotations
 
@@ -31,6 +38,7 @@ from hub.audit import AuditAction, AuditEntry, Outcome, log_entry
 from hub.fleet import Fleet
 from hub.rollout_flow import Flow
 from hub.rollout_gate import HealthJudge
+from hub.rollout_progress import merge
 from hub.rollout_push import Issuer
 from hub.rollout_steps import DeviceSteps
 from hub.service import HubService, RequestRefused
@@ -112,7 +120,7 @@ class RolloutEngine:
     def progress(self, step: StepRecord, devices: list[ExecutionRecord],
                  result: Mapping[str, Any]) -> StepRecord:
         """Commit changed devices with the step's result merged in; the step as stored."""
-        merged = _merge(step.result, result)
+        merged = merge(step.result, result)
         step = replace(step, result=merged)
         self.store.deployments.write(step.deployment, self.clock(), step=step, devices=devices)
         return step
@@ -122,7 +130,7 @@ class RolloutEngine:
                | None = None, status: str = "done", **fields: Any) -> DeploymentRecord:
         """The step done, the deployment's event and the next step's row, in one transaction."""
         now = self.clock()
-        done = replace(step, status=status, finished_ms=now, result=_merge(step.result, result))
+        done = replace(step, status=status, finished_ms=now, result=merge(step.result, result))
         with self.store.tx():
             after = self.store.deployments.write(dep.id, now, event=event, step=done,
                                                  reason=step.name, **fields)
@@ -144,7 +152,7 @@ class RolloutEngine:
 
     def close_side_step(self, step: StepRecord, result: Mapping[str, Any]) -> None:
         done = replace(step, status="done", finished_ms=self.clock(),
-                       result=_merge(step.result, result))
+                       result=merge(step.result, result))
         self.store.deployments.write(step.deployment, self.clock(), step=done)
         self.audit(step.deployment, AuditAction.DEPLOY_STEP, Outcome.OK, step=step.name,
                    result=dict(result))
@@ -152,7 +160,7 @@ class RolloutEngine:
     def fail(self, dep_id: str, step: StepRecord, why: str) -> None:
         now = self.clock()
         failed = replace(step, status="failed", finished_ms=now,
-                         result=_merge(step.result, {"error": why[:500]}))
+                         result=merge(step.result, {"error": why[:500]}))
         dep = self.store.deployments.get(dep_id)
         side = step.name.startswith("converge:")
         event = _E.ERROR if dep.state is _D.ROLLING_BACK and not side else None
@@ -167,15 +175,6 @@ class RolloutEngine:
                            outcome=outcome, reason=reason, detail={"deployment": dep, **detail})
         self.store.audit.add(entry)
         log_entry(entry)
-
-
-def _merge(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:
-    """`a` with `b`; dict values merged one level down (per-device maps)."""
-    out = dict(a)
-    for k, v in b.items():
-        out[k] = {**out[k], **v} if isinstance(v, Mapping) and isinstance(out.get(k), Mapping) \
-            else v
-    return out
 
 
 @contextlib.asynccontextmanager

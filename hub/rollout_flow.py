@@ -20,10 +20,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from contracts.rollout_strategy import Abort, Wave, push_offsets_ms
+from contracts.rollout_spec import DEFAULT_WINDOW_S
+from contracts.rollout_strategy import DEFAULT_VERIFY_MARGIN_S, Abort, Wave, push_offsets_ms
 from hub.audit import AuditAction, Outcome
 from hub.service import RequestRefused
-from hub.rollout_gate import decide, parse_health
+from hub.rollout_progress import BATCH, Progress, Slices
+from hub.rollout_gate import HealthSpec, decide, parse_health
 from hub.rollout_steps import LATCHED, moved
 from hub.states import DeploymentEvent, DeploymentState, ExecutionEvent, ExecutionState
 from hub.store.deployments import DeploymentRecord, ExecutionRecord, StepRecord
@@ -82,7 +84,7 @@ class Flow:
         elif kind == "gate":
             await self._gate(dep, step)
         elif kind == "verify":
-            self._verify(dep, step)
+            await self._verify(dep, step)
         elif kind == "rollback":
             await self._rollback(dep, step)
         # approval: nothing to do; only an operator's approve finishes it (hub/rollout.py)
@@ -91,54 +93,48 @@ class Flow:
         return [d for d in self.e.store.deployments.devices(dep.id)
                 if wave is None or d.wave == wave]
 
-    def _commit(self, step: StepRecord) -> Any:
-        holder = {"step": step}
-
-        def commit(devices: list[ExecutionRecord], result: Any) -> None:
-            holder["step"] = self.e.progress(holder["step"], devices, result)
-        return commit
-
     # -- push -----------------------------------------------------------------------------------
     async def _push(self, dep: DeploymentRecord, step: StepRecord) -> None:
         w = int(step.input["wave"])
         offsets = push_offsets_ms(_wave(dep, w))
         started = int(step.input.get("not_before_ms", step.started_ms))
         now = self.e.clock()
-        offline = []
-        commit = self._commit(step)
-        for ex, offset in zip(self._rows(dep, w), offsets):
-            if ex.state is not _X.QUEUED:
-                continue
-            if now < started + offset:
-                return  # paced: the rest on a later pass
-            if not self.e.devices.online(ex.device):
-                offline.append(ex.device)
-                continue
-            await self.e.devices.push(dep, ex, step, commit)
-            if not self.e.store.deployments.get(dep.id).state.active:
-                return  # paused or rolled back meanwhile: the step waits (or is interrupted)
+        queued = [(ex, off) for ex, off in zip(self._rows(dep, w), offsets)
+                  if ex.state is _X.QUEUED]
+        due = [ex for ex, off in queued if now >= started + off]  # paced: the rest later
+        offline = [ex.device for ex in due if not self.e.devices.online(ex.device)]
+        online = [ex for ex in due if ex.device not in offline]
+        progress, slices = Progress(self.e, step), Slices()
+        try:
+            for start in range(0, len(online), BATCH):
+                for ex in self.e.devices.reserve(online[start:start + BATCH], progress):
+                    await self.e.devices.push(dep, ex, step, progress)
+                    await slices.yielded()
+                    if not self.e.store.deployments.get(dep.id).state.active:
+                        return  # paused or rolled back meanwhile: the step waits (or is interrupted)
+        finally:
+            progress.flush()
+        if len(due) < len(queued):
+            return
         deadline = self.e.clock() + int(float(dep.strategy["reach_deadline_s"]) * 1000)
         self.e.finish(dep, self._current(dep, step), {"offline": offline},
-                      next_step=(f"{_wave_name(w)}:gate", {"wave": w, "deadline_ms": deadline}))
+                      next_step=(f"{_wave_name(w)}:gate", {
+                          "wave": w, "deadline_ms": deadline,
+                          "verify_by_ms": _verify_by(dep, deadline)}))
 
     # -- gate -----------------------------------------------------------------------------------
     async def _gate(self, dep: DeploymentRecord, step: StepRecord) -> None:
         w, deadline = int(step.input["wave"]), int(step.input["deadline_ms"])
         spec = parse_health(dep.health)
-        commit = self._commit(step)
-        for ex in self._rows(dep, w):
-            if ex.state is _X.QUEUED:
-                if self.e.devices.online(ex.device):
-                    await self.e.devices.push(dep, ex, step, commit)
-                elif self.e.clock() >= deadline:
-                    commit([moved(ex, _XE.UNREACH, self.e.clock(),
-                                  reason="offline past the reach deadline")],
-                           {"unreachable": {ex.device: self.e.clock()}})
-            elif ex.state in _JUDGED:
-                changed = self.e.devices.judge(dep, ex, spec, deadline)
-                if changed is not None:
-                    commit([changed], {"verdicts": {ex.device: changed.state.value}})
-        step = self._current(dep, step)
+        verify_by = int(step.input.get("verify_by_ms") or _verify_by(dep, deadline))
+        progress, slices = Progress(self.e, step), Slices()
+        try:
+            for ex in self._rows(dep, w):
+                if await slices.yielded() and self._moved_on(dep):
+                    return  # an operator's request meanwhile: the next pass sees it
+                await self._gate_one(dep, ex, step, progress, spec, deadline, verify_by)
+        finally:
+            step = progress.flush()
         rows = self._rows(dep)
         executed = [d for d in rows if d.wave <= w]
         result = decide(dep.waves[w]["kind"], [d for d in rows if d.wave == w], executed,
@@ -150,6 +146,24 @@ class Flow:
             self._gate_failed(dep, step, summary, result.failed)
         else:
             self._gate_passed(dep, step, summary, w)
+
+    async def _gate_one(self, dep: DeploymentRecord, ex: ExecutionRecord, step: StepRecord,
+                        progress: Progress, spec: HealthSpec, deadline: int,
+                        verify_by: int) -> None:
+        if ex.state is _X.QUEUED:
+            if self.e.devices.online(ex.device):
+                await self.e.devices.push(dep, ex, step, progress)
+            elif self.e.clock() >= deadline:
+                progress([moved(ex, _XE.UNREACH, self.e.clock(),
+                                reason="offline past the reach deadline")],
+                         {"unreachable": {ex.device: self.e.clock()}})
+        elif ex.state in _JUDGED:
+            changed = self.e.devices.judge(dep, ex, spec, deadline, verify_by)
+            if changed is not None:
+                progress([changed], {"verdicts": {ex.device: changed.state.value}})
+
+    def _moved_on(self, dep: DeploymentRecord) -> bool:
+        return self.e.store.deployments.get(dep.id).state is not dep.state
 
     def _gate_failed(self, dep: DeploymentRecord, step: StepRecord, summary: dict[str, Any],
                      failed: tuple[ExecutionRecord, ...]) -> None:
@@ -180,15 +194,19 @@ class Flow:
                           next_step=(f"wave:{w + 1}:push", self._push_input(dep, w + 1, pause_ms)))
 
     # -- verify ---------------------------------------------------------------------------------
-    def _verify(self, dep: DeploymentRecord, step: StepRecord) -> None:
+    async def _verify(self, dep: DeploymentRecord, step: StepRecord) -> None:
         spec = parse_health(dep.health)
-        commit = self._commit(step)
-        for ex in self._rows(dep):
-            if ex.state is _X.HEALTHY:
-                changed = self.e.devices.judge(dep, ex, spec, None)
-                if changed is not None:
-                    commit([changed], {"verdicts": {ex.device: changed.state.value}})
-        step = self._current(dep, step)
+        progress, slices = Progress(self.e, step), Slices()
+        try:
+            for ex in self._rows(dep):
+                if await slices.yielded() and self._moved_on(dep):
+                    return
+                if ex.state is _X.HEALTHY:
+                    changed = self.e.devices.judge(dep, ex, spec, None)
+                    if changed is not None:
+                        progress([changed], {"verdicts": {ex.device: changed.state.value}})
+        finally:
+            step = progress.flush()
         failed = tuple(d for d in self._rows(dep) if d.state is _X.FAILED and d.reason and
                        d.updated_ms >= step.started_ms)
         if failed:
@@ -198,27 +216,34 @@ class Flow:
 
     # -- rollback -------------------------------------------------------------------------------
     async def _rollback(self, dep: DeploymentRecord, step: StepRecord) -> None:
-        commit = self._commit(step)
-        waiting = []
-        latched = []
-        for ex in self._rows(dep):
-            if ex.state in (_X.ROLLED_BACK, _X.SKIPPED):
-                continue
-            if self.e.devices.latched(ex):
-                if not (ex.reason or "").startswith(LATCHED):
-                    done = await self.e.devices.restore(dep, ex, commit)
-                    commit([done], {"latched": {ex.device: ex.issued}})
-                latched.append(ex.device)
-                continue
-            if ex.state in _TOUCHED and ex.issued is not None and \
-                    not self.e.devices.online(ex.device):
-                waiting.append(ex.device)  # restored on its return (converge)
-                continue
-            done = await self.e.devices.restore(dep, ex, commit)
-            commit([done], {"restored": {ex.device: done.restore or done.reason or "-"}})
-        step = self._current(dep, step)
+        progress, slices = Progress(self.e, step), Slices()
+        waiting: list[str] = []
+        latched: list[str] = []
+        try:
+            for ex in self._rows(dep):
+                await slices.yielded()  # nothing an operator asks stops a rollback
+                await self._rollback_one(dep, ex, progress, waiting, latched)
+        finally:
+            step = progress.flush()
         self.e.finish(dep, step, {"waiting": waiting, "left_latched": latched},
                       event=_E.ROLLBACK_DONE)
+
+    async def _rollback_one(self, dep: DeploymentRecord, ex: ExecutionRecord, progress: Progress,
+                            waiting: list[str], latched: list[str]) -> None:
+        if ex.state in (_X.ROLLED_BACK, _X.SKIPPED):
+            return
+        if self.e.devices.latched(ex):
+            if not (ex.reason or "").startswith(LATCHED):
+                done = await self.e.devices.restore(dep, ex, progress)
+                progress([done], {"latched": {ex.device: ex.issued}})
+            latched.append(ex.device)
+            return
+        if ex.state in _TOUCHED and ex.issued is not None and \
+                not self.e.devices.online(ex.device):
+            waiting.append(ex.device)  # restored on its return (converge)
+            return
+        done = await self.e.devices.restore(dep, ex, progress)
+        progress([done], {"restored": {ex.device: done.restore or done.reason or "-"}})
 
     def _current(self, dep: DeploymentRecord, step: StepRecord) -> StepRecord:
         """The step as stored now (its result grew with each device committed)."""
@@ -227,7 +252,9 @@ class Flow:
     # -- devices coming back --------------------------------------------------------------------
     async def converge(self, dep: DeploymentRecord) -> None:
         spec = None
+        slices = Slices()
         for ex in self._rows(dep):
+            await slices.yielded()
             past = ex.wave < dep.wave or dep.state in (_D.COMPLETE, _D.VERIFYING)
             back = dep.state is _D.ROLLED_BACK and ex.state in _TOUCHED and \
                 not (ex.reason or "").startswith(LATCHED)
@@ -236,7 +263,9 @@ class Flow:
                 await self._converge_one(dep, ex, back)
             elif dep.state is not _D.ROLLED_BACK and past and ex.state in _JUDGED:
                 spec = spec or parse_health(dep.health)  # pushed on its return: judged later
-                changed = self.e.devices.judge(dep, ex, spec, None)
+                reach_ms = int(float(dep.strategy["reach_deadline_s"]) * 1000)
+                verify_by = _verify_by(dep, (ex.pushed_ms or self.e.clock()) + reach_ms)
+                changed = self.e.devices.judge(dep, ex, spec, None, verify_by)
                 if changed is not None:
                     self.e.store.deployments.write(dep.id, self.e.clock(), devices=[changed])
 
@@ -244,15 +273,23 @@ class Flow:
         """One `converge:<device>` step: its own row, beside the deployment's current step."""
         step = self.e.side_step(dep, f"converge:{ex.device}",
                                 {"device": ex.device, "to": "known_good" if back else "snapshot"})
-        commit = self._commit(step)
+        progress = Progress(self.e, step)
         try:
             if back:
-                done = await self.e.devices.restore(dep, ex, commit)
-                commit([done], {"restored": {ex.device: done.restore or done.reason or "-"}})
+                done = await self.e.devices.restore(dep, ex, progress)
+                progress([done], {"restored": {ex.device: done.restore or done.reason or "-"}})
             else:
-                done = await self.e.devices.push(dep, ex, step, commit, again=True)
+                done = await self.e.devices.push(dep, ex, step, progress, again=True)
         except RequestRefused as exc:
+            progress.flush()
             self.e.fail(dep.id, self.e.store.deployments.step(dep.id, step.index), str(exc))
             return
-        self.e.close_side_step(self.e.store.deployments.step(dep.id, step.index),
-                               {"state": done.state.value})
+        self.e.close_side_step(progress.flush(), {"state": done.state.value})
+
+
+def _verify_by(dep: DeploymentRecord, reach_deadline_ms: int) -> int:
+    """A gate's verify deadline: past the reach deadline, the health window and the strategy's
+    margin, a device still unproven fails as `unproven` (contracts/rollout_strategy.py)."""
+    window_ms = int(float(dep.health.get("window_s", DEFAULT_WINDOW_S)) * 1000)
+    margin = float(dep.strategy.get("verify_margin_s", DEFAULT_VERIFY_MARGIN_S))
+    return reach_deadline_ms + window_ms + int(margin * 1000)

@@ -7,6 +7,9 @@ Rules:
   failures cross the abort threshold (contracts/rollout_strategy.py `aborts`, counted over every
   device executed so far); any device that journaled `rollout_fallback` (interface I2: it fell
   back by itself) fails the gate whatever the threshold.
+- A device still unproven at the gate's verify deadline (hub/rollout_flow.py) fails as
+  `unproven`, its evidence what could not be proven: the journal gap's seqs, or that no entry
+  at or after the window's end came (`unproven`); it counts as any failed device.
 - A gate passes once every device of its wave is settled (healthy, failed under the threshold,
   unreachable past the reach deadline, skipped) and it has not failed.
 """
@@ -23,10 +26,13 @@ from hub.store.deployments import ExecutionRecord
 from contracts.rollout_health import Evidence, Health, HealthSpec, Verdict, parse_health
 from hub.health import HealthJudge
 
-__all__ = ["Evidence", "GateResult", "Health", "HealthJudge", "HealthSpec", "Verdict", "decide",
-           "evidence_view", "parse_health"]
+__all__ = ["UNPROVEN", "Evidence", "GateResult", "Health", "HealthJudge", "HealthSpec", "Verdict",
+           "decide", "evidence_view", "parse_health", "unproven"]
 
 FALLBACK_GATE = "rollout_fallback"
+UNPROVEN = "unproven"
+"""The gate a device fails when its health is still unproven at the verify deadline."""
+NO_WINDOW_END = "no entry at or after the window's end"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -39,6 +45,23 @@ class GateResult:
 def evidence_view(evidence: Iterable[Any]) -> list[dict[str, Any]]:
     return [{"what": e.what, "seq": e.seq, "ts_ms": e.ts_ms, "value": _plain(e.value)}
             for e in evidence]
+
+
+def unproven(verdict: Verdict, verify_by_ms: int) -> tuple[Evidence, ...]:
+    """A PENDING verdict's evidence as the reason it stays unproven: what was proven (the accept,
+    the boot, the cycles), then the journal gap inside the window (its seqs) or that no entry at
+    or after the window's end came, or what else was awaited; last the deadline passed."""
+    kept = tuple(e for e in verdict.evidence if e.what != "window")
+    gap = any(e.what == "journal_gap" for e in kept)
+    window = next((e for e in verdict.evidence if e.what == "window"), None)
+    if gap:
+        missing: tuple[Evidence, ...] = ()
+    elif window is not None:
+        missing = (Evidence(what="window", ts_ms=window.ts_ms, value=NO_WINDOW_END),)
+    else:
+        missing = (Evidence(what=str(verdict.gate or "window"),
+                            value=f"no {verdict.gate or 'proof'} by the verify deadline"),)
+    return (*kept, *missing, Evidence(what="verify_deadline", ts_ms=verify_by_ms))
 
 
 def _plain(v: Any) -> Any:

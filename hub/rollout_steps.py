@@ -1,5 +1,6 @@
 """What each device of a deployment step goes through: pushed, judged, restored — one device at a
-time, each change committed with the step's record (hub/store/deployments.py `write`).
+time, each change committed with the step's record (hub/store/deployments.py `write`), in the
+step's batch (hub/rollout_engine.py `Progress`); a reserved version at once (write-ahead).
 
 Rules:
 - A device is pushed only while it is online (heard since this hub started, and not projected,
@@ -7,7 +8,9 @@ Rules:
   one stays queued until it comes back or the wave's reach deadline passes (then `unreachable`,
   counted apart).
 - A device is judged on its own journal only (hub/rollout_gate.py: the HealthJudge, I3); its
-  first failing gate and the evidence (journal seqs and values) are kept on its row.
+  first failing gate and the evidence (journal seqs and values) are kept on its row. One still
+  unproven at its gate's verify deadline (online: a GAP in its journal inside the window, or no
+  entry at or after the window's end) fails as `unproven` with what was missing.
 - Restoring a device: one that fell back by itself (`rollout_fallback`, I2) is left alone — it
   runs its known-good contract, held, and only an operator's resume runs it (invariant 9); one
   whose contract tripped (latched in safe state) is left there too, `failed` with the reason
@@ -19,12 +22,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import replace
-from typing import Any
+from typing import Any, Protocol
 
 from contracts.types import EpochMs
 from hub.drift import OFFLINE_STATES
 from hub.live import LiveValues
-from hub.rollout_gate import FALLBACK_GATE, Health, HealthJudge, HealthSpec, evidence_view
+from hub.rollout_gate import (FALLBACK_GATE, UNPROVEN, Health, HealthJudge, HealthSpec,
+                              evidence_view, unproven)
 from hub.rollout_push import Issuer
 from hub.service import IllegalRequest
 from hub.states import ContractStatus, DeviceState, ExecutionEvent, ExecutionState, transition
@@ -32,12 +36,19 @@ from hub.store import HubStore, NotFound
 from hub.store.deployments import DeploymentRecord, ExecutionRecord, StepRecord
 
 _X, _XE = ExecutionState, ExecutionEvent
+_UNPROVEN = (_X.PUSHED, _X.ACCEPTED, _X.RUNNING)
 LATCHED = "latched"
 """The reason prefix of a device left in its safe state by a rollback: its contract tripped, and
 replacing it with the known-good one would run the process again without an operator's resume
 (invariant 9). It stays `failed`; an operator resumes or re-issues by hand."""
-Commit = Callable[[list[ExecutionRecord], Mapping[str, Any]], None]
-"""Writes the changed devices with the step's result, in one transaction."""
+
+
+class Commit(Protocol):
+    """Writes the changed devices with the step's result, in one transaction: in the step's
+    batch, or at once when `durable` (hub/rollout_engine.py `Progress`)."""
+
+    def __call__(self, devices: list[ExecutionRecord], result: Mapping[str, Any], *,
+                 durable: bool = False) -> None: ...
 
 
 def moved(ex: ExecutionRecord, event: ExecutionEvent, now: EpochMs, **fields: Any) -> ExecutionRecord:
@@ -65,6 +76,17 @@ class DeviceSteps:
         return rec.state not in OFFLINE_STATES and rec.state is not DeviceState.FAULT and \
             seen >= self.since_ms
 
+    def reserve(self, rows: list[ExecutionRecord], commit: Commit) -> list[ExecutionRecord]:
+        """`rows` with a version reserved for each that has none, written ahead in one
+        transaction (before any of them is pushed)."""
+        out = [ex if ex.issued is not None else
+               replace(ex, issued=self.issuer.reserve(ex.contract), updated_ms=self.clock())
+               for ex in rows]
+        fresh = [ex for ex, was in zip(out, rows) if was.issued is None]
+        if fresh:
+            commit(fresh, {"reserved": {ex.device: ex.issued for ex in fresh}}, durable=True)
+        return out
+
     async def push(self, dep: DeploymentRecord, ex: ExecutionRecord, step: StepRecord,
                    commit: Commit, *, again: bool = False) -> ExecutionRecord:
         """Push the snapshot's contract to `ex.device` (reserved first, then issued). `again`:
@@ -72,7 +94,7 @@ class DeviceSteps:
         accepted) is published once more, the same signed bytes."""
         if ex.issued is None:
             ex = replace(ex, issued=self.issuer.reserve(ex.contract), updated_ms=self.clock())
-            commit([ex], {"reserved": {ex.device: ex.issued}})
+            commit([ex], {"reserved": {ex.device: ex.issued}}, durable=True)
         assert ex.issued is not None
         cid, digest = await self.issuer.issue(
             ex.issued, lambda v: self.issuer.forward_document(dep, ex, v), f"deployment:{dep.id}",
@@ -83,8 +105,11 @@ class DeviceSteps:
         return ex
 
     def judge(self, dep: DeploymentRecord, ex: ExecutionRecord, spec: HealthSpec,
-              deadline_ms: EpochMs | None) -> ExecutionRecord | None:
-        """`ex` after its evidence so far (None: nothing changed)."""
+              deadline_ms: EpochMs | None,
+              verify_by_ms: EpochMs | None = None) -> ExecutionRecord | None:
+        """`ex` after its evidence so far (None: nothing changed). Past `deadline_ms` (the reach
+        deadline) a device offline and unproven is unreachable; past `verify_by_ms` one online
+        and still unproven fails as `unproven`."""
         assert ex.issued is not None and ex.content_hash is not None
         now = self.clock()
         verdict = self.judge_of(dep, ex, spec, now)
@@ -93,16 +118,19 @@ class DeviceSteps:
         if verdict.health is Health.FAILED and ex.state is not _X.FAILED:
             return moved(ex, _XE.FAIL, now, reason=verdict.gate,
                          evidence=evidence_view(verdict.evidence))
+        if verdict.health is not Health.PENDING or ex.state not in _UNPROVEN:
+            return None
         seen = {e.what for e in verdict.evidence}
-        if verdict.health is Health.PENDING and "boot" in seen and \
-                ex.state in (_X.PUSHED, _X.ACCEPTED):
+        if "boot" in seen and ex.state in (_X.PUSHED, _X.ACCEPTED):
             return moved(ex, _XE.RUN, now, evidence=evidence_view(verdict.evidence))
-        if verdict.health is Health.PENDING and "accepted" in seen and ex.state is _X.PUSHED:
+        if "accepted" in seen and ex.state is _X.PUSHED:
             return moved(ex, _XE.ACCEPT, now, evidence=evidence_view(verdict.evidence))
         late = deadline_ms is not None and now >= deadline_ms
-        if verdict.health is Health.PENDING and late and not self.online(ex.device) and \
-                ex.state in (_X.PUSHED, _X.ACCEPTED, _X.RUNNING):
+        if late and not self.online(ex.device):
             return moved(ex, _XE.UNREACH, now, reason="offline past the reach deadline")
+        if verify_by_ms is not None and now >= verify_by_ms:
+            return moved(ex, _XE.FAIL, now, reason=UNPROVEN,
+                         evidence=evidence_view(unproven(verdict, verify_by_ms)))
         return None
 
     def judge_of(self, dep: DeploymentRecord, ex: ExecutionRecord, spec: HealthSpec,
@@ -129,7 +157,7 @@ class DeviceSteps:
             return replace(ex, updated_ms=now, reason=f"{LATCHED}: {ex.reason or 'tripped'}")
         if ex.restore is None:
             ex = replace(ex, restore=self.issuer.reserve(ex.contract), updated_ms=now)
-            commit([ex], {"reserved": {ex.device: ex.restore}})
+            commit([ex], {"reserved": {ex.device: ex.restore}}, durable=True)
         assert ex.restore is not None
         await self.issuer.issue(ex.restore, lambda v: self.issuer.restore_document(ex, v), actor)
         return moved(ex, _XE.ROLL_BACK, self.clock())

@@ -132,9 +132,10 @@ class HubService:
             self._audit(actor, AuditAction.PUSH, Outcome.FAILED, device=contract.device,
                         contract=cid, reason=str(exc))
             raise PublishFailed(f"contract {cid} stored but not pushed: {exc}") from exc
-        self.store.contracts.apply_event(cid, ContractEvent.PUSH, self.clock(), f"by {actor}")
-        self._audit(actor, AuditAction.PUSH, Outcome.OK, device=contract.device, contract=cid)
-        self._supersede_older(contract, actor)
+        with self.store.tx():  # one commit for the push's record, its audit, what it supersedes
+            self.store.contracts.apply_event(cid, ContractEvent.PUSH, self.clock(), f"by {actor}")
+            self._audit(actor, AuditAction.PUSH, Outcome.OK, device=contract.device, contract=cid)
+            self._supersede_older(contract, actor)
         return self.store.contracts.get(cid)
 
     async def _check(self, document: Mapping[str, Any], actor: str) -> Contract:
@@ -194,14 +195,15 @@ class HubService:
             content_hash=digest, created_ms=now, updated_ms=now, reason=f"by {actor}",
             lineage=lineage or cid)
         try:
-            self.store.contracts.insert(record)
+            with self.store.tx():  # stored and audited in one commit, before it is published
+                self.store.contracts.insert(record)
+                self.store.devices.ensure(c.device, c.site, now, self.registry.labels(c.device))
+                self._audit(actor, AuditAction.SUBMIT, Outcome.OK, device=c.device, contract=cid)
+                self._audit(actor, AuditAction.SIGN, Outcome.OK, device=c.device, contract=cid,
+                            content_hash=record.content_hash)
         except Duplicate as exc:  # a concurrent submission of the same version won the race
             self._refuse_submit(actor, record.document, "stale_version", [str(exc)], cid)
             raise StaleVersion(str(exc), [Issue(path="version", reason=str(exc))]) from exc
-        self.store.devices.ensure(c.device, c.site, now, self.registry.labels(c.device))
-        self._audit(actor, AuditAction.SUBMIT, Outcome.OK, device=c.device, contract=cid)
-        self._audit(actor, AuditAction.SIGN, Outcome.OK, device=c.device, contract=cid,
-                    content_hash=record.content_hash)
         return record
 
     def _supersede_older(self, c: Contract, actor: str) -> None:

@@ -8,6 +8,11 @@ Rules:
   (input, result, timestamps, actor, attempts) and the device executions it changed commit in ONE
   transaction, so after a crash the store shows either all of a step's effect or none of it.
 - Ids are `dep-000001`, numbered in creation order.
+- `changes(id)` counts the writes to a deployment through this repository (the only writer of
+  its rows: the API's and the engine's, on one connection), so what is read of it can be kept
+  until it changes: its devices here (the engine reads them on every pass, the API's view on
+  every change), its encoded view in hub/rollout_views.py `ViewCache`. Only what is read outside
+  a transaction is kept (inside one it may be rolled back).
 """
 from __future__ import annotations
 
@@ -79,6 +84,15 @@ class DeploymentRepository:
 
     def __init__(self, conn: Connection) -> None:
         self._conn = conn
+        self._changes: dict[str, int] = {}
+        self._devices: dict[str, tuple[int, list[ExecutionRecord]]] = {}
+
+    def changes(self, dep_id: str) -> int:
+        """How many writes to `dep_id` this repository made (a view's cache key)."""
+        return self._changes.get(dep_id, 0)
+
+    def _changed(self, dep_id: str) -> None:
+        self._changes[dep_id] = self._changes.get(dep_id, 0) + 1
 
     def create(self, rec: DeploymentRecord, devices: Iterable[ExecutionRecord]) -> DeploymentRecord:
         """Store a new deployment (its id and number allocated here) with its devices, queued."""
@@ -93,6 +107,7 @@ class DeploymentRepository:
                         rec.updated_ms])
             self._history(rec.id, None, rec.state, "create", rec.created_ms, f"by {rec.actor}")
             self._put_devices([replace(d, deployment=rec.id) for d in devices])
+        self._changed(rec.id)
         return rec
 
     def get(self, dep_id: str) -> DeploymentRecord:
@@ -156,9 +171,16 @@ class DeploymentRepository:
         return int(row["i"]) + 1 if row and row["i"] is not None else 0
 
     def devices(self, dep_id: str) -> list[ExecutionRecord]:
-        rows = self._conn.db.query("SELECT * FROM deployment_devices WHERE deployment = ? "
-                                   "ORDER BY wave, device", [dep_id])
-        return [_execution(r) for r in rows]
+        """Its devices by wave and id (frozen records, kept until the deployment is written)."""
+        mark, kept = self.changes(dep_id), self._devices.get(dep_id)
+        if kept is not None and kept[0] == mark:
+            return list(kept[1])
+        rows = [_execution(r) for r in self._conn.db.query(
+            "SELECT * FROM deployment_devices WHERE deployment = ? ORDER BY wave, device",
+            [dep_id])]
+        if not self._conn.db.conn.in_transaction:
+            self._devices[dep_id] = (mark, rows)
+        return list(rows)
 
     def of_device(self, device: str) -> list[ExecutionRecord]:
         """Every execution of `device`, in any deployment, oldest deployment first."""
@@ -172,6 +194,9 @@ class DeploymentRepository:
               devices: Iterable[ExecutionRecord] = (), **fields: Any) -> DeploymentRecord:
         """In one transaction: apply `event` (raises IllegalTransition), set `fields` (wave,
         resume_to, rollback), upsert `step` and `devices`. Returns the deployment after."""
+        devices = list(devices)
+        before = self.changes(dep_id)
+        self._changed(dep_id)  # before: a write that fails halfway only costs a read again
         with self._conn.tx() as db:
             current = self.get(dep_id)
             state = current.state
@@ -186,8 +211,20 @@ class DeploymentRepository:
                        "WHERE id = ?", [*_dumps(after), now, dep_id])
             if step is not None:
                 self._put_step(step)
-            self._put_devices(list(devices))
+            self._put_devices(devices)
+        self._kept_with(dep_id, before, devices)
         return after
+
+    def _kept_with(self, dep_id: str, before: int, written: list[ExecutionRecord]) -> None:
+        """The kept devices with `written` in place, once committed (else dropped): a pass that
+        changed 50 devices does not make the next one read 1,000 rows again."""
+        kept = self._devices.pop(dep_id, None)
+        if kept is None or kept[0] != before or self._conn.db.conn.in_transaction:
+            return
+        rows = {d.device: d for d in written}
+        if not rows.keys() <= {d.device for d in kept[1]}:
+            return  # a device new to the deployment: read again
+        self._devices[dep_id] = (self.changes(dep_id), [rows.get(d.device, d) for d in kept[1]])
 
     def _last(self, dep_id: str) -> tuple[str, str] | None:
         row = self._conn.one('SELECT event, "to" FROM deployment_transitions WHERE deployment = ? '

@@ -76,16 +76,17 @@ def test_named_canaries_must_be_in_the_target_and_come_first() -> None:
 def test_a_bad_strategy_names_every_field() -> None:
     with pytest.raises(ContractInvalid) as info:
         parse_strategy({"canary": {"count": 0}, "waves": {"size": 2, "rate_per_min": 3},
-                        "approval": "maybe", "reach_deadline_s": 0, "abort": {"failure_pct": 200},
-                        "colour": 1})
+                        "approval": "maybe", "reach_deadline_s": 0, "verify_margin_s": -1,
+                        "abort": {"failure_pct": 200}, "colour": 1})
     paths = [i.path for i in info.value.issues]
     assert paths == ["strategy.colour", "strategy.canary.count", "strategy.waves",
-                     "strategy.approval", "strategy.reach_deadline_s", "strategy.abort.failure_pct"]
+                     "strategy.approval", "strategy.reach_deadline_s", "strategy.verify_margin_s",
+                     "strategy.abort.failure_pct"]
 
 
 def test_the_strategy_round_trips_through_its_mapping() -> None:
     doc = {"canary": {"percent": 10}, "waves": {"rate_per_min": 20, "growth": 2.0},
-           "approval": "manual", "pause_s": 5, "reach_deadline_s": 30,
+           "approval": "manual", "pause_s": 5, "reach_deadline_s": 30, "verify_margin_s": 15,
            "abort": {"failure_pct": 25, "min_executed": 4}}
     s = parse_strategy(doc)
     assert parse_strategy(s.to_mapping()) == s and s.to_mapping() == doc

@@ -33,7 +33,11 @@ class FakeAgent:
     running: str | None = None
     falls_back: bool = False  # journal `rollout_fallback` right after booting a pushed contract
     commands: list[bytes] = field(default_factory=list)  # every hub command received
+    deployed: bool = False  # the contract it runs came from a deployment (has `rollout`)
     trips: bool = False  # journal a guard trip (latched in safe state) after booting one
+    loses: bool = False  # lose two entries right after booting one: a declared journal gap
+    silent: bool = False  # journal nothing more once it booted one (telemetry goes on)
+    lost: tuple[int, int] | None = None  # the seqs it declared lost
 
     def _append(self, body: Any) -> Entry:
         prev = self.entries[-1].hash if self.entries else GENESIS
@@ -89,7 +93,7 @@ class FakeAgent:
         while True:
             name, _, version = (self.running or "").partition("@")
             tick += 1
-            if name and tick % 5 == 0:
+            if name and tick % 5 == 0 and not (self.silent and self.deployed):
                 e = self._append(InputBody(values={"level": [1.0, "good", None]}, contract=name))
                 await client.publish(topic(SITE, self.device, Channel.JOURNAL),
                                      batch(self.device, [e]), qos=1)
@@ -98,6 +102,15 @@ class FakeAgent:
                 seq=len(self.entries), contract=name or None,
                 version=int(version) if version else None).to_bytes(), qos=0)
             await asyncio.sleep(0.2)
+
+    def _lose_two(self) -> tuple[list[Entry], tuple[tuple[int, int], ...]]:
+        """Two readings the journal no longer holds (rows unreadable), and one after them."""
+        name = (self.running or "").partition("@")[0]
+        lost = [self._append(InputBody(values={"level": [1.0, "good", None]}, contract=name))
+                for _ in range(2)]
+        self.lost = (lost[0].seq, lost[-1].seq)
+        kept = self._append(InputBody(values={"level": [1.0, "good", None]}, contract=name))
+        return [kept], (self.lost,)
 
     async def _contracts(self, client: aiomqtt.Client) -> None:
         async for message in client.messages:
@@ -109,8 +122,13 @@ class FakeAgent:
             self.pushes.append(cid)
             entries = self._accept(c)
             self.running = cid
+            self.deployed = c.rollout is not None
+            gaps: tuple[tuple[int, int], ...] = ()
+            if self.loses and self.deployed:
+                more, gaps = self._lose_two()
+                entries = [*entries, *more]
             await client.publish(topic(SITE, self.device, Channel.JOURNAL),
-                                 batch(self.device, entries), qos=1)
+                                 batch(self.device, entries, gaps), qos=1)
 
 
 @contextlib.asynccontextmanager

@@ -51,9 +51,11 @@ def chain(n: int, *, start_ms: int | None = None) -> list[Entry]:
     return out
 
 
-def batch(device: str, entries: Sequence[Entry]) -> bytes:
+def batch(device: str, entries: Sequence[Entry], gaps: tuple[tuple[int, int], ...] = ()) -> bytes:
+    """`entries` as one journal batch; `gaps`: seq ranges inside it the journal no longer holds
+    (declared, the entries left out)."""
     return JournalBatch(device=device, from_seq=entries[0].seq, to_seq=entries[-1].seq,
-                        prev_hash=entries[0].prev_hash,
+                        prev_hash=entries[0].prev_hash, gaps=gaps,
                         entries=tuple(e.to_mapping() for e in entries)).to_bytes()
 
 

@@ -67,3 +67,20 @@ def test_a_finished_deployment_is_read_for_convergence_only_while_a_device_needs
     assert [d.id for d in store.deployments.converging([_D.COMPLETE])] == [dep.id]
     store.deployments.write(dep.id, 4, devices=[replace(rows[1], state=_X.HEALTHY)])
     assert store.deployments.converging([_D.COMPLETE]) == []
+
+
+def test_the_devices_kept_between_writes_are_what_the_store_holds_even_after_a_rollback(
+        store: HubStore) -> None:
+    dep = _deployment(store)
+    fresh = HubStore(store.db)  # a repository with nothing kept: what the store holds
+    d1, d2 = store.deployments.devices(dep.id)
+    store.deployments.write(dep.id, 3, event=DeploymentEvent.START, step=_step(dep.id),
+                            devices=[replace(d1, state=_X.PUSHED, issued="tank-fill.d1@1")])
+    assert store.deployments.devices(dep.id) == fresh.deployments.devices(dep.id)
+    assert store.deployments.devices(dep.id)[0].state is _X.PUSHED
+    with pytest.raises(RuntimeError), store.tx():  # an outer unit of work that fails
+        store.deployments.write(dep.id, 4, devices=[replace(d2, state=_X.PUSHED)])
+        assert store.deployments.devices(dep.id)[1].state is _X.PUSHED  # read inside it
+        raise RuntimeError("rolled back")
+    assert store.deployments.devices(dep.id)[1].state is _X.QUEUED
+    assert store.deployments.devices(dep.id) == fresh.deployments.devices(dep.id)
