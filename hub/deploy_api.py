@@ -6,6 +6,8 @@ unknown deployment; 422 naming the field for a bad body (hub/rollout.py decides 
 """
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -52,32 +54,25 @@ async def get_deployment(request: Request) -> Response:
     return _view(request, request.path_params["deployment"])
 
 
-async def pause_deployment(request: Request) -> Response:
-    """Pause a deployment where it is (operator)."""
-    dep = request.path_params["deployment"]
-    deployments_of(request).pause(dep, inbound.actor(request))
-    return _view(request, dep)
+def _operator_request(verb: str, doc: str) -> Callable[[Request], Awaitable[Response]]:
+    """The route for one of the operator's bodiless requests: `Deployments.<verb>(id, actor)`,
+    then the view. Named `<verb>_deployment` (the route's name, which hub/openapi.py keys on)."""
+    async def endpoint(request: Request) -> Response:
+        dep = request.path_params["deployment"]
+        getattr(deployments_of(request), verb)(dep, inbound.actor(request))
+        return _view(request, dep)
+    endpoint.__name__ = endpoint.__qualname__ = f"{verb}_deployment"
+    endpoint.__doc__ = doc
+    return endpoint
 
 
-async def resume_deployment(request: Request) -> Response:
-    """Resume a paused deployment where it was paused (operator)."""
-    dep = request.path_params["deployment"]
-    deployments_of(request).resume(dep, inbound.actor(request))
-    return _view(request, dep)
-
-
-async def approve_deployment(request: Request) -> Response:
-    """Approve the gate a manual deployment waits on: the next wave goes (operator)."""
-    dep = request.path_params["deployment"]
-    deployments_of(request).approve(dep, inbound.actor(request))
-    return _view(request, dep)
-
-
-async def retry_deployment(request: Request) -> Response:
-    """Retry the failed step; what it did already is not done again (operator)."""
-    dep = request.path_params["deployment"]
-    deployments_of(request).retry(dep, inbound.actor(request))
-    return _view(request, dep)
+pause_deployment = _operator_request("pause", "Pause a deployment where it is (operator).")
+resume_deployment = _operator_request(
+    "resume", "Resume a paused deployment where it was paused (operator).")
+approve_deployment = _operator_request(
+    "approve", "Approve the gate a manual deployment waits on: the next wave goes (operator).")
+retry_deployment = _operator_request(
+    "retry", "Retry the failed step; what it did already is not done again (operator).")
 
 
 async def rollback_deployment(request: Request) -> Response:

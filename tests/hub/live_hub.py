@@ -17,6 +17,7 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -54,19 +55,27 @@ async def _serve(workdir: Path) -> None:
 
 
 @contextlib.contextmanager
-def live_hub(workdir: Path) -> Iterator[LiveHub]:
-    """Start a hub process; terminate it (kill if it does not stop) on exit."""
+def hub_child(module: str, workdir: Path) -> Iterator[tuple[subprocess.Popen[bytes], Any]]:
+    """Run `python -m module workdir` (a hub that prints one JSON line when ready) and yield the
+    process with that line decoded; on exit stop it (kill if it does not stop, e.g. stalled by
+    the input under test) unless the test has killed it already."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen([sys.executable, "-m", "tests.hub.live_hub", str(workdir)],
+    proc = subprocess.Popen([sys.executable, "-m", module, str(workdir)],
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, cwd=ROOT)
     try:
-        ready = json.loads(_first_line(proc))
-        yield LiveHub(api_url=ready["api_url"], mqtt_port=ready["mqtt_port"],
-                      headers={"Authorization": f"Bearer {TOKEN}"})
+        yield proc, json.loads(_first_line(proc))
     finally:
-        stop_process(proc, 15)  # killed if it does not stop: e.g. stalled by the input under test
+        stop_process(proc, 15)
         if proc.stdout is not None:
             proc.stdout.close()
+
+
+@contextlib.contextmanager
+def live_hub(workdir: Path) -> Iterator[LiveHub]:
+    """Start a hub process; terminate it (kill if it does not stop) on exit."""
+    with hub_child("tests.hub.live_hub", workdir) as (_, ready):
+        yield LiveHub(api_url=ready["api_url"], mqtt_port=ready["mqtt_port"],
+                      headers={"Authorization": f"Bearer {TOKEN}"})
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -18,14 +17,12 @@ from hub.acl.passwords import hash_password
 from hub.app import HubRuntime
 from hub.auth import ApiRole, AuthConfig, Token, hash_token
 from hub.config import DeviceCredential
-from tests.hub.live_hub import _first_line
+from tests.hub.live_hub import hub_child
 from tests.hub.serving import serving
 from tests.hub.sync_helpers import SITE, hub_config
-from tests.waiting import stop_process
 
 TOKEN = "rollout-admin"
 FLEET = {f"r{i}": f"r{i}-secret" for i in range(1, 7)}
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -54,17 +51,9 @@ async def _serve(workdir: Path) -> None:
 @contextlib.contextmanager
 def hub_process(workdir: Path) -> Iterator[HubProcess]:
     """Start the hub; on exit stop it (if the test has not killed it)."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen([sys.executable, "-m", "tests.hub.rollout_hub", str(workdir)],
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, cwd=ROOT)
-    try:
-        ready = json.loads(_first_line(proc))
+    with hub_child("tests.hub.rollout_hub", workdir) as (proc, ready):
         yield HubProcess(proc=proc, api_url=ready["api_url"], mqtt_port=ready["mqtt_port"],
                          headers={"Authorization": f"Bearer {TOKEN}"})
-    finally:
-        stop_process(proc, 15)
-        if proc.stdout is not None:
-            proc.stdout.close()
 
 
 if __name__ == "__main__":

@@ -64,6 +64,18 @@ async def _until(http: httpx.AsyncClient, dep: str, check: Any, what: str,
     return found
 
 
+async def _at_the_canarys_gate(http: httpx.AsyncClient, window_s: float) -> str:
+    """A deployment of the tank snapshot to r1 (canary) and r2 (one wave), once its canary's gate
+    is the running step: its id."""
+    sid = await _snapshot(http)
+    dep = str((await _ok(http.post("/api/deployments", json={
+        "snapshot": sid, "health": {"window_s": window_s}, "target": {"devices": ["r1", "r2"]},
+        "strategy": {"canary": {"devices": ["r1"]}, "waves": {"size": 1}}}), 201))["id"])
+    await _until(http, dep, lambda v: v["step"] and v["step"]["name"] == "canary:gate",
+                 "the canary's gate")
+    return dep
+
+
 def _agents(names: list[str] | None = None) -> list[FakeAgent]:
     return [FakeAgent(device=d, password=p) for d, p in FLEET.items()
             if names is None or d in names]
@@ -238,12 +250,7 @@ async def test_an_operator_pause_holds_the_deployment_in_its_step_and_resume_goe
     agents = _agents(["r1", "r2"])
     with hub_process(tmp_path) as hub:
         async with _client(hub) as http, online(agents, hub.mqtt_port):
-            sid = await _snapshot(http)
-            dep = (await _ok(http.post("/api/deployments", json={
-                "snapshot": sid, "health": {"window_s": 4}, "target": {"devices": ["r1", "r2"]},
-                "strategy": {"canary": {"devices": ["r1"]}, "waves": {"size": 1}}}), 201))["id"]
-            await _until(http, dep, lambda v: v["step"] and v["step"]["name"] == "canary:gate",
-                         "the canary's gate")
+            dep = await _at_the_canarys_gate(http, window_s=4)
             paused = await _ok(http.post(f"/api/deployments/{dep}/pause"))
             assert (paused["state"], paused["resume_to"]) == ("paused", "canary")
             gate = paused["step"]
@@ -281,12 +288,7 @@ async def test_an_operator_rollback_mid_gate_interrupts_the_gate_and_undoes_what
     agents = _agents(["r1", "r2"])
     with hub_process(tmp_path) as hub:
         async with _client(hub) as http, online(agents, hub.mqtt_port):
-            sid = await _snapshot(http)
-            dep = (await _ok(http.post("/api/deployments", json={
-                "snapshot": sid, "health": {"window_s": 300}, "target": {"devices": ["r1", "r2"]},
-                "strategy": {"canary": {"devices": ["r1"]}, "waves": {"size": 1}}}), 201))["id"]
-            await _until(http, dep, lambda v: v["step"] and v["step"]["name"] == "canary:gate",
-                         "the canary's gate")
+            dep = await _at_the_canarys_gate(http, window_s=300)
             await _ok(http.post(f"/api/deployments/{dep}/rollback", json={"reason": "wrong day"}))
             done = await _until(http, dep, lambda v: v["state"] == "rolled_back", "rolled back")
             await eventually(lambda: agents[0].commands, 10, "r1 told to abort")
