@@ -1,6 +1,12 @@
 """Devices for the rollout tests that restart the hub: each speaks MQTT as an agent does (a
 retained birth, its hash-chained journal, the contracts it is pushed), keeps its journal across
-hub restarts, and counts every contract it was sent — so a test can tell a re-push."""
+hub restarts, and counts every contract it was sent — so a test can tell a re-push.
+
+Its loops honour a cancellation that Python 3.11's `asyncio.wait_for` lost (transport/cancel.py:
+aiomqtt awaits each QoS 1 PUBACK through it). Without that, a device cancelled just as a PUBACK
+came kept publishing, its TaskGroup never ended, and `online()`'s teardown waited for it until
+pytest-timeout killed the test (about once per full-suite run, under load).
+"""
 from __future__ import annotations
 
 import asyncio
@@ -22,6 +28,11 @@ from contracts.signing import read_signed
 from contracts.topics import Channel, topic
 from contracts.wire import Birth, Telemetry
 from tests.hub.sync_helpers import SITE, batch
+from transport.cancel import raise_if_cancelled
+
+STOP_S = 15.0
+"""How long `online()` waits for its devices to disconnect (aiomqtt's own DISCONNECT wait is its
+10 s client timeout): past it the teardown fails naming the device, instead of hanging."""
 
 
 @dataclass
@@ -91,6 +102,7 @@ class FakeAgent:
         journaled each second while a contract runs (what proves its health window over)."""
         tick = 0
         while True:
+            raise_if_cancelled()
             name, _, version = (self.running or "").partition("@")
             tick += 1
             if name and tick % 5 == 0 and not (self.silent and self.deployed):
@@ -114,6 +126,7 @@ class FakeAgent:
 
     async def _contracts(self, client: aiomqtt.Client) -> None:
         async for message in client.messages:
+            raise_if_cancelled()
             if str(message.topic).endswith(f"/{Channel.CMD.value}"):
                 self.commands.append(bytes(message.payload))  # type: ignore[arg-type,unused-ignore]
                 continue
@@ -129,6 +142,7 @@ class FakeAgent:
                 entries = [*entries, *more]
             await client.publish(topic(SITE, self.device, Channel.JOURNAL),
                                  batch(self.device, entries, gaps), qos=1)
+            raise_if_cancelled()
 
 
 @contextlib.asynccontextmanager
@@ -142,11 +156,23 @@ async def online(agents: list[FakeAgent], port: int) -> AsyncIterator[None]:
             await asyncio.gather(*(ev.wait() for ev in events))
         yield
     finally:
-        for t in tasks:
-            t.cancel()
-        for t in tasks:
-            with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
-                try:
-                    await t
-                except* aiomqtt.MqttError:  # its TaskGroup's publish lost the broker: a test
-                    pass                    # that kills the hub (-9) kills its broker too
+        await _stop(tasks)
+
+
+async def _stop(tasks: list[asyncio.Task[None]]) -> None:
+    """Cancel the devices' tasks and reap them within STOP_S; a device still running then fails
+    the test by name (and is cancelled again, so the test process is not left with it)."""
+    for t in tasks:
+        t.cancel()
+    _, stuck = await asyncio.wait(tasks, timeout=STOP_S)
+    for t in stuck:
+        t.cancel()
+    for t in tasks:
+        with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
+            try:
+                await t
+            except* aiomqtt.MqttError:  # its TaskGroup's publish lost the broker: a test
+                pass                    # that kills the hub (-9) kills its broker too
+    if stuck:
+        raise AssertionError(f"fake devices still running {STOP_S:g} s after they were "
+                             f"cancelled: {sorted(t.get_name() for t in stuck)}")

@@ -148,9 +148,6 @@ async def test_a_failed_step_retried_pushes_only_what_it_had_not(tmp_path: Path)
     assert issued == ["tank-fill.r1@1", "tank-fill.r2@1", "tank-fill.r3@1"]  # none twice
 
 
-@pytest.mark.skip(reason="quarantined: hangs past every bounded wait (>300 s) about once per "
-                  "full-suite run, never alone; an unbounded await in the fake devices or the "
-                  "engine's approval path, not found yet (closing note of 2026-12-02)")
 async def test_a_manual_approval_holds_the_next_wave_until_approved(tmp_path: Path) -> None:
     agents = _agents(["r1", "r2"])
     with hub_process(tmp_path) as hub:
