@@ -32,7 +32,7 @@ async def test_online_ends_a_device_whose_publish_lost_the_cancellation(
             return                      # same loop iteration as the cancellation
 
     monkeypatch.setattr(aiomqtt.Client, "publish", losing)
-    device = FakeAgent(device="d1", **{"password": amqtt_broker.users["d1"].password})
+    device = FakeAgent(device="d1", password=amqtt_broker.users["d1"].password)
     async with asyncio.timeout(STOP_S + 10):
         async with online([device], amqtt_broker.port):
             hold.set()
