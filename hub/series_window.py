@@ -228,7 +228,10 @@ class SeriesWindows:
         and drops what is now before `from_ms`. As `request`: the work, and whether it is heavy."""
         from_seq = max(0, last_seq - limit + 1)
         first = store.journal.rows(device, from_seq, 1)
-        rows = store.journal.rows(device, max(from_seq, after_seq + 1), limit)
+        # The window ends at last_seq: nothing is after it (nor read: after_seq + 1 may pass
+        # SQLite's int64 when a client sends the largest seq the API takes).
+        rows = [] if after_seq >= last_seq else store.journal.rows(
+            device, max(from_seq, after_seq + 1), limit)
         span = {**head, "from_seq": from_seq, "from_ms": first[0].ts_ms if first else None,
                 "to_seq": rows[-1].seq if rows else max(after_seq, from_seq - 1),
                 "after_seq": after_seq}
