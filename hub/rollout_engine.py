@@ -74,11 +74,11 @@ class RolloutEngine:
 
     async def run(self) -> None:
         while True:
-            try:
+            self._wake.clear()  # before the pass: a wake during it (a step that finished with
+            try:                # the next one due now, a request) runs the next pass at once
                 await self.tick()
             except Exception:  # a bug must not stop every deployment: logged, next pass
                 log.exception("rollout_tick_failed")
-            self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(TICK_S):
                     await self._wake.wait()
@@ -136,6 +136,8 @@ class RolloutEngine:
                                                  reason=step.name, **fields)
             if next_step is not None:
                 after = self.start(after, next_step[0], next_step[1], done)
+        if next_step is not None:
+            self.wake()  # the next step's first pass now, not a tick later (a rollback's pushes)
         self.audit(dep.id, AuditAction.DEPLOY_STEP, Outcome.OK, step=step.name,
                    result={k: v for k, v in done.result.items() if k in ("gate", "counts")},
                    state=after.state.value)
