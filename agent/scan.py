@@ -36,6 +36,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from agent.actuation import divergence_items
 from agent.errors import JournalError
 from agent.journal_thread import AsyncJournal
 from agent.link import DeviceLink
@@ -348,11 +349,19 @@ class ScanLoop:
 
     async def _sync_outputs(self, seg: Segment, now_ms: EpochMs) -> None:
         """At a segment's start the device holds whatever it held: assert the engine's outputs
-        once (journaled as an event, not as engine writes, so replay stays exact)."""
+        once (journaled as an event, not as engine writes, so replay stays exact), then read them
+        back at once as a safe state's are (`_verify_safe`): a contract just installed (a
+        rollback's known-good) is confirmed on the device one Modbus round trip later instead of
+        a period later, and a second writer shows before its first cycle."""
         outputs = dict(seg.state.outputs)
         await seg.journal.append_many([item(agent_event_body(AgentEvent.OUTPUT_SYNC, writes=outputs),
                                             now_ms)])
         await seg.actuator.write(seg.journal, list(outputs), [], outputs, now_ms)
+        if outputs:
+            raw = await self.link.read(seg.write_plan, now_ms)
+            items = divergence_items(seg.actuator.readback.check(raw), now_ms)
+            if items:
+                await seg.journal.append_many(items)
 
     async def _journal_down(self, seg: Segment, exc: JournalError, now_ms: EpochMs) -> None:
         """The journal cannot commit (disk full, I/O error). Journal-first forbids acting on what
