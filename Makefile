@@ -37,6 +37,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.convergence
 	$(BIN)/python -m bench.fleet
 	$(BIN)/python -m bench.rollout
+	$(BIN)/python -m bench.rollout_rollback
 	$(BIN)/python -m bench.commission
 	$(BIN)/python -m bench.hostile
 	$(BIN)/python -m bench.fleet_view
