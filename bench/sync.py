@@ -65,6 +65,7 @@ from hub.ingest import Cursor, DeviceIngest
 from hub.states import DeviceState
 from hub.store import HubStore, NotFound
 from hub.sync import MAX_BATCH_ENTRIES
+from transport.mqtt import SOCKET_OPTIONS
 from tests.hub.serving import serving
 from tests.waiting import eventually, free_port, listening
 
@@ -172,7 +173,8 @@ async def device_client(hub: HubRuntime, password: str) -> AsyncIterator[aiomqtt
     assert hub.mqtt_url is not None
     host, port = _host_port(hub.mqtt_url)
     async with aiomqtt.Client(host, port, identifier=f"fp-agent-{DEVICE}/bench", username=DEVICE,
-                              password=password, max_queued_outgoing_messages=0) as client:
+                              password=password, max_queued_outgoing_messages=0,
+                              socket_options=SOCKET_OPTIONS) as client:
         yield client
 
 
@@ -220,7 +222,8 @@ async def run_journal_sender(url: str, msgs_file: Path, last_seq: int) -> None:
     jtopic, resends, acked = topic(SITE, DEVICE, Channel.JOURNAL), 0, 0
     async with aiomqtt.Client(host, port, identifier=f"fp-agent-{DEVICE}/bench-sender", username=DEVICE,
                               password=os.environ["BENCH_MQTT_PASSWORD"],
-                              max_queued_outgoing_messages=0) as client:
+                              max_queued_outgoing_messages=0,
+                              socket_options=SOCKET_OPTIONS) as client:
         atopic = topic(SITE, DEVICE, Channel.ACK)
         await client.subscribe(atopic, qos=1)
         print("ready", flush=True)
@@ -674,7 +677,8 @@ async def run_loadgen(url: str, devices: int) -> None:
 async def _loadgen_client(host: str, port: int, ids: list[str], k: int) -> None:
     async with aiomqtt.Client(host, port, identifier=f"fieldpact-hub/loadgen-{k}", username="loadgen",
                               password=os.environ["BENCH_MQTT_PASSWORD"],
-                              max_queued_outgoing_messages=0) as client:
+                              max_queued_outgoing_messages=0,
+                              socket_options=SOCKET_OPTIONS) as client:
         for d in ids:
             b = Birth(device=d, site=SITE, boot_id=secrets.token_hex(8), contract=None, version=None,
                       last_seq=0)
@@ -720,6 +724,10 @@ def main() -> None:
     args = parser.parse_args()
     WIRE[0], OWN_PROCESS[0], FLEET[0] = args.wire, not args.inproc_broker, args.devices
     logging.basicConfig(level=logging.ERROR)  # figures only; the hub's info/warnings are noise here
+    # aiomqtt's "mqtt" logger sets its own level (WARNING), so the root's does not reach it: the
+    # load generator's 250 concurrent publishes per client logged "There are N pending publish
+    # calls" ~1,000 times a second to stderr, burying the figures.
+    logging.getLogger("mqtt").setLevel(logging.ERROR)
     if args.loadgen:
         asyncio.run(run_loadgen(args.loadgen, args.devices))
         return

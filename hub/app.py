@@ -31,6 +31,7 @@ from hub.acl.logins import HUB_USER
 from hub.acl.logins import broker_users as _users
 from hub.acl.passwords import hash_password
 from hub.acl.policy import HUB_CLIENT_ID, UserSpec
+from hub import pauses
 from hub.api import create_app
 from hub.broker import EmbeddedBroker
 from hub.broker_process import BrokerProcess
@@ -110,6 +111,7 @@ class HubRuntime:
         sys.setswitchinterval(SWITCH_INTERVAL_S)
         try:
             await side.start(self._mqtt_side, MQTT_START_TIMEOUT_S)
+            pauses.settle()  # both sides are up: what lives now lives as long as the process
             log.info("hub_ready broker=%s db=%s", self.mqtt_url, self.cfg.db_path)
             try:
                 yield self

@@ -119,6 +119,11 @@ class DeviceIngest:
             gaps: Sequence[tuple[int, int]] = (), *, nbytes: int | None = None) -> IngestResult:
         """Take a batch (`nbytes` long on the wire, if known); return what to store (in seq
         order), the new cursor and any alarm."""
+        if (entries and entries[0].seq == self.cursor.seq + 1 and not self.pending
+                and not self.gaps and not gaps and dropped_through <= self.cursor.seq):
+            in_order = self._in_order(entries)
+            if in_order is not None:
+                return in_order
         result = IngestResult(cursor=self.cursor)
         before = self.cursor
         fresh = self._buffer(entries, result, _share(nbytes, len(entries)))
@@ -136,6 +141,16 @@ class DeviceIngest:
         result.evicted = self._enforce_bytes()
         result.cursor, result.buffered = self.cursor, len(self.pending)
         return result
+
+    def _in_order(self, entries: Sequence[Row]) -> IngestResult | None:
+        """The usual batch (the next seqs, nothing buffered or declared): stored as it is if it
+        all verifies, without passing through the buffer (a sixth of `add`'s cost); None, with
+        nothing changed, for anything else (the general path decides)."""
+        n, broken = verify_rows(entries, self.cursor.hash, self.cursor.seq)
+        if broken is not None or n != len(entries):
+            return None
+        self.cursor = Cursor(seq=entries[-1].seq, hash=entries[-1].hash)
+        return IngestResult(store=list(entries), cursor=self.cursor)
 
     def _declare(self, first: int, last: int, reason: str) -> None:
         first = max(first, self.cursor.seq + 1)

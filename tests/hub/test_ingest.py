@@ -59,6 +59,19 @@ def test_in_order_batches_are_stored_once_and_the_cursor_advances_to_the_last_ha
     assert (second.duplicates, second.buffered, second.broken, second.gaps) == (0, 0, None, [])
 
 
+def test_a_next_batch_shuffled_inside_or_repeating_an_entry_is_still_stored_once_in_order() -> None:
+    # The in-order fast path takes a batch only if all of it continues the chain; anything else
+    # falls back to the buffer, with the same result as before it existed.
+    ing = DeviceIngest(Cursor())
+    shuffled = ing.add([CHAIN[0], CHAIN[2], CHAIN[1], CHAIN[1], CHAIN[3]])
+    assert seqs(shuffled.store) == [1, 2, 3, 4] and shuffled.duplicates == 1
+    assert shuffled.cursor == Cursor(seq=4, hash=CHAIN[3].hash) and shuffled.buffered == 0
+    tampered = CHAIN[5]._replace(body=encode_body({"values": {"level": [9.9, "good", None]}}))
+    broken = ing.add([CHAIN[4], tampered, CHAIN[6]])
+    assert seqs(broken.store) == [5] and broken.broken is not None and broken.broken.seq == 6
+    assert broken.cursor.seq == 5 and broken.buffered == 0
+
+
 def test_a_resent_batch_is_counted_as_duplicates_and_stores_nothing() -> None:
     ing = DeviceIngest(Cursor())
     ing.add(CHAIN[:10])

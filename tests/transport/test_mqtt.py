@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import socket
 import sys
 import textwrap
 from collections.abc import AsyncIterator
@@ -142,6 +143,22 @@ async def test_link_publishes_receives_and_logs_connected(
         await stop(task)
     assert any(r.getMessage().startswith("mqtt_connected ") for r in caplog.records)
     assert not link.connected.is_set()
+
+
+async def test_the_link_sends_each_publish_at_once_with_nagle_off(
+    amqtt_broker: BrokerEndpoint,
+) -> None:
+    # With Nagle's algorithm on (paho's default), the tail of a large journal batch waited for
+    # the broker's delayed ACK: 40 ms stalls in bench/sync.py's ingest (transport/mqtt.py).
+    recorder = Recorder()
+    link = device_link(amqtt_broker.url, recorder)
+    task = await running(link, recorder)
+    try:
+        assert link._client is not None
+        sock = link._client._client.socket()
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
+    finally:
+        await stop(task)
 
 
 async def test_link_reconnects_and_resubscribes_after_broker_restart_on_same_port(
