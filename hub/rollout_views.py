@@ -12,7 +12,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from hub.rollout_gate import counts
+from hub.rollout_gate import counts, failed_gate
 from hub.store import HubStore
 from hub.store.deployments import DeploymentRecord, ExecutionRecord, StepRecord
 
@@ -26,7 +26,8 @@ def step_view(s: StepRecord) -> dict[str, Any]:
 def _device(d: ExecutionRecord) -> dict[str, Any]:
     return {"device": d.device, "wave": d.wave, "state": d.state.value,
             "contract": d.issued, "known_good": dict(d.known_good) if d.known_good else None,
-            "restored": d.restore, "reason": d.reason, "evidence": list(d.evidence)}
+            "restored": d.restore, "reason": d.reason, "evidence": list(d.evidence),
+            "rollback": dict(d.rollback) if d.rollback is not None else None}
 
 
 def _gate(wave: Mapping[str, Any], devices: list[ExecutionRecord],
@@ -35,7 +36,7 @@ def _gate(wave: Mapping[str, Any], devices: list[ExecutionRecord],
     step = next((s for s in reversed(steps) if s.name == name), None)
     status = str(step.result.get("gate", "pending")) if step is not None else "pending"
     failed = [{"device": d.device, "gate": d.reason, "evidence": list(d.evidence)}
-              for d in devices if d.state.value == "failed"]
+              for d in devices if failed_gate(d)]
     decided = step.result.get("counts") if step is not None else None  # as the gate saw them
     return {"status": status, "counts": dict(decided) if decided else counts(devices),
             "failed": failed}
