@@ -9,15 +9,15 @@ Rules:
   one pushed on its return that failed (hub/rollout_converge.py).
 - Its reason has the shape of a deployment's rollback, for one device: `initiated_by` "gate",
   `scope` "device", the gate, the device (and `devices`), the evidence (journal seqs and
-  values), when, the snapshot, the step; then `outcome` and `restored` (the version issued).
+  values), when, the snapshot, the step; then `result` and `restored` (the version issued).
 - The safety choices of a deployment's rollback hold (hub/rollout_steps.py): one whose contract
-  tripped stays latched (`failed`, reason `latched: ...`, outcome `latched`), never pushed over;
-  one that fell back by itself keeps its own known-good, held (outcome `held`); one with no
-  known-good has the deployment's contract aborted (outcome `aborted`).
+  tripped stays latched (`failed`, reason `latched: ...`, result `latched`), never pushed over;
+  one that fell back by itself keeps its own known-good, held (result `held`); one with no
+  known-good has the deployment's contract aborted (result `aborted`).
 - Write-ahead as any push: the reason is committed with the version reserved for the restore,
   before it is published; after a crash the next pass finds the row `failed` with its reason and
   issues that version (published at most once: hub/rollout_push.py).
-- One offline keeps its reason with outcome `waiting`, `failed`, and is restored on its return.
+- One offline keeps its reason with result `waiting`, `failed`, and is restored on its return.
   A restore that cannot be published fails the step (a retry publishes it), as a push does.
 - It still counts as failed, in its gate and in every later gate's abort threshold
   (hub/rollout_gate.py `failed_gate`).
@@ -46,7 +46,7 @@ def pending(ex: ExecutionRecord) -> bool:
     """Whether `ex` failed and is still to be rolled back alone (no reason yet, or offline
     then): neither latched nor restored."""
     return ex.state is _X.FAILED and not (ex.reason or "").startswith(LATCHED) and \
-        (ex.rollback is None or ex.rollback.get("outcome") == WAITING)
+        (ex.rollback is None or ex.rollback.get("result") == WAITING)
 
 
 def reason(dep: DeploymentRecord, ex: ExecutionRecord, step: str, now: int) -> dict[str, Any]:
@@ -54,7 +54,7 @@ def reason(dep: DeploymentRecord, ex: ExecutionRecord, step: str, now: int) -> d
     return {"initiated_by": "gate", "scope": "device", "gate": ex.reason, "device": ex.device,
             "devices": [ex.device],
             "evidence": [{"device": ex.device, "gate": ex.reason, "evidence": list(ex.evidence)}],
-            "ts_ms": now, "snapshot": dep.snapshot, "step": step, "outcome": WAITING,
+            "ts_ms": now, "snapshot": dep.snapshot, "step": step, "result": WAITING,
             "restored": None}
 
 
@@ -98,13 +98,15 @@ class AloneRollback:
         """`ex` (with its reason) restored now, its outcome recorded and audited."""
         assert ex.rollback is not None
         after = await self.e.devices.restore(dep, ex, commit)
-        why = {**ex.rollback, "outcome": _outcome(ex, after), "restored": after.restore}
+        why = {**ex.rollback, "result": _outcome(ex, after), "restored": after.restore}
         after = replace(after, rollback=why)
-        commit([after], {"rolled_back_alone": {ex.device: after.restore or why["outcome"]}})
+        commit([after], {"rolled_back_alone": {ex.device: after.restore or why["result"]}})
         self._audit(dep, after)
         return after
 
     def _audit(self, dep: DeploymentRecord, ex: ExecutionRecord) -> None:
         assert ex.rollback is not None
+        detail = {k: v for k, v in ex.rollback.items() if k != "device"}
         self.e.audit(dep.id, AuditAction.DEPLOY_ROLLBACK, Outcome.OK, str(ex.rollback["gate"]),
-                     **ex.rollback, state=ex.state.value)
+                     device=ex.device, contract=ex.restore or ex.issued, **detail,
+                     state=ex.state.value)

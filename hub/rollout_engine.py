@@ -173,9 +173,11 @@ class RolloutEngine:
         log.warning("rollout_step_failed deployment=%s step=%s error=%s", dep_id, step.name, why)
 
     def audit(self, dep: str, action: AuditAction, outcome: Outcome, reason: str | None = None,
+              *, device: str | None = None, contract: str | None = None,
               **detail: Any) -> None:
         entry = AuditEntry(ts_ms=self.clock(), actor=f"deployment:{dep}", action=action,
-                           outcome=outcome, reason=reason, detail={"deployment": dep, **detail})
+                           outcome=outcome, device=device, contract=contract, reason=reason,
+                           detail={"deployment": dep, **detail})
         self.store.audit.add(entry)
         log_entry(entry)
 

@@ -179,10 +179,11 @@ class Flow:
     def _gate_failed(self, dep: DeploymentRecord, step: StepRecord, summary: dict[str, Any],
                      failed: tuple[ExecutionRecord, ...]) -> None:
         first = failed[0]
-        why = {"initiated_by": "device" if first.reason == "rollout_fallback" else "gate",
-               "gate": first.reason, "devices": [d.device for d in failed],
-               "evidence": [{"device": d.device, "gate": d.reason, "evidence": list(d.evidence)}
-                            for d in failed], "ts_ms": self.e.clock(), "snapshot": dep.snapshot}
+        why: dict[str, Any] = {
+            "initiated_by": "device" if first.reason == "rollout_fallback" else "gate",
+            "gate": first.reason, "devices": [d.device for d in failed],
+            "evidence": [{"device": d.device, "gate": d.reason, "evidence": list(d.evidence)}
+                         for d in failed], "ts_ms": self.e.clock(), "snapshot": dep.snapshot}
         after = self.e.finish(dep, step, summary, event=_E.GATE_FAILED, rollback=why,
                               next_step=("rollback", {"rollback": why}))
         self.e.audit(dep.id, AuditAction.DEPLOY_ROLLBACK, Outcome.OK, str(first.reason),
