@@ -130,9 +130,11 @@ class RolloutEngine:
 
     def finish(self, dep: DeploymentRecord, step: StepRecord, result: Mapping[str, Any], *,
                event: DeploymentEvent | None = None, next_step: tuple[str, Mapping[str, Any]]
-               | None = None, status: str = "done", **fields: Any) -> DeploymentRecord:
-        """The step done, the deployment's event and the next step's row, in one transaction."""
-        now = self.clock()
+               | None = None, status: str = "done", now: EpochMs | None = None,
+               **fields: Any) -> DeploymentRecord:
+        """The step done, the deployment's event and the next step's row, in one transaction;
+        `now`: the time it is done at (a next step's input may be reckoned from it)."""
+        now = self.clock() if now is None else now
         done = replace(step, status=status, finished_ms=now, result=merge(step.result, result))
         with self.store.tx():
             after = self.store.deployments.write(dep.id, now, event=event, step=done,

@@ -3,8 +3,9 @@
     planned --start--> canary:push -> canary:gate --> [approval] --> wave:1:push -> wave:1:gate
       --> ... --> verify --> complete;  a failed gate --> rollback --> rolled_back
 
-- push: the wave's online devices, paced at the wave's rate (contracts/rollout_strategy.py); the
-  offline ones stay queued for the gate. The step is done when every device was pushed or found
+- push: the wave's online devices, paced at the wave's rate (contracts/rollout_strategy.py), the
+  first no earlier than the strategy's pause_s after the previous gate passed (`not_before_ms`
+  in the step's input); the offline ones stay queued for the gate. The step is done when every device was pushed or found
   offline.
 - gate: until the wave's reach deadline a queued device that came online is pushed; each pushed
   device is judged; the gate's rules are hub/rollout_gate.py's. Failed: the typed rollback reason
@@ -74,9 +75,12 @@ class Flow:
             return step.name == "verify"
         return step.name.startswith(f"{_wave_name(dep.wave)}:")
 
-    def _push_input(self, dep: DeploymentRecord, w: int, delay_ms: int) -> dict[str, Any]:
+    def _push_input(self, dep: DeploymentRecord, w: int, delay_ms: int,
+                    now: int | None = None) -> dict[str, Any]:
+        """A wave's push, due `delay_ms` after `now`: stored with the step, so a hub restarted
+        meanwhile waits out the same time (never a shorter one, never a push again)."""
         return {"wave": w, "devices": list(dep.waves[w]["devices"]),
-                "not_before_ms": self.e.clock() + delay_ms}
+                "not_before_ms": (self.e.clock() if now is None else now) + delay_ms}
 
     async def run(self, dep: DeploymentRecord, step: StepRecord) -> None:
         kind = step.name.rpartition(":")[2] if ":" in step.name else step.name
@@ -201,9 +205,11 @@ class Flow:
         elif last:
             self.e.finish(dep, step, summary, event=_E.LAST_GATE_PASSED,
                           next_step=("verify", {}))
-        else:
-            self.e.finish(dep, step, summary, event=_E.GATE_PASSED, wave=w + 1,
-                          next_step=(f"wave:{w + 1}:push", self._push_input(dep, w + 1, pause_ms)))
+        else:  # pause_s from the gate's pass (its finished_ms) to the next wave's first push
+            now = self.e.clock()
+            self.e.finish(dep, step, summary, event=_E.GATE_PASSED, wave=w + 1, now=now,
+                          next_step=(f"wave:{w + 1}:push",
+                                     self._push_input(dep, w + 1, pause_ms, now)))
 
     # -- verify ---------------------------------------------------------------------------------
     async def _verify(self, dep: DeploymentRecord, step: StepRecord) -> None:

@@ -42,6 +42,15 @@ def _gate(wave: Mapping[str, Any], devices: list[ExecutionRecord],
             "failed": failed}
 
 
+def _pausing_until(step: StepRecord | None) -> int | None:
+    """When a wave's push that waits out the strategy's pause_s may start (none without one).
+    A time, not "still paused": the view is kept until the deployment changes, not the clock."""
+    if step is None or step.status != "running" or not step.name.endswith(":push"):
+        return None
+    until = step.input.get("not_before_ms")
+    return int(until) if until is not None and int(until) > step.started_ms else None
+
+
 def deployment_view(store: HubStore, rec: DeploymentRecord, *, full: bool = True) -> dict[str, Any]:
     steps = store.deployments.steps(rec.id)
     devices = store.deployments.devices(rec.id)
@@ -61,6 +70,7 @@ def deployment_view(store: HubStore, rec: DeploymentRecord, *, full: bool = True
                    "gate": _gate(w, by_wave.get(w["index"], []), steps)} for w in rec.waves],
         "devices": [_device(d) for d in devices],
         "rollback": dict(rec.rollback) if rec.rollback is not None else None,
+        "pausing_until_ms": _pausing_until(current),
     }
     if full:
         out["steps"] = [step_view(s) for s in steps]
