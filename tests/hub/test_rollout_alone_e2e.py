@@ -16,6 +16,7 @@ from tests.hub.rollout_devices import FakeAgent, online
 from tests.hub.rollout_hub import hub_process
 from tests.hub.sync_helpers import SITE
 from tests.hub.test_rollout_steps_e2e import _agents, _client, _ok, _snapshot, _until
+from tests.waiting import eventually
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -96,3 +97,22 @@ async def test_a_device_tripped_under_the_threshold_stays_latched_and_is_never_p
     assert agents[3].pushes == ["tank-fill.r4@1", "tank-fill.r4@2"]
     assert any(e["action"] == "deploy_rollback" and e["detail"]["result"] == "latched"
                for e in audit)
+
+
+async def test_a_device_failing_alone_with_nothing_before_has_the_deployments_contract_aborted(
+        tmp_path: Path) -> None:
+    agents = _agents(["r1", "r2", "r3", "r4"])
+    agents[2].second_writer = True
+    with hub_process(tmp_path) as hub:
+        async with _client(hub) as http, online(agents, hub.mqtt_port):
+            sid = await _snapshot(http)
+            dep = (await _ok(http.post("/api/deployments", json={"snapshot": sid, **BODY}),
+                             201))["id"]
+            done = await _until(http, dep, lambda v: v["state"] in ("rolled_back", "complete"),
+                                "the deployment ended")
+            await eventually(lambda: agents[2].commands, 10, "r3 told to abort")
+    r3 = _r3(done)
+    assert (r3["state"], r3["restored"], r3["known_good"]) == ("rolled_back", None, None)
+    assert (r3["rollback"]["gate"], r3["rollback"]["result"]) == ("second_writer", "aborted")
+    assert agents[2].pushes == ["tank-fill.r3@1"]  # nothing pushed: its contract aborted
+    assert agents[3].pushes == ["tank-fill.r4@1"] and agents[3].commands == []
