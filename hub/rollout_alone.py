@@ -66,6 +66,15 @@ def _outcome(before: ExecutionRecord, after: ExecutionRecord) -> str:
     return "restored" if after.restore is not None else "aborted"
 
 
+def resolved(before: ExecutionRecord, after: ExecutionRecord) -> ExecutionRecord:
+    """`after` (restored by the deployment's own rollback) with the outcome of a rollback alone
+    that was still waiting for it, so its reason never says `waiting` once it is back."""
+    if before.rollback is None or before.rollback.get("result") != WAITING:
+        return after
+    return replace(after, rollback={**before.rollback, "result": _outcome(before, after),
+                                    "restored": after.restore})
+
+
 class AloneRollback:
     """The engine's device rollbacks (hub/rollout_engine.py)."""
 
@@ -97,10 +106,10 @@ class AloneRollback:
                       commit: Commit) -> ExecutionRecord:
         """`ex` (with its reason) restored now, its outcome recorded and audited."""
         assert ex.rollback is not None
-        after = await self.e.devices.restore(dep, ex, commit)
-        why = {**ex.rollback, "result": _outcome(ex, after), "restored": after.restore}
-        after = replace(after, rollback=why)
-        commit([after], {"rolled_back_alone": {ex.device: after.restore or why["result"]}})
+        after = resolved(ex, await self.e.devices.restore(dep, ex, commit))
+        assert after.rollback is not None
+        commit([after], {"rolled_back_alone": {ex.device: after.restore or
+                                               after.rollback["result"]}})
         self._audit(dep, after)
         return after
 

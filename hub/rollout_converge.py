@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from hub.rollout_alone import pending
+from hub.rollout_alone import pending, resolved
 from hub.rollout_flow import JUDGED, TOUCHED, verify_deadline
 from hub.rollout_gate import HealthSpec, parse_health
 from hub.rollout_progress import Progress, Slices
@@ -71,7 +71,7 @@ class Returns:
                 handled = await self.e.alone.roll_back(dep, [ex], step.name, progress)
                 done = handled[0] if handled else ex
             elif back:
-                done = await self.e.devices.restore(dep, ex, progress)
+                done = resolved(ex, await self.e.devices.restore(dep, ex, progress))
                 progress([done], {"restored": {ex.device: done.restore or done.reason or "-"}})
             else:
                 done = await self.e.devices.push(dep, ex, step, progress, again=True)

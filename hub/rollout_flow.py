@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from contracts.rollout_spec import DEFAULT_WINDOW_S
 from contracts.rollout_strategy import DEFAULT_VERIFY_MARGIN_S, Abort, Wave, push_offsets_ms
 from hub.audit import AuditAction, Outcome
+from hub.rollout_alone import resolved
 from hub.rollout_progress import BATCH, Progress, Slices
 from hub.rollout_gate import HealthSpec, decide, parse_health
 from hub.rollout_steps import LATCHED, moved
@@ -252,7 +253,7 @@ class Flow:
             return
         if self.e.devices.latched(ex):
             if not (ex.reason or "").startswith(LATCHED):
-                done = await self.e.devices.restore(dep, ex, progress)
+                done = resolved(ex, await self.e.devices.restore(dep, ex, progress))
                 progress([done], {"latched": {ex.device: ex.issued}})
             latched.append(ex.device)
             return
@@ -260,7 +261,7 @@ class Flow:
                 not self.e.devices.online(ex.device):
             waiting.append(ex.device)  # restored on its return (converge)
             return
-        done = await self.e.devices.restore(dep, ex, progress)
+        done = resolved(ex, await self.e.devices.restore(dep, ex, progress))
         progress([done], {"restored": {ex.device: done.restore or done.reason or "-"}})
 
     def _current(self, dep: DeploymentRecord, step: StepRecord) -> StepRecord:
