@@ -124,6 +124,8 @@ def deployment_view(view: Mapping[str, Any], *, steps: bool = False) -> Renderab
     if why:
         parts.append(Text(why, style="bold red"))
     parts.append(_devices(view))
+    parts += [Text(alone_text(d), style="red") for d in _list(view.get("devices"))
+              if _map(d).get("rollback")]
     timeline = _list(view.get("timeline"))
     if timeline:
         parts.append(_table("timeline", ("time", "from", "to", "event", "reason"),
@@ -139,11 +141,23 @@ def deployment_view(view: Mapping[str, Any], *, steps: bool = False) -> Renderab
     return Group(*parts)
 
 
+def alone_text(device: Mapping[str, Any]) -> str:
+    """A device rolled back alone (the deployment went on): its gate, what became of it, proof."""
+    r = _map(device.get("rollback"))
+    done = r.get("result")
+    outcome = f"restored as {r.get('restored')}" if r.get("restored") else str(done)
+    return (f"{device.get('device')} rolled back alone at {when(r.get('ts_ms'))} ({outcome}): "
+            f"initiated by {r.get('initiated_by')}, gate {r.get('gate')} in {r.get('step')}; "
+            f"evidence: {rollback_evidence(r.get('evidence'))}")
+
+
 def _facts(view: Mapping[str, Any]) -> RenderableType:
     health = _map(view.get("health"))
     return _table(f"deployment {view.get('id')}", ("field", "value"), (
         ("snapshot", view.get("snapshot")), ("state", view.get("state")),
         ("wave", view.get("wave")), ("step", step_text(view.get("step"))),
+        *((("next wave not before", when(view.get("pausing_until_ms"))),)
+          if view.get("pausing_until_ms") else ()),
         ("actor", view.get("actor")), ("created", when(view.get("created_ms"))),
         ("updated", when(view.get("updated_ms"))),
         ("strategy", strategy_text(view.get("strategy"))),

@@ -3,7 +3,8 @@
 Theory of operation:
 - A deployment runs as a list of steps: `canary:push`, `canary:gate`, `wave:1:push`,
   `wave:1:gate`, ..., `verify`, or `rollback`; `<wave>:approval` waits for a person, and
-  `converge:<device>` records what a device that was unreachable got on its return. Each step row
+  `converge:<device>` records what a device that was unreachable got on its return (or a
+  device's rollback alone that waited for it: hub/rollout_alone.py). Each step row
   holds its input, result, timestamps, actor and attempts.
 - One transaction per batch of devices (hub/store/deployments.py `write`, through `Progress`):
   the devices pushed (or judged, or restored) since the last batch and the step's result with
@@ -36,6 +37,8 @@ from typing import Any
 from contracts.types import EpochMs
 from hub.audit import AuditAction, AuditEntry, Outcome, log_entry
 from hub.fleet import Fleet
+from hub.rollout_alone import AloneRollback
+from hub.rollout_converge import Returns
 from hub.rollout_flow import Flow
 from hub.rollout_gate import HealthJudge
 from hub.rollout_progress import merge
@@ -66,7 +69,7 @@ class RolloutEngine:
         self.store, self.service, self.clock = store, service, clock
         self.devices = DeviceSteps(store, Issuer(service, fleet, clock),
                                    HealthJudge(store, live), live, clock)
-        self.flow = Flow(self)
+        self.flow, self.alone, self.returns = Flow(self), AloneRollback(self), Returns(self)
         self._wake = asyncio.Event()
 
     def wake(self) -> None:
@@ -88,7 +91,7 @@ class RolloutEngine:
         for dep in self.store.deployments.find(states=[s for s in _D if s.active]):
             await self.advance(dep.id)
         for dep in self.store.deployments.converging(_CONVERGING):
-            await self.flow.converge(dep)
+            await self.returns.converge(dep)
 
     async def advance(self, dep_id: str) -> None:
         dep = self.store.deployments.get(dep_id)
@@ -127,9 +130,11 @@ class RolloutEngine:
 
     def finish(self, dep: DeploymentRecord, step: StepRecord, result: Mapping[str, Any], *,
                event: DeploymentEvent | None = None, next_step: tuple[str, Mapping[str, Any]]
-               | None = None, status: str = "done", **fields: Any) -> DeploymentRecord:
-        """The step done, the deployment's event and the next step's row, in one transaction."""
-        now = self.clock()
+               | None = None, status: str = "done", now: EpochMs | None = None,
+               **fields: Any) -> DeploymentRecord:
+        """The step done, the deployment's event and the next step's row, in one transaction;
+        `now`: the time it is done at (a next step's input may be reckoned from it)."""
+        now = self.clock() if now is None else now
         done = replace(step, status=status, finished_ms=now, result=merge(step.result, result))
         with self.store.tx():
             after = self.store.deployments.write(dep.id, now, event=event, step=done,
@@ -172,9 +177,11 @@ class RolloutEngine:
         log.warning("rollout_step_failed deployment=%s step=%s error=%s", dep_id, step.name, why)
 
     def audit(self, dep: str, action: AuditAction, outcome: Outcome, reason: str | None = None,
+              *, device: str | None = None, contract: str | None = None,
               **detail: Any) -> None:
         entry = AuditEntry(ts_ms=self.clock(), actor=f"deployment:{dep}", action=action,
-                           outcome=outcome, reason=reason, detail={"deployment": dep, **detail})
+                           outcome=outcome, device=device, contract=contract, reason=reason,
+                           detail={"deployment": dep, **detail})
         self.store.audit.add(entry)
         log_entry(entry)
 

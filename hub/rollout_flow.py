@@ -3,8 +3,9 @@
     planned --start--> canary:push -> canary:gate --> [approval] --> wave:1:push -> wave:1:gate
       --> ... --> verify --> complete;  a failed gate --> rollback --> rolled_back
 
-- push: the wave's online devices, paced at the wave's rate (contracts/rollout_strategy.py); the
-  offline ones stay queued for the gate. The step is done when every device was pushed or found
+- push: the wave's online devices, paced at the wave's rate (contracts/rollout_strategy.py), the
+  first no earlier than the strategy's pause_s after the previous gate passed (`not_before_ms`
+  in the step's input); the offline ones stay queued for the gate. The step is done when every device was pushed or found
   offline.
 - gate: until the wave's reach deadline a queued device that came online is pushed; each pushed
   device is judged; the gate's rules are hub/rollout_gate.py's. Failed: the typed rollback reason
@@ -13,8 +14,10 @@
 - rollback: every touched, online device restored (hub/rollout_steps.py), but one latched in
   its safe state, which is left there for an operator; offline ones are restored when they come
   back (converge).
-- converge: a device that was unreachable and is online again gets what the deployment says now:
-  the snapshot while it goes on or once complete, its known-good contract once rolled back.
+- a device that failed a gate that did not fail (under the abort threshold) is rolled back alone
+  (hub/rollout_alone.py) and the gate goes on.
+- converge (hub/rollout_converge.py): a device that was unreachable and is online again gets what
+  the deployment says now.
 """
 from __future__ import annotations
 
@@ -23,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from contracts.rollout_spec import DEFAULT_WINDOW_S
 from contracts.rollout_strategy import DEFAULT_VERIFY_MARGIN_S, Abort, Wave, push_offsets_ms
 from hub.audit import AuditAction, Outcome
-from hub.service import RequestRefused
+from hub.rollout_alone import resolved
 from hub.rollout_progress import BATCH, Progress, Slices
 from hub.rollout_gate import HealthSpec, decide, parse_health
 from hub.rollout_steps import LATCHED, moved
@@ -34,8 +37,8 @@ if TYPE_CHECKING:
     from hub.rollout_engine import RolloutEngine
 
 _D, _E, _X, _XE = DeploymentState, DeploymentEvent, ExecutionState, ExecutionEvent
-_TOUCHED = frozenset({_X.PUSHED, _X.ACCEPTED, _X.RUNNING, _X.HEALTHY, _X.FAILED, _X.UNREACHABLE})
-_JUDGED = frozenset({_X.PUSHED, _X.ACCEPTED, _X.RUNNING})
+TOUCHED = frozenset({_X.PUSHED, _X.ACCEPTED, _X.RUNNING, _X.HEALTHY, _X.FAILED, _X.UNREACHABLE})
+JUDGED = frozenset({_X.PUSHED, _X.ACCEPTED, _X.RUNNING})
 
 
 def _wave_name(w: int) -> str:
@@ -73,9 +76,12 @@ class Flow:
             return step.name == "verify"
         return step.name.startswith(f"{_wave_name(dep.wave)}:")
 
-    def _push_input(self, dep: DeploymentRecord, w: int, delay_ms: int) -> dict[str, Any]:
+    def _push_input(self, dep: DeploymentRecord, w: int, delay_ms: int,
+                    now: int | None = None) -> dict[str, Any]:
+        """A wave's push, due `delay_ms` after `now`: stored with the step, so a hub restarted
+        meanwhile waits out the same time (never a shorter one, never a push again)."""
         return {"wave": w, "devices": list(dep.waves[w]["devices"]),
-                "not_before_ms": self.e.clock() + delay_ms}
+                "not_before_ms": (self.e.clock() if now is None else now) + delay_ms}
 
     async def run(self, dep: DeploymentRecord, step: StepRecord) -> None:
         kind = step.name.rpartition(":")[2] if ":" in step.name else step.name
@@ -120,13 +126,13 @@ class Flow:
         self.e.finish(dep, self._current(dep, step), {"offline": offline},
                       next_step=(f"{_wave_name(w)}:gate", {
                           "wave": w, "deadline_ms": deadline,
-                          "verify_by_ms": _verify_by(dep, deadline)}))
+                          "verify_by_ms": verify_deadline(dep, deadline)}))
 
     # -- gate -----------------------------------------------------------------------------------
     async def _gate(self, dep: DeploymentRecord, step: StepRecord) -> None:
         w, deadline = int(step.input["wave"]), int(step.input["deadline_ms"])
         spec = parse_health(dep.health)
-        verify_by = int(step.input.get("verify_by_ms") or _verify_by(dep, deadline))
+        verify_by = int(step.input.get("verify_by_ms") or verify_deadline(dep, deadline))
         progress, slices = Progress(self.e, step), Slices()
         try:
             for ex in self._rows(dep, w):
@@ -139,13 +145,23 @@ class Flow:
         executed = [d for d in rows if d.wave <= w]
         result = decide(dep.waves[w]["kind"], [d for d in rows if d.wave == w], executed,
                         Abort(**dep.strategy["abort"]))
-        if result.status == "pending":
-            return
-        summary = {"gate": result.status, "counts": dict(result.counts)}
         if result.status == "failed":
-            self._gate_failed(dep, step, summary, result.failed)
-        else:
-            self._gate_passed(dep, step, summary, w)
+            self._gate_failed(dep, step, {"gate": "failed", "counts": dict(result.counts)},
+                              result.failed)
+            return
+        step = await self._alone(dep, step, [d for d in rows if d.wave == w])
+        if result.status == "passed":
+            self._gate_passed(dep, step, {"gate": "passed", "counts": dict(result.counts)}, w)
+
+    async def _alone(self, dep: DeploymentRecord, step: StepRecord,
+                     wave: list[ExecutionRecord]) -> StepRecord:
+        """The wave's failed devices rolled back alone, the gate not failed (the step after)."""
+        progress = Progress(self.e, step)
+        try:
+            await self.e.alone.roll_back(dep, wave, step.name, progress)
+        finally:
+            step = progress.flush()
+        return step
 
     async def _gate_one(self, dep: DeploymentRecord, ex: ExecutionRecord, step: StepRecord,
                         progress: Progress, spec: HealthSpec, deadline: int,
@@ -157,7 +173,7 @@ class Flow:
                 progress([moved(ex, _XE.UNREACH, self.e.clock(),
                                 reason="offline past the reach deadline")],
                          {"unreachable": {ex.device: self.e.clock()}})
-        elif ex.state in _JUDGED:
+        elif ex.state in JUDGED:
             changed = self.e.devices.judge(dep, ex, spec, deadline, verify_by)
             if changed is not None:
                 progress([changed], {"verdicts": {ex.device: changed.state.value}})
@@ -168,10 +184,11 @@ class Flow:
     def _gate_failed(self, dep: DeploymentRecord, step: StepRecord, summary: dict[str, Any],
                      failed: tuple[ExecutionRecord, ...]) -> None:
         first = failed[0]
-        why = {"initiated_by": "device" if first.reason == "rollout_fallback" else "gate",
-               "gate": first.reason, "devices": [d.device for d in failed],
-               "evidence": [{"device": d.device, "gate": d.reason, "evidence": list(d.evidence)}
-                            for d in failed], "ts_ms": self.e.clock(), "snapshot": dep.snapshot}
+        why: dict[str, Any] = {
+            "initiated_by": "device" if first.reason == "rollout_fallback" else "gate",
+            "gate": first.reason, "devices": [d.device for d in failed],
+            "evidence": [{"device": d.device, "gate": d.reason, "evidence": list(d.evidence)}
+                         for d in failed], "ts_ms": self.e.clock(), "snapshot": dep.snapshot}
         after = self.e.finish(dep, step, summary, event=_E.GATE_FAILED, rollback=why,
                               next_step=("rollback", {"rollback": why}))
         self.e.audit(dep.id, AuditAction.DEPLOY_ROLLBACK, Outcome.OK, str(first.reason),
@@ -189,9 +206,11 @@ class Flow:
         elif last:
             self.e.finish(dep, step, summary, event=_E.LAST_GATE_PASSED,
                           next_step=("verify", {}))
-        else:
-            self.e.finish(dep, step, summary, event=_E.GATE_PASSED, wave=w + 1,
-                          next_step=(f"wave:{w + 1}:push", self._push_input(dep, w + 1, pause_ms)))
+        else:  # pause_s from the gate's pass (its finished_ms) to the next wave's first push
+            now = self.e.clock()
+            self.e.finish(dep, step, summary, event=_E.GATE_PASSED, wave=w + 1, now=now,
+                          next_step=(f"wave:{w + 1}:push",
+                                     self._push_input(dep, w + 1, pause_ms, now)))
 
     # -- verify ---------------------------------------------------------------------------------
     async def _verify(self, dep: DeploymentRecord, step: StepRecord) -> None:
@@ -208,7 +227,7 @@ class Flow:
         finally:
             step = progress.flush()
         failed = tuple(d for d in self._rows(dep) if d.state is _X.FAILED and d.reason and
-                       d.updated_ms >= step.started_ms)
+                       d.updated_ms >= step.started_ms and d.rollback is None)
         if failed:
             self._gate_failed(dep, step, {"gate": "failed"}, failed)
         else:
@@ -234,60 +253,23 @@ class Flow:
             return
         if self.e.devices.latched(ex):
             if not (ex.reason or "").startswith(LATCHED):
-                done = await self.e.devices.restore(dep, ex, progress)
+                done = resolved(ex, await self.e.devices.restore(dep, ex, progress))
                 progress([done], {"latched": {ex.device: ex.issued}})
             latched.append(ex.device)
             return
-        if ex.state in _TOUCHED and ex.issued is not None and \
+        if ex.state in TOUCHED and ex.issued is not None and \
                 not self.e.devices.online(ex.device):
             waiting.append(ex.device)  # restored on its return (converge)
             return
-        done = await self.e.devices.restore(dep, ex, progress)
+        done = resolved(ex, await self.e.devices.restore(dep, ex, progress))
         progress([done], {"restored": {ex.device: done.restore or done.reason or "-"}})
 
     def _current(self, dep: DeploymentRecord, step: StepRecord) -> StepRecord:
         """The step as stored now (its result grew with each device committed)."""
         return self.e.store.deployments.current_step(dep.id) or step
 
-    # -- devices coming back --------------------------------------------------------------------
-    async def converge(self, dep: DeploymentRecord) -> None:
-        spec = None
-        slices = Slices()
-        for ex in self._rows(dep):
-            await slices.yielded()
-            past = ex.wave < dep.wave or dep.state in (_D.COMPLETE, _D.VERIFYING)
-            back = dep.state is _D.ROLLED_BACK and ex.state in _TOUCHED and \
-                not (ex.reason or "").startswith(LATCHED)
-            ahead = dep.state is not _D.ROLLED_BACK and ex.state is _X.UNREACHABLE and past
-            if (back or ahead) and self.e.devices.online(ex.device):
-                await self._converge_one(dep, ex, back)
-            elif dep.state is not _D.ROLLED_BACK and past and ex.state in _JUDGED:
-                spec = spec or parse_health(dep.health)  # pushed on its return: judged later
-                reach_ms = int(float(dep.strategy["reach_deadline_s"]) * 1000)
-                verify_by = _verify_by(dep, (ex.pushed_ms or self.e.clock()) + reach_ms)
-                changed = self.e.devices.judge(dep, ex, spec, None, verify_by)
-                if changed is not None:
-                    self.e.store.deployments.write(dep.id, self.e.clock(), devices=[changed])
 
-    async def _converge_one(self, dep: DeploymentRecord, ex: ExecutionRecord, back: bool) -> None:
-        """One `converge:<device>` step: its own row, beside the deployment's current step."""
-        step = self.e.side_step(dep, f"converge:{ex.device}",
-                                {"device": ex.device, "to": "known_good" if back else "snapshot"})
-        progress = Progress(self.e, step)
-        try:
-            if back:
-                done = await self.e.devices.restore(dep, ex, progress)
-                progress([done], {"restored": {ex.device: done.restore or done.reason or "-"}})
-            else:
-                done = await self.e.devices.push(dep, ex, step, progress, again=True)
-        except RequestRefused as exc:
-            progress.flush()
-            self.e.fail(dep.id, self.e.store.deployments.step(dep.id, step.index), str(exc))
-            return
-        self.e.close_side_step(progress.flush(), {"state": done.state.value})
-
-
-def _verify_by(dep: DeploymentRecord, reach_deadline_ms: int) -> int:
+def verify_deadline(dep: DeploymentRecord, reach_deadline_ms: int) -> int:
     """A gate's verify deadline: past the reach deadline, the health window and the strategy's
     margin, a device still unproven fails as `unproven` (contracts/rollout_strategy.py)."""
     window_ms = int(float(dep.health.get("window_s", DEFAULT_WINDOW_S)) * 1000)

@@ -10,6 +10,8 @@ Rules:
 - A device still unproven at the gate's verify deadline (hub/rollout_flow.py) fails as
   `unproven`, its evidence what could not be proven: the journal gap's seqs, or that no entry
   at or after the window's end came (`unproven`); it counts as any failed device.
+- A device that failed its gate and was rolled back alone (hub/rollout_alone.py: under the
+  threshold) still counts as failed, here and in the abort threshold of every later gate.
 - A gate passes once every device of its wave is settled (healthy, failed under the threshold,
   unreachable past the reach deadline, skipped) and it has not failed.
 """
@@ -74,10 +76,16 @@ def _plain(v: Any) -> Any:
     return str(v)
 
 
+def failed_gate(d: ExecutionRecord) -> bool:
+    """Whether `d` failed its gate: failed, or rolled back alone after failing it."""
+    return d.state is ExecutionState.FAILED or \
+        (d.state is ExecutionState.ROLLED_BACK and d.rollback is not None)
+
+
 def counts(devices: Iterable[ExecutionRecord]) -> dict[str, int]:
     out = {"healthy": 0, "failed": 0, "unreachable": 0, "skipped": 0}
     for d in devices:
-        key = d.state.value if d.state.value in out else None
+        key = "failed" if failed_gate(d) else d.state.value if d.state.value in out else None
         if key is not None:
             out[key] += 1
     return out
@@ -88,7 +96,7 @@ def decide(kind: str, wave: list[ExecutionRecord], executed: list[ExecutionRecor
     """The gate of `wave` (`kind` canary or wave), with `executed` every device of the deployment
     so far (for the abort threshold)."""
     mine = counts(wave)
-    failed = tuple(d for d in wave if d.state is ExecutionState.FAILED)
+    failed = tuple(d for d in wave if failed_gate(d))
     fell_back = any(d.reason == FALLBACK_GATE for d in failed)
     total = counts(executed)
     if failed and (kind == "canary" or fell_back or

@@ -24,6 +24,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any, Protocol
 
+from contracts.rollout_spec import Gate
 from contracts.types import EpochMs
 from hub.drift import OFFLINE_STATES
 from hub.live import LiveValues
@@ -41,6 +42,9 @@ LATCHED = "latched"
 """The reason prefix of a device left in its safe state by a rollback: its contract tripped, and
 replacing it with the known-good one would run the process again without an operator's resume
 (invariant 9). It stays `failed`; an operator resumes or re-issues by hand."""
+
+LATCHING_GATES = frozenset({Gate.GUARD_TRIP.value, Gate.SAFE_UNCONFIRMED.value})
+"""Gates whose failure is the device's own word that its contract is latched in safe state."""
 
 
 class Commit(Protocol):
@@ -163,8 +167,13 @@ class DeviceSteps:
         return moved(ex, _XE.ROLL_BACK, self.clock())
 
     def latched(self, ex: ExecutionRecord) -> bool:
-        """Whether the contract it was pushed is latched in safe state (TRIPPED at the hub)."""
+        """Whether the contract it was pushed is latched in safe state: its own journal failed
+        its gate on a trip (or a safe state unconfirmed), or the hub has it TRIPPED. The journal
+        first: the gate reads the trip entry as soon as it is stored, and the contract's status
+        may follow later (a rollback alone restores at once, in the same pass)."""
         if ex.reason is not None and ex.reason.startswith(LATCHED):
+            return True
+        if ex.state is _X.FAILED and ex.reason in LATCHING_GATES:
             return True
         try:
             return ex.issued is not None and \

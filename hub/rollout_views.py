@@ -12,7 +12,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from hub.rollout_gate import counts
+from hub.rollout_gate import counts, failed_gate
 from hub.store import HubStore
 from hub.store.deployments import DeploymentRecord, ExecutionRecord, StepRecord
 
@@ -26,7 +26,8 @@ def step_view(s: StepRecord) -> dict[str, Any]:
 def _device(d: ExecutionRecord) -> dict[str, Any]:
     return {"device": d.device, "wave": d.wave, "state": d.state.value,
             "contract": d.issued, "known_good": dict(d.known_good) if d.known_good else None,
-            "restored": d.restore, "reason": d.reason, "evidence": list(d.evidence)}
+            "restored": d.restore, "reason": d.reason, "evidence": list(d.evidence),
+            "rollback": dict(d.rollback) if d.rollback is not None else None}
 
 
 def _gate(wave: Mapping[str, Any], devices: list[ExecutionRecord],
@@ -35,10 +36,19 @@ def _gate(wave: Mapping[str, Any], devices: list[ExecutionRecord],
     step = next((s for s in reversed(steps) if s.name == name), None)
     status = str(step.result.get("gate", "pending")) if step is not None else "pending"
     failed = [{"device": d.device, "gate": d.reason, "evidence": list(d.evidence)}
-              for d in devices if d.state.value == "failed"]
+              for d in devices if failed_gate(d)]
     decided = step.result.get("counts") if step is not None else None  # as the gate saw them
     return {"status": status, "counts": dict(decided) if decided else counts(devices),
             "failed": failed}
+
+
+def _pausing_until(step: StepRecord | None) -> int | None:
+    """When a wave's push that waits out the strategy's pause_s may start (none without one).
+    A time, not "still paused": the view is kept until the deployment changes, not the clock."""
+    if step is None or step.status != "running" or not step.name.endswith(":push"):
+        return None
+    until = step.input.get("not_before_ms")
+    return int(until) if until is not None and int(until) > step.started_ms else None
 
 
 def deployment_view(store: HubStore, rec: DeploymentRecord, *, full: bool = True) -> dict[str, Any]:
@@ -60,6 +70,7 @@ def deployment_view(store: HubStore, rec: DeploymentRecord, *, full: bool = True
                    "gate": _gate(w, by_wave.get(w["index"], []), steps)} for w in rec.waves],
         "devices": [_device(d) for d in devices],
         "rollback": dict(rec.rollback) if rec.rollback is not None else None,
+        "pausing_until_ms": _pausing_until(current),
     }
     if full:
         out["steps"] = [step_view(s) for s in steps]

@@ -10,7 +10,8 @@
 // - The deployment shown is the one picked; until one is, the newest one still under way, else
 //   the newest.
 // - A rollback says who or what initiated it, on which gate, for which devices, with which evidence
-//   (journal seq, time, value): an operator must never have to guess why a rollout stopped.
+//   (journal seq, time, value): an operator must never have to guess why a rollout stopped. So
+//   does a device's own rollback (rolled back alone while the deployment went on).
 // - Values from the API reach the DOM as text only (el()), never as markup.
 "use strict";
 
@@ -82,11 +83,11 @@ function evidenceList(evidence) {
   return ul;
 }
 
-function rollbackBox(r) {
+function rollbackBox(r, title = "Rolled back: ") {
   const box = el("div", null, "deploy-rollback");
   box.setAttribute("role", "alert");
   const devices = (r.devices || []).join(", ") || "–";
-  box.append(el("strong", "Rolled back: "), el("span", [
+  box.append(el("strong", title), el("span", [
     `initiated by ${r.initiated_by}`, r.gate ? `gate ${r.gate}` : "no gate",
     `devices ${devices}`, formatTime(r.ts_ms)].join(" · "), "deploy-rollback-why"));
   if (r.reason) box.append(el("p", `reason: ${r.reason}`, "deploy-rollback-reason"));
@@ -101,6 +102,17 @@ function rollbackBox(r) {
     box.append(item);
   }
   if (loose.length) box.append(evidenceList(loose));
+  return box;
+}
+
+function aloneBox(d) {
+  // A device rolled back alone (it failed its gate under the abort threshold; the deployment
+  // went on): what became of it (restored as a version, latched, held, aborted, waiting).
+  const r = d.rollback;
+  const outcome = r.restored ? `restored as ${r.restored}` : r.result;
+  const box = rollbackBox(r, `${d.device} rolled back alone (${outcome}): `);
+  box.classList.add("deploy-rollback-alone");
+  box.setAttribute("data-device", d.device);
   return box;
 }
 
@@ -185,6 +197,11 @@ function deploymentDetail(view) {
     deployActions(view));
   box.append(head);
   if (view.rollback) box.append(rollbackBox(view.rollback));
+  for (const d of view.devices || []) if (d.rollback) box.append(aloneBox(d));
+  if (view.pausing_until_ms) {
+    box.append(el("p", `next wave not before ${formatTime(view.pausing_until_ms)} (pause_s)`,
+      "deploy-pausing"));
+  }
   const waves = el("div", null, "deploy-waves");
   waves.append(...(view.waves || []).map(waveBox));
   const table = el("table", null, "deploy-devices");

@@ -74,6 +74,7 @@ class ExecutionRecord:
     restore: str | None = None     # the known-good version issued by the rollback ("...@5")
     reason: str | None = None
     evidence: Sequence[Mapping[str, Any]] = field(default_factory=list)
+    rollback: Mapping[str, Any] | None = None  # rolled back alone: why (hub/rollout_alone.py)
 
 
 _JSON = ("target", "strategy", "health", "waves", "rollback")
@@ -129,15 +130,16 @@ class DeploymentRepository:
 
     def converging(self, states: Iterable[DeploymentState]) -> list[DeploymentRecord]:
         """Deployments in `states` with a device that may still need something on its return:
-        unreachable, pushed but not judged, or (rolled back) touched and not restored nor
-        latched. A finished deployment whose devices all settled is never read again."""
+        unreachable, pushed but not judged, (rolled back) touched and not restored nor latched,
+        or due to be rolled back alone and not restored nor latched. A finished deployment whose devices all settled is never read again."""
         wanted = [s.value for s in states]
         rows = self._conn.db.query(
             f"SELECT * FROM deployments d WHERE d.state IN ({', '.join('?' * len(wanted))}) AND "
             "EXISTS (SELECT 1 FROM deployment_devices x WHERE x.deployment = d.id AND ("
             "x.state IN ('unreachable', 'pushed', 'accepted', 'running') OR (d.state = "
             "'rolled_back' AND x.state IN ('healthy', 'failed') AND (x.reason IS NULL OR "
-            "x.reason NOT LIKE 'latched%')))) ORDER BY number", wanted)
+            "x.reason NOT LIKE 'latched%')) OR (x.state = 'failed' AND x.rollback IS NOT NULL "
+            "AND (x.reason IS NULL OR x.reason NOT LIKE 'latched%')))) ORDER BY number", wanted)
         return [_deployment(r) for r in rows]
 
     def transitions(self, dep_id: str) -> list[dict[str, Any]]:
@@ -248,11 +250,12 @@ class DeploymentRepository:
     def _put_devices(self, rows: Sequence[ExecutionRecord]) -> None:
         self._conn.db.conn.executemany(
             "INSERT OR REPLACE INTO deployment_devices (deployment, device, wave, state, contract,"
-            " issued, content_hash, pushed_ms, known_good, restore, reason, evidence, updated_ms)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " issued, content_hash, pushed_ms, known_good, restore, reason, evidence, updated_ms,"
+            " rollback) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [(d.deployment, d.device, d.wave, d.state.value, d.contract, d.issued,
               d.content_hash, d.pushed_ms, json.dumps(d.known_good) if d.known_good else None,
-              d.restore, d.reason, json.dumps(list(d.evidence)), d.updated_ms) for d in rows])
+              d.restore, d.reason, json.dumps(list(d.evidence)), d.updated_ms,
+              json.dumps(d.rollback) if d.rollback is not None else None) for d in rows])
 
 
 def _dumps(r: DeploymentRecord) -> list[Any]:
@@ -278,4 +281,5 @@ def _step(r: Mapping[str, Any]) -> StepRecord:
 def _execution(r: Mapping[str, Any]) -> ExecutionRecord:
     return ExecutionRecord(**{**r, "state": ExecutionState(r["state"]),
                               "known_good": json.loads(r["known_good"]) if r["known_good"]
-                              else None, "evidence": json.loads(r["evidence"])})
+                              else None, "evidence": json.loads(r["evidence"]),
+                              "rollback": json.loads(r["rollback"]) if r["rollback"] else None})

@@ -189,9 +189,17 @@ def _m0008(db: Database) -> None:
     _run(db, _SCHEMA_DEPLOYMENTS)
 
 
+@MIGRATIONS(name="0009_device_rollbacks")
+def _m0009(db: Database) -> None:
+    """A device rolled back alone (issue 13): it failed its gate under the abort threshold, so it
+    goes back to its known-good contract while the deployment goes on; its typed reason (which
+    gate, the device, the evidence, what was restored) is kept on its execution row."""
+    db.execute("ALTER TABLE deployment_devices ADD COLUMN rollback TEXT")
+
+
 MIGRATION_NAMES = ("0001_initial", "0002_lineage_alarms", "0003_device_registry",
                    "0004_fleet_config", "0005_commissioning", "0006_device_endpoints",
-                   "0008_deployments")
+                   "0008_deployments", "0009_device_rollbacks")
 SCHEMA_VERSION = len(MIGRATION_NAMES)
 """Number of migrations this build knows; a database with others is refused on open."""
 

@@ -137,6 +137,19 @@ async def test_status_shows_waves_the_failed_gate_with_its_evidence_and_the_roll
     assert "2026-11-24T06:00:15Z" in change and "canary" in change
 
 
+async def test_status_shows_a_device_rolled_back_alone_and_until_when_the_next_wave_waits(
+        hub: tuple[StandIn, str], deploy: Callable[..., Awaitable[Ran]]) -> None:
+    hub[0].views["dep-000004"] = views.went_on()
+    shown = await deploy("status", "dep-000004")
+    assert shown.code == Exit.OK, shown.err
+    said = " ".join(shown.out.split())
+    assert "booster-skid-2 rolled back alone at 2026-11-24T06:01:15Z (restored as tank-fill@5): " \
+           "initiated by gate, gate second_writer in wave:1:gate; evidence: booster-skid-2 " \
+           "(second_writer): second_writer" in said
+    assert "seq 57" in said
+    assert "next wave not before │ 2026-11-24T06:02:00Z" in said
+
+
 async def test_status_json_is_the_hubs_view_and_steps_are_listed_on_request(
         deploy: Callable[..., Awaitable[Ran]]) -> None:
     assert (await deploy("status", "dep-000002", "--json")).json() == views.complete()

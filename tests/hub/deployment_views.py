@@ -111,3 +111,40 @@ def paused() -> dict[str, Any]:
 def summary(view: dict[str, Any]) -> dict[str, Any]:
     """A view as GET /api/deployments lists it: without its steps."""
     return {k: v for k, v in view.items() if k != "steps"}
+
+
+WRITER = [{"what": "second_writer", "seq": 57, "ts_ms": T0 + 70_000,
+           "value": {"point": "pump_speed", "value": 500}}]
+
+
+def went_on() -> dict[str, Any]:
+    """A deployment that goes on past a device rolled back alone: booster-skid-2 failed its gate
+    under the abort threshold and is back on its known-good (restored as tank-fill@5); wave 2
+    waits out the strategy's pause_s."""
+    view = complete()
+    view.update(id="dep-000004", state="wave", wave=2, created_ms=T0 + 60_000,
+                strategy={**STRATEGY, "waves": {"size": 1}, "pause_s": 30,
+                          "abort": {"failure_pct": 60, "min_executed": 1}},
+                step={"index": 4, "name": "wave:2:push", "status": "running", "attempts": 1},
+                pausing_until_ms=T0 + 120_000)
+    view["waves"] = [view["waves"][0], {
+        "index": 1, "kind": "wave", "devices": ["booster-skid-2"], "gate": {
+            "status": "passed", "counts": {"healthy": 0, "failed": 1, "unreachable": 0,
+                                           "skipped": 0},
+            "failed": [{"device": "booster-skid-2", "gate": "second_writer",
+                        "evidence": WRITER}]}},
+        {"index": 2, "kind": "wave", "devices": ["well-9"], "gate": {
+            "status": "pending", "counts": {"healthy": 0, "failed": 0, "unreachable": 0,
+                                            "skipped": 0}, "failed": []}}]
+    view["devices"] = [
+        _device("pump-station-7", 0, "healthy", "tank-fill@4"),
+        _device("booster-skid-2", 1, "rolled_back", "tank-fill@4", reason="second_writer",
+                evidence=WRITER, restored="tank-fill@5", rollback={
+                    "initiated_by": "gate", "scope": "device", "gate": "second_writer",
+                    "device": "booster-skid-2", "devices": ["booster-skid-2"],
+                    "evidence": [{"device": "booster-skid-2", "gate": "second_writer",
+                                  "evidence": WRITER}],
+                    "ts_ms": T0 + 75_000, "snapshot": SNAPSHOT_GOOD, "step": "wave:1:gate",
+                    "result": "restored", "restored": "tank-fill@5"}),
+        _device("well-9", 2, "queued", "tank-fill@4")]
+    return copy.deepcopy(view)

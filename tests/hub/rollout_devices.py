@@ -49,6 +49,8 @@ class FakeAgent:
     loses: bool = False  # lose two entries right after booting one: a declared journal gap
     silent: bool = False  # journal nothing more once it booted one (telemetry goes on)
     lost: tuple[int, int] | None = None  # the seqs it declared lost
+    second_writer: bool = False  # journal a `second_writer` (no trip) after booting a pushed one
+    received_ms: list[int] = field(default_factory=list)  # when each of `pushes` arrived
 
     def _append(self, body: Any) -> Entry:
         prev = self.entries[-1].hash if self.entries else GENESIS
@@ -71,6 +73,9 @@ class FakeAgent:
         if self.trips and c.rollout is not None:
             out.append(self._append(TripBody(event=EventKind.GUARD_TRIP, contract=c.contract,
                                              fields={"reason": "out_of_range", "point": "level"})))
+        if self.second_writer and c.rollout is not None:
+            out.append(self._append(EventBody(event=AgentEvent.SECOND_WRITER, contract=c.contract,
+                                              fields={"point": "pump_speed", "value": 500})))
         if self.falls_back and c.rollout is not None:
             out.append(self._append(EventBody(event="rollout_fallback", contract=c.contract, fields={
                 "deployment": c.rollout.deployment, "known_good": c.rollout.known_good or "",
@@ -133,6 +138,7 @@ class FakeAgent:
             c = read_signed(bytes(message.payload))  # type: ignore[arg-type,unused-ignore]
             cid = f"{c.contract}@{c.version}"
             self.pushes.append(cid)
+            self.received_ms.append(time.time_ns() // 1_000_000)
             entries = self._accept(c)
             self.running = cid
             self.deployed = c.rollout is not None

@@ -147,6 +147,25 @@ async def test_a_complete_deployment_shows_passed_gates_and_unreachable_devices_
 
 
 @needs_chromium
+async def test_a_device_rolled_back_alone_shows_why_and_the_pause_says_until_when(
+        page: Any, deployments: Deployments) -> None:
+    from playwright.async_api import expect
+    deployments.views["dep-000004"] = views.went_on()  # under way: shown first
+    detail = page.locator("#deployment article[data-deployment='dep-000004']")
+    await expect(detail).to_have_attribute("data-state", "wave")
+    alone = detail.locator(".deploy-rollback-alone[data-device='booster-skid-2']")
+    await expect(alone.locator("strong").first).to_have_text(
+        "booster-skid-2 rolled back alone (restored as tank-fill@5):")
+    await expect(alone.locator(".deploy-rollback-why")).to_have_text(
+        "initiated by gate · gate second_writer · devices booster-skid-2 · 2026-11-24 06:01:15Z")
+    await expect(alone.locator("li[data-seq='57']")).to_be_visible()
+    await expect(detail.locator(".deploy-pausing")).to_have_text(
+        "next wave not before 2026-11-24 06:02:00Z (pause_s)")
+    await expect(detail.locator(".deploy-wave[data-wave='1'] .deploy-counts")).to_have_text(
+        "0/1 healthy · 1 failed · 0 unreachable · 0 skipped")
+
+
+@needs_chromium
 async def test_a_paused_deployment_is_shown_first_and_approve_posts_and_a_refusal_is_said(
         page: Any, deployments: Deployments) -> None:
     from playwright.async_api import expect

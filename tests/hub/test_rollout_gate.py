@@ -1,6 +1,8 @@
 """A wave's gate from its devices' verdicts — pure rules (hub/rollout_gate.py)."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 from contracts.rollout_strategy import Abort
 from hub.rollout_gate import decide
 from hub.states import ExecutionState
@@ -48,3 +50,19 @@ def test_a_device_that_fell_back_by_itself_fails_the_gate_whatever_the_threshold
 def test_a_gate_waits_while_a_device_is_unsettled() -> None:
     wave = _rows(_X.HEALTHY, _X.ACCEPTED, _X.RUNNING)
     assert decide("wave", wave, wave, Abort()).status == "pending"
+
+
+def test_a_device_rolled_back_alone_still_counts_as_failed_in_later_gates() -> None:
+    alone = [replace(d, state=_X.ROLLED_BACK, rollback={"scope": "device", "result": "restored"})
+             for d in _rows(_X.FAILED, wave=1)]
+    done = _rows(*[_X.HEALTHY] * 4, wave=0) + alone + _rows(_X.FAILED, wave=2)
+    wave2 = [d for d in done if d.wave == 2]
+    result = decide("wave", wave2, done, Abort(failure_pct=30, min_executed=1))
+    assert result.status == "failed"  # 2 of 6 executed (33 %), not 1 of 5 (20 %)
+    wave1 = [d for d in done if d.wave == 1]
+    passed = decide("wave", wave1, done[:5], Abort(failure_pct=30, min_executed=1))
+    assert passed.status == "passed" and passed.counts["failed"] == 1
+    assert [d.device for d in passed.failed] == ["d1-0"]
+    # A device rolled back with the whole deployment (no reason of its own) is no failure.
+    back = [replace(d, state=_X.ROLLED_BACK) for d in _rows(_X.HEALTHY, wave=1)]
+    assert decide("wave", back, back, Abort()).counts["failed"] == 0

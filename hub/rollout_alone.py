@@ -1,0 +1,121 @@
+"""A device rolled back alone (issue 13): one that fails its gate while the deployment goes on
+(its failures under the abort threshold) goes back to its known-good contract by the push path of
+a deployment's rollback (hub/rollout_steps.py `restore`), with a typed reason, audited as that
+rollback is; the deployment goes on without it.
+
+Rules:
+- Which devices: a wave's device that failed while its gate did not fail (hub/rollout_flow.py;
+  a failed gate rolls every device back instead, and a canary's failure always fails it), or
+  one pushed on its return that failed (hub/rollout_converge.py).
+- Its reason has the shape of a deployment's rollback, for one device: `initiated_by` "gate",
+  `scope` "device", the gate, the device (and `devices`), the evidence (journal seqs and
+  values), when, the snapshot, the step; then `result` and `restored` (the version issued).
+- The safety choices of a deployment's rollback hold (hub/rollout_steps.py): one whose contract
+  tripped stays latched (`failed`, reason `latched: ...`, result `latched`), never pushed over;
+  one that fell back by itself keeps its own known-good, held (result `held`); one with no
+  known-good has the deployment's contract aborted (result `aborted`).
+- Write-ahead as any push: the reason is committed with the version reserved for the restore,
+  before it is published; after a crash the next pass finds the row `failed` with its reason and
+  issues that version (published at most once: hub/rollout_push.py).
+- One offline keeps its reason with result `waiting`, `failed`, and is restored on its return.
+  A restore that cannot be published fails the step (a retry publishes it), as a push does.
+- It still counts as failed, in its gate and in every later gate's abort threshold
+  (hub/rollout_gate.py `failed_gate`).
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from hub.audit import AuditAction, Outcome
+from hub.rollout_gate import FALLBACK_GATE
+from hub.rollout_steps import LATCHED, Commit
+from hub.states import ExecutionState
+from hub.store.deployments import DeploymentRecord, ExecutionRecord
+
+if TYPE_CHECKING:
+    from hub.rollout_engine import RolloutEngine
+
+_X = ExecutionState
+WAITING = "waiting"
+"""The outcome of a device rolled back alone while offline: restored on its return."""
+
+
+def pending(ex: ExecutionRecord) -> bool:
+    """Whether `ex` failed and is still to be rolled back alone (no reason yet, or offline
+    then): neither latched nor restored."""
+    return ex.state is _X.FAILED and not (ex.reason or "").startswith(LATCHED) and \
+        (ex.rollback is None or ex.rollback.get("result") == WAITING)
+
+
+def reason(dep: DeploymentRecord, ex: ExecutionRecord, step: str, now: int) -> dict[str, Any]:
+    """The typed reason for rolling `ex` back alone, before its outcome is known."""
+    return {"initiated_by": "gate", "scope": "device", "gate": ex.reason, "device": ex.device,
+            "devices": [ex.device],
+            "evidence": [{"device": ex.device, "gate": ex.reason, "evidence": list(ex.evidence)}],
+            "ts_ms": now, "snapshot": dep.snapshot, "step": step, "result": WAITING,
+            "restored": None}
+
+
+def _outcome(before: ExecutionRecord, after: ExecutionRecord) -> str:
+    if after.state is not _X.ROLLED_BACK:
+        return "latched"
+    if before.reason == FALLBACK_GATE:
+        return "held"
+    return "restored" if after.restore is not None else "aborted"
+
+
+def resolved(before: ExecutionRecord, after: ExecutionRecord) -> ExecutionRecord:
+    """`after` (restored by the deployment's own rollback) with the outcome of a rollback alone
+    that was still waiting for it, so its reason never says `waiting` once it is back."""
+    if before.rollback is None or before.rollback.get("result") != WAITING:
+        return after
+    return replace(after, rollback={**before.rollback, "result": _outcome(before, after),
+                                    "restored": after.restore})
+
+
+class AloneRollback:
+    """The engine's device rollbacks (hub/rollout_engine.py)."""
+
+    def __init__(self, engine: RolloutEngine) -> None:
+        self.e = engine
+
+    async def roll_back(self, dep: DeploymentRecord, rows: Iterable[ExecutionRecord], step: str,
+                        commit: Commit) -> list[ExecutionRecord]:
+        """Roll back each of `rows` that failed and is pending (online: now; offline: its
+        reason kept, restored on its return); those it handled, as committed."""
+        done: list[ExecutionRecord] = []
+        for ex in rows:
+            if not pending(ex):
+                continue
+            fresh = ex.rollback is None
+            if fresh:
+                ex = replace(ex, rollback=reason(dep, ex, step, self.e.clock()))
+            if self.e.devices.online(ex.device):
+                ex = await self.restore(dep, ex, commit)
+            elif fresh:  # offline: its reason now, its restore on its return
+                commit([ex], {"rolled_back_alone": {ex.device: WAITING}})
+                self._audit(dep, ex)
+            else:
+                continue
+            done.append(ex)
+        return done
+
+    async def restore(self, dep: DeploymentRecord, ex: ExecutionRecord,
+                      commit: Commit) -> ExecutionRecord:
+        """`ex` (with its reason) restored now, its outcome recorded and audited."""
+        assert ex.rollback is not None
+        after = resolved(ex, await self.e.devices.restore(dep, ex, commit))
+        assert after.rollback is not None
+        commit([after], {"rolled_back_alone": {ex.device: after.restore or
+                                               after.rollback["result"]}})
+        self._audit(dep, after)
+        return after
+
+    def _audit(self, dep: DeploymentRecord, ex: ExecutionRecord) -> None:
+        assert ex.rollback is not None
+        detail = {k: v for k, v in ex.rollback.items() if k != "device"}
+        self.e.audit(dep.id, AuditAction.DEPLOY_ROLLBACK, Outcome.OK, str(ex.rollback["gate"]),
+                     device=ex.device, contract=ex.restore or ex.issued, **detail,
+                     state=ex.state.value)
