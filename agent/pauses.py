@@ -6,7 +6,7 @@ Two things outside any one loop can stop the scan for milliseconds:
   the imported modules), so one full collection took 38 ms in bench/endpoints.py (measured with
   gc.callbacks: four scan periods at 100 Hz, journaled as an overrun). Those objects live as long
   as the process. `settle()` collects once when the scan loop starts, then moves every survivor
-  to the permanent generation (gc.freeze), so later collections walk only what was made since.
+  to the permanent generation (runtime/heap.py), so later collections walk only what was made since.
 - The interpreter lock: the scan loop gives it up in every sleep (the final approach to a
   deadline sleeps in 200 us steps, agent/timing.py), and the journal's thread may take it then.
   A thread running Python code keeps it for the switch interval before it must hand it back:
@@ -17,10 +17,10 @@ test run starts many loops).
 """
 from __future__ import annotations
 
-import gc
 import logging
 import sys
-import time
+
+from runtime import heap
 
 log = logging.getLogger("fieldpact.agent.scan")
 
@@ -39,9 +39,7 @@ def settle() -> None:
     if _settled:
         return
     _settled = True
-    started = time.monotonic()
-    gc.collect()
-    gc.freeze()
+    frozen, ms = heap.freeze()
     sys.setswitchinterval(SWITCH_INTERVAL_S)
-    log.info("pauses_settled frozen=%d ms=%.1f switch_interval_s=%s", gc.get_freeze_count(),
-             (time.monotonic() - started) * 1000, SWITCH_INTERVAL_S)
+    log.info("pauses_settled frozen=%d ms=%.1f switch_interval_s=%s", frozen, ms,
+             SWITCH_INTERVAL_S)

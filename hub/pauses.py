@@ -12,13 +12,13 @@ generation (gc.freeze): later collections walk only what was made since (the liv
 rows and messages of the last moments), so they stay short.
 
 Once per process: the collector is the process's, not one hub's (a test run starts many hubs).
-The agent does the same for its scan loop (agent/pauses.py; hub/ may not import agent/).
+The agent does the same for its scan loop (agent/pauses.py); both freeze through runtime/heap.py.
 """
 from __future__ import annotations
 
-import gc
 import logging
-import time
+
+from runtime import heap
 
 log = logging.getLogger("fieldpact.hub")
 
@@ -31,8 +31,5 @@ def settle() -> None:
     if _settled:
         return
     _settled = True
-    started = time.monotonic()
-    gc.collect()
-    gc.freeze()
-    log.info("hub_pauses_settled frozen=%d ms=%.1f", gc.get_freeze_count(),
-             (time.monotonic() - started) * 1000)
+    frozen, ms = heap.freeze()
+    log.info("hub_pauses_settled frozen=%d ms=%.1f", frozen, ms)
