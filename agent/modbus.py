@@ -34,9 +34,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
 
-from pymodbus.client import ModbusBaseClient
 from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
-from pymodbus.pdu import ModbusPDU
 
 from agent.endpoint_config import Endpoint, EndpointKind
 from agent.errors import DeviceLinkError
@@ -45,6 +43,7 @@ from agent.link import (
 )
 from agent.modbus_calls import DEADLINE_MARGIN_S, new_client, read_call, write_call
 from agent.modbus_probe import Prober
+from agent.modbus_wire import Answer, WireClient
 from agent.registers import ReadRequest
 from contracts.inputs import Reading
 from contracts.schema import Point, Table
@@ -75,7 +74,7 @@ class ModbusLink:
         self.port, self.timeout_s = self.endpoint.port, self.endpoint.timeout_s
         self.backoff = Retrier(backoff or DEFAULT_BACKOFF, rng)
         self._clock = clock
-        self._client: ModbusBaseClient | None = None
+        self._client: WireClient | None = None
         self._next_attempt = 0.0
         self._closed = False
         self._quiet_until = 0.0  # serial line: the frame gap before the next request
@@ -191,7 +190,7 @@ class ModbusLink:
     async def _attempt_connect(self) -> bool:
         self._drop()
         self.attempts += 1
-        client = new_client(self.endpoint, self.timeout_s, f"fieldpact-{self.endpoint.label}")
+        client = new_client(self.endpoint, self.timeout_s)
         try:
             async with asyncio.timeout(self.timeout_s + DEADLINE_MARGIN_S):
                 ok = await client.connect()
@@ -254,8 +253,8 @@ class ModbusLink:
                                                       "endpoint": self.endpoint.name,
                                                       "unit": request.unit_id, "detail": words})
 
-    async def _call(self, make: Callable[[], Awaitable[ModbusPDU]], unit: int, table: Table,
-                    start: int) -> ModbusPDU | str:
+    async def _call(self, make: Callable[[], Awaitable[Answer]], unit: int, table: Table,
+                    start: int) -> Answer | str:
         """Run one request under our deadline. Returns the response PDU, or the BAD reason."""
         await self._keep_frame_gap()
         try:

@@ -1,0 +1,226 @@
+"""WireClient: the Modbus master the agent's links use — one connection, one request at a time.
+
+Why not pymodbus's client (issue 11, bench/endpoints.py at 100 Hz): its request path (client mixin,
+TransactionManager with its lock, wait_for and retry loop, framer search, trace and log hooks,
+the serial transport's add_writer per frame) cost 70-110 us of CPU per Modbus TCP request and
+250-440 us per RTU request on the lab host (bench/README.md, issue 11 CPU lane), about 2 ms of
+the agent's 2.9 ms per cycle. This client does only what the links need: FC1-FC6 and FC16, one
+request in flight, the answer checked against the request. pymodbus still provides the serial
+transport (pyserial under asyncio: `create_serial_connection`), the RTU CRC and the exceptions
+the links catch; its servers are what the simulators and tests run.
+
+Rules (Modbus Application Protocol v1.1b3; Modbus over Serial Line v1.02; Messaging on TCP/IP v1.0b):
+- TCP: MBAP header (transaction id, protocol 0, length, unit id) then the PDU. RTU (serial, or
+  RTU frames over TCP for a gateway): unit id, PDU, CRC-16 little end first.
+- An answer must match the request: same transaction id (TCP; 0 is taken too, as pymodbus
+  takes it: many TCP-to-RTU gateways answer every request with 0, and against those only a new
+  connection after a timeout protects us), unit id and function code (or that code + 0x80: an
+  exception answer with its code). Anything else — another transaction id,
+  a bad CRC, a length that does not fit — raises ModbusIOException: the link closes the
+  connection (a late reply must never answer a later request: DESIGN pitfall).
+- No reply within `timeout_s` raises TimeoutError; a connection closed under a request raises
+  ConnectionException. Nothing is retried here: agent/modbus.py owns retries and reconnects.
+"""
+from __future__ import annotations
+
+import asyncio
+import struct
+
+from pymodbus.exceptions import ConnectionException, ModbusIOException
+from pymodbus.framer.rtu import FramerRTU
+from pymodbus.transport.serialtransport import create_serial_connection
+
+from agent.endpoint_config import Endpoint
+
+READ_FCS = frozenset({1, 2, 3, 4})
+"""Read coils, discrete inputs, holding registers, input registers: answered with a byte count."""
+ECHO_FCS = frozenset({5, 6, 15, 16})
+"""Writes: answered with 4 bytes (address and value or count)."""
+MBAP = struct.Struct(">HHHB")
+"""Transaction id, protocol id (0), length of what follows, unit id (Messaging on TCP/IP 3.1.3)."""
+MAX_ADU = 260
+"""The largest Modbus TCP ADU (Messaging on TCP/IP 4.1): a length field past it is garbage."""
+
+
+class Answer:
+    """A device's answer: `registers` (FC3/4), `bits` (FC1/2, rounded up to whole bytes, as the
+    device sends them), or `exception_code` when `isError()` (the name pymodbus's PDUs use)."""
+
+    __slots__ = ("function_code", "exception_code", "registers", "bits")
+
+    def __init__(self, function_code: int, data: bytes) -> None:
+        self.function_code = function_code
+        self.exception_code = data[0] if function_code & 0x80 else 0
+        self.registers: list[int] = []
+        self.bits: list[bool] = []
+        if function_code in (3, 4):
+            self.registers = list(struct.unpack(f">{(len(data) - 1) // 2}H", data[1:]))
+        elif function_code in (1, 2):
+            self.bits = [bool(byte >> i & 1) for byte in data[1:] for i in range(8)]
+
+    def isError(self) -> bool:  # noqa: N802  (pymodbus's name: agent/modbus.py reads either)
+        return self.exception_code != 0
+
+
+class _Wire(asyncio.Protocol):
+    """Bytes in, the pending request's answer out; see the module docstring."""
+
+    def __init__(self, rtu: bool) -> None:
+        self.rtu = rtu
+        self.transport: asyncio.BaseTransport | None = None
+        self.buffer = b""
+        self.pending: asyncio.Future[Answer] | None = None
+        self.expect = (0, 0, 0)  # transaction id (TCP), unit id, function code
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
+        self._fail(ConnectionException(f"connection lost: {exc!r}"))
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        if self.pending is None or self.pending.done():
+            self.buffer = b""  # nothing asked: a late reply, dropped (the link reconnects anyway)
+            return
+        try:
+            answer = self._rtu() if self.rtu else self._tcp()
+        except ModbusIOException as exc:
+            self._fail(exc)
+            return
+        if answer is not None:
+            self.buffer = b""
+            self.pending.set_result(answer)
+
+    def _tcp(self) -> Answer | None:
+        if len(self.buffer) < MBAP.size + 1:
+            return None
+        tid, protocol, length, unit = MBAP.unpack_from(self.buffer)
+        if protocol != 0 or not 2 <= length <= MAX_ADU:
+            raise ModbusIOException(f"bad MBAP header (protocol {protocol}, length {length})")
+        if len(self.buffer) < 6 + length:
+            return None
+        return self._check(tid, unit, self.buffer[7], self.buffer[8:6 + length])
+
+    def _rtu(self) -> Answer | None:
+        buf = self.buffer
+        if len(buf) < 5:
+            return None
+        fc = buf[1]
+        size = 5 if fc & 0x80 else 3 + buf[2] + 2 if fc in READ_FCS else 8
+        if len(buf) < size:
+            return None
+        crc = FramerRTU.compute_CRC(buf[:size - 2])
+        if crc != buf[size - 2] << 8 | buf[size - 1]:
+            raise ModbusIOException(f"bad CRC on a {size}-byte RTU frame")
+        return self._check(self.expect[0], buf[0], fc, buf[2:size - 2])
+
+    def _check(self, tid: int, unit: int, fc: int, data: bytes) -> Answer:
+        want_tid, want_unit, want_fc = self.expect
+        if tid not in (want_tid, 0) or unit != want_unit or fc & 0x7F != want_fc:
+            raise ModbusIOException(
+                f"answer (transaction {tid}, unit {unit}, function {fc}) does not match the "
+                f"request (transaction {want_tid}, unit {want_unit}, function {want_fc})")
+        if fc in READ_FCS and (not data or data[0] != len(data) - 1):
+            raise ModbusIOException(f"function {fc}: byte count does not match the answer")
+        if fc & 0x80 and len(data) != 1:
+            raise ModbusIOException(f"function {fc}: exception answer of {len(data)} bytes")
+        return Answer(fc, data)
+
+    def _fail(self, exc: Exception) -> None:
+        if self.pending is not None and not self.pending.done():
+            self.pending.set_exception(exc)
+
+
+class WireClient:
+    """A Modbus master on `endpoint` (TCP, RTU over serial, RTU over TCP); `timeout_s` bounds the
+    connect and each request. The method names are pymodbus's, so the links call either alike."""
+
+    def __init__(self, endpoint: Endpoint, timeout_s: float) -> None:
+        self.endpoint, self.timeout_s = endpoint, timeout_s
+        self._wire = _Wire(rtu=endpoint.kind.serial or endpoint.kind.rtu_framing)
+        self._transport: asyncio.BaseTransport | None = None
+        self._tid = 0
+
+    @property
+    def connected(self) -> bool:
+        return self._transport is not None and self._wire.transport is not None
+
+    async def connect(self) -> bool:
+        """Open the connection; False when it cannot be opened within timeout_s."""
+        loop, ep = asyncio.get_running_loop(), self.endpoint
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                if ep.kind.serial:
+                    transport, _ = await create_serial_connection(
+                        loop, lambda: self._wire, ep.device, baudrate=ep.baud, bytesize=8,
+                        parity=ep.parity, stopbits=ep.stop_bits, timeout=self.timeout_s)
+                    while self._wire.transport is None:  # connection_made comes by call_soon
+                        await asyncio.sleep(0)
+                else:
+                    transport, _ = await loop.create_connection(lambda: self._wire, ep.host, ep.port)
+        except (TimeoutError, OSError, ValueError):  # pyserial's SerialException is an OSError
+            return False
+        self._transport = transport
+        return True
+
+    def close(self) -> None:
+        transport, self._transport = self._transport, None
+        if transport is not None:
+            transport.close()
+        self._wire._fail(ConnectionException("closed"))
+
+    async def read_coils(self, start: int, *, count: int, device_id: int) -> Answer:
+        return await self._ask(device_id, 1, struct.pack(">HH", start, count))
+
+    async def read_discrete_inputs(self, start: int, *, count: int, device_id: int) -> Answer:
+        return await self._ask(device_id, 2, struct.pack(">HH", start, count))
+
+    async def read_holding_registers(self, start: int, *, count: int, device_id: int) -> Answer:
+        return await self._ask(device_id, 3, struct.pack(">HH", start, count))
+
+    async def read_input_registers(self, start: int, *, count: int, device_id: int) -> Answer:
+        return await self._ask(device_id, 4, struct.pack(">HH", start, count))
+
+    async def write_coil(self, address: int, value: bool, *, device_id: int) -> Answer:
+        return await self._ask(device_id, 5, struct.pack(">HH", address, 0xFF00 if value else 0))
+
+    async def write_register(self, address: int, value: int, *, device_id: int) -> Answer:
+        return await self._ask(device_id, 6, struct.pack(">HH", address, value))
+
+    async def write_registers(self, address: int, values: list[int], *, device_id: int) -> Answer:
+        body = struct.pack(f">HHB{len(values)}H", address, len(values), 2 * len(values), *values)
+        return await self._ask(device_id, 16, body)
+
+    async def _ask(self, unit: int, fc: int, body: bytes) -> Answer:
+        """Send one request and wait for its answer. Raises ConnectionException, TimeoutError,
+        ModbusIOException (module docstring)."""
+        wire, transport = self._wire, self._transport
+        if transport is None or wire.transport is None:
+            raise ConnectionException(f"not connected to {self.endpoint.label}")
+        if wire.pending is not None and not wire.pending.done():
+            raise ModbusIOException("a request is already in flight on this connection")
+        loop = asyncio.get_running_loop()
+        pdu = bytes((fc,)) + body
+        if wire.rtu:
+            frame = bytes((unit,)) + pdu
+            frame += FramerRTU.compute_CRC(frame).to_bytes(2, "big")
+            tid = 0
+        else:
+            self._tid = tid = self._tid % 0xFFFF + 1
+            frame = MBAP.pack(tid, 0, len(pdu) + 1, unit) + pdu
+        wire.buffer, wire.expect = b"", (tid, unit, fc)
+        future: asyncio.Future[Answer] = loop.create_future()
+        wire.pending = future
+        transport.write(frame)  # type: ignore[attr-defined]
+        timer = loop.call_later(self.timeout_s, _expire, future)
+        try:
+            return await future
+        finally:
+            timer.cancel()
+
+
+def _expire(future: asyncio.Future[Answer]) -> None:
+    if not future.done():
+        future.set_exception(TimeoutError("no answer within the endpoint's timeout"))
