@@ -6,15 +6,17 @@ the serial transport's add_writer per frame) cost 70-110 us of CPU per Modbus TC
 250-440 us per RTU request on the lab host (bench/README.md, issue 11 CPU lane), about 2 ms of
 the agent's 2.9 ms per cycle. This client does only what the links need: FC1-FC6 and FC16, one
 request in flight, the answer checked against the request. pymodbus still provides the serial
-transport (pyserial under asyncio: `create_serial_connection`), the RTU CRC and the exceptions
-the links catch; its servers are what the simulators and tests run.
+transport (pyserial under asyncio: SerialTransport, which `_SerialNow` makes write a frame at once
+rather than on the next loop turn), the RTU CRC and the exceptions the links catch; its servers are
+what the simulators and tests run.
 
 Rules (Modbus Application Protocol v1.1b3; Modbus over Serial Line v1.02; Messaging on TCP/IP v1.0b):
 - TCP: MBAP header (transaction id, protocol 0, length, unit id) then the PDU. RTU (serial, or
   RTU frames over TCP for a gateway): unit id, PDU, CRC-16 little end first.
 - An answer must match the request: same transaction id (TCP; 0 is taken too, as pymodbus
   takes it: many TCP-to-RTU gateways answer every request with 0, and against those only a new
-  connection after a timeout protects us), unit id and function code (or that code + 0x80: an
+  connection after a timeout protects us), unit id (any, for a request to unit 0, as pymodbus)
+  and function code (or that code + 0x80: an
   exception answer with its code). Anything else — another transaction id,
   a bad CRC, a length that does not fit — raises ModbusIOException: the link closes the
   connection (a late reply must never answer a later request: DESIGN pitfall).
@@ -28,7 +30,7 @@ import struct
 
 from pymodbus.exceptions import ConnectionException, ModbusIOException
 from pymodbus.framer.rtu import FramerRTU
-from pymodbus.transport.serialtransport import create_serial_connection
+from pymodbus.transport.serialtransport import SerialTransport
 
 from agent.endpoint_config import Endpoint
 
@@ -118,7 +120,7 @@ class _Wire(asyncio.Protocol):
 
     def _check(self, tid: int, unit: int, fc: int, data: bytes) -> Answer:
         want_tid, want_unit, want_fc = self.expect
-        if tid not in (want_tid, 0) or unit != want_unit or fc & 0x7F != want_fc:
+        if tid not in (want_tid, 0) or unit not in (want_unit, 0) and want_unit or fc & 0x7F != want_fc:
             raise ModbusIOException(
                 f"answer (transaction {tid}, unit {unit}, function {fc}) does not match the "
                 f"request (transaction {want_tid}, unit {want_unit}, function {want_fc})")
@@ -131,6 +133,17 @@ class _Wire(asyncio.Protocol):
     def _fail(self, exc: Exception) -> None:
         if self.pending is not None and not self.pending.done():
             self.pending.set_exception(exc)
+
+
+class _SerialNow(SerialTransport):
+    """pymodbus's serial transport, writing each frame when asked: its own write() waits for the
+    loop to report the port writable (an add_writer, a loop turn, a remove_writer per frame), which
+    a pty or a UART with an empty output buffer always is. A partial write still falls back to
+    the writer callback (intern_write_ready)."""
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.intern_write_buffer.append(bytes(data))
+        self.intern_write_ready()
 
 
 class WireClient:
@@ -152,17 +165,22 @@ class WireClient:
         loop, ep = asyncio.get_running_loop(), self.endpoint
         try:
             async with asyncio.timeout(self.timeout_s):
-                if ep.kind.serial:
-                    transport, _ = await create_serial_connection(
-                        loop, lambda: self._wire, ep.device, baudrate=ep.baud, bytesize=8,
-                        parity=ep.parity, stopbits=ep.stop_bits, timeout=self.timeout_s)
+                if ep.kind.serial:  # opening the port is synchronous (pyserial); it is ours at once
+                    serial = _SerialNow(loop, self._wire, ep.device, ep.baud, 8, ep.parity,
+                                        ep.stop_bits, self.timeout_s)
+                    self._transport = serial
+                    loop.call_soon(serial.setup)  # as pymodbus's create_serial_connection
                     while self._wire.transport is None:  # connection_made comes by call_soon
                         await asyncio.sleep(0)
                 else:
-                    transport, _ = await loop.create_connection(lambda: self._wire, ep.host, ep.port)
+                    self._transport, _ = await loop.create_connection(lambda: self._wire,
+                                                                      ep.host, ep.port)
         except (TimeoutError, OSError, ValueError):  # pyserial's SerialException is an OSError
+            self.close()  # a port left open would refuse the next attempt (opened exclusive)
             return False
-        self._transport = transport
+        except asyncio.CancelledError:
+            self.close()
+            raise
         return True
 
     def close(self) -> None:
