@@ -1,14 +1,14 @@
 """ModbusLink: the DeviceLink to one endpoint — Modbus TCP, Modbus RTU on a serial device, or RTU
-frames over TCP (agent/endpoint_config.py) — on pymodbus's async clients.
+frames over TCP (agent/endpoint_config.py) — on our WireClient (agent/modbus_wire.py).
 
 Theory of operation:
-- We own the retry and reconnect policy, so pymodbus's are off (retries=0, reconnect_delay=0).
-- One pymodbus client per TCP connection. After a timeout mid-transaction the connection is closed
+- We own the retry and reconnect policy (the client never retries nor reconnects).
+- One client per TCP connection. After a timeout mid-transaction the connection is closed
   and a *new* client is made on reconnect: a reply that arrives late can then never be taken as the
   answer to a later request (pymodbus issue tracker: transaction ids out of step, see DESIGN).
 - While disconnected, `read()` answers BAD "disconnected" at once. A connect attempt is made from
   `read()` only when the backoff allows it (exponential with jitter), never once per scan period.
-- Each request runs under our own deadline (asyncio.timeout) as well as pymodbus's timeout.
+- Each request is bounded by the client's reply timeout (agent/modbus_wire.py, our own code).
 - Writes are never retried: a write that timed out may have reached the device.
 
 Bound on blocking: while disconnected, read() returns at once unless the backoff allows a connect
@@ -20,7 +20,7 @@ Hurry (safe state not yet confirmed on the device): while `hurry(interval_s)` is
 is done by background probes (agent/modbus_probe.py) and read() never waits for one; a timed-out
 read leaves the rest of the plan BAD at once, so a hung device costs the scan one timeout, not one
 per cycle; once it answers again, the link is back within one timeout plus one interval.
-The pymodbus requests themselves are in agent/modbus_calls.py.
+The requests themselves are in agent/modbus_calls.py.
 
 A serial line (modbus-rtu) is one connection whatever its unit ids: requests go one at a time, with
 the endpoint's frame gap (3.5 characters, or byte_timeout_s) of silence before each, and "a new
@@ -255,11 +255,12 @@ class ModbusLink:
 
     async def _call(self, make: Callable[[], Awaitable[Answer]], unit: int, table: Table,
                     start: int) -> Answer | str:
-        """Run one request under our deadline. Returns the response PDU, or the BAD reason."""
+        """Run one request, bounded by the client's own reply timeout (agent/modbus_wire.py: our
+        code, which fails the request when the connection drops, so no second deadline is kept
+        around it). Returns the answer, or the BAD reason."""
         await self._keep_frame_gap()
         try:
-            async with asyncio.timeout(self.timeout_s + DEADLINE_MARGIN_S):
-                response = await make()
+            response = await make()
         except (TimeoutError, ModbusIOException, ConnectionException, OSError) as exc:
             return self._failed(exc, unit, table, start)
         finally:
