@@ -27,6 +27,9 @@ PROBE_POLL_S = 0.01
 """How often a probe checks that its connection is still open: a cut link closes at once, and the
 probe must not wait out its timeout for it."""
 
+READ_FC = {Table.COIL: 1, Table.DISCRETE: 2, Table.HOLDING: 3, Table.INPUT: 4}
+"""The read function code of each table (Modbus Application Protocol v1.1b3, 6.1-6.4)."""
+
 
 def new_client(endpoint: Endpoint, timeout_s: float) -> WireClient:
     """A client for `endpoint`; `timeout_s` is its connect and reply timeout (a probe may wait
@@ -53,11 +56,7 @@ async def answered(client: WireClient, request: ReadRequest) -> bool:
 
 def read_call(client: WireClient, request: ReadRequest) -> Awaitable[Answer]:
     """FC1-FC4 by table: one read of `request.count` addresses from `request.start`."""
-    read = {
-        Table.COIL: client.read_coils, Table.DISCRETE: client.read_discrete_inputs,
-        Table.HOLDING: client.read_holding_registers, Table.INPUT: client.read_input_registers,
-    }[request.table]
-    return read(request.start, count=request.count, device_id=request.unit_id)
+    return client.read(READ_FC[request.table], request.start, request.count, request.unit_id)
 
 
 def write_call(client: WireClient, point: Point, raw: list[int] | bool) -> Awaitable[Answer]:

@@ -31,6 +31,7 @@ import struct
 from pymodbus.exceptions import ConnectionException, ModbusIOException
 from pymodbus.framer.rtu import FramerRTU
 from pymodbus.transport.serialtransport import SerialTransport
+from serial import SerialException
 
 from agent.endpoint_config import Endpoint
 
@@ -139,9 +140,19 @@ class _SerialNow(SerialTransport):
     """pymodbus's serial transport, writing each frame when asked: its own write() waits for the
     loop to report the port writable (an add_writer, a loop turn, a remove_writer per frame), which
     a pty or a UART with an empty output buffer always is. A partial write still falls back to
-    the writer callback (intern_write_ready)."""
+    the writer callback (intern_write_ready), which also reports a SerialException by closing."""
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
+        if not self.intern_write_buffer:  # the usual case: nothing queued, the port takes it all
+            try:
+                data = data[self.sync_serial.write(data) or 0:]
+            except (BlockingIOError, InterruptedError):
+                pass
+            except SerialException as exc:  # as intern_write_ready: the request fails at once
+                self.close(exc=exc)
+                return
+            if not data:
+                return
         self.intern_write_buffer.append(bytes(data))
         self.intern_write_ready()
 
@@ -188,6 +199,10 @@ class WireClient:
         if transport is not None:
             transport.close()
         self._wire._fail(ConnectionException("closed"))
+
+    async def read(self, fc: int, start: int, count: int, unit: int) -> Answer:
+        """FC1-FC4 (`fc`): `count` addresses from `start` of unit `unit`."""
+        return await self._ask(unit, fc, struct.pack(">HH", start, count))
 
     async def read_coils(self, start: int, *, count: int, device_id: int) -> Answer:
         return await self._ask(device_id, 1, struct.pack(">HH", start, count))
