@@ -3,12 +3,14 @@ only when it matches the request (transaction, unit, function, byte count, CRC).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import pytest
 from pymodbus.exceptions import ModbusIOException
 from pymodbus.framer.rtu import FramerRTU
 
-from agent.modbus_wire import Answer, _Wire
+from agent.endpoint_config import Endpoint, EndpointKind
+from agent.modbus_wire import Answer, WireClient, _Wire
 
 
 def _rtu(frame: bytes) -> bytes:
@@ -58,3 +60,41 @@ async def test_rtu_coils_come_as_bits_and_a_bad_crc_is_refused() -> None:
     bad[-1] ^= 0xFF
     with pytest.raises(ModbusIOException, match="CRC"):
         (await _fed(True, (0, 2, 1), bytes(bad))).result()
+
+
+async def test_each_request_gets_its_whole_timeout_from_the_one_lazy_timer() -> None:
+    """The timer set by the first request fires before a later request's deadline: it must set
+    itself again for that one, not fail it early (nor leave it waiting past its timeout)."""
+    answered = 0
+
+    async def device(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal answered
+        with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+            while True:
+                header = await reader.readexactly(7)
+                await reader.readexactly(int.from_bytes(header[4:6], "big") - 1)
+                answered += 1
+                if answered > 2:
+                    continue  # hung from the third request on
+                if answered == 2:
+                    await asyncio.sleep(0.1)  # the device is slow to answer the second one
+                writer.write(header[:4] + bytes.fromhex("0005 01 03 02 0001"))
+                await writer.drain()
+
+    server = await asyncio.start_server(device, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    client = WireClient(Endpoint(name="plc", kind=EndpointKind.TCP, host="127.0.0.1", port=port),
+                        timeout_s=0.2)
+    try:
+        assert await client.connect()
+        assert (await client.read(3, 0, 1, 1)).registers == [1]
+        assert (await client.read(3, 0, 1, 1)).registers == [1]  # ~0.1 s after the first
+        loop = asyncio.get_running_loop()
+        sent = loop.time()
+        with pytest.raises(TimeoutError):
+            await client.read(3, 0, 1, 1)
+        assert 0.19 <= loop.time() - sent < 0.6
+    finally:
+        client.close()
+        server.close()
+        await server.wait_closed()
