@@ -1,14 +1,14 @@
 """ModbusLink: the DeviceLink to one endpoint — Modbus TCP, Modbus RTU on a serial device, or RTU
-frames over TCP (agent/endpoint_config.py) — on pymodbus's async clients.
+frames over TCP (agent/endpoint_config.py) — on our WireClient (agent/modbus_wire.py).
 
 Theory of operation:
-- We own the retry and reconnect policy, so pymodbus's are off (retries=0, reconnect_delay=0).
-- One pymodbus client per TCP connection. After a timeout mid-transaction the connection is closed
+- We own the retry and reconnect policy (the client never retries nor reconnects).
+- One client per TCP connection. After a timeout mid-transaction the connection is closed
   and a *new* client is made on reconnect: a reply that arrives late can then never be taken as the
   answer to a later request (pymodbus issue tracker: transaction ids out of step, see DESIGN).
 - While disconnected, `read()` answers BAD "disconnected" at once. A connect attempt is made from
   `read()` only when the backoff allows it (exponential with jitter), never once per scan period.
-- Each request runs under our own deadline (asyncio.timeout) as well as pymodbus's timeout.
+- Each request is bounded by the client's reply timeout (agent/modbus_wire.py, our own code).
 - Writes are never retried: a write that timed out may have reached the device.
 
 Bound on blocking: while disconnected, read() returns at once unless the backoff allows a connect
@@ -20,7 +20,7 @@ Hurry (safe state not yet confirmed on the device): while `hurry(interval_s)` is
 is done by background probes (agent/modbus_probe.py) and read() never waits for one; a timed-out
 read leaves the rest of the plan BAD at once, so a hung device costs the scan one timeout, not one
 per cycle; once it answers again, the link is back within one timeout plus one interval.
-The pymodbus requests themselves are in agent/modbus_calls.py.
+The requests themselves are in agent/modbus_calls.py.
 
 A serial line (modbus-rtu) is one connection whatever its unit ids: requests go one at a time, with
 the endpoint's frame gap (3.5 characters, or byte_timeout_s) of silence before each, and "a new
@@ -34,9 +34,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
 
-from pymodbus.client import ModbusBaseClient
 from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
-from pymodbus.pdu import ModbusPDU
 
 from agent.endpoint_config import Endpoint, EndpointKind
 from agent.errors import DeviceLinkError
@@ -45,6 +43,7 @@ from agent.link import (
 )
 from agent.modbus_calls import DEADLINE_MARGIN_S, new_client, read_call, write_call
 from agent.modbus_probe import Prober
+from agent.modbus_wire import Answer, WireClient
 from agent.registers import ReadRequest
 from contracts.inputs import Reading
 from contracts.schema import Point, Table
@@ -75,7 +74,7 @@ class ModbusLink:
         self.port, self.timeout_s = self.endpoint.port, self.endpoint.timeout_s
         self.backoff = Retrier(backoff or DEFAULT_BACKOFF, rng)
         self._clock = clock
-        self._client: ModbusBaseClient | None = None
+        self._client: WireClient | None = None
         self._next_attempt = 0.0
         self._closed = False
         self._quiet_until = 0.0  # serial line: the frame gap before the next request
@@ -191,7 +190,7 @@ class ModbusLink:
     async def _attempt_connect(self) -> bool:
         self._drop()
         self.attempts += 1
-        client = new_client(self.endpoint, self.timeout_s, f"fieldpact-{self.endpoint.label}")
+        client = new_client(self.endpoint, self.timeout_s)
         try:
             async with asyncio.timeout(self.timeout_s + DEADLINE_MARGIN_S):
                 ok = await client.connect()
@@ -254,13 +253,14 @@ class ModbusLink:
                                                       "endpoint": self.endpoint.name,
                                                       "unit": request.unit_id, "detail": words})
 
-    async def _call(self, make: Callable[[], Awaitable[ModbusPDU]], unit: int, table: Table,
-                    start: int) -> ModbusPDU | str:
-        """Run one request under our deadline. Returns the response PDU, or the BAD reason."""
+    async def _call(self, make: Callable[[], Awaitable[Answer]], unit: int, table: Table,
+                    start: int) -> Answer | str:
+        """Run one request, bounded by the client's own reply timeout (agent/modbus_wire.py: our
+        code, which fails the request when the connection drops, so no second deadline is kept
+        around it). Returns the answer, or the BAD reason."""
         await self._keep_frame_gap()
         try:
-            async with asyncio.timeout(self.timeout_s + DEADLINE_MARGIN_S):
-                response = await make()
+            response = await make()
         except (TimeoutError, ModbusIOException, ConnectionException, OSError) as exc:
             return self._failed(exc, unit, table, start)
         finally:

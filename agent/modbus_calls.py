@@ -1,50 +1,43 @@
-"""The pymodbus side of ModbusLink: making a client, one request per table, and "did it answer".
+"""The client side of ModbusLink: making a client, one request per table, and "did it answer".
 
-A client is made for an endpoint's kind (agent/endpoint_config.py): Modbus TCP (MBAP framing),
-Modbus RTU on a serial device (pyserial, through pymodbus's AsyncModbusSerialClient), or RTU frames
-over a TCP connection (a serial gateway in transparent mode: AsyncModbusTcpClient with the RTU
-framer). The unit id goes in each request (`device_id`, pymodbus 3.10+).
+A client (agent/modbus_wire.py WireClient) is made for an endpoint's kind
+(agent/endpoint_config.py): Modbus TCP (MBAP framing), Modbus RTU on a serial device (pyserial,
+through pymodbus's serial transport), or RTU frames over a TCP connection (a serial gateway in
+transparent mode). The unit id goes in each request (`device_id`).
 
-pymodbus's own retry and reconnect are off in every client made here (retries=0,
-reconnect_delay=0): the link owns that policy (agent/modbus.py), and a client whose request timed
-out is closed, never reused (DESIGN pitfall: a late reply would answer a later request).
+A client never retries nor reconnects: the link owns that policy (agent/modbus.py), and a client
+whose request timed out is closed, never reused (DESIGN pitfall: a late reply would answer a
+later request).
 """
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable
 
-from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient, ModbusBaseClient
-from pymodbus.framer import FramerType
-from pymodbus.pdu import ModbusPDU
-
 from agent.endpoint_config import Endpoint
+from agent.modbus_wire import Answer, WireClient
 from agent.registers import ReadRequest
 from contracts.schema import Point, Table
 
 DEADLINE_MARGIN_S = 0.1
-"""Our own deadline sits this far beyond pymodbus's, so pymodbus's timeout normally fires first and
-ours only catches a hang inside the library."""
+"""Our own deadline sits this far beyond the client's, so the client's timeout normally fires first
+and ours only catches a hang below it."""
 
 PROBE_POLL_S = 0.01
-"""How often a probe checks that its connection is still open: pymodbus keeps waiting for a reply
-on a connection the peer closed until its timeout, and a cut link closes at once."""
+"""How often a probe checks that its connection is still open: a cut link closes at once, and the
+probe must not wait out its timeout for it."""
+
+READ_FC = {Table.COIL: 1, Table.DISCRETE: 2, Table.HOLDING: 3, Table.INPUT: 4}
+"""The read function code of each table (Modbus Application Protocol v1.1b3, 6.1-6.4)."""
 
 
-def new_client(endpoint: Endpoint, timeout_s: float, name: str) -> ModbusBaseClient:
-    """A pymodbus client for `endpoint`, with its own retries and reconnects off (we own that
-    policy). `timeout_s` is the reply timeout (a probe may wait less than the endpoint's)."""
-    if endpoint.kind.serial:
-        return AsyncModbusSerialClient(
-            endpoint.device, framer=FramerType.RTU, baudrate=endpoint.baud, parity=endpoint.parity,
-            stopbits=endpoint.stop_bits, bytesize=8, timeout=timeout_s, retries=0,
-            reconnect_delay=0, name=name)
-    framer = FramerType.RTU if endpoint.kind.rtu_framing else FramerType.SOCKET
-    return AsyncModbusTcpClient(endpoint.host, port=endpoint.port, framer=framer, timeout=timeout_s,
-                                retries=0, reconnect_delay=0, name=name)
+def new_client(endpoint: Endpoint, timeout_s: float) -> WireClient:
+    """A client for `endpoint`; `timeout_s` is its connect and reply timeout (a probe may wait
+    less than the endpoint's)."""
+    return WireClient(endpoint, timeout_s)
 
 
-async def answered(client: ModbusBaseClient, request: ReadRequest) -> bool:
+async def answered(client: WireClient, request: ReadRequest) -> bool:
     """Whether the device answers `request` (any answer, even an exception) before the client's
     timeout; False as soon as the connection is closed under it."""
     call = asyncio.ensure_future(read_call(client, request))
@@ -61,16 +54,12 @@ async def answered(client: ModbusBaseClient, request: ReadRequest) -> bool:
             await asyncio.gather(call, return_exceptions=True)
 
 
-def read_call(client: ModbusBaseClient, request: ReadRequest) -> Awaitable[ModbusPDU]:
+def read_call(client: WireClient, request: ReadRequest) -> Awaitable[Answer]:
     """FC1-FC4 by table: one read of `request.count` addresses from `request.start`."""
-    read = {
-        Table.COIL: client.read_coils, Table.DISCRETE: client.read_discrete_inputs,
-        Table.HOLDING: client.read_holding_registers, Table.INPUT: client.read_input_registers,
-    }[request.table]
-    return read(request.start, count=request.count, device_id=request.unit_id)
+    return client.read(READ_FC[request.table], request.start, request.count, request.unit_id)
 
 
-def write_call(client: ModbusBaseClient, point: Point, raw: list[int] | bool) -> Awaitable[ModbusPDU]:
+def write_call(client: WireClient, point: Point, raw: list[int] | bool) -> Awaitable[Answer]:
     """FC5 for a coil, FC6 for one register, FC16 for several."""
     if isinstance(raw, bool):
         return client.write_coil(point.address, raw, device_id=point.unit_id)

@@ -21,11 +21,11 @@ import asyncio
 import contextlib
 from collections.abc import Callable
 
-from pymodbus.client import ModbusBaseClient
 from pymodbus.exceptions import ModbusException
 
 from agent.endpoint_config import Endpoint
 from agent.modbus_calls import DEADLINE_MARGIN_S, answered, new_client
+from agent.modbus_wire import WireClient
 from agent.registers import ReadRequest
 
 PROBE_FULL_EVERY = 4
@@ -54,11 +54,11 @@ class Prober:
         self.interval_s: float | None = None
         self.request: ReadRequest | None = None  # the first request of the link's last plan
         self.probes = 0
-        self._task: asyncio.Task[ModbusBaseClient | None] | None = None
+        self._task: asyncio.Task[WireClient | None] | None = None
         self._due = 0.0
         self._timer: asyncio.TimerHandle | None = None
 
-    def take(self) -> ModbusBaseClient | None:
+    def take(self) -> WireClient | None:
         """A finished probe's client if the device answered it (the caller adopts it), else None."""
         task = self._task
         if task is None or not task.done():
@@ -103,7 +103,7 @@ class Prober:
         self._task = asyncio.create_task(probe, name=f"modbus-probe-{self.endpoint.label}")
         self._task.add_done_callback(self._done)
 
-    def _done(self, task: asyncio.Task[ModbusBaseClient | None]) -> None:
+    def _done(self, task: asyncio.Task[WireClient | None]) -> None:
         """A failed probe is followed by the next one as soon as the interval allows (not at the
         next read()), so a device that answers again is found within one timeout + one interval."""
         failed = task.cancelled() or task.exception() is not None or task.result() is None
@@ -113,8 +113,8 @@ class Prober:
                 delay = max(0.0, self._due - self._clock())
                 self._timer = asyncio.get_running_loop().call_later(delay, self._start)
 
-    async def _once(self, request: ReadRequest, timeout_s: float) -> ModbusBaseClient | None:
-        client = new_client(self.endpoint, timeout_s, f"fieldpact-probe-{self.endpoint.label}")
+    async def _once(self, request: ReadRequest, timeout_s: float) -> WireClient | None:
+        client = new_client(self.endpoint, timeout_s)
         try:
             async with asyncio.timeout(2 * (timeout_s + DEADLINE_MARGIN_S)):
                 if await client.connect() and await answered(client, request):

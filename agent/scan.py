@@ -342,9 +342,8 @@ class ScanLoop:
         state = replace(state, last_ms=None)
         if state == seg.checkpointed:
             return
-        seq, _ = await self.journal.head()
-        await self.journal.save_checkpoint(checkpoint_name(seg.key),
-                                           encode_checkpoint(seg.active.hash, state), seq, now_ms)
+        await self.journal.save_checkpoint_at_head(checkpoint_name(seg.key),
+                                                   encode_checkpoint(seg.active.hash, state), now_ms)
         seg.checkpointed = state
 
     async def _sync_outputs(self, seg: Segment, now_ms: EpochMs) -> None:

@@ -1,6 +1,6 @@
 """Benchmark of the scan loop on three endpoints, one of them dead. Prints, never asserts.
 
-Run: .venv/bin/python -m bench.endpoints [--seconds 20] [--quick]
+Run: .venv/bin/python -m bench.endpoints [--seconds 20] [--quick] [--links]
 
 A real Agent (bench/agent_run.py: standalone; journal on a real file) runs a 64-point contract at scan_period_ms=10
 (100 Hz) on three named endpoints from its agent.toml config, each served by a simulator in its
@@ -14,6 +14,10 @@ Phases, each measured for --seconds after the previous settled: all endpoints up
 (SIGSTOP: its kernel accepts connections and queues requests, nothing answers); plc_b dead (killed:
 connections refused). Period error is ScanStats.lateness_ms (how late each cycle started); CPU is
 this process's over the window, as a percentage of one core and per cycle run.
+
+`--links` measures one link at a time instead, without the scan loop: a ModbusLink's `read()` of
+its endpoint's part of the contract, back to back (1,000 reads, median of 3), CPU per read and per
+request (Modbus TCP on plc_a's simulator, RTU frames over TCP on a line's, RTU on the pty).
 """
 from __future__ import annotations
 
@@ -32,13 +36,16 @@ from typing import Any
 import yaml
 
 from agent.endpoint_config import Endpoint, EndpointKind
+from agent.modbus import ModbusLink
 from agent.process import Agent
+from agent.registers import plan_reads
 from bench._common import figure, proc_cpu_s, window_around_now
 from bench.agent_run import (
     MODBUS_TIMEOUT_S, Window, agent_config, cpu_figures, measure as measure_window, nice_option,
     running_agent, timing_figures,
 )
 from contracts.inputs import Reading
+from contracts.loader import check_mapping
 from simulators.process import LineProcess, SimProcess
 from simulators.ptypair import PtyPair
 from tests.waiting import eventually
@@ -153,6 +160,37 @@ async def bench(seconds: float, nice: int) -> None:
             report(await measure(agent, "plc_b dead (killed)", seconds, pids[:1] + pids[2:], views))
 
 
+async def links(reads: int = 1000) -> None:
+    """CPU per ModbusLink.read() of each endpoint kind, back to back (see the module docstring)."""
+    doc = check_mapping(contract())
+    plans = {name: plan_reads(p for p in doc.points if p.endpoint == name) for name in ("plc_a", "line1")}
+
+    async def one(endpoint: Endpoint, plan: str) -> None:
+        link, runs = ModbusLink.for_endpoint(endpoint), []
+        await link.connect()
+        for _ in range(100):
+            await link.read(plans[plan], 0)
+        for _ in range(3):
+            started = time.process_time()
+            for _ in range(reads):
+                view = await link.read(plans[plan], 0)
+            runs.append((time.process_time() - started) / reads * 1e6)
+        await link.close()
+        per_read = sorted(runs)[1]
+        figure(f"{endpoint.kind.value} ({len(plans[plan])} requests)",
+               f"{per_read:.0f} us per read, {per_read / len(plans[plan]):.0f} us per request, "
+               f"{sum(r.good for r in view.values())}/{len(view)} GOOD")
+    tcp: dict[str, Any] = {"host": "127.0.0.1", "timeout_s": MODBUS_TIMEOUT_S}
+    with SimProcess("tank", tick_ms=100, initial={"level": 1.0}) as a, \
+            LineProcess([("tank", 1), ("tank", 2)]) as gateway, PtyPair() as (line_side, agent_side), \
+            LineProcess([("tank", 1), ("tank", 2)], serial=line_side, baud=BAUD, parity="N"):
+        await one(Endpoint(name="plc_a", kind=EndpointKind.TCP, port=a.port, **tcp), "plc_a")
+        await one(Endpoint(name="gw", kind=EndpointKind.RTU_OVER_TCP, port=gateway.port, **tcp),
+                  "line1")
+        await one(Endpoint(name="line1", kind=EndpointKind.RTU, device=agent_side, baud=BAUD,
+                           parity="N", timeout_s=MODBUS_TIMEOUT_S), "line1")
+
+
 def _recorder(agent: Agent, views: list[View]) -> Any:
     """Keeps each cycle's view as it is (a new dict every cycle: agent/input_filters.py), so the
     benchmark's own bookkeeping costs the agent's loop one append per cycle."""
@@ -169,12 +207,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=20.0, help="measured window per phase")
     parser.add_argument("--quick", action="store_true", help="5 s windows")
+    parser.add_argument("--links", action="store_true",
+                        help="CPU per read of one link at a time, back to back, instead")
     nice_option(parser)
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)
     logging.getLogger("pymodbus").setLevel(logging.CRITICAL)  # the dead endpoint's timeouts are the point
     started = time.monotonic()
-    asyncio.run(bench(5.0 if args.quick else args.seconds, args.nice))
+    asyncio.run(links() if args.links else bench(5.0 if args.quick else args.seconds, args.nice))
     load = Path("/proc/loadavg").read_text().split()[:3]
     print(f"done in {time.monotonic() - started:.0f} s (load average {' '.join(load)}; the "
           "figures are only meaningful on an otherwise idle machine)")
