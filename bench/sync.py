@@ -573,21 +573,55 @@ async def bench_fleet(devices: int, seconds: float, broker_kind: str = "amqtt") 
                 await eventually(lambda: _born(hub) >= devices, 60, f"{devices} births",
                                  every_s=0.5, detail=lambda: f"{_born(hub)} born")
                 n0, s0, t0 = handled[0], sum(SENT.values()), time.monotonic()
-                lat = await api_poller(base, password, devices, seconds)
+                lat, api_cpu = await timed_api(base, password, devices, seconds)
                 elapsed = time.monotonic() - t0
                 sent, published = (handled[0] - n0) / elapsed, (sum(SENT.values()) - s0) / elapsed
                 gen_alive = gen.returncode is None
+            await eventually(_quiet(handled), 30, "telemetry drained", every_s=0.5)
+            idle_lat, idle_cpu = await timed_api(base, password, devices, min(seconds, IDLE_API_S))
     targets = {"/api/devices/{id}": API_ONE_P99_TARGET_MS, "/api/devices": API_P99_TARGET_MS}
     for name, xs in lat.items():
         p50, p99 = percentile(xs, 0.5) * 1e3, percentile(xs, 0.99) * 1e3
         figure(f"GET {name} p50 / p99 ({len(xs)} requests)", f"{p50:.1f} / {p99:.1f} ms",
                f"p99 < {targets[name]:g} ms", p99 < targets[name])
+    for when, xs_by, cpu in (("under load", lat, api_cpu), ("idle after", idle_lat, idle_cpu)):
+        answered = sum(len(xs) for xs in xs_by.values())
+        one = xs_by["/api/devices/{id}"]
+        figure(f"hub API thread CPU per request, {when} (both routes)",
+               f"{cpu / answered * 1e3:.2f} ms ({answered:,} requests; GET /api/devices/{{id}} "
+               f"p50 / p99 {percentile(one, 0.5) * 1e3:.1f} / {percentile(one, 0.99) * 1e3:.1f} ms)")
     figure("telemetry handled while timing the API", f"{sent:.0f} msgs/s of {devices:,} sent "
            f"(load generator {'running' if gen_alive else 'EXITED'}, published {published:.0f}/s)",
            f">= {TELEMETRY_SHARE:.0%} of sent", sent >= TELEMETRY_SHARE * devices)
     peak, current = rss_mb()
     figure("hub process VmRSS idle -> under load", f"{idle_rss:.1f} -> {current:.1f} MB "
            f"(peak {peak:.1f} MB)")
+
+
+IDLE_API_S = 5.0
+"""How long the API is timed again once the load generator has stopped (at most --api-seconds):
+the API's own cost per request, without the MQTT thread competing for the interpreter lock."""
+
+
+async def timed_api(base: str, token: str, devices: int,
+                    seconds: float) -> tuple[dict[str, list[float]], float]:
+    """`api_poller`'s latencies, and the CPU seconds the hub's API thread (this one: uvicorn
+    serves on this loop) spent meanwhile."""
+    api = threading.current_thread().name
+    cpu = thread_cpu_s(api)
+    lat = await api_poller(base, token, devices, seconds)
+    return lat, thread_cpu_s(api) - cpu
+
+
+def _quiet(handled: list[int]) -> Callable[[], bool]:
+    """A condition: no telemetry handled since the last time it was asked."""
+    last = [-1]
+
+    def quiet() -> bool:
+        was, last[0] = last[0], handled[0]
+        return was == handled[0]
+
+    return quiet
 
 
 @contextlib.asynccontextmanager

@@ -22,14 +22,6 @@ from hub.store import DeviceRecord, HubStore, NotFound, contract_id
 from hub.views import contracts_view, device_view, journal_view, with_live
 
 
-def _device_alarms(svc: HubService, device: str | None = None) -> dict[str, list[dict[str, Any]]]:
-    out: dict[str, list[dict[str, Any]]] = {}
-    for a in svc.store.alarms.find(device=device):
-        out.setdefault(a.device, []).append({"id": a.id, "kind": a.kind, "count": a.count,
-                                             "acknowledged": a.acked_ms is not None})
-    return out
-
-
 def live_device(svc: HubService, device: str) -> DeviceRecord:
     """The stored device with the live values the sync side holds in memory. Raises NotFound."""
     return with_live(svc.store.devices.get(device), svc.live)
@@ -49,10 +41,12 @@ async def get_device(request: Request) -> Response:
     """One device: state, contract, last seen, values with age (read-back beside commanded) or
     projection (age, confidence), drift, active alarms."""
     svc = inbound.service(request)
-    device = live_device(svc, request.path_params["device"])
+    stored, active = svc.store.devices.detail(request.path_params["device"])  # one statement
+    device = with_live(stored, svc.live)
     silence_ms = request.app.state.silence_ms
-    view = device_view(device, svc.clock(), detail=True, silence_ms=silence_ms,
-                       alarms=_device_alarms(svc, device.id).get(device.id, []))
+    alarms = [{"id": i, "kind": kind, "count": count, "acknowledged": acked}
+              for i, kind, count, acked in active]
+    view = device_view(device, svc.clock(), detail=True, silence_ms=silence_ms, alarms=alarms)
     view["contracts"] = contracts_view(svc.live_contracts.get(device.id, {}), svc.clock(),
                                        silence_ms, device)
     registered = svc.registry.get(device.id)

@@ -23,6 +23,16 @@ _FIELDS = frozenset({"last_seen_ms", "boot_id", "contract", "version", "last_seq
 
 _STATES = {s.value: s for s in DeviceState}
 
+ActiveAlarm = tuple[int, str, int, bool]
+"""(id, kind, count, acknowledged) of an active alarm, as `detail` gives it."""
+DETAIL_ALARMS = 1000
+"""At most this many active alarms in `detail`: `alarms.find`'s default limit, as before."""
+_DETAIL = ("SELECT d.*, a.id, a.kind, a.count, a.acked_ms IS NOT NULL FROM devices d "
+           "LEFT JOIN alarms a ON a.device = d.id AND a.cleared_ms IS NULL "
+           "WHERE d.id = ? ORDER BY a.id LIMIT ?")
+"""A device's row beside each of its active alarms (one row with NULLs when it has none);
+alarms_active (device, kind) WHERE cleared_ms IS NULL is the index it uses."""
+
 
 class DeviceRepository(MachineRepository[DeviceEvent]):
     """`store.devices`: one row per device, its state changed only through `apply_event`."""
@@ -47,6 +57,22 @@ class DeviceRepository(MachineRepository[DeviceEvent]):
         if row is None:
             raise NotFound("device", device)
         return self._decoded([c[0] for c in cur.description], row)
+
+    def detail(self, device: str) -> tuple[DeviceRecord, list[ActiveAlarm]]:
+        """The device and its active alarms (id, kind, count, acknowledged), oldest first, up to
+        DETAIL_ALARMS, in ONE statement: what GET /api/devices/{id} shows. The API thread gives
+        the interpreter lock up at every SQLite step and reset, and under fleet load the busy
+        MQTT thread may keep it for a switch interval each time; `get` then `alarms.find` (a
+        sqlite-utils query: SAVEPOINT, SELECT, RELEASE) were four statements. Raises NotFound."""
+        cur = self._conn.db.conn.execute(_DETAIL, [device, DETAIL_ALARMS])
+        rows = cur.fetchall()
+        if not rows:
+            raise NotFound("device", device)
+        width = len(cur.description) - 4
+        names = [c[0] for c in cur.description[:width]]
+        alarms = [(r[width], r[width + 1], r[width + 2], bool(r[width + 3]))
+                  for r in rows if r[width] is not None]
+        return self._decoded(names, rows[0][:width]), alarms
 
     def find(self, state: DeviceState | None = None) -> list[DeviceRecord]:
         """Every device (in `state`, if given), by id."""
