@@ -32,8 +32,8 @@ from contracts.codec import decode_versioned
 from contracts.errors import EncodingError
 from contracts.journal_sig import SignedHead, normal_gaps
 from contracts.limits import MAX_EPOCH_MS, MAX_SEQ
-from contracts.wire import (JournalBatch, _as_pairs, _bad, _Message, _sized, check_batch_count,
-                            check_batch_head)
+from contracts.wire import JournalBatch, check_batch_count, check_batch_head
+from contracts.wire_fields import Message, as_pairs, bad, sized
 
 ROWS_VERSION = 2
 """The envelope version of the row form (version 1 is JournalBatch)."""
@@ -42,7 +42,7 @@ _KINDS = {k.value: k for k in EntryKind}
 
 
 @dataclass(frozen=True, kw_only=True)
-class JournalRows(_Message):
+class JournalRows(Message):
     """A run of journal rows `from_seq..to_seq` chained from `prev_hash`; `gaps` and `sig` as in
     JournalBatch (every seq of the range is a row or in exactly one gap). `dropped_through` is
     only set for a version 1 batch that carried it (decode_journal)."""
@@ -64,7 +64,7 @@ class JournalRows(_Message):
         check_batch_head(k, self.device, self.from_seq, self.to_seq, self.dropped_through,
                          self.sig, self.prev_hash)
         if not isinstance(self.rows, tuple) or not all(type(r) is Row for r in self.rows):
-            raise _bad(k, "rows", "must be a sequence of Rows", type(self.rows).__name__)
+            raise bad(k, "rows", "must be a sequence of Rows", type(self.rows).__name__)
         check_batch_count(k, self.from_seq, self.to_seq, self.gaps, len(self.rows), "rows")
 
     def _body(self) -> dict[str, Any]:
@@ -83,7 +83,7 @@ class JournalRows(_Message):
     def _from_body(cls, body: dict[str, Any]) -> dict[str, Any]:
         out = {**body, "rows": _rows_from_wire(body["rows"], body["prev_hash"])}
         if "gaps" in body:
-            out["gaps"] = _as_pairs(body["gaps"])
+            out["gaps"] = as_pairs(body["gaps"])
         return out
 
     def signed_head(self) -> SignedHead:
@@ -114,9 +114,9 @@ def _rows_from_wire(items: Any, prev: Any) -> tuple[Row, ...]:
     """Rows from their wire arrays, each field checked; the implied prev_hash filled in. One
     pass of type tests per row: the hub decodes a few hundred thousand rows a second."""
     if type(items) is not list:
-        raise _bad(JournalRows.KIND, "rows", "must be an array of rows", type(items).__name__)
+        raise bad(JournalRows.KIND, "rows", "must be an array of rows", type(items).__name__)
     if type(prev) is not bytes or len(prev) != HASH_SIZE:
-        raise _bad(JournalRows.KIND, "prev_hash", f"must be {HASH_SIZE} bytes", prev)
+        raise bad(JournalRows.KIND, "prev_hash", f"must be {HASH_SIZE} bytes", prev)
     out: list[Row] = []
     append, kinds, new, size, top = out.append, _KINDS, tuple.__new__, HASH_SIZE, MAX_SEQ
     for item in items:
@@ -152,7 +152,7 @@ def _why_row(seq: Any, ts: Any, kind: Any, body: Any, digest: Any) -> str:
 
 
 def _row_error(index: int, why: str, item: Any) -> EncodingError:
-    return _bad(JournalRows.KIND, f"rows[{index}]", why, item)
+    return bad(JournalRows.KIND, f"rows[{index}]", why, item)
 
 
 def rows_batch(batch: JournalBatch) -> JournalRows:
@@ -167,7 +167,7 @@ def rows_batch(batch: JournalBatch) -> JournalRows:
 
 def decode_journal(data: bytes) -> JournalRows:
     """A journal batch in either version, as rows. Raises EncodingError naming the field at fault."""
-    version, body = decode_versioned(_sized(JournalRows, data), JournalRows.KIND,
+    version, body = decode_versioned(sized(JournalRows, data), JournalRows.KIND,
                                      (JournalBatch.VERSION, ROWS_VERSION))
     if version == ROWS_VERSION:
         return JournalRows.from_body(body)
