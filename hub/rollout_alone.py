@@ -95,7 +95,7 @@ class AloneRollback:
             if self.e.devices.online(ex.device):
                 ex = await self.restore(dep, ex, commit)
             elif fresh:  # offline: its reason now, its restore on its return
-                commit([ex], {"rolled_back_alone": {ex.device: WAITING}})
+                commit([ex], {"rolled_back_alone": {ex.label: WAITING}})
                 self._audit(dep, ex)
             else:
                 continue
@@ -108,7 +108,7 @@ class AloneRollback:
         assert ex.rollback is not None
         after = resolved(ex, await self.e.devices.restore(dep, ex, commit))
         assert after.rollback is not None
-        commit([after], {"rolled_back_alone": {ex.device: after.restore or
+        commit([after], {"rolled_back_alone": {ex.label: after.restore or
                                                after.rollback["result"]}})
         self._audit(dep, after)
         return after

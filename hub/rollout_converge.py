@@ -72,7 +72,7 @@ class Returns:
                 done = handled[0] if handled else ex
             elif back:
                 done = resolved(ex, await self.e.devices.restore(dep, ex, progress))
-                progress([done], {"restored": {ex.device: done.restore or done.reason or "-"}})
+                progress([done], {"restored": {ex.label: done.restore or done.reason or "-"}})
             else:
                 done = await self.e.devices.push(dep, ex, step, progress, again=True)
         except RequestRefused as exc:
