@@ -142,14 +142,16 @@ class DeploymentRepository:
     def converging(self, states: Iterable[DeploymentState]) -> list[DeploymentRecord]:
         """Deployments in `states` with a device that may still need something on its return:
         unreachable, pushed but not judged, (rolled back) touched and not restored nor latched,
-        or due to be rolled back alone and not restored nor latched. A finished deployment whose devices all settled is never read again."""
+        or due to be rolled back alone (a failed contract, or a sibling of one) and not restored nor
+        latched. A finished deployment whose devices all settled is never read again."""
         wanted = [s.value for s in states]
         rows = self._conn.db.query(
             f"SELECT * FROM deployments d WHERE d.state IN ({', '.join('?' * len(wanted))}) AND "
             "EXISTS (SELECT 1 FROM deployment_devices x WHERE x.deployment = d.id AND ("
             "x.state IN ('unreachable', 'pushed', 'accepted', 'running') OR (d.state = "
             "'rolled_back' AND x.state IN ('healthy', 'failed') AND (x.reason IS NULL OR "
-            "x.reason NOT LIKE 'latched%')) OR (x.state = 'failed' AND x.rollback IS NOT NULL "
+            "x.reason NOT LIKE 'latched%')) OR (x.state NOT IN ('rolled_back', 'skipped') AND "
+            "x.rollback IS NOT NULL "
             "AND (x.reason IS NULL OR x.reason NOT LIKE 'latched%')))) ORDER BY number", wanted)
         return [_deployment(r) for r in rows]
 
