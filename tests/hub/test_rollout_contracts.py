@@ -75,3 +75,36 @@ def test_a_failed_contract_takes_its_devices_other_contracts_back_with_it() -> N
     assert not pending(done) and siblings([done, restored]) == []
     # A device whose contracts all passed is left alone.
     assert siblings([sibling, other]) == []
+
+
+def test_migration_0010_keeps_a_0009_databases_rows_under_the_new_key(tmp_path: Any) -> None:
+    """A hub database from before 0010 (its rows keyed by (deployment, device)) opens with
+    every row kept, and then holds a second contract of the same device."""
+    import sqlite3
+    path = tmp_path / "hub.db"
+    with HubStore.open(path) as store:
+        store.db.execute("INSERT INTO snapshots (id, body, created_ms, actor, source) VALUES "
+                         "('s1', x'00', 0, 't', '{}')")
+        rec = DeploymentRecord(id="", snapshot="s1", target={}, strategy={}, health={},
+                               state=DeploymentState.PLANNED,
+                               waves=[{"index": 0, "kind": "canary", "devices": ["d1"]}],
+                               actor="alice", created_ms=1, updated_ms=1)
+        dep = store.deployments.create(rec, [_row("d1", "tank-fill", issued="tank-fill.d1@2",
+                                                  rollback={"result": WAITING})])
+    with sqlite3.connect(path) as conn:  # back to 0009's table, its row in it
+        conn.executescript(
+            "CREATE TABLE old AS SELECT * FROM deployment_devices; DROP TABLE deployment_devices;"
+            "CREATE TABLE deployment_devices (deployment TEXT NOT NULL, device TEXT NOT NULL, "
+            "wave INTEGER NOT NULL, state TEXT NOT NULL, contract TEXT NOT NULL, issued TEXT, "
+            "content_hash TEXT, pushed_ms INTEGER, known_good TEXT, restore TEXT, reason TEXT, "
+            "evidence TEXT NOT NULL DEFAULT '[]', updated_ms INTEGER NOT NULL, rollback TEXT, "
+            "PRIMARY KEY (deployment, device)); INSERT INTO deployment_devices SELECT * FROM old;"
+            "DROP TABLE old; CREATE INDEX deployment_devices_device ON deployment_devices (device);"
+            "DELETE FROM _sqlite_migrations WHERE name = '0010_device_contracts';")
+    with HubStore.open(path) as store:
+        kept = store.deployments.devices(dep.id)
+        assert [(r.contract, r.issued, r.rollback) for r in kept] == [
+            ("tank-fill.d1", "tank-fill.d1@2", {"result": WAITING})]
+        store.deployments.write(dep.id, 2, devices=[_row("d1", "tank-aux")])
+        assert [r.contract for r in HubStore(store.db).deployments.devices(dep.id)] == [
+            "tank-aux.d1", "tank-fill.d1"]
