@@ -62,6 +62,12 @@ class FakeAgent:
         self.entries.append(e)
         return e
 
+    def _births(self) -> tuple[tuple[str, int], ...]:
+        """Every contract it runs, as a birth names them (`several`; else only `contract`)."""
+        if not self.several:
+            return ()
+        return tuple(sorted((n, int(cid.rpartition("@")[2])) for n, cid in self.runs.items()))
+
     def _fails(self, c: Contract) -> bool:
         return self.fails_only is None or c.contract.startswith(self.fails_only)
 
@@ -99,7 +105,8 @@ class FakeAgent:
             await client.publish(topic(SITE, self.device, Channel.STATUS), Birth(
                 device=self.device, site=SITE, boot_id="b" * 32, contract=name or None,
                 version=int(version) if version else None,
-                last_seq=len(self.entries)).to_bytes(), qos=1, retain=True)
+                last_seq=len(self.entries), contracts=self._births()).to_bytes(), qos=1,
+                retain=True)
             if self.entries:
                 await client.publish(topic(SITE, self.device, Channel.JOURNAL),
                                      batch(self.device, self.entries), qos=1)

@@ -146,3 +146,38 @@ async def test_a_device_failing_one_contract_goes_back_alone_on_all_of_them(
         assert {rows[(d, f"{c}.{d}")]["state"] for c in ("tank-fill", "tank-aux")} == {"healthy"}
         assert sorted(agents[int(d[1]) - 1].pushes) == [f"tank-aux.{d}@1", f"tank-aux.{d}@2",
                                                         f"tank-fill.{d}@1", f"tank-fill.{d}@2"]
+
+
+def _pushed_devices(view: dict[str, Any], wave: int) -> set[str]:
+    return {d["device"] for d in view["devices"] if d["wave"] == wave and d["state"] != "queued"}
+
+
+async def test_a_hub_killed_mid_wave_pushes_each_contract_once_paced_per_device(
+        tmp_path: Path) -> None:
+    agents: list[FakeAgent] = _agents(["r1", "r2", "r3", "r4"])
+    for a in agents:
+        a.several = True
+    with hub_process(tmp_path) as hub:
+        async with _client(hub) as http, online(agents, hub.mqtt_port):
+            sid = await _snapshot(http, 1200, first=True)
+            dep = (await _ok(http.post("/api/deployments", json={
+                "snapshot": sid, "health": {"window_s": 1},
+                "target": {"devices": ["r1", "r2", "r3", "r4"]},
+                "strategy": {"canary": {"count": 1}, "waves": {"rate_per_min": 20}}}),
+                201))["id"]
+            # Wave 1's three devices are due 3 s apart, both contracts of each together.
+            await _until(http, dep, lambda v: len(_pushed_devices(v, 1)) >= 2, "two of wave 1")
+            hub.proc.kill()  # -9: no shutdown, no flush
+            hub.proc.wait(10)
+    with hub_process(tmp_path) as hub:
+        async with _client(hub) as http, online(agents, hub.mqtt_port):
+            done = await _until(http, dep, lambda v: v["state"] == "complete", "complete", 90)
+    for a in agents:  # each contract sent once, at version 1, across both hubs
+        assert sorted(a.pushes) == [f"tank-aux.{a.device}@1", f"tank-fill.{a.device}@1"], (
+            a.device, a.pushes)
+    assert {d["state"] for d in done["devices"]} == {"healthy"} and len(done["devices"]) == 8
+    wave = [a for a in agents if a.device in done["waves"][1]["devices"]]
+    for a in wave:  # a device's two contracts arrived together: paced per device, not per row
+        assert abs(a.received_ms[0] - a.received_ms[1]) < 1500, (a.device, a.received_ms)
+    firsts = sorted(a.received_ms[0] for a in wave)
+    assert firsts[1] - firsts[0] >= 2000  # and the devices ~3 s apart (20 a minute)
