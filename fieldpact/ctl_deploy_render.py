@@ -77,7 +77,7 @@ def rollback_evidence(evidence: Any) -> str:
     groups = [e for e in _list(evidence) if "device" in e]
     if not groups:
         return evidence_text(evidence)
-    return " | ".join(f"{g.get('device')} ({g.get('gate')}): {evidence_text(g.get('evidence'))}"
+    return " | ".join(f"{_who(g)} ({g.get('gate')}): {evidence_text(g.get('evidence'))}"
                       for g in groups)
 
 
@@ -141,12 +141,18 @@ def deployment_view(view: Mapping[str, Any], *, steps: bool = False) -> Renderab
     return Group(*parts)
 
 
+def _who(item: Mapping[str, Any]) -> str:
+    """`d1`, or `d1 tank-aux.d1` when it names one of the device's contracts."""
+    contract = item.get("contract")
+    return f"{item.get('device')} {contract}" if contract else str(item.get("device"))
+
+
 def alone_text(device: Mapping[str, Any]) -> str:
     """A device rolled back alone (the deployment went on): its gate, what became of it, proof."""
     r = _map(device.get("rollback"))
     done = r.get("result")
     outcome = f"restored as {r.get('restored')}" if r.get("restored") else str(done)
-    return (f"{device.get('device')} rolled back alone at {when(r.get('ts_ms'))} ({outcome}): "
+    return (f"{_who({**r, 'device': device.get('device')})} rolled back alone at {when(r.get('ts_ms'))} ({outcome}): "
             f"initiated by {r.get('initiated_by')}, gate {r.get('gate')} in {r.get('step')}; "
             f"evidence: {rollback_evidence(r.get('evidence'))}")
 
@@ -174,7 +180,8 @@ def _waves(view: Mapping[str, Any]) -> RenderableType:
 def _devices(view: Mapping[str, Any]) -> RenderableType:
     return _table("devices", ("device", "wave", "state", "contract", "known good", "reason",
                               "evidence"),
-                  ((d.get("device"), d.get("wave"), d.get("state"), d.get("contract"),
+                  ((d.get("device"), d.get("wave"), d.get("state"),
+                    d.get("contract") or d.get("name"),  # issued, else the one it will get
                     _known_good(d), d.get("reason"),
                     evidence_text(d.get("evidence"))) for d in _list(view.get("devices"))))
 

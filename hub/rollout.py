@@ -6,6 +6,14 @@ Rules:
 - A deployment is planned when made: its waves (contracts/rollout_strategy.py, pure), and per
   device the contract the snapshot gives it and its known-good one (the contract of that name it
   runs now, as the plan reads it: hub/plans.py), all stored in one transaction, nothing pushed.
+- A device gets every contract the snapshot gives it (issue 12 allows several, their write
+  points disjoint): one execution row per (deployment, device, contract), each pushed at its own
+  next version (write-ahead), judged on its own contract id and hash, its known-good kept and
+  restored on its own (the agent keys its known-goods by content hash and contract name). The
+  device counts once: failed if any of its contracts failed (hub/rollout_gate.py
+  `device_state`), in its gate and the abort threshold; waves and pacing are per device (all
+  its contracts are due together). Rows, not one row with the worst state, because every push,
+  verdict and restore is per contract and must be resumable on its own after a crash.
 - A device is in one deployment at a time: one still going (or paused, or failed) refuses a new
   one over its devices (409 naming it); complete and rolled-back ones never block.
 - Every request is checked against the deployment table (hub/states/rollout.py): an illegal one is
@@ -142,7 +150,7 @@ class Deployments:
         devices = [ExecutionRecord(deployment="", device=d, wave=wave_of[d],
                                    state=ExecutionState.QUEUED, contract=row["contract"],
                                    known_good=self._known_good(row), updated_ms=now)
-                   for d, row in rows.items()]
+                   for d, mine in rows.items() for row in mine]
         rec = DeploymentRecord(
             id="", snapshot=sid, target=dict(body.get("target") or {}),
             strategy=strategy.to_mapping(), health=dict(health_doc), state=_D.PLANNED,
@@ -151,19 +159,20 @@ class Deployments:
             actor=actor, created_ms=now, updated_ms=now)
         return rec, devices
 
-    def _rows(self, rows: list[Mapping[str, Any]]) -> dict[str, Mapping[str, Any]]:
-        """One plan row per device; a device the snapshot cannot compile for is an issue."""
-        out: dict[str, Mapping[str, Any]] = {}
+    def _rows(self, rows: list[Mapping[str, Any]]) -> dict[str, list[Mapping[str, Any]]]:
+        """Each device's plan rows, one per contract the snapshot gives it (issue 12 checked
+        their write points disjoint); a device the snapshot cannot compile for is an issue."""
+        out: dict[str, list[Mapping[str, Any]]] = {}
         issues = []
         for r in rows:
             if r["would_get"] is None:
                 why = "; ".join(i["detail"] for i in r["ineligible"]) or "no contract"
                 issues.append(Issue(path=f"target.devices.{r['device']}", reason=why[:300]))
-            elif r["device"] in out:
+            elif any(o["contract"] == r["contract"] for o in out.get(r["device"], ())):
                 issues.append(Issue(path=f"target.devices.{r['device']}", reason="the snapshot "
-                                    "gives it several contracts; a deployment rolls out one each"))
+                                    f"gives it contract {r['contract']} twice"))
             else:
-                out[r["device"]] = r
+                out.setdefault(r["device"], []).append(r)
         if issues:
             raise ContractInvalid(issues)
         return out

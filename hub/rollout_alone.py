@@ -19,6 +19,10 @@ Rules:
   issues that version (published at most once: hub/rollout_push.py).
 - One offline keeps its reason with result `waiting`, `failed`, and is restored on its return.
   A restore that cannot be published fails the step (a retry publishes it), as a push does.
+- A device runs several contracts of the deployment (hub/rollout.py): one failed, the device
+  failed, so all its contracts of the deployment go back together (`siblings`), each to its own
+  known-good, the others carrying the failed one's reason (`failed_contract`) — each on its own
+  safety choice: the tripped one latched, another restored (or aborted when it had none).
 - It still counts as failed, in its gate and in every later gate's abort threshold
   (hub/rollout_gate.py `failed_gate`).
 """
@@ -43,22 +47,62 @@ WAITING = "waiting"
 
 
 def pending(ex: ExecutionRecord) -> bool:
-    """Whether `ex` failed and is still to be rolled back alone (no reason yet, or offline
-    then): neither latched nor restored."""
-    return ex.state is _X.FAILED and not (ex.reason or "").startswith(LATCHED) and \
-        (ex.rollback is None or ex.rollback.get("result") == WAITING)
+    """Whether `ex` is still to be rolled back alone: failed with no reason yet, or given its
+    reason while offline (a failed contract, or a sibling of one) and not restored since;
+    never one latched."""
+    if (ex.reason or "").startswith(LATCHED) or ex.state in _DONE:
+        return False
+    if ex.rollback is None:
+        return ex.state is _X.FAILED
+    return ex.rollback.get("result") == WAITING
 
 
-def reason(dep: DeploymentRecord, ex: ExecutionRecord, step: str, now: int) -> dict[str, Any]:
-    """The typed reason for rolling `ex` back alone, before its outcome is known."""
-    return {"initiated_by": "gate", "scope": "device", "gate": ex.reason, "device": ex.device,
-            "devices": [ex.device],
-            "evidence": [{"device": ex.device, "gate": ex.reason, "evidence": list(ex.evidence)}],
+_DONE = frozenset({_X.ROLLED_BACK, _X.SKIPPED})
+_SIBLING = frozenset({_X.QUEUED, _X.PUSHED, _X.ACCEPTED, _X.RUNNING, _X.HEALTHY,
+                      _X.UNREACHABLE})
+"""A device's other contracts that go back with the one that failed (not judged failed)."""
+
+
+def siblings(rows: Iterable[ExecutionRecord]) -> list[ExecutionRecord]:
+    """`rows` to roll back alone, in order: each failed one pending, and with it its device's
+    other contracts of the deployment not rolled back yet (a device with one failed contract
+    is a failed device: it goes back to its known-good on all of them). A sibling carries the
+    failed contract's reason, naming its own contract."""
+    mine = list(rows)
+    failing = origins(mine)
+    return [ex for ex in mine if pending(ex) or (
+        ex.device in failing and ex.rollback is None and ex.state in _SIBLING)]
+
+
+def origins(rows: Iterable[ExecutionRecord]) -> dict[str, ExecutionRecord]:
+    """Per device, its contract that failed and is (or was) rolled back alone: failed and
+    pending, or given a reason of its own (so a pass that stopped after restoring it still
+    takes its siblings back on the next)."""
+    out: dict[str, ExecutionRecord] = {}
+    for ex in rows:
+        own = ex.rollback is not None and \
+            ex.rollback.get("failed_contract", ex.contract) == ex.contract
+        if own or (ex.state is _X.FAILED and pending(ex)):
+            out.setdefault(ex.device, ex)
+    return out
+
+
+def reason(dep: DeploymentRecord, ex: ExecutionRecord, step: str, now: int,
+           failed: ExecutionRecord | None = None) -> dict[str, Any]:
+    """The typed reason for rolling `ex` back alone, before its outcome is known; `failed`: the
+    contract of the same device that failed, when `ex` goes back with it."""
+    why = failed or ex
+    return {"initiated_by": "gate", "scope": "device", "gate": why.reason, "device": ex.device,
+            "devices": [ex.device], "contract": ex.contract, "failed_contract": why.contract,
+            "evidence": [{"device": ex.device, "contract": why.contract, "gate": why.reason,
+                          "evidence": list(why.evidence)}],
             "ts_ms": now, "snapshot": dep.snapshot, "step": step, "result": WAITING,
             "restored": None}
 
 
 def _outcome(before: ExecutionRecord, after: ExecutionRecord) -> str:
+    if after.state is _X.SKIPPED:
+        return "skipped"  # a sibling never pushed: it never will be
     if after.state is not _X.ROLLED_BACK:
         return "latched"
     if before.reason == FALLBACK_GATE:
@@ -86,16 +130,17 @@ class AloneRollback:
         """Roll back each of `rows` that failed and is pending (online: now; offline: its
         reason kept, restored on its return); those it handled, as committed."""
         done: list[ExecutionRecord] = []
-        for ex in rows:
-            if not pending(ex):
-                continue
+        mine = list(rows)
+        failed = origins(mine)
+        for ex in siblings(mine):
             fresh = ex.rollback is None
             if fresh:
-                ex = replace(ex, rollback=reason(dep, ex, step, self.e.clock()))
+                ex = replace(ex, rollback=reason(dep, ex, step, self.e.clock(),
+                                                 failed.get(ex.device)))
             if self.e.devices.online(ex.device):
                 ex = await self.restore(dep, ex, commit)
             elif fresh:  # offline: its reason now, its restore on its return
-                commit([ex], {"rolled_back_alone": {ex.device: WAITING}})
+                commit([ex], {"rolled_back_alone": {ex.label: WAITING}})
                 self._audit(dep, ex)
             else:
                 continue
@@ -108,14 +153,15 @@ class AloneRollback:
         assert ex.rollback is not None
         after = resolved(ex, await self.e.devices.restore(dep, ex, commit))
         assert after.rollback is not None
-        commit([after], {"rolled_back_alone": {ex.device: after.restore or
+        commit([after], {"rolled_back_alone": {ex.label: after.restore or
                                                after.rollback["result"]}})
         self._audit(dep, after)
         return after
 
     def _audit(self, dep: DeploymentRecord, ex: ExecutionRecord) -> None:
         assert ex.rollback is not None
-        detail = {k: v for k, v in ex.rollback.items() if k != "device"}
+        detail = {k: v for k, v in ex.rollback.items() if k not in ("device", "contract")}
         self.e.audit(dep.id, AuditAction.DEPLOY_ROLLBACK, Outcome.OK, str(ex.rollback["gate"]),
-                     device=ex.device, contract=ex.restore or ex.issued, **detail,
+                     device=ex.device, contract=ex.restore or ex.issued,
+                     contract_name=ex.contract, **detail,
                      state=ex.state.value)

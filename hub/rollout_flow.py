@@ -21,6 +21,7 @@
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from contracts.rollout_spec import DEFAULT_WINDOW_S
@@ -102,13 +103,14 @@ class Flow:
     # -- push -----------------------------------------------------------------------------------
     async def _push(self, dep: DeploymentRecord, step: StepRecord) -> None:
         w = int(step.input["wave"])
-        offsets = push_offsets_ms(_wave(dep, w))
+        wave = _wave(dep, w)  # paced per device: each of its contracts is due with it
+        offsets = dict(zip(wave.devices, push_offsets_ms(wave)))
         started = int(step.input.get("not_before_ms", step.started_ms))
         now = self.e.clock()
-        queued = [(ex, off) for ex, off in zip(self._rows(dep, w), offsets)
+        queued = [(ex, offsets.get(ex.device, 0)) for ex in self._rows(dep, w)
                   if ex.state is _X.QUEUED]
         due = [ex for ex, off in queued if now >= started + off]  # paced: the rest later
-        offline = [ex.device for ex in due if not self.e.devices.online(ex.device)]
+        offline = _unique(ex.device for ex in due if not self.e.devices.online(ex.device))
         online = [ex for ex in due if ex.device not in offline]
         progress, slices = Progress(self.e, step), Slices()
         try:
@@ -172,11 +174,11 @@ class Flow:
             elif self.e.clock() >= deadline:
                 progress([moved(ex, _XE.UNREACH, self.e.clock(),
                                 reason="offline past the reach deadline")],
-                         {"unreachable": {ex.device: self.e.clock()}})
+                         {"unreachable": {ex.label: self.e.clock()}})
         elif ex.state in JUDGED:
             changed = self.e.devices.judge(dep, ex, spec, deadline, verify_by)
             if changed is not None:
-                progress([changed], {"verdicts": {ex.device: changed.state.value}})
+                progress([changed], {"verdicts": {ex.label: changed.state.value}})
 
     def _moved_on(self, dep: DeploymentRecord) -> bool:
         return self.e.store.deployments.get(dep.id).state is not dep.state
@@ -186,9 +188,10 @@ class Flow:
         first = failed[0]
         why: dict[str, Any] = {
             "initiated_by": "device" if first.reason == "rollout_fallback" else "gate",
-            "gate": first.reason, "devices": [d.device for d in failed],
-            "evidence": [{"device": d.device, "gate": d.reason, "evidence": list(d.evidence)}
-                         for d in failed], "ts_ms": self.e.clock(), "snapshot": dep.snapshot}
+            "gate": first.reason, "devices": _unique(d.device for d in failed),
+            "evidence": [{"device": d.device, "contract": d.contract, "gate": d.reason,
+                          "evidence": list(d.evidence)} for d in failed],
+            "ts_ms": self.e.clock(), "snapshot": dep.snapshot}
         after = self.e.finish(dep, step, summary, event=_E.GATE_FAILED, rollback=why,
                               next_step=("rollback", {"rollback": why}))
         self.e.audit(dep.id, AuditAction.DEPLOY_ROLLBACK, Outcome.OK, str(first.reason),
@@ -223,7 +226,7 @@ class Flow:
                 if ex.state is _X.HEALTHY:
                     changed = self.e.devices.judge(dep, ex, spec, None)
                     if changed is not None:
-                        progress([changed], {"verdicts": {ex.device: changed.state.value}})
+                        progress([changed], {"verdicts": {ex.label: changed.state.value}})
         finally:
             step = progress.flush()
         failed = tuple(d for d in self._rows(dep) if d.state is _X.FAILED and d.reason and
@@ -254,19 +257,26 @@ class Flow:
         if self.e.devices.latched(ex):
             if not (ex.reason or "").startswith(LATCHED):
                 done = resolved(ex, await self.e.devices.restore(dep, ex, progress))
-                progress([done], {"latched": {ex.device: ex.issued}})
-            latched.append(ex.device)
+                progress([done], {"latched": {ex.label: ex.issued}})
+            if ex.device not in latched:
+                latched.append(ex.device)
             return
         if ex.state in TOUCHED and ex.issued is not None and \
                 not self.e.devices.online(ex.device):
-            waiting.append(ex.device)  # restored on its return (converge)
+            if ex.device not in waiting:
+                waiting.append(ex.device)  # restored on its return (converge)
             return
         done = resolved(ex, await self.e.devices.restore(dep, ex, progress))
-        progress([done], {"restored": {ex.device: done.restore or done.reason or "-"}})
+        progress([done], {"restored": {ex.label: done.restore or done.reason or "-"}})
 
     def _current(self, dep: DeploymentRecord, step: StepRecord) -> StepRecord:
         """The step as stored now (its result grew with each device committed)."""
         return self.e.store.deployments.current_step(dep.id) or step
+
+
+def _unique(devices: Iterable[str]) -> list[str]:
+    """Device ids in order, each once (a device has a row per contract)."""
+    return list(dict.fromkeys(devices))
 
 
 def verify_deadline(dep: DeploymentRecord, reach_deadline_ms: int) -> int:

@@ -12,6 +12,8 @@ Rules:
   at or after the window's end came (`unproven`); it counts as any failed device.
 - A device that failed its gate and was rolled back alone (hub/rollout_alone.py: under the
   threshold) still counts as failed, here and in the abort threshold of every later gate.
+- A device runs each contract the snapshot gives it (one row each): it counts once, as failed
+  if any of its contracts failed its gate (`device_state`), in its gate and the abort threshold.
 - A gate passes once every device of its wave is settled (healthy, failed under the threshold,
   unreachable past the reach deadline, skipped) and it has not failed.
 """
@@ -82,10 +84,30 @@ def failed_gate(d: ExecutionRecord) -> bool:
         (d.state is ExecutionState.ROLLED_BACK and d.rollback is not None)
 
 
+def device_state(rows: Iterable[ExecutionRecord]) -> str | None:
+    """A device's count over its rows (one per contract): failed if any contract failed its
+    gate; healthy once every contract is (or was skipped); else unreachable if one is; skipped
+    if all are; None while one is still pending (or rolled back with the deployment)."""
+    mine = list(rows)
+    if any(failed_gate(d) for d in mine):
+        return "failed"
+    states = {d.state for d in mine}
+    if ExecutionState.HEALTHY in states and states <= {ExecutionState.HEALTHY,
+                                                        ExecutionState.SKIPPED}:
+        return "healthy"
+    if ExecutionState.UNREACHABLE in states:
+        return "unreachable"
+    return "skipped" if states == {ExecutionState.SKIPPED} else None
+
+
 def counts(devices: Iterable[ExecutionRecord]) -> dict[str, int]:
+    """Devices (not rows) healthy, failed, unreachable and skipped (`device_state`)."""
     out = {"healthy": 0, "failed": 0, "unreachable": 0, "skipped": 0}
+    rows: dict[str, list[ExecutionRecord]] = {}
     for d in devices:
-        key = "failed" if failed_gate(d) else d.state.value if d.state.value in out else None
+        rows.setdefault(d.device, []).append(d)
+    for mine in rows.values():
+        key = device_state(mine)
         if key is not None:
             out[key] += 1
     return out

@@ -54,12 +54,12 @@ class Progress:
 
     def __init__(self, engine: RolloutEngine, step: StepRecord) -> None:
         self.e, self.step = engine, step
-        self._devices: dict[str, ExecutionRecord] = {}
+        self._devices: dict[tuple[str, str], ExecutionRecord] = {}
         self._result: dict[str, Any] = {}
 
     def __call__(self, devices: list[ExecutionRecord], result: Mapping[str, Any], *,
                  durable: bool = False) -> None:
-        self._devices.update((d.device, d) for d in devices)
+        self._devices.update((d.key, d) for d in devices)
         self._result = merge(self._result, result)
         if durable or len(self._devices) >= BATCH:
             self.flush()

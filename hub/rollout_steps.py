@@ -88,7 +88,7 @@ class DeviceSteps:
                for ex in rows]
         fresh = [ex for ex, was in zip(out, rows) if was.issued is None]
         if fresh:
-            commit(fresh, {"reserved": {ex.device: ex.issued for ex in fresh}}, durable=True)
+            commit(fresh, {"reserved": {ex.label: ex.issued for ex in fresh}}, durable=True)
         return out
 
     async def push(self, dep: DeploymentRecord, ex: ExecutionRecord, step: StepRecord,
@@ -98,14 +98,14 @@ class DeviceSteps:
         accepted) is published once more, the same signed bytes."""
         if ex.issued is None:
             ex = replace(ex, issued=self.issuer.reserve(ex.contract), updated_ms=self.clock())
-            commit([ex], {"reserved": {ex.device: ex.issued}}, durable=True)
+            commit([ex], {"reserved": {ex.label: ex.issued}}, durable=True)
         assert ex.issued is not None
         cid, digest = await self.issuer.issue(
             ex.issued, lambda v: self.issuer.forward_document(dep, ex, v), f"deployment:{dep.id}",
             republish=again)
         now = self.clock()
         ex = moved(ex, _XE.PUSH, now, content_hash=digest, pushed_ms=ex.pushed_ms or now)
-        commit([ex], {"pushed": {ex.device: cid}})
+        commit([ex], {"pushed": {ex.label: cid}})
         return ex
 
     def judge(self, dep: DeploymentRecord, ex: ExecutionRecord, spec: HealthSpec,
@@ -161,7 +161,7 @@ class DeviceSteps:
             return replace(ex, updated_ms=now, reason=f"{LATCHED}: {ex.reason or 'tripped'}")
         if ex.restore is None:
             ex = replace(ex, restore=self.issuer.reserve(ex.contract), updated_ms=now)
-            commit([ex], {"reserved": {ex.device: ex.restore}}, durable=True)
+            commit([ex], {"reserved": {ex.label: ex.restore}}, durable=True)
         assert ex.restore is not None
         await self.issuer.issue(ex.restore, lambda v: self.issuer.restore_document(ex, v), actor)
         return moved(ex, _XE.ROLL_BACK, self.clock())

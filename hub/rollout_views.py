@@ -1,6 +1,7 @@
 """What the API shows of a deployment (interface I4): its state, current step, waves with their
 gates, devices with their evidence, the typed rollback reason, and (in full) every step and the
-timeline of its state changes.
+timeline of its state changes. A device has one row per contract the snapshot gives it
+(`name`: the contract's name, `contract`: the version issued); the gate counts devices.
 
 A 1,000-device view is ~0.5 MB of JSON and tens of milliseconds to build; a page or `ctl status
 --wait` polls it every second or so. `ViewCache` keeps each view's encoded body until the
@@ -25,7 +26,7 @@ def step_view(s: StepRecord) -> dict[str, Any]:
 
 def _device(d: ExecutionRecord) -> dict[str, Any]:
     return {"device": d.device, "wave": d.wave, "state": d.state.value,
-            "contract": d.issued, "known_good": dict(d.known_good) if d.known_good else None,
+            "contract": d.issued, "name": d.contract, "known_good": dict(d.known_good) if d.known_good else None,
             "restored": d.restore, "reason": d.reason, "evidence": list(d.evidence),
             "rollback": dict(d.rollback) if d.rollback is not None else None}
 
@@ -35,7 +36,8 @@ def _gate(wave: Mapping[str, Any], devices: list[ExecutionRecord],
     name = "canary:gate" if wave["kind"] == "canary" else f"wave:{wave['index']}:gate"
     step = next((s for s in reversed(steps) if s.name == name), None)
     status = str(step.result.get("gate", "pending")) if step is not None else "pending"
-    failed = [{"device": d.device, "gate": d.reason, "evidence": list(d.evidence)}
+    failed = [{"device": d.device, "contract": d.contract, "gate": d.reason,
+               "evidence": list(d.evidence)}
               for d in devices if failed_gate(d)]
     decided = step.result.get("counts") if step is not None else None  # as the gate saw them
     return {"status": status, "counts": dict(decided) if decided else counts(devices),

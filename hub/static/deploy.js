@@ -98,7 +98,7 @@ function rollbackBox(r, title = "Rolled back: ") {
   for (const g of groups) {
     const item = el("div", null, "deploy-rollback-device");
     item.setAttribute("data-device", g.device);
-    item.append(el("strong", `${g.device}: gate ${g.gate}`), evidenceList(g.evidence));
+    item.append(el("strong", `${who(g)}: gate ${g.gate}`), evidenceList(g.evidence));
     box.append(item);
   }
   if (loose.length) box.append(evidenceList(loose));
@@ -110,7 +110,8 @@ function aloneBox(d) {
   // went on): what became of it (restored as a version, latched, held, aborted, waiting).
   const r = d.rollback;
   const outcome = r.restored ? `restored as ${r.restored}` : r.result;
-  const box = rollbackBox(r, `${d.device} rolled back alone (${outcome}): `);
+  const box = rollbackBox(r, `${who({ device: d.device, contract: r.contract })} rolled back `
+    + `alone (${outcome}): `);
   box.classList.add("deploy-rollback-alone");
   box.setAttribute("data-device", d.device);
   return box;
@@ -149,10 +150,15 @@ function waveBox(wave) {
   for (const f of gate.failed || []) {
     const item = el("div", null, "deploy-failure");
     item.setAttribute("data-device", f.device);
-    item.append(el("strong", `${f.device}: gate ${f.gate} failed`), evidenceList(f.evidence));
+    item.append(el("strong", `${who(f)}: gate ${f.gate} failed`), evidenceList(f.evidence));
     box.append(item);
   }
   return box;
+}
+
+// A device, and which of its contracts when the item names one (a device may run several).
+function who(item) {
+  return item.contract ? `${item.device} ${item.contract}` : item.device;
 }
 
 function deviceRows(view) {
@@ -160,7 +166,9 @@ function deviceRows(view) {
     // The known-good contract, and the version a rollback re-issued it as.
     const good = d.known_good ? d.known_good.contract + (d.restored ? ` (restored as ${d.restored})`
       : "") : null;
-    const tr = row([el("strong", d.device), String(d.wave), badge(d.state, d.state), d.contract,
+    // A device has a row per contract: the version issued, else the contract it will get.
+    const tr = row([el("strong", d.device), String(d.wave), badge(d.state, d.state),
+      d.contract || d.name,
       good, d.reason]);
     tr.setAttribute("data-device", d.device);
     return tr;

@@ -1,4 +1,5 @@
-"""Deployments: the deployment row and its state history, its steps, each device's execution.
+"""Deployments: the deployment row and its state history, its steps, each device's execution
+of each contract the snapshot gives it (one row per (deployment, device, contract)).
 
 Rules:
 - A deployment's state changes only through `write(..., event=...)` (hub/states/rollout.py's
@@ -76,6 +77,16 @@ class ExecutionRecord:
     evidence: Sequence[Mapping[str, Any]] = field(default_factory=list)
     rollback: Mapping[str, Any] | None = None  # rolled back alone: why (hub/rollout_alone.py)
 
+    @property
+    def key(self) -> tuple[str, str]:
+        """The row's identity in its deployment: a device may run several contracts."""
+        return self.device, self.contract
+
+    @property
+    def label(self) -> str:
+        """The row as a step's result names it: `device/contract`."""
+        return f"{self.device}/{self.contract}"
+
 
 _JSON = ("target", "strategy", "health", "waves", "rollback")
 
@@ -131,14 +142,16 @@ class DeploymentRepository:
     def converging(self, states: Iterable[DeploymentState]) -> list[DeploymentRecord]:
         """Deployments in `states` with a device that may still need something on its return:
         unreachable, pushed but not judged, (rolled back) touched and not restored nor latched,
-        or due to be rolled back alone and not restored nor latched. A finished deployment whose devices all settled is never read again."""
+        or due to be rolled back alone (a failed contract, or a sibling of one) and not restored nor
+        latched. A finished deployment whose devices all settled is never read again."""
         wanted = [s.value for s in states]
         rows = self._conn.db.query(
             f"SELECT * FROM deployments d WHERE d.state IN ({', '.join('?' * len(wanted))}) AND "
             "EXISTS (SELECT 1 FROM deployment_devices x WHERE x.deployment = d.id AND ("
             "x.state IN ('unreachable', 'pushed', 'accepted', 'running') OR (d.state = "
             "'rolled_back' AND x.state IN ('healthy', 'failed') AND (x.reason IS NULL OR "
-            "x.reason NOT LIKE 'latched%')) OR (x.state = 'failed' AND x.rollback IS NOT NULL "
+            "x.reason NOT LIKE 'latched%')) OR (x.state NOT IN ('rolled_back', 'skipped') AND "
+            "x.rollback IS NOT NULL "
             "AND (x.reason IS NULL OR x.reason NOT LIKE 'latched%')))) ORDER BY number", wanted)
         return [_deployment(r) for r in rows]
 
@@ -178,7 +191,8 @@ class DeploymentRepository:
         if kept is not None and kept[0] == mark:
             return list(kept[1])
         rows = [_execution(r) for r in self._conn.db.query(
-            "SELECT * FROM deployment_devices WHERE deployment = ? ORDER BY wave, device",
+            "SELECT * FROM deployment_devices WHERE deployment = ? ORDER BY wave, device, "
+            "contract",
             [dep_id])]
         if not self._conn.db.conn.in_transaction:
             self._devices[dep_id] = (mark, rows)
@@ -187,7 +201,7 @@ class DeploymentRepository:
     def of_device(self, device: str) -> list[ExecutionRecord]:
         """Every execution of `device`, in any deployment, oldest deployment first."""
         rows = self._conn.db.query("SELECT * FROM deployment_devices WHERE device = ? "
-                                   "ORDER BY deployment", [device])
+                                   "ORDER BY deployment, contract", [device])
         return [_execution(r) for r in rows]
 
     # -- the unit of work -----------------------------------------------------------------------
@@ -223,10 +237,10 @@ class DeploymentRepository:
         kept = self._devices.pop(dep_id, None)
         if kept is None or kept[0] != before or self._conn.db.conn.in_transaction:
             return
-        rows = {d.device: d for d in written}
-        if not rows.keys() <= {d.device for d in kept[1]}:
+        rows = {d.key: d for d in written}
+        if not rows.keys() <= {d.key for d in kept[1]}:
             return  # a device new to the deployment: read again
-        self._devices[dep_id] = (self.changes(dep_id), [rows.get(d.device, d) for d in kept[1]])
+        self._devices[dep_id] = (self.changes(dep_id), [rows.get(d.key, d) for d in kept[1]])
 
     def _last(self, dep_id: str) -> tuple[str, str] | None:
         row = self._conn.one('SELECT event, "to" FROM deployment_transitions WHERE deployment = ? '

@@ -197,9 +197,33 @@ def _m0009(db: Database) -> None:
     db.execute("ALTER TABLE deployment_devices ADD COLUMN rollback TEXT")
 
 
+_DEVICE_CONTRACTS = """
+CREATE TABLE deployment_devices_new (deployment TEXT NOT NULL, device TEXT NOT NULL,
+  wave INTEGER NOT NULL, state TEXT NOT NULL, contract TEXT NOT NULL, issued TEXT,
+  content_hash TEXT, pushed_ms INTEGER, known_good TEXT, restore TEXT, reason TEXT,
+  evidence TEXT NOT NULL DEFAULT '[]', updated_ms INTEGER NOT NULL, rollback TEXT,
+  PRIMARY KEY (deployment, device, contract));
+INSERT INTO deployment_devices_new (deployment, device, wave, state, contract, issued,
+  content_hash, pushed_ms, known_good, restore, reason, evidence, updated_ms, rollback)
+  SELECT deployment, device, wave, state, contract, issued, content_hash, pushed_ms, known_good,
+  restore, reason, evidence, updated_ms, rollback FROM deployment_devices;
+DROP TABLE deployment_devices;
+ALTER TABLE deployment_devices_new RENAME TO deployment_devices;
+CREATE INDEX deployment_devices_device ON deployment_devices (device)
+"""
+
+
+@MIGRATIONS(name="0010_device_contracts")
+def _m0010(db: Database) -> None:
+    """A deployment of several contracts per device (issue 13, as issue 12's snapshots allow):
+    one execution row per (deployment, device, contract), each pushed, judged and restored on
+    its own (hub/rollout.py). The rows kept, the table rebuilt for its new key."""
+    _run(db, _DEVICE_CONTRACTS)
+
+
 MIGRATION_NAMES = ("0001_initial", "0002_lineage_alarms", "0003_device_registry",
                    "0004_fleet_config", "0005_commissioning", "0006_device_endpoints",
-                   "0008_deployments", "0009_device_rollbacks")
+                   "0008_deployments", "0009_device_rollbacks", "0010_device_contracts")
 SCHEMA_VERSION = len(MIGRATION_NAMES)
 """Number of migrations this build knows; a database with others is refused on open."""
 

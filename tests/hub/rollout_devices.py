@@ -51,6 +51,9 @@ class FakeAgent:
     lost: tuple[int, int] | None = None  # the seqs it declared lost
     second_writer: bool = False  # journal a `second_writer` (no trip) after booting a pushed one
     received_ms: list[int] = field(default_factory=list)  # when each of `pushes` arrived
+    several: bool = False  # runs every contract it is pushed side by side (one per name)
+    runs: dict[str, str] = field(default_factory=dict)  # name -> "name@version" (`several`)
+    fails_only: str | None = None  # `trips`, `second_writer`: only a contract of this prefix
 
     def _append(self, body: Any) -> Entry:
         prev = self.entries[-1].hash if self.entries else GENESIS
@@ -58,6 +61,15 @@ class FakeAgent:
                        encode(body))
         self.entries.append(e)
         return e
+
+    def _births(self) -> tuple[tuple[str, int], ...]:
+        """Every contract it runs, as a birth names them (`several`; else only `contract`)."""
+        if not self.several:
+            return ()
+        return tuple(sorted((n, int(cid.rpartition("@")[2])) for n, cid in self.runs.items()))
+
+    def _fails(self, c: Contract) -> bool:
+        return self.fails_only is None or c.contract.startswith(self.fails_only)
 
     def _accept(self, c: Contract) -> list[Entry]:
         """What an agent journals taking a contract on: accepted, its BOOT, the output sync."""
@@ -70,10 +82,10 @@ class FakeAgent:
                                      state=EngineState(mode=Mode.PENDING), resumed=False)),
                self._append(EventBody(event=AgentEvent.OUTPUT_SYNC, fields={"writes": {}},
                                       contract=c.contract))]
-        if self.trips and c.rollout is not None:
+        if self.trips and c.rollout is not None and self._fails(c):
             out.append(self._append(TripBody(event=EventKind.GUARD_TRIP, contract=c.contract,
                                              fields={"reason": "out_of_range", "point": "level"})))
-        if self.second_writer and c.rollout is not None:
+        if self.second_writer and c.rollout is not None and self._fails(c):
             out.append(self._append(EventBody(event=AgentEvent.SECOND_WRITER, contract=c.contract,
                                               fields={"point": "pump_speed", "value": 500})))
         if self.falls_back and c.rollout is not None:
@@ -93,7 +105,8 @@ class FakeAgent:
             await client.publish(topic(SITE, self.device, Channel.STATUS), Birth(
                 device=self.device, site=SITE, boot_id="b" * 32, contract=name or None,
                 version=int(version) if version else None,
-                last_seq=len(self.entries)).to_bytes(), qos=1, retain=True)
+                last_seq=len(self.entries), contracts=self._births()).to_bytes(), qos=1,
+                retain=True)
             if self.entries:
                 await client.publish(topic(SITE, self.device, Channel.JOURNAL),
                                      batch(self.device, self.entries), qos=1)
@@ -110,10 +123,12 @@ class FakeAgent:
             raise_if_cancelled()
             name, _, version = (self.running or "").partition("@")
             tick += 1
-            if name and tick % 5 == 0 and not (self.silent and self.deployed):
-                e = self._append(InputBody(values={"level": [1.0, "good", None]}, contract=name))
+            names = sorted(self.runs) if self.several else [name] if name else []
+            if names and tick % 5 == 0 and not (self.silent and self.deployed):
+                readings = [self._append(InputBody(values={"level": [1.0, "good", None]},
+                                                   contract=n)) for n in names]
                 await client.publish(topic(SITE, self.device, Channel.JOURNAL),
-                                     batch(self.device, [e]), qos=1)
+                                     batch(self.device, readings), qos=1)
             await client.publish(topic(SITE, self.device, Channel.TELEMETRY), Telemetry(
                 ts_ms=time.time_ns() // 1_000_000, values=(), mode="running", step=None,
                 seq=len(self.entries), contract=name or None,
@@ -141,6 +156,7 @@ class FakeAgent:
             self.received_ms.append(time.time_ns() // 1_000_000)
             entries = self._accept(c)
             self.running = cid
+            self.runs[c.contract] = cid
             self.deployed = c.rollout is not None
             gaps: tuple[tuple[int, int], ...] = ()
             if self.loses and self.deployed:
