@@ -3,7 +3,8 @@
 Theory of operation: rounds start every `interval_s` for `seconds`; a round reads every point of
 the contract once, in contract order, each point in a request of its own (so a failure is that
 point's alone and names its address) and as raw words (so agent/commission.py can decode them under
-every word order, even when the contract's order gives no number at all). Only `DeviceLink.read`
+every word order, even when the contract's order gives no number at all), on the point's own
+endpoint link, beside the scan's reads (agent/modbus.py queues them). Only `DeviceLink.read`
 is ever called: nothing is written. A round that overruns the interval is followed at once by the
 next; the poll ends at the first read that would start after `seconds` (the first round always
 runs whole, so every point is read at least once). Time is bounded: `seconds` plus one round.
@@ -77,7 +78,7 @@ async def poll(contract: Contract, link: DeviceLink, *, seconds: float = DEFAULT
     if not 0 < seconds <= MAX_SECONDS or interval_s < MIN_INTERVAL_S:
         raise ValueError(f"seconds must be within 0..{MAX_SECONDS} (got {seconds}) and interval_s "
                          f">= {MIN_INTERVAL_S} (got {interval_s})")
-    requests = [(p, word_request(p)) for p in contract.points]
+    requests = [(p, _direct(link, p), word_request(p)) for p in contract.points]
     start = clock()
     deadline = start + seconds
     samples: list[Sample] = []
@@ -86,12 +87,21 @@ async def poll(contract: Contract, link: DeviceLink, *, seconds: float = DEFAULT
         await asyncio.sleep(max(0.0, start + k * interval_s - clock()))
         if not keep_going():
             return samples
-        for p, request in requests:
+        for p, on, request in requests:
             if k > 0 and clock() >= deadline:
                 return samples
-            samples.append(await read_sample(link, p, request, wall_ms()))
+            samples.append(await read_sample(on, p, request, wall_ms()))
         k = max(k + 1, int((clock() - start) / interval_s))
     return samples
+
+
+def _direct(link: DeviceLink, p: Point) -> DeviceLink:
+    """Where `p` is read: on an EndpointSet, its endpoint's own link, so each read reaches the
+    device (the set would answer a lane busy with the scan's read from its held answers, which
+    never hold the poll's words); a point on no endpoint of the set reads BAD through the set."""
+    if isinstance(link, EndpointSet):
+        return link.link_for(p.endpoint) or link
+    return link
 
 
 async def commission(contract: Contract, link: DeviceLink, *, seconds: float = DEFAULT_SECONDS,

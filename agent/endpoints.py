@@ -88,6 +88,13 @@ class EndpointSet:
     def link(self, name: str) -> DeviceLink:
         return self._lanes[name].link
 
+    def link_for(self, endpoint: str | None) -> DeviceLink | None:
+        """The link of a point naming `endpoint` (None: the default one); None when there is none.
+        Reads made on it directly bypass the lanes: commissioning (agent/commission_run.py) asks
+        the device itself, queued behind the scan's request in flight (agent/modbus.py)."""
+        lane = self._lane_of(endpoint)
+        return None if lane is None else lane.link
+
     def busy(self, name: str) -> bool:
         """Whether endpoint `name` still runs an earlier request."""
         return self._lanes[name].busy

@@ -10,6 +10,10 @@ Theory of operation:
   `read()` only when the backoff allows it (exponential with jitter), never once per scan period.
 - Each request is bounded by the client's reply timeout (agent/modbus_wire.py, our own code).
 - Writes are never retried: a write that timed out may have reached the device.
+- One request on the wire at a time, whoever asks: the scan loop, a commissioning poll and the
+  contracts sharing the link may call read()/write() concurrently, and their requests queue on
+  the link (`_one`) in the order asked. A request that finds the connection gone while it
+  queued answers "disconnected" at once (whoever lost it already scheduled the reconnect).
 
 Bound on blocking: while disconnected, read() returns at once unless the backoff allows a connect
 attempt (at most timeout_s). After a request times out, the rest of the plan goes out on one fresh
@@ -80,6 +84,7 @@ class ModbusLink:
         self._quiet_until = 0.0  # serial line: the frame gap before the next request
         self._frame_gap_s = self.endpoint.frame_gap_s  # 0 on TCP; computed once, used per request
         self._exceptions: set[tuple[int, Table, int]] = set()  # requests answering an exception now
+        self._one = asyncio.Lock()  # one request on the wire at a time (module docstring)
         self.prober = Prober(self.endpoint, self.timeout_s, clock, closed=lambda: self._closed,
                              connected=lambda: self.connected)
         self.attempts = 0
@@ -150,12 +155,13 @@ class ModbusLink:
         """Write with FC5 (coil), FC6 (one register) or FC16 (several). Never retried. Raises
         DeviceLinkError ("disconnected", "timeout", "exception:<code>", "not_writable", "encode")."""
         raw = encode_for_write(point, value)
-        client = self._client
-        if client is None or not client.connected:
+        if not self.connected:
             raise DeviceLinkError("disconnected", f"write {point.name}={value!r}: link is down")
         where = f"write {point.name}={value!r} at unit {point.unit_id} {point.table.value}:{point.address}"
-        result = await self._call(lambda: write_call(client, point, raw), point.unit_id, point.table,
-                                  point.address)
+        result = await self._call(lambda client: write_call(client, point, raw), point.unit_id,
+                                  point.table, point.address)
+        if result == "disconnected":
+            raise DeviceLinkError(result, f"write {point.name}={value!r}: link is down")
         if isinstance(result, str):
             code = result.removeprefix("exception:")
             if code.isdigit():
@@ -188,6 +194,12 @@ class ModbusLink:
         return True
 
     async def _attempt_connect(self) -> bool:
+        async with self._one:  # never under another caller's request in flight
+            if self.connected:
+                return True  # another caller reconnected while this one queued
+            return await self._connect_now()
+
+    async def _connect_now(self) -> bool:
         self._drop()
         self.attempts += 1
         client = new_client(self.endpoint, self.timeout_s)
@@ -225,10 +237,8 @@ class ModbusLink:
         self._schedule_retry()
 
     async def _read_one(self, request: ReadRequest, now_ms: EpochMs) -> dict[PointName, Reading]:
-        client = self._client
-        assert client is not None  # read() checked `connected` just before
-        result = await self._call(lambda: read_call(client, request), request.unit_id, request.table,
-                                  request.start)
+        result = await self._call(lambda client: read_call(client, request), request.unit_id,
+                                  request.table, request.start)
         self._note_exception(request, result if isinstance(result, str) else None)
         if isinstance(result, str):
             return bad_readings(request, now_ms, result)
@@ -253,19 +263,25 @@ class ModbusLink:
                                                       "endpoint": self.endpoint.name,
                                                       "unit": request.unit_id, "detail": words})
 
-    async def _call(self, make: Callable[[], Awaitable[Answer]], unit: int, table: Table,
+    async def _call(self, make: Callable[[WireClient], Awaitable[Answer]], unit: int, table: Table,
                     start: int) -> Answer | str:
-        """Run one request, bounded by the client's own reply timeout (agent/modbus_wire.py: our
-        code, which fails the request when the connection drops, so no second deadline is kept
-        around it). Returns the answer, or the BAD reason."""
-        await self._keep_frame_gap()
-        try:
-            response = await make()
-        except (TimeoutError, ModbusIOException, ConnectionException, OSError) as exc:
-            return self._failed(exc, unit, table, start)
-        finally:
-            if self._frame_gap_s:
-                self._quiet_until = self._clock() + self._frame_gap_s
+        """Run one request on the link's connection once the request before it is done (module
+        docstring), bounded by the client's own reply timeout (agent/modbus_wire.py: our code,
+        which fails the request when the connection drops, so no second deadline is kept around
+        it). Returns the answer, or the BAD reason ("disconnected" when the connection went
+        while this request queued)."""
+        async with self._one:
+            client = self._client
+            if client is None or not client.connected:
+                return "disconnected"
+            await self._keep_frame_gap()
+            try:
+                response = await make(client)
+            except (TimeoutError, ModbusIOException, ConnectionException, OSError) as exc:
+                return self._failed(client, exc, unit, table, start)
+            finally:
+                if self._frame_gap_s:
+                    self._quiet_until = self._clock() + self._frame_gap_s
         self.backoff.reset()  # only an answer proves the device is back, not an accepted socket
         if response.isError():
             return exception_reason(response.exception_code)
@@ -279,14 +295,18 @@ class ModbusLink:
         if wait > 0:
             await asyncio.sleep(wait)
 
-    def _failed(self, exc: Exception, unit: int, table: Table, start: int) -> str:
-        lost = not self.connected or isinstance(exc, ConnectionException)
+    def _failed(self, client: WireClient, exc: Exception, unit: int, table: Table,
+                start: int) -> str:
+        lost = not client.connected or isinstance(exc, ConnectionException)
         if not lost:
             log.warning("modbus_timeout unit=%d table=%s start=%d", unit, table.value, start,
                         extra={"event": "modbus_timeout", "unit": unit, "table": table.value,
                                "start": start})
         reason = "disconnected" if lost else "timeout"
-        self._lose(reason)  # a late reply must never answer a later request: never reuse this socket
+        if self._client is client:  # else it was dropped already, and its retry scheduled
+            self._lose(reason)  # a late reply must never answer a later request: never reuse it
+        else:
+            client.close()
         return reason
 
 
