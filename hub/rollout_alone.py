@@ -14,9 +14,11 @@ Rules:
   tripped stays latched (`failed`, reason `latched: ...`, result `latched`), never pushed over;
   one that fell back by itself keeps its own known-good, held (result `held`); one with no
   known-good has the deployment's contract aborted (result `aborted`).
-- Write-ahead as any push: the reason is committed with the version reserved for the restore,
-  before it is published; after a crash the next pass finds the row `failed` with its reason and
-  issues that version (published at most once: hub/rollout_push.py).
+- Write-ahead as any push: every reason of a pass (a device's failed contract and its
+  siblings) is committed, result `waiting`, before any of them is restored; each restore's
+  version is reserved before it is published. After a crash the next pass (the step resumed, or
+  hub/rollout_converge.py for a device pushed on its return) finds each row not yet restored
+  pending with its reason and restores it (published at most once: hub/rollout_push.py).
 - One offline keeps its reason with result `waiting`, `failed`, and is restored on its return.
   A restore that cannot be published fails the step (a retry publishes it), as a push does.
 - A device runs several contracts of the deployment (hub/rollout.py): one failed, the device
@@ -132,15 +134,18 @@ class AloneRollback:
         done: list[ExecutionRecord] = []
         mine = list(rows)
         failed = origins(mine)
-        for ex in siblings(mine):
-            fresh = ex.rollback is None
-            if fresh:
-                ex = replace(ex, rollback=reason(dep, ex, step, self.e.clock(),
-                                                 failed.get(ex.device)))
+        owed = siblings(mine)
+        fresh = {ex.key: replace(ex, rollback=reason(dep, ex, step, self.e.clock(),
+                                                     failed.get(ex.device)))
+                 for ex in owed if ex.rollback is None}
+        if fresh:  # the whole of each device's rollback on record before any of it is done
+            commit(list(fresh.values()),
+                   {"rolled_back_alone": {ex.label: WAITING for ex in fresh.values()}},
+                   durable=True)
+        for ex in (fresh.get(ex.key, ex) for ex in owed):
             if self.e.devices.online(ex.device):
                 ex = await self.restore(dep, ex, commit)
-            elif fresh:  # offline: its reason now, its restore on its return
-                commit([ex], {"rolled_back_alone": {ex.label: WAITING}})
+            elif ex.key in fresh:  # offline: its reason now, its restore on its return
                 self._audit(dep, ex)
             else:
                 continue
