@@ -156,7 +156,7 @@ async def bench(seconds: float, nice: int) -> None:
             await eventually(lambda: bool(views) and not any(r.good for n, r in views[-1].items()
                                                               if n.startswith("b")), 5, "plc_b BAD")
             report(await measure(agent, "plc_b hung (SIGSTOP)", seconds, pids[:1] + pids[2:], views))
-            b.stop()
+            await asyncio.to_thread(b.stop)  # its wait must not block the agent's loop (an overrun)
             report(await measure(agent, "plc_b dead (killed)", seconds, pids[:1] + pids[2:], views))
 
 
