@@ -258,7 +258,7 @@ class ScanLoop:
         acked = await cycle_outputs.commit_and_write(seg, items + extra_items, result, extra, now_ms)
         await cycle_outputs.verify_safe(seg, self.link, acked, dict(result.state.outputs), now_ms)
         await cycle_outputs.checkpoint(seg, self.journal, result.state, now_ms)
-        # "Healthy" is about the loop keeping its deadlines (set in _account), not about the
+        # "Healthy" is about the loop keeping its deadlines (ScanStats.account), not about the
         # device: a device fault is handled by safe_state, and restarting the agent cannot fix it.
         return CycleReport(now_ms=now_ms, late_ms=0.0, duration_ms=0.0, result=result,
                            view=view, healthy=True, contract=seg.key)
