@@ -21,8 +21,9 @@ Rules:
   `PRAGMA incremental_vacuum`, never a full VACUUM. `size_bytes()` is the logical database size
   (page_count x page_size); the WAL beside it is capped by `journal_size_limit`.
 
-Parts: tables, pragmas and row codec in journal_sqlite.py; verification in journal_verify.py; the
-retention policy in retention.py. This class owns the connection, the head and the ack mark.
+Parts: tables, pragmas and row codec in journal_sqlite.py; reading rows (strict, tolerant, as
+stored) in journal_reads.py; verification in journal_verify.py; the retention policy in
+retention.py. This class owns the connection, the head and the ack mark.
 Not thread-safe: one owner calls it (the scan loop, or `asyncio.to_thread` one call at a time).
 """
 from __future__ import annotations
@@ -38,15 +39,15 @@ import sqlite_utils
 
 from agent import retention
 from agent.errors import JournalError
+from agent.journal_reads import read_entries, read_rows, read_tolerant
 from agent.journal_sqlite import (
-    INSERT_ENTRY, SELECT_ENTRIES, SET_META, Item, Synchronous, delete_through, guarded, prepare,
-    row_as_stored, row_to_entry, rows_to_free, vacuum,
+    INSERT_ENTRY, SET_META, Item, Synchronous, delete_through, guarded, prepare, rows_to_free,
+    vacuum,
 )
 from agent.journal_verify import verify_stored
 from contracts.chain import GENESIS, ChainBreak, Entry, EntryKind, make_entry
-from contracts.chain_rows import Row, entry_of, row_hash
+from contracts.chain_rows import Row
 from contracts.codec import canonical_dumps
-from contracts.errors import EncodingError
 from contracts.types import EpochMs
 from runtime.files import private_sqlite
 
@@ -167,56 +168,19 @@ class SqliteJournal:
         """Up to `limit` entries with seq >= from_seq, ascending, optionally only of `kinds`.
 
         Raises JournalError on I/O failure or a row that does not decode."""
-        sql = f"{SELECT_ENTRIES} WHERE seq >= ?"
-        args: list[Any] = [from_seq]
-        if kinds is not None:
-            sql += f" AND kind IN ({', '.join('?' * len(kinds))})"
-            args.extend(k.value for k in kinds)
-        rows = self._guard("read", lambda: self.db.execute(
-            f"{sql} ORDER BY seq LIMIT ?", [*args, limit]).fetchall())
-        return [self._entry(row) for row in rows]
+        return read_entries(self.db, self.path, from_seq, limit, kinds=kinds)
 
     def read_tolerant(self, from_seq: int, limit: int) -> tuple[list[Entry], list[tuple[int, str]]]:
         """Like `read`, but a row that does not decode is returned as (seq, why) instead of
         failing the whole read: the uplink declares it as a gap rather than stalling on it.
         Raises JournalError on I/O failure."""
-        rows = self._guard("read", lambda: self.db.execute(
-            f"{SELECT_ENTRIES} WHERE seq >= ? ORDER BY seq LIMIT ?", [from_seq, limit]).fetchall())
-        entries: list[Entry] = []
-        bad: list[tuple[int, str]] = []
-        for row in rows:
-            try:
-                entries.append(row_to_entry(row))
-            except (EncodingError, ValueError, TypeError) as exc:
-                bad.append((int(row[0]), f"row does not decode: {exc}"[:200]))
-        return entries, bad
+        return read_tolerant(self.db, self.path, from_seq, limit)
 
     def read_rows(self, from_seq: int, limit: int) -> tuple[list[Row], list[tuple[int, str]]]:
         """`read_tolerant` without decoding: up to `limit` rows from `from_seq` with their bodies
-        as stored (what the uplink sends), and (seq, why) for a row that does not decode. Only a
-        row whose stored hash does not match its bytes (rot, or a rewrite) is decoded to tell
-        which it is: undecodable, a hole as with `read_tolerant`; decodable, sent as it is, for
-        the hub to find the break. Raises JournalError on I/O failure."""
-        rows = self._guard("read", lambda: self.db.execute(
-            f"{SELECT_ENTRIES} WHERE seq >= ? ORDER BY seq LIMIT ?", [from_seq, limit]).fetchall())
-        good: list[Row] = []
-        bad: list[tuple[int, str]] = []
-        for row in rows:
-            try:
-                stored = row_as_stored(row)
-                if row_hash(stored) != stored.hash:
-                    entry_of(stored)
-            except (EncodingError, ValueError, TypeError) as exc:
-                bad.append((int(row[0]), f"row does not decode: {exc}"[:200]))
-            else:
-                good.append(stored)
-        return good, bad
-
-    def _entry(self, row: Sequence[Any]) -> Entry:
-        try:
-            return row_to_entry(row)
-        except (EncodingError, ValueError, TypeError) as exc:
-            raise JournalError(f"journal {self.path}: row seq {row[0]} does not decode: {exc}") from exc
+        as stored (what the uplink sends), and (seq, why) for a row that does not decode
+        (agent/journal_reads.py). Raises JournalError on I/O failure."""
+        return read_rows(self.db, self.path, from_seq, limit)
 
     def size_bytes(self) -> int:
         """Logical database size: page_count x page_size. Raises JournalError on I/O failure."""

@@ -24,7 +24,8 @@ Hurry (safe state not yet confirmed on the device): while `hurry(interval_s)` is
 is done by background probes (agent/modbus_probe.py) and read() never waits for one; a timed-out
 read leaves the rest of the plan BAD at once, so a hung device costs the scan one timeout, not one
 per cycle; once it answers again, the link is back within one timeout plus one interval.
-The requests themselves are in agent/modbus_calls.py.
+The requests themselves are in agent/modbus_calls.py; a device's exception answers are logged
+once as they start (agent/modbus_exceptions.py).
 
 A serial line (modbus-rtu) is one connection whatever its unit ids: requests go one at a time, with
 the endpoint's frame gap (3.5 characters, or byte_timeout_s) of silence before each, and "a new
@@ -42,10 +43,9 @@ from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOEx
 
 from agent.endpoint_config import Endpoint, EndpointKind
 from agent.errors import DeviceLinkError
-from agent.link import (
-    bad_readings, encode_for_write, exception_reason, exception_words, good_readings,
-)
+from agent.link import bad_readings, encode_for_write, exception_reason, exception_words, good_readings
 from agent.modbus_calls import DEADLINE_MARGIN_S, new_client, read_call, write_call
+from agent.modbus_exceptions import ExceptionNotes
 from agent.modbus_probe import Prober
 from agent.modbus_wire import Answer, WireClient
 from agent.registers import ReadRequest
@@ -83,7 +83,7 @@ class ModbusLink:
         self._closed = False
         self._quiet_until = 0.0  # serial line: the frame gap before the next request
         self._frame_gap_s = self.endpoint.frame_gap_s  # 0 on TCP; computed once, used per request
-        self._exceptions: set[tuple[int, Table, int]] = set()  # requests answering an exception now
+        self._exceptions = ExceptionNotes(self.endpoint.name)  # agent/modbus_exceptions.py
         self._one = asyncio.Lock()  # one request on the wire at a time (module docstring)
         self.prober = Prober(self.endpoint, self.timeout_s, clock, closed=lambda: self._closed,
                              connected=lambda: self.connected)
@@ -190,7 +190,7 @@ class ModbusLink:
         self._client, self.connects = client, self.connects + 1
         self.backoff.reset()
         log.info("modbus_connected host=%s port=%d by=probe", self.host, self.port,
-                 extra={"event": "modbus_connected", "endpoint": self.endpoint.name, "host": self.host, "port": self.port})
+                 extra=self._fields("modbus_connected"))
         return True
 
     async def _attempt_connect(self) -> bool:
@@ -214,22 +214,26 @@ class ModbusLink:
             return False
         self._client, self.connects = client, self.connects + 1
         log.info("modbus_connected host=%s port=%d", self.host, self.port,
-                 extra={"event": "modbus_connected", "endpoint": self.endpoint.name, "host": self.host, "port": self.port})
+                 extra=self._fields("modbus_connected"))
         return True
 
     def _schedule_retry(self) -> None:
         delay = self.backoff.next_delay()
         self._next_attempt = self._clock() + delay
         log.info("modbus_connect_failed host=%s port=%d retry_in_s=%.3f", self.host, self.port, delay,
-                 extra={"event": "modbus_connect_failed", "endpoint": self.endpoint.name, "host": self.host, "port": self.port})
+                 extra=self._fields("modbus_connect_failed"))
 
     def _drop(self, reason: str = "closed") -> None:
         client, self._client = self._client, None
         if client is not None:
             client.close()
             log.info("modbus_disconnected host=%s port=%d reason=%s", self.host, self.port, reason,
-                     extra={"event": "modbus_disconnected", "endpoint": self.endpoint.name, "host": self.host, "port": self.port,
-                            "reason": reason})
+                     extra=self._fields("modbus_disconnected", reason=reason))
+
+    def _fields(self, event: str, **more: object) -> dict[str, object]:
+        """A connection log record's fields: the event and which endpoint."""
+        return {"event": event, "endpoint": self.endpoint.name, "host": self.host,
+                "port": self.port, **more}
 
     def _lose(self, reason: str) -> None:
         """The connection can no longer be trusted: close it and reconnect only after backoff."""
@@ -239,29 +243,11 @@ class ModbusLink:
     async def _read_one(self, request: ReadRequest, now_ms: EpochMs) -> dict[PointName, Reading]:
         result = await self._call(lambda client: read_call(client, request), request.unit_id,
                                   request.table, request.start)
-        self._note_exception(request, result if isinstance(result, str) else None)
+        self._exceptions.note(request, result if isinstance(result, str) else None)
         if isinstance(result, str):
             return bad_readings(request, now_ms, result)
         values = result.bits if request.table.is_bit else result.registers
         return good_readings(request, values, now_ms)
-
-    def _note_exception(self, request: ReadRequest, reason: str | None) -> None:
-        """Log a device's exception answer in words when it starts (`exception 2 (illegal data
-        address) at holding 63`), once, not every cycle; the BAD reading keeps the code."""
-        if reason is None and not self._exceptions:
-            return  # the usual case, every request of every cycle: nothing to note
-        key = (request.unit_id, request.table, request.start)
-        code = (reason or "").removeprefix("exception:")
-        if not code.isdigit():
-            self._exceptions.discard(key)
-            return
-        if key not in self._exceptions:
-            self._exceptions.add(key)
-            words = exception_words(int(code), request.table, request.start)
-            log.warning("modbus_exception endpoint=%s unit=%d %s", self.endpoint.name,
-                        request.unit_id, words, extra={"event": "modbus_exception",
-                                                      "endpoint": self.endpoint.name,
-                                                      "unit": request.unit_id, "detail": words})
 
     async def _call(self, make: Callable[[WireClient], Awaitable[Answer]], unit: int, table: Table,
                     start: int) -> Answer | str:

@@ -13,6 +13,9 @@ it opens with a BOOT entry (engine state, t0, period); its cycles run at t0 + k*
      the read-back confirms it, every output re-asserted after a link loss (journaled as events in
      step 4, with the second-writer judgement of this cycle's read-backs);
   6. checkpoints the engine state when it changed, so a restart resumes at the right step.
+Steps 4-6, and the sync of the outputs when a segment starts, are in agent/cycle_outputs.py; a
+journal that cannot commit (outputs forced to safe state until it recovers) and an overrun are in
+agent/scan_faults.py; the report and stats records in agent/scan_report.py.
 The engine is fed the read-back of its own write points (journaled like every input), so a ramp
 starts from what the device shows. A new contract (uplink or CLI) waits in `pending` until its
 valid_from, then a new segment starts. Safety never waits for the network: nothing awaits the uplink.
@@ -33,29 +36,28 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
-from typing import Any
 
-from agent.actuation import divergence_items
+from agent import cycle_outputs, scan_faults
 from agent.errors import JournalError
 from agent.journal_thread import AsyncJournal
 from agent.link import DeviceLink
-from agent.cycle_items import cycle_items, keyframe_item, overrun_item
+from agent.cycle_items import cycle_items, keyframe_item
 from agent.cycle_reads import CycleReads, shared_phase
 from agent.health_proof import HealthWindows
 from agent import pauses, roster
-from agent.segment import ActiveContract, Resume, Segment, checkpoint_name, encode_checkpoint
+from agent.scan_report import Connectivity, CycleReport, ScanStats
+from agent.segment import ActiveContract, Resume, Segment
 from agent.shared_link import HurryVotes, SharedLink
 from agent.timing import Anchor, free_phase, make_anchor, plan_next, sleep_until
-from contracts.engine import EngineState, StepResult
+from contracts.engine import EngineState
 from contracts.model_divergence import DEFAULT_AFTER_S
 from contracts.engine_state import Mode
 from contracts.inputs import Command, Inputs, Reading
-from contracts.journal_events import (
-    AgentEvent, BootBody, ContractBody, ContractChange, agent_event_body, item,
-)
+from contracts.journal_events import BootBody, ContractBody, ContractChange, item
 from contracts.types import EpochMs
 from transport.cancel import raise_if_cancelled
+
+__all__ = ["IO_SHARE", "KEYFRAME_MS", "Connectivity", "CycleReport", "ScanLoop", "ScanStats"]
 
 log = logging.getLogger("fieldpact.agent.scan")
 
@@ -68,46 +70,6 @@ IO_SHARE = 0.7
 endpoint never makes a cycle late: the rest is for the engine, the journal commit and the writes
 (a few ms at most). Generous on purpose: an endpoint that answers, however slowly, within the
 period must not be cut (its points would go BAD for nothing)."""
-
-
-@dataclass
-class Connectivity:
-    """Hub reachability as the engine sees it. Changed only on flips, so it journals rarely."""
-
-    standalone: bool
-    online: bool = False
-    last_contact_ms: EpochMs | None = None
-    flips: int = 0  # each segment journals the flips it has not seen (Segment.conn_seen)
-
-    def set_online(self, online: bool, contact_ms: EpochMs) -> None:
-        if online != self.online:
-            self.online, self.last_contact_ms = online, contact_ms
-            self.flips += 1
-
-    def inputs_view(self) -> tuple[bool, EpochMs | None]:
-        if self.standalone:
-            return True, None
-        return self.online, (None if self.online else self.last_contact_ms)
-
-
-@dataclass
-class CycleReport:
-    now_ms: EpochMs
-    late_ms: float
-    duration_ms: float
-    result: StepResult
-    view: dict[str, Reading]
-    healthy: bool
-    contract: str | None = None  # the contract id of the segment that ran the cycle
-
-
-@dataclass
-class ScanStats:
-    cycles: int = 0
-    overruns: int = 0
-    skipped: int = 0
-    lateness_ms: deque[float] = field(default_factory=lambda: deque(maxlen=100_000))
-    by_contract: dict[str, deque[float]] = field(default_factory=dict)  # lateness per contract
 
 
 class ScanLoop:
@@ -215,6 +177,10 @@ class ScanLoop:
                  key, active.contract.version, resumed, anchor.wall_ms)
         return True
 
+    async def _restart(self, seg: Segment) -> bool:
+        """A new segment of `seg`'s contract from its engine state (after a journal outage)."""
+        return await self._start_segment(seg.active, seg.state, resumed=True)
+
     async def _contract_task(self, key: str) -> None:
         """Run contract `key`'s segments, one after the other, until none is left for it."""
         try:
@@ -229,7 +195,7 @@ class ScanLoop:
         async with self._io:
             self.link.pace(None)  # not a cycle: the outputs' sync is bounded by the links' timeouts
             self.reads.wrote(seg)
-            await self._sync_outputs(seg, anchor.wall_ms)
+            await cycle_outputs.sync_outputs(seg, self.link, anchor.wall_ms)
         while self.segments.get(seg.key) is seg:
             raise_if_cancelled()
             await sleep_until(anchor.deadline(k))
@@ -245,13 +211,14 @@ class ScanLoop:
                 self.link.pace(anchor.deadline(run_k) + anchor.period_ms / 1000 * IO_SHARE)
                 if skipped:
                     try:
-                        await self._journal_overrun(seg, anchor, due_k, run_k, started)
+                        await scan_faults.journal_overrun(seg, anchor, due_k, run_k, started,
+                                                          self.stats)
                     except JournalError as exc:  # a full disk must not stop the loop keeping safe
-                        await self._journal_down(seg, exc, now_ms)
+                        await scan_faults.journal_down(seg, exc, now_ms)
                 if seg.forced_safe is not None:
                     self.reads.wrote(seg)
-                    await self._hold_forced_safe(seg, now_ms)
-                    if await self._try_recover(seg, now_ms):
+                    await scan_faults.hold_forced_safe(seg, now_ms)
+                    if await scan_faults.try_recover(seg, now_ms, self._restart):
                         return  # a new segment took over; the contract's task continues with it
                     continue
                 proof = self.proof.due(seg.active.hash, now_ms)  # agent/health_proof.py
@@ -263,7 +230,7 @@ class ScanLoop:
                     if proof:
                         await self.proof.proven(seg.active.hash, now_ms)
                 except JournalError as exc:
-                    await self._journal_down(seg, exc, now_ms)
+                    await scan_faults.journal_down(seg, exc, now_ms)
                     continue
             report.late_ms = (started - anchor.deadline(run_k)) * 1000.0
             report.duration_ms = (time.monotonic() - started) * 1000.0
@@ -288,10 +255,10 @@ class ScanLoop:
         if keyframe:
             items.append(keyframe_item(now_ms, view, result, seg.step_name()))
         extra_items, extra = seg.actuator.plan(result, raw, now_ms)
-        acked = await self._commit_and_write(seg, items + extra_items, result, extra, now_ms)
-        await self._verify_safe(seg, acked, dict(result.state.outputs), now_ms)
-        await self._checkpoint(seg, result.state, now_ms)
-        # "Healthy" is about the loop keeping its deadlines (set in _account), not about the
+        acked = await cycle_outputs.commit_and_write(seg, items + extra_items, result, extra, now_ms)
+        await cycle_outputs.verify_safe(seg, self.link, acked, dict(result.state.outputs), now_ms)
+        await cycle_outputs.checkpoint(seg, self.journal, result.state, now_ms)
+        # "Healthy" is about the loop keeping its deadlines (ScanStats.account), not about the
         # device: a device fault is handled by safe_state, and restarting the agent cannot fix it.
         return CycleReport(now_ms=now_ms, late_ms=0.0, duration_ms=0.0, result=result,
                            view=view, healthy=True, contract=seg.key)
@@ -314,99 +281,8 @@ class ScanLoop:
             other.commands.append(roster.interlock_command(seg.key, now_ms))
             log.warning("interlock_trip contract=%s by=%s", other.key, seg.key)
 
-    async def _commit_and_write(self, seg: Segment, items: list[Any], result: StepResult,
-                                extra: list[str], now_ms: EpochMs) -> list[str]:
-        if items:
-            await seg.journal.append_many(items)
-        seg.state = result.state
-        engine = [w.point for w in result.writes]
-        return await seg.actuator.write(seg.journal, engine, extra, dict(result.state.outputs),
-                                        now_ms)
-
-    async def _verify_safe(self, seg: Segment, acked: list[str], targets: dict[str, Any],
-                           now_ms: EpochMs) -> None:
-        """Safe state re-asserted and acknowledged this cycle: read it back at once, so the
-        confirmation (journaled) does not wait for the next cycle."""
-        act = seg.actuator
-        if not act.verifying or not any(n in act.keeper.unconfirmed for n in acked):
-            return
-        raw = await self.link.read(seg.write_plan, now_ms)
-        items = act.verify(raw, now_ms, targets)
-        if items:
-            await seg.journal.append_many(items)
-
-    async def _checkpoint(self, seg: Segment, state: EngineState, now_ms: EpochMs) -> None:
-        """Persist the engine state when it changed. `last_ms` is left out: it moves every cycle,
-        and a restored one would let a rate-limited ramp jump by the whole downtime on the first
-        cycle after a restart (with none, the engine holds ramps for that cycle)."""
-        state = replace(state, last_ms=None)
-        if state == seg.checkpointed:
-            return
-        await self.journal.save_checkpoint_at_head(checkpoint_name(seg.key),
-                                                   encode_checkpoint(seg.active.hash, state), now_ms)
-        seg.checkpointed = state
-
-    async def _sync_outputs(self, seg: Segment, now_ms: EpochMs) -> None:
-        """At a segment's start the device holds whatever it held: assert the engine's outputs
-        once (journaled as an event, not as engine writes, so replay stays exact), then read them
-        back at once as a safe state's are (`_verify_safe`): a contract just installed (a
-        rollback's known-good) is confirmed on the device one Modbus round trip later instead of
-        a period later, and a second writer shows before its first cycle."""
-        outputs = dict(seg.state.outputs)
-        await seg.journal.append_many([item(agent_event_body(AgentEvent.OUTPUT_SYNC, writes=outputs),
-                                            now_ms)])
-        await seg.actuator.write(seg.journal, list(outputs), [], outputs, now_ms)
-        if outputs:
-            raw = await self.link.read(seg.write_plan, now_ms)
-            items = divergence_items(seg.actuator.readback.check(raw), now_ms)
-            if items:
-                await seg.journal.append_many(items)
-
-    async def _journal_down(self, seg: Segment, exc: JournalError, now_ms: EpochMs) -> None:
-        """The journal cannot commit (disk full, I/O error). Journal-first forbids acting on what
-        cannot be recorded, so the outputs go to safe_state (written directly, re-asserted every
-        period until the read-back confirms them) and the engine stops advancing until the
-        journal takes writes again."""
-        if seg.forced_safe is not None:
-            return
-        log.critical("journal_unavailable error=%s: outputs forced to safe_state", exc)
-        seg.forced_safe = {"since_ms": now_ms, "error": str(exc)[:300], "writes": {}}
-        await self._hold_forced_safe(seg, now_ms)
-
-    async def _hold_forced_safe(self, seg: Segment, now_ms: EpochMs) -> None:
-        """One period of forced safe state: read back, re-write what is not confirmed."""
-        assert seg.forced_safe is not None
-        await seg.actuator.hold_forced(seg.journal, seg.plan, seg.write_plan, seg.forced_safe, now_ms)
-
-    async def _try_recover(self, seg: Segment, now_ms: EpochMs) -> bool:
-        """Probe the journal; once it commits again, record the outage and start a new segment
-        from the engine's (frozen) state, so replay treats the outage as a gap between segments."""
-        try:
-            await seg.journal.append_many([item(agent_event_body(
-                AgentEvent.JOURNAL_RECOVERED, **(seg.forced_safe or {})), now_ms)])
-            await self._start_segment(seg.active, seg.state, resumed=True)
-        except JournalError:
-            return False
-        log.warning("journal_recovered down_since_ms=%s", (seg.forced_safe or {}).get("since_ms"))
-        return True
-
-    async def _journal_overrun(self, seg: Segment, anchor: Anchor, k: int, run_k: int,
-                               now_mono: float) -> None:
-        late_ms = int((now_mono - anchor.deadline(k)) * 1000)
-        await seg.journal.append_many([overrun_item(anchor.wall(k), late_ms, run_k - k,
-                                                     anchor.wall(run_k))])
-        self.stats.overruns += 1
-        self.stats.skipped += run_k - k
-        log.warning("scan_overrun late_ms=%s skipped=%s", late_ms, run_k - k)
-
     def _account(self, report: CycleReport, period_ms: int) -> None:
-        self.stats.cycles += 1
-        self.stats.lateness_ms.append(report.late_ms)
-        if report.contract is not None:
-            self.stats.by_contract.setdefault(report.contract, deque(maxlen=100_000)).append(
-                report.late_ms)
-        if report.duration_ms > period_ms:
-            report.healthy = False
+        self.stats.account(report, period_ms)
         if self._on_cycle is not None:
             self._on_cycle(report)
 

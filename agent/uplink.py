@@ -12,12 +12,15 @@ birth of the same boot (the hub reconnected and re-subscribed) rewinds to the ac
 while the hub could not hear is sent again. And it notices when it cannot hear the hub: after
 DEAF_AFTER ack timeouts in a row with entries outstanding (agent/resend.py) it forces a new MQTT
 session, whose subscriptions are made afresh (a broker can drop a live client's subscription).
+
+Parts: what to send next (rows read, batch built and signed, holes journaled once) in
+agent/uplink_batches.py; telemetry and the retained point documents in agent/uplink_telemetry.py.
+This class owns the MQTT link, the send state and the inbound messages.
 """
 from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import logging
 import time
 import uuid
@@ -26,19 +29,17 @@ from collections.abc import Callable
 from agent.commission_answer import CommissionResponder
 from agent.config import AgentConfig
 from agent.contract_store import ContractStore
-from agent import batching, resend
+from agent import resend
 from agent.journal_signing import JournalSigner
 from agent.journal_thread import AsyncJournal
 from agent.resend import Reason, Resend, SendState
 from agent.scan import Connectivity, CycleReport, ScanLoop
-from contracts.chain_rows import Row
+from agent.uplink_batches import Batches
+from agent.uplink_telemetry import TelemetryPublisher
 from contracts.errors import ContractRefused, EncodingError
-from contracts.journal_events import AgentEvent, agent_event_body, item
 from contracts.signing import peek_identity
 from contracts.topics import HUB_STATUS, Channel, topic
-from contracts.types import Value
-from contracts.journal_wire import JournalRows
-from contracts.wire import Ack, Birth, CommandMessage, ContractResult, HubBirth, Telemetry
+from contracts.wire import Ack, Birth, CommandMessage, ContractResult, HubBirth
 from transport.backoff import Backoff
 from transport.mqtt import LinkDown, MqttLink, Will
 from transport.cancel import raise_if_cancelled
@@ -53,10 +54,6 @@ LAST_CONTACT = "hub:last_contact"
 CONTACT_SAVE_MS = 10_000
 """Persist the last contact at most every 10 s while online: the budget is hours, so a restart
 loses at most 10 s of it, for one small write per 10 s."""
-
-MAX_HOLES_REMEMBERED = 10_000
-"""Holes already journaled (and unreadable rows noted) kept in memory; past this the sets are
-cleared — memory stays bounded, and a hole may then be journaled once more."""
 
 KEEPALIVE_S = 5
 """MQTT keepalive (also aiomqtt's connect timeout): a half-open link to the broker is noticed within
@@ -82,13 +79,9 @@ class Uplink:
         self.boot_id = uuid.uuid4().hex
         self._state = SendState()
         self._wake = asyncio.Event()
-        self._latest: dict[str | None, CycleReport] = {}  # by contract id: one telemetry each
-        self._published_points: dict[str, object] = {}
         self._seen_contracts: set[bytes] = set()
         self._saved_contact = 0
         self._hub: HubBirth | None = None  # the last hub birth seen
-        self._unreadable: dict[int, str] = {}  # seq -> why its row cannot be sent
-        self._holes_told: set[tuple[int, int]] = set()
         t = self._topic
         self.link = MqttLink(
             cfg.broker.url, client_id=f"fp-agent-{cfg.device}", username=cfg.broker.username,
@@ -100,13 +93,15 @@ class Uplink:
             backoff=reconnect or Backoff(initial_s=0.2, max_s=5.0, jitter=0.3),
             keepalive_s=KEEPALIVE_S)
         self.commissioning = CommissionResponder(scan, self._send_commission_report)
+        self.batches = Batches(cfg.device, journal, signer, clock)  # agent/uplink_batches.py
+        self.telemetry = TelemetryPublisher(cfg, journal, scan, self.link, self._topic)
 
     def _topic(self, channel: Channel, point: str | None = None) -> str:
         return topic(self.cfg.site, self.cfg.device, channel, point)
 
     def on_cycle(self, report: CycleReport) -> None:
         """Called by the scan loop after each cycle (never awaits: safety does not wait for us)."""
-        self._latest[report.contract] = report
+        self.telemetry.latest[report.contract] = report
         self._wake.set()
 
     @property
@@ -129,7 +124,7 @@ class Uplink:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self.link.run(self._on_message), name="mqtt-link")
                 tg.create_task(self._sender(), name="journal-sender")
-                tg.create_task(self._telemetry(), name="telemetry")
+                tg.create_task(self.telemetry.run(), name="telemetry")
         finally:
             await self.commissioning.close()
 
@@ -262,102 +257,13 @@ class Uplink:
         limit, s = self.cfg.batch_max, self._state
         if s.sent >= head or s.sent - s.acked >= self._window * limit:
             return False
-        entries = await self._read_from(max(s.sent + 1, await self.journal.low_water()), limit)
-        if not entries:
+        batch = await self.batches.next(s.sent + 1, limit)
+        if batch is None:
             return False  # a hole at the very end: it is declared once an entry follows it
-        payload = await self._encode(s.sent + 1, entries)
+        payload, last_seq = batch
         try:
             await self.link.publish(self._topic(Channel.JOURNAL), payload)
         except LinkDown:
             return False
-        self._state = resend.on_sent(self._state, entries[-1].seq, s.epoch, time.monotonic())
+        self._state = resend.on_sent(self._state, last_seq, s.epoch, time.monotonic())
         return True
-
-    async def _read_from(self, start: int, limit: int) -> list[Row]:
-        """Up to `limit` stored rows from `start`; rows that are not entries are noted and read
-        past."""
-        while True:
-            entries, bad = await self.journal.read_rows(start, limit)
-            self._unreadable.update(bad)
-            if entries or not bad:
-                return entries
-            start = bad[-1][0] + 1
-
-    async def _encode(self, from_seq: int, entries: list[Row]) -> bytes:
-        try:
-            batch = await self._signed(batching.build(self.cfg.device, from_seq, entries))
-            payload = batch.to_bytes()
-        except Exception as exc:  # noqa: BLE001 - our own data must never crash-loop the uplink
-            log.error("journal_batch_unbuildable from_seq=%s error=%s", from_seq, exc)
-            entries, bad = batching.encodable(self.cfg.device, entries)
-            self._unreadable.update(bad)
-            if not entries:
-                raise
-            batch = await self._signed(batching.build(self.cfg.device, from_seq, entries))
-            payload = batch.to_bytes()
-        await self._journal_holes(batch.gaps)
-        return payload
-
-    async def _signed(self, batch: JournalRows) -> JournalRows:
-        """The batch signed by the agent's journal key (agent/journal_signing.py), if it has one."""
-        return batch if self.signer is None else await self.signer.sign_async(self.journal, batch)
-
-    async def _journal_holes(self, gaps: tuple[tuple[int, int], ...]) -> None:
-        """Each hole is journaled once per uplink (the batch declaring it is resent freely)."""
-        for first, last in gaps:
-            if (first, last) in self._holes_told:
-                continue
-            why = self._unreadable.get(first, "rows missing from the journal")
-            log.error("journal_hole from_seq=%s to_seq=%s reason=%s", first, last, why)
-            await self.journal.append(*item(agent_event_body(
-                AgentEvent.JOURNAL_HOLE, from_seq=first, to_seq=last, reason=why), self._clock()))
-            self._holes_told.add((first, last))
-        if len(self._holes_told) + len(self._unreadable) > MAX_HOLES_REMEMBERED:
-            self._holes_told.clear()
-            self._unreadable.clear()
-
-    async def _telemetry(self) -> None:
-        while True:
-            raise_if_cancelled()
-            await asyncio.sleep(self.cfg.telemetry_s)
-            if not self.link.connected.is_set():
-                continue
-            running = self.scan.segments
-            for key, report in sorted(self._latest.items(), key=lambda kv: str(kv[0])):
-                if key not in running:
-                    del self._latest[key]  # a retired contract reports no more
-                    continue
-                try:
-                    await self._publish_telemetry(report)
-                except LinkDown:
-                    break
-
-    async def _publish_telemetry(self, report: CycleReport) -> None:
-        """Telemetry and the retained `points/{name}` documents carry the device's truth: the
-        last good read of every point (inputs and the read-back of write points) with its time,
-        never the engine's belief; the engine's outputs go beside it as `commanded`."""
-        seg = self.scan.segments.get(report.contract) if report.contract else self.scan.segment
-        state = report.result.state
-        truth: dict[str, tuple[Value, int]] = dict(seg.last_good) if seg else {}
-        commanded = dict(state.outputs)
-        safe = seg.actuator.safe_view() if seg else None
-        trip = (seg.trip_cause if seg else None) or (state.trip.value if state.trip else None)
-        c = seg.active.contract if seg else None
-        msg = Telemetry(ts_ms=report.now_ms, values=tuple(sorted((n, v) for n, (v, _) in truth.items())),
-                        mode=state.mode.value, step=seg.step_name() if seg else None,
-                        seq=(await self.journal.head())[0], contract=c.contract if c else None,
-                        version=c.version if c else None, state=state.to_mapping(),
-                        commanded=tuple(sorted(commanded.items())),
-                        read_ms=tuple(sorted((n, ts) for n, (_, ts) in truth.items())),
-                        safe=safe.state if safe else None, trip=trip if state.trip else None,
-                        faults=seg.telemetry_faults() if seg else ())
-        await self.link.publish(self._topic(Channel.TELEMETRY), msg.to_bytes(), qos=0)
-        for name, (value, read_ms) in sorted(truth.items()):
-            doc: dict[str, object] = {"value": value, "ts_ms": read_ms, "device": self.cfg.device}
-            if seg and name in commanded and not seg.actuator.device_shows(name, commanded[name], value):
-                doc["commanded"] = commanded[name]
-            key = (value, doc.get("commanded"))
-            if self._published_points.get(name, object()) != key:
-                self._published_points[name] = key
-                await self.link.publish(self._topic(Channel.POINTS, name), json.dumps(doc).encode(),
-                                        qos=0, retain=True)

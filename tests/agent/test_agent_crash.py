@@ -15,25 +15,10 @@ from contracts.loader import check_mapping
 from contracts.schema import Contract
 from simulators.server import SimDevice
 from tests.agent.conftest import tank_document
-from tests.agent.helpers import events, journal_entries
+from tests.agent.helpers import events, journal_entries, write_config
 from tests.waiting import eventually
 
 FIELDPACT = [sys.executable, "-m", "fieldpact.cli"]
-
-
-def write_config(tmp_path: Path, keys: tuple[Path, Path], port: int, contract: Path) -> Path:
-    cfg = tmp_path / "agent.toml"
-    cfg.write_text(f'''device = "d1"
-site = "s1"
-journal = "{tmp_path / 'journal.db'}"
-trusted_key = "{keys[1]}"
-contract = "{contract}"
-[modbus]
-host = "127.0.0.1"
-port = {port}
-timeout_s = 0.3
-''')
-    return cfg
 
 
 async def _start(cfg: Path, log: Path) -> asyncio.subprocess.Process:

@@ -16,9 +16,9 @@ from contracts import journal_bodies, journal_events, journal_occurrences
 from contracts.journal_events import CONTRACT_TAG, VERSION_KEY
 from contracts.schema import Contract
 from simulators.server import SimDevice
-from tests.agent.helpers import journal_entries, running_agent
+from tests.agent.helpers import journal_entries, running_agent, signed_config
 from tests.agent.test_multi_contract import (  # noqa: F401  (tank: the simulator fixture)
-    _config, _exact_replay, _pump, _valve, agent_cycles, tank,
+    _exact_replay, _pump, _valve, agent_cycles, tank,
 )
 from tests.waiting import eventually
 
@@ -38,7 +38,7 @@ async def test_a_journal_tagged_before_the_rule_and_continued_after_it_verifies_
         tmp_path: Path, keys: tuple[Path, Path], signer: Callable[[Contract], bytes],
         tank: SimDevice, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
         ) -> None:
-    cfg = _config(tmp_path, keys, tank.port, signer, _pump(), _valve())
+    cfg = signed_config(tmp_path, keys, tank.port, signer, _pump(), _valve())
     with monkeypatch.context() as old:
         for module in (journal_bodies, journal_occurrences, journal_events):
             old.setattr(module, "versioned", _before_the_rule)

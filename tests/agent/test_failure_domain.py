@@ -20,16 +20,14 @@ from typing import Any
 
 import pytest
 
-from agent.config import AgentConfig, ModbusConfig
 from agent.scan import CycleReport
 from contracts.chain import EntryKind
 from contracts.journal_events import CONTRACT_TAG
-from contracts.loader import check_mapping
 from contracts.schema import Contract
 from simulators.server import SimDevice
 from tests.agent.slow_reply import SlowReply
 from tests.agent.conftest import tank_document
-from tests.agent.helpers import events, journal_entries, running_agent
+from tests.agent.helpers import events, journal_entries, running_agent, signed_config
 from tests.agent.test_multi_contract import LEVEL, _exact_replay, _valve
 from tests.waiting import eventually
 
@@ -54,23 +52,11 @@ def _bad_pump() -> dict[str, Any]:
                          steps=[{"name": "run", "do": {"pump_speed": 1000}, "for_s": 1}])
 
 
-def _config(tmp_path: Path, keys: tuple[Path, Path], port: int, sign: Callable[[Contract], bytes],
-            *docs: dict[str, Any]) -> AgentConfig:
-    paths = []
-    for doc in docs:
-        path = tmp_path / f"{doc['contract']}.cose"
-        path.write_bytes(sign(check_mapping(doc)))
-        paths.append(path)
-    return AgentConfig(device="d1", site="s1", journal=tmp_path / "journal.db",
-                       trusted_key=keys[1], contracts=tuple(paths),
-                       modbus=ModbusConfig(host="127.0.0.1", port=port, timeout_s=0.3))
-
-
 async def test_a_contract_whose_safe_state_cannot_be_confirmed_leaves_the_others_reads_good(
         tmp_path: Path, keys: tuple[Path, Path], signer: Callable[[Contract], bytes]) -> None:
     async with SimDevice("tank", port=0, tick_ms=20, initial={"level": 1.0}) as tank, \
             SlowReply(tank.port, delay_s=0.5) as proxy:
-        cfg = _config(tmp_path, keys, proxy.port, signer, _bad_pump(), _valve())
+        cfg = signed_config(tmp_path, keys, proxy.port, signer, _bad_pump(), _valve())
         async with running_agent(cfg) as agent:
             bad_views: list[tuple[int, dict[str, str | None]]] = []
             valve_cycles = [0]
@@ -136,7 +122,7 @@ async def test_a_bad_register_beside_another_contracts_good_one_leaves_its_reads
     valve["points"].append({"name": "spare", "unit_id": 1, "table": "holding", "address": 63,
                             "type": "uint16", "direction": "read", "stale_after_ms": 1000})
     async with SimDevice("tank", port=0, tick_ms=20, initial={"level": 1.0}) as tank:
-        cfg = _config(tmp_path, keys, tank.port, signer, pump, valve)
+        cfg = signed_config(tmp_path, keys, tank.port, signer, pump, valve)
         async with running_agent(cfg) as agent:
             spare: list[str | None] = []
             chained = agent.scan._on_cycle

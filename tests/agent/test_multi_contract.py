@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 
-from agent.config import AgentConfig, ModbusConfig
 from contracts.chain import GENESIS, EntryKind, verify_chain
 from contracts.errors import ContractRefused, Refusal
 from contracts.journal_events import CONTRACT_TAG
@@ -19,7 +18,7 @@ from contracts.schema import Contract
 from contracts.schema_serialize import format_time
 from simulators.server import SimDevice
 from tests.agent.conftest import now_ms, tank_document
-from tests.agent.helpers import journal_entries, running_agent
+from tests.agent.helpers import journal_entries, running_agent, signed_config
 from tests.waiting import eventually
 
 LEVEL = {"name": "level", "unit_id": 1, "table": "input", "address": 0, "type": "float32",
@@ -55,18 +54,6 @@ async def tank() -> AsyncIterator[SimDevice]:
         yield sim
 
 
-def _config(tmp_path: Path, keys: tuple[Path, Path], port: int, sign: Callable[[Contract], bytes],
-            *docs: dict[str, Any]) -> AgentConfig:
-    paths = []
-    for doc in docs:
-        path = tmp_path / f"{doc['contract']}.cose"
-        path.write_bytes(sign(check_mapping(doc)))
-        paths.append(path)
-    return AgentConfig(device="d1", site="s1", journal=tmp_path / "journal.db",
-                       trusted_key=keys[1], contracts=tuple(paths),
-                       modbus=ModbusConfig(host="127.0.0.1", port=port, timeout_s=0.3))
-
-
 def _both_running(tank: SimDevice) -> bool:
     v = tank.values()
     return bool(v["valve_open"]) and v["pump_speed"] >= 1000
@@ -89,7 +76,7 @@ def _exact_replay(path: Path) -> dict[str, Any]:
 async def test_two_contracts_run_side_by_side_and_each_replays_exactly(
         tmp_path: Path, keys: tuple[Path, Path], signer: Callable[[Contract], bytes],
         tank: SimDevice) -> None:
-    cfg = _config(tmp_path, keys, tank.port, signer, _pump(), _valve())
+    cfg = signed_config(tmp_path, keys, tank.port, signer, _pump(), _valve())
     async with running_agent(cfg) as agent:
         await eventually(lambda: _both_running(tank), 5, "pump and valve commanded")
         assert sorted(agent.scan.segments) == ["tank-pump", "tank-valve"]
@@ -106,7 +93,7 @@ async def test_two_contracts_run_side_by_side_and_each_replays_exactly(
 async def test_a_contract_overlapping_a_running_ones_write_points_is_refused_naming_them(
         tmp_path: Path, keys: tuple[Path, Path], signer: Callable[[Contract], bytes],
         tank: SimDevice) -> None:
-    cfg = _config(tmp_path, keys, tank.port, signer, _pump(), _valve())
+    cfg = signed_config(tmp_path, keys, tank.port, signer, _pump(), _valve())
     async with running_agent(cfg) as agent:
         await eventually(lambda: _both_running(tank), 5, "pump and valve commanded")
         assert agent.store is not None
@@ -129,7 +116,7 @@ async def test_the_scan_loop_refuses_a_conflicting_contract_that_bypassed_the_st
         tank: SimDevice) -> None:
     """Two local files that conflict: both pass the store at start (nothing runs yet); the
     scan loop starts them in id order and refuses the second, journaled."""
-    cfg = _config(tmp_path, keys, tank.port, signer, _pump(), _pump("tank-boost"), _valve())
+    cfg = signed_config(tmp_path, keys, tank.port, signer, _pump(), _pump("tank-boost"), _valve())
     async with running_agent(cfg) as agent:
         await eventually(lambda: _both_running(tank), 5, "pump and valve commanded")
         assert sorted(agent.scan.segments) == ["tank-boost", "tank-valve"]
@@ -142,7 +129,7 @@ async def test_the_scan_loop_refuses_a_conflicting_contract_that_bypassed_the_st
 async def test_a_trip_in_one_contract_leaves_the_other_running(
         tmp_path: Path, keys: tuple[Path, Path], signer: Callable[[Contract], bytes],
         tank: SimDevice) -> None:
-    cfg = _config(tmp_path, keys, tank.port, signer, _pump(), _valve())
+    cfg = signed_config(tmp_path, keys, tank.port, signer, _pump(), _valve())
     async with running_agent(cfg) as agent:
         await eventually(lambda: _both_running(tank), 5, "pump and valve commanded")
         tank.set("level", 5.2)  # beyond tank-pump's level range [0, 5]
@@ -158,7 +145,7 @@ async def test_a_trip_in_one_contract_leaves_the_other_running(
 async def test_an_interlocked_contract_trips_with_the_one_naming_it(
         tmp_path: Path, keys: tuple[Path, Path], signer: Callable[[Contract], bytes],
         tank: SimDevice) -> None:
-    cfg = _config(tmp_path, keys, tank.port, signer, _pump(interlock=["tank-valve"]), _valve())
+    cfg = signed_config(tmp_path, keys, tank.port, signer, _pump(interlock=["tank-valve"]), _valve())
     async with running_agent(cfg) as agent:
         await eventually(lambda: _both_running(tank), 5, "pump and valve commanded")
         tank.set("level", 5.2)
@@ -176,7 +163,7 @@ async def test_an_interlocked_contract_trips_with_the_one_naming_it(
 async def test_a_restart_resumes_both_contracts_where_they_were(
         tmp_path: Path, keys: tuple[Path, Path], signer: Callable[[Contract], bytes],
         tank: SimDevice) -> None:
-    cfg = _config(tmp_path, keys, tank.port, signer, _pump(), _valve())
+    cfg = signed_config(tmp_path, keys, tank.port, signer, _pump(), _valve())
     async with running_agent(cfg):
         await eventually(lambda: _both_running(tank), 5, "pump and valve commanded")
     async with running_agent(cfg) as agent:
@@ -195,7 +182,7 @@ async def test_a_restart_resumes_both_contracts_where_they_were(
 async def test_an_expired_contract_leaves_the_other_running_and_frees_its_points(
         tmp_path: Path, keys: tuple[Path, Path], signer: Callable[[Contract], bytes],
         tank: SimDevice) -> None:
-    cfg = _config(tmp_path, keys, tank.port, signer, _pump(),
+    cfg = signed_config(tmp_path, keys, tank.port, signer, _pump(),
                   _valve(valid_until=format_time(now_ms() + 1500)))
     async with running_agent(cfg) as agent:
         await eventually(lambda: _both_running(tank), 5, "pump and valve commanded")

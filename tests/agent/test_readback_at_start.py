@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from agent.cycle_outputs import sync_outputs
 from agent.journal_thread import AsyncJournal
 from agent.link import MemoryLink
 from agent.scan import Connectivity, ScanLoop
@@ -35,7 +36,7 @@ async def _sync_once(tmp_path: Path, link: MemoryLink) -> tuple[ScanLoop, Path]:
                                                         signed=b"", hash=HASH), None,
                                          resumed=False)
         seg = loop.segments["left"]
-        await loop._sync_outputs(seg, seg.anchor.wall_ms)  # the segment's start, before cycle 0
+        await sync_outputs(seg, loop.link, seg.anchor.wall_ms)  # the segment's start, before cycle 0
     return loop, path
 
 

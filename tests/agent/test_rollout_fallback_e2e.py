@@ -34,7 +34,7 @@ from contracts.topics import Channel, topic
 from contracts.wire import CommandMessage
 from simulators.server import SimDevice
 from tests.agent.conftest import tank_document
-from tests.agent.helpers import events, journal_entries
+from tests.agent.helpers import events, journal_entries, write_config
 from tests.conftest import BrokerEndpoint
 from tests.waiting import eventually
 
@@ -58,26 +58,6 @@ def new_version_doc(known_good: Contract, window_s: float) -> dict[str, Any]:
         if p["name"] == "level":
             p["range"] = [0, 4.5]
     return doc
-
-
-def _config(tmp_path: Path, keys: tuple[Path, Path], port: int, broker: BrokerEndpoint,
-            contract: Path) -> Path:
-    cfg = tmp_path / "agent.toml"
-    cfg.write_text(f'''device = "d1"
-site = "s1"
-journal = "{tmp_path / 'journal.db'}"
-trusted_key = "{keys[1]}"
-contract = "{contract}"
-[modbus]
-host = "127.0.0.1"
-port = {port}
-timeout_s = 0.3
-[broker]
-url = "{broker.url}"
-username = "d1"
-password = "{broker.users['d1'].password}"
-''')
-    return cfg
 
 
 class AgentProcess:
@@ -109,7 +89,7 @@ async def field(tmp_path: Path, keys: tuple[Path, Path], broker: BrokerEndpoint,
     local = tmp_path / "known-good.cose"
     local.write_bytes(signed_known_good)
     async with SimDevice("tank", port=0, tick_ms=20, initial={"level": 1.0}) as sim:
-        agent = AgentProcess(_config(tmp_path, keys, sim.port, broker, local),
+        agent = AgentProcess(write_config(tmp_path, keys, sim.port, local, broker=broker),
                              tmp_path / "agent.log")
         await agent.start()
         try:
