@@ -28,6 +28,7 @@ import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from bench._common import figure, now_ms, percentile
+from bench.tank_fleet import tank_fleet
 from contracts.codec import content_hash
 from contracts.fleet_binding import Target, parse_binding
 from contracts.fleet_compile import compile_contract
@@ -54,8 +55,7 @@ HEADERS = {"Authorization": f"Bearer {TOKEN}"}
 
 
 def _devices() -> list[DeviceCredential]:
-    return [DeviceCredential(id=f"dev-{i:04d}", site=f"site-{i % SITES:02d}", password_hash="-",
-                             labels={"kind": "tank"}) for i in range(DEVICES)]
+    return tank_fleet(DEVICES, SITES)
 
 
 def _running(store: HubStore, devices: list[DeviceCredential]) -> None:
