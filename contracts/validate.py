@@ -2,20 +2,13 @@
 
 Structure (types, required fields, enums) is already checked by `schema_parse.parse_contract`; this module
 assumes a well-formed `Contract` and returns every remaining problem as an `Issue`, in document
-order (validity window, points, safe_state, steps, expect, tolerance). Rules:
-- Point and step names are unique. Points on one unit and table may not share an address.
-- Coil and discrete tables hold bools; input and discrete tables are read-only (Modbus Application
-  Protocol v1.1b3, section 4.3), so a write point must live in a coil or holding table.
-- A write point has an `owner`; only points this contract owns may be set by `do` or `safe_state`
-  (single writer, invariant 2), and `safe_state` sets every one of them (invariant 3).
-- `limits` (write points only) and `range` fit inside what the type can carry after
-  engineering = raw * scale + offset; values set by `do`/`safe_state` fit the kind and the limits.
-- Staleness and frozen timers are at least two scan periods: one late read must not trip a guard.
-- Expressions parse, name known points, and are conditions; `step_time` exists only in `until`.
-- Every step can finish; a step after one that can never finish is unreachable.
-
-The point and value rules are in contracts/validate_points.py, the step and expression rules in
-validate_steps.py, and one run's indexes in validate_run.py; this module puts them in document order.
+order (validity window, points, safe_state, steps, expect, tolerance). Rules, each in the module
+that checks it:
+- contracts/validate_points.py: point names, addresses, tables, owners, limits and ranges, timers,
+  and the values `safe_state` and each step's `do` set (single writer; safe_state complete);
+- contracts/validate_steps.py: step names, expressions, and whether every step can finish;
+- here: the validity window, and that `tolerance.values` names known points.
+One run's indexes (built once, O(n)) are contracts/validate_run.py's.
 """
 from __future__ import annotations
 

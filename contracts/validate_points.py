@@ -1,6 +1,6 @@
 """Validation of points and of the values written to them (safe_state and each step's `do`).
 
-Rules (the whole list is in contracts/validate.py):
+Rules (contracts/validate.py says where the others are):
 - Point names are unique. Points on one unit and table may not share an address.
 - Coil and discrete tables hold bools; input and discrete tables are read-only (Modbus Application
   Protocol v1.1b3, section 4.3), so a write point must live in a coil or holding table.

@@ -1,6 +1,6 @@
 """Validation of steps and expressions (a step's `until`, an expectation's `when`).
 
-Rules (the whole list is in contracts/validate.py):
+Rules (contracts/validate.py says where the others are):
 - Step names are unique.
 - Expressions parse, name known points, and are conditions; `step_time` exists only in `until`.
 - Every step can finish; a step after one that can never finish is unreachable.
