@@ -54,10 +54,6 @@ TOKEN = "bench-admin"
 HEADERS = {"Authorization": f"Bearer {TOKEN}"}
 
 
-def _devices() -> list[DeviceCredential]:
-    return tank_fleet(DEVICES, SITES)
-
-
 def _running(store: HubStore, devices: list[DeviceCredential]) -> None:
     """Every device live and running a contract of the design (every other one an older config)."""
     design, key, now = parse_design(tank_design()), Ed25519PrivateKey.generate(), now_ms()
@@ -115,7 +111,7 @@ def _compile_each(devices: list[DeviceCredential]) -> float:
 
 
 async def main() -> None:
-    devices = _devices()
+    devices = tank_fleet(DEVICES, SITES)
     each = _compile_each(devices)
     with tempfile.TemporaryDirectory() as tmp, HubStore.open(Path(tmp) / "hub.db") as store:
         _running(store, devices)

@@ -49,9 +49,9 @@ import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from bench._common import figure, now_ms, percentile
-from bench.tank_fleet import tank_fleet
 from bench.loop_time import Spent, Timed
 from bench.rollout_devices import ANSWER_MS, Devices
+from bench.tank_fleet import tank_fleet
 from contracts.signing import sign_contract
 from hub.api import create_app
 from hub.auth import ApiRole, AuthConfig, Token, hash_token
@@ -76,10 +76,6 @@ PROGRESS_S = 10.0
 DEPLOY_TIMEOUT_S = 900.0
 TOKEN = "bench-admin"
 HEADERS = {"Authorization": f"Bearer {TOKEN}"}
-
-
-def _devices() -> list[DeviceCredential]:
-    return tank_fleet(DEVICES, SITES)
 
 
 def _app(store: HubStore, devices: list[DeviceCredential],
@@ -169,7 +165,7 @@ def _counts(view: dict[str, Any]) -> str:
 
 
 async def main() -> None:
-    devices = _devices()
+    devices = tank_fleet(DEVICES, SITES)
     publisher = MemoryPublisher()
     with tempfile.TemporaryDirectory() as tmp, HubStore.open(Path(tmp) / "hub.db") as store:
         app = _app(store, devices, publisher)
