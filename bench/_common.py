@@ -8,19 +8,27 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import resource
+import statistics
 import sys
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import yaml
 
 from contracts.loader import check_mapping
 from contracts.schema_serialize import format_time
 from contracts.signing import generate_keypair, load_private_key, sign_contract
 
+if TYPE_CHECKING:
+    import httpx
+
 SIM_START_TIMEOUT_S = 15.0
 """Starting a Python process that imports pymodbus takes ~1 s; 15 s tolerates a loaded host."""
+
+TANK_EXAMPLE = Path(__file__).parents[1] / "contracts" / "examples" / "tank-fill.yaml"
 
 CLK_TCK = 100
 """Linux USER_HZ: /proc/<pid>/stat counts CPU time in 1/100 s (proc(5))."""
@@ -79,6 +87,33 @@ def figure(label: str, value: str, target: str | None = None, ok: bool | None = 
     print(f"  {label:<42} {value}{suffix}", flush=True)
 
 
+def median_figure(label: str, values: list[float], target_ms: float | None = None, *,
+                  inclusive: bool) -> None:
+    """`figure` of the median (and max) of `values`, in ms, against `target_ms` if given: met at
+    the target itself when `inclusive` (<=), else only below it (<)."""
+    median = statistics.median(values)
+    text = f"median {median:.0f} ms, max {max(values):.0f} ms (n={len(values)})"
+    if target_ms is None:
+        figure(label, text)
+    elif inclusive:
+        figure(label, text, f"<= {target_ms:.0f} ms", median <= target_ms)
+    else:
+        figure(label, text, f"< {target_ms:.0f} ms", median < target_ms)
+
+
+def latencies_ms(http: httpx.Client, path: str, n: int, *, warm: int) -> list[float]:
+    """Milliseconds of `n` GETs of `path`, one after the other, after `warm` untimed ones.
+    Raises httpx.HTTPStatusError on an error status."""
+    for _ in range(warm):
+        http.get(path).raise_for_status()
+    out = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        http.get(path).raise_for_status()
+        out.append((time.perf_counter() - t0) * 1000)
+    return out
+
+
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
@@ -89,6 +124,15 @@ def signed_contract(doc: dict[str, Any], keys_dir: Path, out: Path) -> Path:
     private, public = generate_keypair(keys_dir)
     out.write_bytes(sign_contract(check_mapping(doc), load_private_key(private)))
     return public
+
+
+def tank_example(scan_ms: int) -> dict[str, Any]:
+    """The tank-fill example for device d1 on site s1, scanning every `scan_ms`, valid from a
+    second ago for an hour."""
+    doc: dict[str, Any] = yaml.safe_load(TANK_EXAMPLE.read_text())
+    doc.update(device="d1", site="s1", scan_period_ms=scan_ms)
+    window_around_now(doc)
+    return doc
 
 
 def window_around_now(doc: dict[str, Any], *, before_ms: int = 1000, after_ms: int = 3_600_000) -> None:

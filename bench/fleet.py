@@ -28,6 +28,7 @@ import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from bench._common import figure, now_ms, percentile
+from bench.tank_fleet import tank_fleet
 from contracts.codec import content_hash
 from contracts.fleet_binding import Target, parse_binding
 from contracts.fleet_compile import compile_contract
@@ -51,11 +52,6 @@ DRIFT_P99_TARGET_MS = 50.0
 DRIFT_REQUESTS = 200
 TOKEN = "bench-admin"
 HEADERS = {"Authorization": f"Bearer {TOKEN}"}
-
-
-def _devices() -> list[DeviceCredential]:
-    return [DeviceCredential(id=f"dev-{i:04d}", site=f"site-{i % SITES:02d}", password_hash="-",
-                             labels={"kind": "tank"}) for i in range(DEVICES)]
 
 
 def _running(store: HubStore, devices: list[DeviceCredential]) -> None:
@@ -115,7 +111,7 @@ def _compile_each(devices: list[DeviceCredential]) -> float:
 
 
 async def main() -> None:
-    devices = _devices()
+    devices = tank_fleet(DEVICES, SITES)
     each = _compile_each(devices)
     with tempfile.TemporaryDirectory() as tmp, HubStore.open(Path(tmp) / "hub.db") as store:
         _running(store, devices)

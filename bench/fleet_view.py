@@ -29,7 +29,7 @@ import httpx
 import uvicorn
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from bench._common import figure, percentile
+from bench._common import figure, latencies_ms, percentile
 from contracts import codec
 from contracts.signing import sign_contract
 from fieldpact import cli
@@ -96,14 +96,7 @@ def _hub(db: Path) -> Iterator[str]:
 
 
 def _latencies(http: httpx.Client, path: str, n: int) -> list[float]:
-    for _ in range(10):
-        http.get(path).raise_for_status()
-    out = []
-    for _ in range(n):
-        t0 = time.perf_counter()
-        http.get(path).raise_for_status()
-        out.append((time.perf_counter() - t0) * 1000)
-    return out
+    return latencies_ms(http, path, n, warm=10)
 
 
 def _ctl_ms(url: str, *argv: str, n: int = 5) -> float:

@@ -41,7 +41,7 @@ import tempfile
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Generator
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -49,11 +49,9 @@ import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from bench._common import figure, now_ms, percentile
-from contracts.codec import canonical_dumps
-from contracts.engine_state import EngineState, Mode
-from contracts.journal_bodies import BootBody, ContractBody, InputBody
-from contracts.journal_events import encode
-from contracts.journal_occurrences import ContractChange
+from bench.loop_time import Spent, Timed
+from bench.rollout_devices import ANSWER_MS, Devices
+from bench.tank_fleet import tank_fleet
 from contracts.signing import sign_contract
 from hub.api import create_app
 from hub.auth import ApiRole, AuthConfig, Token, hash_token
@@ -61,8 +59,8 @@ from hub.config import DeviceCredential
 from hub.publisher import MemoryPublisher
 from hub.registry import DeviceRegistry
 from hub.service import HubService
-from hub.states import ContractEvent, ContractStatus, DeviceEvent
-from hub.store import HubStore, JournalRow
+from hub.states import DeviceEvent
+from hub.store import HubStore
 from tests.contracts.fleet_docs import tank_binding, tank_design
 from tests.hub.serving import serving
 
@@ -70,10 +68,6 @@ DEVICES, SITES = 1000, 50
 CANARY, WAVE_SIZE = 10, 250
 QUICK = {"DEVICES": 100, "SITES": 10, "CANARY": 4, "WAVE_SIZE": 32}
 HEALTH = {"window_s": 3, "min_cycles": 10}
-ANSWER_MS = 200
-"""From a push to the device's answer in the store: a round trip and an accept on a LAN."""
-POLL_S = 0.05
-"""The device simulator looks for new pushes this often."""
 API_P99_TARGET_MS = 50.0
 SIM_THREAD = False
 """--sim-thread: the simulator on its own thread (see `_in_thread`)."""
@@ -82,81 +76,6 @@ PROGRESS_S = 10.0
 DEPLOY_TIMEOUT_S = 900.0
 TOKEN = "bench-admin"
 HEADERS = {"Authorization": f"Bearer {TOKEN}"}
-
-
-def _devices() -> list[DeviceCredential]:
-    return [DeviceCredential(id=f"dev-{i:04d}", site=f"site-{i % SITES:02d}", password_hash="-",
-                             labels={"kind": "tank"}) for i in range(DEVICES)]
-
-
-class Devices:
-    """Answers pushes as 1,000 agents would, in the store, as the sync side records them."""
-
-    def __init__(self, store: HubStore, publisher: MemoryPublisher) -> None:
-        self.store, self.publisher = store, publisher
-        self.seq: dict[str, int] = defaultdict(int)
-        self.boots: dict[str, tuple[str, int]] = {}  # device -> (contract, t0_ms) it runs
-        self.answered = 0
-        self._seen = 0
-        self._due: list[tuple[float, str]] = []
-        self._journaled = time.monotonic()
-
-    async def run(self) -> None:
-        while True:
-            await asyncio.sleep(POLL_S)
-            now = time.monotonic()
-            if now >= self._journaled + 1:
-                self._journaled = now
-                self._readings()
-            if len(self.publisher.contracts) > self._seen:
-                self._seen = len(self.publisher.contracts)
-                pushed = self.store.contracts.find(status=ContractStatus.PUSHED)
-                known = {cid for _, cid in self._due}
-                self._due += [(now + ANSWER_MS / 1000, r.id) for r in pushed if r.id not in known]
-            ready = [cid for t, cid in self._due if t <= now]
-            self._due = [(t, cid) for t, cid in self._due if t > now]
-            if ready:
-                self._answer(ready)
-
-    def _answer(self, ids: list[str]) -> None:
-        t = now_ms()
-        rows = []
-        for cid in ids:
-            rec = self.store.contracts.get(cid)
-            if rec.status is not ContractStatus.PUSHED:
-                continue
-            for event in (ContractEvent.ACCEPT, ContractEvent.START):
-                self.store.contracts.apply_event(cid, event, t)
-            self.store.devices.update(rec.device, contract=rec.contract, version=rec.version,
-                                      last_seen_ms=t)
-            rows += self._journal(rec.device, rec.contract, rec.version, rec.content_hash, t)
-            self.boots[rec.device] = (rec.contract, t)
-            self.answered += 1
-        self.store.journal.insert(rows)
-
-    def _readings(self) -> None:
-        """Each running device's reading of this second, stamped on its scan grid."""
-        t = now_ms()
-        rows = []
-        for device, (contract, t0) in self.boots.items():
-            body = InputBody(values={"level": (2.0, "good", None)}, contract=contract)
-            rows.append(self._row(device, t0 + (t - t0) // 100 * 100, body))
-        self.store.journal.insert(rows)
-
-    def _row(self, device: str, ts_ms: int, body: Any) -> JournalRow:
-        self.seq[device] += 1
-        return JournalRow(device=device, seq=self.seq[device], ts_ms=ts_ms, kind=body.KIND.value,
-                          body=canonical_dumps(encode(body)), prev_hash=b"\x00" * 32,
-                          hash=self.seq[device].to_bytes(32, "big"))
-
-    def _journal(self, device: str, contract: str, version: int, digest: str,
-                 t: int) -> list[JournalRow]:
-        bodies = (ContractBody(event=ContractChange.ACCEPTED, contract=contract, version=version,
-                               hash=digest),
-                  BootBody(boot_id=f"{device:0>32}"[-32:], t0_ms=t, period_ms=100,
-                           contract=contract, version=version, hash=digest,
-                           state=EngineState(mode=Mode.RUNNING), resumed=False))
-        return [self._row(device, t, body) for body in bodies]
 
 
 def _app(store: HubStore, devices: list[DeviceCredential],
@@ -201,44 +120,6 @@ async def _baseline(http: httpx.AsyncClient, sid: str) -> None:
         assert r.status_code == 201, r.text
 
 
-class Spent:
-    """The engine's own time on the loop, by step name: each slice a coroutine of its runs
-    between two awaits (hub/rollout_engine.py does all its work on the API's loop, no threads),
-    so what other tasks do while it awaits is not counted."""
-
-    def __init__(self) -> None:
-        self.total: dict[str, float] = defaultdict(float)
-        self.passes: dict[str, int] = defaultdict(int)
-        self.longest: dict[str, float] = defaultdict(float)
-
-    def add(self, step: str, seconds: float) -> None:
-        self.total[step] += seconds
-        self.longest[step] = max(self.longest[step], seconds)
-
-
-class _Timed:
-    """Awaits `coro`, adding the time of each of its slices to `spent` under `step`."""
-
-    def __init__(self, coro: Awaitable[None], spent: Spent, step: str) -> None:
-        self.coro, self.spent, self.step = coro, spent, step
-
-    def __await__(self) -> Generator[Any, Any, None]:
-        it = self.coro.__await__()
-        value: Any = None
-        error: BaseException | None = None
-        while True:
-            t0 = time.perf_counter()
-            try:
-                out = it.send(value) if error is None else it.throw(error)
-            except StopIteration:
-                self.spent.add(self.step, time.perf_counter() - t0)
-                return
-            self.spent.add(self.step, time.perf_counter() - t0)
-            try:
-                value, error = (yield out), None
-            except BaseException as exc:  # noqa: BLE001 - handed to the coroutine, as await does
-                value, error = None, exc
-
 
 def _timed_engine(engine: Any) -> Spent:
     """Wraps engine.advance (one pass of a deployment's running step) to time its slices."""
@@ -249,7 +130,7 @@ def _timed_engine(engine: Any) -> Spent:
         step = engine.store.deployments.current_step(dep_id)
         name = step.name if step is not None else "(begin)"
         spent.passes[name] += 1
-        await _Timed(advance(dep_id), spent, name)
+        await Timed(advance(dep_id), spent, name)
     engine.advance = timed
     return spent
 
@@ -284,7 +165,7 @@ def _counts(view: dict[str, Any]) -> str:
 
 
 async def main() -> None:
-    devices = _devices()
+    devices = tank_fleet(DEVICES, SITES)
     publisher = MemoryPublisher()
     with tempfile.TemporaryDirectory() as tmp, HubStore.open(Path(tmp) / "hub.db") as store:
         app = _app(store, devices, publisher)
@@ -326,7 +207,7 @@ async def main() -> None:
 async def _timed_devices(sim: Devices, spent: Spent) -> None:
     """The device simulator, its slices timed as the engine's are: it runs on the API's loop and
     store connection here, where the sync side it stands in for has its own thread."""
-    await _Timed(sim.run(), spent, "devices")
+    await Timed(sim.run(), spent, "devices")
 
 
 async def _idle(stop: threading.Event) -> None:

@@ -33,7 +33,7 @@ import yaml
 from pymodbus.client import AsyncModbusTcpClient
 
 from agent.config import AgentConfig, ModbusConfig
-from bench._common import figure, now_ms, window_around_now
+from bench._common import median_figure, now_ms, tank_example
 from contracts.chain import Entry, EntryKind
 from contracts.codec import content_hash
 from contracts.loader import check_mapping
@@ -42,7 +42,6 @@ from simulators.server import SimDevice
 from tests.agent.helpers import running_agent
 from tests.waiting import eventually
 
-EXAMPLE = Path(__file__).parents[1] / "contracts" / "examples" / "tank-fill.yaml"
 SCAN_MS = 100
 KNOWN_GOOD_PUMP = 25.0
 WAIT_S = 20.0
@@ -51,9 +50,7 @@ POLL_S = 0.002
 
 
 def _docs() -> tuple[dict[str, Any], dict[str, Any]]:
-    base = yaml.safe_load(EXAMPLE.read_text())
-    base.update(device="d1", site="s1", scan_period_ms=SCAN_MS)
-    window_around_now(base)
+    base = tank_example(SCAN_MS)
     good = {**base, "version": 2, "safe_state": {"pump_speed": KNOWN_GOOD_PUMP, "valve_open": False}}
     new = yaml.safe_load(yaml.safe_dump(base))
     new["version"] = 3
@@ -139,12 +136,7 @@ async def round_trip_ms() -> float:
 
 
 def _summary(label: str, values: list[float], target_ms: float | None = None) -> None:
-    median = statistics.median(values)
-    text = f"median {median:.0f} ms, max {max(values):.0f} ms (n={len(values)})"
-    if target_ms is None:
-        figure(label, text)
-    else:
-        figure(label, text, f"< {target_ms:.0f} ms", median < target_ms)
+    median_figure(label, values, target_ms, inclusive=False)
 
 
 async def main(runs: int) -> None:

@@ -24,17 +24,14 @@ import argparse
 import asyncio
 import logging
 import random
-import statistics
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from agent.config import AgentConfig, ModbusConfig
-from bench._common import figure, now_ms, signed_contract, window_around_now
+from bench._common import median_figure, now_ms, signed_contract, tank_example
 from simulators.faults import Fault
 from simulators.netcut import NetCut
 from simulators.process import SimProcess
@@ -43,7 +40,6 @@ from tests.agent.helpers import events, running_agent
 from tests.agent.tank_outputs import Probe, in_process, over_modbus, running, safe
 from tests.waiting import eventually
 
-EXAMPLE = Path(__file__).parents[1] / "contracts" / "examples" / "tank-fill.yaml"
 SCAN_MS = 100
 TIMEOUT_S = 0.5
 WAIT_S = 20.0
@@ -61,9 +57,7 @@ for a hang that swallows requests: it must time out first)."""
 
 
 def _doc() -> dict[str, Any]:
-    doc = yaml.safe_load(EXAMPLE.read_text())
-    doc.update(device="d1", site="s1", scan_period_ms=SCAN_MS)
-    window_around_now(doc)
+    doc = tank_example(SCAN_MS)
     for p in doc["points"]:
         if p["name"] == "level":
             p["frozen_after_ms"] = 600  # a frozen level trips 0.6 s after the fault
@@ -136,12 +130,7 @@ async def netcut_run(tmp: Path) -> tuple[float, float]:
 
 
 def _summary(label: str, values: list[float], target_ms: float | None) -> None:
-    median = statistics.median(values)
-    text = f"median {median:.0f} ms, max {max(values):.0f} ms (n={len(values)})"
-    if target_ms is None:
-        figure(label, text)
-    else:
-        figure(label, text, f"<= {target_ms:.0f} ms", median <= target_ms)
+    median_figure(label, values, target_ms, inclusive=True)
 
 
 async def _repeat(runs: int, one: Callable[[Path], Awaitable[tuple[float, float]]]

@@ -40,7 +40,7 @@ from typing import Any
 
 import httpx
 
-from bench._common import figure, percentile, proc_cpu_s
+from bench._common import figure, latencies_ms, percentile, proc_cpu_s
 from contracts import codec
 from hub.store import HubStore, JournalRow
 
@@ -153,14 +153,7 @@ def _write(db: str, charted: list[str], points: int, rate_hz: float, stop: Event
 
 
 def _latencies(http: httpx.Client, path: str, n: int) -> list[float]:
-    for _ in range(20):
-        http.get(path).raise_for_status()
-    out = []
-    for _ in range(n):
-        t0 = time.perf_counter()
-        http.get(path).raise_for_status()
-        out.append((time.perf_counter() - t0) * 1000)
-    return out
+    return latencies_ms(http, path, n, warm=20)
 
 
 def _page_latencies(http: httpx.Client, path: str, n: int) -> list[float]:

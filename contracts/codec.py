@@ -28,6 +28,7 @@ from typing import Any
 import cbor2
 
 from contracts.errors import EncodingError
+from contracts.contract_pairs import from_pairs, to_pairs
 from contracts.limits import MAX_CBOR_DEPTH, quote
 from contracts.schema import Contract
 from contracts.schema_serialize import to_mapping
@@ -72,18 +73,27 @@ def canonical_dumps(obj: Any) -> bytes:
         raise EncodingError(f"cannot encode {type(obj).__name__}: {exc}") from exc
 
 
+_DECODE_ERRORS = (cbor2.CBORDecodeError, ValueError, TypeError, EOFError, OverflowError,
+                  RecursionError, MemoryError)
+"""What cbor2 raises on malformed, refused or over-deep input: each becomes an EncodingError."""
+
+
+def _new_decoder(stream: io.BytesIO) -> cbor2.CBORDecoder:
+    """A strict, bounded decoder (the module's rules) reading `stream`."""
+    return cbor2.CBORDecoder(stream, allow_duplicate_keys=False, max_depth=MAX_CBOR_DEPTH,
+                             allow_indefinite=False, tag_hook=_tag_hook,
+                             semantic_decoders=_REFUSE_BUILTIN)
+
+
 def loads(data: bytes) -> Any:
     """Decode one CBOR item. Raises EncodingError on malformed or trailing bytes."""
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise EncodingError(f"expected bytes, got {type(data).__name__}")
     stream = io.BytesIO(data)
-    decoder = cbor2.CBORDecoder(
-        stream, allow_duplicate_keys=False, max_depth=MAX_CBOR_DEPTH,
-        allow_indefinite=False, tag_hook=_tag_hook, semantic_decoders=_REFUSE_BUILTIN)
+    decoder = _new_decoder(stream)
     try:
         value = decoder.decode()
-    except (cbor2.CBORDecodeError, ValueError, TypeError, EOFError, OverflowError,
-            RecursionError, MemoryError) as exc:
+    except _DECODE_ERRORS as exc:
         raise EncodingError(f"malformed CBOR: {_why(exc)}") from exc
     _expect_end(stream, len(data))
     return value
@@ -113,9 +123,7 @@ def _strict_decoder(stream: io.BytesIO) -> cbor2.CBORDecoder:
     try:
         decoder = _SPARE_DECODERS.pop()
     except IndexError:
-        return cbor2.CBORDecoder(stream, allow_duplicate_keys=False, max_depth=MAX_CBOR_DEPTH,
-                                 allow_indefinite=False, tag_hook=_tag_hook,
-                                 semantic_decoders=_REFUSE_BUILTIN)
+        return _new_decoder(stream)
     decoder.fp = stream
     return decoder
 
@@ -129,8 +137,7 @@ def loads_map(data: bytes) -> dict[str, Any]:
     decoder = _strict_decoder(stream)
     try:
         value = decoder.decode()
-    except (cbor2.CBORDecodeError, ValueError, TypeError, EOFError, OverflowError,
-            RecursionError, MemoryError) as exc:
+    except _DECODE_ERRORS as exc:
         raise EncodingError(f"malformed CBOR: {_why(exc)}") from exc
     if len(_SPARE_DECODERS) < MAX_SPARE_DECODERS:
         _SPARE_DECODERS.append(decoder)
@@ -158,8 +165,7 @@ def loads_maps(bodies: Sequence[bytes]) -> list[dict[str, Any] | None]:
         end += len(body)
         try:
             value = decoder.decode()
-        except (cbor2.CBORDecodeError, ValueError, TypeError, EOFError, OverflowError,
-                RecursionError, MemoryError):
+        except _DECODE_ERRORS:
             stream.seek(end)
             decoder = _strict_decoder(stream)  # one that raised is never given back
             out.append(None)
@@ -208,25 +214,12 @@ def loads_tagged(data: bytes) -> tuple[int | None, Any]:
 
 
 # --------------------------------------------------------------------------------------------
-# Contracts
-
-
-# Canonical CBOR sorts map keys, but a contract's name -> value maps keep document order in memory
-# (schema rules: `do` is applied in the order written). So in the payload those maps travel as
-# arrays of [name, value] pairs, and decoding turns them back into ordered maps before validation:
-# the decoded contract equals the signed one, pair order included.
-_TOP_PAIR_FIELDS = ("safe_state", "expect", "labels")
+# Contracts (their ordered maps travel as arrays of pairs: contracts/contract_pairs.py)
 
 
 def encode_contract(c: Contract) -> bytes:
     """Canonical CBOR of `schema_serialize.to_mapping(c)`, maps of pairs kept in order: signed and hashed."""
-    doc = to_mapping(c)
-    for name in _TOP_PAIR_FIELDS:
-        doc[name] = list(doc[name].items())
-    doc["tolerance"]["values"] = list(doc["tolerance"]["values"].items())
-    for step in doc["steps"]:
-        step["do"] = list(step["do"].items())
-    return canonical_dumps(doc)
+    return canonical_dumps(to_pairs(to_mapping(c)))
 
 
 def decode_contract(data: bytes) -> Contract:
@@ -237,31 +230,7 @@ def decode_contract(data: bytes) -> Contract:
     # wire messages use without ever touching a contract.
     from contracts.loader import check_mapping
 
-    return check_mapping(_ordered_maps(loads(data)))
-
-
-def _ordered_maps(doc: Any) -> Any:
-    """Undo encode_contract's pair arrays; shapes it does not recognise are left to validation."""
-    if not isinstance(doc, dict):
-        return doc
-    for name in (n for n in _TOP_PAIR_FIELDS if n in doc):
-        doc[name] = _from_pairs(doc[name], name)
-    if isinstance(doc.get("tolerance"), dict) and "values" in doc["tolerance"]:
-        doc["tolerance"]["values"] = _from_pairs(doc["tolerance"]["values"], "tolerance.values")
-    steps = doc.get("steps")
-    for i, step in enumerate(steps if isinstance(steps, list) else []):
-        if isinstance(step, dict) and "do" in step:
-            step["do"] = _from_pairs(step["do"], f"steps[{i}].do")
-    return doc
-
-
-def _from_pairs(value: Any, path: str) -> Any:
-    if not isinstance(value, list) or not all(isinstance(p, list) and len(p) == 2 for p in value):
-        return value
-    ordered = dict((k, v) for k, v in value if isinstance(k, str))
-    if len(ordered) != len(value):
-        raise EncodingError(f"{path}: pairs must have distinct text names, got {quote(value)}")
-    return ordered
+    return check_mapping(from_pairs(loads(data)))
 
 
 def content_hash(c: Contract) -> str:

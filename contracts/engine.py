@@ -10,8 +10,9 @@ only + - * / and comparisons; time is integer EpochMs passed in):
     any active mode --now >= valid_until--> EXPIRED;  --ABORT--> ABORTED
     RUNNING --last step done--> COMPLETED;  --timeout with on_timeout safe_state|fail--> FAILED
 
-These moves are data: the table in contracts/engine_modes.py, which `_Run.move` follows (a move
-it does not hold is an EngineError, so a fault) and the hub reads to follow a journal's modes.
+These moves are data: the table in contracts/engine_modes.py, which `Run.move`
+(contracts/engine_steps.py) follows (a move it does not hold is an EngineError, so a fault) and the
+hub reads to follow a journal's modes.
 
 One cycle, in this order: expiry; start; guard trip; autonomy; commands (in the given order); step
 progression (at most one step boundary per cycle, and a step entered this cycle is first evaluated
@@ -34,70 +35,24 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from contracts.engine_modes import TRANSITIONS, Trigger, event_of, next_mode, target_of
+from contracts.engine_commands import CommandRunner
+from contracts.engine_modes import Trigger, event_of, target_of
 from contracts.engine_state import (
-    LIVE, TERMINAL, EngineState, Event, EventKind, FieldValue, Mode, StepResult, Write,
+    LIVE, TERMINAL, EngineState, Event, EventKind, Mode, StepResult, Write,
 )
+from contracts.engine_steps import Run
 from contracts.errors import EngineError
-from contracts.expr import STEP_TIME, Expr, parse
-from contracts.guards import Trip, TripReason, check, compile_guards
-from contracts.inputs import Command, CommandKind, Inputs
-from contracts.outputs import (
-    WriteRefusal, compile_outputs, move, ramp_start, refuse_write, safe_plan, step_plans,
-)
-from contracts.schema import Contract, OfflineAction, OnTimeout
-from contracts.types import EpochMs, Value
+from contracts.guards import TripReason, check
+from contracts.inputs import Inputs
+from contracts.outputs import move, ramp_start
+from contracts.types import EpochMs
 
 __all__ = ["Engine", "EngineState", "Event", "EventKind", "Mode", "StepResult", "Write", "step"]
 
 
-class _Run:
-    """Mutable scratch for one cycle; never escapes `Engine.step`."""
-
-    __slots__ = ("mode", "index", "started", "targets", "outputs", "trip", "paused", "now",
-                 "events", "entered")
-
-    def __init__(self, s: EngineState, now: EpochMs) -> None:
-        self.mode, self.index, self.started = s.mode, s.step_index, s.step_started_ms
-        self.targets = [v for _, v in s.targets]
-        self.outputs = [v for _, v in s.outputs]
-        self.trip, self.paused, self.now = s.trip, s.paused_ms, now
-        self.events: list[Event] = []
-        self.entered = False
-
-    def emit(self, kind: EventKind, /, **fields: FieldValue) -> None:
-        self.events.append(Event(kind=kind, ts_ms=self.now, fields=tuple(fields.items())))
-
-    def move(self, trigger: Trigger, /, **fields: FieldValue) -> None:
-        """Change mode by the mode table (contracts/engine_modes.py) and emit its event.
-        Raises EngineError for a move the table does not hold (the engine then faults to SAFE)."""
-        self.mode = next_mode(self.mode, trigger)
-        self.emit(event_of(trigger), **fields)
-
-
-_COMMAND_TRIGGER = {CommandKind.ABORT: Trigger.ABORT, CommandKind.HOLD: Trigger.HOLD,
-                    CommandKind.RESUME: Trigger.RESUME}
-"""The mode move each mode-changing command asks for (a WRITE asks for none)."""
-
-
-class Engine:
-    """Runs one contract. Construction compiles guards, targets and expressions once."""
-
-    def __init__(self, contract: Contract) -> None:
-        """Raises ExprSyntaxError if a step's `until` does not parse (validation prevents it)."""
-        self.contract = contract
-        self._guards = compile_guards(contract)
-        self._outs = compile_outputs(contract)
-        self._names = tuple(o.name for o in self._outs)
-        self._safe = safe_plan(contract, self._outs).targets
-        self._plans = step_plans(contract, self._outs)
-        self._until: tuple[Expr | None, ...] = tuple(
-            parse(s.until) if s.until else None for s in contract.steps)
-        self._for_ms = tuple(None if s.for_s is None else s.for_s * 1000 for s in contract.steps)
-        self._timeout_ms = tuple(
-            None if s.timeout_s is None else s.timeout_s * 1000 for s in contract.steps)
-        owned = frozenset(self._names)
-        self._env_reads = tuple(p.name for p in contract.points if p.name not in owned)
+class Engine(CommandRunner):
+    """Runs one contract. Construction compiles guards, targets and expressions once
+    (contracts/engine_steps.py); the commands are contracts/engine_commands.py's."""
 
     def initial_state(self) -> EngineState:
         """PENDING, with outputs and targets at the safe state."""
@@ -116,7 +71,7 @@ class Engine:
     def _step(self, s: EngineState, inputs: Inputs, now: EpochMs) -> StepResult:
         if tuple(n for n, _ in s.outputs) != self._names:
             raise EngineError(f"state outputs {s.outputs!r} do not match contract {self._names!r}")
-        run, c = _Run(s, now), self.contract
+        run, c = Run(s, now), self.contract
         if run.mode in TERMINAL:
             self._refuse_all(run, inputs.commands, "terminal")
         elif now >= c.valid_until:
@@ -133,7 +88,7 @@ class Engine:
             self._move(run, s, inputs)
         return self._result(run, s)
 
-    def _cycle(self, run: _Run, inputs: Inputs) -> None:
+    def _cycle(self, run: Run, inputs: Inputs) -> None:
         trip = check(self._guards, inputs.readings, run.now)
         if trip is not None and run.mode in LIVE:
             self._trip(run, trip)
@@ -145,180 +100,9 @@ class Engine:
         if run.mode is Mode.RUNNING and not run.entered:
             self._advance(run, inputs)
 
-    def _exhausted(self, inputs: Inputs, now: EpochMs) -> bool:
-        last = inputs.last_contact_ms
-        return (not inputs.online and last is not None
-                and now - last >= self.contract.offline.autonomy_s * 1000)
-
-    def _autonomy(self, run: _Run, online: bool, exhausted: bool) -> None:
-        if run.mode is Mode.OFFLINE_HOLD:
-            if online:
-                self._unpause(run, Trigger.ONLINE, reason="online")
-            return
-        then = self.contract.offline.then
-        if not exhausted or (then is OfflineAction.HOLD and run.mode is not Mode.RUNNING):
-            return
-        to_safe = then is OfflineAction.SAFE_STATE
-        run.move(Trigger.AUTONOMY_SAFE if to_safe else Trigger.AUTONOMY_HOLD,
-                 autonomy_s=self.contract.offline.autonomy_s, then=then.value)
-        if to_safe:
-            run.trip = TripReason.AUTONOMY
-            self._to_safe(run, reason=TripReason.AUTONOMY.value)
-        else:
-            run.paused = run.now
-
-    def _trip(self, run: _Run, trip: Trip) -> None:
-        run.trip = trip.reason
-        run.move(Trigger.TRIP, point=trip.point, reason=trip.reason.value, value=trip.value,
-                 limit=trip.limit, detail=trip.detail)
-        self._to_safe(run, reason=trip.reason.value)
-
-    def _advance(self, run: _Run, inputs: Inputs) -> None:
-        i, elapsed = run.index, run.now - (run.started or 0)
-        until, for_ms, timeout_ms = self._until[i], self._for_ms[i], self._timeout_ms[i]
-        if until is not None and self._holds(i, until, run, inputs, elapsed):
-            self._done(run, i, "until", elapsed)
-        elif for_ms is not None and elapsed >= for_ms:
-            self._done(run, i, "for", elapsed)
-        elif timeout_ms is not None and elapsed >= timeout_ms:
-            self._timeout(run, i, elapsed)
-
-    def _holds(self, i: int, until: Expr, run: _Run, inputs: Inputs, elapsed: int) -> bool:
-        env: dict[str, Value] = {}
-        readings = inputs.readings
-        for name in self._env_reads:
-            r = readings.get(name)
-            if r is not None and r.value is not None:
-                env[name] = r.value
-        for name, value in zip(self._names, run.outputs):
-            env[name] = value
-        env[STEP_TIME] = elapsed / 1000
-        result = until.evaluate(env)
-        if not isinstance(result, bool):
-            raise EngineError(f"steps[{i}].until evaluated to {result!r}, not true/false")
-        return result
-
-    def _done(self, run: _Run, i: int, reason: str, elapsed: int) -> None:
-        run.emit(EventKind.STEP_DONE, step=self.contract.steps[i].name, index=i, reason=reason,
-                 elapsed_ms=elapsed)
-        self._enter(run, i + 1)
-
-    def _timeout(self, run: _Run, i: int, elapsed: int) -> None:
-        step = self.contract.steps[i]
-        run.emit(EventKind.STEP_TIMEOUT, step=step.name, index=i, elapsed_ms=elapsed,
-                 on_timeout=step.on_timeout.value)
-        if step.on_timeout is OnTimeout.NEXT:
-            self._enter(run, i + 1)
-        else:
-            self._finish(run, Trigger.FAIL, step=step.name, reason="timeout")
-
-    def _enter(self, run: _Run, i: int) -> None:
-        steps = self.contract.steps
-        if i >= len(steps):
-            self._finish(run, Trigger.COMPLETE, steps=len(steps))
-            return
-        plan = self._plans[i]
-        run.index, run.started, run.paused, run.entered = i, run.now, None, True
-        run.targets = list(plan.targets)
-        run.emit(EventKind.STEP_ENTERED, step=steps[i].name, index=i)
-        for clamp in plan.clamps:
-            run.emit(EventKind.WRITE_CLAMPED, point=clamp.point, value=clamp.requested,
-                     limit=clamp.limit)
-
-    def _finish(self, run: _Run, trigger: Trigger, **fields: FieldValue) -> None:
-        was_live = run.mode in LIVE
-        run.move(trigger, **fields)
-        if was_live:
-            self._to_safe(run, reason=run.mode.value)
-        run.outputs, run.targets = list(self._safe), list(self._safe)
-
-    def _to_safe(self, run: _Run, *, reason: str) -> None:
-        run.outputs, run.targets = list(self._safe), list(self._safe)
-        run.emit(EventKind.SAFE_STATE, reason=reason)
-
-    def _unpause(self, run: _Run, trigger: Trigger, **fields: FieldValue) -> None:
-        if run.started is not None and run.paused is not None:
-            run.started += run.now - run.paused
-        run.paused = None
-        run.move(trigger, **fields)
-
-    # -- commands --------------------------------------------------------------------------
-
-    def _pending(self, run: _Run, commands: tuple[Command, ...]) -> None:
-        for cmd in commands:
-            if cmd.kind is CommandKind.ABORT and run.mode is Mode.PENDING:
-                self._finish(run, Trigger.ABORT, command=cmd.id)
-            else:
-                self._refuse(run, cmd, "pending" if run.mode is Mode.PENDING else "terminal")
-
-    def _refuse_all(self, run: _Run, commands: tuple[Command, ...], reason: str) -> None:
-        for cmd in commands:
-            self._refuse(run, cmd, reason)
-
-    def _refuse(self, run: _Run, cmd: Command, reason: str) -> None:
-        run.emit(EventKind.COMMAND_REFUSED, command=cmd.id, kind=cmd.kind.value, reason=reason)
-        if cmd.kind is CommandKind.WRITE:
-            run.emit(EventKind.WRITE_REFUSED, point=cmd.point, value=cmd.value,
-                     reason=WriteRefusal.MODE.value)
-
-    def _command(self, run: _Run, cmd: Command, trip: Trip | None, exhausted: bool) -> None:
-        """A command moves the mode only where the mode table holds its move; a WRITE moves
-        none and needs a live mode."""
-        kind, mode = cmd.kind, run.mode
-        if kind is CommandKind.INTERLOCK:
-            self._interlock(run, cmd)
-        elif mode in TERMINAL:
-            self._refuse(run, cmd, "terminal")
-        elif kind is CommandKind.WRITE:
-            if mode in LIVE:
-                self._manual_write(run, cmd)
-            else:
-                self._refuse(run, cmd, "mode")
-        elif (mode, _COMMAND_TRIGGER[kind]) not in TRANSITIONS:
-            self._refuse(run, cmd, "mode")
-        elif kind is CommandKind.ABORT:
-            self._finish(run, Trigger.ABORT, command=cmd.id)
-        elif kind is CommandKind.HOLD:
-            run.paused = run.now
-            run.move(Trigger.HOLD, command=cmd.id)
-        elif mode is Mode.SAFE:
-            self._resume_safe(run, cmd, trip, exhausted)
-        else:
-            self._unpause(run, Trigger.RESUME, command=cmd.id, reason="held")
-
-    def _interlock(self, run: _Run, cmd: Command) -> None:
-        """Another contract on the agent tripped and this one is interlocked with it: trip too
-        (latched like a guard trip; an operator's RESUME clears it once this contract's own
-        inputs are healthy). Outside a live mode there is nothing to trip."""
-        if run.mode in LIVE:
-            self._trip(run, Trip(point=str(cmd.point), reason=TripReason.INTERLOCK,
-                                 detail=f"interlocked contract {cmd.point} tripped"))
-
-    def _resume_safe(self, run: _Run, cmd: Command, trip: Trip | None, exhausted: bool) -> None:
-        if trip is not None or exhausted:
-            reason = trip.reason.value if trip is not None else TripReason.AUTONOMY.value
-            self._refuse(run, cmd, reason)
-            cause = f"{reason}:{trip.point}" if trip is not None else reason
-            run.emit(EventKind.RESUME_REFUSED, command=cmd.id, cause=cause)
-            return
-        run.trip = None
-        run.move(Trigger.RESUME, command=cmd.id, reason="safe")
-        self._enter(run, run.index)
-
-    def _manual_write(self, run: _Run, cmd: Command) -> None:
-        refusal = refuse_write(self.contract, cmd.point, cmd.value)
-        if refusal is not None:
-            run.emit(EventKind.COMMAND_REFUSED, command=cmd.id, kind=cmd.kind.value,
-                     reason=refusal.value)
-            run.emit(EventKind.WRITE_REFUSED, point=cmd.point, value=cmd.value,
-                     reason=refusal.value)
-            return
-        assert cmd.value is not None  # refuse_write rejects None
-        run.targets[self._names.index(str(cmd.point))] = cmd.value
-
     # -- outputs ---------------------------------------------------------------------------
 
-    def _move(self, run: _Run, s: EngineState, inputs: Inputs) -> None:
+    def _move(self, run: Run, s: EngineState, inputs: Inputs) -> None:
         last = s.last_ms
         elapsed = run.now - last if last is not None and run.now > last else 0
         for j, out in enumerate(self._outs):
@@ -331,7 +115,7 @@ class Engine:
                 run.emit(EventKind.WRITE_RATE_LIMITED, point=out.name, value=value,
                          target=target, limit=out.rate_per_s)
 
-    def _result(self, run: _Run, s: EngineState) -> StepResult:
+    def _result(self, run: Run, s: EngineState) -> StepResult:
         names = self._names
         writes = tuple(Write(point=n, value=v) for n, (_, old), v in zip(names, s.outputs, run.outputs)
                        if old != v)

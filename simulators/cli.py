@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import signal
+from collections.abc import Iterator
 from typing import Any
 
 from pymodbus.client import AsyncModbusTcpClient
@@ -100,24 +102,34 @@ def _unit_device(text: str) -> tuple[str, int]:
     return model, int(unit)
 
 
-async def serve_line(args: argparse.Namespace) -> int:
-    """Serve the line until SIGINT/SIGTERM; 0, or 1 if it cannot start."""
+@contextlib.contextmanager
+def _stop_on_signal() -> Iterator[asyncio.Event]:
+    """An event SIGINT or SIGTERM sets while the block runs (the handlers are removed after)."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    devices = [SimDevice(model, unit_id=unit, tick_ms=args.tick_ms) for model, unit in args.device]
     try:
-        async with SimLine(devices, serial=args.serial, host=args.host, port=args.port or 0,
-                           baud=args.baud, parity=args.parity, stop_bits=args.stop_bits) as line:
-            print(f"listening where={line.where} port={line.port}", flush=True)
-            await stop.wait()
-    except (SimulatorError, ValueError) as exc:
-        print(f"error: {exc}", flush=True)
-        return 1
+        yield stop
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
+
+
+async def serve_line(args: argparse.Namespace) -> int:
+    """Serve the line until SIGINT/SIGTERM; 0, or 1 if it cannot start."""
+    with _stop_on_signal() as stop:
+        devices = [SimDevice(model, unit_id=unit, tick_ms=args.tick_ms)
+                   for model, unit in args.device]
+        try:
+            async with SimLine(devices, serial=args.serial, host=args.host, port=args.port or 0,
+                               baud=args.baud, parity=args.parity,
+                               stop_bits=args.stop_bits) as line:
+                print(f"listening where={line.where} port={line.port}", flush=True)
+                await stop.wait()
+        except (SimulatorError, ValueError) as exc:
+            print(f"error: {exc}", flush=True)
+            return 1
     return 0
 
 
@@ -135,24 +147,19 @@ def _assignment(text: str) -> tuple[str, bool | float]:
 
 async def serve_device(args: argparse.Namespace) -> int:
     """Serve until SIGINT/SIGTERM; returns 0, or 1 if the device cannot start."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        async with SimDevice(args.model, host=args.host, port=args.port, unit_id=args.unit,
-                             tick_ms=args.tick_ms, initial=dict(args.initial),
-                             seed=args.seed) as device:
-            for fault in args.fault:
-                device.faults.enable(fault)
-            print(f"listening host={args.host} port={device.port} model={args.model}", flush=True)
-            await stop.wait()
-    except (SimulatorError, ValueError, KeyError) as exc:
-        print(f"error: {exc}", flush=True)
-        return 1
-    finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
+    with _stop_on_signal() as stop:
+        try:
+            async with SimDevice(args.model, host=args.host, port=args.port, unit_id=args.unit,
+                                 tick_ms=args.tick_ms, initial=dict(args.initial),
+                                 seed=args.seed) as device:
+                for fault in args.fault:
+                    device.faults.enable(fault)
+                print(f"listening host={args.host} port={device.port} model={args.model}",
+                      flush=True)
+                await stop.wait()
+        except (SimulatorError, ValueError, KeyError) as exc:
+            print(f"error: {exc}", flush=True)
+            return 1
     return 0
 
 

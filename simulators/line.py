@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from types import TracebackType
 
 from pymodbus.framer import FramerType
 from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 
+from simulators.lifecycle import Served
 from simulators.server import SimDevice, SimulatorError
 
 log = logging.getLogger(__name__)
@@ -28,7 +28,7 @@ DEFAULT_BAUD = 19200
 """Modbus over Serial Line v1.02, 2.5.1: 19200 bps is the required default rate."""
 
 
-class SimLine:
+class SimLine(Served):
     """Devices on one RTU line: `serial` a device path, else TCP on host:port (0: ephemeral)."""
 
     def __init__(self, devices: Sequence[SimDevice], *, serial: str | None = None,
@@ -45,14 +45,6 @@ class SimLine:
 
     def device(self, unit_id: int) -> SimDevice:
         return next(d for d in self.devices if d.unit_id == unit_id)
-
-    async def __aenter__(self) -> SimLine:
-        await self.start()
-        return self
-
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> None:
-        await self.stop()
 
     async def start(self) -> None:
         """Serve and run every device's model; raises SimulatorError if it cannot serve."""

@@ -1,12 +1,12 @@
 """A simulated Modbus TCP device: a process model behind a real pymodbus server, with faults.
 
 Theory of operation:
-- The device owns a register image (our tables, sparse dicts) and the model state. pymodbus 3.16
-  keeps its own copy of the registers (SimDevice/SimData); its documented `action` hook is called on
-  every request with the live register list, *before* a write is applied. The hook (1) applies
-  request faults (exception, latency), (2) takes client writes into our image and the model, and
-  (3) copies our image into pymodbus's list for the addresses requested. So our image is the truth
-  and pymodbus only frames requests.
+- The device owns a register image (our tables, sparse dicts: simulators/image.py) and the model
+  state. pymodbus 3.16 keeps its own copy of the registers (SimDevice/SimData); its documented
+  `action` hook is called on every request with the live register list, *before* a write is
+  applied. The hook (1) applies request faults (exception, latency), (2) takes client writes into
+  our image and the model, and (3) copies our image into pymodbus's list for the addresses
+  requested. So our image is the truth and pymodbus only frames requests.
 - Addressing: SimData address N is PDU address N (pymodbus 3.16, no 1-offset any more); bit tables
   use bit addressing (coil 13 is bit 13). tests/simulators/test_server.py proves it on the wire.
 - A tick task advances the model by the elapsed time and publishes every point into the image,
@@ -16,8 +16,9 @@ Theory of operation:
   faults.Control.DROP_FOR_MS / HANG_FOR_MS).
 - HANG is a hung PLC: connections are accepted and kept open, but every request received while it
   lasts is swallowed — never answered, never applied, not even after the hang ends — while the
-  process model keeps running. (A SIGSTOPped simulator process is the other kind of hang: the kernel
-  queues the requests, and they are answered and applied late on SIGCONT.)
+  process model keeps running (the TCP server that DROP and HANG act on: simulators/tcp_server.py).
+  (A SIGSTOPped simulator process is the other kind of hang: the kernel queues the requests, and
+  they are answered and applied late on SIGCONT.)
 """
 from __future__ import annotations
 
@@ -27,23 +28,23 @@ import logging
 import random
 import time
 from collections.abc import Mapping
-from types import TracebackType
 from typing import Any, NamedTuple
 
 from pymodbus.constants import ExcCodes
-from pymodbus.server import ModbusTcpServer
-from pymodbus.server.requesthandler import ServerRequestHandler
 from pymodbus.simulator import DataType as PmDataType
 from pymodbus.simulator import SimData
 from pymodbus.simulator import SimDevice as PmSimDevice
 
-from contracts.schema import Direction, Point, Table
+from contracts.schema import Direction, Table
 from contracts.types import PointName, Value
 from simulators.faults import (
     CONTROL_BASE, CONTROL_COUNT, Fault, FaultSettings, FaultSwitch, from_registers, perturb,
     to_registers,
 )
-from simulators.models import ProcessModel, decode, encode, model_for, swap_words
+from simulators.image import RegisterImage
+from simulators.lifecycle import Served
+from simulators.models import ProcessModel, model_for
+from simulators.tcp_server import FaultyServer
 
 log = logging.getLogger(__name__)
 
@@ -72,37 +73,7 @@ class WriteRecord(NamedTuple):
     values: tuple[int | bool, ...]
 
 
-class _Handler(ServerRequestHandler):
-    """Per-connection handler that hangs up at once while the device refuses connections (DROP),
-    and swallows what it receives while the device hangs (HANG)."""
-
-    def callback_connected(self) -> None:
-        super().callback_connected()
-        if self.server.refusing():
-            self.close()
-
-    def callback_data(self, data: bytes, addr: tuple[str, int] | None = None) -> int:
-        if self.server.hanging():
-            return len(data)  # consumed and forgotten: no answer, no write applied
-        return int(super().callback_data(data, addr))
-
-
-class _Server(ModbusTcpServer):
-    def __init__(self, device: PmSimDevice, *, address: tuple[str, int], refusing: Any,
-                 hanging: Any) -> None:
-        super().__init__(device, address=address)
-        self.refusing, self.hanging = refusing, hanging
-
-    def callback_new_connection(self) -> _Handler:
-        return _Handler(self, self.trace_packet, self.trace_pdu,  # type: ignore[no-untyped-call]
-                        self.trace_connect)
-
-    def hang_up_all(self) -> None:
-        for connection in list(self.active_connections.values()):
-            connection.close()
-
-
-class SimDevice:
+class SimDevice(Served):
     """A simulated device serving `model` on Modbus TCP; use as `async with SimDevice("tank") as d`.
 
     `port=0` binds an ephemeral port, read back as `.port`. `initial` sets engineering values
@@ -117,13 +88,12 @@ class SimDevice:
         self.host, self.unit_id, self.tick_s, self.time_scale = host, unit_id, tick_ms / 1000, time_scale
         self._requested_port = port
         self._state = self.model.initial(initial)
-        self._bits: dict[Table, dict[int, bool]] = {Table.COIL: {}, Table.DISCRETE: {}}
-        self._regs: dict[Table, dict[int, int]] = {Table.HOLDING: {}, Table.INPUT: {}}
+        self._image = RegisterImage()
         self._rng = random.Random(seed)
         self.faults = FaultSwitch()
         self.faults.subscribe(self._on_faults_changed)
         self.write_log: list[WriteRecord] = []
-        self._server: _Server | None = None
+        self._server: FaultyServer | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._delayed: set[asyncio.Task[Any]] = set()
         self._drop_timer: asyncio.TimerHandle | None = None
@@ -131,19 +101,11 @@ class SimDevice:
         self.port = 0
         self._publish()
 
-    # -- lifecycle ------------------------------------------------------------------------------
-
-    async def __aenter__(self) -> SimDevice:
-        await self.start()
-        return self
-
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> None:
-        await self.stop()
+    # -- lifecycle (async with: simulators/lifecycle.py) ---------------------------------------
 
     async def start(self) -> None:
         """Bind and serve; raises SimulatorError if the address cannot be bound."""
-        self._server = _Server(self._pymodbus_device(), address=(self.host, self._requested_port),
+        self._server = FaultyServer(self._pymodbus_device(), address=(self.host, self._requested_port),
                                refusing=lambda: self.faults.settings.has(Fault.DROP),
                                hanging=lambda: self.faults.settings.has(Fault.HANG))
         try:
@@ -228,18 +190,11 @@ class SimDevice:
         for point in self.model.points:
             value = values[point.name]
             if point.table.is_bit:
-                self._bits[point.table][point.address] = bool(value)
+                self._image.store_bit(point, bool(value))
                 continue
             if point.name in spans:
                 value = perturb(float(value), spans[point.name], settings, self._rng)
-            self._store_words(point, value, settings)
-
-    def _store_words(self, point: Point, value: Value, settings: FaultSettings) -> None:
-        words = encode(point, value)
-        if settings.has(Fault.SWAP_WORDS) and len(words) > 1:
-            words = swap_words(words)
-        for i, word in enumerate(words):
-            self._regs[point.table][point.address + i] = word
+            self._image.store_words(point, value, swap=settings.has(Fault.SWAP_WORDS))
 
     # -- the Modbus side ------------------------------------------------------------------------
 
@@ -254,9 +209,10 @@ class SimDevice:
             if (refused := self._accept_write(table, address, written, control)) is not None:
                 return refused
         if table.is_bit:
-            self._fill_bits(table, start, address // 16, count, registers)
+            self._image.fill_bits(table, start, address // 16, count, registers)
         else:
-            self._fill_registers(table, start, address, count, registers)
+            self._image.fill_registers(table, start, address, count, registers,
+                                       to_registers(self.faults.settings))
         return None
 
     async def _request_faults(self) -> ExcCodes | None:
@@ -285,11 +241,7 @@ class SimDevice:
                 return ExcCodes.ILLEGAL_VALUE
             return None
         self.write_log.append(WriteRecord(time.time(), table, address, tuple(written)))
-        for i, value in enumerate(written):
-            if table.is_bit:
-                self._bits[table][address + i] = bool(value)
-            else:
-                self._regs[table][address + i] = int(value)
+        self._image.write(table, address, written)
         self._take_written_points(table, address, address + len(written) - 1)
         self._publish()  # read-backs (e.g. pump_speed_feedback) follow the write at once
         return None
@@ -300,30 +252,8 @@ class SimDevice:
                 continue
             if point.address > last or point.last_address < first:
                 continue
-            if table.is_bit:
-                value: Value = self._bits[table].get(point.address, False)
-            else:
-                span = range(point.address, point.last_address + 1)
-                value = decode(point, [self._regs[table].get(a, 0) for a in span])
-            self._state = self.model.with_value(self._state, point.name, value)
-
-    def _fill_registers(self, table: Table, start: int, address: int, count: int,
-                        registers: list[int]) -> None:
-        image = self._regs[table]
-        control = to_registers(self.faults.settings)
-        for a in range(address, address + count):
-            if a >= CONTROL_BASE:
-                registers[a - start] = control[a - CONTROL_BASE]
-            else:
-                registers[a - start] = image.get(a, 0)
-
-    def _fill_bits(self, table: Table, start: int, first_word: int, count: int,
-                   registers: list[int]) -> None:
-        # pymodbus packs 16 bits per word, bit 0 first (pymodbus.simulator.simutils.bitsToRegisters).
-        image = self._bits[table]
-        for word in range(first_word, first_word + count):
-            bits = (image.get(word * 16 + k, False) for k in range(16))
-            registers[word - start] = sum(1 << k for k, bit in enumerate(bits) if bit)
+            self._state = self.model.with_value(self._state, point.name,
+                                                self._image.value_of(point))
 
     # -- faults that act on connections ---------------------------------------------------------
 
