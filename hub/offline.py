@@ -7,10 +7,9 @@ recomputed exactly (the engine is pure).
 
 Reconciliation (here): once the journal has caught up, the actual entries since the device went
 offline replace the projection of each contract (its own entries: they are tagged); hub/reconcile.py
-measures the divergence, one reconciliation per contract. The outage's actual
-history is folded as its journal arrives (hub/actual_history.py), so the reconciliation need not
-read it back; any doubt
-(a batch out of line, a store rollback) drops the fold and the journal is read instead.
+measures the divergence, one reconciliation per contract. The outage's actual history is folded
+as its journal arrives (hub/actual_history.py), so the reconciliation need not read it back; any
+doubt (a batch out of line, a store rollback) drops the fold and the journal is read instead.
 
 Replanning (hub/replanner.py): a divergence goes to the policy for its failure category
 (hub/planner.py); the decision is recorded and audited.
