@@ -44,11 +44,12 @@ from hub.history_api import get_reconciliation, list_audit, list_reconciliations
 from hub.metrics import CONTENT_TYPE, HubMetrics, LatencyMiddleware
 from hub.operator_api import ack_alarm, list_alarms, reset_device, resume_contract
 from hub.plans import Planner
+from hub.refusals import RequestRefused
 from hub.rollout import Deployments
 from hub import rollout_engine
 from hub.series import DecodedRows
 from hub.series_window import SeriesWindows
-from hub.service import HubService, RequestRefused
+from hub.service import HubService
 from hub.store import NotFound
 from hub.views import DEFAULT_SILENCE_MS
 

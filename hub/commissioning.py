@@ -31,7 +31,8 @@ from contracts.types import EpochMs
 from hub import inbound
 from hub.audit import AuditAction, AuditEntry, Outcome, log_entry
 from hub.inbound import BadBody
-from hub.service import HubService, PublishFailed
+from hub.refusals import PublishFailed
+from hub.service import HubService
 from hub.store import HubStore
 from hub.store.commissioning import CommissioningRecord
 

@@ -9,7 +9,7 @@
     │                               something the hub cannot read or place. The sync dispatcher
     │                               logs it, counts it (fieldpact_hub_remote_protocol_errors) and
     │                               carries on: it never raises out of the dispatcher
-    ├── RequestRefused              an operator request the hub will not carry out (hub.service);
+    ├── RequestRefused              an operator request the hub will not carry out (hub.refusals);
     │   ├── InvalidContract         422  the contract does not validate
     │   ├── WriteConflict           409  its write points overlap another active contract's
     │   ├── StaleVersion            409  not newer than the version the hub holds

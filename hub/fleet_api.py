@@ -21,7 +21,7 @@ from contracts.fleet_snapshot import Snapshot
 from contracts.limits import MAX_DOCUMENT_BYTES
 from hub import inbound
 from hub.fleet import Desired, Fleet
-from hub.service import RequestRefused
+from hub.refusals import RequestRefused
 from hub.store import Duplicate, NotFound
 from hub.store.fleet import SnapshotRecord
 

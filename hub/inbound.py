@@ -20,7 +20,8 @@ from contracts.errors import DocumentError, Issue
 from contracts.limits import clip, quote
 from contracts.loader import decode_json
 from hub.auth import PRINCIPAL_KEY, Principal
-from hub.service import HubService, RequestRefused
+from hub.refusals import RequestRefused
+from hub.service import HubService
 
 E = TypeVar("E", bound=enum.Enum)
 

@@ -7,9 +7,9 @@ recomputed exactly (the engine is pure).
 
 Reconciliation (here): once the journal has caught up, the actual entries since the device went
 offline replace the projection of each contract (its own entries: they are tagged); hub/reconcile.py
-measures the divergence, one reconciliation per contract. The outage's actual
-history is folded as its journal arrives, so the reconciliation need not read it back; any doubt
-(a batch out of line, a store rollback) drops the fold and the journal is read instead.
+measures the divergence, one reconciliation per contract. The outage's actual history is folded
+as its journal arrives (hub/actual_history.py), so the reconciliation need not read it back; any
+doubt (a batch out of line, a store rollback) drops the fold and the journal is read instead.
 
 Replanning (hub/replanner.py): a divergence goes to the policy for its failure category
 (hub/planner.py); the decision is recorded and audited.
@@ -27,12 +27,12 @@ from contracts.journal_events import BodyError, BootBody, InputBody, belongs_to,
 from contracts.schema import Contract
 from contracts.schema_parse import parse_contract
 from contracts.types import EpochMs
+from hub.actual_history import Actual, fold_rows
 from hub.audit import AuditAction, DecisionAudit
 from hub.planner import Decision
 from hub.policy import FailureCategory, Policy, RetryConfig
 from hub.projector import ProjectionInputs, Projector
-from hub.reconcile import (Actual, Report, fold_rows, reconcile,
-                           reconcile_actual)
+from hub.reconcile import Report, reconcile, reconcile_actual
 from hub.replanner import Replanner
 from hub.service import HubService
 from hub.states import ContractStatus

@@ -23,7 +23,7 @@ from contracts.limits import clip
 from hub.alarms import AlarmKind
 from hub import inbound
 from hub.inbound import BadBody
-from hub.service import RequestRefused
+from hub.refusals import RequestRefused
 from hub.store import Alarm
 
 MAX_REASON = 500

@@ -22,8 +22,9 @@ from contracts.topics import check_id
 from hub.audit import AuditAction, AuditEntry, Outcome, log_entry
 from hub import inbound
 from hub.device_endpoints import DeviceEndpoint, EndpointsInvalid, parse_endpoints
+from hub.refusals import RequestRefused
 from hub.registry import DeviceRegistry, RegisteredDevice, RegistryRefused
-from hub.service import HubService, RequestRefused
+from hub.service import HubService
 
 MAX_BODY_BYTES = 16 * 1024
 """A registration is an id, a site, a few labels and a 52-character key: 16 KiB is generous."""

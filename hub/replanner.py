@@ -25,7 +25,8 @@ from hub.audit import AuditAction, DecisionAudit
 from hub.lineage import after_retry, source_version
 from hub.planner import Decision, decide
 from hub.policy import FailureCategory, Policy, PolicyAction, RetryConfig
-from hub.service import HubService, RequestRefused
+from hub.refusals import RequestRefused
+from hub.service import HubService
 from hub.states import ContractStatus
 from hub.store import ContractRecord, HubStore, NotFound
 

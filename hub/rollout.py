@@ -34,9 +34,9 @@ from contracts.types import EpochMs
 from hub.audit import AuditAction, AuditEntry, Outcome, log_entry
 from hub.fleet import Fleet
 from hub.plans import Planner
+from hub.refusals import RequestRefused
 from hub.rollout_gate import parse_health
 from hub.rollout_views import ViewCache
-from hub.service import RequestRefused
 from hub.states import (RESUME_EVENTS, DeploymentEvent, DeploymentState, ExecutionState,
                         IllegalTransition, transition)
 from hub.store import HubStore, NotFound

@@ -17,12 +17,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from hub.refusals import RequestRefused
 from hub.rollout_alone import pending, resolved
 from hub.rollout_flow import JUDGED, TOUCHED, verify_deadline
 from hub.rollout_gate import HealthSpec, parse_health
 from hub.rollout_progress import Progress, Slices
 from hub.rollout_steps import LATCHED
-from hub.service import RequestRefused
 from hub.states import DeploymentState, ExecutionState
 from hub.store.deployments import DeploymentRecord, ExecutionRecord
 

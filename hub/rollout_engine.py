@@ -37,6 +37,7 @@ from typing import Any
 from contracts.types import EpochMs
 from hub.audit import AuditAction, AuditEntry, Outcome, log_entry
 from hub.fleet import Fleet
+from hub.refusals import RequestRefused
 from hub.rollout_alone import AloneRollback
 from hub.rollout_converge import Returns
 from hub.rollout_flow import Flow
@@ -44,7 +45,7 @@ from hub.rollout_gate import HealthJudge
 from hub.rollout_progress import merge
 from hub.rollout_push import Issuer
 from hub.rollout_steps import DeviceSteps
-from hub.service import HubService, RequestRefused
+from hub.service import HubService
 from hub.states import DeploymentEvent, DeploymentState
 from hub.store import HubStore
 from hub.store.deployments import DeploymentRecord, ExecutionRecord, StepRecord

@@ -26,7 +26,8 @@ from contracts.schema_parse import parse_contract
 from contracts.schema_serialize import to_mapping
 from contracts.types import EpochMs
 from hub.fleet import Fleet
-from hub.service import HubService, PublishFailed
+from hub.refusals import PublishFailed
+from hub.service import HubService
 from hub.states import ContractEvent, ContractStatus
 from hub.store import NotFound, contract_id
 from hub.store.deployments import DeploymentRecord, ExecutionRecord

@@ -28,10 +28,10 @@ from contracts.rollout_spec import Gate
 from contracts.types import EpochMs
 from hub.drift import OFFLINE_STATES
 from hub.live import LiveValues
+from hub.refusals import IllegalRequest
 from hub.rollout_gate import (FALLBACK_GATE, UNPROVEN, Health, HealthJudge, HealthSpec,
                               evidence_view, unproven)
 from hub.rollout_push import Issuer
-from hub.service import IllegalRequest
 from hub.states import ContractStatus, DeviceState, ExecutionEvent, ExecutionState, transition
 from hub.store import HubStore, NotFound
 from hub.store.deployments import DeploymentRecord, ExecutionRecord, StepRecord

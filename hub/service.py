@@ -19,8 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterable, Mapping
-from http import HTTPStatus
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from contracts.codec import content_hash
@@ -35,13 +34,19 @@ from hub.admission import absorbs, conflict_issues, stale_version, write_conflic
 from hub.audit import AuditAction, AuditEntry, Outcome, log_entry
 from hub.alarms import DEVICE_RESET_CLEARS
 from hub.claims import UNKNOWN_DEVICE
-from hub.errors import HubError, RemoteErrorCounts
+from hub.errors import RemoteErrorCounts
 from hub.live import LiveValues
 from hub.publisher import Publisher
+from hub.refusals import (IllegalRequest, InvalidContract, PublishFailed, RequestRefused,
+                          StaleVersion, WriteConflict)
 from hub.registry import DeviceRegistry
 from hub.states import ContractEvent, ContractStatus, DeviceEvent, IllegalTransition, transition
 from hub.store import Alarm, ContractRecord, DeviceRecord, Duplicate, HubStore, contract_id
 from hub.worker import CpuWorker
+
+# The refusals live in hub/refusals.py; re-exported here, where they were first defined.
+__all__ = ["RESUMABLE", "Clock", "HubService", "IllegalRequest", "InvalidContract", "PublishFailed",
+           "RequestRefused", "Signer", "StaleVersion", "WriteConflict"]
 
 log = logging.getLogger("fieldpact.hub.service")
 
@@ -50,41 +55,6 @@ RESUMABLE = frozenset({ContractStatus.TRIPPED, ContractStatus.HELD})
 
 Signer = Callable[[Contract], bytes]
 Clock = Callable[[], EpochMs]
-
-
-class RequestRefused(HubError):
-    """An operator request the hub will not carry out. `status` is the HTTP status to answer with;
-    `issues` say where and why (path + reason)."""
-
-    status: HTTPStatus = HTTPStatus.BAD_REQUEST
-
-    def __init__(self, message: str, issues: Iterable[Issue] = ()) -> None:
-        self.message, self.issues = message, tuple(issues)
-        super().__init__(message)
-
-
-class InvalidContract(RequestRefused):
-    status = HTTPStatus.UNPROCESSABLE_ENTITY
-
-
-class WriteConflict(RequestRefused):
-    status = HTTPStatus.CONFLICT
-
-
-class StaleVersion(RequestRefused):
-    status = HTTPStatus.CONFLICT
-
-
-class IllegalRequest(RequestRefused):
-    """The contract's status does not allow the request (e.g. hold a completed contract)."""
-
-    status = HTTPStatus.CONFLICT
-
-
-class PublishFailed(RequestRefused):
-    """The request was accepted but could not be sent to the agent; nothing changed state."""
-
-    status = HTTPStatus.SERVICE_UNAVAILABLE
 
 
 class HubService:

@@ -7,7 +7,7 @@ Rules:
   inside [from_ms, to_ms], then the value at to_ms, interpolated between the samples around it
   (the model is linear between samples unless a range clamps it); thinned evenly to MAX_SAMPLES.
   A chart joins them with straight lines.
-- Actual: the journal's good readings as the outage is folded (hub/reconcile.py calls `Trail`
+- Actual: the journal's good readings as the outage is folded (hub/actual_history.py calls `Trail`
   with each entry): the values in force at the first entry at or after each sample time. The
   interval starts at MIN_STEP_MS; whenever more than 2 * MAX_SAMPLES are held, every other one is
   dropped and the interval becomes that of those kept (at least twice what it was): a day-long outage costs the fold one comparison per entry and keeps

@@ -20,8 +20,8 @@ from hub.api import ROUTES
 from hub.auth import ApiRole
 
 from . import deployment_views as views
+from .browser_page import browser_tab, needs_chromium
 from .conftest import TOKENS
-from .test_webui import CHROMIUM, CHROMIUM_ARGS, UI_TIMEOUT_MS, needs_chromium
 
 SHOT = "/tmp/deploy-view.png"
 
@@ -64,20 +64,11 @@ async def deployments() -> Deployments:
 
 @pytest.fixture
 async def page(client: httpx.AsyncClient, deployments: Deployments) -> AsyncIterator[Any]:
-    from playwright.async_api import async_playwright
-    async with async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            tab = await browser.new_page(viewport={"width": 1600, "height": 1400})
-            tab.set_default_timeout(UI_TIMEOUT_MS)
-            await tab.route("**/api/deployments", deployments.answer)
-            await tab.route("**/api/deployments/**", deployments.answer)
-            await tab.goto(str(client.base_url).rstrip("/") + "/")
-            await tab.fill("#token", TOKENS[ApiRole.OPERATOR])
-            await tab.click("#login button[type=submit]")
-            yield tab
-        finally:
-            await browser.close()
+    routes = [("**/api/deployments", deployments.answer),
+              ("**/api/deployments/**", deployments.answer)]
+    async with browser_tab(str(client.base_url).rstrip("/"), height=1400,
+                           token=TOKENS[ApiRole.OPERATOR], routes=routes) as tab:
+        yield tab
 
 
 @needs_chromium
@@ -243,8 +234,6 @@ async def test_a_hub_without_deployments_is_said_so(page: Any) -> None:
 async def real_page(service: Any, auth_config: Any) -> AsyncIterator[tuple[Any, httpx.AsyncClient]]:
     """The page on a hub with the real deployment API (engine off: the states are the requests'),
     five registered tank devices and a snapshot over them; and an admin client of that hub."""
-    from playwright.async_api import async_playwright
-
     from hub.api import create_app
     from tests.contracts.fleet_docs import tank_binding, tank_design
 
@@ -259,17 +248,8 @@ async def real_page(service: Any, auth_config: Any) -> AsyncIterator[tuple[Any, 
         for path, body in (("/api/designs", tank_design()),
                            ("/api/bindings", tank_binding("all", {"site": "s1"}))):
             assert (await http.post(path, json=body)).status_code == 201
-        async with async_playwright() as pw:
-            browser = await pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-            try:
-                tab = await browser.new_page(viewport={"width": 1600, "height": 1400})
-                tab.set_default_timeout(UI_TIMEOUT_MS)
-                await tab.goto(url + "/")
-                await tab.fill("#token", TOKENS[ApiRole.OPERATOR])
-                await tab.click("#login button[type=submit]")
-                yield tab, http
-            finally:
-                await browser.close()
+        async with browser_tab(url, height=1400, token=TOKENS[ApiRole.OPERATOR]) as tab:
+            yield tab, http
 
 
 @pytest.mark.skipif(not any(r.path == "/api/deployments" for r in ROUTES),

@@ -9,7 +9,7 @@ import pytest
 
 from . import deployment_views as views
 from .test_deploy_view import Deployments, page  # noqa: F401  (the page over these views)
-from .test_webui import needs_chromium
+from .browser_page import needs_chromium
 
 PS7 = "pump-station-7"
 

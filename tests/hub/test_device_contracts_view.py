@@ -15,9 +15,9 @@ import pytest
 from fieldpact.loopback import DeviceSpec, LocalSite
 from hub.states import ContractStatus, DeviceState
 from tests.agent.test_multi_contract import _valve
+from tests.hub.browser_page import browser_tab, needs_chromium
 from tests.hub.sync_helpers import contract_status
 from tests.hub.test_fault_words_e2e import READ_WORDS, _mistyped
-from tests.hub.test_webui import CHROMIUM, CHROMIUM_ARGS, needs_chromium
 
 pytestmark = pytest.mark.slow
 
@@ -28,18 +28,9 @@ PAGE_TIMEOUT_MS = 15_000  # a refresh is every 2 s; the hub and agent share a lo
 
 @asynccontextmanager
 async def _page(site: LocalSite) -> AsyncIterator[Any]:
-    from playwright.async_api import async_playwright
-    async with async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            tab = await browser.new_page(viewport={"width": 1600, "height": 1200})
-            tab.set_default_timeout(PAGE_TIMEOUT_MS)
-            await tab.goto(site.api_url + "/")
-            await tab.fill("#token", site.viewer_token)
-            await tab.click("#login button[type=submit]")
-            yield tab
-        finally:
-            await browser.close()
+    async with browser_tab(site.api_url, height=1200, token=site.viewer_token,
+                           timeout_ms=PAGE_TIMEOUT_MS) as tab:
+        yield tab
 
 
 def _flow_mistyped() -> dict[str, Any]:

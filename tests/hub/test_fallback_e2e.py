@@ -8,12 +8,14 @@ the hub is cut off: applied when the journal arrives, and nothing re-issues @3 o
 """
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from contracts.rollout_health import Gate, Health, HealthSpec
+from contracts.rollout_health import Gate, Health, HealthSpec, Verdict
 from fieldpact.loopback import DeviceSpec, LocalSite
 from hub.states import DeviceState
 from hub.alarms import AlarmKind
@@ -46,6 +48,25 @@ async def _running_v3(site: LocalSite) -> tuple[Any, Any, int]:
     return v2, v3, pushed_ms
 
 
+@asynccontextmanager
+async def _at_v3(tmp_path: Path,
+                 silence_timeout_s: float) -> AsyncIterator[tuple[LocalSite, Any, Any, int]]:
+    """A site of one tank device (level 1.0) running @3 over its known-good @2 (`_running_v3`):
+    (the site, v2, v3, @3's push time)."""
+    spec = DeviceSpec(id=DEVICE, model="tank", initial={"level": 1.0})
+    async with LocalSite(tmp_path, [spec], silence_timeout_s=silence_timeout_s) as site:
+        yield (site, *await _running_v3(site))
+
+
+def _verdict(site: LocalSite, pushed_hash: str, pushed_ms: int, canary: bool) -> Verdict:
+    """The hub's health verdict on @3 now, over a 60 s window from its push."""
+    hub = site.hub
+    assert hub is not None and hub.sync is not None
+    return HealthJudge(hub.store, hub.sync.live).judge(
+        DEVICE, V3, pushed_hash, pushed_ms, HealthSpec(window_ms=60_000), hub.clock(),
+        canary=canary)
+
+
 def _doc(version: int, **extra: Any) -> dict[str, Any]:
     doc = tank_document(device=DEVICE, site="north-field", version=version, **extra)
     for p in doc["points"]:
@@ -57,11 +78,9 @@ def _doc(version: int, **extra: Any) -> dict[str, Any]:
 
 async def test_a_device_that_fell_back_shows_failed_held_alarmed_audited_and_gated(
         tmp_path: Path) -> None:
-    spec = DeviceSpec(id=DEVICE, model="tank", initial={"level": 1.0})
-    async with LocalSite(tmp_path, [spec], silence_timeout_s=30) as site:
+    async with _at_v3(tmp_path, silence_timeout_s=30) as (site, v2, v3, pushed_ms):
         hub = site.hub
         assert hub is not None and hub.sync is not None
-        v2, v3, pushed_ms = await _running_v3(site)
         site.devices[DEVICE].sim.set("level", 5.0)  # out of @3's range, within @2's
         await eventually(lambda: contract_status(hub.store, V2) is ContractStatus.HELD, 30,
                          "the known-good reinstated, held")
@@ -70,9 +89,7 @@ async def test_a_device_that_fell_back_shows_failed_held_alarmed_audited_and_gat
         audit = [e for e in hub.store.audit.find(device=DEVICE) if e.action is AuditAction.FALLBACK]
         trips = [e.seq for e in hub.store.journal.entries(DEVICE)
                  if e.body.get("event") == "guard_trip" and e.body.get("of") == "tank-fill"]
-        verdict = HealthJudge(hub.store, hub.sync.live).judge(
-            DEVICE, V3, v3.content_hash, pushed_ms, HealthSpec(window_ms=60_000), hub.clock(),
-            canary=True)
+        verdict = _verdict(site, v3.content_hash, pushed_ms, canary=True)
         site.devices[DEVICE].sim.set("level", 2.0)
         await eventually(lambda: (hub.sync is not None and DEVICE in hub.sync.live
                                   and abs(hub.sync.live[DEVICE].values.get("level", 0) - 2.0) < 0.1),
@@ -95,11 +112,9 @@ async def test_a_device_that_fell_back_shows_failed_held_alarmed_audited_and_gat
 
 async def test_a_fallback_while_the_hub_is_cut_off_is_applied_when_the_journal_arrives(
         tmp_path: Path) -> None:
-    spec = DeviceSpec(id=DEVICE, model="tank", initial={"level": 1.0})
-    async with LocalSite(tmp_path, [spec], silence_timeout_s=3) as site:
+    async with _at_v3(tmp_path, silence_timeout_s=3) as (site, v2, v3, pushed_ms):
         hub = site.hub
         assert hub is not None and hub.sync is not None
-        v2, v3, pushed_ms = await _running_v3(site)
         dev = site.devices[DEVICE]
         await dev.cut.cut()
         await eventually(lambda: site.device_state(DEVICE) is DeviceState.PROJECTED, 20,
@@ -113,9 +128,7 @@ async def test_a_fallback_while_the_hub_is_cut_off_is_applied_when_the_journal_a
         await eventually(lambda: contract_status(hub.store, V2) is ContractStatus.HELD, 30,
                          "the known-good reinstated, held, once the journal arrived")
         await eventually(lambda: site.device_state(DEVICE) is DeviceState.LIVE, 30, "live again")
-        verdict = HealthJudge(hub.store, hub.sync.live).judge(
-            DEVICE, V3, v3.content_hash, pushed_ms, HealthSpec(window_ms=60_000), hub.clock(),
-            canary=False)
+        verdict = _verdict(site, v3.content_hash, pushed_ms, canary=False)
         highest = hub.store.contracts.highest_version("tank-fill")
         running = dev.agent.scan.segment.active.hash if dev.agent.scan.segment else None
         status = (contract_status(hub.store, V2), contract_status(hub.store, V3))

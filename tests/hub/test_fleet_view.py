@@ -17,8 +17,8 @@ from hub.auth import ApiRole
 from hub.states import DeviceEvent
 from hub.store import HubStore, JournalRow, ReconciliationRecord
 
+from .browser_page import browser_tab, needs_chromium
 from .conftest import START_MS, TOKENS, StepClock, bearer
-from .test_webui import CHROMIUM, CHROMIUM_ARGS, UI_TIMEOUT_MS, needs_chromium
 
 SHOT = "/tmp/fleet-view.png"
 HAS_DRIFT = any(r.path == "/api/drift" for r in ROUTES)
@@ -72,18 +72,9 @@ async def page(client: httpx.AsyncClient, store: HubStore,
                           headers={**bearer(ApiRole.OPERATOR), "Content-Type": "application/json"})
     assert r.status_code == 201, r.text
     _seed(store)
-    from playwright.async_api import async_playwright
-    async with async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            tab = await browser.new_page(viewport={"width": 1600, "height": 1200})
-            tab.set_default_timeout(UI_TIMEOUT_MS)
-            await tab.goto(str(client.base_url).rstrip("/") + "/")
-            await tab.fill("#token", TOKENS[ApiRole.VIEWER])
-            await tab.click("#login button[type=submit]")
-            yield tab
-        finally:
-            await browser.close()
+    async with browser_tab(str(client.base_url).rstrip("/"), height=1200,
+                           token=TOKENS[ApiRole.VIEWER]) as tab:
+        yield tab
 
 
 @needs_chromium

@@ -11,11 +11,9 @@ from typing import Any
 
 import pytest
 
-from tests.contracts.fleet_docs import tank_binding
-from tests.hub.rollout_devices import FakeAgent, online
-from tests.hub.rollout_hub import hub_process
-from tests.hub.sync_helpers import SITE
-from tests.hub.test_rollout_steps_e2e import _agents, _client, _ok, _snapshot, _until
+from tests.hub.rollout_devices import FakeAgent
+from tests.hub.rollout_http import (deploy, fleet_agents, hub_and_agents, ok, second_after_first,
+                                    tank_snapshot, view_when)
 from tests.waiting import eventually
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
@@ -29,23 +27,10 @@ BODY = {"health": {"window_s": 1}, "target": {"devices": ["r1", "r2", "r3", "r4"
 async def _second_with(tmp_path: Path, does: str) -> tuple[dict[str, Any], list[FakeAgent],
                                                             list[dict[str, Any]]]:
     """The second deployment's view once it ended, the agents, and r3's audit entries."""
-    agents = _agents(["r1", "r2", "r3", "r4"])
-    with hub_process(tmp_path) as hub:
-        async with _client(hub) as http, online(agents, hub.mqtt_port):
-            first = await _snapshot(http)
-            dep = (await _ok(http.post("/api/deployments", json={"snapshot": first, **BODY}),
-                             201))["id"]
-            await _until(http, dep, lambda v: v["state"] == "complete", "the first complete")
-            setattr(agents[2], does, True)
-            await _ok(http.post("/api/bindings", json=tank_binding("site", {"site": SITE},
-                                                                    max_rpm=1000)), 201)
-            second = (await _ok(http.post("/api/snapshots", json={"target": {"sites": [SITE]}}),
-                                201))["id"]
-            dep = (await _ok(http.post("/api/deployments", json={"snapshot": second, **BODY}),
-                             201))["id"]
-            done = await _until(http, dep, lambda v: v["state"] in ("rolled_back", "complete"),
-                                "the second ended")
-            audit = await _ok(http.get("/api/audit", params={"device": "r3"}))
+    agents = fleet_agents(["r1", "r2", "r3", "r4"])
+    async with hub_and_agents(tmp_path, agents) as (_, http):
+        done = await second_after_first(http, BODY, agents[2], does)
+        audit = await ok(http.get("/api/audit", params={"device": "r3"}))
     return done, agents, audit
 
 
@@ -101,16 +86,13 @@ async def test_a_device_tripped_under_the_threshold_stays_latched_and_is_never_p
 
 async def test_a_device_failing_alone_with_nothing_before_has_the_deployments_contract_aborted(
         tmp_path: Path) -> None:
-    agents = _agents(["r1", "r2", "r3", "r4"])
+    agents = fleet_agents(["r1", "r2", "r3", "r4"])
     agents[2].second_writer = True
-    with hub_process(tmp_path) as hub:
-        async with _client(hub) as http, online(agents, hub.mqtt_port):
-            sid = await _snapshot(http)
-            dep = (await _ok(http.post("/api/deployments", json={"snapshot": sid, **BODY}),
-                             201))["id"]
-            done = await _until(http, dep, lambda v: v["state"] in ("rolled_back", "complete"),
-                                "the deployment ended")
-            await eventually(lambda: agents[2].commands, 10, "r3 told to abort")
+    async with hub_and_agents(tmp_path, agents) as (_, http):
+        dep = await deploy(http, await tank_snapshot(http), BODY)
+        done = await view_when(http, dep, lambda v: v["state"] in ("rolled_back", "complete"),
+                               "the deployment ended")
+        await eventually(lambda: agents[2].commands, 10, "r3 told to abort")
     r3 = _r3(done)
     assert (r3["state"], r3["restored"], r3["known_good"]) == ("rolled_back", None, None)
     assert (r3["rollback"]["gate"], r3["rollback"]["result"]) == ("second_writer", "aborted")

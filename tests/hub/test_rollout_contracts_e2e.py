@@ -16,10 +16,9 @@ import httpx
 import pytest
 
 from tests.contracts.fleet_docs import tank_binding, tank_design
-from tests.hub.rollout_devices import FakeAgent, online
-from tests.hub.rollout_hub import hub_process
+from tests.hub.rollout_http import (deploy, fleet_agents, hub_and_agents, ok, site_snapshot,
+                                    view_when)
 from tests.hub.sync_helpers import SITE
-from tests.hub.test_rollout_steps_e2e import _agents, _client, _ok, _until
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -30,16 +29,15 @@ BODY = {"health": {"window_s": 1}, "target": {"devices": ["r1", "r2"]},
 async def _snapshot(http: httpx.AsyncClient, max_rpm: float, first: bool) -> str:
     """tank-fill and tank-aux on every device of the site (their writes at other addresses)."""
     if first:
-        await _ok(http.post("/api/designs", json=tank_design()), 201)
-        await _ok(http.post("/api/designs", json=tank_design(design="tank-aux")), 201)
-    await _ok(http.post("/api/bindings", json=tank_binding("site", {"site": SITE},
-                                                            max_rpm=max_rpm)), 201)
-    await _ok(http.post("/api/bindings", json=tank_binding(
+        await ok(http.post("/api/designs", json=tank_design()), 201)
+        await ok(http.post("/api/designs", json=tank_design(design="tank-aux")), 201)
+    await ok(http.post("/api/bindings", json=tank_binding("site", {"site": SITE},
+                                                          max_rpm=max_rpm)), 201)
+    await ok(http.post("/api/bindings", json=tank_binding(
         "aux", {"site": SITE}, max_rpm=max_rpm, design="tank-aux",
         points={"level": {"address": 0}, "pump_speed": {"address": 30},
                 "valve_open": {"address": 14}})), 201)
-    return str((await _ok(http.post("/api/snapshots", json={"target": {"sites": [SITE]}}),
-                          201))["id"])
+    return await site_snapshot(http)
 
 
 def _rows(view: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
@@ -48,36 +46,31 @@ def _rows(view: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
 
 async def test_each_contract_of_a_device_is_pushed_judged_and_rolled_back_on_its_own(
         tmp_path: Path) -> None:
-    agents: list[FakeAgent] = _agents(["r1", "r2"])
-    for a in agents:
-        a.several = True
-    with hub_process(tmp_path) as hub:
-        async with _client(hub) as http, online(agents, hub.mqtt_port):
-            first = await _snapshot(http, 1200, first=True)
-            dep = (await _ok(http.post("/api/deployments", json={"snapshot": first, **BODY}),
-                             201))["id"]
-            done = await _until(http, dep, lambda v: v["state"] in ("complete", "rolled_back"),
-                                "the first ended")
-            assert done["state"] == "complete", done
-            rows = _rows(done)
-            assert sorted(rows) == [(d, c) for d in ("r1", "r2")
-                                    for c in (f"tank-aux.{d}", f"tank-fill.{d}")]
-            assert {r["state"] for r in rows.values()} == {"healthy"}
-            assert rows[("r1", "tank-aux.r1")]["contract"] == "tank-aux.r1@1"
-            for w in done["waves"]:  # one device each, counted once over its two contracts
-                assert w["gate"]["status"] == "passed"
-                assert w["gate"]["counts"] == {"healthy": 1, "failed": 0, "unreachable": 0,
-                                               "skipped": 0}
-            assert sorted(agents[0].pushes) == ["tank-aux.r1@1", "tank-fill.r1@1"]
-            assert sorted(agents[1].pushes) == ["tank-aux.r2@1", "tank-fill.r2@1"]
+    agents = fleet_agents(["r1", "r2"], several=True)
+    async with hub_and_agents(tmp_path, agents) as (_, http):
+        first = await _snapshot(http, 1200, first=True)
+        dep = await deploy(http, first, BODY)
+        done = await view_when(http, dep, lambda v: v["state"] in ("complete", "rolled_back"),
+                               "the first ended")
+        assert done["state"] == "complete", done
+        rows = _rows(done)
+        assert sorted(rows) == [(d, c) for d in ("r1", "r2")
+                                for c in (f"tank-aux.{d}", f"tank-fill.{d}")]
+        assert {r["state"] for r in rows.values()} == {"healthy"}
+        assert rows[("r1", "tank-aux.r1")]["contract"] == "tank-aux.r1@1"
+        for w in done["waves"]:  # one device each, counted once over its two contracts
+            assert w["gate"]["status"] == "passed"
+            assert w["gate"]["counts"] == {"healthy": 1, "failed": 0, "unreachable": 0,
+                                           "skipped": 0}
+        assert sorted(agents[0].pushes) == ["tank-aux.r1@1", "tank-fill.r1@1"]
+        assert sorted(agents[1].pushes) == ["tank-aux.r2@1", "tank-fill.r2@1"]
 
-            agents[0].trips, agents[0].fails_only = True, "tank-aux"
-            second = await _snapshot(http, 1000, first=False)
-            dep = (await _ok(http.post("/api/deployments", json={"snapshot": second, **BODY}),
-                             201))["id"]
-            done = await _until(http, dep, lambda v: v["state"] == "rolled_back" and
-                                v["step"]["status"] == "done", "the second rolled back")
-            audit = await _ok(http.get("/api/audit"))
+        agents[0].trips, agents[0].fails_only = True, "tank-aux"
+        second = await _snapshot(http, 1000, first=False)
+        dep = await deploy(http, second, BODY)
+        done = await view_when(http, dep, lambda v: v["state"] == "rolled_back" and
+                               v["step"]["status"] == "done", "the second rolled back")
+        audit = await ok(http.get("/api/audit"))
     rows = _rows(done)
     fill, aux = rows[("r1", "tank-fill.r1")], rows[("r1", "tank-aux.r1")]
     # The tripped contract stays latched in its safe state (invariant 9): nothing over it.
@@ -110,21 +103,16 @@ ALONE = {"health": {"window_s": 1}, "target": {"devices": ["r1", "r2", "r3", "r4
 
 async def test_a_device_failing_one_contract_goes_back_alone_on_all_of_them(
         tmp_path: Path) -> None:
-    agents: list[FakeAgent] = _agents(["r1", "r2", "r3", "r4"])
-    for a in agents:
-        a.several = True
-    with hub_process(tmp_path) as hub:
-        async with _client(hub) as http, online(agents, hub.mqtt_port):
-            first = await _snapshot(http, 1200, first=True)
-            dep = (await _ok(http.post("/api/deployments", json={"snapshot": first, **ALONE}),
-                             201))["id"]
-            await _until(http, dep, lambda v: v["state"] == "complete", "the first complete")
-            agents[2].second_writer, agents[2].fails_only = True, "tank-aux"
-            second = await _snapshot(http, 1000, first=False)
-            dep = (await _ok(http.post("/api/deployments", json={"snapshot": second, **ALONE}),
-                             201))["id"]
-            done = await _until(http, dep, lambda v: v["state"] in ("rolled_back", "complete"),
-                                "the second ended")
+    agents = fleet_agents(["r1", "r2", "r3", "r4"], several=True)
+    async with hub_and_agents(tmp_path, agents) as (_, http):
+        first = await _snapshot(http, 1200, first=True)
+        dep = await deploy(http, first, ALONE)
+        await view_when(http, dep, lambda v: v["state"] == "complete", "the first complete")
+        agents[2].second_writer, agents[2].fails_only = True, "tank-aux"
+        second = await _snapshot(http, 1000, first=False)
+        dep = await deploy(http, second, ALONE)
+        done = await view_when(http, dep, lambda v: v["state"] in ("rolled_back", "complete"),
+                               "the second ended")
     assert done["state"] == "complete" and done["rollback"] is None  # it went on
     gate = done["waves"][1]["gate"]
     assert (gate["status"], gate["counts"]["failed"], gate["counts"]["healthy"]) == (
@@ -154,24 +142,18 @@ def _pushed_devices(view: dict[str, Any], wave: int) -> set[str]:
 
 async def test_a_hub_killed_mid_wave_pushes_each_contract_once_paced_per_device(
         tmp_path: Path) -> None:
-    agents: list[FakeAgent] = _agents(["r1", "r2", "r3", "r4"])
-    for a in agents:
-        a.several = True
-    with hub_process(tmp_path) as hub:
-        async with _client(hub) as http, online(agents, hub.mqtt_port):
-            sid = await _snapshot(http, 1200, first=True)
-            dep = (await _ok(http.post("/api/deployments", json={
-                "snapshot": sid, "health": {"window_s": 1},
-                "target": {"devices": ["r1", "r2", "r3", "r4"]},
-                "strategy": {"canary": {"count": 1}, "waves": {"rate_per_min": 20}}}),
-                201))["id"]
-            # Wave 1's three devices are due 3 s apart, both contracts of each together.
-            await _until(http, dep, lambda v: len(_pushed_devices(v, 1)) >= 2, "two of wave 1")
-            hub.proc.kill()  # -9: no shutdown, no flush
-            hub.proc.wait(10)
-    with hub_process(tmp_path) as hub:
-        async with _client(hub) as http, online(agents, hub.mqtt_port):
-            done = await _until(http, dep, lambda v: v["state"] == "complete", "complete", 90)
+    agents = fleet_agents(["r1", "r2", "r3", "r4"], several=True)
+    async with hub_and_agents(tmp_path, agents) as (hub, http):
+        sid = await _snapshot(http, 1200, first=True)
+        dep = await deploy(http, sid, {
+            "health": {"window_s": 1}, "target": {"devices": ["r1", "r2", "r3", "r4"]},
+            "strategy": {"canary": {"count": 1}, "waves": {"rate_per_min": 20}}})
+        # Wave 1's three devices are due 3 s apart, both contracts of each together.
+        await view_when(http, dep, lambda v: len(_pushed_devices(v, 1)) >= 2, "two of wave 1")
+        hub.proc.kill()  # -9: no shutdown, no flush
+        hub.proc.wait(10)
+    async with hub_and_agents(tmp_path, agents) as (_, http):
+        done = await view_when(http, dep, lambda v: v["state"] == "complete", "complete", 90)
     for a in agents:  # each contract sent once, at version 1, across both hubs
         assert sorted(a.pushes) == [f"tank-aux.{a.device}@1", f"tank-fill.{a.device}@1"], (
             a.device, a.pushes)

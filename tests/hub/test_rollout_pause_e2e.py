@@ -11,9 +11,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.hub.rollout_devices import FakeAgent, online
-from tests.hub.rollout_hub import hub_process
-from tests.hub.test_rollout_steps_e2e import _agents, _client, _ok, _snapshot, _until
+from tests.hub.rollout_devices import FakeAgent
+from tests.hub.rollout_http import deploy, fleet_agents, hub_and_agents, tank_snapshot, view_when
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -32,11 +31,9 @@ def _step(view: dict[str, Any], name: str) -> dict[str, Any]:
 async def _pausing(http: httpx.AsyncClient, pause_s: float) -> tuple[str, dict[str, Any]]:
     """A deployment over r1 (canary) and r2 (one wave) with `pause_s`; its view once the canary's
     gate passed and the wave waits out the pause."""
-    sid = await _snapshot(http)
-    dep = str((await _ok(http.post("/api/deployments", json={"snapshot": sid,
-                                                             **_body(pause_s)}), 201))["id"])
-    view = await _until(http, dep, lambda v: v["step"] and v["step"]["name"] == "wave:1:push",
-                        "the canary's gate passed")
+    dep = await deploy(http, await tank_snapshot(http), _body(pause_s))
+    view = await view_when(http, dep, lambda v: v["step"] and v["step"]["name"] == "wave:1:push",
+                           "the canary's gate passed")
     return dep, view
 
 
@@ -58,32 +55,29 @@ def _pushed_once_not_before(agents: list[FakeAgent], until: int) -> None:
 
 async def test_the_next_wave_waits_pause_s_after_the_gate_passed_and_the_view_says_until_when(
         tmp_path: Path) -> None:
-    agents = _agents(["r1", "r2"])
-    with hub_process(tmp_path) as hub:
-        async with _client(hub) as http, online(agents, hub.mqtt_port):
-            dep, waiting = await _pausing(http, 4)
-            until = _paused_from_the_gate(waiting, 4)
-            assert [d["state"] for d in waiting["devices"] if d["device"] == "r2"] == ["queued"]
-            done = await _until(http, dep, lambda v: v["state"] == "complete", "complete")
+    agents = fleet_agents(["r1", "r2"])
+    async with hub_and_agents(tmp_path, agents) as (_, http):
+        dep, waiting = await _pausing(http, 4)
+        until = _paused_from_the_gate(waiting, 4)
+        assert [d["state"] for d in waiting["devices"] if d["device"] == "r2"] == ["queued"]
+        done = await view_when(http, dep, lambda v: v["state"] == "complete", "complete")
     _pushed_once_not_before(agents, until)
     assert done["pausing_until_ms"] is None  # no push waits any more
 
 
 async def test_a_hub_restarted_during_the_pause_waits_it_out_without_shortening_or_pushing_again(
         tmp_path: Path) -> None:
-    agents = _agents(["r1", "r2"])
-    with hub_process(tmp_path) as hub:
-        async with _client(hub) as http, online(agents, hub.mqtt_port):
-            dep, waiting = await _pausing(http, 10)
-            hub.proc.kill()  # -9 during the pause: no shutdown, no flush
-            hub.proc.wait(10)
+    agents = fleet_agents(["r1", "r2"])
+    async with hub_and_agents(tmp_path, agents) as (hub, http):
+        dep, waiting = await _pausing(http, 10)
+        hub.proc.kill()  # -9 during the pause: no shutdown, no flush
+        hub.proc.wait(10)
     until = _paused_from_the_gate(waiting, 10)
     assert agents[1].pushes == []
-    with hub_process(tmp_path) as hub:
-        async with _client(hub) as http, online(agents, hub.mqtt_port):
-            back_ms = time.time_ns() // 1_000_000
-            assert back_ms < until, "the hub came back after the pause: nothing left to prove"
-            done = await _until(http, dep, lambda v: v["state"] == "complete", "complete", 90)
+    async with hub_and_agents(tmp_path, agents) as (hub, http):
+        back_ms = time.time_ns() // 1_000_000
+        assert back_ms < until, "the hub came back after the pause: nothing left to prove"
+        done = await view_when(http, dep, lambda v: v["state"] == "complete", "complete", 90)
     _pushed_once_not_before(agents, until)
     push = _step(done, "wave:1:push")
     assert (push["index"], push["started_ms"], push["attempts"]) == (

@@ -11,9 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.hub.rollout_hub import hub_process
-from tests.hub.rollout_devices import online
-from tests.hub.test_rollout_steps_e2e import _agents, _client, _ok, _snapshot, _until
+from tests.hub.rollout_http import deploy, fleet_agents, hub_and_agents, tank_snapshot, view_when
 
 pytestmark = pytest.mark.slow
 
@@ -23,15 +21,12 @@ BODY = {"health": {"window_s": 1}, "target": {"devices": ["r1", "r2"]},
 
 
 async def _canary_that(tmp_path: Path, does: str) -> tuple[dict[str, Any], Any, Any]:
-    agents = _agents(["r1", "r2"])
+    agents = fleet_agents(["r1", "r2"])
     setattr(agents[0], does, True)
-    with hub_process(tmp_path) as hub:
-        async with _client(hub) as http, online(agents, hub.mqtt_port):
-            sid = await _snapshot(http)
-            dep = (await _ok(http.post("/api/deployments", json={"snapshot": sid, **BODY}),
-                             201))["id"]
-            done = await _until(http, dep, lambda v: v["state"] in ("rolled_back", "complete"),
-                                "the deployment ended", 30)
+    async with hub_and_agents(tmp_path, agents) as (_, http):
+        dep = await deploy(http, await tank_snapshot(http), BODY)
+        done = await view_when(http, dep, lambda v: v["state"] in ("rolled_back", "complete"),
+                               "the deployment ended", 30)
     return done, agents[0], agents[1]
 
 

@@ -19,15 +19,10 @@ from hub.auth import required_role
 from hub.states import ContractEvent, ContractStatus, DeviceEvent
 from hub.store import HubStore, ReconciliationRecord
 
+from .browser_page import browser_tab, needs_chromium, sign_in
 from .conftest import START_MS, TOKENS, ApiRole, bearer
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 SCREENSHOT = Path("/tmp/webui.png")
-UI_TIMEOUT_MS = 5000  # a refresh is every 2 s; two and a half of them is plenty on a loaded CI box
-needs_chromium = pytest.mark.skipif(not CHROMIUM.exists(),
-                                    reason=f"{CHROMIUM} missing: apt-get install chromium")
 MARKUP_SITE = '<img src=x onerror="document.title=\'pwned\'">north'
 
 
@@ -69,21 +64,8 @@ async def hub_url(client: httpx.AsyncClient, store: HubStore, tank_fill: dict[st
 
 @pytest.fixture
 async def page(hub_url: str) -> AsyncIterator[Any]:
-    from playwright.async_api import async_playwright
-    async with async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            tab = await browser.new_page(viewport={"width": 1600, "height": 1000})
-            tab.set_default_timeout(UI_TIMEOUT_MS)
-            await tab.goto(hub_url + "/")
-            yield tab
-        finally:
-            await browser.close()
-
-
-async def _sign_in(page: Any, token: str) -> None:
-    await page.fill("#token", token)
-    await page.click("#login button[type=submit]")
+    async with browser_tab(hub_url, height=1000) as tab:
+        yield tab
 
 
 def _badge(page: Any, table: str, key: str, value: str) -> Any:
@@ -94,7 +76,7 @@ def _badge(page: Any, table: str, key: str, value: str) -> Any:
 async def test_signed_in_page_shows_every_device_state_projection_and_history_as_text(
         page: Any) -> None:
     from playwright.async_api import expect
-    await _sign_in(page, TOKENS[ApiRole.VIEWER])
+    await sign_in(page, TOKENS[ApiRole.VIEWER])
     for device, state in (("pump-station-7", "LIVE"), ("booster-2", "PROJECTED"),
                           ("well-9", "RECONCILING"), ("mixer-4", "FAULT")):
         await expect(_badge(page, "devices", "device", device)).to_have_text(state)
@@ -120,7 +102,7 @@ async def test_signed_in_page_shows_every_device_state_projection_and_history_as
 @needs_chromium
 async def test_wrong_token_shows_the_hubs_refusal_and_asks_again(page: Any) -> None:
     from playwright.async_api import expect
-    await _sign_in(page, "not-a-token")
+    await sign_in(page, "not-a-token")
     await expect(page.locator("#message")).to_have_text(
         "Token refused by the hub: missing or invalid bearer token")
     await expect(page.locator("#login")).to_be_visible()
@@ -133,7 +115,7 @@ async def test_viewer_hold_click_shows_the_403_and_the_contract_stays_active(
         page: Any, store: HubStore) -> None:
     from playwright.async_api import expect
     page.on("dialog", lambda dialog: dialog.accept())
-    await _sign_in(page, TOKENS[ApiRole.VIEWER])
+    await sign_in(page, TOKENS[ApiRole.VIEWER])
     await page.click("#contracts tr[data-contract='tank-fill@3'] .action-hold")
     await expect(page.locator("#message")).to_have_text(
         "Hold tank-fill@3 on pump-station-7 refused (403): role viewer may not do this "
@@ -145,7 +127,7 @@ async def test_viewer_hold_click_shows_the_403_and_the_contract_stays_active(
 async def test_operator_hold_after_confirming_holds_the_contract_and_a_dismissed_abort_does_not(
         page: Any, store: HubStore) -> None:
     from playwright.async_api import expect
-    await _sign_in(page, TOKENS[ApiRole.OPERATOR])
+    await sign_in(page, TOKENS[ApiRole.OPERATOR])
     page.once("dialog", lambda dialog: dialog.dismiss())
     await page.click("#contracts tr[data-contract='tank-fill@3'] .action-abort")
     page.once("dialog", lambda dialog: dialog.accept())
@@ -161,7 +143,7 @@ async def test_operator_hold_after_confirming_holds_the_contract_and_a_dismissed
 async def test_page_refreshes_by_itself_and_greys_out_as_stale_when_the_hub_stops_answering(
         page: Any, store: HubStore) -> None:
     from playwright.async_api import expect
-    await _sign_in(page, TOKENS[ApiRole.VIEWER])
+    await sign_in(page, TOKENS[ApiRole.VIEWER])
     await expect(_badge(page, "devices", "device", "pump-station-7")).to_have_text("LIVE")
     store.devices.apply_event("pump-station-7", DeviceEvent.WILL, START_MS)
     await expect(_badge(page, "devices", "device", "pump-station-7")).to_have_text("PROJECTED")
@@ -212,7 +194,7 @@ async def test_alarm_banner_ack_and_a_working_resume_button_on_a_tripped_contrac
     store.contracts.apply_event("tank-fill@3", ContractEvent.TRIP, START_MS, "trip: stale:level")
     alarm = store.alarms.raise_("pump-station-7", "guard_trip", "seq 9: guard_trip reason=stale "
                               "point=level", START_MS)
-    await _sign_in(page, TOKENS[ApiRole.OPERATOR])
+    await sign_in(page, TOKENS[ApiRole.OPERATOR])
     banner = page.locator("#alarm-banner")
     await expect(banner).to_be_visible()
     await expect(banner).to_contain_text("pump-station-7: guard_trip")
@@ -237,7 +219,7 @@ async def test_a_dismissed_resume_prompt_sends_nothing_and_an_admin_resets_a_fau
         page: Any, store: HubStore, publisher: Any) -> None:
     from playwright.async_api import expect
     store.contracts.apply_event("tank-fill@3", ContractEvent.TRIP, START_MS, "trip: stale:level")
-    await _sign_in(page, TOKENS[ApiRole.ADMIN])
+    await sign_in(page, TOKENS[ApiRole.ADMIN])
     page.once("dialog", lambda dialog: dialog.dismiss())
     await page.click("#contracts tr[data-contract='tank-fill@3'] .action-resume")
     page.once("dialog", lambda dialog: dialog.accept("journal restored"))

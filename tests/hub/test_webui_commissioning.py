@@ -11,7 +11,8 @@ from hub.store import HubStore
 from hub.store.commissioning import CommissioningRecord
 
 from .conftest import START_MS, TOKENS, ApiRole
-from .test_webui import _sign_in, hub_url, needs_chromium, page  # noqa: F401 (fixtures)
+from .browser_page import needs_chromium, sign_in
+from .test_webui import hub_url, page  # noqa: F401 (fixtures)
 
 REPORT = {
     "v": 1, "contract": "tank-fill", "version": 3, "device": "pump-station-7", "started_ms": START_MS,
@@ -43,7 +44,7 @@ async def test_the_newest_report_is_shown_point_by_point_below_a_pending_request
         page: Any, store: HubStore, publisher: MemoryPublisher) -> None:  # noqa: F811
     from playwright.async_api import expect
     _seed_report(store)
-    await _sign_in(page, TOKENS[ApiRole.OPERATOR])
+    await sign_in(page, TOKENS[ApiRole.OPERATOR])
     pending = page.locator("#commissioning tr[data-commissioning='pump-station-7']")
     await expect(pending.locator(".badge")).to_have_text("PENDING")
     level = page.locator("#commissioning tr[data-point='pump-station-7/level']")
