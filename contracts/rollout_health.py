@@ -13,7 +13,10 @@ A device counts as healthy for a pushed contract only on evidence in its own sig
                fails its gate; a `rollout_fallback` — the agent fell back to its known-good
                contract by itself, interface I2 — fails as `rollout_fallback` whatever caused it);
 - `telemetry`  the expression (contracts.expr) true over the point values the journal shows at the
-               window's end, and over the live telemetry when it is newer than that;
+               window's end, and over the live telemetry when it is newer than that; the values
+               are the device's: the contract's own first, then those its other contracts
+               journaled since the accept and before the window's end (a device running several
+               contracts is judged on one condition over all its points);
 - `commissioning` for a canary asked for one, a passing commissioning report of that contract.
 The window runs from the contract's first BOOT on the device for `window_ms` of the device's own
 clock (as the agent's fallback rule measures it), and is proven passed only by an ingested entry
@@ -72,8 +75,8 @@ class HealthProof:
         self.bad: tuple[Gate, Evidence] | None = None
         self.fallback: tuple[Evidence, int | None] | None = None
         self.causes: dict[int, Evidence] = {}
-        self.view: dict[str, Evidence] = {}  # each point's latest journaled value in the window
-        self.good: dict[str, Any] = {}
+        self.own = _Values()  # each point's latest journaled value in the window
+        self.others = _Values()  # the same, journaled by the device's other contracts
         self.gap: Evidence | None = None
 
     def feed(self, records: Iterable[JournalRecord]) -> None:
@@ -98,6 +101,9 @@ class HealthProof:
             self._fallback(seq, ts, body)
         if owner == self.contract and self.active:
             self._ours(seq, ts, body)
+        elif isinstance(body, InputBody | KeyframeBody) and (
+                self.window_end is None or ts < self.window_end):
+            self.others.note(seq, ts, body)
         if self.proof is None and self.window_end is not None and ts >= self.window_end:
             self.proof = Evidence(what="window", seq=seq, ts_ms=ts, value=self.window_end)
 
@@ -137,7 +143,7 @@ class HealthProof:
         if ts >= self.window_end:
             return  # after the window: only its cycles count (above)
         if isinstance(body, InputBody | KeyframeBody):
-            self._values(seq, ts, body)
+            self.own.note(seq, ts, body)
         if self.step is None and self.spec.step is not None and entered(body, self.spec.step):
             self.step = Evidence(what="step", seq=seq, ts_ms=ts, value=self.spec.step)
         gate = bad_gate(body)
@@ -147,15 +153,6 @@ class HealthProof:
             self.causes.setdefault(seq, ev)
             if self.bad is None:
                 self.bad = (gate, ev)
-
-    def _values(self, seq: int, ts: EpochMs, body: InputBody | KeyframeBody) -> None:
-        for name, wire in body.values.items():
-            good = len(wire) == 3 and wire[1] == "good"
-            self.view[name] = Evidence(what=name, seq=seq, ts_ms=ts, value=wire[0] if good else None)
-            if good:
-                self.good[name] = wire[0]
-            else:
-                self.good.pop(name, None)
 
     def _fallback(self, seq: int, ts: EpochMs, body: Any) -> None:
         known = body.get("known_good")
@@ -230,15 +227,37 @@ class HealthProof:
             return None
         expr = parsed(self.spec.telemetry)
         names = names_in_order(expr)
-        journaled = tuple(self.view.get(n, Evidence(what=n)) for n in names)
-        verdict = condition(expr, self.good, journaled)
+        good = {**self.others.good, **self.own.good}  # the device's values, its contract's first
+        journaled = tuple(self.own.view.get(n) or self.others.view.get(n) or Evidence(what=n)
+                          for n in names)
+        verdict = condition(expr, good, journaled)
         assert self.proof is not None
         if verdict.health is Health.FAILED or live is None or live.ts_ms <= (self.proof.ts_ms or 0):
             return verdict
-        values = {**self.good, **{k: v for k, v in live.values.items()
-                                  if isinstance(v, bool | int | float)}}
+        values = {**good, **{k: v for k, v in live.values.items()
+                             if isinstance(v, bool | int | float)}}
         shown = tuple(Evidence(what=n, ts_ms=live.ts_ms, value=values.get(n)) for n in names)
         return condition(expr, values, shown)
+
+
+class _Values:
+    """Each point's latest journaled value (evidence, and the good ones as values)."""
+
+    __slots__ = ("view", "good")
+
+    def __init__(self) -> None:
+        self.view: dict[str, Evidence] = {}
+        self.good: dict[str, Any] = {}
+
+    def note(self, seq: int, ts: EpochMs, body: InputBody | KeyframeBody) -> None:
+        """`body`'s values as each point's latest (a point read BAD leaves `good`)."""
+        for name, wire in body.values.items():
+            ok = len(wire) == 3 and wire[1] == "good"
+            self.view[name] = Evidence(what=name, seq=seq, ts_ms=ts, value=wire[0] if ok else None)
+            if ok:
+                self.good[name] = wire[0]
+            else:
+                self.good.pop(name, None)
 
 
 def judge(records: Iterable[JournalRecord], *, contract: str, content_hash: str, spec: HealthSpec,
