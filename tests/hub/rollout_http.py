@@ -20,6 +20,7 @@ from tests.hub.rollout_hub import FLEET, HubProcess, hub_process
 from tests.hub.sync_helpers import SITE
 from tests.waiting import eventually
 
+
 async def ok(r: Any, status: int = 200) -> Any:
     """The JSON of the awaited response `r`, once its status is asserted to be `status`."""
     response = await r
