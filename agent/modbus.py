@@ -155,12 +155,10 @@ class ModbusLink:
         """Write with FC5 (coil), FC6 (one register) or FC16 (several). Never retried. Raises
         DeviceLinkError ("disconnected", "timeout", "exception:<code>", "not_writable", "encode")."""
         raw = encode_for_write(point, value)
-        if not self.connected:
-            raise DeviceLinkError("disconnected", f"write {point.name}={value!r}: link is down")
         where = f"write {point.name}={value!r} at unit {point.unit_id} {point.table.value}:{point.address}"
         result = await self._call(lambda client: write_call(client, point, raw), point.unit_id,
                                   point.table, point.address)
-        if result == "disconnected":
+        if result == "disconnected":  # down before it was sent, or while it queued
             raise DeviceLinkError(result, f"write {point.name}={value!r}: link is down")
         if isinstance(result, str):
             code = result.removeprefix("exception:")
